@@ -1,0 +1,73 @@
+//! Finding and loading flow files.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use hookflow_core::{CompiledFlow, Error, load_flow};
+
+/// True for the file names flow files have.
+fn is_flow_file(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+}
+
+/// The flow files named by `paths`: files as given; for a directory, the
+/// flow files directly in it, sorted (subdirectories can hold fixtures).
+pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            walk(p, &mut found).with_context(|| format!("reading {}", p.display()))?;
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() && is_flow_file(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Reads and validates one flow file.
+pub fn load(path: &Path) -> Result<std::result::Result<CompiledFlow, Error>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(load_flow(path, &text))
+}
+
+/// `hookflow validate`.
+pub fn validate(paths: &[PathBuf]) -> Result<ExitCode> {
+    let files = collect(paths)?;
+    if files.is_empty() {
+        anyhow::bail!(
+            "no flow files (*.yaml, *.yml, *.json) under {}",
+            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let mut bad = 0;
+    for f in &files {
+        match load(f)? {
+            Ok(_) => {}
+            Err(e) => {
+                bad += 1;
+                println!("{e}");
+            }
+        }
+    }
+    if bad == 0 {
+        eprintln!("{} flow file(s) valid", files.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{bad} of {} flow file(s) invalid", files.len());
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,63 @@
+//! `hookflow sign` and `hookflow verify`: Standard Webhooks from the shell.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use hookflow_core::signature::{parse_secrets, standard_sign, standard_verify};
+
+fn read_body(file: Option<&Path>) -> Result<Vec<u8>> {
+    match file {
+        None => Ok(Vec::new()),
+        Some(p) if p == Path::new("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).context("reading standard input")?;
+            Ok(buf)
+        }
+        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display())),
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
+}
+
+pub fn sign(secret: &str, id: &str, timestamp: Option<i64>, file: Option<&Path>) -> Result<ExitCode> {
+    let secrets = parse_secrets(secret).context("--secret")?;
+    let body = read_body(file)?;
+    println!("{}", standard_sign(&secrets, id, timestamp.unwrap_or_else(now), &body));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(
+    secret: &str,
+    id: &str,
+    timestamp: &str,
+    signature: &str,
+    file: Option<&Path>,
+    tolerance: u64,
+    at: Option<i64>,
+) -> Result<ExitCode> {
+    let secrets = parse_secrets(secret).context("--secret")?;
+    let body = read_body(file)?;
+    match standard_verify(
+        &secrets,
+        id,
+        timestamp,
+        signature,
+        &body,
+        at.unwrap_or_else(now),
+        Duration::from_secs(tolerance),
+    ) {
+        Ok(()) => {
+            println!("valid");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("invalid: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

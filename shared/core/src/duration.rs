@@ -1,0 +1,114 @@
+//! Human-friendly durations in flow files: `500ms`, `5s`, `2h`, `1h 30m`, or a
+//! bare number of seconds.
+
+use std::fmt;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A duration written as `5s`, `2h`, `500ms`, `1h 30m` or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Span(pub Duration);
+
+impl Span {
+    pub const fn secs(s: u64) -> Self {
+        Span(Duration::from_secs(s))
+    }
+    pub const fn millis(ms: u64) -> Self {
+        Span(Duration::from_millis(ms))
+    }
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if let Ok(n) = t.parse::<u64>() {
+            return Ok(Span::secs(n));
+        }
+        humantime::parse_duration(t)
+            .map(Span)
+            .map_err(|e| format!("invalid duration `{s}` ({e}); write e.g. `500ms`, `5s`, `10m`, `2h`"))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Span;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as `5s`, `10m`, `2h` or a number of seconds")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Span, E> {
+                Ok(Span::secs(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Span, E> {
+                u64::try_from(v).map(Span::secs).map_err(|_| E::custom("a duration cannot be negative"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Span, E> {
+                Duration::try_from_secs_f64(v)
+                    .map(Span)
+                    .map_err(|_| E::custom("a duration must be a non-negative number of seconds"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Span, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Span {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: `500ms`, `5s`, `10m`, `2h`, `1h 30m`, or a number of seconds.",
+            "oneOf": [
+                { "type": "string", "pattern": "^\\s*[0-9]+\\s*[a-zA-Z]*(\\s*[0-9]+\\s*[a-zA-Z]+)*\\s*$" },
+                { "type": "number", "minimum": 0 }
+            ]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_bare_seconds() {
+        assert_eq!("5s".parse::<Span>().unwrap(), Span::secs(5));
+        assert_eq!("2h".parse::<Span>().unwrap(), Span::secs(7200));
+        assert_eq!("500ms".parse::<Span>().unwrap(), Span::millis(500));
+        assert_eq!("1h 30m".parse::<Span>().unwrap(), Span::secs(5400));
+        assert_eq!("42".parse::<Span>().unwrap(), Span::secs(42));
+    }
+
+    #[test]
+    fn bad_durations_say_what_is_expected() {
+        let e = "5 parsecs".parse::<Span>().unwrap_err();
+        assert!(e.contains("invalid duration `5 parsecs`"), "{e}");
+        let e: Result<Span, _> = serde_json::from_str("-3");
+        assert!(e.unwrap_err().to_string().contains("negative"));
+    }
+}

@@ -1,0 +1,450 @@
+//! The flow file model: what users write, as Rust types.
+//!
+//! These types are the single source of truth for the flow language: serde
+//! reads them, `schemars` turns them into the published JSON Schema
+//! (`docs/flow.schema.json`), and [`crate::validate`] checks the rules types
+//! cannot express. Field names follow `DESIGN.md`; every struct denies unknown
+//! fields so a typo is an error, not a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::duration::Span;
+use crate::retry::RetrySpec;
+use crate::signature::{Algorithm, Encoding, HmacScheme, System};
+use crate::status::StatusPolicy;
+
+/// An insertion-ordered JSON object (serde_json's `preserve_order`), so
+/// headers and bodies keep the order the user wrote them in.
+pub type OrderedMap = serde_json::Map<String, Value>;
+
+/// A flow: a trigger and the steps it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Hookflow flow")]
+pub struct Flow {
+    /// Unique per tenant: `[a-z0-9][a-z0-9_-]*`.
+    pub id: String,
+    /// Owner of the flow; the first segment of its trigger URL.
+    pub tenant: String,
+    /// Free text for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub trigger: Trigger,
+    /// Signs every `http` step that does not say otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<SignSpec>,
+    /// The steps, run in order.
+    pub steps: Vec<Step>,
+}
+
+/// What starts the flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// Only `webhook` for now.
+    #[serde(rename = "type")]
+    pub kind: TriggerKind,
+    /// A human-readable label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The sending system; fills in its signature scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<System>,
+    /// URL suffix after `/hooks/{tenant}/`: `[A-Za-z0-9._~/-]`, no spaces.
+    pub path: String,
+    /// Allowed methods (default `[POST]`).
+    #[serde(default = "default_methods")]
+    pub methods: Vec<Method>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<InboundAuth>,
+    /// Source networks allowed to call (CIDR); empty allows all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>")]
+    pub ip_allowlist: Vec<IpNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<Idempotency>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+    #[serde(default)]
+    pub respond: TriggerRespond,
+    /// Largest accepted body in bytes (default 262144); larger gets 413.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    Webhook,
+}
+
+/// HTTP methods a trigger accepts and a step sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+fn default_methods() -> Vec<Method> {
+    vec![Method::Post]
+}
+
+/// Inbound authentication. `type` may be left out when `system:` implies it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InboundAuth {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<AuthKind>,
+    /// Name of the secret holding the key, password, token or signing secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Header carrying the credential or signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// Query parameter carrying an API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// User name for `basic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// HMAC digest (default sha256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<Algorithm>,
+    /// HMAC encoding (default hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<Encoding>,
+    /// Text before the MAC, e.g. `sha256=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// What is signed: `{body}` (default) or e.g. `{timestamp}.{body}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Header with the signed timestamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_header: Option<String>,
+    /// Accepted clock skew for signed timestamps (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<Span>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    None,
+    ApiKey,
+    Basic,
+    Bearer,
+    Hmac,
+    StandardWebhooks,
+}
+
+/// Deduplication of repeated deliveries by the caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Idempotency {
+    /// Header holding the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// Dotted path in the JSON body holding the key, e.g. `event.id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// How long a key is remembered (default 24h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Span>,
+}
+
+/// The shape the trigger expects. Advisory unless `enforce: true`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<ExpectBody>,
+    /// Reject (422) bodies that do not match `body.schema`.
+    #[serde(default)]
+    pub enforce: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectBody {
+    /// A JSON Schema for the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    /// An example body: `hookflow test --sample` runs the flow on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Value>,
+}
+
+/// How the trigger answers its caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRespond {
+    /// `async` answers at once; `sync` waits for the flow's `respond` step.
+    #[serde(default)]
+    pub mode: RespondMode,
+    /// Status of the immediate answer (200, 201, 202 or 204; default 202).
+    #[serde(default = "default_async_status")]
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "OrderedMap::is_empty")]
+    pub headers: OrderedMap,
+    /// Body of the immediate answer (default `{"event_id": …}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Body>,
+    /// How long a sync trigger waits for `respond` (default 10s, max 25s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Span>,
+}
+
+impl Default for TriggerRespond {
+    fn default() -> Self {
+        TriggerRespond {
+            mode: RespondMode::Async,
+            status: default_async_status(),
+            headers: OrderedMap::new(),
+            body: None,
+            timeout: None,
+        }
+    }
+}
+
+fn default_async_status() -> u16 {
+    202
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RespondMode {
+    #[default]
+    Async,
+    Sync,
+}
+
+/// One step of a flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Step {
+    /// Unique within the flow: `[A-Za-z_][A-Za-z0-9_]*`, used as `steps.<id>`.
+    pub id: String,
+    /// Run the step only when this expression is true.
+    #[serde(rename = "if", default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// What happens when the step fails (default `stop`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// What a step does, by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// Send a webhook.
+    Http(HttpStep),
+    /// Send a request with no body.
+    Ping(HttpStep),
+    /// Answer the caller of a sync trigger.
+    Respond(RespondStep),
+    /// Compute variables (`vars.*`).
+    Set(SetStep),
+}
+
+impl Action {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Action::Http(_) => "http",
+            Action::Ping(_) => "ping",
+            Action::Respond(_) => "respond",
+            Action::Set(_) => "set",
+        }
+    }
+
+    pub fn http(&self) -> Option<&HttpStep> {
+        match self {
+            Action::Http(h) | Action::Ping(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+/// `stop` (fail the run), `continue`, or `{goto: STEP_ID}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    Stop,
+    Continue,
+    Goto(String),
+}
+
+/// An outbound request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpStep {
+    /// Default POST.
+    #[serde(default = "default_step_method")]
+    pub method: Method,
+    /// Target URL (templated); `{name}` segments are filled from `params`.
+    pub url: String,
+    /// Endpoint parameters, each percent-encoded as one path segment.
+    #[serde(default, skip_serializing_if = "OrderedMap::is_empty")]
+    pub params: OrderedMap,
+    /// Query string parameters (templated).
+    #[serde(default, skip_serializing_if = "OrderedMap::is_empty")]
+    pub query: OrderedMap,
+    /// Request headers (templated).
+    #[serde(default, skip_serializing_if = "OrderedMap::is_empty")]
+    pub headers: OrderedMap,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<OutboundAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Body>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
+    /// Per-attempt timeout (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Span>,
+    /// Sign this request; `false` turns off the flow's `sign`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<StepSign>,
+    /// Wait for the response before the next step (default true); it is
+    /// then available as `steps.<id>.response`.
+    #[serde(default = "yes")]
+    pub wait_for_response: bool,
+}
+
+fn default_step_method() -> Method {
+    Method::Post
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Credentials for an outbound request; values may use `secrets.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OutboundAuth {
+    Bearer { token: String },
+    Basic { username: String, password: String },
+}
+
+/// A request or response body: exactly one of `json`, `form`, `raw`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Body {
+    /// A JSON document; a string leaf that is exactly one `{{ expr }}` keeps
+    /// the expression's type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<Value>,
+    /// `application/x-www-form-urlencoded` fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form: Option<OrderedMap>,
+    /// Text sent as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    /// Content type for `raw` (default `text/plain; charset=utf-8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+/// `sign:` on a step: a signing spec, or `false` to not sign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StepSign {
+    Off(bool),
+    Spec(SignSpec),
+}
+
+/// How to sign outbound requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignSpec {
+    /// Secret name. For Standard Webhooks it holds one or more
+    /// space-separated `whsec_` secrets.
+    pub secret: String,
+    /// `standard_webhooks` (default) or `hmac`.
+    #[serde(default)]
+    pub scheme: SignScheme,
+    /// For `scheme: hmac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac: Option<HmacScheme>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SignScheme {
+    #[default]
+    StandardWebhooks,
+    Hmac,
+}
+
+/// Answer the caller of a sync trigger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RespondStep {
+    /// A status code, or a template that renders to one.
+    #[serde(default = "default_respond_status")]
+    pub status: StatusValue,
+    #[serde(default, skip_serializing_if = "OrderedMap::is_empty")]
+    pub headers: OrderedMap,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Body>,
+}
+
+fn default_respond_status() -> StatusValue {
+    StatusValue::Code(200)
+}
+
+/// A status code or an expression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StatusValue {
+    Code(u16),
+    Template(String),
+}
+
+/// Compute variables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetStep {
+    /// Variable name -> value (templated JSON).
+    pub vars: OrderedMap,
+}
+
+impl Flow {
+    /// Index of the step with `id`.
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+
+    /// The trigger's URL path: `/hooks/{tenant}/{path}`.
+    pub fn trigger_path(&self) -> String {
+        format!("/hooks/{}/{}", self.tenant, self.trigger.path.trim_start_matches('/'))
+    }
+}

@@ -1,0 +1,116 @@
+//! A small case-insensitive header list.
+//!
+//! The core speaks no HTTP library's types: adapters convert to and from this
+//! at the edge. Order and repeated names are kept, lookups ignore ASCII case.
+
+use serde::{Deserialize, Serialize};
+
+/// Headers in arrival order. Names compare case-insensitively.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Headers(pub Vec<(String, String)>);
+
+impl Headers {
+    pub fn new() -> Self {
+        Headers(Vec::new())
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.push((name.into(), value.into()));
+    }
+
+    /// Replaces every value of `name` with one.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.0.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.0.push((name.to_string(), value.into()));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A JSON object of lower-cased names to values (repeated names joined by
+    /// `, `), the shape templates see as `trigger.headers`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for (k, v) in &self.0 {
+            let key = k.to_ascii_lowercase();
+            match map.get_mut(&key) {
+                Some(serde_json::Value::String(prev)) => {
+                    prev.push_str(", ");
+                    prev.push_str(v);
+                }
+                _ => {
+                    map.insert(key, serde_json::Value::String(v.clone()));
+                }
+            }
+        }
+        serde_json::Value::Object(map)
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Headers(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+/// Header names whose values are credentials and never reach a log.
+pub const SENSITIVE: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "webhook-signature",
+    "svix-signature",
+    "x-hub-signature",
+    "x-hub-signature-256",
+    "stripe-signature",
+    "x-shopify-hmac-sha256",
+    "x-slack-signature",
+];
+
+/// True when a header's value must be redacted in logs.
+pub fn is_sensitive(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    SENSITIVE.contains(&n.as_str()) || n.contains("signature") || n.contains("token") || n.contains("secret")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_ignore_case_and_keep_order() {
+        let mut h: Headers = [("Content-Type", "application/json"), ("X-A", "1"), ("x-a", "2")].into_iter().collect();
+        assert_eq!(h.get("content-type"), Some("application/json"));
+        assert_eq!(h.get_all("X-a").collect::<Vec<_>>(), vec!["1", "2"]);
+        assert_eq!(h.to_json()["x-a"], "1, 2");
+        h.set("X-A", "3");
+        assert_eq!(h.get_all("x-a").collect::<Vec<_>>(), vec!["3"]);
+    }
+
+    #[test]
+    fn credentials_are_sensitive() {
+        for n in ["Authorization", "Cookie", "webhook-signature", "X-Hub-Signature-256", "X-Auth-Token"] {
+            assert!(is_sensitive(n), "{n}");
+        }
+        assert!(!is_sensitive("Content-Type"));
+    }
+}

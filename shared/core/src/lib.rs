@@ -1,0 +1,39 @@
+//! # hookflow-core
+//!
+//! The pure domain of Hookflow, a webhook platform: no AWS, no network, no
+//! clock of its own. Everything that talks to the outside world is a trait
+//! (a *port*) implemented by an adapter crate; everything here is a function
+//! of its inputs, so the Lambda functions, the local dev server and the tests
+//! all drive the same code.
+//!
+//! | module | what it decides |
+//! |---|---|
+//! | [`source`] | parsing flow files with a position for every field |
+//! | [`flow`] | the flow language as Rust types (and its JSON Schema) |
+//! | [`validate`] | the rules types cannot express; errors with file:line:col |
+//! | [`template`] | `{{ }}` templates: strict, typed, bounded |
+//! | [`request`] | rendering an outbound request; secrets as placeholders |
+//! | [`status`] | which response codes succeed, retry or halt |
+//! | [`retry`] | when to try again; the default schedule and its arithmetic |
+//! | [`signature`] | Standard Webhooks and HMAC signing and verification |
+//! | [`ssrf`] | which addresses outbound requests may reach |
+//! | [`run`] | the run state machine: `(run, input) -> (run, effects)` |
+
+pub mod duration;
+pub mod error;
+pub mod flow;
+pub mod headers;
+pub mod request;
+pub mod retry;
+pub mod run;
+pub mod schema;
+pub mod signature;
+pub mod source;
+pub mod ssrf;
+pub mod status;
+pub mod template;
+pub mod validate;
+
+pub use error::{Diagnostic, Error};
+pub use flow::Flow;
+pub use validate::{CompiledFlow, load_flow};

@@ -1,0 +1,849 @@
+//! Loading a flow file: parse, type-check, then check every rule the types
+//! cannot express, reporting *all* problems with file, line, column and field.
+//!
+//! A flow that passes is a [`CompiledFlow`]: the flow plus its compiled
+//! templates, ready for the run engine. Nothing else constructs one, so code
+//! that holds a `CompiledFlow` never meets an invalid flow.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{Diagnostic, Error};
+use crate::flow::{
+    Action, AuthKind, Body, Flow, HttpStep, OnFailure, OutboundAuth, RespondMode, SignScheme, StatusValue, StepSign,
+};
+use crate::signature::System;
+use crate::source::{self, SourceMap, join_index, join_key};
+use crate::template::{Templates, condition_expression, single_expression};
+
+/// Fields of `trigger` that templates may read.
+pub const TRIGGER_FIELDS: &[&str] =
+    &["method", "path", "headers", "query", "body", "raw_body", "received_at", "source_ip", "tenant", "flow_id"];
+
+/// Fields of `steps.<id>` that templates may read.
+pub const STEP_FIELDS: &[&str] = &["status", "response", "error"];
+
+/// Longest accepted sync `respond.timeout`, below API Gateway's 30 s.
+pub const MAX_SYNC_TIMEOUT_SECS: u64 = 25;
+
+/// A validated flow with its compiled templates.
+#[derive(Debug)]
+pub struct CompiledFlow {
+    pub flow: Flow,
+    pub templates: Templates,
+    /// Where the flow came from, for messages.
+    pub file: PathBuf,
+}
+
+/// Where a template may appear, which decides what it may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Header value, query value or auth field of a step: may use secrets.
+    Credential,
+    /// Any other step field.
+    Step,
+    /// The trigger's immediate answer: runs before any step.
+    TriggerAnswer,
+}
+
+/// Parses and validates one flow file's text.
+pub fn load_flow(file: &Path, text: &str) -> Result<CompiledFlow, Error> {
+    let diag = |map: Option<&SourceMap>, field: String, message: String, pos: Option<source::Position>| Diagnostic {
+        file: file.to_path_buf(),
+        position: pos.or_else(|| map.map(|m| m.locate(&field))).unwrap_or_default(),
+        field,
+        message,
+    };
+    let (value, map) = source::parse(text)
+        .map_err(|e| Error::Invalid(vec![diag(None, String::new(), e.message, Some(e.position))]))?;
+    let flow: Flow = match serde_path_to_error::deserialize(&value) {
+        Ok(f) => f,
+        Err(e) => {
+            let mut field = e.path().to_string();
+            if field == "." {
+                field.clear();
+            }
+            let mut message = e.inner().to_string();
+            // `Step` flattens its action, which hides the path inside it:
+            // deserialise the action's own struct again to recover it.
+            if let Some((inner_path, inner_message)) = step_error_detail(&value, &field) {
+                field = join_key(&field, &inner_path);
+                message = inner_message;
+            }
+            // Point unknown fields at the key itself.
+            if let Some(name) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next())
+                && !field.ends_with(name)
+            {
+                field = join_key(&field, name);
+            }
+            return Err(Error::Invalid(vec![diag(Some(&map), field, message, None)]));
+        }
+    };
+    let mut checker = Checker { templates: Templates::new(), problems: Vec::new() };
+    checker.check(&flow);
+    if checker.problems.is_empty() {
+        return Ok(CompiledFlow { flow, templates: checker.templates, file: file.to_path_buf() });
+    }
+    Err(Error::Invalid(
+        checker.problems.into_iter().map(|(field, message)| diag(Some(&map), field, message, None)).collect(),
+    ))
+}
+
+/// For an error reported at `steps[N]`, the path and message inside the
+/// step's action.
+fn step_error_detail(value: &Value, field: &str) -> Option<(String, String)> {
+    let index: usize = field.strip_prefix("steps[")?.strip_suffix(']')?.parse().ok()?;
+    let mut obj = value.get("steps")?.get(index)?.as_object()?.clone();
+    for common in ["id", "if", "on_failure"] {
+        obj.remove(common);
+    }
+    let kind = obj.remove("type")?;
+    fn detail<T: serde::de::DeserializeOwned>(v: Value) -> Option<(String, String)> {
+        let e = serde_path_to_error::deserialize::<_, T>(v).err()?;
+        let mut path = e.path().to_string();
+        if path == "." {
+            path.clear();
+        }
+        let message = e.inner().to_string();
+        if let Some(name) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next())
+            && !path.ends_with(name)
+        {
+            path = join_key(&path, name);
+        }
+        Some((path, message))
+    }
+    let v = Value::Object(obj);
+    match kind.as_str()? {
+        "http" | "ping" => detail::<HttpStep>(v),
+        "respond" => detail::<crate::flow::RespondStep>(v),
+        "set" => detail::<crate::flow::SetStep>(v),
+        _ => None,
+    }
+}
+
+struct Checker {
+    templates: Templates,
+    problems: Vec<(String, String)>,
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+fn is_slug(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_lowercase() || ch.is_ascii_digit())
+        && c.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_')
+        && s.len() <= 64
+}
+
+/// Secret names: letters, digits and `_ - . / #` (`#` selects a JSON key).
+pub fn is_secret_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 256 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-./#".contains(c))
+}
+
+/// `{name}` endpoint parameters in a URL, outside `{{ }}` templates.
+pub fn url_params(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = url;
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i..];
+        if after.starts_with("{{") || after.starts_with("{%") {
+            let close = if after.starts_with("{{") { "}}" } else { "%}" };
+            match after.find(close) {
+                Some(j) => rest = &after[j + 2..],
+                None => break,
+            }
+            continue;
+        }
+        match after.find('}') {
+            Some(j) => {
+                out.push(after[1..j].to_string());
+                rest = &after[j + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+impl Checker {
+    fn problem(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.problems.push((field.into(), message.into()));
+    }
+
+    fn check(&mut self, flow: &Flow) {
+        if !is_slug(&flow.id) {
+            self.problem(
+                "id",
+                format!("`{}` is not a valid id: use lower-case letters, digits, `-` and `_` (at most 64)", flow.id),
+            );
+        }
+        if !is_slug(&flow.tenant) {
+            self.problem(
+                "tenant",
+                format!(
+                    "`{}` is not a valid tenant: use lower-case letters, digits, `-` and `_` (at most 64)",
+                    flow.tenant
+                ),
+            );
+        }
+        self.check_trigger(flow);
+        if flow.steps.is_empty() {
+            self.problem("steps", "a flow needs at least one step");
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, step) in flow.steps.iter().enumerate() {
+            let path = join_index("steps", i);
+            if !is_identifier(&step.id) {
+                self.problem(
+                    join_key(&path, "id"),
+                    format!("`{}` is not a valid step id: use letters, digits and `_`, not starting with a digit (templates read it as `steps.<id>`)", step.id),
+                );
+            }
+            if let Some(first) = seen.insert(&step.id, i) {
+                self.problem(join_key(&path, "id"), format!("duplicate step id `{}` (also steps[{first}])", step.id));
+            }
+        }
+        let ids: HashSet<&str> = flow.steps.iter().map(|s| s.id.as_str()).collect();
+        if let Some(sign) = &flow.sign {
+            self.check_sign("sign", sign);
+        }
+        for (i, step) in flow.steps.iter().enumerate() {
+            let path = join_index("steps", i);
+            let scope = Scope::before(flow, i);
+            if let Some(cond) = &step.condition {
+                self.expression(&join_key(&path, "if"), condition_expression(cond), &scope, Slot::Step);
+            }
+            if let Some(OnFailure::Goto(target)) = &step.on_failure {
+                if !ids.contains(target.as_str()) {
+                    self.problem(join_key(&path, "on_failure.goto"), format!("no step with id `{target}`"));
+                } else if *target == step.id {
+                    self.problem(join_key(&path, "on_failure.goto"), "a step cannot fall back to itself");
+                }
+            }
+            match &step.action {
+                Action::Http(h) => self.check_http(&path, h, &scope, false),
+                Action::Ping(h) => self.check_http(&path, h, &scope, true),
+                Action::Respond(r) => {
+                    if flow.trigger.respond.mode != RespondMode::Sync {
+                        self.problem(
+                            join_key(&path, "type"),
+                            "a `respond` step needs `trigger.respond.mode: sync` (async triggers answer at once)",
+                        );
+                    }
+                    match &r.status {
+                        StatusValue::Code(c) => self.status_code(&join_key(&path, "status"), *c),
+                        StatusValue::Template(t) => {
+                            let expr = single_expression(t).unwrap_or(t);
+                            self.expression(&join_key(&path, "status"), expr, &scope, Slot::Step);
+                        }
+                    }
+                    self.map_templates(&join_key(&path, "headers"), &r.headers, &scope, Slot::Step);
+                    if let Some(b) = &r.body {
+                        self.check_body(&join_key(&path, "body"), b, &scope);
+                    }
+                }
+                Action::Set(s) => {
+                    for (name, v) in &s.vars {
+                        let p = join_key(&join_key(&path, "vars"), name);
+                        if !is_identifier(name) {
+                            self.problem(&p, format!("`{name}` is not a valid variable name"));
+                        }
+                        self.json_templates(&p, v, &scope);
+                    }
+                }
+            }
+        }
+    }
+
+    fn status_code(&mut self, field: &str, code: u16) {
+        if !(100..=599).contains(&code) {
+            self.problem(field, format!("{code} is not an HTTP status code (100-599)"));
+        }
+    }
+
+    fn check_trigger(&mut self, flow: &Flow) {
+        let t = &flow.trigger;
+        let p = t.path.trim_start_matches('/');
+        if p.is_empty() {
+            self.problem("trigger.path", "the URL suffix is empty");
+        } else if let Some(bad) = p.chars().find(|c| !(c.is_ascii_alphanumeric() || "._~/-".contains(*c))) {
+            let what = if bad == ' ' { "a space".to_string() } else { format!("`{bad}`") };
+            self.problem(
+                "trigger.path",
+                format!("`{}` contains {what}: a URL suffix may use only letters, digits and `. _ ~ / -` (use `-` or `_` instead of spaces)", t.path),
+            );
+        } else if p.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+            self.problem("trigger.path", format!("`{}` has an empty, `.` or `..` segment", t.path));
+        }
+        if t.methods.is_empty() {
+            self.problem("trigger.methods", "at least one method is needed");
+        }
+        let mut seen = HashSet::new();
+        for (i, m) in t.methods.iter().enumerate() {
+            if !seen.insert(m) {
+                self.problem(join_index("trigger.methods", i), format!("{} is listed twice", m.as_str()));
+            }
+        }
+        self.check_auth(flow);
+        if let Some(idem) = &t.idempotency {
+            match (&idem.header, &idem.body) {
+                (None, None) => self.problem("trigger.idempotency", "give `header` or `body` as the key's source"),
+                (Some(_), Some(_)) => self.problem("trigger.idempotency", "give either `header` or `body`, not both"),
+                _ => {}
+            }
+        }
+        let r = &t.respond;
+        if !matches!(r.status, 200 | 201 | 202 | 204) {
+            self.problem("trigger.respond.status", format!("{} is not one of 200, 201, 202, 204", r.status));
+        }
+        if let Some(to) = r.timeout {
+            if r.mode != RespondMode::Sync {
+                self.problem("trigger.respond.timeout", "only a sync trigger waits");
+            } else if to.get().as_secs_f64() > MAX_SYNC_TIMEOUT_SECS as f64 || to.get().is_zero() {
+                self.problem(
+                    "trigger.respond.timeout",
+                    format!("must be between 1ms and {MAX_SYNC_TIMEOUT_SECS}s (API Gateway gives up at 30s)"),
+                );
+            }
+        }
+        if r.mode == RespondMode::Sync && !flow.steps.iter().any(|s| matches!(s.action, Action::Respond(_))) {
+            self.problem("trigger.respond.mode", "a sync trigger needs a `respond` step");
+        }
+        let scope = Scope::trigger_only();
+        self.map_templates("trigger.respond.headers", &r.headers, &scope, Slot::TriggerAnswer);
+        if let Some(b) = &r.body {
+            self.check_body("trigger.respond.body", b, &scope);
+        }
+        if let Some(e) = &t.expect
+            && let Some(schema) = e.body.as_ref().and_then(|b| b.schema.as_ref())
+            && !schema.is_object()
+            && !schema.is_boolean()
+        {
+            self.problem("trigger.expect.body.schema", "a JSON Schema is an object or a boolean");
+        }
+        if t.max_body == Some(0) {
+            self.problem("trigger.max_body", "must be at least 1 byte");
+        }
+    }
+
+    fn check_auth(&mut self, flow: &Flow) {
+        let t = &flow.trigger;
+        let Some(auth) = &t.auth else {
+            if matches!(t.system, Some(s) if s != System::Generic) {
+                self.problem(
+                    "trigger.auth",
+                    "a `system` preset needs `auth: { secret: NAME }` to verify its signature",
+                );
+            }
+            return;
+        };
+        let kind = match (auth.kind, t.system) {
+            (Some(k), _) => Some(k),
+            (None, Some(System::StandardWebhooks)) => Some(AuthKind::StandardWebhooks),
+            (None, Some(System::Generic) | None) => {
+                self.problem(
+                    "trigger.auth.type",
+                    "missing: one of none, api_key, basic, bearer, hmac, standard_webhooks",
+                );
+                return;
+            }
+            // Presets verify with their own scheme.
+            (None, Some(_)) => None,
+        };
+        let needs_secret = kind != Some(AuthKind::None);
+        match &auth.secret {
+            Some(s) if !is_secret_name(s) => self.problem(
+                "trigger.auth.secret",
+                format!("`{s}` is not a valid secret name (letters, digits, `_ - . / #`)"),
+            ),
+            None if needs_secret => {
+                self.problem("trigger.auth.secret", "missing: the name of the secret to verify against")
+            }
+            _ => {}
+        }
+        match kind {
+            Some(AuthKind::ApiKey) if auth.header.is_none() && auth.query.is_none() => {
+                self.problem("trigger.auth", "an api_key needs `header` or `query`")
+            }
+            Some(AuthKind::Basic) if auth.username.is_none() => {
+                self.problem("trigger.auth.username", "missing for basic auth")
+            }
+            Some(AuthKind::Hmac) if auth.header.is_none() => {
+                self.problem("trigger.auth.header", "missing: the header carrying the signature")
+            }
+            _ => {}
+        }
+        if let Some(c) = &auth.content
+            && !c.contains("{body}")
+        {
+            self.problem("trigger.auth.content", "the signed content must include `{body}`");
+        }
+    }
+
+    fn check_sign(&mut self, path: &str, sign: &crate::flow::SignSpec) {
+        if !is_secret_name(&sign.secret) {
+            self.problem(join_key(path, "secret"), format!("`{}` is not a valid secret name", sign.secret));
+        }
+        match (sign.scheme, &sign.hmac) {
+            (SignScheme::Hmac, None) => {
+                self.problem(join_key(path, "hmac"), "missing: `scheme: hmac` needs `hmac: { header, ... }`")
+            }
+            (SignScheme::StandardWebhooks, Some(_)) => {
+                self.problem(join_key(path, "hmac"), "only used with `scheme: hmac`")
+            }
+            (SignScheme::Hmac, Some(h)) if !h.content.contains("{body}") => {
+                self.problem(join_key(path, "hmac.content"), "the signed content must include `{body}`")
+            }
+            _ => {}
+        }
+    }
+
+    fn check_http(&mut self, path: &str, h: &HttpStep, scope: &Scope, ping: bool) {
+        let url_field = join_key(path, "url");
+        self.template(&url_field, &h.url, scope, Slot::Step);
+        let templated_start = h.url.starts_with("{{") || h.url.starts_with("{%");
+        let http = h.url.starts_with("http://") || h.url.starts_with("https://");
+        if !(templated_start || http) {
+            self.problem(&url_field, format!("`{}` must start with http:// or https://", h.url));
+        }
+        let params = url_params(&h.url);
+        for p in &params {
+            if !h.params.contains_key(p) {
+                self.problem(&url_field, format!("`{{{p}}}` has no matching entry in `params`"));
+            }
+        }
+        for (k, v) in &h.params {
+            let f = join_key(&join_key(path, "params"), k);
+            if !params.contains(k) {
+                self.problem(&f, format!("not used: the URL has no `{{{k}}}`"));
+            }
+            self.json_templates(&f, v, scope);
+        }
+        self.map_templates(&join_key(path, "query"), &h.query, scope, Slot::Credential);
+        self.map_templates(&join_key(path, "headers"), &h.headers, scope, Slot::Credential);
+        for (name, _) in &h.headers {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+                self.problem(
+                    join_key(&join_key(path, "headers"), name),
+                    format!("`{name}` is not a valid header name"),
+                );
+            }
+        }
+        if let Some(auth) = &h.auth {
+            let a = join_key(path, "auth");
+            match auth {
+                OutboundAuth::Bearer { token } => self.template(&join_key(&a, "token"), token, scope, Slot::Credential),
+                OutboundAuth::Basic { username, password } => {
+                    self.template(&join_key(&a, "username"), username, scope, Slot::Credential);
+                    self.template(&join_key(&a, "password"), password, scope, Slot::Credential);
+                }
+            }
+        }
+        match (&h.body, ping) {
+            (Some(_), true) => self.problem(join_key(path, "body"), "a ping sends no body: use `type: http`"),
+            (Some(b), false) => self.check_body(&join_key(path, "body"), b, scope),
+            _ => {}
+        }
+        if let Some(r) = &h.retry {
+            let f = join_key(path, "retry");
+            if r.max_attempts == Some(0) {
+                self.problem(join_key(&f, "max_attempts"), "must be at least 1 (1 means no retries)");
+            }
+            if matches!(r.multiplier, Some(m) if !(1.0..=100.0).contains(&m)) {
+                self.problem(join_key(&f, "multiplier"), "must be between 1 and 100");
+            }
+            if let Some(s) = &r.schedule {
+                if s.is_empty() {
+                    self.problem(join_key(&f, "schedule"), "an empty schedule: use `max_attempts: 1` for no retries");
+                }
+                if r.initial.is_some() || r.multiplier.is_some() {
+                    self.problem(
+                        join_key(&f, "schedule"),
+                        "give either `schedule` or `initial`/`multiplier`, not both",
+                    );
+                }
+            }
+        }
+        if let Some(t) = h.timeout
+            && (t.get().is_zero() || t.get().as_secs() > 300)
+        {
+            self.problem(join_key(path, "timeout"), "must be between 1ms and 5m");
+        }
+        if let Some(StepSign::Spec(s)) = &h.sign {
+            self.check_sign(&join_key(path, "sign"), s);
+        }
+        if let Some(StepSign::Off(true)) = &h.sign {
+            self.problem(join_key(path, "sign"), "`sign: true` needs a secret: write `sign: { secret: NAME }`");
+        }
+    }
+
+    fn check_body(&mut self, path: &str, b: &Body, scope: &Scope) {
+        let given = [b.json.is_some(), b.form.is_some(), b.raw.is_some()].iter().filter(|x| **x).count();
+        if given != 1 {
+            self.problem(path, "give exactly one of `json`, `form`, `raw`");
+        }
+        if b.content_type.is_some() && b.raw.is_none() {
+            self.problem(join_key(path, "content_type"), "only used with `raw`");
+        }
+        if let Some(j) = &b.json {
+            self.json_templates(&join_key(path, "json"), j, scope);
+        }
+        if let Some(f) = &b.form {
+            self.map_templates(&join_key(path, "form"), f, scope, Slot::Step);
+        }
+        if let Some(r) = &b.raw {
+            self.template(&join_key(path, "raw"), r, scope, Slot::Step);
+        }
+    }
+
+    fn map_templates(&mut self, path: &str, map: &serde_json::Map<String, Value>, scope: &Scope, slot: Slot) {
+        for (k, v) in map {
+            let f = join_key(path, k);
+            match v {
+                Value::String(s) => self.template(&f, s, scope, slot),
+                Value::Number(_) | Value::Bool(_) => {}
+                _ => self.problem(&f, "must be a string, number or boolean"),
+            }
+        }
+    }
+
+    fn json_templates(&mut self, path: &str, v: &Value, scope: &Scope) {
+        let before = self.problems.len();
+        self.json_leaves(path, v, scope);
+        if self.problems.len() == before
+            && let Err(e) = self.templates.add_json(path, v)
+        {
+            self.problem(path, format!("template: {e}"));
+        }
+    }
+
+    fn json_leaves(&mut self, path: &str, v: &Value, scope: &Scope) {
+        match v {
+            Value::String(s) => self.template(path, s, scope, Slot::Step),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.json_leaves(&join_index(path, i), item, scope);
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    self.json_leaves(&join_key(path, k), item, scope);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn template(&mut self, field: &str, source: &str, scope: &Scope, slot: Slot) {
+        match self.templates.add(source) {
+            Ok(vars) => self.variables(field, &vars, scope, slot),
+            Err(e) => self.problem(field, format!("template: {e}")),
+        }
+    }
+
+    fn expression(&mut self, field: &str, expr: &str, scope: &Scope, slot: Slot) {
+        match self.templates.add_expression(expr) {
+            Ok(vars) => self.variables(field, &vars, scope, slot),
+            Err(e) => self.problem(field, format!("expression: {e}")),
+        }
+    }
+
+    fn variables(&mut self, field: &str, vars: &BTreeSet<String>, scope: &Scope, slot: Slot) {
+        for var in vars {
+            if let Err(msg) = scope.check(var, slot) {
+                self.problem(field, msg);
+            }
+        }
+    }
+}
+
+/// What a template at some point of the flow may read.
+struct Scope {
+    /// Earlier steps: id -> whether its response is available.
+    steps: HashMap<String, StepInfo>,
+    /// Variables set by earlier `set` steps.
+    vars: HashSet<String>,
+    trigger_only: bool,
+}
+
+struct StepInfo {
+    has_response: bool,
+}
+
+/// Globals minijinja provides (functions), which are not context variables.
+const GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "lipsum", "cycler", "joiner", "loop", "self"];
+
+impl Scope {
+    fn trigger_only() -> Self {
+        Scope { steps: HashMap::new(), vars: HashSet::new(), trigger_only: true }
+    }
+
+    fn before(flow: &Flow, index: usize) -> Self {
+        let mut steps = HashMap::new();
+        let mut vars = HashSet::new();
+        for s in &flow.steps[..index] {
+            let has_response = s.action.http().is_some_and(|h| h.wait_for_response);
+            steps.insert(s.id.clone(), StepInfo { has_response });
+            if let Action::Set(set) = &s.action {
+                vars.extend(set.vars.keys().cloned());
+            }
+        }
+        Scope { steps, vars, trigger_only: false }
+    }
+
+    fn check(&self, var: &str, slot: Slot) -> Result<(), String> {
+        let mut parts = var.split('.');
+        let root = parts.next().unwrap_or_default();
+        let second = parts.next();
+        let unknown = || format!("unknown template variable '{var}'");
+        match root {
+            "trigger" => match second {
+                Some(f) if !TRIGGER_FIELDS.contains(&f) => {
+                    Err(format!("{}: `trigger` has {}", unknown(), TRIGGER_FIELDS.join(", ")))
+                }
+                _ => Ok(()),
+            },
+            "event" => match second {
+                Some("id") | None => Ok(()),
+                Some(_) => Err(format!("{}: `event` has id", unknown())),
+            },
+            "run" => match second {
+                Some("id") | None => Ok(()),
+                Some(_) => Err(format!("{}: `run` has id", unknown())),
+            },
+            "vars" if self.trigger_only => Err(format!("'{var}': the trigger answers before any step sets variables")),
+            "vars" => match second {
+                Some(name) if !self.vars.contains(name) => {
+                    Err(format!("{}: no earlier `set` step sets `{name}`", unknown()))
+                }
+                _ => Ok(()),
+            },
+            "steps" if self.trigger_only => Err(format!("'{var}': the trigger answers before any step runs")),
+            "steps" => {
+                let Some(id) = second else { return Ok(()) };
+                let Some(info) = self.steps.get(id) else {
+                    return Err(format!("{}: `{id}` is not an earlier step", unknown()));
+                };
+                match parts.next() {
+                    Some("response") if !info.has_response => Err(format!(
+                        "'{var}': step `{id}` has no response to read (it is not an http step that waits for its response)"
+                    )),
+                    Some(f) if !STEP_FIELDS.contains(&f) => {
+                        Err(format!("{}: a step has {}", unknown(), STEP_FIELDS.join(", ")))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            "secrets" if slot == Slot::Credential => match second {
+                Some(name) if !is_secret_name(name) => Err(format!("`{name}` is not a valid secret name")),
+                None => Err("use a secret by name: `secrets.NAME`".into()),
+                _ => Ok(()),
+            },
+            "secrets" => {
+                Err(format!("'{var}': secrets may only be used in header values, query values and auth fields"))
+            }
+            g if GLOBALS.contains(&g) => Ok(()),
+            _ => Err(format!("{}: templates can read trigger, event, run, vars, steps and secrets", unknown())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+id: order-sync
+tenant: acme
+trigger:
+  type: webhook
+  system: shopify
+  path: orders/created
+  methods: [POST]
+  auth: { secret: shopify-secret }
+  idempotency: { header: X-Shopify-Webhook-Id }
+  respond: { mode: async, status: 202 }
+steps:
+  - id: sync
+    type: http
+    method: POST
+    url: https://partner.example.com/partners/{partnerId}/sync
+    params: { partnerId: "{{ trigger.body.customer.partner_id }}" }
+    headers: { Authorization: "Bearer {{ secrets.partner_token }}" }
+    body: { json: { order: "{{ trigger.body.id }}", total: "{{ trigger.body.total_price | float }}" } }
+    status: { success: [200-299], retry: [408, 429, 500-599], halt: [400-499] }
+    retry: { max_attempts: 10, initial: 5s, max_delay: 2h }
+    sign: { secret: partner_signing_key }
+  - id: notify
+    type: http
+    url: https://hooks.example.com/notify
+    body: { json: { partner_ref: "{{ steps.sync.response.body.id }}" } }
+"#;
+
+    fn errors(text: &str) -> Vec<String> {
+        match load_flow(Path::new("f.yaml"), text) {
+            Ok(_) => vec![],
+            Err(Error::Invalid(d)) => d.iter().map(ToString::to_string).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    fn with(replace: &str, by: &str) -> Vec<String> {
+        assert!(GOOD.contains(replace), "fixture lacks {replace}");
+        errors(&GOOD.replacen(replace, by, 1))
+    }
+
+    fn assert_error(errs: &[String], needle: &str) {
+        assert!(errs.iter().any(|e| e.contains(needle)), "no error containing {needle:?} in {errs:#?}");
+    }
+
+    #[test]
+    fn the_design_example_is_valid() {
+        assert_eq!(errors(GOOD), Vec::<String>::new());
+        let f = load_flow(Path::new("f.yaml"), GOOD).unwrap();
+        assert_eq!(f.flow.steps.len(), 2);
+        assert_eq!(f.flow.trigger_path(), "/hooks/acme/orders/created");
+    }
+
+    #[test]
+    fn unknown_fields_name_file_line_column_and_field() {
+        let errs = with("    method: POST\n", "    method: POST\n    urll: x\n");
+        assert_error(&errs, "f.yaml:16:5: steps[0].urll: unknown field `urll`");
+        let errs = with("  path: orders/created", "  path: orders/created\n  pathh: x");
+        assert_error(&errs, "f.yaml:8:3: trigger.pathh: unknown field `pathh`");
+    }
+
+    #[test]
+    fn wrong_types_are_reported() {
+        let errs = with("max_attempts: 10", "max_attempts: ten");
+        assert_error(&errs, "steps[0].retry.max_attempts: invalid type: string \"ten\"");
+        assert_error(&errs, "f.yaml:21:14:");
+    }
+
+    #[test]
+    fn duplicate_step_ids() {
+        let errs = with("  - id: notify", "  - id: sync");
+        assert_error(&errs, "steps[1].id: duplicate step id `sync` (also steps[0])");
+    }
+
+    #[test]
+    fn references_to_later_or_unknown_steps() {
+        let errs = with("steps.sync.response.body.id", "steps.notify.response.body.id");
+        assert_error(
+            &errs,
+            "steps[1].body.json.partner_ref: unknown template variable 'steps.notify.response.body.id': `notify` is not an earlier step",
+        );
+        let errs = with("steps.sync.response.body.id", "steps.sink.response");
+        assert_error(&errs, "`sink` is not an earlier step");
+    }
+
+    #[test]
+    fn reading_the_response_of_a_fire_and_forget_step() {
+        let errs = with(
+            "    sign: { secret: partner_signing_key }",
+            "    sign: { secret: partner_signing_key }\n    wait_for_response: false",
+        );
+        assert_error(&errs, "step `sync` has no response to read");
+    }
+
+    #[test]
+    fn unknown_trigger_fields() {
+        let errs = with("trigger.body.id", "trigger.bdy.id");
+        assert_error(&errs, "steps[0].body.json.order: unknown template variable 'trigger.bdy.id'");
+        let errs = with("trigger.body.id", "trigegr.body.id");
+        assert_error(&errs, "unknown template variable 'trigegr.body.id'");
+    }
+
+    #[test]
+    fn url_suffix_rules() {
+        assert_error(
+            &with("path: orders/created", "path: orders created"),
+            "trigger.path: `orders created` contains a space",
+        );
+        assert_error(&with("path: orders/created", "path: orders?x=1"), "contains `?`");
+        assert_error(&with("path: orders/created", "path: a/../b"), "`..` segment");
+    }
+
+    #[test]
+    fn methods_outside_the_list() {
+        let errs = with("methods: [POST]", "methods: [POST, HEAD]");
+        assert_error(
+            &errs,
+            "trigger.methods[1]: unknown variant `HEAD`, expected one of `GET`, `POST`, `PUT`, `PATCH`, `DELETE`",
+        );
+        let errs = with("    method: POST\n", "    method: TRACE\n");
+        assert_error(&errs, "unknown variant `TRACE`");
+    }
+
+    #[test]
+    fn malformed_status_ranges_and_durations() {
+        assert_error(&with("retry: [408, 429, 500-599]", "retry: [408, 429, 599-500]"), "599 is above 500");
+        assert_error(&with("retry: [408, 429, 500-599]", "retry: [408, 5xx]"), "invalid status `5xx`");
+        assert_error(
+            &with("initial: 5s", "initial: 5 parsecs"),
+            "steps[0].retry.initial: invalid duration `5 parsecs`",
+        );
+    }
+
+    #[test]
+    fn url_params_need_entries() {
+        let errs = with("params: { partnerId:", "params: { partner:");
+        assert_error(&errs, "steps[0].url: `{partnerId}` has no matching entry in `params`");
+        assert_error(&errs, "steps[0].params.partner: not used");
+    }
+
+    #[test]
+    fn template_syntax_errors() {
+        let errs = with("{{ trigger.body.id }}", "{{ trigger.body.id ");
+        assert_error(&errs, "steps[0].body.json.order: template:");
+    }
+
+    #[test]
+    fn secrets_only_in_headers_query_and_auth() {
+        let errs = with("order: \"{{ trigger.body.id }}\"", "order: \"{{ secrets.partner_token }}\"");
+        assert_error(
+            &errs,
+            "steps[0].body.json.order: 'secrets.partner_token': secrets may only be used in header values, query values and auth fields",
+        );
+        let errs = with("https://hooks.example.com/notify", "https://hooks.example.com/{{ secrets.x }}");
+        assert_error(&errs, "steps[1].url: 'secrets.x': secrets may only");
+        let ok = with(
+            "    url: https://hooks.example.com/notify\n",
+            "    url: https://hooks.example.com/notify\n    query: { key: \"{{ secrets.k }}\" }\n    auth: { type: basic, username: u, password: \"{{ secrets.p }}\" }\n",
+        );
+        assert_eq!(ok, Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = GOOD.replacen("path: orders/created", "path: a b", 1).replacen("  - id: notify", "  - id: sync", 1);
+        let errs = errors(&text);
+        assert!(errs.len() >= 2, "{errs:#?}");
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let errs = errors("id: x\nsteps: [\n");
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("f.yaml:"), "{errs:?}");
+    }
+
+    #[test]
+    fn sync_flows_need_a_respond_step_and_goto_targets_must_exist() {
+        let errs = with("respond: { mode: async, status: 202 }", "respond: { mode: sync }");
+        assert_error(&errs, "trigger.respond.mode: a sync trigger needs a `respond` step");
+        let errs = with("  - id: notify\n", "  - id: notify\n    on_failure: { goto: nowhere }\n");
+        assert_error(&errs, "steps[1].on_failure.goto: no step with id `nowhere`");
+    }
+
+    #[test]
+    fn url_params_skip_templates() {
+        assert_eq!(url_params("https://x/{a}/{{ b }}/{c}?q={{ d | default('{e}') }}"), vec!["a", "c"]);
+    }
+}

@@ -1,0 +1,98 @@
+"""Cross-checks Hookflow's signatures with the `standardwebhooks` PyPI package.
+
+Signatures made by `hookflow sign` must verify with the reference library, and
+signatures made by the library must verify with `hookflow verify`, for several
+bodies, ids and both directions of a secret rotation.
+"""
+
+import base64
+import os
+from datetime import datetime, timezone
+
+import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+# The reference library parses what it verifies as JSON, so bodies are JSON.
+BODIES = [
+    b"{}",
+    b'{"test": 2432232314}',
+    '{"name": "héllo wörld ✓"}'.encode(),
+    ('{"blob": "%s"}' % os.urandom(64).hex()).encode(),
+    b'{\n  "line": "breaks"\r\n}\n',
+    b"[1, 2.5, null, true]",
+]
+
+
+def new_secret():
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_hookflow_sign_verifies_with_standardwebhooks(hookflow, tmp_path, body):
+    secret = new_secret()
+    ts = int(datetime.now(timezone.utc).timestamp())
+    f = tmp_path / "body"
+    f.write_bytes(body)
+    out = hookflow("sign", "--secret", secret, "--id", "msg_interop_1", "--timestamp", str(ts), "--file", str(f))
+    assert out.returncode == 0, out.stderr
+    signature = out.stdout.decode().strip()
+    headers = {"webhook-id": "msg_interop_1", "webhook-timestamp": str(ts), "webhook-signature": signature}
+    Webhook(secret).verify(body, headers)
+    # And a tampered body does not.
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(body + b"x", headers)
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_standardwebhooks_sign_verifies_with_hookflow(hookflow, body):
+    secret = new_secret()
+    now = datetime.now(timezone.utc)
+    # The library signs text; use bodies that are valid UTF-8.
+    text = body.decode("utf-8", errors="replace")
+    signature = Webhook(secret).sign("msg_interop_2", now, text)
+    out = hookflow(
+        "verify", "--secret", secret, "--id", "msg_interop_2", "--timestamp", str(int(now.timestamp())),
+        "--signature", signature, "--file", "-", input=text.encode(),
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.decode().strip() == "valid"
+    bad = hookflow(
+        "verify", "--secret", new_secret(), "--id", "msg_interop_2", "--timestamp", str(int(now.timestamp())),
+        "--signature", signature, "--file", "-", input=text.encode(),
+    )
+    assert bad.returncode == 1
+    assert "no signature matches" in bad.stdout.decode()
+
+
+def test_rotation_signatures_verify_with_either_secret(hookflow):
+    old, new = new_secret(), new_secret()
+    ts = int(datetime.now(timezone.utc).timestamp())
+    out = hookflow("sign", "--secret", f"{new} {old}", "--id", "msg_rot", "--timestamp", str(ts), "--file", "-", input=b"{}")
+    signature = out.stdout.decode().strip()
+    assert len(signature.split(" ")) == 2
+    headers = {"webhook-id": "msg_rot", "webhook-timestamp": str(ts), "webhook-signature": signature}
+    Webhook(old).verify(b"{}", headers)
+    Webhook(new).verify(b"{}", headers)
+
+
+def test_spec_vector_with_both_implementations(hookflow):
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = b'{"test": 2432232314}'
+    expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    ts = datetime.fromtimestamp(1614265330, tz=timezone.utc)
+    assert Webhook(secret).sign("msg_p5jXN8AQM9LWM0D4loKWxJek", ts, body.decode()) == expected
+    out = hookflow("sign", "--secret", secret, "--id", "msg_p5jXN8AQM9LWM0D4loKWxJek", "--timestamp", "1614265330", "--file", "-", input=body)
+    assert out.stdout.decode().strip() == expected
+
+
+def test_stale_timestamps_are_rejected_by_both(hookflow):
+    secret = new_secret()
+    old = int(datetime.now(timezone.utc).timestamp()) - 3600
+    out = hookflow("sign", "--secret", secret, "--id", "m", "--timestamp", str(old), "--file", "-", input=b"{}")
+    signature = out.stdout.decode().strip()
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(b"{}", {"webhook-id": "m", "webhook-timestamp": str(old), "webhook-signature": signature})
+    res = hookflow("verify", "--secret", secret, "--id", "m", "--timestamp", str(old), "--signature", signature, "--file", "-", input=b"{}")
+    assert res.returncode == 1
+    assert "tolerance" in res.stdout.decode()
