@@ -17,8 +17,10 @@
 //! | [`retry`] | when to try again; the default schedule and its arithmetic |
 //! | [`signature`] | Standard Webhooks and HMAC signing and verification |
 //! | [`ssrf`] | which addresses outbound requests may reach |
+//! | [`auth`] | verifying an inbound request against its trigger |
 //! | [`run`] | the run state machine: `(run, input) -> (run, effects)` |
 
+pub mod auth;
 pub mod duration;
 pub mod error;
 pub mod flow;

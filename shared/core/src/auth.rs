@@ -1,0 +1,247 @@
+//! Verifying an inbound request against its trigger's `auth`.
+//!
+//! A [`Verifier`] is resolved once per flow from `trigger.auth` and
+//! `trigger.system` (validation guarantees the fields each kind needs). The
+//! adapter looks up the named secret and calls [`Verifier::verify`]. Every
+//! comparison is constant-time: credentials are compared as SHA-256 digests,
+//! so neither their content nor their length leaks through timing.
+
+use std::time::Duration;
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::flow::{AuthKind, Trigger};
+use crate::run::InboundRequest;
+use crate::signature::{self, DEFAULT_TOLERANCE, HmacScheme, SignatureError, System, mac_eq};
+
+/// Why a request was refused (401). Safe to log and to return: it names the
+/// missing or wrong part, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing credential: {0}")]
+    Missing(String),
+    #[error("wrong credential: {0}")]
+    Wrong(String),
+    #[error("signature: {0}")]
+    Signature(#[from] SignatureError),
+}
+
+/// How a trigger checks its caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scheme {
+    None,
+    ApiKey { header: Option<String>, query: Option<String> },
+    Basic { username: String },
+    Bearer,
+    Hmac(HmacScheme),
+    Stripe,
+    StandardWebhooks,
+}
+
+/// A trigger's resolved authentication.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verifier {
+    pub scheme: Scheme,
+    /// Name of the secret to verify against.
+    pub secret: Option<String>,
+    pub tolerance: Duration,
+}
+
+impl Verifier {
+    /// Resolves `trigger.auth` (and the `system` preset) into a verifier.
+    pub fn for_trigger(trigger: &Trigger) -> Self {
+        let Some(auth) = &trigger.auth else {
+            return Verifier { scheme: Scheme::None, secret: None, tolerance: DEFAULT_TOLERANCE };
+        };
+        let system = trigger.system.unwrap_or(System::Generic);
+        let scheme = match auth.kind {
+            Some(AuthKind::None) => Scheme::None,
+            Some(AuthKind::ApiKey) => Scheme::ApiKey { header: auth.header.clone(), query: auth.query.clone() },
+            Some(AuthKind::Basic) => Scheme::Basic { username: auth.username.clone().unwrap_or_default() },
+            Some(AuthKind::Bearer) => Scheme::Bearer,
+            Some(AuthKind::StandardWebhooks) => Scheme::StandardWebhooks,
+            Some(AuthKind::Hmac) => {
+                // A preset supplies defaults; explicit fields win.
+                let base = system.hmac_scheme();
+                let d = base.clone().unwrap_or(HmacScheme {
+                    header: String::new(),
+                    algorithm: Default::default(),
+                    encoding: Default::default(),
+                    prefix: None,
+                    content: "{body}".into(),
+                    timestamp_header: None,
+                });
+                Scheme::Hmac(HmacScheme {
+                    header: auth.header.clone().unwrap_or(d.header),
+                    algorithm: auth.algorithm.unwrap_or(d.algorithm),
+                    encoding: auth.encoding.unwrap_or(d.encoding),
+                    prefix: auth.prefix.clone().or(d.prefix),
+                    content: auth.content.clone().unwrap_or(d.content),
+                    timestamp_header: auth.timestamp_header.clone().or(d.timestamp_header),
+                })
+            }
+            None => match system {
+                System::Stripe => Scheme::Stripe,
+                System::StandardWebhooks => Scheme::StandardWebhooks,
+                other => other.hmac_scheme().map_or(Scheme::None, Scheme::Hmac),
+            },
+        };
+        Verifier {
+            scheme,
+            secret: auth.secret.clone(),
+            tolerance: auth.tolerance.map_or(DEFAULT_TOLERANCE, |t| t.get()),
+        }
+    }
+
+    /// Checks `req` given the secret's value and the current Unix time.
+    pub fn verify(&self, req: &InboundRequest, secret: &str, now: i64) -> Result<(), AuthError> {
+        let body = req.body.as_bytes();
+        match &self.scheme {
+            Scheme::None => Ok(()),
+            Scheme::ApiKey { header, query } => {
+                let given = header.as_deref().and_then(|h| req.headers.get(h).map(str::to_string)).or_else(|| {
+                    query.as_deref().and_then(|q| req.query.get(q)).and_then(|v| v.as_str().map(str::to_string))
+                });
+                let name = header.as_deref().or(query.as_deref()).unwrap_or("api key");
+                let given = given.ok_or_else(|| AuthError::Missing(name.to_string()))?;
+                same(&given, secret).then_some(()).ok_or_else(|| AuthError::Wrong(name.to_string()))
+            }
+            Scheme::Basic { username } => {
+                let value = credential(req, "Basic")?;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(value.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| AuthError::Wrong("Authorization".into()))?;
+                let (user, pass) = decoded.split_once(':').ok_or_else(|| AuthError::Wrong("Authorization".into()))?;
+                // Evaluate both comparisons: no early exit on the user name.
+                let ok = same(user, username) & same(pass, secret);
+                ok.then_some(()).ok_or_else(|| AuthError::Wrong("Authorization".into()))
+            }
+            Scheme::Bearer => {
+                let token = credential(req, "Bearer")?;
+                same(token.trim(), secret).then_some(()).ok_or_else(|| AuthError::Wrong("Authorization".into()))
+            }
+            Scheme::Hmac(h) => Ok(h.verify(secret.as_bytes(), &req.headers, body, now, self.tolerance)?),
+            Scheme::Stripe => {
+                let header =
+                    req.headers.get("Stripe-Signature").ok_or_else(|| AuthError::Missing("Stripe-Signature".into()))?;
+                Ok(signature::stripe_verify(secret.as_bytes(), header, body, now, self.tolerance)?)
+            }
+            Scheme::StandardWebhooks => {
+                let get = |n: &str| req.headers.get(n).ok_or_else(|| AuthError::Missing(n.to_string()));
+                let (id, ts, sig) = (get("webhook-id")?, get("webhook-timestamp")?, get("webhook-signature")?);
+                let secrets = signature::parse_secrets(secret)?;
+                Ok(signature::standard_verify(&secrets, id, ts, sig, body, now, self.tolerance)?)
+            }
+        }
+    }
+}
+
+/// The credential after `Authorization: <scheme> `.
+fn credential<'a>(req: &'a InboundRequest, scheme: &str) -> Result<&'a str, AuthError> {
+    let value = req.headers.get("Authorization").ok_or_else(|| AuthError::Missing("Authorization".into()))?;
+    match value.split_once(' ') {
+        Some((s, rest)) if s.eq_ignore_ascii_case(scheme) => Ok(rest),
+        _ => Err(AuthError::Wrong("Authorization".into())),
+    }
+}
+
+/// Constant-time equality that hides the length too.
+fn same(a: &str, b: &str) -> bool {
+    mac_eq(&Sha256::digest(a.as_bytes()), &Sha256::digest(b.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::Headers;
+    use serde_json::json;
+
+    fn trigger(v: serde_json::Value) -> Trigger {
+        let mut base = json!({"type": "webhook", "path": "p"});
+        base.as_object_mut().unwrap().extend(v.as_object().unwrap().clone());
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn req(headers: &[(&str, &str)], body: &str) -> InboundRequest {
+        InboundRequest {
+            method: "POST".into(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Headers>(),
+            body: body.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn api_key_in_header_or_query() {
+        let v =
+            Verifier::for_trigger(&trigger(json!({"auth": {"type": "api_key", "header": "X-Api-Key", "secret": "k"}})));
+        assert_eq!(v.secret.as_deref(), Some("k"));
+        assert_eq!(v.verify(&req(&[("x-api-key", "s3cret")], ""), "s3cret", 0), Ok(()));
+        assert_eq!(
+            v.verify(&req(&[("x-api-key", "nope")], ""), "s3cret", 0),
+            Err(AuthError::Wrong("X-Api-Key".into()))
+        );
+        assert_eq!(v.verify(&req(&[], ""), "s3cret", 0), Err(AuthError::Missing("X-Api-Key".into())));
+        let q = Verifier::for_trigger(&trigger(json!({"auth": {"type": "api_key", "query": "key", "secret": "k"}})));
+        let mut r = req(&[], "");
+        r.query.insert("key".into(), json!("s3cret"));
+        assert_eq!(q.verify(&r, "s3cret", 0), Ok(()));
+    }
+
+    #[test]
+    fn basic_and_bearer() {
+        let b = Verifier::for_trigger(&trigger(json!({"auth": {"type": "basic", "username": "ann", "secret": "pw"}})));
+        let good = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("ann:hunter2"));
+        let bad_user = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("bob:hunter2"));
+        assert_eq!(b.verify(&req(&[("Authorization", &good)], ""), "hunter2", 0), Ok(()));
+        assert!(b.verify(&req(&[("Authorization", &bad_user)], ""), "hunter2", 0).is_err());
+        assert!(b.verify(&req(&[("Authorization", "Basic !!")], ""), "hunter2", 0).is_err());
+        let t = Verifier::for_trigger(&trigger(json!({"auth": {"type": "bearer", "secret": "t"}})));
+        assert_eq!(t.verify(&req(&[("Authorization", "Bearer abc")], ""), "abc", 0), Ok(()));
+        assert_eq!(
+            t.verify(&req(&[("Authorization", "Bearer abd")], ""), "abc", 0),
+            Err(AuthError::Wrong("Authorization".into()))
+        );
+        assert_eq!(
+            t.verify(&req(&[("Authorization", "Basic abc")], ""), "abc", 0),
+            Err(AuthError::Wrong("Authorization".into()))
+        );
+    }
+
+    #[test]
+    fn presets_resolve_from_system() {
+        let gh = Verifier::for_trigger(&trigger(json!({"system": "github", "auth": {"secret": "gh"}})));
+        let Scheme::Hmac(h) = &gh.scheme else { panic!("{gh:?}") };
+        let sig = h.sign(b"s", 0, "", b"{}");
+        assert_eq!(gh.verify(&req(&[("X-Hub-Signature-256", &sig)], "{}"), "s", 0), Ok(()));
+        assert!(gh.verify(&req(&[("X-Hub-Signature-256", &sig)], "{ }"), "s", 0).is_err());
+
+        let st = Verifier::for_trigger(&trigger(json!({"system": "stripe", "auth": {"secret": "st"}})));
+        let header = signature::stripe_sign(b"whsec_x", 1000, b"{}");
+        assert_eq!(st.verify(&req(&[("Stripe-Signature", &header)], "{}"), "whsec_x", 1000), Ok(()));
+
+        let sw = Verifier::for_trigger(&trigger(json!({"system": "standard-webhooks", "auth": {"secret": "sw"}})));
+        let secret = signature::WebhookSecret::generate();
+        let sig = secret.sign("msg_1", 1000, b"{}");
+        let r = req(&[("webhook-id", "msg_1"), ("webhook-timestamp", "1000"), ("webhook-signature", &sig)], "{}");
+        assert_eq!(sw.verify(&r, &secret.expose(), 1000), Ok(()));
+        assert!(matches!(
+            sw.verify(&r, &secret.expose(), 5000),
+            Err(AuthError::Signature(SignatureError::Timestamp(300)))
+        ));
+    }
+
+    #[test]
+    fn explicit_hmac_fields_override_the_preset() {
+        let v = Verifier::for_trigger(&trigger(json!({
+            "system": "shopify",
+            "auth": {"type": "hmac", "secret": "s", "header": "X-Custom", "encoding": "hex"}
+        })));
+        let Scheme::Hmac(h) = &v.scheme else { panic!() };
+        assert_eq!(h.header, "X-Custom");
+        assert_eq!(h.encoding, signature::Encoding::Hex);
+    }
+}
