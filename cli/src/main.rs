@@ -3,6 +3,7 @@
 //! This file only parses arguments and maps outcomes to exit codes; each
 //! command lives in its own module.
 
+mod dev;
 mod dry_run;
 mod flows;
 mod sign;
@@ -82,6 +83,29 @@ enum Command {
         #[arg(long)]
         now: Option<i64>,
     },
+    /// Run flows locally: the trigger endpoint, the run executor and the
+    /// dispatcher in one process, on an embedded store (SQLite) that
+    /// survives restarts. Logs JSON lines to stdout.
+    Dev {
+        /// Directory of flow files (reloaded on change).
+        #[arg(long)]
+        flows: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Where the store lives.
+        #[arg(long, default_value = ".hookflow")]
+        data: PathBuf,
+        /// Secrets as a JSON object or `.env` lines; `HOOKFLOW_SECRET_<NAME>`
+        /// variables override it.
+        #[arg(long)]
+        secrets_file: Option<PathBuf>,
+        /// Private networks outbound requests may reach besides loopback.
+        #[arg(long = "allow-private-targets", value_name = "CIDR", num_args = 1..)]
+        allow_private_targets: Vec<ipnet::IpNet>,
+        /// `json` (default) or `pretty`.
+        #[arg(long, default_value = "json", value_parser = ["json", "pretty"])]
+        log_format: String,
+    },
     /// Print the JSON Schema of flow files.
     Schema,
 }
@@ -96,6 +120,16 @@ fn main() -> ExitCode {
         Command::Sign { secret, id, timestamp, file } => sign::sign(&secret, &id, timestamp, file.as_deref()),
         Command::Verify { secret, id, timestamp, signature, file, tolerance, now } => {
             sign::verify(&secret, &id, &timestamp, &signature, file.as_deref(), tolerance, now)
+        }
+        Command::Dev { flows, listen, data, secrets_file, allow_private_targets, log_format } => {
+            dev::run(dev::Options {
+                flows,
+                listen,
+                data,
+                secrets_file,
+                allow_private_targets,
+                pretty: log_format == "pretty",
+            })
         }
         Command::Schema => {
             print!("{}", hookflow_core::schema::flow_schema());

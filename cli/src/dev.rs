@@ -1,0 +1,72 @@
+//! `hookflow dev`: run flows locally on the embedded store.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use hookflow_core::ssrf::TargetPolicy;
+use hookflow_local::dev::{banner, load_dir, serve, watch};
+use hookflow_local::logger::{Format, Logger};
+use hookflow_local::runtime::Flows;
+use hookflow_local::secrets::Secrets;
+use hookflow_local::{Runtime, RuntimeConfig};
+use ipnet::IpNet;
+
+pub struct Options {
+    pub flows: PathBuf,
+    pub listen: String,
+    pub data: PathBuf,
+    pub secrets_file: Option<PathBuf>,
+    pub allow_private_targets: Vec<IpNet>,
+    pub pretty: bool,
+}
+
+pub fn run(opts: Options) -> Result<ExitCode> {
+    let flows = match load_dir(&opts.flows) {
+        Ok(f) if f.is_empty() => anyhow::bail!("no flow files (*.yaml, *.yml, *.json) in {}", opts.flows.display()),
+        Ok(f) => f,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("{p}");
+            }
+            eprintln!("hookflow dev: not starting: fix the flows above");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let flows = Flows::new(flows)?;
+    let (secrets, warnings) = Secrets::load(opts.secrets_file.as_deref())?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    // The dev server may reach loopback (receivers on this machine) and
+    // whatever the user opts into; everything else private stays refused.
+    let mut allow: Vec<IpNet> = vec!["127.0.0.0/8".parse()?, "::1/128".parse()?];
+    allow.extend(opts.allow_private_targets);
+    let logger = Logger::new(
+        if opts.pretty { Format::Pretty } else { Format::Json },
+        secrets.values().map(str::to_string).collect::<Vec<_>>().into_iter(),
+    );
+    let config = RuntimeConfig {
+        data_dir: opts.data.clone(),
+        target_policy: TargetPolicy::allowing(allow),
+        secrets,
+        logger,
+        concurrency: 64,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    runtime.block_on(async move {
+        let rt = Runtime::new(config, flows)?;
+        let listener = tokio::net::TcpListener::bind(&opts.listen)
+            .await
+            .with_context(|| format!("listening on {}", opts.listen))?;
+        let addr = listener.local_addr()?;
+        println!("{}", banner(&rt, addr));
+        tokio::spawn(rt.clone().work());
+        tokio::spawn(watch(rt.clone(), opts.flows.clone()));
+        tokio::select! {
+            r = serve(rt, listener) => r?,
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,98 @@
+//! `hookflow dev`: the inbound server and the workers in one process.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hookflow_core::{CompiledFlow, Error as CoreError, load_flow};
+use serde_json::json;
+
+use crate::runtime::{Flows, Runtime};
+use crate::{Error, inbound};
+
+/// Loads and validates every flow file directly in `dir`. All problems of
+/// all files are returned together.
+pub fn load_dir(dir: &Path) -> Result<Vec<CompiledFlow>, Vec<String>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
+            .collect(),
+        Err(e) => return Err(vec![format!("{}: {e}", dir.display())]),
+    };
+    files.sort();
+    let mut flows = Vec::new();
+    let mut problems = Vec::new();
+    for f in files {
+        match std::fs::read_to_string(&f) {
+            Ok(text) => match load_flow(&f, &text) {
+                Ok(c) => flows.push(c),
+                Err(CoreError::Invalid(d)) => problems.extend(d.iter().map(ToString::to_string)),
+                Err(e) => problems.push(format!("{}: {e}", f.display())),
+            },
+            Err(e) => problems.push(format!("{}: {e}", f.display())),
+        }
+    }
+    if problems.is_empty() { Ok(flows) } else { Err(problems) }
+}
+
+/// Newest modification time of the flow directory and its files.
+fn dir_stamp(dir: &Path) -> Option<SystemTime> {
+    let mut newest = std::fs::metadata(dir).ok()?.modified().ok()?;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+            newest = newest.max(t);
+        }
+    }
+    Some(newest)
+}
+
+/// Reloads the flows when the directory changes; an invalid change is
+/// reported and the running flows stay.
+pub async fn watch(rt: Arc<Runtime>, dir: PathBuf) {
+    let mut last = dir_stamp(&dir);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = dir_stamp(&dir);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match load_dir(&dir).and_then(|f| Flows::new(f).map_err(|e| vec![e.to_string()])) {
+            Ok(flows) => {
+                let n = flows.all().count();
+                rt.set_flows(flows);
+                rt.logger.log("info", "flows reloaded", json!({"flows": n}));
+            }
+            Err(problems) => {
+                rt.logger.log("error", "flows not reloaded: invalid", json!({"problems": problems}));
+            }
+        }
+    }
+}
+
+/// Serves the trigger endpoint on `listener` until the process ends.
+pub async fn serve(rt: Arc<Runtime>, listener: tokio::net::TcpListener) -> Result<(), Error> {
+    let app = inbound::router(rt);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .map_err(|e| Error::Config(format!("server: {e}")))
+}
+
+/// The startup banner: one line with every trigger's URL.
+pub fn banner(rt: &Runtime, addr: SocketAddr) -> String {
+    let mut urls: Vec<String> = rt
+        .flows()
+        .all()
+        .map(|f| {
+            format!(
+                "{} http://{addr}{}",
+                f.flow.trigger.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join("|"),
+                f.flow.trigger_path()
+            )
+        })
+        .collect();
+    urls.sort();
+    format!("hookflow dev listening on http://{addr}; triggers: {}", urls.join(", "))
+}

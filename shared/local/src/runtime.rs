@@ -1,0 +1,464 @@
+//! The runtime: loaded flows, and the workers that drive runs and
+//! deliveries through the store's job queue.
+//!
+//! Two kinds of job:
+//! - `run`: feed an [`Input`] to a run ([`advance`]), then store the new run,
+//!   the delivery jobs its `Send` effects ask for and the log, in one
+//!   transaction with the job's removal;
+//! - `delivery`: send one attempt; on success (or final failure) hand the
+//!   outcome to the run as a new `run` job; on a retryable failure put the
+//!   job back with the scheduled delay and the same `webhook-id`.
+//!
+//! Job ids are derived from what they carry (`d:{delivery_id}`,
+//! `r:{run_id}:{delivery_id}`), and inserts ignore duplicates, so redoing a
+//! job after a crash cannot fork a run.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use hookflow_core::CompiledFlow;
+use hookflow_core::run::{
+    Delivery, Effect, FailureKind, Input, Reply, Run, StepError, StepOutcome, advance, final_outcome,
+};
+use hookflow_core::ssrf::TargetPolicy;
+use hookflow_core::status::Verdict;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore, oneshot};
+
+use crate::logger::Logger;
+use crate::secrets::Secrets;
+use crate::sender::{Attempt, ErrorClass, Sender};
+use crate::store::{Commit, Job, LogEntry, NewJob, Store};
+use crate::{Error, now_ms};
+
+/// How the runtime is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub data_dir: PathBuf,
+    pub target_policy: TargetPolicy,
+    pub secrets: Secrets,
+    pub logger: Logger,
+    /// Jobs processed at once.
+    pub concurrency: usize,
+}
+
+/// Loaded flows, by route and by id.
+#[derive(Default)]
+pub struct Flows {
+    by_route: HashMap<(String, String), Arc<CompiledFlow>>,
+    by_id: HashMap<(String, String), Arc<CompiledFlow>>,
+}
+
+impl Flows {
+    pub fn new(flows: Vec<CompiledFlow>) -> Result<Self, Error> {
+        let mut f = Flows::default();
+        for flow in flows {
+            let flow = Arc::new(flow);
+            let t = flow.flow.tenant.clone();
+            let route = (t.clone(), flow.flow.trigger.path.trim_matches('/').to_string());
+            if let Some(other) = f.by_route.insert(route.clone(), flow.clone()) {
+                return Err(Error::Config(format!(
+                    "{} and {} both use the trigger /hooks/{}/{}",
+                    other.file.display(),
+                    flow.file.display(),
+                    route.0,
+                    route.1
+                )));
+            }
+            if let Some(other) = f.by_id.insert((t.clone(), flow.flow.id.clone()), flow.clone()) {
+                return Err(Error::Config(format!(
+                    "{} and {} both define flow `{}` of tenant `{t}`",
+                    other.file.display(),
+                    flow.file.display(),
+                    flow.flow.id
+                )));
+            }
+        }
+        Ok(f)
+    }
+
+    pub fn by_route(&self, tenant: &str, path: &str) -> Option<Arc<CompiledFlow>> {
+        self.by_route.get(&(tenant.to_string(), path.trim_matches('/').to_string())).cloned()
+    }
+
+    pub fn by_id(&self, tenant: &str, id: &str) -> Option<Arc<CompiledFlow>> {
+        self.by_id.get(&(tenant.to_string(), id.to_string())).cloned()
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<CompiledFlow>> {
+        self.by_id.values()
+    }
+}
+
+/// The embedded runtime, shared by the inbound server and the workers.
+pub struct Runtime {
+    pub store: Store,
+    pub logger: Logger,
+    pub secrets: Secrets,
+    flows: RwLock<Arc<Flows>>,
+    sender: Sender,
+    wake: Notify,
+    waiters: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
+    concurrency: usize,
+}
+
+/// A `delivery` job's payload.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct DeliveryJob {
+    delivery: Delivery,
+    /// Attempts made so far.
+    attempts: u32,
+    /// When the first attempt was due (ms).
+    first_at: i64,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig, flows: Flows) -> Result<Arc<Self>, Error> {
+        let store = Store::open(&config.data_dir)?;
+        // One process owns the embedded store: any lease left from a previous
+        // process is stale, so its jobs are due again now.
+        store.release_leases()?;
+        let sender = Sender::new(config.target_policy, config.secrets.clone())?;
+        Ok(Arc::new(Runtime {
+            store,
+            logger: config.logger,
+            secrets: config.secrets,
+            flows: RwLock::new(Arc::new(flows)),
+            sender,
+            wake: Notify::new(),
+            waiters: Mutex::new(HashMap::new()),
+            concurrency: config.concurrency.max(1),
+        }))
+    }
+
+    pub fn flows(&self) -> Arc<Flows> {
+        self.flows.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the loaded flows (reload).
+    pub fn set_flows(&self, flows: Flows) {
+        *self.flows.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(flows);
+    }
+
+    /// Wakes the workers: new jobs are due.
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+        self.wake.notify_one();
+    }
+
+    /// Registers interest in a run's `respond` reply (sync triggers).
+    pub fn wait_for_reply(&self, run_id: &str) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id.to_string(), tx);
+        rx
+    }
+
+    pub fn forget_reply(&self, run_id: &str) {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(run_id);
+    }
+
+    /// The job that starts `run`.
+    pub fn start_job(run: &Run) -> NewJob {
+        NewJob {
+            id: format!("r:{}:start", run.id),
+            kind: "run",
+            payload: json!({"run_id": run.id, "input": Input::Start}),
+            not_before: now_ms(),
+        }
+    }
+
+    /// Runs the workers until the process ends.
+    pub async fn work(self: Arc<Self>) {
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        loop {
+            let free = permits.available_permits();
+            let jobs = if free == 0 { Ok(Vec::new()) } else { self.store.lease(now_ms(), free, 5 * 60_000) };
+            let jobs = match jobs {
+                Ok(j) => j,
+                Err(e) => {
+                    self.logger.log("error", "leasing jobs failed", json!({"error": e.to_string()}));
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            if jobs.is_empty() {
+                let wait = match self.store.next_due() {
+                    Ok(Some(due)) => (due - now_ms()).clamp(1, 250) as u64,
+                    _ => 250,
+                };
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                }
+                continue;
+            }
+            for job in jobs {
+                let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                let rt = self.clone();
+                tokio::spawn(async move {
+                    rt.process(job).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    async fn process(&self, job: Job) {
+        let id = job.id.clone();
+        let result = match job.kind.as_str() {
+            "run" => self.process_run(job),
+            "delivery" => self.process_delivery(job).await,
+            other => Err(Error::Store(format!("unknown job kind {other}"))),
+        };
+        if let Err(e) = result {
+            self.logger.log("error", "job failed; it will be retried", json!({"job": id, "error": e.to_string()}));
+        }
+    }
+
+    fn process_run(&self, job: Job) -> Result<(), Error> {
+        let run_id = job.payload["run_id"].as_str().unwrap_or_default().to_string();
+        let input: Input = serde_json::from_value(job.payload["input"].clone())
+            .map_err(|e| Error::Store(format!("job {}: {e}", job.id)))?;
+        let Some(state) = self.store.run(&run_id)? else {
+            return self.drop_job(&job, "its run does not exist");
+        };
+        let run: Run = serde_json::from_value(state).map_err(|e| Error::Store(format!("run {run_id}: {e}")))?;
+        let Some(flow) = self.flows().by_id(&run.tenant, &run.flow_id) else {
+            return self.drop_job(&job, "its flow is no longer loaded");
+        };
+        let (run, effects) = advance(&flow, run, input)?;
+        let mut commit = Commit { done: Some(job.id.clone()), ..Default::default() };
+        commit.run(&run);
+        let mut replies = Vec::new();
+        let now = now_ms();
+        for effect in effects {
+            match effect {
+                Effect::Send(d) => {
+                    commit.jobs.push(NewJob {
+                        id: format!("d:{}", d.id),
+                        kind: "delivery",
+                        payload: serde_json::to_value(DeliveryJob { delivery: *d, attempts: 0, first_at: now })
+                            .unwrap_or_default(),
+                        not_before: now,
+                    });
+                }
+                Effect::Reply(r) => replies.push(r),
+                Effect::Log(e) => {
+                    self.logger.log(
+                        "info",
+                        &format!("step {} {}", e.step, e.decision),
+                        json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": run.event_id, "step": e.step, "detail": e.detail}),
+                    );
+                    commit.log.push(LogEntry {
+                        at: now,
+                        kind: "step".into(),
+                        tenant: Some(run.tenant.clone()),
+                        flow_id: Some(run.flow_id.clone()),
+                        run_id: Some(run.id.clone()),
+                        event_id: Some(run.event_id.clone()),
+                        delivery_id: None,
+                        outcome: Some(e.decision.clone()),
+                        detail: serde_json::to_value(&e).unwrap_or_default(),
+                    });
+                }
+                Effect::Finished { status } => {
+                    let level =
+                        if matches!(status, hookflow_core::run::RunStatus::Failed { .. }) { "warn" } else { "info" };
+                    self.logger.log(
+                        level,
+                        "run finished",
+                        json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": run.event_id, "status": status}),
+                    );
+                    commit.log.push(LogEntry {
+                        at: now,
+                        kind: "run".into(),
+                        tenant: Some(run.tenant.clone()),
+                        flow_id: Some(run.flow_id.clone()),
+                        run_id: Some(run.id.clone()),
+                        event_id: Some(run.event_id.clone()),
+                        delivery_id: None,
+                        outcome: Some(if level == "warn" { "failed".into() } else { "succeeded".into() }),
+                        detail: serde_json::to_value(&status).unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        let sends = !commit.jobs.is_empty();
+        self.store.commit(commit)?;
+        if sends {
+            self.wake();
+        }
+        for reply in replies {
+            if let Some(tx) = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.id) {
+                let _ = tx.send(reply);
+            }
+        }
+        if run.status.is_finished() {
+            // A sync caller still waiting learns the run ended unanswered.
+            self.forget_reply(&run.id);
+        }
+        Ok(())
+    }
+
+    fn drop_job(&self, job: &Job, why: &str) -> Result<(), Error> {
+        self.logger.log("error", "job dropped", json!({"job": job.id, "reason": why}));
+        let entry = LogEntry {
+            at: now_ms(),
+            kind: "job".into(),
+            outcome: Some("dropped".into()),
+            detail: json!({"job": job.id, "reason": why, "payload": job.payload}),
+            ..Default::default()
+        };
+        self.store.commit(Commit { done: Some(job.id.clone()), log: vec![entry], ..Default::default() })
+    }
+
+    async fn process_delivery(&self, job: Job) -> Result<(), Error> {
+        let mut dj: DeliveryJob =
+            serde_json::from_value(job.payload.clone()).map_err(|e| Error::Store(format!("job {}: {e}", job.id)))?;
+        let attempt = self.sender.send(&dj.delivery).await;
+        dj.attempts += 1;
+        let d = &dj.delivery;
+        let verdict = match (&attempt.response, &attempt.error) {
+            (Some(r), _) => d.status_policy.classify(r.status),
+            (None, Some((ErrorClass::Ssrf | ErrorClass::Request, _))) => Verdict::Halt,
+            (None, _) => Verdict::Retry,
+        };
+        let now = now_ms();
+        let mut commit = Commit::default();
+        let fields = json!({
+            "tenant": d.tenant, "flow_id": d.flow_id, "run_id": d.run_id, "event_id": d.event_id,
+            "delivery_id": d.id, "step": d.step, "attempt": dj.attempts,
+            "status": attempt.response.as_ref().map(|r| r.status),
+            "duration_ms": attempt.duration_ms,
+            "error_class": attempt.error.as_ref().map(|e| e.0),
+            "error": attempt.error.as_ref().map(|e| e.1.clone()),
+            "verdict": verdict,
+        });
+        commit.log.push(attempt_log(d, &attempt, dj.attempts, verdict, now));
+        let retry_delay = match verdict {
+            Verdict::Retry => {
+                let age = Duration::from_millis((now - dj.first_at).max(0) as u64);
+                d.retry.next_delay(dj.attempts, age, attempt.retry_after, &mut rand::rng())
+            }
+            _ => None,
+        };
+        let outcome: Option<StepOutcome> = match (verdict, retry_delay) {
+            (Verdict::Success, _) => {
+                self.logger.log("info", "delivered", fields);
+                attempt.response.clone().map(|response| StepOutcome::Succeeded { response })
+            }
+            (Verdict::Retry, Some(delay)) => {
+                self.logger.log("warn", &format!("attempt failed; retrying in {} ms", delay.as_millis()), fields);
+                commit.reschedule = Some((
+                    job.id.clone(),
+                    serde_json::to_value(&dj).unwrap_or_default(),
+                    now + delay.as_millis() as i64,
+                ));
+                None
+            }
+            _ => {
+                let outcome = match &attempt.response {
+                    Some(r) => final_outcome(verdict, r.clone(), dj.attempts),
+                    None => {
+                        let (class, msg) = attempt.error.clone().unwrap_or((ErrorClass::Connect, String::new()));
+                        let kind = if class == ErrorClass::Ssrf {
+                            FailureKind::Ssrf
+                        } else if verdict == Verdict::Halt {
+                            FailureKind::Halted
+                        } else {
+                            FailureKind::Exhausted
+                        };
+                        let message = match kind {
+                            FailureKind::Exhausted => format!("gave up after {} attempt(s): {msg}", dj.attempts),
+                            _ => msg,
+                        };
+                        StepOutcome::Failed { error: StepError { kind, message, status: None }, response: None }
+                    }
+                };
+                let reason = match &outcome {
+                    StepOutcome::Failed { error, .. } => error.message.clone(),
+                    StepOutcome::Succeeded { .. } => String::new(),
+                };
+                let mut f = fields;
+                f["reason"] = json!(reason);
+                self.logger.log("error", "delivery dead", f);
+                commit.dead = Some((
+                    d.id.clone(),
+                    d.tenant.clone(),
+                    d.flow_id.clone(),
+                    d.run_id.clone(),
+                    reason,
+                    serde_json::to_value(&dj).unwrap_or_default(),
+                ));
+                Some(outcome)
+            }
+        };
+        if commit.reschedule.is_none() {
+            commit.done = Some(job.id.clone());
+        }
+        if let Some(outcome) = outcome
+            && d.wait
+        {
+            commit.jobs.push(NewJob {
+                id: format!("r:{}:{}", d.run_id, d.id),
+                kind: "run",
+                payload: json!({"run_id": d.run_id, "input": Input::StepResult { step: d.step.clone(), delivery_id: d.id.clone(), outcome }}),
+                not_before: now,
+            });
+        }
+        let wake = !commit.jobs.is_empty() || commit.reschedule.is_some();
+        self.store.commit(commit)?;
+        if wake {
+            self.wake();
+        }
+        Ok(())
+    }
+}
+
+/// The request-log entry of one attempt: request with secrets as `***` and
+/// sensitive headers redacted, response status, headers and body (the first
+/// 16 KiB), duration and error class.
+fn attempt_log(d: &Delivery, a: &Attempt, n: u32, verdict: Verdict, now: i64) -> LogEntry {
+    let mut request = d.request.redacted();
+    if let Some(Value::Object(h)) = request.get_mut("headers") {
+        for (k, v) in h.iter_mut() {
+            if hookflow_core::headers::is_sensitive(k) {
+                *v = json!("[redacted]");
+            }
+        }
+    }
+    let response = a.response.as_ref().map(|r| {
+        let headers: serde_json::Map<String, Value> = r
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let v = if hookflow_core::headers::is_sensitive(k) { "[redacted]" } else { v };
+                (k.to_string(), json!(v))
+            })
+            .collect();
+        json!({"status": r.status, "headers": headers, "body": r.body})
+    });
+    LogEntry {
+        at: now,
+        kind: "attempt".into(),
+        tenant: Some(d.tenant.clone()),
+        flow_id: Some(d.flow_id.clone()),
+        run_id: Some(d.run_id.clone()),
+        event_id: Some(d.event_id.clone()),
+        delivery_id: Some(d.id.clone()),
+        outcome: Some(
+            serde_json::to_value(verdict).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+        ),
+        detail: json!({
+            "attempt": n,
+            "step": d.step,
+            "request": request,
+            "response": response,
+            "duration_ms": a.duration_ms,
+            "error_class": a.error.as_ref().map(|e| e.0),
+            "error": a.error.as_ref().map(|e| e.1.clone()),
+        }),
+    }
+}

@@ -1,0 +1,256 @@
+//! Sends one attempt of a delivery over HTTP.
+//!
+//! The only place where secret values meet a request: placeholders are
+//! resolved here, signatures computed here, and nothing of it is returned
+//! except the response. Every connection goes through the SSRF guard: names
+//! are resolved by [`GuardedResolver`], which hands the connector only
+//! addresses the policy allows; IP literals are checked before sending.
+//! Redirects are never followed.
+
+use std::error::Error as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use hookflow_core::headers::Headers;
+use hookflow_core::request::signature_headers;
+use hookflow_core::retry::parse_retry_after;
+use hookflow_core::run::{CapturedResponse, Delivery};
+use hookflow_core::ssrf::TargetPolicy;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use serde::{Deserialize, Serialize};
+
+use crate::secrets::Secrets;
+
+/// Most of a response body kept for `steps.<id>.response` and the log.
+pub const MAX_CAPTURE: usize = 16 * 1024;
+
+/// Why an attempt got no response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    Timeout,
+    Connect,
+    Dns,
+    Tls,
+    Ssrf,
+    /// A secret was missing or unusable (retried: it may be created later).
+    Secret,
+    /// The request could not be built (halts).
+    Request,
+}
+
+/// The result of one attempt.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub response: Option<CapturedResponse>,
+    pub retry_after: Option<Duration>,
+    pub error: Option<(ErrorClass, String)>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug)]
+struct SsrfRefused(String);
+
+impl std::fmt::Display for SsrfRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SsrfRefused {}
+
+/// Resolves names, keeping only addresses the policy allows.
+struct GuardedResolver {
+    policy: Arc<TargetPolicy>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = all
+                .into_iter()
+                .filter(|a| match policy.check(a.ip()) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        refused = Some(format!("{host} resolves to {} ({})", a.ip(), why.describe()));
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let msg = refused.unwrap_or_else(|| format!("{host} has no addresses"));
+                return Err(Box::new(SsrfRefused(msg)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The HTTP sender. Build once, share.
+pub struct Sender {
+    client: reqwest::Client,
+    policy: Arc<TargetPolicy>,
+    secrets: Secrets,
+}
+
+fn classify(e: &reqwest::Error) -> ErrorClass {
+    let mut src = e.source();
+    while let Some(s) = src {
+        if s.is::<SsrfRefused>() {
+            return ErrorClass::Ssrf;
+        }
+        src = s.source();
+    }
+    let text = format!("{e:?}").to_ascii_lowercase();
+    if e.is_timeout() {
+        ErrorClass::Timeout
+    } else if text.contains("dns") || text.contains("failed to lookup") {
+        ErrorClass::Dns
+    } else if text.contains("tls") || text.contains("certificate") {
+        ErrorClass::Tls
+    } else if e.is_builder() {
+        ErrorClass::Request
+    } else {
+        ErrorClass::Connect
+    }
+}
+
+/// `e` and its sources, one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        let t = x.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = x.source();
+    }
+    s
+}
+
+impl Sender {
+    pub fn new(policy: TargetPolicy, secrets: Secrets) -> Result<Self, crate::Error> {
+        let policy = Arc::new(policy);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(32)
+            .dns_resolver(GuardedResolver { policy: policy.clone() })
+            .build()
+            .map_err(|e| crate::Error::Config(format!("HTTP client: {e}")))?;
+        Ok(Sender { client, policy, secrets })
+    }
+
+    /// Sends one attempt of `d`.
+    pub async fn send(&self, d: &Delivery) -> Attempt {
+        let start = Instant::now();
+        let fail = |class, msg: String| Attempt {
+            response: None,
+            retry_after: None,
+            error: Some((class, msg)),
+            duration_ms: start.elapsed().as_millis() as u64,
+        };
+        let mut missing = None;
+        let mut lookup = |name: &str| -> Result<String, ()> {
+            self.secrets.get(name).ok_or_else(|| {
+                missing = Some(name.to_string());
+            })
+        };
+        let Ok(url) = d.request.url.resolve(&mut lookup) else {
+            return fail(ErrorClass::Secret, format!("secret `{}` is not set", missing.unwrap_or_default()));
+        };
+        let parsed = match reqwest::Url::parse(&url) {
+            Ok(u) => u,
+            Err(e) => return fail(ErrorClass::Request, format!("invalid URL: {e}")),
+        };
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal
+            && let Err(why) = self.policy.check(ip)
+        {
+            return fail(ErrorClass::Ssrf, format!("{ip} is {}", why.describe()));
+        }
+        let method = reqwest::Method::from_bytes(d.request.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
+        let mut req = self.client.request(method, parsed).timeout(d.timeout);
+        for (name, value) in &d.request.headers {
+            let mut missing = None;
+            let v = match value.resolve(&mut |n: &str| {
+                self.secrets.get(n).ok_or_else(|| {
+                    missing = Some(n.to_string());
+                })
+            }) {
+                Ok(v) => v,
+                Err(()) => {
+                    return fail(ErrorClass::Secret, format!("secret `{}` is not set", missing.unwrap_or_default()));
+                }
+            };
+            if v.contains(['\r', '\n', '\0']) {
+                return fail(ErrorClass::Request, format!("header {name}: value contains CR, LF or NUL"));
+            }
+            req = req.header(name.as_str(), v);
+        }
+        let body = d.request.body.clone().unwrap_or_default();
+        if let Some(spec) = &d.sign {
+            let Some(secret) = self.secrets.get(&spec.secret) else {
+                return fail(ErrorClass::Secret, format!("signing secret `{}` is not set", spec.secret));
+            };
+            let ts = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+            match signature_headers(spec, &secret, &d.id, ts, body.as_bytes()) {
+                Ok(hs) => {
+                    for (k, v) in hs {
+                        req = req.header(k, v);
+                    }
+                }
+                Err(e) => return fail(ErrorClass::Secret, format!("signing secret `{}`: {e}", spec.secret)),
+            }
+        }
+        if d.request.body.is_some() {
+            req = req.body(body);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return fail(classify(&e), chain(&e)),
+        };
+        let status = resp.status().as_u16();
+        let headers: Headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let retry_after = headers.get("retry-after").and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let mut bytes = Vec::new();
+        let mut resp = resp;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = MAX_CAPTURE.saturating_sub(bytes.len());
+                    bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if bytes.len() >= MAX_CAPTURE {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                // A response that broke off mid-body still has its status.
+                Err(_) => break,
+            }
+        }
+        let body = String::from_utf8_lossy(&bytes);
+        Attempt {
+            response: Some(CapturedResponse::new(status, headers, &body)),
+            retry_after,
+            error: None,
+            duration_ms: start.elapsed().as_millis() as u64,
+        }
+    }
+}

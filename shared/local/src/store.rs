@@ -1,0 +1,314 @@
+//! The embedded store: one SQLite file holding runs, the job queue, the
+//! request log, idempotency keys and dead deliveries.
+//!
+//! Every state change that matters is one transaction: a run's new state
+//! together with the jobs its effects create and the job that caused it, so a
+//! process killed at any instant either did all of it or none of it. The
+//! queue is a table with `not_before` (scheduled retries survive restarts)
+//! and `lease_until` (a job whose worker died becomes due again when its
+//! lease expires, and is then done again: at-least-once).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::Error;
+
+const SCHEMA: &str = r#"
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA busy_timeout = 5000;
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, flow_id TEXT NOT NULL, event_id TEXT NOT NULL,
+    status TEXT NOT NULL, state TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
+    not_before INTEGER NOT NULL, lease_until INTEGER NOT NULL DEFAULT 0,
+    leases INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (not_before);
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind TEXT NOT NULL,
+    tenant TEXT, flow_id TEXT, run_id TEXT, event_id TEXT, delivery_id TEXT, outcome TEXT,
+    detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS log_run ON log (run_id);
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT PRIMARY KEY, reply TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead (
+    delivery_id TEXT PRIMARY KEY, at INTEGER NOT NULL, tenant TEXT NOT NULL, flow_id TEXT NOT NULL,
+    run_id TEXT NOT NULL, reason TEXT NOT NULL, job TEXT NOT NULL);
+"#;
+
+/// A job taken from the queue.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    pub payload: Value,
+    /// How many times it has been leased, this time included.
+    pub leases: i64,
+}
+
+/// One request-log entry.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LogEntry {
+    pub at: i64,
+    pub kind: String,
+    pub tenant: Option<String>,
+    pub flow_id: Option<String>,
+    pub run_id: Option<String>,
+    pub event_id: Option<String>,
+    pub delivery_id: Option<String>,
+    pub outcome: Option<String>,
+    pub detail: Value,
+}
+
+/// A job to add in a transaction.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub kind: &'static str,
+    pub payload: Value,
+    pub not_before: i64,
+}
+
+/// Changes made atomically when a job is done.
+#[derive(Debug, Default)]
+pub struct Commit {
+    /// The job that is finished (deleted) ...
+    pub done: Option<String>,
+    /// ... or rescheduled with a new payload.
+    pub reschedule: Option<(String, Value, i64)>,
+    pub runs: Vec<(String, String, String, String, String, Value)>,
+    pub jobs: Vec<NewJob>,
+    pub log: Vec<LogEntry>,
+    pub idempotency: Option<(String, Value, i64)>,
+    pub dead: Option<(String, String, String, String, String, Value)>,
+}
+
+impl Commit {
+    /// Saves a run (id, tenant, flow, event, status, state).
+    pub fn run(&mut self, run: &hookflow_core::run::Run) {
+        let status = match &run.status {
+            hookflow_core::run::RunStatus::Running => "running",
+            hookflow_core::run::RunStatus::Waiting { .. } => "waiting",
+            hookflow_core::run::RunStatus::Succeeded => "succeeded",
+            hookflow_core::run::RunStatus::Failed { .. } => "failed",
+        };
+        self.runs.push((
+            run.id.clone(),
+            run.tenant.clone(),
+            run.flow_id.clone(),
+            run.event_id.clone(),
+            status.to_string(),
+            serde_json::to_value(run).unwrap_or_default(),
+        ));
+    }
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+fn db(e: rusqlite::Error) -> Error {
+    Error::Store(e.to_string())
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir/hookflow.db`.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
+        let conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        Ok(Store { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (its own
+        // transactions roll back), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `c` in one transaction.
+    pub fn commit(&self, c: Commit) -> Result<(), Error> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        if let Some(id) = &c.done {
+            tx.execute("DELETE FROM jobs WHERE id = ?1", [id]).map_err(db)?;
+        }
+        if let Some((id, payload, not_before)) = &c.reschedule {
+            tx.execute(
+                "UPDATE jobs SET payload = ?2, not_before = ?3, lease_until = 0 WHERE id = ?1",
+                params![id, payload.to_string(), not_before],
+            )
+            .map_err(db)?;
+        }
+        let now = crate::now_ms();
+        for (id, tenant, flow, event, status, state) in &c.runs {
+            tx.execute(
+                "INSERT INTO runs (id, tenant, flow_id, event_id, status, state, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                 ON CONFLICT (id) DO UPDATE SET status = ?5, state = ?6, updated_at = ?7",
+                params![id, tenant, flow, event, status, state.to_string(), now],
+            )
+            .map_err(db)?;
+        }
+        for j in &c.jobs {
+            tx.execute(
+                "INSERT OR IGNORE INTO jobs (id, kind, payload, not_before, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![j.id, j.kind, j.payload.to_string(), j.not_before, now],
+            )
+            .map_err(db)?;
+        }
+        for l in &c.log {
+            tx.execute(
+                "INSERT INTO log (at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    l.at,
+                    l.kind,
+                    l.tenant,
+                    l.flow_id,
+                    l.run_id,
+                    l.event_id,
+                    l.delivery_id,
+                    l.outcome,
+                    l.detail.to_string()
+                ],
+            )
+            .map_err(db)?;
+        }
+        if let Some((scope, reply, expires)) = &c.idempotency {
+            tx.execute(
+                "INSERT OR REPLACE INTO idempotency (scope, reply, expires_at) VALUES (?1, ?2, ?3)",
+                params![scope, reply.to_string(), expires],
+            )
+            .map_err(db)?;
+        }
+        if let Some((delivery, tenant, flow, run, reason, job)) = &c.dead {
+            tx.execute(
+                "INSERT OR REPLACE INTO dead (delivery_id, at, tenant, flow_id, run_id, reason, job)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![delivery, now, tenant, flow, run, reason, job.to_string()],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)
+    }
+
+    /// Makes every leased job due again (at start: no worker holds a lease).
+    pub fn release_leases(&self) -> Result<(), Error> {
+        self.conn().execute("UPDATE jobs SET lease_until = 0 WHERE lease_until > 0", []).map(|_| ()).map_err(db)
+    }
+
+    /// Leases up to `limit` due jobs for `lease_ms`.
+    pub fn lease(&self, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Job>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "UPDATE jobs SET lease_until = ?1 + ?3, leases = leases + 1
+                 WHERE id IN (SELECT id FROM jobs WHERE not_before <= ?1 AND lease_until <= ?1
+                              ORDER BY not_before LIMIT ?2)
+                 RETURNING id, kind, payload, leases",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![now, limit as i64, lease_ms], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kind, payload, leases) = row.map_err(db)?;
+            let payload = serde_json::from_str(&payload).map_err(|e| Error::Store(format!("job {id}: {e}")))?;
+            out.push(Job { id, kind, payload, leases });
+        }
+        Ok(out)
+    }
+
+    /// When the next job becomes due (ms), if any.
+    pub fn next_due(&self) -> Result<Option<i64>, Error> {
+        self.conn()
+            .query_row("SELECT MIN(MAX(not_before, lease_until)) FROM jobs", [], |r| r.get::<_, Option<i64>>(0))
+            .map_err(db)
+    }
+
+    /// A run's stored state.
+    pub fn run(&self, id: &str) -> Result<Option<Value>, Error> {
+        self.conn()
+            .query_row("SELECT state FROM runs WHERE id = ?1", [id], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(db)?
+            .map(|s| serde_json::from_str(&s).map_err(|e| Error::Store(e.to_string())))
+            .transpose()
+    }
+
+    /// The reply stored for an idempotency scope, unless expired.
+    pub fn idempotent_reply(&self, scope: &str, now: i64) -> Result<Option<Value>, Error> {
+        self.conn()
+            .query_row("SELECT reply FROM idempotency WHERE scope = ?1 AND expires_at > ?2", params![scope, now], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+            .map_err(db)?
+            .map(|s| serde_json::from_str(&s).map_err(|e| Error::Store(e.to_string())))
+            .transpose()
+    }
+
+    /// Log entries, oldest first, optionally for one run.
+    pub fn log(&self, run_id: Option<&str>) -> Result<Vec<LogEntry>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail FROM log
+                 WHERE ?1 IS NULL OR run_id = ?1 ORDER BY seq",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(LogEntry {
+                    at: r.get(0)?,
+                    kind: r.get(1)?,
+                    tenant: r.get(2)?,
+                    flow_id: r.get(3)?,
+                    run_id: r.get(4)?,
+                    event_id: r.get(5)?,
+                    delivery_id: r.get(6)?,
+                    outcome: r.get(7)?,
+                    detail: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or(Value::Null),
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    /// Dead deliveries: (delivery id, run id, reason).
+    pub fn dead(&self) -> Result<Vec<(String, String, String)>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT delivery_id, run_id, reason FROM dead ORDER BY at").map_err(db)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    /// Every text cell of every table, for tests that scan for leaks.
+    pub fn dump_text(&self) -> Result<String, Error> {
+        let conn = self.conn();
+        let mut out = String::new();
+        for table in ["runs", "jobs", "log", "idempotency", "dead"] {
+            let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).map_err(db)?;
+            let n = stmt.column_count();
+            let mut rows = stmt.query([]).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                for i in 0..n {
+                    if let Ok(Some(s)) = row.get::<_, Option<String>>(i) {
+                        out.push_str(&s);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,376 @@
+"""End to end: the real `hookflow dev` process against real HTTP receivers on
+127.0.0.1. Nothing of Hookflow is mocked; the receivers are plain Python
+HTTP servers whose answers each test scripts.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from standardwebhooks import Webhook
+
+SIGNING = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TOKEN = "tok-very-secret-4711"
+INBOUND_KEY = "inbound-key-0815"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Receiver:
+    """A loopback HTTP server. `script` is a list of (status, headers, body,
+    delay) answers, used in order; the last repeats."""
+
+    def __init__(self, script=((200, {}, b'{"id": "r-1"}', 0),)):
+        self.script = list(script)
+        self.requests = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def handle_any(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                with receiver.lock:
+                    receiver.requests.append(
+                        {"at": time.monotonic(), "method": self.command, "path": self.path,
+                         "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+                    )
+                    n = len(receiver.requests)
+                status, headers, out, delay = receiver.script[min(n, len(receiver.script)) - 1]
+                if delay:
+                    time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("content-length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_POST = do_GET = do_PUT = handle_any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path="/hook"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait(self, n, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.requests) >= n:
+                    return list(self.requests)
+            time.sleep(0.02)
+        raise AssertionError(f"expected {n} requests, got {len(self.requests)}")
+
+    def close(self):
+        self.server.shutdown()
+
+
+class Dev:
+    """A running `hookflow dev` with the given flows."""
+
+    def __init__(self, binary, tmp, flows):
+        self.dir = tmp / "flows"
+        self.dir.mkdir()
+        for name, text in flows.items():
+            (self.dir / name).write_text(text)
+        secrets = tmp / "secrets.json"
+        secrets.write_text(json.dumps({"signing": SIGNING, "token": TOKEN, "inbound_key": INBOUND_KEY}))
+        secrets.chmod(0o600)
+        self.data = tmp / "data"
+        self.port = free_port()
+        self.out = open(tmp / "stdout.log", "w+")
+        self.proc = subprocess.Popen(
+            [binary, "dev", "--flows", str(self.dir), "--listen", f"127.0.0.1:{self.port}",
+             "--data", str(self.data), "--secrets-file", str(secrets)],
+            stdout=self.out, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise AssertionError("hookflow dev exited: " + self.stdout())
+                time.sleep(0.05)
+        raise AssertionError("hookflow dev did not start")
+
+    def call(self, path, body=None, headers=None, method="POST"):
+        data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+        h = {"content-type": "application/json", **(headers or {})}
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, headers=h, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def stdout(self):
+        if not self.out.closed:
+            self.out.flush()
+        return pathlib.Path(self.out.name).read_text()
+
+    def logs(self):
+        return [json.loads(line) for line in self.stdout().splitlines() if line.startswith("{")]
+
+    def wait_log(self, pred, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.logs():
+                if pred(line):
+                    return line
+            time.sleep(0.05)
+        raise AssertionError("no matching log line in:\n" + self.stdout()[-4000:])
+
+    def close(self):
+        if self.out.closed:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.out.close()
+
+
+@pytest.fixture
+def dev(tmp_path):
+    made = []
+
+    def start(flows):
+        binary = os.environ["HOOKFLOW_BIN"]
+        d = Dev(binary, tmp_path, flows)
+        made.append(d)
+        return d
+
+    yield start
+    for d in made:
+        d.close()
+
+
+@pytest.fixture
+def receiver():
+    made = []
+
+    def start(*script):
+        r = Receiver(script or ((200, {}, b'{"id": "r-1"}', 0),))
+        made.append(r)
+        return r
+
+    yield start
+    for r in made:
+        r.close()
+
+
+def async_flow(url, extra=""):
+    return f"""
+id: push
+tenant: acme
+trigger:
+  type: webhook
+  path: orders
+  auth: {{ type: api_key, header: X-Api-Key, secret: inbound_key }}
+sign: {{ secret: signing }}
+steps:
+  - id: send
+    type: http
+    url: {url}
+    headers: {{ Authorization: "Bearer {{{{ secrets.token }}}}" }}
+    body: {{ json: {{ order: "{{{{ trigger.body.id }}}}" }} }}
+{extra}"""
+
+
+AUTH = {"X-Api-Key": INBOUND_KEY}
+
+
+def test_async_flow_delivers_a_signature_standardwebhooks_verifies(dev, receiver):
+    r = receiver()
+    d = dev({"push.yaml": async_flow(r.url())})
+    status, _, body = d.call("/hooks/acme/orders", {"id": 42}, AUTH)
+    assert status == 202
+    event_id = json.loads(body)["event_id"]
+    req = r.wait(1)[0]
+    assert json.loads(req["body"]) == {"order": 42}
+    assert req["headers"]["authorization"] == f"Bearer {TOKEN}"
+    Webhook(SIGNING).verify(req["body"], req["headers"])
+    d.wait_log(lambda l: l["message"] == "run finished" and l.get("event_id") == event_id)
+
+
+def test_500_500_200_retries_twice_with_one_webhook_id(dev, receiver):
+    r = receiver((500, {}, b"{}", 0), (500, {}, b"{}", 0), (200, {}, b"{}", 0))
+    d = dev({"push.yaml": async_flow(r.url(), "    retry: { schedule: [100ms, 100ms, 100ms] }")})
+    assert d.call("/hooks/acme/orders", {"id": 1}, AUTH)[0] == 202
+    reqs = r.wait(3)
+    ids = {q["headers"]["webhook-id"] for q in reqs}
+    assert len(ids) == 1
+    d.wait_log(lambda l: l["message"] == "delivered" and l["attempt"] == 3)
+    time.sleep(0.3)
+    assert len(r.requests) == 3
+
+
+def test_400_halts_and_the_run_fails_with_the_reason(dev, receiver):
+    r = receiver((400, {}, b'{"error": "bad"}', 0))
+    d = dev({"push.yaml": async_flow(r.url())})
+    d.call("/hooks/acme/orders", {"id": 1}, AUTH)
+    dead = d.wait_log(lambda l: l["message"] == "delivery dead")
+    assert dead["reason"] == "status 400 halts the step"
+    run = d.wait_log(lambda l: l["message"] == "run finished")
+    assert run["status"] == {"state": "failed", "step": "send", "reason": "status 400 halts the step"}
+    assert len(r.requests) == 1
+
+
+def test_429_retry_after_is_honoured(dev, receiver):
+    r = receiver((429, {"Retry-After": "2"}, b"{}", 0), (200, {}, b"{}", 0))
+    d = dev({"push.yaml": async_flow(r.url(), "    retry: { schedule: [100ms], max_delay: 1m }")})
+    d.call("/hooks/acme/orders", {"id": 1}, AUTH)
+    first, second = r.wait(2, timeout=15)
+    assert second["at"] - first["at"] >= 2.0
+
+
+def test_a_timeout_is_retried(dev, receiver):
+    r = receiver((200, {}, b"{}", 2.0), (200, {}, b"{}", 0))
+    d = dev({"push.yaml": async_flow(r.url(), "    timeout: 300ms\n    retry: { schedule: [100ms] }")})
+    d.call("/hooks/acme/orders", {"id": 1}, AUTH)
+    reqs = r.wait(2)
+    assert reqs[0]["headers"]["webhook-id"] == reqs[1]["headers"]["webhook-id"]
+    line = d.wait_log(lambda l: l.get("error_class") == "timeout")
+    assert line["attempt"] == 1
+    d.wait_log(lambda l: l["message"] == "delivered")
+
+
+def test_ssrf_targets_are_refused_and_logged(dev):
+    d = dev({"push.yaml": async_flow("http://169.254.169.254/latest/meta-data")})
+    d.call("/hooks/acme/orders", {"id": 1}, AUTH)
+    dead = d.wait_log(lambda l: l["message"] == "delivery dead")
+    assert dead["error_class"] == "ssrf"
+    assert "metadata" in dead["reason"]
+
+
+def test_sync_flow_answers_from_a_request_response_step(dev, receiver):
+    r = receiver((200, {}, b'{"id": "p-9", "price": 12.5}', 0))
+    notify = receiver()
+    flow = f"""
+id: quote
+tenant: acme
+trigger: {{ type: webhook, path: quote, respond: {{ mode: sync, timeout: 5s }} }}
+steps:
+  - id: sync
+    type: http
+    url: {r.url("/price")}
+    body: {{ json: {{ sku: "{{{{ trigger.body.sku }}}}" }} }}
+  - id: notify
+    type: http
+    url: {notify.url("/notify")}
+    body: {{ json: {{ ref: "{{{{ steps.sync.response.body.id }}}}" }} }}
+  - id: answer
+    type: respond
+    status: "{{{{ 201 if steps.sync.response.body.price > 10 else 200 }}}}"
+    body: {{ json: {{ price: "{{{{ steps.sync.response.body.price }}}}" }} }}
+"""
+    d = dev({"quote.yaml": flow})
+    status, headers, body = d.call("/hooks/acme/quote", {"sku": "A-1"})
+    assert status == 201, body
+    assert json.loads(body) == {"price": 12.5}
+    assert json.loads(notify.wait(1)[0]["body"]) == {"ref": "p-9"}
+
+
+@pytest.mark.parametrize(
+    "status,call",
+    [
+        (404, lambda d: d.call("/hooks/acme/nowhere", {})),
+        (404, lambda d: d.call("/hooks/other-tenant/orders", {})),
+        (405, lambda d: d.call("/hooks/acme/orders", None, method="GET")),
+        (401, lambda d: d.call("/hooks/acme/orders", {"id": 1}, {"X-Api-Key": "wrong"})),
+        (403, lambda d: d.call("/hooks/acme/guarded", {"id": 1})),
+        (413, lambda d: d.call("/hooks/acme/orders", {"x": "y" * 300_000}, AUTH)),
+        (415, lambda d: d.call("/hooks/acme/orders", b"\x00\x01", {**AUTH, "content-type": "application/octet-stream"})),
+    ],
+)
+def test_inbound_rejections_answer_and_log_their_reason(dev, receiver, status, call):
+    r = receiver()
+    guarded = """
+id: guarded
+tenant: acme
+trigger: { type: webhook, path: guarded, ip_allowlist: [203.0.113.0/24] }
+steps:
+  - { id: s, type: set, vars: { x: 1 } }
+"""
+    d = dev({"push.yaml": async_flow(r.url()), "guarded.yaml": guarded})
+    got, headers, body = call(d)
+    assert got == status, body
+    if status == 405:
+        assert headers.get("allow") == "POST" or headers.get("Allow") == "POST"
+    line = d.wait_log(lambda l: l["message"] == "inbound rejected" and l["status"] == status)
+    assert line["reason"]
+    assert json.loads(body)["event_id"] == line["event_id"]
+    assert r.requests == []
+
+
+def test_a_duplicate_idempotency_key_starts_one_run(dev, receiver):
+    r = receiver()
+    flow = async_flow(r.url()).replace(
+        "  auth: { type: api_key", "  idempotency: { header: X-Event-Id }\n  auth: { type: api_key"
+    )
+    d = dev({"push.yaml": flow})
+    first = d.call("/hooks/acme/orders", {"id": 1}, {**AUTH, "X-Event-Id": "e-1"})
+    second = d.call("/hooks/acme/orders", {"id": 1}, {**AUTH, "X-Event-Id": "e-1"})
+    assert first[0] == second[0] == 202
+    assert first[2] == second[2]
+    r.wait(1)
+    time.sleep(0.5)
+    assert len(r.requests) == 1
+    assert sum(1 for l in d.logs() if l["message"] == "inbound accepted") == 1
+
+
+def test_secret_values_never_reach_stdout_or_the_store(dev, receiver):
+    r = receiver((500, {}, b"{}", 0), (200, {}, b"{}", 0))
+    d = dev({"push.yaml": async_flow(r.url(), "    retry: { schedule: [100ms] }")})
+    d.call("/hooks/acme/orders", {"id": 1}, AUTH)
+    d.wait_log(lambda l: l["message"] == "run finished")
+    # The receiver did get the secret: the scan below is not vacuous.
+    assert r.requests[0]["headers"]["authorization"] == f"Bearer {TOKEN}"
+    d.close()
+    stored = b"".join(p.read_bytes() for p in d.data.iterdir() if p.is_file())
+    assert stored, "the store is empty"
+    for secret in (TOKEN, SIGNING, INBOUND_KEY):
+        assert secret not in d.stdout()
+        assert secret.encode() not in stored
+
+
+def test_an_invalid_flow_stops_the_start_with_its_position(tmp_path):
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "bad.yaml").write_text("id: bad\ntenant: acme\ntrigger: { type: webhook, path: 'a b' }\nsteps: []\n")
+    out = subprocess.run(
+        [os.environ["HOOKFLOW_BIN"], "dev", "--flows", str(flows), "--listen", "127.0.0.1:0", "--data", str(tmp_path / "d")],
+        capture_output=True, timeout=30,
+    )
+    assert out.returncode == 1
+    err = out.stderr.decode()
+    assert "bad.yaml:3:" in err and "trigger.path" in err
+    assert "not starting" in err
