@@ -374,3 +374,153 @@ def test_an_invalid_flow_stops_the_start_with_its_position(tmp_path):
     err = out.stderr.decode()
     assert "bad.yaml:3:" in err and "trigger.path" in err
     assert "not starting" in err
+
+
+class ChaosReceiver(Receiver):
+    """Fails ~30% of attempts at random: 500s, connection resets and answers
+    slower than the sender's timeout. Counts, per webhook-id, the attempts it
+    answered 200."""
+
+    def __init__(self, seed=7):
+        import random
+
+        super().__init__()
+        self.rng = random.Random(seed)
+        self.delivered = {}
+        self.seen_ids = []
+        receiver = self
+        base = self.server.RequestHandlerClass
+
+        class Chaos(base):
+            def handle_any(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                wid = self.headers.get("webhook-id")
+                with receiver.lock:
+                    roll = receiver.rng.random()
+                    receiver.seen_ids.append(wid)
+                if roll < 0.15:
+                    self.send_response(500)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                if roll < 0.225:
+                    import struct
+
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if roll < 0.30:
+                    time.sleep(0.5)
+                with receiver.lock:
+                    receiver.delivered.setdefault(wid, json.loads(body)["n"])
+                try:
+                    self.send_response(200)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass
+
+            do_POST = handle_any
+
+        self.server.RequestHandlerClass = Chaos
+
+
+def chaos_flow(url):
+    return f"""
+id: chaos
+tenant: acme
+trigger: {{ type: webhook, path: chaos }}
+sign: {{ secret: signing }}
+steps:
+  - id: send
+    type: http
+    url: {url}
+    body: {{ json: {{ n: "{{{{ trigger.body.n }}}}" }} }}
+    timeout: 200ms
+    retry: {{ max_attempts: 40, schedule: [20ms, 50ms, 100ms] }}
+"""
+
+
+def test_chaos_2000_events_to_a_receiver_failing_30_percent_all_arrive(dev):
+    r = ChaosReceiver()
+    try:
+        d = dev({"chaos.yaml": chaos_flow(r.url())})
+        for n in range(2000):
+            assert d.call("/hooks/acme/chaos", {"n": n})[0] == 202
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(r.delivered) < 2000:
+            time.sleep(0.1)
+        # Every event arrived (answered 200), each under its own webhook-id.
+        assert sorted(r.delivered.values()) == list(range(2000))
+        assert len(r.delivered) == 2000
+        # Every repeat carried an id seen before: retries, never new ids.
+        first_seen = set()
+        for wid in r.seen_ids:
+            first_seen.add(wid)
+        assert first_seen == set(r.delivered)
+        assert len(r.seen_ids) > 2000  # failures happened and were retried
+        assert not [l for l in d.logs() if l["message"] == "delivery dead"]
+    finally:
+        r.close()
+
+
+def test_crash_sigkill_three_times_loses_no_accepted_event(tmp_path):
+    import signal
+
+    r = Receiver(((200, {}, b"{}", 0.01),))
+    binary = os.environ["HOOKFLOW_BIN"]
+    flow = f"""
+id: crash
+tenant: acme
+trigger: {{ type: webhook, path: crash }}
+steps:
+  - id: send
+    type: http
+    url: {r.url()}
+    body: {{ json: {{ n: "{{{{ trigger.body.n }}}}" }} }}
+    retry: {{ schedule: [50ms] , max_attempts: 50 }}
+"""
+    d = Dev(binary, tmp_path, {"crash.yaml": flow})
+    accepted = set()
+    stop = threading.Event()
+
+    def send_all():
+        for n in range(1000):
+            while not stop.is_set():
+                try:
+                    status, _, _ = d.call("/hooks/acme/crash", {"n": n})
+                except OSError:
+                    time.sleep(0.02)
+                    continue
+                if status == 202:
+                    accepted.add(n)
+                    break
+                time.sleep(0.02)
+
+    sender = threading.Thread(target=send_all)
+    sender.start()
+    try:
+        for _ in range(3):
+            time.sleep(0.7)
+            d.proc.send_signal(signal.SIGKILL)
+            d.proc.wait(5)
+            d.proc = subprocess.Popen(d.proc.args, stdout=d.out, stderr=subprocess.STDOUT)
+        sender.join(120)
+        assert not sender.is_alive()
+        deadline = time.monotonic() + 60
+        delivered = set()
+        while time.monotonic() < deadline:
+            with r.lock:
+                delivered = {json.loads(q["body"])["n"] for q in r.requests}
+            if accepted <= delivered:
+                break
+            time.sleep(0.1)
+        assert len(accepted) == 1000
+        missing = accepted - delivered
+        assert not missing, f"{len(missing)} accepted events were never delivered: {sorted(missing)[:20]}"
+    finally:
+        stop.set()
+        d.close()
+        r.close()
