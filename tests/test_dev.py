@@ -524,3 +524,99 @@ steps:
         stop.set()
         d.close()
         r.close()
+
+
+def test_logs_runs_and_dead_replay_from_the_cli(dev, receiver):
+    r = receiver((400, {}, b'{"error": "not yet"}', 0), (200, {}, b"{}", 0))
+    d = dev({"push.yaml": async_flow(r.url())})
+    d.call("/hooks/acme/orders", {"id": 7}, AUTH)
+    dead = d.wait_log(lambda l: l["message"] == "delivery dead")
+    binary = os.environ["HOOKFLOW_BIN"]
+
+    def cli(*args):
+        out = subprocess.run([binary, *args, "--data", str(d.data)], capture_output=True, timeout=30)
+        return out.returncode, out.stdout.decode(), out.stderr.decode()
+
+    code, out, _ = cli("dead", "list", "--json")
+    assert code == 0
+    listed = [json.loads(l) for l in out.splitlines()]
+    assert [x["delivery_id"] for x in listed] == [dead["delivery_id"]]
+    assert listed[0]["reason"] == "status 400 halts the step"
+
+    code, out, _ = cli("logs", "--status", "failed", "--flow", "push")
+    assert code == 0 and "halt" in out and "400" in out, out
+
+    code, out, _ = cli("runs", "show", dead["run_id"])
+    assert code == 0
+    assert "attempt 1" in out and "400" in out and '"failed"' in out, out
+
+    code, _, err = cli("dead", "replay", "--all")
+    assert code == 0, err
+    second = r.wait(2)[1]
+    assert second["headers"]["webhook-id"] == dead["delivery_id"]
+    d.wait_log(lambda l: l["message"] == "delivered")
+    code, out, _ = cli("dead", "list")
+    assert out.strip() == ""
+
+
+def test_the_readme_example_answers(dev):
+    d = dev({"hello.yaml": (pathlib.Path(__file__).parent.parent / "examples" / "hello.yaml").read_text()})
+    status, _, body = d.call("/hooks/demo/hello", {"name": "Ada"})
+    assert status == 200
+    out = json.loads(body)
+    assert out["message"] == "Hello, Ada!"
+    assert out["event_id"].startswith("evt_")
+
+
+def test_sync_flows_answer_504_past_the_timeout_and_500_when_failing_first(dev, receiver):
+    slow = receiver((200, {}, b"{}", 1.5))
+    failing = receiver((400, {}, b"{}", 0))
+    flow = """
+id: {id}
+tenant: acme
+trigger: {{ type: webhook, path: {id}, respond: {{ mode: sync, timeout: 500ms }} }}
+steps:
+  - id: call
+    type: http
+    url: {url}
+  - id: answer
+    type: respond
+    status: 200
+"""
+    d = dev({
+        "slow.yaml": flow.format(id="slow", url=slow.url()),
+        "failing.yaml": flow.format(id="failing", url=failing.url()),
+    })
+    status, _, body = d.call("/hooks/acme/slow", {})
+    assert status == 504
+    event_id = json.loads(body)["event_id"]
+    # The run goes on in the background and finishes.
+    d.wait_log(lambda l: l["message"] == "run finished" and l.get("event_id") == event_id)
+    status, _, body = d.call("/hooks/acme/failing", {})
+    assert status == 500
+    assert "event_id" in json.loads(body)
+    assert "400" not in body.decode()  # no internal detail leaks to the caller
+
+
+def test_slack_url_verification_is_answered_after_the_signature_check(dev, receiver):
+    import hashlib
+    import hmac
+
+    r = receiver()
+    flow = f"""
+id: slack
+tenant: acme
+trigger: {{ type: webhook, system: slack, path: slack, auth: {{ secret: inbound_key }} }}
+steps:
+  - {{ id: fwd, type: http, url: {r.url()} }}
+"""
+    d = dev({"slack.yaml": flow})
+    body = json.dumps({"type": "url_verification", "challenge": "c-123"}).encode()
+    ts = str(int(time.time()))
+    sig = "v0=" + hmac.new(INBOUND_KEY.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+    status, _, out = d.call("/hooks/acme/slack", body, {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sig})
+    assert status == 200 and json.loads(out) == {"challenge": "c-123"}
+    status, _, _ = d.call("/hooks/acme/slack", body, {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": "v0=00"})
+    assert status == 401
+    time.sleep(0.3)
+    assert r.requests == []

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use hookflow_core::ssrf::TargetPolicy;
-use hookflow_local::dev::{banner, load_dir, serve, watch};
+use hookflow_local::dev::{banner, load_dir, prune, serve, watch};
 use hookflow_local::logger::{Format, Logger};
 use hookflow_local::runtime::Flows;
 use hookflow_local::secrets::Secrets;
@@ -19,6 +19,7 @@ pub struct Options {
     pub secrets_file: Option<PathBuf>,
     pub allow_private_targets: Vec<IpNet>,
     pub pretty: bool,
+    pub retention: std::time::Duration,
 }
 
 pub fn run(opts: Options) -> Result<ExitCode> {
@@ -63,6 +64,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         println!("{}", banner(&rt, addr));
         tokio::spawn(rt.clone().work());
         tokio::spawn(watch(rt.clone(), opts.flows.clone()));
+        tokio::spawn(prune(rt.clone(), opts.retention));
         tokio::select! {
             r = serve(rt, listener) => r?,
             _ = tokio::signal::ctrl_c() => {}

@@ -6,6 +6,7 @@
 mod dev;
 mod dry_run;
 mod flows;
+mod records;
 mod sign;
 
 use std::path::PathBuf;
@@ -105,9 +106,76 @@ enum Command {
         /// `json` (default) or `pretty`.
         #[arg(long, default_value = "json", value_parser = ["json", "pretty"])]
         log_format: String,
+        /// How long the request log keeps entries.
+        #[arg(long, default_value = "7d")]
+        retention: hookflow_core::duration::Span,
+    },
+    /// The request log of `hookflow dev`: inbound requests, steps, attempts.
+    Logs {
+        #[arg(long, default_value = ".hookflow")]
+        data: PathBuf,
+        #[arg(long)]
+        flow: Option<String>,
+        #[arg(long)]
+        run: Option<String>,
+        /// `failed`: only rejections, failed attempts and failed runs.
+        #[arg(long, value_parser = ["failed"])]
+        status: Option<String>,
+        /// Only entries newer than this, e.g. `1h`.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs of `hookflow dev`.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Deliveries that were halted or ran out of attempts.
+    Dead {
+        #[command(subcommand)]
+        command: DeadCommand,
     },
     /// Print the JSON Schema of flow files.
     Schema,
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// A run's steps and attempts as a timeline.
+    Show {
+        run_id: String,
+        #[arg(long, default_value = ".hookflow")]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadCommand {
+    /// List dead deliveries.
+    List {
+        #[arg(long, default_value = ".hookflow")]
+        data: PathBuf,
+        #[arg(long)]
+        flow: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue dead deliveries again, with their original webhook-id.
+    Replay {
+        /// The delivery id (see `dead list`).
+        id: Option<String>,
+        /// Every dead delivery (of `--flow`, if given).
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[arg(long)]
+        flow: Option<String>,
+        #[arg(long, default_value = ".hookflow")]
+        data: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -121,7 +189,7 @@ fn main() -> ExitCode {
         Command::Verify { secret, id, timestamp, signature, file, tolerance, now } => {
             sign::verify(&secret, &id, &timestamp, &signature, file.as_deref(), tolerance, now)
         }
-        Command::Dev { flows, listen, data, secrets_file, allow_private_targets, log_format } => {
+        Command::Dev { flows, listen, data, secrets_file, allow_private_targets, log_format, retention } => {
             dev::run(dev::Options {
                 flows,
                 listen,
@@ -129,7 +197,18 @@ fn main() -> ExitCode {
                 secrets_file,
                 allow_private_targets,
                 pretty: log_format == "pretty",
+                retention: retention.get(),
             })
+        }
+        Command::Logs { data, flow, run, status, since, json } => {
+            records::logs(&data, flow, run, status.is_some(), since.as_deref(), json)
+        }
+        Command::Runs { command: RunsCommand::Show { run_id, data, json } } => records::run_show(&data, &run_id, json),
+        Command::Dead { command: DeadCommand::List { data, flow, json } } => {
+            records::dead_list(&data, flow.as_deref(), json)
+        }
+        Command::Dead { command: DeadCommand::Replay { id, all, flow, data } } => {
+            records::dead_replay(&data, id.as_deref(), all, flow.as_deref())
         }
         Command::Schema => {
             print!("{}", hookflow_core::schema::flow_schema());

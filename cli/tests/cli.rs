@@ -24,7 +24,7 @@ fn lines(o: &Output) -> Vec<serde_json::Value> {
 fn examples_validate() {
     let o = hookflow(&["validate", "examples"]);
     assert!(o.status.success(), "{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("3 flow file(s) valid"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("4 flow file(s) valid"));
 }
 
 #[test]

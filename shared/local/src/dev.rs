@@ -96,3 +96,16 @@ pub fn banner(rt: &Runtime, addr: SocketAddr) -> String {
     urls.sort();
     format!("hookflow dev listening on http://{addr}; triggers: {}", urls.join(", "))
 }
+
+/// Deletes request-log entries older than `retention`, hourly.
+pub async fn prune(rt: Arc<Runtime>, retention: Duration) {
+    loop {
+        let before = crate::now_ms() - retention.as_millis() as i64;
+        match rt.store.prune_log(before) {
+            Ok(0) => {}
+            Ok(n) => rt.logger.log("info", "request log pruned", json!({"entries": n})),
+            Err(e) => rt.logger.log("error", "request log pruning failed", json!({"error": e.to_string()})),
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}

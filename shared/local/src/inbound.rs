@@ -181,6 +181,18 @@ async fn handle(
             return cx.reject(401, &e.to_string(), Some(&flow), vec![]);
         }
     }
+    // Slack checks a new endpoint by asking it to echo a challenge.
+    if trigger.system == Some(hookflow_core::signature::System::Slack) {
+        let body = request.parsed_body();
+        if body["type"] == "url_verification" {
+            rt.logger.log(
+                "info",
+                "slack url_verification answered",
+                json!({"tenant": tenant, "flow_id": flow.flow.id, "event_id": event_id}),
+            );
+            return json_response(200, json!({"challenge": body["challenge"]}), vec![]);
+        }
+    }
     // The run keeps the request without its credentials: sensitive headers,
     // the trigger's own credential header and an API-key query parameter are
     // redacted before anything is stored.

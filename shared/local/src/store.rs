@@ -64,6 +64,30 @@ pub struct LogEntry {
     pub detail: Value,
 }
 
+/// Which log entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub flow_id: Option<String>,
+    pub run_id: Option<String>,
+    /// Only entries at or after this time (ms).
+    pub since: i64,
+    /// Only failures: halted, retried, dead, rejected.
+    pub failed_only: bool,
+}
+
+/// A delivery that ran out of attempts or was halted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadDelivery {
+    pub delivery_id: String,
+    pub tenant: String,
+    pub flow_id: String,
+    pub run_id: String,
+    pub reason: String,
+    pub at: i64,
+    #[serde(skip)]
+    pub job: Value,
+}
+
 /// A job to add in a transaction.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -284,12 +308,88 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(db)
     }
 
-    /// Dead deliveries: (delivery id, run id, reason).
-    pub fn dead(&self) -> Result<Vec<(String, String, String)>, Error> {
+    /// Log entries matching `f`, oldest first.
+    pub fn query_log(&self, f: &LogFilter) -> Result<Vec<LogEntry>, Error> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT delivery_id, run_id, reason FROM dead ORDER BY at").map_err(db)?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db)?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail FROM log
+                 WHERE (?1 IS NULL OR flow_id = ?1) AND (?2 IS NULL OR run_id = ?2) AND at >= ?3
+                   AND (?4 = 0 OR outcome IN ('halt', 'gone', 'retry', 'failed', 'dead', 'dropped')
+                        OR outcome LIKE 'rejected_%')
+                 ORDER BY seq",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![f.flow_id, f.run_id, f.since, f.failed_only as i64], |r| {
+                Ok(LogEntry {
+                    at: r.get(0)?,
+                    kind: r.get(1)?,
+                    tenant: r.get(2)?,
+                    flow_id: r.get(3)?,
+                    run_id: r.get(4)?,
+                    event_id: r.get(5)?,
+                    delivery_id: r.get(6)?,
+                    outcome: r.get(7)?,
+                    detail: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or(Value::Null),
+                })
+            })
+            .map_err(db)?;
         rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    /// Deletes log entries older than `before` (ms); returns how many.
+    pub fn prune_log(&self, before: i64) -> Result<usize, Error> {
+        self.conn().execute("DELETE FROM log WHERE at < ?1", [before]).map_err(db)
+    }
+
+    /// Dead deliveries with their jobs: (delivery id, flow id, run id, reason, at, job).
+    pub fn dead_jobs(&self, flow_id: Option<&str>) -> Result<Vec<DeadDelivery>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT delivery_id, tenant, flow_id, run_id, reason, at, job FROM dead
+                 WHERE ?1 IS NULL OR flow_id = ?1 ORDER BY at",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([flow_id], |r| {
+                Ok(DeadDelivery {
+                    delivery_id: r.get(0)?,
+                    tenant: r.get(1)?,
+                    flow_id: r.get(2)?,
+                    run_id: r.get(3)?,
+                    reason: r.get(4)?,
+                    at: r.get(5)?,
+                    job: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or(Value::Null),
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    /// Queues a dead delivery again (same `webhook-id`, attempts from zero)
+    /// and removes it from the dead list, in one transaction.
+    pub fn replay(&self, dead: &DeadDelivery) -> Result<(), Error> {
+        let now = crate::now_ms();
+        let mut job = dead.job.clone();
+        job["attempts"] = Value::from(0);
+        job["first_at"] = Value::from(now);
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        tx.execute(
+            "INSERT INTO jobs (id, kind, payload, not_before, created_at) VALUES (?1, 'delivery', ?2, ?3, ?3)",
+            params![format!("d:{}:replay:{now}", dead.delivery_id), job.to_string(), now],
+        )
+        .map_err(db)?;
+        tx.execute("DELETE FROM dead WHERE delivery_id = ?1", [&dead.delivery_id]).map_err(db)?;
+        tx.execute(
+            "INSERT INTO log (at, kind, tenant, flow_id, run_id, delivery_id, outcome, detail)
+             VALUES (?1, 'replay', ?2, ?3, ?4, ?5, 'replayed', '{}')",
+            params![now, dead.tenant, dead.flow_id, dead.run_id, dead.delivery_id],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)
     }
 
     /// Every text cell of every table, for tests that scan for leaks.
