@@ -620,3 +620,30 @@ steps:
     assert status == 401
     time.sleep(0.3)
     assert r.requests == []
+
+
+def test_an_enforced_shape_answers_422_naming_the_path(dev, receiver):
+    r = receiver()
+    flow = f"""
+id: strict
+tenant: acme
+trigger:
+  type: webhook
+  path: strict
+  expect:
+    enforce: true
+    body:
+      schema:
+        type: object
+        required: [order]
+        properties:
+          order: {{ type: object, properties: {{ total: {{ type: number }} }} }}
+steps:
+  - {{ id: fwd, type: http, url: {r.url()} }}
+"""
+    d = dev({"strict.yaml": flow})
+    status, _, body = d.call("/hooks/acme/strict", {"order": {"total": "lots"}})
+    assert status == 422
+    assert "/order/total" in json.loads(body)["error"]
+    assert d.call("/hooks/acme/strict", {"order": {"total": 3}})[0] == 202
+    assert len(r.wait(1)) == 1

@@ -100,9 +100,7 @@ impl Ctx<'_> {
             detail: fields,
             ..Default::default()
         };
-        if let Err(e) = self.rt.store.commit(Commit { log: vec![entry], ..Default::default() }) {
-            self.rt.logger.log("error", "request log write failed", json!({"error": e.to_string()}));
-        }
+        self.rt.store.commit_detached(Commit { log: vec![entry], ..Default::default() });
         // 404 says nothing about which part was unknown.
         let message = if status == 404 { "not found" } else { reason };
         json_response(status, json!({"error": message, "event_id": self.event_id}), extra)
@@ -181,6 +179,20 @@ async fn handle(
             return cx.reject(401, &e.to_string(), Some(&flow), vec![]);
         }
     }
+    // The declared shape is advisory unless the flow enforces it.
+    if let Some(validator) = rt.flows().schema(&flow.flow.tenant, &flow.flow.id) {
+        let body = request.parsed_body();
+        if let Some(err) = validator.iter_errors(&body).next() {
+            let path = err.instance_path().to_string();
+            let path = if path.is_empty() { "/".to_string() } else { path };
+            return cx.reject(
+                422,
+                &format!("body does not match the expected shape at {path}: {err}"),
+                Some(&flow),
+                vec![],
+            );
+        }
+    }
     // Slack checks a new endpoint by asking it to echo a challenge.
     if trigger.system == Some(hookflow_core::signature::System::Slack) {
         let body = request.parsed_body();
@@ -251,7 +263,7 @@ async fn handle(
                             detail: json!({"idempotency_key": key}),
                             ..Default::default()
                         };
-                        let _ = rt.store.commit(Commit { log: vec![entry], ..Default::default() });
+                        rt.store.commit_detached(Commit { log: vec![entry], ..Default::default() });
                         return reply_response(&reply);
                     }
                 }
@@ -302,7 +314,7 @@ async fn handle(
         commit.idempotency = Some((scope.clone(), serde_json::to_value(reply).unwrap_or_default(), *expires));
     }
     let waiter = sync.then(|| rt.wait_for_reply(&run_id));
-    if let Err(e) = rt.store.commit(commit) {
+    if let Err(e) = rt.store.commit(commit).await {
         rt.forget_reply(&run_id);
         return cx.reject(503, &format!("store unavailable: {e}"), Some(&flow), vec![]);
     }
@@ -326,7 +338,7 @@ async fn handle(
                     idempotency: Some((scope, serde_json::to_value(&reply).unwrap_or_default(), expires)),
                     ..Default::default()
                 };
-                let _ = rt.store.commit(c);
+                let _ = rt.store.commit(c).await;
             }
             reply_response(&reply)
         }

@@ -49,6 +49,8 @@ pub struct RuntimeConfig {
 pub struct Flows {
     by_route: HashMap<(String, String), Arc<CompiledFlow>>,
     by_id: HashMap<(String, String), Arc<CompiledFlow>>,
+    /// Compiled `expect.body.schema` of flows that enforce it.
+    schemas: HashMap<(String, String), Arc<jsonschema::Validator>>,
 }
 
 impl Flows {
@@ -57,6 +59,14 @@ impl Flows {
         for flow in flows {
             let flow = Arc::new(flow);
             let t = flow.flow.tenant.clone();
+            if let Some(expect) = &flow.flow.trigger.expect
+                && expect.enforce
+                && let Some(schema) = expect.body.as_ref().and_then(|b| b.schema.as_ref())
+            {
+                let v = jsonschema::validator_for(schema)
+                    .map_err(|e| Error::Config(format!("{}: trigger.expect.body.schema: {e}", flow.file.display())))?;
+                f.schemas.insert((t.clone(), flow.flow.id.clone()), Arc::new(v));
+            }
             let route = (t.clone(), flow.flow.trigger.path.trim_matches('/').to_string());
             if let Some(other) = f.by_route.insert(route.clone(), flow.clone()) {
                 return Err(Error::Config(format!(
@@ -85,6 +95,11 @@ impl Flows {
 
     pub fn by_id(&self, tenant: &str, id: &str) -> Option<Arc<CompiledFlow>> {
         self.by_id.get(&(tenant.to_string(), id.to_string())).cloned()
+    }
+
+    /// The body schema a flow enforces, if any.
+    pub fn schema(&self, tenant: &str, id: &str) -> Option<Arc<jsonschema::Validator>> {
+        self.schemas.get(&(tenant.to_string(), id.to_string())).cloned()
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<CompiledFlow>> {
@@ -174,7 +189,7 @@ impl Runtime {
         let permits = Arc::new(Semaphore::new(self.concurrency));
         loop {
             let free = permits.available_permits();
-            let jobs = if free == 0 { Ok(Vec::new()) } else { self.store.lease(now_ms(), free, 5 * 60_000) };
+            let jobs = if free == 0 { Ok(Vec::new()) } else { self.store.lease(now_ms(), free, 5 * 60_000).await };
             let jobs = match jobs {
                 Ok(j) => j,
                 Err(e) => {
@@ -208,7 +223,7 @@ impl Runtime {
     async fn process(&self, job: Job) {
         let id = job.id.clone();
         let result = match job.kind.as_str() {
-            "run" => self.process_run(job),
+            "run" => self.process_run(job).await,
             "delivery" => self.process_delivery(job).await,
             other => Err(Error::Store(format!("unknown job kind {other}"))),
         };
@@ -217,16 +232,16 @@ impl Runtime {
         }
     }
 
-    fn process_run(&self, job: Job) -> Result<(), Error> {
+    async fn process_run(&self, job: Job) -> Result<(), Error> {
         let run_id = job.payload["run_id"].as_str().unwrap_or_default().to_string();
         let input: Input = serde_json::from_value(job.payload["input"].clone())
             .map_err(|e| Error::Store(format!("job {}: {e}", job.id)))?;
         let Some(state) = self.store.run(&run_id)? else {
-            return self.drop_job(&job, "its run does not exist");
+            return self.drop_job(&job, "its run does not exist").await;
         };
         let run: Run = serde_json::from_value(state).map_err(|e| Error::Store(format!("run {run_id}: {e}")))?;
         let Some(flow) = self.flows().by_id(&run.tenant, &run.flow_id) else {
-            return self.drop_job(&job, "its flow is no longer loaded");
+            return self.drop_job(&job, "its flow is no longer loaded").await;
         };
         let (run, effects) = advance(&flow, run, input)?;
         let mut commit = Commit { done: Some(job.id.clone()), ..Default::default() };
@@ -286,7 +301,7 @@ impl Runtime {
             }
         }
         let sends = !commit.jobs.is_empty();
-        self.store.commit(commit)?;
+        self.store.commit(commit).await?;
         if sends {
             self.wake();
         }
@@ -302,7 +317,7 @@ impl Runtime {
         Ok(())
     }
 
-    fn drop_job(&self, job: &Job, why: &str) -> Result<(), Error> {
+    async fn drop_job(&self, job: &Job, why: &str) -> Result<(), Error> {
         self.logger.log("error", "job dropped", json!({"job": job.id, "reason": why}));
         let entry = LogEntry {
             at: now_ms(),
@@ -311,7 +326,7 @@ impl Runtime {
             detail: json!({"job": job.id, "reason": why, "payload": job.payload}),
             ..Default::default()
         };
-        self.store.commit(Commit { done: Some(job.id.clone()), log: vec![entry], ..Default::default() })
+        self.store.commit(Commit { done: Some(job.id.clone()), log: vec![entry], ..Default::default() }).await
     }
 
     async fn process_delivery(&self, job: Job) -> Result<(), Error> {
@@ -409,7 +424,7 @@ impl Runtime {
             });
         }
         let wake = !commit.jobs.is_empty() || commit.reschedule.is_some();
-        self.store.commit(commit)?;
+        self.store.commit(commit).await?;
         if wake {
             self.wake();
         }

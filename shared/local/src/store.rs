@@ -4,9 +4,11 @@
 //! Every state change that matters is one transaction: a run's new state
 //! together with the jobs its effects create and the job that caused it, so a
 //! process killed at any instant either did all of it or none of it. The
-//! queue is a table with `not_before` (scheduled retries survive restarts)
-//! and `lease_until` (a job whose worker died becomes due again when its
-//! lease expires, and is then done again: at-least-once).
+//! queue is a table ordered by `due_at`: when a job is scheduled (retries
+//! survive restarts) or, while a worker holds it, when its lease expires (a
+//! job whose worker died becomes due again and is done again:
+//! at-least-once). One indexed column keeps taking due jobs O(log n) however
+//! long the backlog.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -25,9 +27,9 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL, state TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
-    not_before INTEGER NOT NULL, lease_until INTEGER NOT NULL DEFAULT 0,
+    due_at INTEGER NOT NULL, leased INTEGER NOT NULL DEFAULT 0,
     leases INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS jobs_due ON jobs (not_before);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (due_at);
 CREATE TABLE IF NOT EXISTS log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind TEXT NOT NULL,
     tenant TEXT, flow_id TEXT, run_id TEXT, event_id TEXT, delivery_id TEXT, outcome TEXT,
@@ -134,6 +136,12 @@ impl Commit {
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct Store {
     conn: Mutex<Connection>,
+    writer: std::sync::mpsc::Sender<Op>,
+}
+
+/// Runs one statement, reusing its prepared form.
+fn exec(tx: &rusqlite::Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(p)
 }
 
 fn db(e: rusqlite::Error) -> Error {
@@ -146,7 +154,14 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
         let conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
-        Ok(Store { conn: Mutex::new(conn) })
+        let write_conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
+        write_conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;").map_err(db)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("hookflow-store-writer".into())
+            .spawn(move || writer(write_conn, rx))
+            .map_err(|e| Error::Store(format!("starting the writer: {e}")))?;
+        Ok(Store { conn: Mutex::new(conn), writer: tx })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -155,39 +170,156 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies `c` in one transaction.
-    pub fn commit(&self, c: Commit) -> Result<(), Error> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(db)?;
+    /// Applies `c` in one transaction, together with the commits other
+    /// tasks are making at the same moment (group commit: one WAL append
+    /// and one index update for many events).
+    pub async fn commit(&self, c: Commit) -> Result<(), Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Op::Commit(Box::new(c), Some(tx)))
+            .map_err(|_| Error::Store("the store writer has stopped".into()))?;
+        rx.await.map_err(|_| Error::Store("the store writer has stopped".into()))?.map_err(Error::Store)
+    }
+
+    /// [`Store::commit`] from code outside the async runtime (the CLI).
+    pub fn commit_blocking(&self, c: Commit) -> Result<(), Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Op::Commit(Box::new(c), Some(tx)))
+            .map_err(|_| Error::Store("the store writer has stopped".into()))?;
+        rx.blocking_recv().map_err(|_| Error::Store("the store writer has stopped".into()))?.map_err(Error::Store)
+    }
+
+    /// Queues `c` without waiting for it (log-only writes).
+    pub fn commit_detached(&self, c: Commit) {
+        let _ = self.writer.send(Op::Commit(Box::new(c), None));
+    }
+}
+
+type Reply = Option<tokio::sync::oneshot::Sender<Result<(), String>>>;
+
+/// The writer thread: takes every commit waiting, applies them in one
+/// transaction, and answers each. If the batch fails, each commit is applied
+/// on its own so one bad commit cannot fail its neighbours.
+/// What the writer thread does: commits, and leases (which are writes too:
+/// doing them here keeps one writer, with no lock contention between two).
+enum Op {
+    Commit(Box<Commit>, Reply),
+    Lease { now: i64, limit: usize, lease_ms: i64, reply: tokio::sync::oneshot::Sender<Result<Vec<Job>, String>> },
+}
+
+fn lease_jobs(conn: &Connection, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Job>, String> {
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE jobs SET due_at = ?1 + ?3, leased = 1, leases = leases + 1
+             WHERE id IN (SELECT id FROM jobs WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2)
+             RETURNING id, kind, payload, leases",
+        )
+        .map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map(params![now, limit as i64, lease_ms], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+        })
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, kind, payload, leases) = row.map_err(|e| e.to_string())?;
+        let payload = serde_json::from_str(&payload).map_err(|e| format!("job {id}: {e}"))?;
+        out.push(Job { id, kind, payload, leases });
+    }
+    Ok(out)
+}
+
+fn writer(conn: Connection, rx: std::sync::mpsc::Receiver<Op>) {
+    let mut conn = conn;
+    while let Ok(first) = rx.recv() {
+        let mut ops = vec![first];
+        while ops.len() < 512 {
+            match rx.try_recv() {
+                Ok(next) => ops.push(next),
+                Err(_) => break,
+            }
+        }
+        let mut batch = Vec::new();
+        let mut leases = Vec::new();
+        for op in ops {
+            match op {
+                Op::Commit(c, r) => batch.push((c, r)),
+                Op::Lease { now, limit, lease_ms, reply } => leases.push((now, limit, lease_ms, reply)),
+            }
+        }
+        commit_batch(&mut conn, batch);
+        for (now, limit, lease_ms, reply) in leases {
+            let _ = reply.send(lease_jobs(&conn, now, limit, lease_ms));
+        }
+    }
+}
+
+fn commit_batch(conn: &mut Connection, batch: Vec<(Box<Commit>, Reply)>) {
+    if batch.is_empty() {
+        return;
+    }
+    {
+        let together = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for (c, _) in &batch {
+                apply(&tx, c)?;
+            }
+            tx.commit()
+        })();
+        if together.is_ok() {
+            for (_, reply) in batch {
+                if let Some(r) = reply {
+                    let _ = r.send(Ok(()));
+                }
+            }
+            return;
+        }
+        for (c, reply) in batch {
+            let one = (|| -> rusqlite::Result<()> {
+                let tx = conn.transaction()?;
+                apply(&tx, &c)?;
+                tx.commit()
+            })();
+            if let Some(r) = reply {
+                let _ = r.send(one.map_err(|e| e.to_string()));
+            }
+        }
+    }
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> rusqlite::Result<()> {
+    {
         if let Some(id) = &c.done {
-            tx.execute("DELETE FROM jobs WHERE id = ?1", [id]).map_err(db)?;
+            exec(tx, "DELETE FROM jobs WHERE id = ?1", [id])?;
         }
         if let Some((id, payload, not_before)) = &c.reschedule {
-            tx.execute(
-                "UPDATE jobs SET payload = ?2, not_before = ?3, lease_until = 0 WHERE id = ?1",
+            exec(
+                tx,
+                "UPDATE jobs SET payload = ?2, due_at = ?3, leased = 0 WHERE id = ?1",
                 params![id, payload.to_string(), not_before],
-            )
-            .map_err(db)?;
+            )?;
         }
         let now = crate::now_ms();
         for (id, tenant, flow, event, status, state) in &c.runs {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO runs (id, tenant, flow_id, event_id, status, state, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
                  ON CONFLICT (id) DO UPDATE SET status = ?5, state = ?6, updated_at = ?7",
                 params![id, tenant, flow, event, status, state.to_string(), now],
-            )
-            .map_err(db)?;
+            )?;
         }
         for j in &c.jobs {
-            tx.execute(
-                "INSERT OR IGNORE INTO jobs (id, kind, payload, not_before, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            exec(
+                tx,
+                "INSERT OR IGNORE INTO jobs (id, kind, payload, due_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![j.id, j.kind, j.payload.to_string(), j.not_before, now],
-            )
-            .map_err(db)?;
+            )?;
         }
         for l in &c.log {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO log (at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
@@ -201,62 +333,46 @@ impl Store {
                     l.outcome,
                     l.detail.to_string()
                 ],
-            )
-            .map_err(db)?;
+            )?;
         }
         if let Some((scope, reply, expires)) = &c.idempotency {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO idempotency (scope, reply, expires_at) VALUES (?1, ?2, ?3)",
                 params![scope, reply.to_string(), expires],
-            )
-            .map_err(db)?;
+            )?;
         }
         if let Some((delivery, tenant, flow, run, reason, job)) = &c.dead {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO dead (delivery_id, at, tenant, flow_id, run_id, reason, job)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![delivery, now, tenant, flow, run, reason, job.to_string()],
-            )
-            .map_err(db)?;
+            )?;
         }
-        tx.commit().map_err(db)
     }
+    Ok(())
+}
 
+impl Store {
     /// Makes every leased job due again (at start: no worker holds a lease).
     pub fn release_leases(&self) -> Result<(), Error> {
-        self.conn().execute("UPDATE jobs SET lease_until = 0 WHERE lease_until > 0", []).map(|_| ()).map_err(db)
+        let now = crate::now_ms();
+        self.conn().execute("UPDATE jobs SET due_at = ?1, leased = 0 WHERE leased = 1", [now]).map(|_| ()).map_err(db)
     }
 
     /// Leases up to `limit` due jobs for `lease_ms`.
-    pub fn lease(&self, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Job>, Error> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "UPDATE jobs SET lease_until = ?1 + ?3, leases = leases + 1
-                 WHERE id IN (SELECT id FROM jobs WHERE not_before <= ?1 AND lease_until <= ?1
-                              ORDER BY not_before LIMIT ?2)
-                 RETURNING id, kind, payload, leases",
-            )
-            .map_err(db)?;
-        let rows = stmt
-            .query_map(params![now, limit as i64, lease_ms], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
-            })
-            .map_err(db)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, kind, payload, leases) = row.map_err(db)?;
-            let payload = serde_json::from_str(&payload).map_err(|e| Error::Store(format!("job {id}: {e}")))?;
-            out.push(Job { id, kind, payload, leases });
-        }
-        Ok(out)
+    pub async fn lease(&self, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Job>, Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Op::Lease { now, limit, lease_ms, reply: tx })
+            .map_err(|_| Error::Store("the store writer has stopped".into()))?;
+        rx.await.map_err(|_| Error::Store("the store writer has stopped".into()))?.map_err(Error::Store)
     }
 
     /// When the next job becomes due (ms), if any.
     pub fn next_due(&self) -> Result<Option<i64>, Error> {
-        self.conn()
-            .query_row("SELECT MIN(MAX(not_before, lease_until)) FROM jobs", [], |r| r.get::<_, Option<i64>>(0))
-            .map_err(db)
+        self.conn().query_row("SELECT MIN(due_at) FROM jobs", [], |r| r.get::<_, Option<i64>>(0)).map_err(db)
     }
 
     /// A run's stored state.
@@ -377,13 +493,15 @@ impl Store {
         job["first_at"] = Value::from(now);
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db)?;
-        tx.execute(
-            "INSERT INTO jobs (id, kind, payload, not_before, created_at) VALUES (?1, 'delivery', ?2, ?3, ?3)",
+        exec(
+            &tx,
+            "INSERT INTO jobs (id, kind, payload, due_at, created_at) VALUES (?1, 'delivery', ?2, ?3, ?3)",
             params![format!("d:{}:replay:{now}", dead.delivery_id), job.to_string(), now],
         )
         .map_err(db)?;
-        tx.execute("DELETE FROM dead WHERE delivery_id = ?1", [&dead.delivery_id]).map_err(db)?;
-        tx.execute(
+        exec(&tx, "DELETE FROM dead WHERE delivery_id = ?1", [&dead.delivery_id]).map_err(db)?;
+        exec(
+            &tx,
             "INSERT INTO log (at, kind, tenant, flow_id, run_id, delivery_id, outcome, detail)
              VALUES (?1, 'replay', ?2, ?3, ?4, ?5, 'replayed', '{}')",
             params![now, dead.tenant, dead.flow_id, dead.run_id, dead.delivery_id],
