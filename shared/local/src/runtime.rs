@@ -264,19 +264,17 @@ impl Runtime {
                     self.logger.log(
                         "info",
                         &format!("step {} {}", e.step, e.decision),
-                        json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": run.event_id, "step": e.step, "detail": e.detail}),
+                        // The rendered request stays in the request log
+                        // (`hookflow runs show`); stdout gets its id.
+                        json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": run.event_id,
+                               "step": e.step, "delivery_id": e.detail.get("delivery_id")}),
                     );
-                    commit.log.push(LogEntry {
-                        at: now,
-                        kind: "step".into(),
-                        tenant: Some(run.tenant.clone()),
-                        flow_id: Some(run.flow_id.clone()),
-                        run_id: Some(run.id.clone()),
-                        event_id: Some(run.event_id.clone()),
-                        delivery_id: None,
-                        outcome: Some(e.decision.clone()),
-                        detail: serde_json::to_value(&e).unwrap_or_default(),
-                    });
+                    commit.log.push(LogEntry::for_run(
+                        &run,
+                        "step",
+                        &e.decision,
+                        serde_json::to_value(&e).unwrap_or_default(),
+                    ));
                 }
                 Effect::Finished { status } => {
                     let level =
@@ -286,17 +284,13 @@ impl Runtime {
                         "run finished",
                         json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": run.event_id, "status": status}),
                     );
-                    commit.log.push(LogEntry {
-                        at: now,
-                        kind: "run".into(),
-                        tenant: Some(run.tenant.clone()),
-                        flow_id: Some(run.flow_id.clone()),
-                        run_id: Some(run.id.clone()),
-                        event_id: Some(run.event_id.clone()),
-                        delivery_id: None,
-                        outcome: Some(if level == "warn" { "failed".into() } else { "succeeded".into() }),
-                        detail: serde_json::to_value(&status).unwrap_or_default(),
-                    });
+                    let outcome = if level == "warn" { "failed" } else { "succeeded" };
+                    commit.log.push(LogEntry::for_run(
+                        &run,
+                        "run",
+                        outcome,
+                        serde_json::to_value(&status).unwrap_or_default(),
+                    ));
                 }
             }
         }

@@ -90,6 +90,39 @@ pub struct DeadDelivery {
     pub job: Value,
 }
 
+impl LogEntry {
+    /// An entry about `run`.
+    pub fn for_run(run: &hookflow_core::run::Run, kind: &str, outcome: &str, detail: Value) -> Self {
+        LogEntry {
+            at: crate::now_ms(),
+            kind: kind.into(),
+            tenant: Some(run.tenant.clone()),
+            flow_id: Some(run.flow_id.clone()),
+            run_id: Some(run.id.clone()),
+            event_id: Some(run.event_id.clone()),
+            delivery_id: None,
+            outcome: Some(outcome.into()),
+            detail,
+        }
+    }
+
+    /// Reads a row of `SELECT at, kind, tenant, flow_id, run_id, event_id,
+    /// delivery_id, outcome, detail FROM log`.
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(LogEntry {
+            at: r.get(0)?,
+            kind: r.get(1)?,
+            tenant: r.get(2)?,
+            flow_id: r.get(3)?,
+            run_id: r.get(4)?,
+            event_id: r.get(5)?,
+            delivery_id: r.get(6)?,
+            outcome: r.get(7)?,
+            detail: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or(Value::Null),
+        })
+    }
+}
+
 /// A job to add in a transaction.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -397,33 +430,6 @@ impl Store {
             .transpose()
     }
 
-    /// Log entries, oldest first, optionally for one run.
-    pub fn log(&self, run_id: Option<&str>) -> Result<Vec<LogEntry>, Error> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail FROM log
-                 WHERE ?1 IS NULL OR run_id = ?1 ORDER BY seq",
-            )
-            .map_err(db)?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok(LogEntry {
-                    at: r.get(0)?,
-                    kind: r.get(1)?,
-                    tenant: r.get(2)?,
-                    flow_id: r.get(3)?,
-                    run_id: r.get(4)?,
-                    event_id: r.get(5)?,
-                    delivery_id: r.get(6)?,
-                    outcome: r.get(7)?,
-                    detail: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or(Value::Null),
-                })
-            })
-            .map_err(db)?;
-        rows.collect::<Result<_, _>>().map_err(db)
-    }
-
     /// Log entries matching `f`, oldest first.
     pub fn query_log(&self, f: &LogFilter) -> Result<Vec<LogEntry>, Error> {
         let conn = self.conn();
@@ -437,19 +443,7 @@ impl Store {
             )
             .map_err(db)?;
         let rows = stmt
-            .query_map(params![f.flow_id, f.run_id, f.since, f.failed_only as i64], |r| {
-                Ok(LogEntry {
-                    at: r.get(0)?,
-                    kind: r.get(1)?,
-                    tenant: r.get(2)?,
-                    flow_id: r.get(3)?,
-                    run_id: r.get(4)?,
-                    event_id: r.get(5)?,
-                    delivery_id: r.get(6)?,
-                    outcome: r.get(7)?,
-                    detail: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or(Value::Null),
-                })
-            })
+            .query_map(params![f.flow_id, f.run_id, f.since, f.failed_only as i64], LogEntry::from_row)
             .map_err(db)?;
         rows.collect::<Result<_, _>>().map_err(db)
     }
