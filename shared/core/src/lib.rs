@@ -19,7 +19,9 @@
 //! | [`ssrf`] | which addresses outbound requests may reach |
 //! | [`auth`] | verifying an inbound request against its trigger |
 //! | [`run`] | the run state machine: `(run, input) -> (run, effects)` |
+//! | [`attempt`] | what one delivery attempt means: delivered, retry, or dead |
 
+pub mod attempt;
 pub mod auth;
 pub mod duration;
 pub mod error;

@@ -19,9 +19,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hookflow_core::CompiledFlow;
-use hookflow_core::run::{
-    Delivery, Effect, FailureKind, Input, Reply, Run, StepError, StepOutcome, advance, final_outcome,
-};
+use hookflow_core::attempt::{Decision, decide};
+use hookflow_core::run::{Delivery, Effect, Input, Reply, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_core::status::Verdict;
 use serde_json::{Value, json};
@@ -29,7 +28,7 @@ use tokio::sync::{Notify, Semaphore, oneshot};
 
 use crate::logger::Logger;
 use crate::secrets::Secrets;
-use crate::sender::{Attempt, ErrorClass, Sender};
+use crate::sender::{Attempt, Sender};
 use crate::store::{Commit, Job, LogEntry, NewJob, Store};
 use crate::{Error, now_ms};
 
@@ -329,78 +328,36 @@ impl Runtime {
         let attempt = self.sender.send(&dj.delivery).await;
         dj.attempts += 1;
         let d = &dj.delivery;
-        let verdict = match (&attempt.response, &attempt.error) {
-            (Some(r), _) => d.status_policy.classify(r.status),
-            (None, Some((ErrorClass::Ssrf | ErrorClass::Request, _))) => Verdict::Halt,
-            (None, _) => Verdict::Retry,
-        };
         let now = now_ms();
+        let age = Duration::from_millis((now - dj.first_at).max(0) as u64);
+        let (verdict, decision) = decide(d, &attempt.result, dj.attempts, age, &mut rand::rng());
         let mut commit = Commit::default();
-        let fields = json!({
+        let mut fields = json!({
             "tenant": d.tenant, "flow_id": d.flow_id, "run_id": d.run_id, "event_id": d.event_id,
             "delivery_id": d.id, "step": d.step, "attempt": dj.attempts,
-            "status": attempt.response.as_ref().map(|r| r.status),
+            "status": attempt.result.response.as_ref().map(|r| r.status),
             "duration_ms": attempt.duration_ms,
-            "error_class": attempt.error.as_ref().map(|e| e.0),
-            "error": attempt.error.as_ref().map(|e| e.1.clone()),
+            "error_class": attempt.result.error.as_ref().map(|e| e.0),
+            "error": attempt.result.error.as_ref().map(|e| e.1.clone()),
             "verdict": verdict,
         });
         commit.log.push(attempt_log(d, &attempt, dj.attempts, verdict, now));
-        let retry_delay = match verdict {
-            Verdict::Retry => {
-                let age = Duration::from_millis((now - dj.first_at).max(0) as u64);
-                d.retry.next_delay(dj.attempts, age, attempt.retry_after, &mut rand::rng())
-            }
-            _ => None,
-        };
-        let outcome: Option<StepOutcome> = match (verdict, retry_delay) {
-            (Verdict::Success, _) => {
+        let outcome = match decision {
+            Decision::Delivered(outcome) => {
                 self.logger.log("info", "delivered", fields);
-                attempt.response.clone().map(|response| StepOutcome::Succeeded { response })
+                Some(outcome)
             }
-            (Verdict::Retry, Some(delay)) => {
+            Decision::RetryIn(delay) => {
                 self.logger.log("warn", &format!("attempt failed; retrying in {} ms", delay.as_millis()), fields);
-                commit.reschedule = Some((
-                    job.id.clone(),
-                    serde_json::to_value(&dj).unwrap_or_default(),
-                    now + delay.as_millis() as i64,
-                ));
+                let due = now + delay.as_millis() as i64;
+                commit.reschedule = Some((job.id.clone(), serde_json::to_value(&dj).unwrap_or_default(), due));
                 None
             }
-            _ => {
-                let outcome = match &attempt.response {
-                    Some(r) => final_outcome(verdict, r.clone(), dj.attempts),
-                    None => {
-                        let (class, msg) = attempt.error.clone().unwrap_or((ErrorClass::Connect, String::new()));
-                        let kind = if class == ErrorClass::Ssrf {
-                            FailureKind::Ssrf
-                        } else if verdict == Verdict::Halt {
-                            FailureKind::Halted
-                        } else {
-                            FailureKind::Exhausted
-                        };
-                        let message = match kind {
-                            FailureKind::Exhausted => format!("gave up after {} attempt(s): {msg}", dj.attempts),
-                            _ => msg,
-                        };
-                        StepOutcome::Failed { error: StepError { kind, message, status: None }, response: None }
-                    }
-                };
-                let reason = match &outcome {
-                    StepOutcome::Failed { error, .. } => error.message.clone(),
-                    StepOutcome::Succeeded { .. } => String::new(),
-                };
-                let mut f = fields;
-                f["reason"] = json!(reason);
-                self.logger.log("error", "delivery dead", f);
-                commit.dead = Some((
-                    d.id.clone(),
-                    d.tenant.clone(),
-                    d.flow_id.clone(),
-                    d.run_id.clone(),
-                    reason,
-                    serde_json::to_value(&dj).unwrap_or_default(),
-                ));
+            Decision::Dead { outcome, reason } => {
+                fields["reason"] = json!(reason);
+                self.logger.log("error", "delivery dead", fields);
+                let job = serde_json::to_value(&dj).unwrap_or_default();
+                commit.dead = Some((d.id.clone(), d.tenant.clone(), d.flow_id.clone(), d.run_id.clone(), reason, job));
                 Some(outcome)
             }
         };
@@ -438,7 +395,7 @@ fn attempt_log(d: &Delivery, a: &Attempt, n: u32, verdict: Verdict, now: i64) ->
             }
         }
     }
-    let response = a.response.as_ref().map(|r| {
+    let response = a.result.response.as_ref().map(|r| {
         let headers: serde_json::Map<String, Value> = r
             .headers
             .iter()
@@ -466,8 +423,8 @@ fn attempt_log(d: &Delivery, a: &Attempt, n: u32, verdict: Verdict, now: i64) ->
             "request": request,
             "response": response,
             "duration_ms": a.duration_ms,
-            "error_class": a.error.as_ref().map(|e| e.0),
-            "error": a.error.as_ref().map(|e| e.1.clone()),
+            "error_class": a.result.error.as_ref().map(|e| e.0),
+            "error": a.result.error.as_ref().map(|e| e.1.clone()),
         }),
     }
 }

@@ -18,34 +18,18 @@ use hookflow_core::retry::parse_retry_after;
 use hookflow_core::run::{CapturedResponse, Delivery};
 use hookflow_core::ssrf::TargetPolicy;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use serde::{Deserialize, Serialize};
 
 use crate::secrets::Secrets;
 
 /// Most of a response body kept for `steps.<id>.response` and the log.
 pub const MAX_CAPTURE: usize = 16 * 1024;
 
-/// Why an attempt got no response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorClass {
-    Timeout,
-    Connect,
-    Dns,
-    Tls,
-    Ssrf,
-    /// A secret was missing or unusable (retried: it may be created later).
-    Secret,
-    /// The request could not be built (halts).
-    Request,
-}
+pub use hookflow_core::attempt::{AttemptError as ErrorClass, AttemptResult};
 
 /// The result of one attempt.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    pub response: Option<CapturedResponse>,
-    pub retry_after: Option<Duration>,
-    pub error: Option<(ErrorClass, String)>,
+    pub result: AttemptResult,
     pub duration_ms: u64,
 }
 
@@ -153,9 +137,7 @@ impl Sender {
     pub async fn send(&self, d: &Delivery) -> Attempt {
         let start = Instant::now();
         let fail = |class, msg: String| Attempt {
-            response: None,
-            retry_after: None,
-            error: Some((class, msg)),
+            result: AttemptResult { response: None, retry_after: None, error: Some((class, msg)) },
             duration_ms: start.elapsed().as_millis() as u64,
         };
         let mut missing = None;
@@ -247,9 +229,11 @@ impl Sender {
         }
         let body = String::from_utf8_lossy(&bytes);
         Attempt {
-            response: Some(CapturedResponse::new(status, headers, &body)),
-            retry_after,
-            error: None,
+            result: AttemptResult {
+                response: Some(CapturedResponse::new(status, headers, &body)),
+                retry_after,
+                error: None,
+            },
             duration_ms: start.elapsed().as_millis() as u64,
         }
     }
