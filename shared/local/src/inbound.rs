@@ -21,7 +21,7 @@ use hookflow_core::CompiledFlow;
 use hookflow_core::auth::Verifier;
 use hookflow_core::flow::RespondMode;
 use hookflow_core::headers::Headers;
-use hookflow_core::run::{InboundRequest, Reply, Run, async_reply};
+use hookflow_core::run::{InboundRequest, Input, Reply, Run, advance, async_reply};
 use serde_json::{Value, json};
 
 use crate::runtime::Runtime;
@@ -293,9 +293,22 @@ async fn handle(
             }
         }
     };
+    // The run's first steps run here, inline: their state, log and delivery
+    // jobs are committed with the acceptance, which saves a queue round trip
+    // per event. A sync flow whose `respond` comes before any waiting step
+    // is answered at once.
     let mut commit = Commit::default();
-    commit.run(&run);
-    commit.jobs.push(Runtime::start_job(&run));
+    let (run, inline_reply) = match advance(&flow, run.clone(), Input::Start) {
+        Ok((run, effects)) => {
+            let replies = rt.record_effects(&mut commit, &run, effects);
+            (run, replies.into_iter().next())
+        }
+        Err(_) => {
+            commit.run(&run);
+            commit.jobs.push(Runtime::start_job(&run));
+            (run, None)
+        }
+    };
     commit.log.push(LogEntry {
         at: received,
         kind: "inbound".into(),
@@ -310,10 +323,12 @@ async fn handle(
         }),
         ..Default::default()
     });
-    if let (Some((scope, expires)), Some(reply)) = (&idem_scope, &immediate) {
+    if let (Some((scope, expires)), Some(reply)) = (&idem_scope, immediate.as_ref().or(inline_reply.as_ref())) {
         commit.idempotency = Some((scope.clone(), serde_json::to_value(reply).unwrap_or_default(), *expires));
     }
-    let waiter = sync.then(|| rt.wait_for_reply(&run_id));
+    let waits = sync && inline_reply.is_none() && !run.status.is_finished();
+    let waiter = waits.then(|| rt.wait_for_reply(&run_id));
+    let has_jobs = !commit.jobs.is_empty();
     if let Err(e) = rt.store.commit(commit).await {
         rt.forget_reply(&run_id);
         return cx.reject(503, &format!("store unavailable: {e}"), Some(&flow), vec![]);
@@ -323,7 +338,21 @@ async fn handle(
         "inbound accepted",
         json!({"tenant": tenant, "flow_id": flow.flow.id, "run_id": run_id, "event_id": event_id}),
     );
-    rt.wake();
+    if has_jobs {
+        rt.wake();
+    }
+    if sync {
+        if let Some(reply) = inline_reply {
+            return reply_response(&reply);
+        }
+        if run.status.is_finished() {
+            return json_response(
+                500,
+                json!({"error": "the flow failed before answering", "event_id": event_id}),
+                vec![],
+            );
+        }
+    }
     let Some(waiter) = waiter else {
         return match immediate {
             Some(reply) => reply_response(&reply),

@@ -244,7 +244,29 @@ impl Runtime {
         };
         let (run, effects) = advance(&flow, run, input)?;
         let mut commit = Commit { done: Some(job.id.clone()), ..Default::default() };
-        commit.run(&run);
+        let replies = self.record_effects(&mut commit, &run, effects);
+        let sends = !commit.jobs.is_empty();
+        self.store.commit(commit).await?;
+        if sends {
+            self.wake();
+        }
+        for reply in replies {
+            if let Some(tx) = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.id) {
+                let _ = tx.send(reply);
+            }
+        }
+        if run.status.is_finished() {
+            // A sync caller still waiting learns the run ended unanswered.
+            self.forget_reply(&run.id);
+        }
+        Ok(())
+    }
+
+    /// Adds to `commit` what `effects` of `run` ask for (its new state,
+    /// delivery jobs, log entries) and returns its replies. Used by run jobs
+    /// and by the inbound handler, which advances a new run inline.
+    pub fn record_effects(&self, commit: &mut Commit, run: &Run, effects: Vec<Effect>) -> Vec<Reply> {
+        commit.run(run);
         let mut replies = Vec::new();
         let now = now_ms();
         for effect in effects {
@@ -269,7 +291,7 @@ impl Runtime {
                                "step": e.step, "delivery_id": e.detail.get("delivery_id")}),
                     );
                     commit.log.push(LogEntry::for_run(
-                        &run,
+                        run,
                         "step",
                         &e.decision,
                         serde_json::to_value(&e).unwrap_or_default(),
@@ -285,7 +307,7 @@ impl Runtime {
                     );
                     let outcome = if level == "warn" { "failed" } else { "succeeded" };
                     commit.log.push(LogEntry::for_run(
-                        &run,
+                        run,
                         "run",
                         outcome,
                         serde_json::to_value(&status).unwrap_or_default(),
@@ -293,21 +315,7 @@ impl Runtime {
                 }
             }
         }
-        let sends = !commit.jobs.is_empty();
-        self.store.commit(commit).await?;
-        if sends {
-            self.wake();
-        }
-        for reply in replies {
-            if let Some(tx) = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.id) {
-                let _ = tx.send(reply);
-            }
-        }
-        if run.status.is_finished() {
-            // A sync caller still waiting learns the run ended unanswered.
-            self.forget_reply(&run.id);
-        }
-        Ok(())
+        replies
     }
 
     async fn drop_job(&self, job: &Job, why: &str) -> Result<(), Error> {

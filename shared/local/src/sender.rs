@@ -54,7 +54,11 @@ impl Resolve for GuardedResolver {
         let policy = self.policy.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            // An address needs no lookup (and no blocking thread).
+            let all: Vec<SocketAddr> = match host.trim_matches(['[', ']']).parse::<IpAddr>() {
+                Ok(ip) => vec![SocketAddr::new(ip, 0)],
+                Err(_) => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
             let mut refused = None;
             let allowed: Vec<SocketAddr> = all
                 .into_iter()
@@ -126,7 +130,7 @@ impl Sender {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(32)
+            .pool_max_idle_per_host(256)
             .dns_resolver(GuardedResolver { policy: policy.clone() })
             .build()
             .map_err(|e| crate::Error::Config(format!("HTTP client: {e}")))?;
