@@ -503,24 +503,4 @@ impl Store {
         .map_err(db)?;
         tx.commit().map_err(db)
     }
-
-    /// Every text cell of every table, for tests that scan for leaks.
-    pub fn dump_text(&self) -> Result<String, Error> {
-        let conn = self.conn();
-        let mut out = String::new();
-        for table in ["runs", "jobs", "log", "idempotency", "dead"] {
-            let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).map_err(db)?;
-            let n = stmt.column_count();
-            let mut rows = stmt.query([]).map_err(db)?;
-            while let Some(row) = rows.next().map_err(db)? {
-                for i in 0..n {
-                    if let Ok(Some(s)) = row.get::<_, Option<String>>(i) {
-                        out.push_str(&s);
-                        out.push('\n');
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
 }
