@@ -214,15 +214,6 @@ impl Store {
         rx.await.map_err(|_| Error::Store("the store writer has stopped".into()))?.map_err(Error::Store)
     }
 
-    /// [`Store::commit`] from code outside the async runtime (the CLI).
-    pub fn commit_blocking(&self, c: Commit) -> Result<(), Error> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.writer
-            .send(Op::Commit(Box::new(c), Some(tx)))
-            .map_err(|_| Error::Store("the store writer has stopped".into()))?;
-        rx.blocking_recv().map_err(|_| Error::Store("the store writer has stopped".into()))?.map_err(Error::Store)
-    }
-
     /// Queues `c` without waiting for it (log-only writes).
     pub fn commit_detached(&self, c: Commit) {
         let _ = self.writer.send(Op::Commit(Box::new(c), None));
@@ -292,97 +283,92 @@ fn commit_batch(conn: &mut Connection, batch: Vec<(Box<Commit>, Reply)>) {
     if batch.is_empty() {
         return;
     }
-    {
-        let together = (|| -> rusqlite::Result<()> {
-            let tx = conn.transaction()?;
-            for (c, _) in &batch {
-                apply(&tx, c)?;
-            }
-            tx.commit()
-        })();
-        if together.is_ok() {
-            for (_, reply) in batch {
-                if let Some(r) = reply {
-                    let _ = r.send(Ok(()));
-                }
-            }
-            return;
-        }
-        for (c, reply) in batch {
-            let one = (|| -> rusqlite::Result<()> {
-                let tx = conn.transaction()?;
-                apply(&tx, &c)?;
-                tx.commit()
-            })();
+    let all: Vec<&Commit> = batch.iter().map(|(c, _)| c.as_ref()).collect();
+    if transact(conn, &all).is_ok() {
+        for (_, reply) in batch {
             if let Some(r) = reply {
-                let _ = r.send(one.map_err(|e| e.to_string()));
+                let _ = r.send(Ok(()));
             }
+        }
+        return;
+    }
+    for (c, reply) in batch {
+        let one = transact(conn, &[c.as_ref()]);
+        if let Some(r) = reply {
+            let _ = r.send(one.map_err(|e| e.to_string()));
         }
     }
 }
 
+/// Applies `commits` in one transaction.
+fn transact(conn: &mut Connection, commits: &[&Commit]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for c in commits {
+        apply(&tx, c)?;
+    }
+    tx.commit()
+}
+
 fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> rusqlite::Result<()> {
-    {
-        if let Some(id) = &c.done {
-            exec(tx, "DELETE FROM jobs WHERE id = ?1", [id])?;
-        }
-        if let Some((id, payload, not_before)) = &c.reschedule {
-            exec(
-                tx,
-                "UPDATE jobs SET payload = ?2, due_at = ?3, leased = 0 WHERE id = ?1",
-                params![id, payload.to_string(), not_before],
-            )?;
-        }
-        let now = crate::now_ms();
-        for (id, tenant, flow, event, status, state) in &c.runs {
-            exec(
-                tx,
-                "INSERT INTO runs (id, tenant, flow_id, event_id, status, state, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-                 ON CONFLICT (id) DO UPDATE SET status = ?5, state = ?6, updated_at = ?7",
-                params![id, tenant, flow, event, status, state.to_string(), now],
-            )?;
-        }
-        for j in &c.jobs {
-            exec(
-                tx,
-                "INSERT OR IGNORE INTO jobs (id, kind, payload, due_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![j.id, j.kind, j.payload.to_string(), j.not_before, now],
-            )?;
-        }
-        for l in &c.log {
-            exec(
-                tx,
-                "INSERT INTO log (at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    l.at,
-                    l.kind,
-                    l.tenant,
-                    l.flow_id,
-                    l.run_id,
-                    l.event_id,
-                    l.delivery_id,
-                    l.outcome,
-                    l.detail.to_string()
-                ],
-            )?;
-        }
-        if let Some((scope, reply, expires)) = &c.idempotency {
-            exec(
-                tx,
-                "INSERT OR REPLACE INTO idempotency (scope, reply, expires_at) VALUES (?1, ?2, ?3)",
-                params![scope, reply.to_string(), expires],
-            )?;
-        }
-        if let Some((delivery, tenant, flow, run, reason, job)) = &c.dead {
-            exec(
-                tx,
-                "INSERT OR REPLACE INTO dead (delivery_id, at, tenant, flow_id, run_id, reason, job)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![delivery, now, tenant, flow, run, reason, job.to_string()],
-            )?;
-        }
+    if let Some(id) = &c.done {
+        exec(tx, "DELETE FROM jobs WHERE id = ?1", [id])?;
+    }
+    if let Some((id, payload, not_before)) = &c.reschedule {
+        exec(
+            tx,
+            "UPDATE jobs SET payload = ?2, due_at = ?3, leased = 0 WHERE id = ?1",
+            params![id, payload.to_string(), not_before],
+        )?;
+    }
+    let now = crate::now_ms();
+    for (id, tenant, flow, event, status, state) in &c.runs {
+        exec(
+            tx,
+            "INSERT INTO runs (id, tenant, flow_id, event_id, status, state, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+             ON CONFLICT (id) DO UPDATE SET status = ?5, state = ?6, updated_at = ?7",
+            params![id, tenant, flow, event, status, state.to_string(), now],
+        )?;
+    }
+    for j in &c.jobs {
+        exec(
+            tx,
+            "INSERT OR IGNORE INTO jobs (id, kind, payload, due_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![j.id, j.kind, j.payload.to_string(), j.not_before, now],
+        )?;
+    }
+    for l in &c.log {
+        exec(
+            tx,
+            "INSERT INTO log (at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                l.at,
+                l.kind,
+                l.tenant,
+                l.flow_id,
+                l.run_id,
+                l.event_id,
+                l.delivery_id,
+                l.outcome,
+                l.detail.to_string()
+            ],
+        )?;
+    }
+    if let Some((scope, reply, expires)) = &c.idempotency {
+        exec(
+            tx,
+            "INSERT OR REPLACE INTO idempotency (scope, reply, expires_at) VALUES (?1, ?2, ?3)",
+            params![scope, reply.to_string(), expires],
+        )?;
+    }
+    if let Some((delivery, tenant, flow, run, reason, job)) = &c.dead {
+        exec(
+            tx,
+            "INSERT OR REPLACE INTO dead (delivery_id, at, tenant, flow_id, run_id, reason, job)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![delivery, now, tenant, flow, run, reason, job.to_string()],
+        )?;
     }
     Ok(())
 }
