@@ -156,9 +156,9 @@ impl Runtime {
         *self.flows.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(flows);
     }
 
-    /// Wakes the workers: new jobs are due.
+    /// Wakes the workers: new jobs are due. (One worker loop waits; a
+    /// wake-up while it is busy is kept for its next wait.)
     pub fn wake(&self) {
-        self.wake.notify_waiters();
         self.wake.notify_one();
     }
 

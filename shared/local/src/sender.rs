@@ -144,14 +144,12 @@ impl Sender {
             result: AttemptResult { response: None, retry_after: None, error: Some((class, msg)) },
             duration_ms: start.elapsed().as_millis() as u64,
         };
-        let mut missing = None;
-        let mut lookup = |name: &str| -> Result<String, ()> {
-            self.secrets.get(name).ok_or_else(|| {
-                missing = Some(name.to_string());
-            })
-        };
-        let Ok(url) = d.request.url.resolve(&mut lookup) else {
-            return fail(ErrorClass::Secret, format!("secret `{}` is not set", missing.unwrap_or_default()));
+        // Secret placeholders resolve here; a missing one names itself.
+        let mut lookup = |name: &str| self.secrets.get(name).ok_or_else(|| name.to_string());
+        let unset = |name: String| fail(ErrorClass::Secret, format!("secret `{name}` is not set"));
+        let url = match d.request.url.resolve(&mut lookup) {
+            Ok(u) => u,
+            Err(name) => return unset(name),
         };
         let parsed = match reqwest::Url::parse(&url) {
             Ok(u) => u,
@@ -170,16 +168,9 @@ impl Sender {
         let method = reqwest::Method::from_bytes(d.request.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
         let mut req = self.client.request(method, parsed).timeout(d.timeout);
         for (name, value) in &d.request.headers {
-            let mut missing = None;
-            let v = match value.resolve(&mut |n: &str| {
-                self.secrets.get(n).ok_or_else(|| {
-                    missing = Some(n.to_string());
-                })
-            }) {
+            let v = match value.resolve(&mut lookup) {
                 Ok(v) => v,
-                Err(()) => {
-                    return fail(ErrorClass::Secret, format!("secret `{}` is not set", missing.unwrap_or_default()));
-                }
+                Err(name) => return unset(name),
             };
             if v.contains(['\r', '\n', '\0']) {
                 return fail(ErrorClass::Request, format!("header {name}: value contains CR, LF or NUL"));
