@@ -12,6 +12,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use crate::flow::{AuthKind, Trigger};
+use crate::headers::{REDACTED, is_sensitive};
 use crate::run::InboundRequest;
 use crate::signature::{self, DEFAULT_TOLERANCE, HmacScheme, SignatureError, System, mac_eq};
 
@@ -139,6 +140,30 @@ impl Verifier {
     }
 }
 
+impl Verifier {
+    /// Redacts what carries credentials, so the request can be stored and
+    /// read by templates: sensitive headers (`Authorization`, signatures,
+    /// anything named like a token or secret), this scheme's own credential
+    /// header, and an API key passed in the query.
+    pub fn strip_credentials(&self, req: &mut InboundRequest) {
+        let own = match &self.scheme {
+            Scheme::ApiKey { header, .. } => header.clone(),
+            Scheme::Hmac(h) => Some(h.header.clone()),
+            _ => None,
+        };
+        if let Scheme::ApiKey { query: Some(q), .. } = &self.scheme
+            && let Some(v) = req.query.get_mut(q)
+        {
+            *v = serde_json::Value::String(REDACTED.into());
+        }
+        for (k, v) in req.headers.0.iter_mut() {
+            if is_sensitive(k) || own.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(k)) {
+                *v = REDACTED.into();
+            }
+        }
+    }
+}
+
 /// The credential after `Authorization: <scheme> `.
 fn credential<'a>(req: &'a InboundRequest, scheme: &str) -> Result<&'a str, AuthError> {
     let value = req.headers.get("Authorization").ok_or_else(|| AuthError::Missing("Authorization".into()))?;
@@ -232,6 +257,27 @@ mod tests {
             sw.verify(&r, &secret.expose(), 5000),
             Err(AuthError::Signature(SignatureError::Timestamp(300)))
         ));
+    }
+
+    #[test]
+    fn credentials_are_stripped_before_storing() {
+        let v = Verifier::for_trigger(&trigger(
+            json!({"auth": {"type": "api_key", "header": "X-Partner-Key", "query": "key", "secret": "k"}}),
+        ));
+        let mut r = req(&[("X-Partner-Key", "k1"), ("Authorization", "Bearer t"), ("X-Event-Id", "e-1")], "{}");
+        r.query.insert("key".into(), json!("k1"));
+        r.query.insert("page".into(), json!("2"));
+        v.strip_credentials(&mut r);
+        assert_eq!(r.headers.get("x-partner-key"), Some(REDACTED));
+        assert_eq!(r.headers.get("authorization"), Some(REDACTED));
+        assert_eq!(r.headers.get("x-event-id"), Some("e-1"));
+        assert_eq!(r.query["key"], json!(REDACTED));
+        assert_eq!(r.query["page"], json!("2"));
+        let h =
+            Verifier::for_trigger(&trigger(json!({"auth": {"type": "hmac", "header": "X-Hook-Mac", "secret": "s"}})));
+        let mut r = req(&[("X-Hook-Mac", "abc")], "{}");
+        h.strip_credentials(&mut r);
+        assert_eq!(r.headers.get("x-hook-mac"), Some(REDACTED));
     }
 
     #[test]

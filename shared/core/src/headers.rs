@@ -86,6 +86,14 @@ pub const SENSITIVE: &[&str] = &[
     "x-slack-signature",
 ];
 
+/// What stored requests and logs show instead of a credential.
+pub const REDACTED: &str = "[redacted]";
+
+/// The value to show for a header: itself, or [`REDACTED`] for credentials.
+pub fn shown<'a>(name: &str, value: &'a str) -> &'a str {
+    if is_sensitive(name) { REDACTED } else { value }
+}
+
 /// True when a header's value must be redacted in logs.
 pub fn is_sensitive(name: &str) -> bool {
     let n = name.to_ascii_lowercase();

@@ -205,31 +205,6 @@ async fn handle(
             return json_response(200, json!({"challenge": body["challenge"]}), vec![]);
         }
     }
-    // The run keeps the request without its credentials: sensitive headers,
-    // the trigger's own credential header and an API-key query parameter are
-    // redacted before anything is stored.
-    let mut request = request;
-    let mut credential_names: Vec<String> = Vec::new();
-    if let hookflow_core::auth::Scheme::ApiKey { header, query } = &verifier.scheme {
-        credential_names.extend(header.iter().cloned());
-        if let Some(q) = query
-            && let Some(v) = request.query.get_mut(q)
-        {
-            *v = json!("[redacted]");
-        }
-    }
-    if let hookflow_core::auth::Scheme::Hmac(h) = &verifier.scheme {
-        credential_names.push(h.header.clone());
-    }
-    let idem_header = trigger.idempotency.as_ref().and_then(|i| i.header.clone()).unwrap_or_default();
-    for (k, v) in request.headers.0.iter_mut() {
-        if k.eq_ignore_ascii_case(&idem_header) {
-            continue;
-        }
-        if hookflow_core::headers::is_sensitive(k) || credential_names.iter().any(|c| c.eq_ignore_ascii_case(k)) {
-            *v = "[redacted]".into();
-        }
-    }
     // Idempotency: the key's scope is the flow.
     let mut idem_scope = None;
     if let Some(idem) = &trigger.idempotency {
@@ -275,6 +250,10 @@ async fn handle(
         }
     }
 
+    // The run keeps the request without its credentials (the idempotency
+    // key above was read first).
+    let mut request = request;
+    verifier.strip_credentials(&mut request);
     let run_id = format!("run_{}", uuid::Uuid::now_v7().simple());
     let run = Run::new(&flow.flow, run_id.clone(), event_id.clone(), &request);
     let sync = trigger.respond.mode == RespondMode::Sync;
@@ -319,7 +298,7 @@ async fn handle(
         outcome: Some("accepted".into()),
         detail: json!({
             "method": request.method, "path": request.path, "source_ip": request.source_ip,
-            "headers": redacted_headers(&request.headers), "body": truncate(&request.body, 16 * 1024),
+            "headers": request.headers.to_json(), "body": truncate(&request.body, 16 * 1024),
         }),
         ..Default::default()
     });
@@ -384,17 +363,6 @@ async fn handle(
             )
         }
     }
-}
-
-fn redacted_headers(h: &Headers) -> Value {
-    let map: serde_json::Map<String, Value> = h
-        .iter()
-        .map(|(k, v)| {
-            let v = if hookflow_core::headers::is_sensitive(k) { "[redacted]" } else { v };
-            (k.to_ascii_lowercase(), json!(v))
-        })
-        .collect();
-    Value::Object(map)
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use hookflow_core::CompiledFlow;
 use hookflow_core::attempt::{Decision, decide};
+use hookflow_core::headers::shown;
 use hookflow_core::run::{Delivery, Effect, Input, Reply, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_core::status::Verdict;
@@ -398,20 +399,14 @@ fn attempt_log(d: &Delivery, a: &Attempt, n: u32, verdict: Verdict, now: i64) ->
     let mut request = d.request.redacted();
     if let Some(Value::Object(h)) = request.get_mut("headers") {
         for (k, v) in h.iter_mut() {
-            if hookflow_core::headers::is_sensitive(k) {
-                *v = json!("[redacted]");
+            if let Value::String(text) = v {
+                *v = json!(shown(k, text));
             }
         }
     }
     let response = a.result.response.as_ref().map(|r| {
-        let headers: serde_json::Map<String, Value> = r
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                let v = if hookflow_core::headers::is_sensitive(k) { "[redacted]" } else { v };
-                (k.to_string(), json!(v))
-            })
-            .collect();
+        let headers: serde_json::Map<String, Value> =
+            r.headers.iter().map(|(k, v)| (k.to_string(), json!(shown(k, v)))).collect();
         json!({"status": r.status, "headers": headers, "body": r.body})
     });
     LogEntry {
