@@ -50,15 +50,7 @@ impl InboundRequest {
     pub fn parsed_body(&self) -> Value {
         let ct = self.headers.get("content-type").unwrap_or("").to_ascii_lowercase();
         if ct.contains("application/x-www-form-urlencoded") {
-            let mut map = Map::new();
-            for pair in self.body.split('&').filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                let dec = |s: &str| {
-                    percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
-                };
-                map.insert(dec(k), Value::String(dec(v)));
-            }
-            return Value::Object(map);
+            return Value::Object(parse_form(&self.body));
         }
         if self.body.is_empty() {
             return Value::Null;
@@ -81,6 +73,18 @@ impl InboundRequest {
             "flow_id": flow.id,
         })
     }
+}
+
+/// Parses `application/x-www-form-urlencoded` text (a form body or a query
+/// string) into an object; a repeated name keeps its last value.
+pub fn parse_form(text: &str) -> Map<String, Value> {
+    let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let mut map = Map::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        map.insert(dec(k), Value::String(dec(v)));
+    }
+    map
 }
 
 /// A response captured from a step's request (`steps.<id>.response`).

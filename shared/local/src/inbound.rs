@@ -21,7 +21,7 @@ use hookflow_core::CompiledFlow;
 use hookflow_core::auth::Verifier;
 use hookflow_core::flow::RespondMode;
 use hookflow_core::headers::Headers;
-use hookflow_core::run::{InboundRequest, Input, Reply, Run, advance, async_reply};
+use hookflow_core::run::{InboundRequest, Input, Reply, Run, advance, async_reply, parse_form};
 use serde_json::{Value, json};
 
 use crate::runtime::Runtime;
@@ -155,12 +155,7 @@ async fn handle(
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    let mut query = serde_json::Map::new();
-    for pair in uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-        query.insert(dec(k), Value::String(dec(v)));
-    }
+    let query = parse_form(uri.query().unwrap_or(""));
     let request = InboundRequest {
         method: method.to_string(),
         path: uri.path().to_string(),
