@@ -5,11 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use hookflow_core::{CompiledFlow, Error, load_flow};
-
-/// True for the file names flow files have.
-fn is_flow_file(p: &Path) -> bool {
-    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
-}
+use hookflow_local::dev::flow_files;
 
 /// The flow files named by `paths`: files as given; for a directory, the
 /// flow files directly in it, sorted (subdirectories can hold fixtures).
@@ -17,25 +13,12 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut found = Vec::new();
-            walk(p, &mut found).with_context(|| format!("reading {}", p.display()))?;
-            found.sort();
-            out.extend(found);
+            out.extend(flow_files(p).with_context(|| format!("reading {}", p.display()))?);
         } else {
             out.push(p.clone());
         }
     }
     Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_file() && is_flow_file(&path) {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// Reads and validates one flow file.

@@ -11,17 +11,24 @@ use serde_json::json;
 use crate::runtime::{Flows, Runtime};
 use crate::{Error, inbound};
 
+/// The flow files (`*.yaml`, `*.yml`, `*.json`) directly in `dir`, sorted:
+/// subdirectories can hold fixtures.
+pub fn flow_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// Loads and validates every flow file directly in `dir`. All problems of
 /// all files are returned together.
 pub fn load_dir(dir: &Path) -> Result<Vec<CompiledFlow>, Vec<String>> {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
-            .collect(),
-        Err(e) => return Err(vec![format!("{}: {e}", dir.display())]),
-    };
-    files.sort();
+    let files = flow_files(dir).map_err(|e| vec![format!("{}: {e}", dir.display())])?;
     let mut flows = Vec::new();
     let mut problems = Vec::new();
     for f in files {
