@@ -126,7 +126,8 @@ async fn handle(
         method: method.to_string(),
         source_ip: peer.ip().to_string(),
     };
-    let Some(flow) = rt.flows().by_route(&tenant, &path) else {
+    let flows = rt.flows();
+    let Some(flow) = flows.by_route(&tenant, &path) else {
         return cx.reject(404, "no trigger at this tenant and path", None, vec![]);
     };
     let trigger = &flow.flow.trigger;
@@ -174,23 +175,25 @@ async fn handle(
             return cx.reject(401, &e.to_string(), Some(&flow), vec![]);
         }
     }
+    // The checks below that read the body parse it once, when first needed.
+    let parsed = std::sync::OnceLock::new();
+    let body_json = || parsed.get_or_init(|| request.parsed_body());
     // The declared shape is advisory unless the flow enforces it.
-    if let Some(validator) = rt.flows().schema(&flow.flow.tenant, &flow.flow.id) {
-        let body = request.parsed_body();
-        if let Some(err) = validator.iter_errors(&body).next() {
-            let path = err.instance_path().to_string();
-            let path = if path.is_empty() { "/".to_string() } else { path };
-            return cx.reject(
-                422,
-                &format!("body does not match the expected shape at {path}: {err}"),
-                Some(&flow),
-                vec![],
-            );
-        }
+    if let Some(validator) = flows.schema(&flow.flow.tenant, &flow.flow.id)
+        && let Some(err) = validator.iter_errors(body_json()).next()
+    {
+        let path = err.instance_path().to_string();
+        let path = if path.is_empty() { "/".to_string() } else { path };
+        return cx.reject(
+            422,
+            &format!("body does not match the expected shape at {path}: {err}"),
+            Some(&flow),
+            vec![],
+        );
     }
     // Slack checks a new endpoint by asking it to echo a challenge.
     if trigger.system == Some(hookflow_core::signature::System::Slack) {
-        let body = request.parsed_body();
+        let body = body_json();
         if body["type"] == "url_verification" {
             rt.logger.log(
                 "info",
@@ -205,12 +208,10 @@ async fn handle(
     if let Some(idem) = &trigger.idempotency {
         let key = match (&idem.header, &idem.body) {
             (Some(h), _) => request.headers.get(h).map(str::to_string),
-            (_, Some(p)) => {
-                let body = request.parsed_body();
-                p.split('.')
-                    .try_fold(&body, |v, k| v.get(k))
-                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
-            }
+            (_, Some(p)) => p
+                .split('.')
+                .try_fold(body_json(), |v, k| v.get(k))
+                .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())),
             _ => None,
         };
         if let Some(key) = key {
