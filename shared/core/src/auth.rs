@@ -64,8 +64,7 @@ impl Verifier {
             Some(AuthKind::StandardWebhooks) => Scheme::StandardWebhooks,
             Some(AuthKind::Hmac) => {
                 // A preset supplies defaults; explicit fields win.
-                let base = system.hmac_scheme();
-                let d = base.clone().unwrap_or(HmacScheme {
+                let d = system.hmac_scheme().unwrap_or(HmacScheme {
                     header: String::new(),
                     algorithm: Default::default(),
                     encoding: Default::default(),
