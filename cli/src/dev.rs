@@ -46,7 +46,8 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     let logger = Logger::new(
         if opts.pretty { Format::Pretty } else { Format::Json },
         secrets.values().map(str::to_string).collect::<Vec<_>>().into_iter(),
-    );
+    )
+    .background();
     let config = RuntimeConfig {
         data_dir: opts.data.clone(),
         target_policy: TargetPolicy::allowing(allow),

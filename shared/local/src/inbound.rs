@@ -273,15 +273,15 @@ async fn handle(
     // per event. A sync flow whose `respond` comes before any waiting step
     // is answered at once.
     let mut commit = Commit::default();
-    let (run, inline_reply) = match advance(&flow, run.clone(), Input::Start) {
+    let (run, inline_reply, ready) = match advance(&flow, run.clone(), Input::Start) {
         Ok((run, effects)) => {
-            let replies = rt.record_effects(&mut commit, &run, effects);
-            (run, replies.into_iter().next())
+            let recorded = rt.record_effects(&mut commit, &run, effects);
+            (run, recorded.replies.into_iter().next(), recorded.ready)
         }
         Err(_) => {
             commit.run(&run);
             commit.jobs.push(Runtime::start_job(&run));
-            (run, None)
+            (run, None, Vec::new())
         }
     };
     commit.log.push(LogEntry {
@@ -299,15 +299,16 @@ async fn handle(
         ..Default::default()
     });
     if let (Some((scope, expires)), Some(reply)) = (&idem_scope, immediate.as_ref().or(inline_reply.as_ref())) {
-        commit.idempotency = Some((scope.clone(), serde_json::to_value(reply).unwrap_or_default(), *expires));
+        commit.idempotency = Some((scope.clone(), serde_json::to_string(reply).unwrap_or_default(), *expires));
     }
     let waits = sync && inline_reply.is_none() && !run.status.is_finished();
     let waiter = waits.then(|| rt.wait_for_reply(&run_id));
-    let has_jobs = !commit.jobs.is_empty();
+    let has_jobs = commit.jobs.len() > ready.len();
     if let Err(e) = rt.store.commit(commit).await {
         rt.forget_reply(&run_id);
         return cx.reject(503, &format!("store unavailable: {e}"), Some(&flow), vec![]);
     }
+    rt.dispatch(ready);
     rt.logger.log(
         "info",
         "inbound accepted",
@@ -339,7 +340,7 @@ async fn handle(
         Ok(Ok(reply)) => {
             if let Some((scope, expires)) = idem_scope {
                 let c = Commit {
-                    idempotency: Some((scope, serde_json::to_value(&reply).unwrap_or_default(), expires)),
+                    idempotency: Some((scope, serde_json::to_string(&reply).unwrap_or_default(), expires)),
                     ..Default::default()
                 };
                 let _ = rt.store.commit(c).await;

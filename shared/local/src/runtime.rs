@@ -9,6 +9,12 @@
 //!   outcome to the run as a new `run` job; on a retryable failure put the
 //!   job back with the scheduled delay and the same `webhook-id`.
 //!
+//! A delivery due at once is not left for a worker to find: the commit that
+//! creates it inserts it already leased, and the process that committed it
+//! sends it straight away (while a worker permit is free). The lease is the
+//! safety net: if the process dies first, the job becomes due when it
+//! expires (or at the next start) and a worker sends it.
+//!
 //! Job ids are derived from what they carry (`d:{delivery_id}`,
 //! `r:{run_id}:{delivery_id}`), and inserts ignore duplicates, so redoing a
 //! job after a crash cannot fork a run.
@@ -25,12 +31,12 @@ use hookflow_core::run::{Delivery, Effect, Input, Reply, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_core::status::Verdict;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::logger::Logger;
 use crate::secrets::Secrets;
 use crate::sender::{Attempt, Sender};
-use crate::store::{Commit, Job, LogEntry, NewJob, Store};
+use crate::store::{Commit, DeadRow, Job, LogEntry, NewJob, Store};
 use crate::{Error, now_ms};
 
 /// How the runtime is set up.
@@ -116,7 +122,35 @@ pub struct Runtime {
     sender: Sender,
     wake: Notify,
     waiters: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
-    concurrency: usize,
+    /// Jobs in progress, leased by the worker loop or sent directly.
+    permits: Arc<Semaphore>,
+}
+
+/// How long a leased job is held before another worker may take it.
+const LEASE_MS: i64 = 5 * 60_000;
+
+/// A `run` job's payload.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct RunJob {
+    run_id: String,
+    input: Input,
+}
+
+/// What a run's effects produced besides the rows of the commit.
+#[derive(Default)]
+pub struct Recorded {
+    /// Replies of `respond` steps.
+    pub replies: Vec<Reply>,
+    /// Deliveries inserted leased, to send once the commit is durable
+    /// ([`Runtime::dispatch`]).
+    pub ready: Vec<Ready>,
+}
+
+/// A delivery to send directly, with the worker permit it holds.
+pub struct Ready {
+    job_id: String,
+    job: DeliveryJob,
+    permit: OwnedSemaphorePermit,
 }
 
 /// A `delivery` job's payload.
@@ -144,7 +178,7 @@ impl Runtime {
             sender,
             wake: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
-            concurrency: config.concurrency.max(1),
+            permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
         }))
     }
 
@@ -176,20 +210,15 @@ impl Runtime {
 
     /// The job that starts `run`.
     pub fn start_job(run: &Run) -> NewJob {
-        NewJob {
-            id: format!("r:{}:start", run.id),
-            kind: "run",
-            payload: json!({"run_id": run.id, "input": Input::Start}),
-            not_before: now_ms(),
-        }
+        run_job(&run.id, format!("r:{}:start", run.id), Input::Start, now_ms())
     }
 
     /// Runs the workers until the process ends.
     pub async fn work(self: Arc<Self>) {
-        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let permits = self.permits.clone();
         loop {
             let free = permits.available_permits();
-            let jobs = if free == 0 { Ok(Vec::new()) } else { self.store.lease(now_ms(), free, 5 * 60_000).await };
+            let jobs = if free == 0 { Ok(Vec::new()) } else { self.store.lease(now_ms(), free, LEASE_MS).await };
             let jobs = match jobs {
                 Ok(j) => j,
                 Err(e) => {
@@ -220,11 +249,14 @@ impl Runtime {
         }
     }
 
-    async fn process(&self, job: Job) {
+    async fn process(self: &Arc<Self>, job: Job) {
         let id = job.id.clone();
         let result = match job.kind.as_str() {
             "run" => self.process_run(job).await,
-            "delivery" => self.process_delivery(job).await,
+            "delivery" => match serde_json::from_str::<DeliveryJob>(&job.payload) {
+                Ok(dj) => self.process_delivery(job.id, dj).await,
+                Err(e) => Err(Error::Store(format!("job {id}: {e}"))),
+            },
             other => Err(Error::Store(format!("unknown job kind {other}"))),
         };
         if let Err(e) = result {
@@ -232,10 +264,9 @@ impl Runtime {
         }
     }
 
-    async fn process_run(&self, job: Job) -> Result<(), Error> {
-        let run_id = job.payload["run_id"].as_str().unwrap_or_default().to_string();
-        let input: Input = serde_json::from_value(job.payload["input"].clone())
-            .map_err(|e| Error::Store(format!("job {}: {e}", job.id)))?;
+    async fn process_run(self: &Arc<Self>, job: Job) -> Result<(), Error> {
+        let RunJob { run_id, input } =
+            serde_json::from_str(&job.payload).map_err(|e| Error::Store(format!("job {}: {e}", job.id)))?;
         let Some(state) = self.store.run(&run_id)? else {
             return self.drop_job(&job, "its run does not exist").await;
         };
@@ -245,9 +276,10 @@ impl Runtime {
         };
         let (run, effects) = advance(&flow, run, input)?;
         let mut commit = Commit { done: Some(job.id.clone()), ..Default::default() };
-        let replies = self.record_effects(&mut commit, &run, effects);
-        let sends = !commit.jobs.is_empty();
+        let Recorded { replies, ready } = self.record_effects(&mut commit, &run, effects);
+        let sends = commit.jobs.len() > ready.len();
         self.store.commit(commit).await?;
+        self.dispatch(ready);
         if sends {
             self.wake();
         }
@@ -264,24 +296,32 @@ impl Runtime {
     }
 
     /// Adds to `commit` what `effects` of `run` ask for (its new state,
-    /// delivery jobs, log entries) and returns its replies. Used by run jobs
-    /// and by the inbound handler, which advances a new run inline.
-    pub fn record_effects(&self, commit: &mut Commit, run: &Run, effects: Vec<Effect>) -> Vec<Reply> {
+    /// delivery jobs, log entries) and returns its replies and the
+    /// deliveries to [`dispatch`](Self::dispatch) once the commit is
+    /// durable. Used by run jobs and by the inbound handler, which advances
+    /// a new run inline.
+    pub fn record_effects(&self, commit: &mut Commit, run: &Run, effects: Vec<Effect>) -> Recorded {
         commit.run(run);
-        let mut replies = Vec::new();
+        let mut out = Recorded::default();
         let now = now_ms();
         for effect in effects {
             match effect {
                 Effect::Send(d) => {
+                    let job = DeliveryJob { delivery: *d, attempts: 0, first_at: now };
+                    let id = format!("d:{}", job.delivery.id);
+                    let permit = self.permits.clone().try_acquire_owned().ok();
                     commit.jobs.push(NewJob {
-                        id: format!("d:{}", d.id),
+                        id: id.clone(),
                         kind: "delivery",
-                        payload: serde_json::to_value(DeliveryJob { delivery: *d, attempts: 0, first_at: now })
-                            .unwrap_or_default(),
+                        payload: serde_json::to_string(&job).unwrap_or_default(),
                         not_before: now,
+                        leased_for: permit.as_ref().map(|_| LEASE_MS),
                     });
+                    if let Some(permit) = permit {
+                        out.ready.push(Ready { job_id: id, job, permit });
+                    }
                 }
-                Effect::Reply(r) => replies.push(r),
+                Effect::Reply(r) => out.replies.push(r),
                 Effect::Log(e) => {
                     self.logger.log(
                         "info",
@@ -316,7 +356,24 @@ impl Runtime {
                 }
             }
         }
-        replies
+        out
+    }
+
+    /// Sends deliveries that a durable commit inserted leased.
+    pub fn dispatch(self: &Arc<Self>, ready: Vec<Ready>) {
+        for Ready { job_id, job, permit } in ready {
+            let rt = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = rt.process_delivery(job_id.clone(), job).await {
+                    rt.logger.log(
+                        "error",
+                        "job failed; it will be retried",
+                        json!({"job": job_id, "error": e.to_string()}),
+                    );
+                }
+                drop(permit);
+            });
+        }
     }
 
     async fn drop_job(&self, job: &Job, why: &str) -> Result<(), Error> {
@@ -325,15 +382,13 @@ impl Runtime {
             at: now_ms(),
             kind: "job".into(),
             outcome: Some("dropped".into()),
-            detail: json!({"job": job.id, "reason": why, "payload": job.payload}),
+            detail: json!({"job": job.id, "reason": why, "payload": serde_json::from_str::<Value>(&job.payload).unwrap_or(Value::Null)}),
             ..Default::default()
         };
         self.store.commit(Commit { done: Some(job.id.clone()), log: vec![entry], ..Default::default() }).await
     }
 
-    async fn process_delivery(&self, job: Job) -> Result<(), Error> {
-        let mut dj: DeliveryJob =
-            serde_json::from_value(job.payload.clone()).map_err(|e| Error::Store(format!("job {}: {e}", job.id)))?;
+    async fn process_delivery(&self, job_id: String, mut dj: DeliveryJob) -> Result<(), Error> {
         let attempt = self.sender.send(&dj.delivery).await;
         dj.attempts += 1;
         let d = &dj.delivery;
@@ -359,29 +414,31 @@ impl Runtime {
             Decision::RetryIn(delay) => {
                 self.logger.log("warn", &format!("attempt failed; retrying in {} ms", delay.as_millis()), fields);
                 let due = now + delay.as_millis() as i64;
-                commit.reschedule = Some((job.id.clone(), serde_json::to_value(&dj).unwrap_or_default(), due));
+                commit.reschedule = Some((job_id.clone(), serde_json::to_string(&dj).unwrap_or_default(), due));
                 None
             }
             Decision::Dead { outcome, reason } => {
                 fields["reason"] = json!(reason);
                 self.logger.log("error", "delivery dead", fields);
-                let job = serde_json::to_value(&dj).unwrap_or_default();
-                commit.dead = Some((d.id.clone(), d.tenant.clone(), d.flow_id.clone(), d.run_id.clone(), reason, job));
+                commit.dead = Some(DeadRow {
+                    delivery_id: d.id.clone(),
+                    tenant: d.tenant.clone(),
+                    flow_id: d.flow_id.clone(),
+                    run_id: d.run_id.clone(),
+                    reason,
+                    job: serde_json::to_string(&dj).unwrap_or_default(),
+                });
                 Some(outcome)
             }
         };
         if commit.reschedule.is_none() {
-            commit.done = Some(job.id.clone());
+            commit.done = Some(job_id);
         }
         if let Some(outcome) = outcome
             && d.wait
         {
-            commit.jobs.push(NewJob {
-                id: format!("r:{}:{}", d.run_id, d.id),
-                kind: "run",
-                payload: json!({"run_id": d.run_id, "input": Input::StepResult { step: d.step.clone(), delivery_id: d.id.clone(), outcome }}),
-                not_before: now,
-            });
+            let input = Input::StepResult { step: d.step.clone(), delivery_id: d.id.clone(), outcome };
+            commit.jobs.push(run_job(&d.run_id, format!("r:{}:{}", d.run_id, d.id), input, now));
         }
         let wake = !commit.jobs.is_empty() || commit.reschedule.is_some();
         self.store.commit(commit).await?;
@@ -389,6 +446,17 @@ impl Runtime {
             self.wake();
         }
         Ok(())
+    }
+}
+
+/// A job that feeds `input` to run `run_id`.
+fn run_job(run_id: &str, id: String, input: Input, not_before: i64) -> NewJob {
+    NewJob {
+        id,
+        kind: "run",
+        payload: serde_json::to_string(&RunJob { run_id: run_id.to_string(), input }).unwrap_or_default(),
+        not_before,
+        leased_for: None,
     }
 }
 
