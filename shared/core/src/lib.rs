@@ -20,13 +20,17 @@
 //! | [`auth`] | verifying an inbound request against its trigger |
 //! | [`run`] | the run state machine: `(run, input) -> (run, effects)` |
 //! | [`attempt`] | what one delivery attempt means: delivered, retry, or dead |
+//! | [`commit`] | a unit of work as data: run state, jobs, log entries |
+//! | [`ports`] | the traits adapters implement: flows, runs, queue, secrets, clock |
 
 pub mod attempt;
 pub mod auth;
+pub mod commit;
 pub mod duration;
 pub mod error;
 pub mod flow;
 pub mod headers;
+pub mod ports;
 pub mod request;
 pub mod retry;
 pub mod run;

@@ -36,7 +36,10 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use crate::logger::Logger;
 use crate::secrets::Secrets;
 use crate::sender::{Attempt, Sender};
-use crate::store::{Commit, DeadRow, Job, LogEntry, NewJob, Store};
+use hookflow_core::commit::{Commit, DeadRow, DeliveryJob, JobKind, LogEntry, NewJob, RunJob};
+use hookflow_core::ports::{FlowStore, PortError};
+
+use crate::store::{Job, Store};
 use crate::{Error, now_ms};
 
 /// How the runtime is set up.
@@ -113,6 +116,18 @@ impl Flows {
     }
 }
 
+/// The flows loaded from the flow directory, as the engine's flow store
+/// (the runtime swaps the whole set on reload).
+impl FlowStore for Flows {
+    async fn by_route(&self, tenant: &str, path: &str) -> Result<Option<Arc<CompiledFlow>>, PortError> {
+        Ok(Flows::by_route(self, tenant, path))
+    }
+
+    async fn by_id(&self, tenant: &str, id: &str) -> Result<Option<Arc<CompiledFlow>>, PortError> {
+        Ok(Flows::by_id(self, tenant, id))
+    }
+}
+
 /// The embedded runtime, shared by the inbound server and the workers.
 pub struct Runtime {
     pub store: Store,
@@ -129,13 +144,6 @@ pub struct Runtime {
 /// How long a leased job is held before another worker may take it.
 const LEASE_MS: i64 = 5 * 60_000;
 
-/// A `run` job's payload.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct RunJob {
-    run_id: String,
-    input: Input,
-}
-
 /// What a run's effects produced besides the rows of the commit.
 #[derive(Default)]
 pub struct Recorded {
@@ -151,16 +159,6 @@ pub struct Ready {
     job_id: String,
     job: DeliveryJob,
     permit: OwnedSemaphorePermit,
-}
-
-/// A `delivery` job's payload.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct DeliveryJob {
-    delivery: Delivery,
-    /// Attempts made so far.
-    attempts: u32,
-    /// When the first attempt was due (ms).
-    first_at: i64,
 }
 
 impl Runtime {
@@ -210,7 +208,7 @@ impl Runtime {
 
     /// The job that starts `run`.
     pub fn start_job(run: &Run) -> NewJob {
-        run_job(&run.id, format!("r:{}:start", run.id), Input::Start, now_ms())
+        NewJob::run(&run.tenant, &run.id, "start", Input::Start, now_ms())
     }
 
     /// Runs the workers until the process ends.
@@ -251,13 +249,13 @@ impl Runtime {
 
     async fn process(self: &Arc<Self>, job: Job) {
         let id = job.id.clone();
-        let result = match job.kind.as_str() {
-            "run" => self.process_run(job).await,
-            "delivery" => match serde_json::from_str::<DeliveryJob>(&job.payload) {
+        let result = match JobKind::parse(&job.kind) {
+            Some(JobKind::Run) => self.process_run(job).await,
+            Some(JobKind::Delivery) => match serde_json::from_str::<DeliveryJob>(&job.payload) {
                 Ok(dj) => self.process_delivery(job.id, dj).await,
                 Err(e) => Err(Error::Store(format!("job {id}: {e}"))),
             },
-            other => Err(Error::Store(format!("unknown job kind {other}"))),
+            None => Err(Error::Store(format!("unknown job kind {}", job.kind))),
         };
         if let Err(e) = result {
             self.logger.log("error", "job failed; it will be retried", json!({"job": id, "error": e.to_string()}));
@@ -308,18 +306,12 @@ impl Runtime {
             match effect {
                 Effect::Send(d) => {
                     let job = DeliveryJob { delivery: *d, attempts: 0, first_at: now };
-                    let id = format!("d:{}", job.delivery.id);
                     let permit = self.permits.clone().try_acquire_owned().ok();
-                    commit.jobs.push(NewJob {
-                        id: id.clone(),
-                        kind: "delivery",
-                        payload: serde_json::to_string(&job).unwrap_or_default(),
-                        not_before: now,
-                        leased_for: permit.as_ref().map(|_| LEASE_MS),
-                    });
+                    let new = NewJob { leased_for: permit.as_ref().map(|_| LEASE_MS), ..NewJob::delivery(&job, now) };
                     if let Some(permit) = permit {
-                        out.ready.push(Ready { job_id: id, job, permit });
+                        out.ready.push(Ready { job_id: new.id.clone(), job, permit });
                     }
+                    commit.jobs.push(new);
                 }
                 Effect::Reply(r) => out.replies.push(r),
                 Effect::Log(e) => {
@@ -333,6 +325,7 @@ impl Runtime {
                     );
                     commit.log.push(LogEntry::for_run(
                         run,
+                        now,
                         "step",
                         &e.decision,
                         serde_json::to_value(&e).unwrap_or_default(),
@@ -349,6 +342,7 @@ impl Runtime {
                     let outcome = if level == "warn" { "failed" } else { "succeeded" };
                     commit.log.push(LogEntry::for_run(
                         run,
+                        now,
                         "run",
                         outcome,
                         serde_json::to_value(&status).unwrap_or_default(),
@@ -438,7 +432,7 @@ impl Runtime {
             && d.wait
         {
             let input = Input::StepResult { step: d.step.clone(), delivery_id: d.id.clone(), outcome };
-            commit.jobs.push(run_job(&d.run_id, format!("r:{}:{}", d.run_id, d.id), input, now));
+            commit.jobs.push(NewJob::run(&d.tenant, &d.run_id, &d.id, input, now));
         }
         let wake = !commit.jobs.is_empty() || commit.reschedule.is_some();
         self.store.commit(commit).await?;
@@ -446,17 +440,6 @@ impl Runtime {
             self.wake();
         }
         Ok(())
-    }
-}
-
-/// A job that feeds `input` to run `run_id`.
-fn run_job(run_id: &str, id: String, input: Input, not_before: i64) -> NewJob {
-    NewJob {
-        id,
-        kind: "run",
-        payload: serde_json::to_string(&RunJob { run_id: run_id.to_string(), input }).unwrap_or_default(),
-        not_before,
-        leased_for: None,
     }
 }
 

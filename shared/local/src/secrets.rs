@@ -96,3 +96,10 @@ impl Secrets {
         self.values.values().map(String::as_str)
     }
 }
+
+/// Secrets from the file and the environment, as the engine's secret store.
+impl hookflow_core::ports::SecretStore for Secrets {
+    async fn secret(&self, name: &str) -> Result<Option<String>, hookflow_core::ports::PortError> {
+        Ok(self.get(name))
+    }
+}

@@ -17,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use crate::Error;
+pub use hookflow_core::commit::{Commit, DeadRow, LogEntry, NewJob, RunRow};
 
 const SCHEMA: &str = r#"
 PRAGMA journal_mode = WAL;
@@ -55,20 +56,6 @@ pub struct Job {
     pub leases: i64,
 }
 
-/// One request-log entry.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct LogEntry {
-    pub at: i64,
-    pub kind: String,
-    pub tenant: Option<String>,
-    pub flow_id: Option<String>,
-    pub run_id: Option<String>,
-    pub event_id: Option<String>,
-    pub delivery_id: Option<String>,
-    pub outcome: Option<String>,
-    pub detail: Value,
-}
-
 /// Which log entries to read.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
@@ -93,111 +80,20 @@ pub struct DeadDelivery {
     pub job: Value,
 }
 
-impl LogEntry {
-    /// An entry about `run`.
-    pub fn for_run(run: &hookflow_core::run::Run, kind: &str, outcome: &str, detail: Value) -> Self {
-        LogEntry {
-            at: crate::now_ms(),
-            kind: kind.into(),
-            tenant: Some(run.tenant.clone()),
-            flow_id: Some(run.flow_id.clone()),
-            run_id: Some(run.id.clone()),
-            event_id: Some(run.event_id.clone()),
-            delivery_id: None,
-            outcome: Some(outcome.into()),
-            detail,
-        }
-    }
-
-    /// Reads a row of `SELECT at, kind, tenant, flow_id, run_id, event_id,
-    /// delivery_id, outcome, detail FROM log`.
-    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(LogEntry {
-            at: r.get(0)?,
-            kind: r.get(1)?,
-            tenant: r.get(2)?,
-            flow_id: r.get(3)?,
-            run_id: r.get(4)?,
-            event_id: r.get(5)?,
-            delivery_id: r.get(6)?,
-            outcome: r.get(7)?,
-            detail: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or(Value::Null),
-        })
-    }
-}
-
-/// A job to add in a transaction.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    pub id: String,
-    pub kind: &'static str,
-    /// JSON text, serialised by the caller (on a worker, not the writer).
-    pub payload: String,
-    pub not_before: i64,
-    /// Inserted already leased for this long (ms): the caller runs the job
-    /// itself right after the commit, and the lease hands it to a worker
-    /// only if that process dies first.
-    pub leased_for: Option<i64>,
-}
-
-/// A run's row.
-#[derive(Debug, Clone)]
-pub struct RunRow {
-    pub id: String,
-    pub tenant: String,
-    pub flow_id: String,
-    pub event_id: String,
-    pub status: &'static str,
-    /// The run as JSON text.
-    pub state: String,
-}
-
-/// A delivery that becomes dead.
-#[derive(Debug, Clone)]
-pub struct DeadRow {
-    pub delivery_id: String,
-    pub tenant: String,
-    pub flow_id: String,
-    pub run_id: String,
-    pub reason: String,
-    /// The delivery job (JSON text), kept for replay.
-    pub job: String,
-}
-
-/// Changes made atomically when a job is done. Values arrive serialised:
-/// the writer thread, which every commit passes through, only writes rows.
-#[derive(Debug, Default)]
-pub struct Commit {
-    /// The job that is finished (deleted) ...
-    pub done: Option<String>,
-    /// ... or rescheduled: (id, new payload, due at).
-    pub reschedule: Option<(String, String, i64)>,
-    pub runs: Vec<RunRow>,
-    pub jobs: Vec<NewJob>,
-    pub log: Vec<LogEntry>,
-    /// (scope, reply as JSON text, expires at).
-    pub idempotency: Option<(String, String, i64)>,
-    pub dead: Option<DeadRow>,
-}
-
-impl Commit {
-    /// Saves a run.
-    pub fn run(&mut self, run: &hookflow_core::run::Run) {
-        let status = match &run.status {
-            hookflow_core::run::RunStatus::Running => "running",
-            hookflow_core::run::RunStatus::Waiting { .. } => "waiting",
-            hookflow_core::run::RunStatus::Succeeded => "succeeded",
-            hookflow_core::run::RunStatus::Failed { .. } => "failed",
-        };
-        self.runs.push(RunRow {
-            id: run.id.clone(),
-            tenant: run.tenant.clone(),
-            flow_id: run.flow_id.clone(),
-            event_id: run.event_id.clone(),
-            status,
-            state: serde_json::to_string(run).unwrap_or_default(),
-        });
-    }
+/// Reads a row of `SELECT at, kind, tenant, flow_id, run_id, event_id,
+/// delivery_id, outcome, detail FROM log`.
+fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
+    Ok(LogEntry {
+        at: r.get(0)?,
+        kind: r.get(1)?,
+        tenant: r.get(2)?,
+        flow_id: r.get(3)?,
+        run_id: r.get(4)?,
+        event_id: r.get(5)?,
+        delivery_id: r.get(6)?,
+        outcome: r.get(7)?,
+        detail: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or(Value::Null),
+    })
 }
 
 /// The SQLite store. Cheap to share behind an `Arc`.
@@ -408,7 +304,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> rusqlite::Result<()> {
             tx,
             "INSERT OR IGNORE INTO jobs (id, kind, payload, due_at, leased, leases, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
-            params![j.id, j.kind, j.payload, due, leased, now],
+            params![j.id, j.kind.as_str(), j.payload, due, leased, now],
         )?;
     }
     for l in &c.log {
@@ -502,9 +398,8 @@ impl Store {
                  ORDER BY seq",
             )
             .map_err(db)?;
-        let rows = stmt
-            .query_map(params![f.flow_id, f.run_id, f.since, f.failed_only as i64], LogEntry::from_row)
-            .map_err(db)?;
+        let rows =
+            stmt.query_map(params![f.flow_id, f.run_id, f.since, f.failed_only as i64], log_from_row).map_err(db)?;
         rows.collect::<Result<_, _>>().map_err(db)
     }
 
@@ -562,5 +457,46 @@ impl Store {
         )
         .map_err(db)?;
         tx.commit().map_err(db)
+    }
+}
+
+fn port(e: Error) -> hookflow_core::ports::PortError {
+    hookflow_core::ports::PortError::transient(e.to_string())
+}
+
+/// The embedded store as the engine's run store: commits are SQLite
+/// transactions (jobs included).
+impl hookflow_core::ports::RunStore for Store {
+    async fn commit(&self, commit: Commit) -> Result<(), hookflow_core::ports::PortError> {
+        Store::commit(self, commit).await.map_err(port)
+    }
+
+    async fn load_run(&self, id: &str) -> Result<Option<hookflow_core::run::Run>, hookflow_core::ports::PortError> {
+        self.run(id)
+            .map_err(port)?
+            .map(|v| {
+                serde_json::from_value(v)
+                    .map_err(|e| hookflow_core::ports::PortError::permanent(format!("run {id}: {e}")))
+            })
+            .transpose()
+    }
+
+    async fn idempotent_reply(
+        &self,
+        scope: &str,
+        now_ms: i64,
+    ) -> Result<Option<hookflow_core::run::Reply>, hookflow_core::ports::PortError> {
+        Ok(self.idempotent_reply(scope, now_ms).map_err(port)?.and_then(|v| serde_json::from_value(v).ok()))
+    }
+
+    async fn run_log(&self, run_id: &str) -> Result<Vec<LogEntry>, hookflow_core::ports::PortError> {
+        self.query_log(&LogFilter { run_id: Some(run_id.to_string()), ..Default::default() }).map_err(port)
+    }
+}
+
+/// The embedded queue is the `jobs` table: enqueueing is a commit of jobs.
+impl hookflow_core::ports::Queue for Store {
+    async fn enqueue(&self, jobs: Vec<NewJob>, _now_ms: i64) -> Result<(), hookflow_core::ports::PortError> {
+        Store::commit(self, Commit { jobs, ..Default::default() }).await.map_err(port)
     }
 }

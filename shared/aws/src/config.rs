@@ -1,0 +1,86 @@
+//! Configuration from the environment, read in one place. The SAM template
+//! sets these variables on every function; `scripts/local-aws up` prints
+//! them for an emulator.
+
+use crate::Error;
+
+/// Names of the AWS resources Hookflow uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    /// The DynamoDB table (`HOOKFLOW_TABLE`).
+    pub table: String,
+    /// The `runs` queue URL (`HOOKFLOW_RUNS_QUEUE_URL`).
+    pub runs_queue_url: String,
+    /// The `deliveries` queue URL (`HOOKFLOW_DELIVERIES_QUEUE_URL`).
+    pub deliveries_queue_url: String,
+    /// Prefix of secret names in Secrets Manager (`HOOKFLOW_SECRETS_PREFIX`,
+    /// default `hookflow/`): the flow's `secret: partner-token` reads
+    /// `hookflow/partner-token`.
+    pub secrets_prefix: String,
+    /// Days the request log and finished runs are kept
+    /// (`HOOKFLOW_LOG_RETENTION_DAYS`, default 14).
+    pub retention_days: u32,
+}
+
+impl AwsConfig {
+    /// Reads the configuration; names every missing variable at once.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let mut missing = Vec::new();
+        let mut need = |k: &str| {
+            get(k).filter(|v| !v.is_empty()).unwrap_or_else(|| {
+                missing.push(k.to_string());
+                String::new()
+            })
+        };
+        let table = need("HOOKFLOW_TABLE");
+        let runs_queue_url = need("HOOKFLOW_RUNS_QUEUE_URL");
+        let deliveries_queue_url = need("HOOKFLOW_DELIVERIES_QUEUE_URL");
+        if !missing.is_empty() {
+            return Err(Error::Config(format!("set {}", missing.join(", "))));
+        }
+        let retention_days = match get("HOOKFLOW_LOG_RETENTION_DAYS") {
+            None => 14,
+            Some(v) => v.parse().ok().filter(|d| *d > 0).ok_or_else(|| {
+                Error::Config(format!("HOOKFLOW_LOG_RETENTION_DAYS: `{v}` is not a positive number of days"))
+            })?,
+        };
+        Ok(AwsConfig {
+            table,
+            runs_queue_url,
+            deliveries_queue_url,
+            secrets_prefix: get("HOOKFLOW_SECRETS_PREFIX").unwrap_or_else(|| "hookflow/".into()),
+            retention_days,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_every_missing_variable() {
+        let e = AwsConfig::from_lookup(|k| (k == "HOOKFLOW_TABLE").then(|| "t".to_string())).unwrap_err();
+        assert_eq!(e.to_string(), "configuration: set HOOKFLOW_RUNS_QUEUE_URL, HOOKFLOW_DELIVERIES_QUEUE_URL");
+    }
+
+    #[test]
+    fn defaults_and_bad_retention() {
+        let env = |extra: Option<&'static str>| {
+            move |k: &str| match k {
+                "HOOKFLOW_TABLE" => Some("t".to_string()),
+                "HOOKFLOW_RUNS_QUEUE_URL" | "HOOKFLOW_DELIVERIES_QUEUE_URL" => Some("u".to_string()),
+                "HOOKFLOW_LOG_RETENTION_DAYS" => extra.map(String::from),
+                _ => None,
+            }
+        };
+        let c = AwsConfig::from_lookup(env(None)).unwrap();
+        assert_eq!((c.secrets_prefix.as_str(), c.retention_days), ("hookflow/", 14));
+        let e = AwsConfig::from_lookup(env(Some("two weeks"))).unwrap_err();
+        assert!(e.to_string().contains("HOOKFLOW_LOG_RETENTION_DAYS: `two weeks`"), "{e}");
+    }
+}

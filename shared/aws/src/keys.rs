@@ -1,0 +1,78 @@
+//! Every key shape of the one DynamoDB table (`pk`, `sk`, both strings).
+//!
+//! | item | `pk` | `sk` | read by |
+//! |---|---|---|---|
+//! | flow version | `FLOW#{tenant}#{flow_id}` | `V#{version:08}` | `hookflow apply --dry-run` (diff), history |
+//! | current flow | `FLOW#{tenant}#{flow_id}` | `CURRENT` | a run going on (`by_id`) |
+//! | trigger route | `ROUTE#{tenant}#{path}` | `ROUTE` | every inbound request: one `GetItem`, no index |
+//! | run | `RUN#{run_id}` | `RUN` | the executor, `hookflow runs show` |
+//! | a run's log entry | `RUN#{run_id}` | `LOG#{at:013}#{n:03}#{unique}` | `hookflow runs show` (one `Query`) |
+//! | log entry without a run | `LOG#{tenant}#{hour}` | `{at:013}#{n:03}#{unique}` | rejected requests by tenant and hour |
+//! | idempotency key | `IDEM#{scope}` | `IDEM` | the ingress (conditional put) |
+//! | dead delivery | `DEAD#{tenant}` | `{delivery_id}` | `hookflow dead list/replay` |
+//!
+//! Items that expire carry `expires_at` (Unix seconds), the table's TTL
+//! attribute. TTL deletion lags by up to days, so reads filter on it too.
+
+/// The flow's partition.
+pub fn flow(tenant: &str, flow_id: &str) -> String {
+    format!("FLOW#{tenant}#{flow_id}")
+}
+
+/// A flow version's sort key (zero-padded so versions sort).
+pub fn flow_version(version: u64) -> String {
+    format!("V#{version:08}")
+}
+
+pub const CURRENT: &str = "CURRENT";
+
+/// A trigger route's partition. The path is stored without surrounding
+/// slashes, as the routes are looked up.
+pub fn route(tenant: &str, path: &str) -> String {
+    format!("ROUTE#{tenant}#{}", path.trim_matches('/'))
+}
+
+pub const ROUTE: &str = "ROUTE";
+
+pub fn run(run_id: &str) -> String {
+    format!("RUN#{run_id}")
+}
+
+pub const RUN: &str = "RUN";
+
+/// A log entry's sort key under its run: time-ordered, unique.
+pub fn run_log(at: i64, n: usize, unique: &str) -> String {
+    format!("LOG#{at:013}#{n:03}#{unique}")
+}
+
+/// The partition of log entries that have no run, per tenant and hour.
+pub fn tenant_log(tenant: &str, at: i64) -> String {
+    format!("LOG#{tenant}#{}", at / 3_600_000)
+}
+
+pub fn tenant_log_sort(at: i64, n: usize, unique: &str) -> String {
+    format!("{at:013}#{n:03}#{unique}")
+}
+
+pub fn idempotency(scope: &str) -> String {
+    format!("IDEM#{scope}")
+}
+
+pub const IDEM: &str = "IDEM";
+
+pub fn dead(tenant: &str) -> String {
+    format!("DEAD#{tenant}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_keys_sort_by_time_and_version() {
+        assert!(flow_version(9) < flow_version(10));
+        assert!(run_log(999, 0, "z") < run_log(1000, 0, "a"));
+        assert!(run_log(1000, 2, "a") < run_log(1000, 10, "a"));
+        assert_eq!(route("acme", "/partner/in/"), "ROUTE#acme#partner/in");
+    }
+}

@@ -1,0 +1,75 @@
+//! # hookflow-aws
+//!
+//! The AWS adapters of Hookflow's ports ([`hookflow_core::ports`]): what the
+//! Lambda functions use where `hookflow dev` uses SQLite.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`cache`] | per-container caches with a time to live (flows, secrets) |
+//! | [`config`] | names of the table, queues and secret prefix, read from the environment in one place |
+//! | [`keys`] | every DynamoDB key shape, in one table |
+//! | [`table`] | DynamoDB: flows (versioned) and trigger routes, runs, request log, idempotency, dead deliveries |
+//! | [`queue`] | SQS: the `runs` and `deliveries` queues, delays past SQS's 15-minute cap |
+//! | [`secrets`] | Secrets Manager: secrets by name under a prefix, cached per container |
+//! | [`provision`] | creates the template's table, queues and DLQs (for an emulator and the tests) |
+//!
+//! Secrets never reach DynamoDB or SQS: what is stored and queued carries
+//! placeholders, resolved only by the dispatcher at send time.
+
+pub mod cache;
+pub mod config;
+pub mod keys;
+pub mod provision;
+pub mod queue;
+pub mod secrets;
+pub mod table;
+
+pub use config::AwsConfig;
+
+/// Errors of the AWS adapters.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A required environment variable is missing or malformed.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// An AWS call failed; `transient` when trying again may help.
+    #[error("{service} {operation}: {message}")]
+    Aws { service: &'static str, operation: &'static str, message: String, transient: bool },
+    /// An item or message is not what this version wrote.
+    #[error("{0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Core(#[from] hookflow_core::Error),
+}
+
+impl Error {
+    /// An SDK error, with its service error's message when there is one.
+    pub(crate) fn aws<E, R>(
+        service: &'static str,
+        operation: &'static str,
+        e: aws_sdk_dynamodb::error::SdkError<E, R>,
+    ) -> Self
+    where
+        E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+        R: std::fmt::Debug,
+    {
+        use aws_sdk_dynamodb::error::SdkError;
+        let transient =
+            matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_))
+                || e.as_service_error().and_then(|s| s.code()).is_some_and(|c| {
+                    c.contains("Throttl") || c.contains("ProvisionedThroughputExceeded") || c == "InternalServerError"
+                });
+        let message = match e.as_service_error() {
+            Some(s) => format!("{}: {}", s.code().unwrap_or("error"), s.message().unwrap_or("")),
+            None => format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)),
+        };
+        Error::Aws { service, operation, message, transient }
+    }
+}
+
+impl From<Error> for hookflow_core::ports::PortError {
+    fn from(e: Error) -> Self {
+        let transient = matches!(e, Error::Aws { transient: true, .. });
+        hookflow_core::ports::PortError { message: e.to_string(), transient }
+    }
+}

@@ -1,0 +1,81 @@
+//! Secrets Manager: header and query credentials by name.
+//!
+//! A flow says `secret: partner-token`; the secret is
+//! `{prefix}partner-token` (prefix `hookflow/` by default, which the IAM
+//! policy is limited to). `name#key` reads one field of a JSON secret.
+//! Values are cached per container for [`CACHE_TTL`] (a rotated secret is
+//! picked up within that time) and never logged, queued or stored.
+
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+use hookflow_core::ports::{PortError, SecretStore};
+
+use crate::Error;
+use crate::cache::TtlCache;
+
+/// How long a secret value is reused.
+pub const CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// Secrets Manager with a per-container cache.
+#[derive(Clone)]
+pub struct Secrets {
+    client: Client,
+    prefix: String,
+    cache: TtlCache<Option<String>>,
+}
+
+impl Secrets {
+    pub fn new(client: Client, prefix: impl Into<String>) -> Self {
+        Secrets { client, prefix: prefix.into(), cache: TtlCache::new(CACHE_TTL) }
+    }
+
+    /// The whole secret string named `name` (without the prefix), or `None`
+    /// when there is no such secret.
+    async fn fetch(&self, name: &str) -> Result<Option<String>, Error> {
+        if let Some(v) = self.cache.get(name) {
+            return Ok(v);
+        }
+        let id = format!("{}{name}", self.prefix);
+        let value = match self.client.get_secret_value().secret_id(&id).send().await {
+            Ok(out) => out.secret_string().map(String::from),
+            Err(e) if matches!(e.as_service_error(), Some(GetSecretValueError::ResourceNotFoundException(_))) => None,
+            Err(e) => return Err(Error::aws("Secrets Manager", "GetSecretValue", e)),
+        };
+        // A missing secret is cached briefly too (it may be created soon,
+        // but a burst of deliveries should not each ask).
+        self.cache.put(name, value.clone());
+        Ok(value)
+    }
+
+    /// The value of `name` or `name#key`.
+    pub async fn get(&self, name: &str) -> Result<Option<String>, Error> {
+        let (base, field) = match name.split_once('#') {
+            Some((b, k)) => (b, Some(k)),
+            None => (name, None),
+        };
+        let Some(text) = self.fetch(base).await? else { return Ok(None) };
+        match field {
+            None => Ok(Some(text)),
+            Some(k) => {
+                let json: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+                    Error::Malformed(format!("secret `{base}` is not JSON, so `{name}` has no field `{k}`"))
+                })?;
+                Ok(json.get(k).map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
+            }
+        }
+    }
+
+    /// Forgets cached values (after a delivery failed for a bad credential,
+    /// the next attempt reads the secret again).
+    pub fn clear(&self) {
+        self.cache.clear();
+    }
+}
+
+impl SecretStore for Secrets {
+    async fn secret(&self, name: &str) -> Result<Option<String>, PortError> {
+        Ok(self.get(name).await?)
+    }
+}

@@ -1,0 +1,438 @@
+//! DynamoDB: flows and trigger routes, runs, the request log, idempotency
+//! keys and dead deliveries, in one table (key shapes in [`crate::keys`]).
+//!
+//! A [`Commit`] becomes one `TransactWriteItems` (the run's new state with
+//! its log entries, idempotency record and dead delivery: all or nothing),
+//! split in chunks of 100 items only when a commit carries more. Its jobs go
+//! to SQS afterwards ([`crate::queue`]): a crash in between leaves the run
+//! stored and the job unsent, and the message that caused the commit is
+//! then not deleted, so it is delivered again and the commit re-done —
+//! at-least-once, never lost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+use hookflow_core::CompiledFlow;
+use hookflow_core::commit::{Commit, DeadRow, LogEntry};
+use hookflow_core::ports::{FlowStore, PortError, RunStore};
+use hookflow_core::run::{Reply, Run};
+use serde_json::Value;
+
+use crate::cache::TtlCache;
+use crate::{Error, keys};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Largest `detail` kept in a log item. DynamoDB items stop at 400 KB; a
+/// longer detail is cut (and marked) in the log — the delivery itself,
+/// which travels on SQS, is never cut.
+pub const MAX_LOG_DETAIL: usize = 300 * 1024;
+
+/// How long a loaded flow is used before it is read again (a container
+/// sees `hookflow apply` within this time).
+pub const FLOW_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// The table, with a per-container cache of compiled flows.
+#[derive(Clone)]
+pub struct Table {
+    client: Client,
+    name: String,
+    retention: Duration,
+    flows: TtlCache<Option<Arc<CompiledFlow>>>,
+}
+
+/// What claiming an idempotency key found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The key is new (or its record expired): go on.
+    Claimed,
+    /// A request with this key is being handled now.
+    InProgress,
+    /// A request with this key was answered: answer the same.
+    Completed(Reply),
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &Item, k: &str) -> Option<i64> {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn key(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
+impl Table {
+    pub fn new(client: Client, name: impl Into<String>, retention_days: u32) -> Self {
+        Table {
+            client,
+            name: name.into(),
+            retention: Duration::from_secs(u64::from(retention_days) * 86_400),
+            flows: TtlCache::new(FLOW_CACHE_TTL),
+        }
+    }
+
+    fn expires_at(&self, now_ms: i64) -> i64 {
+        now_ms / 1000 + self.retention.as_secs() as i64
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, Error> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::aws("DynamoDB", "GetItem", e))?;
+        Ok(out.item)
+    }
+
+    // ---- flows ------------------------------------------------------------
+
+    /// Stores `text` (a flow file, already validated by the caller) as the
+    /// flow's next version, makes it current and points its trigger route
+    /// at it. Refuses a route another flow of the tenant holds. Returns the
+    /// new version.
+    pub async fn put_flow(&self, flow: &CompiledFlow, text: &str, now_ms: i64) -> Result<u64, Error> {
+        let f = &flow.flow;
+        let current = self.get(keys::flow(&f.tenant, &f.id), keys::CURRENT).await?;
+        let version = current.as_ref().and_then(|c| get_n(c, "version")).unwrap_or(0) as u64 + 1;
+        let old_path = current.as_ref().and_then(|c| get_s(c, "path")).map(String::from);
+        let path = f.trigger.path.trim_matches('/').to_string();
+        let file = flow.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let body = |sk: String| {
+            let mut item = key(keys::flow(&f.tenant, &f.id), sk);
+            item.insert("version".into(), n(version as i64));
+            item.insert("text".into(), s(text));
+            item.insert("file".into(), s(file.clone()));
+            item.insert("path".into(), s(path.clone()));
+            item.insert("updated_at".into(), n(now_ms));
+            item
+        };
+        let mut route = key(keys::route(&f.tenant, &path), keys::ROUTE);
+        route.insert("flow_id".into(), s(f.id.clone()));
+        let mut writes = vec![
+            put(&self.name, body(keys::flow_version(version)), Some("attribute_not_exists(pk)"), &[])?,
+            put(
+                &self.name,
+                body(keys::CURRENT.into()),
+                Some(if version == 1 { "attribute_not_exists(pk)" } else { "version = :prev" }),
+                &[(":prev", n(version as i64 - 1))],
+            )?,
+            put(&self.name, route, Some("attribute_not_exists(pk) OR flow_id = :id"), &[(":id", s(f.id.clone()))])?,
+        ];
+        if let Some(old) = old_path.filter(|p| *p != path) {
+            let delete = aws_sdk_dynamodb::types::Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::route(&f.tenant, &old), keys::ROUTE)))
+                .build()
+                .map_err(|e| Error::Malformed(e.to_string()))?;
+            writes.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        self.client.transact_write_items().set_transact_items(Some(writes)).send().await.map_err(|e| {
+            let cancelled = e.as_service_error().is_some_and(|s| s.is_transaction_canceled_exception());
+            if cancelled {
+                Error::Malformed(format!(
+                    "flow `{}` of tenant `{}`: the trigger path `/{path}` belongs to another flow, or the flow changed meanwhile",
+                    f.id, f.tenant
+                ))
+            } else {
+                Error::aws("DynamoDB", "TransactWriteItems", e)
+            }
+        })?;
+        self.flows.clear();
+        Ok(version)
+    }
+
+    /// The current text and version of a flow.
+    pub async fn flow_text(&self, tenant: &str, flow_id: &str) -> Result<Option<(u64, String, String)>, Error> {
+        Ok(self.get(keys::flow(tenant, flow_id), keys::CURRENT).await?.map(|item| {
+            (
+                get_n(&item, "version").unwrap_or(0) as u64,
+                get_s(&item, "file").unwrap_or("flow.yaml").to_string(),
+                get_s(&item, "text").unwrap_or_default().to_string(),
+            )
+        }))
+    }
+
+    async fn cached_flow(
+        &self,
+        cache_key: String,
+        tenant: &str,
+        flow_id: Option<&str>,
+        path: Option<&str>,
+    ) -> Result<Option<Arc<CompiledFlow>>, Error> {
+        if let Some(flow) = self.flows.get(&cache_key) {
+            return Ok(flow);
+        }
+        let flow_id = match (flow_id, path) {
+            (Some(id), _) => Some(id.to_string()),
+            (None, Some(path)) => self
+                .get(keys::route(tenant, path), keys::ROUTE)
+                .await?
+                .and_then(|r| get_s(&r, "flow_id").map(String::from)),
+            (None, None) => None,
+        };
+        let flow = match flow_id {
+            None => None,
+            Some(id) => match self.flow_text(tenant, &id).await? {
+                None => None,
+                Some((version, file, text)) => {
+                    let name = format!("dynamodb:{tenant}/{id}@v{version}/{file}");
+                    Some(Arc::new(hookflow_core::load_flow(std::path::Path::new(&name), &text)?))
+                }
+            },
+        };
+        self.flows.put(cache_key, flow.clone());
+        Ok(flow)
+    }
+
+    // ---- idempotency --------------------------------------------------------
+
+    /// Claims an idempotency key for `window`: a conditional put that
+    /// succeeds when the key is new or its record expired, and otherwise
+    /// returns the record it found (in one request, as AWS Lambda
+    /// Powertools does it).
+    pub async fn claim(&self, scope: &str, now_ms: i64, window: Duration) -> Result<Claim, Error> {
+        let mut item = key(keys::idempotency(scope), keys::IDEM);
+        item.insert("status".into(), s("in_progress"));
+        item.insert("expires_at".into(), n(now_ms / 1000 + window.as_secs() as i64));
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", n(now_ms / 1000))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(Claim::Claimed),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => {
+                    let old = c.item().cloned().unwrap_or_default();
+                    match (get_s(&old, "status"), get_s(&old, "reply")) {
+                        (Some("completed"), Some(reply)) => serde_json::from_str(reply)
+                            .map(Claim::Completed)
+                            .map_err(|e| Error::Malformed(format!("idempotency record {scope}: {e}"))),
+                        _ => Ok(Claim::InProgress),
+                    }
+                }
+                _ => Err(Error::aws("DynamoDB", "PutItem", e)),
+            },
+        }
+    }
+
+    // ---- items of a commit --------------------------------------------------
+
+    fn log_item(&self, e: &LogEntry, n_in_commit: usize) -> Item {
+        let unique = uuid::Uuid::now_v7().simple().to_string();
+        let (pk, sk) = match &e.run_id {
+            Some(run) => (keys::run(run), keys::run_log(e.at, n_in_commit, &unique)),
+            None => (
+                keys::tenant_log(e.tenant.as_deref().unwrap_or("-"), e.at),
+                keys::tenant_log_sort(e.at, n_in_commit, &unique),
+            ),
+        };
+        let mut item = key(pk, sk);
+        item.insert("kind".into(), s(e.kind.clone()));
+        item.insert("at".into(), n(e.at));
+        for (k, v) in [
+            ("tenant", &e.tenant),
+            ("flow_id", &e.flow_id),
+            ("run_id", &e.run_id),
+            ("event_id", &e.event_id),
+            ("delivery_id", &e.delivery_id),
+            ("outcome", &e.outcome),
+        ] {
+            if let Some(v) = v {
+                item.insert(k.into(), s(v.clone()));
+            }
+        }
+        let mut detail = e.detail.to_string();
+        if detail.len() > MAX_LOG_DETAIL {
+            let mut end = MAX_LOG_DETAIL;
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail = serde_json::json!({"truncated": true, "bytes": detail.len(), "head": &detail[..end]}).to_string();
+        }
+        item.insert("detail".into(), s(detail));
+        item.insert("expires_at".into(), n(self.expires_at(e.at)));
+        item
+    }
+
+    fn items(&self, c: &Commit, now_ms: i64) -> Vec<Item> {
+        let mut items = Vec::new();
+        for r in &c.runs {
+            let mut item = key(keys::run(&r.id), keys::RUN);
+            item.insert("tenant".into(), s(r.tenant.clone()));
+            item.insert("flow_id".into(), s(r.flow_id.clone()));
+            item.insert("event_id".into(), s(r.event_id.clone()));
+            item.insert("status".into(), s(r.status));
+            item.insert("state".into(), s(r.state.clone()));
+            item.insert("updated_at".into(), n(now_ms));
+            item.insert("expires_at".into(), n(self.expires_at(now_ms)));
+            items.push(item);
+        }
+        for (i, e) in c.log.iter().enumerate() {
+            items.push(self.log_item(e, i));
+        }
+        if let Some((scope, reply, expires)) = &c.idempotency {
+            let mut item = key(keys::idempotency(scope), keys::IDEM);
+            item.insert("status".into(), s("completed"));
+            item.insert("reply".into(), s(reply.clone()));
+            item.insert("expires_at".into(), n(expires / 1000));
+            items.push(item);
+        }
+        if let Some(DeadRow { delivery_id, tenant, flow_id, run_id, reason, job }) = &c.dead {
+            let mut item = key(keys::dead(tenant), delivery_id.clone());
+            item.insert("flow_id".into(), s(flow_id.clone()));
+            item.insert("run_id".into(), s(run_id.clone()));
+            item.insert("reason".into(), s(reason.clone()));
+            item.insert("job".into(), s(job.clone()));
+            item.insert("at".into(), n(now_ms));
+            items.push(item);
+        }
+        items
+    }
+
+    /// Writes the table's part of a commit (runs, log, idempotency, dead).
+    pub async fn write(&self, c: &Commit, now_ms: i64) -> Result<(), Error> {
+        let items = self.items(c, now_ms);
+        for chunk in items.chunks(100) {
+            if let [one] = chunk {
+                self.client
+                    .put_item()
+                    .table_name(&self.name)
+                    .set_item(Some(one.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("DynamoDB", "PutItem", e))?;
+                continue;
+            }
+            let writes = chunk.iter().map(|i| put(&self.name, i.clone(), None, &[])).collect::<Result<Vec<_>, _>>()?;
+            self.client
+                .transact_write_items()
+                .set_transact_items(Some(writes))
+                .send()
+                .await
+                .map_err(|e| Error::aws("DynamoDB", "TransactWriteItems", e))?;
+        }
+        Ok(())
+    }
+
+    /// Log entries of a run, oldest first, without expired ones.
+    pub async fn run_entries(&self, run_id: &str, now_ms: i64) -> Result<Vec<LogEntry>, Error> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :log)")
+                .filter_expression("expires_at > :now")
+                .expression_attribute_values(":pk", s(keys::run(run_id)))
+                .expression_attribute_values(":log", s("LOG#"))
+                .expression_attribute_values(":now", n(now_ms / 1000))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| Error::aws("DynamoDB", "Query", e))?;
+            out.extend(page.items().iter().map(entry_of));
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+fn entry_of(item: &Item) -> LogEntry {
+    let opt = |k: &str| get_s(item, k).map(String::from);
+    LogEntry {
+        at: get_n(item, "at").unwrap_or(0),
+        kind: opt("kind").unwrap_or_default(),
+        tenant: opt("tenant"),
+        flow_id: opt("flow_id"),
+        run_id: opt("run_id"),
+        event_id: opt("event_id"),
+        delivery_id: opt("delivery_id"),
+        outcome: opt("outcome"),
+        detail: get_s(item, "detail").and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null),
+    }
+}
+
+fn put(
+    table: &str,
+    item: Item,
+    condition: Option<&str>,
+    values: &[(&str, AttributeValue)],
+) -> Result<TransactWriteItem, Error> {
+    let mut p =
+        Put::builder().table_name(table).set_item(Some(item)).set_condition_expression(condition.map(String::from));
+    for (k, v) in values {
+        p = p.expression_attribute_values(*k, v.clone());
+    }
+    Ok(TransactWriteItem::builder().put(p.build().map_err(|e| Error::Malformed(e.to_string()))?).build())
+}
+
+impl FlowStore for Table {
+    async fn by_route(&self, tenant: &str, path: &str) -> Result<Option<Arc<CompiledFlow>>, PortError> {
+        let path = path.trim_matches('/');
+        Ok(self.cached_flow(format!("route:{tenant}/{path}"), tenant, None, Some(path)).await?)
+    }
+
+    async fn by_id(&self, tenant: &str, id: &str) -> Result<Option<Arc<CompiledFlow>>, PortError> {
+        Ok(self.cached_flow(format!("id:{tenant}/{id}"), tenant, Some(id), None).await?)
+    }
+}
+
+/// The table as the engine's run store. `commit` writes the table's part;
+/// the jobs of a commit are the queue's ([`crate::queue::Queues`]), which
+/// the function sends after this returns.
+impl RunStore for Table {
+    async fn commit(&self, commit: Commit) -> Result<(), PortError> {
+        let now = hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock);
+        Ok(self.write(&commit, now).await?)
+    }
+
+    async fn load_run(&self, id: &str) -> Result<Option<Run>, PortError> {
+        let Some(item) = self.get(keys::run(id), keys::RUN).await? else { return Ok(None) };
+        let state = get_s(&item, "state").ok_or_else(|| PortError::permanent(format!("run {id}: no state")))?;
+        serde_json::from_str(state).map(Some).map_err(|e| PortError::permanent(format!("run {id}: {e}")))
+    }
+
+    async fn idempotent_reply(&self, scope: &str, now_ms: i64) -> Result<Option<Reply>, PortError> {
+        let Some(item) = self.get(keys::idempotency(scope), keys::IDEM).await? else { return Ok(None) };
+        // TTL deletion lags: an expired record is no record.
+        if get_n(&item, "expires_at").is_some_and(|e| e <= now_ms / 1000) || get_s(&item, "status") != Some("completed")
+        {
+            return Ok(None);
+        }
+        Ok(get_s(&item, "reply").and_then(|r| serde_json::from_str(r).ok()))
+    }
+
+    async fn run_log(&self, run_id: &str) -> Result<Vec<LogEntry>, PortError> {
+        let now = hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock);
+        Ok(self.run_entries(run_id, now).await?)
+    }
+}

@@ -1,0 +1,318 @@
+//! The AWS adapters against moto's server (the AWS API emulator from PyPI,
+//! `moto[server]`), started on a free loopback port.
+//!
+//! `scripts/test` installs moto into `.venv`; set `MOTO_ENDPOINT` to use a
+//! server already running instead.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use hookflow_aws::provision::{self, Provisioned};
+use hookflow_aws::queue::{Message, Queues};
+use hookflow_aws::secrets::Secrets;
+use hookflow_aws::table::{Claim, Table};
+use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob};
+use hookflow_core::ports::{FlowStore, RunStore, SecretStore};
+use hookflow_core::run::{InboundRequest, Input, Reply, Run};
+
+struct Moto {
+    endpoint: String,
+    _child: Option<Child>,
+}
+
+fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        if let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") {
+            return Moto { endpoint, _child: None };
+        }
+        let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/moto_server");
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // A watchdog shell stops moto when this test process ends (statics
+        // are never dropped, so nothing else would).
+        let script = format!(
+            "{bin} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+             while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
+            parent = std::process::id()
+        );
+        assert!(
+            std::path::Path::new(bin).exists(),
+            "{bin} is missing: run scripts/test (it installs moto into .venv) or set MOTO_ENDPOINT"
+        );
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting moto");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { endpoint, _child: Some(child) }
+    })
+}
+
+async fn sdk() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&moto().endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await
+}
+
+/// A fresh set of resources under a unique prefix.
+async fn setup(max_receives: u32) -> (aws_config::SdkConfig, Provisioned) {
+    let conf = sdk().await;
+    let prefix = format!("t{}", uuid_like());
+    let p = provision::create(
+        &aws_sdk_dynamodb::Client::new(&conf),
+        &aws_sdk_sqs::Client::new(&conf),
+        &prefix,
+        max_receives,
+    )
+    .await
+    .expect("provisioning in moto");
+    (conf, p)
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+const FLOW: &str = r#"
+id: partner-sync
+tenant: acme
+trigger: { type: webhook, path: partner/in }
+steps:
+  - id: deliver
+    type: http
+    url: https://partner.example/hook
+    headers: { Authorization: "Bearer {{ secrets.partner_token }}" }
+    body: { json: { id: "{{ trigger.body.id }}" } }
+"#;
+
+fn run_of(flow: &hookflow_core::CompiledFlow) -> Run {
+    let request = InboundRequest {
+        method: "POST".into(),
+        path: "/hooks/acme/partner/in".into(),
+        headers: Default::default(),
+        query: Default::default(),
+        body: r#"{"id": 7}"#.into(),
+        source_ip: "192.0.2.1".into(),
+        received_at: "2026-11-23T00:00:00.000Z".into(),
+    };
+    Run::new(&flow.flow, format!("run_{}", uuid_like()), "evt_1", &request)
+}
+
+#[tokio::test]
+async fn flows_are_versioned_and_found_by_route() {
+    let (conf, p) = setup(5).await;
+    let table = Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 14);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    assert_eq!(table.put_flow(&flow, FLOW, now_ms()).await.unwrap(), 1);
+    assert_eq!(table.put_flow(&flow, FLOW, now_ms()).await.unwrap(), 2);
+    let found = table.by_route("acme", "/partner/in/").await.unwrap().expect("route found");
+    assert_eq!(found.flow.id, "partner-sync");
+    assert!(found.file.to_string_lossy().contains("@v2"), "{}", found.file.display());
+    assert!(table.by_route("acme", "other").await.unwrap().is_none());
+    assert!(table.by_route("other-tenant", "partner/in").await.unwrap().is_none());
+    assert_eq!(table.by_id("acme", "partner-sync").await.unwrap().unwrap().flow.id, "partner-sync");
+
+    // Another flow may not take the route.
+    let thief = FLOW.replace("id: partner-sync", "id: thief");
+    let thief_flow = hookflow_core::load_flow("thief.yaml".as_ref(), &thief).unwrap();
+    let e = table.put_flow(&thief_flow, &thief, now_ms()).await.unwrap_err();
+    assert!(e.to_string().contains("belongs to another flow"), "{e}");
+}
+
+#[tokio::test]
+async fn commit_stores_run_and_log_and_cuts_oversized_detail() {
+    let (conf, p) = setup(5).await;
+    let table = Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 14);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let run = run_of(&flow);
+    let (run, effects) = hookflow_core::run::advance(&flow, run, Input::Start).unwrap();
+    let mut commit = Commit::default();
+    commit.run(&run);
+    let now = now_ms();
+    for (i, e) in effects.iter().enumerate() {
+        if let hookflow_core::run::Effect::Log(ev) = e {
+            commit.log.push(LogEntry::for_run(
+                &run,
+                now + i as i64,
+                "step",
+                &ev.decision,
+                serde_json::to_value(ev).unwrap(),
+            ));
+        }
+    }
+    commit.log.push(LogEntry::for_run(
+        &run,
+        now - 1,
+        "inbound",
+        "accepted",
+        serde_json::json!({"big": "x".repeat(400 * 1024)}),
+    ));
+    RunStore::commit(&table, commit).await.unwrap();
+
+    let loaded = table.load_run(&run.id).await.unwrap().expect("run stored");
+    assert_eq!(loaded.id, run.id);
+    let log = table.run_log(&run.id).await.unwrap();
+    assert_eq!(log.len(), 2, "{log:?}");
+    // Oldest first; the oversized detail is cut and marked, not dropped.
+    assert_eq!(log[0].kind, "inbound");
+    assert_eq!(log[0].detail["truncated"], true);
+    assert_eq!(log[1].kind, "step");
+}
+
+#[tokio::test]
+async fn expired_log_entries_and_idempotency_records_are_not_read() {
+    let (conf, p) = setup(5).await;
+    // Retention of one day: an entry from two days ago has expired, though
+    // moto (like DynamoDB, for a while) still holds the item.
+    let table = Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 1);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let run = run_of(&flow);
+    let now = now_ms();
+    let mut commit = Commit::default();
+    commit.log.push(LogEntry::for_run(&run, now - 2 * 86_400_000, "inbound", "accepted", serde_json::json!({})));
+    commit.log.push(LogEntry::for_run(&run, now, "step", "send", serde_json::json!({})));
+    commit.idempotency = Some(("acme/partner-sync/old".into(), r#"{"status":202,"headers":[]}"#.into(), now - 1000));
+    RunStore::commit(&table, commit).await.unwrap();
+    let log = table.run_log(&run.id).await.unwrap();
+    assert_eq!(log.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["step"]);
+    assert_eq!(table.idempotent_reply("acme/partner-sync/old", now).await.unwrap(), None);
+    let items = aws_sdk_dynamodb::Client::new(&conf).scan().table_name(&p.table).send().await.unwrap();
+    assert_eq!(items.count(), 3, "the expired items are still there; reads skip them");
+}
+
+#[tokio::test]
+async fn idempotency_claim_is_conditional_and_returns_the_old_record() {
+    let (conf, p) = setup(5).await;
+    let table = Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 14);
+    let now = now_ms();
+    let window = Duration::from_secs(3600);
+    assert_eq!(table.claim("acme/f/k1", now, window).await.unwrap(), Claim::Claimed);
+    assert_eq!(table.claim("acme/f/k1", now, window).await.unwrap(), Claim::InProgress);
+    let reply =
+        Reply { status: 202, headers: vec![("x-a".into(), "1".into())], body: Some("{\"event_id\":\"e\"}".into()) };
+    let commit = Commit {
+        idempotency: Some(("acme/f/k1".into(), serde_json::to_string(&reply).unwrap(), now + 3_600_000)),
+        ..Default::default()
+    };
+    RunStore::commit(&table, commit).await.unwrap();
+    assert_eq!(table.claim("acme/f/k1", now, window).await.unwrap(), Claim::Completed(reply.clone()));
+    assert_eq!(table.idempotent_reply("acme/f/k1", now).await.unwrap(), Some(reply));
+    // Once the window is over, the key may be claimed again.
+    assert_eq!(table.claim("acme/f/k1", now + 3_601_000, window).await.unwrap(), Claim::Claimed);
+}
+
+fn delivery_job(flow: &hookflow_core::CompiledFlow) -> NewJob {
+    let (_, effects) = hookflow_core::run::advance(flow, run_of(flow), Input::Start).unwrap();
+    let d = effects
+        .into_iter()
+        .find_map(|e| match e {
+            hookflow_core::run::Effect::Send(d) => Some(*d),
+            _ => None,
+        })
+        .unwrap();
+    NewJob::delivery(&DeliveryJob { delivery: d, attempts: 0, first_at: 0 }, now_ms())
+}
+
+async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap().messages.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn queue_sends_jobs_by_kind_and_chains_long_delays() {
+    let (conf, p) = setup(5).await;
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let queues = Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let now = now_ms();
+    let job = delivery_job(&flow);
+    let run_job = NewJob::run("acme", "run_1", "start", Input::Start, now);
+    queues.send(&[job.clone(), run_job.clone()], now).await.unwrap();
+    let got = receive(&sqs, &p.deliveries_queue_url).await;
+    assert_eq!(got.len(), 1);
+    let m = Message::parse(got[0].body().unwrap()).unwrap();
+    assert_eq!((m.kind, m.id.as_str(), m.tenant.as_str()), (JobKind::Delivery, job.id.as_str(), "acme"));
+    let runs = receive(&sqs, &p.runs_queue_url).await;
+    assert_eq!(Message::parse(runs[0].body().unwrap()).unwrap().id, run_job.id);
+
+    // Five hours ahead: sent with SQS's largest delay, not visible now; a
+    // consumer that gets it early sends it on with the remaining delay.
+    let later = NewJob { id: "d:later".into(), not_before: now + 5 * 3_600_000, ..job.clone() };
+    queues.send(std::slice::from_ref(&later), now).await.unwrap();
+    assert!(receive(&sqs, &p.deliveries_queue_url).await.is_empty(), "delayed message visible at once");
+    let early = Message::of(&later);
+    assert_eq!(early.delay_secs(now), 900);
+    assert!(queues.postpone(&early, now + 900_000).await.unwrap(), "an early message is sent on");
+    let due = Message { not_before: now, ..early };
+    assert!(!queues.postpone(&due, now).await.unwrap(), "a due message is done, not sent on");
+}
+
+#[tokio::test]
+async fn a_message_received_too_often_moves_to_the_dlq() {
+    let (conf, p) = setup(2).await;
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let queues = Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    queues.send(&[delivery_job(&flow)], now_ms()).await.unwrap();
+    // Received and never deleted (the consumer failed it), twice.
+    for _ in 0..2 {
+        let got = receive(&sqs, &p.deliveries_queue_url).await;
+        assert_eq!(got.len(), 1);
+        sqs.change_message_visibility()
+            .queue_url(&p.deliveries_queue_url)
+            .receipt_handle(got[0].receipt_handle().unwrap())
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(receive(&sqs, &p.deliveries_queue_url).await.is_empty(), "moved on the third receive");
+    let dead = receive(&sqs, &p.deliveries_dlq_url).await;
+    assert_eq!(dead.len(), 1, "the poisoned message is in the DLQ");
+}
+
+#[tokio::test]
+async fn secrets_by_name_under_the_prefix_with_json_keys_and_a_clear_missing() {
+    let conf = sdk().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&conf);
+    let prefix = format!("hookflow-{}/", uuid_like());
+    sm.create_secret().name(format!("{prefix}partner-token")).secret_string("tok-123").send().await.unwrap();
+    sm.create_secret()
+        .name(format!("{prefix}partner"))
+        .secret_string(r#"{"user": "u1", "password": "p@ss"}"#)
+        .send()
+        .await
+        .unwrap();
+    sm.create_secret().name(format!("{prefix}plain")).secret_string("not json").send().await.unwrap();
+    let secrets = Secrets::new(sm.clone(), &prefix);
+    assert_eq!(secrets.secret("partner-token").await.unwrap().as_deref(), Some("tok-123"));
+    assert_eq!(secrets.secret("partner#password").await.unwrap().as_deref(), Some("p@ss"));
+    assert_eq!(secrets.secret("partner#nope").await.unwrap(), None);
+    assert_eq!(secrets.secret("missing").await.unwrap(), None, "a missing secret is None, not an error");
+    let e = secrets.secret("plain#key").await.unwrap_err();
+    assert!(e.message.contains("secret `plain` is not JSON"), "{e}");
+    // Cached: a change shows only after the cache is cleared (or its TTL).
+    sm.put_secret_value().secret_id(format!("{prefix}partner-token")).secret_string("tok-456").send().await.unwrap();
+    assert_eq!(secrets.secret("partner-token").await.unwrap().as_deref(), Some("tok-123"));
+    secrets.clear();
+    assert_eq!(secrets.secret("partner-token").await.unwrap().as_deref(), Some("tok-456"));
+}

@@ -1,0 +1,211 @@
+//! A unit of work: what one step of the engine changes, as data.
+//!
+//! Handling an inbound request, feeding an input to a run or finishing a
+//! delivery attempt each produce one [`Commit`]: the run's new state, the
+//! jobs it asks for, the request-log entries, an idempotency record, a dead
+//! delivery. A store adapter applies it as one unit (SQLite: one
+//! transaction; AWS: DynamoDB first, then the jobs on SQS, so a crash
+//! between the two re-does a job rather than loses one — job ids are
+//! derived from what they carry, so re-doing cannot fork a run).
+//!
+//! Values arrive serialised (JSON text): the work is done by whoever built
+//! the commit, in parallel, not by the store's single writer.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::run::{Delivery, Input, Run, RunStatus};
+
+/// Which queue a job goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Feed an input to a run ([`RunJob`]).
+    Run,
+    /// Send one attempt of a delivery ([`DeliveryJob`]).
+    Delivery,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Run => "run",
+            JobKind::Delivery => "delivery",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "run" => Some(JobKind::Run),
+            "delivery" => Some(JobKind::Delivery),
+            _ => None,
+        }
+    }
+}
+
+/// A `run` job's payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunJob {
+    pub run_id: String,
+    pub input: Input,
+}
+
+/// A `delivery` job's payload. Secrets are placeholders in it: it is safe to
+/// store and to queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryJob {
+    pub delivery: Delivery,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the first attempt was due (ms).
+    pub first_at: i64,
+}
+
+/// A job to add.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// Derived from what the job carries (`d:{delivery_id}`,
+    /// `r:{run_id}:{cause}`), so adding it twice adds it once.
+    pub id: String,
+    pub kind: JobKind,
+    /// JSON text of a [`RunJob`] or [`DeliveryJob`].
+    pub payload: String,
+    pub not_before: i64,
+    /// The tenant: queues that group messages (SQS fair queues) group by it.
+    pub tenant: String,
+    /// Inserted already leased for this long (ms): the process that
+    /// commits it runs it itself right after the commit; the lease hands it
+    /// to another worker only if that process dies first. Adapters whose
+    /// queue delivers on its own (SQS) ignore it.
+    pub leased_for: Option<i64>,
+}
+
+impl NewJob {
+    /// A job that feeds `input` to run `run_id`; `cause` names what it
+    /// answers (`start`, a delivery id), making its id unique and stable.
+    pub fn run(tenant: &str, run_id: &str, cause: &str, input: Input, not_before: i64) -> Self {
+        NewJob {
+            id: format!("r:{run_id}:{cause}"),
+            kind: JobKind::Run,
+            payload: serde_json::to_string(&RunJob { run_id: run_id.to_string(), input }).unwrap_or_default(),
+            not_before,
+            tenant: tenant.to_string(),
+            leased_for: None,
+        }
+    }
+
+    /// The first attempt of `delivery`, due at `now`.
+    pub fn delivery(job: &DeliveryJob, now: i64) -> Self {
+        NewJob {
+            id: format!("d:{}", job.delivery.id),
+            kind: JobKind::Delivery,
+            payload: serde_json::to_string(job).unwrap_or_default(),
+            not_before: now,
+            tenant: job.delivery.tenant.clone(),
+            leased_for: None,
+        }
+    }
+}
+
+/// A run's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub id: String,
+    pub tenant: String,
+    pub flow_id: String,
+    pub event_id: String,
+    pub status: &'static str,
+    /// The run as JSON text.
+    pub state: String,
+}
+
+impl RunRow {
+    pub fn of(run: &Run) -> Self {
+        let status = match &run.status {
+            RunStatus::Running => "running",
+            RunStatus::Waiting { .. } => "waiting",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed { .. } => "failed",
+        };
+        RunRow {
+            id: run.id.clone(),
+            tenant: run.tenant.clone(),
+            flow_id: run.flow_id.clone(),
+            event_id: run.event_id.clone(),
+            status,
+            state: serde_json::to_string(run).unwrap_or_default(),
+        }
+    }
+}
+
+/// A delivery that becomes dead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadRow {
+    pub delivery_id: String,
+    pub tenant: String,
+    pub flow_id: String,
+    pub run_id: String,
+    pub reason: String,
+    /// The delivery job (JSON text), kept for replay.
+    pub job: String,
+}
+
+/// One request-log entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LogEntry {
+    pub at: i64,
+    pub kind: String,
+    pub tenant: Option<String>,
+    pub flow_id: Option<String>,
+    pub run_id: Option<String>,
+    pub event_id: Option<String>,
+    pub delivery_id: Option<String>,
+    pub outcome: Option<String>,
+    pub detail: Value,
+}
+
+impl LogEntry {
+    /// An entry about `run`.
+    pub fn for_run(run: &Run, at: i64, kind: &str, outcome: &str, detail: Value) -> Self {
+        LogEntry {
+            at,
+            kind: kind.into(),
+            tenant: Some(run.tenant.clone()),
+            flow_id: Some(run.flow_id.clone()),
+            run_id: Some(run.id.clone()),
+            event_id: Some(run.event_id.clone()),
+            delivery_id: None,
+            outcome: Some(outcome.into()),
+            detail,
+        }
+    }
+
+    /// Outcomes that count as failures for `--status failed`.
+    pub fn is_failure(&self) -> bool {
+        self.outcome.as_deref().is_some_and(|o| {
+            matches!(o, "halt" | "gone" | "retry" | "failed" | "dead" | "dropped") || o.starts_with("rejected_")
+        })
+    }
+}
+
+/// Changes made as one unit.
+#[derive(Debug, Default, PartialEq)]
+pub struct Commit {
+    /// The job that is finished (deleted) ...
+    pub done: Option<String>,
+    /// ... or rescheduled: (id, new payload, due at).
+    pub reschedule: Option<(String, String, i64)>,
+    pub runs: Vec<RunRow>,
+    pub jobs: Vec<NewJob>,
+    pub log: Vec<LogEntry>,
+    /// (scope, reply as JSON text, expires at).
+    pub idempotency: Option<(String, String, i64)>,
+    pub dead: Option<DeadRow>,
+}
+
+impl Commit {
+    /// Saves a run.
+    pub fn run(&mut self, run: &Run) {
+        self.runs.push(RunRow::of(run));
+    }
+}

@@ -1,0 +1,99 @@
+"""The SAM template keeps the delivery guarantees the design relies on.
+
+cfn-lint (run by scripts/test) checks that the template is valid; these
+check what validity does not: timeouts against visibility, partial batch
+responses, DLQs, TTL, least privilege on secrets.
+"""
+
+import pathlib
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+class CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        return {suffix: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {suffix: loader.construct_sequence(node, deep=True)}
+    return {suffix: loader.construct_mapping(node, deep=True)}
+
+
+CfnLoader.add_multi_constructor("!", _tag)
+
+T = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+R = T["Resources"]
+GLOBAL_TIMEOUT = T["Globals"]["Function"]["Timeout"]
+
+
+def functions():
+    return {k: v for k, v in R.items() if v["Type"] == "AWS::Serverless::Function"}
+
+
+def test_each_function_is_one_binary_of_the_shared_cargo_target_on_arm64():
+    g = T["Globals"]["Function"]
+    assert (g["Runtime"], g["Architectures"], g["CodeUri"]) == ("provided.al2023", ["arm64"], "./")
+    binaries = {v["Metadata"]["BuildProperties"]["Binary"] for v in functions().values()}
+    assert binaries == {"ingress", "executor", "dispatcher"}
+    assert all(v["Metadata"]["BuildMethod"] == "rust-cargolambda" for v in functions().values())
+
+
+def test_queue_visibility_is_at_least_six_times_the_consumer_timeout_and_has_a_dlq():
+    for name, fn in functions().items():
+        for event in fn["Properties"].get("Events", {}).values():
+            if event["Type"] != "SQS":
+                continue
+            queue = event["Properties"]["Queue"]["GetAtt"].split(".")[0]
+            timeout = fn["Properties"].get("Timeout", GLOBAL_TIMEOUT)
+            q = R[queue]["Properties"]
+            assert q["VisibilityTimeout"] >= 6 * timeout, (name, queue)
+            assert q["MaximumMessageSize"] == 262144
+            assert q["RedrivePolicy"]["maxReceiveCount"] >= 1
+            assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"], name
+            assert "MaximumConcurrency" in event["Properties"]["ScalingConfig"], name
+
+
+def test_the_retry_ladder_fits_the_queue_retention():
+    # Default ladder: 15 attempts over 71h43m (retry.rs); each delay hop is
+    # a new message, so one message never waits longer than 900 s, but the
+    # queue must keep messages at least one hop and the DLQ must outlive
+    # the ladder so an operator can redrive.
+    for q in ("RunsQueue", "DeliveriesQueue"):
+        assert R[q]["Properties"]["MessageRetentionPeriod"] >= 900
+    for q in ("RunsDLQ", "DeliveriesDLQ"):
+        assert R[q]["Properties"]["MessageRetentionPeriod"] >= 72 * 3600
+
+
+def test_table_has_ttl_and_point_in_time_recovery():
+    p = R["Table"]["Properties"]
+    assert p["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_secrets_access_is_limited_to_the_prefix_and_to_functions_that_resolve_secrets():
+    readers = set()
+    for name, fn in functions().items():
+        for policy in fn["Properties"]["Policies"]:
+            for st in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                if "secretsmanager:GetSecretValue" in str(st["Action"]):
+                    readers.add(name)
+                    assert "${SecretsPrefix}*" in st["Resource"]["Sub"]
+    assert readers == {"IngressFunction", "DispatcherFunction"}
+
+
+def test_logs_are_json_with_retention_and_alarms_watch_the_dlqs():
+    assert T["Globals"]["Function"]["LoggingConfig"]["LogFormat"] == "JSON"
+    groups = [v for v in R.values() if v["Type"] == "AWS::Logs::LogGroup"]
+    assert len(groups) == 3 and all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups)
+    alarmed = {
+        v["Properties"]["Dimensions"][0]["Value"]["GetAtt"]
+        for v in R.values()
+        if v["Type"] == "AWS::CloudWatch::Alarm" and "Dimensions" in v["Properties"]
+    }
+    assert alarmed == {"RunsDLQ.QueueName", "DeliveriesDLQ.QueueName"}
+    assert "ApiUrl" in T["Outputs"] and "TableName" in T["Outputs"]
