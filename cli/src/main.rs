@@ -14,6 +14,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc's malloc: `hookflow dev` allocates on tokio
+/// workers and frees on the store's writer thread, a pattern glibc's
+/// per-thread arenas handle poorly (see docs/PERFORMANCE.md for the A/B).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "hookflow", version, about = "Webhook flows: receive, transform, deliver, sign.", long_about = None)]
 struct Cli {

@@ -38,6 +38,13 @@ pub struct AttemptResult {
     pub error: Option<(AttemptError, String)>,
 }
 
+/// One attempt as the sender reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub result: AttemptResult,
+    pub duration_ms: u64,
+}
+
 /// What to do after an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {

@@ -21,12 +21,14 @@
 //! | [`run`] | the run state machine: `(run, input) -> (run, effects)` |
 //! | [`attempt`] | what one delivery attempt means: delivered, retry, or dead |
 //! | [`commit`] | a unit of work as data: run state, jobs, log entries |
+//! | [`engine`] | the steps as pure functions: effects and attempts to commits and log lines |
 //! | [`ports`] | the traits adapters implement: flows, runs, queue, secrets, clock |
 
 pub mod attempt;
 pub mod auth;
 pub mod commit;
 pub mod duration;
+pub mod engine;
 pub mod error;
 pub mod flow;
 pub mod headers;

@@ -1,6 +1,6 @@
 //! The ports: what the engine needs from the world, as traits.
 //!
-//! Each has two adapters: `hookflow-local` (SQLite, a secrets file, reqwest)
+//! Each has two adapters (the HTTP [`Sender`] is one, shared): `hookflow-local` (SQLite, a secrets file, reqwest)
 //! for `hookflow dev` and the tests, and `hookflow-aws` (DynamoDB, SQS,
 //! Secrets Manager) for the Lambda functions. The core never calls them
 //! itself — its functions take data and return data ([`crate::run::advance`],
@@ -13,8 +13,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::CompiledFlow;
+use crate::attempt::Attempt;
 use crate::commit::{Commit, LogEntry, NewJob};
-use crate::run::{Reply, Run};
+use crate::run::{Delivery, Reply, Run};
 
 /// A failure of an adapter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +78,14 @@ pub trait Queue: Send + Sync {
 /// (inbound verification) or retries (a delivery: it may be created later).
 pub trait SecretStore: Send + Sync {
     fn secret(&self, name: &str) -> impl Future<Output = Result<Option<String>, PortError>> + Send;
+}
+
+/// Sends one attempt of a delivery: resolves its secret placeholders,
+/// signs, guards against SSRF, and reports what happened. Never fails:
+/// every failure is an [`Attempt`] with an error class, which
+/// [`crate::attempt::decide`] turns into retry or halt.
+pub trait Sender: Send + Sync {
+    fn send(&self, delivery: &Delivery) -> impl Future<Output = Attempt> + Send;
 }
 
 /// The time, in milliseconds since the Unix epoch.

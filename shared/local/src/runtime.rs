@@ -25,20 +25,17 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hookflow_core::CompiledFlow;
-use hookflow_core::attempt::{Decision, decide};
-use hookflow_core::headers::shown;
-use hookflow_core::run::{Delivery, Effect, Input, Reply, Run, advance};
+use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob, RunJob};
+use hookflow_core::engine;
+use hookflow_core::ports::{FlowStore, PortError};
+use hookflow_core::run::{Effect, Input, Reply, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
-use hookflow_core::status::Verdict;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::logger::Logger;
 use crate::secrets::Secrets;
-use crate::sender::{Attempt, Sender};
-use hookflow_core::commit::{Commit, DeadRow, DeliveryJob, JobKind, LogEntry, NewJob, RunJob};
-use hookflow_core::ports::{FlowStore, PortError};
-
+use crate::sender::Sender;
 use crate::store::{Job, Store};
 use crate::{Error, now_ms};
 
@@ -293,64 +290,35 @@ impl Runtime {
         Ok(())
     }
 
-    /// Adds to `commit` what `effects` of `run` ask for (its new state,
-    /// delivery jobs, log entries) and returns its replies and the
-    /// deliveries to [`dispatch`](Self::dispatch) once the commit is
-    /// durable. Used by run jobs and by the inbound handler, which advances
-    /// a new run inline.
+    /// Adds to `commit` what `effects` of `run` ask for ([`engine::record`])
+    /// and returns its replies and the deliveries to
+    /// [`dispatch`](Self::dispatch) once the commit is durable: each
+    /// delivery due now is inserted leased while a worker permit is free.
+    /// Used by run jobs and by the inbound handler, which advances a new
+    /// run inline.
     pub fn record_effects(&self, commit: &mut Commit, run: &Run, effects: Vec<Effect>) -> Recorded {
-        commit.run(run);
-        let mut out = Recorded::default();
-        let now = now_ms();
-        for effect in effects {
-            match effect {
-                Effect::Send(d) => {
-                    let job = DeliveryJob { delivery: *d, attempts: 0, first_at: now };
-                    let permit = self.permits.clone().try_acquire_owned().ok();
-                    let new = NewJob { leased_for: permit.as_ref().map(|_| LEASE_MS), ..NewJob::delivery(&job, now) };
-                    if let Some(permit) = permit {
-                        out.ready.push(Ready { job_id: new.id.clone(), job, permit });
-                    }
-                    commit.jobs.push(new);
-                }
-                Effect::Reply(r) => out.replies.push(r),
-                Effect::Log(e) => {
-                    self.logger.log(
-                        "info",
-                        &format!("step {} {}", e.step, e.decision),
-                        // The rendered request stays in the request log
-                        // (`hookflow runs show`); stdout gets its id.
-                        json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": run.event_id,
-                               "step": e.step, "delivery_id": e.detail.get("delivery_id")}),
-                    );
-                    commit.log.push(LogEntry::for_run(
-                        run,
-                        now,
-                        "step",
-                        &e.decision,
-                        serde_json::to_value(&e).unwrap_or_default(),
-                    ));
-                }
-                Effect::Finished { status } => {
-                    let level =
-                        if matches!(status, hookflow_core::run::RunStatus::Failed { .. }) { "warn" } else { "info" };
-                    self.logger.log(
-                        level,
-                        "run finished",
-                        json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": run.event_id, "status": status}),
-                    );
-                    let outcome = if level == "warn" { "failed" } else { "succeeded" };
-                    commit.log.push(LogEntry::for_run(
-                        run,
-                        now,
-                        "run",
-                        outcome,
-                        serde_json::to_value(&status).unwrap_or_default(),
-                    ));
-                }
+        let mut step = engine::Outcome { commit: std::mem::take(commit), ..Default::default() };
+        let first_new = step.commit.jobs.len();
+        engine::record(&mut step, run, effects, now_ms());
+        self.write_lines(step.lines);
+        let mut ready = Vec::new();
+        for job in &mut step.commit.jobs[first_new..] {
+            if job.kind != JobKind::Delivery {
+                continue;
             }
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else { break };
+            let Ok(dj) = serde_json::from_str::<DeliveryJob>(&job.payload) else { continue };
+            job.leased_for = Some(LEASE_MS);
+            ready.push(Ready { job_id: job.id.clone(), job: dj, permit });
         }
-        out
+        *commit = step.commit;
+        Recorded { replies: step.replies, ready }
+    }
+
+    fn write_lines(&self, lines: Vec<engine::LogLine>) {
+        for l in lines {
+            self.logger.log(l.level, &l.message, l.fields);
+        }
     }
 
     /// Sends deliveries that a durable commit inserted leased.
@@ -382,103 +350,16 @@ impl Runtime {
         self.store.commit(Commit { done: Some(job.id.clone()), log: vec![entry], ..Default::default() }).await
     }
 
-    async fn process_delivery(&self, job_id: String, mut dj: DeliveryJob) -> Result<(), Error> {
+    async fn process_delivery(&self, job_id: String, dj: DeliveryJob) -> Result<(), Error> {
         let attempt = self.sender.send(&dj.delivery).await;
-        dj.attempts += 1;
-        let d = &dj.delivery;
-        let now = now_ms();
-        let age = Duration::from_millis((now - dj.first_at).max(0) as u64);
-        let (verdict, decision) = decide(d, &attempt.result, dj.attempts, age, &mut rand::rng());
-        let mut commit = Commit::default();
-        let mut fields = json!({
-            "tenant": d.tenant, "flow_id": d.flow_id, "run_id": d.run_id, "event_id": d.event_id,
-            "delivery_id": d.id, "step": d.step, "attempt": dj.attempts,
-            "status": attempt.result.response.as_ref().map(|r| r.status),
-            "duration_ms": attempt.duration_ms,
-            "error_class": attempt.result.error.as_ref().map(|e| e.0),
-            "error": attempt.result.error.as_ref().map(|e| e.1.clone()),
-            "verdict": verdict,
-        });
-        commit.log.push(attempt_log(d, &attempt, dj.attempts, verdict, now));
-        let outcome = match decision {
-            Decision::Delivered(outcome) => {
-                self.logger.log("info", "delivered", fields);
-                Some(outcome)
-            }
-            Decision::RetryIn(delay) => {
-                self.logger.log("warn", &format!("attempt failed; retrying in {} ms", delay.as_millis()), fields);
-                let due = now + delay.as_millis() as i64;
-                commit.reschedule = Some((job_id.clone(), serde_json::to_string(&dj).unwrap_or_default(), due));
-                None
-            }
-            Decision::Dead { outcome, reason } => {
-                fields["reason"] = json!(reason);
-                self.logger.log("error", "delivery dead", fields);
-                commit.dead = Some(DeadRow {
-                    delivery_id: d.id.clone(),
-                    tenant: d.tenant.clone(),
-                    flow_id: d.flow_id.clone(),
-                    run_id: d.run_id.clone(),
-                    reason,
-                    job: serde_json::to_string(&dj).unwrap_or_default(),
-                });
-                Some(outcome)
-            }
-        };
-        if commit.reschedule.is_none() {
-            commit.done = Some(job_id);
-        }
-        if let Some(outcome) = outcome
-            && d.wait
-        {
-            let input = Input::StepResult { step: d.step.clone(), delivery_id: d.id.clone(), outcome };
-            commit.jobs.push(NewJob::run(&d.tenant, &d.run_id, &d.id, input, now));
-        }
+        let step = engine::after_attempt(job_id, dj, &attempt, now_ms(), &mut rand::rng());
+        self.write_lines(step.lines);
+        let commit = step.commit;
         let wake = !commit.jobs.is_empty() || commit.reschedule.is_some();
         self.store.commit(commit).await?;
         if wake {
             self.wake();
         }
         Ok(())
-    }
-}
-
-/// The request-log entry of one attempt: request with secrets as `***` and
-/// sensitive headers redacted, response status, headers and body (the first
-/// 16 KiB), duration and error class.
-fn attempt_log(d: &Delivery, a: &Attempt, n: u32, verdict: Verdict, now: i64) -> LogEntry {
-    let mut request = d.request.redacted();
-    if let Some(Value::Object(h)) = request.get_mut("headers") {
-        for (k, v) in h.iter_mut() {
-            if let Value::String(text) = v {
-                *v = json!(shown(k, text));
-            }
-        }
-    }
-    let response = a.result.response.as_ref().map(|r| {
-        let headers: serde_json::Map<String, Value> =
-            r.headers.iter().map(|(k, v)| (k.to_string(), json!(shown(k, v)))).collect();
-        json!({"status": r.status, "headers": headers, "body": r.body})
-    });
-    LogEntry {
-        at: now,
-        kind: "attempt".into(),
-        tenant: Some(d.tenant.clone()),
-        flow_id: Some(d.flow_id.clone()),
-        run_id: Some(d.run_id.clone()),
-        event_id: Some(d.event_id.clone()),
-        delivery_id: Some(d.id.clone()),
-        outcome: Some(
-            serde_json::to_value(verdict).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
-        ),
-        detail: json!({
-            "attempt": n,
-            "step": d.step,
-            "request": request,
-            "response": response,
-            "duration_ms": a.duration_ms,
-            "error_class": a.result.error.as_ref().map(|e| e.0),
-            "error": a.result.error.as_ref().map(|e| e.1.clone()),
-        }),
     }
 }

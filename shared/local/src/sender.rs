@@ -26,12 +26,7 @@ pub const MAX_CAPTURE: usize = 16 * 1024;
 
 pub use hookflow_core::attempt::{AttemptError as ErrorClass, AttemptResult};
 
-/// The result of one attempt.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub result: AttemptResult,
-    pub duration_ms: u64,
-}
+pub use hookflow_core::attempt::Attempt;
 
 #[derive(Debug)]
 struct SsrfRefused(String);
@@ -231,5 +226,11 @@ impl Sender {
             },
             duration_ms: start.elapsed().as_millis() as u64,
         }
+    }
+}
+
+impl hookflow_core::ports::Sender for Sender {
+    async fn send(&self, delivery: &Delivery) -> Attempt {
+        Sender::send(self, delivery).await
     }
 }

@@ -100,6 +100,8 @@ fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
 pub struct Store {
     conn: Mutex<Connection>,
     writer: std::sync::mpsc::Sender<Op>,
+    /// The checkpointer runs while this lives.
+    _alive: std::sync::Arc<()>,
 }
 
 /// Runs one statement, reusing its prepared form.
@@ -118,13 +120,28 @@ impl Store {
         let conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         let write_conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
-        write_conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;").map_err(db)?;
+        // The writer never checkpoints (copying the WAL back into the
+        // database and syncing it took 10-20 ms, stalling every commit behind
+        // it); a second thread does, without blocking the writer.
+        write_conn
+            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 0;")
+            .map_err(db)?;
+        let checkpoint_conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
+        checkpoint_conn.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
         let (tx, rx) = std::sync::mpsc::channel();
+        let alive = std::sync::Arc::new(());
         std::thread::Builder::new()
             .name("hookflow-store-writer".into())
             .spawn(move || writer(write_conn, rx))
             .map_err(|e| Error::Store(format!("starting the writer: {e}")))?;
-        Ok(Store { conn: Mutex::new(conn), writer: tx })
+        std::thread::Builder::new()
+            .name("hookflow-store-checkpoint".into())
+            .spawn({
+                let alive = std::sync::Arc::downgrade(&alive);
+                move || checkpointer(checkpoint_conn, alive)
+            })
+            .map_err(|e| Error::Store(format!("starting the checkpointer: {e}")))?;
+        Ok(Store { conn: Mutex::new(conn), writer: tx, _alive: alive })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -218,6 +235,15 @@ fn writer(conn: Connection, rx: std::sync::mpsc::Receiver<Op>) {
             }
         }
         write_batch(&mut conn, batch, leases);
+    }
+}
+
+/// Checkpoints the WAL every 200 ms while the store lives. PASSIVE: it
+/// copies what no reader still needs and never waits for the writer.
+fn checkpointer(conn: Connection, alive: std::sync::Weak<()>) {
+    while alive.upgrade().is_some() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
     }
 }
 

@@ -1,0 +1,278 @@
+//! The engine's steps as pure functions. Each takes what happened — a run
+//! advanced, an attempt made — and returns the unit of work to apply (a
+//! [`Commit`]), the replies a waiting caller should get and the log lines
+//! to write. The embedded runtime and the Lambda functions do the I/O
+//! around them through the [ports](crate::ports), so a run behaves the same
+//! in `hookflow dev` and on AWS.
+
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::attempt::{Attempt, Decision, decide};
+use crate::commit::{Commit, DeadRow, DeliveryJob, LogEntry, NewJob};
+use crate::headers::shown;
+use crate::run::{Delivery, Effect, Input, Reply, Run, RunStatus};
+use crate::status::Verdict;
+
+/// One line for the operational log (stdout / CloudWatch), with the run's
+/// correlation fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub level: &'static str,
+    pub message: String,
+    pub fields: Value,
+}
+
+/// What a step of the engine produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub commit: Commit,
+    /// Replies of `respond` steps, for a caller waiting on the run.
+    pub replies: Vec<Reply>,
+    pub lines: Vec<LogLine>,
+    /// What the attempt decided, when the step was an attempt.
+    pub decision: Option<AttemptSummary>,
+}
+
+/// The gist of an attempt's decision, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptSummary {
+    Delivered,
+    Retried,
+    Dead,
+}
+
+fn line(level: &'static str, message: impl Into<String>, fields: Value) -> LogLine {
+    LogLine { level, message: message.into(), fields }
+}
+
+/// Adds to `out` what `effects` of `run` ask for: the run's new state, a
+/// delivery job per `Send` (due at `now`), the request-log entries and log
+/// lines, and the replies.
+pub fn record(out: &mut Outcome, run: &Run, effects: Vec<Effect>, now: i64) {
+    out.commit.run(run);
+    for effect in effects {
+        match effect {
+            Effect::Send(d) => {
+                let job = DeliveryJob { delivery: *d, attempts: 0, first_at: now };
+                out.commit.jobs.push(NewJob::delivery(&job, now));
+            }
+            Effect::Reply(r) => out.replies.push(r),
+            Effect::Log(e) => {
+                out.lines.push(line(
+                    "info",
+                    format!("step {} {}", e.step, e.decision),
+                    // The rendered request stays in the request log; the
+                    // line gets its delivery id.
+                    json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": run.event_id,
+                           "step": e.step, "delivery_id": e.detail.get("delivery_id")}),
+                ));
+                let detail = serde_json::to_value(&e).unwrap_or_default();
+                out.commit.log.push(LogEntry::for_run(run, now, "step", &e.decision, detail));
+            }
+            Effect::Finished { status } => {
+                let failed = matches!(status, RunStatus::Failed { .. });
+                out.lines.push(line(
+                    if failed { "warn" } else { "info" },
+                    "run finished",
+                    json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": run.event_id, "status": status}),
+                ));
+                let outcome = if failed { "failed" } else { "succeeded" };
+                let detail = serde_json::to_value(&status).unwrap_or_default();
+                out.commit.log.push(LogEntry::for_run(run, now, "run", outcome, detail));
+            }
+        }
+    }
+}
+
+/// What follows attempt number `job.attempts + 1` of a delivery: the
+/// attempt's log entry, and either the job done (and the outcome handed to
+/// the run if it waits), rescheduled with the same `webhook-id`, or dead.
+pub fn after_attempt(job_id: String, mut job: DeliveryJob, attempt: &Attempt, now: i64, rng: &mut impl Rng) -> Outcome {
+    job.attempts += 1;
+    let d = &job.delivery;
+    let age = Duration::from_millis((now - job.first_at).max(0) as u64);
+    let (verdict, decision) = decide(d, &attempt.result, job.attempts, age, rng);
+    let mut out = Outcome::default();
+    let mut fields = json!({
+        "tenant": d.tenant, "flow_id": d.flow_id, "run_id": d.run_id, "event_id": d.event_id,
+        "delivery_id": d.id, "step": d.step, "attempt": job.attempts,
+        "status": attempt.result.response.as_ref().map(|r| r.status),
+        "duration_ms": attempt.duration_ms,
+        "error_class": attempt.result.error.as_ref().map(|e| e.0),
+        "error": attempt.result.error.as_ref().map(|e| e.1.clone()),
+        "verdict": verdict,
+    });
+    out.commit.log.push(attempt_log(d, attempt, job.attempts, verdict, now));
+    let outcome = match decision {
+        Decision::Delivered(outcome) => {
+            out.lines.push(line("info", "delivered", fields));
+            out.decision = Some(AttemptSummary::Delivered);
+            Some(outcome)
+        }
+        Decision::RetryIn(delay) => {
+            out.lines.push(line("warn", format!("attempt failed; retrying in {} ms", delay.as_millis()), fields));
+            let due = now + delay.as_millis() as i64;
+            out.commit.reschedule = Some((job_id.clone(), serde_json::to_string(&job).unwrap_or_default(), due));
+            out.decision = Some(AttemptSummary::Retried);
+            None
+        }
+        Decision::Dead { outcome, reason } => {
+            fields["reason"] = json!(reason);
+            out.lines.push(line("error", "delivery dead", fields));
+            out.commit.dead = Some(DeadRow {
+                delivery_id: d.id.clone(),
+                tenant: d.tenant.clone(),
+                flow_id: d.flow_id.clone(),
+                run_id: d.run_id.clone(),
+                reason,
+                job: serde_json::to_string(&job).unwrap_or_default(),
+            });
+            out.decision = Some(AttemptSummary::Dead);
+            Some(outcome)
+        }
+    };
+    if out.commit.reschedule.is_none() {
+        out.commit.done = Some(job_id);
+    }
+    let d = &job.delivery;
+    if let Some(outcome) = outcome
+        && d.wait
+    {
+        let input = Input::StepResult { step: d.step.clone(), delivery_id: d.id.clone(), outcome };
+        out.commit.jobs.push(NewJob::run(&d.tenant, &d.run_id, &d.id, input, now));
+    }
+    out
+}
+
+/// The request-log entry of one attempt: request with secrets as `***` and
+/// sensitive headers redacted, response status, headers and body (the first
+/// 16 KiB), duration and error class.
+pub fn attempt_log(d: &Delivery, a: &Attempt, n: u32, verdict: Verdict, now: i64) -> LogEntry {
+    let mut request = d.request.redacted();
+    if let Some(Value::Object(h)) = request.get_mut("headers") {
+        for (k, v) in h.iter_mut() {
+            if let Value::String(text) = v {
+                *v = json!(shown(k, text));
+            }
+        }
+    }
+    let response = a.result.response.as_ref().map(|r| {
+        let headers: serde_json::Map<String, Value> =
+            r.headers.iter().map(|(k, v)| (k.to_string(), json!(shown(k, v)))).collect();
+        json!({"status": r.status, "headers": headers, "body": r.body})
+    });
+    LogEntry {
+        at: now,
+        kind: "attempt".into(),
+        tenant: Some(d.tenant.clone()),
+        flow_id: Some(d.flow_id.clone()),
+        run_id: Some(d.run_id.clone()),
+        event_id: Some(d.event_id.clone()),
+        delivery_id: Some(d.id.clone()),
+        outcome: Some(
+            serde_json::to_value(verdict).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+        ),
+        detail: json!({
+            "attempt": n,
+            "step": d.step,
+            "request": request,
+            "response": response,
+            "duration_ms": a.duration_ms,
+            "error_class": a.result.error.as_ref().map(|e| e.0),
+            "error": a.result.error.as_ref().map(|e| e.1.clone()),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::attempt::AttemptResult;
+    use crate::commit::{JobKind, RunJob};
+    use crate::run::{CapturedResponse, InboundRequest, advance};
+
+    const FLOW: &str = r#"
+id: f
+tenant: acme
+trigger: { type: webhook, path: in }
+steps:
+  - id: ask
+    type: http
+    url: https://partner.example/ask
+    wait_for_response: true
+    on_failure: continue
+"#;
+
+    fn started() -> (Run, Outcome) {
+        let flow = crate::load_flow("f.yaml".as_ref(), FLOW).unwrap();
+        let req = InboundRequest {
+            method: "POST".into(),
+            path: "/hooks/acme/in".into(),
+            headers: Default::default(),
+            query: Default::default(),
+            body: "{}".into(),
+            source_ip: "192.0.2.1".into(),
+            received_at: "2026-11-23T00:00:00.000Z".into(),
+        };
+        let run = Run::new(&flow.flow, "run_1", "evt_1", &req);
+        let (run, effects) = advance(&flow, run, Input::Start).unwrap();
+        let mut out = Outcome::default();
+        record(&mut out, &run, effects, 1_000);
+        (run, out)
+    }
+
+    fn attempt(status: u16) -> Attempt {
+        let response = CapturedResponse::new(status, Default::default(), "{}");
+        Attempt { result: AttemptResult { response: Some(response), retry_after: None, error: None }, duration_ms: 3 }
+    }
+
+    #[test]
+    fn record_stores_the_run_queues_the_delivery_and_logs_the_step() {
+        let (run, out) = started();
+        assert_eq!(out.commit.runs[0].id, run.id);
+        assert_eq!(out.commit.runs[0].status, "waiting");
+        let [job] = &out.commit.jobs[..] else { panic!("{:?}", out.commit.jobs) };
+        assert_eq!((job.kind, job.not_before, job.tenant.as_str()), (JobKind::Delivery, 1_000, "acme"));
+        assert_eq!(out.commit.log[0].kind, "step");
+        assert_eq!(out.lines[0].fields["run_id"], "run_1");
+    }
+
+    #[test]
+    fn attempts_retry_with_the_same_job_then_hand_the_response_to_the_run() {
+        let (_, out) = started();
+        let job = &out.commit.jobs[0];
+        let dj: DeliveryJob = serde_json::from_str(&job.payload).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+
+        let retry = after_attempt(job.id.clone(), dj.clone(), &attempt(500), 2_000, &mut rng);
+        let (id, payload, due) = retry.commit.reschedule.clone().expect("rescheduled");
+        assert_eq!(id, job.id);
+        assert!(due > 2_000);
+        let again: DeliveryJob = serde_json::from_str(&payload).unwrap();
+        assert_eq!((again.attempts, &again.delivery.id), (1, &dj.delivery.id));
+        assert_eq!((retry.commit.done.clone(), retry.decision), (None, Some(AttemptSummary::Retried)));
+        assert_eq!(retry.commit.log[0].outcome.as_deref(), Some("retry"));
+
+        let ok = after_attempt(job.id.clone(), again, &attempt(200), 3_000, &mut rng);
+        assert_eq!(ok.commit.done.as_deref(), Some(job.id.as_str()));
+        let [resume] = &ok.commit.jobs[..] else { panic!("the waiting run is resumed") };
+        let rj: RunJob = serde_json::from_str(&resume.payload).unwrap();
+        assert!(matches!(rj.input, Input::StepResult { ref step, .. } if step == "ask"));
+    }
+
+    #[test]
+    fn a_halting_status_makes_the_delivery_dead() {
+        let (_, out) = started();
+        let job = &out.commit.jobs[0];
+        let dj: DeliveryJob = serde_json::from_str(&job.payload).unwrap();
+        let dead = after_attempt(job.id.clone(), dj, &attempt(400), 2_000, &mut rand::rngs::StdRng::seed_from_u64(1));
+        assert_eq!(dead.decision, Some(AttemptSummary::Dead));
+        assert!(dead.commit.dead.as_ref().unwrap().reason.contains("400"), "{:?}", dead.commit.dead);
+        assert_eq!(dead.commit.jobs.len(), 1, "the run takes its on_failure path");
+    }
+}
