@@ -20,6 +20,13 @@ pub struct AwsConfig {
     /// Days the request log and finished runs are kept
     /// (`HOOKFLOW_LOG_RETENTION_DAYS`, default 14).
     pub retention_days: u32,
+    /// Private ranges outbound requests may reach anyway
+    /// (`HOOKFLOW_ALLOW_PRIVATE_TARGETS`, comma-separated CIDRs; empty by
+    /// default: a deployment only calls public addresses).
+    pub allow_private_targets: Vec<ipnet::IpNet>,
+    /// The lowest level logged (`AWS_LAMBDA_LOG_LEVEL`, which Lambda sets
+    /// from the function's `LoggingConfig`; default `INFO`).
+    pub log_level: String,
 }
 
 impl AwsConfig {
@@ -48,7 +55,18 @@ impl AwsConfig {
                 Error::Config(format!("HOOKFLOW_LOG_RETENTION_DAYS: `{v}` is not a positive number of days"))
             })?,
         };
+        let mut allow_private_targets = Vec::new();
+        for cidr in get("HOOKFLOW_ALLOW_PRIVATE_TARGETS").unwrap_or_default().split(',').map(str::trim) {
+            if cidr.is_empty() {
+                continue;
+            }
+            allow_private_targets.push(cidr.parse().map_err(|e| {
+                Error::Config(format!("HOOKFLOW_ALLOW_PRIVATE_TARGETS: `{cidr}` is not a CIDR range: {e}"))
+            })?);
+        }
         Ok(AwsConfig {
+            allow_private_targets,
+            log_level: get("AWS_LAMBDA_LOG_LEVEL").unwrap_or_else(|| "INFO".into()),
             table,
             runs_queue_url,
             deliveries_queue_url,

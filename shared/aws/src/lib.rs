@@ -11,6 +11,8 @@
 //! | [`table`] | DynamoDB: flows (versioned) and trigger routes, runs, request log, idempotency, dead deliveries |
 //! | [`queue`] | SQS: the `runs` and `deliveries` queues, delays past SQS's 15-minute cap |
 //! | [`secrets`] | Secrets Manager: secrets by name under a prefix, cached per container |
+//! | [`store`] | the table and the queues as one run store: a commit is the table's write, then the jobs on SQS |
+//! | [`metrics`] | CloudWatch Embedded Metric Format lines: inbound by verdict, deliveries by outcome, latency |
 //! | [`provision`] | creates the template's table, queues and DLQs (for an emulator and the tests) |
 //!
 //! Secrets never reach DynamoDB or SQS: what is stored and queued carries
@@ -19,10 +21,14 @@
 pub mod cache;
 pub mod config;
 pub mod keys;
+pub mod metrics;
 pub mod provision;
 pub mod queue;
 pub mod secrets;
+pub mod store;
 pub mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::AwsConfig;
 

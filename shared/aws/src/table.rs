@@ -1,13 +1,10 @@
 //! DynamoDB: flows and trigger routes, runs, the request log, idempotency
 //! keys and dead deliveries, in one table (key shapes in [`crate::keys`]).
 //!
-//! A [`Commit`] becomes one `TransactWriteItems` (the run's new state with
-//! its log entries, idempotency record and dead delivery: all or nothing),
-//! split in chunks of 100 items only when a commit carries more. Its jobs go
-//! to SQS afterwards ([`crate::queue`]): a crash in between leaves the run
-//! stored and the job unsent, and the message that caused the commit is
-//! then not deleted, so it is delivered again and the commit re-done —
-//! at-least-once, never lost.
+//! The table's part of a [`Commit`] becomes one `TransactWriteItems` (the
+//! run's new state with its log entries, idempotency record and dead
+//! delivery: all or nothing), split in chunks of 100 items only when a
+//! commit carries more. [`crate::store::Store`] sends its jobs after.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +15,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeadRow, LogEntry};
-use hookflow_core::ports::{FlowStore, PortError, RunStore};
+use hookflow_core::ports::{FlowStore, PortError};
 use hookflow_core::run::{Reply, Run};
 use serde_json::Value;
 
@@ -406,22 +403,17 @@ impl FlowStore for Table {
     }
 }
 
-/// The table as the engine's run store. `commit` writes the table's part;
-/// the jobs of a commit are the queue's ([`crate::queue::Queues`]), which
-/// the function sends after this returns.
-impl RunStore for Table {
-    async fn commit(&self, commit: Commit) -> Result<(), PortError> {
-        let now = hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock);
-        Ok(self.write(&commit, now).await?)
-    }
-
-    async fn load_run(&self, id: &str) -> Result<Option<Run>, PortError> {
+impl Table {
+    /// A run's stored state.
+    pub async fn load_run(&self, id: &str) -> Result<Option<Run>, Error> {
         let Some(item) = self.get(keys::run(id), keys::RUN).await? else { return Ok(None) };
-        let state = get_s(&item, "state").ok_or_else(|| PortError::permanent(format!("run {id}: no state")))?;
-        serde_json::from_str(state).map(Some).map_err(|e| PortError::permanent(format!("run {id}: {e}")))
+        let state = get_s(&item, "state").ok_or_else(|| Error::Malformed(format!("run {id}: no state")))?;
+        serde_json::from_str(state).map(Some).map_err(|e| Error::Malformed(format!("run {id}: {e}")))
     }
 
-    async fn idempotent_reply(&self, scope: &str, now_ms: i64) -> Result<Option<Reply>, PortError> {
+    /// The reply stored under an idempotency scope, unless it expired or
+    /// the request is still in progress.
+    pub async fn idempotent_reply(&self, scope: &str, now_ms: i64) -> Result<Option<Reply>, Error> {
         let Some(item) = self.get(keys::idempotency(scope), keys::IDEM).await? else { return Ok(None) };
         // TTL deletion lags: an expired record is no record.
         if get_n(&item, "expires_at").is_some_and(|e| e <= now_ms / 1000) || get_s(&item, "status") != Some("completed")
@@ -429,10 +421,5 @@ impl RunStore for Table {
             return Ok(None);
         }
         Ok(get_s(&item, "reply").and_then(|r| serde_json::from_str(r).ok()))
-    }
-
-    async fn run_log(&self, run_id: &str) -> Result<Vec<LogEntry>, PortError> {
-        let now = hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock);
-        Ok(self.run_entries(run_id, now).await?)
     }
 }

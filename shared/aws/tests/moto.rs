@@ -4,69 +4,16 @@
 //! `scripts/test` installs moto into `.venv`; set `MOTO_ENDPOINT` to use a
 //! server already running instead.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_sdk_dynamodb::config::{Credentials, Region};
 use hookflow_aws::provision::{self, Provisioned};
 use hookflow_aws::queue::{Message, Queues};
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::table::{Claim, Table};
+use hookflow_aws::testing::sdk;
 use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob};
-use hookflow_core::ports::{FlowStore, RunStore, SecretStore};
+use hookflow_core::ports::{FlowStore, SecretStore};
 use hookflow_core::run::{InboundRequest, Input, Reply, Run};
-
-struct Moto {
-    endpoint: String,
-    _child: Option<Child>,
-}
-
-fn moto() -> &'static Moto {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(|| {
-        if let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") {
-            return Moto { endpoint, _child: None };
-        }
-        let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/moto_server");
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        // A watchdog shell stops moto when this test process ends (statics
-        // are never dropped, so nothing else would).
-        let script = format!(
-            "{bin} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
-             while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
-            parent = std::process::id()
-        );
-        assert!(
-            std::path::Path::new(bin).exists(),
-            "{bin} is missing: run scripts/test (it installs moto into .venv) or set MOTO_ENDPOINT"
-        );
-        let child = Command::new("sh")
-            .args(["-c", &script])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting moto");
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { endpoint, _child: Some(child) }
-    })
-}
-
-async fn sdk() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&moto().endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await
-}
 
 /// A fresh set of resources under a unique prefix.
 async fn setup(max_receives: u32) -> (aws_config::SdkConfig, Provisioned) {
@@ -167,11 +114,11 @@ async fn commit_stores_run_and_log_and_cuts_oversized_detail() {
         "accepted",
         serde_json::json!({"big": "x".repeat(400 * 1024)}),
     ));
-    RunStore::commit(&table, commit).await.unwrap();
+    table.write(&commit, now_ms()).await.unwrap();
 
     let loaded = table.load_run(&run.id).await.unwrap().expect("run stored");
     assert_eq!(loaded.id, run.id);
-    let log = table.run_log(&run.id).await.unwrap();
+    let log = table.run_entries(&run.id, now_ms()).await.unwrap();
     assert_eq!(log.len(), 2, "{log:?}");
     // Oldest first; the oversized detail is cut and marked, not dropped.
     assert_eq!(log[0].kind, "inbound");
@@ -192,8 +139,8 @@ async fn expired_log_entries_and_idempotency_records_are_not_read() {
     commit.log.push(LogEntry::for_run(&run, now - 2 * 86_400_000, "inbound", "accepted", serde_json::json!({})));
     commit.log.push(LogEntry::for_run(&run, now, "step", "send", serde_json::json!({})));
     commit.idempotency = Some(("acme/partner-sync/old".into(), r#"{"status":202,"headers":[]}"#.into(), now - 1000));
-    RunStore::commit(&table, commit).await.unwrap();
-    let log = table.run_log(&run.id).await.unwrap();
+    table.write(&commit, now_ms()).await.unwrap();
+    let log = table.run_entries(&run.id, now_ms()).await.unwrap();
     assert_eq!(log.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["step"]);
     assert_eq!(table.idempotent_reply("acme/partner-sync/old", now).await.unwrap(), None);
     let items = aws_sdk_dynamodb::Client::new(&conf).scan().table_name(&p.table).send().await.unwrap();
@@ -214,7 +161,7 @@ async fn idempotency_claim_is_conditional_and_returns_the_old_record() {
         idempotency: Some(("acme/f/k1".into(), serde_json::to_string(&reply).unwrap(), now + 3_600_000)),
         ..Default::default()
     };
-    RunStore::commit(&table, commit).await.unwrap();
+    table.write(&commit, now_ms()).await.unwrap();
     assert_eq!(table.claim("acme/f/k1", now, window).await.unwrap(), Claim::Completed(reply.clone()));
     assert_eq!(table.idempotent_reply("acme/f/k1", now).await.unwrap(), Some(reply));
     // Once the window is over, the key may be claimed again.

@@ -94,9 +94,15 @@ impl Verifier {
         }
     }
 
-    /// Checks `req` given the secret's value and the current Unix time.
+    /// Checks `req` given the secret's value and the current Unix time,
+    /// with signatures over `req.body`.
     pub fn verify(&self, req: &InboundRequest, secret: &str, now: i64) -> Result<(), AuthError> {
-        let body = req.body.as_bytes();
+        self.verify_bytes(req, req.body.as_bytes(), secret, now)
+    }
+
+    /// Checks `req` with signatures over `body`, the bytes exactly as they
+    /// arrived (`req.body` is text, lossy for a body that is not UTF-8).
+    pub fn verify_bytes(&self, req: &InboundRequest, body: &[u8], secret: &str, now: i64) -> Result<(), AuthError> {
         match &self.scheme {
             Scheme::None => Ok(()),
             Scheme::ApiKey { header, query } => {
@@ -288,5 +294,23 @@ mod tests {
         let Scheme::Hmac(h) = &v.scheme else { panic!() };
         assert_eq!(h.header, "X-Custom");
         assert_eq!(h.encoding, signature::Encoding::Hex);
+    }
+
+    #[test]
+    fn signatures_are_checked_over_the_raw_bytes() {
+        use hmac::Mac;
+        let body: &[u8] = b"\xff\xfe binary \x00 payload";
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"k").unwrap();
+        mac.update(body);
+        let sig = format!("sha256={}", hex_lower(&mac.finalize().into_bytes()));
+        let v = Verifier::for_trigger(&trigger(json!({"system": "github", "auth": {"type": "hmac", "secret": "k"}})));
+        let lossy = String::from_utf8_lossy(body).into_owned();
+        let r = req(&[("X-Hub-Signature-256", &sig)], &lossy);
+        assert_eq!(v.verify_bytes(&r, body, "k", 0), Ok(()));
+        assert!(v.verify(&r, "k", 0).is_err(), "the lossy text is not what was signed");
+    }
+
+    fn hex_lower(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }

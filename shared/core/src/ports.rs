@@ -85,7 +85,14 @@ pub trait SecretStore: Send + Sync {
 /// every failure is an [`Attempt`] with an error class, which
 /// [`crate::attempt::decide`] turns into retry or halt.
 pub trait Sender: Send + Sync {
-    fn send(&self, delivery: &Delivery) -> impl Future<Output = Attempt> + Send;
+    /// `secrets` holds the values of the secrets the delivery uses, fetched
+    /// through a [`SecretStore`] just before; a missing one fails the
+    /// attempt as `secret` (retried).
+    fn send(
+        &self,
+        delivery: &Delivery,
+        secrets: &std::collections::HashMap<String, String>,
+    ) -> impl Future<Output = Attempt> + Send;
 }
 
 /// The time, in milliseconds since the Unix epoch.

@@ -171,7 +171,7 @@ async fn handle(
         let Some(secret) = rt.secrets.get(name) else {
             return cx.reject(401, &format!("the trigger's secret `{name}` is not set"), Some(&flow), vec![]);
         };
-        if let Err(e) = verifier.verify(&request, &secret, received / 1000) {
+        if let Err(e) = verifier.verify_bytes(&request, &bytes, &secret, received / 1000) {
             return cx.reject(401, &e.to_string(), Some(&flow), vec![]);
         }
     }

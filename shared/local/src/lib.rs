@@ -2,25 +2,23 @@
 //!
 //! The embedded runtime: everything `hookflow dev` needs to run flows on one
 //! machine with no AWS and no Docker. Same core as the Lambda functions; the
-//! adapters differ.
+//! adapters differ. The HTTP sender and the logger come from `hookflow-io`,
+//! shared with the Lambda functions.
 //!
 //! | module | role |
 //! |---|---|
 //! | [`store`] | SQLite: runs, job queue with delays and leases, request log, idempotency, dead deliveries |
 //! | [`secrets`] | secrets from a file and `HOOKFLOW_SECRET_*` variables |
-//! | [`sender`] | one HTTP attempt: secrets resolved, signed, SSRF-guarded |
 //! | [`runtime`] | the flows, the workers that drive runs and deliveries |
 //! | [`inbound`] | the trigger endpoint `ANY /hooks/{tenant}/{path}` |
-//! | [`logger`] | JSON lines on stdout |
 
 pub mod dev;
 pub mod inbound;
-pub mod logger;
 pub mod runtime;
 pub mod secrets;
-pub mod sender;
 pub mod store;
 
+pub use hookflow_io::{logger, sender};
 pub use runtime::{Runtime, RuntimeConfig};
 
 /// Errors of the embedded runtime.

@@ -164,7 +164,7 @@ impl Runtime {
         // One process owns the embedded store: any lease left from a previous
         // process is stale, so its jobs are due again now.
         store.release_leases()?;
-        let sender = Sender::new(config.target_policy, config.secrets.clone())?;
+        let sender = Sender::new(config.target_policy).map_err(|e| Error::Config(e.to_string()))?;
         Ok(Arc::new(Runtime {
             store,
             logger: config.logger,
@@ -351,7 +351,10 @@ impl Runtime {
     }
 
     async fn process_delivery(&self, job_id: String, dj: DeliveryJob) -> Result<(), Error> {
-        let attempt = self.sender.send(&dj.delivery).await;
+        let secrets = hookflow_io::sender::resolve_secrets(&self.secrets, &dj.delivery)
+            .await
+            .map_err(|e| Error::Store(e.to_string()))?;
+        let attempt = self.sender.send(&dj.delivery, &secrets).await;
         let step = engine::after_attempt(job_id, dj, &attempt, now_ms(), &mut rand::rng());
         self.write_lines(step.lines);
         let commit = step.commit;

@@ -19,7 +19,9 @@ use hookflow_core::run::{CapturedResponse, Delivery};
 use hookflow_core::ssrf::TargetPolicy;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::secrets::Secrets;
+use std::collections::HashMap;
+
+use hookflow_core::ports::{PortError, SecretStore};
 
 /// Most of a response body kept for `steps.<id>.response` and the log.
 pub const MAX_CAPTURE: usize = 16 * 1024;
@@ -78,7 +80,42 @@ impl Resolve for GuardedResolver {
 pub struct Sender {
     client: reqwest::Client,
     policy: Arc<TargetPolicy>,
-    secrets: Secrets,
+}
+
+/// Secret values by name, fetched for one delivery ([`resolve_secrets`]).
+pub type SecretValues = HashMap<String, String>;
+
+/// The names of the secrets `d` uses: its URL and header placeholders and
+/// its signing secret.
+pub fn secret_names(d: &Delivery) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut note = |n: &str| {
+        if !names.iter().any(|x| x == n) {
+            names.push(n.to_string());
+        }
+        Ok::<_, String>(String::new())
+    };
+    let _ = d.request.url.resolve(&mut note);
+    for (_, value) in &d.request.headers {
+        let _ = value.resolve(&mut note);
+    }
+    if let Some(spec) = &d.sign {
+        let _ = note(&spec.secret);
+    }
+    names
+}
+
+/// Fetches the secrets `d` uses. A missing secret is left out (the attempt
+/// then fails as `secret` and is retried: it may be created later); a
+/// store failure is an error.
+pub async fn resolve_secrets(store: &impl SecretStore, d: &Delivery) -> Result<SecretValues, PortError> {
+    let mut values = SecretValues::new();
+    for name in secret_names(d) {
+        if let Some(v) = store.secret(&name).await? {
+            values.insert(name, v);
+        }
+    }
+    Ok(values)
 }
 
 fn classify(e: &reqwest::Error) -> ErrorClass {
@@ -119,7 +156,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Sender {
-    pub fn new(policy: TargetPolicy, secrets: Secrets) -> Result<Self, crate::Error> {
+    pub fn new(policy: TargetPolicy) -> Result<Self, crate::Error> {
         let policy = Arc::new(policy);
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -129,18 +166,18 @@ impl Sender {
             .dns_resolver(GuardedResolver { policy: policy.clone() })
             .build()
             .map_err(|e| crate::Error::Config(format!("HTTP client: {e}")))?;
-        Ok(Sender { client, policy, secrets })
+        Ok(Sender { client, policy })
     }
 
-    /// Sends one attempt of `d`.
-    pub async fn send(&self, d: &Delivery) -> Attempt {
+    /// Sends one attempt of `d` with the secret values it uses.
+    pub async fn send(&self, d: &Delivery, secrets: &SecretValues) -> Attempt {
         let start = Instant::now();
         let fail = |class, msg: String| Attempt {
             result: AttemptResult { response: None, retry_after: None, error: Some((class, msg)) },
             duration_ms: start.elapsed().as_millis() as u64,
         };
         // Secret placeholders resolve here; a missing one names itself.
-        let mut lookup = |name: &str| self.secrets.get(name).ok_or_else(|| name.to_string());
+        let mut lookup = |name: &str| secrets.get(name).cloned().ok_or_else(|| name.to_string());
         let unset = |name: String| fail(ErrorClass::Secret, format!("secret `{name}` is not set"));
         let url = match d.request.url.resolve(&mut lookup) {
             Ok(u) => u,
@@ -174,11 +211,11 @@ impl Sender {
         }
         let body = d.request.body.clone().unwrap_or_default();
         if let Some(spec) = &d.sign {
-            let Some(secret) = self.secrets.get(&spec.secret) else {
+            let Some(secret) = secrets.get(&spec.secret) else {
                 return fail(ErrorClass::Secret, format!("signing secret `{}` is not set", spec.secret));
             };
             let ts = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-            match signature_headers(spec, &secret, &d.id, ts, body.as_bytes()) {
+            match signature_headers(spec, secret, &d.id, ts, body.as_bytes()) {
                 Ok(hs) => {
                     for (k, v) in hs {
                         req = req.header(k, v);
@@ -230,7 +267,7 @@ impl Sender {
 }
 
 impl hookflow_core::ports::Sender for Sender {
-    async fn send(&self, delivery: &Delivery) -> Attempt {
-        Sender::send(self, delivery).await
+    async fn send(&self, delivery: &Delivery, secrets: &SecretValues) -> Attempt {
+        Sender::send(self, delivery, secrets).await
     }
 }

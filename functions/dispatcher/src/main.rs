@@ -1,0 +1,35 @@
+//! The dispatcher Lambda: configuration from the environment (failing fast
+//! with what is missing), clients built once, then the runtime loop.
+
+use std::sync::Arc;
+
+use dispatcher::Dispatcher;
+use hookflow_aws::AwsConfig;
+use hookflow_aws::queue::Queues;
+use hookflow_aws::secrets::Secrets;
+use hookflow_aws::store::Store;
+use hookflow_aws::table::Table;
+use hookflow_core::ssrf::TargetPolicy;
+use hookflow_io::{Format, Logger, Sender};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let config = AwsConfig::from_env()?;
+    let sdk = aws_config::load_from_env().await;
+    let store = Store {
+        table: Table::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table, config.retention_days),
+        queues: Queues::new(aws_sdk_sqs::Client::new(&sdk), &config.runs_queue_url, &config.deliveries_queue_url),
+    };
+    let dispatcher = Arc::new(Dispatcher {
+        store,
+        secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.secrets_prefix),
+        sender: Sender::new(TargetPolicy::allowing(config.allow_private_targets.clone()))?,
+        logger: Logger::new(Format::Json, std::iter::empty()).min_level(&config.log_level),
+    });
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
+        let dispatcher = dispatcher.clone();
+        async move { Ok::<_, lambda_runtime::Error>(dispatcher.handle(event.payload).await) }
+    }))
+    .await
+}

@@ -1,0 +1,236 @@
+//! The dispatcher's handler against moto's server (DynamoDB, SQS, Secrets
+//! Manager) and real HTTP receivers on 127.0.0.1. The test plays the SQS
+//! event source mapping: it receives from the queue, hands the batch to the
+//! handler, and deletes what the handler did not report as failed.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use dispatcher::Dispatcher;
+use hookflow_aws::provision;
+use hookflow_aws::queue::Queues;
+use hookflow_aws::secrets::Secrets;
+use hookflow_aws::store::Store;
+use hookflow_aws::table::Table;
+use hookflow_aws::testing::sdk;
+use hookflow_core::commit::{DeliveryJob, NewJob};
+use hookflow_core::run::{Effect, InboundRequest, Input, Run, advance};
+use hookflow_core::ssrf::TargetPolicy;
+use hookflow_io::{Format, Logger, Sender};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A receiver on loopback answering with the given statuses, then 200.
+#[derive(Clone, Default)]
+struct Receiver {
+    statuses: Arc<Mutex<VecDeque<u16>>>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    async fn start(statuses: &[u16]) -> (Self, String) {
+        let r = Receiver { statuses: Arc::new(Mutex::new(statuses.iter().copied().collect())), ..Default::default() };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let me = r.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Read the head, then the body by Content-Length.
+                    loop {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            if buf.len() >= end + 4 + len {
+                                me.seen.lock().unwrap().push(text);
+                                break;
+                            }
+                        }
+                    }
+                    let status = me.statuses.lock().unwrap().pop_front().unwrap_or(200);
+                    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        (r, url)
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn flow_text(url: &str) -> String {
+    format!(
+        r#"
+id: partner-sync
+tenant: acme
+trigger: {{ type: webhook, path: partner/in }}
+steps:
+  - id: deliver
+    type: http
+    url: {url}
+    headers: {{ Authorization: "Bearer {{{{ secrets.partner_token }}}}" }}
+    body: {{ json: {{ id: "{{{{ trigger.body.id }}}}" }} }}
+    retry: {{ schedule: [100ms] }}
+    sign: {{ secret: signing_key }}
+"#
+    )
+}
+
+fn delivery(url: &str, n: u32) -> NewJob {
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), &flow_text(url)).unwrap();
+    let request = InboundRequest { method: "POST".into(), body: format!(r#"{{"id": {n}}}"#), ..Default::default() };
+    let run = Run::new(&flow.flow, format!("run_{n}_{}", std::process::id()), format!("evt_{n}"), &request);
+    let (_, effects) = advance(&flow, run, Input::Start).unwrap();
+    let d = effects.into_iter().find_map(|e| if let Effect::Send(d) = e { Some(*d) } else { None }).unwrap();
+    NewJob::delivery(&DeliveryJob { delivery: d, attempts: 0, first_at: 0 }, 0)
+}
+
+struct World {
+    dispatcher: Arc<Dispatcher>,
+    sqs: aws_sdk_sqs::Client,
+    p: provision::Provisioned,
+    ddb: aws_sdk_dynamodb::Client,
+}
+
+async fn world(prefix: &str) -> World {
+    let conf = sdk().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let prefix = format!("{prefix}{}", std::process::id());
+    let p = provision::create(&ddb, &sqs, &prefix, 5).await.unwrap();
+    let sm = aws_sdk_secretsmanager::Client::new(&conf);
+    let secrets_prefix = format!("{prefix}/");
+    sm.create_secret()
+        .name(format!("{secrets_prefix}partner_token"))
+        .secret_string("tok-SECRET-1")
+        .send()
+        .await
+        .unwrap();
+    sm.create_secret()
+        .name(format!("{secrets_prefix}signing_key"))
+        .secret_string("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .send()
+        .await
+        .unwrap();
+    let dispatcher = Arc::new(Dispatcher {
+        store: Store {
+            table: Table::new(ddb.clone(), &p.table, 14),
+            queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url),
+        },
+        secrets: Secrets::new(sm, &secrets_prefix),
+        sender: Sender::new(TargetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()])).unwrap(),
+        logger: Logger::new(Format::Json, std::iter::empty()),
+    });
+    World { dispatcher, sqs, p, ddb }
+}
+
+impl World {
+    /// One poll of the event source mapping: receive, invoke, delete what
+    /// succeeded. Returns (received, failed).
+    async fn poll(&self) -> (usize, usize) {
+        let got = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.p.deliveries_queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        let records = got
+            .iter()
+            .map(|m| {
+                let mut r = SqsMessage::default();
+                r.message_id = m.message_id.clone();
+                r.body = m.body.clone();
+                r
+            })
+            .collect();
+        let mut event = SqsEvent::default();
+        event.records = records;
+        let response = self.dispatcher.handle(event).await;
+        let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        for m in &got {
+            if !failed.contains(m.message_id.as_ref().unwrap()) {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.p.deliveries_queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        (got.len(), failed.len())
+    }
+
+    async fn send_raw(&self, body: &str) {
+        self.sqs.send_message().queue_url(&self.p.deliveries_queue_url).message_body(body).send().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_poisoned_message_fails_alone_and_the_others_are_delivered_signed_with_the_secret() {
+    let w = world("dp").await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    let jobs: Vec<NewJob> = (1..=3).map(|n| delivery(&url, n)).collect();
+    w.dispatcher.store.queues.send(&jobs, 0).await.unwrap();
+    w.send_raw("this is not a job").await;
+    let (received, failed) = w.poll().await;
+    assert_eq!((received, failed), (4, 1), "only the poisoned message fails");
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 3);
+    for req in &seen {
+        let lower = req.to_ascii_lowercase();
+        assert!(lower.contains("authorization: bearer tok-secret-1"), "{req}");
+        assert!(lower.contains("webhook-signature: v1,"), "{req}");
+    }
+    // The attempts are in the request log; no secret value is stored.
+    let items = w.ddb.scan().table_name(&w.p.table).send().await.unwrap();
+    let text = format!("{:?}", items.items());
+    assert_eq!(text.matches("\"attempt\"").count(), 3, "three attempt entries");
+    assert!(!text.contains("tok-SECRET-1") && !text.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+}
+
+#[tokio::test]
+async fn a_500_is_retried_with_the_same_webhook_id_through_the_queue() {
+    let w = world("dr").await;
+    let (receiver, url) = Receiver::start(&[500]).await;
+    w.dispatcher.store.queues.send(&[delivery(&url, 7)], 0).await.unwrap();
+    assert_eq!(w.poll().await, (1, 0), "a failed attempt is not a failed message: it is rescheduled");
+    // The retry is a new message, due after the 100 ms schedule.
+    let mut polls = 0;
+    while receiver.seen().len() < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        w.poll().await;
+        polls += 1;
+        assert!(polls < 25, "the retry never came");
+    }
+    let ids: Vec<String> = receiver
+        .seen()
+        .iter()
+        .map(|r| r.lines().find(|l| l.to_ascii_lowercase().starts_with("webhook-id:")).unwrap().to_string())
+        .collect();
+    assert_eq!(ids[0], ids[1], "the retry keeps its webhook-id");
+    let m = w.sqs.receive_message().queue_url(&w.p.deliveries_queue_url).send().await.unwrap();
+    assert!(m.messages.unwrap_or_default().is_empty(), "nothing left after the 200");
+}

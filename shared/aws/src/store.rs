@@ -1,0 +1,57 @@
+//! The table and the queues together as the engine's run store.
+//!
+//! A [`Commit`] is applied in order: the table's part in one transaction
+//! ([`Table::write`]), then its jobs on SQS — and a rescheduled delivery as
+//! a new message due at its retry time (SQS consumers delete the message
+//! they were given; nothing else needs doing for a job that is done). If
+//! the process dies between the two, the message that caused the commit is
+//! not deleted, comes back, and the commit is made again: job ids and the
+//! run's state make that redo harmless.
+
+use hookflow_core::commit::{Commit, JobKind, LogEntry, NewJob};
+use hookflow_core::ports::{Clock, PortError, RunStore, SystemClock};
+use hookflow_core::run::{Reply, Run};
+
+use crate::Error;
+use crate::queue::Queues;
+use crate::table::Table;
+
+/// DynamoDB + SQS.
+#[derive(Clone)]
+pub struct Store {
+    pub table: Table,
+    pub queues: Queues,
+}
+
+impl Store {
+    /// Applies `c` at `now_ms`.
+    pub async fn apply(&self, mut c: Commit, now_ms: i64) -> Result<(), Error> {
+        self.table.write(&c, now_ms).await?;
+        let mut jobs = std::mem::take(&mut c.jobs);
+        if let Some((id, payload, due)) = c.reschedule.take() {
+            let tenant = serde_json::from_str::<hookflow_core::commit::DeliveryJob>(&payload)
+                .map(|d| d.delivery.tenant)
+                .unwrap_or_default();
+            jobs.push(NewJob { id, kind: JobKind::Delivery, payload, not_before: due, tenant, leased_for: None });
+        }
+        self.queues.send(&jobs, now_ms).await
+    }
+}
+
+impl RunStore for Store {
+    async fn commit(&self, commit: Commit) -> Result<(), PortError> {
+        Ok(self.apply(commit, SystemClock.now_ms()).await?)
+    }
+
+    async fn load_run(&self, id: &str) -> Result<Option<Run>, PortError> {
+        Ok(self.table.load_run(id).await?)
+    }
+
+    async fn idempotent_reply(&self, scope: &str, now_ms: i64) -> Result<Option<Reply>, PortError> {
+        Ok(self.table.idempotent_reply(scope, now_ms).await?)
+    }
+
+    async fn run_log(&self, run_id: &str) -> Result<Vec<LogEntry>, PortError> {
+        Ok(self.table.run_entries(run_id, SystemClock.now_ms()).await?)
+    }
+}

@@ -1,0 +1,64 @@
+//! Test support (feature `testing`): moto's server (the AWS API emulator
+//! from PyPI, `moto[server]`) on a free loopback port, and SDK
+//! configuration pointing at it. `scripts/test` installs moto into `.venv`;
+//! set `MOTO_ENDPOINT` to use a server already running instead.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::config::{Credentials, Region};
+
+struct Moto {
+    endpoint: String,
+    _child: Option<Child>,
+}
+
+/// The endpoint of moto's server, started on first use.
+pub fn moto_endpoint() -> &'static str {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    &MOTO
+        .get_or_init(|| {
+            if let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") {
+                return Moto { endpoint, _child: None };
+            }
+            let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/moto_server");
+            assert!(
+                std::path::Path::new(bin).exists(),
+                "{bin} is missing: run scripts/test (it installs moto into .venv) or set MOTO_ENDPOINT"
+            );
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            // A watchdog shell stops moto when this test process ends
+            // (statics are never dropped, so nothing else would).
+            let script = format!(
+                "{bin} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+                 while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
+                parent = std::process::id()
+            );
+            let child = Command::new("sh")
+                .args(["-c", &script])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting moto");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "moto did not start on port {port}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Moto { endpoint: format!("http://127.0.0.1:{port}"), _child: Some(child) }
+        })
+        .endpoint
+}
+
+/// SDK configuration for moto (fixed test credentials, us-east-1).
+pub async fn sdk() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto_endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await
+}

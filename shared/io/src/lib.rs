@@ -1,0 +1,21 @@
+//! # hookflow-io
+//!
+//! The I/O both runtimes share — `hookflow dev` and the Lambda functions:
+//!
+//! | module | role |
+//! |---|---|
+//! | [`sender`] | one HTTP attempt: secrets resolved, signed, SSRF-guarded, no redirects |
+//! | [`logger`] | JSON lines on stdout (CloudWatch reads the same), secret values redacted |
+
+pub mod logger;
+pub mod sender;
+
+pub use logger::{Format, Logger};
+pub use sender::Sender;
+
+/// Errors of building the I/O.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+}
