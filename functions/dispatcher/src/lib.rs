@@ -1,15 +1,13 @@
 //! The dispatcher: one SQS batch of deliveries in, attempts out.
 //!
-//! Messages of a batch are sent concurrently, each on its own task; the
-//! answer lists only the messages that failed (`ReportBatchItemFailures`),
-//! so one poisoned message never fails its neighbours — it is received
-//! again, and after the queue's `maxReceiveCount` it moves to the DLQ.
-//! A message that arrives before its `not_before` (a delay past SQS's
+//! Messages of a batch are sent concurrently with partial batch responses
+//! ([`hookflow_aws::batch`]). A message that arrives before its `not_before` (a delay past SQS's
 //! 15-minute cap) is sent on with what remains.
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use hookflow_aws::batch::each_message;
 use hookflow_aws::queue::Message;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
@@ -19,8 +17,6 @@ use hookflow_core::engine::{self, AttemptSummary};
 use hookflow_core::ports::{Clock, SystemClock};
 use hookflow_io::Logger;
 use hookflow_io::sender::{Sender, resolve_secrets};
-use serde_json::json;
-use tokio::task::JoinSet;
 
 /// What the dispatcher needs, built once per container.
 pub struct Dispatcher {
@@ -33,36 +29,11 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Handles one SQS batch.
     pub async fn handle(self: &Arc<Self>, event: SqsEvent) -> SqsBatchResponse {
-        let mut tasks = JoinSet::new();
-        let mut ids = std::collections::HashMap::new();
-        for record in event.records {
-            let id = record.message_id.clone().unwrap_or_default();
+        each_message(event, &self.logger, |body| {
             let me = self.clone();
-            let handle = tasks.spawn(async move { me.one(record.body.as_deref().unwrap_or("")).await });
-            ids.insert(handle.id(), id);
-        }
-        let mut failures = Vec::new();
-        while let Some(done) = tasks.join_next_with_id().await {
-            let (task, error) = match done {
-                Ok((task, Ok(()))) => (task, None),
-                Ok((task, Err(e))) => (task, Some(e.to_string())),
-                Err(e) => (e.id(), Some(format!("the task failed: {e}"))),
-            };
-            if let Some(error) = error {
-                let message_id = ids.get(&task).cloned().unwrap_or_default();
-                self.logger.log(
-                    "error",
-                    "message failed; SQS will deliver it again",
-                    json!({"message_id": message_id, "error": error}),
-                );
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = message_id;
-                failures.push(failure);
-            }
-        }
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures;
-        response
+            async move { me.one(&body).await }
+        })
+        .await
     }
 
     /// One message: postpone it, or send one attempt and apply what follows.

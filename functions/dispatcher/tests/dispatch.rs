@@ -6,14 +6,13 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use dispatcher::Dispatcher;
 use hookflow_aws::provision;
 use hookflow_aws::queue::Queues;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_aws::table::Table;
-use hookflow_aws::testing::sdk;
+use hookflow_aws::testing::{poll, sdk};
 use hookflow_core::commit::{DeliveryJob, NewJob};
 use hookflow_core::run::{Effect, InboundRequest, Input, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
@@ -143,44 +142,9 @@ async fn world(prefix: &str) -> World {
 }
 
 impl World {
-    /// One poll of the event source mapping: receive, invoke, delete what
-    /// succeeded. Returns (received, failed).
+    /// One poll of the event source mapping.
     async fn poll(&self) -> (usize, usize) {
-        let got = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.p.deliveries_queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default();
-        let records = got
-            .iter()
-            .map(|m| {
-                let mut r = SqsMessage::default();
-                r.message_id = m.message_id.clone();
-                r.body = m.body.clone();
-                r
-            })
-            .collect();
-        let mut event = SqsEvent::default();
-        event.records = records;
-        let response = self.dispatcher.handle(event).await;
-        let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
-        for m in &got {
-            if !failed.contains(m.message_id.as_ref().unwrap()) {
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.p.deliveries_queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
-        (got.len(), failed.len())
+        poll(&self.sqs, &self.p.deliveries_queue_url, |event| self.dispatcher.handle(event)).await
     }
 
     async fn send_raw(&self, body: &str) {

@@ -5,6 +5,7 @@
 //!
 //! | module | role |
 //! |---|---|
+//! | [`batch`] | an SQS batch: messages concurrently, partial batch response |
 //! | [`cache`] | per-container caches with a time to live (flows, secrets) |
 //! | [`config`] | names of the table, queues and secret prefix, read from the environment in one place |
 //! | [`keys`] | every DynamoDB key shape, in one table |
@@ -18,6 +19,7 @@
 //! Secrets never reach DynamoDB or SQS: what is stored and queued carries
 //! placeholders, resolved only by the dispatcher at send time.
 
+pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod keys;
@@ -41,6 +43,10 @@ pub enum Error {
     /// An AWS call failed; `transient` when trying again may help.
     #[error("{service} {operation}: {message}")]
     Aws { service: &'static str, operation: &'static str, message: String, transient: bool },
+    /// A conditional write lost: another worker wrote this run (or key)
+    /// first. The input it carried was applied, or is being applied, there.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// An item or message is not what this version wrote.
     #[error("{0}")]
     Malformed(String),

@@ -276,7 +276,9 @@ impl Table {
         item
     }
 
-    fn items(&self, c: &Commit, now_ms: i64) -> Vec<Item> {
+    /// The commit's items, each with the condition it is written under
+    /// (runs: only over an older revision).
+    fn items(&self, c: &Commit, now_ms: i64) -> Vec<(Item, Option<i64>)> {
         let mut items = Vec::new();
         for r in &c.runs {
             let mut item = key(keys::run(&r.id), keys::RUN);
@@ -287,17 +289,18 @@ impl Table {
             item.insert("state".into(), s(r.state.clone()));
             item.insert("updated_at".into(), n(now_ms));
             item.insert("expires_at".into(), n(self.expires_at(now_ms)));
-            items.push(item);
+            item.insert("revision".into(), n(r.revision as i64));
+            items.push((item, Some(r.revision as i64)));
         }
         for (i, e) in c.log.iter().enumerate() {
-            items.push(self.log_item(e, i));
+            items.push((self.log_item(e, i), None));
         }
         if let Some((scope, reply, expires)) = &c.idempotency {
             let mut item = key(keys::idempotency(scope), keys::IDEM);
             item.insert("status".into(), s("completed"));
             item.insert("reply".into(), s(reply.clone()));
             item.insert("expires_at".into(), n(expires / 1000));
-            items.push(item);
+            items.push((item, None));
         }
         if let Some(DeadRow { delivery_id, tenant, flow_id, run_id, reason, job }) = &c.dead {
             let mut item = key(keys::dead(tenant), delivery_id.clone());
@@ -306,32 +309,40 @@ impl Table {
             item.insert("reason".into(), s(reason.clone()));
             item.insert("job".into(), s(job.clone()));
             item.insert("at".into(), n(now_ms));
-            items.push(item);
+            items.push((item, None));
         }
         items
     }
 
-    /// Writes the table's part of a commit (runs, log, idempotency, dead).
+    /// Writes the table's part of a commit (runs, log, idempotency, dead),
+    /// in one transaction per 100 items. A run is written only over an
+    /// older revision: losing that race is [`Error::Conflict`], and nothing
+    /// of the transaction is written.
     pub async fn write(&self, c: &Commit, now_ms: i64) -> Result<(), Error> {
+        const NEWER: &str = "attribute_not_exists(pk) OR attribute_not_exists(revision) OR revision < :rev";
         let items = self.items(c, now_ms);
         for chunk in items.chunks(100) {
-            if let [one] = chunk {
-                self.client
-                    .put_item()
-                    .table_name(&self.name)
-                    .set_item(Some(one.clone()))
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws("DynamoDB", "PutItem", e))?;
-                continue;
+            let writes = chunk
+                .iter()
+                .map(|(item, rev)| match rev {
+                    Some(rev) => put(&self.name, item.clone(), Some(NEWER), &[(":rev", n(*rev))]),
+                    None => put(&self.name, item.clone(), None, &[]),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let sent = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
+            if let Err(e) = sent {
+                let conflict = e.as_service_error().is_some_and(|s| {
+                    s.is_transaction_canceled_exception() && format!("{s:?}").contains("ConditionalCheckFailed")
+                });
+                return Err(if conflict {
+                    Error::Conflict(format!(
+                        "run {} was written by another worker",
+                        c.runs.first().map_or("?", |r| &r.id)
+                    ))
+                } else {
+                    Error::aws("DynamoDB", "TransactWriteItems", e)
+                });
             }
-            let writes = chunk.iter().map(|i| put(&self.name, i.clone(), None, &[])).collect::<Result<Vec<_>, _>>()?;
-            self.client
-                .transact_write_items()
-                .set_transact_items(Some(writes))
-                .send()
-                .await
-                .map_err(|e| Error::aws("DynamoDB", "TransactWriteItems", e))?;
         }
         Ok(())
     }

@@ -62,3 +62,47 @@ pub async fn sdk() -> aws_config::SdkConfig {
         .load()
         .await
 }
+
+/// One poll of the Lambda event source mapping, played by the test: receive
+/// up to ten messages from `queue_url`, hand them to `handle` as an SQS
+/// event, delete those it did not report as failed. Returns (received,
+/// failed).
+pub async fn poll<F, Fut>(sqs: &aws_sdk_sqs::Client, queue_url: &str, handle: F) -> (usize, usize)
+where
+    F: FnOnce(aws_lambda_events::event::sqs::SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = aws_lambda_events::event::sqs::SqsBatchResponse>,
+{
+    let got = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("ReceiveMessage")
+        .messages
+        .unwrap_or_default();
+    let records = got
+        .iter()
+        .map(|m| {
+            let mut r = aws_lambda_events::event::sqs::SqsMessage::default();
+            r.message_id = m.message_id.clone();
+            r.body = m.body.clone();
+            r
+        })
+        .collect();
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = records;
+    let response = handle(event).await;
+    let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    for m in &got {
+        if !failed.iter().any(|f| Some(f) == m.message_id.as_ref()) {
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("DeleteMessage");
+        }
+    }
+    (got.len(), failed.len())
+}

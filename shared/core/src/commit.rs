@@ -115,6 +115,9 @@ pub struct RunRow {
     pub flow_id: String,
     pub event_id: String,
     pub status: &'static str,
+    /// The run's [`Run::revision`]: a store that checks it writes the row
+    /// only over an older one.
+    pub revision: u64,
     /// The run as JSON text.
     pub state: String,
 }
@@ -133,6 +136,7 @@ impl RunRow {
             flow_id: run.flow_id.clone(),
             event_id: run.event_id.clone(),
             status,
+            revision: run.revision,
             state: serde_json::to_string(run).unwrap_or_default(),
         }
     }

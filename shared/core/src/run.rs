@@ -211,6 +211,12 @@ pub struct Run {
     /// Steps executed so far.
     pub executed: u32,
     pub status: RunStatus,
+    /// Inputs applied so far: [`advance`] adds one (an ignored input, a
+    /// result nobody waits for, changes nothing). Stores that can be
+    /// written concurrently (DynamoDB) write a run only over an older
+    /// revision, so two workers handed the same input cannot both apply it.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl Run {
@@ -227,6 +233,7 @@ impl Run {
             next: 0,
             executed: 0,
             status: RunStatus::Running,
+            revision: 0,
         }
     }
 
@@ -313,6 +320,7 @@ pub fn advance(flow: &CompiledFlow, mut run: Run, input: Input) -> Result<(Run, 
             if run.executed != 0 || run.status != RunStatus::Running {
                 return Err(Error::Run(format!("run {} has already started", run.id)));
             }
+            run.revision += 1;
         }
         Input::StepResult { step, delivery_id, outcome } => {
             let waiting = matches!(&run.status, RunStatus::Waiting { step: s, delivery_id: d } if *s == step && *d == delivery_id);
@@ -328,6 +336,7 @@ pub fn advance(flow: &CompiledFlow, mut run: Run, input: Input) -> Result<(Run, 
                 return Ok((run, effects));
             }
             run.status = RunStatus::Running;
+            run.revision += 1;
             let index = flow.flow.step_index(&step).ok_or_else(|| Error::Run(format!("unknown step {step}")))?;
             let kind = flow.flow.steps[index].action.type_name();
             match outcome {
