@@ -22,6 +22,7 @@
 //! | [`attempt`] | what one delivery attempt means: delivered, retry, or dead |
 //! | [`commit`] | a unit of work as data: run state, jobs, log entries |
 //! | [`engine`] | the steps as pure functions: effects and attempts to commits and log lines |
+//! | [`inbound`] | the trigger endpoint's checks and acceptance, transport-free |
 //! | [`ports`] | the traits adapters implement: flows, runs, queue, secrets, clock |
 
 pub mod attempt;
@@ -32,6 +33,7 @@ pub mod engine;
 pub mod error;
 pub mod flow;
 pub mod headers;
+pub mod inbound;
 pub mod ports;
 pub mod request;
 pub mod retry;

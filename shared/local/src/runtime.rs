@@ -25,10 +25,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob, RunJob};
+use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, RunJob};
 use hookflow_core::engine;
 use hookflow_core::ports::{FlowStore, PortError};
-use hookflow_core::run::{Effect, Input, Reply, Run, advance};
+use hookflow_core::run::{Effect, Reply, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
@@ -203,11 +203,6 @@ impl Runtime {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(run_id);
     }
 
-    /// The job that starts `run`.
-    pub fn start_job(run: &Run) -> NewJob {
-        NewJob::run(&run.tenant, &run.id, "start", Input::Start, now_ms())
-    }
-
     /// Runs the workers until the process ends.
     pub async fn work(self: Arc<Self>) {
         let permits = self.permits.clone();
@@ -301,8 +296,17 @@ impl Runtime {
         let first_new = step.commit.jobs.len();
         engine::record(&mut step, run, effects, now_ms());
         self.write_lines(step.lines);
+        let ready = self.lease_ready(&mut step.commit, first_new);
+        *commit = step.commit;
+        Recorded { replies: step.replies, ready }
+    }
+
+    /// Marks the delivery jobs of `commit` from `first` on as leased while
+    /// worker permits are free, and returns them to
+    /// [`dispatch`](Self::dispatch) once the commit is durable.
+    pub fn lease_ready(&self, commit: &mut Commit, first: usize) -> Vec<Ready> {
         let mut ready = Vec::new();
-        for job in &mut step.commit.jobs[first_new..] {
+        for job in commit.jobs.iter_mut().skip(first) {
             if job.kind != JobKind::Delivery {
                 continue;
             }
@@ -311,11 +315,10 @@ impl Runtime {
             job.leased_for = Some(LEASE_MS);
             ready.push(Ready { job_id: job.id.clone(), job: dj, permit });
         }
-        *commit = step.commit;
-        Recorded { replies: step.replies, ready }
+        ready
     }
 
-    fn write_lines(&self, lines: Vec<engine::LogLine>) {
+    pub fn write_lines(&self, lines: Vec<engine::LogLine>) {
         for l in lines {
             self.logger.log(l.level, &l.message, l.fields);
         }

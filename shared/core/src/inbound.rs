@@ -1,0 +1,294 @@
+//! The trigger endpoint's decisions, free of any transport: the same for
+//! the dev server (axum) and the ingress Lambda (API Gateway events).
+//!
+//! In order: [`check_route`] (method 405, source address 403, declared
+//! size 413) before the body is read; [`check_body`] (size 413, content
+//! type 415); authentication ([`crate::auth::Verifier`], 401) by the
+//! caller, which holds the secret; [`slack_challenge`]; [`idempotency_scope`]
+//! (the caller looks the scope up in its store); then [`accept`], which
+//! creates the run, advances it inline as far as it goes without waiting,
+//! and returns the commit to store before answering. Every rejection is a
+//! [`Rejection`] whose [`record`](Rejection::record) gives the log entry,
+//! the log line and the answer.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::CompiledFlow;
+use crate::commit::LogEntry;
+use crate::engine::{self, LogLine, Outcome};
+use crate::flow::RespondMode;
+use crate::run::{InboundRequest, Input, Reply, Run, advance, async_reply};
+
+/// Default largest body: 256 KiB.
+pub const DEFAULT_MAX_BODY: u64 = 256 * 1024;
+/// Default wait of a sync trigger.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default idempotency window: 24 hours.
+pub const DEFAULT_IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// Who called, for the log of a rejection.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub tenant: String,
+    pub event_id: String,
+    pub method: String,
+    pub path: String,
+    pub source_ip: String,
+    pub received: i64,
+}
+
+/// A request turned away.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub status: u16,
+    pub reason: String,
+    /// Extra response headers (`Allow` for a 405).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Rejection {
+    pub fn new(status: u16, reason: impl Into<String>) -> Self {
+        Rejection { status, reason: reason.into(), headers: Vec::new() }
+    }
+
+    /// Its request-log entry, its log line and the answer. A 404 says
+    /// nothing about which part was unknown.
+    pub fn record(&self, a: &Arrival, flow: Option<&CompiledFlow>) -> (LogEntry, LogLine, Reply) {
+        let flow_id = flow.map(|f| f.flow.id.clone());
+        let fields = json!({
+            "tenant": a.tenant, "flow_id": flow_id, "event_id": a.event_id, "status": self.status,
+            "reason": self.reason, "method": a.method, "path": a.path, "source_ip": a.source_ip,
+        });
+        let entry = LogEntry {
+            at: a.received,
+            kind: "inbound".into(),
+            tenant: Some(a.tenant.clone()),
+            flow_id,
+            event_id: Some(a.event_id.clone()),
+            outcome: Some(format!("rejected_{}", self.status)),
+            detail: fields.clone(),
+            ..Default::default()
+        };
+        let line = LogLine { level: "warn", message: "inbound rejected".into(), fields };
+        let message = if self.status == 404 { "not found" } else { self.reason.as_str() };
+        let mut reply = json_reply(self.status, json!({"error": message, "event_id": a.event_id}));
+        reply.headers.extend(self.headers.iter().cloned());
+        (entry, line, reply)
+    }
+}
+
+/// A JSON answer.
+pub fn json_reply(status: u16, body: serde_json::Value) -> Reply {
+    Reply { status, headers: vec![("content-type".into(), "application/json".into())], body: Some(body.to_string()) }
+}
+
+/// The answer when no trigger matches.
+pub fn not_found() -> Rejection {
+    Rejection::new(404, "no trigger at this tenant and path")
+}
+
+/// Method, source address and declared size; returns the largest body
+/// allowed.
+pub fn check_route(flow: &CompiledFlow, method: &str, source: IpAddr, declared: Option<u64>) -> Result<u64, Rejection> {
+    let trigger = &flow.flow.trigger;
+    if !trigger.methods.iter().any(|m| m.as_str() == method) {
+        let allow = trigger.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+        let mut r = Rejection::new(405, format!("method {method} is not allowed"));
+        r.headers.push(("Allow".into(), allow));
+        return Err(r);
+    }
+    if !trigger.ip_allowlist.is_empty() && !trigger.ip_allowlist.iter().any(|n| n.contains(&source)) {
+        return Err(Rejection::new(403, format!("source address {source} is not in the allow-list")));
+    }
+    let max = trigger.max_body.unwrap_or(DEFAULT_MAX_BODY);
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large(max));
+    }
+    Ok(max)
+}
+
+pub fn too_large(max: u64) -> Rejection {
+    Rejection::new(413, format!("body is larger than {max} bytes"))
+}
+
+/// Size and content type of the body as received.
+pub fn check_body(flow: &CompiledFlow, content_type: &str, len: usize) -> Result<(), Rejection> {
+    let max = flow.flow.trigger.max_body.unwrap_or(DEFAULT_MAX_BODY);
+    if len as u64 > max {
+        return Err(too_large(max));
+    }
+    if len > 0 && !supported(content_type) {
+        return Err(Rejection::new(415, format!("content type `{content_type}` is not supported")));
+    }
+    Ok(())
+}
+
+/// Content types a trigger accepts.
+pub fn supported(content_type: &str) -> bool {
+    let ct = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    ct.is_empty()
+        || ct == "application/json"
+        || ct.ends_with("+json")
+        || ct == "application/x-www-form-urlencoded"
+        || ct.starts_with("text/")
+        || ct == "application/xml"
+        || ct.ends_with("+xml")
+}
+
+/// Slack checks a new endpoint by asking it to echo a challenge.
+pub fn slack_challenge(flow: &CompiledFlow, body: &serde_json::Value) -> Option<Reply> {
+    (flow.flow.trigger.system == Some(crate::signature::System::Slack) && body["type"] == "url_verification")
+        .then(|| json_reply(200, json!({"challenge": body["challenge"]})))
+}
+
+/// The idempotency scope of a request (`tenant/flow/key`) and how long it
+/// holds (ms), when the trigger declares a key and the request has one.
+pub fn idempotency_scope(
+    flow: &CompiledFlow,
+    request: &InboundRequest,
+    body: &serde_json::Value,
+) -> Option<(String, String, i64)> {
+    let idem = flow.flow.trigger.idempotency.as_ref()?;
+    let key = match (&idem.header, &idem.body) {
+        (Some(h), _) => request.headers.get(h).map(str::to_string),
+        (_, Some(p)) => p
+            .split('.')
+            .try_fold(body, |v, k| v.get(k))
+            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())),
+        _ => None,
+    }?;
+    let window = idem.window.map_or(DEFAULT_IDEMPOTENCY_WINDOW_MS, |w| w.get().as_millis() as i64);
+    Some((format!("{}/{}/{}", flow.flow.tenant, flow.flow.id, key), key, window))
+}
+
+/// The log entry and line of a duplicate answered with the first reply.
+pub fn duplicate(a: &Arrival, flow: &CompiledFlow, key: &str) -> (LogEntry, LogLine) {
+    let entry = LogEntry {
+        at: a.received,
+        kind: "inbound".into(),
+        tenant: Some(a.tenant.clone()),
+        flow_id: Some(flow.flow.id.clone()),
+        event_id: Some(a.event_id.clone()),
+        outcome: Some("duplicate".into()),
+        detail: json!({"idempotency_key": key}),
+        ..Default::default()
+    };
+    let line = LogLine {
+        level: "info",
+        message: "duplicate inbound: answered with the first reply".into(),
+        fields: json!({"tenant": a.tenant, "flow_id": flow.flow.id, "event_id": a.event_id, "idempotency_key": key}),
+    };
+    (entry, line)
+}
+
+/// An accepted request.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The run after its inline steps.
+    pub run: Run,
+    /// What to store before answering: the run, its jobs, the inbound log
+    /// entry, the idempotency record.
+    pub outcome: Outcome,
+    /// The answer now, if there is one: the trigger's configured answer
+    /// (async), or a `respond` step reached inline (sync).
+    pub reply: Option<Reply>,
+    /// A sync flow whose answer needs a step that waits.
+    pub waits: bool,
+}
+
+/// Accepts `request` (its credentials already stripped): a new run,
+/// advanced inline as far as it goes without waiting, with the inbound log
+/// entry and, when `idem` is given (scope, expiry), the idempotency record
+/// of the answer.
+pub fn accept(
+    flow: &CompiledFlow,
+    request: &InboundRequest,
+    ids: (&str, &str),
+    received: i64,
+    idem: Option<(String, i64)>,
+) -> Accepted {
+    let (run_id, event_id) = ids;
+    let run = Run::new(&flow.flow, run_id, event_id, request);
+    let sync = flow.flow.trigger.respond.mode == RespondMode::Sync;
+    let mut outcome = Outcome::default();
+    let immediate = if sync {
+        None
+    } else {
+        match async_reply(flow, &run) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                outcome.lines.push(LogLine {
+                    level: "error",
+                    message: "trigger answer failed to render".into(),
+                    fields: json!({"event_id": event_id, "error": e.to_string()}),
+                });
+                None
+            }
+        }
+    };
+    let run = match advance(flow, run.clone(), Input::Start) {
+        Ok((run, effects)) => {
+            engine::record(&mut outcome, &run, effects, received);
+            run
+        }
+        // The executor tries again from the start job (and logs why).
+        Err(_) => {
+            outcome.commit.run(&run);
+            outcome.commit.jobs.push(crate::commit::NewJob::run(&run.tenant, &run.id, "start", Input::Start, received));
+            run
+        }
+    };
+    let inline = if sync { outcome.replies.first().cloned() } else { None };
+    outcome.commit.log.push(LogEntry {
+        at: received,
+        kind: "inbound".into(),
+        tenant: Some(run.tenant.clone()),
+        flow_id: Some(run.flow_id.clone()),
+        run_id: Some(run.id.clone()),
+        event_id: Some(event_id.to_string()),
+        outcome: Some("accepted".into()),
+        detail: json!({
+            "method": request.method, "path": request.path, "source_ip": request.source_ip,
+            "headers": request.headers.to_json(), "body": truncate(&request.body, 16 * 1024),
+        }),
+        ..Default::default()
+    });
+    let reply = immediate.or(inline);
+    if let (Some((scope, expires)), Some(reply)) = (idem, reply.as_ref()) {
+        outcome.commit.idempotency = Some((scope, serde_json::to_string(reply).unwrap_or_default(), expires));
+    }
+    outcome.lines.push(LogLine {
+        level: "info",
+        message: "inbound accepted".into(),
+        fields: json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": event_id}),
+    });
+    let waits = sync && reply.is_none() && !run.status.is_finished();
+    Accepted { run, outcome, reply, waits }
+}
+
+/// The answer of a sync flow that ended before its `respond` step.
+pub fn failed_before_answering(event_id: &str) -> Reply {
+    json_reply(500, json!({"error": "the flow failed before answering", "event_id": event_id}))
+}
+
+/// The answer of a sync flow past its `respond.timeout`.
+pub fn answer_timed_out(event_id: &str) -> Reply {
+    json_reply(
+        504,
+        json!({"error": "the flow did not answer in time; it goes on in the background", "event_id": event_id}),
+    )
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
