@@ -3,8 +3,7 @@
 //! event source mapping: it receives from the queue, hands the batch to the
 //! handler, and deletes what the handler did not report as failed.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use dispatcher::Dispatcher;
 use hookflow_aws::provision;
@@ -12,68 +11,11 @@ use hookflow_aws::queue::Queues;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_aws::table::Table;
-use hookflow_aws::testing::{poll, sdk};
+use hookflow_aws::testing::{Receiver, poll, sdk};
 use hookflow_core::commit::{DeliveryJob, NewJob};
 use hookflow_core::run::{Effect, InboundRequest, Input, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_io::{Format, Logger, Sender};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A receiver on loopback answering with the given statuses, then 200.
-#[derive(Clone, Default)]
-struct Receiver {
-    statuses: Arc<Mutex<VecDeque<u16>>>,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Receiver {
-    async fn start(statuses: &[u16]) -> (Self, String) {
-        let r = Receiver { statuses: Arc::new(Mutex::new(statuses.iter().copied().collect())), ..Default::default() };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let me = r.clone();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let me = me.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    // Read the head, then the body by Content-Length.
-                    loop {
-                        let n = sock.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buf).to_string();
-                        if let Some(end) = text.find("\r\n\r\n") {
-                            let len = text[..end]
-                                .lines()
-                                .find_map(|l| {
-                                    l.to_ascii_lowercase()
-                                        .strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                                })
-                                .unwrap_or(0);
-                            if buf.len() >= end + 4 + len {
-                                me.seen.lock().unwrap().push(text);
-                                break;
-                            }
-                        }
-                    }
-                    let status = me.statuses.lock().unwrap().pop_front().unwrap_or(200);
-                    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-                    let _ = sock.write_all(reply.as_bytes()).await;
-                });
-            }
-        });
-        (r, url)
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-}
 
 fn flow_text(url: &str) -> String {
     format!(
@@ -155,7 +97,7 @@ impl World {
 #[tokio::test]
 async fn a_poisoned_message_fails_alone_and_the_others_are_delivered_signed_with_the_secret() {
     let w = world("dp").await;
-    let (receiver, url) = Receiver::start(&[]).await;
+    let (receiver, url) = Receiver::start(&[], "ok").await;
     let jobs: Vec<NewJob> = (1..=3).map(|n| delivery(&url, n)).collect();
     w.dispatcher.store.queues.send(&jobs, 0).await.unwrap();
     w.send_raw("this is not a job").await;
@@ -178,7 +120,7 @@ async fn a_poisoned_message_fails_alone_and_the_others_are_delivered_signed_with
 #[tokio::test]
 async fn a_500_is_retried_with_the_same_webhook_id_through_the_queue() {
     let w = world("dr").await;
-    let (receiver, url) = Receiver::start(&[500]).await;
+    let (receiver, url) = Receiver::start(&[500], "ok").await;
     w.dispatcher.store.queues.send(&[delivery(&url, 7)], 0).await.unwrap();
     assert_eq!(w.poll().await, (1, 0), "a failed attempt is not a failed message: it is rescheduled");
     // The retry is a new message, due after the 100 ms schedule.

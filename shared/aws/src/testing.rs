@@ -3,13 +3,16 @@
 //! configuration pointing at it. `scripts/test` installs moto into `.venv`;
 //! set `MOTO_ENDPOINT` to use a server already running instead.
 
+use std::collections::VecDeque;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::config::{Credentials, Region};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Moto {
     endpoint: String,
@@ -105,4 +108,66 @@ where
         }
     }
     (got.len(), failed.len())
+}
+
+/// An HTTP receiver on 127.0.0.1 answering with the given statuses in
+/// turn, then 200, and keeping every request it got.
+#[derive(Clone, Default)]
+pub struct Receiver {
+    statuses: Arc<Mutex<VecDeque<u16>>>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    /// Starts it; it answers every request with `body`.
+    pub async fn start(statuses: &[u16], body: &'static str) -> (Self, String) {
+        let r = Receiver { statuses: Arc::new(Mutex::new(statuses.iter().copied().collect())), ..Default::default() };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let me = r.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Read the head, then the body by Content-Length.
+                    loop {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            if buf.len() >= end + 4 + len {
+                                me.seen.lock().unwrap().push(text);
+                                break;
+                            }
+                        }
+                    }
+                    let status = me.statuses.lock().unwrap().pop_front().unwrap_or(200);
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        (r, url)
+    }
+
+    /// The requests received so far, head and body as text.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
 }

@@ -1,0 +1,162 @@
+//! The ingress handler fed API Gateway HTTP API (payload v2) events — JSON
+//! as API Gateway sends it, base64 bodies included, decoded by lambda_http
+//! — against moto's server and a receiver on 127.0.0.1.
+
+use base64::Engine;
+use hookflow_aws::provision::{self, Provisioned};
+use hookflow_aws::queue::{Message, Queues};
+use hookflow_aws::secrets::Secrets;
+use hookflow_aws::store::Store;
+use hookflow_aws::table::Table;
+use hookflow_aws::testing::{Receiver, sdk};
+use hookflow_core::ssrf::TargetPolicy;
+use hookflow_io::{Format, Logger, Sender};
+use ingress::Ingress;
+use lambda_http::request::LambdaRequest;
+use serde_json::{Value, json};
+
+async fn setup(
+    prefix: &str,
+    flows: &[String],
+) -> (Ingress, Provisioned, aws_sdk_sqs::Client, aws_sdk_dynamodb::Client) {
+    let conf = sdk().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let prefix = format!("{prefix}{}", std::process::id());
+    let p = provision::create(&ddb, &sqs, &prefix, 5).await.unwrap();
+    let table = Table::new(ddb.clone(), &p.table, 14);
+    for (i, text) in flows.iter().enumerate() {
+        let flow = hookflow_core::load_flow(format!("f{i}.yaml").as_ref(), text).unwrap();
+        table.put_flow(&flow, text, 0).await.unwrap();
+    }
+    let sm = aws_sdk_secretsmanager::Client::new(&conf);
+    sm.create_secret().name(format!("{prefix}/inbound_key")).secret_string("k-123").send().await.unwrap();
+    let ingress = Ingress {
+        store: Store { table, queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url) },
+        secrets: Secrets::new(sm, format!("{prefix}/")),
+        sender: Sender::new(TargetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()])).unwrap(),
+        logger: Logger::new(Format::Json, std::iter::empty()),
+    };
+    (ingress, p, sqs, ddb)
+}
+
+/// An HTTP API payload v2 event, as API Gateway sends it.
+fn event(method: &str, path: &str, headers: Value, body: &str) -> lambda_http::Request {
+    let (tenant, proxy) = path.trim_start_matches("/hooks/").split_once('/').unwrap();
+    let v = json!({
+        "version": "2.0",
+        "routeKey": "ANY /hooks/{tenant}/{proxy+}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "pathParameters": {"tenant": tenant, "proxy": proxy},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "api.example", "domainPrefix": "api",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "partner"},
+            "requestId": "r1", "routeKey": "ANY /hooks/{tenant}/{proxy+}", "stage": "$default",
+            "time": "23/Nov/2026:00:00:00 +0000", "timeEpoch": 1795478400000u64
+        },
+        "body": base64::engine::general_purpose::STANDARD.encode(body),
+        "isBase64Encoded": true
+    });
+    let ev: LambdaRequest = serde_json::from_value(v).expect("an API Gateway v2 event");
+    ev.into()
+}
+
+fn answer(r: lambda_http::Response<lambda_http::Body>) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let body = serde_json::from_slice(r.body().as_ref()).unwrap_or(Value::Null);
+    (status, body)
+}
+
+async fn queued(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Message> {
+    let got = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap();
+    got.messages.unwrap_or_default().iter().map(|m| Message::parse(m.body().unwrap()).unwrap()).collect()
+}
+
+const ASYNC: &str = r#"
+id: orders
+tenant: acme
+trigger:
+  type: webhook
+  path: orders
+  auth: { type: api_key, header: X-Api-Key, secret: inbound_key }
+  idempotency: { header: Idempotency-Key }
+steps:
+  - id: forward
+    type: http
+    url: https://partner.example/orders
+    body: { json: { id: "{{ trigger.body.id }}" } }
+"#;
+
+#[tokio::test]
+async fn an_async_trigger_answers_202_after_storing_the_run_and_queueing_its_delivery() {
+    let (ingress, p, sqs, ddb) = setup("ia", &[ASYNC.to_string()]).await;
+    let headers = json!({"content-type": "application/json", "x-api-key": "k-123", "idempotency-key": "order-1"});
+    let (status, body) =
+        answer(ingress.handle(event("POST", "/hooks/acme/orders", headers.clone(), r#"{"id": 7}"#)).await);
+    assert_eq!(status, 202, "{body}");
+    let event_id = body["event_id"].as_str().unwrap().to_string();
+    let jobs = queued(&sqs, &p.deliveries_queue_url).await;
+    assert_eq!(jobs.len(), 1);
+    assert!(jobs[0].payload.contains(r#"\"id\":7"#), "{}", jobs[0].payload);
+
+    // The same idempotency key: the first answer again, no second run.
+    let (status, again) = answer(ingress.handle(event("POST", "/hooks/acme/orders", headers, r#"{"id": 7}"#)).await);
+    assert_eq!((status, again["event_id"].as_str()), (202, Some(event_id.as_str())));
+    assert!(queued(&sqs, &p.deliveries_queue_url).await.is_empty(), "no second delivery");
+
+    // Rejections answer with their reason and are in the request log;
+    // the API key is nowhere in the table.
+    let (status, _) =
+        answer(ingress.handle(event("POST", "/hooks/acme/orders", json!({"x-api-key": "wrong"}), "{}")).await);
+    assert_eq!(status, 401);
+    let r = ingress.handle(event("GET", "/hooks/acme/orders", json!({}), "")).await;
+    assert_eq!((r.status().as_u16(), r.headers()["allow"].to_str().unwrap()), (405, "POST"));
+    let (status, body) = answer(ingress.handle(event("POST", "/hooks/acme/nope", json!({}), "{}")).await);
+    assert_eq!((status, body["error"].as_str()), (404, Some("not found")));
+    let items = format!("{:?}", ddb.scan().table_name(&p.table).send().await.unwrap().items());
+    for outcome in ["rejected_401", "rejected_405", "rejected_404", "accepted", "duplicate"] {
+        assert!(items.contains(outcome), "no {outcome} entry in the log");
+    }
+    assert!(!items.contains("k-123"), "the inbound API key was stored");
+}
+
+#[tokio::test]
+async fn a_sync_trigger_answers_with_its_respond_step_built_from_a_step_response() {
+    let (receiver, url) = Receiver::start(&[], r#"{"price": 42}"#).await;
+    let flow = format!(
+        r#"
+id: quote
+tenant: acme
+trigger:
+  type: webhook
+  path: quote
+  respond: {{ mode: sync, timeout: 5s }}
+steps:
+  - id: price
+    type: http
+    url: {url}
+    body: {{ json: {{ sku: "{{{{ trigger.body.sku }}}}" }} }}
+    wait_for_response: true
+  - id: answer
+    type: respond
+    status: 200
+    body: {{ json: {{ sku: "{{{{ trigger.body.sku }}}}", price: "{{{{ steps.price.response.body.price }}}}" }} }}
+"#
+    );
+    let (ingress, p, sqs, _) = setup("is", &[flow]).await;
+    let (status, body) = answer(
+        ingress
+            .handle(event(
+                "POST",
+                "/hooks/acme/quote",
+                json!({"content-type": "application/json"}),
+                r#"{"sku": "a-1"}"#,
+            ))
+            .await,
+    );
+    assert_eq!((status, &body), (200, &json!({"sku": "a-1", "price": 42})));
+    assert_eq!(receiver.seen().len(), 1, "the step was sent once, inline");
+    assert!(queued(&sqs, &p.deliveries_queue_url).await.is_empty(), "nothing left for the dispatcher");
+}
