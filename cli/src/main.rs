@@ -3,6 +3,7 @@
 //! This file only parses arguments and maps outcomes to exit codes; each
 //! command lives in its own module.
 
+mod aws;
 mod dev;
 mod dry_run;
 mod flows;
@@ -145,6 +146,39 @@ enum Command {
     },
     /// Print the JSON Schema of flow files.
     Schema,
+    /// Validate flows and write them to the deployment's DynamoDB table as
+    /// new versions (only those that changed). Nothing is written when any
+    /// flow is invalid. AWS credentials and region come from the usual
+    /// places; `AWS_ENDPOINT_URL` points it at an emulator.
+    Apply {
+        /// Directory (or files) of flows.
+        #[arg(long, required = true, num_args = 1..)]
+        flows: Vec<PathBuf>,
+        /// The stack's table (output `TableName`).
+        #[arg(long, env = "HOOKFLOW_TABLE")]
+        table: String,
+        /// Show what would change, as a diff; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The stack's API URL (output `ApiUrl`), to print each trigger's URL.
+        #[arg(long, env = "HOOKFLOW_API_URL")]
+        api_url: Option<String>,
+    },
+    /// An AWS emulator for trying the functions by hand: `up` creates the
+    /// template's table and queues at `AWS_ENDPOINT_URL` (see scripts/local-aws).
+    LocalAws {
+        #[command(subcommand)]
+        command: LocalAwsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocalAwsCommand {
+    /// Create `{prefix}-table`, `{prefix}-runs`, `{prefix}-deliveries` and their DLQs.
+    Up {
+        #[arg(long, default_value = "hookflow")]
+        prefix: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -216,6 +250,8 @@ fn main() -> ExitCode {
         Command::Dead { command: DeadCommand::Replay { id, all, flow, data } } => {
             records::dead_replay(&data, id.as_deref(), all, flow.as_deref())
         }
+        Command::Apply { flows, table, dry_run, api_url } => aws::apply(&flows, &table, dry_run, api_url.as_deref()),
+        Command::LocalAws { command: LocalAwsCommand::Up { prefix } } => aws::local_up(&prefix),
         Command::Schema => {
             print!("{}", hookflow_core::schema::flow_schema());
             Ok(ExitCode::SUCCESS)
