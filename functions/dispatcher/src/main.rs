@@ -5,10 +5,8 @@ use std::sync::Arc;
 
 use dispatcher::Dispatcher;
 use hookflow_aws::AwsConfig;
-use hookflow_aws::queue::Queues;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
-use hookflow_aws::table::Table;
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_io::{Format, Logger, Sender};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -17,10 +15,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     let config = AwsConfig::from_env()?;
     let sdk = aws_config::load_from_env().await;
-    let store = Store {
-        table: Table::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table, config.retention_days),
-        queues: Queues::new(aws_sdk_sqs::Client::new(&sdk), &config.runs_queue_url, &config.deliveries_queue_url),
-    };
+    let store = Store::from_config(&sdk, &config);
     let dispatcher = Arc::new(Dispatcher {
         store,
         secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.secrets_prefix),

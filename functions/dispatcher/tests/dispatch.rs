@@ -123,6 +123,15 @@ async fn a_500_is_retried_with_the_same_webhook_id_through_the_queue() {
     let (receiver, url) = Receiver::start(&[500], "ok").await;
     w.dispatcher.store.queues.send(&[delivery(&url, 7)], 0).await.unwrap();
     assert_eq!(w.poll().await, (1, 0), "a failed attempt is not a failed message: it is rescheduled");
+    let queued =
+        w.sqs.receive_message().queue_url(&w.p.deliveries_queue_url).visibility_timeout(0).send().await.unwrap();
+    let queued = queued.messages.unwrap_or_default();
+    assert_eq!(queued.len(), 1, "the retry is queued");
+    for m in queued {
+        let body = m.body().unwrap_or_default();
+        assert!(body.contains("partner_token") && !body.contains("tok-SECRET-1"), "{body}");
+        assert!(!body.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "{body}");
+    }
     // The retry is a new message, due after the 100 ms schedule.
     let mut polls = 0;
     while receiver.seen().len() < 2 {

@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use executor::Executor;
 use hookflow_aws::AwsConfig;
-use hookflow_aws::queue::Queues;
 use hookflow_aws::store::Store;
-use hookflow_aws::table::Table;
 use hookflow_io::{Format, Logger};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -16,10 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = AwsConfig::from_env()?;
     let sdk = aws_config::load_from_env().await;
     let executor = Arc::new(Executor {
-        store: Store {
-            table: Table::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table, config.retention_days),
-            queues: Queues::new(aws_sdk_sqs::Client::new(&sdk), &config.runs_queue_url, &config.deliveries_queue_url),
-        },
+        store: Store::from_config(&sdk, &config),
         logger: Logger::new(Format::Json, std::iter::empty()).min_level(&config.log_level),
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {

@@ -2,10 +2,8 @@
 //! with what is missing), clients built once, then the runtime loop.
 
 use hookflow_aws::AwsConfig;
-use hookflow_aws::queue::Queues;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
-use hookflow_aws::table::Table;
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_io::{Format, Logger, Sender};
 use ingress::Ingress;
@@ -16,10 +14,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = AwsConfig::from_env()?;
     let sdk = aws_config::load_from_env().await;
     let ingress = std::sync::Arc::new(Ingress {
-        store: Store {
-            table: Table::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table, config.retention_days),
-            queues: Queues::new(aws_sdk_sqs::Client::new(&sdk), &config.runs_queue_url, &config.deliveries_queue_url),
-        },
+        store: Store::from_config(&sdk, &config),
         secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.secrets_prefix),
         sender: Sender::new(TargetPolicy::allowing(config.allow_private_targets.clone()))?,
         logger: Logger::new(Format::Json, std::iter::empty()).min_level(&config.log_level),

@@ -24,6 +24,14 @@ pub struct Store {
 }
 
 impl Store {
+    /// The table and queues `config` names, on clients made from `sdk`.
+    pub fn from_config(sdk: &aws_config::SdkConfig, config: &crate::AwsConfig) -> Self {
+        Store {
+            table: Table::new(aws_sdk_dynamodb::Client::new(sdk), &config.table, config.retention_days),
+            queues: Queues::new(aws_sdk_sqs::Client::new(sdk), &config.runs_queue_url, &config.deliveries_queue_url),
+        }
+    }
+
     /// Applies `c` at `now_ms`.
     pub async fn apply(&self, mut c: Commit, now_ms: i64) -> Result<(), Error> {
         self.table.write(&c, now_ms).await?;
