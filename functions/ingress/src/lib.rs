@@ -134,8 +134,9 @@ impl Ingress {
         }
         let mut idem = None;
         if let Some((scope, key, window)) = decide::idempotency_scope(&flow, &request, &body_json) {
-            let window_d = Duration::from_millis(window.max(0) as u64);
-            match self.store.table.claim(&scope, received, window_d).await {
+            // The claim outlives the longest this function can take.
+            let in_progress = Duration::from_secs(60);
+            match self.store.table.claim(&scope, received, in_progress).await {
                 Ok(Claim::Claimed) => idem = Some((scope, received + window)),
                 Ok(Claim::Completed(reply)) => {
                     let (entry, line) = decide::duplicate(&a, &flow, &key);
@@ -167,6 +168,9 @@ impl Ingress {
         }
         let lines = std::mem::take(&mut out.lines);
         if let Err(e) = self.store.apply(out.commit, SystemClock.now_ms()).await {
+            if let Some((scope, _)) = &idem {
+                let _ = self.store.table.release(scope).await;
+            }
             return self.reject(&a, Some(&flow), Rejection::new(503, format!("store unavailable: {e}"))).await;
         }
         self.lines(lines);

@@ -202,14 +202,16 @@ impl Table {
 
     // ---- idempotency --------------------------------------------------------
 
-    /// Claims an idempotency key for `window`: a conditional put that
-    /// succeeds when the key is new or its record expired, and otherwise
-    /// returns the record it found (in one request, as AWS Lambda
-    /// Powertools does it).
-    pub async fn claim(&self, scope: &str, now_ms: i64, window: Duration) -> Result<Claim, Error> {
+    /// Claims an idempotency key: a conditional put that succeeds when the
+    /// key is new or its record expired, and otherwise returns the record it
+    /// found (in one request, as AWS Lambda Powertools does it). The claim
+    /// holds for `in_progress` (a request that dies before answering frees
+    /// its key then); the answered record, written with the run, holds for
+    /// the trigger's whole window.
+    pub async fn claim(&self, scope: &str, now_ms: i64, in_progress: Duration) -> Result<Claim, Error> {
         let mut item = key(keys::idempotency(scope), keys::IDEM);
         item.insert("status".into(), s("in_progress"));
-        item.insert("expires_at".into(), n(now_ms / 1000 + window.as_secs() as i64));
+        item.insert("expires_at".into(), n(now_ms / 1000 + in_progress.as_secs() as i64));
         let out = self
             .client
             .put_item()
@@ -234,6 +236,26 @@ impl Table {
                 }
                 _ => Err(Error::aws("DynamoDB", "PutItem", e)),
             },
+        }
+    }
+
+    /// Gives up a claim this request holds (it failed before answering), so
+    /// the caller's retry is not answered 409.
+    pub async fn release(&self, scope: &str) -> Result<(), Error> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::idempotency(scope), keys::IDEM)))
+            .condition_expression("#s = :p")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":p", s("in_progress"))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(Error::aws("DynamoDB", "DeleteItem", e)),
         }
     }
 

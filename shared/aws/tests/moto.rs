@@ -163,9 +163,21 @@ async fn idempotency_claim_is_conditional_and_returns_the_old_record() {
     };
     table.write(&commit, now_ms()).await.unwrap();
     assert_eq!(table.claim("acme/f/k1", now, window).await.unwrap(), Claim::Completed(reply.clone()));
+    table.release("acme/f/k1").await.unwrap();
+    assert_eq!(
+        table.claim("acme/f/k1", now, window).await.unwrap(),
+        Claim::Completed(reply.clone()),
+        "an answered record is not given up"
+    );
     assert_eq!(table.idempotent_reply("acme/f/k1", now).await.unwrap(), Some(reply));
     // Once the window is over, the key may be claimed again.
     assert_eq!(table.claim("acme/f/k1", now + 3_601_000, window).await.unwrap(), Claim::Claimed);
+
+    // A claim given up (the request failed before answering) frees the key
+    // at once.
+    assert_eq!(table.claim("acme/f/k2", now, window).await.unwrap(), Claim::Claimed);
+    table.release("acme/f/k2").await.unwrap();
+    assert_eq!(table.claim("acme/f/k2", now, window).await.unwrap(), Claim::Claimed);
 }
 
 fn delivery_job(flow: &hookflow_core::CompiledFlow) -> NewJob {
