@@ -34,7 +34,7 @@ pub enum Error {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock)
 }
 
 pub use hookflow_core::duration::rfc3339;
