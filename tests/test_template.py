@@ -52,7 +52,7 @@ def test_queue_visibility_is_at_least_six_times_the_consumer_timeout_and_has_a_d
             timeout = fn["Properties"].get("Timeout", GLOBAL_TIMEOUT)
             q = R[queue]["Properties"]
             assert q["VisibilityTimeout"] >= 6 * timeout, (name, queue)
-            assert q["MaximumMessageSize"] == 262144
+            assert q["MaximumMessageSize"] == 1048576  # SQS's largest (1 MiB); jobs are checked against it
             assert q["RedrivePolicy"]["maxReceiveCount"] >= 1
             assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"], name
             assert "MaximumConcurrency" in event["Properties"]["ScalingConfig"], name

@@ -10,7 +10,7 @@ use hookflow_core::CompiledFlow;
 
 use crate::flows;
 
-async fn sdk() -> aws_config::SdkConfig {
+pub async fn sdk() -> aws_config::SdkConfig {
     aws_config::load_from_env().await
 }
 

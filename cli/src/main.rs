@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use hookflow_local::store::LogFilter;
 
 /// mimalloc rather than glibc's malloc: `hookflow dev` allocates on tokio
 /// workers and frees on the store's writer thread, a pattern glibc's
@@ -117,10 +118,17 @@ enum Command {
         #[arg(long, default_value = "7d")]
         retention: hookflow_core::duration::Span,
     },
-    /// The request log of `hookflow dev`: inbound requests, steps, attempts.
+    /// The request log: inbound requests, steps, attempts (of `hookflow dev`,
+    /// or of a deployment with `--table`).
     Logs {
         #[arg(long, default_value = ".hookflow")]
         data: PathBuf,
+        /// Read a deployment's DynamoDB table (output `TableName`) instead of `--data`.
+        #[arg(long, conflicts_with = "data")]
+        table: Option<String>,
+        /// With --table: whose requests (required unless --run).
+        #[arg(long)]
+        tenant: Option<String>,
         #[arg(long)]
         flow: Option<String>,
         #[arg(long)]
@@ -134,7 +142,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Runs of `hookflow dev`.
+    /// Runs (of `hookflow dev`, or of a deployment with `--table`).
     Runs {
         #[command(subcommand)]
         command: RunsCommand,
@@ -188,6 +196,9 @@ enum RunsCommand {
         run_id: String,
         #[arg(long, default_value = ".hookflow")]
         data: PathBuf,
+        /// Read a deployment's DynamoDB table (output `TableName`) instead of `--data`.
+        #[arg(long, conflicts_with = "data")]
+        table: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -199,8 +210,13 @@ enum DeadCommand {
     List {
         #[arg(long, default_value = ".hookflow")]
         data: PathBuf,
+        /// Read a deployment's DynamoDB table (output `TableName`) instead of `--data`.
+        #[arg(long, conflicts_with = "data")]
+        table: Option<String>,
         #[arg(long)]
         flow: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -213,9 +229,24 @@ enum DeadCommand {
         all: bool,
         #[arg(long)]
         flow: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
         #[arg(long, default_value = ".hookflow")]
         data: PathBuf,
+        /// Read a deployment's DynamoDB table (output `TableName`) instead of `--data`.
+        #[arg(long, conflicts_with = "data")]
+        table: Option<String>,
+        /// With --table: the stack's deliveries queue (output `DeliveriesQueueUrl`).
+        #[arg(long, env = "HOOKFLOW_DELIVERIES_QUEUE_URL", requires = "table")]
+        deliveries_queue_url: Option<String>,
     },
+}
+
+fn source(data: PathBuf, table: Option<String>, deliveries_queue_url: Option<String>) -> records::Source {
+    match table {
+        Some(table) => records::Source::Aws { table, deliveries_queue_url },
+        None => records::Source::Local(data),
+    }
 }
 
 fn main() -> ExitCode {
@@ -240,15 +271,27 @@ fn main() -> ExitCode {
                 retention: retention.get(),
             })
         }
-        Command::Logs { data, flow, run, status, since, json } => {
-            records::logs(&data, flow, run, status.is_some(), since.as_deref(), json)
+        Command::Logs { data, table, tenant, flow, run, status, since, json } => records::logs(
+            source(data, table, None),
+            tenant.as_deref(),
+            LogFilter { flow_id: flow, run_id: run, since: 0, failed_only: status.is_some() },
+            since.as_deref(),
+            json,
+        ),
+        Command::Runs { command: RunsCommand::Show { run_id, data, table, json } } => {
+            records::run_show(source(data, table, None), &run_id, json)
         }
-        Command::Runs { command: RunsCommand::Show { run_id, data, json } } => records::run_show(&data, &run_id, json),
-        Command::Dead { command: DeadCommand::List { data, flow, json } } => {
-            records::dead_list(&data, flow.as_deref(), json)
+        Command::Dead { command: DeadCommand::List { data, table, flow, tenant, json } } => {
+            records::dead_list(source(data, table, None), flow.as_deref(), tenant.as_deref(), json)
         }
-        Command::Dead { command: DeadCommand::Replay { id, all, flow, data } } => {
-            records::dead_replay(&data, id.as_deref(), all, flow.as_deref())
+        Command::Dead { command: DeadCommand::Replay { id, all, flow, tenant, data, table, deliveries_queue_url } } => {
+            records::dead_replay(
+                source(data, table, deliveries_queue_url),
+                id.as_deref(),
+                all,
+                flow.as_deref(),
+                tenant.as_deref(),
+            )
         }
         Command::Apply { flows, table, dry_run, api_url } => aws::apply(&flows, &table, dry_run, api_url.as_deref()),
         Command::LocalAws { command: LocalAwsCommand::Up { prefix } } => aws::local_up(&prefix),

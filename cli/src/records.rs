@@ -1,19 +1,60 @@
 //! Reading what happened: `hookflow logs`, `runs show`, `dead list`,
-//! `dead replay`, over the embedded store of `hookflow dev`.
+//! `dead replay`, over the embedded store of `hookflow dev` (`--data`) or
+//! a deployment's DynamoDB table (`--table`).
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use hookflow_core::commit::DeadDelivery;
 use hookflow_local::rfc3339;
 use hookflow_local::store::{LogEntry, LogFilter, Store};
 use serde_json::Value;
 
-fn open(data: &Path) -> Result<Store> {
-    if !data.join("hookflow.db").exists() {
-        bail!("no store at {} (start `hookflow dev --data {}` first, or pass --data)", data.display(), data.display());
+/// Most runs `hookflow logs --table` reads the timeline of.
+const MAX_RUNS: usize = 500;
+
+/// Where the records are.
+pub enum Source {
+    /// `hookflow dev`'s store directory.
+    Local(PathBuf),
+    /// A deployment's table; replays go to its deliveries queue.
+    Aws { table: String, deliveries_queue_url: Option<String> },
+}
+
+/// An opened source.
+enum Records {
+    Local(Store),
+    Aws { rt: tokio::runtime::Runtime, store: hookflow_aws::store::Store },
+}
+
+impl Source {
+    fn open(self) -> Result<Records> {
+        match self {
+            Source::Local(data) => {
+                if !data.join("hookflow.db").exists() {
+                    bail!(
+                        "no store at {} (start `hookflow dev --data {}` first, or pass --data or --table)",
+                        data.display(),
+                        data.display()
+                    );
+                }
+                Ok(Records::Local(Store::open(&data)?))
+            }
+            Source::Aws { table, deliveries_queue_url } => {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let conf = rt.block_on(crate::aws::sdk());
+                let sqs = aws_sdk_sqs::Client::new(&conf);
+                let store = hookflow_aws::store::Store {
+                    // Reads filter expired entries by their own TTL; the
+                    // retention only dates what a replay logs.
+                    table: hookflow_aws::table::Table::new(aws_sdk_dynamodb::Client::new(&conf), table, 14),
+                    queues: hookflow_aws::queue::Queues::new(sqs, "", deliveries_queue_url.as_deref().unwrap_or("")),
+                };
+                Ok(Records::Aws { rt, store })
+            }
+        }
     }
-    Ok(Store::open(data)?)
 }
 
 /// `--since 1h` -> a time in ms.
@@ -69,27 +110,55 @@ fn print(entries: &[LogEntry], json: bool) -> Result<()> {
 }
 
 pub fn logs(
-    data: &Path,
-    flow: Option<String>,
-    run: Option<String>,
-    failed: bool,
+    source: Source,
+    tenant: Option<&str>,
+    filter: LogFilter,
     since_text: Option<&str>,
     json: bool,
 ) -> Result<ExitCode> {
-    let store = open(data)?;
-    let entries =
-        store.query_log(&LogFilter { flow_id: flow, run_id: run, since: since(since_text)?, failed_only: failed })?;
+    let mut filter = filter;
+    filter.since = since(since_text)?;
+    let entries = match source.open()? {
+        Records::Local(store) => store.query_log(&filter)?,
+        Records::Aws { rt, store } => {
+            let now = hookflow_local::now_ms();
+            let entries = match (&filter.run_id, tenant) {
+                (Some(run), _) => rt.block_on(store.table.run_entries(run, now))?,
+                (None, Some(tenant)) => {
+                    // A table read has no time index across tenants: the
+                    // default window is the last hour.
+                    let since = if since_text.is_some() { filter.since } else { now - 3_600_000 };
+                    rt.block_on(store.table.tenant_log(tenant, since, now, MAX_RUNS))?
+                }
+                (None, None) => bail!("with --table, give --tenant (or --run)"),
+            };
+            entries
+                .into_iter()
+                .filter(|e| e.at >= filter.since)
+                .filter(|e| filter.flow_id.is_none() || e.flow_id == filter.flow_id)
+                .filter(|e| !filter.failed_only || e.is_failure())
+                .collect()
+        }
+    };
     print(&entries, json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_show(data: &Path, run_id: &str, json: bool) -> Result<ExitCode> {
-    let store = open(data)?;
-    let Some(state) = store.run(run_id)? else {
+pub fn run_show(source: Source, run_id: &str, json: bool) -> Result<ExitCode> {
+    let (state, entries) = match source.open()? {
+        Records::Local(store) => (
+            store.run(run_id)?,
+            store.query_log(&LogFilter { run_id: Some(run_id.to_string()), ..Default::default() })?,
+        ),
+        Records::Aws { rt, store } => rt.block_on(async {
+            let run = store.table.load_run(run_id).await?.map(|r| serde_json::to_value(r).unwrap_or_default());
+            Ok::<_, hookflow_aws::Error>((run, store.table.run_entries(run_id, hookflow_local::now_ms()).await?))
+        })?,
+    };
+    let Some(state) = state else {
         eprintln!("no run {run_id}");
         return Ok(ExitCode::FAILURE);
     };
-    let entries = store.query_log(&LogFilter { run_id: Some(run_id.to_string()), ..Default::default() })?;
     if json {
         println!("{}", serde_json::json!({"run": state, "timeline": entries}));
         return Ok(ExitCode::SUCCESS);
@@ -104,23 +173,53 @@ pub fn run_show(data: &Path, run_id: &str, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn dead_list(data: &Path, flow: Option<&str>, json: bool) -> Result<ExitCode> {
-    let store = open(data)?;
-    for d in store.dead_jobs(flow)? {
+impl Records {
+    fn dead(&self, flow: Option<&str>, tenant: Option<&str>) -> Result<Vec<DeadDelivery>> {
+        let dead = match self {
+            Records::Local(store) => store.dead_jobs(flow)?,
+            Records::Aws { rt, store } => rt.block_on(store.table.dead(tenant))?,
+        };
+        Ok(dead
+            .into_iter()
+            .filter(|d| flow.is_none_or(|f| d.row.flow_id == f) && tenant.is_none_or(|t| d.row.tenant == t))
+            .collect())
+    }
+
+    fn replay(&self, d: &DeadDelivery) -> Result<()> {
+        match self {
+            Records::Local(store) => Ok(store.replay(d)?),
+            Records::Aws { rt, store } => Ok(rt.block_on(store.replay(d, hookflow_local::now_ms()))?),
+        }
+    }
+}
+
+pub fn dead_list(source: Source, flow: Option<&str>, tenant: Option<&str>, json: bool) -> Result<ExitCode> {
+    for d in source.open()?.dead(flow, tenant)? {
         if json {
             println!("{}", serde_json::to_string(&d)?);
         } else {
-            println!("{}  {}  {:<16} run {}  {}", rfc3339(d.at), d.delivery_id, d.flow_id, d.run_id, d.reason);
+            let r = &d.row;
+            println!("{}  {}  {:<16} run {}  {}", rfc3339(d.at), r.delivery_id, r.flow_id, r.run_id, r.reason);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn dead_replay(data: &Path, id: Option<&str>, all: bool, flow: Option<&str>) -> Result<ExitCode> {
-    let store = open(data)?;
-    let dead = store.dead_jobs(flow)?;
+pub fn dead_replay(
+    source: Source,
+    id: Option<&str>,
+    all: bool,
+    flow: Option<&str>,
+    tenant: Option<&str>,
+) -> Result<ExitCode> {
+    let aws = matches!(source, Source::Aws { .. });
+    if let Source::Aws { deliveries_queue_url: None, .. } = &source {
+        bail!("with --table, give --deliveries-queue-url (the stack's output DeliveriesQueueUrl)");
+    }
+    let records = source.open()?;
+    let dead = records.dead(flow, tenant)?;
     let chosen: Vec<_> = match (id, all) {
-        (Some(id), false) => dead.into_iter().filter(|d| d.delivery_id == id).collect(),
+        (Some(id), false) => dead.into_iter().filter(|d| d.row.delivery_id == id).collect(),
         (None, true) => dead,
         _ => bail!("give a delivery id or --all"),
     };
@@ -134,10 +233,11 @@ pub fn dead_replay(data: &Path, id: Option<&str>, all: bool, flow: Option<&str>)
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     for d in &chosen {
-        store.replay(d)?;
+        records.replay(d).with_context(|| format!("replaying {}", d.row.delivery_id))?;
         bar.inc(1);
     }
     bar.finish_and_clear();
-    eprintln!("{} deliveries queued again (same webhook-id); a running `hookflow dev` sends them now", chosen.len());
+    let who = if aws { "the dispatcher" } else { "a running `hookflow dev`" };
+    eprintln!("{} deliveries queued again (same webhook-id); {who} sends them now", chosen.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -86,3 +86,124 @@ fn tempdir() -> std::path::PathBuf {
 fn hookflow_local_now() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
+
+const FORWARD: &str = r#"
+id: orders
+tenant: acme
+trigger: { type: webhook, path: orders }
+steps:
+  - id: forward
+    type: http
+    url: https://partner.example/orders
+    body: { json: { id: "{{ trigger.body.id }}" } }
+"#;
+
+/// A run with its delivery declared dead, and a rejected request, written
+/// by the same code the functions use.
+async fn seed(p: &hookflow_aws::provision::Provisioned) -> (String, String) {
+    use hookflow_core::commit::{DeadRow, JobKind, LogEntry};
+    let conf = hookflow_aws::testing::sdk().await;
+    let store = hookflow_aws::store::Store {
+        table: hookflow_aws::table::Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 14),
+        queues: hookflow_aws::queue::Queues::new(
+            aws_sdk_sqs::Client::new(&conf),
+            &p.runs_queue_url,
+            &p.deliveries_queue_url,
+        ),
+    };
+    let flow = hookflow_core::load_flow("orders.yaml".as_ref(), FORWARD).unwrap();
+    let request = hookflow_core::run::InboundRequest {
+        method: "POST".into(),
+        path: "/hooks/acme/orders".into(),
+        body: r#"{"id": 7}"#.into(),
+        source_ip: "203.0.113.9".into(),
+        received_at: "2026-11-24T00:00:00Z".into(),
+        ..Default::default()
+    };
+    let now = hookflow_local::now_ms();
+    let accepted = hookflow_core::inbound::accept(&flow, &request, ("run_cli1", "evt_cli1"), now, None);
+    let mut commit = accepted.outcome.commit;
+    let job = commit.jobs.iter().find(|j| j.kind == JobKind::Delivery).expect("a delivery job").clone();
+    let delivery: hookflow_core::commit::DeliveryJob = serde_json::from_str(&job.payload).unwrap();
+    commit.jobs.clear(); // it "ran out of attempts": dead, not queued
+    commit.dead = Some(DeadRow {
+        delivery_id: delivery.delivery.id.clone(),
+        tenant: "acme".into(),
+        flow_id: "orders".into(),
+        run_id: "run_cli1".into(),
+        reason: "halted on 400".into(),
+        job: job.payload,
+    });
+    commit.log.push(LogEntry {
+        at: now + 1,
+        kind: "inbound".into(),
+        tenant: Some("acme".into()),
+        event_id: Some("evt_cli2".into()),
+        outcome: Some("rejected_404".into()),
+        detail: serde_json::json!({"method": "POST", "path": "/hooks/acme/nope", "reason": "not found"}),
+        ..Default::default()
+    });
+    store.apply(commit, now).await.unwrap();
+    (delivery.delivery.id, p.deliveries_queue_url.clone())
+}
+
+#[test]
+fn logs_runs_and_dead_deliveries_read_from_the_table_and_replay_through_the_queue() {
+    let prefix = format!("rec{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (p, sqs) = rt.block_on(async {
+        let conf = hookflow_aws::testing::sdk().await;
+        let ddb = aws_sdk_dynamodb::Client::new(&conf);
+        let sqs = aws_sdk_sqs::Client::new(&conf);
+        (hookflow_aws::provision::create(&ddb, &sqs, &prefix, 5).await.unwrap(), sqs)
+    });
+    let (delivery_id, queue) = rt.block_on(seed(&p));
+    let table = p.table.as_str();
+
+    // The tenant's requests, with the run's timeline, oldest first.
+    let (code, out, err) = hookflow(&["logs", "--table", table, "--tenant", "acme"]);
+    assert_eq!(code, 0, "{err}");
+    let accepted = out.find("accepted").expect("the accepted request");
+    let rejected = out.find("rejected_404").expect("the rejected request");
+    assert!(accepted < rejected, "{out}");
+    assert!(out.contains("step forward"), "the run's steps are in the log: {out}");
+    let (_, failed, _) = hookflow(&["logs", "--table", table, "--tenant", "acme", "--status", "failed"]);
+    assert!(failed.contains("rejected_404") && !failed.contains("accepted"), "{failed}");
+    let (code, _, err) = hookflow(&["logs", "--table", table]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--tenant"), "{err}");
+
+    let (code, out, err) = hookflow(&["runs", "show", "run_cli1", "--table", table, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["run"]["flow_id"], "orders");
+    assert!(shown["timeline"].as_array().unwrap().iter().any(|e| e["kind"] == "inbound"), "{out}");
+    assert_eq!(hookflow(&["runs", "show", "run_nope", "--table", table]).0, 1);
+
+    let (code, out, _) = hookflow(&["dead", "list", "--table", table, "--json"]);
+    assert_eq!(code, 0);
+    let listed: serde_json::Value = serde_json::from_str(out.lines().next().expect("one dead delivery")).unwrap();
+    assert_eq!(
+        (listed["delivery_id"].as_str(), listed["reason"].as_str()),
+        (Some(&*delivery_id), Some("halted on 400"))
+    );
+    assert!(listed.get("job").is_none(), "the job is not printed");
+
+    let (code, _, err) = hookflow(&["dead", "replay", &delivery_id, "--table", table]);
+    assert_eq!(code, 2, "a replay needs the queue");
+    assert!(err.contains("--deliveries-queue-url"), "{err}");
+    let (code, _, err) =
+        hookflow(&["dead", "replay", &delivery_id, "--table", table, "--deliveries-queue-url", &queue]);
+    assert_eq!(code, 0, "{err}");
+    let queued = rt.block_on(async {
+        let got = sqs.receive_message().queue_url(&queue).wait_time_seconds(1).send().await.unwrap();
+        got.messages.unwrap_or_default()
+    });
+    assert_eq!(queued.len(), 1);
+    let message = hookflow_aws::queue::Message::parse(queued[0].body().unwrap()).unwrap();
+    let job: hookflow_core::commit::DeliveryJob = serde_json::from_str(&message.payload).unwrap();
+    assert_eq!((job.delivery.id.as_str(), job.attempts), (delivery_id.as_str(), 0), "same webhook-id, attempts anew");
+    assert!(hookflow(&["dead", "list", "--table", table]).1.trim().is_empty(), "replayed = no longer dead");
+    let (_, out, _) = hookflow(&["logs", "--table", table, "--run", "run_cli1"]);
+    assert!(out.contains("replayed"), "{out}");
+}

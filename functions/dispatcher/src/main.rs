@@ -14,7 +14,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let config = AwsConfig::from_env()?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = hookflow_aws::sdk::load().await;
     let store = Store::from_config(&sdk, &config);
     let dispatcher = Arc::new(Dispatcher {
         store,

@@ -3,96 +3,11 @@
 //! event source mapping: it receives from the queue, hands the batch to the
 //! handler, and deletes what the handler did not report as failed.
 
-use std::sync::Arc;
+mod common;
 
-use dispatcher::Dispatcher;
-use hookflow_aws::provision;
-use hookflow_aws::queue::Queues;
-use hookflow_aws::secrets::Secrets;
-use hookflow_aws::store::Store;
-use hookflow_aws::table::Table;
-use hookflow_aws::testing::{Receiver, poll, sdk};
-use hookflow_core::commit::{DeliveryJob, NewJob};
-use hookflow_core::run::{Effect, InboundRequest, Input, Run, advance};
-use hookflow_core::ssrf::TargetPolicy;
-use hookflow_io::{Format, Logger, Sender};
-
-fn flow_text(url: &str) -> String {
-    format!(
-        r#"
-id: partner-sync
-tenant: acme
-trigger: {{ type: webhook, path: partner/in }}
-steps:
-  - id: deliver
-    type: http
-    url: {url}
-    headers: {{ Authorization: "Bearer {{{{ secrets.partner_token }}}}" }}
-    body: {{ json: {{ id: "{{{{ trigger.body.id }}}}" }} }}
-    retry: {{ schedule: [100ms] }}
-    sign: {{ secret: signing_key }}
-"#
-    )
-}
-
-fn delivery(url: &str, n: u32) -> NewJob {
-    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), &flow_text(url)).unwrap();
-    let request = InboundRequest { method: "POST".into(), body: format!(r#"{{"id": {n}}}"#), ..Default::default() };
-    let run = Run::new(&flow.flow, format!("run_{n}_{}", std::process::id()), format!("evt_{n}"), &request);
-    let (_, effects) = advance(&flow, run, Input::Start).unwrap();
-    let d = effects.into_iter().find_map(|e| if let Effect::Send(d) = e { Some(*d) } else { None }).unwrap();
-    NewJob::delivery(&DeliveryJob { delivery: d, attempts: 0, first_at: 0 }, 0)
-}
-
-struct World {
-    dispatcher: Arc<Dispatcher>,
-    sqs: aws_sdk_sqs::Client,
-    p: provision::Provisioned,
-    ddb: aws_sdk_dynamodb::Client,
-}
-
-async fn world(prefix: &str) -> World {
-    let conf = sdk().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&conf);
-    let sqs = aws_sdk_sqs::Client::new(&conf);
-    let prefix = format!("{prefix}{}", std::process::id());
-    let p = provision::create(&ddb, &sqs, &prefix, 5).await.unwrap();
-    let sm = aws_sdk_secretsmanager::Client::new(&conf);
-    let secrets_prefix = format!("{prefix}/");
-    sm.create_secret()
-        .name(format!("{secrets_prefix}partner_token"))
-        .secret_string("tok-SECRET-1")
-        .send()
-        .await
-        .unwrap();
-    sm.create_secret()
-        .name(format!("{secrets_prefix}signing_key"))
-        .secret_string("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-        .send()
-        .await
-        .unwrap();
-    let dispatcher = Arc::new(Dispatcher {
-        store: Store {
-            table: Table::new(ddb.clone(), &p.table, 14),
-            queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url),
-        },
-        secrets: Secrets::new(sm, &secrets_prefix),
-        sender: Sender::new(TargetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()])).unwrap(),
-        logger: Logger::new(Format::Json, std::iter::empty()),
-    });
-    World { dispatcher, sqs, p, ddb }
-}
-
-impl World {
-    /// One poll of the event source mapping.
-    async fn poll(&self) -> (usize, usize) {
-        poll(&self.sqs, &self.p.deliveries_queue_url, |event| self.dispatcher.handle(event)).await
-    }
-
-    async fn send_raw(&self, body: &str) {
-        self.sqs.send_message().queue_url(&self.p.deliveries_queue_url).message_body(body).send().await.unwrap();
-    }
-}
+use common::{delivery, world};
+use hookflow_aws::testing::Receiver;
+use hookflow_core::commit::NewJob;
 
 #[tokio::test]
 async fn a_poisoned_message_fails_alone_and_the_others_are_delivered_signed_with_the_secret() {

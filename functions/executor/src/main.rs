@@ -12,7 +12,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let config = AwsConfig::from_env()?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = hookflow_aws::sdk::load().await;
     let executor = Arc::new(Executor {
         store: Store::from_config(&sdk, &config),
         logger: Logger::new(Format::Json, std::iter::empty()).min_level(&config.log_level),

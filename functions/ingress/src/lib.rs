@@ -129,6 +129,9 @@ impl Ingress {
             }
         }
         let body_json = request.parsed_body();
+        if let Err(r) = decide::check_shape(&flow, &body_json) {
+            return self.reject(&a, Some(&flow), r).await;
+        }
         if let Some(reply) = decide::slack_challenge(&flow, &body_json) {
             return respond(&reply);
         }
@@ -171,7 +174,11 @@ impl Ingress {
             if let Some((scope, _)) = &idem {
                 let _ = self.store.table.release(scope).await;
             }
-            return self.reject(&a, Some(&flow), Rejection::new(503, format!("store unavailable: {e}"))).await;
+            let r = match e {
+                hookflow_aws::Error::TooLarge(why) => Rejection::new(413, format!("the run cannot be queued: {why}")),
+                e => Rejection::new(503, format!("store unavailable: {e}")),
+            };
+            return self.reject(&a, Some(&flow), r).await;
         }
         self.lines(lines);
         self.logger.raw(&hookflow_aws::metrics::inbound("accepted", received));

@@ -12,7 +12,7 @@ use lambda_http::{Request, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     let config = AwsConfig::from_env()?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = hookflow_aws::sdk::load().await;
     let ingress = std::sync::Arc::new(Ingress {
         store: Store::from_config(&sdk, &config),
         secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.secrets_prefix),

@@ -160,3 +160,41 @@ steps:
     assert_eq!(receiver.seen().len(), 1, "the step was sent once, inline");
     assert!(queued(&sqs, &p.deliveries_queue_url).await.is_empty(), "nothing left for the dispatcher");
 }
+
+const ENFORCED: &str = r#"
+id: signup
+tenant: acme
+trigger:
+  type: webhook
+  path: signup
+  expect:
+    enforce: true
+    body:
+      schema:
+        type: object
+        required: [email]
+        properties: { email: { type: string } }
+steps:
+  - id: forward
+    type: http
+    url: https://partner.example/signup
+"#;
+
+#[tokio::test]
+async fn an_enforced_shape_refuses_a_body_that_does_not_match_with_422_naming_where() {
+    let (ingress, p, sqs, ddb) = setup("ie", &[ENFORCED.to_string()]).await;
+    let json_ct = json!({"content-type": "application/json"});
+    let (status, body) =
+        answer(ingress.handle(event("POST", "/hooks/acme/signup", json_ct.clone(), r#"{"email": 5}"#)).await);
+    assert_eq!(status, 422, "{body}");
+    let reason = body["error"].as_str().unwrap();
+    assert!(reason.contains("/email"), "{reason}");
+    assert!(queued(&sqs, &p.deliveries_queue_url).await.is_empty(), "a refused body was queued");
+    let items = format!("{:?}", ddb.scan().table_name(&p.table).send().await.unwrap().items());
+    assert!(items.contains("rejected_422"), "the refusal is not in the request log");
+
+    let (status, body) =
+        answer(ingress.handle(event("POST", "/hooks/acme/signup", json_ct, r#"{"email": "a@example.com"}"#)).await);
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(queued(&sqs, &p.deliveries_queue_url).await.len(), 1);
+}

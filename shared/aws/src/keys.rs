@@ -7,9 +7,9 @@
 //! | trigger route | `ROUTE#{tenant}#{path}` | `ROUTE` | every inbound request: one `GetItem`, no index |
 //! | run | `RUN#{run_id}` | `RUN` | the executor, `hookflow runs show` |
 //! | a run's log entry | `RUN#{run_id}` | `LOG#{at:013}#{n:03}#{unique}` | `hookflow runs show` (one `Query`) |
-//! | log entry without a run | `LOG#{tenant}#{hour}` | `{at:013}#{n:03}#{unique}` | rejected requests by tenant and hour |
+//! | inbound log entry (every request: rejected, duplicate, or the copy of a run's `inbound` entry) | `LOG#{tenant}#{hour}` | `{at:013}#{n:03}#{unique}` | `hookflow logs --table`: a tenant's requests by hour, then each run's timeline |
 //! | idempotency key | `IDEM#{scope}` | `IDEM` | the ingress (conditional put) |
-//! | dead delivery | `DEAD#{tenant}` | `{delivery_id}` | `hookflow dead list/replay` |
+//! | dead delivery | `DEAD` | `{tenant}#{delivery_id}` | `hookflow dead list/replay` (one `Query`; dead deliveries are rare, one partition holds them) |
 //!
 //! Items that expire carry `expires_at` (Unix seconds), the table's TTL
 //! attribute. TTL deletion lags by up to days, so reads filter on it too.
@@ -60,8 +60,10 @@ pub fn idempotency(scope: &str) -> String {
 
 pub const IDEM: &str = "IDEM";
 
-pub fn dead(tenant: &str) -> String {
-    format!("DEAD#{tenant}")
+pub const DEAD: &str = "DEAD";
+
+pub fn dead(tenant: &str, delivery_id: &str) -> String {
+    format!("{tenant}#{delivery_id}")
 }
 
 #[cfg(test)]

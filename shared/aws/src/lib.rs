@@ -14,6 +14,7 @@
 //! | [`secrets`] | Secrets Manager: secrets by name under a prefix, cached per container |
 //! | [`store`] | the table and the queues as one run store: a commit is the table's write, then the jobs on SQS |
 //! | [`metrics`] | CloudWatch Embedded Metric Format lines: inbound by verdict, deliveries by outcome, latency |
+//! | [`sdk`] | the SDK configuration the functions load at init (HTTPS trusting the Amazon roots only) |
 //! | [`provision`] | creates the template's table, queues and DLQs (for an emulator and the tests) |
 //!
 //! Secrets never reach DynamoDB or SQS: what is stored and queued carries
@@ -26,6 +27,7 @@ pub mod keys;
 pub mod metrics;
 pub mod provision;
 pub mod queue;
+pub mod sdk;
 pub mod secrets;
 pub mod store;
 pub mod table;
@@ -47,6 +49,10 @@ pub enum Error {
     /// first. The input it carried was applied, or is being applied, there.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A job does not fit in an SQS message: refused before anything of
+    /// its commit is written.
+    #[error("{0}")]
+    TooLarge(String),
     /// An item or message is not what this version wrote.
     #[error("{0}")]
     Malformed(String),

@@ -68,7 +68,8 @@ pub async fn create(
             .create_queue()
             .queue_name(&name)
             .attributes(QueueAttributeName::MessageRetentionPeriod, (4 * 86_400).to_string())
-            .attributes(QueueAttributeName::VisibilityTimeout, "180");
+            .attributes(QueueAttributeName::VisibilityTimeout, "180")
+            .attributes(QueueAttributeName::MaximumMessageSize, crate::queue::MAX_MESSAGE_BYTES.to_string());
         if let Some(r) = redrive {
             req = req.attributes(QueueAttributeName::RedrivePolicy, r);
         } else {

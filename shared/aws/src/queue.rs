@@ -9,6 +9,13 @@
 //! (the default 15 attempts over about 72 hours) fits the queues' 4-day
 //! retention because each hop is a new message.
 //!
+//! **Size.** The queues take SQS's largest message, 1 MiB (the template's
+//! `MaximumMessageSize`). A job carries its rendered request, whose body
+//! templates cap at 1 MiB, so a job can still be larger; such a commit is
+//! refused before anything of it is written ([`Queues::check`]): the
+//! ingress answers 413, a later step fails its message, which SQS retries
+//! and then moves to the DLQ. Batches are cut at 1 MiB as well as at ten.
+//!
 //! **Fairness.** Every message carries `MessageGroupId = tenant` (SQS fair
 //! queues): a tenant with a backlog does not hold back the others.
 
@@ -21,6 +28,9 @@ use crate::Error;
 
 /// SQS's largest delay.
 pub const MAX_DELAY_SECS: i64 = 900;
+
+/// SQS's largest message, and largest batch.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// A job as an SQS message body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +69,11 @@ impl Message {
     }
 }
 
+/// A message's body: its JSON text.
+fn body(m: &Message) -> Result<String, Error> {
+    serde_json::to_string(m).map_err(|e| Error::Malformed(e.to_string()))
+}
+
 /// The two queues.
 #[derive(Clone)]
 pub struct Queues {
@@ -82,24 +97,49 @@ impl Queues {
         }
     }
 
-    /// Sends jobs, ten per request, each to its kind's queue.
-    pub async fn send(&self, jobs: &[NewJob], now_ms: i64) -> Result<(), Error> {
-        for kind in [JobKind::Run, JobKind::Delivery] {
-            let of_kind: Vec<Message> = jobs.iter().filter(|j| j.kind == kind).map(Message::of).collect();
-            for chunk in of_kind.chunks(10) {
-                self.send_batch(kind, chunk, now_ms).await?;
+    /// Refuses jobs that do not fit in a message, naming the first.
+    pub fn check(jobs: &[NewJob]) -> Result<(), Error> {
+        for job in jobs {
+            let size = body(&Message::of(job))?.len();
+            if size > MAX_MESSAGE_BYTES {
+                return Err(Error::TooLarge(format!(
+                    "job {} is {size} bytes, over SQS's {MAX_MESSAGE_BYTES}-byte message limit",
+                    job.id
+                )));
             }
         }
         Ok(())
     }
 
-    async fn send_batch(&self, kind: JobKind, messages: &[Message], now_ms: i64) -> Result<(), Error> {
+    /// Sends jobs, each to its kind's queue, in batches of at most ten
+    /// messages and 1 MiB.
+    pub async fn send(&self, jobs: &[NewJob], now_ms: i64) -> Result<(), Error> {
+        for kind in [JobKind::Run, JobKind::Delivery] {
+            let mut batch: Vec<(Message, String)> = Vec::new();
+            let mut bytes = 0;
+            for job in jobs.iter().filter(|j| j.kind == kind) {
+                let m = Message::of(job);
+                let b = body(&m)?;
+                if batch.len() == 10 || (!batch.is_empty() && bytes + b.len() > MAX_MESSAGE_BYTES) {
+                    self.send_batch(kind, &std::mem::take(&mut batch), now_ms).await?;
+                    bytes = 0;
+                }
+                bytes += b.len();
+                batch.push((m, b));
+            }
+            if !batch.is_empty() {
+                self.send_batch(kind, &batch, now_ms).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_batch(&self, kind: JobKind, messages: &[(Message, String)], now_ms: i64) -> Result<(), Error> {
         let mut entries = Vec::new();
-        for (i, m) in messages.iter().enumerate() {
-            let body = serde_json::to_string(m).map_err(|e| Error::Malformed(e.to_string()))?;
+        for (i, (m, body)) in messages.iter().enumerate() {
             let mut entry = SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
-                .message_body(body)
+                .message_body(body.clone())
                 .delay_seconds(m.delay_secs(now_ms));
             if self.fair {
                 entry = entry.message_group_id(m.tenant.clone());
@@ -137,7 +177,7 @@ impl Queues {
         if m.not_before <= now_ms + 1000 {
             return Ok(false);
         }
-        self.send_batch(m.kind, std::slice::from_ref(m), now_ms).await?;
+        self.send_batch(m.kind, &[(m.clone(), body(m)?)], now_ms).await?;
         Ok(true)
     }
 }

@@ -8,7 +8,7 @@
 //! not deleted, comes back, and the commit is made again: job ids and the
 //! run's state make that redo harmless.
 
-use hookflow_core::commit::{Commit, JobKind, LogEntry, NewJob};
+use hookflow_core::commit::{Commit, DeadDelivery, JobKind, LogEntry, NewJob};
 use hookflow_core::ports::{Clock, PortError, RunStore, SystemClock};
 use hookflow_core::run::{Reply, Run};
 
@@ -33,8 +33,9 @@ impl Store {
     }
 
     /// Applies `c` at `now_ms`.
+    /// A job too large for a message refuses the whole commit before any
+    /// of it is written ([`Error::TooLarge`]).
     pub async fn apply(&self, mut c: Commit, now_ms: i64) -> Result<(), Error> {
-        self.table.write(&c, now_ms).await?;
         let mut jobs = std::mem::take(&mut c.jobs);
         if let Some((id, payload, due)) = c.reschedule.take() {
             let tenant = serde_json::from_str::<hookflow_core::commit::DeliveryJob>(&payload)
@@ -42,7 +43,24 @@ impl Store {
                 .unwrap_or_default();
             jobs.push(NewJob { id, kind: JobKind::Delivery, payload, not_before: due, tenant, leased_for: None });
         }
+        Queues::check(&jobs)?;
+        self.table.write(&c, now_ms).await?;
         self.queues.send(&jobs, now_ms).await
+    }
+}
+
+impl Store {
+    /// Queues a dead delivery again (same delivery id, attempts from zero)
+    /// and removes it from the dead list. The job is queued first: a
+    /// failure in between leaves the delivery listed, and replaying it
+    /// again sends it twice under one `webhook-id` rather than never.
+    pub async fn replay(&self, dead: &DeadDelivery, now_ms: i64) -> Result<(), Error> {
+        let (job, entry) = dead
+            .row
+            .replay(now_ms)
+            .map_err(|e| Error::Malformed(format!("dead delivery {}: {e}", dead.row.delivery_id)))?;
+        self.apply(Commit { jobs: vec![job], log: vec![entry], ..Default::default() }, now_ms).await?;
+        self.table.forget_dead(&dead.row.tenant, &dead.row.delivery_id).await
     }
 }
 

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::{Commit, DeadRow, LogEntry};
+use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, LogEntry};
 use hookflow_core::ports::{FlowStore, PortError};
 use hookflow_core::run::{Reply, Run};
 use serde_json::Value;
@@ -261,15 +261,31 @@ impl Table {
 
     // ---- items of a commit --------------------------------------------------
 
-    fn log_item(&self, e: &LogEntry, n_in_commit: usize) -> Item {
+    /// A log entry's items: under its run, or under its tenant and hour
+    /// when it has no run. A run's `inbound` entry gets a light copy (no
+    /// headers or body) under its tenant and hour too, so that one `Query`
+    /// per hour finds every request a tenant received (`hookflow logs`).
+    fn log_items(&self, e: &LogEntry, n_in_commit: usize) -> Vec<Item> {
         let unique = uuid::Uuid::now_v7().simple().to_string();
-        let (pk, sk) = match &e.run_id {
-            Some(run) => (keys::run(run), keys::run_log(e.at, n_in_commit, &unique)),
-            None => (
+        let tenant_log = || {
+            (
                 keys::tenant_log(e.tenant.as_deref().unwrap_or("-"), e.at),
                 keys::tenant_log_sort(e.at, n_in_commit, &unique),
-            ),
+            )
         };
+        let Some(run) = &e.run_id else { return vec![self.log_item(e, tenant_log(), &e.detail)] };
+        let mut items = vec![self.log_item(e, (keys::run(run), keys::run_log(e.at, n_in_commit, &unique)), &e.detail)];
+        if e.kind == "inbound" {
+            let light: serde_json::Map<String, Value> = ["method", "path", "source_ip"]
+                .iter()
+                .filter_map(|k| e.detail.get(*k).map(|v| (k.to_string(), v.clone())))
+                .collect();
+            items.push(self.log_item(e, tenant_log(), &Value::Object(light)));
+        }
+        items
+    }
+
+    fn log_item(&self, e: &LogEntry, (pk, sk): (String, String), detail: &Value) -> Item {
         let mut item = key(pk, sk);
         item.insert("kind".into(), s(e.kind.clone()));
         item.insert("at".into(), n(e.at));
@@ -285,7 +301,7 @@ impl Table {
                 item.insert(k.into(), s(v.clone()));
             }
         }
-        let mut detail = e.detail.to_string();
+        let mut detail = detail.to_string();
         if detail.len() > MAX_LOG_DETAIL {
             let mut end = MAX_LOG_DETAIL;
             while !detail.is_char_boundary(end) {
@@ -315,7 +331,7 @@ impl Table {
             items.push((item, Some(r.revision as i64)));
         }
         for (i, e) in c.log.iter().enumerate() {
-            items.push((self.log_item(e, i), None));
+            items.extend(self.log_items(e, i).into_iter().map(|item| (item, None)));
         }
         if let Some((scope, reply, expires)) = &c.idempotency {
             let mut item = key(keys::idempotency(scope), keys::IDEM);
@@ -325,7 +341,9 @@ impl Table {
             items.push((item, None));
         }
         if let Some(DeadRow { delivery_id, tenant, flow_id, run_id, reason, job }) = &c.dead {
-            let mut item = key(keys::dead(tenant), delivery_id.clone());
+            let mut item = key(keys::DEAD.into(), keys::dead(tenant, delivery_id));
+            item.insert("tenant".into(), s(tenant.clone()));
+            item.insert("delivery_id".into(), s(delivery_id.clone()));
             item.insert("flow_id".into(), s(flow_id.clone()));
             item.insert("run_id".into(), s(run_id.clone()));
             item.insert("reason".into(), s(reason.clone()));
@@ -369,30 +387,135 @@ impl Table {
         Ok(())
     }
 
-    /// Log entries of a run, oldest first, without expired ones.
-    pub async fn run_entries(&self, run_id: &str, now_ms: i64) -> Result<Vec<LogEntry>, Error> {
+    /// Every item of a `Query` (all pages).
+    async fn query_all(
+        &self,
+        condition: &str,
+        filter: Option<&str>,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<Vec<Item>, Error> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let page = self
+            let mut q = self
                 .client
                 .query()
                 .table_name(&self.name)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :log)")
-                .filter_expression("expires_at > :now")
-                .expression_attribute_values(":pk", s(keys::run(run_id)))
-                .expression_attribute_values(":log", s("LOG#"))
-                .expression_attribute_values(":now", n(now_ms / 1000))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| Error::aws("DynamoDB", "Query", e))?;
-            out.extend(page.items().iter().map(entry_of));
+                .key_condition_expression(condition)
+                .set_filter_expression(filter.map(String::from))
+                .set_exclusive_start_key(start);
+            for (k, v) in values {
+                q = q.expression_attribute_values(*k, v.clone());
+            }
+            let page = q.send().await.map_err(|e| Error::aws("DynamoDB", "Query", e))?;
+            out.extend(page.items.unwrap_or_default());
             start = page.last_evaluated_key;
             if start.is_none() {
                 return Ok(out);
             }
         }
+    }
+
+    /// Log entries of a run, oldest first, without expired ones.
+    pub async fn run_entries(&self, run_id: &str, now_ms: i64) -> Result<Vec<LogEntry>, Error> {
+        let items = self
+            .query_all(
+                "pk = :pk AND begins_with(sk, :log)",
+                Some("expires_at > :now"),
+                &[(":pk", s(keys::run(run_id))), (":log", s("LOG#")), (":now", n(now_ms / 1000))],
+            )
+            .await?;
+        Ok(items.iter().map(entry_of).collect())
+    }
+
+    /// The requests a tenant received from `since_ms` on (every inbound
+    /// entry: rejected, duplicate, accepted with its run id), oldest first,
+    /// plus any other entry without a run; one `Query` per hour.
+    async fn tenant_entries(&self, tenant: &str, since_ms: i64, now_ms: i64) -> Result<Vec<LogEntry>, Error> {
+        let mut out = Vec::new();
+        let first_hour = since_ms.max(now_ms - self.retention.as_millis() as i64) / 3_600_000;
+        for hour in first_hour..=now_ms / 3_600_000 {
+            let items = self
+                .query_all(
+                    "pk = :pk AND sk >= :since",
+                    Some("expires_at > :now"),
+                    &[
+                        (":pk", s(keys::tenant_log(tenant, hour * 3_600_000))),
+                        (":since", s(format!("{since_ms:013}"))),
+                        (":now", n(now_ms / 1000)),
+                    ],
+                )
+                .await?;
+            out.extend(items.iter().map(entry_of));
+        }
+        Ok(out)
+    }
+
+    /// What a tenant's request log holds from `since_ms` on, oldest first:
+    /// every request it received and, for those that started a run, the
+    /// run's whole timeline (one `Query` per hour and one per run, at most
+    /// `max_runs` runs, the newest).
+    pub async fn tenant_log(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+        now_ms: i64,
+        max_runs: usize,
+    ) -> Result<Vec<LogEntry>, Error> {
+        let requests = self.tenant_entries(tenant, since_ms, now_ms).await?;
+        let mut runs: Vec<&str> = requests.iter().filter_map(|e| e.run_id.as_deref()).collect();
+        runs.dedup();
+        let skip = runs.len().saturating_sub(max_runs);
+        let mut out: Vec<LogEntry> = requests.iter().filter(|e| e.run_id.is_none()).cloned().collect();
+        for run in &runs[skip..] {
+            out.extend(self.run_entries(run, now_ms).await?);
+        }
+        out.sort_by_key(|e| e.at);
+        Ok(out)
+    }
+
+    /// Dead deliveries (of one tenant, if given), oldest first.
+    pub async fn dead(&self, tenant: Option<&str>) -> Result<Vec<DeadDelivery>, Error> {
+        let items = match tenant {
+            Some(t) => {
+                self.query_all(
+                    "pk = :pk AND begins_with(sk, :t)",
+                    None,
+                    &[(":pk", s(keys::DEAD)), (":t", s(format!("{t}#")))],
+                )
+                .await?
+            }
+            None => self.query_all("pk = :pk", None, &[(":pk", s(keys::DEAD))]).await?,
+        };
+        let mut dead: Vec<DeadDelivery> = items
+            .iter()
+            .map(|i| DeadDelivery {
+                row: DeadRow {
+                    delivery_id: get_s(i, "delivery_id").unwrap_or_default().into(),
+                    tenant: get_s(i, "tenant").unwrap_or_default().into(),
+                    flow_id: get_s(i, "flow_id").unwrap_or_default().into(),
+                    run_id: get_s(i, "run_id").unwrap_or_default().into(),
+                    reason: get_s(i, "reason").unwrap_or_default().into(),
+                    job: get_s(i, "job").unwrap_or_default().into(),
+                },
+                at: get_n(i, "at").unwrap_or(0),
+            })
+            .collect();
+        dead.sort_by_key(|d| d.at);
+        Ok(dead)
+    }
+
+    /// Removes a dead delivery (after its replay was queued).
+    pub async fn forget_dead(&self, tenant: &str, delivery_id: &str) -> Result<(), Error> {
+        self.client
+            .delete_item()
+            .table_name(&self.name)
+            .key("pk", s(keys::DEAD))
+            .key("sk", s(keys::dead(tenant, delivery_id)))
+            .send()
+            .await
+            .map_err(|e| Error::aws("DynamoDB", "DeleteItem", e))?;
+        Ok(())
     }
 }
 

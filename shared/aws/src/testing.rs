@@ -116,12 +116,23 @@ where
 pub struct Receiver {
     statuses: Arc<Mutex<VecDeque<u16>>>,
     seen: Arc<Mutex<Vec<String>>>,
+    /// How long it takes to answer.
+    delay: Duration,
 }
 
 impl Receiver {
     /// Starts it; it answers every request with `body`.
     pub async fn start(statuses: &[u16], body: &'static str) -> (Self, String) {
-        let r = Receiver { statuses: Arc::new(Mutex::new(statuses.iter().copied().collect())), ..Default::default() };
+        Self::start_slow(statuses, body, Duration::ZERO).await
+    }
+
+    /// Starts one that takes `delay` to answer each request.
+    pub async fn start_slow(statuses: &[u16], body: &'static str, delay: Duration) -> (Self, String) {
+        let r = Receiver {
+            statuses: Arc::new(Mutex::new(statuses.iter().copied().collect())),
+            delay,
+            ..Default::default()
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let me = r.clone();
@@ -154,6 +165,7 @@ impl Receiver {
                             }
                         }
                     }
+                    tokio::time::sleep(me.delay).await;
                     let status = me.statuses.lock().unwrap().pop_front().unwrap_or(200);
                     let reply = format!(
                         "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

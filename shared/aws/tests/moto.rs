@@ -144,7 +144,11 @@ async fn expired_log_entries_and_idempotency_records_are_not_read() {
     assert_eq!(log.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["step"]);
     assert_eq!(table.idempotent_reply("acme/partner-sync/old", now).await.unwrap(), None);
     let items = aws_sdk_dynamodb::Client::new(&conf).scan().table_name(&p.table).send().await.unwrap();
-    assert_eq!(items.count(), 3, "the expired items are still there; reads skip them");
+    // The run's two entries, the inbound entry's copy under the tenant's
+    // hour, and the idempotency record.
+    assert_eq!(items.count(), 4, "the expired items are still there; reads skip them");
+    let tenant = table.tenant_log("acme", now - 3 * 86_400_000, now, 10).await.unwrap();
+    assert!(tenant.is_empty(), "the expired request is not listed: {tenant:?}");
 }
 
 #[tokio::test]
@@ -274,4 +278,57 @@ async fn secrets_by_name_under_the_prefix_with_json_keys_and_a_clear_missing() {
     assert_eq!(secrets.secret("partner-token").await.unwrap().as_deref(), Some("tok-123"));
     secrets.clear();
     assert_eq!(secrets.secret("partner-token").await.unwrap().as_deref(), Some("tok-456"));
+}
+
+#[tokio::test]
+async fn jobs_up_to_a_mebibyte_are_queued_whole_and_a_larger_one_refuses_its_commit_before_writing() {
+    let (conf, p) = setup(5).await;
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let store = hookflow_aws::store::Store {
+        table: Table::new(ddb.clone(), &p.table, 14),
+        queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url),
+    };
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let now = now_ms();
+    // Three jobs of 600 KiB: over SQS's old 256 KiB limit, and too many for
+    // one 1 MiB batch; each arrives whole.
+    let big = |id: &str, size: usize| NewJob {
+        id: id.into(),
+        payload: serde_json::to_string(&serde_json::json!({"pad": "x".repeat(size)})).unwrap(),
+        ..delivery_job(&flow)
+    };
+    let jobs: Vec<NewJob> = (0..3).map(|i| big(&format!("d:big{i}"), 600 * 1024)).collect();
+    store.apply(Commit { jobs: jobs.clone(), ..Default::default() }, now).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.extend(receive(&sqs, &p.deliveries_queue_url).await);
+    }
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|m| {
+            let m = Message::parse(m.body().unwrap()).unwrap();
+            assert_eq!(m.payload.len(), jobs[0].payload.len(), "a job arrived cut");
+            m.id
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["d:big0", "d:big1", "d:big2"]);
+
+    // Over 1 MiB: refused, and nothing of the commit is written.
+    let run = run_of(&flow);
+    let commit = Commit {
+        jobs: vec![big("d:huge", 1024 * 1024)],
+        log: vec![LogEntry::for_run(&run, now, "inbound", "accepted", serde_json::json!({}))],
+        ..Default::default()
+    };
+    let err = store.apply(commit, now).await.unwrap_err();
+    assert!(matches!(err, hookflow_aws::Error::TooLarge(_)), "{err}");
+    assert!(err.to_string().contains("d:huge"), "{err}");
+    assert!(table_is_empty(&ddb, &p.table).await, "the refused commit wrote its log entry");
+    assert!(receive(&sqs, &p.deliveries_queue_url).await.is_empty());
+}
+
+async fn table_is_empty(ddb: &aws_sdk_dynamodb::Client, table: &str) -> bool {
+    ddb.scan().table_name(table).send().await.unwrap().count() == 0
 }

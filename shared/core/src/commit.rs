@@ -143,7 +143,7 @@ impl RunRow {
 }
 
 /// A delivery that becomes dead.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeadRow {
     pub delivery_id: String,
     pub tenant: String,
@@ -151,7 +151,43 @@ pub struct DeadRow {
     pub run_id: String,
     pub reason: String,
     /// The delivery job (JSON text), kept for replay.
+    #[serde(skip)]
     pub job: String,
+}
+
+impl DeadRow {
+    /// The dead delivery queued again and the log entry that says so:
+    /// attempts start over, the delivery id (the receiver's `webhook-id`)
+    /// stays, so a receiver that did get an earlier attempt can tell.
+    /// The job id is new, so the replay is not taken for the first job.
+    pub fn replay(&self, now: i64) -> Result<(NewJob, LogEntry), serde_json::Error> {
+        let mut job: DeliveryJob = serde_json::from_str(&self.job)?;
+        job.attempts = 0;
+        job.first_at = now;
+        let mut new = NewJob::delivery(&job, now);
+        new.id = format!("d:{}:replay:{now}", self.delivery_id);
+        let entry = LogEntry {
+            at: now,
+            kind: "replay".into(),
+            tenant: Some(self.tenant.clone()),
+            flow_id: Some(self.flow_id.clone()),
+            run_id: Some(self.run_id.clone()),
+            event_id: None,
+            delivery_id: Some(self.delivery_id.clone()),
+            outcome: Some("replayed".into()),
+            detail: Value::Object(Default::default()),
+        };
+        Ok((new, entry))
+    }
+}
+
+/// A dead delivery as stored: the row of the commit that declared it
+/// dead, and when (what `hookflow dead list` shows).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadDelivery {
+    #[serde(flatten)]
+    pub row: DeadRow,
+    pub at: i64,
 }
 
 /// One request-log entry.

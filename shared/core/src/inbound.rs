@@ -126,6 +126,17 @@ pub fn check_body(flow: &CompiledFlow, content_type: &str, len: usize) -> Result
     Ok(())
 }
 
+/// The body against the schema the flow enforces (`expect.enforce`): 422
+/// naming the first place it differs. Without enforcement the declared shape
+/// is documentation only.
+pub fn check_shape(flow: &CompiledFlow, body: &serde_json::Value) -> Result<(), Rejection> {
+    let Some(validator) = &flow.shape else { return Ok(()) };
+    let Some(err) = validator.iter_errors(body).next() else { return Ok(()) };
+    let path = err.instance_path().to_string();
+    let path = if path.is_empty() { "/".to_string() } else { path };
+    Err(Rejection::new(422, format!("body does not match the expected shape at {path}: {err}")))
+}
+
 /// Content types a trigger accepts.
 pub fn supported(content_type: &str) -> bool {
     let ct = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();

@@ -35,6 +35,9 @@ pub struct CompiledFlow {
     pub templates: Templates,
     /// Where the flow came from, for messages.
     pub file: PathBuf,
+    /// `trigger.expect.body.schema`, compiled, when the flow enforces it
+    /// (compiled once here so every ingress shares one validator).
+    pub shape: Option<std::sync::Arc<jsonschema::Validator>>,
 }
 
 /// Where a template may appear, which decides what it may read.
@@ -83,8 +86,9 @@ pub fn load_flow(file: &Path, text: &str) -> Result<CompiledFlow, Error> {
     };
     let mut checker = Checker { templates: Templates::new(), problems: Vec::new() };
     checker.check(&flow);
+    let shape = checker.compile_shape(&flow);
     if checker.problems.is_empty() {
-        return Ok(CompiledFlow { flow, templates: checker.templates, file: file.to_path_buf() });
+        return Ok(CompiledFlow { flow, templates: checker.templates, file: file.to_path_buf(), shape });
     }
     Err(Error::Invalid(
         checker.problems.into_iter().map(|(field, message)| diag(Some(&map), field, message, None)).collect(),
@@ -329,6 +333,22 @@ impl Checker {
         }
         if t.max_body == Some(0) {
             self.problem("trigger.max_body", "must be at least 1 byte");
+        }
+    }
+
+    /// The enforced body schema, compiled; an invalid schema is a problem.
+    fn compile_shape(&mut self, flow: &Flow) -> Option<std::sync::Arc<jsonschema::Validator>> {
+        let expect = flow.trigger.expect.as_ref().filter(|e| e.enforce)?;
+        let schema = expect.body.as_ref()?.schema.as_ref()?;
+        if !schema.is_object() && !schema.is_boolean() {
+            return None; // reported by check_trigger
+        }
+        match jsonschema::validator_for(schema) {
+            Ok(v) => Some(std::sync::Arc::new(v)),
+            Err(e) => {
+                self.problem("trigger.expect.body.schema", format!("not a valid JSON Schema: {e}"));
+                None
+            }
         }
     }
 
@@ -724,6 +744,21 @@ steps:
         let errs = with("max_attempts: 10", "max_attempts: ten");
         assert_error(&errs, "steps[0].retry.max_attempts: invalid type: string \"ten\"");
         assert_error(&errs, "f.yaml:21:14:");
+    }
+
+    #[test]
+    fn an_enforced_schema_is_compiled_once_and_an_invalid_one_is_refused_with_its_field() {
+        let enforced = "  respond: { mode: async, status: 202 }\n  expect: { enforce: true, body: { schema: { type: object, required: [id] } } }";
+        let f = load_flow(Path::new("f.yaml"), &GOOD.replacen("  respond: { mode: async, status: 202 }", enforced, 1))
+            .unwrap();
+        let shape = f.shape.expect("compiled");
+        assert!(shape.is_valid(&serde_json::json!({"id": 1})) && !shape.is_valid(&serde_json::json!({})));
+        let advisory = enforced.replace("enforce: true", "enforce: false");
+        let f = load_flow(Path::new("f.yaml"), &GOOD.replacen("  respond: { mode: async, status: 202 }", &advisory, 1))
+            .unwrap();
+        assert!(f.shape.is_none(), "an advisory shape is not checked");
+        let errs = with("  respond: { mode: async, status: 202 }", &enforced.replace("type: object", "type: 12"));
+        assert_error(&errs, "trigger.expect.body.schema: not a valid JSON Schema");
     }
 
     #[test]

@@ -116,13 +116,7 @@ async fn handle(
     // The checks below that read the body parse it once, when first needed.
     let parsed = std::sync::OnceLock::new();
     let body_json = || parsed.get_or_init(|| request.parsed_body());
-    // The declared shape is advisory unless the flow enforces it.
-    if let Some(validator) = flows.schema(&flow.flow.tenant, &flow.flow.id)
-        && let Some(err) = validator.iter_errors(body_json()).next()
-    {
-        let path = err.instance_path().to_string();
-        let path = if path.is_empty() { "/".to_string() } else { path };
-        let r = Rejection::new(422, format!("body does not match the expected shape at {path}: {err}"));
+    if let Err(r) = decide::check_shape(&flow, body_json()) {
         return reject(&rt, &a, Some(&flow), r);
     }
     if let Some(reply) = decide::slack_challenge(&flow, body_json()) {

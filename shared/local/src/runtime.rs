@@ -55,8 +55,6 @@ pub struct RuntimeConfig {
 pub struct Flows {
     by_route: HashMap<(String, String), Arc<CompiledFlow>>,
     by_id: HashMap<(String, String), Arc<CompiledFlow>>,
-    /// Compiled `expect.body.schema` of flows that enforce it.
-    schemas: HashMap<(String, String), Arc<jsonschema::Validator>>,
 }
 
 impl Flows {
@@ -65,14 +63,6 @@ impl Flows {
         for flow in flows {
             let flow = Arc::new(flow);
             let t = flow.flow.tenant.clone();
-            if let Some(expect) = &flow.flow.trigger.expect
-                && expect.enforce
-                && let Some(schema) = expect.body.as_ref().and_then(|b| b.schema.as_ref())
-            {
-                let v = jsonschema::validator_for(schema)
-                    .map_err(|e| Error::Config(format!("{}: trigger.expect.body.schema: {e}", flow.file.display())))?;
-                f.schemas.insert((t.clone(), flow.flow.id.clone()), Arc::new(v));
-            }
             let route = (t.clone(), flow.flow.trigger.path.trim_matches('/').to_string());
             if let Some(other) = f.by_route.insert(route.clone(), flow.clone()) {
                 return Err(Error::Config(format!(
@@ -101,11 +91,6 @@ impl Flows {
 
     pub fn by_id(&self, tenant: &str, id: &str) -> Option<Arc<CompiledFlow>> {
         self.by_id.get(&(tenant.to_string(), id.to_string())).cloned()
-    }
-
-    /// The body schema a flow enforces, if any.
-    pub fn schema(&self, tenant: &str, id: &str) -> Option<Arc<jsonschema::Validator>> {
-        self.schemas.get(&(tenant.to_string(), id.to_string())).cloned()
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<CompiledFlow>> {

@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use crate::Error;
-pub use hookflow_core::commit::{Commit, DeadRow, LogEntry, NewJob, RunRow};
+pub use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, LogEntry, NewJob, RunRow};
 
 const SCHEMA: &str = r#"
 PRAGMA journal_mode = WAL;
@@ -65,19 +65,6 @@ pub struct LogFilter {
     pub since: i64,
     /// Only failures: halted, retried, dead, rejected.
     pub failed_only: bool,
-}
-
-/// A delivery that ran out of attempts or was halted.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DeadDelivery {
-    pub delivery_id: String,
-    pub tenant: String,
-    pub flow_id: String,
-    pub run_id: String,
-    pub reason: String,
-    pub at: i64,
-    #[serde(skip)]
-    pub job: Value,
 }
 
 /// Reads a row of `SELECT at, kind, tenant, flow_id, run_id, event_id,
@@ -446,13 +433,15 @@ impl Store {
         let rows = stmt
             .query_map([flow_id], |r| {
                 Ok(DeadDelivery {
-                    delivery_id: r.get(0)?,
-                    tenant: r.get(1)?,
-                    flow_id: r.get(2)?,
-                    run_id: r.get(3)?,
-                    reason: r.get(4)?,
+                    row: DeadRow {
+                        delivery_id: r.get(0)?,
+                        tenant: r.get(1)?,
+                        flow_id: r.get(2)?,
+                        run_id: r.get(3)?,
+                        reason: r.get(4)?,
+                        job: r.get(6)?,
+                    },
                     at: r.get(5)?,
-                    job: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or(Value::Null),
                 })
             })
             .map_err(db)?;
@@ -462,24 +451,24 @@ impl Store {
     /// Queues a dead delivery again (same `webhook-id`, attempts from zero)
     /// and removes it from the dead list, in one transaction.
     pub fn replay(&self, dead: &DeadDelivery) -> Result<(), Error> {
-        let now = crate::now_ms();
-        let mut job = dead.job.clone();
-        job["attempts"] = Value::from(0);
-        job["first_at"] = Value::from(now);
+        let (job, entry) = dead
+            .row
+            .replay(crate::now_ms())
+            .map_err(|e| Error::Store(format!("dead delivery {}: {e}", dead.row.delivery_id)))?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db)?;
         exec(
             &tx,
             "INSERT INTO jobs (id, kind, payload, due_at, created_at) VALUES (?1, 'delivery', ?2, ?3, ?3)",
-            params![format!("d:{}:replay:{now}", dead.delivery_id), job.to_string(), now],
+            params![job.id, job.payload, job.not_before],
         )
         .map_err(db)?;
-        exec(&tx, "DELETE FROM dead WHERE delivery_id = ?1", [&dead.delivery_id]).map_err(db)?;
+        exec(&tx, "DELETE FROM dead WHERE delivery_id = ?1", [&dead.row.delivery_id]).map_err(db)?;
         exec(
             &tx,
             "INSERT INTO log (at, kind, tenant, flow_id, run_id, delivery_id, outcome, detail)
-             VALUES (?1, 'replay', ?2, ?3, ?4, ?5, 'replayed', '{}')",
-            params![now, dead.tenant, dead.flow_id, dead.run_id, dead.delivery_id],
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '{}')",
+            params![entry.at, entry.kind, entry.tenant, entry.flow_id, entry.run_id, entry.delivery_id, entry.outcome],
         )
         .map_err(db)?;
         tx.commit().map_err(db)

@@ -1,0 +1,44 @@
+//! The AWS SDK configuration each function loads once at init.
+//!
+//! The SDK's default HTTPS client reads and parses the system's root bundle
+//! (about 150 certificates) when it is built: 4–7 ms of every cold start,
+//! most of a function's init time (docs/PERFORMANCE.md). The functions only
+//! ever talk to AWS service endpoints, whose certificates chain to the
+//! Amazon Trust Services roots, so their SDK clients trust exactly those,
+//! compiled in. Region, credentials and `AWS_ENDPOINT_URL` still come from
+//! the SDK's default chains; a plain-HTTP endpoint (an emulator) needs no
+//! roots at all.
+
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+
+/// Amazon Root CA 1–4 and Starfield Services Root CA G2, as PEM.
+const AMAZON_TRUST_SERVICES: &str = include_str!("amazon-trust-services.pem");
+
+/// The SDK configuration from the environment, with an HTTPS client that
+/// trusts the Amazon Trust Services roots.
+pub async fn load() -> aws_config::SdkConfig {
+    let roots = TrustStore::empty().with_native_roots(false).with_pem_certificate(AMAZON_TRUST_SERVICES);
+    let context = TlsContext::builder().with_trust_store(roots).build().expect("a trust store without native roots");
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https).load().await
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+
+    #[test]
+    fn the_compiled_in_roots_are_the_five_amazon_trust_services_certificates() {
+        let certs = CertificateDer::pem_slice_iter(super::AMAZON_TRUST_SERVICES.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("valid PEM");
+        assert_eq!(certs.len(), 5);
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(certs);
+        assert_eq!((added, ignored), (5, 0), "every root parses as a trust anchor");
+    }
+}

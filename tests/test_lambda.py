@@ -1,0 +1,336 @@
+"""End to end on the AWS path, with the real Lambda binaries.
+
+`cargo lambda watch` runs `ingress`, `executor` and `dispatcher` (built
+from this checkout) behind its Runtime API emulator; moto's server plays
+DynamoDB, SQS and Secrets Manager; tests/aws_harness.py plays API Gateway
+and the SQS event source mappings; receivers are HTTP servers on
+127.0.0.1. What is checked: an async flow delivers with a signature the
+`standardwebhooks` package verifies and the credential from Secrets
+Manager; a sync flow answers through API Gateway with its `respond` step;
+a 500 is retried through the queue; a poisoned message ends in the DLQ
+while its batch neighbours are delivered; killing the dispatcher in the
+middle of a batch loses nothing; no secret value is in any DynamoDB item,
+queued message or log line. It also counts the AWS requests the functions
+make per delivered event (docs/PERFORMANCE.md).
+"""
+
+import collections
+import http.server
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import boto3
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from aws_harness import ROOT, ApiGateway, EventSourceMapping, Moto, Watch, wait_for
+
+SIGNING_KEY = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+PARTNER_TOKEN = "tok-e2e-5f1c2a9b7d"
+INBOUND_KEY = "inbound-e2e-8c3d"
+SECRETS = [SIGNING_KEY.removeprefix("whsec_"), PARTNER_TOKEN, INBOUND_KEY]
+
+
+class Receiver(http.server.ThreadingHTTPServer):
+    """Records every request; `/flaky` answers 500 to the first attempt of
+    each webhook-id, `/slow` holds each request for 3 s."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.arrivals = []  # (time, path, headers, body)
+        self.seen = collections.Counter()
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def ids(self, path):
+        with self.lock:
+            return [h.get("webhook-id") for _, p, h, _ in self.arrivals if p == path]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        arrived = time.monotonic()
+        if self.path == "/slow":
+            time.sleep(3)
+        with self.server.lock:
+            self.server.arrivals.append((arrived, self.path, headers, body))
+            key = (self.path, headers.get("webhook-id"))
+            self.server.seen[key] += 1
+            first = self.server.seen[key] == 1
+        status = 500 if self.path == "/flaky" and first else 200
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}')
+        except BrokenPipeError:
+            pass  # the dispatcher that sent it was killed
+
+    def log_message(self, *args):
+        pass
+
+
+def flow(flow_id, path, url, extra=""):
+    return f"""
+id: {flow_id}
+tenant: e2e
+trigger:
+  type: webhook
+  path: {path}
+  auth: {{ type: api_key, header: X-Api-Key, secret: inbound_key }}
+steps:
+  - id: send
+    type: http
+    url: {url}
+    headers: {{ Authorization: "Bearer {{{{ secrets.partner_token }}}}" }}
+    body: {{ json: {{ id: "{{{{ trigger.body.id }}}}" }} }}
+    sign: {{ secret: signing_key }}
+    retry: {{ max_attempts: 8, initial: 1s, max_delay: 2s }}
+{extra}"""
+
+
+class Aws:
+    """Everything the tests share: emulator, functions, harness."""
+
+    def __init__(self, tmp):
+        self.receiver = Receiver()
+        self.moto = Moto(recording=tmp / "moto_recording")
+        env = dict(os.environ, AWS_ENDPOINT_URL=self.moto.url, AWS_ACCESS_KEY_ID="harness",
+                   AWS_SECRET_ACCESS_KEY="harness", AWS_REGION="us-east-1")
+        env.pop("HOOKFLOW_TABLE", None)
+        self.env = env
+        up = self.hookflow("local-aws", "up", "--prefix", "e2e")
+        names = dict(line.removeprefix("export ").split("=", 1) for line in up.splitlines() if line.startswith("export"))
+        session = boto3.session.Session(aws_access_key_id="harness", aws_secret_access_key="harness",
+                                        region_name="us-east-1")
+        self.sqs = session.client("sqs", endpoint_url=self.moto.url)
+        self.ddb = session.client("dynamodb", endpoint_url=self.moto.url)
+        sm = session.client("secretsmanager", endpoint_url=self.moto.url)
+        for name, value in [("signing_key", SIGNING_KEY), ("partner_token", PARTNER_TOKEN),
+                            ("inbound_key", INBOUND_KEY)]:
+            sm.create_secret(Name=f"hookflow/{name}", SecretString=value)
+        self.table = names["HOOKFLOW_TABLE"]
+        self.runs_url = names["HOOKFLOW_RUNS_QUEUE_URL"]
+        self.deliveries_url = names["HOOKFLOW_DELIVERIES_QUEUE_URL"]
+        self.deliveries_dlq = self.sqs.get_queue_url(QueueName="e2e-deliveries-dlq")["QueueUrl"]
+        # The template's visibility timeout is 6x the function timeout; the
+        # harness shortens it so that what a failed invocation leaves comes
+        # back within the test.
+        for url in (self.runs_url, self.deliveries_url):
+            self.sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "2"})
+
+        flows = tmp / "flows"
+        flows.mkdir()
+        r = self.receiver.base
+        (flows / "signed.yaml").write_text(flow("signed", "signed", f"{r}/ok"))
+        (flows / "flaky.yaml").write_text(flow("flaky", "flaky", f"{r}/flaky"))
+        (flows / "slow.yaml").write_text(flow("slow", "slow", f"{r}/slow", "    timeout: 10s\n"))
+        (flows / "hello.yaml").write_text((ROOT / "examples" / "hello.yaml").read_text())
+        self.hookflow("apply", "--flows", str(flows), "--table", self.table)
+
+        self.tmp = tmp
+        self.watch_env = {
+            "AWS_ENDPOINT_URL": self.moto.url, "AWS_ACCESS_KEY_ID": "functions",
+            "AWS_SECRET_ACCESS_KEY": "functions", "AWS_REGION": "us-east-1",
+            "HOOKFLOW_TABLE": self.table, "HOOKFLOW_RUNS_QUEUE_URL": self.runs_url,
+            "HOOKFLOW_DELIVERIES_QUEUE_URL": self.deliveries_url,
+            "HOOKFLOW_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8",
+        }
+        self.watch = Watch(self.watch_env, tmp / "watch.log")
+        self.logs = [self.watch.log_path]
+        self.api = ApiGateway(self.watch)
+        arn = lambda url: self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]  # noqa: E731
+        self.runs = EventSourceMapping(self.sqs, self.watch, "executor", self.runs_url, arn(self.runs_url))
+        self.deliveries = EventSourceMapping(self.sqs, self.watch, "dispatcher", self.deliveries_url,
+                                             arn(self.deliveries_url))
+
+    def restart_functions(self):
+        self.watch.stop()
+        self.watch = Watch(self.watch_env, self.tmp / "watch-2.log")
+        self.logs.append(self.watch.log_path)
+        for user in (self.api, self.runs, self.deliveries):
+            user.watch = self.watch
+
+    def hookflow(self, *args):
+        out = subprocess.run([os.environ["HOOKFLOW_BIN"], *args], env=self.env, capture_output=True, text=True,
+                             timeout=60, cwd=ROOT)
+        assert out.returncode == 0, out.stderr + out.stdout
+        return out.stdout
+
+    def post(self, path, body, key=INBOUND_KEY):
+        return self.api.request("POST", f"/hooks/e2e/{path}",
+                                {"content-type": "application/json", "x-api-key": key}, json.dumps(body))
+
+    def pump(self, until, timeout, what):
+        """Plays both event source mappings until `until()` holds."""
+        def step():
+            self.runs.poll_once(wait=0)
+            self.deliveries.poll_once(wait=0)
+            return until()
+        return wait_for(step, timeout, what, interval=0.2)
+
+    def queue_depth(self, url):
+        a = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"]) + int(
+            a["ApproximateNumberOfMessagesDelayed"])
+
+    def close(self):
+        self.watch.stop()
+        self.moto.stop()
+        self.receiver.shutdown()
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory):
+    a = Aws(tmp_path_factory.mktemp("lambda"))
+    try:
+        # The first invocation of each function builds it (cargo lambda
+        # watch; a no-op when scripts/test built them already).
+        status, _, body = a.api.request("GET", "/hooks/e2e/nope")
+        assert status == 404, body
+        for esm in (a.runs, a.deliveries):
+            ok, answer = a.watch.invoke(esm.function, {"Records": []}, timeout=600)
+            assert ok and answer == {"batchItemFailures": []}, answer
+        yield a
+    finally:
+        a.close()
+
+
+def test_a_sync_flow_answers_through_api_gateway_with_its_respond_step(aws):
+    status, headers, body = aws.api.request("POST", "/hooks/demo/hello", {"content-type": "application/json"},
+                                            '{"name": "Ada"}')
+    assert status == 200, body
+    assert json.loads(body)["message"] == "Hello, Ada!"
+
+
+def test_an_async_flow_delivers_a_verified_signature_and_the_secret_header(aws):
+    status, _, body = aws.post("signed", {"id": 41})
+    assert status == 202, body
+    event_id = json.loads(body)["event_id"]
+    aws.pump(lambda: aws.receiver.ids("/ok"), 60, "the delivery")
+    _, _, headers, raw = [a for a in aws.receiver.arrivals if a[1] == "/ok"][0]
+    assert headers["authorization"] == f"Bearer {PARTNER_TOKEN}"
+    Webhook(SIGNING_KEY).verify(raw, headers)  # raises when the signature is wrong
+    assert json.loads(raw) == {"id": "41"} or json.loads(raw) == {"id": 41}
+    # Wrong key: refused before anything is stored.
+    status, _, _ = aws.post("signed", {"id": 42}, key="wrong")
+    assert status == 401
+    assert event_id.startswith("evt_")
+
+
+def test_aws_requests_per_delivered_event_with_warm_caches(aws):
+    """Counts the functions' own AWS requests for one single-step async
+    event (the harness's ESM calls are signed by another key and left out)."""
+    drained = lambda: aws.queue_depth(aws.runs_url) == 0 and aws.queue_depth(aws.deliveries_url) == 0  # noqa: E731
+    time.sleep(1)
+    aws.pump(drained, 30, "what earlier tests left to finish")
+    aws.moto.api("recorder/reset-recording")
+    urllib_post(aws.moto.url + "/moto-api/recorder/start-recording")
+    before = len(aws.receiver.ids("/ok"))
+    status, _, _ = aws.post("signed", {"id": 43})
+    assert status == 202
+    aws.pump(lambda: len(aws.receiver.ids("/ok")) > before, 60, "the delivery")
+    # Let the run finish (the executor's step after the delivery).
+    time.sleep(1)
+    aws.pump(drained, 30, "the run to finish")
+    urllib_post(aws.moto.url + "/moto-api/recorder/stop-recording")
+    calls = []
+    for line in aws.moto.recording.read_text().splitlines():
+        entry = json.loads(line)
+        if "Credential=functions/" not in entry["headers"].get("Authorization", ""):
+            continue
+        calls.append(entry["headers"].get("X-Amz-Target", entry["url"]).split(".")[-1])
+    print(f"\nAWS requests by the functions for one delivered event, in order: {len(calls)} {calls}")
+    # ingress: TransactWriteItems (run, log), SendMessageBatch (delivery);
+    # dispatcher: TransactWriteItems (attempt), SendMessageBatch (step result);
+    # executor: GetItem (run), TransactWriteItems (run finished).
+    assert "TransactWriteItems" in calls and "SendMessageBatch" in calls, calls
+    assert len(calls) <= 6, calls
+
+
+def test_a_500_is_retried_through_the_queue_with_the_same_webhook_id(aws):
+    status, _, _ = aws.post("flaky", {"id": 7})
+    assert status == 202
+    aws.pump(lambda: len(aws.receiver.ids("/flaky")) >= 2, 60, "the retry")
+    first, second = aws.receiver.ids("/flaky")[:2]
+    assert first == second
+
+
+def test_a_poisoned_message_ends_in_the_dlq_while_its_neighbours_are_delivered(aws):
+    before = len(aws.receiver.ids("/ok"))
+    for i in range(3):
+        assert aws.post("signed", {"id": 100 + i})[0] == 202
+    aws.sqs.send_message(QueueUrl=aws.deliveries_url, MessageBody="{not a job")
+    aws.pump(lambda: len(aws.receiver.ids("/ok")) >= before + 3, 60, "the three neighbours")
+    aws.pump(lambda: aws.queue_depth(aws.deliveries_dlq) == 1, 60, "the poisoned message in the DLQ")
+    body = aws.sqs.receive_message(QueueUrl=aws.deliveries_dlq, WaitTimeSeconds=1)["Messages"][0]["Body"]
+    assert body == "{not a job"
+
+
+def test_killing_the_dispatcher_in_the_middle_of_a_batch_loses_nothing(aws):
+    # Longer than the receiver's 3 s hold, as the template's 6x the function
+    # timeout is: a message comes back only when its invocation failed.
+    aws.sqs.set_queue_attributes(QueueUrl=aws.deliveries_url, Attributes={"VisibilityTimeout": "5"})
+    for i in range(4):
+        assert aws.post("slow", {"id": 200 + i})[0] == 202
+    # The executor has nothing to do for a first step; the deliveries are queued.
+    messages = wait_for(lambda: aws.deliveries.receive(wait=1), 20, "the slow deliveries")
+    while len(messages) < 4:
+        messages += aws.deliveries.receive(wait=1)
+    ids = {json.loads(json.loads(m["Body"])["payload"])["delivery"]["id"] for m in messages}
+    result = {}
+    # The function's timeout is 15 s here: Lambda reports a process that
+    # died as a failed invocation; under the emulator the invocation just
+    # never answers, and the harness gives up on it as Lambda would.
+    t = threading.Thread(target=lambda: result.update(r=aws.deliveries.deliver(messages, timeout=15)))
+    t.start()
+    # The receiver holds each request 3 s: kill the dispatcher while it waits.
+    time.sleep(1.5)
+    pids = subprocess.run(["pgrep", "-f", "debug/dispatcher"], capture_output=True, text=True).stdout.split()
+    assert pids, "the dispatcher process"
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+    killed_at = time.monotonic()
+    t.join(30)
+    assert result["r"][0] is False, "the invocation failed with its process"
+    # Lambda starts a new execution environment for the next invocation;
+    # cargo lambda watch does not restart a function whose process was
+    # killed, so the harness starts the emulator again.
+    aws.restart_functions()
+    # Nothing was deleted: after the visibility timeout the batch comes back
+    # and the new dispatcher process sends it.
+    def all_arrived_after_the_kill():
+        with aws.receiver.lock:
+            late = {h.get("webhook-id") for at, p, h, _ in aws.receiver.arrivals if p == "/slow" and at > killed_at}
+        return ids <= late
+    aws.pump(all_arrived_after_the_kill, 90, "every delivery of the killed batch")
+    aws.pump(lambda: aws.queue_depth(aws.deliveries_url) == 0, 60, "the deliveries queue to drain")
+
+
+def test_no_secret_value_is_in_any_item_message_or_log_line(aws):
+    items = json.dumps(aws.ddb.scan(TableName=aws.table)["Items"])
+    assert "signed" in items, "the scan sees the runs"
+    queued = []
+    for url in (aws.runs_url, aws.deliveries_url, aws.deliveries_dlq):
+        queued += [m["Body"] for m in aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                                              VisibilityTimeout=0).get("Messages", [])]
+    logs = "".join(p.read_text(errors="replace") for p in aws.logs)
+    assert "inbound accepted" in logs, "the functions' log lines are captured"
+    for secret in SECRETS:
+        assert secret not in items, f"a secret in DynamoDB: {secret[:4]}…"
+        assert not any(secret in q for q in queued), f"a secret on SQS: {secret[:4]}…"
+        assert secret not in logs, f"a secret in a log line: {secret[:4]}…"
+
+
+def urllib_post(url):
+    import urllib.request
+    urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=10).read()
