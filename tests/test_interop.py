@@ -96,3 +96,38 @@ def test_stale_timestamps_are_rejected_by_both(hookflow):
     res = hookflow("verify", "--secret", secret, "--id", "m", "--timestamp", str(old), "--signature", signature, "--file", "-", input=b"{}")
     assert res.returncode == 1
     assert "tolerance" in res.stdout.decode()
+
+
+def test_ed25519_v1a_signatures_verify_with_an_independent_implementation(hookflow, tmp_path):
+    """`hookflow sign` with a `whsk_` key gives `v1a,<base64>` over
+    `{id}.{timestamp}.{body}`; PyPI `cryptography` verifies it with the
+    public key alone, and a signature it makes verifies with `hookflow verify`
+    and the `whpk_` key."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    private = Ed25519PrivateKey.generate()
+    seed = private.private_bytes_raw()
+    public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    whsk = "whsk_" + base64.b64encode(seed + public).decode()
+    whpk = "whpk_" + base64.b64encode(public).decode()
+    body = b'{"type": "payment.received", "data": {"amount": 42}}'
+    f = tmp_path / "body.json"
+    f.write_bytes(body)
+
+    out = hookflow("sign", "--secret", whsk, "--id", "msg_ed", "--timestamp", "1795478400", "--file", str(f))
+    assert out.returncode == 0, out.stderr
+    header = out.stdout.decode().strip()
+    assert header.startswith("v1a,")
+    signature = base64.b64decode(header.removeprefix("v1a,"))
+    private.public_key().verify(signature, b"msg_ed.1795478400." + body)  # raises if wrong
+
+    theirs = "v1a," + base64.b64encode(private.sign(b"msg_ed.1795478400." + body)).decode()
+    verify = ["verify", "--secret", whpk, "--id", "msg_ed", "--timestamp", "1795478400", "--now", "1795478400",
+              "--file", str(f)]
+    assert hookflow(*verify, "--signature", theirs).returncode == 0
+    tampered = "v1a," + base64.b64encode(private.sign(b"msg_ed.1795478400.{}")).decode()
+    out = hookflow(*verify, "--signature", tampered)
+    assert out.returncode == 1 and b"invalid" in out.stdout

@@ -56,7 +56,8 @@ enum Command {
         responses: Vec<String>,
     },
     /// Print the Standard Webhooks `webhook-signature` header value for a
-    /// body (several space-separated secrets give several signatures).
+    /// body (several space-separated secrets give several signatures; a
+    /// `whsk_` ed25519 key gives a `v1a` signature).
     Sign {
         /// `whsec_…` secret(s).
         #[arg(long)]
@@ -71,8 +72,9 @@ enum Command {
         #[arg(long)]
         file: Option<PathBuf>,
     },
-    /// Verify a Standard Webhooks signature. Exits 0 when valid, 1 with the
-    /// reason when not.
+    /// Verify a Standard Webhooks signature (`--secret whsec_…`, or a
+    /// `whpk_` public key for `v1a`). Exits 0 when valid, 1 with the reason
+    /// when not.
     Verify {
         #[arg(long)]
         secret: String,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use hookflow_core::signature::{parse_secrets, standard_sign, standard_verify};
+use hookflow_core::signature::{SigningKey, asymmetric_verify, parse_secrets, standard_sign, standard_verify};
 
 fn read_body(file: Option<&Path>) -> Result<Vec<u8>> {
     match file {
@@ -25,9 +25,16 @@ fn now() -> i64 {
 }
 
 pub fn sign(secret: &str, id: &str, timestamp: Option<i64>, file: Option<&Path>) -> Result<ExitCode> {
-    let secrets = parse_secrets(secret).context("--secret")?;
     let body = read_body(file)?;
-    println!("{}", standard_sign(&secrets, id, timestamp.unwrap_or_else(now), &body));
+    let ts = timestamp.unwrap_or_else(now);
+    if secret.trim().starts_with("whsk_") {
+        // Asymmetric (ed25519): a `v1a` signature.
+        let key = SigningKey::parse(secret).context("--secret")?;
+        println!("{}", key.sign(id, ts, &body));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let secrets = parse_secrets(secret).context("--secret")?;
+    println!("{}", standard_sign(&secrets, id, ts, &body));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -40,17 +47,15 @@ pub fn verify(
     tolerance: u64,
     at: Option<i64>,
 ) -> Result<ExitCode> {
-    let secrets = parse_secrets(secret).context("--secret")?;
     let body = read_body(file)?;
-    match standard_verify(
-        &secrets,
-        id,
-        timestamp,
-        signature,
-        &body,
-        at.unwrap_or_else(now),
-        Duration::from_secs(tolerance),
-    ) {
+    let (now, tolerance) = (at.unwrap_or_else(now), Duration::from_secs(tolerance));
+    let checked = if secret.trim().starts_with("whpk_") {
+        asymmetric_verify(secret, id, timestamp, signature, &body, now, tolerance)
+    } else {
+        let secrets = parse_secrets(secret).context("--secret")?;
+        standard_verify(&secrets, id, timestamp, signature, &body, now, tolerance)
+    };
+    match checked {
         Ok(()) => {
             println!("valid");
             Ok(ExitCode::SUCCESS)

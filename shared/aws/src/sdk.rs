@@ -5,9 +5,9 @@
 //! most of a function's init time (docs/PERFORMANCE.md). The functions only
 //! ever talk to AWS service endpoints, whose certificates chain to the
 //! Amazon Trust Services roots, so their SDK clients trust exactly those,
-//! compiled in. Region, credentials and `AWS_ENDPOINT_URL` still come from
-//! the SDK's default chains; a plain-HTTP endpoint (an emulator) needs no
-//! roots at all.
+//! compiled in. Credentials and region are read from the environment when
+//! it has them (it always does on Lambda), `AWS_ENDPOINT_URL` as usual; a
+//! plain-HTTP endpoint (an emulator) needs no roots at all.
 
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 
@@ -23,7 +23,18 @@ pub async fn load() -> aws_config::SdkConfig {
         .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
         .tls_context(context)
         .build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https).load().await
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
+    // Lambda puts the function's credentials and region in the environment:
+    // read them from there rather than building the default chains (IMDS,
+    // ECS, SSO, web identity, profile files) at every cold start. Anywhere
+    // else the default chains apply.
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some() {
+        loader = loader.credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
+    }
+    if let Ok(region) = std::env::var("AWS_REGION") {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    loader.load().await
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //! | [`attempt`] | what one delivery attempt means: delivered, retry, or dead |
 //! | [`commit`] | a unit of work as data: run state, jobs, log entries |
 //! | [`engine`] | the steps as pure functions: effects and attempts to commits and log lines |
+//! | [`events`] | event types and the patterns subscriptions select them with (`*`, `**`) |
 //! | [`inbound`] | the trigger endpoint's checks and acceptance, transport-free |
 //! | [`ports`] | the traits adapters implement: flows, runs, queue, secrets, clock |
 
@@ -31,6 +32,7 @@ pub mod commit;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod flow;
 pub mod headers;
 pub mod inbound;

@@ -209,6 +209,101 @@ pub fn standard_verify(
 }
 
 // ---------------------------------------------------------------------------
+// Standard Webhooks, asymmetric (`v1a`, ed25519)
+
+/// An ed25519 signing key for Standard Webhooks' asymmetric signatures.
+/// Text form `whsk_` + base64 of the 64-byte secret key (seed then public
+/// key, as libsodium and most ed25519 libraries write it); a 32-byte seed
+/// alone is accepted too. Its public key is `whpk_` + base64 of 32 bytes:
+/// receivers verify with it and cannot sign.
+#[derive(Clone)]
+pub struct SigningKey(ed25519_dalek::SigningKey);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({})", self.public())
+    }
+}
+
+impl SigningKey {
+    pub fn parse(text: &str) -> Result<Self, SignatureError> {
+        let bad = |why: &str| SignatureError::BadSecret(format!("expected `whsk_` followed by base64: {why}"));
+        let b = text.trim();
+        let bytes = B64.decode(b.strip_prefix("whsk_").unwrap_or(b)).map_err(|_| bad("not base64"))?;
+        let seed: [u8; 32] = bytes.get(..32).and_then(|s| s.try_into().ok()).ok_or_else(|| bad("too short"))?;
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        match bytes.len() {
+            32 => {}
+            64 if bytes[32..] == key.verifying_key().to_bytes() => {}
+            64 => return Err(bad("its second half is not the public key of its first")),
+            _ => return Err(bad("32 or 64 bytes")),
+        }
+        Ok(SigningKey(key))
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut seed = [0u8; 32];
+        rand::rng().fill_bytes(&mut seed);
+        SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
+    /// The `whsk_…` text form (64 bytes: seed and public key).
+    pub fn expose(&self) -> String {
+        format!("whsk_{}", B64.encode(self.0.to_keypair_bytes()))
+    }
+
+    /// The `whpk_…` public key.
+    pub fn public(&self) -> String {
+        format!("whpk_{}", B64.encode(self.0.verifying_key().to_bytes()))
+    }
+
+    /// The `v1a,<base64>` signature of `{msg_id}.{timestamp}.{body}`.
+    pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        use ed25519_dalek::Signer;
+        let mut content = Vec::with_capacity(msg_id.len() + body.len() + 24);
+        content.extend_from_slice(msg_id.as_bytes());
+        content.push(b'.');
+        content.extend_from_slice(timestamp.to_string().as_bytes());
+        content.push(b'.');
+        content.extend_from_slice(body);
+        format!("v1a,{}", B64.encode(self.0.sign(&content).to_bytes()))
+    }
+}
+
+/// Verifies a `v1a` entry of a `webhook-signature` header with a `whpk_`
+/// public key.
+pub fn asymmetric_verify(
+    public: &str,
+    msg_id: &str,
+    timestamp: &str,
+    signature_header: &str,
+    body: &[u8],
+    now: i64,
+    tolerance: Duration,
+) -> Result<(), SignatureError> {
+    let b = public.trim();
+    let key: [u8; 32] = B64
+        .decode(b.strip_prefix("whpk_").unwrap_or(b))
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| SignatureError::BadSecret("expected `whpk_` followed by base64 of 32 bytes".into()))?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .map_err(|_| SignatureError::BadSecret("not an ed25519 public key".into()))?;
+    let ts: i64 = timestamp.trim().parse().map_err(|_| SignatureError::MalformedHeader("webhook-timestamp".into()))?;
+    check_timestamp(ts, now, tolerance)?;
+    let content = [msg_id.as_bytes(), b".", timestamp.trim().as_bytes(), b".", body].concat();
+    for entry in signature_header.split_whitespace() {
+        let Some(sig) = entry.strip_prefix("v1a,") else { continue };
+        let Some(sig) = B64.decode(sig).ok().and_then(|s| <[u8; 64]>::try_from(s).ok()) else { continue };
+        if key.verify_strict(&content, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(SignatureError::Mismatch)
+}
+
+// ---------------------------------------------------------------------------
 // Generic HMAC schemes
 
 /// A custom HMAC header scheme, for systems that do not speak Standard
@@ -390,6 +485,38 @@ mod tests {
 
     fn secrets() -> Vec<WebhookSecret> {
         parse_secrets(SECRET).unwrap()
+    }
+
+    // RFC 8032, section 7.1, test 1: the seed and its public key.
+    const ED_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    const ED_PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    fn unhex(h: &str) -> Vec<u8> {
+        (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn ed25519_keys_sign_v1a_and_verify_with_the_public_key_only() {
+        let key = SigningKey::parse(&format!("whsk_{}", B64.encode(unhex(ED_SEED)))).unwrap();
+        assert_eq!(key.public(), format!("whpk_{}", B64.encode(unhex(ED_PUBLIC))), "RFC 8032 public key");
+        // The 64-byte form round-trips; a wrong second half is refused.
+        assert_eq!(SigningKey::parse(&key.expose()).unwrap().public(), key.public());
+        let mut bad = [unhex(ED_SEED), unhex(ED_PUBLIC)].concat();
+        bad[40] ^= 1;
+        assert!(SigningKey::parse(&format!("whsk_{}", B64.encode(bad))).is_err());
+
+        let sig = key.sign(MSG_ID, TS, BODY);
+        assert!(sig.starts_with("v1a,"));
+        let verify = |public: &str, header: &str, body: &[u8]| {
+            asymmetric_verify(public, MSG_ID, &TS.to_string(), header, body, TS, Duration::from_secs(300))
+        };
+        verify(&key.public(), &sig, BODY).unwrap();
+        // Next to an HMAC signature (both schemes in one header), still found.
+        verify(&key.public(), &format!("{SIG} {sig}"), BODY).unwrap();
+        assert!(matches!(verify(&key.public(), &sig, b"tampered"), Err(SignatureError::Mismatch)));
+        assert!(matches!(verify(&SigningKey::generate().public(), &sig, BODY), Err(SignatureError::Mismatch)));
+        assert!(matches!(verify(&key.public(), SIG, BODY), Err(SignatureError::Mismatch)), "v1 is not v1a");
+        assert!(!format!("{key:?}").contains(&key.expose()), "Debug shows only the public key");
     }
 
     #[test]
