@@ -1,6 +1,12 @@
 //! The executor's handler against moto's server: a run input from the runs
 //! queue advances the run stored in DynamoDB and queues its delivery; the
 //! same message delivered twice changes nothing the second time.
+//!
+//! Two copies handled *at the same time* are kept apart by DynamoDB's
+//! conditional write (a run is written only over an older revision). moto
+//! does not make a transaction atomic against a concurrent one, so the
+//! copies are handed over one after the other here, and the conditional
+//! write is checked on its own: a second write of the same revision loses.
 
 use std::sync::Arc;
 
@@ -9,7 +15,7 @@ use hookflow_aws::provision;
 use hookflow_aws::queue::{Message, Queues};
 use hookflow_aws::store::Store;
 use hookflow_aws::table::Table;
-use hookflow_aws::testing::{poll, sdk};
+use hookflow_aws::testing::{poll_at_most, sdk};
 use hookflow_core::commit::{Commit, JobKind, NewJob};
 use hookflow_core::run::{InboundRequest, Input, Run};
 use hookflow_io::{Format, Logger};
@@ -53,9 +59,10 @@ async fn a_start_advances_the_run_once_and_queues_its_delivery() {
     let start = NewJob::run("acme", &run.id, "start", Input::Start, 0);
     executor.store.queues.send(&[start.clone(), start], 0).await.unwrap();
 
+    // The same start, received twice (at-least-once), one after the other.
     let mut handled = 0;
     while handled < 2 {
-        let (received, failed) = poll(&sqs, &p.runs_queue_url, |e| executor.handle(e)).await;
+        let (received, failed) = poll_at_most(&sqs, &p.runs_queue_url, 1, |e| executor.handle(e)).await;
         assert_eq!(failed, 0, "a duplicate start is dropped, not failed");
         handled += received;
     }
@@ -85,4 +92,17 @@ async fn a_start_advances_the_run_once_and_queues_its_delivery() {
         .await
         .unwrap();
     assert!(log.iter().any(|e| e.kind == "step"), "{log:?}");
+
+    // The conditional write: the same revision written again loses, and
+    // nothing of its transaction is written.
+    let mut again = Commit::default();
+    again.run(&stored);
+    again.log.push(hookflow_core::commit::LogEntry::for_run(&stored, 1, "step", "again", serde_json::json!({})));
+    let err = table.write(&again, 1).await.unwrap_err();
+    assert!(matches!(err, hookflow_aws::Error::Conflict(_)), "{err}");
+    let after = table
+        .run_entries(&run.id, hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock))
+        .await
+        .unwrap();
+    assert_eq!(after.len(), log.len(), "the losing transaction wrote its log entry");
 }

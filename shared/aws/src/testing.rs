@@ -75,10 +75,19 @@ where
     F: FnOnce(aws_lambda_events::event::sqs::SqsEvent) -> Fut,
     Fut: std::future::Future<Output = aws_lambda_events::event::sqs::SqsBatchResponse>,
 {
+    poll_at_most(sqs, queue_url, 10, handle).await
+}
+
+/// [`poll`] with a batch size of `max` messages.
+pub async fn poll_at_most<F, Fut>(sqs: &aws_sdk_sqs::Client, queue_url: &str, max: i32, handle: F) -> (usize, usize)
+where
+    F: FnOnce(aws_lambda_events::event::sqs::SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = aws_lambda_events::event::sqs::SqsBatchResponse>,
+{
     let got = sqs
         .receive_message()
         .queue_url(queue_url)
-        .max_number_of_messages(10)
+        .max_number_of_messages(max)
         .send()
         .await
         .expect("ReceiveMessage")

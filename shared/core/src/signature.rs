@@ -182,6 +182,17 @@ pub fn standard_sign(secrets: &[WebhookSecret], msg_id: &str, timestamp: i64, bo
     secrets.iter().map(|s| s.sign(msg_id, timestamp, body)).collect::<Vec<_>>().join(" ")
 }
 
+/// A `webhook-timestamp` header value, parsed and within `tolerance` of `now`.
+fn check_header_timestamp(timestamp: &str, now: i64, tolerance: Duration) -> Result<(), SignatureError> {
+    let ts: i64 = timestamp.trim().parse().map_err(|_| SignatureError::MalformedHeader("webhook-timestamp".into()))?;
+    check_timestamp(ts, now, tolerance)
+}
+
+/// What Standard Webhooks signs: `{msg_id}.{timestamp}.{body}`.
+fn signed_content(msg_id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
+    [msg_id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat()
+}
+
 /// Verifies a Standard Webhooks signature header against any of `secrets`.
 pub fn standard_verify(
     secrets: &[WebhookSecret],
@@ -192,8 +203,7 @@ pub fn standard_verify(
     now: i64,
     tolerance: Duration,
 ) -> Result<(), SignatureError> {
-    let ts: i64 = timestamp.trim().parse().map_err(|_| SignatureError::MalformedHeader("webhook-timestamp".into()))?;
-    check_timestamp(ts, now, tolerance)?;
+    check_header_timestamp(timestamp, now, tolerance)?;
     let mut ok = false;
     for entry in signature_header.split_whitespace() {
         let Some(sig) = entry.strip_prefix("v1,") else { continue };
@@ -261,12 +271,7 @@ impl SigningKey {
     /// The `v1a,<base64>` signature of `{msg_id}.{timestamp}.{body}`.
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
         use ed25519_dalek::Signer;
-        let mut content = Vec::with_capacity(msg_id.len() + body.len() + 24);
-        content.extend_from_slice(msg_id.as_bytes());
-        content.push(b'.');
-        content.extend_from_slice(timestamp.to_string().as_bytes());
-        content.push(b'.');
-        content.extend_from_slice(body);
+        let content = signed_content(msg_id, &timestamp.to_string(), body);
         format!("v1a,{}", B64.encode(self.0.sign(&content).to_bytes()))
     }
 }
@@ -290,9 +295,8 @@ pub fn asymmetric_verify(
         .ok_or_else(|| SignatureError::BadSecret("expected `whpk_` followed by base64 of 32 bytes".into()))?;
     let key = ed25519_dalek::VerifyingKey::from_bytes(&key)
         .map_err(|_| SignatureError::BadSecret("not an ed25519 public key".into()))?;
-    let ts: i64 = timestamp.trim().parse().map_err(|_| SignatureError::MalformedHeader("webhook-timestamp".into()))?;
-    check_timestamp(ts, now, tolerance)?;
-    let content = [msg_id.as_bytes(), b".", timestamp.trim().as_bytes(), b".", body].concat();
+    check_header_timestamp(timestamp, now, tolerance)?;
+    let content = signed_content(msg_id, timestamp.trim(), body);
     for entry in signature_header.split_whitespace() {
         let Some(sig) = entry.strip_prefix("v1a,") else { continue };
         let Some(sig) = B64.decode(sig).ok().and_then(|s| <[u8; 64]>::try_from(s).ok()) else { continue };
