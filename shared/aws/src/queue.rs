@@ -12,7 +12,7 @@
 //! **Size.** The queues take SQS's largest message, 1 MiB (the template's
 //! `MaximumMessageSize`). A job carries its rendered request, whose body
 //! templates cap at 1 MiB, so a job can still be larger; such a commit is
-//! refused before anything of it is written ([`Queues::check`]): the
+//! refused before anything of it is written ([`Queues::prepare`]): the
 //! ingress answers 413, a later step fails its message, which SQS retries
 //! and then moves to the DLQ. Batches are cut at 1 MiB as well as at ten.
 //!
@@ -74,6 +74,10 @@ fn body(m: &Message) -> Result<String, Error> {
     serde_json::to_string(m).map_err(|e| Error::Malformed(e.to_string()))
 }
 
+/// Jobs as messages ready to send, checked against the size limit.
+#[derive(Debug, Default)]
+pub struct Outgoing(Vec<(Message, String)>);
+
 /// The two queues.
 #[derive(Clone)]
 pub struct Queues {
@@ -97,29 +101,39 @@ impl Queues {
         }
     }
 
-    /// Refuses jobs that do not fit in a message, naming the first.
-    pub fn check(jobs: &[NewJob]) -> Result<(), Error> {
+    /// The jobs as message bodies, each serialised once; refuses the first
+    /// that does not fit in a message.
+    pub fn prepare(jobs: &[NewJob]) -> Result<Outgoing, Error> {
+        let mut out = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let size = body(&Message::of(job))?.len();
-            if size > MAX_MESSAGE_BYTES {
+            let m = Message::of(job);
+            let b = body(&m)?;
+            if b.len() > MAX_MESSAGE_BYTES {
                 return Err(Error::TooLarge(format!(
-                    "job {} is {size} bytes, over SQS's {MAX_MESSAGE_BYTES}-byte message limit",
-                    job.id
+                    "job {} is {} bytes, over SQS's {MAX_MESSAGE_BYTES}-byte message limit",
+                    job.id,
+                    b.len()
                 )));
             }
+            out.push((m, b));
         }
-        Ok(())
+        Ok(Outgoing(out))
     }
 
-    /// Sends jobs, each to its kind's queue, in batches of at most ten
-    /// messages and 1 MiB.
+    /// Sends jobs, each to its kind's queue ([`Queues::prepare`], then
+    /// [`Queues::send_prepared`]).
     pub async fn send(&self, jobs: &[NewJob], now_ms: i64) -> Result<(), Error> {
-        for kind in [JobKind::Run, JobKind::Delivery] {
+        self.send_prepared(Self::prepare(jobs)?, now_ms).await
+    }
+
+    /// Sends prepared messages, each to its kind's queue, in batches of at
+    /// most ten messages and 1 MiB.
+    pub async fn send_prepared(&self, messages: Outgoing, now_ms: i64) -> Result<(), Error> {
+        let (runs, deliveries): (Vec<_>, Vec<_>) = messages.0.into_iter().partition(|(m, _)| m.kind == JobKind::Run);
+        for (kind, of_kind) in [(JobKind::Run, runs), (JobKind::Delivery, deliveries)] {
             let mut batch: Vec<(Message, String)> = Vec::new();
             let mut bytes = 0;
-            for job in jobs.iter().filter(|j| j.kind == kind) {
-                let m = Message::of(job);
-                let b = body(&m)?;
+            for (m, b) in of_kind {
                 if batch.len() == 10 || (!batch.is_empty() && bytes + b.len() > MAX_MESSAGE_BYTES) {
                     self.send_batch(kind, &std::mem::take(&mut batch), now_ms).await?;
                     bytes = 0;

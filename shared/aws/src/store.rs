@@ -43,9 +43,9 @@ impl Store {
                 .unwrap_or_default();
             jobs.push(NewJob { id, kind: JobKind::Delivery, payload, not_before: due, tenant, leased_for: None });
         }
-        Queues::check(&jobs)?;
+        let messages = Queues::prepare(&jobs)?;
         self.table.write(&c, now_ms).await?;
-        self.queues.send(&jobs, now_ms).await
+        self.queues.send_prepared(messages, now_ms).await
     }
 }
 
