@@ -32,8 +32,11 @@ class Receiver:
     """A loopback HTTP server. `script` is a list of (status, headers, body,
     delay) answers, used in order; the last repeats."""
 
-    def __init__(self, script=((200, {}, b'{"id": "r-1"}', 0),)):
+    def __init__(self, script=((200, {}, b'{"id": "r-1"}', 0),), handler=None):
         self.script = list(script)
+        # handler(request, n) -> (status, headers, body, delay) answers
+        # instead of the script when given.
+        self.handler = handler
         self.requests = []
         self.lock = threading.Lock()
         receiver = self
@@ -50,7 +53,11 @@ class Receiver:
                          "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
                     )
                     n = len(receiver.requests)
-                status, headers, out, delay = receiver.script[min(n, len(receiver.script)) - 1]
+                    req = receiver.requests[-1]
+                if receiver.handler:
+                    status, headers, out, delay = receiver.handler(req, n)
+                else:
+                    status, headers, out, delay = receiver.script[min(n, len(receiver.script)) - 1]
                 if delay:
                     time.sleep(delay)
                 try:
@@ -93,7 +100,7 @@ class Receiver:
 class Dev:
     """A running `hookflow dev` with the given flows."""
 
-    def __init__(self, binary, tmp, flows):
+    def __init__(self, binary, tmp, flows, args=()):
         self.dir = tmp / "flows"
         self.dir.mkdir()
         for name, text in flows.items():
@@ -106,7 +113,7 @@ class Dev:
         self.out = open(tmp / "stdout.log", "w+")
         self.proc = subprocess.Popen(
             [binary, "dev", "--flows", str(self.dir), "--listen", f"127.0.0.1:{self.port}",
-             "--data", str(self.data), "--secrets-file", str(secrets)],
+             "--data", str(self.data), "--secrets-file", str(secrets), *args],
             stdout=self.out, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 15
@@ -162,9 +169,9 @@ class Dev:
 def dev(tmp_path):
     made = []
 
-    def start(flows):
+    def start(flows, *args):
         binary = os.environ["HOOKFLOW_BIN"]
-        d = Dev(binary, tmp_path, flows)
+        d = Dev(binary, tmp_path, flows, args)
         made.append(d)
         return d
 

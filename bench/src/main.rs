@@ -2,13 +2,16 @@
 //!
 //! - `receiver --listen ADDR`: answers 200 to every POST and records, per
 //!   request, the delay since the `sent_at` (µs since the epoch) in its JSON
-//!   body; `GET /stats` returns count, rate and latency percentiles, `POST
-//!   /reset` clears them.
+//!   body (or in its `data`, for events); `GET /stats` returns count, rate
+//!   and latency percentiles, `POST /reset` clears them. A subscription's
+//!   verification request is answered with its token and not counted.
 //! - `forwarder --listen ADDR --target URL`: the baseline. Receives a request
 //!   and forwards its body to the target, answering 202 once forwarded: the
 //!   least work "receive and deliver" can do on this stack.
-//! - `load --url URL --requests N --concurrency C [--rate R]`: sends N POSTs
-//!   with `{"sent_at": …, "n": …}` and prints requests/s.
+//! - `load --url URL --requests N --concurrency C [--rate R] [--events]
+//!   [--bearer TOKEN]`: sends N POSTs with `{"sent_at": …, "n": …}` (with
+//!   `--events`, as the `data` of a `bench.tick` event for `POST /v1/events`)
+//!   and prints requests/s.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,16 +41,21 @@ struct Stats {
     last_us: u64,
 }
 
-async fn receive(State(stats): State<Arc<Mutex<Stats>>>, body: Bytes) -> StatusCode {
+async fn receive(State(stats): State<Arc<Mutex<Stats>>>, body: Bytes) -> (StatusCode, String) {
     let now = now_us();
-    let sent = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["sent_at"].as_u64()).unwrap_or(now);
+    let v = serde_json::from_slice::<Value>(&body).unwrap_or_default();
+    if v["type"] == "webhook.verification" {
+        return (StatusCode::OK, json!({"token": v["token"]}).to_string());
+    }
+    let sent_at = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+    let sent = sent_at(&v["sent_at"]).or_else(|| sent_at(&v["data"]["sent_at"])).unwrap_or(now);
     let mut s = stats.lock().await;
     if s.latencies_us.is_empty() {
         s.first_us = now;
     }
     s.last_us = now;
     s.latencies_us.push(now.saturating_sub(sent));
-    StatusCode::OK
+    (StatusCode::OK, String::new())
 }
 
 async fn stats(State(stats): State<Arc<Mutex<Stats>>>) -> String {
@@ -83,14 +91,26 @@ async fn serve(listen: &str, app: Router) -> Result<()> {
     Ok(())
 }
 
-async fn load(url: String, n: u64, concurrency: u64, rate: Option<f64>) -> Result<()> {
+/// What `load` sends.
+struct Load {
+    url: String,
+    n: u64,
+    concurrency: u64,
+    rate: Option<f64>,
+    /// Wrap each body as a `bench.tick` event.
+    events: bool,
+    bearer: Option<String>,
+}
+
+async fn load(Load { url, n, concurrency, rate, events, bearer }: Load) -> Result<()> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency as usize).build()?;
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, next, failed) = (client.clone(), url.clone(), next.clone(), failed.clone());
+        let (client, url, next, failed, bearer) =
+            (client.clone(), url.clone(), next.clone(), failed.clone(), bearer.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -101,11 +121,15 @@ async fn load(url: String, n: u64, concurrency: u64, rate: Option<f64>) -> Resul
                     let due = start + Duration::from_secs_f64(i as f64 / r);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let body = json!({"sent_at": now_us(), "n": i}).to_string();
-                let ok = matches!(
-                    client.post(&url).header("content-type", "application/json").body(body).send().await,
-                    Ok(r) if r.status().is_success()
-                );
+                let mut body = json!({"sent_at": now_us(), "n": i});
+                if events {
+                    body = json!({"type": "bench.tick", "data": body});
+                }
+                let mut req = client.post(&url).header("content-type", "application/json").body(body.to_string());
+                if let Some(token) = &bearer {
+                    req = req.bearer_auth(token);
+                }
+                let ok = matches!(req.send().await, Ok(r) if r.status().is_success());
                 if !ok {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -148,7 +172,8 @@ async fn main() -> Result<()> {
             let n = arg(&args, "--requests").unwrap_or_else(|| "10000".into()).parse()?;
             let c = arg(&args, "--concurrency").unwrap_or_else(|| "32".into()).parse()?;
             let rate = arg(&args, "--rate").map(|r| r.parse()).transpose()?;
-            load(url, n, c, rate).await
+            let events = args.iter().any(|a| a == "--events");
+            load(Load { url, n, concurrency: c, rate, events, bearer: arg(&args, "--bearer") }).await
         }
         _ => bail!("usage: hookflow-bench receiver|forwarder|load …"),
     }

@@ -4,7 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use std::sync::Arc;
+
+use hookflow_core::signature::WebhookSecret;
 use hookflow_core::ssrf::TargetPolicy;
+use hookflow_core::subscription::Settings;
+use hookflow_local::admin::Admin;
 use hookflow_local::dev::{banner, load_dir, prune, serve, watch};
 use hookflow_local::logger::{Format, Logger};
 use hookflow_local::runtime::Flows;
@@ -20,6 +25,9 @@ pub struct Options {
     pub allow_private_targets: Vec<IpNet>,
     pub pretty: bool,
     pub retention: std::time::Duration,
+    /// The admin API's bearer token; generated when absent.
+    pub admin_token: Option<String>,
+    pub subscriptions: Settings,
 }
 
 pub fn run(opts: Options) -> Result<ExitCode> {
@@ -54,6 +62,11 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         secrets,
         logger,
         concurrency: 64,
+        subscriptions: opts.subscriptions,
+    };
+    let (token, generated) = match opts.admin_token {
+        Some(t) if !t.trim().is_empty() => (t.trim().to_string(), false),
+        _ => (WebhookSecret::generate().expose().replacen("whsec_", "hfa_", 1), true),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async move {
@@ -63,11 +76,17 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             .with_context(|| format!("listening on {}", opts.listen))?;
         let addr = listener.local_addr()?;
         println!("{}", banner(&rt, addr));
+        if generated {
+            println!("admin API: http://{addr}/v1 (Authorization: Bearer {token})");
+        } else {
+            println!("admin API: http://{addr}/v1 (bearer token from --admin-token / HOOKFLOW_ADMIN_TOKEN)");
+        }
+        let admin = Arc::new(Admin { rt: rt.clone(), token, flows_dir: opts.flows.clone() });
         tokio::spawn(rt.clone().work());
         tokio::spawn(watch(rt.clone(), opts.flows.clone()));
         tokio::spawn(prune(rt.clone(), opts.retention));
         tokio::select! {
-            r = serve(rt, listener) => r?,
+            r = serve(rt, admin, listener) => r?,
             _ = tokio::signal::ctrl_c() => {}
         }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)

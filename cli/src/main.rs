@@ -119,6 +119,23 @@ enum Command {
         /// How long the request log keeps entries.
         #[arg(long, default_value = "7d")]
         retention: hookflow_core::duration::Span,
+        /// The admin API's bearer token (generated and printed when absent).
+        #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+        /// Retry delays of event deliveries after the first attempt
+        /// (default: the Standard Webhooks schedule, 5s,5m,30m,2h,5h,10h,14h,20h,24h).
+        #[arg(long, value_delimiter = ',', value_name = "DELAYS")]
+        event_retry: Vec<hookflow_core::duration::Span>,
+        /// Retry delays of the subscription verification request (default
+        /// over 24 h); when they run out the subscription is `failed`.
+        #[arg(long, value_delimiter = ',', value_name = "DELAYS")]
+        verification_retry: Vec<hookflow_core::duration::Span>,
+        /// A subscription whose every attempt fails for this long is disabled.
+        #[arg(long, default_value = "5d")]
+        disable_after: hookflow_core::duration::Span,
+        /// How long a rotated-out signing key keeps signing.
+        #[arg(long, default_value = "24h")]
+        rotation_grace: hookflow_core::duration::Span,
     },
     /// The request log: inbound requests, steps, attempts (of `hookflow dev`,
     /// or of a deployment with `--table`).
@@ -262,7 +279,30 @@ fn main() -> ExitCode {
         Command::Verify { secret, id, timestamp, signature, file, tolerance, now } => {
             sign::verify(&secret, &id, &timestamp, &signature, file.as_deref(), tolerance, now)
         }
-        Command::Dev { flows, listen, data, secrets_file, allow_private_targets, log_format, retention } => {
+        Command::Dev {
+            flows,
+            listen,
+            data,
+            secrets_file,
+            allow_private_targets,
+            log_format,
+            retention,
+            admin_token,
+            event_retry,
+            verification_retry,
+            disable_after,
+            rotation_grace,
+        } => {
+            let mut subscriptions = hookflow_core::subscription::Settings::default();
+            let spans = |v: &[hookflow_core::duration::Span]| v.iter().map(|s| s.get()).collect::<Vec<_>>();
+            if !event_retry.is_empty() {
+                subscriptions.retry = hookflow_core::retry::RetryPolicy::schedule(&spans(&event_retry));
+            }
+            if !verification_retry.is_empty() {
+                subscriptions.verification = hookflow_core::retry::RetryPolicy::schedule(&spans(&verification_retry));
+            }
+            subscriptions.disable_after = disable_after.get();
+            subscriptions.rotation_grace = rotation_grace.get();
             dev::run(dev::Options {
                 flows,
                 listen,
@@ -271,6 +311,8 @@ fn main() -> ExitCode {
                 allow_private_targets,
                 pretty: log_format == "pretty",
                 retention: retention.get(),
+                admin_token,
+                subscriptions,
             })
         }
         Command::Logs { data, table, tenant, flow, run, status, since, json } => records::logs(

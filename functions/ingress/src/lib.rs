@@ -250,6 +250,7 @@ impl Ingress {
                     not_before: due,
                     tenant: run.tenant.clone(),
                     leased_for: None,
+                    group: None,
                 });
                 return None;
             }

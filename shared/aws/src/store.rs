@@ -41,7 +41,15 @@ impl Store {
             let tenant = serde_json::from_str::<hookflow_core::commit::DeliveryJob>(&payload)
                 .map(|d| d.delivery.tenant)
                 .unwrap_or_default();
-            jobs.push(NewJob { id, kind: JobKind::Delivery, payload, not_before: due, tenant, leased_for: None });
+            jobs.push(NewJob {
+                id,
+                kind: JobKind::Delivery,
+                payload,
+                not_before: due,
+                tenant,
+                leased_for: None,
+                group: None,
+            });
         }
         let messages = Queues::prepare(&jobs)?;
         self.table.write(&c, now_ms).await?;

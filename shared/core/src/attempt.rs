@@ -10,8 +10,9 @@ use std::time::Duration;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::run::{CapturedResponse, Delivery, FailureKind, StepError, StepOutcome, final_outcome};
+use crate::run::{CapturedResponse, Delivery, FailureKind, Purpose, StepError, StepOutcome, final_outcome};
 use crate::status::Verdict;
+use crate::subscription::echoes;
 
 /// Why an attempt got no response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,10 +66,16 @@ pub fn decide(
     age: Duration,
     rng: &mut impl Rng,
 ) -> (Verdict, Decision) {
-    let verdict = match (&r.response, &r.error) {
-        (Some(resp), _) => d.status_policy.classify(resp.status),
-        (None, Some((AttemptError::Ssrf | AttemptError::Request, _))) => Verdict::Halt,
-        (None, _) => Verdict::Retry,
+    let verdict = match (&r.response, &r.error, &d.purpose) {
+        // A verification succeeds only when the endpoint echoes the token.
+        (Some(resp), _, Purpose::Verify { token, .. })
+            if d.status_policy.classify(resp.status) == Verdict::Success && !echoes(&resp.body, token) =>
+        {
+            Verdict::Retry
+        }
+        (Some(resp), ..) => d.status_policy.classify(resp.status),
+        (None, Some((AttemptError::Ssrf | AttemptError::Request, _)), _) => Verdict::Halt,
+        (None, ..) => Verdict::Retry,
     };
     if verdict == Verdict::Success
         && let Some(response) = &r.response
@@ -132,6 +139,7 @@ mod tests {
             sign: None,
             timeout: Duration::from_secs(10),
             wait: true,
+            purpose: Default::default(),
         }
     }
 

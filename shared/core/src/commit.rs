@@ -78,6 +78,9 @@ pub struct NewJob {
     /// to another worker only if that process dies first. Adapters whose
     /// queue delivers on its own (SQS) ignore it.
     pub leased_for: Option<i64>,
+    /// Jobs of one group are done one at a time, in the order they were
+    /// added (a subscription's per-key ordering; an SQS FIFO message group).
+    pub group: Option<String>,
 }
 
 impl NewJob {
@@ -91,6 +94,7 @@ impl NewJob {
             not_before,
             tenant: tenant.to_string(),
             leased_for: None,
+            group: None,
         }
     }
 
@@ -103,6 +107,7 @@ impl NewJob {
             not_before: now,
             tenant: job.delivery.tenant.clone(),
             leased_for: None,
+            group: None,
         }
     }
 }
@@ -241,6 +246,59 @@ pub struct Commit {
     /// (scope, reply as JSON text, expires at).
     pub idempotency: Option<(String, String, i64)>,
     pub dead: Option<DeadRow>,
+    /// A published event, kept for its idempotency window and for replay
+    /// to re-enabled subscriptions. A live event with the same tenant and
+    /// id makes the store refuse the whole commit (a repeat publishes once).
+    pub event: Option<EventRow>,
+    /// Subscriptions created or changed.
+    pub subscriptions: Vec<SubscriptionRow>,
+}
+
+/// A published event's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub tenant: String,
+    pub id: String,
+    pub kind: String,
+    pub at: i64,
+    /// The event as JSON text.
+    pub doc: String,
+    /// Until when a repeat of its id is refused (ms).
+    pub expires_at: i64,
+}
+
+impl EventRow {
+    pub fn of(e: &crate::subscription::Event, idempotency: std::time::Duration) -> Self {
+        EventRow {
+            tenant: e.tenant.clone(),
+            id: e.id.clone(),
+            kind: e.kind.clone(),
+            at: e.at,
+            doc: serde_json::to_string(e).unwrap_or_default(),
+            expires_at: e.at + idempotency.as_millis() as i64,
+        }
+    }
+}
+
+/// A subscription's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRow {
+    pub id: String,
+    pub tenant: String,
+    pub status: &'static str,
+    /// The subscription as JSON text.
+    pub doc: String,
+}
+
+impl SubscriptionRow {
+    pub fn of(s: &crate::subscription::Subscription) -> Self {
+        SubscriptionRow {
+            id: s.id.clone(),
+            tenant: s.tenant.clone(),
+            status: s.status.as_str(),
+            doc: serde_json::to_string(s).unwrap_or_default(),
+        }
+    }
 }
 
 impl Commit {

@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use crate::attempt::{Attempt, Decision, decide};
 use crate::commit::{Commit, DeadRow, DeliveryJob, LogEntry, NewJob};
 use crate::headers::shown;
-use crate::run::{Delivery, Effect, Input, Reply, Run, RunStatus};
+use crate::run::{Delivery, Effect, Input, Purpose, Reply, Run, RunStatus};
 use crate::status::Verdict;
+use crate::subscription::Health;
 
 /// One line for the operational log (stdout / CloudWatch), with the run's
 /// correlation fields.
@@ -34,6 +35,10 @@ pub struct Outcome {
     pub lines: Vec<LogLine>,
     /// What the attempt decided, when the step was an attempt.
     pub decision: Option<AttemptSummary>,
+    /// What the attempt says about a subscription's endpoint (subscription
+    /// id, health), for the driver to apply with
+    /// [`Subscription::apply`](crate::subscription::Subscription::apply).
+    pub health: Option<(String, Health)>,
 }
 
 /// The gist of an attempt's decision, for metrics.
@@ -138,6 +143,7 @@ pub fn after_attempt(job_id: String, mut job: DeliveryJob, attempt: &Attempt, no
         out.commit.done = Some(job_id);
     }
     let d = &job.delivery;
+    out.health = health(&d.purpose, out.decision, verdict);
     if let Some(outcome) = outcome
         && d.wait
     {
@@ -145,6 +151,20 @@ pub fn after_attempt(job_id: String, mut job: DeliveryJob, attempt: &Attempt, no
         out.commit.jobs.push(NewJob::run(&d.tenant, &d.run_id, &d.id, input, now));
     }
     out
+}
+
+/// What an attempt of a subscription's delivery says about its endpoint.
+fn health(purpose: &Purpose, decision: Option<AttemptSummary>, verdict: Verdict) -> Option<(String, Health)> {
+    let h = match (purpose, decision?) {
+        (Purpose::Step, _) => return None,
+        (Purpose::Verify { .. }, AttemptSummary::Delivered) => Health::Verified,
+        (Purpose::Verify { .. }, AttemptSummary::Dead) => Health::Unverified,
+        (Purpose::Verify { .. }, AttemptSummary::Retried) => return None,
+        (Purpose::Event { .. }, AttemptSummary::Delivered) => Health::Delivered,
+        (Purpose::Event { .. }, AttemptSummary::Dead) if verdict == Verdict::Gone => Health::Gone,
+        (Purpose::Event { .. }, _) => Health::Failed,
+    };
+    Some((purpose.subscription()?.to_string(), h))
 }
 
 /// The request-log entry of one attempt: request with secrets as `***` and

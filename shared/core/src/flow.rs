@@ -46,8 +46,9 @@ pub struct Flow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
-    /// Only `webhook` for now.
-    #[serde(rename = "type")]
+    /// `webhook` (an HTTP endpoint, the default) or `event` (events
+    /// published through the admin API).
+    #[serde(rename = "type", default)]
     pub kind: TriggerKind,
     /// A human-readable label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,7 +57,13 @@ pub struct Trigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<System>,
     /// URL suffix after `/hooks/{tenant}/`: `[A-Za-z0-9._~/-]`, no spaces.
+    /// Required for `webhook`, not allowed for `event`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    /// For `type: event`: patterns of the event types that start the flow
+    /// (`payment.received`, `contact.*`, `contact.**`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
     /// Allowed methods (default `[POST]`).
     #[serde(default = "default_methods")]
     pub methods: Vec<Method>,
@@ -77,10 +84,14 @@ pub struct Trigger {
     pub max_body: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerKind {
+    #[default]
     Webhook,
+    /// Started by published events: `trigger.body` is the event
+    /// (`{"type", "timestamp", "data"}`).
+    Event,
 }
 
 /// HTTP methods a trigger accepts and a step sends.

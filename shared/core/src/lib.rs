@@ -23,6 +23,7 @@
 //! | [`commit`] | a unit of work as data: run state, jobs, log entries |
 //! | [`engine`] | the steps as pure functions: effects and attempts to commits and log lines |
 //! | [`events`] | event types and the patterns subscriptions select them with (`*`, `**`) |
+//! | [`subscription`] | subscriptions: lifecycle, keyrings and rotation, fan-out, endpoint health |
 //! | [`inbound`] | the trigger endpoint's checks and acceptance, transport-free |
 //! | [`ports`] | the traits adapters implement: flows, runs, queue, secrets, clock |
 
@@ -45,6 +46,7 @@ pub mod signature;
 pub mod source;
 pub mod ssrf;
 pub mod status;
+pub mod subscription;
 pub mod template;
 pub mod validate;
 

@@ -242,7 +242,7 @@ pub fn render_request(
         }
         url = url.replacen(&format!("{{{name}}}"), &encode_component(&value), 1);
     }
-    check_url(&url).map_err(|m| Error::request(format!("{field}.url"), m))?;
+    check_url_text(&url).map_err(|m| Error::request(format!("{field}.url"), m))?;
     let mut url = SecretText::plain(url);
 
     // Query string.
@@ -348,7 +348,9 @@ pub fn render_body(
     Ok((None, None))
 }
 
-fn check_url(url: &str) -> Result<(), String> {
+/// Checks a URL's text: `http(s)://`, a host, no credentials, no
+/// whitespace or control characters.
+pub fn check_url_text(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
@@ -381,6 +383,16 @@ pub fn signature_headers(
                 out.push((h.timestamp_header.clone().unwrap_or_else(|| "X-Timestamp".into()), timestamp.to_string()));
             }
             Ok(out)
+        }
+        _ if secret_value.trim_start().starts_with('{') => {
+            // A subscription's keyring: every key not yet expired signs.
+            let ring = crate::subscription::Keyring::from_text(secret_value)
+                .ok_or_else(|| SignatureError::BadSecret("the keyring is not valid JSON".into()))?;
+            Ok(vec![
+                ("webhook-id".into(), msg_id.to_string()),
+                ("webhook-timestamp".into(), timestamp.to_string()),
+                ("webhook-signature".into(), ring.sign(msg_id, timestamp, body)?),
+            ])
         }
         _ => {
             let secrets = signature::parse_secrets(secret_value)?;

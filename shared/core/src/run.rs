@@ -275,6 +275,38 @@ pub struct Delivery {
     pub timeout: Duration,
     /// The run waits for the outcome.
     pub wait: bool,
+    /// What the delivery is for: a flow's step (the default), an event for
+    /// a subscription, or a subscription's verification request.
+    #[serde(default, skip_serializing_if = "Purpose::is_step")]
+    pub purpose: Purpose,
+}
+
+/// What a delivery is for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Purpose {
+    /// A flow's `http` step.
+    #[default]
+    Step,
+    /// A published event, to a subscription.
+    Event { subscription: String },
+    /// A subscription's verification request: only a response that echoes
+    /// `token` succeeds.
+    Verify { subscription: String, token: String },
+}
+
+impl Purpose {
+    pub fn is_step(&self) -> bool {
+        matches!(self, Purpose::Step)
+    }
+
+    /// The subscription the delivery is for, if any.
+    pub fn subscription(&self) -> Option<&str> {
+        match self {
+            Purpose::Step => None,
+            Purpose::Event { subscription } | Purpose::Verify { subscription, .. } => Some(subscription),
+        }
+    }
 }
 
 /// An HTTP answer to the trigger's caller.
@@ -524,6 +556,7 @@ fn delivery(flow: &CompiledFlow, run: &Run, step: &str, h: &HttpStep, request: O
         sign,
         timeout: h.timeout.map_or(DEFAULT_TIMEOUT, |t| t.get()),
         wait: h.wait_for_response,
+        purpose: Purpose::Step,
     }
 }
 

@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::error::{Diagnostic, Error};
 use crate::flow::{
     Action, AuthKind, Body, Flow, HttpStep, OnFailure, OutboundAuth, RespondMode, SignScheme, StatusValue, StepSign,
+    TriggerKind,
 };
 use crate::signature::System;
 use crate::source::{self, SourceMap, join_index, join_key};
@@ -138,7 +139,9 @@ fn is_identifier(s: &str) -> bool {
         && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
 
-fn is_slug(s: &str) -> bool {
+/// A tenant or flow id: lower-case letters, digits, `-` and `_`, starting
+/// with a letter or digit, at most 64.
+pub fn is_slug(s: &str) -> bool {
     let mut c = s.chars();
     matches!(c.next(), Some(ch) if ch.is_ascii_lowercase() || ch.is_ascii_digit())
         && c.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_')
@@ -273,6 +276,29 @@ impl Checker {
 
     fn check_trigger(&mut self, flow: &Flow) {
         let t = &flow.trigger;
+        if t.kind == TriggerKind::Event {
+            if t.events.is_empty() {
+                self.problem(
+                    "trigger.events",
+                    "an event trigger lists the event types that start it, e.g. [payment.received]",
+                );
+            }
+            for (i, e) in t.events.iter().enumerate() {
+                if let Err(why) = crate::events::Pattern::parse(e) {
+                    self.problem(join_index("trigger.events", i), why);
+                }
+            }
+            if !t.path.is_empty() {
+                self.problem("trigger.path", "an event trigger has no URL; remove `path`");
+            }
+            if t.auth.is_some() || t.system.is_some() || !t.ip_allowlist.is_empty() || t.expect.is_some() {
+                self.problem("trigger", "`auth`, `system`, `ip_allowlist` and `expect` are for webhook triggers");
+            }
+            return;
+        }
+        if !t.events.is_empty() {
+            self.problem("trigger.events", "`events` is for `type: event` triggers");
+        }
         let p = t.path.trim_start_matches('/');
         if p.is_empty() {
             self.problem("trigger.path", "the URL suffix is empty");

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use hookflow_core::{CompiledFlow, Error as CoreError, load_flow};
 use serde_json::json;
 
+use crate::admin::Admin;
 use crate::runtime::{Flows, Runtime};
 use crate::{Error, inbound};
 
@@ -79,9 +80,10 @@ pub async fn watch(rt: Arc<Runtime>, dir: PathBuf) {
     }
 }
 
-/// Serves the trigger endpoint on `listener` until the process ends.
-pub async fn serve(rt: Arc<Runtime>, listener: tokio::net::TcpListener) -> Result<(), Error> {
-    let app = inbound::router(rt);
+/// Serves the trigger endpoint and the admin API on `listener` until the
+/// process ends.
+pub async fn serve(rt: Arc<Runtime>, admin: Arc<Admin>, listener: tokio::net::TcpListener) -> Result<(), Error> {
+    let app = inbound::router(rt).merge(crate::admin::router(admin));
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .await
         .map_err(|e| Error::Config(format!("server: {e}")))
@@ -108,6 +110,9 @@ pub fn banner(rt: &Runtime, addr: SocketAddr) -> String {
 pub async fn prune(rt: Arc<Runtime>, retention: Duration) {
     loop {
         let before = crate::now_ms() - retention.as_millis() as i64;
+        if let Err(e) = rt.store.prune_events(before, crate::now_ms()) {
+            rt.logger.log("error", "event pruning failed", json!({"error": e.to_string()}));
+        }
         match rt.store.prune_log(before) {
             Ok(0) => {}
             Ok(n) => rt.logger.log("info", "request log pruned", json!({"entries": n})),

@@ -11,9 +11,13 @@
 //! | [`secrets`] | secrets from a file and `HOOKFLOW_SECRET_*` variables |
 //! | [`runtime`] | the flows, the workers that drive runs and deliveries |
 //! | [`inbound`] | the trigger endpoint `ANY /hooks/{tenant}/{path}` |
+//! | [`admin`] | the admin API under `/v1`: flows, subscriptions, events, logs, runs, dead deliveries |
+//! | [`openapi`] | the admin API's OpenAPI 3.1 document (`docs/openapi.json`) |
 
+pub mod admin;
 pub mod dev;
 pub mod inbound;
+pub mod openapi;
 pub mod runtime;
 pub mod secrets;
 pub mod store;

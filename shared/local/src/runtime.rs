@@ -25,18 +25,25 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, RunJob};
+use hookflow_core::commit::{
+    Commit, DeadRow, DeliveryJob, EventRow, JobKind, LogEntry, NewJob, RunJob, SubscriptionRow,
+};
 use hookflow_core::engine;
+use hookflow_core::events::{Pattern, selected};
+use hookflow_core::flow::TriggerKind;
+use hookflow_core::ports::SecretStore;
 use hookflow_core::ports::{FlowStore, PortError};
 use hookflow_core::run::{Effect, Reply, Run, advance};
+use hookflow_core::run::{InboundRequest, Purpose};
 use hookflow_core::ssrf::TargetPolicy;
+use hookflow_core::subscription::{self, Event, Settings, Status, Subscription};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::logger::Logger;
 use crate::secrets::Secrets;
 use crate::sender::Sender;
-use crate::store::{Job, Store};
+use crate::store::{DUPLICATE_EVENT, Job, Store};
 use crate::{Error, now_ms};
 
 /// How the runtime is set up.
@@ -48,6 +55,8 @@ pub struct RuntimeConfig {
     pub logger: Logger,
     /// Jobs processed at once.
     pub concurrency: usize,
+    /// Retry schedules and windows of subscriptions.
+    pub subscriptions: Settings,
 }
 
 /// Loaded flows, by route and by id.
@@ -55,6 +64,8 @@ pub struct RuntimeConfig {
 pub struct Flows {
     by_route: HashMap<(String, String), Arc<CompiledFlow>>,
     by_id: HashMap<(String, String), Arc<CompiledFlow>>,
+    /// Flows started by published events, with their patterns.
+    by_event: Vec<(Arc<CompiledFlow>, Vec<Pattern>)>,
 }
 
 impl Flows {
@@ -64,7 +75,10 @@ impl Flows {
             let flow = Arc::new(flow);
             let t = flow.flow.tenant.clone();
             let route = (t.clone(), flow.flow.trigger.path.trim_matches('/').to_string());
-            if let Some(other) = f.by_route.insert(route.clone(), flow.clone()) {
+            if flow.flow.trigger.kind == TriggerKind::Event {
+                let patterns = flow.flow.trigger.events.iter().filter_map(|p| Pattern::parse(p).ok()).collect();
+                f.by_event.push((flow.clone(), patterns));
+            } else if let Some(other) = f.by_route.insert(route.clone(), flow.clone()) {
                 return Err(Error::Config(format!(
                     "{} and {} both use the trigger /hooks/{}/{}",
                     other.file.display(),
@@ -96,6 +110,15 @@ impl Flows {
     pub fn all(&self) -> impl Iterator<Item = &Arc<CompiledFlow>> {
         self.by_id.values()
     }
+
+    /// The flows of `tenant` that `event_type` starts.
+    pub fn for_event<'a>(
+        &'a self,
+        tenant: &'a str,
+        event_type: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<CompiledFlow>> {
+        self.by_event.iter().filter(move |(f, ps)| f.flow.tenant == tenant && selected(ps, event_type)).map(|(f, _)| f)
+    }
 }
 
 /// The flows loaded from the flow directory, as the engine's flow store
@@ -121,6 +144,44 @@ pub struct Runtime {
     waiters: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
     /// Jobs in progress, leased by the worker loop or sent directly.
     permits: Arc<Semaphore>,
+    pub settings: Settings,
+}
+
+/// The secrets of deliveries: subscription keyrings from the store, the
+/// rest from the secrets file and environment.
+struct DeliverySecrets<'a> {
+    secrets: &'a Secrets,
+    store: &'a Store,
+}
+
+impl SecretStore for DeliverySecrets<'_> {
+    async fn secret(&self, name: &str) -> Result<Option<String>, PortError> {
+        if name.starts_with(KEYRING_PREFIX) {
+            return self.store.keyring(name).map_err(|e| PortError::transient(e.to_string()));
+        }
+        Ok(self.secrets.get(name))
+    }
+}
+
+const KEYRING_PREFIX: &str = "hookflow/subscriptions/";
+
+/// Why a publish was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The event's id was published inside its idempotency window.
+    #[error("event `{0}` was published already")]
+    Duplicate(String),
+    #[error(transparent)]
+    Runtime(#[from] Error),
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Deliveries to subscriptions.
+    pub deliveries: usize,
+    /// Runs of flows the event starts.
+    pub runs: Vec<String>,
 }
 
 /// How long a leased job is held before another worker may take it.
@@ -159,6 +220,7 @@ impl Runtime {
             wake: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            settings: config.subscriptions,
         }))
     }
 
@@ -226,6 +288,8 @@ impl Runtime {
 
     async fn process(self: &Arc<Self>, job: Job) {
         let id = job.id.clone();
+        // The next job of its group is due once this one is done.
+        let grouped = job.group.is_some();
         let result = match JobKind::parse(&job.kind) {
             Some(JobKind::Run) => self.process_run(job).await,
             Some(JobKind::Delivery) => match serde_json::from_str::<DeliveryJob>(&job.payload) {
@@ -236,6 +300,9 @@ impl Runtime {
         };
         if let Err(e) = result {
             self.logger.log("error", "job failed; it will be retried", json!({"job": id, "error": e.to_string()}));
+        }
+        if grouped {
+            self.wake();
         }
     }
 
@@ -292,7 +359,8 @@ impl Runtime {
     pub fn lease_ready(&self, commit: &mut Commit, first: usize) -> Vec<Ready> {
         let mut ready = Vec::new();
         for job in commit.jobs.iter_mut().skip(first) {
-            if job.kind != JobKind::Delivery {
+            // A grouped job waits for its turn in the queue.
+            if job.kind != JobKind::Delivery || job.group.is_some() {
                 continue;
             }
             let Ok(permit) = self.permits.clone().try_acquire_owned() else { break };
@@ -303,6 +371,7 @@ impl Runtime {
         ready
     }
 
+    /// Writes the operational log lines of a step.
     pub fn write_lines(&self, lines: Vec<engine::LogLine>) {
         for l in lines {
             self.logger.log(l.level, &l.message, l.fields);
@@ -338,19 +407,193 @@ impl Runtime {
         self.store.commit(Commit { done: Some(job.id.clone()), log: vec![entry], ..Default::default() }).await
     }
 
-    async fn process_delivery(&self, job_id: String, dj: DeliveryJob) -> Result<(), Error> {
-        let secrets = hookflow_io::sender::resolve_secrets(&self.secrets, &dj.delivery)
+    async fn process_delivery(self: &Arc<Self>, job_id: String, dj: DeliveryJob) -> Result<(), Error> {
+        let sub = match dj.delivery.purpose.subscription() {
+            Some(id) => match self.store.subscription(id)? {
+                Some(sub) => Some(sub),
+                None => return self.finish_unsent(job_id, &dj, "its subscription was deleted", false).await,
+            },
+            None => None,
+        };
+        if let Some(sub) = &sub {
+            let wanted =
+                if matches!(dj.delivery.purpose, Purpose::Verify { .. }) { Status::Pending } else { Status::Active };
+            if sub.status != wanted {
+                let why = format!("its subscription is {}", sub.status.as_str());
+                // An event an endpoint missed while disabled stays replayable.
+                return self.finish_unsent(job_id, &dj, &why, wanted == Status::Active).await;
+            }
+        }
+        let secrets = DeliverySecrets { secrets: &self.secrets, store: &self.store };
+        let secrets = hookflow_io::sender::resolve_secrets(&secrets, &dj.delivery)
             .await
             .map_err(|e| Error::Store(e.to_string()))?;
         let attempt = self.sender.send(&dj.delivery, &secrets).await;
-        let step = engine::after_attempt(job_id, dj, &attempt, now_ms(), &mut rand::rng());
+        let now = now_ms();
+        let step = engine::after_attempt(job_id, dj, &attempt, now, &mut rand::rng());
         self.write_lines(step.lines);
-        let commit = step.commit;
+        let mut commit = step.commit;
+        let mut ready = Vec::new();
+        if let (Some(sub), Some((_, health))) = (sub, step.health)
+            && let Some((changed, disabled)) = sub.apply(&health, &self.settings, now)
+        {
+            self.logger.log(
+                if disabled { "warn" } else { "info" },
+                &format!("subscription {}", changed.status.as_str()),
+                json!({"tenant": changed.tenant, "subscription_id": changed.id, "reason": changed.disabled_reason}),
+            );
+            commit.log.push(subscription_log(&changed, now));
+            commit.subscriptions.push(SubscriptionRow::of(&changed));
+            if disabled {
+                // `subscription.disabled` goes out in the same commit.
+                let event = Event::disabled(&changed, now);
+                let others: Vec<Subscription> = self
+                    .store
+                    .subscriptions(Some(&event.tenant), true)?
+                    .into_iter()
+                    .filter(|s| s.id != changed.id)
+                    .collect();
+                ready = self.fan_out(&mut commit, &event, &others, now).0;
+            }
+        }
         let wake = !commit.jobs.is_empty() || commit.reschedule.is_some();
         self.store.commit(commit).await?;
+        self.dispatch(ready);
         if wake {
             self.wake();
         }
         Ok(())
+    }
+
+    /// Ends a subscription delivery without sending it: dead (replayable)
+    /// or dropped, logged either way.
+    async fn finish_unsent(&self, job_id: String, dj: &DeliveryJob, why: &str, dead: bool) -> Result<(), Error> {
+        let d = &dj.delivery;
+        self.logger.log(
+            "warn",
+            if dead { "delivery dead" } else { "delivery dropped" },
+            json!({"tenant": d.tenant, "delivery_id": d.id, "event_id": d.event_id, "reason": why}),
+        );
+        let mut commit = Commit { done: Some(job_id), ..Default::default() };
+        commit.log.push(LogEntry {
+            at: now_ms(),
+            kind: "attempt".into(),
+            tenant: Some(d.tenant.clone()),
+            run_id: Some(d.run_id.clone()),
+            event_id: Some(d.event_id.clone()),
+            delivery_id: Some(d.id.clone()),
+            outcome: Some(if dead { "dead" } else { "dropped" }.into()),
+            detail: json!({"reason": why, "subscription_id": d.purpose.subscription()}),
+            ..Default::default()
+        });
+        if dead {
+            commit.dead = Some(DeadRow {
+                delivery_id: d.id.clone(),
+                tenant: d.tenant.clone(),
+                flow_id: d.flow_id.clone(),
+                run_id: d.run_id.clone(),
+                reason: why.to_string(),
+                job: serde_json::to_string(dj).unwrap_or_default(),
+            });
+        }
+        self.store.commit(commit).await
+    }
+
+    /// Adds to `commit` the event, a delivery per matching subscription in
+    /// `subs` and a run per flow it starts; returns the deliveries to
+    /// [`dispatch`](Self::dispatch) once it is durable, and how many
+    /// deliveries there are.
+    fn fan_out(&self, commit: &mut Commit, event: &Event, subs: &[Subscription], now: i64) -> (Vec<Ready>, usize) {
+        commit.event = Some(EventRow::of(event, self.settings.idempotency));
+        let first = commit.jobs.len();
+        let deliveries = subscription::fan_out(event, subs, &self.settings, now);
+        let n = deliveries.len();
+        commit.jobs.extend(deliveries);
+        let body = event.envelope().to_string();
+        let request = InboundRequest {
+            method: "EVENT".into(),
+            path: event.kind.clone(),
+            headers: Default::default(),
+            query: Default::default(),
+            body,
+            source_ip: String::new(),
+            received_at: crate::rfc3339(now),
+        };
+        let mut runs = Vec::new();
+        for flow in self.flows().for_event(&event.tenant, &event.kind) {
+            let run_id = format!("run_{}", uuid::Uuid::now_v7().simple());
+            let accepted = hookflow_core::inbound::accept(flow, &request, (&run_id, &event.id), now, None);
+            let mut c = accepted.outcome.commit;
+            commit.runs.append(&mut c.runs);
+            commit.jobs.append(&mut c.jobs);
+            commit.log.append(&mut c.log);
+            self.write_lines(accepted.outcome.lines);
+            runs.push(run_id);
+        }
+        commit.log.push(LogEntry {
+            at: now,
+            kind: "event".into(),
+            tenant: Some(event.tenant.clone()),
+            event_id: Some(event.id.clone()),
+            outcome: Some("published".into()),
+            detail: json!({"type": event.kind, "deliveries": n, "runs": runs}),
+            ..Default::default()
+        });
+        self.logger.log(
+            "info",
+            "event published",
+            json!({"tenant": event.tenant, "event_id": event.id, "type": event.kind, "deliveries": n, "runs": runs.len()}),
+        );
+        (self.lease_ready(commit, first), n)
+    }
+
+    /// Publishes `event`: one delivery per matching active subscription,
+    /// one run per flow it starts, all in one commit with the event row,
+    /// which refuses a repeat of its id inside the idempotency window.
+    pub async fn publish(self: &Arc<Self>, event: Event) -> Result<Published, PublishError> {
+        let now = event.at;
+        if self.store.live_event(&event.tenant, &event.id, now)?.is_some() {
+            return Err(PublishError::Duplicate(event.id));
+        }
+        let subs = self.store.subscriptions(Some(&event.tenant), true)?;
+        let mut commit = Commit::default();
+        let (ready, deliveries) = self.fan_out(&mut commit, &event, &subs, now);
+        let runs: Vec<String> = commit.runs.iter().map(|r| r.id.clone()).collect();
+        let sends = commit.jobs.len() > ready.len();
+        match self.store.commit(commit).await {
+            Ok(()) => {}
+            Err(Error::Store(m)) if m.contains(DUPLICATE_EVENT) => return Err(PublishError::Duplicate(event.id)),
+            Err(e) => return Err(e.into()),
+        }
+        self.dispatch(ready);
+        if sends {
+            self.wake();
+        }
+        Ok(Published { deliveries, runs })
+    }
+
+    /// Stores a subscription change (and the jobs it asks for) with a log
+    /// entry.
+    pub async fn save_subscription(self: &Arc<Self>, sub: &Subscription, jobs: Vec<NewJob>) -> Result<(), Error> {
+        let now = now_ms();
+        let mut commit = Commit { subscriptions: vec![SubscriptionRow::of(sub)], jobs, ..Default::default() };
+        commit.log.push(subscription_log(sub, now));
+        let ready = self.lease_ready(&mut commit, 0);
+        self.store.commit(commit).await?;
+        self.dispatch(ready);
+        self.wake();
+        Ok(())
+    }
+}
+
+/// The request-log entry of a subscription's change.
+fn subscription_log(s: &Subscription, now: i64) -> LogEntry {
+    LogEntry {
+        at: now,
+        kind: "subscription".into(),
+        tenant: Some(s.tenant.clone()),
+        outcome: Some(s.status.as_str().into()),
+        detail: json!({"subscription_id": s.id, "url": s.url, "reason": s.disabled_reason}),
+        ..Default::default()
     }
 }

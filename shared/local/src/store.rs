@@ -18,6 +18,23 @@ use serde_json::Value;
 
 use crate::Error;
 pub use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, LogEntry, NewJob, RunRow};
+use hookflow_core::subscription::{Event, Subscription};
+
+/// Columns added after the first release, added to older stores on open.
+/// `grp`/`ord`: jobs of one group run one at a time, in `ord` order.
+const MIGRATIONS: &[(&str, &str, &str)] = &[
+    ("jobs", "grp", "ALTER TABLE jobs ADD COLUMN grp TEXT"),
+    ("jobs", "ord", "ALTER TABLE jobs ADD COLUMN ord INTEGER"),
+];
+
+const INDEXES: &str = "CREATE INDEX IF NOT EXISTS jobs_grp ON jobs (grp, ord) WHERE grp IS NOT NULL;";
+
+/// The message of a commit refused because its event id is live already.
+pub const DUPLICATE_EVENT: &str = "UNIQUE constraint failed: events.tenant, events.id";
+
+/// A job of a group is due only when no earlier job of its group is left
+/// (`j` is the candidate).
+const GROUP_HEAD: &str = "(j.grp IS NULL OR NOT EXISTS (SELECT 1 FROM jobs k WHERE k.grp = j.grp AND k.ord < j.ord))";
 
 const SCHEMA: &str = r#"
 PRAGMA journal_mode = WAL;
@@ -40,6 +57,14 @@ CREATE TABLE IF NOT EXISTS log (
 CREATE INDEX IF NOT EXISTS log_run ON log (run_id);
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT PRIMARY KEY, reply TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, status TEXT NOT NULL, doc TEXT NOT NULL, updated_at INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS keyrings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL, at INTEGER NOT NULL, doc TEXT NOT NULL,
+    expires_at INTEGER NOT NULL, PRIMARY KEY (tenant, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_at ON events (tenant, at);
 CREATE TABLE IF NOT EXISTS dead (
     delivery_id TEXT PRIMARY KEY, at INTEGER NOT NULL, tenant TEXT NOT NULL, flow_id TEXT NOT NULL,
     run_id TEXT NOT NULL, reason TEXT NOT NULL, job TEXT NOT NULL);
@@ -54,6 +79,8 @@ pub struct Job {
     pub payload: String,
     /// How many times it has been leased, this time included.
     pub leases: i64,
+    /// Its group, if it is ordered within one.
+    pub group: Option<String>,
 }
 
 /// Which log entries to read.
@@ -106,6 +133,20 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
         let conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        for (table, column, sql) in MIGRATIONS {
+            let has: bool = conn
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                    [column],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(db)?
+                > 0;
+            if !has {
+                conn.execute_batch(sql).map_err(db)?;
+            }
+        }
+        conn.execute_batch(INDEXES).map_err(db)?;
         let write_conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
         // The writer never checkpoints (copying the WAL back into the
         // database and syncing it took 10-20 ms, stalling every commit behind
@@ -168,21 +209,20 @@ enum Op {
 
 fn lease_jobs(conn: &Connection, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Job>, String> {
     let mut stmt = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "UPDATE jobs SET due_at = ?1 + ?3, leased = 1, leases = leases + 1
-             WHERE id IN (SELECT id FROM jobs WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2)
-             RETURNING id, kind, payload, leases",
-        )
+             WHERE id IN (SELECT id FROM jobs j WHERE due_at <= ?1 AND {GROUP_HEAD} ORDER BY due_at LIMIT ?2)
+             RETURNING id, kind, payload, leases, grp"
+        ))
         .map_err(|e| e.to_string())?;
     let rows = stmt
         .query_map(params![now, limit as i64, lease_ms], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            Ok(Job { id: r.get(0)?, kind: r.get(1)?, payload: r.get(2)?, leases: r.get(3)?, group: r.get(4)? })
         })
         .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, kind, payload, leases) = row.map_err(|e| e.to_string())?;
-        out.push(Job { id, kind, payload, leases });
+        out.push(row.map_err(|e| e.to_string())?);
     }
     Ok(out)
 }
@@ -315,9 +355,11 @@ fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> rusqlite::Result<()> {
         };
         exec(
             tx,
-            "INSERT OR IGNORE INTO jobs (id, kind, payload, due_at, leased, leases, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
-            params![j.id, j.kind.as_str(), j.payload, due, leased, now],
+            "INSERT OR IGNORE INTO jobs (id, kind, payload, due_at, leased, leases, created_at, grp, ord)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7,
+                     CASE WHEN ?7 IS NULL THEN NULL
+                          ELSE (SELECT IFNULL(MAX(ord), 0) + 1 FROM jobs WHERE grp = ?7) END)",
+            params![j.id, j.kind.as_str(), j.payload, due, leased, now, j.group],
         )?;
     }
     for l in &c.log {
@@ -343,6 +385,27 @@ fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> rusqlite::Result<()> {
             tx,
             "INSERT OR REPLACE INTO idempotency (scope, reply, expires_at) VALUES (?1, ?2, ?3)",
             params![scope, reply, expires],
+        )?;
+    }
+    if let Some(e) = &c.event {
+        // An expired event of the same id may be published again.
+        exec(
+            tx,
+            "DELETE FROM events WHERE tenant = ?1 AND id = ?2 AND expires_at <= ?3",
+            params![e.tenant, e.id, e.at],
+        )?;
+        exec(
+            tx,
+            "INSERT INTO events (tenant, id, type, at, doc, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![e.tenant, e.id, e.kind, e.at, e.doc, e.expires_at],
+        )?;
+    }
+    for s in &c.subscriptions {
+        exec(
+            tx,
+            "INSERT INTO subscriptions (id, tenant, status, doc, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET status = ?3, doc = ?4, updated_at = ?5",
+            params![s.id, s.tenant, s.status, s.doc, now],
         )?;
     }
     if let Some(d) = &c.dead {
@@ -374,7 +437,102 @@ impl Store {
 
     /// When the next job becomes due (ms), if any.
     pub fn next_due(&self) -> Result<Option<i64>, Error> {
-        self.conn().query_row("SELECT MIN(due_at) FROM jobs", [], |r| r.get::<_, Option<i64>>(0)).map_err(db)
+        self.conn()
+            .query_row(&format!("SELECT MIN(due_at) FROM jobs j WHERE {GROUP_HEAD}"), [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .map_err(db)
+    }
+
+    /// A subscription by id.
+    pub fn subscription(&self, id: &str) -> Result<Option<Subscription>, Error> {
+        self.conn()
+            .query_row("SELECT doc FROM subscriptions WHERE id = ?1", [id], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(db)?
+            .map(|s| serde_json::from_str(&s).map_err(|e| Error::Store(format!("subscription {id}: {e}"))))
+            .transpose()
+    }
+
+    /// Subscriptions, oldest first: of one tenant, or all; only active ones
+    /// if `active_only`.
+    pub fn subscriptions(&self, tenant: Option<&str>, active_only: bool) -> Result<Vec<Subscription>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, doc FROM subscriptions WHERE (?1 IS NULL OR tenant = ?1) AND (?2 = 0 OR status = 'active')
+                 ORDER BY id",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![tenant, active_only as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, doc) = row.map_err(db)?;
+            out.push(serde_json::from_str(&doc).map_err(|e| Error::Store(format!("subscription {id}: {e}")))?);
+        }
+        Ok(out)
+    }
+
+    /// Deletes a subscription and its keyring; whether it existed.
+    pub fn delete_subscription(&self, id: &str) -> Result<bool, Error> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        let n = tx.execute("DELETE FROM subscriptions WHERE id = ?1", [id]).map_err(db)?;
+        tx.execute("DELETE FROM keyrings WHERE name = ?1", [hookflow_core::subscription::keyring_name(id)])
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(n > 0)
+    }
+
+    /// Writes a subscription's keyring (JSON text).
+    pub fn put_keyring(&self, name: &str, value: &str) -> Result<(), Error> {
+        self.conn()
+            .execute("INSERT OR REPLACE INTO keyrings (name, value) VALUES (?1, ?2)", [name, value])
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    pub fn keyring(&self, name: &str) -> Result<Option<String>, Error> {
+        self.conn().query_row("SELECT value FROM keyrings WHERE name = ?1", [name], |r| r.get(0)).optional().map_err(db)
+    }
+
+    /// The event `id` of `tenant` if it is still inside its idempotency window.
+    pub fn live_event(&self, tenant: &str, id: &str, now: i64) -> Result<Option<Event>, Error> {
+        self.conn()
+            .query_row(
+                "SELECT doc FROM events WHERE tenant = ?1 AND id = ?2 AND expires_at > ?3",
+                params![tenant, id, now],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(db)?
+            .map(|s| serde_json::from_str(&s).map_err(|e| Error::Store(format!("event {id}: {e}"))))
+            .transpose()
+    }
+
+    /// Events published at or after `since` (ms), oldest first, at most `limit`;
+    /// of one tenant or all.
+    pub fn events(&self, tenant: Option<&str>, since: i64, limit: usize) -> Result<Vec<Event>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT doc FROM events WHERE (?1 IS NULL OR tenant = ?1) AND at >= ?2 ORDER BY at, id LIMIT ?3",
+            )
+            .map_err(db)?;
+        let rows = stmt.query_map(params![tenant, since, limit as i64], |r| r.get::<_, String>(0)).map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(serde_json::from_str(&row.map_err(db)?).map_err(|e| Error::Store(format!("event: {e}")))?);
+        }
+        Ok(out)
+    }
+
+    /// Deletes events published before `before` (ms) whose idempotency
+    /// window is over; returns how many.
+    pub fn prune_events(&self, before: i64, now: i64) -> Result<usize, Error> {
+        self.conn().execute("DELETE FROM events WHERE at < ?1 AND expires_at <= ?2", [before, now]).map_err(db)
     }
 
     /// A run's stored state.
@@ -513,5 +671,79 @@ impl hookflow_core::ports::RunStore for Store {
 impl hookflow_core::ports::Queue for Store {
     async fn enqueue(&self, jobs: Vec<NewJob>, _now_ms: i64) -> Result<(), hookflow_core::ports::PortError> {
         Store::commit(self, Commit { jobs, ..Default::default() }).await.map_err(port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hookflow_core::commit::{EventRow, JobKind};
+
+    use super::*;
+
+    fn store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("hookflow-store-{}", uuid::Uuid::now_v7().simple()));
+        (Store::open(&dir).unwrap(), dir)
+    }
+
+    fn job(id: &str, group: Option<&str>, due: i64) -> NewJob {
+        NewJob {
+            id: id.into(),
+            kind: JobKind::Delivery,
+            payload: "{}".into(),
+            not_before: due,
+            tenant: "t".into(),
+            leased_for: None,
+            group: group.map(Into::into),
+        }
+    }
+
+    fn ids(jobs: &[Job]) -> Vec<&str> {
+        let mut v: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn a_group_is_leased_one_job_at_a_time_in_insertion_order() {
+        let (s, dir) = store();
+        // g:2 is due before g:1, but g:1 was added first.
+        let jobs =
+            vec![job("g1", Some("g"), 5), job("g2", Some("g"), 1), job("h1", Some("h"), 1), job("free", None, 1)];
+        s.commit(Commit { jobs, ..Default::default() }).await.unwrap();
+        assert_eq!(ids(&s.lease(10, 10, 1_000).await.unwrap()), ["free", "g1", "h1"]);
+        assert!(s.lease(20, 10, 1_000).await.unwrap().is_empty(), "g2 waits while g1 is leased");
+        // A retry of g1 (due later) keeps g2 waiting.
+        s.commit(Commit { reschedule: Some(("g1".into(), "{}".into(), 500)), ..Default::default() }).await.unwrap();
+        assert!(s.lease(30, 10, 1_000).await.unwrap().is_empty());
+        assert_eq!(s.next_due().unwrap(), Some(500), "the next due is the group's head, not g2");
+        s.commit(Commit { done: Some("g1".into()), ..Default::default() }).await.unwrap();
+        assert_eq!(ids(&s.lease(40, 10, 1_000).await.unwrap()), ["g2"]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn an_event_id_is_refused_while_it_is_live() {
+        let (s, dir) = store();
+        let row = |at: i64| EventRow {
+            tenant: "t".into(),
+            id: "e1".into(),
+            kind: "a.b".into(),
+            at,
+            doc: format!(r#"{{"id":"e1","tenant":"t","type":"a.b","at":{at},"data":null}}"#),
+            expires_at: at + 100,
+        };
+        let with_job = |at: i64| Commit {
+            event: Some(row(at)),
+            jobs: vec![job(&format!("d{at}"), None, at)],
+            ..Default::default()
+        };
+        s.commit(with_job(0)).await.unwrap();
+        let err = s.commit(with_job(50)).await.unwrap_err().to_string();
+        assert!(err.contains(DUPLICATE_EVENT), "{err}");
+        assert_eq!(s.lease(60, 10, 1_000).await.unwrap().len(), 1, "the refused commit wrote no job");
+        assert!(s.live_event("t", "e1", 99).unwrap().is_some());
+        assert!(s.live_event("t", "e1", 100).unwrap().is_none());
+        s.commit(with_job(150)).await.unwrap();
+        std::fs::remove_dir_all(dir).ok();
     }
 }

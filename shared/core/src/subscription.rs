@@ -1,0 +1,892 @@
+//! Subscriptions: endpoints that receive published events.
+//!
+//! The lifecycle, as pure functions over data the store keeps:
+//!
+//! ```text
+//!  create ──> pending ──(endpoint echoes the token)──> active ──(410, or failing
+//!               │                                        ▲      longer than the window)──> disabled
+//!               └──(no echo before the verification      └──────────── enable ─────────────┘
+//!                   schedule runs out)──> failed ──(verify: send again)──> pending
+//! ```
+//!
+//! A subscription's signing keys are a [`Keyring`], kept by the secret
+//! store under [`Subscription::keyring_name`], never in the subscription
+//! record, a job or a log: deliveries carry the *name* and the sender
+//! resolves it at send time like any other secret. Rotation appends a key
+//! and gives the old one an expiry; while both are valid each delivery
+//! carries both signatures (space-separated, as the Standard Webhooks spec
+//! asks).
+//!
+//! [`fan_out`] turns one published event into one delivery per matching
+//! active subscription; the deliveries then go through the same sender,
+//! [`crate::attempt::decide`], retries and request log as a flow's steps.
+//! What an attempt means for the subscription's health is [`Health`], and
+//! [`Subscription::apply`] decides what changes.
+
+use std::time::Duration;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::commit::{DeliveryJob, NewJob};
+use crate::events::{Pattern, check_type};
+use crate::flow::{Method, SignScheme, SignSpec};
+use crate::request::{OutboundRequest, SecretText, USER_AGENT};
+use crate::retry::RetryPolicy;
+use crate::run::{Delivery, Purpose};
+use crate::signature::{SignatureError, SigningKey, WebhookSecret};
+use crate::status::{StatusPolicy, StatusRange};
+use crate::template::{Context, Templates};
+
+/// Where a subscription is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Created; the verification request has not been echoed yet.
+    Pending,
+    /// Receives events.
+    Active,
+    /// The endpoint never echoed the verification token.
+    Failed,
+    /// Turned off by a `410 Gone`, by failing longer than the health
+    /// window, or by an admin.
+    Disabled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Active => "active",
+            Status::Failed => "failed",
+            Status::Disabled => "disabled",
+        }
+    }
+}
+
+/// How deliveries are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Signing {
+    /// `v1`: HMAC-SHA256 with a `whsec_` secret the endpoint also holds.
+    #[default]
+    HmacSha256,
+    /// `v1a`: ed25519; the endpoint verifies with the public key (`whpk_`).
+    Ed25519,
+}
+
+/// Delivery order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// Deliveries go out concurrently (the default, and the fastest).
+    #[default]
+    None,
+    /// Deliveries with the same key go out one at a time, in publish order.
+    PerKey,
+}
+
+/// The verification request in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub token: String,
+    /// When the current round of attempts started (ms).
+    pub started_at: i64,
+}
+
+/// A subscription as stored (its keys are not in it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub tenant: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    pub status: Status,
+    #[serde(default)]
+    pub signing: Signing,
+    #[serde(default)]
+    pub ordering: Ordering,
+    /// The ordering key template (`{{ data.customer_id }}`), for `per_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// Since when every attempt has failed (ms); cleared by a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<i64>,
+    /// When and why it was disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+}
+
+/// What an admin asks for when subscribing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSubscription {
+    /// The endpoint: an absolute `http` or `https` URL.
+    pub url: String,
+    /// Patterns of the event types to receive: `payment.received`,
+    /// `contact.*` (one word), `contact.**` (one or more words).
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    /// Free-form labels, returned as given.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// The tenant whose events it receives (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub signing: Signing,
+    #[serde(default)]
+    pub ordering: Ordering,
+    /// For `ordering: per_key`: a template over the event
+    /// (`{{ data.customer_id }}`) whose value orders deliveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// A refused field: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// The tenant of events and subscriptions that name none.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Checks a tenant name: what flows allow.
+pub fn check_tenant(t: &str) -> Result<(), String> {
+    if !crate::validate::is_slug(t) {
+        return Err(format!("`{t}` is not a valid tenant: use lower-case letters, digits, `-` and `_` (at most 64)"));
+    }
+    Ok(())
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{url}` is not an absolute http(s) URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("`{url}` has no host"));
+    }
+    if url.len() > 2048 {
+        return Err("is longer than 2048 characters".into());
+    }
+    crate::request::check_url_text(url)
+}
+
+/// A 128-bit random token as hex (ids and verification tokens).
+fn random_hex() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    crate::signature::hex(&b)
+}
+
+impl NewSubscription {
+    /// Checks every field; all problems at once.
+    pub fn check(&self) -> Result<(), Vec<FieldError>> {
+        let mut errs = Vec::new();
+        if let Err(e) = check_url(&self.url) {
+            errs.push(FieldError::new("url", e));
+        }
+        if self.event_types.is_empty() {
+            errs.push(FieldError::new("event_types", "list at least one event type or pattern"));
+        }
+        for (i, p) in self.event_types.iter().enumerate() {
+            if let Err(e) = Pattern::parse(p) {
+                errs.push(FieldError::new(format!("event_types[{i}]"), e));
+            }
+        }
+        if let Some(t) = &self.tenant
+            && let Err(e) = check_tenant(t)
+        {
+            errs.push(FieldError::new("tenant", e));
+        }
+        if self.description.len() > 1024 {
+            errs.push(FieldError::new("description", "is longer than 1024 characters"));
+        }
+        match (self.ordering, &self.key) {
+            (Ordering::PerKey, None) => errs.push(FieldError::new(
+                "key",
+                "`ordering: per_key` needs a key template, e.g. `{{ data.customer_id }}`",
+            )),
+            (Ordering::None, Some(_)) => {
+                errs.push(FieldError::new("key", "a key is only used with `ordering: per_key`"))
+            }
+            (Ordering::PerKey, Some(k)) => {
+                if let Err(e) = Templates::new().add(k) {
+                    errs.push(FieldError::new("key", e.to_string()));
+                }
+            }
+            (Ordering::None, None) => {}
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    /// The new subscription (pending, with a verification token) and its
+    /// keyring.
+    pub fn create(self, now: i64) -> Result<(Subscription, Keyring), Vec<FieldError>> {
+        self.check()?;
+        let sub = Subscription {
+            id: format!("sub_{}", uuid::Uuid::now_v7().simple()),
+            tenant: self.tenant.unwrap_or_else(|| DEFAULT_TENANT.into()),
+            url: self.url,
+            event_types: self.event_types,
+            description: self.description,
+            metadata: self.metadata,
+            status: Status::Pending,
+            signing: self.signing,
+            ordering: self.ordering,
+            key: self.key,
+            created_at: now,
+            updated_at: now,
+            verification: Some(Verification { token: random_hex(), started_at: now }),
+            failing_since: None,
+            disabled_at: None,
+            disabled_reason: None,
+        };
+        let keyring = Keyring::new(sub.signing);
+        Ok((sub, keyring))
+    }
+}
+
+/// How subscriptions are driven; the defaults are the Standard Webhooks
+/// recommendations, `hookflow dev` can shorten them for a demo or a test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Retries of event deliveries.
+    pub retry: RetryPolicy,
+    /// Retries of the verification request; when it runs out the
+    /// subscription is `failed`.
+    pub verification: RetryPolicy,
+    /// A subscription failing for longer than this is disabled.
+    pub disable_after: Duration,
+    /// How long a rotated-out key keeps signing.
+    pub rotation_grace: Duration,
+    /// How long a published event id is remembered (a repeat is accepted
+    /// once).
+    pub idempotency: Duration,
+    /// Per attempt.
+    pub timeout: Duration,
+}
+
+/// The Standard Webhooks schedule: after the first attempt, 5 s, 5 min,
+/// 30 min, 2 h, 5 h, 10 h, 14 h, 20 h and 24 h.
+pub const STANDARD_SCHEDULE: [Duration; 9] = [
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(14 * 3600),
+    Duration::from_secs(20 * 3600),
+    Duration::from_secs(24 * 3600),
+];
+
+impl Default for Settings {
+    fn default() -> Self {
+        let mut verification = RetryPolicy::schedule(&[
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            Duration::from_secs(10 * 60),
+            Duration::from_secs(3600),
+            Duration::from_secs(4 * 3600),
+            Duration::from_secs(8 * 3600),
+            Duration::from_secs(12 * 3600),
+        ]);
+        verification.max_age = Some(Duration::from_secs(24 * 3600));
+        Settings {
+            retry: RetryPolicy::schedule(&STANDARD_SCHEDULE),
+            verification,
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+            rotation_grace: Duration::from_secs(24 * 3600),
+            idempotency: Duration::from_secs(24 * 3600),
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// One signing key of a subscription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Key {
+    /// `whsec_…` (HMAC) or `whsk_…` (ed25519).
+    pub secret: String,
+    /// When it stops signing (ms); `None` while it is the current key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// A subscription's signing keys, newest last. Kept in the secret store as
+/// JSON text; [`crate::request::signature_headers`] signs with every key
+/// not yet expired.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Keyring {
+    pub keys: Vec<Key>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Keyring({} keys)", self.keys.len())
+    }
+}
+
+/// What the admin gets back once: the secret (HMAC) or the public key
+/// (ed25519; the private key never leaves Hookflow).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Secret(String),
+    PublicKey(String),
+}
+
+impl Keyring {
+    fn fresh(signing: Signing) -> Key {
+        let secret = match signing {
+            Signing::HmacSha256 => WebhookSecret::generate().expose(),
+            Signing::Ed25519 => SigningKey::generate().expose(),
+        };
+        Key { secret, expires_at: None }
+    }
+
+    pub fn new(signing: Signing) -> Self {
+        Keyring { keys: vec![Self::fresh(signing)] }
+    }
+
+    /// The current key's credential for the endpoint's owner.
+    pub fn credential(&self) -> Option<Credential> {
+        let key = self.keys.last()?;
+        if key.secret.starts_with("whsk_") {
+            SigningKey::parse(&key.secret).ok().map(|k| Credential::PublicKey(k.public()))
+        } else {
+            Some(Credential::Secret(key.secret.clone()))
+        }
+    }
+
+    /// The public keys (`whpk_`) of the ed25519 keys still signing at `now`.
+    pub fn public_keys(&self, now: i64) -> Vec<String> {
+        self.valid(now).filter_map(|k| SigningKey::parse(&k.secret).ok()).map(|k| k.public()).collect()
+    }
+
+    /// A new current key; the old ones sign until `now + grace` (keys that
+    /// have expired already are dropped).
+    pub fn rotate(&mut self, signing: Signing, now: i64, grace: Duration) {
+        self.keys.retain(|k| k.expires_at.is_none_or(|at| at > now));
+        let until = now + grace.as_millis() as i64;
+        for k in &mut self.keys {
+            k.expires_at = Some(k.expires_at.map_or(until, |at| at.min(until)));
+        }
+        self.keys.push(Self::fresh(signing));
+    }
+
+    fn valid(&self, now: i64) -> impl Iterator<Item = &Key> {
+        self.keys.iter().filter(move |k| k.expires_at.is_none_or(|at| at > now))
+    }
+
+    /// The `webhook-signature` value at `timestamp` (seconds): one entry
+    /// per key still valid then, newest first.
+    pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> Result<String, SignatureError> {
+        let mut out = Vec::new();
+        for k in self.valid(timestamp * 1000).collect::<Vec<_>>().into_iter().rev() {
+            if k.secret.starts_with("whsk_") {
+                out.push(SigningKey::parse(&k.secret)?.sign(msg_id, timestamp, body));
+            } else {
+                out.push(WebhookSecret::parse(&k.secret)?.sign(msg_id, timestamp, body));
+            }
+        }
+        if out.is_empty() {
+            return Err(SignatureError::BadSecret("the subscription has no valid signing key".into()));
+        }
+        Ok(out.join(" "))
+    }
+
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The keyring in a secret value, if the value is one.
+    pub fn from_text(text: &str) -> Option<Self> {
+        if !text.trim_start().starts_with('{') {
+            return None;
+        }
+        serde_json::from_str(text).ok()
+    }
+}
+
+/// A published event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub tenant: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When it was published (ms).
+    pub at: i64,
+    pub data: Value,
+}
+
+/// What an admin publishes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvent {
+    /// Dotted lowercase words: `payment.received`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Anything JSON; delivered as `data`.
+    #[serde(default)]
+    pub data: Value,
+    /// Idempotency key: a repeat within 24 h is accepted once. Generated
+    /// when absent. 1-128 of `A-Za-z0-9._:-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Default `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+impl NewEvent {
+    pub fn into_event(self, now: i64) -> Result<Event, Vec<FieldError>> {
+        let mut errs = Vec::new();
+        if let Err(e) = check_type(&self.kind) {
+            errs.push(FieldError::new("type", e));
+        }
+        if let Some(id) = &self.id
+            && (id.is_empty()
+                || id.len() > 128
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)))
+        {
+            errs.push(FieldError::new("id", "must be 1-128 of `A-Za-z0-9._:-`"));
+        }
+        if let Some(t) = &self.tenant
+            && let Err(e) = check_tenant(t)
+        {
+            errs.push(FieldError::new("tenant", e));
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        Ok(Event {
+            id: self.id.unwrap_or_else(|| format!("evt_{}", uuid::Uuid::now_v7().simple())),
+            tenant: self.tenant.unwrap_or_else(|| DEFAULT_TENANT.into()),
+            kind: self.kind,
+            at: now,
+            data: self.data,
+        })
+    }
+}
+
+impl Event {
+    /// The delivered body: `{"type", "timestamp", "data"}`.
+    pub fn envelope(&self) -> Value {
+        json!({"type": self.kind, "timestamp": crate::duration::rfc3339(self.at), "data": self.data})
+    }
+
+    /// The operational event saying `sub` was disabled.
+    pub fn disabled(sub: &Subscription, now: i64) -> Event {
+        Event {
+            id: format!("evt_disabled_{}_{now}", sub.id),
+            tenant: sub.tenant.clone(),
+            kind: "subscription.disabled".into(),
+            at: now,
+            data: json!({
+                "subscription_id": sub.id, "url": sub.url,
+                "reason": sub.disabled_reason, "failing_since": sub.failing_since.map(crate::duration::rfc3339),
+            }),
+        }
+    }
+}
+
+/// Deliveries of subscriptions: 2xx succeeds, `410 Gone` disables, every
+/// other answer is retried (Standard Webhooks: any non-2xx is a failure).
+fn status_policy() -> StatusPolicy {
+    StatusPolicy {
+        success: Some(vec![StatusRange::new(200, 299)]),
+        retry: Some(vec![StatusRange::new(100, 599)]),
+        halt: Some(vec![StatusRange::new(410, 410)]),
+    }
+}
+
+impl Subscription {
+    /// The secret-store name of its keyring.
+    pub fn keyring_name(&self) -> String {
+        keyring_name(&self.id)
+    }
+
+    /// Whether it receives `event_type`.
+    pub fn selects(&self, event_type: &str) -> bool {
+        self.event_types.iter().any(|p| Pattern::parse(p).is_ok_and(|p| p.matches(event_type)))
+    }
+
+    fn delivery(&self, id: String, event_id: &str, step: &str, body: String, purpose: Purpose) -> Delivery {
+        Delivery {
+            id,
+            run_id: event_id.to_string(),
+            event_id: event_id.to_string(),
+            tenant: self.tenant.clone(),
+            flow_id: String::new(),
+            step: step.to_string(),
+            request: OutboundRequest {
+                method: Method::Post,
+                url: SecretText::plain(&self.url),
+                headers: vec![
+                    ("content-type".into(), SecretText::plain("application/json")),
+                    ("user-agent".into(), SecretText::plain(USER_AGENT)),
+                ],
+                body: Some(body),
+            },
+            status_policy: status_policy(),
+            retry: RetryPolicy::default(),
+            sign: Some(SignSpec { secret: self.keyring_name(), scheme: SignScheme::StandardWebhooks, hmac: None }),
+            timeout: Duration::from_secs(15),
+            wait: false,
+            purpose,
+        }
+    }
+
+    /// The verification request: a signed POST of
+    /// `{"type": "webhook.verification", "token"}`, retried on `settings.verification`.
+    pub fn verification_job(&self, settings: &Settings, now: i64) -> Option<NewJob> {
+        let v = self.verification.as_ref()?;
+        let body = json!({"type": "webhook.verification", "token": v.token}).to_string();
+        let purpose = Purpose::Verify { subscription: self.id.clone(), token: v.token.clone() };
+        let id = format!("msg_verify_{}_{}", self.id, v.started_at);
+        let mut d = self.delivery(id, &format!("verify_{}", self.id), "webhook.verification", body, purpose);
+        d.retry = settings.verification.clone();
+        d.timeout = settings.timeout;
+        Some(NewJob::delivery(&DeliveryJob { delivery: d, attempts: 0, first_at: now }, now))
+    }
+
+    /// The delivery of `event` to this subscription; with per-key ordering
+    /// its queue group is the subscription and the rendered key.
+    pub fn event_job(&self, event: &Event, body: &str, settings: &Settings, now: i64) -> NewJob {
+        let purpose = Purpose::Event { subscription: self.id.clone() };
+        let id = format!("msg_{}_{}", self.id.trim_start_matches("sub_"), event.id);
+        let mut d = self.delivery(id, &event.id, &event.kind, body.to_string(), purpose);
+        d.retry = settings.retry.clone();
+        d.timeout = settings.timeout;
+        let mut job = NewJob::delivery(&DeliveryJob { delivery: d, attempts: 0, first_at: now }, now);
+        if self.ordering == Ordering::PerKey {
+            job.group = Some(format!("{}:{}", self.id, self.order_key(event)));
+        }
+        job
+    }
+
+    /// The rendered ordering key; a key that fails to render is empty (all
+    /// such events share one order).
+    fn order_key(&self, event: &Event) -> String {
+        let Some(source) = &self.key else { return String::new() };
+        let mut t = Templates::new();
+        if t.add(source).is_err() {
+            return String::new();
+        }
+        let ctx = Context::new(
+            json!({"type": event.kind, "id": event.id, "data": event.data}).as_object().cloned().unwrap_or_default(),
+        );
+        t.render_text(source, &ctx).unwrap_or_default()
+    }
+
+    /// What `health` (the outcome of an attempt) changes, if anything.
+    /// Returns the subscription as it should be stored, and whether this
+    /// change disabled it.
+    pub fn apply(&self, health: &Health, settings: &Settings, now: i64) -> Option<(Subscription, bool)> {
+        let mut s = self.clone();
+        let mut disabled = false;
+        match health {
+            Health::Verified => {
+                if s.status != Status::Pending {
+                    return None;
+                }
+                s.status = Status::Active;
+                s.verification = None;
+            }
+            Health::Unverified => {
+                if s.status != Status::Pending {
+                    return None;
+                }
+                s.status = Status::Failed;
+            }
+            Health::Delivered => {
+                s.failing_since?;
+                s.failing_since = None;
+            }
+            Health::Failed => {
+                if s.status != Status::Active {
+                    return None;
+                }
+                let since = *s.failing_since.get_or_insert(now);
+                if now - since >= settings.disable_after.as_millis() as i64 {
+                    let days = settings.disable_after.as_secs_f64() / 86_400.0;
+                    s.disable(now, format!("every attempt failed for longer than {days:.3} days"));
+                    disabled = true;
+                } else if self.failing_since.is_some() {
+                    return None;
+                }
+            }
+            Health::Gone => {
+                if s.status != Status::Active {
+                    return None;
+                }
+                s.failing_since.get_or_insert(now);
+                s.disable(now, "the endpoint answered 410 Gone".into());
+                disabled = true;
+            }
+        }
+        s.updated_at = now;
+        Some((s, disabled))
+    }
+
+    fn disable(&mut self, now: i64, reason: String) {
+        self.status = Status::Disabled;
+        self.disabled_at = Some(now);
+        self.disabled_reason = Some(reason);
+    }
+
+    /// Disabled by an admin.
+    pub fn disabled_by_admin(&self, now: i64) -> Subscription {
+        let mut s = self.clone();
+        s.disable(now, "disabled by an admin".into());
+        s.updated_at = now;
+        s
+    }
+
+    /// Active again (from disabled), health reset.
+    pub fn enabled(&self, now: i64) -> Subscription {
+        let mut s = self.clone();
+        s.status = Status::Active;
+        s.failing_since = None;
+        s.disabled_at = None;
+        s.disabled_reason = None;
+        s.updated_at = now;
+        s
+    }
+
+    /// Pending again with a fresh verification round (the `verify` action).
+    pub fn reverify(&self, now: i64) -> Subscription {
+        let mut s = self.clone();
+        s.status = Status::Pending;
+        s.verification = Some(Verification { token: random_hex(), started_at: now });
+        s.updated_at = now;
+        s
+    }
+}
+
+/// The keyring's secret-store name for subscription `id`.
+pub fn keyring_name(id: &str) -> String {
+    format!("hookflow/subscriptions/{id}")
+}
+
+/// What an attempt says about a subscription's endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// The verification token was echoed.
+    Verified,
+    /// The verification attempts ran out.
+    Unverified,
+    /// An event was delivered.
+    Delivered,
+    /// An attempt failed (retried or not).
+    Failed,
+    /// `410 Gone`.
+    Gone,
+}
+
+/// Whether a verification response echoes `token`: a JSON body
+/// `{"token": …}` or the token as plain text.
+pub fn echoes(body: &Value, token: &str) -> bool {
+    match body {
+        Value::String(s) => s.trim() == token,
+        Value::Object(o) => o.get("token").and_then(Value::as_str) == Some(token),
+        _ => false,
+    }
+}
+
+/// One delivery job per active subscription of the event's tenant that
+/// selects its type, with the body serialised once.
+pub fn fan_out<'a>(
+    event: &Event,
+    subs: impl IntoIterator<Item = &'a Subscription>,
+    settings: &Settings,
+    now: i64,
+) -> Vec<NewJob> {
+    let body = event.envelope().to_string();
+    subs.into_iter()
+        .filter(|s| s.status == Status::Active && s.tenant == event.tenant && s.selects(&event.kind))
+        .map(|s| s.event_job(event, &body, settings, now))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attempt::{AttemptResult, Decision, decide};
+    use crate::run::CapturedResponse;
+    use rand::SeedableRng;
+
+    fn new(url: &str, types: &[&str]) -> NewSubscription {
+        NewSubscription {
+            url: url.into(),
+            event_types: types.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn active(types: &[&str]) -> Subscription {
+        let (mut s, _) = new("https://r.example/hook", types).create(1_000).unwrap();
+        s.status = Status::Active;
+        s
+    }
+
+    fn event(kind: &str, data: Value) -> Event {
+        NewEvent { kind: kind.into(), data, ..Default::default() }.into_event(5_000).unwrap()
+    }
+
+    #[test]
+    fn creating_checks_every_field_and_names_it() {
+        let mut bad = new("ftp://x", &["contact.*", "Bad"]);
+        bad.ordering = Ordering::PerKey;
+        bad.tenant = Some("no spaces".into());
+        let errs = bad.create(0).unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["url", "event_types[1]", "tenant", "key"]);
+        assert!(new("https://x.example", &[]).check().unwrap_err()[0].message.contains("at least one"));
+        let (s, ring) = new("https://x.example/h", &["a.b"]).create(7).unwrap();
+        assert_eq!((s.status, s.tenant.as_str(), s.created_at), (Status::Pending, "default", 7));
+        assert_eq!(s.verification.as_ref().unwrap().token.len(), 32);
+        assert!(matches!(ring.credential(), Some(Credential::Secret(k)) if k.starts_with("whsec_")));
+    }
+
+    #[test]
+    fn fan_out_reaches_only_active_matching_subscriptions_of_the_tenant() {
+        let a = active(&["contact.*"]);
+        let b = active(&["payment.received"]);
+        let mut pending = active(&["contact.*"]);
+        pending.status = Status::Pending;
+        let mut other = active(&["contact.*"]);
+        other.tenant = "other".into();
+        let e = event("contact.created", json!({"id": 1}));
+        let jobs = fan_out(&e, [&a, &b, &pending, &other], &Settings::default(), 9);
+        assert_eq!(jobs.len(), 1);
+        let dj: DeliveryJob = serde_json::from_str(&jobs[0].payload).unwrap();
+        assert_eq!(dj.delivery.request.url.redacted(), a.url);
+        let body: Value = serde_json::from_str(dj.delivery.request.body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"type": "contact.created", "timestamp": "1970-01-01T00:00:05.000Z", "data": {"id": 1}})
+        );
+        assert_eq!(dj.delivery.sign.as_ref().unwrap().secret, a.keyring_name());
+        assert_eq!(dj.delivery.retry.max_attempts, 10, "the Standard Webhooks schedule");
+        assert!(!jobs[0].payload.contains("whsec_"), "the job names the keyring, never a key");
+    }
+
+    #[test]
+    fn per_key_ordering_groups_by_the_rendered_key() {
+        let mut s = active(&["order.*"]);
+        s.ordering = Ordering::PerKey;
+        s.key = Some("{{ data.customer_id }}".into());
+        let e = event("order.paid", json!({"customer_id": 42}));
+        let job = s.event_job(&e, "{}", &Settings::default(), 0);
+        assert_eq!(job.group.as_deref(), Some(format!("{}:42", s.id).as_str()));
+        assert_eq!(active(&["order.*"]).event_job(&e, "{}", &Settings::default(), 0).group, None);
+    }
+
+    #[test]
+    fn rotation_signs_with_both_keys_until_the_old_one_expires() {
+        let mut ring = Keyring::new(Signing::HmacSha256);
+        let old = ring.keys[0].secret.clone();
+        ring.rotate(Signing::HmacSha256, 1_000_000, Duration::from_secs(60));
+        let both = ring.sign("msg_1", 1_000, b"{}").unwrap();
+        assert_eq!(both.split(' ').count(), 2);
+        assert!(both.ends_with(&WebhookSecret::parse(&old).unwrap().sign("msg_1", 1_000, b"{}")), "new key first");
+        let later = ring.sign("msg_1", 1_061, b"{}").unwrap();
+        assert_eq!(later.split(' ').count(), 1, "the old key expired after the grace period");
+        assert!(Keyring::from_text(&ring.to_text()).is_some_and(|r| r == ring));
+        assert!(Keyring::from_text("whsec_abc").is_none());
+        assert!(!format!("{ring:?}").contains("whsec_"));
+    }
+
+    #[test]
+    fn ed25519_keyrings_hand_out_the_public_key_only() {
+        let ring = Keyring::new(Signing::Ed25519);
+        let Some(Credential::PublicKey(pk)) = ring.credential() else { panic!() };
+        assert!(pk.starts_with("whpk_"));
+        assert_eq!(ring.public_keys(0), std::slice::from_ref(&pk));
+        let sig = ring.sign("m", 100, b"x").unwrap();
+        crate::signature::asymmetric_verify(&pk, "m", "100", &sig, b"x", 100, Duration::from_secs(300)).unwrap();
+    }
+
+    fn answer(status: u16, body: &str) -> AttemptResult {
+        AttemptResult {
+            response: Some(CapturedResponse::new(status, Default::default(), body)),
+            retry_after: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn verification_succeeds_only_when_the_token_is_echoed() {
+        let (s, _) = new("https://x.example/h", &["a.b"]).create(0).unwrap();
+        let token = s.verification.clone().unwrap().token;
+        let dj: DeliveryJob =
+            serde_json::from_str(&s.verification_job(&Settings::default(), 0).unwrap().payload).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let d = &dj.delivery;
+        let json_echo = answer(200, &format!("{{\"token\":\"{token}\"}}"));
+        assert!(matches!(decide(d, &json_echo, 1, Duration::ZERO, &mut rng).1, Decision::Delivered(_)));
+        assert!(matches!(decide(d, &answer(200, &token), 1, Duration::ZERO, &mut rng).1, Decision::Delivered(_)));
+        assert!(matches!(decide(d, &answer(200, "ok"), 1, Duration::ZERO, &mut rng).1, Decision::RetryIn(_)));
+        assert!(matches!(decide(d, &answer(204, ""), 1, Duration::ZERO, &mut rng).1, Decision::RetryIn(_)));
+    }
+
+    #[test]
+    fn health_disables_on_gone_and_after_the_failure_window() {
+        let settings = Settings { disable_after: Duration::from_secs(10), ..Default::default() };
+        let s = active(&["a.b"]);
+        let (s1, off) = s.apply(&Health::Failed, &settings, 1_000).unwrap();
+        assert_eq!((s1.failing_since, off), (Some(1_000), false));
+        assert_eq!(s1.apply(&Health::Failed, &settings, 5_000), None, "still inside the window: nothing to write");
+        let (s2, off) = s1.apply(&Health::Failed, &settings, 11_000).unwrap();
+        assert_eq!((s2.status, off), (Status::Disabled, true));
+        let (healed, _) = s1.apply(&Health::Delivered, &settings, 6_000).unwrap();
+        assert_eq!(healed.failing_since, None);
+        assert_eq!(s.apply(&Health::Delivered, &settings, 6_000), None, "healthy stays unwritten");
+        let (gone, off) = s.apply(&Health::Gone, &settings, 2_000).unwrap();
+        assert_eq!((gone.status, off), (Status::Disabled, true));
+        assert!(gone.disabled_reason.as_deref().unwrap().contains("410"));
+        assert_eq!(gone.clone().apply(&Health::Gone, &settings, 3_000), None, "disabled once");
+        let e = Event::disabled(&s2, 11_000);
+        assert_eq!((e.kind.as_str(), &e.data["subscription_id"]), ("subscription.disabled", &json!(s.id)));
+    }
+
+    #[test]
+    fn events_are_checked_and_get_an_id() {
+        let errs =
+            NewEvent { kind: "Bad".into(), id: Some("a b".into()), ..Default::default() }.into_event(0).unwrap_err();
+        assert_eq!(errs.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["type", "id"]);
+        let e = NewEvent { kind: "a.b".into(), ..Default::default() }.into_event(0).unwrap();
+        assert!(e.id.starts_with("evt_"));
+        assert_eq!(e.tenant, "default");
+    }
+}

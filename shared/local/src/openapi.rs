@@ -1,0 +1,363 @@
+//! The OpenAPI 3.1 document of the admin API ([`crate::admin`]).
+//!
+//! Request bodies are the core's types through their JSON Schemas
+//! (schemars, draft 2020-12, which OpenAPI 3.1 uses as is), so a field added
+//! to `NewSubscription` shows up here with no second edit; responses are
+//! described next to the routes. `docs/openapi.json` is this function's
+//! output, kept in sync by a test; `scripts/test` fuzzes `hookflow dev`
+//! against it with schemathesis.
+
+use schemars::generate::SchemaSettings;
+use serde_json::{Map, Value, json};
+
+/// The document, pretty-printed with a final newline.
+pub fn document() -> String {
+    let mut text = serde_json::to_string_pretty(&spec()).expect("the document serialises");
+    text.push('\n');
+    text
+}
+
+fn schemas() -> Map<String, Value> {
+    let mut generator =
+        SchemaSettings::draft2020_12().with(|s| s.definitions_path = "/components/schemas".into()).into_generator();
+    // Each lands in the definitions under its type name.
+    generator.subschema_for::<hookflow_core::subscription::NewSubscription>();
+    generator.subschema_for::<hookflow_core::subscription::NewEvent>();
+    generator.subschema_for::<hookflow_core::Flow>();
+    let mut all: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    let nullable = |t: &str| json!({"type": [t, "null"]});
+    all.insert(
+        "Error".into(),
+        json!({
+            "type": "object", "required": ["error"],
+            "properties": {"error": {
+                "type": "object", "required": ["code", "message", "field"],
+                "properties": {
+                    "code": {"type": "string", "description": "Stable, machine-readable: `invalid`, `not_found`, `unauthorized`, `conflict`, `bad_json`, `bad_parameter`, `unavailable`…"},
+                    "message": {"type": "string"},
+                    "field": {"type": ["string", "null"], "description": "The field or parameter at fault (`event_types[1]`, `steps[0].url`)."},
+                    "problems": {"type": "array", "items": {
+                        "type": "object", "required": ["field", "message"],
+                        "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}
+                }}}
+        }),
+    );
+    all.insert(
+        "Subscription".into(),
+        json!({
+            "type": "object",
+            "required": ["id", "tenant", "url", "event_types", "status", "signing", "ordering", "created_at", "updated_at"],
+            "properties": {
+                "id": {"type": "string"}, "tenant": {"type": "string"}, "url": {"type": "string"},
+                "event_types": {"type": "array", "items": {"type": "string"}},
+                "description": {"type": "string"}, "metadata": {"type": "object"},
+                "status": {"enum": ["pending", "active", "failed", "disabled"]},
+                "signing": {"enum": ["hmac_sha256", "ed25519"]},
+                "ordering": {"enum": ["none", "per_key"]},
+                "key": {"type": "string"},
+                "created_at": {"type": "integer", "description": "ms since the Unix epoch"},
+                "updated_at": {"type": "integer"},
+                "failing_since": {"type": "integer"}, "disabled_at": {"type": "integer"},
+                "disabled_reason": {"type": "string"},
+                "secret": {"type": "string", "description": "`whsec_…`: only in the answer to create (HMAC)."},
+                "public_key": {"type": "string", "description": "`whpk_…`: only in the answer to create (ed25519)."}
+            }
+        }),
+    );
+    all.insert(
+        "LogEntry".into(),
+        json!({
+            "type": "object", "required": ["at", "kind", "detail"],
+            "properties": {
+                "at": {"type": "integer"}, "kind": {"type": "string"},
+                "tenant": nullable("string"), "flow_id": nullable("string"), "run_id": nullable("string"),
+                "event_id": nullable("string"), "delivery_id": nullable("string"), "outcome": nullable("string"),
+                "detail": {}
+            }
+        }),
+    );
+    all.insert(
+        "FlowSummary".into(),
+        json!({
+            "type": "object", "required": ["tenant", "id", "file", "trigger"],
+            "properties": {"tenant": {"type": "string"}, "id": {"type": "string"}, "file": {"type": "string"},
+                           "trigger": {"type": "object"}, "flow": {"type": "object"}, "source": {"type": "string"}}
+        }),
+    );
+    all.insert(
+        "Event".into(),
+        json!({
+            "type": "object", "required": ["id", "tenant", "type", "at", "data"],
+            "properties": {"id": {"type": "string"}, "tenant": {"type": "string"}, "type": {"type": "string"},
+                           "at": {"type": "integer"}, "data": {}}
+        }),
+    );
+    all.insert(
+        "DeadDelivery".into(),
+        json!({
+            "type": "object", "required": ["delivery_id", "tenant", "flow_id", "run_id", "reason", "at"],
+            "properties": {"delivery_id": {"type": "string"}, "tenant": {"type": "string"}, "flow_id": {"type": "string"},
+                           "run_id": {"type": "string"}, "reason": {"type": "string"}, "at": {"type": "integer"}}
+        }),
+    );
+    all
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn content(schema: Value) -> Value {
+    json!({"application/json": {"schema": schema}})
+}
+
+/// A response with a JSON body.
+fn answer(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": content(schema)})
+}
+
+/// `response` with OpenAPI links handing its `id` to `operations`' `id`
+/// parameter (what stateful fuzzing follows).
+fn with_links(mut response: Value, operations: &[&str]) -> Value {
+    let links: Map<String, Value> = operations
+        .iter()
+        .map(|op| (op.to_string(), json!({"operationId": op, "parameters": {"id": "$response.body#/id"}})))
+        .collect();
+    response["links"] = Value::Object(links);
+    response
+}
+
+fn error(description: &str) -> Value {
+    answer(description, schema_ref("Error"))
+}
+
+fn object(required: &[&str], properties: Value) -> Value {
+    json!({"type": "object", "required": required, "properties": properties})
+}
+
+fn path_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}})
+}
+
+fn query_param(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+/// One operation; every one answers 401 without the token and may answer
+/// 503 when the store fails.
+fn op(id: &str, summary: &str, params: Vec<Value>, body: Option<Value>, responses: Vec<(&str, Value)>) -> Value {
+    let mut r = Map::new();
+    for (code, v) in responses {
+        r.insert(code.into(), v);
+    }
+    r.insert("401".into(), error("No or wrong bearer token."));
+    r.insert("503".into(), error("The store failed; try again."));
+    let mut o = json!({"operationId": id, "summary": summary, "responses": r});
+    if !params.is_empty() {
+        o["parameters"] = json!(params);
+    }
+    if let Some(b) = body {
+        o["requestBody"] = b;
+    }
+    o
+}
+
+fn json_body(schema: Value) -> Value {
+    json!({"required": true, "content": content(schema)})
+}
+
+fn spec() -> Value {
+    let sub_id = || path_param("id", "The subscription id (`sub_…`).");
+    let sub = || schema_ref("Subscription");
+    let not_found = || error("No such resource.");
+    let bad = || error("A field is invalid; `field` names it.");
+    let bad_json = || error("The body is not JSON, or a query parameter is malformed.");
+    let conflict = || error("The resource is not in a state that allows this.");
+    let flow_params = || vec![path_param("tenant", "The flow's tenant."), path_param("id", "The flow's id.")];
+    let mut paths = Map::new();
+    paths.insert(
+        "/v1/flows".into(),
+        json!({"get": op("listFlows", "The loaded flows.", vec![], None,
+            vec![("200", answer("The flows.", object(&["flows"], json!({"flows": {"type": "array", "items": schema_ref("FlowSummary")}}))))])}),
+    );
+    paths.insert(
+        "/v1/flows/{tenant}/{id}".into(),
+        json!({
+            "get": op("getFlow", "A flow: its document, parsed and as written.", flow_params(), None,
+                vec![("200", answer("The flow.", schema_ref("FlowSummary"))), ("404", not_found())]),
+            "put": op("putFlow", "Creates or replaces a flow (YAML or JSON). Validation errors are 422 with field paths and lines.",
+                flow_params(),
+                Some(json!({"required": true, "content": {
+                    "application/json": {"schema": schema_ref("Flow")},
+                    "application/yaml": {"schema": {"type": "string"}}}})),
+                vec![("200", answer("Replaced.", schema_ref("FlowSummary"))), ("201", answer("Created.", schema_ref("FlowSummary"))),
+                     ("400", bad_json()), ("409", conflict()), ("422", bad())]),
+            "delete": op("deleteFlow", "Deletes a flow (its file).", flow_params(), None,
+                vec![("204", json!({"description": "Deleted."})), ("404", not_found()), ("409", conflict())]),
+        }),
+    );
+    paths.insert(
+        "/v1/subscriptions".into(),
+        json!({
+            "get": op("listSubscriptions", "Subscriptions, oldest first.",
+                vec![query_param("tenant", "Only this tenant's.", json!({"type": "string"}))], None,
+                vec![("200", answer("The subscriptions.", object(&["subscriptions"], json!({"subscriptions": {"type": "array", "items": sub()}}))))]),
+            "post": op("createSubscription",
+                "Subscribes an endpoint. It is `pending` until it echoes the verification token Hookflow POSTs to it; the answer holds the signing secret (or public key) once.",
+                vec![], Some(json_body(schema_ref("NewSubscription"))),
+                vec![("201", with_links(answer("Created (pending).", sub()), &[
+                        "getSubscription", "deleteSubscription", "verifySubscription", "rotateSecret",
+                        "getPublicKey", "enableSubscription", "disableSubscription"])),
+                     ("400", bad_json()), ("422", bad())]),
+        }),
+    );
+    paths.insert(
+        "/v1/subscriptions/{id}".into(),
+        json!({
+            "get": op("getSubscription", "A subscription.", vec![sub_id()], None,
+                vec![("200", answer("The subscription.", sub())), ("404", not_found())]),
+            "delete": op("deleteSubscription", "Deletes a subscription and its keys; its queued deliveries are dropped.", vec![sub_id()], None,
+                vec![("204", json!({"description": "Deleted."})), ("404", not_found())]),
+        }),
+    );
+    paths.insert(
+        "/v1/subscriptions/{id}/verify".into(),
+        json!({"post": op("verifySubscription", "Sends the verification request again (new token); the subscription is pending until it is echoed.",
+            vec![sub_id()], None,
+            vec![("202", answer("Pending, verification sent.", sub())), ("404", not_found()), ("409", conflict())])}),
+    );
+    paths.insert(
+        "/v1/subscriptions/{id}/rotate-secret".into(),
+        json!({"post": op("rotateSecret", "A new signing key; the previous one keeps signing (both signatures are sent) until `previous_expires_at`.",
+            vec![sub_id()], None,
+            vec![("200", answer("The new credential.", object(&["id", "previous_expires_at"], json!({
+                "id": {"type": "string"}, "previous_expires_at": {"type": "integer"},
+                "secret": {"type": "string"}, "public_key": {"type": "string"}})))),
+                 ("404", not_found())])}),
+    );
+    paths.insert(
+        "/v1/subscriptions/{id}/public-key".into(),
+        json!({"get": op("getPublicKey", "The ed25519 public key (`whpk_…`) endpoints verify `v1a` signatures with; during a rotation, every key still signing.",
+            vec![sub_id()], None,
+            vec![("200", answer("The keys.", object(&["id", "public_keys"], json!({
+                "id": {"type": "string"}, "public_key": {"type": ["string", "null"]},
+                "public_keys": {"type": "array", "items": {"type": "string"}}})))),
+                 ("404", error("No such subscription, or it signs with HMAC."))])}),
+    );
+    paths.insert(
+        "/v1/subscriptions/{id}/enable".into(),
+        json!({"post": op("enableSubscription", "Enables a disabled subscription; says how many matching events it missed since it was disabled and, with `replay: true`, delivers them.",
+            vec![sub_id()],
+            Some(json!({"required": false, "content": content(json!({"type": "object", "additionalProperties": false,
+                "properties": {"replay": {"type": "boolean", "default": false}}}))})),
+            vec![("200", answer("Enabled.", object(&["subscription", "missed", "missed_since", "replayed"], json!({
+                "subscription": sub(), "missed": {"type": "integer"}, "missed_since": {"type": "integer"}, "replayed": {"type": "integer"}})))),
+                 ("400", bad_json()), ("404", not_found()), ("409", conflict()), ("422", bad())])}),
+    );
+    paths.insert(
+        "/v1/subscriptions/{id}/disable".into(),
+        json!({"post": op("disableSubscription", "Disables a subscription (no event is sent to it until enabled).",
+            vec![sub_id()], None,
+            vec![("200", answer("Disabled.", sub())), ("404", not_found())])}),
+    );
+    let published = object(
+        &["id", "duplicate", "deliveries", "runs"],
+        json!({
+        "id": {"type": "string"}, "duplicate": {"type": "boolean"}, "deliveries": {"type": "integer"},
+        "runs": {"type": "array", "items": {"type": "string"}}}),
+    );
+    paths.insert(
+        "/v1/events".into(),
+        json!({
+            "get": op("listEvents", "Published events (kept for the request log's retention), oldest first.",
+                vec![query_param("tenant", "Only this tenant's.", json!({"type": "string"})),
+                     query_param("since", "Published at or after (ms since the epoch).", json!({"type": "integer", "minimum": 0})),
+                     query_param("limit", "At most this many (default 100).", json!({"type": "integer", "minimum": 1, "maximum": 1000}))],
+                None,
+                vec![("200", answer("The events.", object(&["events"], json!({"events": {"type": "array", "items": schema_ref("Event")}})))),
+                     ("400", bad_json())]),
+            "post": op("publishEvent",
+                "Publishes an event: one signed delivery per matching active subscription, one run per flow with an event trigger. A repeated `id` within 24 h is accepted once.",
+                vec![], Some(json_body(schema_ref("NewEvent"))),
+                vec![("202", answer("Published.", published.clone())), ("200", answer("A repeat of an id published already: nothing sent.", published)),
+                     ("400", bad_json()), ("422", bad())]),
+        }),
+    );
+    paths.insert(
+        "/v1/logs".into(),
+        json!({"get": op("getLogs", "The request log, oldest first (the newest `limit`).",
+            vec![query_param("tenant", "Only this tenant's.", json!({"type": "string"})),
+                 query_param("flow_id", "Only this flow's.", json!({"type": "string"})),
+                 query_param("run_id", "Only this run's.", json!({"type": "string"})),
+                 query_param("event_id", "Only this event's.", json!({"type": "string"})),
+                 query_param("since", "At or after (ms since the epoch).", json!({"type": "integer", "minimum": 0})),
+                 query_param("failed", "Only failures (rejections, failed attempts, dead deliveries, failed runs).", json!({"type": "boolean"})),
+                 query_param("limit", "At most this many (default 500).", json!({"type": "integer", "minimum": 1, "maximum": 10000}))],
+            None,
+            vec![("200", answer("The entries.", object(&["entries"], json!({"entries": {"type": "array", "items": schema_ref("LogEntry")}})))),
+                 ("400", bad_json())])}),
+    );
+    paths.insert(
+        "/v1/runs/{id}".into(),
+        json!({"get": op("getRun", "A run's state and its log.", vec![path_param("id", "The run id (`run_…`).")], None,
+            vec![("200", answer("The run.", object(&["run", "log"], json!({"run": {"type": "object"}, "log": {"type": "array", "items": schema_ref("LogEntry")}})))),
+                 ("404", not_found())])}),
+    );
+    paths.insert(
+        "/v1/dead".into(),
+        json!({"get": op("listDead", "Dead deliveries, oldest first.",
+            vec![query_param("flow_id", "Only this flow's.", json!({"type": "string"}))], None,
+            vec![("200", answer("The dead deliveries.", object(&["dead"], json!({"dead": {"type": "array", "items": schema_ref("DeadDelivery")}}))))])}),
+    );
+    paths.insert(
+        "/v1/dead/{delivery_id}/replay".into(),
+        json!({"post": op("replayDead", "Queues a dead delivery again (same `webhook-id`, attempts from zero).",
+            vec![path_param("delivery_id", "The dead delivery's id.")], None,
+            vec![("202", answer("Queued.", object(&["replayed"], json!({"replayed": {"type": "string"}})))), ("404", not_found())])}),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Hookflow admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Flows, subscriptions, events, the request log, runs and dead deliveries. Served by `hookflow dev` (bearer token) under `/v1`.",
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_document_is_in_sync() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+        let want = document();
+        if std::env::var_os("HOOKFLOW_UPDATE_SCHEMA").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/openapi.json is stale: run `HOOKFLOW_UPDATE_SCHEMA=1 cargo test -p hookflow-local openapi` and commit it"
+        );
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = spec();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &part[..part.find('"').unwrap()];
+            assert!(schemas.contains_key(name), "dangling $ref {name}");
+        }
+        assert!(!text.contains("#/$defs/"), "references point into components");
+    }
+}

@@ -1,0 +1,348 @@
+"""End to end: subscriptions, events and the admin API of the real
+`hookflow dev` process, against real HTTP receivers on 127.0.0.1.
+
+Signatures are checked with the `standardwebhooks` package (v1, HMAC) and
+with PyPI `cryptography` (v1a, ed25519): independent implementations.
+"""
+
+import base64
+import json
+import random
+import threading
+import time
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from standardwebhooks import Webhook
+
+from test_dev import Receiver, dev, receiver  # noqa: F401 (fixtures)
+
+ADMIN = "admin-token-for-tests"
+AUTH = {"authorization": f"Bearer {ADMIN}"}
+
+# A flow started by the operational event: it forwards it to a receiver.
+def watcher_flow(url):
+    return f"""
+id: on-disabled
+tenant: default
+trigger: {{ type: event, events: [subscription.disabled] }}
+steps:
+  - id: tell
+    type: http
+    url: {url}
+    body: {{ json: {{ disabled: "{{{{ trigger.body.data.subscription_id }}}}" }} }}
+"""
+
+
+PLACEHOLDER = """
+id: placeholder
+tenant: default
+trigger: { type: webhook, path: nothing }
+steps:
+  - { id: note, type: set, vars: { seen: true } }
+"""
+
+FAST = ("--admin-token", ADMIN, "--event-retry", "50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms",
+        "--verification-retry", "100ms,100ms")
+
+
+def api(d, method, path, body=None, auth=True):
+    status, _, out = d.call(path, body if body is not None else b"", AUTH if auth else {}, method=method)
+    return status, (json.loads(out) if out else None)
+
+
+def echo(req, n):
+    """An endpoint that proves control: echoes the verification token."""
+    body = json.loads(req["body"] or b"{}")
+    if body.get("type") == "webhook.verification":
+        return 200, {}, json.dumps({"token": body["token"]}).encode(), 0
+    return 200, {}, b"{}", 0
+
+
+def events_of(r):
+    """The non-verification requests a receiver got, parsed."""
+    return [(q, json.loads(q["body"])) for q in r.requests if json.loads(q["body"]).get("type") != "webhook.verification"]
+
+
+def wait_for(pred, timeout=10, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.03)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def subscribe(d, url, types, **extra):
+    status, sub = api(d, "POST", "/v1/subscriptions", {"url": url, "event_types": types, **extra})
+    assert status == 201, sub
+    return sub
+
+
+def status_of(d, sub_id):
+    return api(d, "GET", f"/v1/subscriptions/{sub_id}")[1]["status"]
+
+
+def verify_v1(secret, req):
+    Webhook(secret).verify(req["body"], {k: req["headers"][k] for k in ("webhook-id", "webhook-timestamp", "webhook-signature")})
+
+
+def test_echo_activates_silence_fails_and_verify_resends(dev, receiver):
+    good = receiver()
+    good.handler = echo
+    silent = receiver((200, {}, b"ok", 0))
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST)
+    a = subscribe(d, good.url(), ["contact.*"])
+    b = subscribe(d, silent.url(), ["contact.*"])
+    assert a["status"] == b["status"] == "pending"
+    assert a["secret"].startswith("whsec_") and "secret" not in api(d, "GET", f"/v1/subscriptions/{a['id']}")[1]
+
+    wait_for(lambda: status_of(d, a["id"]) == "active", what="the echoing endpoint to be active")
+    [hello] = good.requests
+    body = json.loads(hello["body"])
+    assert body["type"] == "webhook.verification" and len(body["token"]) == 32
+    verify_v1(a["secret"], hello)
+
+    # Three attempts that do not echo, then failed.
+    wait_for(lambda: status_of(d, b["id"]) == "failed", what="the silent endpoint to fail")
+    assert len(silent.requests) == 3
+    assert api(d, "POST", f"/v1/subscriptions/{a['id']}/verify")[0] == 409
+    status, again = api(d, "POST", f"/v1/subscriptions/{b['id']}/verify")
+    assert (status, again["status"]) == (202, "pending")
+    silent.wait(4)
+    tokens = {json.loads(q["body"])["token"] for q in silent.requests}
+    assert len(tokens) == 2, "a new token for the new round"
+
+    # Only active subscriptions receive events.
+    status, out = api(d, "POST", "/v1/events", {"type": "contact.created", "data": {"id": 1}})
+    assert (status, out["deliveries"]) == (202, 1)
+    good.wait(2)
+
+
+def test_fan_out_follows_patterns_signs_and_publishes_an_id_once(dev, receiver):
+    rs = [receiver() for _ in range(3)]
+    for r in rs:
+        r.handler = echo
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST)
+    subs = [subscribe(d, rs[0].url(), ["contact.*"]), subscribe(d, rs[1].url(), ["payment.received"]),
+            subscribe(d, rs[2].url(), ["contact.**"])]
+    for s in subs:
+        wait_for(lambda: status_of(d, s["id"]) == "active", what="active")
+
+    published = [("contact.created", {"id": 1}), ("contact.address.changed", {"id": 2}),
+                 ("payment.received", {"amount": 5}), ("invoice.paid", {})]
+    counts = [api(d, "POST", "/v1/events", {"type": t, "data": data, "id": f"e{i}"})[1]["deliveries"]
+              for i, (t, data) in enumerate(published)]
+    assert counts == [2, 1, 1, 0]
+    status, dup = api(d, "POST", "/v1/events", {"type": "contact.created", "data": {"id": 1}, "id": "e0"})
+    assert (status, dup["duplicate"], dup["deliveries"]) == (200, True, 0)
+
+    wait_for(lambda: len(events_of(rs[0])) == 1 and len(events_of(rs[1])) == 1 and len(events_of(rs[2])) == 2)
+    time.sleep(0.3)
+    got = [[b["type"] for _, b in events_of(r)] for r in rs]
+    assert got[0] == ["contact.created"], "the repeated id was delivered once"
+    assert got[1] == ["payment.received"]
+    assert sorted(got[2]) == ["contact.address.changed", "contact.created"]
+    for r, s in zip(rs, subs):
+        for req, body in events_of(r):
+            verify_v1(s["secret"], req)
+            assert set(body) == {"type", "timestamp", "data"}
+            assert body["timestamp"].endswith("Z")
+    status, listed = api(d, "GET", "/v1/events?limit=10")
+    assert [e["id"] for e in listed["events"]] == ["e0", "e1", "e2", "e3"]
+
+
+def test_rotation_sends_both_signatures_until_the_old_key_expires(dev, receiver):
+    r = receiver()
+    r.handler = echo
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST, "--rotation-grace", "2s")
+    s = subscribe(d, r.url(), ["a.b"])
+    wait_for(lambda: status_of(d, s["id"]) == "active")
+    old = s["secret"]
+    status, rotated = api(d, "POST", f"/v1/subscriptions/{s['id']}/rotate-secret")
+    assert status == 200 and rotated["secret"] != old
+    new = rotated["secret"]
+
+    api(d, "POST", "/v1/events", {"type": "a.b", "data": {"n": 1}})
+    wait_for(lambda: len(events_of(r)) == 1)
+    req = events_of(r)[0][0]
+    assert len(req["headers"]["webhook-signature"].split(" ")) == 2
+    verify_v1(old, req)
+    verify_v1(new, req)
+
+    time.sleep(3.1)  # past the expiry at the signature timestamp's whole-second precision
+    api(d, "POST", "/v1/events", {"type": "a.b", "data": {"n": 2}})
+    wait_for(lambda: len(events_of(r)) == 2)
+    req = events_of(r)[1][0]
+    assert len(req["headers"]["webhook-signature"].split(" ")) == 1
+    verify_v1(new, req)
+    with pytest.raises(Exception):
+        verify_v1(old, req)
+
+
+def test_ed25519_signatures_verify_with_the_served_public_key(dev, receiver):
+    r = receiver()
+    r.handler = echo
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST)
+    s = subscribe(d, r.url(), ["a.*"], signing="ed25519")
+    assert "secret" not in s and s["public_key"].startswith("whpk_")
+    status, served = api(d, "GET", f"/v1/subscriptions/{s['id']}/public-key")
+    assert status == 200 and served["public_key"] == s["public_key"]
+    wait_for(lambda: status_of(d, s["id"]) == "active")
+    api(d, "POST", "/v1/events", {"type": "a.x", "data": {"n": 1}})
+    wait_for(lambda: len(events_of(r)) == 1)
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(served["public_key"].removeprefix("whpk_")))
+    for req in r.requests:  # the verification request and the event
+        h = req["headers"]
+        signed = f"{h['webhook-id']}.{h['webhook-timestamp']}.".encode() + req["body"]
+        [entry] = h["webhook-signature"].split(" ")
+        version, sig = entry.split(",")
+        assert version == "v1a"
+        key.verify(base64.b64decode(sig), signed)  # raises if wrong
+    # An HMAC subscription has no public key.
+    h = subscribe(d, r.url(), ["a.*"])
+    assert api(d, "GET", f"/v1/subscriptions/{h['id']}/public-key")[0] == 404
+
+
+def test_410_disables_emits_subscription_disabled_and_enable_offers_replay(dev, receiver):
+    def gone_after_verify(req, n):
+        if json.loads(req["body"]).get("type") == "webhook.verification":
+            return echo(req, n)
+        return 410, {}, b"{}", 0
+
+    gone = receiver()
+    gone.handler = gone_after_verify
+    watcher = receiver()
+    watcher.handler = echo
+    flow_target = receiver()
+    d = dev({"p.yaml": PLACEHOLDER, "w.yaml": watcher_flow(flow_target.url())}, *FAST)
+    g = subscribe(d, gone.url(), ["order.*"])
+    w = subscribe(d, watcher.url(), ["subscription.disabled"])
+    for s in (g, w):
+        wait_for(lambda: status_of(d, s["id"]) == "active")
+
+    api(d, "POST", "/v1/events", {"type": "order.created", "data": {"n": 1}})
+    wait_for(lambda: status_of(d, g["id"]) == "disabled", what="410 to disable")
+    _, sub = api(d, "GET", f"/v1/subscriptions/{g['id']}")
+    assert "410" in sub["disabled_reason"]
+    assert len(events_of(gone)) == 1, "410 is not retried"
+
+    wait_for(lambda: events_of(watcher), what="subscription.disabled")
+    [(req, body)] = events_of(watcher)
+    assert body["type"] == "subscription.disabled" and body["data"]["subscription_id"] == g["id"]
+    verify_v1(w["secret"], req)
+    [tell] = flow_target.wait(1)
+    assert json.loads(tell["body"]) == {"disabled": g["id"]}, "an event-triggered flow ran"
+
+    # Missed while disabled, then enabled with replay.
+    for n in range(3):
+        assert api(d, "POST", "/v1/events", {"type": "order.paid", "data": {"n": n}})[1]["deliveries"] == 0
+    gone.handler = echo
+    status, enabled = api(d, "POST", f"/v1/subscriptions/{g['id']}/enable", {"replay": True})
+    assert status == 200, enabled
+    assert (enabled["subscription"]["status"], enabled["missed"], enabled["replayed"]) == ("active", 3, 3)
+    wait_for(lambda: len(events_of(gone)) == 4, what="the replayed events")
+    assert sorted(b["data"]["n"] for _, b in events_of(gone)[1:]) == [0, 1, 2]
+
+
+def test_failing_longer_than_the_window_disables(dev, receiver):
+    def fail_after_verify(req, n):
+        if json.loads(req["body"]).get("type") == "webhook.verification":
+            return echo(req, n)
+        return 503, {}, b"{}", 0
+
+    r = receiver()
+    r.handler = fail_after_verify
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST, "--disable-after", "300ms")
+    s = subscribe(d, r.url(), ["a.b"])
+    wait_for(lambda: status_of(d, s["id"]) == "active")
+    api(d, "POST", "/v1/events", {"type": "a.b", "data": {}})
+    wait_for(lambda: status_of(d, s["id"]) == "disabled", what="the window to disable it")
+    _, sub = api(d, "GET", f"/v1/subscriptions/{s['id']}")
+    assert "failed for longer" in sub["disabled_reason"]
+    n = len(events_of(r))
+    assert n >= 2
+    time.sleep(0.4)
+    assert len(events_of(r)) == n, "a disabled subscription gets no more attempts"
+    _, dead = api(d, "GET", "/v1/dead")
+    assert [x["reason"] for x in dead["dead"]] == ["its subscription is disabled"], "the pending retry is replayable"
+
+
+def test_per_key_ordering_holds_under_random_failures(dev, receiver):
+    """1,000 events across 20 keys; the receiver fails 25% of attempts at
+    random. For every key, deliveries arrive in publish order: no attempt of
+    event n+1 before event n was delivered."""
+    rng = random.Random(7)
+    lock = threading.Lock()
+    attempts = []  # (customer, seq, delivered), in arrival order
+
+    def flaky(req, n):
+        body = json.loads(req["body"])
+        if body.get("type") == "webhook.verification":
+            return echo(req, n)
+        with lock:
+            ok = rng.random() >= 0.25
+            attempts.append((body["data"]["customer"], body["data"]["seq"], ok))
+        return (200 if ok else 500), {}, b"{}", 0
+
+    r = receiver()
+    r.handler = flaky
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST)
+    s = subscribe(d, r.url(), ["order.*"], ordering="per_key", key="{{ data.customer }}")
+    wait_for(lambda: status_of(d, s["id"]) == "active")
+    for i in range(1000):
+        status, _ = api(d, "POST", "/v1/events", {"type": "order.updated", "data": {"customer": f"c{i % 20}", "seq": i}})
+        assert status == 202
+
+    def delivered():
+        with lock:
+            return sum(ok for _, _, ok in attempts) >= 1000
+    wait_for(delivered, timeout=120, what="all 1,000 events delivered")
+    # For each key, every attempt is of the oldest event not yet delivered.
+    expected = {f"c{k}": k for k in range(20)}
+    with lock:
+        seen = list(attempts)
+    for customer, seq, ok in seen:
+        assert seq == expected[customer], f"{customer}: got event {seq} while {expected[customer]} was not delivered"
+        if ok:
+            expected[customer] += 20
+    assert all(v >= 1000 for v in expected.values())
+    assert sum(not ok for _, _, ok in seen) > 100, "the receiver did fail at random"
+    _, dead = api(d, "GET", "/v1/dead")
+    assert dead["dead"] == []
+
+
+def test_admin_api_auth_errors_and_flows(dev, receiver):
+    r = receiver()
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST)
+    status, err = api(d, "GET", "/v1/flows", auth=False)
+    assert status == 401 and err["error"]["code"] == "unauthorized"
+    assert api(d, "GET", "/v1/nope")[1]["error"]["code"] == "not_found"
+
+    status, err = api(d, "POST", "/v1/subscriptions", {"url": "ftp://x", "event_types": ["ok.one", "Bad"]})
+    assert status == 422
+    assert err["error"]["field"] == "url"
+    assert [p["field"] for p in err["error"]["problems"]] == ["url", "event_types[1]"]
+    status, err = api(d, "POST", "/v1/subscriptions", {"url": "http://x", "event_types": "a.b"})
+    assert (status, err["error"]["field"]) == (422, "event_types")
+    status, err = api(d, "POST", "/v1/events", b"{not json")
+    assert (status, err["error"]["code"]) == (400, "bad_json")
+
+    bad = "id: new\ntenant: default\ntrigger: { type: webhook, path: new }\nsteps:\n  - { id: s, type: http, url: 'nope' }\n"
+    status, err = api(d, "PUT", "/v1/flows/default/new", bad.encode())
+    assert status == 422 and err["error"]["field"] == "steps[0].url", err
+    assert "line 5" in err["error"]["message"]
+    good = bad.replace("'nope'", r.url())
+    assert api(d, "PUT", "/v1/flows/default/new", good.encode())[0] == 201
+    assert api(d, "PUT", "/v1/flows/default/new", good.encode())[0] == 200
+    status, _, _ = d.call("/hooks/default/new", {"x": 1})
+    assert status == 202, "the new flow is live at once"
+    r.wait(1)
+    assert api(d, "PUT", "/v1/flows/other/new", good.encode())[1]["error"]["field"] == "tenant"
+    clash = good.replace("id: new", "id: clash").replace("path: new", "path: nothing")
+    assert api(d, "PUT", "/v1/flows/default/clash", clash.encode())[0] == 409
+    assert [f["id"] for f in api(d, "GET", "/v1/flows")[1]["flows"]] == ["new", "placeholder"]
+    assert api(d, "DELETE", "/v1/flows/default/new")[0] == 204
+    assert d.call("/hooks/default/new", {"x": 1})[0] == 404
+    assert api(d, "GET", "/v1/flows/default/new")[0] == 404
