@@ -7,16 +7,10 @@ import pathlib
 import subprocess
 
 from test_dev import dev  # noqa: F401 (fixture)
+from test_subscriptions import PLACEHOLDER
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ADMIN = "fuzz-admin-token"
-PLACEHOLDER = """
-id: placeholder
-tenant: default
-trigger: { type: webhook, path: nothing }
-steps:
-  - { id: note, type: set, vars: { seen: true } }
-"""
 
 
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(dev, tmp_path):

@@ -59,6 +59,15 @@ def echo(req, n):
     return 200, {}, b"{}", 0
 
 
+def after_verifying(status):
+    """An endpoint that verifies, then answers every event with `status`."""
+    def handler(req, n):
+        if json.loads(req["body"]).get("type") == "webhook.verification":
+            return echo(req, n)
+        return status, {}, b"{}", 0
+    return handler
+
+
 def events_of(r):
     """The non-verification requests a receiver got, parsed."""
     return [(q, json.loads(q["body"])) for q in r.requests if json.loads(q["body"]).get("type") != "webhook.verification"]
@@ -206,13 +215,8 @@ def test_ed25519_signatures_verify_with_the_served_public_key(dev, receiver):
 
 
 def test_410_disables_emits_subscription_disabled_and_enable_offers_replay(dev, receiver):
-    def gone_after_verify(req, n):
-        if json.loads(req["body"]).get("type") == "webhook.verification":
-            return echo(req, n)
-        return 410, {}, b"{}", 0
-
     gone = receiver()
-    gone.handler = gone_after_verify
+    gone.handler = after_verifying(410)
     watcher = receiver()
     watcher.handler = echo
     flow_target = receiver()
@@ -247,13 +251,8 @@ def test_410_disables_emits_subscription_disabled_and_enable_offers_replay(dev, 
 
 
 def test_failing_longer_than_the_window_disables(dev, receiver):
-    def fail_after_verify(req, n):
-        if json.loads(req["body"]).get("type") == "webhook.verification":
-            return echo(req, n)
-        return 503, {}, b"{}", 0
-
     r = receiver()
-    r.handler = fail_after_verify
+    r.handler = after_verifying(503)
     d = dev({"p.yaml": PLACEHOLDER}, *FAST, "--disable-after", "300ms")
     s = subscribe(d, r.url(), ["a.b"])
     wait_for(lambda: status_of(d, s["id"]) == "active")

@@ -26,6 +26,13 @@ pub fn apply(dir: &[PathBuf], table: &str, dry_run: bool, api_url: Option<&str>)
     for f in &files {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         match hookflow_core::load_flow(f, &text) {
+            Ok(flow) if flow.flow.trigger.kind == hookflow_core::flow::TriggerKind::Event => {
+                bad += 1;
+                println!(
+                    "{}: trigger.type: `event` triggers run on `hookflow dev` only for now (the AWS admin function that publishes events is not built)",
+                    f.display()
+                );
+            }
             Ok(flow) => loaded.push((flow, text)),
             Err(e) => {
                 bad += 1;

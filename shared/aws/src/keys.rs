@@ -10,6 +10,9 @@
 //! | inbound log entry (every request: rejected, duplicate, or the copy of a run's `inbound` entry) | `LOG#{tenant}#{hour}` | `{at:013}#{n:03}#{unique}` | `hookflow logs --table`: a tenant's requests by hour, then each run's timeline |
 //! | idempotency key | `IDEM#{scope}` | `IDEM` | the ingress (conditional put) |
 //! | dead delivery | `DEAD` | `{tenant}#{delivery_id}` | `hookflow dead list/replay` (one `Query`; dead deliveries are rare, one partition holds them) |
+//! | subscription | `SUBS` | `{subscription_id}` | a publish (one `Query`, cached: subscriptions are few), a delivery's health |
+//! | published event (its id's idempotency window) | `EVENT#{tenant}#{event_id}` | `EVENT` | a publish (conditional put) |
+//! | published event, by time | `EVENTS#{tenant}#{hour}` | `{at:013}#{event_id}` | listing events, replay to a re-enabled subscription |
 //!
 //! Items that expire carry `expires_at` (Unix seconds), the table's TTL
 //! attribute. TTL deletion lags by up to days, so reads filter on it too.
@@ -64,6 +67,23 @@ pub const DEAD: &str = "DEAD";
 
 pub fn dead(tenant: &str, delivery_id: &str) -> String {
     format!("{tenant}#{delivery_id}")
+}
+
+pub const SUBS: &str = "SUBS";
+
+pub fn event(tenant: &str, event_id: &str) -> String {
+    format!("EVENT#{tenant}#{event_id}")
+}
+
+pub const EVENT: &str = "EVENT";
+
+/// The partition of a tenant's events published in `at`'s hour.
+pub fn events(tenant: &str, at: i64) -> String {
+    format!("EVENTS#{tenant}#{}", at / 3_600_000)
+}
+
+pub fn events_sort(at: i64, event_id: &str) -> String {
+    format!("{at:013}#{event_id}")
 }
 
 #[cfg(test)]

@@ -49,6 +49,10 @@ pub enum Error {
     /// first. The input it carried was applied, or is being applied, there.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A published event's id is inside its idempotency window: nothing of
+    /// the commit was written.
+    #[error("{0}")]
+    Duplicate(String),
     /// A job does not fit in an SQS message: refused before anything of
     /// its commit is written.
     #[error("{0}")]

@@ -14,9 +14,10 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, LogEntry};
+use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, EventRow, LogEntry, SubscriptionRow};
 use hookflow_core::ports::{FlowStore, PortError};
 use hookflow_core::run::{Reply, Run};
+use hookflow_core::subscription::{Event, Subscription};
 use serde_json::Value;
 
 use crate::cache::TtlCache;
@@ -314,9 +315,8 @@ impl Table {
         item
     }
 
-    /// The commit's items, each with the condition it is written under
-    /// (runs: only over an older revision).
-    fn items(&self, c: &Commit, now_ms: i64) -> Vec<(Item, Option<i64>)> {
+    /// The commit's items, each with the condition it is written under.
+    fn items(&self, c: &Commit, now_ms: i64) -> Vec<(Item, Cond)> {
         let mut items = Vec::new();
         for r in &c.runs {
             let mut item = key(keys::run(&r.id), keys::RUN);
@@ -328,17 +328,36 @@ impl Table {
             item.insert("updated_at".into(), n(now_ms));
             item.insert("expires_at".into(), n(self.expires_at(now_ms)));
             item.insert("revision".into(), n(r.revision as i64));
-            items.push((item, Some(r.revision as i64)));
+            items.push((item, Cond::Newer(r.revision as i64)));
         }
         for (i, e) in c.log.iter().enumerate() {
-            items.extend(self.log_items(e, i).into_iter().map(|item| (item, None)));
+            items.extend(self.log_items(e, i).into_iter().map(|item| (item, Cond::None)));
+        }
+        if let Some(EventRow { tenant, id, kind, at, doc, expires_at }) = &c.event {
+            let mut item = key(keys::event(tenant, id), keys::EVENT);
+            item.insert("until".into(), n(*expires_at));
+            item.insert("expires_at".into(), n(expires_at / 1000));
+            items.push((item, Cond::EventFree(*at)));
+            let mut copy = key(keys::events(tenant, *at), keys::events_sort(*at, id));
+            copy.insert("type".into(), s(kind.clone()));
+            copy.insert("doc".into(), s(doc.clone()));
+            copy.insert("expires_at".into(), n(self.expires_at(*at)));
+            items.push((copy, Cond::None));
+        }
+        for SubscriptionRow { id, tenant, status, doc } in &c.subscriptions {
+            let mut item = key(keys::SUBS.into(), id.clone());
+            item.insert("tenant".into(), s(tenant.clone()));
+            item.insert("status".into(), s(*status));
+            item.insert("doc".into(), s(doc.clone()));
+            item.insert("updated_at".into(), n(now_ms));
+            items.push((item, Cond::None));
         }
         if let Some((scope, reply, expires)) = &c.idempotency {
             let mut item = key(keys::idempotency(scope), keys::IDEM);
             item.insert("status".into(), s("completed"));
             item.insert("reply".into(), s(reply.clone()));
             item.insert("expires_at".into(), n(expires / 1000));
-            items.push((item, None));
+            items.push((item, Cond::None));
         }
         if let Some(DeadRow { delivery_id, tenant, flow_id, run_id, reason, job }) = &c.dead {
             let mut item = key(keys::DEAD.into(), keys::dead(tenant, delivery_id));
@@ -349,31 +368,52 @@ impl Table {
             item.insert("reason".into(), s(reason.clone()));
             item.insert("job".into(), s(job.clone()));
             item.insert("at".into(), n(now_ms));
-            items.push((item, None));
+            items.push((item, Cond::None));
         }
         items
     }
 
-    /// Writes the table's part of a commit (runs, log, idempotency, dead),
-    /// in one transaction per 100 items. A run is written only over an
-    /// older revision: losing that race is [`Error::Conflict`], and nothing
-    /// of the transaction is written.
+    /// Writes the table's part of a commit (runs, log, idempotency, dead,
+    /// the published event, subscriptions), in one transaction per 100
+    /// items. A run is written only over an older revision: losing that race
+    /// is [`Error::Conflict`]; an event id inside its idempotency window is
+    /// [`Error::Duplicate`]; either way nothing of the transaction is written.
     pub async fn write(&self, c: &Commit, now_ms: i64) -> Result<(), Error> {
         const NEWER: &str = "attribute_not_exists(pk) OR attribute_not_exists(revision) OR revision < :rev";
+        const FREE: &str = "attribute_not_exists(pk) OR #until <= :at";
         let items = self.items(c, now_ms);
         for chunk in items.chunks(100) {
             let writes = chunk
                 .iter()
-                .map(|(item, rev)| match rev {
-                    Some(rev) => put(&self.name, item.clone(), Some(NEWER), &[(":rev", n(*rev))]),
-                    None => put(&self.name, item.clone(), None, &[]),
+                .map(|(item, cond)| match cond {
+                    Cond::Newer(rev) => put(&self.name, item.clone(), Some(NEWER), &[(":rev", n(*rev))]),
+                    Cond::EventFree(at) => {
+                        put_named(&self.name, item.clone(), FREE, &[(":at", n(*at))], ("#until", "until"))
+                    }
+                    Cond::None => put(&self.name, item.clone(), None, &[]),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let sent = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
             if let Err(e) = sent {
-                let conflict = e.as_service_error().is_some_and(|s| {
-                    s.is_transaction_canceled_exception() && format!("{s:?}").contains("ConditionalCheckFailed")
+                // Which item's condition failed: cancellation reasons come
+                // in the order of the items.
+                let failed = e.as_service_error().and_then(|s| match s {
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t) => t
+                        .cancellation_reasons()
+                        .iter()
+                        .position(|r| r.code() == Some("ConditionalCheckFailed")),
+                    _ => None,
                 });
+                if let Some(i) = failed
+                    && matches!(chunk[i].1, Cond::EventFree(_))
+                {
+                    let id = c.event.as_ref().map_or("?", |e| e.id.as_str());
+                    return Err(Error::Duplicate(format!("event `{id}` was published already")));
+                }
+                let conflict = failed.is_some()
+                    || e.as_service_error().is_some_and(|s| {
+                        s.is_transaction_canceled_exception() && format!("{s:?}").contains("ConditionalCheckFailed")
+                    });
                 return Err(if conflict {
                     Error::Conflict(format!(
                         "run {} was written by another worker",
@@ -505,6 +545,77 @@ impl Table {
         Ok(dead)
     }
 
+    /// Subscriptions, by id: of one tenant (or all), only active ones if
+    /// `active_only`. One `Query` of the `SUBS` partition.
+    pub async fn subscriptions(&self, tenant: Option<&str>, active_only: bool) -> Result<Vec<Subscription>, Error> {
+        let items = self.query_all("pk = :pk", None, &[(":pk", s(keys::SUBS))]).await?;
+        let mut out = Vec::new();
+        for i in &items {
+            if tenant.is_some_and(|t| get_s(i, "tenant") != Some(t))
+                || (active_only && get_s(i, "status") != Some("active"))
+            {
+                continue;
+            }
+            out.push(subscription_of(i)?);
+        }
+        Ok(out)
+    }
+
+    pub async fn subscription(&self, id: &str) -> Result<Option<Subscription>, Error> {
+        self.get(keys::SUBS.into(), id).await?.map(|i| subscription_of(&i)).transpose()
+    }
+
+    /// Deletes a subscription; whether it existed.
+    pub async fn delete_subscription(&self, id: &str) -> Result<bool, Error> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .key("pk", s(keys::SUBS))
+            .key("sk", s(id))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| Error::aws("DynamoDB", "DeleteItem", e))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    /// Whether event `id` of `tenant` is inside its idempotency window.
+    pub async fn live_event(&self, tenant: &str, id: &str, now_ms: i64) -> Result<bool, Error> {
+        Ok(self
+            .get(keys::event(tenant, id), keys::EVENT)
+            .await?
+            .is_some_and(|i| get_n(&i, "until").unwrap_or(0) > now_ms))
+    }
+
+    /// A tenant's events published from `since_ms` on, oldest first, at most
+    /// `limit` (one `Query` per hour, inside the retention).
+    pub async fn events(&self, tenant: &str, since_ms: i64, now_ms: i64, limit: usize) -> Result<Vec<Event>, Error> {
+        let mut out = Vec::new();
+        let first_hour = since_ms.max(now_ms - self.retention.as_millis() as i64) / 3_600_000;
+        for hour in first_hour..=now_ms / 3_600_000 {
+            let items = self
+                .query_all(
+                    "pk = :pk AND sk >= :since",
+                    Some("expires_at > :now"),
+                    &[
+                        (":pk", s(keys::events(tenant, hour * 3_600_000))),
+                        (":since", s(format!("{since_ms:013}"))),
+                        (":now", n(now_ms / 1000)),
+                    ],
+                )
+                .await?;
+            for i in &items {
+                let doc = get_s(i, "doc").unwrap_or_default();
+                out.push(serde_json::from_str(doc).map_err(|e| Error::Malformed(format!("event item: {e}")))?);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes a dead delivery (after its replay was queued).
     pub async fn forget_dead(&self, tenant: &str, delivery_id: &str) -> Result<(), Error> {
         self.client
@@ -517,6 +628,11 @@ impl Table {
             .map_err(|e| Error::aws("DynamoDB", "DeleteItem", e))?;
         Ok(())
     }
+}
+
+fn subscription_of(item: &Item) -> Result<Subscription, Error> {
+    let doc = get_s(item, "doc").unwrap_or_default();
+    serde_json::from_str(doc).map_err(|e| Error::Malformed(format!("subscription item: {e}")))
 }
 
 fn entry_of(item: &Item) -> LogEntry {
@@ -532,6 +648,36 @@ fn entry_of(item: &Item) -> LogEntry {
         outcome: opt("outcome"),
         detail: get_s(item, "detail").and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null),
     }
+}
+
+/// The condition an item of a commit is written under.
+#[derive(Debug, Clone, Copy)]
+enum Cond {
+    None,
+    /// A run: only over an older revision.
+    Newer(i64),
+    /// A published event: only if its id is not live at this time (ms).
+    EventFree(i64),
+}
+
+/// A conditional put whose condition names an attribute by placeholder
+/// (`until` is a reserved word).
+fn put_named(
+    table: &str,
+    item: Item,
+    condition: &str,
+    values: &[(&str, AttributeValue)],
+    name: (&str, &str),
+) -> Result<TransactWriteItem, Error> {
+    let mut p = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression(condition)
+        .expression_attribute_names(name.0, name.1);
+    for (k, v) in values {
+        p = p.expression_attribute_values(*k, v.clone());
+    }
+    Ok(TransactWriteItem::builder().put(p.build().map_err(|e| Error::Malformed(e.to_string()))?).build())
 }
 
 fn put(

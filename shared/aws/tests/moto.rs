@@ -332,3 +332,60 @@ async fn jobs_up_to_a_mebibyte_are_queued_whole_and_a_larger_one_refuses_its_com
 async fn table_is_empty(ddb: &aws_sdk_dynamodb::Client, table: &str) -> bool {
     ddb.scan().table_name(table).send().await.unwrap().count() == 0
 }
+
+#[tokio::test]
+async fn subscriptions_and_published_events_with_a_live_id_refusing_its_commit() {
+    use hookflow_core::commit::{EventRow, SubscriptionRow};
+    use hookflow_core::subscription::{NewEvent, NewSubscription, Status};
+
+    let (conf, p) = setup(5).await;
+    let table = Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 14);
+    let now = now_ms();
+    let new = |tenant: &str| NewSubscription {
+        url: "https://r.example/hook".into(),
+        event_types: vec!["contact.*".into()],
+        tenant: Some(tenant.into()),
+        ..Default::default()
+    };
+    let (mut a, _) = new("acme").create(now).unwrap();
+    let (b, _) = new("other").create(now).unwrap();
+    a.status = Status::Active;
+    let rows = vec![SubscriptionRow::of(&a), SubscriptionRow::of(&b)];
+    table.write(&Commit { subscriptions: rows, ..Default::default() }, now).await.unwrap();
+    assert_eq!(table.subscription(&a.id).await.unwrap().as_ref(), Some(&a));
+    let ids = |subs: Vec<hookflow_core::subscription::Subscription>| subs.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(ids(table.subscriptions(Some("acme"), true).await.unwrap()), [a.id.clone()]);
+    assert!(table.subscriptions(Some("other"), true).await.unwrap().is_empty(), "pending is not active");
+    assert_eq!(table.subscriptions(None, false).await.unwrap().len(), 2);
+
+    let event = NewEvent {
+        kind: "contact.created".into(),
+        id: Some("e1".into()),
+        tenant: Some("acme".into()),
+        ..Default::default()
+    }
+    .into_event(now)
+    .unwrap();
+    let window = Duration::from_secs(60);
+    let publish = |job: &str| Commit {
+        event: Some(EventRow::of(&event, window)),
+        log: vec![LogEntry { at: now, kind: "event".into(), run_id: Some(format!("r-{job}")), ..Default::default() }],
+        ..Default::default()
+    };
+    table.write(&publish("1"), now).await.unwrap();
+    assert!(table.live_event("acme", "e1", now).await.unwrap());
+    assert!(!table.live_event("acme", "e1", now + 60_000).await.unwrap(), "the window is over");
+    let err = table.write(&publish("2"), now).await.unwrap_err();
+    assert!(matches!(err, hookflow_aws::Error::Duplicate(_)), "{err}");
+    assert!(table.run_entries("r-2", now).await.unwrap().is_empty(), "nothing of the refused commit was written");
+    let listed = table.events("acme", now - 1, now, 10).await.unwrap();
+    assert_eq!(listed, std::slice::from_ref(&event));
+    // Past the window the id may be published again.
+    let mut later = publish("3");
+    later.event.as_mut().unwrap().at = now + 60_000;
+    table.write(&later, now).await.unwrap();
+
+    assert!(table.delete_subscription(&b.id).await.unwrap());
+    assert!(!table.delete_subscription(&b.id).await.unwrap());
+    assert!(table.subscription(&b.id).await.unwrap().is_none());
+}

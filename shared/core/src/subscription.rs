@@ -33,7 +33,7 @@ use crate::commit::{DeliveryJob, NewJob};
 use crate::events::{Pattern, check_type};
 use crate::flow::{Method, SignScheme, SignSpec};
 use crate::request::{OutboundRequest, SecretText, USER_AGENT};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, STANDARD_WEBHOOKS_SCHEDULE};
 use crate::run::{Delivery, Purpose};
 use crate::signature::{SignatureError, SigningKey, WebhookSecret};
 use crate::status::{StatusPolicy, StatusRange};
@@ -294,20 +294,6 @@ pub struct Settings {
     pub timeout: Duration,
 }
 
-/// The Standard Webhooks schedule: after the first attempt, 5 s, 5 min,
-/// 30 min, 2 h, 5 h, 10 h, 14 h, 20 h and 24 h.
-pub const STANDARD_SCHEDULE: [Duration; 9] = [
-    Duration::from_secs(5),
-    Duration::from_secs(5 * 60),
-    Duration::from_secs(30 * 60),
-    Duration::from_secs(2 * 3600),
-    Duration::from_secs(5 * 3600),
-    Duration::from_secs(10 * 3600),
-    Duration::from_secs(14 * 3600),
-    Duration::from_secs(20 * 3600),
-    Duration::from_secs(24 * 3600),
-];
-
 impl Default for Settings {
     fn default() -> Self {
         let mut verification = RetryPolicy::schedule(&[
@@ -321,7 +307,7 @@ impl Default for Settings {
         ]);
         verification.max_age = Some(Duration::from_secs(24 * 3600));
         Settings {
-            retry: RetryPolicy::schedule(&STANDARD_SCHEDULE),
+            retry: RetryPolicy::schedule(&STANDARD_WEBHOOKS_SCHEDULE),
             verification,
             disable_after: Duration::from_secs(5 * 24 * 3600),
             rotation_grace: Duration::from_secs(24 * 3600),

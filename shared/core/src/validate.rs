@@ -750,6 +750,22 @@ steps:
     }
 
     #[test]
+    fn event_triggers_list_patterns_and_have_no_url() {
+        let flow = |trigger: &str| {
+            format!("id: f\ntenant: acme\ntrigger: {trigger}\nsteps:\n  - {{ id: s, type: set, vars: {{ x: 1 }} }}\n")
+        };
+        assert_eq!(errors(&flow("{ type: event, events: [payment.received, contact.*] }")), Vec::<String>::new());
+        assert_error(&errors(&flow("{ type: event }")), "trigger.events: an event trigger lists");
+        assert_error(&errors(&flow("{ type: event, events: [Bad] }")), "trigger.events[0]:");
+        assert_error(
+            &errors(&flow("{ type: event, events: [a.b], path: x }")),
+            "trigger.path: an event trigger has no URL",
+        );
+        assert_error(&errors(&flow("{ type: webhook, path: x, events: [a.b] }")), "trigger.events: `events` is for");
+        assert_error(&errors(&flow("{ type: webhook }")), "trigger.path: the URL suffix is empty");
+    }
+
+    #[test]
     fn the_design_example_is_valid() {
         assert_eq!(errors(GOOD), Vec::<String>::new());
         let f = load_flow(Path::new("f.yaml"), GOOD).unwrap();

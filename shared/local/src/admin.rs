@@ -339,14 +339,14 @@ fn credential_fields(ring: &Keyring, out: &mut Value) {
 }
 
 fn subscription(a: &Admin, id: &str) -> Result<Subscription, ApiError> {
-    a.rt.store.subscription(id)?.ok_or_else(|| ApiError::not_found("such subscription"))
+    a.rt.subs.get(id).map(|s| (*s).clone()).ok_or_else(|| ApiError::not_found("such subscription"))
 }
 
 async fn create_subscription(State(a): State<Arc<Admin>>, bytes: Bytes) -> ApiResult {
     let new: NewSubscription = body(&bytes)?;
     let now = now_ms();
     let (sub, ring) = new.create(now).map_err(ApiError::invalid)?;
-    a.rt.store.put_keyring(&sub.keyring_name(), &ring.to_text())?;
+    a.rt.subs.put_keyring(&a.rt.store, &sub.keyring_name(), &ring.to_text())?;
     let job = sub.verification_job(&a.rt.settings, now);
     a.rt.save_subscription(&sub, job.into_iter().collect()).await?;
     let mut out = view(&sub);
@@ -356,8 +356,8 @@ async fn create_subscription(State(a): State<Arc<Admin>>, bytes: Bytes) -> ApiRe
 
 async fn list_subscriptions(State(a): State<Arc<Admin>>, RawQuery(q): RawQuery) -> ApiResult {
     let q = Query::of(q);
-    let subs = a.rt.store.subscriptions(q.text("tenant").as_deref(), false)?;
-    ok(StatusCode::OK, json!({ "subscriptions": subs.iter().map(view).collect::<Vec<_>>() }))
+    let subs = a.rt.subs.list(q.text("tenant").as_deref(), false);
+    ok(StatusCode::OK, json!({ "subscriptions": subs.iter().map(|s| view(s)).collect::<Vec<_>>() }))
 }
 
 async fn get_subscription(State(a): State<Arc<Admin>>, Path(id): Path<String>) -> ApiResult {
@@ -365,7 +365,7 @@ async fn get_subscription(State(a): State<Arc<Admin>>, Path(id): Path<String>) -
 }
 
 async fn delete_subscription(State(a): State<Arc<Admin>>, Path(id): Path<String>) -> ApiResult {
-    if !a.rt.store.delete_subscription(&id)? {
+    if !a.rt.subs.delete(&a.rt.store, &id)? {
         return Err(ApiError::not_found("such subscription"));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -391,10 +391,13 @@ async fn rotate_secret(State(a): State<Arc<Admin>>, Path(id): Path<String>) -> A
     let sub = subscription(&a, &id)?;
     let name = sub.keyring_name();
     let mut ring =
-        a.rt.store.keyring(&name)?.and_then(|t| Keyring::from_text(&t)).unwrap_or_else(|| Keyring { keys: Vec::new() });
+        a.rt.subs
+            .keyring(&a.rt.store, &name)?
+            .and_then(|t| Keyring::from_text(&t))
+            .unwrap_or_else(|| Keyring { keys: Vec::new() });
     let now = now_ms();
     ring.rotate(sub.signing, now, a.rt.settings.rotation_grace);
-    a.rt.store.put_keyring(&name, &ring.to_text())?;
+    a.rt.subs.put_keyring(&a.rt.store, &name, &ring.to_text())?;
     let until = now + a.rt.settings.rotation_grace.as_millis() as i64;
     let mut out = json!({"id": sub.id, "previous_expires_at": until});
     credential_fields(&ring, &mut out);
@@ -410,7 +413,7 @@ async fn public_key(State(a): State<Arc<Admin>>, Path(id): Path<String>) -> ApiR
             "the subscription signs with HMAC (`hmac_sha256`): it has a secret, not a public key",
         ));
     }
-    let ring = a.rt.store.keyring(&sub.keyring_name())?.and_then(|t| Keyring::from_text(&t));
+    let ring = a.rt.subs.keyring(&a.rt.store, &sub.keyring_name())?.and_then(|t| Keyring::from_text(&t));
     let keys = ring.map(|r| r.public_keys(now_ms())).unwrap_or_default();
     ok(StatusCode::OK, json!({"id": sub.id, "public_key": keys.last(), "public_keys": keys}))
 }

@@ -94,12 +94,15 @@ pub fn banner(rt: &Runtime, addr: SocketAddr) -> String {
     let mut urls: Vec<String> = rt
         .flows()
         .all()
-        .map(|f| {
-            format!(
+        .map(|f| match f.flow.trigger.kind {
+            hookflow_core::flow::TriggerKind::Event => {
+                format!("EVENT {} -> {}/{}", f.flow.trigger.events.join("|"), f.flow.tenant, f.flow.id)
+            }
+            hookflow_core::flow::TriggerKind::Webhook => format!(
                 "{} http://{addr}{}",
                 f.flow.trigger.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join("|"),
                 f.flow.trigger_path()
-            )
+            ),
         })
         .collect();
     urls.sort();

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`store`] | SQLite: runs, job queue with delays and leases, request log, idempotency, dead deliveries |
 //! | [`secrets`] | secrets from a file and `HOOKFLOW_SECRET_*` variables |
+//! | [`subscriptions`] | subscriptions and keyrings, cached over the store |
 //! | [`runtime`] | the flows, the workers that drive runs and deliveries |
 //! | [`inbound`] | the trigger endpoint `ANY /hooks/{tenant}/{path}` |
 //! | [`admin`] | the admin API under `/v1`: flows, subscriptions, events, logs, runs, dead deliveries |
@@ -21,6 +22,7 @@ pub mod openapi;
 pub mod runtime;
 pub mod secrets;
 pub mod store;
+pub mod subscriptions;
 
 pub use hookflow_io::{logger, sender};
 pub use runtime::{Runtime, RuntimeConfig};

@@ -338,15 +338,7 @@ mod tests {
     #[test]
     fn published_document_is_in_sync() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
-        let want = document();
-        if std::env::var_os("HOOKFLOW_UPDATE_SCHEMA").is_some() {
-            std::fs::write(path, &want).unwrap();
-        }
-        let have = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            have == want,
-            "docs/openapi.json is stale: run `HOOKFLOW_UPDATE_SCHEMA=1 cargo test -p hookflow-local openapi` and commit it"
-        );
+        hookflow_core::schema::check_published(path, &document(), "hookflow-local").unwrap();
     }
 
     #[test]

@@ -44,6 +44,7 @@ use crate::logger::Logger;
 use crate::secrets::Secrets;
 use crate::sender::Sender;
 use crate::store::{DUPLICATE_EVENT, Job, Store};
+use crate::subscriptions::Subscriptions;
 use crate::{Error, now_ms};
 
 /// How the runtime is set up.
@@ -145,6 +146,8 @@ pub struct Runtime {
     /// Jobs in progress, leased by the worker loop or sent directly.
     permits: Arc<Semaphore>,
     pub settings: Settings,
+    /// Subscriptions and keyrings, cached over the store.
+    pub subs: Subscriptions,
 }
 
 /// The secrets of deliveries: subscription keyrings from the store, the
@@ -152,12 +155,17 @@ pub struct Runtime {
 struct DeliverySecrets<'a> {
     secrets: &'a Secrets,
     store: &'a Store,
+    subs: &'a Subscriptions,
 }
 
 impl SecretStore for DeliverySecrets<'_> {
     async fn secret(&self, name: &str) -> Result<Option<String>, PortError> {
         if name.starts_with(KEYRING_PREFIX) {
-            return self.store.keyring(name).map_err(|e| PortError::transient(e.to_string()));
+            return self
+                .subs
+                .keyring(self.store, name)
+                .map(|k| k.map(|k| k.to_string()))
+                .map_err(|e| PortError::transient(e.to_string()));
         }
         Ok(self.secrets.get(name))
     }
@@ -211,7 +219,9 @@ impl Runtime {
         // process is stale, so its jobs are due again now.
         store.release_leases()?;
         let sender = Sender::new(config.target_policy).map_err(|e| Error::Config(e.to_string()))?;
+        let subs = Subscriptions::load(&store)?;
         Ok(Arc::new(Runtime {
+            subs,
             store,
             logger: config.logger,
             secrets: config.secrets,
@@ -409,13 +419,27 @@ impl Runtime {
 
     async fn process_delivery(self: &Arc<Self>, job_id: String, dj: DeliveryJob) -> Result<(), Error> {
         let sub = match dj.delivery.purpose.subscription() {
-            Some(id) => match self.store.subscription(id)? {
+            Some(id) => match self.subs.get(id) {
                 Some(sub) => Some(sub),
                 None => return self.finish_unsent(job_id, &dj, "its subscription was deleted", false).await,
             },
             None => None,
         };
         if let Some(sub) = &sub {
+            if let Purpose::Verify { token, .. } = &dj.delivery.purpose
+                && sub.verification.as_ref().is_none_or(|v| &v.token != token)
+            {
+                // A new round (`verify`) replaced this one: its outcome
+                // must not fail the subscription the new round may verify.
+                return self
+                    .finish_unsent(
+                        job_id,
+                        &dj,
+                        "its verification round is over (verified, or replaced by a newer one)",
+                        false,
+                    )
+                    .await;
+            }
             let wanted =
                 if matches!(dj.delivery.purpose, Purpose::Verify { .. }) { Status::Pending } else { Status::Active };
             if sub.status != wanted {
@@ -424,7 +448,7 @@ impl Runtime {
                 return self.finish_unsent(job_id, &dj, &why, wanted == Status::Active).await;
             }
         }
-        let secrets = DeliverySecrets { secrets: &self.secrets, store: &self.store };
+        let secrets = DeliverySecrets { secrets: &self.secrets, store: &self.store, subs: &self.subs };
         let secrets = hookflow_io::sender::resolve_secrets(&secrets, &dj.delivery)
             .await
             .map_err(|e| Error::Store(e.to_string()))?;
@@ -434,30 +458,39 @@ impl Runtime {
         self.write_lines(step.lines);
         let mut commit = step.commit;
         let mut ready = Vec::new();
-        if let (Some(sub), Some((_, health))) = (sub, step.health)
-            && let Some((changed, disabled)) = sub.apply(&health, &self.settings, now)
-        {
-            self.logger.log(
-                if disabled { "warn" } else { "info" },
-                &format!("subscription {}", changed.status.as_str()),
-                json!({"tenant": changed.tenant, "subscription_id": changed.id, "reason": changed.disabled_reason}),
-            );
-            commit.log.push(subscription_log(&changed, now));
-            commit.subscriptions.push(SubscriptionRow::of(&changed));
-            if disabled {
-                // `subscription.disabled` goes out in the same commit.
-                let event = Event::disabled(&changed, now);
-                let others: Vec<Subscription> = self
-                    .store
-                    .subscriptions(Some(&event.tenant), true)?
-                    .into_iter()
-                    .filter(|s| s.id != changed.id)
-                    .collect();
-                ready = self.fan_out(&mut commit, &event, &others, now).0;
+        let mut changed = None;
+        // Cheap check first: most outcomes change nothing.
+        let _health = match (&sub, step.health) {
+            (Some(sub), Some((_, health))) if sub.apply(&health, &self.settings, now).is_some() => {
+                let guard = self.subs.health.lock().await;
+                // Again under the lock, against the latest state.
+                let latest = self.subs.get(&sub.id);
+                if let Some((c, disabled)) = latest.and_then(|s| s.apply(&health, &self.settings, now)) {
+                    self.logger.log(
+                        if disabled { "warn" } else { "info" },
+                        &format!("subscription {}", c.status.as_str()),
+                        json!({"tenant": c.tenant, "subscription_id": c.id, "reason": c.disabled_reason}),
+                    );
+                    commit.log.push(subscription_log(&c, now));
+                    commit.subscriptions.push(SubscriptionRow::of(&c));
+                    if disabled {
+                        // `subscription.disabled` goes out in the same commit.
+                        let event = Event::disabled(&c, now);
+                        let others: Vec<Arc<Subscription>> =
+                            self.subs.list(Some(&event.tenant), true).into_iter().filter(|s| s.id != c.id).collect();
+                        ready = self.fan_out(&mut commit, &event, &others, now).0;
+                    }
+                    changed = Some(c);
+                }
+                Some(guard)
             }
-        }
+            _ => None,
+        };
         let wake = !commit.jobs.is_empty() || commit.reschedule.is_some();
         self.store.commit(commit).await?;
+        if let Some(c) = &changed {
+            self.subs.saved(c);
+        }
         self.dispatch(ready);
         if wake {
             self.wake();
@@ -503,10 +536,10 @@ impl Runtime {
     /// `subs` and a run per flow it starts; returns the deliveries to
     /// [`dispatch`](Self::dispatch) once it is durable, and how many
     /// deliveries there are.
-    fn fan_out(&self, commit: &mut Commit, event: &Event, subs: &[Subscription], now: i64) -> (Vec<Ready>, usize) {
+    fn fan_out(&self, commit: &mut Commit, event: &Event, subs: &[Arc<Subscription>], now: i64) -> (Vec<Ready>, usize) {
         commit.event = Some(EventRow::of(event, self.settings.idempotency));
         let first = commit.jobs.len();
-        let deliveries = subscription::fan_out(event, subs, &self.settings, now);
+        let deliveries = subscription::fan_out(event, subs.iter().map(|s| s.as_ref()), &self.settings, now);
         let n = deliveries.len();
         commit.jobs.extend(deliveries);
         let body = event.envelope().to_string();
@@ -555,7 +588,7 @@ impl Runtime {
         if self.store.live_event(&event.tenant, &event.id, now)?.is_some() {
             return Err(PublishError::Duplicate(event.id));
         }
-        let subs = self.store.subscriptions(Some(&event.tenant), true)?;
+        let subs = self.subs.list(Some(&event.tenant), true);
         let mut commit = Commit::default();
         let (ready, deliveries) = self.fan_out(&mut commit, &event, &subs, now);
         let runs: Vec<String> = commit.runs.iter().map(|r| r.id.clone()).collect();
@@ -579,7 +612,10 @@ impl Runtime {
         let mut commit = Commit { subscriptions: vec![SubscriptionRow::of(sub)], jobs, ..Default::default() };
         commit.log.push(subscription_log(sub, now));
         let ready = self.lease_ready(&mut commit, 0);
+        // Not between a delivery's health check and its write.
+        let _health = self.subs.health.lock().await;
         self.store.commit(commit).await?;
+        self.subs.saved(sub);
         self.dispatch(ready);
         self.wake();
         Ok(())
