@@ -135,22 +135,27 @@ class Watch:
 
 
 def api_gateway_event(method, path, headers, body, source_ip="203.0.113.9"):
-    """An HTTP API payload v2 event for `ANY /hooks/{tenant}/{proxy+}`."""
-    tenant, proxy = path.removeprefix("/hooks/").split("/", 1)
+    """An HTTP API payload v2 event for `ANY /hooks/{tenant}/{proxy+}`, or
+    for the admin route `ANY /v1/{proxy+}` (after IAM authorisation)."""
+    if path.startswith("/v1/"):
+        route, params = "ANY /v1/{proxy+}", {"proxy": path.removeprefix("/v1/")}
+    else:
+        tenant, proxy = path.removeprefix("/hooks/").split("/", 1)
+        route, params = "ANY /hooks/{tenant}/{proxy+}", {"tenant": tenant, "proxy": proxy}
     now = time.time()
     return {
         "version": "2.0",
-        "routeKey": "ANY /hooks/{tenant}/{proxy+}",
+        "routeKey": route,
         "rawPath": path,
         "rawQueryString": "",
         "headers": {k.lower(): v for k, v in headers.items()},
-        "pathParameters": {"tenant": tenant, "proxy": proxy},
+        "pathParameters": params,
         "requestContext": {
             "accountId": "123456789012", "apiId": "e2e", "domainName": "e2e.execute-api.local",
             "domainPrefix": "e2e",
             "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
                      "userAgent": "partner"},
-            "requestId": uuid.uuid4().hex, "routeKey": "ANY /hooks/{tenant}/{proxy+}", "stage": "$default",
+            "requestId": uuid.uuid4().hex, "routeKey": route, "stage": "$default",
             "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "timeEpoch": int(now * 1000),
         },
@@ -164,8 +169,10 @@ class ApiGateway:
         self.watch = watch
 
     def request(self, method, path, headers=None, body="", timeout=600):
-        """Returns (status, headers, body text) as API Gateway would answer."""
-        ok, answer = self.watch.invoke("ingress", api_gateway_event(method, path, headers or {}, body), timeout)
+        """Returns (status, headers, body text) as API Gateway would answer;
+        `/v1/…` goes to the admin function, the rest to the ingress."""
+        function = "admin" if path.startswith("/v1/") else "ingress"
+        ok, answer = self.watch.invoke(function, api_gateway_event(method, path, headers or {}, body), timeout)
         if not ok:
             return (502, {}, json.dumps({"message": "Internal Server Error", "detail": answer}))
         text = answer.get("body") or ""

@@ -11,7 +11,8 @@ a 500 is retried through the queue; a poisoned message ends in the DLQ
 while its batch neighbours are delivered; killing the dispatcher in the
 middle of a batch loses nothing; no secret value is in any DynamoDB item,
 queued message or log line. It also counts the AWS requests the functions
-make per delivered event (docs/PERFORMANCE.md).
+make per delivered event (docs/PERFORMANCE.md), and runs a subscription
+through the admin function: handshake, a signed event, a repeated id.
 """
 
 import collections
@@ -67,11 +68,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.server.seen[key] += 1
             first = self.server.seen[key] == 1
         status = 500 if self.path == "/flaky" and first else 200
+        out = b'{"ok": true}'
+        if self.path == "/subscriber":
+            # A subscribed endpoint: proves control by echoing the token.
+            doc = json.loads(body or b"{}")
+            if doc.get("type") == "webhook.verification":
+                out = json.dumps({"token": doc["token"]}).encode()
         try:
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.end_headers()
-            self.wfile.write(b'{"ok": true}')
+            self.wfile.write(out)
         except BrokenPipeError:
             pass  # the dispatcher that sent it was killed
 
@@ -314,6 +321,38 @@ def test_killing_the_dispatcher_in_the_middle_of_a_batch_loses_nothing(aws):
         return ids <= late
     aws.pump(all_arrived_after_the_kill, 90, "every delivery of the killed batch")
     aws.pump(lambda: aws.queue_depth(aws.deliveries_url) == 0, 60, "the deliveries queue to drain")
+
+
+def test_a_subscription_verifies_and_receives_signed_events_through_the_admin_function(aws):
+    def admin(method, path, body=None):
+        status, _, text = aws.api.request(method, path, {"content-type": "application/json"},
+                                          json.dumps(body) if body is not None else "")
+        return status, (json.loads(text) if text else None)
+
+    url = aws.receiver.base + "/subscriber"
+    status, sub = admin("POST", "/v1/subscriptions", {"url": url, "event_types": ["contact.*"], "tenant": "e2e"})
+    assert status == 201, sub
+    SECRETS.append(sub["secret"].removeprefix("whsec_"))  # scanned for by the next test
+    # The dispatcher sends the handshake; the echo makes it active.
+    aws.pump(lambda: admin("GET", f"/v1/subscriptions/{sub['id']}")[1]["status"] == "active", 60, "active")
+    [(_, _, headers, raw)] = [a for a in aws.receiver.arrivals if a[1] == "/subscriber"]
+    Webhook(sub["secret"]).verify(raw, headers)
+    assert json.loads(raw)["type"] == "webhook.verification"
+
+    status, out = admin("POST", "/v1/events", {"type": "contact.created", "id": "e2e-1", "tenant": "e2e",
+                                               "data": {"id": 5}})
+    assert (status, out["deliveries"]) == (202, 1), out
+    assert admin("POST", "/v1/events", {"type": "contact.created", "id": "e2e-1", "tenant": "e2e"})[1]["duplicate"]
+    assert admin("POST", "/v1/events", {"type": "invoice.paid", "tenant": "e2e"})[1]["deliveries"] == 0
+    aws.pump(lambda: len(aws.receiver.ids("/subscriber")) >= 2, 60, "the event")
+    time.sleep(1)
+    aws.pump(lambda: aws.queue_depth(aws.deliveries_url) == 0, 30, "the deliveries queue to drain")
+    events = [(h, b) for _, p, h, b in aws.receiver.arrivals if p == "/subscriber"][1:]
+    assert len(events) == 1, "the repeated id was delivered once"
+    headers, raw = events[0]
+    Webhook(sub["secret"]).verify(raw, headers)
+    body = json.loads(raw)
+    assert (body["type"], body["data"]) == ("contact.created", {"id": 5})
 
 
 def test_no_secret_value_is_in_any_item_message_or_log_line(aws):

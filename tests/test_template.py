@@ -39,7 +39,7 @@ def test_each_function_is_one_binary_of_the_shared_cargo_target_on_arm64():
     g = T["Globals"]["Function"]
     assert (g["Runtime"], g["Architectures"], g["CodeUri"]) == ("provided.al2023", ["arm64"], "./")
     binaries = {v["Metadata"]["BuildProperties"]["Binary"] for v in functions().values()}
-    assert binaries == {"ingress", "executor", "dispatcher"}
+    assert binaries == {"ingress", "executor", "dispatcher", "admin"}
     assert all(v["Metadata"]["BuildMethod"] == "rust-cargolambda" for v in functions().values())
 
 
@@ -82,14 +82,26 @@ def test_secrets_access_is_limited_to_the_prefix_and_to_functions_that_resolve_s
             for st in policy.get("Statement", []) if isinstance(policy, dict) else []:
                 if "secretsmanager:GetSecretValue" in str(st["Action"]):
                     readers.add(name)
-                    assert "${SecretsPrefix}*" in st["Resource"]["Sub"]
-    assert readers == {"IngressFunction", "DispatcherFunction"}
+                    assert "${SecretsPrefix}" in st["Resource"]["Sub"] and st["Resource"]["Sub"].endswith("*")
+                if "secretsmanager:PutSecretValue" in str(st["Action"]):
+                    # Only the admin function writes, and only subscriptions' keys.
+                    assert name == "AdminFunction"
+                    assert st["Resource"]["Sub"].endswith(":secret:${SecretsPrefix}subscriptions/*")
+    assert readers == {"IngressFunction", "DispatcherFunction", "AdminFunction"}
+
+
+def test_the_admin_api_is_iam_authorised():
+    assert R["HttpApi"]["Properties"]["Auth"]["EnableIamAuthorizer"] is True
+    admin = R["AdminFunction"]["Properties"]["Events"]["Admin"]["Properties"]
+    assert (admin["Path"], admin["Auth"]["Authorizer"]) == ("/v1/{proxy+}", "AWS_IAM")
+    hooks = R["IngressFunction"]["Properties"]["Events"]["Hooks"]["Properties"]
+    assert "Auth" not in hooks, "partners call triggers without AWS credentials"
 
 
 def test_logs_are_json_with_retention_and_alarms_watch_the_dlqs():
     assert T["Globals"]["Function"]["LoggingConfig"]["LogFormat"] == "JSON"
     groups = [v for v in R.values() if v["Type"] == "AWS::Logs::LogGroup"]
-    assert len(groups) == 3 and all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups)
+    assert len(groups) == 4 and all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups)
     alarmed = {
         v["Properties"]["Dimensions"][0]["Value"]["GetAtt"]
         for v in R.values()

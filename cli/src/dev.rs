@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use std::sync::Arc;
 
+use hookflow_admin::Admin;
 use hookflow_core::signature::WebhookSecret;
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_core::subscription::Settings;
-use hookflow_local::admin::Admin;
+use hookflow_local::admin::DevBackend;
 use hookflow_local::dev::{banner, load_dir, prune, serve, watch};
 use hookflow_local::logger::{Format, Logger};
 use hookflow_local::runtime::Flows;
@@ -81,7 +82,8 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         } else {
             println!("admin API: http://{addr}/v1 (bearer token from --admin-token / HOOKFLOW_ADMIN_TOKEN)");
         }
-        let admin = Arc::new(Admin { rt: rt.clone(), token, flows_dir: opts.flows.clone() });
+        let backend = DevBackend { rt: rt.clone(), flows_dir: opts.flows.clone() };
+        let admin = Arc::new(Admin { backend, token: Some(token) });
         tokio::spawn(rt.clone().work());
         tokio::spawn(watch(rt.clone(), opts.flows.clone()));
         tokio::spawn(prune(rt.clone(), opts.retention));

@@ -3,6 +3,12 @@
 //! Messages of a batch are sent concurrently with partial batch responses
 //! ([`hookflow_aws::batch`]). A message that arrives before its `not_before` (a delay past SQS's
 //! 15-minute cap) is sent on with what remains.
+//!
+//! A subscription's delivery (an event, a verification request) reads its
+//! subscription first ([`subscription::gate`]: not sent to a disabled or
+//! deleted one) and writes what the attempt says about the endpoint
+//! ([`subscription::health_change`]) in the attempt's commit, with
+//! `subscription.disabled` fanned out when it disables one.
 
 use std::sync::Arc;
 
@@ -12,9 +18,10 @@ use hookflow_aws::queue::Message;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_aws::{Error, metrics};
-use hookflow_core::commit::{DeliveryJob, JobKind};
+use hookflow_core::commit::{DeliveryJob, EventRow, JobKind};
 use hookflow_core::engine::{self, AttemptSummary};
 use hookflow_core::ports::{Clock, SystemClock};
+use hookflow_core::subscription::{self, Gate, Settings};
 use hookflow_io::Logger;
 use hookflow_io::sender::{Sender, resolve_secrets};
 
@@ -24,6 +31,8 @@ pub struct Dispatcher {
     pub secrets: Secrets,
     pub sender: Sender,
     pub logger: Logger,
+    /// Subscriptions' retry schedules and health window.
+    pub settings: Settings,
 }
 
 impl Dispatcher {
@@ -52,6 +61,22 @@ impl Dispatcher {
         }
         let job: DeliveryJob =
             serde_json::from_str(&m.payload).map_err(|e| Error::Malformed(format!("message {}: {e}", m.id)))?;
+        let sub = match job.delivery.purpose.subscription() {
+            Some(id) => self.store.table.subscription(id).await?,
+            None => None,
+        };
+        let unsent = match subscription::gate(&job.delivery.purpose, sub.as_ref()) {
+            Gate::Send => None,
+            Gate::Dead(why) => Some((why, true)),
+            Gate::Drop(why) => Some((why, false)),
+        };
+        if let Some((why, dead)) = unsent {
+            let out = engine::unsent(m.id, &job, &why, dead, now);
+            for line in out.lines {
+                self.logger.log(line.level, &line.message, line.fields);
+            }
+            return self.store.apply(out.commit, now).await;
+        }
         let secrets = resolve_secrets(&self.secrets, &job.delivery).await.map_err(|e| Error::Aws {
             service: "Secrets Manager",
             operation: "GetSecretValue",
@@ -69,6 +94,32 @@ impl Dispatcher {
             _ => "dead",
         };
         self.logger.raw(&metrics::delivery(outcome, attempt.duration_ms, now));
-        self.store.apply(step.commit, SystemClock.now_ms()).await
+        let now = SystemClock.now_ms();
+        let mut commit = step.commit;
+        if let (Some(sub), Some((_, health))) = (&sub, step.health)
+            && let Some(h) = subscription::health_change(sub, health, &self.settings, now)
+        {
+            self.logger.log(
+                if h.disabled.is_some() { "warn" } else { "info" },
+                &format!("subscription {}", h.sub.status.as_str()),
+                serde_json::json!({"tenant": h.sub.tenant, "subscription_id": h.sub.id, "reason": h.sub.disabled_reason}),
+            );
+            commit.subscriptions.extend(h.commit.subscriptions);
+            commit.log.extend(h.commit.log);
+            if let Some(event) = h.disabled {
+                // Published in the same commit; two dispatchers disabling
+                // the same version build the same event id, and the table
+                // takes it once.
+                let others = self.store.table.subscriptions(Some(&event.tenant), true).await?;
+                commit.jobs.extend(subscription::fan_out(
+                    &event,
+                    others.iter().filter(|s| s.id != h.sub.id),
+                    &self.settings,
+                    now,
+                ));
+                commit.event = Some(EventRow::of(&event, self.settings.idempotency));
+            }
+        }
+        self.store.apply(commit, now).await
     }
 }

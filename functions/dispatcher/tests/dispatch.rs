@@ -64,3 +64,69 @@ async fn a_500_is_retried_with_the_same_webhook_id_through_the_queue() {
     let m = w.sqs.receive_message().queue_url(&w.p.deliveries_queue_url).send().await.unwrap();
     assert!(m.messages.unwrap_or_default().is_empty(), "nothing left after the 200");
 }
+
+#[tokio::test]
+async fn a_410_disables_the_subscription_and_publishes_subscription_disabled_to_the_others() {
+    use hookflow_core::commit::{Commit, DeliveryJob, SubscriptionRow};
+    use hookflow_core::run::Purpose;
+    use hookflow_core::subscription::{NewEvent, NewSubscription, Settings, Status, Subscription};
+
+    let w = world("ds").await;
+    let (gone, gone_url) = Receiver::start(&[410], "gone").await;
+    let (_watcher, watcher_url) = Receiver::start(&[], "ok").await;
+    let table = &w.dispatcher.store.table;
+    let sm = &w.dispatcher.secrets;
+    let subscribe = async |url: &str, types: &[&str]| -> Subscription {
+        let new = NewSubscription {
+            url: url.into(),
+            event_types: types.iter().map(|t| t.to_string()).collect(),
+            ..Default::default()
+        };
+        let (mut sub, ring) = new.create(1_000).unwrap();
+        sub.status = Status::Active;
+        sm.put(&sub.keyring_name(), &ring.to_text()).await.unwrap();
+        let c = Commit { subscriptions: vec![SubscriptionRow::of(&sub)], ..Default::default() };
+        table.write(&c, 1_000).await.unwrap();
+        sub
+    };
+    let target = subscribe(&gone_url, &["order.*"]).await;
+    let watcher = subscribe(&watcher_url, &["subscription.disabled"]).await;
+    let event = NewEvent { kind: "order.created".into(), ..Default::default() }.into_event(2_000).unwrap();
+    let job = target.event_job(&event, &event.envelope().to_string(), &Settings::default(), 2_000);
+    w.dispatcher.store.queues.send(&[job], 2_000).await.unwrap();
+    assert_eq!(w.poll().await, (1, 0));
+    assert_eq!(gone.seen().len(), 1, "410 is not retried");
+    assert!(gone.seen()[0].to_ascii_lowercase().contains("webhook-signature: v1,"), "signed with the keyring");
+
+    let after = table.subscription(&target.id).await.unwrap().unwrap();
+    assert_eq!(after.status, Status::Disabled);
+    assert!(after.disabled_reason.unwrap().contains("410"));
+    // `subscription.disabled` was published to the watcher in the same commit.
+    let got = w.sqs.receive_message().queue_url(&w.p.deliveries_queue_url).max_number_of_messages(10).send().await;
+    let jobs: Vec<DeliveryJob> = got
+        .unwrap()
+        .messages
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            let msg = hookflow_aws::queue::Message::parse(m.body().unwrap()).unwrap();
+            serde_json::from_str(&msg.payload).unwrap()
+        })
+        .collect();
+    let [disabled] = &jobs[..] else { panic!("one subscription.disabled delivery: {jobs:?}") };
+    assert_eq!(disabled.delivery.purpose, Purpose::Event { subscription: watcher.id.clone() });
+    assert!(disabled.delivery.request.body.as_deref().unwrap().contains("\"subscription.disabled\""));
+
+    // A delivery still queued for the disabled subscription is not sent: it
+    // becomes a dead delivery (replayable).
+    let again = NewEvent { kind: "order.paid".into(), ..Default::default() }.into_event(3_000).unwrap();
+    let late = target.event_job(&again, &again.envelope().to_string(), &Settings::default(), 3_000);
+    w.sqs.purge_queue().queue_url(&w.p.deliveries_queue_url).send().await.ok();
+    w.dispatcher.store.queues.send(&[late], 3_000).await.unwrap();
+    assert_eq!(w.poll().await, (1, 0));
+    assert_eq!(gone.seen().len(), 1, "nothing more was sent");
+    let dead = table.dead(None).await.unwrap();
+    let mut reasons: Vec<&str> = dead.iter().map(|d| d.row.reason.as_str()).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["its subscription is disabled", "status 410: the endpoint is gone"]);
+}

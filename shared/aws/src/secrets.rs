@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::operation::delete_secret::DeleteSecretError;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+use aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueError;
 use hookflow_core::ports::{PortError, SecretStore};
 
 use crate::Error;
@@ -65,6 +67,43 @@ impl Secrets {
                 Ok(json.get(k).map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
             }
         }
+    }
+
+    /// Writes the secret `name` (created if missing): a subscription's
+    /// keyring. The cached value is replaced, so this container reads what
+    /// it wrote.
+    pub async fn put(&self, name: &str, value: &str) -> Result<(), Error> {
+        let id = format!("{}{name}", self.prefix);
+        let put = self.client.put_secret_value().secret_id(&id).secret_string(value).send().await;
+        match put {
+            Ok(_) => {}
+            Err(e) if matches!(e.as_service_error(), Some(PutSecretValueError::ResourceNotFoundException(_))) => {
+                self.client
+                    .create_secret()
+                    .name(&id)
+                    .secret_string(value)
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("Secrets Manager", "CreateSecret", e))?;
+            }
+            Err(e) => return Err(Error::aws("Secrets Manager", "PutSecretValue", e)),
+        }
+        self.cache.put(name, Some(value.to_string()));
+        Ok(())
+    }
+
+    /// Deletes the secret `name` at once (no recovery window: a deleted
+    /// subscription's keys are not wanted back).
+    pub async fn delete(&self, name: &str) -> Result<(), Error> {
+        let id = format!("{}{name}", self.prefix);
+        let out = self.client.delete_secret().secret_id(&id).force_delete_without_recovery(true).send().await;
+        match out {
+            Ok(_) => {}
+            Err(e) if matches!(e.as_service_error(), Some(DeleteSecretError::ResourceNotFoundException(_))) => {}
+            Err(e) => return Err(Error::aws("Secrets Manager", "DeleteSecret", e)),
+        }
+        self.cache.put(name, None);
+        Ok(())
     }
 
     /// Forgets cached values (after a delivery failed for a bad credential,

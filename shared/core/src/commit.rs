@@ -225,6 +225,19 @@ impl LogEntry {
         }
     }
 
+    /// An entry saying subscription `s` changed (created, verified,
+    /// failed, disabled, enabled).
+    pub fn for_subscription(s: &crate::subscription::Subscription, at: i64) -> Self {
+        LogEntry {
+            at,
+            kind: "subscription".into(),
+            tenant: Some(s.tenant.clone()),
+            outcome: Some(s.status.as_str().into()),
+            detail: serde_json::json!({"subscription_id": s.id, "url": s.url, "reason": s.disabled_reason}),
+            ..Default::default()
+        }
+    }
+
     /// Outcomes that count as failures for `--status failed`.
     pub fn is_failure(&self) -> bool {
         self.outcome.as_deref().is_some_and(|o| {

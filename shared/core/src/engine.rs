@@ -153,6 +153,43 @@ pub fn after_attempt(job_id: String, mut job: DeliveryJob, attempt: &Attempt, no
     out
 }
 
+/// A subscription's delivery ended without being sent (see
+/// [`crate::subscription::gate`]): done, logged, and recorded as dead when
+/// `dead` (replayable).
+pub fn unsent(job_id: String, job: &DeliveryJob, why: &str, dead: bool, now: i64) -> Outcome {
+    let d = &job.delivery;
+    let mut out = Outcome::default();
+    out.lines.push(line(
+        "warn",
+        if dead { "delivery dead" } else { "delivery dropped" },
+        json!({"tenant": d.tenant, "delivery_id": d.id, "event_id": d.event_id, "reason": why}),
+    ));
+    out.commit.done = Some(job_id);
+    out.commit.log.push(LogEntry {
+        at: now,
+        kind: "attempt".into(),
+        tenant: Some(d.tenant.clone()),
+        run_id: Some(d.run_id.clone()),
+        event_id: Some(d.event_id.clone()),
+        delivery_id: Some(d.id.clone()),
+        outcome: Some(if dead { "dead" } else { "dropped" }.into()),
+        detail: json!({"reason": why, "subscription_id": d.purpose.subscription()}),
+        ..Default::default()
+    });
+    if dead {
+        out.commit.dead = Some(DeadRow {
+            delivery_id: d.id.clone(),
+            tenant: d.tenant.clone(),
+            flow_id: d.flow_id.clone(),
+            run_id: d.run_id.clone(),
+            reason: why.to_string(),
+            job: serde_json::to_string(job).unwrap_or_default(),
+        });
+        out.decision = Some(AttemptSummary::Dead);
+    }
+    out
+}
+
 /// What an attempt of a subscription's delivery says about its endpoint.
 fn health(purpose: &Purpose, decision: Option<AttemptSummary>, verdict: Verdict) -> Option<(String, Health)> {
     let h = match (purpose, decision?) {

@@ -490,10 +490,13 @@ impl Event {
         json!({"type": self.kind, "timestamp": crate::duration::rfc3339(self.at), "data": self.data})
     }
 
-    /// The operational event saying `sub` was disabled.
-    pub fn disabled(sub: &Subscription, now: i64) -> Event {
+    /// The operational event saying `sub` was disabled. `was` is when the
+    /// record it changed was last updated: two workers disabling the same
+    /// record at once build the same event id, and the store publishes it
+    /// once (the loser's commit is refused and redone against the new state).
+    pub fn disabled(sub: &Subscription, was: i64, now: i64) -> Event {
         Event {
-            id: format!("evt_disabled_{}_{now}", sub.id),
+            id: format!("evt_disabled_{}_{was}", sub.id),
             tenant: sub.tenant.clone(),
             kind: "subscription.disabled".into(),
             at: now,
@@ -679,9 +682,33 @@ impl Subscription {
     }
 }
 
+/// What a delivery's outcome changed for its subscription.
+#[derive(Debug)]
+pub struct HealthChange {
+    /// The subscription as it is now.
+    pub sub: Subscription,
+    /// Its row and log entry, to add to the attempt's commit.
+    pub commit: crate::commit::Commit,
+    /// When the change disabled it: the `subscription.disabled` event, for
+    /// the driver to fan out in the same commit.
+    pub disabled: Option<Event>,
+}
+
+/// What `health` changes for `sub` (the record as read), or `None`.
+pub fn health_change(sub: &Subscription, health: Health, settings: &Settings, now: i64) -> Option<HealthChange> {
+    let (changed, disabled) = sub.apply(&health, settings, now)?;
+    let commit = crate::commit::Commit {
+        subscriptions: vec![crate::commit::SubscriptionRow::of(&changed)],
+        log: vec![crate::commit::LogEntry::for_subscription(&changed, now)],
+        ..Default::default()
+    };
+    let disabled = disabled.then(|| Event::disabled(&changed, sub.updated_at, now));
+    Some(HealthChange { sub: changed, commit, disabled })
+}
+
 /// The keyring's secret-store name for subscription `id`.
 pub fn keyring_name(id: &str) -> String {
-    format!("hookflow/subscriptions/{id}")
+    format!("subscriptions/{id}")
 }
 
 /// What an attempt says about a subscription's endpoint.
@@ -697,6 +724,37 @@ pub enum Health {
     Failed,
     /// `410 Gone`.
     Gone,
+}
+
+/// What to do with a delivery before sending it, given its subscription as
+/// stored now (`None`: deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    Send,
+    /// Record it as a dead delivery (replayable): an event the endpoint
+    /// missed because its subscription is not active.
+    Dead(String),
+    /// Drop it, logged: the subscription was deleted, or the verification
+    /// round it belongs to is over.
+    Drop(String),
+}
+
+/// The [`Gate`] of a delivery with `purpose`; flow steps always pass.
+pub fn gate(purpose: &Purpose, sub: Option<&Subscription>) -> Gate {
+    let Some(id) = purpose.subscription() else { return Gate::Send };
+    let Some(sub) = sub.filter(|s| s.id == id) else { return Gate::Drop("its subscription was deleted".into()) };
+    match purpose {
+        Purpose::Verify { token, .. } => {
+            if sub.status != Status::Pending || sub.verification.as_ref().is_none_or(|v| &v.token != token) {
+                // A newer round (`verify`) or the end of this one: its
+                // outcome must not fail a subscription another round verifies.
+                return Gate::Drop("its verification round is over (verified, or replaced by a newer one)".into());
+            }
+            Gate::Send
+        }
+        _ if sub.status != Status::Active => Gate::Dead(format!("its subscription is {}", sub.status.as_str())),
+        _ => Gate::Send,
+    }
 }
 
 /// Whether a verification response echoes `token`: a JSON body
@@ -862,8 +920,25 @@ mod tests {
         assert_eq!((gone.status, off), (Status::Disabled, true));
         assert!(gone.disabled_reason.as_deref().unwrap().contains("410"));
         assert_eq!(gone.clone().apply(&Health::Gone, &settings, 3_000), None, "disabled once");
-        let e = Event::disabled(&s2, 11_000);
+        let e = Event::disabled(&s2, s1.updated_at, 11_000);
+        assert_eq!(e.id, Event::disabled(&s2, s1.updated_at, 11_001).id, "one id per disabled version");
         assert_eq!((e.kind.as_str(), &e.data["subscription_id"]), ("subscription.disabled", &json!(s.id)));
+    }
+
+    #[test]
+    fn the_gate_sends_only_to_the_subscription_in_the_right_state() {
+        let mut s = active(&["a.b"]);
+        let event = Purpose::Event { subscription: s.id.clone() };
+        assert_eq!(gate(&Purpose::Step, None), Gate::Send);
+        assert_eq!(gate(&event, Some(&s)), Gate::Send);
+        assert!(matches!(gate(&event, None), Gate::Drop(_)));
+        s.status = Status::Disabled;
+        assert_eq!(gate(&event, Some(&s)), Gate::Dead("its subscription is disabled".into()));
+        let (p, _) = new("https://x.example/h", &["a.b"]).create(0).unwrap();
+        let token = p.verification.clone().unwrap().token;
+        let verify = |t: &str| Purpose::Verify { subscription: p.id.clone(), token: t.into() };
+        assert_eq!(gate(&verify(&token), Some(&p)), Gate::Send);
+        assert!(matches!(gate(&verify("old-round"), Some(&p)), Gate::Drop(_)));
     }
 
     #[test]

@@ -8,9 +8,10 @@ use std::time::{Duration, SystemTime};
 use hookflow_core::{CompiledFlow, Error as CoreError, load_flow};
 use serde_json::json;
 
-use crate::admin::Admin;
+use crate::admin::DevBackend;
 use crate::runtime::{Flows, Runtime};
 use crate::{Error, inbound};
+use hookflow_admin::Admin;
 
 /// The flow files (`*.yaml`, `*.yml`, `*.json`) directly in `dir`, sorted:
 /// subdirectories can hold fixtures.
@@ -82,8 +83,12 @@ pub async fn watch(rt: Arc<Runtime>, dir: PathBuf) {
 
 /// Serves the trigger endpoint and the admin API on `listener` until the
 /// process ends.
-pub async fn serve(rt: Arc<Runtime>, admin: Arc<Admin>, listener: tokio::net::TcpListener) -> Result<(), Error> {
-    let app = inbound::router(rt).merge(crate::admin::router(admin));
+pub async fn serve(
+    rt: Arc<Runtime>,
+    admin: Arc<Admin<DevBackend>>,
+    listener: tokio::net::TcpListener,
+) -> Result<(), Error> {
+    let app = inbound::router(rt).merge(hookflow_admin::router(admin));
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .await
         .map_err(|e| Error::Config(format!("server: {e}")))

@@ -12,13 +12,11 @@
 //! | [`subscriptions`] | subscriptions and keyrings, cached over the store |
 //! | [`runtime`] | the flows, the workers that drive runs and deliveries |
 //! | [`inbound`] | the trigger endpoint `ANY /hooks/{tenant}/{path}` |
-//! | [`admin`] | the admin API under `/v1`: flows, subscriptions, events, logs, runs, dead deliveries |
-//! | [`openapi`] | the admin API's OpenAPI 3.1 document (`docs/openapi.json`) |
+//! | [`admin`] | the admin API's backend (routes in `hookflow-admin`): flow files, the store's subscriptions and events |
 
 pub mod admin;
 pub mod dev;
 pub mod inbound;
-pub mod openapi;
 pub mod runtime;
 pub mod secrets;
 pub mod store;

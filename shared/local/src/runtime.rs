@@ -25,18 +25,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::{
-    Commit, DeadRow, DeliveryJob, EventRow, JobKind, LogEntry, NewJob, RunJob, SubscriptionRow,
-};
+use hookflow_core::commit::{Commit, DeliveryJob, EventRow, JobKind, LogEntry, NewJob, RunJob, SubscriptionRow};
 use hookflow_core::engine;
 use hookflow_core::events::{Pattern, selected};
 use hookflow_core::flow::TriggerKind;
 use hookflow_core::ports::SecretStore;
 use hookflow_core::ports::{FlowStore, PortError};
+use hookflow_core::run::InboundRequest;
 use hookflow_core::run::{Effect, Reply, Run, advance};
-use hookflow_core::run::{InboundRequest, Purpose};
 use hookflow_core::ssrf::TargetPolicy;
-use hookflow_core::subscription::{self, Event, Settings, Status, Subscription};
+use hookflow_core::subscription::{self, Event, Gate, Settings, Subscription};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -171,7 +169,7 @@ impl SecretStore for DeliverySecrets<'_> {
     }
 }
 
-const KEYRING_PREFIX: &str = "hookflow/subscriptions/";
+const KEYRING_PREFIX: &str = "subscriptions/";
 
 /// Why a publish was not done.
 #[derive(Debug, thiserror::Error)]
@@ -183,14 +181,7 @@ pub enum PublishError {
     Runtime(#[from] Error),
 }
 
-/// What a publish did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Published {
-    /// Deliveries to subscriptions.
-    pub deliveries: usize,
-    /// Runs of flows the event starts.
-    pub runs: Vec<String>,
-}
+pub use hookflow_admin::Published;
 
 /// How long a leased job is held before another worker may take it.
 const LEASE_MS: i64 = 5 * 60_000;
@@ -418,35 +409,11 @@ impl Runtime {
     }
 
     async fn process_delivery(self: &Arc<Self>, job_id: String, dj: DeliveryJob) -> Result<(), Error> {
-        let sub = match dj.delivery.purpose.subscription() {
-            Some(id) => match self.subs.get(id) {
-                Some(sub) => Some(sub),
-                None => return self.finish_unsent(job_id, &dj, "its subscription was deleted", false).await,
-            },
-            None => None,
-        };
-        if let Some(sub) = &sub {
-            if let Purpose::Verify { token, .. } = &dj.delivery.purpose
-                && sub.verification.as_ref().is_none_or(|v| &v.token != token)
-            {
-                // A new round (`verify`) replaced this one: its outcome
-                // must not fail the subscription the new round may verify.
-                return self
-                    .finish_unsent(
-                        job_id,
-                        &dj,
-                        "its verification round is over (verified, or replaced by a newer one)",
-                        false,
-                    )
-                    .await;
-            }
-            let wanted =
-                if matches!(dj.delivery.purpose, Purpose::Verify { .. }) { Status::Pending } else { Status::Active };
-            if sub.status != wanted {
-                let why = format!("its subscription is {}", sub.status.as_str());
-                // An event an endpoint missed while disabled stays replayable.
-                return self.finish_unsent(job_id, &dj, &why, wanted == Status::Active).await;
-            }
+        let sub = dj.delivery.purpose.subscription().and_then(|id| self.subs.get(id));
+        match subscription::gate(&dj.delivery.purpose, sub.as_deref()) {
+            Gate::Send => {}
+            Gate::Dead(why) => return self.finish_unsent(job_id, &dj, &why, true).await,
+            Gate::Drop(why) => return self.finish_unsent(job_id, &dj, &why, false).await,
         }
         let secrets = DeliverySecrets { secrets: &self.secrets, store: &self.store, subs: &self.subs };
         let secrets = hookflow_io::sender::resolve_secrets(&secrets, &dj.delivery)
@@ -465,17 +432,17 @@ impl Runtime {
                 let guard = self.subs.health.lock().await;
                 // Again under the lock, against the latest state.
                 let latest = self.subs.get(&sub.id);
-                if let Some((c, disabled)) = latest.and_then(|s| s.apply(&health, &self.settings, now)) {
+                if let Some(h) = latest.and_then(|s| subscription::health_change(&s, health, &self.settings, now)) {
+                    let c = h.sub;
                     self.logger.log(
-                        if disabled { "warn" } else { "info" },
+                        if h.disabled.is_some() { "warn" } else { "info" },
                         &format!("subscription {}", c.status.as_str()),
                         json!({"tenant": c.tenant, "subscription_id": c.id, "reason": c.disabled_reason}),
                     );
-                    commit.log.push(subscription_log(&c, now));
-                    commit.subscriptions.push(SubscriptionRow::of(&c));
-                    if disabled {
+                    commit.log.extend(h.commit.log);
+                    commit.subscriptions.extend(h.commit.subscriptions);
+                    if let Some(event) = h.disabled {
                         // `subscription.disabled` goes out in the same commit.
-                        let event = Event::disabled(&c, now);
                         let others: Vec<Arc<Subscription>> =
                             self.subs.list(Some(&event.tenant), true).into_iter().filter(|s| s.id != c.id).collect();
                         ready = self.fan_out(&mut commit, &event, &others, now).0;
@@ -501,35 +468,9 @@ impl Runtime {
     /// Ends a subscription delivery without sending it: dead (replayable)
     /// or dropped, logged either way.
     async fn finish_unsent(&self, job_id: String, dj: &DeliveryJob, why: &str, dead: bool) -> Result<(), Error> {
-        let d = &dj.delivery;
-        self.logger.log(
-            "warn",
-            if dead { "delivery dead" } else { "delivery dropped" },
-            json!({"tenant": d.tenant, "delivery_id": d.id, "event_id": d.event_id, "reason": why}),
-        );
-        let mut commit = Commit { done: Some(job_id), ..Default::default() };
-        commit.log.push(LogEntry {
-            at: now_ms(),
-            kind: "attempt".into(),
-            tenant: Some(d.tenant.clone()),
-            run_id: Some(d.run_id.clone()),
-            event_id: Some(d.event_id.clone()),
-            delivery_id: Some(d.id.clone()),
-            outcome: Some(if dead { "dead" } else { "dropped" }.into()),
-            detail: json!({"reason": why, "subscription_id": d.purpose.subscription()}),
-            ..Default::default()
-        });
-        if dead {
-            commit.dead = Some(DeadRow {
-                delivery_id: d.id.clone(),
-                tenant: d.tenant.clone(),
-                flow_id: d.flow_id.clone(),
-                run_id: d.run_id.clone(),
-                reason: why.to_string(),
-                job: serde_json::to_string(dj).unwrap_or_default(),
-            });
-        }
-        self.store.commit(commit).await
+        let out = engine::unsent(job_id, dj, why, dead, now_ms());
+        self.write_lines(out.lines);
+        self.store.commit(out.commit).await
     }
 
     /// Adds to `commit` the event, a delivery per matching subscription in
@@ -610,7 +551,7 @@ impl Runtime {
     pub async fn save_subscription(self: &Arc<Self>, sub: &Subscription, jobs: Vec<NewJob>) -> Result<(), Error> {
         let now = now_ms();
         let mut commit = Commit { subscriptions: vec![SubscriptionRow::of(sub)], jobs, ..Default::default() };
-        commit.log.push(subscription_log(sub, now));
+        commit.log.push(LogEntry::for_subscription(sub, now));
         let ready = self.lease_ready(&mut commit, 0);
         // Not between a delivery's health check and its write.
         let _health = self.subs.health.lock().await;
@@ -619,17 +560,5 @@ impl Runtime {
         self.dispatch(ready);
         self.wake();
         Ok(())
-    }
-}
-
-/// The request-log entry of a subscription's change.
-fn subscription_log(s: &Subscription, now: i64) -> LogEntry {
-    LogEntry {
-        at: now,
-        kind: "subscription".into(),
-        tenant: Some(s.tenant.clone()),
-        outcome: Some(s.status.as_str().into()),
-        detail: json!({"subscription_id": s.id, "url": s.url, "reason": s.disabled_reason}),
-        ..Default::default()
     }
 }

@@ -48,6 +48,7 @@ pub struct World {
     pub sqs: aws_sdk_sqs::Client,
     pub p: provision::Provisioned,
     pub ddb: aws_sdk_dynamodb::Client,
+    pub secrets_prefix: String,
 }
 
 pub async fn world(prefix: &str) -> World {
@@ -78,8 +79,9 @@ pub async fn world(prefix: &str) -> World {
         secrets: Secrets::new(sm, &secrets_prefix),
         sender: Sender::new(TargetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()])).unwrap(),
         logger: Logger::new(Format::Json, std::iter::empty()),
+        settings: Default::default(),
     });
-    World { dispatcher, sqs, p, ddb }
+    World { dispatcher, sqs, p, ddb, secrets_prefix }
 }
 
 impl World {

@@ -1,4 +1,4 @@
-//! The OpenAPI 3.1 document of the admin API ([`crate::admin`]).
+//! The OpenAPI 3.1 document of the admin API ([`crate::routes`]).
 //!
 //! Request bodies are the core's types through their JSON Schemas
 //! (schemars, draft 2020-12, which OpenAPI 3.1 uses as is), so a field added
@@ -151,6 +151,7 @@ fn op(id: &str, summary: &str, params: Vec<Value>, body: Option<Value>, response
         r.insert(code.into(), v);
     }
     r.insert("401".into(), error("No or wrong bearer token."));
+    r.insert("501".into(), error("This deployment cannot do this (yet)."));
     r.insert("503".into(), error("The store failed; try again."));
     let mut o = json!({"operationId": id, "summary": summary, "responses": r});
     if !params.is_empty() {
@@ -320,7 +321,7 @@ fn spec() -> Value {
         "info": {
             "title": "Hookflow admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Flows, subscriptions, events, the request log, runs and dead deliveries. Served by `hookflow dev` (bearer token) under `/v1`.",
+            "description": "Flows, subscriptions, events, the request log, runs and dead deliveries, under `/v1`. Served by `hookflow dev` (bearer token) and, on AWS, by the admin function behind API Gateway's IAM authorisation.",
         },
         "security": [{"bearer": []}],
         "paths": paths,
@@ -338,7 +339,7 @@ mod tests {
     #[test]
     fn published_document_is_in_sync() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
-        hookflow_core::schema::check_published(path, &document(), "hookflow-local").unwrap();
+        hookflow_core::schema::check_published(path, &document(), "hookflow-admin").unwrap();
     }
 
     #[test]

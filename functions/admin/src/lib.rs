@@ -1,0 +1,228 @@
+//! The admin API's backend on AWS: subscriptions and events in the
+//! DynamoDB table, keyrings in Secrets Manager, jobs on the SQS queues
+//! ([`hookflow_admin`] has the routes, shared with `hookflow dev`).
+//!
+//! Not here yet (answered `501 unsupported`): listing and deleting flows
+//! (`hookflow apply` manages them; the table has no index of flows), flows
+//! started by events, and `ordering: per_key` (it needs a FIFO deliveries
+//! queue; refused rather than delivered out of order).
+
+use hookflow_admin::backend::Fut;
+use hookflow_admin::{Backend, BackendError, FlowInfo, LogQuery, Published};
+use hookflow_aws::Error;
+use hookflow_aws::secrets::Secrets;
+use hookflow_aws::store::Store;
+use hookflow_core::CompiledFlow;
+use hookflow_core::commit::{Commit, DeadDelivery, EventRow, LogEntry, NewJob, SubscriptionRow};
+use hookflow_core::ports::{Clock, SystemClock};
+use hookflow_core::subscription::{self, DEFAULT_TENANT, Event, Keyring, Settings, Subscription};
+use serde_json::Value;
+
+/// What the admin function needs, built once per container.
+pub struct AwsBackend {
+    pub store: Store,
+    pub secrets: Secrets,
+    pub settings: Settings,
+}
+
+/// Refuses what the AWS deployment cannot honour yet.
+fn supported(sub: &Subscription) -> Result<(), BackendError> {
+    if sub.ordering == subscription::Ordering::PerKey {
+        return Err(BackendError::Unsupported(
+            "`ordering: per_key` needs the FIFO deliveries queue, not built on AWS yet; it works on `hookflow dev`"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn backend(e: Error) -> BackendError {
+    match e {
+        Error::Duplicate(m) => BackendError::Duplicate(m),
+        Error::Conflict(m) => BackendError::Conflict { field: None, message: m },
+        other => BackendError::Unavailable(other.to_string()),
+    }
+}
+
+/// A deployment's request log is read per tenant: one that names none
+/// reads `default`'s.
+fn tenant_or_default(t: Option<&str>) -> &str {
+    t.unwrap_or(DEFAULT_TENANT)
+}
+
+impl Backend for AwsBackend {
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms()
+    }
+
+    fn flows(&self) -> Fut<'_, Vec<FlowInfo>> {
+        Box::pin(async {
+            Err(BackendError::Unsupported(
+                "listing flows is not available on AWS yet: `hookflow apply --dry-run` shows what is deployed".into(),
+            ))
+        })
+    }
+
+    fn flow<'a>(&'a self, tenant: &'a str, id: &'a str) -> Fut<'a, Option<FlowInfo>> {
+        Box::pin(async move {
+            let Some((version, _, text)) = self.store.table.flow_text(tenant, id).await.map_err(backend)? else {
+                return Ok(None);
+            };
+            let name = format!("{tenant}/{id}@v{version}");
+            let flow = hookflow_core::load_flow(name.as_ref(), &text)
+                .map_err(|e| BackendError::Unavailable(format!("flow {name} no longer loads: {e}")))?;
+            Ok(Some(FlowInfo::of(&flow, Some(text))))
+        })
+    }
+
+    fn put_flow<'a>(&'a self, flow: &'a CompiledFlow, text: &'a str) -> Fut<'a, (FlowInfo, bool)> {
+        Box::pin(async move {
+            if flow.flow.trigger.kind == hookflow_core::flow::TriggerKind::Event {
+                return Err(BackendError::Unsupported("event triggers run on `hookflow dev` only for now".into()));
+            }
+            let version = self.store.table.put_flow(flow, text, self.now_ms()).await.map_err(|e| match e {
+                Error::Conflict(m) => BackendError::Conflict { field: Some("trigger.path".into()), message: m },
+                other => backend(other),
+            })?;
+            let mut info = FlowInfo::of(flow, None);
+            info.file = format!("{}/{}@v{version}", flow.flow.tenant, flow.flow.id);
+            Ok((info, version == 1))
+        })
+    }
+
+    fn delete_flow<'a>(&'a self, _tenant: &'a str, _id: &'a str) -> Fut<'a, bool> {
+        Box::pin(async { Err(BackendError::Unsupported("deleting flows is not available on AWS yet".into())) })
+    }
+
+    fn subscription<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Subscription>> {
+        Box::pin(async move { self.store.table.subscription(id).await.map_err(backend) })
+    }
+
+    fn subscriptions<'a>(&'a self, tenant: Option<&'a str>) -> Fut<'a, Vec<Subscription>> {
+        Box::pin(async move { self.store.table.subscriptions(tenant, false).await.map_err(backend) })
+    }
+
+    fn save_subscription<'a>(&'a self, sub: &'a Subscription, jobs: Vec<NewJob>) -> Fut<'a, ()> {
+        Box::pin(async move {
+            supported(sub)?;
+            let now = self.now_ms();
+            let commit = Commit {
+                subscriptions: vec![SubscriptionRow::of(sub)],
+                jobs,
+                log: vec![LogEntry::for_subscription(sub, now)],
+                ..Default::default()
+            };
+            self.store.apply(commit, now).await.map_err(backend)
+        })
+    }
+
+    fn delete_subscription<'a>(&'a self, id: &'a str) -> Fut<'a, bool> {
+        Box::pin(async move {
+            let existed = self.store.table.delete_subscription(id).await.map_err(backend)?;
+            self.secrets.delete(&subscription::keyring_name(id)).await.map_err(backend)?;
+            Ok(existed)
+        })
+    }
+
+    fn keyring<'a>(&'a self, sub: &'a Subscription) -> Fut<'a, Option<Keyring>> {
+        Box::pin(async move {
+            let text = self.secrets.get(&sub.keyring_name()).await.map_err(backend)?;
+            Ok(text.and_then(|t| Keyring::from_text(&t)))
+        })
+    }
+
+    fn put_keyring<'a>(&'a self, sub: &'a Subscription, ring: &'a Keyring) -> Fut<'a, ()> {
+        Box::pin(async move {
+            supported(sub)?;
+            self.secrets.put(&sub.keyring_name(), &ring.to_text()).await.map_err(backend)
+        })
+    }
+
+    fn publish(&self, event: Event) -> Fut<'_, Published> {
+        Box::pin(async move {
+            let now = event.at;
+            let table = &self.store.table;
+            if table.live_event(&event.tenant, &event.id, now).await.map_err(backend)? {
+                return Err(BackendError::Duplicate(event.id));
+            }
+            let subs = table.subscriptions(Some(&event.tenant), true).await.map_err(backend)?;
+            let jobs = subscription::fan_out(&event, &subs, &self.settings, now);
+            let deliveries = jobs.len();
+            let entry = LogEntry {
+                at: now,
+                kind: "event".into(),
+                tenant: Some(event.tenant.clone()),
+                event_id: Some(event.id.clone()),
+                outcome: Some("published".into()),
+                detail: serde_json::json!({"type": event.kind, "deliveries": deliveries, "runs": []}),
+                ..Default::default()
+            };
+            let commit = Commit {
+                event: Some(EventRow::of(&event, self.settings.idempotency)),
+                jobs,
+                log: vec![entry],
+                ..Default::default()
+            };
+            self.store.apply(commit, now).await.map_err(backend)?;
+            Ok(Published { deliveries, runs: Vec::new() })
+        })
+    }
+
+    fn events<'a>(&'a self, tenant: Option<&'a str>, since: i64, limit: usize) -> Fut<'a, Vec<Event>> {
+        Box::pin(async move {
+            let t = tenant_or_default(tenant);
+            self.store.table.events(t, since, self.now_ms(), limit).await.map_err(backend)
+        })
+    }
+
+    fn logs(&self, q: LogQuery) -> Fut<'_, Vec<LogEntry>> {
+        Box::pin(async move {
+            let now = self.now_ms();
+            let table = &self.store.table;
+            let mut entries = match &q.run_id {
+                Some(run) => table.run_entries(run, now).await.map_err(backend)?,
+                None => table
+                    .tenant_log(tenant_or_default(q.tenant.as_deref()), q.since, now, 500)
+                    .await
+                    .map_err(backend)?,
+            };
+            entries.retain(|e| {
+                e.at >= q.since
+                    && q.flow_id.as_ref().is_none_or(|f| e.flow_id.as_ref() == Some(f))
+                    && q.event_id.as_ref().is_none_or(|x| e.event_id.as_ref() == Some(x))
+                    && (!q.failed_only || e.is_failure())
+            });
+            let skip = entries.len().saturating_sub(q.limit);
+            Ok(entries.split_off(skip))
+        })
+    }
+
+    fn run<'a>(&'a self, id: &'a str) -> Fut<'a, Option<(Value, Vec<LogEntry>)>> {
+        Box::pin(async move {
+            let Some(run) = self.store.table.load_run(id).await.map_err(backend)? else { return Ok(None) };
+            let log = self.store.table.run_entries(id, self.now_ms()).await.map_err(backend)?;
+            Ok(Some((serde_json::to_value(run).unwrap_or_default(), log)))
+        })
+    }
+
+    fn dead<'a>(&'a self, flow_id: Option<&'a str>) -> Fut<'a, Vec<DeadDelivery>> {
+        Box::pin(async move {
+            let mut dead = self.store.table.dead(None).await.map_err(backend)?;
+            dead.retain(|d| flow_id.is_none_or(|f| d.row.flow_id == f));
+            Ok(dead)
+        })
+    }
+
+    fn replay<'a>(&'a self, delivery_id: &'a str) -> Fut<'a, bool> {
+        Box::pin(async move {
+            let dead = self.store.table.dead(None).await.map_err(backend)?;
+            let Some(d) = dead.into_iter().find(|d| d.row.delivery_id == delivery_id) else { return Ok(false) };
+            self.store.replay(&d, self.now_ms()).await.map_err(backend)?;
+            Ok(true)
+        })
+    }
+}

@@ -1,0 +1,177 @@
+//! The admin function's router fed API Gateway HTTP API (payload v2)
+//! events, decoded by lambda_http as on Lambda, against moto's server:
+//! subscriptions in the table, keyrings in Secrets Manager, the
+//! verification request and fan-out deliveries on the deliveries queue.
+
+use std::sync::Arc;
+
+use admin::AwsBackend;
+use hookflow_admin::{Admin, Router};
+use hookflow_aws::provision;
+use hookflow_aws::queue::{Message, Queues};
+use hookflow_aws::secrets::Secrets;
+use hookflow_aws::store::Store;
+use hookflow_aws::table::Table;
+use hookflow_aws::testing::sdk;
+use hookflow_core::commit::DeliveryJob;
+use hookflow_core::run::Purpose;
+use hookflow_core::subscription::{Keyring, Status};
+use lambda_http::request::LambdaRequest;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Env {
+    router: Router,
+    sqs: aws_sdk_sqs::Client,
+    deliveries: String,
+    sm: aws_sdk_secretsmanager::Client,
+    prefix: String,
+    table: Table,
+}
+
+async fn setup() -> Env {
+    let conf = sdk().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let prefix = format!("adm{}", std::process::id());
+    let p = provision::create(&ddb, &sqs, &prefix, 5).await.unwrap();
+    let table = Table::new(ddb.clone(), &p.table, 14);
+    let sm = aws_sdk_secretsmanager::Client::new(&conf);
+    let backend = AwsBackend {
+        store: Store {
+            table: table.clone(),
+            queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url),
+        },
+        secrets: Secrets::new(sm.clone(), format!("{prefix}/")),
+        settings: Default::default(),
+    };
+    let router = hookflow_admin::router(Arc::new(Admin { backend, token: None }));
+    Env { router, sqs, deliveries: p.deliveries_queue_url, sm, prefix, table }
+}
+
+/// An HTTP API payload v2 event for the admin API, as API Gateway sends it
+/// after IAM authorisation.
+fn event(method: &str, path: &str, body: Option<Value>) -> lambda_http::Request {
+    let v = json!({
+        "version": "2.0",
+        "routeKey": "ANY /v1/{proxy+}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "pathParameters": {"proxy": path.trim_start_matches("/v1/")},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "api.example", "domainPrefix": "api",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "admin"},
+            "requestId": "r1", "routeKey": "ANY /v1/{proxy+}", "stage": "$default",
+            "time": "24/Nov/2026:00:00:00 +0000", "timeEpoch": 1795478400000u64
+        },
+        "body": body.map(|b| b.to_string()),
+        "isBase64Encoded": false
+    });
+    let ev: LambdaRequest = serde_json::from_value(v).expect("an API Gateway v2 event");
+    ev.into()
+}
+
+async fn call(env: &Env, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let r = env.router.clone().oneshot(event(method, path, body)).await.unwrap();
+    let status = r.status().as_u16();
+    let bytes = axum_body(r).await;
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn axum_body(r: hookflow_admin::axum::response::Response) -> Vec<u8> {
+    hookflow_admin::axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap().to_vec()
+}
+
+async fn queued(env: &Env) -> Vec<DeliveryJob> {
+    let got = env.sqs.receive_message().queue_url(&env.deliveries).max_number_of_messages(10).send().await.unwrap();
+    got.messages
+        .unwrap_or_default()
+        .iter()
+        .map(|m| serde_json::from_str(&Message::parse(m.body().unwrap()).unwrap().payload).unwrap())
+        .collect()
+}
+
+async fn keyring(env: &Env, id: &str) -> Keyring {
+    let name = format!("{}/subscriptions/{id}", env.prefix);
+    let v = env.sm.get_secret_value().secret_id(name).send().await.unwrap();
+    Keyring::from_text(v.secret_string().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn subscriptions_keyrings_and_events_on_aws() {
+    let env = setup().await;
+    let (status, sub) = call(
+        &env,
+        "POST",
+        "/v1/subscriptions",
+        Some(json!({"url": "https://r.example/hook", "event_types": ["contact.*"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sub}");
+    let id = sub["id"].as_str().unwrap().to_string();
+    let secret = sub["secret"].as_str().unwrap().to_string();
+    assert_eq!(sub["status"], "pending");
+    // The key is in Secrets Manager, not in the table or the queue.
+    assert_eq!(keyring(&env, &id).await.keys[0].secret, secret);
+    let [verify] = &queued(&env).await[..] else { panic!("one verification request queued") };
+    assert!(matches!(verify.delivery.purpose, Purpose::Verify { .. }));
+    assert!(!serde_json::to_string(verify).unwrap().contains(&secret));
+    let stored = env.table.subscription(&id).await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Pending);
+
+    // Nothing is sent to a pending subscription.
+    let (status, out) = call(&env, "POST", "/v1/events", Some(json!({"type": "contact.created", "id": "e1"}))).await;
+    assert_eq!((status, out["deliveries"].clone()), (202, json!(0)));
+    // Verified (as the dispatcher will record it), it receives events; a
+    // repeated id is accepted once.
+    let mut active = stored.clone();
+    active.status = Status::Active;
+    env.table
+        .write(
+            &hookflow_core::commit::Commit {
+                subscriptions: vec![hookflow_core::commit::SubscriptionRow::of(&active)],
+                ..Default::default()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let (status, out) =
+        call(&env, "POST", "/v1/events", Some(json!({"type": "contact.updated", "id": "e2", "data": {"n": 1}}))).await;
+    assert_eq!((status, out["deliveries"].clone()), (202, json!(1)));
+    let (status, out) = call(&env, "POST", "/v1/events", Some(json!({"type": "contact.updated", "id": "e2"}))).await;
+    assert_eq!((status, out["duplicate"].clone()), (200, json!(true)));
+    let [delivery] = &queued(&env).await[..] else { panic!("one delivery") };
+    assert_eq!(delivery.delivery.purpose, Purpose::Event { subscription: id.clone() });
+    let body: Value = serde_json::from_str(delivery.delivery.request.body.as_deref().unwrap()).unwrap();
+    assert_eq!((body["type"].clone(), body["data"].clone()), (json!("contact.updated"), json!({"n": 1})));
+    let (_, listed) = call(&env, "GET", "/v1/events", None).await;
+    assert_eq!(listed["events"].as_array().unwrap().len(), 2);
+
+    // Rotation keeps the old key for its grace period.
+    let (status, rotated) = call(&env, "POST", &format!("/v1/subscriptions/{id}/rotate-secret"), None).await;
+    assert_eq!(status, 200);
+    let ring = keyring(&env, &id).await;
+    assert_eq!(ring.keys.len(), 2);
+    assert_eq!(ring.keys[1].secret, rotated["secret"].as_str().unwrap());
+    assert!(ring.keys[0].expires_at.is_some());
+
+    // Errors keep their shape; what AWS cannot do yet says so.
+    let (status, err) = call(&env, "POST", "/v1/subscriptions", Some(json!({"url": "x", "event_types": []}))).await;
+    assert_eq!((status, err["error"]["field"].clone()), (422, json!("url")));
+    assert_eq!(call(&env, "GET", "/v1/flows", None).await.0, 501);
+    let ordered =
+        json!({"url": "https://r.example/o", "event_types": ["a.b"], "ordering": "per_key", "key": "{{ data.k }}"});
+    let (status, err) = call(&env, "POST", "/v1/subscriptions", Some(ordered)).await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (501, json!("unsupported")),
+        "refused, not delivered out of order"
+    );
+
+    assert_eq!(call(&env, "DELETE", &format!("/v1/subscriptions/{id}"), None).await.0, 204);
+    assert_eq!(call(&env, "GET", &format!("/v1/subscriptions/{id}"), None).await.0, 404);
+    let gone = env.sm.get_secret_value().secret_id(format!("{}/subscriptions/{id}", env.prefix)).send().await;
+    assert!(gone.is_err(), "the keyring is deleted with the subscription");
+}

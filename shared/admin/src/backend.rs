@@ -1,0 +1,126 @@
+//! What the admin API needs from a deployment: the port its routes call.
+//!
+//! `hookflow dev` implements it over the embedded runtime (SQLite, the flow
+//! directory); the AWS admin function over DynamoDB, SQS and Secrets
+//! Manager. The routes ([`crate::routes`]) parse, check and answer; every
+//! decision about subscriptions is the core's.
+
+use std::future::Future;
+
+use hookflow_core::CompiledFlow;
+use hookflow_core::commit::{DeadDelivery, LogEntry, NewJob};
+use hookflow_core::subscription::{Event, FieldError, Keyring, Settings, Subscription};
+use serde_json::Value;
+
+/// A failure of the backend, as the API answers it.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// A document is invalid: every problem, with its field.
+    #[error("invalid")]
+    Invalid(Vec<FieldError>),
+    /// The change clashes with the state (`field` names what, if anything).
+    #[error("{message}")]
+    Conflict { field: Option<String>, message: String },
+    /// The event's id was published inside its idempotency window.
+    #[error("event `{0}` was published already")]
+    Duplicate(String),
+    /// This deployment cannot do it (yet).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The store failed; trying again may help.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A loaded flow, as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowInfo {
+    pub tenant: String,
+    pub id: String,
+    /// Where it came from: a file, or `table@v3`.
+    pub file: String,
+    pub trigger: Value,
+    /// The parsed flow and its text, for a single flow.
+    pub flow: Option<Value>,
+    pub source: Option<String>,
+}
+
+impl FlowInfo {
+    pub fn of(f: &CompiledFlow, source: Option<String>) -> Self {
+        FlowInfo {
+            tenant: f.flow.tenant.clone(),
+            id: f.flow.id.clone(),
+            file: f.file.display().to_string(),
+            trigger: serde_json::to_value(&f.flow.trigger).unwrap_or_default(),
+            flow: source.as_ref().map(|_| serde_json::to_value(&f.flow).unwrap_or_default()),
+            source,
+        }
+    }
+}
+
+/// Which log entries to read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogQuery {
+    pub tenant: Option<String>,
+    pub flow_id: Option<String>,
+    pub run_id: Option<String>,
+    pub event_id: Option<String>,
+    /// At or after (ms).
+    pub since: i64,
+    pub failed_only: bool,
+    /// The newest this many.
+    pub limit: usize,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Deliveries to subscriptions.
+    pub deliveries: usize,
+    /// Runs of flows the event starts.
+    pub runs: Vec<String>,
+}
+
+/// What the backend's methods return (boxed: the admin API is not a hot
+/// path, and boxing keeps the trait simple to implement).
+pub type Fut<'a, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
+
+/// The storage and runtime behind the admin API.
+pub trait Backend: Send + Sync + 'static {
+    /// Retry schedules and windows of subscriptions.
+    fn settings(&self) -> &Settings;
+    /// The time (ms).
+    fn now_ms(&self) -> i64;
+
+    fn flows(&self) -> Fut<'_, Vec<FlowInfo>>;
+    /// One flow, with its parsed form and source.
+    fn flow<'a>(&'a self, tenant: &'a str, id: &'a str) -> Fut<'a, Option<FlowInfo>>;
+    /// Stores `flow` (validated, its tenant and id those of the URL) as
+    /// written in `text`; whether it is new.
+    fn put_flow<'a>(&'a self, flow: &'a CompiledFlow, text: &'a str) -> Fut<'a, (FlowInfo, bool)>;
+    fn delete_flow<'a>(&'a self, tenant: &'a str, id: &'a str) -> Fut<'a, bool>;
+
+    fn subscription<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Subscription>>;
+    /// Oldest first; of one tenant, or all.
+    fn subscriptions<'a>(&'a self, tenant: Option<&'a str>) -> Fut<'a, Vec<Subscription>>;
+    /// Stores a subscription and queues `jobs` (its verification request,
+    /// replays) in one unit.
+    fn save_subscription<'a>(&'a self, sub: &'a Subscription, jobs: Vec<NewJob>) -> Fut<'a, ()>;
+    /// Deletes a subscription and its keys; whether it existed.
+    fn delete_subscription<'a>(&'a self, id: &'a str) -> Fut<'a, bool>;
+    fn keyring<'a>(&'a self, sub: &'a Subscription) -> Fut<'a, Option<Keyring>>;
+    fn put_keyring<'a>(&'a self, sub: &'a Subscription, ring: &'a Keyring) -> Fut<'a, ()>;
+
+    /// Fans `event` out: deliveries to matching active subscriptions, runs
+    /// of flows it starts; [`BackendError::Duplicate`] for a live id.
+    fn publish(&self, event: Event) -> Fut<'_, Published>;
+    /// Oldest first; of one tenant, or all.
+    fn events<'a>(&'a self, tenant: Option<&'a str>, since: i64, limit: usize) -> Fut<'a, Vec<Event>>;
+
+    fn logs(&self, q: LogQuery) -> Fut<'_, Vec<LogEntry>>;
+    /// A run's state and its log.
+    fn run<'a>(&'a self, id: &'a str) -> Fut<'a, Option<(Value, Vec<LogEntry>)>>;
+    fn dead<'a>(&'a self, flow_id: Option<&'a str>) -> Fut<'a, Vec<DeadDelivery>>;
+    /// Queues a dead delivery again; whether there was one.
+    fn replay<'a>(&'a self, delivery_id: &'a str) -> Fut<'a, bool>;
+}

@@ -1,0 +1,515 @@
+//! The admin API's routes, under `/v1`: flows, subscriptions, events, the
+//! request log, runs and dead deliveries, over a [`Backend`].
+//!
+//! With a token (`hookflow dev`) every request needs `Authorization: Bearer
+//! <token>`; without one (the Lambda function, behind API Gateway's IAM
+//! authorisation) the check is API Gateway's. Every error has one shape,
+//! `{"error": {"code", "message", "field"}}`, with `problems` when a
+//! document has several. The OpenAPI document of these routes is
+//! [`crate::openapi::document`]; a test keeps `docs/openapi.json` equal to it.
+//!
+//! The decisions are the core's ([`hookflow_core::subscription`]); this
+//! module parses, checks, calls the backend and answers.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hookflow_core::run::parse_form;
+use hookflow_core::subscription::{Credential, FieldError, Keyring, NewEvent, NewSubscription, Status, Subscription};
+use hookflow_core::{Error as CoreError, load_flow};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use crate::backend::{Backend, BackendError, FlowInfo, LogQuery};
+
+/// What the admin routes share.
+pub struct Admin<B> {
+    pub backend: B,
+    /// The bearer token every request must carry; `None` when something in
+    /// front (API Gateway's IAM authorisation) checks the caller.
+    pub token: Option<String>,
+}
+
+/// An error answer: `{"error": {"code", "message", "field", "problems"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub problems: Vec<FieldError>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), field: None, problems: Vec::new() }
+    }
+
+    fn not_found(what: &str) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what}"))
+    }
+
+    fn invalid(problems: Vec<FieldError>) -> Self {
+        let first = problems.first().cloned();
+        let message = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid",
+            message,
+            field: first.map(|f| f.field),
+            problems,
+        }
+    }
+
+    fn field(status: StatusCode, code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        ApiError { field: Some(field.into()), ..ApiError::new(status, code, message) }
+    }
+}
+
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Invalid(problems) => ApiError::invalid(problems),
+            BackendError::Conflict { field, message } => {
+                ApiError { field, ..ApiError::new(StatusCode::CONFLICT, "conflict", message) }
+            }
+            BackendError::Duplicate(id) => {
+                ApiError::new(StatusCode::CONFLICT, "duplicate", format!("event `{id}` was published already"))
+            }
+            BackendError::Unsupported(m) => ApiError::new(StatusCode::NOT_IMPLEMENTED, "unsupported", m),
+            BackendError::Unavailable(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store failed: {m}"))
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message, "field": self.field});
+        if !self.problems.is_empty() {
+            error["problems"] = self.problems.iter().map(|p| json!({"field": p.field, "message": p.message})).collect();
+        }
+        let mut r = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(status: StatusCode, body: Value) -> ApiResult {
+    Ok((status, axum::Json(body)).into_response())
+}
+
+/// The admin routes, behind the bearer-token check when there is a token.
+pub fn router<B: Backend>(admin: Arc<Admin<B>>) -> Router {
+    let routes = Router::new()
+        .route("/v1/flows", get(list_flows::<B>))
+        .route("/v1/flows/{tenant}/{id}", get(get_flow::<B>).put(put_flow::<B>).delete(delete_flow::<B>))
+        .route("/v1/subscriptions", get(list_subscriptions::<B>).post(create_subscription::<B>))
+        .route("/v1/subscriptions/{id}", get(get_subscription::<B>).delete(delete_subscription::<B>))
+        .route("/v1/subscriptions/{id}/verify", post(verify_subscription::<B>))
+        .route("/v1/subscriptions/{id}/rotate-secret", post(rotate_secret::<B>))
+        .route("/v1/subscriptions/{id}/public-key", get(public_key::<B>))
+        .route("/v1/subscriptions/{id}/enable", post(enable_subscription::<B>))
+        .route("/v1/subscriptions/{id}/disable", post(disable_subscription::<B>))
+        .route("/v1/events", get(list_events::<B>).post(publish_event::<B>))
+        .route("/v1/logs", get(logs::<B>))
+        .route("/v1/runs/{id}", get(get_run::<B>))
+        .route("/v1/dead", get(list_dead::<B>))
+        .route("/v1/dead/{delivery_id}/replay", post(replay_dead::<B>))
+        .fallback(|| async { ApiError::not_found("such route under /v1") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        });
+    routes.layer(middleware::from_fn_with_state(admin.clone(), authorize::<B>)).with_state(admin)
+}
+
+async fn authorize<B: Backend>(State(admin): State<Arc<Admin<B>>>, req: Request, next: Next) -> Response {
+    let Some(token) = &admin.token else { return next.run(req).await };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !hookflow_core::signature::mac_eq(given.trim().as_bytes(), token.as_bytes()) {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send `Authorization: Bearer <admin token>`")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Parses a JSON body; errors name the field (422) or say where the JSON
+/// breaks (400).
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    let syntax = |e: &serde_json::Error| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not JSON: {e}"))
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => {
+            de.end().map_err(|e| syntax(&e))?;
+            Ok(v)
+        }
+        Err(e) if e.inner().is_data() => {
+            let path = e.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            Err(ApiError::invalid(vec![FieldError::new(field, e.inner().to_string())]))
+        }
+        Err(e) => Err(syntax(e.inner())),
+    }
+}
+
+/// Query parameters, with typed reads that name the parameter on error.
+struct Query(Map<String, Value>);
+
+impl Query {
+    fn of(raw: Option<String>) -> Self {
+        Query(parse_form(raw.as_deref().unwrap_or("")))
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|v| match v {
+            Value::String(s) => s.clone(),
+            Value::Array(a) => a.last().and_then(Value::as_str).unwrap_or_default().to_string(),
+            other => other.to_string(),
+        })
+    }
+
+    fn int(&self, name: &str, default: i64, range: std::ops::RangeInclusive<i64>) -> Result<i64, ApiError> {
+        let Some(t) = self.text(name) else { return Ok(default) };
+        match t.parse::<i64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "bad_parameter",
+                name,
+                format!("`{name}` must be an integer from {} to {}", range.start(), range.end()),
+            )),
+        }
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.text(name).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "bad_parameter",
+                name,
+                format!("`{name}` must be true or false"),
+            )),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Flows
+
+fn flow_json(f: &FlowInfo) -> Value {
+    let mut v = json!({"tenant": f.tenant, "id": f.id, "file": f.file, "trigger": f.trigger});
+    if let Some(flow) = &f.flow {
+        v["flow"] = flow.clone();
+    }
+    if let Some(source) = &f.source {
+        v["source"] = json!(source);
+    }
+    v
+}
+
+async fn list_flows<B: Backend>(State(a): State<Arc<Admin<B>>>) -> ApiResult {
+    let mut all = a.backend.flows().await?;
+    all.sort_by(|x, y| (&x.tenant, &x.id).cmp(&(&y.tenant, &y.id)));
+    ok(StatusCode::OK, json!({ "flows": all.iter().map(flow_json).collect::<Vec<_>>() }))
+}
+
+async fn get_flow<B: Backend>(State(a): State<Arc<Admin<B>>>, Path((tenant, id)): Path<(String, String)>) -> ApiResult {
+    let flow = a.backend.flow(&tenant, &id).await?.ok_or_else(|| ApiError::not_found("such flow"))?;
+    ok(StatusCode::OK, flow_json(&flow))
+}
+
+fn check_slugs(tenant: &str, id: &str) -> Result<(), ApiError> {
+    let mut problems = Vec::new();
+    for (field, v) in [("tenant", tenant), ("id", id)] {
+        if !hookflow_core::validate::is_slug(v) {
+            problems.push(FieldError::new(
+                field,
+                format!("`{v}` is not a valid {field}: use lower-case letters, digits, `-` and `_` (at most 64)"),
+            ));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(ApiError::invalid(problems)) }
+}
+
+async fn put_flow<B: Backend>(
+    State(a): State<Arc<Admin<B>>>,
+    Path((tenant, id)): Path<(String, String)>,
+    text: Bytes,
+) -> ApiResult {
+    check_slugs(&tenant, &id)?;
+    let text = std::str::from_utf8(&text)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", "the flow document is not UTF-8"))?;
+    let name = format!("{tenant}.{id}.yaml");
+    let compiled = match load_flow(name.as_ref(), text) {
+        Ok(c) => c,
+        Err(CoreError::Invalid(diags)) => {
+            return Err(ApiError::invalid(
+                diags
+                    .iter()
+                    .map(|d| {
+                        FieldError::new(
+                            d.field.clone(),
+                            format!("line {}:{}: {}", d.position.line, d.position.col, d.message),
+                        )
+                    })
+                    .collect(),
+            ));
+        }
+        Err(e) => return Err(ApiError::invalid(vec![FieldError::new("", e.to_string())])),
+    };
+    let mut problems = Vec::new();
+    if compiled.flow.tenant != tenant {
+        problems.push(FieldError::new(
+            "tenant",
+            format!("the document says `{}`, the URL `{tenant}`", compiled.flow.tenant),
+        ));
+    }
+    if compiled.flow.id != id {
+        problems.push(FieldError::new("id", format!("the document says `{}`, the URL `{id}`", compiled.flow.id)));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    let (info, created) = a.backend.put_flow(&compiled, text).await?;
+    ok(if created { StatusCode::CREATED } else { StatusCode::OK }, flow_json(&info))
+}
+
+async fn delete_flow<B: Backend>(
+    State(a): State<Arc<Admin<B>>>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult {
+    if !a.backend.delete_flow(&tenant, &id).await? {
+        return Err(ApiError::not_found("such flow"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------------------
+// Subscriptions
+
+/// A subscription as the API shows it (the verification token is the
+/// endpoint's business, not the admin's).
+fn view(s: &Subscription) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("verification");
+    }
+    v
+}
+
+fn credential_fields(ring: &Keyring, out: &mut Value) {
+    match ring.credential() {
+        Some(Credential::Secret(s)) => out["secret"] = json!(s),
+        Some(Credential::PublicKey(k)) => out["public_key"] = json!(k),
+        None => {}
+    }
+}
+
+async fn subscription<B: Backend>(a: &Admin<B>, id: &str) -> Result<Subscription, ApiError> {
+    a.backend.subscription(id).await?.ok_or_else(|| ApiError::not_found("such subscription"))
+}
+
+async fn create_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, bytes: Bytes) -> ApiResult {
+    let new: NewSubscription = body(&bytes)?;
+    let now = a.backend.now_ms();
+    let (sub, ring) = new.create(now).map_err(ApiError::invalid)?;
+    // The keys first: a subscription is never without them.
+    a.backend.put_keyring(&sub, &ring).await?;
+    let job = sub.verification_job(a.backend.settings(), now);
+    a.backend.save_subscription(&sub, job.into_iter().collect()).await?;
+    let mut out = view(&sub);
+    credential_fields(&ring, &mut out);
+    ok(StatusCode::CREATED, out)
+}
+
+async fn list_subscriptions<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::of(q);
+    let subs = a.backend.subscriptions(q.text("tenant").as_deref()).await?;
+    ok(StatusCode::OK, json!({ "subscriptions": subs.iter().map(view).collect::<Vec<_>>() }))
+}
+
+async fn get_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {
+    ok(StatusCode::OK, view(&subscription(&a, &id).await?))
+}
+
+async fn delete_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {
+    if !a.backend.delete_subscription(&id).await? {
+        return Err(ApiError::not_found("such subscription"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn verify_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {
+    let sub = subscription(&a, &id).await?;
+    if matches!(sub.status, Status::Active | Status::Disabled) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("the subscription is {} already; verification is for pending or failed ones", sub.status.as_str()),
+        ));
+    }
+    let now = a.backend.now_ms();
+    let sub = sub.reverify(now);
+    let job = sub.verification_job(a.backend.settings(), now);
+    a.backend.save_subscription(&sub, job.into_iter().collect()).await?;
+    ok(StatusCode::ACCEPTED, view(&sub))
+}
+
+async fn rotate_secret<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {
+    let sub = subscription(&a, &id).await?;
+    let mut ring = a.backend.keyring(&sub).await?.unwrap_or_else(|| Keyring { keys: Vec::new() });
+    let now = a.backend.now_ms();
+    let grace = a.backend.settings().rotation_grace;
+    ring.rotate(sub.signing, now, grace);
+    a.backend.put_keyring(&sub, &ring).await?;
+    let mut out = json!({"id": sub.id, "previous_expires_at": now + grace.as_millis() as i64});
+    credential_fields(&ring, &mut out);
+    ok(StatusCode::OK, out)
+}
+
+async fn public_key<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {
+    let sub = subscription(&a, &id).await?;
+    if sub.signing != hookflow_core::subscription::Signing::Ed25519 {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the subscription signs with HMAC (`hmac_sha256`): it has a secret, not a public key",
+        ));
+    }
+    let ring = a.backend.keyring(&sub).await?;
+    let keys = ring.map(|r| r.public_keys(a.backend.now_ms())).unwrap_or_default();
+    ok(StatusCode::OK, json!({"id": sub.id, "public_key": keys.last(), "public_keys": keys}))
+}
+
+async fn enable_subscription<B: Backend>(
+    State(a): State<Arc<Admin<B>>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Enable {
+        #[serde(default)]
+        replay: bool,
+    }
+    let want: Enable = if bytes.iter().all(u8::is_ascii_whitespace) { Enable::default() } else { body(&bytes)? };
+    let sub = subscription(&a, &id).await?;
+    if sub.status != Status::Disabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("the subscription is {}; only a disabled one can be enabled", sub.status.as_str()),
+        ));
+    }
+    let since = sub.disabled_at.unwrap_or(sub.updated_at);
+    let now = a.backend.now_ms();
+    let sub = sub.enabled(now);
+    let missed: Vec<_> = a
+        .backend
+        .events(Some(&sub.tenant), since, 100_000)
+        .await?
+        .into_iter()
+        .filter(|e| sub.selects(&e.kind))
+        .collect();
+    let jobs = if want.replay {
+        missed.iter().map(|e| sub.event_job(e, &e.envelope().to_string(), a.backend.settings(), now)).collect()
+    } else {
+        Vec::new()
+    };
+    let replayed = jobs.len();
+    a.backend.save_subscription(&sub, jobs).await?;
+    ok(
+        StatusCode::OK,
+        json!({"subscription": view(&sub), "missed": missed.len(), "missed_since": since, "replayed": replayed}),
+    )
+}
+
+async fn disable_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {
+    let sub = subscription(&a, &id).await?;
+    if sub.status == Status::Disabled {
+        return ok(StatusCode::OK, view(&sub));
+    }
+    let sub = sub.disabled_by_admin(a.backend.now_ms());
+    a.backend.save_subscription(&sub, Vec::new()).await?;
+    ok(StatusCode::OK, view(&sub))
+}
+
+// ---------------------------------------------------------------------------
+// Events
+
+async fn publish_event<B: Backend>(State(a): State<Arc<Admin<B>>>, bytes: Bytes) -> ApiResult {
+    let new: NewEvent = body(&bytes)?;
+    let event = new.into_event(a.backend.now_ms()).map_err(ApiError::invalid)?;
+    let id = event.id.clone();
+    match a.backend.publish(event).await {
+        Ok(p) => {
+            ok(StatusCode::ACCEPTED, json!({"id": id, "duplicate": false, "deliveries": p.deliveries, "runs": p.runs}))
+        }
+        Err(BackendError::Duplicate(id)) => {
+            ok(StatusCode::OK, json!({"id": id, "duplicate": true, "deliveries": 0, "runs": []}))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn list_events<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::of(q);
+    let since = q.int("since", 0, 0..=i64::MAX)?;
+    let limit = q.int("limit", 100, 1..=1000)? as usize;
+    let events = a.backend.events(q.text("tenant").as_deref(), since, limit).await?;
+    ok(StatusCode::OK, json!({ "events": events }))
+}
+
+// ---------------------------------------------------------------------------
+// Logs, runs, dead deliveries
+
+async fn logs<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::of(q);
+    let query = LogQuery {
+        tenant: q.text("tenant"),
+        flow_id: q.text("flow_id"),
+        run_id: q.text("run_id"),
+        event_id: q.text("event_id"),
+        since: q.int("since", 0, 0..=i64::MAX)?,
+        failed_only: q.flag("failed")?,
+        limit: q.int("limit", 500, 1..=10_000)? as usize,
+    };
+    ok(StatusCode::OK, json!({ "entries": a.backend.logs(query).await? }))
+}
+
+async fn get_run<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {
+    let (run, log) = a.backend.run(&id).await?.ok_or_else(|| ApiError::not_found("such run"))?;
+    ok(StatusCode::OK, json!({"run": run, "log": log}))
+}
+
+async fn list_dead<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::of(q);
+    ok(StatusCode::OK, json!({ "dead": a.backend.dead(q.text("flow_id").as_deref()).await? }))
+}
+
+async fn replay_dead<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(delivery_id): Path<String>) -> ApiResult {
+    if !a.backend.replay(&delivery_id).await? {
+        return Err(ApiError::not_found("such dead delivery"));
+    }
+    ok(StatusCode::ACCEPTED, json!({"replayed": delivery_id}))
+}
