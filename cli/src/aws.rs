@@ -26,13 +26,6 @@ pub fn apply(dir: &[PathBuf], table: &str, dry_run: bool, api_url: Option<&str>)
     for f in &files {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         match hookflow_core::load_flow(f, &text) {
-            Ok(flow) if flow.flow.trigger.kind == hookflow_core::flow::TriggerKind::Event => {
-                bad += 1;
-                println!(
-                    "{}: trigger.type: `event` triggers run on `hookflow dev` only for now (the AWS admin function that publishes events is not built)",
-                    f.display()
-                );
-            }
             Ok(flow) => loaded.push((flow, text)),
             Err(e) => {
                 bad += 1;
@@ -51,13 +44,17 @@ pub fn apply(dir: &[PathBuf], table: &str, dry_run: bool, api_url: Option<&str>)
             let f = &flow.flow;
             let name = format!("{}/{}", f.tenant, f.id);
             let current = table.flow_text(&f.tenant, &f.id).await.with_context(|| format!("reading {name}"))?;
-            let url = format!(
-                "{} {}/hooks/{}/{}",
-                f.trigger.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join("|"),
-                api_url.unwrap_or("<ApiUrl>").trim_end_matches('/'),
-                f.tenant,
-                f.trigger.path.trim_matches('/')
-            );
+            let url = if f.trigger.kind == hookflow_core::flow::TriggerKind::Event {
+                format!("EVENT {}", f.trigger.events.join("|"))
+            } else {
+                format!(
+                    "{} {}/hooks/{}/{}",
+                    f.trigger.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join("|"),
+                    api_url.unwrap_or("<ApiUrl>").trim_end_matches('/'),
+                    f.tenant,
+                    f.trigger.path.trim_matches('/')
+                )
+            };
             match current {
                 Some((version, _, old)) if old == *text => println!("{name}: unchanged (v{version})"),
                 current => {

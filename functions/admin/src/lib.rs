@@ -3,9 +3,9 @@
 //! ([`hookflow_admin`] has the routes, shared with `hookflow dev`).
 //!
 //! Not here yet (answered `501 unsupported`): listing and deleting flows
-//! (`hookflow apply` manages them; the table has no index of flows), flows
-//! started by events, and `ordering: per_key` (it needs a FIFO deliveries
-//! queue; refused rather than delivered out of order).
+//! (`hookflow apply` manages them; the table has no index of flows) and
+//! `ordering: per_key` (it needs a FIFO deliveries queue; refused rather
+//! than delivered out of order).
 
 use hookflow_admin::backend::Fut;
 use hookflow_admin::{Backend, BackendError, FlowInfo, LogQuery, Published};
@@ -13,7 +13,7 @@ use hookflow_aws::Error;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::{Commit, DeadDelivery, EventRow, LogEntry, NewJob, SubscriptionRow};
+use hookflow_core::commit::{Commit, DeadDelivery, LogEntry, NewJob, SubscriptionRow};
 use hookflow_core::ports::{Clock, SystemClock};
 use hookflow_core::subscription::{self, DEFAULT_TENANT, Event, Keyring, Settings, Subscription};
 use serde_json::Value;
@@ -81,9 +81,6 @@ impl Backend for AwsBackend {
 
     fn put_flow<'a>(&'a self, flow: &'a CompiledFlow, text: &'a str) -> Fut<'a, (FlowInfo, bool)> {
         Box::pin(async move {
-            if flow.flow.trigger.kind == hookflow_core::flow::TriggerKind::Event {
-                return Err(BackendError::Unsupported("event triggers run on `hookflow dev` only for now".into()));
-            }
             let version = self.store.table.put_flow(flow, text, self.now_ms()).await.map_err(|e| match e {
                 Error::Conflict(m) => BackendError::Conflict { field: Some("trigger.path".into()), message: m },
                 other => backend(other),
@@ -150,25 +147,10 @@ impl Backend for AwsBackend {
                 return Err(BackendError::Duplicate(event.id));
             }
             let subs = table.subscriptions(Some(&event.tenant), true).await.map_err(backend)?;
-            let jobs = subscription::fan_out(&event, &subs, &self.settings, now);
-            let deliveries = jobs.len();
-            let entry = LogEntry {
-                at: now,
-                kind: "event".into(),
-                tenant: Some(event.tenant.clone()),
-                event_id: Some(event.id.clone()),
-                outcome: Some("published".into()),
-                detail: serde_json::json!({"type": event.kind, "deliveries": deliveries, "runs": []}),
-                ..Default::default()
-            };
-            let commit = Commit {
-                event: Some(EventRow::of(&event, self.settings.idempotency)),
-                jobs,
-                log: vec![entry],
-                ..Default::default()
-            };
-            self.store.apply(commit, now).await.map_err(backend)?;
-            Ok(Published { deliveries, runs: Vec::new() })
+            let flows = table.event_flows(&event.tenant).await.map_err(backend)?;
+            let p = subscription::publish(&event, &subs, flows.iter().map(|f| f.as_ref()), &self.settings, now);
+            self.store.apply(p.outcome.commit, now).await.map_err(backend)?;
+            Ok(Published { deliveries: p.deliveries, runs: p.runs })
         })
     }
 

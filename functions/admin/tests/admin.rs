@@ -72,6 +72,13 @@ fn event(method: &str, path: &str, body: Option<Value>) -> lambda_http::Request 
     ev.into()
 }
 
+/// An event with a raw (YAML) body.
+fn raw_event(method: &str, path: &str, body: &str) -> lambda_http::Request {
+    let mut req = event(method, path, None);
+    *req.body_mut() = lambda_http::Body::Text(body.to_string());
+    req
+}
+
 async fn call(env: &Env, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let r = env.router.clone().oneshot(event(method, path, body)).await.unwrap();
     let status = r.status().as_u16();
@@ -148,6 +155,19 @@ async fn subscriptions_keyrings_and_events_on_aws() {
     assert_eq!((body["type"].clone(), body["data"].clone()), (json!("contact.updated"), json!({"n": 1})));
     let (_, listed) = call(&env, "GET", "/v1/events", None).await;
     assert_eq!(listed["events"].as_array().unwrap().len(), 2);
+
+    // A flow with an event trigger, put through the API, is started by a publish.
+    let flow = "id: on-contact\ntenant: default\ntrigger: { type: event, events: [contact.*] }\nsteps:\n  - { id: s, type: set, vars: { x: 1 } }\n";
+    let put = env.router.clone().oneshot(raw_event("PUT", "/v1/flows/default/on-contact", flow)).await.unwrap();
+    assert_eq!(put.status().as_u16(), 201);
+    let (status, out) =
+        call(&env, "POST", "/v1/events", Some(json!({"type": "contact.deleted", "data": {"n": 2}}))).await;
+    assert_eq!(status, 202, "{out}");
+    let [run] = &out["runs"].as_array().unwrap()[..] else { panic!("one run: {out}") };
+    let (status, shown) = call(&env, "GET", &format!("/v1/runs/{}", run.as_str().unwrap()), None).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["run"]["trigger"]["body"]["data"], json!({"n": 2}), "the run's trigger is the event");
+    queued(&env).await;
 
     // Rotation keeps the old key for its grace period.
     let (status, rotated) = call(&env, "POST", &format!("/v1/subscriptions/{id}/rotate-secret"), None).await;

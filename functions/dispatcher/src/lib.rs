@@ -18,7 +18,7 @@ use hookflow_aws::queue::Message;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_aws::{Error, metrics};
-use hookflow_core::commit::{DeliveryJob, EventRow, JobKind};
+use hookflow_core::commit::{DeliveryJob, JobKind};
 use hookflow_core::engine::{self, AttemptSummary};
 use hookflow_core::ports::{Clock, SystemClock};
 use hookflow_core::subscription::{self, Gate, Settings};
@@ -111,13 +111,22 @@ impl Dispatcher {
                 // the same version build the same event id, and the table
                 // takes it once.
                 let others = self.store.table.subscriptions(Some(&event.tenant), true).await?;
-                commit.jobs.extend(subscription::fan_out(
+                let flows = self.store.table.event_flows(&event.tenant).await?;
+                let p = subscription::publish(
                     &event,
                     others.iter().filter(|s| s.id != h.sub.id),
+                    flows.iter().map(|f| f.as_ref()),
                     &self.settings,
                     now,
-                ));
-                commit.event = Some(EventRow::of(&event, self.settings.idempotency));
+                );
+                for line in p.outcome.lines {
+                    self.logger.log(line.level, &line.message, line.fields);
+                }
+                let c = p.outcome.commit;
+                commit.event = c.event;
+                commit.jobs.extend(c.jobs);
+                commit.runs.extend(c.runs);
+                commit.log.extend(c.log);
             }
         }
         self.store.apply(commit, now).await

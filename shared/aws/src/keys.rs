@@ -5,6 +5,7 @@
 //! | flow version | `FLOW#{tenant}#{flow_id}` | `V#{version:08}` | `hookflow apply --dry-run` (diff), history |
 //! | current flow | `FLOW#{tenant}#{flow_id}` | `CURRENT` | a run going on (`by_id`) |
 //! | trigger route | `ROUTE#{tenant}#{path}` | `ROUTE` | every inbound request: one `GetItem`, no index |
+//! | flow started by events | `EVENTFLOWS#{tenant}` | `{flow_id}` | a publish (one `Query`) |
 //! | run | `RUN#{run_id}` | `RUN` | the executor, `hookflow runs show` |
 //! | a run's log entry | `RUN#{run_id}` | `LOG#{at:013}#{n:03}#{unique}` | `hookflow runs show` (one `Query`) |
 //! | inbound log entry (every request: rejected, duplicate, or the copy of a run's `inbound` entry) | `LOG#{tenant}#{hour}` | `{at:013}#{n:03}#{unique}` | `hookflow logs --table`: a tenant's requests by hour, then each run's timeline |
@@ -36,6 +37,11 @@ pub fn route(tenant: &str, path: &str) -> String {
 }
 
 pub const ROUTE: &str = "ROUTE";
+
+/// The partition listing a tenant's flows with an event trigger.
+pub fn event_flows(tenant: &str) -> String {
+    format!("EVENTFLOWS#{tenant}")
+}
 
 pub fn run(run_id: &str) -> String {
     format!("RUN#{run_id}")

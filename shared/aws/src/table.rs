@@ -123,8 +123,6 @@ impl Table {
             item.insert("updated_at".into(), n(now_ms));
             item
         };
-        let mut route = key(keys::route(&f.tenant, &path), keys::ROUTE);
-        route.insert("flow_id".into(), s(f.id.clone()));
         let mut writes = vec![
             put(&self.name, body(keys::flow_version(version)), Some("attribute_not_exists(pk)"), &[])?,
             put(
@@ -133,9 +131,31 @@ impl Table {
                 Some(if version == 1 { "attribute_not_exists(pk)" } else { "version = :prev" }),
                 &[(":prev", n(version as i64 - 1))],
             )?,
-            put(&self.name, route, Some("attribute_not_exists(pk) OR flow_id = :id"), &[(":id", s(f.id.clone()))])?,
         ];
-        if let Some(old) = old_path.filter(|p| *p != path) {
+        let listed = key(keys::event_flows(&f.tenant), f.id.clone());
+        if f.trigger.kind == hookflow_core::flow::TriggerKind::Event {
+            // Found by a publish, not by a route.
+            let mut item = listed;
+            item.insert("events".into(), s(serde_json::to_string(&f.trigger.events).unwrap_or_default()));
+            writes.push(put(&self.name, item, None, &[])?);
+        } else {
+            let mut route = key(keys::route(&f.tenant, &path), keys::ROUTE);
+            route.insert("flow_id".into(), s(f.id.clone()));
+            writes.push(put(
+                &self.name,
+                route,
+                Some("attribute_not_exists(pk) OR flow_id = :id"),
+                &[(":id", s(f.id.clone()))],
+            )?);
+            // No longer started by events, if it was.
+            let delete = aws_sdk_dynamodb::types::Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(listed))
+                .build()
+                .map_err(|e| Error::Malformed(e.to_string()))?;
+            writes.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        if let Some(old) = old_path.filter(|p| *p != path && !p.is_empty()) {
             let delete = aws_sdk_dynamodb::types::Delete::builder()
                 .table_name(&self.name)
                 .set_key(Some(key(keys::route(&f.tenant, &old), keys::ROUTE)))
@@ -156,6 +176,20 @@ impl Table {
         })?;
         self.flows.clear();
         Ok(version)
+    }
+
+    /// The tenant's flows with an event trigger (loaded through the flow
+    /// cache).
+    pub async fn event_flows(&self, tenant: &str) -> Result<Vec<Arc<CompiledFlow>>, Error> {
+        let items = self.query_all("pk = :pk", None, &[(":pk", s(keys::event_flows(tenant)))]).await?;
+        let mut out = Vec::new();
+        for i in &items {
+            let Some(id) = get_s(i, "sk") else { continue };
+            if let Some(flow) = self.cached_flow(format!("id:{tenant}/{id}"), tenant, Some(id), None).await? {
+                out.push(flow);
+            }
+        }
+        Ok(out)
     }
 
     /// The current text and version of a flow.

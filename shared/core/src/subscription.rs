@@ -767,6 +767,73 @@ pub fn echoes(body: &Value, token: &str) -> bool {
     }
 }
 
+/// What publishing an event does, as one unit of work.
+#[derive(Debug, Default)]
+pub struct Publication {
+    /// The event's row (its id's window), a delivery per matching active
+    /// subscription, a run per flow it starts (with their first steps), and
+    /// the log entries.
+    pub outcome: crate::engine::Outcome,
+    pub deliveries: usize,
+    pub runs: Vec<String>,
+}
+
+/// Publishes `event` to `subs` (any; only the tenant's active matching ones
+/// receive it) and to `flows` (those whose event trigger selects it).
+pub fn publish<'a, 'b>(
+    event: &Event,
+    subs: impl IntoIterator<Item = &'a Subscription>,
+    flows: impl IntoIterator<Item = &'b crate::CompiledFlow>,
+    settings: &Settings,
+    now: i64,
+) -> Publication {
+    let mut p = Publication::default();
+    let commit = &mut p.outcome.commit;
+    commit.event = Some(crate::commit::EventRow::of(event, settings.idempotency));
+    commit.jobs = fan_out(event, subs, settings, now);
+    p.deliveries = commit.jobs.len();
+    let request = crate::run::InboundRequest {
+        method: "EVENT".into(),
+        path: event.kind.clone(),
+        body: event.envelope().to_string(),
+        received_at: crate::duration::rfc3339(now),
+        ..Default::default()
+    };
+    for flow in flows {
+        let t = &flow.flow.trigger;
+        let starts = t.kind == crate::flow::TriggerKind::Event
+            && flow.flow.tenant == event.tenant
+            && t.events.iter().any(|e| Pattern::parse(e).is_ok_and(|pat| pat.matches(&event.kind)));
+        if !starts {
+            continue;
+        }
+        let run_id = format!("run_{}", uuid::Uuid::now_v7().simple());
+        let accepted = crate::inbound::accept(flow, &request, (&run_id, &event.id), now, None);
+        let mut c = accepted.outcome.commit;
+        p.outcome.commit.runs.append(&mut c.runs);
+        p.outcome.commit.jobs.append(&mut c.jobs);
+        p.outcome.commit.log.append(&mut c.log);
+        p.outcome.lines.extend(accepted.outcome.lines);
+        p.runs.push(run_id);
+    }
+    p.outcome.commit.log.push(crate::commit::LogEntry {
+        at: now,
+        kind: "event".into(),
+        tenant: Some(event.tenant.clone()),
+        event_id: Some(event.id.clone()),
+        outcome: Some("published".into()),
+        detail: json!({"type": event.kind, "deliveries": p.deliveries, "runs": p.runs}),
+        ..Default::default()
+    });
+    p.outcome.lines.push(crate::engine::LogLine {
+        level: "info",
+        message: "event published".into(),
+        fields: json!({"tenant": event.tenant, "event_id": event.id, "type": event.kind,
+                       "deliveries": p.deliveries, "runs": p.runs.len()}),
+    });
+    p
+}
+
 /// One delivery job per active subscription of the event's tenant that
 /// selects its type, with the body serialised once.
 pub fn fan_out<'a>(

@@ -25,13 +25,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::{Commit, DeliveryJob, EventRow, JobKind, LogEntry, NewJob, RunJob, SubscriptionRow};
+use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob, RunJob, SubscriptionRow};
 use hookflow_core::engine;
 use hookflow_core::events::{Pattern, selected};
 use hookflow_core::flow::TriggerKind;
 use hookflow_core::ports::SecretStore;
 use hookflow_core::ports::{FlowStore, PortError};
-use hookflow_core::run::InboundRequest;
 use hookflow_core::run::{Effect, Reply, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_core::subscription::{self, Event, Gate, Settings, Subscription};
@@ -478,47 +477,22 @@ impl Runtime {
     /// [`dispatch`](Self::dispatch) once it is durable, and how many
     /// deliveries there are.
     fn fan_out(&self, commit: &mut Commit, event: &Event, subs: &[Arc<Subscription>], now: i64) -> (Vec<Ready>, usize) {
-        commit.event = Some(EventRow::of(event, self.settings.idempotency));
-        let first = commit.jobs.len();
-        let deliveries = subscription::fan_out(event, subs.iter().map(|s| s.as_ref()), &self.settings, now);
-        let n = deliveries.len();
-        commit.jobs.extend(deliveries);
-        let body = event.envelope().to_string();
-        let request = InboundRequest {
-            method: "EVENT".into(),
-            path: event.kind.clone(),
-            headers: Default::default(),
-            query: Default::default(),
-            body,
-            source_ip: String::new(),
-            received_at: crate::rfc3339(now),
-        };
-        let mut runs = Vec::new();
-        for flow in self.flows().for_event(&event.tenant, &event.kind) {
-            let run_id = format!("run_{}", uuid::Uuid::now_v7().simple());
-            let accepted = hookflow_core::inbound::accept(flow, &request, (&run_id, &event.id), now, None);
-            let mut c = accepted.outcome.commit;
-            commit.runs.append(&mut c.runs);
-            commit.jobs.append(&mut c.jobs);
-            commit.log.append(&mut c.log);
-            self.write_lines(accepted.outcome.lines);
-            runs.push(run_id);
-        }
-        commit.log.push(LogEntry {
-            at: now,
-            kind: "event".into(),
-            tenant: Some(event.tenant.clone()),
-            event_id: Some(event.id.clone()),
-            outcome: Some("published".into()),
-            detail: json!({"type": event.kind, "deliveries": n, "runs": runs}),
-            ..Default::default()
-        });
-        self.logger.log(
-            "info",
-            "event published",
-            json!({"tenant": event.tenant, "event_id": event.id, "type": event.kind, "deliveries": n, "runs": runs.len()}),
+        let flows = self.flows();
+        let p = subscription::publish(
+            event,
+            subs.iter().map(|s| s.as_ref()),
+            flows.for_event(&event.tenant, &event.kind).map(|f| f.as_ref()),
+            &self.settings,
+            now,
         );
-        (self.lease_ready(commit, first), n)
+        self.write_lines(p.outcome.lines);
+        let first = commit.jobs.len();
+        let c = p.outcome.commit;
+        commit.event = c.event;
+        commit.jobs.extend(c.jobs);
+        commit.runs.extend(c.runs);
+        commit.log.extend(c.log);
+        (self.lease_ready(commit, first), p.deliveries)
     }
 
     /// Publishes `event`: one delivery per matching active subscription,
