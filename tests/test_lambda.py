@@ -69,11 +69,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             first = self.server.seen[key] == 1
         status = 500 if self.path == "/flaky" and first else 200
         out = b'{"ok": true}'
-        if self.path == "/subscriber":
-            # A subscribed endpoint: proves control by echoing the token.
+        if self.path.startswith("/subscriber"):
+            # A subscribed endpoint: proves control by echoing the token;
+            # `/subscriber-gone` then answers 410 to every event.
             doc = json.loads(body or b"{}")
             if doc.get("type") == "webhook.verification":
                 out = json.dumps({"token": doc["token"]}).encode()
+            elif self.path == "/subscriber-gone":
+                status = 410
         try:
             self.send_response(status)
             self.send_header("content-type", "application/json")
@@ -353,6 +356,68 @@ def test_a_subscription_verifies_and_receives_signed_events_through_the_admin_fu
     Webhook(sub["secret"]).verify(raw, headers)
     body = json.loads(raw)
     assert (body["type"], body["data"]) == ("contact.created", {"id": 5})
+
+
+def test_rotation_ed25519_and_410_through_the_admin_function(aws):
+    """Both signatures during rotation (standardwebhooks with each secret),
+    an ed25519 subscription checked with PyPI `cryptography` against the
+    served public key, and a 410 that disables a subscription and emits
+    `subscription.disabled` to another."""
+    import base64
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    def admin(method, path, body=None):
+        status, _, text = aws.api.request(method, path, {"content-type": "application/json"},
+                                          json.dumps(body) if body is not None else "")
+        return status, (json.loads(text) if text else None)
+
+    def arrivals(path):
+        with aws.receiver.lock:
+            return [(h, b) for _, p, h, b in aws.receiver.arrivals if p == path]
+
+    def subscribe(path, types, **extra):
+        status, sub = admin("POST", "/v1/subscriptions", {"url": aws.receiver.base + path, "event_types": types,
+                                                          "tenant": "e2e", **extra})
+        assert status == 201, sub
+        return sub
+
+    rotated = subscribe("/subscriber-r", ["rot.*"])
+    signed = subscribe("/subscriber-ed", ["ed.*"], signing="ed25519")
+    gone = subscribe("/subscriber-gone", ["gone.*"])
+    watcher = subscribe("/subscriber-w", ["subscription.disabled"])
+    for s in (rotated, gone, watcher):
+        SECRETS.append(s["secret"].removeprefix("whsec_"))
+    subs = (rotated, signed, gone, watcher)
+    aws.pump(lambda: all(admin("GET", f"/v1/subscriptions/{s['id']}")[1]["status"] == "active" for s in subs),
+             90, "four active subscriptions")
+
+    status, new = admin("POST", f"/v1/subscriptions/{rotated['id']}/rotate-secret")
+    assert status == 200, new
+    SECRETS.append(new["secret"].removeprefix("whsec_"))
+    assert admin("POST", "/v1/events", {"type": "rot.x", "tenant": "e2e", "data": {}})[1]["deliveries"] == 1
+    assert admin("POST", "/v1/events", {"type": "ed.x", "tenant": "e2e", "data": {"n": 1}})[1]["deliveries"] == 1
+    assert admin("POST", "/v1/events", {"type": "gone.x", "tenant": "e2e", "data": {}})[1]["deliveries"] == 1
+    aws.pump(lambda: len(arrivals("/subscriber-r")) >= 2 and len(arrivals("/subscriber-ed")) >= 2
+             and len(arrivals("/subscriber-w")) >= 2, 90, "the events and subscription.disabled")
+
+    headers, raw = arrivals("/subscriber-r")[-1]
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    Webhook(rotated["secret"]).verify(raw, headers)
+    Webhook(new["secret"]).verify(raw, headers)
+
+    status, served = admin("GET", f"/v1/subscriptions/{signed['id']}/public-key")
+    assert status == 200 and served["public_key"] == signed["public_key"]
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(served["public_key"].removeprefix("whpk_")))
+    for headers, raw in arrivals("/subscriber-ed"):
+        version, sig = headers["webhook-signature"].split(",")
+        assert version == "v1a"
+        key.verify(base64.b64decode(sig), f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + raw)
+
+    assert admin("GET", f"/v1/subscriptions/{gone['id']}")[1]["status"] == "disabled"
+    headers, raw = arrivals("/subscriber-w")[-1]
+    Webhook(watcher["secret"]).verify(raw, headers)
+    body = json.loads(raw)
+    assert (body["type"], body["data"]["subscription_id"]) == ("subscription.disabled", gone["id"])
 
 
 def test_no_secret_value_is_in_any_item_message_or_log_line(aws):

@@ -20,10 +20,29 @@ use hookflow_aws::store::Store;
 use hookflow_aws::{Error, metrics};
 use hookflow_core::commit::{DeliveryJob, JobKind};
 use hookflow_core::engine::{self, AttemptSummary};
-use hookflow_core::ports::{Clock, SystemClock};
+use hookflow_core::ports::{Clock, PortError, SecretStore, SystemClock};
 use hookflow_core::subscription::{self, Gate, Settings};
 use hookflow_io::Logger;
 use hookflow_io::sender::{Sender, resolve_secrets};
+
+/// Secrets for one delivery: a subscription's keyring as of the version
+/// its record names (a rotation is seen at once, not after the cache's
+/// five minutes), the rest through the cache.
+struct Keyrings<'a> {
+    secrets: &'a Secrets,
+    sub: Option<&'a hookflow_core::subscription::Subscription>,
+}
+
+impl SecretStore for Keyrings<'_> {
+    async fn secret(&self, name: &str) -> Result<Option<String>, PortError> {
+        match self.sub {
+            Some(sub) if name == sub.keyring_name() => {
+                Ok(self.secrets.get_versioned(name, sub.keys_version.max(sub.created_at)).await?)
+            }
+            _ => self.secrets.secret(name).await,
+        }
+    }
+}
 
 /// What the dispatcher needs, built once per container.
 pub struct Dispatcher {
@@ -77,7 +96,8 @@ impl Dispatcher {
             }
             return self.store.apply(out.commit, now).await;
         }
-        let secrets = resolve_secrets(&self.secrets, &job.delivery).await.map_err(|e| Error::Aws {
+        let store = Keyrings { secrets: &self.secrets, sub: sub.as_ref() };
+        let secrets = resolve_secrets(&store, &job.delivery).await.map_err(|e| Error::Aws {
             service: "Secrets Manager",
             operation: "GetSecretValue",
             message: e.message,

@@ -59,6 +59,7 @@ fn schemas() -> Map<String, Value> {
                 "updated_at": {"type": "integer"},
                 "failing_since": {"type": "integer"}, "disabled_at": {"type": "integer"},
                 "disabled_reason": {"type": "string"},
+                "keys_version": {"type": "integer", "description": "When its signing keys last changed (ms)."},
                 "secret": {"type": "string", "description": "`whsec_…`: only in the answer to create (HMAC)."},
                 "public_key": {"type": "string", "description": "`whpk_…`: only in the answer to create (ed25519)."}
             }

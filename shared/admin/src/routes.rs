@@ -382,6 +382,11 @@ async fn rotate_secret<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Pat
     let grace = a.backend.settings().rotation_grace;
     ring.rotate(sub.signing, now, grace);
     a.backend.put_keyring(&sub, &ring).await?;
+    // Senders caching the keyring see the new version and read it again.
+    let mut sub = sub;
+    sub.keys_version = now;
+    sub.updated_at = now;
+    a.backend.save_subscription(&sub, Vec::new()).await?;
     let mut out = json!({"id": sub.id, "previous_expires_at": now + grace.as_millis() as i64});
     credential_fields(&ring, &mut out);
     ok(StatusCode::OK, out)

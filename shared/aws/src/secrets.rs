@@ -36,7 +36,12 @@ impl Secrets {
     /// The whole secret string named `name` (without the prefix), or `None`
     /// when there is no such secret.
     async fn fetch(&self, name: &str) -> Result<Option<String>, Error> {
-        if let Some(v) = self.cache.get(name) {
+        self.fetch_as(name, name).await
+    }
+
+    /// [`fetch`](Self::fetch), cached under `cache_key`.
+    async fn fetch_as(&self, name: &str, cache_key: &str) -> Result<Option<String>, Error> {
+        if let Some(v) = self.cache.get(cache_key) {
             return Ok(v);
         }
         let id = format!("{}{name}", self.prefix);
@@ -47,7 +52,7 @@ impl Secrets {
         };
         // A missing secret is cached briefly too (it may be created soon,
         // but a burst of deliveries should not each ask).
-        self.cache.put(name, value.clone());
+        self.cache.put(cache_key, value.clone());
         Ok(value)
     }
 
@@ -67,6 +72,13 @@ impl Secrets {
                 Ok(json.get(k).map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
             }
         }
+    }
+
+    /// The value of `name` as of `version` (ms): a copy cached under an
+    /// older version is not used. For subscription keyrings, whose record
+    /// carries the time its keys last changed.
+    pub async fn get_versioned(&self, name: &str, version: i64) -> Result<Option<String>, Error> {
+        self.fetch_as(name, &format!("{name}@{version}")).await
     }
 
     /// Writes the secret `name` (created if missing): a subscription's

@@ -507,6 +507,29 @@ impl Table {
     /// plus any other entry without a run; one `Query` per hour.
     async fn tenant_entries(&self, tenant: &str, since_ms: i64, now_ms: i64) -> Result<Vec<LogEntry>, Error> {
         let mut out = Vec::new();
+        self.by_hour(
+            |at| keys::tenant_log(tenant, at),
+            since_ms,
+            now_ms,
+            |items| {
+                out.extend(items.iter().map(entry_of));
+                Ok(true)
+            },
+        )
+        .await?;
+        Ok(out)
+    }
+
+    /// Queries the hourly partitions `partition(hour)` from `since_ms` (within
+    /// the retention) to `now_ms`, oldest first, handing each hour's
+    /// unexpired items to `take` until it answers `false`.
+    async fn by_hour(
+        &self,
+        partition: impl Fn(i64) -> String,
+        since_ms: i64,
+        now_ms: i64,
+        mut take: impl FnMut(Vec<Item>) -> Result<bool, Error>,
+    ) -> Result<(), Error> {
         let first_hour = since_ms.max(now_ms - self.retention.as_millis() as i64) / 3_600_000;
         for hour in first_hour..=now_ms / 3_600_000 {
             let items = self
@@ -514,15 +537,17 @@ impl Table {
                     "pk = :pk AND sk >= :since",
                     Some("expires_at > :now"),
                     &[
-                        (":pk", s(keys::tenant_log(tenant, hour * 3_600_000))),
+                        (":pk", s(partition(hour * 3_600_000))),
                         (":since", s(format!("{since_ms:013}"))),
                         (":now", n(now_ms / 1000)),
                     ],
                 )
                 .await?;
-            out.extend(items.iter().map(entry_of));
+            if !take(items)? {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// What a tenant's request log holds from `since_ms` on, oldest first:
@@ -625,28 +650,23 @@ impl Table {
     /// A tenant's events published from `since_ms` on, oldest first, at most
     /// `limit` (one `Query` per hour, inside the retention).
     pub async fn events(&self, tenant: &str, since_ms: i64, now_ms: i64, limit: usize) -> Result<Vec<Event>, Error> {
-        let mut out = Vec::new();
-        let first_hour = since_ms.max(now_ms - self.retention.as_millis() as i64) / 3_600_000;
-        for hour in first_hour..=now_ms / 3_600_000 {
-            let items = self
-                .query_all(
-                    "pk = :pk AND sk >= :since",
-                    Some("expires_at > :now"),
-                    &[
-                        (":pk", s(keys::events(tenant, hour * 3_600_000))),
-                        (":since", s(format!("{since_ms:013}"))),
-                        (":now", n(now_ms / 1000)),
-                    ],
-                )
-                .await?;
-            for i in &items {
-                let doc = get_s(i, "doc").unwrap_or_default();
-                out.push(serde_json::from_str(doc).map_err(|e| Error::Malformed(format!("event item: {e}")))?);
-                if out.len() >= limit {
-                    return Ok(out);
+        let mut out: Vec<Event> = Vec::new();
+        self.by_hour(
+            |at| keys::events(tenant, at),
+            since_ms,
+            now_ms,
+            |items| {
+                for i in &items {
+                    let doc = get_s(i, "doc").unwrap_or_default();
+                    out.push(serde_json::from_str(doc).map_err(|e| Error::Malformed(format!("event item: {e}")))?);
+                    if out.len() >= limit {
+                        return Ok(false);
+                    }
                 }
-            }
-        }
+                Ok(true)
+            },
+        )
+        .await?;
         Ok(out)
     }
 

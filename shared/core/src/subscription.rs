@@ -126,6 +126,14 @@ pub struct Subscription {
     pub disabled_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
+    /// When its keys last changed (ms; 0: since creation). Senders that
+    /// cache keyrings read them again when this is newer than their copy.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keys_version: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// What an admin asks for when subscribing.
@@ -268,6 +276,7 @@ impl NewSubscription {
             failing_since: None,
             disabled_at: None,
             disabled_reason: None,
+            keys_version: 0,
         };
         let keyring = Keyring::new(sub.signing);
         Ok((sub, keyring))
