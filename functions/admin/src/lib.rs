@@ -103,12 +103,16 @@ impl Backend for AwsBackend {
         Box::pin(async move { self.store.table.subscriptions(tenant, false).await.map_err(backend) })
     }
 
-    fn save_subscription<'a>(&'a self, sub: &'a Subscription, jobs: Vec<NewJob>) -> Fut<'a, ()> {
+    fn save_subscription<'a>(&'a self, sub: &'a Subscription, prev: Option<i64>, jobs: Vec<NewJob>) -> Fut<'a, ()> {
         Box::pin(async move {
             supported(sub)?;
             let now = self.now_ms();
+            let row = match prev {
+                Some(prev) => SubscriptionRow::replacing(sub, prev),
+                None => SubscriptionRow::of(sub),
+            };
             let commit = Commit {
-                subscriptions: vec![SubscriptionRow::of(sub)],
+                subscriptions: vec![row],
                 jobs,
                 log: vec![LogEntry::for_subscription(sub, now)],
                 ..Default::default()

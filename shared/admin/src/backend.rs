@@ -104,8 +104,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Oldest first; of one tenant, or all.
     fn subscriptions<'a>(&'a self, tenant: Option<&'a str>) -> Fut<'a, Vec<Subscription>>;
     /// Stores a subscription and queues `jobs` (its verification request,
-    /// replays) in one unit.
-    fn save_subscription<'a>(&'a self, sub: &'a Subscription, jobs: Vec<NewJob>) -> Fut<'a, ()>;
+    /// replays) in one unit; only over the version `prev` (its
+    /// `updated_at` when read) if given, else [`BackendError::Conflict`].
+    fn save_subscription<'a>(&'a self, sub: &'a Subscription, prev: Option<i64>, jobs: Vec<NewJob>) -> Fut<'a, ()>;
     /// Deletes a subscription and its keys; whether it existed.
     fn delete_subscription<'a>(&'a self, id: &'a str) -> Fut<'a, bool>;
     fn keyring<'a>(&'a self, sub: &'a Subscription) -> Fut<'a, Option<Keyring>>;

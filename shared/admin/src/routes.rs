@@ -336,7 +336,7 @@ async fn create_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, bytes: 
     // The keys first: a subscription is never without them.
     a.backend.put_keyring(&sub, &ring).await?;
     let job = sub.verification_job(a.backend.settings(), now);
-    a.backend.save_subscription(&sub, job.into_iter().collect()).await?;
+    a.backend.save_subscription(&sub, None, job.into_iter().collect()).await?;
     let mut out = view(&sub);
     credential_fields(&ring, &mut out);
     ok(StatusCode::CREATED, out)
@@ -369,9 +369,10 @@ async fn verify_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id
         ));
     }
     let now = a.backend.now_ms();
+    let prev = sub.updated_at;
     let sub = sub.reverify(now);
     let job = sub.verification_job(a.backend.settings(), now);
-    a.backend.save_subscription(&sub, job.into_iter().collect()).await?;
+    a.backend.save_subscription(&sub, Some(prev), job.into_iter().collect()).await?;
     ok(StatusCode::ACCEPTED, view(&sub))
 }
 
@@ -384,9 +385,10 @@ async fn rotate_secret<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Pat
     a.backend.put_keyring(&sub, &ring).await?;
     // Senders caching the keyring see the new version and read it again.
     let mut sub = sub;
+    let prev = sub.updated_at;
     sub.keys_version = now;
     sub.updated_at = now;
-    a.backend.save_subscription(&sub, Vec::new()).await?;
+    a.backend.save_subscription(&sub, Some(prev), Vec::new()).await?;
     let mut out = json!({"id": sub.id, "previous_expires_at": now + grace.as_millis() as i64});
     credential_fields(&ring, &mut out);
     ok(StatusCode::OK, out)
@@ -428,6 +430,7 @@ async fn enable_subscription<B: Backend>(
     }
     let since = sub.disabled_at.unwrap_or(sub.updated_at);
     let now = a.backend.now_ms();
+    let prev = sub.updated_at;
     let sub = sub.enabled(now);
     let missed: Vec<_> = a
         .backend
@@ -442,7 +445,7 @@ async fn enable_subscription<B: Backend>(
         Vec::new()
     };
     let replayed = jobs.len();
-    a.backend.save_subscription(&sub, jobs).await?;
+    a.backend.save_subscription(&sub, Some(prev), jobs).await?;
     ok(
         StatusCode::OK,
         json!({"subscription": view(&sub), "missed": missed.len(), "missed_since": since, "replayed": replayed}),
@@ -454,8 +457,9 @@ async fn disable_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(i
     if sub.status == Status::Disabled {
         return ok(StatusCode::OK, view(&sub));
     }
+    let prev = sub.updated_at;
     let sub = sub.disabled_by_admin(a.backend.now_ms());
-    a.backend.save_subscription(&sub, Vec::new()).await?;
+    a.backend.save_subscription(&sub, Some(prev), Vec::new()).await?;
     ok(StatusCode::OK, view(&sub))
 }
 

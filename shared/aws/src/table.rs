@@ -378,13 +378,14 @@ impl Table {
             copy.insert("expires_at".into(), n(self.expires_at(*at)));
             items.push((copy, Cond::None));
         }
-        for SubscriptionRow { id, tenant, status, doc } in &c.subscriptions {
+        for SubscriptionRow { id, tenant, status, doc, version, prev } in &c.subscriptions {
             let mut item = key(keys::SUBS.into(), id.clone());
             item.insert("tenant".into(), s(tenant.clone()));
             item.insert("status".into(), s(*status));
             item.insert("doc".into(), s(doc.clone()));
             item.insert("updated_at".into(), n(now_ms));
-            items.push((item, Cond::None));
+            item.insert("version".into(), n(*version));
+            items.push((item, prev.map_or(Cond::None, Cond::Version)));
         }
         if let Some((scope, reply, expires)) = &c.idempotency {
             let mut item = key(keys::idempotency(scope), keys::IDEM);
@@ -421,6 +422,12 @@ impl Table {
                 .iter()
                 .map(|(item, cond)| match cond {
                     Cond::Newer(rev) => put(&self.name, item.clone(), Some(NEWER), &[(":rev", n(*rev))]),
+                    Cond::Version(prev) => put(
+                        &self.name,
+                        item.clone(),
+                        Some("attribute_not_exists(version) OR version = :prev"),
+                        &[(":prev", n(*prev))],
+                    ),
                     Cond::EventFree(at) => {
                         put_named(&self.name, item.clone(), FREE, &[(":at", n(*at))], ("#until", "until"))
                     }
@@ -443,6 +450,14 @@ impl Table {
                 {
                     let id = c.event.as_ref().map_or("?", |e| e.id.as_str());
                     return Err(Error::Duplicate(format!("event `{id}` was published already")));
+                }
+                if let Some(i) = failed
+                    && matches!(chunk[i].1, Cond::Version(_))
+                {
+                    return Err(Error::Conflict(
+                        "the subscription changed meanwhile (a delivery's outcome or another admin); read it and try again"
+                            .into(),
+                    ));
                 }
                 let conflict = failed.is_some()
                     || e.as_service_error().is_some_and(|s| {
@@ -712,6 +727,8 @@ enum Cond {
     Newer(i64),
     /// A published event: only if its id is not live at this time (ms).
     EventFree(i64),
+    /// A subscription: only over this version of it.
+    Version(i64),
 }
 
 /// A conditional put whose condition names an attribute by placeholder

@@ -357,6 +357,15 @@ async fn subscriptions_and_published_events_with_a_live_id_refusing_its_commit()
     assert_eq!(ids(table.subscriptions(Some("acme"), true).await.unwrap()), [a.id.clone()]);
     assert!(table.subscriptions(Some("other"), true).await.unwrap().is_empty(), "pending is not active");
     assert_eq!(table.subscriptions(None, false).await.unwrap().len(), 2);
+    // A change is written only over the version it was computed from.
+    let mut changed = a.clone();
+    changed.updated_at = now + 1;
+    let stale = Commit { subscriptions: vec![SubscriptionRow::replacing(&changed, now - 1)], ..Default::default() };
+    assert!(matches!(table.write(&stale, now).await.unwrap_err(), hookflow_aws::Error::Conflict(_)));
+    let fresh =
+        Commit { subscriptions: vec![SubscriptionRow::replacing(&changed, a.updated_at)], ..Default::default() };
+    table.write(&fresh, now).await.unwrap();
+    assert_eq!(table.subscription(&a.id).await.unwrap().unwrap().updated_at, now + 1);
 
     let event = NewEvent {
         kind: "contact.created".into(),

@@ -301,16 +301,31 @@ pub struct SubscriptionRow {
     pub status: &'static str,
     /// The subscription as JSON text.
     pub doc: String,
+    /// Its `updated_at`: the version this row is.
+    pub version: i64,
+    /// The version it replaces: the store writes the row only over that
+    /// version (an admin's change and a delivery's health change computed
+    /// from the same record cannot both land); `None` writes it anyway
+    /// (a new subscription).
+    pub prev: Option<i64>,
 }
 
 impl SubscriptionRow {
+    /// A new subscription's row.
     pub fn of(s: &crate::subscription::Subscription) -> Self {
         SubscriptionRow {
             id: s.id.clone(),
             tenant: s.tenant.clone(),
             status: s.status.as_str(),
             doc: serde_json::to_string(s).unwrap_or_default(),
+            version: s.updated_at,
+            prev: None,
         }
+    }
+
+    /// `s` as a change of the version `prev`.
+    pub fn replacing(s: &crate::subscription::Subscription, prev: i64) -> Self {
+        SubscriptionRow { prev: Some(prev), ..Self::of(s) }
     }
 }
 

@@ -707,7 +707,7 @@ pub struct HealthChange {
 pub fn health_change(sub: &Subscription, health: Health, settings: &Settings, now: i64) -> Option<HealthChange> {
     let (changed, disabled) = sub.apply(&health, settings, now)?;
     let commit = crate::commit::Commit {
-        subscriptions: vec![crate::commit::SubscriptionRow::of(&changed)],
+        subscriptions: vec![crate::commit::SubscriptionRow::replacing(&changed, sub.updated_at)],
         log: vec![crate::commit::LogEntry::for_subscription(&changed, now)],
         ..Default::default()
     };

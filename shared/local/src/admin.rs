@@ -105,8 +105,16 @@ impl Backend for DevBackend {
         Box::pin(async move { Ok(self.rt.subs.list(tenant, false).iter().map(|s| (**s).clone()).collect()) })
     }
 
-    fn save_subscription<'a>(&'a self, sub: &'a Subscription, jobs: Vec<NewJob>) -> Fut<'a, ()> {
-        Box::pin(async move { self.rt.save_subscription(sub, jobs).await.map_err(unavailable) })
+    fn save_subscription<'a>(&'a self, sub: &'a Subscription, prev: Option<i64>, jobs: Vec<NewJob>) -> Fut<'a, ()> {
+        Box::pin(async move {
+            self.rt.save_subscription(sub, prev, jobs).await.map_err(|e| match e {
+                Error::Store(m) if m.contains(crate::store::STALE_SUBSCRIPTION) => BackendError::Conflict {
+                    field: None,
+                    message: "the subscription changed meanwhile (a delivery's outcome); read it and try again".into(),
+                },
+                other => unavailable(other),
+            })
+        })
     }
 
     fn delete_subscription<'a>(&'a self, id: &'a str) -> Fut<'a, bool> {

@@ -522,9 +522,18 @@ impl Runtime {
 
     /// Stores a subscription change (and the jobs it asks for) with a log
     /// entry.
-    pub async fn save_subscription(self: &Arc<Self>, sub: &Subscription, jobs: Vec<NewJob>) -> Result<(), Error> {
+    pub async fn save_subscription(
+        self: &Arc<Self>,
+        sub: &Subscription,
+        prev: Option<i64>,
+        jobs: Vec<NewJob>,
+    ) -> Result<(), Error> {
         let now = now_ms();
-        let mut commit = Commit { subscriptions: vec![SubscriptionRow::of(sub)], jobs, ..Default::default() };
+        let row = match prev {
+            Some(prev) => SubscriptionRow::replacing(sub, prev),
+            None => SubscriptionRow::of(sub),
+        };
+        let mut commit = Commit { subscriptions: vec![row], jobs, ..Default::default() };
         commit.log.push(LogEntry::for_subscription(sub, now));
         let ready = self.lease_ready(&mut commit, 0);
         // Not between a delivery's health check and its write.

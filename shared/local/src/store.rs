@@ -25,7 +25,12 @@ use hookflow_core::subscription::{Event, Subscription};
 const MIGRATIONS: &[(&str, &str, &str)] = &[
     ("jobs", "grp", "ALTER TABLE jobs ADD COLUMN grp TEXT"),
     ("jobs", "ord", "ALTER TABLE jobs ADD COLUMN ord INTEGER"),
+    ("subscriptions", "version", "ALTER TABLE subscriptions ADD COLUMN version INTEGER"),
 ];
+
+/// The message of a commit refused because a subscription it changes was
+/// changed since it was read.
+pub const STALE_SUBSCRIPTION: &str = "subscription changed since it was read";
 
 const INDEXES: &str = "CREATE INDEX IF NOT EXISTS jobs_grp ON jobs (grp, ord) WHERE grp IS NOT NULL;";
 
@@ -401,12 +406,19 @@ fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> rusqlite::Result<()> {
         )?;
     }
     for s in &c.subscriptions {
-        exec(
+        let n = exec(
             tx,
-            "INSERT INTO subscriptions (id, tenant, status, doc, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (id) DO UPDATE SET status = ?3, doc = ?4, updated_at = ?5",
-            params![s.id, s.tenant, s.status, s.doc, now],
+            "INSERT INTO subscriptions (id, tenant, status, doc, updated_at, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (id) DO UPDATE SET status = ?3, doc = ?4, updated_at = ?5, version = ?6
+             WHERE ?7 IS NULL OR subscriptions.version IS NULL OR subscriptions.version = ?7",
+            params![s.id, s.tenant, s.status, s.doc, now, s.version, s.prev],
         )?;
+        if n == 0 {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                Some(format!("{STALE_SUBSCRIPTION}: {}", s.id)),
+            ));
+        }
     }
     if let Some(d) = &c.dead {
         exec(
@@ -718,6 +730,28 @@ mod tests {
         assert_eq!(s.next_due().unwrap(), Some(500), "the next due is the group's head, not g2");
         s.commit(Commit { done: Some("g1".into()), ..Default::default() }).await.unwrap();
         assert_eq!(ids(&s.lease(40, 10, 1_000).await.unwrap()), ["g2"]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_subscription_change_lands_only_over_the_version_it_was_computed_from() {
+        use hookflow_core::commit::SubscriptionRow;
+        use hookflow_core::subscription::NewSubscription;
+        let (s, dir) = store();
+        let new = NewSubscription {
+            url: "https://r.example/h".into(),
+            event_types: vec!["a.b".into()],
+            ..Default::default()
+        };
+        let (sub, _) = new.create(10).unwrap();
+        let write = |row: SubscriptionRow| Commit { subscriptions: vec![row], ..Default::default() };
+        s.commit(write(SubscriptionRow::of(&sub))).await.unwrap();
+        let mut changed = sub.clone();
+        changed.updated_at = 20;
+        let err = s.commit(write(SubscriptionRow::replacing(&changed, 5))).await.unwrap_err().to_string();
+        assert!(err.contains(STALE_SUBSCRIPTION), "{err}");
+        s.commit(write(SubscriptionRow::replacing(&changed, 10))).await.unwrap();
+        assert_eq!(s.subscription(&sub.id).unwrap().unwrap().updated_at, 20);
         std::fs::remove_dir_all(dir).ok();
     }
 
