@@ -119,13 +119,8 @@ impl Dispatcher {
         if let (Some(sub), Some((_, health))) = (&sub, step.health)
             && let Some(h) = subscription::health_change(sub, health, &self.settings, now)
         {
-            self.logger.log(
-                if h.disabled.is_some() { "warn" } else { "info" },
-                &format!("subscription {}", h.sub.status.as_str()),
-                serde_json::json!({"tenant": h.sub.tenant, "subscription_id": h.sub.id, "reason": h.sub.disabled_reason}),
-            );
-            commit.subscriptions.extend(h.commit.subscriptions);
-            commit.log.extend(h.commit.log);
+            self.logger.log(h.line.level, &h.line.message, h.line.fields);
+            commit.merge(h.commit);
             if let Some(event) = h.disabled {
                 // Published in the same commit; two dispatchers disabling
                 // the same version build the same event id, and the table
@@ -142,11 +137,7 @@ impl Dispatcher {
                 for line in p.outcome.lines {
                     self.logger.log(line.level, &line.message, line.fields);
                 }
-                let c = p.outcome.commit;
-                commit.event = c.event;
-                commit.jobs.extend(c.jobs);
-                commit.runs.extend(c.runs);
-                commit.log.extend(c.log);
+                commit.merge(p.outcome.commit);
             }
         }
         self.store.apply(commit, now).await

@@ -11,7 +11,7 @@
 //! | inbound log entry (every request: rejected, duplicate, or the copy of a run's `inbound` entry) | `LOG#{tenant}#{hour}` | `{at:013}#{n:03}#{unique}` | `hookflow logs --table`: a tenant's requests by hour, then each run's timeline |
 //! | idempotency key | `IDEM#{scope}` | `IDEM` | the ingress (conditional put) |
 //! | dead delivery | `DEAD` | `{tenant}#{delivery_id}` | `hookflow dead list/replay` (one `Query`; dead deliveries are rare, one partition holds them) |
-//! | subscription | `SUBS` | `{subscription_id}` | a publish (one `Query`, cached: subscriptions are few), a delivery's health |
+//! | subscription | `SUBS` | `{subscription_id}` | a publish (one `Query` of the whole partition, not cached: subscriptions are few), a subscription delivery (`GetItem`) |
 //! | published event (its id's idempotency window) | `EVENT#{tenant}#{event_id}` | `EVENT` | a publish (conditional put) |
 //! | published event, by time | `EVENTS#{tenant}#{hour}` | `{at:013}#{event_id}` | listing events, replay to a re-enabled subscription |
 //!

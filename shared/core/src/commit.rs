@@ -161,6 +161,19 @@ pub struct DeadRow {
 }
 
 impl DeadRow {
+    /// The row of `job`, dead for `reason`.
+    pub fn of(job: &DeliveryJob, reason: impl Into<String>) -> Self {
+        let d = &job.delivery;
+        DeadRow {
+            delivery_id: d.id.clone(),
+            tenant: d.tenant.clone(),
+            flow_id: d.flow_id.clone(),
+            run_id: d.run_id.clone(),
+            reason: reason.into(),
+            job: serde_json::to_string(job).unwrap_or_default(),
+        }
+    }
+
     /// The dead delivery queued again and the log entry that says so:
     /// attempts start over, the delivery id (the receiver's `webhook-id`)
     /// stays, so a receiver that did get an earlier attempt can tell.
@@ -333,5 +346,36 @@ impl Commit {
     /// Saves a run.
     pub fn run(&mut self, run: &Run) {
         self.runs.push(RunRow::of(run));
+    }
+
+    /// Adds `other`'s changes to this unit: its rows, jobs and log entries
+    /// after these, and its single-valued parts where it has them.
+    pub fn merge(&mut self, other: Commit) {
+        let Commit { done, reschedule, runs, jobs, log, idempotency, dead, event, subscriptions } = other;
+        self.runs.extend(runs);
+        self.jobs.extend(jobs);
+        self.log.extend(log);
+        self.subscriptions.extend(subscriptions);
+        self.done = done.or(self.done.take());
+        self.reschedule = reschedule.or(self.reschedule.take());
+        self.idempotency = idempotency.or(self.idempotency.take());
+        self.dead = dead.or(self.dead.take());
+        self.event = event.or(self.event.take());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_appends_lists_and_keeps_single_parts_where_set() {
+        let entry = |kind: &str| LogEntry { kind: kind.into(), ..Default::default() };
+        let mut a = Commit { done: Some("j1".into()), log: vec![entry("a")], ..Default::default() };
+        let b = Commit { log: vec![entry("b")], idempotency: Some(("s".into(), "{}".into(), 1)), ..Default::default() };
+        a.merge(b);
+        assert_eq!(a.log.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(a.done.as_deref(), Some("j1"), "kept: the other had none");
+        assert_eq!(a.idempotency.as_ref().map(|i| i.0.as_str()), Some("s"), "taken from the other");
     }
 }

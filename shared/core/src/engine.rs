@@ -127,14 +127,7 @@ pub fn after_attempt(job_id: String, mut job: DeliveryJob, attempt: &Attempt, no
         Decision::Dead { outcome, reason } => {
             fields["reason"] = json!(reason);
             out.lines.push(line("error", "delivery dead", fields));
-            out.commit.dead = Some(DeadRow {
-                delivery_id: d.id.clone(),
-                tenant: d.tenant.clone(),
-                flow_id: d.flow_id.clone(),
-                run_id: d.run_id.clone(),
-                reason,
-                job: serde_json::to_string(&job).unwrap_or_default(),
-            });
+            out.commit.dead = Some(DeadRow::of(&job, reason));
             out.decision = Some(AttemptSummary::Dead);
             Some(outcome)
         }
@@ -177,14 +170,7 @@ pub fn unsent(job_id: String, job: &DeliveryJob, why: &str, dead: bool, now: i64
         ..Default::default()
     });
     if dead {
-        out.commit.dead = Some(DeadRow {
-            delivery_id: d.id.clone(),
-            tenant: d.tenant.clone(),
-            flow_id: d.flow_id.clone(),
-            run_id: d.run_id.clone(),
-            reason: why.to_string(),
-            job: serde_json::to_string(job).unwrap_or_default(),
-        });
+        out.commit.dead = Some(DeadRow::of(job, why));
         out.decision = Some(AttemptSummary::Dead);
     }
     out

@@ -79,9 +79,11 @@ impl fmt::Display for Pattern {
     }
 }
 
-/// Whether any of `patterns` selects `event_type`.
-pub fn selected(patterns: &[Pattern], event_type: &str) -> bool {
-    patterns.iter().any(|p| p.matches(event_type))
+/// Whether any of `patterns`, as written in a subscription or an event
+/// trigger (checked when those were accepted), selects `event_type`; one
+/// that does not parse selects nothing.
+pub fn selected(patterns: &[String], event_type: &str) -> bool {
+    patterns.iter().any(|p| Pattern::parse(p).is_ok_and(|p| p.matches(event_type)))
 }
 
 #[cfg(test)]
@@ -123,8 +125,9 @@ mod tests {
 
     #[test]
     fn any_of_a_subscriptions_patterns() {
-        let ps: Vec<Pattern> = ["contact.*", "payment.received"].iter().map(|p| Pattern::parse(p).unwrap()).collect();
+        let ps: Vec<String> = ["contact.*", "payment.received"].iter().map(|p| p.to_string()).collect();
         assert!(selected(&ps, "contact.deleted") && selected(&ps, "payment.received"));
         assert!(!selected(&ps, "payment.refunded"));
+        assert!(!selected(&["Bad.*".to_string()], "bad.x"), "an invalid pattern selects nothing");
     }
 }

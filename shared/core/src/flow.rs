@@ -454,6 +454,12 @@ impl Flow {
         self.steps.iter().position(|s| s.id == id)
     }
 
+    /// Whether a published event of `event_type` (of this flow's tenant)
+    /// starts the flow: an event trigger one of whose patterns selects it.
+    pub fn started_by(&self, event_type: &str) -> bool {
+        self.trigger.kind == TriggerKind::Event && crate::events::selected(&self.trigger.events, event_type)
+    }
+
     /// The trigger's URL path: `/hooks/{tenant}/{path}`.
     pub fn trigger_path(&self) -> String {
         format!("/hooks/{}/{}", self.tenant, self.trigger.path.trim_start_matches('/'))

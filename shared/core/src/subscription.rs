@@ -193,14 +193,8 @@ pub fn check_tenant(t: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An endpoint URL: what an `http` step's URL must be, at most 2048 long.
 fn check_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("`{url}` is not an absolute http(s) URL"))?;
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("`{url}` has no host"));
-    }
     if url.len() > 2048 {
         return Err("is longer than 2048 characters".into());
     }
@@ -535,7 +529,7 @@ impl Subscription {
 
     /// Whether it receives `event_type`.
     pub fn selects(&self, event_type: &str) -> bool {
-        self.event_types.iter().any(|p| Pattern::parse(p).is_ok_and(|p| p.matches(event_type)))
+        crate::events::selected(&self.event_types, event_type)
     }
 
     fn delivery(&self, id: String, event_id: &str, step: &str, body: String, purpose: Purpose) -> Delivery {
@@ -698,6 +692,8 @@ pub struct HealthChange {
     pub sub: Subscription,
     /// Its row and log entry, to add to the attempt's commit.
     pub commit: crate::commit::Commit,
+    /// The operational log line saying so.
+    pub line: crate::engine::LogLine,
     /// When the change disabled it: the `subscription.disabled` event, for
     /// the driver to fan out in the same commit.
     pub disabled: Option<Event>,
@@ -711,8 +707,13 @@ pub fn health_change(sub: &Subscription, health: Health, settings: &Settings, no
         log: vec![crate::commit::LogEntry::for_subscription(&changed, now)],
         ..Default::default()
     };
+    let line = crate::engine::LogLine {
+        level: if disabled { "warn" } else { "info" },
+        message: format!("subscription {}", changed.status.as_str()),
+        fields: json!({"tenant": changed.tenant, "subscription_id": changed.id, "reason": changed.disabled_reason}),
+    };
     let disabled = disabled.then(|| Event::disabled(&changed, sub.updated_at, now));
-    Some(HealthChange { sub: changed, commit, disabled })
+    Some(HealthChange { sub: changed, commit, line, disabled })
 }
 
 /// The keyring's secret-store name for subscription `id`.
@@ -809,19 +810,12 @@ pub fn publish<'a, 'b>(
         ..Default::default()
     };
     for flow in flows {
-        let t = &flow.flow.trigger;
-        let starts = t.kind == crate::flow::TriggerKind::Event
-            && flow.flow.tenant == event.tenant
-            && t.events.iter().any(|e| Pattern::parse(e).is_ok_and(|pat| pat.matches(&event.kind)));
-        if !starts {
+        if flow.flow.tenant != event.tenant || !flow.flow.started_by(&event.kind) {
             continue;
         }
         let run_id = format!("run_{}", uuid::Uuid::now_v7().simple());
         let accepted = crate::inbound::accept(flow, &request, (&run_id, &event.id), now, None);
-        let mut c = accepted.outcome.commit;
-        p.outcome.commit.runs.append(&mut c.runs);
-        p.outcome.commit.jobs.append(&mut c.jobs);
-        p.outcome.commit.log.append(&mut c.log);
+        p.outcome.commit.merge(accepted.outcome.commit);
         p.outcome.lines.extend(accepted.outcome.lines);
         p.runs.push(run_id);
     }

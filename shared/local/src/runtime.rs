@@ -27,7 +27,6 @@ use std::time::Duration;
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob, RunJob, SubscriptionRow};
 use hookflow_core::engine;
-use hookflow_core::events::{Pattern, selected};
 use hookflow_core::flow::TriggerKind;
 use hookflow_core::ports::SecretStore;
 use hookflow_core::ports::{FlowStore, PortError};
@@ -62,8 +61,9 @@ pub struct RuntimeConfig {
 pub struct Flows {
     by_route: HashMap<(String, String), Arc<CompiledFlow>>,
     by_id: HashMap<(String, String), Arc<CompiledFlow>>,
-    /// Flows started by published events, with their patterns.
-    by_event: Vec<(Arc<CompiledFlow>, Vec<Pattern>)>,
+    /// Flows with an event trigger (which events start them is
+    /// [`Flow::started_by`](hookflow_core::Flow::started_by)'s to say).
+    by_event: Vec<Arc<CompiledFlow>>,
 }
 
 impl Flows {
@@ -74,8 +74,7 @@ impl Flows {
             let t = flow.flow.tenant.clone();
             let route = (t.clone(), flow.flow.trigger.path.trim_matches('/').to_string());
             if flow.flow.trigger.kind == TriggerKind::Event {
-                let patterns = flow.flow.trigger.events.iter().filter_map(|p| Pattern::parse(p).ok()).collect();
-                f.by_event.push((flow.clone(), patterns));
+                f.by_event.push(flow.clone());
             } else if let Some(other) = f.by_route.insert(route.clone(), flow.clone()) {
                 return Err(Error::Config(format!(
                     "{} and {} both use the trigger /hooks/{}/{}",
@@ -109,13 +108,9 @@ impl Flows {
         self.by_id.values()
     }
 
-    /// The flows of `tenant` that `event_type` starts.
-    pub fn for_event<'a>(
-        &'a self,
-        tenant: &'a str,
-        event_type: &'a str,
-    ) -> impl Iterator<Item = &'a Arc<CompiledFlow>> {
-        self.by_event.iter().filter(move |(f, ps)| f.flow.tenant == tenant && selected(ps, event_type)).map(|(f, _)| f)
+    /// The flows with an event trigger.
+    pub fn event_flows(&self) -> impl Iterator<Item = &Arc<CompiledFlow>> {
+        self.by_event.iter()
     }
 }
 
@@ -433,13 +428,8 @@ impl Runtime {
                 let latest = self.subs.get(&sub.id);
                 if let Some(h) = latest.and_then(|s| subscription::health_change(&s, health, &self.settings, now)) {
                     let c = h.sub;
-                    self.logger.log(
-                        if h.disabled.is_some() { "warn" } else { "info" },
-                        &format!("subscription {}", c.status.as_str()),
-                        json!({"tenant": c.tenant, "subscription_id": c.id, "reason": c.disabled_reason}),
-                    );
-                    commit.log.extend(h.commit.log);
-                    commit.subscriptions.extend(h.commit.subscriptions);
+                    self.write_lines(vec![h.line]);
+                    commit.merge(h.commit);
                     if let Some(event) = h.disabled {
                         // `subscription.disabled` goes out in the same commit.
                         let others: Vec<Arc<Subscription>> =
@@ -481,17 +471,13 @@ impl Runtime {
         let p = subscription::publish(
             event,
             subs.iter().map(|s| s.as_ref()),
-            flows.for_event(&event.tenant, &event.kind).map(|f| f.as_ref()),
+            flows.event_flows().map(|f| f.as_ref()),
             &self.settings,
             now,
         );
         self.write_lines(p.outcome.lines);
         let first = commit.jobs.len();
-        let c = p.outcome.commit;
-        commit.event = c.event;
-        commit.jobs.extend(c.jobs);
-        commit.runs.extend(c.runs);
-        commit.log.extend(c.log);
+        commit.merge(p.outcome.commit);
         (self.lease_ready(commit, first), p.deliveries)
     }
 
