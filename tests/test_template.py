@@ -69,6 +69,30 @@ def test_the_retry_ladder_fits_the_queue_retention():
         assert R[q]["Properties"]["MessageRetentionPeriod"] >= 72 * 3600
 
 
+def test_ordered_deliveries_have_a_fifo_queue_that_keeps_messages_through_their_retries():
+    q, dlq = R["OrderedDeliveriesQueue"]["Properties"], R["OrderedDeliveriesDLQ"]["Properties"]
+    assert q["FifoQueue"] is True and dlq["FifoQueue"] is True  # a FIFO queue's DLQ must be FIFO
+    # High throughput: deduplication and limits per message group.
+    assert (q["DeduplicationScope"], q["FifoThroughputLimit"]) == ("messageGroup", "perMessageGroupId")
+    # A message stays through the Standard Webhooks ladder (about 3.2
+    # days), and may wait behind the messages ahead of it in its group.
+    assert q["MessageRetentionPeriod"] == 14 * 86400
+    # Every attempt and every failing attempt ahead of it is a receive.
+    assert q["RedrivePolicy"]["maxReceiveCount"] >= 50
+    assert T["Globals"]["Function"]["Environment"]["Variables"]["HOOKFLOW_ORDERED_QUEUE_URL"] == {
+        "Ref": "OrderedDeliveriesQueue"}
+    dispatcher = R["DispatcherFunction"]["Properties"]
+    ordered = dispatcher["Events"]["OrderedDeliveries"]["Properties"]
+    assert ordered["Queue"] == {"GetAtt": "OrderedDeliveriesQueue.Arn"}
+    assert "MaximumBatchingWindowInSeconds" not in ordered  # not for FIFO sources
+    # The dispatcher keeps held messages invisible (ChangeMessageVisibility
+    # is in SQSPollerPolicy); the admin function and the dispatcher publish.
+    assert {"SQSPollerPolicy": {"QueueName": {"GetAtt": "OrderedDeliveriesQueue.QueueName"}}} in dispatcher["Policies"]
+    for fn in ("AdminFunction", "DispatcherFunction"):
+        assert {"SQSSendMessagePolicy": {"QueueName": {"GetAtt": "OrderedDeliveriesQueue.QueueName"}}} in R[fn][
+            "Properties"]["Policies"], fn
+
+
 def test_table_has_ttl_and_point_in_time_recovery():
     p = R["Table"]["Properties"]
     assert p["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
@@ -107,5 +131,5 @@ def test_logs_are_json_with_retention_and_alarms_watch_the_dlqs():
         for v in R.values()
         if v["Type"] == "AWS::CloudWatch::Alarm" and "Dimensions" in v["Properties"]
     }
-    assert alarmed == {"RunsDLQ.QueueName", "DeliveriesDLQ.QueueName"}
+    assert alarmed == {"RunsDLQ.QueueName", "DeliveriesDLQ.QueueName", "OrderedDeliveriesDLQ.QueueName"}
     assert "ApiUrl" in T["Outputs"] and "TableName" in T["Outputs"]

@@ -129,7 +129,8 @@ pub fn local_up(prefix: &str) -> Result<ExitCode> {
     println!("export HOOKFLOW_TABLE={}", p.table);
     println!("export HOOKFLOW_RUNS_QUEUE_URL={}", p.runs_queue_url);
     println!("export HOOKFLOW_DELIVERIES_QUEUE_URL={}", p.deliveries_queue_url);
-    println!("# DLQs: {} {}", p.runs_dlq_url, p.deliveries_dlq_url);
+    println!("export HOOKFLOW_ORDERED_QUEUE_URL={}", p.ordered_queue_url);
+    println!("# DLQs: {} {} {}", p.runs_dlq_url, p.deliveries_dlq_url, p.ordered_dlq_url);
     Ok(ExitCode::SUCCESS)
 }
 

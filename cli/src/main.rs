@@ -293,14 +293,9 @@ fn main() -> ExitCode {
             disable_after,
             rotation_grace,
         } => {
-            let mut subscriptions = hookflow_core::subscription::Settings::default();
             let spans = |v: &[hookflow_core::duration::Span]| v.iter().map(|s| s.get()).collect::<Vec<_>>();
-            if !event_retry.is_empty() {
-                subscriptions.retry = hookflow_core::retry::RetryPolicy::schedule(&spans(&event_retry));
-            }
-            if !verification_retry.is_empty() {
-                subscriptions.verification = hookflow_core::retry::RetryPolicy::schedule(&spans(&verification_retry));
-            }
+            let mut subscriptions = hookflow_core::subscription::Settings::default()
+                .with_schedules(&spans(&event_retry), &spans(&verification_retry));
             subscriptions.disable_after = disable_after.get();
             subscriptions.rotation_grace = rotation_grace.get();
             dev::run(dev::Options {

@@ -3,9 +3,11 @@
 //! ([`hookflow_admin`] has the routes, shared with `hookflow dev`).
 //!
 //! Not here yet (answered `501 unsupported`): listing and deleting flows
-//! (`hookflow apply` manages them; the table has no index of flows) and
-//! `ordering: per_key` (it needs a FIFO deliveries queue; refused rather
-//! than delivered out of order).
+//! (`hookflow apply` manages them; the table has no index of flows).
+//! `ordering: per_key` needs the FIFO queue of ordered deliveries
+//! (`HOOKFLOW_ORDERED_QUEUE_URL`, which the template sets): without it,
+//! such a subscription is refused with 501 rather than delivered out of
+//! order.
 
 use hookflow_admin::backend::Fut;
 use hookflow_admin::{Backend, BackendError, FlowInfo, LogQuery, Published};
@@ -25,15 +27,18 @@ pub struct AwsBackend {
     pub settings: Settings,
 }
 
-/// Refuses what the AWS deployment cannot honour yet.
-fn supported(sub: &Subscription) -> Result<(), BackendError> {
-    if sub.ordering == subscription::Ordering::PerKey {
-        return Err(BackendError::Unsupported(
-            "`ordering: per_key` needs the FIFO deliveries queue, not built on AWS yet; it works on `hookflow dev`"
-                .into(),
-        ));
+impl AwsBackend {
+    /// Refuses what this deployment cannot honour.
+    fn supported(&self, sub: &Subscription) -> Result<(), BackendError> {
+        if sub.ordering == subscription::Ordering::PerKey && !self.store.queues.orders() {
+            return Err(BackendError::Unsupported(
+                "`ordering: per_key` needs the FIFO queue of ordered deliveries: set HOOKFLOW_ORDERED_QUEUE_URL \
+                 (the SAM template does)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn backend(e: Error) -> BackendError {
@@ -105,7 +110,7 @@ impl Backend for AwsBackend {
 
     fn save_subscription<'a>(&'a self, sub: &'a Subscription, prev: Option<i64>, jobs: Vec<NewJob>) -> Fut<'a, ()> {
         Box::pin(async move {
-            supported(sub)?;
+            self.supported(sub)?;
             let now = self.now_ms();
             let row = match prev {
                 Some(prev) => SubscriptionRow::replacing(sub, prev),
@@ -138,7 +143,7 @@ impl Backend for AwsBackend {
 
     fn put_keyring<'a>(&'a self, sub: &'a Subscription, ring: &'a Keyring) -> Fut<'a, ()> {
         Box::pin(async move {
-            supported(sub)?;
+            self.supported(sub)?;
             self.secrets.put(&sub.keyring_name(), &ring.to_text()).await.map_err(backend)
         })
     }

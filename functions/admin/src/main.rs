@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let backend = AwsBackend {
         store: Store::from_config(&sdk, &config),
         secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.secrets_prefix),
-        settings: Default::default(),
+        settings: config.subscriptions.clone(),
     };
     lambda_http::run(hookflow_admin::router(Arc::new(Admin { backend, token: None }))).await
 }

@@ -24,29 +24,33 @@ struct Env {
     router: Router,
     sqs: aws_sdk_sqs::Client,
     deliveries: String,
+    ordered: String,
     sm: aws_sdk_secretsmanager::Client,
     prefix: String,
     table: Table,
 }
 
-async fn setup() -> Env {
+/// The admin function over moto; `ordered`: with the FIFO queue of
+/// ordered deliveries configured.
+async fn setup(ordered: bool) -> Env {
     let conf = sdk().await;
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    let prefix = format!("adm{}", std::process::id());
+    let prefix = format!("adm{}{}", std::process::id(), if ordered { "o" } else { "" });
     let p = provision::create(&ddb, &sqs, &prefix, 5).await.unwrap();
     let table = Table::new(ddb.clone(), &p.table, 14);
     let sm = aws_sdk_secretsmanager::Client::new(&conf);
     let backend = AwsBackend {
         store: Store {
             table: table.clone(),
-            queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url),
+            queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url)
+                .with_ordered(ordered.then(|| p.ordered_queue_url.clone())),
         },
         secrets: Secrets::new(sm.clone(), format!("{prefix}/")),
         settings: Default::default(),
     };
     let router = hookflow_admin::router(Arc::new(Admin { backend, token: None }));
-    Env { router, sqs, deliveries: p.deliveries_queue_url, sm, prefix, table }
+    Env { router, sqs, deliveries: p.deliveries_queue_url, ordered: p.ordered_queue_url, sm, prefix, table }
 }
 
 /// An HTTP API payload v2 event for the admin API, as API Gateway sends it
@@ -107,7 +111,7 @@ async fn keyring(env: &Env, id: &str) -> Keyring {
 
 #[tokio::test]
 async fn subscriptions_keyrings_and_events_on_aws() {
-    let env = setup().await;
+    let env = setup(false).await;
     let (status, sub) = call(
         &env,
         "POST",
@@ -181,17 +185,81 @@ async fn subscriptions_keyrings_and_events_on_aws() {
     let (status, err) = call(&env, "POST", "/v1/subscriptions", Some(json!({"url": "x", "event_types": []}))).await;
     assert_eq!((status, err["error"]["field"].clone()), (422, json!("url")));
     assert_eq!(call(&env, "GET", "/v1/flows", None).await.0, 501);
-    let ordered =
-        json!({"url": "https://r.example/o", "event_types": ["a.b"], "ordering": "per_key", "key": "{{ data.k }}"});
-    let (status, err) = call(&env, "POST", "/v1/subscriptions", Some(ordered)).await;
-    assert_eq!(
-        (status, err["error"]["code"].clone()),
-        (501, json!("unsupported")),
-        "refused, not delivered out of order"
-    );
 
     assert_eq!(call(&env, "DELETE", &format!("/v1/subscriptions/{id}"), None).await.0, 204);
     assert_eq!(call(&env, "GET", &format!("/v1/subscriptions/{id}"), None).await.0, 404);
     let gone = env.sm.get_secret_value().secret_id(format!("{}/subscriptions/{id}", env.prefix)).send().await;
     assert!(gone.is_err(), "the keyring is deleted with the subscription");
+}
+
+/// Marks subscription `id` active, as the dispatcher records a verified one.
+async fn activate(env: &Env, id: &str) {
+    let mut active = env.table.subscription(id).await.unwrap().unwrap();
+    active.status = Status::Active;
+    let row = hookflow_core::commit::SubscriptionRow::of(&active);
+    env.table
+        .write(&hookflow_core::commit::Commit { subscriptions: vec![row], ..Default::default() }, 0)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn per_key_ordered_events_go_to_the_fifo_queue_grouped_by_key_in_publish_order() {
+    let ordered =
+        json!({"url": "https://r.example/o", "event_types": ["order.*"], "ordering": "per_key", "key": "{{ data.k }}"});
+    // Without the FIFO queue: refused, not delivered out of order.
+    let plain = setup(false).await;
+    let (status, err) = call(&plain, "POST", "/v1/subscriptions", Some(ordered.clone())).await;
+    assert_eq!((status, err["error"]["code"].clone()), (501, json!("unsupported")), "{err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains("HOOKFLOW_ORDERED_QUEUE_URL"), "{err}");
+
+    let env = setup(true).await;
+    let (status, sub) = call(&env, "POST", "/v1/subscriptions", Some(ordered)).await;
+    assert_eq!(status, 201, "{sub}");
+    let id = sub["id"].as_str().unwrap().to_string();
+    let [verify] = &queued(&env).await[..] else { panic!("the verification request, unordered") };
+    assert!(matches!(verify.delivery.purpose, Purpose::Verify { .. }));
+    activate(&env, &id).await;
+    for (n, k) in ["a", "b", "a", "Zoë's key"].iter().enumerate() {
+        let (status, out) =
+            call(&env, "POST", "/v1/events", Some(json!({"type": "order.paid", "data": {"k": k, "n": n}}))).await;
+        assert_eq!((status, out["deliveries"].clone()), (202, json!(1)), "{out}");
+    }
+    assert!(queued(&env).await.is_empty(), "nothing ordered on the standard queue");
+    // The FIFO queue hands out the first message of each group; all of
+    // them with a visibility of 0 shows the order within each group.
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        let out = env
+            .sqs
+            .receive_message()
+            .queue_url(&env.ordered)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages.unwrap_or_default() {
+            let group =
+                m.attributes().unwrap()[&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId].clone();
+            let job: DeliveryJob = serde_json::from_str(&Message::parse(m.body().unwrap()).unwrap().payload).unwrap();
+            let body: Value = serde_json::from_str(job.delivery.request.body.as_deref().unwrap()).unwrap();
+            got.push((group, body["data"]["n"].as_i64().unwrap()));
+            env.sqs
+                .delete_message()
+                .queue_url(&env.ordered)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        if got.len() == 4 {
+            break;
+        }
+    }
+    let of = |g: &str| got.iter().filter(|(group, _)| group == g).map(|(_, n)| *n).collect::<Vec<_>>();
+    assert_eq!(of(&format!("{id}:a")), vec![0, 2], "{got:?}");
+    assert_eq!(of(&format!("{id}:b")), vec![1], "{got:?}");
+    let odd = hookflow_aws::queue::fifo_id(&format!("{id}:Zoë's key"));
+    assert_eq!((odd.len(), of(&odd)), (64, vec![3]), "a key SQS does not take is hashed: {got:?}");
 }

@@ -21,7 +21,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.secrets_prefix),
         sender: Sender::new(TargetPolicy::allowing(config.allow_private_targets.clone()))?,
         logger: Logger::new(Format::Json, std::iter::empty()).min_level(&config.log_level),
-        settings: Default::default(),
+        settings: config.subscriptions.clone(),
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         let dispatcher = dispatcher.clone();

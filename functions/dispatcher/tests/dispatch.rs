@@ -130,3 +130,111 @@ async fn a_410_disables_the_subscription_and_publishes_subscription_disabled_to_
     reasons.sort();
     assert_eq!(reasons, ["its subscription is disabled", "status 410: the endpoint is gone"]);
 }
+
+#[tokio::test]
+async fn ordered_deliveries_hold_their_key_through_a_retry_while_other_keys_flow() {
+    use hookflow_core::commit::{Commit, SubscriptionRow};
+    use hookflow_core::subscription::{NewEvent, NewSubscription, Ordering, Status};
+
+    let w = world("do").await;
+    let (receiver, url) = Receiver::start(&[500], "ok").await;
+    let table = &w.dispatcher.store.table;
+    let new = NewSubscription {
+        url: url.clone(),
+        event_types: vec!["order.*".into()],
+        ordering: Ordering::PerKey,
+        key: Some("{{ data.k }}".into()),
+        ..Default::default()
+    };
+    let (mut sub, ring) = new.create(1_000).unwrap();
+    sub.status = Status::Active;
+    w.dispatcher.secrets.put(&sub.keyring_name(), &ring.to_text()).await.unwrap();
+    table.write(&Commit { subscriptions: vec![SubscriptionRow::of(&sub)], ..Default::default() }, 1_000).await.unwrap();
+    let publish = async |n: u32, k: &str| {
+        let data = serde_json::json!({"n": n, "k": k});
+        let event = NewEvent { kind: "order.paid".into(), data, ..Default::default() }.into_event(2_000).unwrap();
+        let job = sub.event_job(&event, &event.envelope().to_string(), &w.dispatcher.settings, 2_000);
+        assert!(job.group.is_some());
+        w.dispatcher.store.queues.send(&[job], 2_000).await.unwrap();
+    };
+    // The request bodies' `n`, in arrival order, with their webhook-id.
+    let arrived = || -> Vec<(u64, String)> {
+        receiver
+            .seen()
+            .iter()
+            .map(|req| {
+                let (head, body) = req.split_once("\r\n\r\n").unwrap();
+                let id = head.lines().find_map(|l| l.strip_prefix("webhook-id: ")).unwrap_or_default();
+                let v: serde_json::Value = serde_json::from_str(body).unwrap();
+                (v["data"]["n"].as_u64().unwrap(), id.to_string())
+            })
+            .collect()
+    };
+
+    publish(0, "a").await;
+    publish(1, "a").await;
+    assert_eq!(w.poll().await, (0, 0), "nothing ordered is on the standard queue");
+    // One batch holds both; the first answers 500 and is held for its
+    // retry, the second is handed back behind it.
+    assert_eq!(w.poll_ordered().await, (2, 2));
+    assert_eq!(arrived().iter().map(|a| a.0).collect::<Vec<_>>(), [0]);
+    // Another key is not held back by `a`'s retry.
+    publish(2, "b").await;
+    assert_eq!(w.poll_ordered().await, (1, 0), "only `b`: `a` waits for its head");
+    let mut polls = 0;
+    while arrived().len() < 4 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        w.poll_ordered().await;
+        polls += 1;
+        assert!(polls < 30, "the retry never came: {:?}", arrived());
+    }
+    let got = arrived();
+    assert_eq!(got.iter().map(|a| a.0).collect::<Vec<_>>(), [0, 2, 0, 1], "{got:?}");
+    assert_eq!(got[0].1, got[2].1, "the retry is the same message (webhook-id)");
+    // Done: no held state is left, and the queue is empty.
+    let items = w.ddb.scan().table_name(&w.p.table).send().await.unwrap();
+    assert!(!format!("{:?}", items.items()).contains("HELD#"), "held state released");
+    assert_eq!(w.poll_ordered().await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_subscription_changed_during_an_attempt_gets_the_health_change_over_the_new_record_without_a_resend() {
+    use hookflow_core::commit::{Commit, SubscriptionRow};
+    use hookflow_core::subscription::{NewEvent, NewSubscription, Status};
+
+    let w = world("dc").await;
+    // Slow enough for the test to change the record meanwhile.
+    let (receiver, url) = Receiver::start_slow(&[500], "no", std::time::Duration::from_millis(700)).await;
+    let table = w.dispatcher.store.table.clone();
+    let new = NewSubscription { url, event_types: vec!["order.*".into()], ..Default::default() };
+    let (mut sub, ring) = new.create(1_000).unwrap();
+    sub.status = Status::Active;
+    w.dispatcher.secrets.put(&sub.keyring_name(), &ring.to_text()).await.unwrap();
+    table.write(&Commit { subscriptions: vec![SubscriptionRow::of(&sub)], ..Default::default() }, 1_000).await.unwrap();
+    let event = NewEvent { kind: "order.paid".into(), ..Default::default() }.into_event(2_000).unwrap();
+    let job = sub.event_job(&event, &event.envelope().to_string(), &w.dispatcher.settings, 2_000);
+    w.dispatcher.store.queues.send(&[job], 2_000).await.unwrap();
+
+    let polling = {
+        let (sqs, url, dispatcher) = (w.sqs.clone(), w.p.deliveries_queue_url.clone(), w.dispatcher.clone());
+        tokio::spawn(async move { hookflow_aws::testing::poll(&sqs, &url, |e| dispatcher.handle(e)).await })
+    };
+    let mut waited = 0;
+    while receiver.seen().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+        assert!(waited < 200, "the attempt never arrived");
+    }
+    // An admin changes the subscription while the attempt is in flight.
+    let mut changed = sub.clone();
+    changed.description = "changed meanwhile".into();
+    changed.updated_at += 1;
+    let row = SubscriptionRow::replacing(&changed, sub.updated_at);
+    table.write(&Commit { subscriptions: vec![row], ..Default::default() }, 3_000).await.unwrap();
+
+    assert_eq!(polling.await.unwrap(), (1, 0), "the message is done, not redone");
+    assert_eq!(receiver.seen().len(), 1, "the attempt was not sent again");
+    let stored = table.subscription(&sub.id).await.unwrap().unwrap();
+    assert_eq!(stored.description, "changed meanwhile", "the admin's change stays");
+    assert!(stored.failing_since.is_some(), "the failure is recorded over it");
+}

@@ -2,10 +2,15 @@
 //! sets these variables on every function; `scripts/local-aws up` prints
 //! them for an emulator.
 
+use std::time::Duration;
+
+use hookflow_core::duration::Span;
+use hookflow_core::subscription::Settings;
+
 use crate::Error;
 
 /// Names of the AWS resources Hookflow uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AwsConfig {
     /// The DynamoDB table (`HOOKFLOW_TABLE`).
     pub table: String,
@@ -13,6 +18,10 @@ pub struct AwsConfig {
     pub runs_queue_url: String,
     /// The `deliveries` queue URL (`HOOKFLOW_DELIVERIES_QUEUE_URL`).
     pub deliveries_queue_url: String,
+    /// The FIFO queue of per-key ordered deliveries
+    /// (`HOOKFLOW_ORDERED_QUEUE_URL`). Optional: without it, subscriptions
+    /// with `ordering: per_key` are refused (501).
+    pub ordered_queue_url: Option<String>,
     /// Prefix of secret names in Secrets Manager (`HOOKFLOW_SECRETS_PREFIX`,
     /// default `hookflow/`): the flow's `secret: partner-token` reads
     /// `hookflow/partner-token`.
@@ -27,6 +36,13 @@ pub struct AwsConfig {
     /// The lowest level logged (`AWS_LAMBDA_LOG_LEVEL`, which Lambda sets
     /// from the function's `LoggingConfig`; default `INFO`).
     pub log_level: String,
+    /// Subscriptions' schedules and windows: `HOOKFLOW_EVENT_RETRY` and
+    /// `HOOKFLOW_VERIFICATION_RETRY` (comma-separated delays after the
+    /// first attempt, e.g. `5s,5m,30m`), `HOOKFLOW_DISABLE_AFTER`,
+    /// `HOOKFLOW_ROTATION_GRACE` (a span, e.g. `5d`); the defaults of
+    /// [`Settings`] otherwise. The admin function and the dispatcher must
+    /// agree: set them in the template's `Globals`.
+    pub subscriptions: Settings,
 }
 
 impl AwsConfig {
@@ -64,8 +80,31 @@ impl AwsConfig {
                 Error::Config(format!("HOOKFLOW_ALLOW_PRIVATE_TARGETS: `{cidr}` is not a CIDR range: {e}"))
             })?);
         }
+        let spans = |k: &str| -> Result<Vec<Duration>, Error> {
+            get(k)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.parse::<Span>().map(Span::get).map_err(|e| Error::Config(format!("{k}: `{v}`: {e}"))))
+                .collect()
+        };
+        let mut subscriptions =
+            Settings::default().with_schedules(&spans("HOOKFLOW_EVENT_RETRY")?, &spans("HOOKFLOW_VERIFICATION_RETRY")?);
+        for (k, field) in [
+            ("HOOKFLOW_DISABLE_AFTER", &mut subscriptions.disable_after),
+            ("HOOKFLOW_ROTATION_GRACE", &mut subscriptions.rotation_grace),
+        ] {
+            match spans(k)?.as_slice() {
+                [] => {}
+                [one] => *field = *one,
+                _ => return Err(Error::Config(format!("{k}: one span, e.g. `5d`"))),
+            }
+        }
         Ok(AwsConfig {
             allow_private_targets,
+            subscriptions,
+            ordered_queue_url: get("HOOKFLOW_ORDERED_QUEUE_URL").filter(|v| !v.is_empty()),
             log_level: get("AWS_LAMBDA_LOG_LEVEL").unwrap_or_else(|| "INFO".into()),
             table,
             runs_queue_url,
@@ -100,5 +139,31 @@ mod tests {
         assert_eq!((c.secrets_prefix.as_str(), c.retention_days), ("hookflow/", 14));
         let e = AwsConfig::from_lookup(env(Some("two weeks"))).unwrap_err();
         assert!(e.to_string().contains("HOOKFLOW_LOG_RETENTION_DAYS: `two weeks`"), "{e}");
+        assert_eq!(c.ordered_queue_url, None);
+        assert_eq!(c.subscriptions.disable_after, Settings::default().disable_after);
+    }
+
+    #[test]
+    fn subscription_settings_from_spans() {
+        let env = |k: &str| match k {
+            "HOOKFLOW_TABLE" | "HOOKFLOW_RUNS_QUEUE_URL" | "HOOKFLOW_DELIVERIES_QUEUE_URL" => Some("u".to_string()),
+            "HOOKFLOW_EVENT_RETRY" => Some("1s, 2s".to_string()),
+            "HOOKFLOW_DISABLE_AFTER" => Some("3d".to_string()),
+            "HOOKFLOW_ORDERED_QUEUE_URL" => Some("fifo".to_string()),
+            _ => None,
+        };
+        let c = AwsConfig::from_lookup(env).unwrap();
+        assert_eq!(
+            c.subscriptions.retry,
+            Settings::default().with_schedules(&[Duration::from_secs(1), Duration::from_secs(2)], &[]).retry
+        );
+        assert_ne!(c.subscriptions.retry, Settings::default().retry);
+        assert_eq!(c.subscriptions.disable_after, Duration::from_secs(3 * 86_400));
+        assert_eq!(c.ordered_queue_url.as_deref(), Some("fifo"));
+        let bad = |k: &'static str, v: &'static str| move |q: &str| if q == k { Some(v.to_string()) } else { env(q) };
+        let e = AwsConfig::from_lookup(bad("HOOKFLOW_EVENT_RETRY", "1s,soon")).unwrap_err();
+        assert!(e.to_string().contains("HOOKFLOW_EVENT_RETRY: `soon`"), "{e}");
+        let e = AwsConfig::from_lookup(bad("HOOKFLOW_ROTATION_GRACE", "1h,2h")).unwrap_err();
+        assert!(e.to_string().contains("HOOKFLOW_ROTATION_GRACE"), "{e}");
     }
 }

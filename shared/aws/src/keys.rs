@@ -14,6 +14,7 @@
 //! | subscription | `SUBS` | `{subscription_id}` | a publish (one `Query` of the whole partition, not cached: subscriptions are few), a subscription delivery (`GetItem`) |
 //! | published event (its id's idempotency window) | `EVENT#{tenant}#{event_id}` | `EVENT` | a publish (conditional put) |
 //! | published event, by time | `EVENTS#{tenant}#{hour}` | `{at:013}#{event_id}` | listing events, replay to a re-enabled subscription |
+//! | an ordered delivery between attempts (its next attempt's job, when due) | `HELD#{job_id}` | `HELD` | the dispatcher, per message of the ordered queue (`GetItem`) |
 //!
 //! Items that expire carry `expires_at` (Unix seconds), the table's TTL
 //! attribute. TTL deletion lags by up to days, so reads filter on it too.
@@ -91,6 +92,13 @@ pub fn events(tenant: &str, at: i64) -> String {
 pub fn events_sort(at: i64, event_id: &str) -> String {
     format!("{at:013}#{event_id}")
 }
+
+/// The held state of an ordered message (its job id).
+pub fn held(job_id: &str) -> String {
+    format!("HELD#{job_id}")
+}
+
+pub const HELD: &str = "HELD";
 
 #[cfg(test)]
 mod tests {

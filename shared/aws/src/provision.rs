@@ -17,14 +17,32 @@ pub struct Provisioned {
     pub runs_dlq_url: String,
     pub deliveries_queue_url: String,
     pub deliveries_dlq_url: String,
+    /// The FIFO queue of per-key ordered deliveries, and its (FIFO) DLQ.
+    pub ordered_queue_url: String,
+    pub ordered_dlq_url: String,
+}
+
+impl Provisioned {
+    /// The queues, as the functions use them.
+    pub fn queues(&self, sqs: &aws_sdk_sqs::Client) -> crate::queue::Queues {
+        crate::queue::Queues::new(sqs.clone(), &self.runs_queue_url, &self.deliveries_queue_url)
+            .with_ordered(Some(self.ordered_queue_url.clone()))
+    }
 }
 
 /// How many receives before a message moves to its DLQ (the template's
 /// `maxReceiveCount`).
 pub const MAX_RECEIVES: u32 = 5;
 
-/// Creates `{prefix}-table`, `{prefix}-runs`, `{prefix}-deliveries` and
-/// their `-dlq`s (existing ones are kept).
+/// The ordered queue's `maxReceiveCount`. Its messages stay through their
+/// retries (each a receive, plus one per 12 hours of a longer wait) and are
+/// received, and handed back, with their group's head while it fails: the
+/// count is high so that only a message that never gets handled ends in
+/// the DLQ.
+pub const ORDERED_MAX_RECEIVES: u32 = 100;
+
+/// Creates `{prefix}-table`, `{prefix}-runs`, `{prefix}-deliveries`,
+/// `{prefix}-ordered.fifo` and their DLQs (existing ones are kept).
 pub async fn create(
     ddb: &aws_sdk_dynamodb::Client,
     sqs: &aws_sdk_sqs::Client,
@@ -63,17 +81,25 @@ pub async fn create(
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
         Err(e) => return Err(Error::aws("DynamoDB", "CreateTable", e)),
     }
+    // Retention: 4 days for the standard queues (each delay hop is a new
+    // message); 14 for DLQs and the ordered queue, whose messages stay
+    // through their retries.
     let queue = |name: String, redrive: Option<String>| async move {
+        let days = if redrive.is_some() && !name.ends_with(".fifo") { 4 } else { 14 };
         let mut req = sqs
             .create_queue()
             .queue_name(&name)
-            .attributes(QueueAttributeName::MessageRetentionPeriod, (4 * 86_400).to_string())
+            .attributes(QueueAttributeName::MessageRetentionPeriod, (days * 86_400).to_string())
             .attributes(QueueAttributeName::VisibilityTimeout, "180")
             .attributes(QueueAttributeName::MaximumMessageSize, crate::queue::MAX_MESSAGE_BYTES.to_string());
         if let Some(r) = redrive {
             req = req.attributes(QueueAttributeName::RedrivePolicy, r);
-        } else {
-            req = req.attributes(QueueAttributeName::MessageRetentionPeriod, (14 * 86_400).to_string());
+        }
+        if name.ends_with(".fifo") {
+            req = req
+                .attributes(QueueAttributeName::FifoQueue, "true")
+                .attributes(QueueAttributeName::DeduplicationScope, "messageGroup")
+                .attributes(QueueAttributeName::FifoThroughputLimit, "perMessageGroupId");
         }
         let out = req.send().await.map_err(|e| Error::aws("SQS", "CreateQueue", e))?;
         out.queue_url.ok_or_else(|| Error::Malformed(format!("queue {name}: no URL")))
@@ -92,11 +118,27 @@ pub async fn create(
     };
     let runs_dlq_url = queue(format!("{prefix}-runs-dlq"), None).await?;
     let deliveries_dlq_url = queue(format!("{prefix}-deliveries-dlq"), None).await?;
-    let redrive = |dlq_arn: String| {
+    let ordered_dlq_url = queue(format!("{prefix}-ordered-dlq.fifo"), None).await?;
+    let redrive = |dlq_arn: String, max_receives: u32| {
         serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives.to_string()}).to_string()
     };
-    let runs_queue_url = queue(format!("{prefix}-runs"), Some(redrive(arn(runs_dlq_url.clone()).await?))).await?;
+    let runs_queue_url =
+        queue(format!("{prefix}-runs"), Some(redrive(arn(runs_dlq_url.clone()).await?, max_receives))).await?;
     let deliveries_queue_url =
-        queue(format!("{prefix}-deliveries"), Some(redrive(arn(deliveries_dlq_url.clone()).await?))).await?;
-    Ok(Provisioned { table, runs_queue_url, runs_dlq_url, deliveries_queue_url, deliveries_dlq_url })
+        queue(format!("{prefix}-deliveries"), Some(redrive(arn(deliveries_dlq_url.clone()).await?, max_receives)))
+            .await?;
+    let ordered_queue_url = queue(
+        format!("{prefix}-ordered.fifo"),
+        Some(redrive(arn(ordered_dlq_url.clone()).await?, ORDERED_MAX_RECEIVES.max(max_receives))),
+    )
+    .await?;
+    Ok(Provisioned {
+        table,
+        runs_queue_url,
+        runs_dlq_url,
+        deliveries_queue_url,
+        deliveries_dlq_url,
+        ordered_queue_url,
+        ordered_dlq_url,
+    })
 }

@@ -18,16 +18,30 @@
 //!
 //! **Fairness.** Every message carries `MessageGroupId = tenant` (SQS fair
 //! queues): a tenant with a backlog does not hold back the others.
+//!
+//! **Order.** A job with a [`NewJob::group`] (a per-key ordered
+//! subscription's delivery) goes to the third queue, `ordered`: a FIFO
+//! queue whose message group is the job's group, so SQS hands out one
+//! message of a group at a time, oldest first. Such a message stays in the
+//! queue across its retries, keeping its place (the dispatcher holds its
+//! state in the table and its place in the group by its visibility —
+//! [`crate::store::Store::apply_ordered`]); FIFO queues take no
+//! per-message delay, so nothing ordered is ever postponed by re-sending.
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, SendMessageBatchRequestEntry};
 use hookflow_core::commit::{JobKind, NewJob};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::Error;
 
 /// SQS's largest delay.
 pub const MAX_DELAY_SECS: i64 = 900;
+
+/// The longest a received message can be kept invisible (SQS: 12 hours),
+/// less a minute for the time since it was received.
+pub const MAX_VISIBILITY_SECS: i64 = 12 * 3600 - 60;
 
 /// SQS's largest message, and largest batch.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -43,6 +57,9 @@ pub struct Message {
     pub not_before: i64,
     /// The tenant (the message group).
     pub tenant: String,
+    /// The ordering group ([`NewJob::group`]): it goes to the FIFO queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl Message {
@@ -53,6 +70,16 @@ impl Message {
             payload: job.payload.clone(),
             not_before: job.not_before,
             tenant: job.tenant.clone(),
+            group: job.group.clone(),
+        }
+    }
+
+    /// The queue it goes to.
+    fn lane(&self) -> Lane {
+        match (self.kind, &self.group) {
+            (JobKind::Run, _) => Lane::Runs,
+            (JobKind::Delivery, None) => Lane::Deliveries,
+            (JobKind::Delivery, Some(_)) => Lane::Ordered,
         }
     }
 
@@ -69,6 +96,25 @@ impl Message {
     }
 }
 
+/// The three queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Runs,
+    Deliveries,
+    Ordered,
+}
+
+/// `text` as a FIFO `MessageGroupId` or `MessageDeduplicationId`: itself
+/// when SQS takes it (1 to 128 ASCII letters, digits and punctuation), its
+/// SHA-256 in hex otherwise (a rendered key may hold anything).
+pub fn fifo_id(text: &str) -> String {
+    let fits = (1..=128).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic());
+    if fits {
+        return text.to_string();
+    }
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A message's body: its JSON text.
 fn body(m: &Message) -> Result<String, Error> {
     serde_json::to_string(m).map_err(|e| Error::Malformed(e.to_string()))
@@ -78,12 +124,15 @@ fn body(m: &Message) -> Result<String, Error> {
 #[derive(Debug, Default)]
 pub struct Outgoing(Vec<(Message, String)>);
 
-/// The two queues.
+/// The queues.
 #[derive(Clone)]
 pub struct Queues {
     client: Client,
     runs_url: String,
     deliveries_url: String,
+    /// The FIFO queue of ordered deliveries; without one, a grouped job is
+    /// refused ([`Error::Config`]) rather than delivered out of order.
+    ordered_url: Option<String>,
     /// Send `MessageGroupId` (fair queues). On by default; off for an
     /// emulator that refuses it on standard queues.
     pub fair: bool,
@@ -91,7 +140,24 @@ pub struct Queues {
 
 impl Queues {
     pub fn new(client: Client, runs_url: impl Into<String>, deliveries_url: impl Into<String>) -> Self {
-        Queues { client, runs_url: runs_url.into(), deliveries_url: deliveries_url.into(), fair: true }
+        Queues {
+            client,
+            runs_url: runs_url.into(),
+            deliveries_url: deliveries_url.into(),
+            ordered_url: None,
+            fair: true,
+        }
+    }
+
+    /// With the FIFO queue of ordered deliveries.
+    pub fn with_ordered(mut self, url: Option<String>) -> Self {
+        self.ordered_url = url;
+        self
+    }
+
+    /// Whether per-key ordered deliveries can be queued.
+    pub fn orders(&self) -> bool {
+        self.ordered_url.is_some()
     }
 
     pub fn url(&self, kind: JobKind) -> &str {
@@ -99,6 +165,21 @@ impl Queues {
             JobKind::Run => &self.runs_url,
             JobKind::Delivery => &self.deliveries_url,
         }
+    }
+
+    fn lane_url(&self, lane: Lane) -> Result<&str, Error> {
+        match lane {
+            Lane::Runs => Ok(&self.runs_url),
+            Lane::Deliveries => Ok(&self.deliveries_url),
+            Lane::Ordered => self.ordered_url.as_deref().ok_or_else(|| {
+                Error::Config("a per-key ordered delivery needs the FIFO queue: set HOOKFLOW_ORDERED_QUEUE_URL".into())
+            }),
+        }
+    }
+
+    /// The client (for the dispatcher's visibility changes).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The jobs as message bodies, each serialised once; refuses the first
@@ -126,44 +207,48 @@ impl Queues {
         self.send_prepared(Self::prepare(jobs)?, now_ms).await
     }
 
-    /// Sends prepared messages, each to its kind's queue, in batches of at
-    /// most ten messages and 1 MiB.
+    /// Sends prepared messages, each to its queue, in batches of at most
+    /// ten messages and 1 MiB. Ordered messages keep their order: a FIFO
+    /// batch is taken in entry order.
     pub async fn send_prepared(&self, messages: Outgoing, now_ms: i64) -> Result<(), Error> {
-        let (runs, deliveries): (Vec<_>, Vec<_>) = messages.0.into_iter().partition(|(m, _)| m.kind == JobKind::Run);
-        for (kind, of_kind) in [(JobKind::Run, runs), (JobKind::Delivery, deliveries)] {
+        for lane in [Lane::Runs, Lane::Deliveries, Lane::Ordered] {
             let mut batch: Vec<(Message, String)> = Vec::new();
             let mut bytes = 0;
-            for (m, b) in of_kind {
+            for (m, b) in messages.0.iter().filter(|(m, _)| m.lane() == lane) {
                 if batch.len() == 10 || (!batch.is_empty() && bytes + b.len() > MAX_MESSAGE_BYTES) {
-                    self.send_batch(kind, &std::mem::take(&mut batch), now_ms).await?;
+                    self.send_batch(lane, &std::mem::take(&mut batch), now_ms).await?;
                     bytes = 0;
                 }
                 bytes += b.len();
-                batch.push((m, b));
+                batch.push((m.clone(), b.clone()));
             }
             if !batch.is_empty() {
-                self.send_batch(kind, &batch, now_ms).await?;
+                self.send_batch(lane, &batch, now_ms).await?;
             }
         }
         Ok(())
     }
 
-    async fn send_batch(&self, kind: JobKind, messages: &[(Message, String)], now_ms: i64) -> Result<(), Error> {
+    async fn send_batch(&self, lane: Lane, messages: &[(Message, String)], now_ms: i64) -> Result<(), Error> {
+        let url = self.lane_url(lane)?;
         let mut entries = Vec::new();
         for (i, (m, body)) in messages.iter().enumerate() {
-            let mut entry = SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(body.clone())
-                .delay_seconds(m.delay_secs(now_ms));
-            if self.fair {
-                entry = entry.message_group_id(m.tenant.clone());
-            }
+            let mut entry = SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body.clone());
+            entry = match (&m.group, lane) {
+                // FIFO: the group orders; the job id makes a redone
+                // commit's copy a duplicate SQS drops (within 5 minutes).
+                (Some(group), Lane::Ordered) => {
+                    entry.message_group_id(fifo_id(group)).message_deduplication_id(fifo_id(&m.id))
+                }
+                _ if self.fair => entry.delay_seconds(m.delay_secs(now_ms)).message_group_id(m.tenant.clone()),
+                _ => entry.delay_seconds(m.delay_secs(now_ms)),
+            };
             entries.push(entry.build().map_err(|e| Error::Malformed(e.to_string()))?);
         }
         let out = self
             .client
             .send_message_batch()
-            .queue_url(self.url(kind))
+            .queue_url(url)
             .set_entries(Some(entries))
             .send()
             .await
@@ -188,12 +273,57 @@ impl Queues {
     /// A message received before its `not_before`: sends it again with the
     /// remaining delay. Returns `false` (nothing sent) when it is due.
     pub async fn postpone(&self, m: &Message, now_ms: i64) -> Result<bool, Error> {
-        if m.not_before <= now_ms + 1000 {
+        if is_due(m.not_before, now_ms) {
             return Ok(false);
         }
-        self.send_batch(m.kind, &[(m.clone(), body(m)?)], now_ms).await?;
+        self.send_batch(m.lane(), &[(m.clone(), body(m)?)], now_ms).await?;
         Ok(true)
     }
+}
+
+impl Queues {
+    /// Keeps messages of the ordered queue invisible for the given seconds
+    /// each (receipt handle, seconds; 0 makes one visible at once), capped
+    /// at SQS's 12 hours.
+    pub async fn set_visibility(&self, messages: &[(String, i64)]) -> Result<(), Error> {
+        let url = self.lane_url(Lane::Ordered)?;
+        for chunk in messages.chunks(10) {
+            let mut entries = Vec::new();
+            for (i, (handle, secs)) in chunk.iter().enumerate() {
+                entries.push(
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout((*secs).clamp(0, MAX_VISIBILITY_SECS) as i32)
+                        .build()
+                        .map_err(|e| Error::Malformed(e.to_string()))?,
+                );
+            }
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| Error::aws("SQS", "ChangeMessageVisibilityBatch", e))?;
+            if let Some(failed) = out.failed().first() {
+                return Err(Error::Aws {
+                    service: "SQS",
+                    operation: "ChangeMessageVisibilityBatch",
+                    message: format!("{}: {}", failed.code(), failed.message().unwrap_or("")),
+                    transient: !failed.sender_fault(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a job due at `not_before` is due at `now_ms`: a consumer takes
+/// it up to a second early (SQS delays are whole seconds).
+pub fn is_due(not_before: i64, now_ms: i64) -> bool {
+    not_before <= now_ms + 1000
 }
 
 impl hookflow_core::ports::Queue for Queues {
@@ -207,7 +337,25 @@ mod tests {
     use super::*;
 
     fn msg(not_before: i64) -> Message {
-        Message { id: "d:1".into(), kind: JobKind::Delivery, payload: "{}".into(), not_before, tenant: "acme".into() }
+        Message {
+            id: "d:1".into(),
+            kind: JobKind::Delivery,
+            payload: "{}".into(),
+            not_before,
+            tenant: "acme".into(),
+            group: None,
+        }
+    }
+
+    #[test]
+    fn fifo_ids_are_the_text_when_sqs_takes_it_else_its_hash() {
+        assert_eq!(fifo_id("sub_1:customer-42"), "sub_1:customer-42");
+        for odd in ["sub_1:Zoë", "sub_1:a b", "", &"k".repeat(129)] {
+            let id = fifo_id(odd);
+            assert_eq!(id.len(), 64, "{odd:?}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        assert_ne!(fifo_id("sub_1:a b"), fifo_id("sub_1:a  b"));
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! the process dies between the two, the message that caused the commit is
 //! not deleted, comes back, and the commit is made again: job ids and the
 //! run's state make that redo harmless.
+//!
+//! An ordered delivery (a message of the FIFO queue) is applied with
+//! [`Store::apply_ordered`]: its retry cannot be a new message, which would
+//! join the end of its group.
 
 use hookflow_core::commit::{Commit, DeadDelivery, JobKind, LogEntry, NewJob};
 use hookflow_core::ports::{Clock, PortError, RunStore, SystemClock};
@@ -14,7 +18,7 @@ use hookflow_core::run::{Reply, Run};
 
 use crate::Error;
 use crate::queue::Queues;
-use crate::table::Table;
+use crate::table::{Hold, Table};
 
 /// DynamoDB + SQS.
 #[derive(Clone)]
@@ -28,7 +32,8 @@ impl Store {
     pub fn from_config(sdk: &aws_config::SdkConfig, config: &crate::AwsConfig) -> Self {
         Store {
             table: Table::new(aws_sdk_dynamodb::Client::new(sdk), &config.table, config.retention_days),
-            queues: Queues::new(aws_sdk_sqs::Client::new(sdk), &config.runs_queue_url, &config.deliveries_queue_url),
+            queues: Queues::new(aws_sdk_sqs::Client::new(sdk), &config.runs_queue_url, &config.deliveries_queue_url)
+                .with_ordered(config.ordered_queue_url.clone()),
         }
     }
 
@@ -54,6 +59,32 @@ impl Store {
         let messages = Queues::prepare(&jobs)?;
         self.table.write(&c, now_ms).await?;
         self.queues.send_prepared(messages, now_ms).await
+    }
+
+    /// Applies the commit of an attempt of the ordered message `job_id`
+    /// (`was_held`: it had a held state). A retry becomes the message's
+    /// held state ([`Hold::Keep`], in the commit's transaction) and the
+    /// answer is when it is due: the message stays in the queue, in its
+    /// place. Otherwise the held state is released and the answer is
+    /// `None`: the message can go.
+    pub async fn apply_ordered(
+        &self,
+        mut c: Commit,
+        job_id: &str,
+        was_held: bool,
+        now_ms: i64,
+    ) -> Result<Option<i64>, Error> {
+        let retry = c.reschedule.take();
+        let hold = match &retry {
+            Some((_, payload, due)) => {
+                Some(Hold::Keep { job_id: job_id.to_string(), payload: payload.clone(), due: *due })
+            }
+            None => was_held.then(|| Hold::Release(job_id.to_string())),
+        };
+        let messages = Queues::prepare(&c.jobs)?;
+        self.table.write_holding(&c, hold, now_ms).await?;
+        self.queues.send_prepared(messages, now_ms).await?;
+        Ok(retry.map(|(_, _, due)| due))
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, EventRow, LogEntry, SubscriptionRow};
 use hookflow_core::ports::{FlowStore, PortError};
@@ -414,27 +414,53 @@ impl Table {
     /// is [`Error::Conflict`]; an event id inside its idempotency window is
     /// [`Error::Duplicate`]; either way nothing of the transaction is written.
     pub async fn write(&self, c: &Commit, now_ms: i64) -> Result<(), Error> {
+        self.write_holding(c, None, now_ms).await
+    }
+
+    /// [`Table::write`], with what the commit does to an ordered message's
+    /// held state in the same transaction.
+    pub async fn write_holding(&self, c: &Commit, hold: Option<Hold>, now_ms: i64) -> Result<(), Error> {
         const NEWER: &str = "attribute_not_exists(pk) OR attribute_not_exists(revision) OR revision < :rev";
         const FREE: &str = "attribute_not_exists(pk) OR #until <= :at";
-        let items = self.items(c, now_ms);
-        for chunk in items.chunks(100) {
-            let writes = chunk
-                .iter()
-                .map(|(item, cond)| match cond {
-                    Cond::Newer(rev) => put(&self.name, item.clone(), Some(NEWER), &[(":rev", n(*rev))]),
+        let mut writes = self
+            .items(c, now_ms)
+            .into_iter()
+            .map(|(item, cond)| {
+                let write = match cond {
+                    Cond::Newer(rev) => put(&self.name, item, Some(NEWER), &[(":rev", n(rev))]),
                     Cond::Version(prev) => put(
                         &self.name,
-                        item.clone(),
+                        item,
                         Some("attribute_not_exists(version) OR version = :prev"),
-                        &[(":prev", n(*prev))],
+                        &[(":prev", n(prev))],
                     ),
-                    Cond::EventFree(at) => {
-                        put_named(&self.name, item.clone(), FREE, &[(":at", n(*at))], ("#until", "until"))
-                    }
-                    Cond::None => put(&self.name, item.clone(), None, &[]),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let sent = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
+                    Cond::EventFree(at) => put_named(&self.name, item, FREE, &[(":at", n(at))], ("#until", "until")),
+                    Cond::None => put(&self.name, item, None, &[]),
+                };
+                write.map(|w| (w, cond))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        match hold {
+            Some(Hold::Keep { job_id, payload, due }) => {
+                let mut item = key(keys::held(&job_id), keys::HELD);
+                item.insert("payload".into(), s(payload));
+                item.insert("due".into(), n(due));
+                item.insert("expires_at".into(), n(now_ms / 1000 + HELD_TTL.as_secs() as i64));
+                writes.push((put(&self.name, item, None, &[])?, Cond::None));
+            }
+            Some(Hold::Release(job_id)) => {
+                let delete = Delete::builder()
+                    .table_name(&self.name)
+                    .set_key(Some(key(keys::held(&job_id), keys::HELD)))
+                    .build()
+                    .map_err(|e| Error::Malformed(e.to_string()))?;
+                writes.push((TransactWriteItem::builder().delete(delete).build(), Cond::None));
+            }
+            None => {}
+        }
+        for chunk in writes.chunks(100) {
+            let items = chunk.iter().map(|(w, _)| w.clone()).collect();
+            let sent = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
             if let Err(e) = sent {
                 // Which item's condition failed: cancellation reasons come
                 // in the order of the items.
@@ -685,6 +711,18 @@ impl Table {
         Ok(out)
     }
 
+    /// An ordered message's held state ([`Hold::Keep`]): the job of its
+    /// next attempt and when it is due, if it has been attempted before.
+    pub async fn held(&self, job_id: &str) -> Result<Option<(String, i64)>, Error> {
+        let Some(item) = self.get(keys::held(job_id), keys::HELD).await? else {
+            return Ok(None);
+        };
+        match (get_s(&item, "payload"), get_n(&item, "due")) {
+            (Some(payload), Some(due)) => Ok(Some((payload.to_string(), due))),
+            _ => Err(Error::Malformed(format!("held state of {job_id}: no payload or due time"))),
+        }
+    }
+
     /// Removes a dead delivery (after its replay was queued).
     pub async fn forget_dead(&self, tenant: &str, delivery_id: &str) -> Result<(), Error> {
         self.client
@@ -718,6 +756,21 @@ fn entry_of(item: &Item) -> LogEntry {
         detail: get_s(item, "detail").and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null),
     }
 }
+
+/// What a commit does to an ordered message's held state: the state
+/// between its attempts, since the message itself cannot change
+/// ([`crate::store::Store::apply_ordered`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hold {
+    /// Its next attempt: the job (JSON text) and when it is due (ms).
+    Keep { job_id: String, payload: String, due: i64 },
+    /// It is done (delivered or dead): forget the state.
+    Release(String),
+}
+
+/// How long a held state outlives its last write: longer than the ordered
+/// queue keeps a message (14 days).
+const HELD_TTL: Duration = Duration::from_secs(15 * 86_400);
 
 /// The condition an item of a commit is written under.
 #[derive(Debug, Clone, Copy)]

@@ -88,17 +88,25 @@ where
         .receive_message()
         .queue_url(queue_url)
         .max_number_of_messages(max)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
         .send()
         .await
         .expect("ReceiveMessage")
         .messages
         .unwrap_or_default();
+    // As the event source mapping fills them in: the queue's ARN (its
+    // name tells a FIFO queue), the receipt handle, the system attributes.
+    let name = queue_url.rsplit('/').next().unwrap_or_default();
     let records = got
         .iter()
         .map(|m| {
             let mut r = aws_lambda_events::event::sqs::SqsMessage::default();
             r.message_id = m.message_id.clone();
+            r.receipt_handle = m.receipt_handle.clone();
             r.body = m.body.clone();
+            r.event_source_arn = Some(format!("arn:aws:sqs:us-east-1:123456789012:{name}"));
+            r.attributes =
+                m.attributes().into_iter().flatten().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect();
             r
         })
         .collect();

@@ -260,7 +260,7 @@ impl LogEntry {
 }
 
 /// Changes made as one unit.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Commit {
     /// The job that is finished (deleted) ...
     pub done: Option<String>,

@@ -320,6 +320,20 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// With other retry delays (after the first attempt) for events and
+    /// for verification requests; an empty list keeps the default.
+    pub fn with_schedules(mut self, event: &[Duration], verification: &[Duration]) -> Self {
+        if !event.is_empty() {
+            self.retry = RetryPolicy::schedule(event);
+        }
+        if !verification.is_empty() {
+            self.verification = RetryPolicy::schedule(verification);
+        }
+        self
+    }
+}
+
 /// One signing key of a subscription.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Key {
@@ -707,10 +721,19 @@ pub fn health_change(sub: &Subscription, health: Health, settings: &Settings, no
         log: vec![crate::commit::LogEntry::for_subscription(&changed, now)],
         ..Default::default()
     };
+    // The status, or (still active) the start or end of a failure window.
+    let message = match (changed.status == sub.status, changed.failing_since) {
+        (false, _) => format!("subscription {}", changed.status.as_str()),
+        (true, Some(_)) => "subscription failing".to_string(),
+        (true, None) => "subscription recovered".to_string(),
+    };
     let line = crate::engine::LogLine {
         level: if disabled { "warn" } else { "info" },
-        message: format!("subscription {}", changed.status.as_str()),
-        fields: json!({"tenant": changed.tenant, "subscription_id": changed.id, "reason": changed.disabled_reason}),
+        message,
+        fields: json!({
+            "tenant": changed.tenant, "subscription_id": changed.id, "reason": changed.disabled_reason,
+            "failing_since": changed.failing_since,
+        }),
     };
     let disabled = disabled.then(|| Event::disabled(&changed, sub.updated_at, now));
     Some(HealthChange { sub: changed, commit, line, disabled })
@@ -990,6 +1013,11 @@ mod tests {
         assert_eq!((gone.status, off), (Status::Disabled, true));
         assert!(gone.disabled_reason.as_deref().unwrap().contains("410"));
         assert_eq!(gone.clone().apply(&Health::Gone, &settings, 3_000), None, "disabled once");
+        // The log line says what changed.
+        let said = |from: &Subscription, h: Health, at| health_change(from, h, &settings, at).unwrap().line.message;
+        assert_eq!(said(&s, Health::Failed, 1_000), "subscription failing");
+        assert_eq!(said(&s1, Health::Delivered, 6_000), "subscription recovered");
+        assert_eq!(said(&s1, Health::Failed, 11_000), "subscription disabled");
         let e = Event::disabled(&s2, s1.updated_at, 11_000);
         assert_eq!(e.id, Event::disabled(&s2, s1.updated_at, 11_001).id, "one id per disabled version");
         assert_eq!((e.kind.as_str(), &e.data["subscription_id"]), ("subscription.disabled", &json!(s.id)));

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use dispatcher::Dispatcher;
 use hookflow_aws::provision;
-use hookflow_aws::queue::Queues;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_aws::table::Table;
@@ -72,14 +71,14 @@ pub async fn world(prefix: &str) -> World {
         .await
         .unwrap();
     let dispatcher = Arc::new(Dispatcher {
-        store: Store {
-            table: Table::new(ddb.clone(), &p.table, 14),
-            queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url),
-        },
+        store: Store { table: Table::new(ddb.clone(), &p.table, 14), queues: p.queues(&sqs) },
         secrets: Secrets::new(sm, &secrets_prefix),
         sender: Sender::new(TargetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()])).unwrap(),
         logger: Logger::new(Format::Json, std::iter::empty()),
-        settings: Default::default(),
+        // Subscription retries after 100 ms (the tests' receivers fail on
+        // purpose).
+        settings: hookflow_core::subscription::Settings::default()
+            .with_schedules(&[std::time::Duration::from_millis(100)], &[]),
     });
     World { dispatcher, sqs, p, ddb, secrets_prefix }
 }
@@ -88,6 +87,11 @@ impl World {
     /// One poll of the event source mapping.
     pub async fn poll(&self) -> (usize, usize) {
         poll(&self.sqs, &self.p.deliveries_queue_url, |event| self.dispatcher.handle(event)).await
+    }
+
+    /// One poll of the ordered queue's event source mapping.
+    pub async fn poll_ordered(&self) -> (usize, usize) {
+        poll(&self.sqs, &self.p.ordered_queue_url, |event| self.dispatcher.handle(event)).await
     }
 
     pub async fn send_raw(&self, body: &str) {
