@@ -168,8 +168,10 @@ class Aws:
             "HOOKFLOW_ORDERED_QUEUE_URL": self.ordered_url,
             "HOOKFLOW_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8",
             # Subscription retries after 1 s (the template keeps the
-            # Standard Webhooks schedule): ten of them.
+            # Standard Webhooks schedule): ten for events, two for the
+            # verification request.
             "HOOKFLOW_EVENT_RETRY": ",".join(["1s"] * 10),
+            "HOOKFLOW_VERIFICATION_RETRY": "1s,1s",
         }
         self.watch = Watch(self.watch_env, tmp / "watch.log")
         self.logs = [self.watch.log_path]
@@ -193,6 +195,12 @@ class Aws:
                              timeout=60, cwd=ROOT)
         assert out.returncode == 0, out.stderr + out.stdout
         return out.stdout
+
+    def admin(self, method, path, body=None):
+        """A call to the admin API (through the admin function): (status, JSON)."""
+        status, _, text = self.api.request(method, path, {"content-type": "application/json"},
+                                           json.dumps(body) if body is not None else "")
+        return status, (json.loads(text) if text else None)
 
     def post(self, path, body, key=INBOUND_KEY):
         return self.api.request("POST", f"/hooks/e2e/{path}",
@@ -346,10 +354,7 @@ def test_killing_the_dispatcher_in_the_middle_of_a_batch_loses_nothing(aws):
 
 
 def test_a_subscription_verifies_and_receives_signed_events_through_the_admin_function(aws):
-    def admin(method, path, body=None):
-        status, _, text = aws.api.request(method, path, {"content-type": "application/json"},
-                                          json.dumps(body) if body is not None else "")
-        return status, (json.loads(text) if text else None)
+    admin = aws.admin
 
     url = aws.receiver.base + "/subscriber"
     status, sub = admin("POST", "/v1/subscriptions", {"url": url, "event_types": ["contact.*"], "tenant": "e2e"})
@@ -377,6 +382,24 @@ def test_a_subscription_verifies_and_receives_signed_events_through_the_admin_fu
     assert (body["type"], body["data"]) == ("contact.created", {"id": 5})
 
 
+def test_a_subscription_that_does_not_echo_the_token_stays_pending_and_then_fails(aws):
+    status, sub = aws.admin("POST", "/v1/subscriptions", {"url": aws.receiver.base + "/silent",
+                                                           "event_types": ["silent.*"], "tenant": "e2e"})
+    assert status == 201, sub
+    SECRETS.append(sub["secret"].removeprefix("whsec_"))
+
+    def attempts():
+        with aws.receiver.lock:
+            return [json.loads(b) for _, p, _, b in aws.receiver.arrivals if p == "/silent"]
+
+    # `/silent` answers 200 without the token: not a proof of control.
+    aws.pump(lambda: len(attempts()) >= 1, 60, "the verification request")
+    assert aws.admin("GET", f"/v1/subscriptions/{sub['id']}")[1]["status"] == "pending"
+    aws.pump(lambda: aws.admin("GET", f"/v1/subscriptions/{sub['id']}")[1]["status"] == "failed", 60, "failed")
+    assert [a["type"] for a in attempts()] == ["webhook.verification"] * 3, "tried 3 times (HOOKFLOW_VERIFICATION_RETRY)"
+    assert aws.admin("POST", "/v1/events", {"type": "silent.x", "tenant": "e2e"})[1]["deliveries"] == 0
+
+
 def test_rotation_ed25519_and_410_through_the_admin_function(aws):
     """Both signatures during rotation (standardwebhooks with each secret),
     an ed25519 subscription checked with PyPI `cryptography` against the
@@ -385,10 +408,7 @@ def test_rotation_ed25519_and_410_through_the_admin_function(aws):
     import base64
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    def admin(method, path, body=None):
-        status, _, text = aws.api.request(method, path, {"content-type": "application/json"},
-                                          json.dumps(body) if body is not None else "")
-        return status, (json.loads(text) if text else None)
+    admin = aws.admin
 
     def arrivals(path):
         with aws.receiver.lock:
@@ -452,10 +472,7 @@ def test_per_key_ordering_holds_through_the_fifo_queue_under_a_receiver_failing_
     the last 10)."""
     keys, per_key = 20, 15
 
-    def admin(method, path, body=None):
-        status, _, text = aws.api.request(method, path, {"content-type": "application/json"},
-                                          json.dumps(body) if body is not None else "")
-        return status, (json.loads(text) if text else None)
+    admin = aws.admin
 
     status, sub = admin("POST", "/v1/subscriptions", {
         "url": aws.receiver.base + "/subscriber-ordered", "event_types": ["ord.*"], "tenant": "e2e",

@@ -85,7 +85,7 @@ impl Dispatcher {
         if self.store.queues.postpone(&m, SystemClock.now_ms()).await? {
             return Ok(());
         }
-        let attempted = self.attempt(&m.id, &m.payload).await?;
+        let attempted = self.attempt(&m.id, job_of(&m)?).await?;
         let store = &self.store;
         self.commit(attempted, |c, now| store.apply(c, now)).await
     }
@@ -96,28 +96,29 @@ impl Dispatcher {
     async fn ordered(&self, body: &str) -> Result<Handled, Error> {
         let m = delivery_message(body)?;
         let held = self.store.table.held(&m.id).await?;
-        let was_held = held.is_some();
-        let (payload, due) = held.unwrap_or((m.payload, m.not_before));
+        let due = held.map_or(m.not_before, |h| h.due);
         let now = SystemClock.now_ms();
         if !is_due(due, now) {
             return Ok(Handled::Later(wait(due, now)));
         }
-        let attempted = self.attempt(&m.id, &payload).await?;
+        let mut job = job_of(&m)?;
+        if let Some(h) = held {
+            (job.attempts, job.first_at) = (h.attempts, h.first_at);
+        }
+        let attempted = self.attempt(&m.id, job).await?;
         let (store, id) = (&self.store, m.id.as_str());
-        let retry = self.commit(attempted, |c, now| store.apply_ordered(c, id, was_held, now)).await?;
+        let retry = self.commit(attempted, |c, now| store.apply_ordered(c, id, held.is_some(), now)).await?;
         Ok(match retry {
             Some(due) => Handled::Later(wait(due, SystemClock.now_ms())),
             None => Handled::Done,
         })
     }
 
-    /// One attempt of the delivery job `payload` (job `id`): what it
-    /// writes, and what it says about its subscription. Nothing is sent to
-    /// a subscription the gate stops.
-    async fn attempt(&self, id: &str, payload: &str) -> Result<Attempted, Error> {
+    /// One attempt of delivery `job` (job `id`): what it writes, and what
+    /// it says about its subscription. Nothing is sent to a subscription
+    /// the gate stops.
+    async fn attempt(&self, id: &str, job: DeliveryJob) -> Result<Attempted, Error> {
         let now = SystemClock.now_ms();
-        let job: DeliveryJob =
-            serde_json::from_str(payload).map_err(|e| Error::Malformed(format!("message {id}: {e}")))?;
         let sub = match job.delivery.purpose.subscription() {
             Some(id) => self.store.table.subscription(id).await?,
             None => None,
@@ -229,6 +230,11 @@ fn delivery_message(body: &str) -> Result<Message, Error> {
         return Err(Error::Malformed(format!("message {}: a {} job on a deliveries queue", m.id, m.kind.as_str())));
     }
     Ok(m)
+}
+
+/// The delivery job a message carries.
+fn job_of(m: &Message) -> Result<DeliveryJob, Error> {
+    serde_json::from_str(&m.payload).map_err(|e| Error::Malformed(format!("message {}: {e}", m.id)))
 }
 
 /// From `now` until `due` (ms).

@@ -14,7 +14,7 @@
 //! | subscription | `SUBS` | `{subscription_id}` | a publish (one `Query` of the whole partition, not cached: subscriptions are few), a subscription delivery (`GetItem`) |
 //! | published event (its id's idempotency window) | `EVENT#{tenant}#{event_id}` | `EVENT` | a publish (conditional put) |
 //! | published event, by time | `EVENTS#{tenant}#{hour}` | `{at:013}#{event_id}` | listing events, replay to a re-enabled subscription |
-//! | an ordered delivery between attempts (its next attempt's job, when due) | `HELD#{job_id}` | `HELD` | the dispatcher, per message of the ordered queue (`GetItem`) |
+//! | an ordered delivery between attempts (attempts made, first due, next due) | `HELD#{job_id}` | `HELD` | the dispatcher, per message of the ordered queue (`GetItem`) |
 //!
 //! Items that expire carry `expires_at` (Unix seconds), the table's TTL
 //! attribute. TTL deletion lags by up to days, so reads filter on it too.

@@ -29,7 +29,9 @@
 //! per-message delay, so nothing ordered is ever postponed by re-sending.
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, SendMessageBatchRequestEntry,
+};
 use hookflow_core::commit::{JobKind, NewJob};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -253,21 +255,7 @@ impl Queues {
             .send()
             .await
             .map_err(|e| Error::aws("SQS", "SendMessageBatch", e))?;
-        if let Some(failed) = out.failed().first() {
-            return Err(Error::Aws {
-                service: "SQS",
-                operation: "SendMessageBatch",
-                message: format!(
-                    "{} of {} messages refused, e.g. {}: {}",
-                    out.failed().len(),
-                    messages.len(),
-                    failed.code(),
-                    failed.message().unwrap_or("")
-                ),
-                transient: !failed.sender_fault(),
-            });
-        }
-        Ok(())
+        refused("SendMessageBatch", out.failed(), messages.len())
     }
 
     /// A message received before its `not_before`: sends it again with the
@@ -307,17 +295,26 @@ impl Queues {
                 .send()
                 .await
                 .map_err(|e| Error::aws("SQS", "ChangeMessageVisibilityBatch", e))?;
-            if let Some(failed) = out.failed().first() {
-                return Err(Error::Aws {
-                    service: "SQS",
-                    operation: "ChangeMessageVisibilityBatch",
-                    message: format!("{}: {}", failed.code(), failed.message().unwrap_or("")),
-                    transient: !failed.sender_fault(),
-                });
-            }
+            refused("ChangeMessageVisibilityBatch", out.failed(), chunk.len())?;
         }
         Ok(())
     }
+}
+
+/// A batch call's entries SQS refused (`failed` of `of`), as an error.
+fn refused(operation: &'static str, failed: &[BatchResultErrorEntry], of: usize) -> Result<(), Error> {
+    let Some(first) = failed.first() else { return Ok(()) };
+    Err(Error::Aws {
+        service: "SQS",
+        operation,
+        message: format!(
+            "{} of {of} entries refused, e.g. {}: {}",
+            failed.len(),
+            first.code(),
+            first.message().unwrap_or("")
+        ),
+        transient: !first.sender_fault(),
+    })
 }
 
 /// Whether a job due at `not_before` is due at `now_ms`: a consumer takes

@@ -12,13 +12,13 @@
 //! [`Store::apply_ordered`]: its retry cannot be a new message, which would
 //! join the end of its group.
 
-use hookflow_core::commit::{Commit, DeadDelivery, JobKind, LogEntry, NewJob};
+use hookflow_core::commit::{Commit, DeadDelivery, DeliveryJob, JobKind, LogEntry, NewJob};
 use hookflow_core::ports::{Clock, PortError, RunStore, SystemClock};
 use hookflow_core::run::{Reply, Run};
 
 use crate::Error;
 use crate::queue::Queues;
-use crate::table::{Hold, Table};
+use crate::table::{Held, Hold, Table};
 
 /// DynamoDB + SQS.
 #[derive(Clone)]
@@ -74,17 +74,22 @@ impl Store {
         was_held: bool,
         now_ms: i64,
     ) -> Result<Option<i64>, Error> {
-        let retry = c.reschedule.take();
-        let hold = match &retry {
+        let retry = match c.reschedule.take() {
             Some((_, payload, due)) => {
-                Some(Hold::Keep { job_id: job_id.to_string(), payload: payload.clone(), due: *due })
+                let job: DeliveryJob =
+                    serde_json::from_str(&payload).map_err(|e| Error::Malformed(format!("retry of {job_id}: {e}")))?;
+                Some(Held { attempts: job.attempts, first_at: job.first_at, due })
             }
+            None => None,
+        };
+        let hold = match retry {
+            Some(held) => Some(Hold::Keep { job_id: job_id.to_string(), held }),
             None => was_held.then(|| Hold::Release(job_id.to_string())),
         };
         let messages = Queues::prepare(&c.jobs)?;
         self.table.write_holding(&c, hold, now_ms).await?;
         self.queues.send_prepared(messages, now_ms).await?;
-        Ok(retry.map(|(_, _, due)| due))
+        Ok(retry.map(|held| held.due))
     }
 }
 

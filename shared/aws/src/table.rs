@@ -441,10 +441,11 @@ impl Table {
             })
             .collect::<Result<Vec<_>, _>>()?;
         match hold {
-            Some(Hold::Keep { job_id, payload, due }) => {
+            Some(Hold::Keep { job_id, held }) => {
                 let mut item = key(keys::held(&job_id), keys::HELD);
-                item.insert("payload".into(), s(payload));
-                item.insert("due".into(), n(due));
+                item.insert("attempts".into(), n(i64::from(held.attempts)));
+                item.insert("first_at".into(), n(held.first_at));
+                item.insert("due".into(), n(held.due));
                 item.insert("expires_at".into(), n(now_ms / 1000 + HELD_TTL.as_secs() as i64));
                 writes.push((put(&self.name, item, None, &[])?, Cond::None));
             }
@@ -711,15 +712,17 @@ impl Table {
         Ok(out)
     }
 
-    /// An ordered message's held state ([`Hold::Keep`]): the job of its
-    /// next attempt and when it is due, if it has been attempted before.
-    pub async fn held(&self, job_id: &str) -> Result<Option<(String, i64)>, Error> {
+    /// An ordered message's held state ([`Hold::Keep`]), if it has been
+    /// attempted before.
+    pub async fn held(&self, job_id: &str) -> Result<Option<Held>, Error> {
         let Some(item) = self.get(keys::held(job_id), keys::HELD).await? else {
             return Ok(None);
         };
-        match (get_s(&item, "payload"), get_n(&item, "due")) {
-            (Some(payload), Some(due)) => Ok(Some((payload.to_string(), due))),
-            _ => Err(Error::Malformed(format!("held state of {job_id}: no payload or due time"))),
+        match (get_n(&item, "attempts"), get_n(&item, "first_at"), get_n(&item, "due")) {
+            (Some(attempts), Some(first_at), Some(due)) => {
+                Ok(Some(Held { attempts: attempts.try_into().unwrap_or(u32::MAX), first_at, due }))
+            }
+            _ => Err(Error::Malformed(format!("held state of {job_id}: attempts, first_at or due missing"))),
         }
     }
 
@@ -757,13 +760,25 @@ fn entry_of(item: &Item) -> LogEntry {
     }
 }
 
-/// What a commit does to an ordered message's held state: the state
-/// between its attempts, since the message itself cannot change
+/// An ordered message's state between its attempts: what of its job
+/// changes (the request does not, and stays in the message, which cannot
+/// change), and when the next attempt is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// Attempts made so far ([`hookflow_core::commit::DeliveryJob::attempts`]).
+    pub attempts: u32,
+    /// When the first attempt was due (ms).
+    pub first_at: i64,
+    /// When the next one is (ms).
+    pub due: i64,
+}
+
+/// What a commit does to an ordered message's held state
 /// ([`crate::store::Store::apply_ordered`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Hold {
-    /// Its next attempt: the job (JSON text) and when it is due (ms).
-    Keep { job_id: String, payload: String, due: i64 },
+    /// It is retried: its state until then.
+    Keep { job_id: String, held: Held },
     /// It is done (delivered or dead): forget the state.
     Release(String),
 }
