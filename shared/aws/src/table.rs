@@ -338,11 +338,8 @@ impl Table {
         }
         let mut detail = detail.to_string();
         if detail.len() > MAX_LOG_DETAIL {
-            let mut end = MAX_LOG_DETAIL;
-            while !detail.is_char_boundary(end) {
-                end -= 1;
-            }
-            detail = serde_json::json!({"truncated": true, "bytes": detail.len(), "head": &detail[..end]}).to_string();
+            let head = hookflow_core::text::head(&detail, MAX_LOG_DETAIL);
+            detail = serde_json::json!({"truncated": true, "bytes": detail.len(), "head": head}).to_string();
         }
         item.insert("detail".into(), s(detail));
         item.insert("expires_at".into(), n(self.expires_at(e.at)));

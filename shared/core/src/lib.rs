@@ -48,6 +48,7 @@ pub mod ssrf;
 pub mod status;
 pub mod subscription;
 pub mod template;
+pub mod text;
 pub mod validate;
 
 pub use error::{Diagnostic, Error};

@@ -1,0 +1,28 @@
+//! Cutting text to a size in bytes, for logs: never inside a character.
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary.
+pub fn head(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_on_a_character_boundary() {
+        assert_eq!(head("hello", 10), "hello");
+        assert_eq!(head("hello", 3), "hel");
+        // "é" is two bytes: a cut inside it steps back before it.
+        assert_eq!(head("aé", 2), "a");
+        assert_eq!(head("aé", 3), "aé");
+    }
+}
