@@ -12,9 +12,10 @@
 //!
 //! A batch of the ordered queue (per-key ordered subscriptions, FIFO) goes
 //! group by group, in order ([`each_in_order`]). Its message stays in the
-//! queue until its delivery is done: between attempts the table holds the
-//! job of its next attempt ([`Store::apply_ordered`]) and the message is
-//! kept invisible until that is due, holding back the rest of its key.
+//! queue until its delivery is done: between attempts the table holds its
+//! progress (attempts made, when the next is due: [`Store::apply_ordered`])
+//! and the message is kept invisible until then, holding back the rest of
+//! its key.
 
 use std::future::Future;
 use std::sync::Arc;
