@@ -947,6 +947,17 @@ mod tests {
         let job = s.event_job(&e, "{}", &Settings::default(), 0);
         assert_eq!(job.group.as_deref(), Some(format!("{}:42", s.id).as_str()));
         assert_eq!(active(&["order.*"]).event_job(&e, "{}", &Settings::default(), 0).group, None);
+        // Rendered per event and per template.
+        let mut t = s.clone();
+        t.key = Some("{{ data.region }}-{{ data.customer_id % 10 }}".into());
+        let group = |sub: &Subscription, data| {
+            let job = sub.event_job(&event("order.paid", data), "{}", &Settings::default(), 0);
+            job.group.unwrap().split_once(':').unwrap().1.to_string()
+        };
+        assert_eq!(group(&s, json!({"customer_id": 7})), "7");
+        assert_eq!(group(&t, json!({"customer_id": 17, "region": "eu"})), "eu-7");
+        assert_eq!(group(&s, json!({"customer_id": 8})), "8");
+        assert_eq!(group(&t, json!({"customer_id": 3})), "", "a key that fails to render is empty");
     }
 
     #[test]
