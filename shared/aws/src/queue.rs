@@ -98,12 +98,13 @@ impl Message {
     }
 }
 
-/// The three queues.
+/// The three queues (as an index: [`Queues::send_prepared`] sorts
+/// messages by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lane {
-    Runs,
-    Deliveries,
-    Ordered,
+    Runs = 0,
+    Deliveries = 1,
+    Ordered = 2,
 }
 
 /// `text` as a FIFO `MessageGroupId` or `MessageDeduplicationId`: itself
@@ -162,13 +163,6 @@ impl Queues {
         self.ordered_url.is_some()
     }
 
-    pub fn url(&self, kind: JobKind) -> &str {
-        match kind {
-            JobKind::Run => &self.runs_url,
-            JobKind::Delivery => &self.deliveries_url,
-        }
-    }
-
     fn lane_url(&self, lane: Lane) -> Result<&str, Error> {
         match lane {
             Lane::Runs => Ok(&self.runs_url),
@@ -179,17 +173,15 @@ impl Queues {
         }
     }
 
-    /// The client (for the dispatcher's visibility changes).
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// The jobs as message bodies, each serialised once; refuses the first
-    /// that does not fit in a message.
-    pub fn prepare(jobs: &[NewJob]) -> Result<Outgoing, Error> {
+    /// that does not fit in a message, or that has no queue here (a
+    /// grouped job without the FIFO queue) — before anything is written
+    /// or sent.
+    pub fn prepare(&self, jobs: &[NewJob]) -> Result<Outgoing, Error> {
         let mut out = Vec::with_capacity(jobs.len());
         for job in jobs {
             let m = Message::of(job);
+            self.lane_url(m.lane())?;
             let b = body(&m)?;
             if b.len() > MAX_MESSAGE_BYTES {
                 return Err(Error::TooLarge(format!(
@@ -206,23 +198,27 @@ impl Queues {
     /// Sends jobs, each to its kind's queue ([`Queues::prepare`], then
     /// [`Queues::send_prepared`]).
     pub async fn send(&self, jobs: &[NewJob], now_ms: i64) -> Result<(), Error> {
-        self.send_prepared(Self::prepare(jobs)?, now_ms).await
+        self.send_prepared(self.prepare(jobs)?, now_ms).await
     }
 
     /// Sends prepared messages, each to its queue, in batches of at most
     /// ten messages and 1 MiB. Ordered messages keep their order: a FIFO
     /// batch is taken in entry order.
     pub async fn send_prepared(&self, messages: Outgoing, now_ms: i64) -> Result<(), Error> {
-        for lane in [Lane::Runs, Lane::Deliveries, Lane::Ordered] {
+        let mut by_lane: [Vec<(Message, String)>; 3] = Default::default();
+        for (m, b) in messages.0 {
+            by_lane[m.lane() as usize].push((m, b));
+        }
+        for (lane, of_lane) in [Lane::Runs, Lane::Deliveries, Lane::Ordered].into_iter().zip(by_lane) {
             let mut batch: Vec<(Message, String)> = Vec::new();
             let mut bytes = 0;
-            for (m, b) in messages.0.iter().filter(|(m, _)| m.lane() == lane) {
+            for (m, b) in of_lane {
                 if batch.len() == 10 || (!batch.is_empty() && bytes + b.len() > MAX_MESSAGE_BYTES) {
                     self.send_batch(lane, &std::mem::take(&mut batch), now_ms).await?;
                     bytes = 0;
                 }
                 bytes += b.len();
-                batch.push((m.clone(), b.clone()));
+                batch.push((m, b));
             }
             if !batch.is_empty() {
                 self.send_batch(lane, &batch, now_ms).await?;

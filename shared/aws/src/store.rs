@@ -12,7 +12,7 @@
 //! [`Store::apply_ordered`]: its retry cannot be a new message, which would
 //! join the end of its group.
 
-use hookflow_core::commit::{Commit, DeadDelivery, DeliveryJob, JobKind, LogEntry, NewJob};
+use hookflow_core::commit::{Commit, DeadDelivery, JobKind, LogEntry, NewJob};
 use hookflow_core::ports::{Clock, PortError, RunStore, SystemClock};
 use hookflow_core::run::{Reply, Run};
 
@@ -56,7 +56,7 @@ impl Store {
                 group: None,
             });
         }
-        let messages = Queues::prepare(&jobs)?;
+        let messages = self.queues.prepare(&jobs)?;
         self.table.write(&c, now_ms).await?;
         self.queues.send_prepared(messages, now_ms).await
     }
@@ -76,9 +76,16 @@ impl Store {
     ) -> Result<Option<i64>, Error> {
         let retry = match c.reschedule.take() {
             Some((_, payload, due)) => {
-                let job: DeliveryJob =
+                // Only the counters: the request in the payload is skipped,
+                // not built again.
+                #[derive(serde::Deserialize)]
+                struct Progress {
+                    attempts: u32,
+                    first_at: i64,
+                }
+                let p: Progress =
                     serde_json::from_str(&payload).map_err(|e| Error::Malformed(format!("retry of {job_id}: {e}")))?;
-                Some(Held { attempts: job.attempts, first_at: job.first_at, due })
+                Some(Held { attempts: p.attempts, first_at: p.first_at, due })
             }
             None => None,
         };
@@ -86,7 +93,7 @@ impl Store {
             Some(held) => Some(Hold::Keep { job_id: job_id.to_string(), held }),
             None => was_held.then(|| Hold::Release(job_id.to_string())),
         };
-        let messages = Queues::prepare(&c.jobs)?;
+        let messages = self.queues.prepare(&c.jobs)?;
         self.table.write_holding(&c, hold, now_ms).await?;
         self.queues.send_prepared(messages, now_ms).await?;
         Ok(retry.map(|held| held.due))

@@ -456,8 +456,14 @@ impl Table {
             }
             None => {}
         }
-        for chunk in writes.chunks(100) {
-            let items = chunk.iter().map(|(w, _)| w.clone()).collect();
+        let (mut writes, conds): (Vec<TransactWriteItem>, Vec<Cond>) = writes.into_iter().unzip();
+        let mut start = 0;
+        while start < conds.len() {
+            // The next (at most) 100 writes, moved out rather than copied.
+            let rest = writes.split_off(writes.len().min(100));
+            let items = std::mem::replace(&mut writes, rest);
+            let chunk = &conds[start..start + items.len()];
+            start += items.len();
             let sent = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
             if let Err(e) = sent {
                 // Which item's condition failed: cancellation reasons come
@@ -470,13 +476,13 @@ impl Table {
                     _ => None,
                 });
                 if let Some(i) = failed
-                    && matches!(chunk[i].1, Cond::EventFree(_))
+                    && matches!(chunk[i], Cond::EventFree(_))
                 {
                     let id = c.event.as_ref().map_or("?", |e| e.id.as_str());
                     return Err(Error::Duplicate(format!("event `{id}` was published already")));
                 }
                 if let Some(i) = failed
-                    && matches!(chunk[i].1, Cond::Version(_))
+                    && matches!(chunk[i], Cond::Version(_))
                 {
                     return Err(Error::Conflict(
                         "the subscription changed meanwhile (a delivery's outcome or another admin); read it and try again"

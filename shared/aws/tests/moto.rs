@@ -127,6 +127,65 @@ async fn commit_stores_run_and_log_and_cuts_oversized_detail() {
 }
 
 #[tokio::test]
+async fn a_commit_of_more_than_100_items_is_written_in_transactions_of_100() {
+    let (conf, p) = setup(5).await;
+    let table = Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 14);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let run = run_of(&flow);
+    let mut commit = Commit::default();
+    commit.run(&run);
+    let now = now_ms();
+    for i in 0..250 {
+        commit.log.push(LogEntry::for_run(&run, now + i, "step", "ok", serde_json::json!({"n": i})));
+    }
+    table.write(&commit, now_ms()).await.unwrap();
+    let log = table.run_entries(&run.id, now_ms()).await.unwrap();
+    assert_eq!(log.len(), 250);
+    assert!(log.iter().enumerate().all(|(i, e)| e.detail["n"] == i), "every entry, in order");
+}
+
+#[tokio::test]
+async fn jobs_go_to_their_queue_in_batches_of_ten_in_order() {
+    let (conf, p) = setup(5).await;
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let now = now_ms();
+    let job = delivery_job(&flow);
+    let mut jobs = Vec::new();
+    for i in 0..25 {
+        jobs.push(NewJob { id: format!("d:plain:{i}"), ..job.clone() });
+        jobs.push(NewJob { id: format!("d:ordered:{i}"), group: Some("sub_1:k".into()), ..job.clone() });
+        jobs.push(NewJob::run("acme", &format!("run_{i}"), "start", Input::Start, now));
+    }
+    Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url)
+        .send(&jobs, now)
+        .await
+        .expect_err("grouped jobs without the FIFO queue are refused");
+    p.queues(&sqs).send(&jobs, now).await.unwrap();
+    let drain = async |url: &str| {
+        let mut ids = Vec::new();
+        loop {
+            let got = receive(&sqs, url).await;
+            if got.is_empty() {
+                return ids;
+            }
+            for m in &got {
+                ids.push(Message::parse(m.body().unwrap()).unwrap().id);
+                sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+            }
+        }
+    };
+    let ordered = drain(&p.ordered_queue_url).await;
+    assert_eq!(ordered, (0..25).map(|i| format!("d:ordered:{i}")).collect::<Vec<_>>(), "one group, in order");
+    let mut plain = drain(&p.deliveries_queue_url).await;
+    plain.sort();
+    let mut want: Vec<String> = (0..25).map(|i| format!("d:plain:{i}")).collect();
+    want.sort();
+    assert_eq!(plain, want);
+    assert_eq!(drain(&p.runs_queue_url).await.len(), 25);
+}
+
+#[tokio::test]
 async fn expired_log_entries_and_idempotency_records_are_not_read() {
     let (conf, p) = setup(5).await;
     // Retention of one day: an entry from two days ago has expired, though
