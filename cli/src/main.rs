@@ -201,7 +201,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum LocalAwsCommand {
-    /// Create `{prefix}-table`, `{prefix}-runs`, `{prefix}-deliveries` and their DLQs.
+    /// Create `{prefix}-table`, `{prefix}-runs`, `{prefix}-deliveries`, the
+    /// FIFO queue of per-key ordered deliveries `{prefix}-ordered.fifo`, and
+    /// their DLQs.
     Up {
         #[arg(long, default_value = "hookflow")]
         prefix: String,

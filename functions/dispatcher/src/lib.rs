@@ -4,11 +4,10 @@
 //! ([`hookflow_aws::batch`]). A message that arrives before its `not_before` (a delay past SQS's
 //! 15-minute cap) is sent on with what remains.
 //!
-//! A subscription's delivery (an event, a verification request) reads its
-//! subscription first ([`subscription::gate`]: not sent to a disabled or
-//! deleted one) and writes what the attempt says about the endpoint
-//! ([`subscription::health_change`]) in the attempt's commit, with
-//! `subscription.disabled` fanned out when it disables one.
+//! Each attempt goes through the one delivery pipeline
+//! ([`hookflow_pipeline::delivery`], the same as `hookflow dev`): gate,
+//! secrets, send, classify, endpoint health, commit. This file is the SQS
+//! glue around it and the AWS adapters as its ports.
 //!
 //! A batch of the ordered queue (per-key ordered subscriptions, FIFO) goes
 //! group by group, in order ([`each_in_order`]). Its message stays in the
@@ -17,7 +16,6 @@
 //! and the message is kept invisible until then, holding back the rest of
 //! its key.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -26,17 +24,19 @@ use hookflow_aws::queue::{Message, is_due};
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_aws::{Error, metrics};
-use hookflow_core::commit::{Commit, DeliveryJob, JobKind};
-use hookflow_core::engine::{self, AttemptSummary};
+use hookflow_core::CompiledFlow;
+use hookflow_core::commit::{DeliveryJob, JobKind};
+use hookflow_core::engine::{AttemptSummary, LogLine};
 use hookflow_core::ports::{Clock, PortError, SecretStore, SystemClock};
-use hookflow_core::subscription::{self, Gate, Health, Settings, Subscription};
+use hookflow_core::subscription::{Settings, Subscription};
 use hookflow_io::Logger;
-use hookflow_io::sender::{Sender, resolve_secrets};
+use hookflow_io::sender::Sender;
+use hookflow_pipeline::delivery::{self, DeliveryPorts};
 
 /// Secrets for one delivery: a subscription's keyring as of the version
 /// its record names (a rotation is seen at once, not after the cache's
 /// five minutes), the rest through the cache.
-struct Keyrings<'a> {
+pub struct Keyrings<'a> {
     secrets: &'a Secrets,
     sub: Option<&'a Subscription>,
 }
@@ -86,9 +86,9 @@ impl Dispatcher {
         if self.store.queues.postpone(&m, SystemClock.now_ms()).await? {
             return Ok(());
         }
-        let attempted = self.attempt(&m.id, job_of(&m)?).await?;
+        let attempted = delivery::attempt(self, &m.id, job_of(&m)?).await?;
         let store = &self.store;
-        self.commit(attempted, |c, now| store.apply(c, now)).await
+        delivery::commit(self, attempted, |c, now, _| store.apply(c, now)).await
     }
 
     /// One message of the ordered queue: its held state says which attempt
@@ -106,122 +106,71 @@ impl Dispatcher {
         if let Some(h) = held {
             (job.attempts, job.first_at) = (h.attempts, h.first_at);
         }
-        let attempted = self.attempt(&m.id, job).await?;
+        let attempted = delivery::attempt(self, &m.id, job).await?;
         let (store, id) = (&self.store, m.id.as_str());
-        let retry = self.commit(attempted, |c, now| store.apply_ordered(c, id, held.is_some(), now)).await?;
+        let retry =
+            delivery::commit(self, attempted, |c, now, _| store.apply_ordered(c, id, held.is_some(), now)).await?;
         Ok(match retry {
             Some(due) => Handled::Later(wait(due, SystemClock.now_ms())),
             None => Handled::Done,
         })
     }
+}
 
-    /// One attempt of delivery `job` (job `id`): what it writes, and what
-    /// it says about its subscription. Nothing is sent to a subscription
-    /// the gate stops.
-    async fn attempt(&self, id: &str, job: DeliveryJob) -> Result<Attempted, Error> {
-        let now = SystemClock.now_ms();
-        let sub = match job.delivery.purpose.subscription() {
-            Some(id) => self.store.table.subscription(id).await?,
-            None => None,
-        };
-        let unsent = match subscription::gate(&job.delivery.purpose, sub.as_ref()) {
-            Gate::Send => None,
-            Gate::Dead(why) => Some((why, true)),
-            Gate::Drop(why) => Some((why, false)),
-        };
-        if let Some((why, dead)) = unsent {
-            let out = engine::unsent(id.to_string(), &job, &why, dead, now);
-            for line in out.lines {
-                self.logger.log(line.level, &line.message, line.fields);
-            }
-            return Ok(Attempted { commit: out.commit, health: None });
-        }
-        let store = Keyrings { secrets: &self.secrets, sub: sub.as_ref() };
-        let secrets = resolve_secrets(&store, &job.delivery).await.map_err(|e| Error::Aws {
-            service: "Secrets Manager",
-            operation: "GetSecretValue",
-            message: e.message,
-            transient: e.transient,
-        })?;
-        let attempt = self.sender.send(&job.delivery, &secrets).await;
-        let step = engine::after_attempt(id.to_string(), job, &attempt, SystemClock.now_ms(), &mut rand::rng());
-        for line in step.lines {
+/// DynamoDB, Secrets Manager and the sender as the delivery pipeline's
+/// ports. Health changes are not serialised here: the table's conditional
+/// write refuses one computed over an older record, and the pipeline
+/// computes it again.
+impl DeliveryPorts for Dispatcher {
+    type Error = Error;
+    type Secrets<'a> = Keyrings<'a>;
+    type Sender = Sender;
+    type Guard = ();
+
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms()
+    }
+
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    async fn subscription(&self, id: &str) -> Result<Option<Arc<Subscription>>, Error> {
+        Ok(self.store.table.subscription(id).await?.map(Arc::new))
+    }
+
+    fn secrets<'a>(&'a self, sub: Option<&'a Subscription>) -> Keyrings<'a> {
+        Keyrings { secrets: &self.secrets, sub }
+    }
+
+    fn sender(&self) -> &Sender {
+        &self.sender
+    }
+
+    async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Error> {
+        let subs = self.store.table.subscriptions(Some(tenant), true).await?;
+        let flows = self.store.table.event_flows(tenant).await?;
+        Ok((subs.into_iter().map(Arc::new).collect(), flows))
+    }
+
+    async fn serialize(&self) -> Option<()> {
+        None
+    }
+
+    fn lines(&self, lines: Vec<LogLine>) {
+        for line in lines {
             self.logger.log(line.level, &line.message, line.fields);
         }
-        let outcome = match step.decision {
+    }
+
+    fn attempted(&self, summary: Option<AttemptSummary>, duration_ms: u64, at: i64) {
+        let outcome = match summary {
             Some(AttemptSummary::Delivered) => "succeeded",
             Some(AttemptSummary::Retried) => "retried",
             _ => "dead",
         };
-        self.logger.raw(&metrics::delivery(outcome, attempt.duration_ms, now));
-        let health = sub.zip(step.health.map(|(_, h)| h));
-        Ok(Attempted { commit: step.commit, health })
+        self.logger.raw(&metrics::delivery(outcome, duration_ms, at));
     }
-
-    /// Applies an attempt's commit with `apply`, together with what the
-    /// attempt changes about its subscription (and `subscription.disabled`
-    /// when it disables it). Another dispatcher may change the subscription
-    /// meanwhile (its own deliveries' outcomes): the write then loses
-    /// ([`Error::Conflict`]) and is made again over the record as it is
-    /// now, up to three times, rather than the attempt redone.
-    async fn commit<T, F, Fut>(&self, attempted: Attempted, apply: F) -> Result<T, Error>
-    where
-        F: Fn(Commit, i64) -> Fut,
-        Fut: Future<Output = Result<T, Error>>,
-    {
-        let Attempted { commit, health } = attempted;
-        let Some((mut sub, health)) = health else {
-            return apply(commit, SystemClock.now_ms()).await;
-        };
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let now = SystemClock.now_ms();
-            let mut all = commit.clone();
-            let mut lines = Vec::new();
-            if let Some(h) = subscription::health_change(&sub, health, &self.settings, now) {
-                lines.push(h.line);
-                all.merge(h.commit);
-                if let Some(event) = h.disabled {
-                    // Published in the same commit; two dispatchers
-                    // disabling the same version build the same event id,
-                    // and the table takes it once.
-                    let others = self.store.table.subscriptions(Some(&event.tenant), true).await?;
-                    let flows = self.store.table.event_flows(&event.tenant).await?;
-                    let p = subscription::publish(
-                        &event,
-                        others.iter().filter(|s| s.id != h.sub.id),
-                        flows.iter().map(|f| f.as_ref()),
-                        &self.settings,
-                        now,
-                    );
-                    lines.extend(p.outcome.lines);
-                    all.merge(p.outcome.commit);
-                }
-            }
-            match apply(all, now).await {
-                Err(Error::Conflict(_)) if tries < 3 => match self.store.table.subscription(&sub.id).await? {
-                    Some(now_stored) => sub = now_stored,
-                    None => return apply(commit, SystemClock.now_ms()).await,
-                },
-                done => {
-                    if done.is_ok() {
-                        for line in lines {
-                            self.logger.log(line.level, &line.message, line.fields);
-                        }
-                    }
-                    return done;
-                }
-            }
-        }
-    }
-}
-
-/// An attempt made (or refused by the gate): its commit, and the
-/// subscription as read with what the attempt says about its endpoint.
-struct Attempted {
-    commit: Commit,
-    health: Option<(Subscription, Health)>,
 }
 
 /// A message of a deliveries queue.

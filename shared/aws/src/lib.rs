@@ -89,6 +89,31 @@ impl Error {
     }
 }
 
+impl hookflow_core::ports::Classify for Error {
+    fn kind(&self) -> hookflow_core::ports::ErrorKind {
+        use hookflow_core::ports::ErrorKind;
+        match self {
+            Error::Aws { transient: true, .. } => ErrorKind::Unavailable,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::Duplicate(_) => ErrorKind::Duplicate,
+            Error::TooLarge(_) => ErrorKind::TooLarge,
+            Error::Aws { .. } | Error::Config(_) | Error::Malformed(_) | Error::Core(_) => ErrorKind::Other,
+        }
+    }
+}
+
+/// A port's failure (the secret store's) as an AWS error.
+impl From<hookflow_core::ports::PortError> for Error {
+    fn from(e: hookflow_core::ports::PortError) -> Self {
+        Error::Aws {
+            service: "Secrets Manager",
+            operation: "GetSecretValue",
+            message: e.message,
+            transient: e.transient,
+        }
+    }
+}
+
 impl From<Error> for hookflow_core::ports::PortError {
     fn from(e: Error) -> Self {
         let transient = matches!(e, Error::Aws { transient: true, .. });

@@ -319,12 +319,6 @@ pub fn is_due(not_before: i64, now_ms: i64) -> bool {
     not_before <= now_ms + 1000
 }
 
-impl hookflow_core::ports::Queue for Queues {
-    async fn enqueue(&self, jobs: Vec<NewJob>, now_ms: i64) -> Result<(), hookflow_core::ports::PortError> {
-        Ok(self.send(&jobs, now_ms).await?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

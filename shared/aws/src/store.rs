@@ -12,9 +12,7 @@
 //! [`Store::apply_ordered`]: its retry cannot be a new message, which would
 //! join the end of its group.
 
-use hookflow_core::commit::{Commit, DeadDelivery, JobKind, LogEntry, NewJob};
-use hookflow_core::ports::{Clock, PortError, RunStore, SystemClock};
-use hookflow_core::run::{Reply, Run};
+use hookflow_core::commit::{Commit, DeadDelivery, JobKind, NewJob};
 
 use crate::Error;
 use crate::queue::Queues;
@@ -112,23 +110,5 @@ impl Store {
             .map_err(|e| Error::Malformed(format!("dead delivery {}: {e}", dead.row.delivery_id)))?;
         self.apply(Commit { jobs: vec![job], log: vec![entry], ..Default::default() }, now_ms).await?;
         self.table.forget_dead(&dead.row.tenant, &dead.row.delivery_id).await
-    }
-}
-
-impl RunStore for Store {
-    async fn commit(&self, commit: Commit) -> Result<(), PortError> {
-        Ok(self.apply(commit, SystemClock.now_ms()).await?)
-    }
-
-    async fn load_run(&self, id: &str) -> Result<Option<Run>, PortError> {
-        Ok(self.table.load_run(id).await?)
-    }
-
-    async fn idempotent_reply(&self, scope: &str, now_ms: i64) -> Result<Option<Reply>, PortError> {
-        Ok(self.table.idempotent_reply(scope, now_ms).await?)
-    }
-
-    async fn run_log(&self, run_id: &str) -> Result<Vec<LogEntry>, PortError> {
-        Ok(self.table.run_entries(run_id, SystemClock.now_ms()).await?)
     }
 }

@@ -43,16 +43,7 @@ pub struct Table {
     flows: TtlCache<Option<Arc<CompiledFlow>>>,
 }
 
-/// What claiming an idempotency key found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Claim {
-    /// The key is new (or its record expired): go on.
-    Claimed,
-    /// A request with this key is being handled now.
-    InProgress,
-    /// A request with this key was answered: answer the same.
-    Completed(Reply),
-}
+pub use hookflow_core::ports::Claim;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())

@@ -4,8 +4,9 @@
 //! for `hookflow dev` and the tests, and `hookflow-aws` (DynamoDB, SQS,
 //! Secrets Manager) for the Lambda functions. The core never calls them
 //! itself — its functions take data and return data ([`crate::run::advance`],
-//! [`crate::attempt::decide`], [`crate::commit::Commit`]) — so the traits
-//! say what an adapter must offer the code that drives the core.
+//! [`crate::attempt::decide`], [`crate::commit::Commit`]) — and the
+//! pipelines (`hookflow-pipeline`: the inbound request, the delivery
+//! attempt) are generic over them. Only what a pipeline uses is a port.
 //!
 //! Futures are `Send` so the drivers can run on a multi-threaded runtime.
 
@@ -14,8 +15,7 @@ use std::sync::Arc;
 
 use crate::CompiledFlow;
 use crate::attempt::Attempt;
-use crate::commit::{Commit, LogEntry, NewJob};
-use crate::run::{Delivery, Reply, Run};
+use crate::run::{Delivery, Reply};
 
 /// A failure of an adapter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,25 +52,45 @@ pub trait FlowStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<Arc<CompiledFlow>>, PortError>> + Send;
 }
 
-/// Runs, the request log and idempotency records.
-pub trait RunStore: Send + Sync {
-    /// Applies a [`Commit`] as one unit (see its docs for what "one unit"
-    /// means on each adapter). Its jobs go to the [`Queue`].
-    fn commit(&self, commit: Commit) -> impl Future<Output = Result<(), PortError>> + Send;
-    fn load_run(&self, id: &str) -> impl Future<Output = Result<Option<Run>, PortError>> + Send;
-    /// The reply stored under an idempotency scope, unless it has expired.
-    fn idempotent_reply(
-        &self,
-        scope: &str,
-        now_ms: i64,
-    ) -> impl Future<Output = Result<Option<Reply>, PortError>> + Send;
-    /// Request-log entries of one run, oldest first.
-    fn run_log(&self, run_id: &str) -> impl Future<Output = Result<Vec<LogEntry>, PortError>> + Send;
+/// What claiming an idempotency key found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The key is new (or its record expired): go on.
+    Claimed,
+    /// A request with this key is being handled now.
+    InProgress,
+    /// A request with this key was answered: answer the same.
+    Completed(Reply),
 }
 
-/// The job queue: jobs become visible at `not_before`.
-pub trait Queue: Send + Sync {
-    fn enqueue(&self, jobs: Vec<NewJob>, now_ms: i64) -> impl Future<Output = Result<(), PortError>> + Send;
+/// What kind of failure an adapter's error is, for the pipelines to act on
+/// (never by matching message text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A conditional write lost: another worker changed the record since it
+    /// was read. Read again and recompute.
+    Conflict,
+    /// A unique record (an event id inside its window) exists already:
+    /// nothing of the write was applied.
+    Duplicate,
+    /// Something does not fit the store or the queue (refused before
+    /// anything was written).
+    TooLarge,
+    /// The store or a service did not answer; trying again later may work.
+    Unavailable,
+    /// Anything else: malformed data, configuration.
+    Other,
+}
+
+/// An adapter error that says what kind of failure it is.
+pub trait Classify: std::error::Error + Send + Sync + 'static {
+    fn kind(&self) -> ErrorKind;
+}
+
+impl Classify for PortError {
+    fn kind(&self) -> ErrorKind {
+        if self.transient { ErrorKind::Unavailable } else { ErrorKind::Other }
+    }
 }
 
 /// Secret values by name (`name` or `name#key` for a JSON secret's field).

@@ -21,8 +21,6 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use std::collections::HashMap;
 
-use hookflow_core::ports::{PortError, SecretStore};
-
 /// Most of a response body kept for `steps.<id>.response` and the log.
 pub const MAX_CAPTURE: usize = 16 * 1024;
 
@@ -82,41 +80,8 @@ pub struct Sender {
     policy: Arc<TargetPolicy>,
 }
 
-/// Secret values by name, fetched for one delivery ([`resolve_secrets`]).
+/// Secret values by name, fetched for one delivery (`hookflow_pipeline::secrets::resolve`).
 pub type SecretValues = HashMap<String, String>;
-
-/// The names of the secrets `d` uses: its URL and header placeholders and
-/// its signing secret.
-pub fn secret_names(d: &Delivery) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut note = |n: &str| {
-        if !names.iter().any(|x| x == n) {
-            names.push(n.to_string());
-        }
-        Ok::<_, String>(String::new())
-    };
-    let _ = d.request.url.resolve(&mut note);
-    for (_, value) in &d.request.headers {
-        let _ = value.resolve(&mut note);
-    }
-    if let Some(spec) = &d.sign {
-        let _ = note(&spec.secret);
-    }
-    names
-}
-
-/// Fetches the secrets `d` uses. A missing secret is left out (the attempt
-/// then fails as `secret` and is retried: it may be created later); a
-/// store failure is an error.
-pub async fn resolve_secrets(store: &impl SecretStore, d: &Delivery) -> Result<SecretValues, PortError> {
-    let mut values = SecretValues::new();
-    for name in secret_names(d) {
-        if let Some(v) = store.secret(&name).await? {
-            values.insert(name, v);
-        }
-    }
-    Ok(values)
-}
 
 fn classify(e: &reqwest::Error) -> ErrorClass {
     let mut src = e.source();

@@ -108,7 +108,7 @@ impl Backend for DevBackend {
     fn save_subscription<'a>(&'a self, sub: &'a Subscription, prev: Option<i64>, jobs: Vec<NewJob>) -> Fut<'a, ()> {
         Box::pin(async move {
             self.rt.save_subscription(sub, prev, jobs).await.map_err(|e| match e {
-                Error::Store(m) if m.contains(crate::store::STALE_SUBSCRIPTION) => BackendError::Conflict {
+                Error::Conflict(_) => BackendError::Conflict {
                     field: None,
                     message: "the subscription changed meanwhile (a delivery's outcome); read it and try again".into(),
                 },

@@ -1,29 +1,31 @@
 //! The trigger endpoint of `hookflow dev`: `ANY /hooks/{tenant}/{path}`.
 //!
-//! The decisions are the core's ([`hookflow_core::inbound`]), shared with
-//! the ingress Lambda; this is the axum transport around them, with the
-//! embedded store. An accepted request is answered only after its run and
-//! jobs are committed, so an event that got a 2xx cannot be lost.
+//! Transport glue around the one inbound pipeline
+//! ([`hookflow_pipeline::inbound::handle`], shared with the ingress
+//! Lambda): axum's request in, the pipeline's reply out, and the embedded
+//! runtime as its ports. An accepted request is answered only after its run
+//! and jobs are committed, so an event that got a 2xx cannot be lost.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::any;
 use hookflow_core::CompiledFlow;
-use hookflow_core::auth::Verifier;
-use hookflow_core::commit::Commit;
+use hookflow_core::commit::{Commit, LogEntry};
+use hookflow_core::engine::LogLine;
 use hookflow_core::headers::Headers;
-use hookflow_core::inbound::{self as decide, Arrival, Rejection};
-use hookflow_core::run::{InboundRequest, Reply, parse_form};
-use serde_json::json;
+use hookflow_core::inbound::Accepted;
+use hookflow_core::ports::Claim;
+use hookflow_core::run::Reply;
+use hookflow_pipeline::inbound::{self, Admitted, Call, InboundPorts};
 
 use crate::runtime::Runtime;
-use crate::{now_ms, rfc3339};
+use crate::{Error, now_ms};
 
 pub use hookflow_core::inbound::{DEFAULT_MAX_BODY, DEFAULT_SYNC_TIMEOUT};
 
@@ -43,153 +45,126 @@ fn respond(reply: &Reply) -> Response {
     r
 }
 
-/// Logs a rejection (stdout and the request log) and answers it.
-fn reject(rt: &Runtime, a: &Arrival, flow: Option<&CompiledFlow>, r: Rejection) -> Response {
-    let (entry, line, reply) = r.record(a, flow);
-    rt.write_lines(vec![line]);
-    rt.store.commit_detached(Commit { log: vec![entry], ..Default::default() });
-    respond(&reply)
-}
-
 async fn handle(
     State(rt): State<Arc<Runtime>>,
-    Path((tenant, path)): Path<(String, String)>,
+    Path((tenant, route)): Path<(String, String)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let received = now_ms();
-    let a = Arrival {
-        tenant: tenant.clone(),
-        event_id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
+    let call = Call {
+        tenant,
+        route,
         method: method.to_string(),
         path: uri.path().to_string(),
-        source_ip: peer.ip().to_string(),
-        received,
-    };
-    let flows = rt.flows();
-    let Some(flow) = flows.by_route(&tenant, &path) else {
-        return reject(&rt, &a, None, decide::not_found());
-    };
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let max = match decide::check_route(&flow, method.as_str(), peer.ip(), declared) {
-        Ok(max) => max,
-        Err(r) => return reject(&rt, &a, Some(&flow), r),
-    };
-    let bytes = match axum::body::to_bytes(body, max as usize).await {
-        Ok(b) => b,
-        Err(_) => return reject(&rt, &a, Some(&flow), decide::too_large(max)),
-    };
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if let Err(r) = decide::check_body(&flow, content_type, bytes.len()) {
-        return reject(&rt, &a, Some(&flow), r);
-    }
-    let mut request = InboundRequest {
-        method: method.to_string(),
-        path: uri.path().to_string(),
+        query: uri.query().unwrap_or("").to_string(),
         headers: headers
             .iter()
             .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect::<Headers>(),
-        query: parse_form(uri.query().unwrap_or("")),
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-        source_ip: peer.ip().to_string(),
-        received_at: rfc3339(received),
+        source_ip: peer.ip(),
+        body: Streamed(body),
     };
-    let verifier = Verifier::for_trigger(&flow.flow.trigger);
-    if let Some(name) = &verifier.secret {
-        let Some(secret) = rt.secrets.get(name) else {
-            return reject(
-                &rt,
-                &a,
-                Some(&flow),
-                Rejection::new(401, format!("the trigger's secret `{name}` is not set")),
-            );
-        };
-        if let Err(e) = verifier.verify_bytes(&request, &bytes, &secret, received / 1000) {
-            return reject(&rt, &a, Some(&flow), Rejection::new(401, e.to_string()));
-        }
+    respond(&inbound::handle(&Ports(rt), call).await)
+}
+
+/// axum's body, read up to the route's limit.
+struct Streamed(Body);
+
+impl inbound::Body for Streamed {
+    type Bytes = Bytes;
+    async fn read(self, max: u64) -> Option<Bytes> {
+        axum::body::to_bytes(self.0, max as usize).await.ok()
     }
-    // The checks below that read the body parse it once, when first needed.
-    let parsed = std::sync::OnceLock::new();
-    let body_json = || parsed.get_or_init(|| request.parsed_body());
-    if let Err(r) = decide::check_shape(&flow, body_json()) {
-        return reject(&rt, &a, Some(&flow), r);
-    }
-    if let Some(reply) = decide::slack_challenge(&flow, body_json()) {
-        rt.logger.log(
-            "info",
-            "slack url_verification answered",
-            json!({"tenant": tenant, "flow_id": flow.flow.id, "event_id": a.event_id}),
-        );
-        return respond(&reply);
-    }
-    let mut idem = None;
-    if let Some((scope, key, window)) = decide::idempotency_scope(&flow, &request, body_json()) {
-        match rt.store.idempotent_reply(&scope, received) {
-            Ok(Some(stored)) => {
-                if let Ok(reply) = serde_json::from_value::<Reply>(stored) {
-                    let (entry, line) = decide::duplicate(&a, &flow, &key);
-                    rt.write_lines(vec![line]);
-                    rt.store.commit_detached(Commit { log: vec![entry], ..Default::default() });
-                    return respond(&reply);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => return reject(&rt, &a, Some(&flow), Rejection::new(503, format!("store unavailable: {e}"))),
-        }
-        idem = Some((scope, received + window));
+}
+
+/// The embedded runtime as the inbound pipeline's ports.
+struct Ports(Arc<Runtime>);
+
+impl InboundPorts for Ports {
+    type Error = Error;
+
+    fn now_ms(&self) -> i64 {
+        now_ms()
     }
 
-    // The run keeps the request without its credentials (the idempotency
-    // key above was read first).
-    verifier.strip_credentials(&mut request);
-    let run_id = format!("run_{}", uuid::Uuid::now_v7().simple());
-    let mut accepted = decide::accept(&flow, &request, (&run_id, &a.event_id), received, idem.clone());
-    let ready = rt.lease_ready(&mut accepted.outcome.commit, 0);
-    let waiter = accepted.waits.then(|| rt.wait_for_reply(&run_id));
-    let has_jobs = accepted.outcome.commit.jobs.len() > ready.len();
-    let commit = std::mem::take(&mut accepted.outcome.commit);
-    if let Err(e) = rt.store.commit(commit).await {
-        rt.forget_reply(&run_id);
-        return reject(&rt, &a, Some(&flow), Rejection::new(503, format!("store unavailable: {e}")));
+    async fn flow(&self, tenant: &str, route: &str) -> Result<Option<Arc<CompiledFlow>>, Error> {
+        Ok(self.0.flows().by_route(tenant, route))
     }
-    rt.dispatch(ready);
-    rt.write_lines(std::mem::take(&mut accepted.outcome.lines));
-    if has_jobs {
-        rt.wake();
+
+    async fn secret(&self, name: &str) -> Result<Option<String>, Error> {
+        Ok(self.0.secrets.get(name))
     }
-    let sync = flow.flow.trigger.respond.mode == hookflow_core::flow::RespondMode::Sync;
-    let Some(waiter) = waiter else {
-        return match accepted.reply {
-            Some(reply) => respond(&reply),
-            None if sync => respond(&decide::failed_before_answering(&a.event_id)),
-            None => respond(&decide::json_reply(
-                500,
-                json!({"error": "the trigger's answer failed", "event_id": a.event_id}),
-            )),
-        };
-    };
-    let timeout = flow.flow.trigger.respond.timeout.map_or(DEFAULT_SYNC_TIMEOUT, |t| t.get());
-    match tokio::time::timeout(timeout, waiter).await {
-        Ok(Ok(reply)) => {
-            if let Some((scope, expires)) = idem {
-                let c = Commit {
-                    idempotency: Some((scope, serde_json::to_string(&reply).unwrap_or_default(), expires)),
-                    ..Default::default()
-                };
-                let _ = rt.store.commit(c).await;
-            }
-            respond(&reply)
-        }
-        // The run ended before its `respond` step.
-        Ok(Err(_)) => respond(&decide::failed_before_answering(&a.event_id)),
-        Err(_) => {
+
+    /// A lookup of the stored answer (issue: two concurrent first requests
+    /// with one key both go on; the AWS driver claims atomically).
+    async fn claim(&self, scope: &str, now_ms: i64) -> Result<Claim, Error> {
+        let stored = self.0.store.idempotent_reply(scope, now_ms)?;
+        Ok(match stored.and_then(|v| serde_json::from_value::<Reply>(v).ok()) {
+            Some(reply) => Claim::Completed(reply),
+            None => Claim::Claimed,
+        })
+    }
+
+    /// Nothing to give up: [`claim`](Self::claim) holds nothing.
+    async fn release(&self, _scope: &str) {}
+
+    /// Commits the run with its jobs (deliveries due now inserted leased
+    /// and sent by this process at once), then answers: the trigger's
+    /// answer, or for a sync flow the reply of its `respond` step, which a
+    /// worker hands over, within `respond.timeout`.
+    async fn admit(
+        &self,
+        flow: &Arc<CompiledFlow>,
+        mut accepted: Accepted,
+        idem: Option<(String, i64)>,
+    ) -> Result<Admitted, Error> {
+        let rt = &self.0;
+        let run_id = accepted.run.id.clone();
+        let ready = rt.lease_ready(&mut accepted.outcome.commit, 0);
+        let waiter = accepted.waits.then(|| rt.wait_for_reply(&run_id));
+        let has_jobs = accepted.outcome.commit.jobs.len() > ready.len();
+        let commit = std::mem::take(&mut accepted.outcome.commit);
+        if let Err(e) = rt.store.commit(commit).await {
             rt.forget_reply(&run_id);
-            respond(&decide::answer_timed_out(&a.event_id))
+            return Err(e);
         }
+        rt.dispatch(ready);
+        rt.write_lines(std::mem::take(&mut accepted.outcome.lines));
+        if has_jobs {
+            rt.wake();
+        }
+        let Some(waiter) = waiter else {
+            return Ok(Admitted { reply: accepted.reply, timed_out: false });
+        };
+        let timeout = flow.flow.trigger.respond.timeout.map_or(DEFAULT_SYNC_TIMEOUT, |t| t.get());
+        match tokio::time::timeout(timeout, waiter).await {
+            Ok(Ok(reply)) => {
+                if let Some((scope, expires)) = idem {
+                    let c = Commit {
+                        idempotency: Some((scope, serde_json::to_string(&reply).unwrap_or_default(), expires)),
+                        ..Default::default()
+                    };
+                    let _ = rt.store.commit(c).await;
+                }
+                Ok(Admitted { reply: Some(reply), timed_out: false })
+            }
+            // The run ended before its `respond` step.
+            Ok(Err(_)) => Ok(Admitted::default()),
+            Err(_) => {
+                rt.forget_reply(&run_id);
+                Ok(Admitted { reply: None, timed_out: true })
+            }
+        }
+    }
+
+    async fn log_request(&self, entry: LogEntry) {
+        self.0.store.commit_detached(Commit { log: vec![entry], ..Default::default() });
+    }
+
+    fn lines(&self, lines: Vec<LogLine>) {
+        self.0.write_lines(lines);
     }
 }

@@ -32,14 +32,15 @@ use hookflow_core::ports::SecretStore;
 use hookflow_core::ports::{FlowStore, PortError};
 use hookflow_core::run::{Effect, Reply, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
-use hookflow_core::subscription::{self, Event, Gate, Settings, Subscription};
+use hookflow_core::subscription::{self, Event, Settings, Subscription};
+use hookflow_pipeline::delivery::{self, DeliveryPorts};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::logger::Logger;
 use crate::secrets::Secrets;
 use crate::sender::Sender;
-use crate::store::{DUPLICATE_EVENT, Job, Store};
+use crate::store::{Job, Store};
 use crate::subscriptions::Subscriptions;
 use crate::{Error, now_ms};
 
@@ -144,7 +145,7 @@ pub struct Runtime {
 
 /// The secrets of deliveries: subscription keyrings from the store, the
 /// rest from the secrets file and environment.
-struct DeliverySecrets<'a> {
+pub struct DeliverySecrets<'a> {
     secrets: &'a Secrets,
     store: &'a Store,
     subs: &'a Subscriptions,
@@ -289,9 +290,9 @@ impl Runtime {
             Some(JobKind::Run) => self.process_run(job).await,
             Some(JobKind::Delivery) => match serde_json::from_str::<DeliveryJob>(&job.payload) {
                 Ok(dj) => self.process_delivery(job.id, dj).await,
-                Err(e) => Err(Error::Store(format!("job {id}: {e}"))),
+                Err(e) => Err(Error::Malformed(format!("job {id}: {e}"))),
             },
-            None => Err(Error::Store(format!("unknown job kind {}", job.kind))),
+            None => Err(Error::Malformed(format!("unknown job kind {}", job.kind))),
         };
         if let Err(e) = result {
             self.logger.log("error", "job failed; it will be retried", json!({"job": id, "error": e.to_string()}));
@@ -303,11 +304,11 @@ impl Runtime {
 
     async fn process_run(self: &Arc<Self>, job: Job) -> Result<(), Error> {
         let RunJob { run_id, input } =
-            serde_json::from_str(&job.payload).map_err(|e| Error::Store(format!("job {}: {e}", job.id)))?;
+            serde_json::from_str(&job.payload).map_err(|e| Error::Malformed(format!("job {}: {e}", job.id)))?;
         let Some(state) = self.store.run(&run_id)? else {
             return self.drop_job(&job, "its run does not exist").await;
         };
-        let run: Run = serde_json::from_value(state).map_err(|e| Error::Store(format!("run {run_id}: {e}")))?;
+        let run: Run = serde_json::from_value(state).map_err(|e| Error::Malformed(format!("run {run_id}: {e}")))?;
         let Some(flow) = self.flows().by_id(&run.tenant, &run.flow_id) else {
             return self.drop_job(&job, "its flow is no longer loaded").await;
         };
@@ -402,64 +403,26 @@ impl Runtime {
         self.store.commit(Commit { done: Some(job.id.clone()), log: vec![entry], ..Default::default() }).await
     }
 
+    /// One attempt of a delivery job, through the one delivery pipeline
+    /// ([`hookflow_pipeline::delivery`]); the commit inserts the deliveries
+    /// it creates leased (sent at once by this process) and wakes the
+    /// workers for the rest.
     async fn process_delivery(self: &Arc<Self>, job_id: String, dj: DeliveryJob) -> Result<(), Error> {
-        let sub = dj.delivery.purpose.subscription().and_then(|id| self.subs.get(id));
-        match subscription::gate(&dj.delivery.purpose, sub.as_deref()) {
-            Gate::Send => {}
-            Gate::Dead(why) => return self.finish_unsent(job_id, &dj, &why, true).await,
-            Gate::Drop(why) => return self.finish_unsent(job_id, &dj, &why, false).await,
-        }
-        let secrets = DeliverySecrets { secrets: &self.secrets, store: &self.store, subs: &self.subs };
-        let secrets = hookflow_io::sender::resolve_secrets(&secrets, &dj.delivery)
-            .await
-            .map_err(|e| Error::Store(e.to_string()))?;
-        let attempt = self.sender.send(&dj.delivery, &secrets).await;
-        let now = now_ms();
-        let step = engine::after_attempt(job_id, dj, &attempt, now, &mut rand::rng());
-        self.write_lines(step.lines);
-        let mut commit = step.commit;
-        let mut ready = Vec::new();
-        let mut changed = None;
-        // Cheap check first: most outcomes change nothing.
-        let _health = match (&sub, step.health) {
-            (Some(sub), Some((_, health))) if sub.apply(&health, &self.settings, now).is_some() => {
-                let guard = self.subs.health.lock().await;
-                // Again under the lock, against the latest state.
-                let latest = self.subs.get(&sub.id);
-                if let Some(h) = latest.and_then(|s| subscription::health_change(&s, health, &self.settings, now)) {
-                    let c = h.sub;
-                    self.write_lines(vec![h.line]);
-                    commit.merge(h.commit);
-                    if let Some(event) = h.disabled {
-                        // `subscription.disabled` goes out in the same commit.
-                        let others: Vec<Arc<Subscription>> =
-                            self.subs.list(Some(&event.tenant), true).into_iter().filter(|s| s.id != c.id).collect();
-                        ready = self.fan_out(&mut commit, &event, &others, now).0;
-                    }
-                    changed = Some(c);
-                }
-                Some(guard)
+        let attempted = delivery::attempt(self.as_ref(), &job_id, dj).await?;
+        delivery::commit(self.as_ref(), attempted, |mut commit, _now, changed| async move {
+            let ready = self.lease_ready(&mut commit, 0);
+            let wake = !commit.jobs.is_empty() || commit.reschedule.is_some();
+            self.store.commit(commit).await?;
+            if let Some(c) = &changed {
+                self.subs.saved(c);
             }
-            _ => None,
-        };
-        let wake = !commit.jobs.is_empty() || commit.reschedule.is_some();
-        self.store.commit(commit).await?;
-        if let Some(c) = &changed {
-            self.subs.saved(c);
-        }
-        self.dispatch(ready);
-        if wake {
-            self.wake();
-        }
-        Ok(())
-    }
-
-    /// Ends a subscription delivery without sending it: dead (replayable)
-    /// or dropped, logged either way.
-    async fn finish_unsent(&self, job_id: String, dj: &DeliveryJob, why: &str, dead: bool) -> Result<(), Error> {
-        let out = engine::unsent(job_id, dj, why, dead, now_ms());
-        self.write_lines(out.lines);
-        self.store.commit(out.commit).await
+            self.dispatch(ready);
+            if wake {
+                self.wake();
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Adds to `commit` the event, a delivery per matching subscription in
@@ -496,7 +459,7 @@ impl Runtime {
         let sends = commit.jobs.len() > ready.len();
         match self.store.commit(commit).await {
             Ok(()) => {}
-            Err(Error::Store(m)) if m.contains(DUPLICATE_EVENT) => return Err(PublishError::Duplicate(event.id)),
+            Err(Error::Duplicate(_)) => return Err(PublishError::Duplicate(event.id)),
             Err(e) => return Err(e.into()),
         }
         self.dispatch(ready);
@@ -529,5 +492,48 @@ impl Runtime {
         self.dispatch(ready);
         self.wake();
         Ok(())
+    }
+}
+
+/// The embedded runtime as the delivery pipeline's ports: subscriptions
+/// and keyrings from the cache over the store, health changes one at a
+/// time (under [`Subscriptions::health`], which admin saves take too).
+impl DeliveryPorts for Runtime {
+    type Error = Error;
+    type Secrets<'a> = DeliverySecrets<'a>;
+    type Sender = Sender;
+    type Guard = tokio::sync::OwnedMutexGuard<()>;
+
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    async fn subscription(&self, id: &str) -> Result<Option<Arc<Subscription>>, Error> {
+        Ok(self.subs.get(id))
+    }
+
+    fn secrets<'a>(&'a self, _sub: Option<&'a Subscription>) -> DeliverySecrets<'a> {
+        DeliverySecrets { secrets: &self.secrets, store: &self.store, subs: &self.subs }
+    }
+
+    fn sender(&self) -> &Sender {
+        &self.sender
+    }
+
+    async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Error> {
+        let flows = self.flows();
+        Ok((self.subs.list(Some(tenant), true), flows.event_flows().cloned().collect()))
+    }
+
+    async fn serialize(&self) -> Option<Self::Guard> {
+        Some(self.subs.health.clone().lock_owned().await)
+    }
+
+    fn lines(&self, lines: Vec<engine::LogLine>) {
+        self.write_lines(lines);
     }
 }

@@ -28,14 +28,7 @@ const MIGRATIONS: &[(&str, &str, &str)] = &[
     ("subscriptions", "version", "ALTER TABLE subscriptions ADD COLUMN version INTEGER"),
 ];
 
-/// The message of a commit refused because a subscription it changes was
-/// changed since it was read.
-pub const STALE_SUBSCRIPTION: &str = "subscription changed since it was read";
-
 const INDEXES: &str = "CREATE INDEX IF NOT EXISTS jobs_grp ON jobs (grp, ord) WHERE grp IS NOT NULL;";
-
-/// The message of a commit refused because its event id is live already.
-pub const DUPLICATE_EVENT: &str = "UNIQUE constraint failed: events.tenant, events.id";
 
 /// A job of a group is due only when no earlier job of its group is left
 /// (`j` is the candidate).
@@ -129,13 +122,30 @@ fn exec(tx: &rusqlite::Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> 
 }
 
 fn db(e: rusqlite::Error) -> Error {
-    Error::Store(e.to_string())
+    e.into()
+}
+
+/// SQLite's failures by result code: a unique or primary-key constraint is
+/// a duplicate (the only unique rows a commit inserts without `OR IGNORE`
+/// are published events); everything else is the store not answering.
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                Error::Duplicate(e.to_string())
+            }
+            _ => Error::Unavailable(e.to_string()),
+        }
+    }
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir/hookflow.db`.
     pub fn open(dir: &Path) -> Result<Self, Error> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::Unavailable(format!("{}: {e}", dir.display())))?;
         let conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         for (table, column, sql) in MIGRATIONS {
@@ -166,14 +176,14 @@ impl Store {
         std::thread::Builder::new()
             .name("hookflow-store-writer".into())
             .spawn(move || writer(write_conn, rx))
-            .map_err(|e| Error::Store(format!("starting the writer: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("starting the writer: {e}")))?;
         std::thread::Builder::new()
             .name("hookflow-store-checkpoint".into())
             .spawn({
                 let alive = std::sync::Arc::downgrade(&alive);
                 move || checkpointer(checkpoint_conn, alive)
             })
-            .map_err(|e| Error::Store(format!("starting the checkpointer: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("starting the checkpointer: {e}")))?;
         Ok(Store { conn: Mutex::new(conn), writer: tx, _alive: alive })
     }
 
@@ -190,8 +200,8 @@ impl Store {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.writer
             .send(Op::Commit(Box::new(c), Some(tx)))
-            .map_err(|_| Error::Store("the store writer has stopped".into()))?;
-        rx.await.map_err(|_| Error::Store("the store writer has stopped".into()))?.map_err(Error::Store)
+            .map_err(|_| Error::Unavailable("the store writer has stopped".into()))?;
+        rx.await.map_err(|_| Error::Unavailable("the store writer has stopped".into()))?
     }
 
     /// Queues `c` without waiting for it (log-only writes).
@@ -200,7 +210,7 @@ impl Store {
     }
 }
 
-type Reply = Option<tokio::sync::oneshot::Sender<Result<(), String>>>;
+type Reply = Option<tokio::sync::oneshot::Sender<Result<(), Error>>>;
 
 /// The writer thread: takes every commit waiting, applies them in one
 /// transaction, and answers each. If the batch fails, each commit is applied
@@ -209,25 +219,21 @@ type Reply = Option<tokio::sync::oneshot::Sender<Result<(), String>>>;
 /// doing them here keeps one writer, with no lock contention between two).
 enum Op {
     Commit(Box<Commit>, Reply),
-    Lease { now: i64, limit: usize, lease_ms: i64, reply: tokio::sync::oneshot::Sender<Result<Vec<Job>, String>> },
+    Lease { now: i64, limit: usize, lease_ms: i64, reply: tokio::sync::oneshot::Sender<Result<Vec<Job>, Error>> },
 }
 
-fn lease_jobs(conn: &Connection, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Job>, String> {
-    let mut stmt = conn
-        .prepare_cached(&format!(
-            "UPDATE jobs SET due_at = ?1 + ?3, leased = 1, leases = leases + 1
+fn lease_jobs(conn: &Connection, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Job>, Error> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE jobs SET due_at = ?1 + ?3, leased = 1, leases = leases + 1
              WHERE id IN (SELECT id FROM jobs j WHERE due_at <= ?1 AND {GROUP_HEAD} ORDER BY due_at LIMIT ?2)
              RETURNING id, kind, payload, leases, grp"
-        ))
-        .map_err(|e| e.to_string())?;
-    let rows = stmt
-        .query_map(params![now, limit as i64, lease_ms], |r| {
-            Ok(Job { id: r.get(0)?, kind: r.get(1)?, payload: r.get(2)?, leases: r.get(3)?, group: r.get(4)? })
-        })
-        .map_err(|e| e.to_string())?;
+    ))?;
+    let rows = stmt.query_map(params![now, limit as i64, lease_ms], |r| {
+        Ok(Job { id: r.get(0)?, kind: r.get(1)?, payload: r.get(2)?, leases: r.get(3)?, group: r.get(4)? })
+    })?;
     let mut out = Vec::new();
     for row in rows {
-        out.push(row.map_err(|e| e.to_string())?);
+        out.push(row?);
     }
     Ok(out)
 }
@@ -279,7 +285,7 @@ fn checkpointer(conn: Connection, alive: std::sync::Weak<()>) {
     }
 }
 
-type LeaseOp = (i64, usize, i64, tokio::sync::oneshot::Sender<Result<Vec<Job>, String>>);
+type LeaseOp = (i64, usize, i64, tokio::sync::oneshot::Sender<Result<Vec<Job>, Error>>);
 
 /// Applies a batch of commits and leases in one transaction (each
 /// transaction appends every page it touches to the WAL, so one for the
@@ -296,7 +302,7 @@ fn write_batch(conn: &mut Connection, batch: Vec<(Box<Commit>, Reply)>, leases: 
         let leased: Vec<_> =
             leases.iter().map(|(now, limit, lease_ms, _)| lease_jobs(&tx, *now, *limit, *lease_ms)).collect();
         tx.commit()?;
-        Ok::<_, rusqlite::Error>(leased)
+        Ok::<_, Error>(leased)
     })();
     match together {
         Ok(leased) => {
@@ -313,7 +319,7 @@ fn write_batch(conn: &mut Connection, batch: Vec<(Box<Commit>, Reply)>, leases: 
             for (c, reply) in batch {
                 let one = transact(conn, &[c.as_ref()]);
                 if let Some(r) = reply {
-                    let _ = r.send(one.map_err(|e| e.to_string()));
+                    let _ = r.send(one);
                 }
             }
             for (now, limit, lease_ms, reply) in leases {
@@ -324,15 +330,15 @@ fn write_batch(conn: &mut Connection, batch: Vec<(Box<Commit>, Reply)>, leases: 
 }
 
 /// Applies `commits` in one transaction.
-fn transact(conn: &mut Connection, commits: &[&Commit]) -> rusqlite::Result<()> {
+fn transact(conn: &mut Connection, commits: &[&Commit]) -> Result<(), Error> {
     let tx = conn.transaction()?;
     for c in commits {
         apply(&tx, c)?;
     }
-    tx.commit()
+    Ok(tx.commit()?)
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> rusqlite::Result<()> {
+fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> Result<(), Error> {
     if let Some(id) = &c.done {
         exec(tx, "DELETE FROM jobs WHERE id = ?1", [id])?;
     }
@@ -414,10 +420,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> rusqlite::Result<()> {
             params![s.id, s.tenant, s.status, s.doc, now, s.version, s.prev],
         )?;
         if n == 0 {
-            return Err(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
-                Some(format!("{STALE_SUBSCRIPTION}: {}", s.id)),
-            ));
+            return Err(Error::Conflict(format!("subscription {} changed since it was read", s.id)));
         }
     }
     if let Some(d) = &c.dead {
@@ -443,8 +446,8 @@ impl Store {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.writer
             .send(Op::Lease { now, limit, lease_ms, reply: tx })
-            .map_err(|_| Error::Store("the store writer has stopped".into()))?;
-        rx.await.map_err(|_| Error::Store("the store writer has stopped".into()))?.map_err(Error::Store)
+            .map_err(|_| Error::Unavailable("the store writer has stopped".into()))?;
+        rx.await.map_err(|_| Error::Unavailable("the store writer has stopped".into()))?
     }
 
     /// When the next job becomes due (ms), if any.
@@ -462,7 +465,7 @@ impl Store {
             .query_row("SELECT doc FROM subscriptions WHERE id = ?1", [id], |r| r.get::<_, String>(0))
             .optional()
             .map_err(db)?
-            .map(|s| serde_json::from_str(&s).map_err(|e| Error::Store(format!("subscription {id}: {e}"))))
+            .map(|s| serde_json::from_str(&s).map_err(|e| Error::Malformed(format!("subscription {id}: {e}"))))
             .transpose()
     }
 
@@ -482,7 +485,7 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (id, doc) = row.map_err(db)?;
-            out.push(serde_json::from_str(&doc).map_err(|e| Error::Store(format!("subscription {id}: {e}")))?);
+            out.push(serde_json::from_str(&doc).map_err(|e| Error::Malformed(format!("subscription {id}: {e}")))?);
         }
         Ok(out)
     }
@@ -520,7 +523,7 @@ impl Store {
             )
             .optional()
             .map_err(db)?
-            .map(|s| serde_json::from_str(&s).map_err(|e| Error::Store(format!("event {id}: {e}"))))
+            .map(|s| serde_json::from_str(&s).map_err(|e| Error::Malformed(format!("event {id}: {e}"))))
             .transpose()
     }
 
@@ -536,7 +539,7 @@ impl Store {
         let rows = stmt.query_map(params![tenant, since, limit as i64], |r| r.get::<_, String>(0)).map_err(db)?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(serde_json::from_str(&row.map_err(db)?).map_err(|e| Error::Store(format!("event: {e}")))?);
+            out.push(serde_json::from_str(&row.map_err(db)?).map_err(|e| Error::Malformed(format!("event: {e}")))?);
         }
         Ok(out)
     }
@@ -553,7 +556,7 @@ impl Store {
             .query_row("SELECT state FROM runs WHERE id = ?1", [id], |r| r.get::<_, String>(0))
             .optional()
             .map_err(db)?
-            .map(|s| serde_json::from_str(&s).map_err(|e| Error::Store(e.to_string())))
+            .map(|s| serde_json::from_str(&s).map_err(|e| Error::Malformed(e.to_string())))
             .transpose()
     }
 
@@ -565,7 +568,7 @@ impl Store {
             })
             .optional()
             .map_err(db)?
-            .map(|s| serde_json::from_str(&s).map_err(|e| Error::Store(e.to_string())))
+            .map(|s| serde_json::from_str(&s).map_err(|e| Error::Malformed(e.to_string())))
             .transpose()
     }
 
@@ -624,7 +627,7 @@ impl Store {
         let (job, entry) = dead
             .row
             .replay(crate::now_ms())
-            .map_err(|e| Error::Store(format!("dead delivery {}: {e}", dead.row.delivery_id)))?;
+            .map_err(|e| Error::Malformed(format!("dead delivery {}: {e}", dead.row.delivery_id)))?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db)?;
         exec(
@@ -642,47 +645,6 @@ impl Store {
         )
         .map_err(db)?;
         tx.commit().map_err(db)
-    }
-}
-
-fn port(e: Error) -> hookflow_core::ports::PortError {
-    hookflow_core::ports::PortError::transient(e.to_string())
-}
-
-/// The embedded store as the engine's run store: commits are SQLite
-/// transactions (jobs included).
-impl hookflow_core::ports::RunStore for Store {
-    async fn commit(&self, commit: Commit) -> Result<(), hookflow_core::ports::PortError> {
-        Store::commit(self, commit).await.map_err(port)
-    }
-
-    async fn load_run(&self, id: &str) -> Result<Option<hookflow_core::run::Run>, hookflow_core::ports::PortError> {
-        self.run(id)
-            .map_err(port)?
-            .map(|v| {
-                serde_json::from_value(v)
-                    .map_err(|e| hookflow_core::ports::PortError::permanent(format!("run {id}: {e}")))
-            })
-            .transpose()
-    }
-
-    async fn idempotent_reply(
-        &self,
-        scope: &str,
-        now_ms: i64,
-    ) -> Result<Option<hookflow_core::run::Reply>, hookflow_core::ports::PortError> {
-        Ok(self.idempotent_reply(scope, now_ms).map_err(port)?.and_then(|v| serde_json::from_value(v).ok()))
-    }
-
-    async fn run_log(&self, run_id: &str) -> Result<Vec<LogEntry>, hookflow_core::ports::PortError> {
-        self.query_log(&LogFilter { run_id: Some(run_id.to_string()), ..Default::default() }).map_err(port)
-    }
-}
-
-/// The embedded queue is the `jobs` table: enqueueing is a commit of jobs.
-impl hookflow_core::ports::Queue for Store {
-    async fn enqueue(&self, jobs: Vec<NewJob>, _now_ms: i64) -> Result<(), hookflow_core::ports::PortError> {
-        Store::commit(self, Commit { jobs, ..Default::default() }).await.map_err(port)
     }
 }
 
@@ -748,8 +710,8 @@ mod tests {
         s.commit(write(SubscriptionRow::of(&sub))).await.unwrap();
         let mut changed = sub.clone();
         changed.updated_at = 20;
-        let err = s.commit(write(SubscriptionRow::replacing(&changed, 5))).await.unwrap_err().to_string();
-        assert!(err.contains(STALE_SUBSCRIPTION), "{err}");
+        let err = s.commit(write(SubscriptionRow::replacing(&changed, 5))).await.unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
         s.commit(write(SubscriptionRow::replacing(&changed, 10))).await.unwrap();
         assert_eq!(s.subscription(&sub.id).unwrap().unwrap().updated_at, 20);
         std::fs::remove_dir_all(dir).ok();
@@ -772,8 +734,8 @@ mod tests {
             ..Default::default()
         };
         s.commit(with_job(0)).await.unwrap();
-        let err = s.commit(with_job(50)).await.unwrap_err().to_string();
-        assert!(err.contains(DUPLICATE_EVENT), "{err}");
+        let err = s.commit(with_job(50)).await.unwrap_err();
+        assert!(matches!(err, Error::Duplicate(_)), "{err}");
         assert_eq!(s.lease(60, 10, 1_000).await.unwrap().len(), 1, "the refused commit wrote no job");
         assert!(s.live_event("t", "e1", 99).unwrap().is_some());
         assert!(s.live_event("t", "e1", 100).unwrap().is_none());

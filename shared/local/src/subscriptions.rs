@@ -20,7 +20,7 @@ pub struct Subscriptions {
     keyrings: RwLock<HashMap<String, Arc<str>>>,
     /// Held while a delivery's outcome changes a subscription, so two
     /// outcomes arriving together cannot both disable it.
-    pub health: tokio::sync::Mutex<()>,
+    pub health: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Subscriptions {
@@ -29,7 +29,7 @@ impl Subscriptions {
         Ok(Subscriptions {
             subs: RwLock::new(subs),
             keyrings: RwLock::new(HashMap::new()),
-            health: tokio::sync::Mutex::new(()),
+            health: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 

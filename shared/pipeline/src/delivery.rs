@@ -1,0 +1,475 @@
+//! The delivery pipeline: one attempt of one delivery, from the gate to
+//! the commit. Both drivers run every delivery through it — `hookflow
+//! dev`'s workers and the dispatcher Lambda (standard and FIFO queues) —
+//! so a flow step, a subscription's event and a verification request
+//! behave the same everywhere:
+//!
+//! 1. **gate**: a subscription's delivery reads its subscription; one
+//!    disabled goes dead (replayable), one deleted or a verification
+//!    round that is over is dropped — [`subscription::gate`];
+//! 2. **secrets**: the values its placeholders and signature name —
+//!    [`crate::secrets::resolve`];
+//! 3. **send**: one attempt through the [`Sender`] port (SSRF guard,
+//!    signing, timeout);
+//! 4. **classify**: delivered, retry after a delay, or dead —
+//!    [`engine::after_attempt`];
+//! 5. **health**: what the attempt says about a subscription's endpoint,
+//!    applied to its record ([`subscription::health_change`]), with
+//!    `subscription.disabled` fanned out in the same commit when it
+//!    disables it;
+//! 6. **commit**: by the driver's `apply` (a transaction; on AWS the
+//!    table's write and the queue's send, or an ordered message's held
+//!    state). A subscription write that lost to another worker is made
+//!    again over the record as it is now (up to three times), never the
+//!    attempt.
+//!
+//! [`attempt`] does 1–4, [`commit`] 5–6.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use hookflow_core::CompiledFlow;
+use hookflow_core::commit::{Commit, DeliveryJob};
+use hookflow_core::engine::{self, AttemptSummary, LogLine};
+use hookflow_core::ports::{Classify, ErrorKind, PortError, SecretStore, Sender};
+use hookflow_core::subscription::{self, Gate, Health, Settings, Subscription};
+
+/// What the delivery pipeline needs from a driver.
+pub trait DeliveryPorts: Send + Sync {
+    type Error: Classify + From<PortError>;
+    /// The secrets of one delivery (a subscription's keyring as its record
+    /// names it, the rest by name).
+    type Secrets<'a>: SecretStore
+    where
+        Self: 'a;
+    type Sender: Sender;
+    /// Held while a subscription's health change is computed and written,
+    /// where the driver serialises them.
+    type Guard: Send;
+
+    /// The time, ms since the Unix epoch.
+    fn now_ms(&self) -> i64;
+
+    /// Subscriptions' retry schedules and failure window.
+    fn settings(&self) -> &Settings;
+
+    /// A subscription by id.
+    fn subscription(&self, id: &str) -> impl Future<Output = Result<Option<Arc<Subscription>>, Self::Error>> + Send;
+
+    /// The secret store for a delivery of `sub` (or of a flow step).
+    fn secrets<'a>(&'a self, sub: Option<&'a Subscription>) -> Self::Secrets<'a>;
+
+    fn sender(&self) -> &Self::Sender;
+
+    /// Who hears of an event of `tenant`: its active subscriptions and the
+    /// flows an event can start.
+    #[allow(clippy::type_complexity)]
+    fn audience(
+        &self,
+        tenant: &str,
+    ) -> impl Future<Output = Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Self::Error>> + Send;
+
+    /// Serialises health changes: `Some` holds them one at a time (the
+    /// pipeline then reads the subscription again under it, so it computes
+    /// over the latest record); `None` leaves it to the store's conditional
+    /// write (a change computed over an older record loses, and is
+    /// recomputed).
+    fn serialize(&self) -> impl Future<Output = Option<Self::Guard>> + Send;
+
+    /// Writes operational log lines.
+    fn lines(&self, lines: Vec<LogLine>);
+
+    /// Counts an attempt (metrics), if the driver has any.
+    fn attempted(&self, _summary: Option<AttemptSummary>, _duration_ms: u64, _at: i64) {}
+}
+
+/// An attempt made (or refused by the gate): its commit, and the
+/// subscription as read with what the attempt says about its endpoint.
+#[derive(Debug)]
+pub struct Attempted {
+    pub commit: Commit,
+    health: Option<(Arc<Subscription>, Health)>,
+}
+
+/// One attempt of delivery `job` (job `job_id`): gate, secrets, send,
+/// classify. Nothing is sent to a subscription the gate stops. An error
+/// (a store or secret store that did not answer) sent nothing: the job is
+/// tried again.
+pub async fn attempt<P: DeliveryPorts>(p: &P, job_id: &str, job: DeliveryJob) -> Result<Attempted, P::Error> {
+    let now = p.now_ms();
+    let sub = match job.delivery.purpose.subscription() {
+        Some(id) => p.subscription(id).await?,
+        None => None,
+    };
+    let unsent = match subscription::gate(&job.delivery.purpose, sub.as_deref()) {
+        Gate::Send => None,
+        Gate::Dead(why) => Some((why, true)),
+        Gate::Drop(why) => Some((why, false)),
+    };
+    if let Some((why, dead)) = unsent {
+        let out = engine::unsent(job_id.to_string(), &job, &why, dead, now);
+        p.lines(out.lines);
+        return Ok(Attempted { commit: out.commit, health: None });
+    }
+    let values: HashMap<String, String> = crate::secrets::resolve(&p.secrets(sub.as_deref()), &job.delivery).await?;
+    let attempt = p.sender().send(&job.delivery, &values).await;
+    let step = engine::after_attempt(job_id.to_string(), job, &attempt, p.now_ms(), &mut rand::rng());
+    p.lines(step.lines);
+    p.attempted(step.decision, attempt.duration_ms, now);
+    let health = sub.zip(step.health.map(|(_, h)| h));
+    Ok(Attempted { commit: step.commit, health })
+}
+
+/// Applies an attempt's commit with `apply` (given the commit, the time,
+/// and the subscription as the commit changes it), together with what the
+/// attempt changes about its subscription and `subscription.disabled` when
+/// it disables it. A change that loses to another worker's
+/// ([`ErrorKind::Conflict`]) is computed again over the record as it is
+/// now, up to three times, rather than the attempt redone.
+pub async fn commit<P, T, F, Fut>(p: &P, attempted: Attempted, apply: F) -> Result<T, P::Error>
+where
+    P: DeliveryPorts,
+    F: Fn(Commit, i64, Option<Subscription>) -> Fut,
+    Fut: Future<Output = Result<T, P::Error>>,
+{
+    let Attempted { commit, health } = attempted;
+    let Some((mut sub, health)) = health else {
+        return apply(commit, p.now_ms(), None).await;
+    };
+    // Most outcomes change nothing: a cheap check before serialising.
+    if sub.apply(&health, p.settings(), p.now_ms()).is_none() {
+        return apply(commit, p.now_ms(), None).await;
+    }
+    let guard = p.serialize().await;
+    if guard.is_some() {
+        // Under the lock the latest record is the one to change.
+        match p.subscription(&sub.id).await? {
+            Some(latest) => sub = latest,
+            None => return apply(commit, p.now_ms(), None).await,
+        }
+    }
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let now = p.now_ms();
+        let mut all = commit.clone();
+        let mut lines = Vec::new();
+        let mut changed = None;
+        if let Some(h) = subscription::health_change(&sub, health, p.settings(), now) {
+            lines.push(h.line);
+            all.merge(h.commit);
+            if let Some(event) = h.disabled {
+                // Published in the same commit; two workers disabling the
+                // same version build the same event id, and the store takes
+                // it once.
+                let (others, flows) = p.audience(&event.tenant).await?;
+                let published = subscription::publish(
+                    &event,
+                    others.iter().filter(|s| s.id != h.sub.id).map(|s| s.as_ref()),
+                    flows.iter().map(|f| f.as_ref()),
+                    p.settings(),
+                    now,
+                );
+                lines.extend(published.outcome.lines);
+                all.merge(published.outcome.commit);
+            }
+            changed = Some(h.sub);
+        }
+        match apply(all, now, changed).await {
+            Err(e) if e.kind() == ErrorKind::Conflict && tries < 3 => match p.subscription(&sub.id).await? {
+                Some(stored) => sub = stored,
+                None => return apply(commit, p.now_ms(), None).await,
+            },
+            done => {
+                if done.is_ok() {
+                    p.lines(lines);
+                }
+                drop(guard);
+                return done;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The delivery pipeline on ports held in memory: what is sent, what
+    //! is committed, and what happens when a write loses.
+
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use hookflow_core::attempt::{Attempt, AttemptResult};
+    use hookflow_core::commit::JobKind;
+    use hookflow_core::run::{CapturedResponse, Delivery};
+    use hookflow_core::subscription::{Event, NewSubscription, Status};
+    use serde_json::json;
+
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0:?}")]
+    struct Fault(ErrorKind);
+
+    impl Classify for Fault {
+        fn kind(&self) -> ErrorKind {
+            self.0
+        }
+    }
+
+    impl From<PortError> for Fault {
+        fn from(_: PortError) -> Self {
+            Fault(ErrorKind::Unavailable)
+        }
+    }
+
+    /// Answers each send with the next status.
+    #[derive(Default)]
+    struct Receiver {
+        answers: Mutex<VecDeque<u16>>,
+        sent: AtomicUsize,
+    }
+
+    impl Sender for Receiver {
+        async fn send(&self, _d: &Delivery, _secrets: &HashMap<String, String>) -> Attempt {
+            self.sent.fetch_add(1, Ordering::SeqCst);
+            let status = self.answers.lock().unwrap().pop_front().unwrap_or(200);
+            let response = CapturedResponse { status, headers: Default::default(), body: json!(null) };
+            Attempt {
+                result: AttemptResult { response: Some(response), retry_after: None, error: None },
+                duration_ms: 3,
+            }
+        }
+    }
+
+    struct Vault {
+        down: bool,
+    }
+
+    impl SecretStore for Vault {
+        async fn secret(&self, _name: &str) -> Result<Option<String>, PortError> {
+            if self.down {
+                Err(PortError::transient("secrets down"))
+            } else {
+                Ok(Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()))
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Fake {
+        subs: Mutex<HashMap<String, Arc<Subscription>>>,
+        receiver: Receiver,
+        secrets_down: bool,
+        serialises: bool,
+        reads: AtomicUsize,
+        settings: Settings,
+    }
+
+    impl DeliveryPorts for Fake {
+        type Error = Fault;
+        type Secrets<'a> = Vault;
+        type Sender = Receiver;
+        type Guard = ();
+
+        fn now_ms(&self) -> i64 {
+            NOW
+        }
+
+        fn settings(&self) -> &Settings {
+            &self.settings
+        }
+
+        async fn subscription(&self, id: &str) -> Result<Option<Arc<Subscription>>, Fault> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(self.subs.lock().unwrap().get(id).cloned())
+        }
+
+        fn secrets<'a>(&'a self, _sub: Option<&'a Subscription>) -> Vault {
+            Vault { down: self.secrets_down }
+        }
+
+        fn sender(&self) -> &Receiver {
+            &self.receiver
+        }
+
+        async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Fault> {
+            let subs = self.subs.lock().unwrap();
+            let mut active: Vec<_> =
+                subs.values().filter(|s| s.tenant == tenant && s.status == Status::Active).cloned().collect();
+            active.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok((active, Vec::new()))
+        }
+
+        async fn serialize(&self) -> Option<()> {
+            self.serialises.then_some(())
+        }
+
+        fn lines(&self, _lines: Vec<LogLine>) {}
+    }
+
+    fn active(fake: &Fake) -> Arc<Subscription> {
+        active_for(fake, "order.*")
+    }
+
+    fn active_for(fake: &Fake, types: &str) -> Arc<Subscription> {
+        let new = NewSubscription {
+            url: "https://receiver.example/hook".into(),
+            event_types: vec![types.into()],
+            ..Default::default()
+        };
+        let (mut sub, _) = new.create(NOW - 60_000).unwrap();
+        sub.status = Status::Active;
+        let sub = Arc::new(sub);
+        fake.subs.lock().unwrap().insert(sub.id.clone(), sub.clone());
+        sub
+    }
+
+    /// The delivery job of an `order.paid` event for `sub`.
+    fn job_for(sub: &Subscription) -> (String, DeliveryJob) {
+        let event = Event {
+            id: "evt_1".into(),
+            tenant: sub.tenant.clone(),
+            kind: "order.paid".into(),
+            at: NOW,
+            data: json!({}),
+        };
+        let p = subscription::publish(&event, [sub], [], &Settings::default(), NOW);
+        let job = p.outcome.commit.jobs.into_iter().find(|j| j.kind == JobKind::Delivery).unwrap();
+        (job.id, serde_json::from_str(&job.payload).unwrap())
+    }
+
+    /// Commits with `apply` and returns what it was handed, failing the
+    /// first `lose` calls with a conflict.
+    async fn commit_all(fake: &Fake, attempted: Attempted, lose: usize) -> (Result<(), Fault>, Vec<Commit>) {
+        let seen = Mutex::new(Vec::new());
+        let result = commit(fake, attempted, |c, _now, _changed| {
+            let mut seen = seen.lock().unwrap();
+            seen.push(c);
+            let fail = seen.len() <= lose;
+            async move { if fail { Err(Fault(ErrorKind::Conflict)) } else { Ok(()) } }
+        })
+        .await;
+        (result, seen.into_inner().unwrap())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_delivery_to_a_disabled_subscription_goes_dead_unsent_and_one_to_a_deleted_one_is_dropped() {
+        let fake = Fake::default();
+        let sub = active(&fake);
+        let (id, job) = job_for(&sub);
+        let mut disabled = (*sub).clone();
+        disabled.status = Status::Disabled;
+        fake.subs.lock().unwrap().insert(sub.id.clone(), Arc::new(disabled));
+        let attempted = attempt(&fake, &id, job.clone()).await.unwrap();
+        assert!(attempted.commit.dead.is_some(), "dead, so an enable can replay it");
+        assert_eq!(attempted.commit.done.as_deref(), Some(id.as_str()));
+
+        fake.subs.lock().unwrap().clear();
+        let attempted = attempt(&fake, &id, job).await.unwrap();
+        assert!(attempted.commit.dead.is_none());
+        assert_eq!(attempted.commit.done.as_deref(), Some(id.as_str()));
+        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 0, "nothing is sent past the gate");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_secret_store_that_does_not_answer_fails_the_job_before_anything_is_sent() {
+        let fake = Fake { secrets_down: true, ..Default::default() };
+        let sub = active(&fake);
+        let (id, job) = job_for(&sub);
+        let err = attempt(&fake, &id, job).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_410_disables_the_subscription_and_tells_the_others_in_the_same_commit() {
+        let fake = Fake::default();
+        let gone = active(&fake);
+        let other = active_for(&fake, "subscription.*");
+        active_for(&fake, "invoice.*");
+        fake.receiver.answers.lock().unwrap().push_back(410);
+        let (id, job) = job_for(&gone);
+        let attempted = attempt(&fake, &id, job).await.unwrap();
+        let (result, commits) = commit_all(&fake, attempted, 0).await;
+        result.unwrap();
+        let c = &commits[0];
+        let row = c.subscriptions.iter().find(|r| r.id == gone.id).expect("the subscription's new row");
+        assert_eq!(row.status, "disabled");
+        assert_eq!(row.prev, Some(gone.updated_at), "written only over the record it was computed from");
+        let told: Vec<DeliveryJob> = c
+            .jobs
+            .iter()
+            .filter(|j| j.kind == JobKind::Delivery)
+            .map(|j| serde_json::from_str(&j.payload).unwrap())
+            .collect();
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].delivery.purpose.subscription(), Some(other.id.as_str()));
+        assert!(c.event.is_some(), "the subscription.disabled event row is in the same commit");
+        assert_eq!(c.done.as_deref(), Some(id.as_str()));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_health_change_that_loses_is_made_again_over_the_stored_record_and_the_attempt_is_not_resent() {
+        let fake = Fake::default();
+        let sub = active(&fake);
+        fake.receiver.answers.lock().unwrap().push_back(500);
+        let (id, job) = job_for(&sub);
+        let attempted = attempt(&fake, &id, job).await.unwrap();
+        // Meanwhile another worker's change landed.
+        let mut newer = (*sub).clone();
+        newer.updated_at += 5;
+        fake.subs.lock().unwrap().insert(sub.id.clone(), Arc::new(newer.clone()));
+        let (result, commits) = commit_all(&fake, attempted, 1).await;
+        result.unwrap();
+        assert_eq!(commits.len(), 2);
+        let prev = |c: &Commit| c.subscriptions.iter().find(|r| r.id == sub.id).and_then(|r| r.prev);
+        assert_eq!(prev(&commits[0]), Some(sub.updated_at));
+        assert_eq!(prev(&commits[1]), Some(newer.updated_at), "recomputed over the record as stored");
+        assert!(commits[1].reschedule.is_some(), "the attempt's own retry is kept");
+        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 1, "sent once");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn three_lost_writes_fail_the_job_and_an_unchanged_outcome_takes_no_lock_or_read() {
+        let fake = Fake::default();
+        let sub = active(&fake);
+        fake.receiver.answers.lock().unwrap().push_back(500);
+        let (id, job) = job_for(&sub);
+        let attempted = attempt(&fake, &id, job).await.unwrap();
+        let (result, commits) = commit_all(&fake, attempted, 3).await;
+        assert_eq!(result.unwrap_err().kind(), ErrorKind::Conflict);
+        assert_eq!(commits.len(), 3);
+
+        // Delivered to a healthy endpoint: nothing about it changes.
+        let fake = Fake { serialises: true, ..Default::default() };
+        let sub = active(&fake);
+        let (id, job) = job_for(&sub);
+        let attempted = attempt(&fake, &id, job).await.unwrap();
+        let reads = fake.reads.load(Ordering::SeqCst);
+        let (result, commits) = commit_all(&fake, attempted, 0).await;
+        result.unwrap();
+        assert!(commits[0].subscriptions.is_empty());
+        assert_eq!(fake.reads.load(Ordering::SeqCst), reads, "no second read");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_serialising_driver_computes_the_change_over_the_latest_record() {
+        let fake = Fake { serialises: true, ..Default::default() };
+        let sub = active(&fake);
+        fake.receiver.answers.lock().unwrap().push_back(500);
+        let (id, job) = job_for(&sub);
+        let attempted = attempt(&fake, &id, job).await.unwrap();
+        let mut newer = (*sub).clone();
+        newer.updated_at += 7;
+        fake.subs.lock().unwrap().insert(sub.id.clone(), Arc::new(newer.clone()));
+        let (result, commits) = commit_all(&fake, attempted, 0).await;
+        result.unwrap();
+        assert_eq!(commits.len(), 1, "no lost write to redo");
+        assert_eq!(commits[0].subscriptions[0].prev, Some(newer.updated_at));
+    }
+}

@@ -1,0 +1,611 @@
+//! The inbound pipeline: one trigger request, from arrival to answer.
+//!
+//! The order of the checks is a security property (nothing is read before
+//! the route says how much may be; nothing is parsed before the caller is
+//! authenticated; the idempotency key is read before credentials are
+//! stripped), so it is written here once, in [`handle`], for both drivers:
+//!
+//! 1. route: the flow at `/hooks/{tenant}/{path}` (404), its methods (405),
+//!    source allow-list (403), declared size (413) —
+//!    [`inbound::check_route`](hookflow_core::inbound::check_route);
+//! 2. body: read up to the limit (413), content type (415) —
+//!    [`check_body`](hookflow_core::inbound::check_body);
+//! 3. signature or credential against the trigger's secret (401) —
+//!    [`Verifier`];
+//! 4. shape, when the flow enforces one (422) —
+//!    [`check_shape`](hookflow_core::inbound::check_shape);
+//! 5. Slack's URL challenge, answered and not run;
+//! 6. idempotency: the key claimed (a completed key answers its first
+//!    reply, one in progress 409) — [`InboundPorts::claim`];
+//! 7. credentials stripped from what is stored;
+//! 8. accepted ([`accept`](hookflow_core::inbound::accept)), stored and
+//!    answered by the driver ([`InboundPorts::admit`]): an accepted
+//!    request is answered only after its run is stored.
+//!
+//! Every rejection is logged (operational line and request-log entry) the
+//! same way on both drivers.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+
+use hookflow_core::CompiledFlow;
+use hookflow_core::auth::Verifier;
+use hookflow_core::commit::LogEntry;
+use hookflow_core::duration::rfc3339;
+use hookflow_core::engine::LogLine;
+use hookflow_core::flow::RespondMode;
+use hookflow_core::headers::Headers;
+use hookflow_core::inbound::{self as decide, Accepted, Arrival, Rejection};
+use hookflow_core::ports::{Claim, Classify, ErrorKind};
+use hookflow_core::run::{InboundRequest, Reply, parse_form};
+use serde_json::json;
+
+/// A trigger request as the transport received it.
+#[derive(Debug)]
+pub struct Call<B> {
+    pub tenant: String,
+    /// The trigger path after `/hooks/{tenant}/`.
+    pub route: String,
+    pub method: String,
+    /// The whole request path.
+    pub path: String,
+    /// The raw query string (without `?`).
+    pub query: String,
+    pub headers: Headers,
+    pub source_ip: IpAddr,
+    pub body: B,
+}
+
+/// A request body, read only once the route has said how large it may be.
+pub trait Body: Send {
+    type Bytes: AsRef<[u8]> + Send;
+    /// The body, or `None` when it is larger than `max` bytes.
+    fn read(self, max: u64) -> impl Future<Output = Option<Self::Bytes>> + Send;
+}
+
+/// A body already in memory (API Gateway hands the whole body over; its
+/// size is checked against the limit after).
+impl Body for Vec<u8> {
+    type Bytes = Vec<u8>;
+    async fn read(self, _max: u64) -> Option<Vec<u8>> {
+        Some(self)
+    }
+}
+
+/// How an inbound request ended, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    Rejected,
+    Duplicate,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accepted => "accepted",
+            Verdict::Rejected => "rejected",
+            Verdict::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// What a driver's [`InboundPorts::admit`] reports once the accepted run is
+/// stored.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// The answer, when there is one: the trigger's configured answer
+    /// (async) or the flow's `respond` step (sync).
+    pub reply: Option<Reply>,
+    /// A sync flow that did not answer within `respond.timeout` (504; the
+    /// run goes on).
+    pub timed_out: bool,
+}
+
+/// What the inbound pipeline needs from a driver.
+pub trait InboundPorts: Send + Sync {
+    type Error: Classify;
+
+    /// The time, ms since the Unix epoch.
+    fn now_ms(&self) -> i64;
+
+    /// The flow whose trigger is at `route` of `tenant`.
+    fn flow(
+        &self,
+        tenant: &str,
+        route: &str,
+    ) -> impl Future<Output = Result<Option<Arc<CompiledFlow>>, Self::Error>> + Send;
+
+    /// A trigger's verification secret.
+    fn secret(&self, name: &str) -> impl Future<Output = Result<Option<String>, Self::Error>> + Send;
+
+    /// Claims an idempotency scope at `now_ms`.
+    fn claim(&self, scope: &str, now_ms: i64) -> impl Future<Output = Result<Claim, Self::Error>> + Send;
+
+    /// Gives up a claim: the request failed before its run was stored.
+    fn release(&self, scope: &str) -> impl Future<Output = ()> + Send;
+
+    /// Stores the accepted request's run (its commit, with the idempotency
+    /// record when `idem` is set: scope and expiry) and gets its answer.
+    /// Writes the outcome's log lines once stored. An error means nothing
+    /// was stored: the pipeline answers 413 ([`ErrorKind::TooLarge`]) or 503.
+    fn admit(
+        &self,
+        flow: &Arc<CompiledFlow>,
+        accepted: Accepted,
+        idem: Option<(String, i64)>,
+    ) -> impl Future<Output = Result<Admitted, Self::Error>> + Send;
+
+    /// Stores a request-log entry of a request not accepted, best effort
+    /// (the answer does not depend on it).
+    fn log_request(&self, entry: LogEntry) -> impl Future<Output = ()> + Send;
+
+    /// Writes operational log lines.
+    fn lines(&self, lines: Vec<LogLine>);
+
+    /// Counts a request by verdict (metrics), if the driver has any.
+    fn counted(&self, _verdict: Verdict, _received: i64) {}
+}
+
+/// A new id: `{prefix}_{uuid v7}`, ordered by time.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Handles one trigger request: every check in order, then the run
+/// accepted and stored, then the answer.
+pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
+    let received = p.now_ms();
+    let a = Arrival {
+        tenant: call.tenant.clone(),
+        event_id: new_id("evt"),
+        method: call.method.clone(),
+        path: call.path.clone(),
+        source_ip: call.source_ip.to_string(),
+        received,
+    };
+    // 1. Route.
+    let flow = match p.flow(&call.tenant, &call.route).await {
+        Ok(Some(flow)) => flow,
+        Ok(None) => return reject(p, &a, None, decide::not_found()).await,
+        Err(e) => return reject(p, &a, None, Rejection::new(503, format!("flows unavailable: {e}"))).await,
+    };
+    let declared = call.headers.get("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    let max = match decide::check_route(&flow, &call.method, call.source_ip, declared) {
+        Ok(max) => max,
+        Err(r) => return reject(p, &a, Some(&flow), r).await,
+    };
+    // 2. Body.
+    let Some(bytes) = call.body.read(max).await else {
+        return reject(p, &a, Some(&flow), decide::too_large(max)).await;
+    };
+    let bytes = bytes.as_ref();
+    let content_type = call.headers.get("content-type").unwrap_or("");
+    if let Err(r) = decide::check_body(&flow, content_type, bytes.len()) {
+        return reject(p, &a, Some(&flow), r).await;
+    }
+    let mut request = InboundRequest {
+        method: call.method,
+        path: call.path,
+        headers: call.headers,
+        query: parse_form(&call.query),
+        body: String::from_utf8_lossy(bytes).into_owned(),
+        source_ip: a.source_ip.clone(),
+        received_at: rfc3339(received),
+    };
+    // 3. Signature or credential.
+    let verifier = Verifier::for_trigger(&flow.flow.trigger);
+    if let Some(name) = &verifier.secret {
+        let secret = match p.secret(name).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                let r = Rejection::new(401, format!("the trigger's secret `{name}` is not set"));
+                return reject(p, &a, Some(&flow), r).await;
+            }
+            Err(e) => {
+                return reject(p, &a, Some(&flow), Rejection::new(503, format!("secrets unavailable: {e}"))).await;
+            }
+        };
+        if let Err(e) = verifier.verify_bytes(&request, bytes, &secret, received / 1000) {
+            return reject(p, &a, Some(&flow), Rejection::new(401, e.to_string())).await;
+        }
+    }
+    // The checks below that read the body parse it once, when first needed.
+    let parsed = OnceLock::new();
+    let body_json = || parsed.get_or_init(|| request.parsed_body());
+    // 4. Shape.
+    if let Err(r) = decide::check_shape(&flow, body_json()) {
+        return reject(p, &a, Some(&flow), r).await;
+    }
+    // 5. Slack's challenge.
+    if let Some(reply) = decide::slack_challenge(&flow, body_json()) {
+        p.lines(vec![LogLine {
+            level: "info",
+            message: "slack url_verification answered".into(),
+            fields: json!({"tenant": a.tenant, "flow_id": flow.flow.id, "event_id": a.event_id}),
+        }]);
+        return reply;
+    }
+    // 6. Idempotency.
+    let mut idem = None;
+    if let Some((scope, key, window)) = decide::idempotency_scope(&flow, &request, body_json()) {
+        match p.claim(&scope, received).await {
+            Ok(Claim::Claimed) => idem = Some((scope, received + window)),
+            Ok(Claim::Completed(reply)) => {
+                let (entry, line) = decide::duplicate(&a, &flow, &key);
+                p.lines(vec![line]);
+                p.counted(Verdict::Duplicate, received);
+                p.log_request(entry).await;
+                return reply;
+            }
+            Ok(Claim::InProgress) => {
+                let r = Rejection::new(409, "a request with this idempotency key is being handled; try again");
+                return reject(p, &a, Some(&flow), r).await;
+            }
+            Err(e) => return reject(p, &a, Some(&flow), Rejection::new(503, format!("store unavailable: {e}"))).await,
+        }
+    }
+    // 7. The run keeps the request without its credentials (the
+    // idempotency key above was read first).
+    verifier.strip_credentials(&mut request);
+    // 8. Accepted, stored, answered.
+    let run_id = new_id("run");
+    let accepted = decide::accept(&flow, &request, (&run_id, &a.event_id), received, idem.clone());
+    let admitted = match p.admit(&flow, accepted, idem.clone()).await {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            if let Some((scope, _)) = &idem {
+                p.release(scope).await;
+            }
+            let r = match e.kind() {
+                ErrorKind::TooLarge => Rejection::new(413, format!("the run cannot be queued: {e}")),
+                _ => Rejection::new(503, format!("store unavailable: {e}")),
+            };
+            return reject(p, &a, Some(&flow), r).await;
+        }
+    };
+    p.counted(Verdict::Accepted, received);
+    match admitted.reply {
+        Some(reply) => reply,
+        None if admitted.timed_out => decide::answer_timed_out(&a.event_id),
+        None if flow.flow.trigger.respond.mode == RespondMode::Sync => decide::failed_before_answering(&a.event_id),
+        None => decide::json_reply(500, json!({"error": "the trigger's answer failed", "event_id": a.event_id})),
+    }
+}
+
+/// Logs a rejection (operational line, metric, request log) and answers it.
+async fn reject<P: InboundPorts>(p: &P, a: &Arrival, flow: Option<&CompiledFlow>, r: Rejection) -> Reply {
+    let (entry, line, reply) = r.record(a, flow);
+    p.lines(vec![line]);
+    p.counted(Verdict::Rejected, a.received);
+    p.log_request(entry).await;
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every inbound rule and its order, on ports held in memory: each
+    //! request fails one check after passing all before it, and a request
+    //! failing two checks gets the earlier one's answer.
+
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use hookflow_core::headers::REDACTED;
+
+    use super::*;
+
+    const FLOW: &str = r#"
+id: guarded
+tenant: acme
+trigger:
+  type: webhook
+  path: orders
+  methods: [POST]
+  ip_allowlist: [203.0.113.0/24]
+  max_body: 64
+  auth: { type: api_key, header: X-Api-Key, secret: inbound_key }
+  idempotency: { header: X-Event-Id }
+  expect:
+    enforce: true
+    body:
+      schema: { type: object, required: [order] }
+steps:
+  - { id: fwd, type: http, url: "http://127.0.0.1:9/x" }
+"#;
+
+    const KEY: &str = "k-123-inbound";
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0:?}")]
+    struct Fault(ErrorKind);
+
+    impl Classify for Fault {
+        fn kind(&self) -> ErrorKind {
+            self.0
+        }
+    }
+
+    /// An accepted request as handed to `admit`, with its idempotency scope.
+    type Admission = (Accepted, Option<(String, i64)>);
+
+    #[derive(Default)]
+    struct Fake {
+        flow: Option<Arc<CompiledFlow>>,
+        claims: HashMap<String, Claim>,
+        admit_fails: Option<ErrorKind>,
+        claimed: Mutex<Vec<String>>,
+        released: Mutex<Vec<String>>,
+        admitted: Mutex<Vec<Admission>>,
+        logged: Mutex<Vec<LogEntry>>,
+        lines: Mutex<Vec<LogLine>>,
+        counted: Mutex<Vec<Verdict>>,
+    }
+
+    impl Fake {
+        fn new() -> Self {
+            let flow = hookflow_core::load_flow("guarded.yaml".as_ref(), FLOW).unwrap();
+            Fake { flow: Some(Arc::new(flow)), ..Default::default() }
+        }
+    }
+
+    impl InboundPorts for Fake {
+        type Error = Fault;
+
+        fn now_ms(&self) -> i64 {
+            1_800_000_000_000
+        }
+
+        async fn flow(&self, tenant: &str, route: &str) -> Result<Option<Arc<CompiledFlow>>, Fault> {
+            Ok(self.flow.clone().filter(|_| tenant == "acme" && route == "orders"))
+        }
+
+        async fn secret(&self, name: &str) -> Result<Option<String>, Fault> {
+            Ok((name == "inbound_key").then(|| KEY.to_string()))
+        }
+
+        async fn claim(&self, scope: &str, _now_ms: i64) -> Result<Claim, Fault> {
+            self.claimed.lock().unwrap().push(scope.to_string());
+            Ok(self.claims.get(scope).cloned().unwrap_or(Claim::Claimed))
+        }
+
+        async fn release(&self, scope: &str) {
+            self.released.lock().unwrap().push(scope.to_string());
+        }
+
+        async fn admit(
+            &self,
+            _flow: &Arc<CompiledFlow>,
+            accepted: Accepted,
+            idem: Option<(String, i64)>,
+        ) -> Result<Admitted, Fault> {
+            if let Some(kind) = self.admit_fails {
+                return Err(Fault(kind));
+            }
+            let reply = accepted.reply.clone();
+            self.admitted.lock().unwrap().push((accepted, idem));
+            Ok(Admitted { reply, timed_out: false })
+        }
+
+        async fn log_request(&self, entry: LogEntry) {
+            self.logged.lock().unwrap().push(entry);
+        }
+
+        fn lines(&self, lines: Vec<LogLine>) {
+            self.lines.lock().unwrap().extend(lines);
+        }
+
+        fn counted(&self, verdict: Verdict, _received: i64) {
+            self.counted.lock().unwrap().push(verdict);
+        }
+    }
+
+    /// A body that counts whether it was read.
+    struct Counted {
+        bytes: Vec<u8>,
+        reads: Arc<AtomicUsize>,
+    }
+
+    impl Body for Counted {
+        type Bytes = Vec<u8>;
+        async fn read(self, max: u64) -> Option<Vec<u8>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            (self.bytes.len() as u64 <= max).then_some(self.bytes)
+        }
+    }
+
+    /// A request that passes every check; tests spoil one part.
+    struct Req {
+        route: &'static str,
+        method: &'static str,
+        ip: &'static str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    }
+
+    fn good() -> Req {
+        Req {
+            route: "orders",
+            method: "POST",
+            ip: "203.0.113.9",
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("x-api-key", KEY.into()),
+                ("x-event-id", "evt-1".into()),
+            ],
+            body: br#"{"order": 1}"#.to_vec(),
+        }
+    }
+
+    impl Req {
+        fn header(mut self, name: &'static str, value: &str) -> Self {
+            self.headers.retain(|(k, _)| *k != name);
+            self.headers.push((name, value.to_string()));
+            self
+        }
+
+        fn without(mut self, name: &str) -> Self {
+            self.headers.retain(|(k, _)| *k != name);
+            self
+        }
+    }
+
+    /// Sends `req`; the answer's status, the answer, and how often the body
+    /// was read.
+    async fn send(p: &Fake, req: Req) -> (u16, Reply, usize) {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let call = Call {
+            tenant: "acme".into(),
+            route: req.route.into(),
+            method: req.method.into(),
+            path: format!("/hooks/acme/{}", req.route),
+            query: String::new(),
+            headers: Headers(req.headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+            source_ip: req.ip.parse().unwrap(),
+            body: Counted { bytes: req.body, reads: reads.clone() },
+        };
+        let reply = handle(p, call).await;
+        (reply.status, reply, reads.load(Ordering::SeqCst))
+    }
+
+    /// The request was refused with `status`: logged once (entry and line),
+    /// counted, nothing claimed or admitted.
+    fn refused(p: &Fake, status: u16) {
+        let logged = p.logged.lock().unwrap();
+        assert_eq!(logged.len(), 1);
+        assert_eq!(logged[0].outcome.as_deref(), Some(format!("rejected_{status}").as_str()));
+        assert_eq!(p.counted.lock().unwrap().as_slice(), &[Verdict::Rejected]);
+        assert_eq!(p.lines.lock().unwrap().len(), 1);
+        assert!(p.admitted.lock().unwrap().is_empty(), "nothing may be admitted");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_good_request_is_accepted_with_its_idempotency_scope_and_without_its_credential() {
+        let p = Fake::new();
+        let (status, _, reads) = send(&p, good()).await;
+        assert_eq!(status, 202);
+        assert_eq!(reads, 1);
+        let admitted = p.admitted.lock().unwrap();
+        let (accepted, idem) = &admitted[0];
+        let (scope, expires) = idem.clone().unwrap();
+        assert_eq!(scope, "acme/guarded/evt-1");
+        assert_eq!(expires, p.now_ms() + 24 * 3600 * 1000);
+        let stored = format!("{:?}", accepted.outcome.commit);
+        assert!(!stored.contains(KEY), "the credential is stripped before anything is stored");
+        assert!(stored.contains(REDACTED));
+        assert_eq!(p.counted.lock().unwrap().as_slice(), &[Verdict::Accepted]);
+        assert!(p.logged.lock().unwrap().is_empty(), "an accepted request's entry is in its commit");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_unknown_route_is_404_without_reading_the_body() {
+        let p = Fake::new();
+        let (status, reply, reads) = send(&p, Req { route: "nope", ..good() }).await;
+        assert_eq!(status, 404);
+        assert_eq!(reads, 0);
+        assert!(reply.body.unwrap().contains("not found"), "a 404 says nothing of which part was unknown");
+        refused(&p, 404);
+        assert_eq!(p.logged.lock().unwrap()[0].flow_id, None);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_method_not_allowed_is_405_with_allow_before_the_source_address_is_checked() {
+        let p = Fake::new();
+        let (status, reply, reads) = send(&p, Req { method: "GET", ip: "198.51.100.1", ..good() }).await;
+        assert_eq!(status, 405);
+        assert!(reply.headers.contains(&("Allow".into(), "POST".into())));
+        assert_eq!(reads, 0);
+        refused(&p, 405);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_source_outside_the_allow_list_is_403_before_the_size_or_the_body() {
+        let p = Fake::new();
+        let req = Req { ip: "198.51.100.1", ..good() }.header("content-length", "1000");
+        let (status, _, reads) = send(&p, req).await;
+        assert_eq!(status, 403);
+        assert_eq!(reads, 0);
+        refused(&p, 403);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_declared_size_over_the_limit_is_413_without_reading_the_body() {
+        let p = Fake::new();
+        let (status, _, reads) = send(&p, good().header("content-length", "65")).await;
+        assert_eq!(status, 413);
+        assert_eq!(reads, 0);
+        refused(&p, 413);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_body_over_the_limit_is_413_whatever_it_declared() {
+        let p = Fake::new();
+        let body = format!(r#"{{"order": "{}"}}"#, "x".repeat(64)).into_bytes();
+        let (status, _, reads) = send(&p, Req { body, ..good() }.header("content-length", "10")).await;
+        assert_eq!(status, 413);
+        assert_eq!(reads, 1);
+        refused(&p, 413);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_unsupported_content_type_is_415_before_authentication() {
+        let p = Fake::new();
+        let (status, _, _) = send(&p, good().header("content-type", "image/png").without("x-api-key")).await;
+        assert_eq!(status, 415);
+        refused(&p, 415);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_missing_or_wrong_credential_is_401_before_the_shape_is_checked() {
+        for req in [good().without("x-api-key"), good().header("x-api-key", "k-wrong")] {
+            let p = Fake::new();
+            let (status, reply, _) = send(&p, Req { body: b"[]".to_vec(), ..req }).await;
+            assert_eq!(status, 401);
+            assert!(!reply.body.unwrap().contains(KEY));
+            refused(&p, 401);
+            assert!(p.claimed.lock().unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_body_of_the_wrong_shape_is_422_before_the_idempotency_key_is_claimed() {
+        let p = Fake::new();
+        let (status, reply, _) = send(&p, Req { body: br#"{"other": 1}"#.to_vec(), ..good() }).await;
+        assert_eq!(status, 422);
+        assert!(reply.body.unwrap().contains("expected shape"));
+        refused(&p, 422);
+        assert!(p.claimed.lock().unwrap().is_empty(), "a refused request claims no key");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_answered_key_gets_its_first_reply_and_one_in_progress_409() {
+        let first = Reply { status: 202, headers: vec![], body: Some("first".into()) };
+        let mut p = Fake::new();
+        p.claims.insert("acme/guarded/evt-1".into(), Claim::Completed(first.clone()));
+        let (_, reply, _) = send(&p, good()).await;
+        assert_eq!(reply, first);
+        assert!(p.admitted.lock().unwrap().is_empty());
+        assert_eq!(p.counted.lock().unwrap().as_slice(), &[Verdict::Duplicate]);
+        assert_eq!(p.logged.lock().unwrap()[0].outcome.as_deref(), Some("duplicate"));
+
+        let mut p = Fake::new();
+        p.claims.insert("acme/guarded/evt-1".into(), Claim::InProgress);
+        let (status, _, _) = send(&p, good()).await;
+        assert_eq!(status, 409);
+        refused(&p, 409);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_run_the_store_refuses_is_413_or_503_and_its_key_is_released() {
+        for (kind, status) in [(ErrorKind::TooLarge, 413), (ErrorKind::Unavailable, 503), (ErrorKind::Conflict, 503)] {
+            let mut p = Fake::new();
+            p.admit_fails = Some(kind);
+            let (got, _, _) = send(&p, good()).await;
+            assert_eq!(got, status, "{kind:?}");
+            assert_eq!(p.released.lock().unwrap().as_slice(), &["acme/guarded/evt-1".to_string()]);
+            refused(&p, status);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! A sync trigger answered from the request itself: the steps the run
+//! waits on are sent inline, one attempt each, each result fed back to the
+//! run, until it answers, ends, needs a retry, or `respond.timeout`
+//! passes. What is left (retries, later steps) goes to the queues with the
+//! commit. The ingress Lambda answers sync triggers this way (it has no
+//! workers to wait for); `hookflow dev` lets its workers run the steps and
+//! waits for the reply.
+
+use hookflow_core::CompiledFlow;
+use hookflow_core::commit::{DeliveryJob, JobKind, NewJob, RunJob};
+use hookflow_core::engine::{self, Outcome};
+use hookflow_core::inbound::{Accepted, DEFAULT_SYNC_TIMEOUT};
+use hookflow_core::ports::{Clock, SecretStore, Sender};
+use hookflow_core::run::{Reply, Run, RunStatus, advance};
+
+use crate::inbound::Admitted;
+
+/// Settles `accepted` before it is stored: for a sync flow that waits on a
+/// step, runs it inline within `respond.timeout`; the answer is recorded
+/// under the idempotency scope `idem` (scope, expiry) when there is one.
+/// Returns the outcome to store and the answer.
+pub async fn settle(
+    secrets: &impl SecretStore,
+    sender: &impl Sender,
+    clock: &impl Clock,
+    flow: &CompiledFlow,
+    accepted: Accepted,
+    idem: Option<&(String, i64)>,
+) -> (Outcome, Admitted) {
+    let Accepted { mut run, mut outcome, mut reply, waits } = accepted;
+    let mut timed_out = false;
+    if waits {
+        let timeout = flow.flow.trigger.respond.timeout.map_or(DEFAULT_SYNC_TIMEOUT, |t| t.get());
+        let deadline = tokio::time::Instant::now() + timeout;
+        reply = run_inline(secrets, sender, clock, flow, &mut run, &mut outcome, deadline).await;
+        timed_out = reply.is_none() && !run.status.is_finished();
+        if let (Some((scope, expires)), Some(r)) = (idem, &reply) {
+            outcome.commit.idempotency = Some((scope.clone(), serde_json::to_string(r).unwrap_or_default(), *expires));
+        }
+    }
+    (outcome, Admitted { reply, timed_out })
+}
+
+/// Sends the steps a sync run waits on, one attempt each, feeding each
+/// result back to the run, until it answers, ends, needs a retry, or the
+/// deadline passes. Whatever is left stays in `out` for the queues.
+async fn run_inline(
+    secrets: &impl SecretStore,
+    sender: &impl Sender,
+    clock: &impl Clock,
+    flow: &CompiledFlow,
+    run: &mut Run,
+    out: &mut Outcome,
+    deadline: tokio::time::Instant,
+) -> Option<Reply> {
+    loop {
+        if let Some(r) = out.replies.first() {
+            return Some(r.clone());
+        }
+        let RunStatus::Waiting { delivery_id, .. } = &run.status else { return None };
+        let id = format!("d:{delivery_id}");
+        let at = out.commit.jobs.iter().position(|j| j.kind == JobKind::Delivery && j.id == id)?;
+        let job = out.commit.jobs.remove(at);
+        let Ok(dj) = serde_json::from_str::<DeliveryJob>(&job.payload) else {
+            out.commit.jobs.push(job);
+            return None;
+        };
+        let Ok(values) = crate::secrets::resolve(secrets, &dj.delivery).await else {
+            out.commit.jobs.push(job);
+            return None;
+        };
+        let attempt = match tokio::time::timeout_at(deadline, sender.send(&dj.delivery, &values)).await {
+            Ok(a) => a,
+            Err(_) => {
+                // Out of time: the dispatcher sends it (again, with the
+                // same webhook-id).
+                out.commit.jobs.push(job);
+                return None;
+            }
+        };
+        let now = clock.now_ms();
+        let step = engine::after_attempt(job.id.clone(), dj, &attempt, now, &mut rand::rng());
+        out.lines.extend(step.lines);
+        let mut c = step.commit;
+        out.commit.log.append(&mut c.log);
+        if c.dead.is_some() {
+            out.commit.dead = c.dead.take();
+        }
+        if let Some((id, payload, due)) = c.reschedule.take() {
+            // A retry is the dispatcher's: the answer waits no longer.
+            out.commit.jobs.push(NewJob {
+                id,
+                kind: JobKind::Delivery,
+                payload,
+                not_before: due,
+                tenant: run.tenant.clone(),
+                leased_for: None,
+                group: None,
+            });
+            return None;
+        }
+        // The result goes straight back to the run.
+        let next = c.jobs.iter().position(|j| j.kind == JobKind::Run);
+        let input = next.map(|i| c.jobs.remove(i));
+        out.commit.jobs.append(&mut c.jobs);
+        let input = input?;
+        let Ok(RunJob { input, .. }) = serde_json::from_str::<RunJob>(&input.payload) else { return None };
+        let Ok((advanced, effects)) = advance(flow, run.clone(), input) else { return None };
+        *run = advanced;
+        out.commit.runs.retain(|r| r.id != run.id);
+        engine::record(out, run, effects, now);
+    }
+}

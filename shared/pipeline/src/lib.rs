@@ -1,0 +1,27 @@
+//! # hookflow-pipeline
+//!
+//! The two things Hookflow does, each written once and driven by both
+//! runtimes — `hookflow dev` (SQLite, `hookflow-local`) and the Lambda
+//! functions (DynamoDB, SQS, Secrets Manager: `hookflow-aws`):
+//!
+//! | module | pipeline |
+//! |---|---|
+//! | [`inbound`] | a trigger request: route, body, signature, shape, Slack challenge, idempotency, credentials stripped, accepted, answered |
+//! | [`delivery`] | one delivery attempt: gate, secrets, send, classify, endpoint health, `subscription.disabled`, commit |
+//! | [`inline`] | a sync trigger's waiting steps sent from the request itself (the ingress Lambda's way to answer) |
+//! | [`secrets`] | the secret values one delivery needs, through the [`SecretStore`](hookflow_core::ports::SecretStore) port |
+//!
+//! The decisions are the core's pure functions ([`hookflow_core::inbound`],
+//! [`hookflow_core::engine`], [`hookflow_core::subscription`]); the
+//! pipelines call them in their order and do the I/O through a ports trait
+//! ([`InboundPorts`], [`DeliveryPorts`]) that each driver implements with
+//! its adapters. The drivers' handlers keep transport glue only: decode the
+//! request or message, call the pipeline, encode the answer.
+
+pub mod delivery;
+pub mod inbound;
+pub mod inline;
+pub mod secrets;
+
+pub use delivery::{Attempted, DeliveryPorts};
+pub use inbound::{Admitted, Body, Call, InboundPorts, Verdict};

@@ -1,0 +1,42 @@
+//! The secret values one delivery needs.
+
+use std::collections::HashMap;
+
+use hookflow_core::ports::{PortError, SecretStore};
+use hookflow_core::run::Delivery;
+
+/// Secret values by name, fetched for one delivery ([`resolve`]).
+pub type SecretValues = HashMap<String, String>;
+
+/// The names of the secrets `d` uses: its URL and header placeholders and
+/// its signing secret.
+pub fn names(d: &Delivery) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut note = |n: &str| {
+        if !names.iter().any(|x| x == n) {
+            names.push(n.to_string());
+        }
+        Ok::<_, String>(String::new())
+    };
+    let _ = d.request.url.resolve(&mut note);
+    for (_, value) in &d.request.headers {
+        let _ = value.resolve(&mut note);
+    }
+    if let Some(spec) = &d.sign {
+        let _ = note(&spec.secret);
+    }
+    names
+}
+
+/// Fetches the secrets `d` uses. A missing secret is left out (the attempt
+/// then fails as `secret` and is retried: it may be created later); a
+/// store failure is an error.
+pub async fn resolve(store: &impl SecretStore, d: &Delivery) -> Result<SecretValues, PortError> {
+    let mut values = SecretValues::new();
+    for name in names(d) {
+        if let Some(v) = store.secret(&name).await? {
+            values.insert(name, v);
+        }
+    }
+    Ok(values)
+}
