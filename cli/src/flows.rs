@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use hookflow_core::{CompiledFlow, Error, load_flow};
-use hookflow_local::dev::flow_files;
+use hookflow_local::flows::flow_files;
 
 /// The flow files named by `paths`: files as given; for a directory, the
 /// flow files directly in it, sorted (subdirectories can hold fixtures).

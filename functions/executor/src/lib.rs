@@ -19,7 +19,7 @@ use hookflow_aws::queue::Message;
 use hookflow_aws::store::Store;
 use hookflow_core::commit::{JobKind, RunJob};
 use hookflow_core::engine;
-use hookflow_core::ports::{Clock, FlowStore, SystemClock};
+use hookflow_core::ports::{Clock, SystemClock};
 use hookflow_core::run::{Input, advance};
 use hookflow_io::Logger;
 use serde_json::json;
@@ -59,12 +59,7 @@ impl Executor {
         let Some(run) = self.store.table.load_run(&job.run_id).await? else {
             return self.drop_message(&m, "its run does not exist");
         };
-        let flow = FlowStore::by_id(&self.store.table, &run.tenant, &run.flow_id).await.map_err(|e| Error::Aws {
-            service: "DynamoDB",
-            operation: "GetItem",
-            message: e.message,
-            transient: e.transient,
-        })?;
+        let flow = self.store.table.by_id(&run.tenant, &run.flow_id).await?;
         let Some(flow) = flow else {
             return self.drop_message(&m, "its flow no longer exists");
         };

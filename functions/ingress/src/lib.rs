@@ -22,7 +22,7 @@ use hookflow_core::commit::{Commit, LogEntry};
 use hookflow_core::engine::LogLine;
 use hookflow_core::headers::Headers;
 use hookflow_core::inbound::Accepted;
-use hookflow_core::ports::{Claim, Clock, FlowStore, SystemClock};
+use hookflow_core::ports::{Claim, Clock, SystemClock};
 use hookflow_core::run::Reply;
 use hookflow_io::{Logger, Sender};
 use hookflow_pipeline::inbound::{self, Admitted, Call, InboundPorts, Verdict};
@@ -89,7 +89,7 @@ impl InboundPorts for Ingress {
     }
 
     async fn flow(&self, tenant: &str, route: &str) -> Result<Option<Arc<CompiledFlow>>, Error> {
-        FlowStore::by_route(&self.store.table, tenant, route).await.map_err(Error::from)
+        self.store.table.by_route(tenant, route).await
     }
 
     async fn secret(&self, name: &str) -> Result<Option<String>, Error> {

@@ -17,6 +17,18 @@ pub fn document() -> String {
     text
 }
 
+/// Every operation of the document: path, method (lower case), and
+/// `operationId`. The router is built from this list.
+pub(crate) fn operations() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (path, item) in spec()["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            out.push((path.clone(), method.clone(), op["operationId"].as_str().unwrap_or_default().to_string()));
+        }
+    }
+    out
+}
+
 fn schemas() -> Map<String, Value> {
     let mut generator =
         SchemaSettings::draft2020_12().with(|s| s.definitions_path = "/components/schemas".into()).into_generator();
@@ -341,6 +353,24 @@ mod tests {
     fn published_document_is_in_sync() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
         hookflow_core::schema::check_published(path, &document(), "hookflow-admin").unwrap();
+    }
+
+    #[test]
+    fn the_document_and_the_router_name_the_same_operations() {
+        use crate::routes::Op;
+        let ops = operations();
+        let mut ids: Vec<&str> = ops.iter().map(|(_, _, id)| id.as_str()).collect();
+        for id in &ids {
+            assert!(Op::from_id(id).is_some(), "`{id}` is documented but has no handler");
+        }
+        ids.sort();
+        let mut all: Vec<&str> = Op::ALL.iter().map(|op| op.id()).collect();
+        all.sort();
+        assert_eq!(ids, all, "every handler is documented, once");
+        let mut routes: Vec<(&str, &str)> = ops.iter().map(|(p, m, _)| (p.as_str(), m.as_str())).collect();
+        routes.sort();
+        routes.dedup();
+        assert_eq!(routes.len(), ops.len(), "no path and method twice");
     }
 
     #[test]

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use hookflow_core::run::parse_form;
 use hookflow_core::subscription::{Credential, FieldError, Keyring, NewEvent, NewSubscription, Status, Subscription};
 use hookflow_core::{Error as CoreError, load_flow};
@@ -111,27 +111,127 @@ fn ok(status: StatusCode, body: Value) -> ApiResult {
 }
 
 /// The admin routes, behind the bearer-token check when there is a token.
+///
+/// Built from the OpenAPI document ([`crate::openapi`]): every operation
+/// it lists is routed to the handler its `operationId` names ([`Op`]), and
+/// nothing else is routed. The router and the document cannot disagree.
 pub fn router<B: Backend>(admin: Arc<Admin<B>>) -> Router {
-    let routes = Router::new()
-        .route("/v1/flows", get(list_flows::<B>))
-        .route("/v1/flows/{tenant}/{id}", get(get_flow::<B>).put(put_flow::<B>).delete(delete_flow::<B>))
-        .route("/v1/subscriptions", get(list_subscriptions::<B>).post(create_subscription::<B>))
-        .route("/v1/subscriptions/{id}", get(get_subscription::<B>).delete(delete_subscription::<B>))
-        .route("/v1/subscriptions/{id}/verify", post(verify_subscription::<B>))
-        .route("/v1/subscriptions/{id}/rotate-secret", post(rotate_secret::<B>))
-        .route("/v1/subscriptions/{id}/public-key", get(public_key::<B>))
-        .route("/v1/subscriptions/{id}/enable", post(enable_subscription::<B>))
-        .route("/v1/subscriptions/{id}/disable", post(disable_subscription::<B>))
-        .route("/v1/events", get(list_events::<B>).post(publish_event::<B>))
-        .route("/v1/logs", get(logs::<B>))
-        .route("/v1/runs/{id}", get(get_run::<B>))
-        .route("/v1/dead", get(list_dead::<B>))
-        .route("/v1/dead/{delivery_id}/replay", post(replay_dead::<B>))
-        .fallback(|| async { ApiError::not_found("such route under /v1") })
-        .method_not_allowed_fallback(|| async {
+    let mut routes = Router::new();
+    for (path, method, id) in crate::openapi::operations() {
+        let op = Op::from_id(&id).unwrap_or_else(|| panic!("the document's operation `{id}` has no handler"));
+        let filter = MethodFilter::try_from(method.to_ascii_uppercase().parse::<Method>().expect("a method"))
+            .expect("a routable method");
+        // axum writes path parameters as OpenAPI does (`{id}`); a path
+        // listed again with another method is merged into its route.
+        routes = routes.route(&path, op.route::<B>(filter));
+    }
+    let routes = routes.fallback(|| async { ApiError::not_found("such route under /v1") }).method_not_allowed_fallback(
+        || async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
-        });
+        },
+    );
     routes.layer(middleware::from_fn_with_state(admin.clone(), authorize::<B>)).with_state(admin)
+}
+
+/// The operations of the admin API, by `operationId`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    ListFlows,
+    GetFlow,
+    PutFlow,
+    DeleteFlow,
+    ListSubscriptions,
+    CreateSubscription,
+    GetSubscription,
+    DeleteSubscription,
+    VerifySubscription,
+    RotateSecret,
+    GetPublicKey,
+    EnableSubscription,
+    DisableSubscription,
+    ListEvents,
+    PublishEvent,
+    GetLogs,
+    GetRun,
+    ListDead,
+    ReplayDead,
+}
+
+impl Op {
+    pub(crate) const ALL: [Op; 19] = [
+        Op::ListFlows,
+        Op::GetFlow,
+        Op::PutFlow,
+        Op::DeleteFlow,
+        Op::ListSubscriptions,
+        Op::CreateSubscription,
+        Op::GetSubscription,
+        Op::DeleteSubscription,
+        Op::VerifySubscription,
+        Op::RotateSecret,
+        Op::GetPublicKey,
+        Op::EnableSubscription,
+        Op::DisableSubscription,
+        Op::ListEvents,
+        Op::PublishEvent,
+        Op::GetLogs,
+        Op::GetRun,
+        Op::ListDead,
+        Op::ReplayDead,
+    ];
+
+    pub(crate) fn id(self) -> &'static str {
+        match self {
+            Op::ListFlows => "listFlows",
+            Op::GetFlow => "getFlow",
+            Op::PutFlow => "putFlow",
+            Op::DeleteFlow => "deleteFlow",
+            Op::ListSubscriptions => "listSubscriptions",
+            Op::CreateSubscription => "createSubscription",
+            Op::GetSubscription => "getSubscription",
+            Op::DeleteSubscription => "deleteSubscription",
+            Op::VerifySubscription => "verifySubscription",
+            Op::RotateSecret => "rotateSecret",
+            Op::GetPublicKey => "getPublicKey",
+            Op::EnableSubscription => "enableSubscription",
+            Op::DisableSubscription => "disableSubscription",
+            Op::ListEvents => "listEvents",
+            Op::PublishEvent => "publishEvent",
+            Op::GetLogs => "getLogs",
+            Op::GetRun => "getRun",
+            Op::ListDead => "listDead",
+            Op::ReplayDead => "replayDead",
+        }
+    }
+
+    pub(crate) fn from_id(id: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.id() == id)
+    }
+
+    /// Its handler, for requests that `filter` matches.
+    fn route<B: Backend>(self, filter: MethodFilter) -> MethodRouter<Arc<Admin<B>>> {
+        match self {
+            Op::ListFlows => on(filter, list_flows::<B>),
+            Op::GetFlow => on(filter, get_flow::<B>),
+            Op::PutFlow => on(filter, put_flow::<B>),
+            Op::DeleteFlow => on(filter, delete_flow::<B>),
+            Op::ListSubscriptions => on(filter, list_subscriptions::<B>),
+            Op::CreateSubscription => on(filter, create_subscription::<B>),
+            Op::GetSubscription => on(filter, get_subscription::<B>),
+            Op::DeleteSubscription => on(filter, delete_subscription::<B>),
+            Op::VerifySubscription => on(filter, verify_subscription::<B>),
+            Op::RotateSecret => on(filter, rotate_secret::<B>),
+            Op::GetPublicKey => on(filter, public_key::<B>),
+            Op::EnableSubscription => on(filter, enable_subscription::<B>),
+            Op::DisableSubscription => on(filter, disable_subscription::<B>),
+            Op::ListEvents => on(filter, list_events::<B>),
+            Op::PublishEvent => on(filter, publish_event::<B>),
+            Op::GetLogs => on(filter, logs::<B>),
+            Op::GetRun => on(filter, get_run::<B>),
+            Op::ListDead => on(filter, list_dead::<B>),
+            Op::ReplayDead => on(filter, replay_dead::<B>),
+        }
+    }
 }
 
 async fn authorize<B: Backend>(State(admin): State<Arc<Admin<B>>>, req: Request, next: Next) -> Response {

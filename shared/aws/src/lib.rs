@@ -1,21 +1,10 @@
 //! # hookflow-aws
 //!
-//! The AWS adapters of Hookflow's ports ([`hookflow_core::ports`]): what the
-//! Lambda functions use where `hookflow dev` uses SQLite.
-//!
-//! | module | role |
-//! |---|---|
-//! | [`batch`] | an SQS batch: messages concurrently, partial batch response |
-//! | [`cache`] | per-container caches with a time to live (flows, secrets) |
-//! | [`config`] | names of the table, queues and secret prefix, read from the environment in one place |
-//! | [`keys`] | every DynamoDB key shape, in one table |
-//! | [`table`] | DynamoDB: flows (versioned) and trigger routes, runs, request log, idempotency, dead deliveries |
-//! | [`queue`] | SQS: the `runs` and `deliveries` queues, delays past SQS's 15-minute cap |
-//! | [`secrets`] | Secrets Manager: secrets by name under a prefix, cached per container |
-//! | [`store`] | the table and the queues as one run store: a commit is the table's write, then the jobs on SQS |
-//! | [`metrics`] | CloudWatch Embedded Metric Format lines: inbound by verdict, deliveries by outcome, latency |
-//! | [`sdk`] | the SDK configuration the functions load at init (HTTPS trusting the Amazon roots only) |
-//! | [`provision`] | creates the template's table, queues and DLQs (for an emulator and the tests) |
+//! The AWS adapters of Hookflow's ports ([`hookflow_core::ports`]) and
+//! stores: what the Lambda functions use where `hookflow dev` uses SQLite —
+//! DynamoDB (one table), SQS (runs, deliveries, ordered deliveries) and
+//! Secrets Manager. Its modules are listed in `docs/ARCHITECTURE.md`
+//! ("Modules").
 //!
 //! Secrets never reach DynamoDB or SQS: what is stored and queued carries
 //! placeholders, resolved only by the dispatcher at send time.

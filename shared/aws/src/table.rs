@@ -15,7 +15,6 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, EventRow, LogEntry, SubscriptionRow};
-use hookflow_core::ports::{FlowStore, PortError};
 use hookflow_core::run::{Reply, Run};
 use hookflow_core::subscription::{Event, Subscription};
 use serde_json::Value;
@@ -827,18 +826,18 @@ fn put(
     Ok(TransactWriteItem::builder().put(p.build().map_err(|e| Error::Malformed(e.to_string()))?).build())
 }
 
-impl FlowStore for Table {
-    async fn by_route(&self, tenant: &str, path: &str) -> Result<Option<Arc<CompiledFlow>>, PortError> {
-        let path = path.trim_matches('/');
-        Ok(self.cached_flow(format!("route:{tenant}/{path}"), tenant, None, Some(path)).await?)
-    }
-
-    async fn by_id(&self, tenant: &str, id: &str) -> Result<Option<Arc<CompiledFlow>>, PortError> {
-        Ok(self.cached_flow(format!("id:{tenant}/{id}"), tenant, Some(id), None).await?)
-    }
-}
-
 impl Table {
+    /// The current flow whose trigger is at `path` of `tenant` (cached).
+    pub async fn by_route(&self, tenant: &str, path: &str) -> Result<Option<Arc<CompiledFlow>>, Error> {
+        let path = path.trim_matches('/');
+        self.cached_flow(format!("route:{tenant}/{path}"), tenant, None, Some(path)).await
+    }
+
+    /// The current version of flow `id` of `tenant` (cached).
+    pub async fn by_id(&self, tenant: &str, id: &str) -> Result<Option<Arc<CompiledFlow>>, Error> {
+        self.cached_flow(format!("id:{tenant}/{id}"), tenant, Some(id), None).await
+    }
+
     /// A run's stored state.
     pub async fn load_run(&self, id: &str) -> Result<Option<Run>, Error> {
         let Some(item) = self.get(keys::run(id), keys::RUN).await? else { return Ok(None) };

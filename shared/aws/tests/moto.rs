@@ -12,7 +12,7 @@ use hookflow_aws::secrets::Secrets;
 use hookflow_aws::table::{Claim, Table};
 use hookflow_aws::testing::sdk;
 use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob};
-use hookflow_core::ports::{FlowStore, SecretStore};
+use hookflow_core::ports::SecretStore;
 use hookflow_core::run::{InboundRequest, Input, Reply, Run};
 
 /// A fresh set of resources under a unique prefix.

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::run::{CapturedResponse, Delivery, FailureKind, Purpose, StepError, StepOutcome, final_outcome};
 use crate::status::Verdict;
-use crate::subscription::echoes;
 
 /// Why an attempt got no response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +104,16 @@ pub fn decide(
         StepOutcome::Succeeded { .. } => String::new(),
     };
     (verdict, Decision::Dead { outcome, reason })
+}
+
+/// Whether a verification response echoes `token`: a JSON body
+/// `{"token": …}` or the token as plain text.
+pub fn echoes(body: &Value, token: &str) -> bool {
+    match body {
+        Value::String(s) => s.trim() == token,
+        Value::Object(o) => o.get("token").and_then(Value::as_str) == Some(token),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -238,19 +238,6 @@ impl LogEntry {
         }
     }
 
-    /// An entry saying subscription `s` changed (created, verified,
-    /// failed, disabled, enabled).
-    pub fn for_subscription(s: &crate::subscription::Subscription, at: i64) -> Self {
-        LogEntry {
-            at,
-            kind: "subscription".into(),
-            tenant: Some(s.tenant.clone()),
-            outcome: Some(s.status.as_str().into()),
-            detail: serde_json::json!({"subscription_id": s.id, "url": s.url, "reason": s.disabled_reason}),
-            ..Default::default()
-        }
-    }
-
     /// Outcomes that count as failures for `--status failed`.
     pub fn is_failure(&self) -> bool {
         self.outcome.as_deref().is_some_and(|o| {
@@ -293,19 +280,6 @@ pub struct EventRow {
     pub expires_at: i64,
 }
 
-impl EventRow {
-    pub fn of(e: &crate::subscription::Event, idempotency: std::time::Duration) -> Self {
-        EventRow {
-            tenant: e.tenant.clone(),
-            id: e.id.clone(),
-            kind: e.kind.clone(),
-            at: e.at,
-            doc: serde_json::to_string(e).unwrap_or_default(),
-            expires_at: e.at + idempotency.as_millis() as i64,
-        }
-    }
-}
-
 /// A subscription's row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubscriptionRow {
@@ -321,25 +295,6 @@ pub struct SubscriptionRow {
     /// from the same record cannot both land); `None` writes it anyway
     /// (a new subscription).
     pub prev: Option<i64>,
-}
-
-impl SubscriptionRow {
-    /// A new subscription's row.
-    pub fn of(s: &crate::subscription::Subscription) -> Self {
-        SubscriptionRow {
-            id: s.id.clone(),
-            tenant: s.tenant.clone(),
-            status: s.status.as_str(),
-            doc: serde_json::to_string(s).unwrap_or_default(),
-            version: s.updated_at,
-            prev: None,
-        }
-    }
-
-    /// `s` as a change of the version `prev`.
-    pub fn replacing(s: &crate::subscription::Subscription, prev: i64) -> Self {
-        SubscriptionRow { prev: Some(prev), ..Self::of(s) }
-    }
 }
 
 impl Commit {

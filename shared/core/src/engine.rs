@@ -15,7 +15,6 @@ use crate::commit::{Commit, DeadRow, DeliveryJob, LogEntry, NewJob};
 use crate::headers::shown;
 use crate::run::{Delivery, Effect, Input, Purpose, Reply, Run, RunStatus};
 use crate::status::Verdict;
-use crate::subscription::Health;
 
 /// One line for the operational log (stdout / CloudWatch), with the run's
 /// correlation fields.
@@ -39,6 +38,21 @@ pub struct Outcome {
     /// id, health), for the driver to apply with
     /// [`Subscription::apply`](crate::subscription::Subscription::apply).
     pub health: Option<(String, Health)>,
+}
+
+/// What an attempt says about a subscription's endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// The verification token was echoed.
+    Verified,
+    /// The verification attempts ran out.
+    Unverified,
+    /// An event was delivered.
+    Delivered,
+    /// An attempt failed (retried or not).
+    Failed,
+    /// `410 Gone`.
+    Gone,
 }
 
 /// The gist of an attempt's decision, for metrics.

@@ -1,31 +1,17 @@
 //! # hookflow-core
 //!
 //! The pure domain of Hookflow, a webhook platform: no AWS, no network, no
-//! clock of its own. Everything that talks to the outside world is a trait
-//! (a *port*) implemented by an adapter crate; everything here is a function
-//! of its inputs, so the Lambda functions, the local dev server and the tests
-//! all drive the same code.
+//! I/O. Its functions take data and return data — a flow validated, a
+//! request rendered, a run advanced, an attempt classified, an event fanned
+//! out, each as the unit of work to store ([`commit::Commit`]) — so the
+//! Lambda functions, the local dev server and the tests all drive the same
+//! code. The only outside things it reads are the time *inside new ids*
+//! (uuid v7, for `run_`, `evt_` and `sub_` ids that sort by time) and
+//! randomness (ids, secrets, retry jitter); every "now" is a parameter.
 //!
-//! | module | what it decides |
-//! |---|---|
-//! | [`source`] | parsing flow files with a position for every field |
-//! | [`flow`] | the flow language as Rust types (and its JSON Schema) |
-//! | [`validate`] | the rules types cannot express; errors with file:line:col |
-//! | [`template`] | `{{ }}` templates: strict, typed, bounded |
-//! | [`request`] | rendering an outbound request; secrets as placeholders |
-//! | [`status`] | which response codes succeed, retry or halt |
-//! | [`retry`] | when to try again; the default schedule and its arithmetic |
-//! | [`signature`] | Standard Webhooks and HMAC signing and verification |
-//! | [`ssrf`] | which addresses outbound requests may reach |
-//! | [`auth`] | verifying an inbound request against its trigger |
-//! | [`run`] | the run state machine: `(run, input) -> (run, effects)` |
-//! | [`attempt`] | what one delivery attempt means: delivered, retry, or dead |
-//! | [`commit`] | a unit of work as data: run state, jobs, log entries |
-//! | [`engine`] | the steps as pure functions: effects and attempts to commits and log lines |
-//! | [`events`] | event types and the patterns subscriptions select them with (`*`, `**`) |
-//! | [`subscription`] | subscriptions: lifecycle, keyrings and rotation, fan-out, endpoint health |
-//! | [`inbound`] | the trigger endpoint's checks and acceptance, transport-free |
-//! | [`ports`] | the traits adapters implement: flows, runs, queue, secrets, clock |
+//! Modules stand in a strict dependency order (each uses only those below
+//! it); `docs/ARCHITECTURE.md` ("Modules") lists them with what each
+//! decides, and the code map says where each behaviour lives.
 
 pub mod attempt;
 pub mod auth;
@@ -37,6 +23,9 @@ pub mod events;
 pub mod flow;
 pub mod headers;
 pub mod inbound;
+pub mod keyring;
+#[cfg(test)]
+mod layers;
 pub mod ports;
 pub mod request;
 pub mod retry;

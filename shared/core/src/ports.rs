@@ -11,9 +11,7 @@
 //! Futures are `Send` so the drivers can run on a multi-threaded runtime.
 
 use std::future::Future;
-use std::sync::Arc;
 
-use crate::CompiledFlow;
 use crate::attempt::Attempt;
 use crate::run::{Delivery, Reply};
 
@@ -35,21 +33,6 @@ impl PortError {
     pub fn permanent(message: impl Into<String>) -> Self {
         PortError { message: message.into(), transient: false }
     }
-}
-
-/// Where the flows are: looked up by trigger route on every inbound
-/// request, by id when a run goes on.
-pub trait FlowStore: Send + Sync {
-    fn by_route(
-        &self,
-        tenant: &str,
-        path: &str,
-    ) -> impl Future<Output = Result<Option<Arc<CompiledFlow>>, PortError>> + Send;
-    fn by_id(
-        &self,
-        tenant: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<Arc<CompiledFlow>>, PortError>> + Send;
 }
 
 /// What claiming an idempotency key found.

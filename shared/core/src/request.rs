@@ -386,7 +386,7 @@ pub fn signature_headers(
         }
         _ if secret_value.trim_start().starts_with('{') => {
             // A subscription's keyring: every key not yet expired signs.
-            let ring = crate::subscription::Keyring::from_text(secret_value)
+            let ring = crate::keyring::Keyring::from_text(secret_value)
                 .ok_or_else(|| SignatureError::BadSecret("the keyring is not valid JSON".into()))?;
             Ok(vec![
                 ("webhook-id".into(), msg_id.to_string()),

@@ -14,7 +14,8 @@ use hookflow_core::flow::TriggerKind;
 use hookflow_core::subscription::{Event, Keyring, Settings, Subscription};
 use serde_json::Value;
 
-use crate::runtime::{Flows, PublishError, Runtime};
+use crate::flows::{Flows, load_dir};
+use crate::runtime::{PublishError, Runtime};
 use crate::store::LogFilter;
 use crate::{Error, now_ms};
 
@@ -34,7 +35,7 @@ impl DevBackend {
     /// is live when the answer goes out.
     fn reload(&self) -> Result<(), BackendError> {
         let conflict = |message: String| BackendError::Conflict { field: None, message };
-        let flows = crate::dev::load_dir(&self.flows_dir).map_err(|p| conflict(p.join("; ")))?;
+        let flows = load_dir(&self.flows_dir).map_err(|p| conflict(p.join("; ")))?;
         self.rt.set_flows(Flows::new(flows).map_err(|e| conflict(e.to_string()))?);
         Ok(())
     }

@@ -5,46 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hookflow_core::{CompiledFlow, Error as CoreError, load_flow};
 use serde_json::json;
 
 use crate::admin::DevBackend;
-use crate::runtime::{Flows, Runtime};
+use crate::flows::{Flows, load_dir};
+use crate::runtime::Runtime;
 use crate::{Error, inbound};
 use hookflow_admin::Admin;
-
-/// The flow files (`*.yaml`, `*.yml`, `*.json`) directly in `dir`, sorted:
-/// subdirectories can hold fixtures.
-pub fn flow_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_file() && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// Loads and validates every flow file directly in `dir`. All problems of
-/// all files are returned together.
-pub fn load_dir(dir: &Path) -> Result<Vec<CompiledFlow>, Vec<String>> {
-    let files = flow_files(dir).map_err(|e| vec![format!("{}: {e}", dir.display())])?;
-    let mut flows = Vec::new();
-    let mut problems = Vec::new();
-    for f in files {
-        match std::fs::read_to_string(&f) {
-            Ok(text) => match load_flow(&f, &text) {
-                Ok(c) => flows.push(c),
-                Err(CoreError::Invalid(d)) => problems.extend(d.iter().map(ToString::to_string)),
-                Err(e) => problems.push(format!("{}: {e}", f.display())),
-            },
-            Err(e) => problems.push(format!("{}: {e}", f.display())),
-        }
-    }
-    if problems.is_empty() { Ok(flows) } else { Err(problems) }
-}
 
 /// Newest modification time of the flow directory and its files.
 fn dir_stamp(dir: &Path) -> Option<SystemTime> {

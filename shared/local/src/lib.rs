@@ -1,21 +1,15 @@
 //! # hookflow-local
 //!
 //! The embedded runtime: everything `hookflow dev` needs to run flows on one
-//! machine with no AWS and no Docker. Same core as the Lambda functions; the
-//! adapters differ. The HTTP sender and the logger come from `hookflow-io`,
-//! shared with the Lambda functions.
-//!
-//! | module | role |
-//! |---|---|
-//! | [`store`] | SQLite: runs, job queue with delays and leases, request log, idempotency, dead deliveries |
-//! | [`secrets`] | secrets from a file and `HOOKFLOW_SECRET_*` variables |
-//! | [`subscriptions`] | subscriptions and keyrings, cached over the store |
-//! | [`runtime`] | the flows, the workers that drive runs and deliveries |
-//! | [`inbound`] | the trigger endpoint `ANY /hooks/{tenant}/{path}` |
-//! | [`admin`] | the admin API's backend (routes in `hookflow-admin`): flow files, the store's subscriptions and events |
+//! machine with no AWS and no Docker. Same core and the same pipelines
+//! (`hookflow-pipeline`) as the Lambda functions; the adapters differ
+//! (SQLite, a secrets file). The HTTP sender and the logger come from
+//! `hookflow-io`, shared with the Lambda functions. Its modules are listed
+//! in `docs/ARCHITECTURE.md` ("Modules").
 
 pub mod admin;
 pub mod dev;
+pub mod flows;
 pub mod inbound;
 pub mod runtime;
 pub mod secrets;

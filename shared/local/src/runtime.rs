@@ -24,12 +24,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::flows::Flows;
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob, RunJob, SubscriptionRow};
 use hookflow_core::engine;
-use hookflow_core::flow::TriggerKind;
+use hookflow_core::ports::PortError;
 use hookflow_core::ports::SecretStore;
-use hookflow_core::ports::{FlowStore, PortError};
 use hookflow_core::run::{Effect, Reply, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_core::subscription::{self, Event, Settings, Subscription};
@@ -55,76 +55,6 @@ pub struct RuntimeConfig {
     pub concurrency: usize,
     /// Retry schedules and windows of subscriptions.
     pub subscriptions: Settings,
-}
-
-/// Loaded flows, by route and by id.
-#[derive(Default)]
-pub struct Flows {
-    by_route: HashMap<(String, String), Arc<CompiledFlow>>,
-    by_id: HashMap<(String, String), Arc<CompiledFlow>>,
-    /// Flows with an event trigger (which events start them is
-    /// [`Flow::started_by`](hookflow_core::Flow::started_by)'s to say).
-    by_event: Vec<Arc<CompiledFlow>>,
-}
-
-impl Flows {
-    pub fn new(flows: Vec<CompiledFlow>) -> Result<Self, Error> {
-        let mut f = Flows::default();
-        for flow in flows {
-            let flow = Arc::new(flow);
-            let t = flow.flow.tenant.clone();
-            let route = (t.clone(), flow.flow.trigger.path.trim_matches('/').to_string());
-            if flow.flow.trigger.kind == TriggerKind::Event {
-                f.by_event.push(flow.clone());
-            } else if let Some(other) = f.by_route.insert(route.clone(), flow.clone()) {
-                return Err(Error::Config(format!(
-                    "{} and {} both use the trigger /hooks/{}/{}",
-                    other.file.display(),
-                    flow.file.display(),
-                    route.0,
-                    route.1
-                )));
-            }
-            if let Some(other) = f.by_id.insert((t.clone(), flow.flow.id.clone()), flow.clone()) {
-                return Err(Error::Config(format!(
-                    "{} and {} both define flow `{}` of tenant `{t}`",
-                    other.file.display(),
-                    flow.file.display(),
-                    flow.flow.id
-                )));
-            }
-        }
-        Ok(f)
-    }
-
-    pub fn by_route(&self, tenant: &str, path: &str) -> Option<Arc<CompiledFlow>> {
-        self.by_route.get(&(tenant.to_string(), path.trim_matches('/').to_string())).cloned()
-    }
-
-    pub fn by_id(&self, tenant: &str, id: &str) -> Option<Arc<CompiledFlow>> {
-        self.by_id.get(&(tenant.to_string(), id.to_string())).cloned()
-    }
-
-    pub fn all(&self) -> impl Iterator<Item = &Arc<CompiledFlow>> {
-        self.by_id.values()
-    }
-
-    /// The flows with an event trigger.
-    pub fn event_flows(&self) -> impl Iterator<Item = &Arc<CompiledFlow>> {
-        self.by_event.iter()
-    }
-}
-
-/// The flows loaded from the flow directory, as the engine's flow store
-/// (the runtime swaps the whole set on reload).
-impl FlowStore for Flows {
-    async fn by_route(&self, tenant: &str, path: &str) -> Result<Option<Arc<CompiledFlow>>, PortError> {
-        Ok(Flows::by_route(self, tenant, path))
-    }
-
-    async fn by_id(&self, tenant: &str, id: &str) -> Result<Option<Arc<CompiledFlow>>, PortError> {
-        Ok(Flows::by_id(self, tenant, id))
-    }
 }
 
 /// The embedded runtime, shared by the inbound server and the workers.

@@ -3,13 +3,10 @@
 //! The two things Hookflow does, each written once and driven by both
 //! runtimes — `hookflow dev` (SQLite, `hookflow-local`) and the Lambda
 //! functions (DynamoDB, SQS, Secrets Manager: `hookflow-aws`):
-//!
-//! | module | pipeline |
-//! |---|---|
-//! | [`inbound`] | a trigger request: route, body, signature, shape, Slack challenge, idempotency, credentials stripped, accepted, answered |
-//! | [`delivery`] | one delivery attempt: gate, secrets, send, classify, endpoint health, `subscription.disabled`, commit |
-//! | [`inline`] | a sync trigger's waiting steps sent from the request itself (the ingress Lambda's way to answer) |
-//! | [`secrets`] | the secret values one delivery needs, through the [`SecretStore`](hookflow_core::ports::SecretStore) port |
+//! [`inbound`] takes a trigger request from arrival to answer, [`delivery`]
+//! makes one delivery attempt from gate to commit. [`inline`] answers a
+//! sync trigger from the request itself (the ingress Lambda's way);
+//! [`secrets`] fetches what one delivery needs.
 //!
 //! The decisions are the core's pure functions ([`hookflow_core::inbound`],
 //! [`hookflow_core::engine`], [`hookflow_core::subscription`]); the

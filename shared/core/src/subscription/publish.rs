@@ -1,0 +1,85 @@
+//! Publishing an event: its row, one delivery per matching active
+//! subscription, one run per flow it starts, as one unit of work.
+
+use serde_json::json;
+
+use crate::commit::NewJob;
+
+use super::event::Event;
+use super::record::{Status, Subscription};
+use super::settings::Settings;
+
+/// What publishing an event does, as one unit of work.
+#[derive(Debug, Default)]
+pub struct Publication {
+    /// The event's row (its id's window), a delivery per matching active
+    /// subscription, a run per flow it starts (with their first steps), and
+    /// the log entries.
+    pub outcome: crate::engine::Outcome,
+    pub deliveries: usize,
+    pub runs: Vec<String>,
+}
+
+/// Publishes `event` to `subs` (any; only the tenant's active matching ones
+/// receive it) and to `flows` (those whose event trigger selects it).
+pub fn publish<'a, 'b>(
+    event: &Event,
+    subs: impl IntoIterator<Item = &'a Subscription>,
+    flows: impl IntoIterator<Item = &'b crate::CompiledFlow>,
+    settings: &Settings,
+    now: i64,
+) -> Publication {
+    let mut p = Publication::default();
+    let commit = &mut p.outcome.commit;
+    commit.event = Some(crate::commit::EventRow::of(event, settings.idempotency));
+    commit.jobs = fan_out(event, subs, settings, now);
+    p.deliveries = commit.jobs.len();
+    let request = crate::run::InboundRequest {
+        method: "EVENT".into(),
+        path: event.kind.clone(),
+        body: event.envelope().to_string(),
+        received_at: crate::duration::rfc3339(now),
+        ..Default::default()
+    };
+    for flow in flows {
+        if flow.flow.tenant != event.tenant || !flow.flow.started_by(&event.kind) {
+            continue;
+        }
+        let run_id = format!("run_{}", uuid::Uuid::now_v7().simple());
+        let accepted = crate::inbound::accept(flow, &request, (&run_id, &event.id), now, None);
+        p.outcome.commit.merge(accepted.outcome.commit);
+        p.outcome.lines.extend(accepted.outcome.lines);
+        p.runs.push(run_id);
+    }
+    p.outcome.commit.log.push(crate::commit::LogEntry {
+        at: now,
+        kind: "event".into(),
+        tenant: Some(event.tenant.clone()),
+        event_id: Some(event.id.clone()),
+        outcome: Some("published".into()),
+        detail: json!({"type": event.kind, "deliveries": p.deliveries, "runs": p.runs}),
+        ..Default::default()
+    });
+    p.outcome.lines.push(crate::engine::LogLine {
+        level: "info",
+        message: "event published".into(),
+        fields: json!({"tenant": event.tenant, "event_id": event.id, "type": event.kind,
+                       "deliveries": p.deliveries, "runs": p.runs.len()}),
+    });
+    p
+}
+
+/// One delivery job per active subscription of the event's tenant that
+/// selects its type, with the body serialised once.
+pub fn fan_out<'a>(
+    event: &Event,
+    subs: impl IntoIterator<Item = &'a Subscription>,
+    settings: &Settings,
+    now: i64,
+) -> Vec<NewJob> {
+    let body = event.envelope().to_string();
+    subs.into_iter()
+        .filter(|s| s.status == Status::Active && s.tenant == event.tenant && s.selects(&event.kind))
+        .map(|s| s.event_job(event, &body, settings, now))
+        .collect()
+}

@@ -1,0 +1,325 @@
+//! The subscription record and its lifecycle: created pending, verified
+//! active, disabled and enabled by an admin, verified again.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use rand::RngCore;
+
+use crate::commit::{LogEntry, SubscriptionRow};
+use crate::events::Pattern;
+use crate::keyring::Keyring;
+pub use crate::keyring::Signing;
+use crate::template::Templates;
+
+/// Where a subscription is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Created; the verification request has not been echoed yet.
+    Pending,
+    /// Receives events.
+    Active,
+    /// The endpoint never echoed the verification token.
+    Failed,
+    /// Turned off by a `410 Gone`, by failing longer than the health
+    /// window, or by an admin.
+    Disabled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Active => "active",
+            Status::Failed => "failed",
+            Status::Disabled => "disabled",
+        }
+    }
+}
+
+/// Delivery order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// Deliveries go out concurrently (the default, and the fastest).
+    #[default]
+    None,
+    /// Deliveries with the same key go out one at a time, in publish order.
+    PerKey,
+}
+
+/// The verification request in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub token: String,
+    /// When the current round of attempts started (ms).
+    pub started_at: i64,
+}
+
+/// A subscription as stored (its keys are not in it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub tenant: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    pub status: Status,
+    #[serde(default)]
+    pub signing: Signing,
+    #[serde(default)]
+    pub ordering: Ordering,
+    /// The ordering key template (`{{ data.customer_id }}`), for `per_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// Since when every attempt has failed (ms); cleared by a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<i64>,
+    /// When and why it was disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// When its keys last changed (ms; 0: since creation). Senders that
+    /// cache keyrings read them again when this is newer than their copy.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keys_version: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// What an admin asks for when subscribing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSubscription {
+    /// The endpoint: an absolute `http` or `https` URL.
+    pub url: String,
+    /// Patterns of the event types to receive: `payment.received`,
+    /// `contact.*` (one word), `contact.**` (one or more words).
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    /// Free-form labels, returned as given.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// The tenant whose events it receives (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub signing: Signing,
+    #[serde(default)]
+    pub ordering: Ordering,
+    /// For `ordering: per_key`: a template over the event
+    /// (`{{ data.customer_id }}`) whose value orders deliveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// A refused field: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// The tenant of events and subscriptions that name none.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Checks a tenant name: what flows allow.
+pub fn check_tenant(t: &str) -> Result<(), String> {
+    if !crate::validate::is_slug(t) {
+        return Err(format!("`{t}` is not a valid tenant: use lower-case letters, digits, `-` and `_` (at most 64)"));
+    }
+    Ok(())
+}
+
+/// An endpoint URL: what an `http` step's URL must be, at most 2048 long.
+fn check_url(url: &str) -> Result<(), String> {
+    if url.len() > 2048 {
+        return Err("is longer than 2048 characters".into());
+    }
+    crate::request::check_url_text(url)
+}
+
+/// A 128-bit random token as hex (ids and verification tokens).
+fn random_hex() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    crate::signature::hex(&b)
+}
+
+impl NewSubscription {
+    /// Checks every field; all problems at once.
+    pub fn check(&self) -> Result<(), Vec<FieldError>> {
+        let mut errs = Vec::new();
+        if let Err(e) = check_url(&self.url) {
+            errs.push(FieldError::new("url", e));
+        }
+        if self.event_types.is_empty() {
+            errs.push(FieldError::new("event_types", "list at least one event type or pattern"));
+        }
+        for (i, p) in self.event_types.iter().enumerate() {
+            if let Err(e) = Pattern::parse(p) {
+                errs.push(FieldError::new(format!("event_types[{i}]"), e));
+            }
+        }
+        if let Some(t) = &self.tenant
+            && let Err(e) = check_tenant(t)
+        {
+            errs.push(FieldError::new("tenant", e));
+        }
+        if self.description.len() > 1024 {
+            errs.push(FieldError::new("description", "is longer than 1024 characters"));
+        }
+        match (self.ordering, &self.key) {
+            (Ordering::PerKey, None) => errs.push(FieldError::new(
+                "key",
+                "`ordering: per_key` needs a key template, e.g. `{{ data.customer_id }}`",
+            )),
+            (Ordering::None, Some(_)) => {
+                errs.push(FieldError::new("key", "a key is only used with `ordering: per_key`"))
+            }
+            (Ordering::PerKey, Some(k)) => {
+                if let Err(e) = Templates::new().add(k) {
+                    errs.push(FieldError::new("key", e.to_string()));
+                }
+            }
+            (Ordering::None, None) => {}
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    /// The new subscription (pending, with a verification token) and its
+    /// keyring.
+    pub fn create(self, now: i64) -> Result<(Subscription, Keyring), Vec<FieldError>> {
+        self.check()?;
+        let sub = Subscription {
+            id: format!("sub_{}", uuid::Uuid::now_v7().simple()),
+            tenant: self.tenant.unwrap_or_else(|| DEFAULT_TENANT.into()),
+            url: self.url,
+            event_types: self.event_types,
+            description: self.description,
+            metadata: self.metadata,
+            status: Status::Pending,
+            signing: self.signing,
+            ordering: self.ordering,
+            key: self.key,
+            created_at: now,
+            updated_at: now,
+            verification: Some(Verification { token: random_hex(), started_at: now }),
+            failing_since: None,
+            disabled_at: None,
+            disabled_reason: None,
+            keys_version: 0,
+        };
+        let keyring = Keyring::new(sub.signing);
+        Ok((sub, keyring))
+    }
+}
+
+/// The keyring's secret-store name for subscription `id`.
+pub fn keyring_name(id: &str) -> String {
+    format!("subscriptions/{id}")
+}
+
+impl Subscription {
+    /// The secret-store name of its keyring.
+    pub fn keyring_name(&self) -> String {
+        keyring_name(&self.id)
+    }
+
+    /// Whether it receives `event_type`.
+    pub fn selects(&self, event_type: &str) -> bool {
+        crate::events::selected(&self.event_types, event_type)
+    }
+
+    pub(super) fn disable(&mut self, now: i64, reason: String) {
+        self.status = Status::Disabled;
+        self.disabled_at = Some(now);
+        self.disabled_reason = Some(reason);
+    }
+
+    /// Disabled by an admin.
+    pub fn disabled_by_admin(&self, now: i64) -> Subscription {
+        let mut s = self.clone();
+        s.disable(now, "disabled by an admin".into());
+        s.updated_at = now;
+        s
+    }
+
+    /// Active again (from disabled), health reset.
+    pub fn enabled(&self, now: i64) -> Subscription {
+        let mut s = self.clone();
+        s.status = Status::Active;
+        s.failing_since = None;
+        s.disabled_at = None;
+        s.disabled_reason = None;
+        s.updated_at = now;
+        s
+    }
+
+    /// Pending again with a fresh verification round (the `verify` action).
+    pub fn reverify(&self, now: i64) -> Subscription {
+        let mut s = self.clone();
+        s.status = Status::Pending;
+        s.verification = Some(Verification { token: random_hex(), started_at: now });
+        s.updated_at = now;
+        s
+    }
+}
+
+impl SubscriptionRow {
+    /// A new subscription's row.
+    pub fn of(s: &Subscription) -> Self {
+        SubscriptionRow {
+            id: s.id.clone(),
+            tenant: s.tenant.clone(),
+            status: s.status.as_str(),
+            doc: serde_json::to_string(s).unwrap_or_default(),
+            version: s.updated_at,
+            prev: None,
+        }
+    }
+
+    /// `s` as a change of the version `prev`.
+    pub fn replacing(s: &Subscription, prev: i64) -> Self {
+        SubscriptionRow { prev: Some(prev), ..Self::of(s) }
+    }
+}
+
+impl LogEntry {
+    /// An entry saying subscription `s` changed (created, verified,
+    /// failed, disabled, enabled).
+    pub fn for_subscription(s: &Subscription, at: i64) -> Self {
+        LogEntry {
+            at,
+            kind: "subscription".into(),
+            tenant: Some(s.tenant.clone()),
+            outcome: Some(s.status.as_str().into()),
+            detail: serde_json::json!({"subscription_id": s.id, "url": s.url, "reason": s.disabled_reason}),
+            ..Default::default()
+        }
+    }
+}
