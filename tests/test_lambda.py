@@ -540,6 +540,47 @@ def test_no_secret_value_is_in_any_item_message_or_log_line(aws):
         assert secret not in logs, f"a secret in a log line: {secret[:4]}…"
 
 
+def ingress_rss_kib():
+    """The resident memory of the ingress process `cargo lambda watch`
+    started (the newest, if a test restarted the emulator)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            exe = os.readlink(f"/proc/{d}/exe")
+            status = open(f"/proc/{d}/status").read()
+        except OSError:
+            continue
+        if exe.endswith("/debug/ingress"):
+            rss = int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+            found.append((os.stat(f"/proc/{d}").st_mtime, rss))
+    assert found, "the ingress process is running"
+    return max(found)[1]
+
+
+def test_a_flood_of_unknown_trigger_paths_keeps_the_ingress_memory_bounded(aws):
+    """10,000 requests to distinct unknown paths of 4 KiB (each a 404, each a
+    flow-cache miss the ingress remembers): its RSS grows by less than 24 MiB.
+    The flow cache holds at most 4 MiB (`FLOW_CACHE_BYTES`); the unbounded map
+    it replaced kept every path, ~41 MiB here. Last in the file: its 10,000
+    log items would fill the first page of the no-secret scan."""
+    tail = "x" * 4000
+    for i in range(200):  # warm up the allocator and the SDK's pools
+        aws.api.request("POST", f"/hooks/flood/warm-{i}/{tail}")
+    before = ingress_rss_kib()
+
+    def one(i):
+        return aws.api.request("POST", f"/hooks/flood/{i:05d}/{tail}", timeout=60)[0]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = collections.Counter(pool.map(one, range(10_000)))
+    grown = ingress_rss_kib() - before
+    print(f"\ningress RSS after 10,000 unknown 4 KiB paths: +{grown / 1024:.1f} MiB ({statuses})")
+    assert statuses == {404: 10_000}, statuses
+    assert grown < 24 * 1024, f"the ingress grew by {grown / 1024:.1f} MiB"
+
+
 def urllib_post(url):
     import urllib.request
     urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=10).read()

@@ -125,7 +125,7 @@ def test_the_admin_api_is_iam_authorised():
 def test_logs_are_json_with_retention_and_alarms_watch_the_dlqs():
     assert T["Globals"]["Function"]["LoggingConfig"]["LogFormat"] == "JSON"
     groups = [v for v in R.values() if v["Type"] == "AWS::Logs::LogGroup"]
-    assert len(groups) == 4 and all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups)
+    assert len(groups) == 5 and all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups)
     alarmed = {
         v["Properties"]["Dimensions"][0]["Value"]["GetAtt"]
         for v in R.values()
@@ -133,3 +133,32 @@ def test_logs_are_json_with_retention_and_alarms_watch_the_dlqs():
     }
     assert alarmed == {"RunsDLQ.QueueName", "DeliveriesDLQ.QueueName", "OrderedDeliveriesDLQ.QueueName"}
     assert "ApiUrl" in T["Outputs"] and "TableName" in T["Outputs"]
+
+
+def test_every_alarm_tells_the_topic_when_it_fires_and_when_it_clears():
+    alarms = {k: v for k, v in R.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    assert len(alarms) == 4
+    for name, alarm in alarms.items():
+        p = alarm["Properties"]
+        assert p["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert p["OKActions"] == [{"Ref": "AlarmTopic"}], name
+    assert R["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+    sub = R["AlertEmailSubscription"]
+    assert sub["Condition"] == "HasAlertEmail", "no subscription without an address"
+    assert sub["Properties"] == {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email", "Endpoint": {"Ref": "AlertEmail"}}
+    assert T["Parameters"]["AlertEmail"]["Default"] == ""
+    assert T["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
+
+
+def test_api_access_logs_are_json_lines_kept_for_the_retention():
+    import json
+
+    settings = R["HttpApi"]["Properties"]["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"GetAtt": "ApiAccessLogs.Arn"}
+    assert R["ApiAccessLogs"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    # A line as API Gateway writes it: the format with its variables filled.
+    line = settings["Format"]
+    for var in set(part.split('"')[0] for part in line.split("$context.")[1:]):
+        line = line.replace("$context." + var, "x")
+    record = json.loads(line)
+    assert {"requestId", "ip", "status", "routeKey", "latencyMs", "error"} <= set(record)

@@ -136,7 +136,7 @@ async fn seed(p: &hookflow_aws::provision::Provisioned) -> (String, String) {
     });
     commit.log.push(LogEntry {
         at: now + 1,
-        kind: "inbound".into(),
+        kind: hookflow_core::commit::EntryKind::Inbound,
         tenant: Some("acme".into()),
         event_id: Some("evt_cli2".into()),
         outcome: Some("rejected_404".into()),

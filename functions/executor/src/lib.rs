@@ -19,6 +19,7 @@ use hookflow_aws::queue::Message;
 use hookflow_aws::store::Store;
 use hookflow_core::commit::{JobKind, RunJob};
 use hookflow_core::engine;
+use hookflow_core::engine::Level;
 use hookflow_core::ports::{Clock, SystemClock};
 use hookflow_core::run::{Input, advance};
 use hookflow_io::Logger;
@@ -41,7 +42,7 @@ impl Executor {
     }
 
     fn drop_message(&self, m: &Message, why: &str) -> Result<(), Error> {
-        self.logger.log("warn", "run input dropped", json!({"job": m.id, "tenant": m.tenant, "reason": why}));
+        self.logger.log(Level::Warn, "run input dropped", json!({"job": m.id, "tenant": m.tenant, "reason": why}));
         Ok(())
     }
 

@@ -91,13 +91,19 @@ async fn a_start_advances_the_run_once_and_queues_its_delivery() {
         .run_entries(&run.id, hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock))
         .await
         .unwrap();
-    assert!(log.iter().any(|e| e.kind == "step"), "{log:?}");
+    assert!(log.iter().any(|e| e.kind == hookflow_core::commit::EntryKind::Step), "{log:?}");
 
     // The conditional write: the same revision written again loses, and
     // nothing of its transaction is written.
     let mut again = Commit::default();
     again.run(&stored);
-    again.log.push(hookflow_core::commit::LogEntry::for_run(&stored, 1, "step", "again", serde_json::json!({})));
+    again.log.push(hookflow_core::commit::LogEntry::for_run(
+        &stored,
+        1,
+        hookflow_core::commit::EntryKind::Step,
+        "again",
+        serde_json::json!({}),
+    ));
     let err = table.write(&again, 1).await.unwrap_err();
     assert!(matches!(err, hookflow_aws::Error::Conflict(_)), "{err}");
     let after = table

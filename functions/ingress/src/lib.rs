@@ -19,6 +19,7 @@ use hookflow_aws::store::Store;
 use hookflow_aws::{Error, metrics};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, LogEntry};
+use hookflow_core::engine::Level;
 use hookflow_core::engine::LogLine;
 use hookflow_core::headers::Headers;
 use hookflow_core::inbound::Accepted;
@@ -128,7 +129,7 @@ impl InboundPorts for Ingress {
     async fn log_request(&self, entry: LogEntry) {
         let at = entry.at;
         if let Err(e) = self.store.table.write(&Commit { log: vec![entry], ..Default::default() }, at).await {
-            self.logger.log("error", "request log write failed", serde_json::json!({"error": e.to_string()}));
+            self.logger.log(Level::Error, "request log write failed", serde_json::json!({"error": e.to_string()}));
         }
     }
 

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use hookflow_core::engine::Level;
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -90,7 +91,7 @@ where
             }
             if let Err(e) = queues.set_visibility(&visibility).await {
                 // They come back after the queue's visibility timeout.
-                log.log("warn", "could not set when held messages come back", json!({"error": e.to_string()}));
+                log.log(Level::Warn, "could not set when held messages come back", json!({"error": e.to_string()}));
             }
             failed
         });
@@ -114,7 +115,7 @@ where
 
 /// Logs that message `id` failed.
 fn failed_message(log: &hookflow_io::Logger, id: &str, error: &str) {
-    log.log("error", "message failed; SQS will deliver it again", json!({"message_id": id, "error": error}));
+    log.log(Level::Error, "message failed; SQS will deliver it again", json!({"message_id": id, "error": error}));
 }
 
 /// The answer naming the `failed` messages.

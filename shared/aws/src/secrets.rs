@@ -20,6 +20,10 @@ use crate::cache::TtlCache;
 /// How long a secret value is reused.
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
 
+/// The most the secrets cache holds (names are the flows' own, so this is
+/// far more than a deployment uses; it bounds memory all the same).
+pub const CACHE_BYTES: u64 = 1024 * 1024;
+
 /// Secrets Manager with a per-container cache.
 #[derive(Clone)]
 pub struct Secrets {
@@ -30,7 +34,7 @@ pub struct Secrets {
 
 impl Secrets {
     pub fn new(client: Client, prefix: impl Into<String>) -> Self {
-        Secrets { client, prefix: prefix.into(), cache: TtlCache::new(CACHE_TTL) }
+        Secrets { client, prefix: prefix.into(), cache: TtlCache::new(CACHE_TTL, CACHE_BYTES) }
     }
 
     /// The whole secret string named `name` (without the prefix), or `None`

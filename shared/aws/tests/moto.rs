@@ -101,7 +101,7 @@ async fn commit_stores_run_and_log_and_cuts_oversized_detail() {
             commit.log.push(LogEntry::for_run(
                 &run,
                 now + i as i64,
-                "step",
+                hookflow_core::commit::EntryKind::Step,
                 &ev.decision,
                 serde_json::to_value(ev).unwrap(),
             ));
@@ -110,7 +110,7 @@ async fn commit_stores_run_and_log_and_cuts_oversized_detail() {
     commit.log.push(LogEntry::for_run(
         &run,
         now - 1,
-        "inbound",
+        hookflow_core::commit::EntryKind::Inbound,
         "accepted",
         serde_json::json!({"big": "x".repeat(400 * 1024)}),
     ));
@@ -121,9 +121,9 @@ async fn commit_stores_run_and_log_and_cuts_oversized_detail() {
     let log = table.run_entries(&run.id, now_ms()).await.unwrap();
     assert_eq!(log.len(), 2, "{log:?}");
     // Oldest first; the oversized detail is cut and marked, not dropped.
-    assert_eq!(log[0].kind, "inbound");
+    assert_eq!(log[0].kind, hookflow_core::commit::EntryKind::Inbound);
     assert_eq!(log[0].detail["truncated"], true);
-    assert_eq!(log[1].kind, "step");
+    assert_eq!(log[1].kind, hookflow_core::commit::EntryKind::Step);
 }
 
 #[tokio::test]
@@ -136,7 +136,13 @@ async fn a_commit_of_more_than_100_items_is_written_in_transactions_of_100() {
     commit.run(&run);
     let now = now_ms();
     for i in 0..250 {
-        commit.log.push(LogEntry::for_run(&run, now + i, "step", "ok", serde_json::json!({"n": i})));
+        commit.log.push(LogEntry::for_run(
+            &run,
+            now + i,
+            hookflow_core::commit::EntryKind::Step,
+            "ok",
+            serde_json::json!({"n": i}),
+        ));
     }
     table.write(&commit, now_ms()).await.unwrap();
     let log = table.run_entries(&run.id, now_ms()).await.unwrap();
@@ -195,8 +201,20 @@ async fn expired_log_entries_and_idempotency_records_are_not_read() {
     let run = run_of(&flow);
     let now = now_ms();
     let mut commit = Commit::default();
-    commit.log.push(LogEntry::for_run(&run, now - 2 * 86_400_000, "inbound", "accepted", serde_json::json!({})));
-    commit.log.push(LogEntry::for_run(&run, now, "step", "send", serde_json::json!({})));
+    commit.log.push(LogEntry::for_run(
+        &run,
+        now - 2 * 86_400_000,
+        hookflow_core::commit::EntryKind::Inbound,
+        "accepted",
+        serde_json::json!({}),
+    ));
+    commit.log.push(LogEntry::for_run(
+        &run,
+        now,
+        hookflow_core::commit::EntryKind::Step,
+        "send",
+        serde_json::json!({}),
+    ));
     commit.idempotency = Some(("acme/partner-sync/old".into(), r#"{"status":202,"headers":[]}"#.into(), now - 1000));
     table.write(&commit, now_ms()).await.unwrap();
     let log = table.run_entries(&run.id, now_ms()).await.unwrap();
@@ -208,6 +226,26 @@ async fn expired_log_entries_and_idempotency_records_are_not_read() {
     assert_eq!(items.count(), 4, "the expired items are still there; reads skip them");
     let tenant = table.tenant_log("acme", now - 3 * 86_400_000, now, 10).await.unwrap();
     assert!(tenant.is_empty(), "the expired request is not listed: {tenant:?}");
+}
+
+#[tokio::test]
+async fn a_commit_of_one_log_entry_is_one_put_and_reads_back_under_its_tenant() {
+    let (conf, p) = setup(5).await;
+    let table = Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 14);
+    let now = now_ms();
+    let rejected = LogEntry {
+        at: now,
+        kind: hookflow_core::commit::EntryKind::Inbound,
+        tenant: Some("acme".into()),
+        event_id: Some("evt_r1".into()),
+        outcome: Some("rejected_404".into()),
+        detail: serde_json::json!({"path": "/hooks/acme/nope", "status": 404}),
+        ..Default::default()
+    };
+    table.write(&Commit { log: vec![rejected.clone()], ..Default::default() }, now).await.unwrap();
+    let listed = table.tenant_log("acme", now - 60_000, now + 1, 10).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].outcome.as_deref(), &listed[0].detail), (Some("rejected_404"), &rejected.detail));
 }
 
 #[tokio::test]
@@ -378,7 +416,13 @@ async fn jobs_up_to_a_mebibyte_are_queued_whole_and_a_larger_one_refuses_its_com
     let run = run_of(&flow);
     let commit = Commit {
         jobs: vec![big("d:huge", 1024 * 1024)],
-        log: vec![LogEntry::for_run(&run, now, "inbound", "accepted", serde_json::json!({}))],
+        log: vec![LogEntry::for_run(
+            &run,
+            now,
+            hookflow_core::commit::EntryKind::Inbound,
+            "accepted",
+            serde_json::json!({}),
+        )],
         ..Default::default()
     };
     let err = store.apply(commit, now).await.unwrap_err();
@@ -437,7 +481,12 @@ async fn subscriptions_and_published_events_with_a_live_id_refusing_its_commit()
     let window = Duration::from_secs(60);
     let publish = |job: &str| Commit {
         event: Some(EventRow::of(&event, window)),
-        log: vec![LogEntry { at: now, kind: "event".into(), run_id: Some(format!("r-{job}")), ..Default::default() }],
+        log: vec![LogEntry {
+            at: now,
+            kind: hookflow_core::commit::EntryKind::Event,
+            run_id: Some(format!("r-{job}")),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     table.write(&publish("1"), now).await.unwrap();

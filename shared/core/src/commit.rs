@@ -186,7 +186,7 @@ impl DeadRow {
         new.id = format!("d:{}:replay:{now}", self.delivery_id);
         let entry = LogEntry {
             at: now,
-            kind: "replay".into(),
+            kind: EntryKind::Replay,
             tenant: Some(self.tenant.clone()),
             flow_id: Some(self.flow_id.clone()),
             run_id: Some(self.run_id.clone()),
@@ -208,11 +208,75 @@ pub struct DeadDelivery {
     pub at: i64,
 }
 
+/// What a request-log entry is about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// A trigger request: accepted, rejected or a duplicate.
+    #[default]
+    Inbound,
+    /// A step of a run.
+    Step,
+    /// A run finished.
+    Run,
+    /// One delivery attempt (or a delivery ended unsent).
+    Attempt,
+    /// A job the runtime could not run (dropped).
+    Job,
+    /// A dead delivery queued again.
+    Replay,
+    /// A subscription changed.
+    Subscription,
+    /// An event published.
+    Event,
+    /// A kind this version does not know (read from a newer store).
+    Other,
+}
+
+impl EntryKind {
+    pub const ALL: [EntryKind; 9] = [
+        EntryKind::Inbound,
+        EntryKind::Step,
+        EntryKind::Run,
+        EntryKind::Attempt,
+        EntryKind::Job,
+        EntryKind::Replay,
+        EntryKind::Subscription,
+        EntryKind::Event,
+        EntryKind::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Inbound => "inbound",
+            EntryKind::Step => "step",
+            EntryKind::Run => "run",
+            EntryKind::Attempt => "attempt",
+            EntryKind::Job => "job",
+            EntryKind::Replay => "replay",
+            EntryKind::Subscription => "subscription",
+            EntryKind::Event => "event",
+            EntryKind::Other => "other",
+        }
+    }
+
+    /// The kind a store wrote as text.
+    pub fn parse(text: &str) -> EntryKind {
+        EntryKind::ALL.into_iter().find(|k| k.as_str() == text).unwrap_or(EntryKind::Other)
+    }
+}
+
+impl std::fmt::Display for EntryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One request-log entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LogEntry {
     pub at: i64,
-    pub kind: String,
+    pub kind: EntryKind,
     pub tenant: Option<String>,
     pub flow_id: Option<String>,
     pub run_id: Option<String>,
@@ -224,10 +288,10 @@ pub struct LogEntry {
 
 impl LogEntry {
     /// An entry about `run`.
-    pub fn for_run(run: &Run, at: i64, kind: &str, outcome: &str, detail: Value) -> Self {
+    pub fn for_run(run: &Run, at: i64, kind: EntryKind, outcome: &str, detail: Value) -> Self {
         LogEntry {
             at,
-            kind: kind.into(),
+            kind,
             tenant: Some(run.tenant.clone()),
             flow_id: Some(run.flow_id.clone()),
             run_id: Some(run.id.clone()),
@@ -324,12 +388,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn entry_kinds_read_back_as_written() {
+        for kind in EntryKind::ALL {
+            assert_eq!(EntryKind::parse(kind.as_str()), kind);
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        assert_eq!(EntryKind::parse("from-a-newer-version"), EntryKind::Other);
+    }
+
+    #[test]
     fn merge_appends_lists_and_keeps_single_parts_where_set() {
-        let entry = |kind: &str| LogEntry { kind: kind.into(), ..Default::default() };
-        let mut a = Commit { done: Some("j1".into()), log: vec![entry("a")], ..Default::default() };
-        let b = Commit { log: vec![entry("b")], idempotency: Some(("s".into(), "{}".into(), 1)), ..Default::default() };
+        let entry = |kind: EntryKind| LogEntry { kind, ..Default::default() };
+        let mut a = Commit { done: Some("j1".into()), log: vec![entry(EntryKind::Step)], ..Default::default() };
+        let b = Commit {
+            log: vec![entry(EntryKind::Run)],
+            idempotency: Some(("s".into(), "{}".into(), 1)),
+            ..Default::default()
+        };
         a.merge(b);
-        assert_eq!(a.log.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(a.log.iter().map(|e| e.kind).collect::<Vec<_>>(), [EntryKind::Step, EntryKind::Run]);
         assert_eq!(a.done.as_deref(), Some("j1"), "kept: the other had none");
         assert_eq!(a.idempotency.as_ref().map(|i| i.0.as_str()), Some("s"), "taken from the other");
     }

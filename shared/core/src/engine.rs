@@ -11,16 +11,52 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use crate::attempt::{Attempt, Decision, decide};
-use crate::commit::{Commit, DeadRow, DeliveryJob, LogEntry, NewJob};
+use crate::commit::{Commit, DeadRow, DeliveryJob, EntryKind, LogEntry, NewJob};
 use crate::headers::shown;
 use crate::run::{Delivery, Effect, Input, Purpose, Reply, Run, RunStatus};
 use crate::status::Verdict;
+
+/// How much an operational log line matters; Lambda's log levels, in
+/// order (the default is the lowest: a logger set to it writes everything).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    #[default]
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+
+    /// A level as configured (`AWS_LAMBDA_LOG_LEVEL`: `TRACE`, `DEBUG`,
+    /// `INFO`, `WARN`, `ERROR`, `FATAL`; any case); anything else is `Info`.
+    pub fn parse(name: &str) -> Level {
+        match name.to_ascii_lowercase().as_str() {
+            "trace" => Level::Trace,
+            "debug" => Level::Debug,
+            "warn" | "warning" => Level::Warn,
+            "error" | "fatal" => Level::Error,
+            _ => Level::Info,
+        }
+    }
+}
 
 /// One line for the operational log (stdout / CloudWatch), with the run's
 /// correlation fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {
-    pub level: &'static str,
+    pub level: Level,
     pub message: String,
     pub fields: Value,
 }
@@ -63,7 +99,7 @@ pub enum AttemptSummary {
     Dead,
 }
 
-fn line(level: &'static str, message: impl Into<String>, fields: Value) -> LogLine {
+fn line(level: Level, message: impl Into<String>, fields: Value) -> LogLine {
     LogLine { level, message: message.into(), fields }
 }
 
@@ -81,7 +117,7 @@ pub fn record(out: &mut Outcome, run: &Run, effects: Vec<Effect>, now: i64) {
             Effect::Reply(r) => out.replies.push(r),
             Effect::Log(e) => {
                 out.lines.push(line(
-                    "info",
+                    Level::Info,
                     format!("step {} {}", e.step, e.decision),
                     // The rendered request stays in the request log; the
                     // line gets its delivery id.
@@ -89,18 +125,18 @@ pub fn record(out: &mut Outcome, run: &Run, effects: Vec<Effect>, now: i64) {
                            "step": e.step, "delivery_id": e.detail.get("delivery_id")}),
                 ));
                 let detail = serde_json::to_value(&e).unwrap_or_default();
-                out.commit.log.push(LogEntry::for_run(run, now, "step", &e.decision, detail));
+                out.commit.log.push(LogEntry::for_run(run, now, EntryKind::Step, &e.decision, detail));
             }
             Effect::Finished { status } => {
                 let failed = matches!(status, RunStatus::Failed { .. });
                 out.lines.push(line(
-                    if failed { "warn" } else { "info" },
+                    if failed { Level::Warn } else { Level::Info },
                     "run finished",
                     json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": run.event_id, "status": status}),
                 ));
                 let outcome = if failed { "failed" } else { "succeeded" };
                 let detail = serde_json::to_value(&status).unwrap_or_default();
-                out.commit.log.push(LogEntry::for_run(run, now, "run", outcome, detail));
+                out.commit.log.push(LogEntry::for_run(run, now, EntryKind::Run, outcome, detail));
             }
         }
     }
@@ -127,12 +163,12 @@ pub fn after_attempt(job_id: String, mut job: DeliveryJob, attempt: &Attempt, no
     out.commit.log.push(attempt_log(d, attempt, job.attempts, verdict, now));
     let outcome = match decision {
         Decision::Delivered(outcome) => {
-            out.lines.push(line("info", "delivered", fields));
+            out.lines.push(line(Level::Info, "delivered", fields));
             out.decision = Some(AttemptSummary::Delivered);
             Some(outcome)
         }
         Decision::RetryIn(delay) => {
-            out.lines.push(line("warn", format!("attempt failed; retrying in {} ms", delay.as_millis()), fields));
+            out.lines.push(line(Level::Warn, format!("attempt failed; retrying in {} ms", delay.as_millis()), fields));
             let due = now + delay.as_millis() as i64;
             out.commit.reschedule = Some((job_id.clone(), serde_json::to_string(&job).unwrap_or_default(), due));
             out.decision = Some(AttemptSummary::Retried);
@@ -140,7 +176,7 @@ pub fn after_attempt(job_id: String, mut job: DeliveryJob, attempt: &Attempt, no
         }
         Decision::Dead { outcome, reason } => {
             fields["reason"] = json!(reason);
-            out.lines.push(line("error", "delivery dead", fields));
+            out.lines.push(line(Level::Error, "delivery dead", fields));
             out.commit.dead = Some(DeadRow::of(&job, reason));
             out.decision = Some(AttemptSummary::Dead);
             Some(outcome)
@@ -167,14 +203,14 @@ pub fn unsent(job_id: String, job: &DeliveryJob, why: &str, dead: bool, now: i64
     let d = &job.delivery;
     let mut out = Outcome::default();
     out.lines.push(line(
-        "warn",
+        Level::Warn,
         if dead { "delivery dead" } else { "delivery dropped" },
         json!({"tenant": d.tenant, "delivery_id": d.id, "event_id": d.event_id, "reason": why}),
     ));
     out.commit.done = Some(job_id);
     out.commit.log.push(LogEntry {
         at: now,
-        kind: "attempt".into(),
+        kind: EntryKind::Attempt,
         tenant: Some(d.tenant.clone()),
         run_id: Some(d.run_id.clone()),
         event_id: Some(d.event_id.clone()),
@@ -223,7 +259,7 @@ pub fn attempt_log(d: &Delivery, a: &Attempt, n: u32, verdict: Verdict, now: i64
     });
     LogEntry {
         at: now,
-        kind: "attempt".into(),
+        kind: EntryKind::Attempt,
         tenant: Some(d.tenant.clone()),
         flow_id: Some(d.flow_id.clone()),
         run_id: Some(d.run_id.clone()),
@@ -295,7 +331,7 @@ steps:
         assert_eq!(out.commit.runs[0].status, "waiting");
         let [job] = &out.commit.jobs[..] else { panic!("{:?}", out.commit.jobs) };
         assert_eq!((job.kind, job.not_before, job.tenant.as_str()), (JobKind::Delivery, 1_000, "acme"));
-        assert_eq!(out.commit.log[0].kind, "step");
+        assert_eq!(out.commit.log[0].kind, EntryKind::Step);
         assert_eq!(out.lines[0].fields["run_id"], "run_1");
     }
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::CompiledFlow;
-use crate::commit::LogEntry;
-use crate::engine::{self, LogLine, Outcome};
+use crate::commit::{EntryKind, LogEntry};
+use crate::engine::{self, Level, LogLine, Outcome};
 use crate::flow::RespondMode;
 use crate::run::{InboundRequest, Input, Reply, Run, advance, async_reply};
 
@@ -64,7 +64,7 @@ impl Rejection {
         });
         let entry = LogEntry {
             at: a.received,
-            kind: "inbound".into(),
+            kind: EntryKind::Inbound,
             tenant: Some(a.tenant.clone()),
             flow_id,
             event_id: Some(a.event_id.clone()),
@@ -72,7 +72,7 @@ impl Rejection {
             detail: fields.clone(),
             ..Default::default()
         };
-        let line = LogLine { level: "warn", message: "inbound rejected".into(), fields };
+        let line = LogLine { level: Level::Warn, message: "inbound rejected".into(), fields };
         let message = if self.status == 404 { "not found" } else { self.reason.as_str() };
         let mut reply = json_reply(self.status, json!({"error": message, "event_id": a.event_id}));
         reply.headers.extend(self.headers.iter().cloned());
@@ -179,7 +179,7 @@ pub fn idempotency_scope(
 pub fn duplicate(a: &Arrival, flow: &CompiledFlow, key: &str) -> (LogEntry, LogLine) {
     let entry = LogEntry {
         at: a.received,
-        kind: "inbound".into(),
+        kind: EntryKind::Inbound,
         tenant: Some(a.tenant.clone()),
         flow_id: Some(flow.flow.id.clone()),
         event_id: Some(a.event_id.clone()),
@@ -188,7 +188,7 @@ pub fn duplicate(a: &Arrival, flow: &CompiledFlow, key: &str) -> (LogEntry, LogL
         ..Default::default()
     };
     let line = LogLine {
-        level: "info",
+        level: Level::Info,
         message: "duplicate inbound: answered with the first reply".into(),
         fields: json!({"tenant": a.tenant, "flow_id": flow.flow.id, "event_id": a.event_id, "idempotency_key": key}),
     };
@@ -232,7 +232,7 @@ pub fn accept(
             Ok(r) => Some(r),
             Err(e) => {
                 outcome.lines.push(LogLine {
-                    level: "error",
+                    level: Level::Error,
                     message: "trigger answer failed to render".into(),
                     fields: json!({"event_id": event_id, "error": e.to_string()}),
                 });
@@ -255,7 +255,7 @@ pub fn accept(
     let inline = if sync { outcome.replies.first().cloned() } else { None };
     outcome.commit.log.push(LogEntry {
         at: received,
-        kind: "inbound".into(),
+        kind: EntryKind::Inbound,
         tenant: Some(run.tenant.clone()),
         flow_id: Some(run.flow_id.clone()),
         run_id: Some(run.id.clone()),
@@ -272,7 +272,7 @@ pub fn accept(
         outcome.commit.idempotency = Some((scope, serde_json::to_string(reply).unwrap_or_default(), expires));
     }
     outcome.lines.push(LogLine {
-        level: "info",
+        level: Level::Info,
         message: "inbound accepted".into(),
         fields: json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": event_id}),
     });

@@ -11,6 +11,7 @@
 use std::io::Write;
 use std::sync::mpsc;
 
+use hookflow_core::engine::Level;
 use serde_json::Value;
 
 /// How log lines are written.
@@ -29,32 +30,21 @@ pub struct Logger {
     redact: Vec<String>,
     /// The writer thread, if lines are written in the background.
     lines: Option<mpsc::Sender<String>>,
-    /// Lines below this rank are skipped (0 = everything).
-    min_rank: u8,
-}
-
-/// `trace` 0 … `error` 4; unknown levels rank as `info`.
-fn rank(level: &str) -> u8 {
-    match level.to_ascii_lowercase().as_str() {
-        "trace" => 0,
-        "debug" => 1,
-        "warn" | "warning" => 3,
-        "error" | "fatal" => 4,
-        _ => 2,
-    }
+    /// Lines below this level are skipped.
+    min: Level,
 }
 
 impl Logger {
     pub fn new(format: Format, secrets: impl Iterator<Item = String>) -> Self {
         let mut redact: Vec<String> = secrets.filter(|s| s.len() > 3).collect();
         redact.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Logger { format, redact, lines: None, min_rank: 0 }
+        Logger { format, redact, lines: None, min: Level::Trace }
     }
 
     /// Skips lines below `level` (`TRACE`, `DEBUG`, `INFO`, `WARN`,
     /// `ERROR`, as Lambda's `AWS_LAMBDA_LOG_LEVEL` names them).
     pub fn min_level(mut self, level: &str) -> Self {
-        self.min_rank = rank(level);
+        self.min = Level::parse(level);
         self
     }
 
@@ -90,10 +80,11 @@ impl Logger {
     }
 
     /// Writes one line: `message` plus the non-null `fields`.
-    pub fn log(&self, level: &str, message: &str, fields: Value) {
-        if rank(level) < self.min_rank {
+    pub fn log(&self, level: Level, message: &str, fields: Value) {
+        if level < self.min {
             return;
         }
+        let level = level.as_str();
         let text = match self.format {
             Format::Json => {
                 let mut s = String::with_capacity(256);
@@ -165,7 +156,9 @@ mod tests {
 
     #[test]
     fn levels_rank_as_lambda_names_them() {
+        let rank = Level::parse;
         assert!(rank("DEBUG") < rank("info") && rank("INFO") < rank("warn") && rank("WARN") < rank("ERROR"));
         assert_eq!(rank("something"), rank("INFO"));
+        assert_eq!(rank("FATAL"), Level::Error);
     }
 }

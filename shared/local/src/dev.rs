@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use hookflow_core::engine::Level;
 use serde_json::json;
 
 use crate::admin::DevBackend;
@@ -39,10 +40,10 @@ pub async fn watch(rt: Arc<Runtime>, dir: PathBuf) {
             Ok(flows) => {
                 let n = flows.all().count();
                 rt.set_flows(flows);
-                rt.logger.log("info", "flows reloaded", json!({"flows": n}));
+                rt.logger.log(Level::Info, "flows reloaded", json!({"flows": n}));
             }
             Err(problems) => {
-                rt.logger.log("error", "flows not reloaded: invalid", json!({"problems": problems}));
+                rt.logger.log(Level::Error, "flows not reloaded: invalid", json!({"problems": problems}));
             }
         }
     }
@@ -86,12 +87,12 @@ pub async fn prune(rt: Arc<Runtime>, retention: Duration) {
     loop {
         let before = crate::now_ms() - retention.as_millis() as i64;
         if let Err(e) = rt.store.prune_events(before, crate::now_ms()) {
-            rt.logger.log("error", "event pruning failed", json!({"error": e.to_string()}));
+            rt.logger.log(Level::Error, "event pruning failed", json!({"error": e.to_string()}));
         }
         match rt.store.prune_log(before) {
             Ok(0) => {}
-            Ok(n) => rt.logger.log("info", "request log pruned", json!({"entries": n})),
-            Err(e) => rt.logger.log("error", "request log pruning failed", json!({"error": e.to_string()})),
+            Ok(n) => rt.logger.log(Level::Info, "request log pruned", json!({"entries": n})),
+            Err(e) => rt.logger.log(Level::Error, "request log pruning failed", json!({"error": e.to_string()})),
         }
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }

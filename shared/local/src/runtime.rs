@@ -28,6 +28,7 @@ use crate::flows::Flows;
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob, RunJob, SubscriptionRow};
 use hookflow_core::engine;
+use hookflow_core::engine::Level;
 use hookflow_core::ports::PortError;
 use hookflow_core::ports::SecretStore;
 use hookflow_core::run::{Effect, Reply, Run, advance};
@@ -185,7 +186,7 @@ impl Runtime {
             let jobs = match jobs {
                 Ok(j) => j,
                 Err(e) => {
-                    self.logger.log("error", "leasing jobs failed", json!({"error": e.to_string()}));
+                    self.logger.log(Level::Error, "leasing jobs failed", json!({"error": e.to_string()}));
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
@@ -225,7 +226,7 @@ impl Runtime {
             None => Err(Error::Malformed(format!("unknown job kind {}", job.kind))),
         };
         if let Err(e) = result {
-            self.logger.log("error", "job failed; it will be retried", json!({"job": id, "error": e.to_string()}));
+            self.logger.log(Level::Error, "job failed; it will be retried", json!({"job": id, "error": e.to_string()}));
         }
         if grouped {
             self.wake();
@@ -311,7 +312,7 @@ impl Runtime {
             tokio::spawn(async move {
                 if let Err(e) = rt.process_delivery(job_id.clone(), job).await {
                     rt.logger.log(
-                        "error",
+                        Level::Error,
                         "job failed; it will be retried",
                         json!({"job": job_id, "error": e.to_string()}),
                     );
@@ -322,10 +323,10 @@ impl Runtime {
     }
 
     async fn drop_job(&self, job: &Job, why: &str) -> Result<(), Error> {
-        self.logger.log("error", "job dropped", json!({"job": job.id, "reason": why}));
+        self.logger.log(Level::Error, "job dropped", json!({"job": job.id, "reason": why}));
         let entry = LogEntry {
             at: now_ms(),
-            kind: "job".into(),
+            kind: hookflow_core::commit::EntryKind::Job,
             outcome: Some("dropped".into()),
             detail: json!({"job": job.id, "reason": why, "payload": serde_json::from_str::<Value>(&job.payload).unwrap_or(Value::Null)}),
             ..Default::default()

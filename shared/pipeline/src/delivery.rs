@@ -260,12 +260,22 @@ mod tests {
         }
     }
 
+    /// The health lock of a serialising driver: says when it is let go.
+    struct Held(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
     #[derive(Default)]
     struct Fake {
         subs: Mutex<HashMap<String, Arc<Subscription>>>,
         receiver: Receiver,
         secrets_down: bool,
         serialises: bool,
+        released: Arc<std::sync::atomic::AtomicBool>,
         reads: AtomicUsize,
         settings: Settings,
     }
@@ -274,7 +284,7 @@ mod tests {
         type Error = Fault;
         type Secrets<'a> = Vault;
         type Sender = Receiver;
-        type Guard = ();
+        type Guard = Held;
 
         fn now_ms(&self) -> i64 {
             NOW
@@ -305,8 +315,8 @@ mod tests {
             Ok((active, Vec::new()))
         }
 
-        async fn serialize(&self) -> Option<()> {
-            self.serialises.then_some(())
+        async fn serialize(&self) -> Option<Held> {
+            self.serialises.then(|| Held(self.released.clone()))
         }
 
         fn lines(&self, _lines: Vec<LogLine>) {}
@@ -467,9 +477,22 @@ mod tests {
         let mut newer = (*sub).clone();
         newer.updated_at += 7;
         fake.subs.lock().unwrap().insert(sub.id.clone(), Arc::new(newer.clone()));
-        let (result, commits) = commit_all(&fake, attempted, 0).await;
-        result.unwrap();
+        let released = fake.released.clone();
+        let held_while_applied = std::sync::atomic::AtomicBool::new(false);
+        let seen = Mutex::new(Vec::new());
+        commit(&fake, attempted, |c, _now, changed| {
+            // The driver's write (and its cache update) happen under the lock.
+            held_while_applied.store(!released.load(Ordering::SeqCst), Ordering::SeqCst);
+            assert!(changed.is_some(), "the changed record is handed to the driver");
+            seen.lock().unwrap().push(c);
+            async { Ok::<_, Fault>(()) }
+        })
+        .await
+        .unwrap();
+        let commits = seen.into_inner().unwrap();
         assert_eq!(commits.len(), 1, "no lost write to redo");
         assert_eq!(commits[0].subscriptions[0].prev, Some(newer.updated_at));
+        assert!(held_while_applied.load(Ordering::SeqCst), "the lock is held while the change is written");
+        assert!(fake.released.load(Ordering::SeqCst), "and let go after");
     }
 }

@@ -33,7 +33,7 @@ use hookflow_core::CompiledFlow;
 use hookflow_core::auth::Verifier;
 use hookflow_core::commit::LogEntry;
 use hookflow_core::duration::rfc3339;
-use hookflow_core::engine::LogLine;
+use hookflow_core::engine::{Level, LogLine};
 use hookflow_core::flow::RespondMode;
 use hookflow_core::headers::Headers;
 use hookflow_core::inbound::{self as decide, Accepted, Arrival, Rejection};
@@ -128,8 +128,13 @@ pub trait InboundPorts: Send + Sync {
 
     /// Stores the accepted request's run (its commit, with the idempotency
     /// record when `idem` is set: scope and expiry) and gets its answer.
-    /// Writes the outcome's log lines once stored. An error means nothing
-    /// was stored: the pipeline answers 413 ([`ErrorKind::TooLarge`]) or 503.
+    /// Writes the outcome's log lines once stored. On an error the pipeline
+    /// answers 413 ([`ErrorKind::TooLarge`]) or 503 and releases the claim.
+    /// On SQLite an error means nothing was stored. On AWS the table is
+    /// written before the jobs are sent, so a send that fails leaves the
+    /// run (and a *completed* idempotency record) stored with its jobs
+    /// unsent — the open window of issue #13 (docs/ARCHITECTURE.md,
+    /// "Failure model").
     fn admit(
         &self,
         flow: &Arc<CompiledFlow>,
@@ -221,7 +226,7 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
     // 5. Slack's challenge.
     if let Some(reply) = decide::slack_challenge(&flow, body_json()) {
         p.lines(vec![LogLine {
-            level: "info",
+            level: Level::Info,
             message: "slack url_verification answered".into(),
             fields: json!({"tenant": a.tenant, "flow_id": flow.flow.id, "event_id": a.event_id}),
         }]);

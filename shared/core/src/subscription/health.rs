@@ -92,7 +92,7 @@ pub fn health_change(sub: &Subscription, health: Health, settings: &Settings, no
         (true, None) => "subscription recovered".to_string(),
     };
     let line = crate::engine::LogLine {
-        level: if disabled { "warn" } else { "info" },
+        level: if disabled { crate::engine::Level::Warn } else { crate::engine::Level::Info },
         message,
         fields: json!({
             "tenant": changed.tenant, "subscription_id": changed.id, "reason": changed.disabled_reason,

@@ -53,7 +53,7 @@ pub fn publish<'a, 'b>(
     }
     p.outcome.commit.log.push(crate::commit::LogEntry {
         at: now,
-        kind: "event".into(),
+        kind: crate::commit::EntryKind::Event,
         tenant: Some(event.tenant.clone()),
         event_id: Some(event.id.clone()),
         outcome: Some("published".into()),
@@ -61,7 +61,7 @@ pub fn publish<'a, 'b>(
         ..Default::default()
     });
     p.outcome.lines.push(crate::engine::LogLine {
-        level: "info",
+        level: crate::engine::Level::Info,
         message: "event published".into(),
         fields: json!({"tenant": event.tenant, "event_id": event.id, "type": event.kind,
                        "deliveries": p.deliveries, "runs": p.runs.len()}),

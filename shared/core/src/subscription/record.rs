@@ -315,7 +315,7 @@ impl LogEntry {
     pub fn for_subscription(s: &Subscription, at: i64) -> Self {
         LogEntry {
             at,
-            kind: "subscription".into(),
+            kind: crate::commit::EntryKind::Subscription,
             tenant: Some(s.tenant.clone()),
             outcome: Some(s.status.as_str().into()),
             detail: serde_json::json!({"subscription_id": s.id, "url": s.url, "reason": s.disabled_reason}),

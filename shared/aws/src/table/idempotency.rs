@@ -1,0 +1,74 @@
+//! Idempotency keys: claimed atomically, completed with the run, released on failure.
+
+use super::*;
+
+impl Table {
+    /// Claims an idempotency key: a conditional put that succeeds when the
+    /// key is new or its record expired, and otherwise returns the record it
+    /// found (in one request, as AWS Lambda Powertools does it). The claim
+    /// holds for `in_progress` (a request that dies before answering frees
+    /// its key then); the answered record, written with the run, holds for
+    /// the trigger's whole window.
+    pub async fn claim(&self, scope: &str, now_ms: i64, in_progress: Duration) -> Result<Claim, Error> {
+        let mut item = key(keys::idempotency(scope), keys::IDEM);
+        item.insert("status".into(), s("in_progress"));
+        item.insert("expires_at".into(), n(now_ms / 1000 + in_progress.as_secs() as i64));
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", n(now_ms / 1000))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(Claim::Claimed),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => {
+                    let old = c.item().cloned().unwrap_or_default();
+                    match (get_s(&old, "status"), get_s(&old, "reply")) {
+                        (Some("completed"), Some(reply)) => serde_json::from_str(reply)
+                            .map(Claim::Completed)
+                            .map_err(|e| Error::Malformed(format!("idempotency record {scope}: {e}"))),
+                        _ => Ok(Claim::InProgress),
+                    }
+                }
+                _ => Err(Error::aws("DynamoDB", "PutItem", e)),
+            },
+        }
+    }
+
+    /// Gives up a claim this request holds (it failed before answering), so
+    /// the caller's retry is not answered 409.
+    pub async fn release(&self, scope: &str) -> Result<(), Error> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::idempotency(scope), keys::IDEM)))
+            .condition_expression("#s = :p")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":p", s("in_progress"))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(Error::aws("DynamoDB", "DeleteItem", e)),
+        }
+    }
+
+    /// The reply stored under an idempotency scope, unless it expired or
+    /// the request is still in progress.
+    pub async fn idempotent_reply(&self, scope: &str, now_ms: i64) -> Result<Option<Reply>, Error> {
+        let Some(item) = self.get(keys::idempotency(scope), keys::IDEM).await? else { return Ok(None) };
+        // TTL deletion lags: an expired record is no record.
+        if get_n(&item, "expires_at").is_some_and(|e| e <= now_ms / 1000) || get_s(&item, "status") != Some("completed")
+        {
+            return Ok(None);
+        }
+        Ok(get_s(&item, "reply").and_then(|r| serde_json::from_str(r).ok()))
+    }
+}

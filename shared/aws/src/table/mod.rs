@@ -1,0 +1,207 @@
+//! DynamoDB: flows and trigger routes, runs, the request log, idempotency
+//! keys and dead deliveries, in one table (key shapes in [`crate::keys`]).
+//!
+//! The table's part of a [`Commit`] becomes one `TransactWriteItems` (the
+//! run's new state with its log entries, idempotency record and dead
+//! delivery: all or nothing), split in chunks of 100 items only when a
+//! commit carries more. [`crate::store::Store`] sends its jobs after.
+//!
+//! One entity a file: `flows`, `idempotency`, `runs`, `log`, `dead`,
+//! `subscriptions`, `events`, and `write` (the items of a commit and the
+//! transactions that write them). This file holds the table, its cache and
+//! the item helpers they share.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+use hookflow_core::CompiledFlow;
+use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, EventRow, LogEntry, SubscriptionRow};
+use hookflow_core::run::{Reply, Run};
+use hookflow_core::subscription::{Event, Subscription};
+use serde_json::Value;
+
+use crate::cache::TtlCache;
+use crate::{Error, keys};
+
+mod dead;
+mod events;
+mod flows;
+mod idempotency;
+mod log;
+mod runs;
+mod subscriptions;
+mod write;
+
+pub use hookflow_core::ports::Claim;
+pub use write::{Held, Hold};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Largest `detail` kept in a log item. DynamoDB items stop at 400 KB; a
+/// longer detail is cut (and marked) in the log — the delivery itself,
+/// which travels on SQS, is never cut.
+pub const MAX_LOG_DETAIL: usize = 300 * 1024;
+
+/// How long a loaded flow is used before it is read again (a container
+/// sees `hookflow apply` within this time).
+pub const FLOW_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// The most the flow cache holds (its keys and per-entry overhead; the
+/// compiled flows themselves are shared and exist once per real flow): a
+/// flood of requests to unknown trigger paths, each cached as a miss,
+/// stays within it.
+pub const FLOW_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The table, with a per-container cache of compiled flows.
+#[derive(Clone)]
+pub struct Table {
+    client: Client,
+    name: String,
+    retention: Duration,
+    flows: TtlCache<Option<Arc<CompiledFlow>>>,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &Item, k: &str) -> Option<i64> {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn key(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
+/// A conditional put whose condition names an attribute by placeholder
+/// (`until` is a reserved word).
+fn put_named(
+    table: &str,
+    item: Item,
+    condition: &str,
+    values: &[(&str, AttributeValue)],
+    name: (&str, &str),
+) -> Result<TransactWriteItem, Error> {
+    let mut p = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression(condition)
+        .expression_attribute_names(name.0, name.1);
+    for (k, v) in values {
+        p = p.expression_attribute_values(*k, v.clone());
+    }
+    Ok(TransactWriteItem::builder().put(p.build().map_err(|e| Error::Malformed(e.to_string()))?).build())
+}
+
+fn put(
+    table: &str,
+    item: Item,
+    condition: Option<&str>,
+    values: &[(&str, AttributeValue)],
+) -> Result<TransactWriteItem, Error> {
+    let mut p =
+        Put::builder().table_name(table).set_item(Some(item)).set_condition_expression(condition.map(String::from));
+    for (k, v) in values {
+        p = p.expression_attribute_values(*k, v.clone());
+    }
+    Ok(TransactWriteItem::builder().put(p.build().map_err(|e| Error::Malformed(e.to_string()))?).build())
+}
+
+impl Table {
+    pub fn new(client: Client, name: impl Into<String>, retention_days: u32) -> Self {
+        Table {
+            client,
+            name: name.into(),
+            retention: Duration::from_secs(u64::from(retention_days) * 86_400),
+            flows: TtlCache::new(FLOW_CACHE_TTL, FLOW_CACHE_BYTES),
+        }
+    }
+
+    fn expires_at(&self, now_ms: i64) -> i64 {
+        now_ms / 1000 + self.retention.as_secs() as i64
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, Error> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::aws("DynamoDB", "GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// Every item of a `Query` (all pages).
+    async fn query_all(
+        &self,
+        condition: &str,
+        filter: Option<&str>,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<Vec<Item>, Error> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression(condition)
+                .set_filter_expression(filter.map(String::from))
+                .set_exclusive_start_key(start);
+            for (k, v) in values {
+                q = q.expression_attribute_values(*k, v.clone());
+            }
+            let page = q.send().await.map_err(|e| Error::aws("DynamoDB", "Query", e))?;
+            out.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Queries the hourly partitions `partition(hour)` from `since_ms` (within
+    /// the retention) to `now_ms`, oldest first, handing each hour's
+    /// unexpired items to `take` until it answers `false`.
+    async fn by_hour(
+        &self,
+        partition: impl Fn(i64) -> String,
+        since_ms: i64,
+        now_ms: i64,
+        mut take: impl FnMut(Vec<Item>) -> Result<bool, Error>,
+    ) -> Result<(), Error> {
+        let first_hour = since_ms.max(now_ms - self.retention.as_millis() as i64) / 3_600_000;
+        for hour in first_hour..=now_ms / 3_600_000 {
+            let items = self
+                .query_all(
+                    "pk = :pk AND sk >= :since",
+                    Some("expires_at > :now"),
+                    &[
+                        (":pk", s(partition(hour * 3_600_000))),
+                        (":since", s(format!("{since_ms:013}"))),
+                        (":now", n(now_ms / 1000)),
+                    ],
+                )
+                .await?;
+            if !take(items)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! The queue: due jobs leased in `due_at` order (a group only at its head), leases released at start.
+
+use super::*;
+
+/// A job taken from the queue.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    /// The payload as stored (JSON text), parsed by the job's kind.
+    pub payload: String,
+    /// How many times it has been leased, this time included.
+    pub leases: i64,
+    /// Its group, if it is ordered within one.
+    pub group: Option<String>,
+}
+
+pub(super) fn lease_jobs(conn: &Connection, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Job>, Error> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE jobs SET due_at = ?1 + ?3, leased = 1, leases = leases + 1
+             WHERE id IN (SELECT id FROM jobs j WHERE due_at <= ?1 AND {GROUP_HEAD} ORDER BY due_at LIMIT ?2)
+             RETURNING id, kind, payload, leases, grp"
+    ))?;
+    let rows = stmt.query_map(params![now, limit as i64, lease_ms], |r| {
+        Ok(Job { id: r.get(0)?, kind: r.get(1)?, payload: r.get(2)?, leases: r.get(3)?, group: r.get(4)? })
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row?);
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Makes every leased job due again (at start: no worker holds a lease).
+    pub fn release_leases(&self) -> Result<(), Error> {
+        let now = crate::now_ms();
+        self.conn().execute("UPDATE jobs SET due_at = ?1, leased = 0 WHERE leased = 1", [now]).map(|_| ()).map_err(db)
+    }
+
+    /// Leases up to `limit` due jobs for `lease_ms`.
+    pub async fn lease(&self, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Job>, Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Op::Lease { now, limit, lease_ms, reply: tx })
+            .map_err(|_| Error::Unavailable("the store writer has stopped".into()))?;
+        rx.await.map_err(|_| Error::Unavailable("the store writer has stopped".into()))?
+    }
+
+    /// When the next job becomes due (ms), if any.
+    pub fn next_due(&self) -> Result<Option<i64>, Error> {
+        self.conn()
+            .query_row(&format!("SELECT MIN(due_at) FROM jobs j WHERE {GROUP_HEAD}"), [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .map_err(db)
+    }
+}

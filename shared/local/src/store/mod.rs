@@ -1,0 +1,281 @@
+//! The embedded store: one SQLite file holding runs, the job queue, the
+//! request log, idempotency keys and dead deliveries.
+//!
+//! Every state change that matters is one transaction: a run's new state
+//! together with the jobs its effects create and the job that caused it, so a
+//! process killed at any instant either did all of it or none of it. The
+//! queue is a table ordered by `due_at`: when a job is scheduled (retries
+//! survive restarts) or, while a worker holds it, when its lease expires (a
+//! job whose worker died becomes due again and is done again:
+//! at-least-once). One indexed column keeps taking due jobs O(log n) however
+//! long the backlog.
+//!
+//! One concern a file: `writer` (the writer thread, group commit, the
+//! checkpointer), `jobs` (the queue and its leases), `runs`, `log`,
+//! `dead`, `subscriptions`, `events`. This file holds the schema, opening,
+//! and the commit calls.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use hookflow_core::subscription::{Event, Subscription};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::Error;
+
+mod dead;
+mod events;
+mod jobs;
+mod log;
+mod runs;
+mod subscriptions;
+mod writer;
+
+pub use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, LogEntry, NewJob, RunRow};
+pub use jobs::Job;
+pub use log::LogFilter;
+use writer::{Op, checkpointer};
+
+/// Columns added after the first release, added to older stores on open.
+/// `grp`/`ord`: jobs of one group run one at a time, in `ord` order.
+const MIGRATIONS: &[(&str, &str, &str)] = &[
+    ("jobs", "grp", "ALTER TABLE jobs ADD COLUMN grp TEXT"),
+    ("jobs", "ord", "ALTER TABLE jobs ADD COLUMN ord INTEGER"),
+    ("subscriptions", "version", "ALTER TABLE subscriptions ADD COLUMN version INTEGER"),
+];
+
+const INDEXES: &str = "CREATE INDEX IF NOT EXISTS jobs_grp ON jobs (grp, ord) WHERE grp IS NOT NULL;";
+
+/// A job of a group is due only when no earlier job of its group is left
+/// (`j` is the candidate).
+const GROUP_HEAD: &str = "(j.grp IS NULL OR NOT EXISTS (SELECT 1 FROM jobs k WHERE k.grp = j.grp AND k.ord < j.ord))";
+
+const SCHEMA: &str = r#"
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA busy_timeout = 5000;
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, flow_id TEXT NOT NULL, event_id TEXT NOT NULL,
+    status TEXT NOT NULL, state TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
+    due_at INTEGER NOT NULL, leased INTEGER NOT NULL DEFAULT 0,
+    leases INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (due_at);
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, kind TEXT NOT NULL,
+    tenant TEXT, flow_id TEXT, run_id TEXT, event_id TEXT, delivery_id TEXT, outcome TEXT,
+    detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS log_run ON log (run_id);
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT PRIMARY KEY, reply TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, status TEXT NOT NULL, doc TEXT NOT NULL, updated_at INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS keyrings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL, at INTEGER NOT NULL, doc TEXT NOT NULL,
+    expires_at INTEGER NOT NULL, PRIMARY KEY (tenant, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_at ON events (tenant, at);
+CREATE TABLE IF NOT EXISTS dead (
+    delivery_id TEXT PRIMARY KEY, at INTEGER NOT NULL, tenant TEXT NOT NULL, flow_id TEXT NOT NULL,
+    run_id TEXT NOT NULL, reason TEXT NOT NULL, job TEXT NOT NULL);
+"#;
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct Store {
+    conn: Mutex<Connection>,
+    writer: std::sync::mpsc::Sender<Op>,
+    /// The checkpointer runs while this lives.
+    _alive: std::sync::Arc<()>,
+}
+
+/// Runs one statement, reusing its prepared form.
+fn exec(tx: &rusqlite::Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(p)
+}
+
+fn db(e: rusqlite::Error) -> Error {
+    e.into()
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                Error::Duplicate(e.to_string())
+            }
+            _ => Error::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir/hookflow.db`.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Unavailable(format!("{}: {e}", dir.display())))?;
+        let conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        for (table, column, sql) in MIGRATIONS {
+            let has: bool = conn
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                    [column],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(db)?
+                > 0;
+            if !has {
+                conn.execute_batch(sql).map_err(db)?;
+            }
+        }
+        conn.execute_batch(INDEXES).map_err(db)?;
+        let write_conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
+        // The writer never checkpoints (copying the WAL back into the
+        // database and syncing it took 10-20 ms, stalling every commit behind
+        // it); a second thread does, without blocking the writer.
+        write_conn
+            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 0;")
+            .map_err(db)?;
+        let checkpoint_conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
+        checkpoint_conn.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let alive = std::sync::Arc::new(());
+        std::thread::Builder::new()
+            .name("hookflow-store-writer".into())
+            .spawn(move || writer::writer(write_conn, rx))
+            .map_err(|e| Error::Unavailable(format!("starting the writer: {e}")))?;
+        std::thread::Builder::new()
+            .name("hookflow-store-checkpoint".into())
+            .spawn({
+                let alive = std::sync::Arc::downgrade(&alive);
+                move || checkpointer(checkpoint_conn, alive)
+            })
+            .map_err(|e| Error::Unavailable(format!("starting the checkpointer: {e}")))?;
+        Ok(Store { conn: Mutex::new(conn), writer: tx, _alive: alive })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (its own
+        // transactions roll back), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `c` in one transaction, together with the commits other
+    /// tasks are making at the same moment (group commit: one WAL append
+    /// and one index update for many events).
+    pub async fn commit(&self, c: Commit) -> Result<(), Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Op::Commit(Box::new(c), Some(tx)))
+            .map_err(|_| Error::Unavailable("the store writer has stopped".into()))?;
+        rx.await.map_err(|_| Error::Unavailable("the store writer has stopped".into()))?
+    }
+
+    /// Queues `c` without waiting for it (log-only writes).
+    pub fn commit_detached(&self, c: Commit) {
+        let _ = self.writer.send(Op::Commit(Box::new(c), None));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hookflow_core::commit::{EventRow, JobKind};
+
+    use super::*;
+
+    fn store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("hookflow-store-{}", uuid::Uuid::now_v7().simple()));
+        (Store::open(&dir).unwrap(), dir)
+    }
+
+    fn job(id: &str, group: Option<&str>, due: i64) -> NewJob {
+        NewJob {
+            id: id.into(),
+            kind: JobKind::Delivery,
+            payload: "{}".into(),
+            not_before: due,
+            tenant: "t".into(),
+            leased_for: None,
+            group: group.map(Into::into),
+        }
+    }
+
+    fn ids(jobs: &[Job]) -> Vec<&str> {
+        let mut v: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn a_group_is_leased_one_job_at_a_time_in_insertion_order() {
+        let (s, dir) = store();
+        // g:2 is due before g:1, but g:1 was added first.
+        let jobs =
+            vec![job("g1", Some("g"), 5), job("g2", Some("g"), 1), job("h1", Some("h"), 1), job("free", None, 1)];
+        s.commit(Commit { jobs, ..Default::default() }).await.unwrap();
+        assert_eq!(ids(&s.lease(10, 10, 1_000).await.unwrap()), ["free", "g1", "h1"]);
+        assert!(s.lease(20, 10, 1_000).await.unwrap().is_empty(), "g2 waits while g1 is leased");
+        // A retry of g1 (due later) keeps g2 waiting.
+        s.commit(Commit { reschedule: Some(("g1".into(), "{}".into(), 500)), ..Default::default() }).await.unwrap();
+        assert!(s.lease(30, 10, 1_000).await.unwrap().is_empty());
+        assert_eq!(s.next_due().unwrap(), Some(500), "the next due is the group's head, not g2");
+        s.commit(Commit { done: Some("g1".into()), ..Default::default() }).await.unwrap();
+        assert_eq!(ids(&s.lease(40, 10, 1_000).await.unwrap()), ["g2"]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_subscription_change_lands_only_over_the_version_it_was_computed_from() {
+        use hookflow_core::commit::SubscriptionRow;
+        use hookflow_core::subscription::NewSubscription;
+        let (s, dir) = store();
+        let new = NewSubscription {
+            url: "https://r.example/h".into(),
+            event_types: vec!["a.b".into()],
+            ..Default::default()
+        };
+        let (sub, _) = new.create(10).unwrap();
+        let write = |row: SubscriptionRow| Commit { subscriptions: vec![row], ..Default::default() };
+        s.commit(write(SubscriptionRow::of(&sub))).await.unwrap();
+        let mut changed = sub.clone();
+        changed.updated_at = 20;
+        let err = s.commit(write(SubscriptionRow::replacing(&changed, 5))).await.unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        s.commit(write(SubscriptionRow::replacing(&changed, 10))).await.unwrap();
+        assert_eq!(s.subscription(&sub.id).unwrap().unwrap().updated_at, 20);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn an_event_id_is_refused_while_it_is_live() {
+        let (s, dir) = store();
+        let row = |at: i64| EventRow {
+            tenant: "t".into(),
+            id: "e1".into(),
+            kind: "a.b".into(),
+            at,
+            doc: format!(r#"{{"id":"e1","tenant":"t","type":"a.b","at":{at},"data":null}}"#),
+            expires_at: at + 100,
+        };
+        let with_job = |at: i64| Commit {
+            event: Some(row(at)),
+            jobs: vec![job(&format!("d{at}"), None, at)],
+            ..Default::default()
+        };
+        s.commit(with_job(0)).await.unwrap();
+        let err = s.commit(with_job(50)).await.unwrap_err();
+        assert!(matches!(err, Error::Duplicate(_)), "{err}");
+        assert_eq!(s.lease(60, 10, 1_000).await.unwrap().len(), 1, "the refused commit wrote no job");
+        assert!(s.live_event("t", "e1", 99).unwrap().is_some());
+        assert!(s.live_event("t", "e1", 100).unwrap().is_none());
+        s.commit(with_job(150)).await.unwrap();
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,0 +1,212 @@
+//! The one writer thread: every commit and lease waiting, applied in one transaction (group commit); the checkpointer beside it.
+
+use super::jobs::lease_jobs;
+use super::*;
+
+pub(super) type Reply = Option<tokio::sync::oneshot::Sender<Result<(), Error>>>;
+
+/// The writer thread: takes every commit waiting, applies them in one
+/// transaction, and answers each. If the batch fails, each commit is applied
+/// on its own so one bad commit cannot fail its neighbours.
+/// What the writer thread does: commits, and leases (which are writes too:
+/// doing them here keeps one writer, with no lock contention between two).
+pub(super) enum Op {
+    Commit(Box<Commit>, Reply),
+    Lease { now: i64, limit: usize, lease_ms: i64, reply: tokio::sync::oneshot::Sender<Result<Vec<Job>, Error>> },
+}
+
+/// How long the writer waits to grow a batch when ops keep coming.
+pub(super) const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
+
+pub(super) fn writer(conn: Connection, rx: std::sync::mpsc::Receiver<Op>) {
+    let mut conn = conn;
+    let mut last = std::time::Instant::now() - LINGER * 8;
+    while let Ok(first) = rx.recv() {
+        let mut ops = vec![first];
+        // Under load, linger a moment for more: a transaction costs about
+        // the same for one event as for fifty (it appends the same hot
+        // pages to the WAL), so batching is what the throughput rests on.
+        // Alone, an op is written at once.
+        let busy = last.elapsed() < LINGER * 4;
+        let deadline = std::time::Instant::now() + LINGER;
+        while ops.len() < 512 {
+            let next = if busy {
+                rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).ok()
+            } else {
+                rx.try_recv().ok()
+            };
+            match next {
+                Some(next) => ops.push(next),
+                None => break,
+            }
+        }
+        last = std::time::Instant::now();
+        let mut batch = Vec::new();
+        let mut leases = Vec::new();
+        for op in ops {
+            match op {
+                Op::Commit(c, r) => batch.push((c, r)),
+                Op::Lease { now, limit, lease_ms, reply } => leases.push((now, limit, lease_ms, reply)),
+            }
+        }
+        write_batch(&mut conn, batch, leases);
+    }
+}
+
+/// Checkpoints the WAL every 200 ms while the store lives. PASSIVE: it
+/// copies what no reader still needs and never waits for the writer.
+pub(super) fn checkpointer(conn: Connection, alive: std::sync::Weak<()>) {
+    while alive.upgrade().is_some() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    }
+}
+
+pub(super) type LeaseOp = (i64, usize, i64, tokio::sync::oneshot::Sender<Result<Vec<Job>, Error>>);
+
+/// Applies a batch of commits and leases in one transaction (each
+/// transaction appends every page it touches to the WAL, so one for the
+/// whole batch is what keeps the bytes written per event low). If it fails,
+/// each commit is applied on its own so one bad commit cannot fail its
+/// neighbours, and the leases are taken after them.
+pub(super) fn write_batch(conn: &mut Connection, batch: Vec<(Box<Commit>, Reply)>, leases: Vec<LeaseOp>) {
+    let all: Vec<&Commit> = batch.iter().map(|(c, _)| c.as_ref()).collect();
+    let together = (|| {
+        let tx = conn.transaction()?;
+        for c in &all {
+            apply(&tx, c)?;
+        }
+        let leased: Vec<_> =
+            leases.iter().map(|(now, limit, lease_ms, _)| lease_jobs(&tx, *now, *limit, *lease_ms)).collect();
+        tx.commit()?;
+        Ok::<_, Error>(leased)
+    })();
+    match together {
+        Ok(leased) => {
+            for (_, reply) in batch {
+                if let Some(r) = reply {
+                    let _ = r.send(Ok(()));
+                }
+            }
+            for ((.., reply), jobs) in leases.into_iter().zip(leased) {
+                let _ = reply.send(jobs);
+            }
+        }
+        Err(_) => {
+            for (c, reply) in batch {
+                let one = transact(conn, &[c.as_ref()]);
+                if let Some(r) = reply {
+                    let _ = r.send(one);
+                }
+            }
+            for (now, limit, lease_ms, reply) in leases {
+                let _ = reply.send(lease_jobs(conn, now, limit, lease_ms));
+            }
+        }
+    }
+}
+
+/// Applies `commits` in one transaction.
+pub(super) fn transact(conn: &mut Connection, commits: &[&Commit]) -> Result<(), Error> {
+    let tx = conn.transaction()?;
+    for c in commits {
+        apply(&tx, c)?;
+    }
+    Ok(tx.commit()?)
+}
+
+pub(super) fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> Result<(), Error> {
+    if let Some(id) = &c.done {
+        exec(tx, "DELETE FROM jobs WHERE id = ?1", [id])?;
+    }
+    if let Some((id, payload, not_before)) = &c.reschedule {
+        exec(
+            tx,
+            "UPDATE jobs SET payload = ?2, due_at = ?3, leased = 0 WHERE id = ?1",
+            params![id, payload, not_before],
+        )?;
+    }
+    let now = crate::now_ms();
+    for r in &c.runs {
+        exec(
+            tx,
+            "INSERT INTO runs (id, tenant, flow_id, event_id, status, state, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+             ON CONFLICT (id) DO UPDATE SET status = ?5, state = ?6, updated_at = ?7",
+            params![r.id, r.tenant, r.flow_id, r.event_id, r.status, r.state, now],
+        )?;
+    }
+    for j in &c.jobs {
+        let (due, leased) = match j.leased_for {
+            Some(ms) => (j.not_before + ms, 1),
+            None => (j.not_before, 0),
+        };
+        exec(
+            tx,
+            "INSERT OR IGNORE INTO jobs (id, kind, payload, due_at, leased, leases, created_at, grp, ord)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7,
+                     CASE WHEN ?7 IS NULL THEN NULL
+                          ELSE (SELECT IFNULL(MAX(ord), 0) + 1 FROM jobs WHERE grp = ?7) END)",
+            params![j.id, j.kind.as_str(), j.payload, due, leased, now, j.group],
+        )?;
+    }
+    for l in &c.log {
+        exec(
+            tx,
+            "INSERT INTO log (at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                l.at,
+                l.kind.as_str(),
+                l.tenant,
+                l.flow_id,
+                l.run_id,
+                l.event_id,
+                l.delivery_id,
+                l.outcome,
+                l.detail.to_string()
+            ],
+        )?;
+    }
+    if let Some((scope, reply, expires)) = &c.idempotency {
+        exec(
+            tx,
+            "INSERT OR REPLACE INTO idempotency (scope, reply, expires_at) VALUES (?1, ?2, ?3)",
+            params![scope, reply, expires],
+        )?;
+    }
+    if let Some(e) = &c.event {
+        // An expired event of the same id may be published again.
+        exec(
+            tx,
+            "DELETE FROM events WHERE tenant = ?1 AND id = ?2 AND expires_at <= ?3",
+            params![e.tenant, e.id, e.at],
+        )?;
+        exec(
+            tx,
+            "INSERT INTO events (tenant, id, type, at, doc, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![e.tenant, e.id, e.kind, e.at, e.doc, e.expires_at],
+        )?;
+    }
+    for s in &c.subscriptions {
+        let n = exec(
+            tx,
+            "INSERT INTO subscriptions (id, tenant, status, doc, updated_at, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (id) DO UPDATE SET status = ?3, doc = ?4, updated_at = ?5, version = ?6
+             WHERE ?7 IS NULL OR subscriptions.version IS NULL OR subscriptions.version = ?7",
+            params![s.id, s.tenant, s.status, s.doc, now, s.version, s.prev],
+        )?;
+        if n == 0 {
+            return Err(Error::Conflict(format!("subscription {} changed since it was read", s.id)));
+        }
+    }
+    if let Some(d) = &c.dead {
+        exec(
+            tx,
+            "INSERT OR REPLACE INTO dead (delivery_id, at, tenant, flow_id, run_id, reason, job)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![d.delivery_id, now, d.tenant, d.flow_id, d.run_id, d.reason, d.job],
+        )?;
+    }
+    Ok(())
+}
