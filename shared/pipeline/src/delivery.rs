@@ -208,24 +208,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::testing::Fault;
 
     const NOW: i64 = 1_800_000_000_000;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("{0:?}")]
-    struct Fault(ErrorKind);
-
-    impl Classify for Fault {
-        fn kind(&self) -> ErrorKind {
-            self.0
-        }
-    }
-
-    impl From<PortError> for Fault {
-        fn from(_: PortError) -> Self {
-            Fault(ErrorKind::Unavailable)
-        }
-    }
 
     /// Answers each send with the next status.
     #[derive(Default)]

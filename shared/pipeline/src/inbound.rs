@@ -301,6 +301,7 @@ mod tests {
     use hookflow_core::headers::REDACTED;
 
     use super::*;
+    use crate::testing::Fault;
 
     const FLOW: &str = r#"
 id: guarded
@@ -322,16 +323,6 @@ steps:
 "#;
 
     const KEY: &str = "k-123-inbound";
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("{0:?}")]
-    struct Fault(ErrorKind);
-
-    impl Classify for Fault {
-        fn kind(&self) -> ErrorKind {
-            self.0
-        }
-    }
 
     /// An accepted request as handed to `admit`, with its idempotency scope.
     type Admission = (Accepted, Option<(String, i64)>);

@@ -19,6 +19,8 @@ pub mod delivery;
 pub mod inbound;
 pub mod inline;
 pub mod secrets;
+#[cfg(test)]
+mod testing;
 
 pub use delivery::{Attempted, DeliveryPorts};
 pub use inbound::{Admitted, Body, Call, InboundPorts, Verdict};
