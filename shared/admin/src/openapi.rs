@@ -21,7 +21,7 @@ pub fn document() -> String {
 /// `operationId`. The router is built from this list.
 pub(crate) fn operations() -> Vec<(String, String, String)> {
     let mut out = Vec::new();
-    for (path, item) in spec()["paths"].as_object().into_iter().flatten() {
+    for (path, item) in paths() {
         for (method, op) in item.as_object().into_iter().flatten() {
             out.push((path.clone(), method.clone(), op["operationId"].as_str().unwrap_or_default().to_string()));
         }
@@ -181,6 +181,26 @@ fn json_body(schema: Value) -> Value {
 }
 
 fn spec() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Hookflow admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Flows, subscriptions, events, the request log, runs and dead deliveries, under `/v1`. Served by `hookflow dev` (bearer token) and, on AWS, by the admin function behind API Gateway's IAM authorisation.",
+        },
+        "security": [{"bearer": []}],
+        "paths": paths(),
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    })
+}
+
+/// The document's paths: every operation, with its parameters, body and
+/// answers (schemas by reference). The router is built from these alone,
+/// so a server does not generate the schemas at start.
+fn paths() -> Map<String, Value> {
     let sub_id = || path_param("id", "The subscription id (`sub_…`).");
     let sub = || schema_ref("Subscription");
     let not_found = || error("No such resource.");
@@ -329,20 +349,7 @@ fn spec() -> Value {
             vec![path_param("delivery_id", "The dead delivery's id.")], None,
             vec![("202", answer("Queued.", object(&["replayed"], json!({"replayed": {"type": "string"}})))), ("404", not_found())])}),
     );
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Hookflow admin API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Flows, subscriptions, events, the request log, runs and dead deliveries, under `/v1`. Served by `hookflow dev` (bearer token) and, on AWS, by the admin function behind API Gateway's IAM authorisation.",
-        },
-        "security": [{"bearer": []}],
-        "paths": paths,
-        "components": {
-            "schemas": schemas(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-    })
+    paths
 }
 
 #[cfg(test)]
