@@ -158,9 +158,7 @@ impl DeliveryPorts for Dispatcher {
     }
 
     fn lines(&self, lines: Vec<LogLine>) {
-        for line in lines {
-            self.logger.log(line.level, &line.message, line.fields);
-        }
+        self.logger.lines(lines);
     }
 
     fn attempted(&self, summary: Option<AttemptSummary>, duration_ms: u64, at: i64) {

@@ -78,9 +78,7 @@ impl Executor {
             // its log entry, leave the run as it is.
             out.commit.runs.clear();
         }
-        for line in out.lines {
-            self.logger.log(line.level, &line.message, line.fields);
-        }
+        self.logger.lines(out.lines);
         match self.store.apply(out.commit, SystemClock.now_ms()).await {
             // Another worker applied this start first.
             Err(Error::Conflict(why)) if start => self.drop_message(&m, &why),

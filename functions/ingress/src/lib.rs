@@ -134,9 +134,7 @@ impl InboundPorts for Ingress {
     }
 
     fn lines(&self, lines: Vec<LogLine>) {
-        for l in lines {
-            self.logger.log(l.level, &l.message, l.fields);
-        }
+        self.logger.lines(lines);
     }
 
     fn counted(&self, verdict: Verdict, received: i64) {

@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::sync::mpsc;
 
-use hookflow_core::engine::Level;
+use hookflow_core::engine::{Level, LogLine};
 use serde_json::Value;
 
 /// How log lines are written.
@@ -77,6 +77,13 @@ impl Logger {
             self.lines = Some(tx);
         }
         self
+    }
+
+    /// Writes the operational lines a step of the engine produced, in order.
+    pub fn lines(&self, lines: Vec<LogLine>) {
+        for l in lines {
+            self.log(l.level, &l.message, l.fields);
+        }
     }
 
     /// Writes one line: `message` plus the non-null `fields`.

@@ -98,8 +98,9 @@ impl InboundPorts for Ports {
         Ok(self.0.secrets.get(name))
     }
 
-    /// A lookup of the stored answer (issue: two concurrent first requests
-    /// with one key both go on; the AWS driver claims atomically).
+    /// A lookup of the stored answer, not a claim: two concurrent first
+    /// requests with one key both go on (issue #14 item 10; the AWS driver
+    /// claims atomically).
     async fn claim(&self, scope: &str, now_ms: i64) -> Result<Claim, Error> {
         let stored = self.0.store.idempotent_reply(scope, now_ms)?;
         Ok(match stored.and_then(|v| serde_json::from_value::<Reply>(v).ok()) {

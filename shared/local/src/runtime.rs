@@ -24,13 +24,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::flows::Flows;
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob, RunJob, SubscriptionRow};
-use hookflow_core::engine;
-use hookflow_core::engine::Level;
-use hookflow_core::ports::PortError;
-use hookflow_core::ports::SecretStore;
+use hookflow_core::engine::{self, Level};
+use hookflow_core::ports::{PortError, SecretStore};
 use hookflow_core::run::{Effect, Reply, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_core::subscription::{self, Event, Settings, Subscription};
@@ -38,6 +35,7 @@ use hookflow_pipeline::delivery::{self, DeliveryPorts};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
+use crate::flows::Flows;
 use crate::logger::Logger;
 use crate::secrets::Secrets;
 use crate::sender::Sender;
@@ -300,9 +298,7 @@ impl Runtime {
 
     /// Writes the operational log lines of a step.
     pub fn write_lines(&self, lines: Vec<engine::LogLine>) {
-        for l in lines {
-            self.logger.log(l.level, &l.message, l.fields);
-        }
+        self.logger.lines(lines);
     }
 
     /// Sends deliveries that a durable commit inserted leased.
