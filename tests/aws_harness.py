@@ -15,14 +15,24 @@ end-to-end tests on the AWS path (tests/test_lambda.py).
 The harness signs its own AWS calls with the access key `harness`, the
 functions with `functions`, so moto's request recording tells whose
 requests were whose.
+
+- `FaultProxy` stands between the functions and moto: it forwards every
+  call, and fails the ones a test names — N times before forwarding (the
+  call had no effect), or after forwarding with the answer dropped (it took
+  effect, the caller saw an error). The SDK's own retries go through it
+  too, so failing a call three times fails it for the function.
 """
 
 import base64
+import collections
+import http.client
+import http.server
 import json
 import os
 import pathlib
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -76,6 +86,108 @@ class Moto:
     def stop(self):
         self.proc.kill()
         self.proc.wait()
+
+
+class Fault:
+    """Fails the next `times` calls of `target` (an `X-Amz-Target`, e.g.
+    `AmazonSQS.SendMessageBatch`) whose body contains `matching`: before
+    forwarding them, or (`after`) after, dropping moto's answer."""
+
+    def __init__(self, target, times, after=False, matching=""):
+        self.target, self.left, self.after, self.matching = target, times, after, matching
+        self.failed = 0
+
+    def takes(self, target, body):
+        return self.left > 0 and target == self.target and self.matching.encode() in body
+
+
+class FaultProxy(http.server.ThreadingHTTPServer):
+    """A loopback HTTP proxy in front of moto for the functions' AWS calls."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream_port):
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.upstream_port = upstream_port
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.faults = []
+        self.calls = collections.Counter()  # target -> calls seen
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def fail(self, target, times, after=False, matching=""):
+        """Adds a fault; returns it (its `failed` counts what it did)."""
+        fault = Fault(target, times, after, matching)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def clear(self):
+        with self.lock:
+            self.faults.clear()
+
+    def decide(self, target, body):
+        """None (forward), "before" or "after"."""
+        with self.lock:
+            self.calls[target] += 1
+            for f in self.faults:
+                if f.takes(target, body):
+                    f.left -= 1
+                    f.failed += 1
+                    return "after" if f.after else "before"
+        return None
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out as two writes: without TCP_NODELAY, Nagle's
+    # algorithm and the client's delayed ACK hold every answer ~40 ms.
+    disable_nagle_algorithm = True
+    HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "content-length", "host"}
+
+    def _any(self):
+        n = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(n) if n else b""
+        target = self.headers.get("x-amz-target", "")
+        verdict = self.server.decide(target, body)
+        if verdict == "before":
+            return self._injected()
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in self.HOP}
+        try:
+            status, answer, data = self._forward(body, headers)
+        except (http.client.HTTPException, OSError):
+            self.upstream = None  # moto closed the kept-alive connection: once more, anew
+            status, answer, data = self._forward(body, headers)
+        if verdict == "after":
+            return self._injected()
+        self.send_response(status)
+        for k, v in answer:
+            if k.lower() not in self.HOP:
+                self.send_header(k, v)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _forward(self, body, headers):
+        """Sends the call to moto on this connection's kept-alive one."""
+        if getattr(self, "upstream", None) is None:
+            self.upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream_port, timeout=60)
+        self.upstream.request(self.command, self.path, body=body, headers=headers)
+        r = self.upstream.getresponse()
+        return r.status, r.getheaders(), r.read()
+
+    def _injected(self):
+        out = json.dumps({"__type": "InternalFailure", "message": "injected by the test proxy"}).encode()
+        self.send_response(500)
+        self.send_header("content-type", "application/x-amz-json-1.0")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
+
+    def log_message(self, *args):
+        pass
 
 
 class Watch:

@@ -27,12 +27,13 @@ import signal
 import subprocess
 import threading
 import time
+import zlib
 
 import boto3
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from aws_harness import ROOT, ApiGateway, EventSourceMapping, Moto, Watch, wait_for
+from aws_harness import ROOT, ApiGateway, EventSourceMapping, FaultProxy, Moto, Watch, wait_for
 
 SIGNING_KEY = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PARTNER_TOKEN = "tok-e2e-5f1c2a9b7d"
@@ -81,7 +82,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             doc = json.loads(body or b"{}")
             if doc.get("type") == "webhook.verification":
                 out = json.dumps({"token": doc["token"]}).encode()
-            elif self.path == "/subscriber-gone":
+            elif self.path.startswith("/subscriber-gone"):
                 status = 410
             elif self.path == "/subscriber-ordered":
                 # Fails a quarter of the attempts, at random.
@@ -119,12 +120,44 @@ steps:
 {extra}"""
 
 
+# Flows of the fault-injection tests: two steps each waiting for its
+# response (the second queued by the executor), an idempotency key, a body
+# limit past DynamoDB's item size. Step ids name what a fault matches.
+FAULT_FLOWS = """
+id: twostep
+tenant: e2e
+trigger: { type: webhook, path: twostep }
+sign: { secret: signing_key }
+steps:
+  - { id: first_fx, type: http, url: "RECEIVER/two-a", body: { json: { n: "{{ trigger.body.n }}" } },
+      retry: { max_attempts: 8, initial: 1s, max_delay: 2s } }
+  - { id: second_fx, type: http, url: "RECEIVER/two-b", body: { json: { n: "{{ trigger.body.n }}" } },
+      retry: { max_attempts: 8, initial: 1s, max_delay: 2s } }
+---
+id: keyed
+tenant: e2e
+trigger: { type: webhook, path: keyed, idempotency: { header: Idempotency-Key } }
+sign: { secret: signing_key }
+steps:
+  - { id: keyed_fx, type: http, url: "RECEIVER/keyed", body: { json: { n: "{{ trigger.body.n }}" } },
+      retry: { max_attempts: 8, initial: 1s, max_delay: 2s } }
+---
+id: big
+tenant: e2e
+trigger: { type: webhook, path: big, max_body: 524288 }
+steps:
+  - { id: big_fx, type: http, url: "RECEIVER/big", body: { json: { n: "{{ trigger.body.n }}" } } }
+"""
+
+
 class Aws:
     """Everything the tests share: emulator, functions, harness."""
 
     def __init__(self, tmp):
         self.receiver = Receiver()
         self.moto = Moto(recording=tmp / "moto_recording")
+        # The functions reach moto through it; the harness directly.
+        self.proxy = FaultProxy(self.moto.port)
         env = dict(os.environ, AWS_ENDPOINT_URL=self.moto.url, AWS_ACCESS_KEY_ID="harness",
                    AWS_SECRET_ACCESS_KEY="harness", AWS_REGION="us-east-1")
         env.pop("HOOKFLOW_TABLE", None)
@@ -157,11 +190,13 @@ class Aws:
         (flows / "flaky.yaml").write_text(flow("flaky", "flaky", f"{r}/flaky"))
         (flows / "slow.yaml").write_text(flow("slow", "slow", f"{r}/slow", "    timeout: 10s\n"))
         (flows / "hello.yaml").write_text((ROOT / "examples" / "hello.yaml").read_text())
+        for i, doc in enumerate(FAULT_FLOWS.split("---")):
+            (flows / f"faults-{i}.yaml").write_text(doc.replace("RECEIVER", r))
         self.hookflow("apply", "--flows", str(flows), "--table", self.table)
 
         self.tmp = tmp
         self.watch_env = {
-            "AWS_ENDPOINT_URL": self.moto.url, "AWS_ACCESS_KEY_ID": "functions",
+            "AWS_ENDPOINT_URL": self.proxy.url, "AWS_ACCESS_KEY_ID": "functions",
             "AWS_SECRET_ACCESS_KEY": "functions", "AWS_REGION": "us-east-1",
             "HOOKFLOW_TABLE": self.table, "HOOKFLOW_RUNS_QUEUE_URL": self.runs_url,
             "HOOKFLOW_DELIVERIES_QUEUE_URL": self.deliveries_url,
@@ -222,6 +257,7 @@ class Aws:
 
     def close(self):
         self.watch.stop()
+        self.proxy.shutdown()
         self.moto.stop()
         self.receiver.shutdown()
 
@@ -351,6 +387,189 @@ def test_killing_the_dispatcher_in_the_middle_of_a_batch_loses_nothing(aws):
         return ids <= late
     aws.pump(all_arrived_after_the_kill, 90, "every delivery of the killed batch")
     aws.pump(lambda: aws.queue_depth(aws.deliveries_url) == 0, 60, "the deliveries queue to drain")
+
+
+# ---------------------------------------------------------------------------
+# Faults between the table write and the send (docs/ARCHITECTURE.md,
+# "Failure model"): the proxy in front of moto fails a call after the
+# commit before it was written; the SDK's three tries all fail, so the
+# function sees the failure. Every accepted event is still delivered.
+
+SEND = "AmazonSQS.SendMessageBatch"
+TRANSACT = "DynamoDB_20120810.TransactWriteItems"
+
+
+@pytest.fixture
+def faults(aws):
+    yield aws.proxy
+    aws.proxy.clear()
+
+
+def body_n(raw):
+    """`n` of a fault flow's delivered body (rendered as a number or text)."""
+    return int(json.loads(raw)["n"])
+
+
+def run_of(aws, event_id):
+    """The run an event started, as the admin API shows it."""
+    status, out = aws.admin("GET", f"/v1/logs?event_id={event_id}&tenant=e2e")
+    assert status == 200, out
+    runs = {e["run_id"] for e in out["entries"] if e.get("run_id")}
+    assert len(runs) == 1, out
+    return aws.admin("GET", f"/v1/runs/{runs.pop()}")[1]
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["refused", "taken-answer-lost"])
+def test_a_second_step_whose_send_failed_after_the_run_was_written_is_still_sent(aws, faults, after):
+    """The executor writes the run (first step done, second waiting), then
+    its send of the second step fails three times — refused, or taken by SQS
+    with the answer lost. Its message comes back, finds the result applied,
+    and sends the run's outbox again: the second step arrives (under one
+    webhook-id, however often) and the run finishes."""
+    n = 11 if after else 10
+    fault = faults.fail(SEND, 3, after=after, matching="second_fx")
+    status, _, body = aws.api.request("POST", "/hooks/e2e/twostep", {"content-type": "application/json"},
+                                      json.dumps({"n": n}))
+    assert status == 202, body
+    event_id = json.loads(body)["event_id"]
+
+    def second_arrived():
+        with aws.receiver.lock:
+            return [h["webhook-id"] for _, p, h, b in aws.receiver.arrivals
+                    if p == "/two-b" and body_n(b) == n]
+    ids = aws.pump(second_arrived, 90, "the second step")
+    assert fault.failed == 3, "the fault was injected"
+    aws.pump(lambda: run_of(aws, event_id)["run"]["status"]["state"] == "succeeded", 60, "the run to finish")
+    time.sleep(1)
+    aws.pump(lambda: aws.queue_depth(aws.runs_url) == 0 and aws.queue_depth(aws.deliveries_url) == 0, 60, "drained")
+    ids = second_arrived()
+    assert len(set(ids)) == 1, f"one webhook-id for the second step: {ids}"
+    if after:
+        assert len(ids) >= 2, "SQS took the three tries and the redo: sent more than once"
+
+
+def test_an_idempotent_request_whose_send_failed_is_delivered_when_the_caller_retries(aws, faults):
+    """The ingress stores the run and completes the key, then cannot queue
+    the delivery: 503. The caller's retry with the same key is answered as
+    the first was accepted, and now the delivery is queued and arrives."""
+    fault = faults.fail(SEND, 3, matching="keyed_fx")
+    headers = {"content-type": "application/json", "idempotency-key": "key-send-failed"}
+    status, _, body = aws.api.request("POST", "/hooks/e2e/keyed", headers, json.dumps({"n": 1}))
+    assert status == 503, body
+    assert fault.failed == 3
+    status, _, body = aws.api.request("POST", "/hooks/e2e/keyed", headers, json.dumps({"n": 1}))
+    assert status == 202, body
+    aws.pump(lambda: aws.receiver.ids("/keyed"), 60, "the delivery")
+
+
+def test_an_idempotent_request_whose_commit_answer_was_lost_is_delivered(aws, faults):
+    """The ingress's transaction commits but its answer is lost: the SDK's
+    retry (the same ClientRequestToken) is refused or answered, and either
+    way the request (or the caller's retry) ends with 202 and a delivery."""
+    fault = faults.fail(TRANSACT, 1, after=True, matching="key-answer-lost")
+    headers = {"content-type": "application/json", "idempotency-key": "key-answer-lost"}
+    status, _, body = aws.api.request("POST", "/hooks/e2e/keyed", headers, json.dumps({"n": 2}))
+    assert fault.failed == 1
+    if status != 202:
+        assert status == 503, body
+        status, _, body = aws.api.request("POST", "/hooks/e2e/keyed", headers, json.dumps({"n": 2}))
+    assert status == 202, body
+
+    def arrived():
+        with aws.receiver.lock:
+            return [h["webhook-id"] for _, p, h, b in aws.receiver.arrivals if p == "/keyed" and body_n(b) == 2]
+    ids = aws.pump(arrived, 60, "the delivery")
+    assert len(set(ids)) == 1, ids
+
+
+def test_a_step_result_whose_send_failed_is_sent_again_and_the_run_finishes(aws, faults):
+    """The dispatcher logs the attempt, then cannot queue the result for the
+    run: its message comes back, the step is sent again (same webhook-id)
+    and the result reaches the run."""
+    fault = faults.fail(SEND, 3, matching="first_fx")
+    # The ingress's own send carries `first_fx` too: let it through first.
+    fault.left = 0
+    status, _, body = aws.api.request("POST", "/hooks/e2e/twostep", {"content-type": "application/json"},
+                                      json.dumps({"n": 12}))
+    assert status == 202, body
+    event_id = json.loads(body)["event_id"]
+    fault.left = 3
+    aws.pump(lambda: any(body_n(b) == 12 for _, p, _, b in list(aws.receiver.arrivals) if p == "/two-b"),
+             90, "the second step")
+    assert fault.failed == 3
+    firsts = [h["webhook-id"] for _, p, h, b in list(aws.receiver.arrivals) if p == "/two-a" and body_n(b) == 12]
+    assert len(firsts) >= 2 and len(set(firsts)) == 1, f"sent again under one webhook-id: {firsts}"
+    aws.pump(lambda: run_of(aws, event_id)["run"]["status"]["state"] == "succeeded", 60, "the run to finish")
+
+
+def test_a_published_event_whose_fan_out_failed_is_sent_when_published_again(aws, faults):
+    """The admin function writes the event, then cannot queue its fan-out:
+    an error. Publishing the same id again is answered `duplicate` and
+    sends what the first publish left unsent."""
+    status, sub = aws.admin("POST", "/v1/subscriptions", {"url": aws.receiver.base + "/subscriber-fx",
+                                                           "event_types": ["fx.*"], "tenant": "e2e"})
+    assert status == 201, sub
+    SECRETS.append(sub["secret"].removeprefix("whsec_"))
+    aws.pump(lambda: aws.admin("GET", f"/v1/subscriptions/{sub['id']}")[1]["status"] == "active", 60, "active")
+    fault = faults.fail(SEND, 3, matching="fx-lost-1")
+    event = {"type": "fx.happened", "id": "fx-lost-1", "tenant": "e2e", "data": {"n": 1}}
+    status, out = aws.admin("POST", "/v1/events", event)
+    assert status >= 500, out
+    assert fault.failed == 3
+    status, out = aws.admin("POST", "/v1/events", event)
+    assert (status, out["duplicate"]) == (200, True), out
+    aws.pump(lambda: len(aws.receiver.ids("/subscriber-fx")) >= 2, 60, "the event")
+    with aws.receiver.lock:
+        events = [json.loads(b) for _, p, _, b in aws.receiver.arrivals if p == "/subscriber-fx"][1:]
+    assert [e["type"] for e in events] == ["fx.happened"], events
+    # Sent once: a third publish finds nothing left to send.
+    assert aws.admin("POST", "/v1/events", event)[1]["duplicate"]
+    time.sleep(1)
+    aws.pump(lambda: aws.queue_depth(aws.deliveries_url) == 0, 30, "drained")
+    assert len(aws.receiver.ids("/subscriber-fx")) == 2
+
+
+def test_a_subscription_disabled_fan_out_whose_send_failed_is_sent_when_the_delivery_comes_back(aws, faults):
+    """A 410 disables a subscription; the dispatcher's commit (the disabled
+    record, the `subscription.disabled` event) is written, its fan-out send
+    fails. The delivery's message comes back, finds its subscription
+    disabled, and sends the event's outbox: the watcher hears of it."""
+    def subscribe(path, types):
+        status, sub = aws.admin("POST", "/v1/subscriptions", {"url": aws.receiver.base + path,
+                                                               "event_types": types, "tenant": "e2e"})
+        assert status == 201, sub
+        SECRETS.append(sub["secret"].removeprefix("whsec_"))
+        return sub
+    gone = subscribe("/subscriber-gone-fx", ["gonefx.*"])
+    watcher = subscribe("/subscriber-wfx", ["subscription.disabled"])
+    aws.pump(lambda: all(aws.admin("GET", f"/v1/subscriptions/{s['id']}")[1]["status"] == "active"
+                         for s in (gone, watcher)), 60, "active")
+    assert aws.admin("POST", "/v1/events", {"type": "gonefx.x", "tenant": "e2e", "data": {}})[1]["deliveries"] == 1
+    # The disabled event's fan-out names the subscription (the event above
+    # was queued before the fault).
+    fault = faults.fail(SEND, 3, matching=gone["id"].removeprefix("sub_"))
+
+    def heard():
+        with aws.receiver.lock:
+            return [json.loads(b) for _, p, _, b in aws.receiver.arrivals
+                    if p == "/subscriber-wfx" and json.loads(b)["type"] == "subscription.disabled"]
+    told = aws.pump(heard, 90, "subscription.disabled at the watcher")
+    assert fault.failed == 3, "the fan-out's send was failed"
+    assert told[0]["data"]["subscription_id"] == gone["id"]
+    assert aws.admin("GET", f"/v1/subscriptions/{gone['id']}")[1]["status"] == "disabled"
+
+
+def test_a_body_too_large_for_the_table_is_413_never_503(aws):
+    """300 KiB of JSON under a 512 KiB `max_body`: the run's item would pass
+    DynamoDB's 400 KB, so the ingress answers 413 (its retry would fail the
+    same way) — or stores and delivers it; never 503."""
+    body = json.dumps({"n": 1, "pad": "x" * (300 * 1024)})
+    status, _, text = aws.api.request("POST", "/hooks/e2e/big", {"content-type": "application/json"}, body)
+    assert status in (413, 202), text
+    if status == 202:
+        aws.pump(lambda: aws.receiver.ids("/big"), 60, "the delivery")
+    else:
+        assert "400" in text or "too large" in text.lower(), text
 
 
 def test_a_subscription_verifies_and_receives_signed_events_through_the_admin_function(aws):
@@ -525,8 +744,20 @@ def test_per_key_ordering_holds_through_the_fifo_queue_under_a_receiver_failing_
     print(f"per-key ordering on AWS: {len(attempts)} attempts, {failed} failed, for {keys * per_key} events")
 
 
+def readable(value):
+    """A scanned item as JSON text, its compressed attributes (zlib, stored
+    as binary) inflated, so that a scan sees what they hold."""
+    if isinstance(value, dict):
+        return {k: readable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [readable(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return zlib.decompress(bytes(value)).decode()
+    return value
+
+
 def test_no_secret_value_is_in_any_item_message_or_log_line(aws):
-    items = json.dumps(aws.ddb.scan(TableName=aws.table)["Items"])
+    items = json.dumps(readable(aws.ddb.scan(TableName=aws.table)["Items"]))
     assert "signed" in items, "the scan sees the runs"
     queued = []
     for url in (aws.runs_url, aws.deliveries_url, aws.deliveries_dlq, aws.ordered_url):

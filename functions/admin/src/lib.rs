@@ -152,14 +152,24 @@ impl Backend for AwsBackend {
         Box::pin(async move {
             let now = event.at;
             let table = &self.store.table;
-            if table.live_event(&event.tenant, &event.id, now).await.map_err(backend)? {
+            // A live id is a duplicate; what its first publish left unsent
+            // (the send after its commit failed) is sent now.
+            if self.store.redrive_event(&event.tenant, &event.id, now).await.map_err(backend)? {
                 return Err(BackendError::Duplicate(event.id));
             }
             let subs = table.subscriptions(Some(&event.tenant), true).await.map_err(backend)?;
             let flows = table.event_flows(&event.tenant).await.map_err(backend)?;
             let p = subscription::publish(&event, &subs, flows.iter().map(|f| f.as_ref()), &self.settings, now);
-            self.store.apply(p.outcome.commit, now).await.map_err(backend)?;
-            Ok(Published { deliveries: p.deliveries, runs: p.runs })
+            match self.store.apply(p.outcome.commit, now).await {
+                // Published meanwhile by another call, which may have died
+                // before its send: what it left unsent goes now.
+                Err(hookflow_aws::Error::Duplicate(_)) => {
+                    self.store.redrive_event(&event.tenant, &event.id, now).await.map_err(backend)?;
+                    Err(BackendError::Duplicate(event.id))
+                }
+                Err(e) => Err(backend(e)),
+                Ok(()) => Ok(Published { deliveries: p.deliveries, runs: p.runs }),
+            }
         })
     }
 

@@ -73,9 +73,9 @@ impl Dispatcher {
             })
             .await;
         }
-        each_message(event, &self.logger, |body| {
+        each_message(event, &self.logger, |m| {
             let me = self.clone();
-            async move { me.one(&body).await }
+            async move { me.one(&m.body).await }
         })
         .await
     }
@@ -155,6 +155,16 @@ impl DeliveryPorts for Dispatcher {
 
     async fn serialize(&self) -> Option<()> {
         None
+    }
+
+    /// The message that disabled `sub` comes back when its commit's send
+    /// failed: its `subscription.disabled` fan-out is sent again from the
+    /// event's outbox ([`hookflow_aws::outbox`]).
+    async fn found_disabled(&self, sub: &Subscription) -> Result<(), Error> {
+        if let Some(id) = hookflow_core::subscription::Event::disabled_id(sub) {
+            self.store.redrive_event(&sub.tenant, &id, SystemClock.now_ms()).await?;
+        }
+        Ok(())
     }
 
     fn lines(&self, lines: Vec<LogLine>) {

@@ -3,18 +3,26 @@
 //! For each message: the run is loaded, its flow found by id, the input fed
 //! to [`advance`], and what the effects ask for ([`engine::record`]) applied
 //! — the run's new state and log in DynamoDB, its deliveries and next
-//! inputs on SQS. A message delivered twice (SQS is at-least-once) finds the
-//! input already applied: a second start is dropped, a second step result
-//! is ignored by the run itself. Two copies handled at the same moment race
-//! on the run's revision ([`hookflow_aws::table::Table::write`]): the loser
-//! of a start is dropped, any other loser is retried and then finds the
-//! input applied.
+//! inputs on SQS, with those messages kept in the run's item as its outbox
+//! ([`hookflow_aws::outbox`]).
+//!
+//! A message that comes back (its send failed after the table write, the
+//! function died or timed out, or SQS delivered it twice) finds its input
+//! already applied: the run does not start twice or take a result twice.
+//! If the run's outbox was made by this very input, the outbox is sent
+//! again — the run waits on it, and which copy this is (SQS's duplicate, the
+//! message back after a try that did not finish, one moved back from the
+//! DLQ) cannot be told. Otherwise the message is dropped (a start) or its
+//! `ignored` entry logged (a result nobody waits for). Two
+//! copies handled at the same moment race on the run's revision
+//! ([`hookflow_aws::table::Table::write`]): the loser fails its message,
+//! which comes back and finds the input applied.
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hookflow_aws::Error;
-use hookflow_aws::batch::each_message;
+use hookflow_aws::batch::{Received, each_message};
 use hookflow_aws::queue::Message;
 use hookflow_aws::store::Store;
 use hookflow_core::commit::{JobKind, RunJob};
@@ -34,9 +42,9 @@ pub struct Executor {
 impl Executor {
     /// Handles one SQS batch.
     pub async fn handle(self: &Arc<Self>, event: SqsEvent) -> SqsBatchResponse {
-        each_message(event, &self.logger, |body| {
+        each_message(event, &self.logger, |m| {
             let me = self.clone();
-            async move { me.one(&body).await }
+            async move { me.one(&m).await }
         })
         .await
     }
@@ -46,9 +54,9 @@ impl Executor {
         Ok(())
     }
 
-    async fn one(&self, body: &str) -> Result<(), Error> {
+    async fn one(&self, received: &Received) -> Result<(), Error> {
         let now = SystemClock.now_ms();
-        let m = Message::parse(body)?;
+        let m = Message::parse(&received.body)?;
         if m.kind != JobKind::Run {
             return Err(Error::Malformed(format!("message {}: a {} job on the runs queue", m.id, m.kind.as_str())));
         }
@@ -57,7 +65,7 @@ impl Executor {
         }
         let job: RunJob =
             serde_json::from_str(&m.payload).map_err(|e| Error::Malformed(format!("message {}: {e}", m.id)))?;
-        let Some(run) = self.store.table.load_run(&job.run_id).await? else {
+        let Some((run, outbox)) = self.store.table.load_run_outbox(&job.run_id).await? else {
             return self.drop_message(&m, "its run does not exist");
         };
         let flow = self.store.table.by_id(&run.tenant, &run.flow_id).await?;
@@ -66,7 +74,26 @@ impl Executor {
         };
         let start = matches!(job.input, Input::Start);
         let loaded = run.revision;
-        let (run, effects) = match advance(&flow, run, job.input) {
+        let advanced = advance(&flow, run, job.input);
+        let applied = match &advanced {
+            Err(hookflow_core::Error::Run(_)) => start,
+            Ok((run, _)) => run.revision == loaded,
+            Err(_) => false,
+        };
+        if applied && outbox.caused_by(&m.id) {
+            // This input's commit is written; its send may not have
+            // finished. Which copy this is (SQS's duplicate, the message
+            // back after a failed try, one moved back from the DLQ) cannot
+            // be told, so every one sends again: at least once.
+            let n = self.store.redrive(&outbox, SystemClock.now_ms()).await?;
+            self.logger.log(
+                Level::Info,
+                "run input applied already: its messages sent again",
+                json!({"job": m.id, "tenant": m.tenant, "messages": n, "receives": received.receives}),
+            );
+            return Ok(());
+        }
+        let (run, effects) = match advanced {
             Ok(next) => next,
             Err(hookflow_core::Error::Run(why)) if start => return self.drop_message(&m, &why),
             Err(e) => return Err(e.into()),
@@ -79,10 +106,6 @@ impl Executor {
             out.commit.runs.clear();
         }
         self.logger.lines(out.lines);
-        match self.store.apply(out.commit, SystemClock.now_ms()).await {
-            // Another worker applied this start first.
-            Err(Error::Conflict(why)) if start => self.drop_message(&m, &why),
-            other => other,
-        }
+        self.store.apply_from(out.commit, Some(&m.id), SystemClock.now_ms()).await
     }
 }

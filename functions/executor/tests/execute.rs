@@ -1,6 +1,7 @@
 //! The executor's handler against moto's server: a run input from the runs
 //! queue advances the run stored in DynamoDB and queues its delivery; the
-//! same message delivered twice changes nothing the second time.
+//! same message delivered twice does not advance the run twice, and sends
+//! again what its commit queued (the same delivery, one webhook-id).
 //!
 //! Two copies handled *at the same time* are kept apart by DynamoDB's
 //! conditional write (a run is written only over an older revision). moto
@@ -63,7 +64,7 @@ async fn a_start_advances_the_run_once_and_queues_its_delivery() {
     let mut handled = 0;
     while handled < 2 {
         let (received, failed) = poll_at_most(&sqs, &p.runs_queue_url, 1, |e| executor.handle(e)).await;
-        assert_eq!(failed, 0, "a duplicate start is dropped, not failed");
+        assert_eq!(failed, 0, "a duplicate start does not fail");
         handled += received;
     }
     let stored = table.load_run(&run.id).await.unwrap().unwrap();
@@ -83,7 +84,12 @@ async fn a_start_advances_the_run_once_and_queues_its_delivery() {
         .unwrap()
         .messages
         .unwrap_or_default();
-    assert_eq!(got.len(), 1, "one delivery, though the start came twice");
+    // The second copy found the start applied by it: it sends the run's
+    // outbox again (a copy cannot be told from the message back after a
+    // send that failed) — the same delivery, so one webhook-id.
+    assert_eq!(got.len(), 2, "the delivery, and the copy's re-send of it");
+    let ids: Vec<String> = got.iter().map(|m| Message::parse(m.body().unwrap()).unwrap().id).collect();
+    assert_eq!(ids[0], ids[1], "one delivery id: {ids:?}");
     let m = Message::parse(got[0].body().unwrap()).unwrap();
     assert_eq!(m.kind, JobKind::Delivery);
     assert!(m.payload.contains(r#"\"total\":42"#), "{}", m.payload);
@@ -111,4 +117,60 @@ async fn a_start_advances_the_run_once_and_queues_its_delivery() {
         .await
         .unwrap();
     assert_eq!(after.len(), log.len(), "the losing transaction wrote its log entry");
+}
+
+/// The start as the event source mapping hands it over, received `receives`
+/// times.
+fn received(body: &str, receives: u32) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+    m.message_id = Some(format!("m{receives}"));
+    m.body = Some(body.to_string());
+    m.attributes.insert("ApproximateReceiveCount".into(), receives.to_string());
+    let mut e = aws_lambda_events::event::sqs::SqsEvent::default();
+    e.records = vec![m];
+    e
+}
+
+#[tokio::test]
+async fn a_start_whose_delivery_was_never_queued_queues_it_when_its_message_comes_back() {
+    let conf = sdk().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let p = provision::create(&ddb, &sqs, &format!("ey{}", std::process::id()), 5).await.unwrap();
+    let table = Table::new(ddb.clone(), &p.table, 14);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    table.put_flow(&flow, FLOW, 0).await.unwrap();
+    let executor = Arc::new(Executor {
+        store: Store {
+            table: table.clone(),
+            queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url),
+        },
+        logger: Logger::new(Format::Json, std::iter::empty()),
+    });
+    let request = InboundRequest { method: "POST".into(), body: r#"{"qty": 1}"#.into(), ..Default::default() };
+    let run = Run::new(&flow.flow, "run_ey_1", "evt_ey_1", &request);
+    let mut commit = Commit::default();
+    commit.run(&run);
+    table.write(&commit, 0).await.unwrap();
+    let body = serde_json::to_string(&Message::of(&NewJob::run("acme", &run.id, "start", Input::Start, 0))).unwrap();
+    let deliveries = || async {
+        let got = sqs.receive_message().queue_url(&p.deliveries_queue_url).max_number_of_messages(10).send().await;
+        got.unwrap().messages.unwrap_or_default()
+    };
+
+    // The start is applied and its delivery sent; the delivery is then lost
+    // to the run (taken off the queue here, as a send that failed after
+    // the table write would never have put it there).
+    assert!(executor.handle(received(&body, 1)).await.batch_item_failures.is_empty());
+    let first = deliveries().await;
+    assert_eq!(first.len(), 1);
+    // The message back after a try that did not finish (or moved back from
+    // the DLQ, with its receive count anew): the run's outbox, made by this
+    // start, is sent again — the same delivery.
+    assert!(executor.handle(received(&body, 1)).await.batch_item_failures.is_empty());
+    let again = deliveries().await;
+    assert_eq!(again.len(), 1, "the delivery queued again");
+    let (a, b) = (Message::parse(first[0].body().unwrap()).unwrap(), Message::parse(again[0].body().unwrap()).unwrap());
+    assert_eq!((a.id, a.payload), (b.id, b.payload), "the same delivery (same webhook-id)");
+    assert_eq!(table.load_run(&run.id).await.unwrap().unwrap().revision, 1, "the run did not start twice");
 }

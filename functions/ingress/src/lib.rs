@@ -5,7 +5,10 @@
 //! response, and the AWS adapters as the pipeline's ports.
 //!
 //! An async flow is answered after its run is stored and its deliveries
-//! queued. A sync flow runs inline until its `respond` step
+//! queued. The run's item keeps what was queued (its outbox,
+//! [`hookflow_aws::outbox`]): a request whose send failed after the run was
+//! written is answered 503, and the caller's retry with the same
+//! idempotency key, answered as the first was accepted, sends it again. A sync flow runs inline until its `respond` step
 //! ([`hookflow_pipeline::inline`]): steps that wait for a response are sent
 //! from here, within `respond.timeout`, and whatever is left when the
 //! answer is ready (or the time is up: 504) goes to the queues.
@@ -14,6 +17,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookflow_aws::outbox::ACCEPTED;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_aws::{Error, metrics};
@@ -97,10 +101,20 @@ impl InboundPorts for Ingress {
         self.secrets.get(name).await
     }
 
-    /// A conditional claim: new, in progress (409) or answered.
+    /// A conditional claim: new, in progress (409) or answered. An
+    /// answered key whose run was never started (the send after its
+    /// commit failed) has the start sent again before it is answered.
     async fn claim(&self, scope: &str, now_ms: i64) -> Result<Claim, Error> {
         // The claim outlives the longest this function can take.
-        self.store.table.claim(scope, now_ms, Duration::from_secs(60)).await
+        let (claim, run) = self.store.table.claim_run(scope, now_ms, Duration::from_secs(60)).await?;
+        if let (Claim::Completed(_), Some(run)) = (&claim, run)
+            && let Some((_, outbox)) = self.store.table.load_run_outbox(&run).await?
+            && outbox.caused_by(ACCEPTED)
+        {
+            self.store.redrive(&outbox, SystemClock.now_ms()).await?;
+            let _ = self.store.table.idempotency_sent(scope).await;
+        }
+        Ok(claim)
     }
 
     async fn release(&self, scope: &str) {
@@ -119,7 +133,7 @@ impl InboundPorts for Ingress {
             hookflow_pipeline::inline::settle(&self.secrets, &self.sender, &SystemClock, flow, accepted, idem.as_ref())
                 .await;
         let lines = std::mem::take(&mut out.lines);
-        self.store.apply(out.commit, SystemClock.now_ms()).await?;
+        self.store.apply_from(out.commit, Some(ACCEPTED), SystemClock.now_ms()).await?;
         self.lines(lines);
         Ok(admitted)
     }

@@ -115,7 +115,7 @@ async fn an_async_trigger_answers_202_after_storing_the_run_and_queueing_its_del
     assert_eq!((r.status().as_u16(), r.headers()["allow"].to_str().unwrap()), (405, "POST"));
     let (status, body) = answer(ingress.handle(event("POST", "/hooks/acme/nope", json!({}), "{}")).await);
     assert_eq!((status, body["error"].as_str()), (404, Some("not found")));
-    let items = format!("{:?}", ddb.scan().table_name(&p.table).send().await.unwrap().items());
+    let items = hookflow_aws::testing::readable(ddb.scan().table_name(&p.table).send().await.unwrap().items());
     for outcome in ["rejected_401", "rejected_405", "rejected_404", "accepted", "duplicate"] {
         assert!(items.contains(outcome), "no {outcome} entry in the log");
     }
@@ -190,7 +190,7 @@ async fn an_enforced_shape_refuses_a_body_that_does_not_match_with_422_naming_wh
     let reason = body["error"].as_str().unwrap();
     assert!(reason.contains("/email"), "{reason}");
     assert!(queued(&sqs, &p.deliveries_queue_url).await.is_empty(), "a refused body was queued");
-    let items = format!("{:?}", ddb.scan().table_name(&p.table).send().await.unwrap().items());
+    let items = hookflow_aws::testing::readable(ddb.scan().table_name(&p.table).send().await.unwrap().items());
     assert!(items.contains("rejected_422"), "the refusal is not in the request log");
 
     let (status, body) =

@@ -132,18 +132,34 @@ fn response(failed: Vec<String>) -> SqsBatchResponse {
     response
 }
 
-/// Runs `one(body)` for every message of `event` concurrently and reports
-/// the failures (an error or a panic) by message id, logging each.
+/// One message of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub body: String,
+    /// How many times SQS has handed it out (`ApproximateReceiveCount`):
+    /// 1 the first time; more when an earlier try did not finish.
+    pub receives: u32,
+}
+
+impl Received {
+    fn of(record: SqsMessage) -> Self {
+        let receives = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
+        Received { body: record.body.unwrap_or_default(), receives }
+    }
+}
+
+/// Runs `one(message)` for every message of `event` concurrently and
+/// reports the failures (an error or a panic) by message id, logging each.
 pub async fn each_message<F, Fut>(event: SqsEvent, log: &hookflow_io::Logger, one: F) -> SqsBatchResponse
 where
-    F: Fn(String) -> Fut,
+    F: Fn(Received) -> Fut,
     Fut: Future<Output = Result<(), Error>> + Send + 'static,
 {
     let mut tasks = JoinSet::new();
     let mut ids = HashMap::new();
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
-        let handle = tasks.spawn(one(record.body.unwrap_or_default()));
+        let handle = tasks.spawn(one(Received::of(record)));
         ids.insert(handle.id(), id);
     }
     let mut failures = Vec::new();

@@ -14,6 +14,7 @@ pub mod cache;
 pub mod config;
 pub mod keys;
 pub mod metrics;
+pub mod outbox;
 pub mod provision;
 pub mod queue;
 pub mod sdk;

@@ -127,6 +127,32 @@ fn body(m: &Message) -> Result<String, Error> {
 #[derive(Debug, Default)]
 pub struct Outgoing(Vec<(Message, String)>);
 
+impl Outgoing {
+    /// Messages already checked (an outbox sent again).
+    pub fn of_messages(messages: &[Message]) -> Result<Self, Error> {
+        messages.iter().map(|m| Ok((m.clone(), body(m)?))).collect::<Result<_, _>>().map(Outgoing)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The messages (for an outbox).
+    pub fn messages(&self) -> Vec<Message> {
+        self.0.iter().map(|(m, _)| m.clone()).collect()
+    }
+
+    /// The last message apart from the rest.
+    pub fn split_last(mut self) -> (Outgoing, Outgoing) {
+        let last = self.0.pop().into_iter().collect();
+        (self, Outgoing(last))
+    }
+}
+
 /// The queues.
 #[derive(Clone)]
 pub struct Queues {

@@ -3,10 +3,18 @@
 //! A [`Commit`] is applied in order: the table's part in one transaction
 //! ([`Table::write`]), then its jobs on SQS — and a rescheduled delivery as
 //! a new message due at its retry time (SQS consumers delete the message
-//! they were given; nothing else needs doing for a job that is done). If
-//! the process dies between the two, the message that caused the commit is
-//! not deleted, comes back, and the commit is made again: job ids and the
-//! run's state make that redo harmless.
+//! they were given; nothing else needs doing for a job that is done).
+//!
+//! **Between the two writes.** When the send fails after the table write
+//! (or the process dies between them), the input that caused the commit
+//! comes back. A dispatcher's attempt is simply made again (its commit
+//! changes no state an input waits on). A run's commit and a publish
+//! change state for good, so their messages are also written, as an
+//! outbox, in the same transaction ([`crate::outbox`]), and the input that
+//! finds its change already applied sends them again ([`Store::redrive`]).
+//! The messages of a run's commit go last-one-last: the delivery the run
+//! waits on is sent only after the others were taken, so the run cannot
+//! move on (and replace the outbox) while an earlier message is unsent.
 //!
 //! An ordered delivery (a message of the FIFO queue) is applied with
 //! [`Store::apply_ordered`]: its retry cannot be a new message, which would
@@ -15,7 +23,8 @@
 use hookflow_core::commit::{Commit, DeadDelivery, JobKind, NewJob};
 
 use crate::Error;
-use crate::queue::Queues;
+use crate::outbox::Outbox;
+use crate::queue::{Outgoing, Queues};
 use crate::table::{Held, Hold, Table};
 
 /// DynamoDB + SQS.
@@ -35,10 +44,20 @@ impl Store {
         }
     }
 
-    /// Applies `c` at `now_ms`.
+    /// Applies `c` at `now_ms` (a commit no input waits on twice: a
+    /// dispatcher's attempt, an admin's change). A publish in it keeps its
+    /// outbox all the same.
     /// A job too large for a message refuses the whole commit before any
     /// of it is written ([`Error::TooLarge`]).
-    pub async fn apply(&self, mut c: Commit, now_ms: i64) -> Result<(), Error> {
+    pub async fn apply(&self, c: Commit, now_ms: i64) -> Result<(), Error> {
+        self.apply_from(c, None, now_ms).await
+    }
+
+    /// Applies `c`, made by the input `cause` (the job id of the message
+    /// that carried it, or [`crate::outbox::ACCEPTED`]): a commit of one
+    /// run keeps its messages in the run's item, for that input to send
+    /// again if it comes back ([`Store::redrive`]).
+    pub async fn apply_from(&self, mut c: Commit, cause: Option<&str>, now_ms: i64) -> Result<(), Error> {
         let mut jobs = std::mem::take(&mut c.jobs);
         if let Some((id, payload, due)) = c.reschedule.take() {
             let tenant = serde_json::from_str::<hookflow_core::commit::DeliveryJob>(&payload)
@@ -55,8 +74,62 @@ impl Store {
             });
         }
         let messages = self.queues.prepare(&jobs)?;
-        self.table.write(&c, now_ms).await?;
-        self.queues.send_prepared(messages, now_ms).await
+        let of_run = c.event.is_none() && c.runs.len() == 1 && cause.is_some();
+        let outbox = outbox(&c, cause, &messages);
+        self.table.write_holding(&c, None, outbox.as_ref(), now_ms).await?;
+        let sent = !messages.is_empty();
+        if of_run {
+            self.send_last_one_last(messages, now_ms).await?;
+        } else {
+            self.send_published(&c, messages, now_ms).await?;
+        }
+        if let Some((scope, ..)) = c.idempotency.as_ref().filter(|_| sent) {
+            let _ = self.table.idempotency_sent(scope).await;
+        }
+        Ok(())
+    }
+
+    /// Sends what a commit queued; a publish's outbox is then forgotten
+    /// (best effort: one left behind is sent again only if the same event
+    /// id is published again, under the same `webhook-id`s).
+    async fn send_published(&self, c: &Commit, messages: Outgoing, now_ms: i64) -> Result<(), Error> {
+        let sent = !messages.is_empty();
+        self.queues.send_prepared(messages, now_ms).await?;
+        if let Some(e) = c.event.as_ref().filter(|_| sent) {
+            let _ = self.table.sent_event(&e.tenant, &e.id).await;
+        }
+        Ok(())
+    }
+
+    /// A run's messages: the last (the delivery the run waits on, if any)
+    /// only once the others were taken, so the run cannot move on while an
+    /// earlier one is unsent.
+    async fn send_last_one_last(&self, messages: Outgoing, now_ms: i64) -> Result<(), Error> {
+        if messages.len() < 2 {
+            return self.queues.send_prepared(messages, now_ms).await;
+        }
+        let (rest, last) = messages.split_last();
+        self.queues.send_prepared(rest, now_ms).await?;
+        self.queues.send_prepared(last, now_ms).await
+    }
+
+    /// Sends an outbox again: its commit was written, its send may not
+    /// have finished ([`crate::outbox`]); a run's last one last. Returns
+    /// how many messages.
+    pub async fn redrive(&self, outbox: &Outbox, now_ms: i64) -> Result<usize, Error> {
+        let n = outbox.messages.len();
+        self.send_last_one_last(Outgoing::of_messages(&outbox.messages)?, now_ms).await?;
+        Ok(n)
+    }
+
+    /// Sends again what the publish of event `id` left unsent, if its
+    /// window is live; then forgets it. Returns whether the event is live.
+    pub async fn redrive_event(&self, tenant: &str, id: &str, now_ms: i64) -> Result<bool, Error> {
+        let Some(outbox) = self.table.published(tenant, id, now_ms).await? else { return Ok(false) };
+        if self.redrive(&outbox, now_ms).await? > 0 {
+            let _ = self.table.sent_event(tenant, id).await;
+        }
+        Ok(true)
     }
 
     /// Applies the commit of an attempt of the ordered message `job_id`
@@ -92,8 +165,8 @@ impl Store {
             None => was_held.then(|| Hold::Release(job_id.to_string())),
         };
         let messages = self.queues.prepare(&c.jobs)?;
-        self.table.write_holding(&c, hold, now_ms).await?;
-        self.queues.send_prepared(messages, now_ms).await?;
+        self.table.write_holding(&c, hold, outbox(&c, None, &messages).as_ref(), now_ms).await?;
+        self.send_published(&c, messages, now_ms).await?;
         Ok(retry.map(|held| held.due))
     }
 }
@@ -111,4 +184,11 @@ impl Store {
         self.apply(Commit { jobs: vec![job], log: vec![entry], ..Default::default() }, now_ms).await?;
         self.table.forget_dead(&dead.row.tenant, &dead.row.delivery_id).await
     }
+}
+
+/// The outbox a commit keeps ([`crate::outbox`]): a publish's, or one
+/// run's when an input caused it.
+fn outbox(c: &Commit, cause: Option<&str>, messages: &Outgoing) -> Option<Outbox> {
+    let keeps = (c.event.is_some() && !messages.is_empty()) || (c.runs.len() == 1 && cause.is_some());
+    keeps.then(|| Outbox { cause: cause.unwrap_or_default().to_string(), messages: messages.messages() })
 }

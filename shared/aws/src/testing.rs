@@ -200,3 +200,23 @@ impl Receiver {
         self.seen.lock().unwrap().clone()
     }
 }
+
+/// A scan's items as text, with compressed attributes inflated: what a test
+/// that looks for a value (an outcome, or a secret that must not be there)
+/// has to read.
+pub fn readable(items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>]) -> String {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut out = String::new();
+    for item in items {
+        for (k, v) in item {
+            let shown = match v {
+                AttributeValue::B(b) => miniz_oxide::inflate::decompress_to_vec_zlib(b.as_ref())
+                    .map(|raw| format!("Z({:?})", String::from_utf8_lossy(&raw)))
+                    .unwrap_or_else(|_| format!("{v:?}")),
+                other => format!("{other:?}"),
+            };
+            out.push_str(&format!("{k}={shown}\n"));
+        }
+    }
+    out
+}

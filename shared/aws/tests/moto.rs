@@ -506,3 +506,80 @@ async fn subscriptions_and_published_events_with_a_live_id_refusing_its_commit()
     assert!(!table.delete_subscription(&b.id).await.unwrap());
     assert!(table.subscription(&b.id).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_run_commit_keeps_its_messages_as_its_outbox_and_they_can_be_sent_again() {
+    let (conf, p) = setup(5).await;
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let store = hookflow_aws::store::Store {
+        table: Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 14),
+        queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url),
+    };
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let (run, _) = hookflow_core::run::advance(&flow, run_of(&flow), Input::Start).unwrap();
+    let mut commit = Commit { jobs: vec![delivery_job(&flow)], ..Default::default() };
+    commit.run(&run);
+    let now = now_ms();
+    store.apply_from(commit, Some("r:x:start"), now).await.unwrap();
+    let (_, outbox) = store.table.load_run_outbox(&run.id).await.unwrap().expect("run stored");
+    assert!(outbox.caused_by("r:x:start"));
+    assert_eq!(outbox.messages.len(), 1);
+    assert_eq!(receive(&sqs, &p.deliveries_queue_url).await.len(), 1, "sent once by the commit");
+    // The input comes back: what its commit queued is sent again, whole.
+    assert_eq!(store.redrive(&outbox, now).await.unwrap(), 1);
+    let again = receive(&sqs, &p.deliveries_queue_url).await;
+    assert_eq!(Message::parse(again[0].body().unwrap()).unwrap(), outbox.messages[0]);
+    // A commit without a cause (a dispatcher's) keeps no outbox.
+    let mut plain = Commit::default();
+    let mut later = run.clone();
+    later.revision += 1;
+    plain.run(&later);
+    store.apply(plain, now).await.unwrap();
+    let (_, outbox) = store.table.load_run_outbox(&run.id).await.unwrap().unwrap();
+    assert_eq!(outbox, hookflow_aws::outbox::Outbox::default());
+}
+
+#[tokio::test]
+async fn a_publish_keeps_its_fan_out_until_sent_and_an_item_over_400_kb_is_refused_before_writing() {
+    let (conf, p) = setup(5).await;
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let store = hookflow_aws::store::Store {
+        table: Table::new(ddb.clone(), &p.table, 14),
+        queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url),
+    };
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let now = now_ms();
+    let event =
+        hookflow_core::subscription::NewEvent { kind: "a.b".into(), id: Some("e1".into()), ..Default::default() }
+            .into_event(now)
+            .unwrap();
+    let row = hookflow_core::commit::EventRow::of(&event, Duration::from_secs(3600));
+    let commit = Commit { event: Some(row), jobs: vec![delivery_job(&flow)], ..Default::default() };
+    store.apply(commit, now).await.unwrap();
+    assert_eq!(receive(&sqs, &p.deliveries_queue_url).await.len(), 1);
+    let left = store.table.published(&event.tenant, "e1", now).await.unwrap().expect("live");
+    assert!(left.messages.is_empty(), "sent, then forgotten: {left:?}");
+    assert!(store.redrive_event(&event.tenant, "e1", now).await.unwrap(), "live");
+    assert!(receive(&sqs, &p.deliveries_queue_url).await.is_empty(), "nothing sent twice");
+
+    // A run whose item would pass 400 KB even compressed (900 KB of
+    // pseudo-random hex): refused, nothing written.
+    let mut run = run_of(&flow);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let noise: String = (0..900 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_digit((x & 15) as u32, 16).unwrap_or('0')
+        })
+        .collect();
+    run.trigger["raw_body"] = serde_json::Value::String(noise);
+    let mut commit = Commit::default();
+    commit.run(&run);
+    let err = store.apply_from(commit, Some("accepted"), now).await.unwrap_err();
+    assert!(matches!(err, hookflow_aws::Error::TooLarge(_)), "{err}");
+    assert!(err.to_string().contains(&run.id), "names the item: {err}");
+    assert!(store.table.load_run(&run.id).await.unwrap().is_none());
+}

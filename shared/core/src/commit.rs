@@ -142,7 +142,7 @@ impl RunRow {
             event_id: run.event_id.clone(),
             status,
             revision: run.revision,
-            state: serde_json::to_string(run).unwrap_or_default(),
+            state: crate::run::stored_state(run),
         }
     }
 }

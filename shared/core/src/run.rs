@@ -48,14 +48,7 @@ pub struct InboundRequest {
 impl InboundRequest {
     /// The parsed body: JSON, a form as an object, or the text.
     pub fn parsed_body(&self) -> Value {
-        let ct = self.headers.get("content-type").unwrap_or("").to_ascii_lowercase();
-        if ct.contains("application/x-www-form-urlencoded") {
-            return Value::Object(parse_form(&self.body));
-        }
-        if self.body.is_empty() {
-            return Value::Null;
-        }
-        serde_json::from_str(&self.body).unwrap_or_else(|_| Value::String(self.body.clone()))
+        parse_body(self.headers.get("content-type").unwrap_or(""), &self.body)
     }
 
     /// `trigger.*` for templates.
@@ -73,6 +66,56 @@ impl InboundRequest {
             "flow_id": flow.id,
         })
     }
+}
+
+/// A body as `trigger.body` holds it: a form as an object, JSON, or the text.
+fn parse_body(content_type: &str, body: &str) -> Value {
+    if content_type.to_ascii_lowercase().contains("application/x-www-form-urlencoded") {
+        return Value::Object(parse_form(body));
+    }
+    if body.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()))
+}
+
+/// A run as the stores keep it (JSON text), its trigger's body stored once:
+/// `trigger.body` (parsed) is left out when `trigger.raw_body` gives it back
+/// ([`expand_trigger`], which loading a [`Run`] applies).
+pub fn stored_state(run: &Run) -> String {
+    let mut v = serde_json::to_value(run).unwrap_or_default();
+    if let Some(trigger) = v.get_mut("trigger").and_then(Value::as_object_mut)
+        && let Some(body) = trigger.remove("body")
+    {
+        let mut left = Value::Object(std::mem::take(trigger));
+        expand_trigger(&mut left);
+        if left.get("body") == Some(&body) {
+            left.as_object_mut().map(|o| o.remove("body"));
+        } else {
+            left["body"] = body;
+        }
+        v["trigger"] = left;
+    }
+    v.to_string()
+}
+
+/// Restores `trigger.body` of a stored trigger from its `raw_body` and
+/// content type ([`stored_state`]); a trigger that has it is left alone.
+pub fn expand_trigger(trigger: &mut Value) {
+    let Some(t) = trigger.as_object_mut() else { return };
+    if t.contains_key("body") {
+        return;
+    }
+    let Some(raw) = t.get("raw_body").and_then(Value::as_str) else { return };
+    let ct = t.get("headers").and_then(|h| h.get("content-type")).and_then(Value::as_str).unwrap_or("");
+    let body = parse_body(ct, raw);
+    t.insert("body".into(), body);
+}
+
+fn de_trigger<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    let mut trigger = Value::deserialize(d)?;
+    expand_trigger(&mut trigger);
+    Ok(trigger)
 }
 
 /// Parses `application/x-www-form-urlencoded` text (a form body or a query
@@ -198,7 +241,9 @@ pub struct Run {
     pub event_id: String,
     pub tenant: String,
     pub flow_id: String,
-    /// `trigger.*`.
+    /// `trigger.*` (stored without the parsed `body`, restored on load:
+    /// [`stored_state`]).
+    #[serde(deserialize_with = "de_trigger")]
     pub trigger: Value,
     /// `vars.*`.
     #[serde(default)]
@@ -662,6 +707,30 @@ mod tests {
             body: body.to_string(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_stored_run_keeps_its_trigger_body_once_and_loads_back_whole() {
+        let f = flow(SYNC);
+        let form = InboundRequest {
+            headers: [("Content-Type", "application/x-www-form-urlencoded")].into_iter().collect(),
+            body: "a=1&b=two".into(),
+            ..request(json!(null))
+        };
+        let text = InboundRequest { headers: Default::default(), body: "plain words".into(), ..request(json!(null)) };
+        for req in [request(json!({"sku": "A-1", "n": [1, 2]})), form, text, request(json!(null))] {
+            let run = Run::new(&f.flow, "run_1", "evt_1", &req);
+            let stored = stored_state(&run);
+            let v: Value = serde_json::from_str(&stored).unwrap();
+            assert!(v["trigger"].get("body").is_none(), "the parsed body is not stored: {stored}");
+            let back: Run = serde_json::from_str(&stored).unwrap();
+            assert_eq!(back, run, "{stored}");
+        }
+        // A body that raw_body does not give back is kept.
+        let mut odd = Run::new(&f.flow, "run_2", "evt_2", &request(json!({"a": 1})));
+        odd.trigger["body"] = json!({"changed": true});
+        let back: Run = serde_json::from_str(&stored_state(&odd)).unwrap();
+        assert_eq!(back.trigger["body"], json!({"changed": true}));
     }
 
     const SYNC: &str = r#"

@@ -77,7 +77,9 @@ pub struct SyntaxError {
 pub fn parse(text: &str) -> Result<(Value, SourceMap), SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut builder, false) {
+    // Every document is read, so that a second one is refused rather than
+    // silently ignored.
+    if let Err(e) = parser.load(&mut builder, true) {
         let m = e.marker();
         return Err(SyntaxError { position: pos(m), message: e.info().to_string() });
     }
@@ -105,6 +107,7 @@ struct Builder {
     map: SourceMap,
     anchors: HashMap<usize, Value>,
     error: Option<SyntaxError>,
+    documents: usize,
 }
 
 impl Builder {
@@ -230,7 +233,17 @@ impl MarkedEventReceiver for Builder {
                     _ => self.fail(&mark, "unknown or unusable alias".into()),
                 }
             }
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    self.fail(
+                        &mark,
+                        "a second YAML document (`---`): a flow file holds one flow; put each flow in a file of its own"
+                            .into(),
+                    );
+                }
+            }
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
         }
     }
 }
@@ -282,6 +295,15 @@ mod tests {
         let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.position.line >= 1);
         assert!(!err.message.is_empty());
+    }
+
+    #[test]
+    fn a_second_document_is_refused_where_it_starts() {
+        let err = parse("id: a\nsteps: []\n---\nid: b\n").unwrap_err();
+        assert_eq!(err.position.line, 3, "{err:?}");
+        assert!(err.message.contains("one flow"), "{}", err.message);
+        // One document, with or without its markers, is fine.
+        assert!(parse("---\nid: a\n...\n").is_ok());
     }
 
     #[test]

@@ -77,6 +77,14 @@ pub trait DeliveryPorts: Send + Sync {
     /// recomputed).
     fn serialize(&self) -> impl Future<Output = Option<Self::Guard>> + Send;
 
+    /// A delivery found `sub` disabled: the driver sends again what the
+    /// commit that disabled it published, if that send did not finish (on
+    /// AWS the publish's outbox; a driver whose commit and queue are one
+    /// transaction has nothing to do).
+    fn found_disabled(&self, _sub: &Subscription) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async { Ok(()) }
+    }
+
     /// Writes operational log lines.
     fn lines(&self, lines: Vec<LogLine>);
 
@@ -108,6 +116,9 @@ pub async fn attempt<P: DeliveryPorts>(p: &P, job_id: &str, job: DeliveryJob) ->
         Gate::Drop(why) => Some((why, false)),
     };
     if let Some((why, dead)) = unsent {
+        if let Some(s) = sub.as_deref().filter(|s| s.status == subscription::Status::Disabled) {
+            p.found_disabled(s).await?;
+        }
         let out = engine::unsent(job_id.to_string(), &job, &why, dead, now);
         p.lines(out.lines);
         return Ok(Attempted { commit: out.commit, health: None });

@@ -18,18 +18,20 @@ impl Table {
         };
         let mut dead: Vec<DeadDelivery> = items
             .iter()
-            .map(|i| DeadDelivery {
-                row: DeadRow {
-                    delivery_id: get_s(i, "delivery_id").unwrap_or_default().into(),
-                    tenant: get_s(i, "tenant").unwrap_or_default().into(),
-                    flow_id: get_s(i, "flow_id").unwrap_or_default().into(),
-                    run_id: get_s(i, "run_id").unwrap_or_default().into(),
-                    reason: get_s(i, "reason").unwrap_or_default().into(),
-                    job: get_s(i, "job").unwrap_or_default().into(),
-                },
-                at: get_n(i, "at").unwrap_or(0),
+            .map(|i| -> Result<DeadDelivery, Error> {
+                Ok(DeadDelivery {
+                    row: DeadRow {
+                        delivery_id: get_s(i, "delivery_id").unwrap_or_default().into(),
+                        tenant: get_s(i, "tenant").unwrap_or_default().into(),
+                        flow_id: get_s(i, "flow_id").unwrap_or_default().into(),
+                        run_id: get_s(i, "run_id").unwrap_or_default().into(),
+                        reason: get_s(i, "reason").unwrap_or_default().into(),
+                        job: get_text(i, "job")?.unwrap_or_default(),
+                    },
+                    at: get_n(i, "at").unwrap_or(0),
+                })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         dead.sort_by_key(|d| d.at);
         Ok(dead)
     }

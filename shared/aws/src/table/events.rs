@@ -5,10 +5,34 @@ use super::*;
 impl Table {
     /// Whether event `id` of `tenant` is inside its idempotency window.
     pub async fn live_event(&self, tenant: &str, id: &str, now_ms: i64) -> Result<bool, Error> {
-        Ok(self
-            .get(keys::event(tenant, id), keys::EVENT)
-            .await?
-            .is_some_and(|i| get_n(&i, "until").unwrap_or(0) > now_ms))
+        Ok(self.published(tenant, id, now_ms).await?.is_some())
+    }
+
+    /// Event `id` of `tenant`, if inside its idempotency window: what its
+    /// publish has left to send ([`crate::outbox`]; empty once sent).
+    pub async fn published(&self, tenant: &str, id: &str, now_ms: i64) -> Result<Option<Outbox>, Error> {
+        let Some(item) = self.get(keys::event(tenant, id), keys::EVENT).await? else { return Ok(None) };
+        if get_n(&item, "until").unwrap_or(0) <= now_ms {
+            return Ok(None);
+        }
+        Ok(Some(get_text(&item, "outbox")?.as_deref().map(Outbox::from_text).transpose()?.unwrap_or_default()))
+    }
+
+    /// Forgets a published event's outbox: its messages were sent.
+    pub async fn sent_event(&self, tenant: &str, id: &str) -> Result<(), Error> {
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::event(tenant, id), keys::EVENT)))
+            .update_expression("REMOVE outbox")
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| match e.as_service_error() {
+                Some(x) if x.is_conditional_check_failed_exception() => Ok(()),
+                _ => Err(Error::aws("DynamoDB", "UpdateItem", e)),
+            })
     }
 
     /// A tenant's events published from `since_ms` on, oldest first, at most
@@ -21,8 +45,8 @@ impl Table {
             now_ms,
             |items| {
                 for i in &items {
-                    let doc = get_s(i, "doc").unwrap_or_default();
-                    out.push(serde_json::from_str(doc).map_err(|e| Error::Malformed(format!("event item: {e}")))?);
+                    let doc = get_text(i, "doc")?.unwrap_or_default();
+                    out.push(serde_json::from_str(&doc).map_err(|e| Error::Malformed(format!("event item: {e}")))?);
                     if out.len() >= limit {
                         return Ok(false);
                     }

@@ -10,6 +10,18 @@ impl Table {
     /// its key then); the answered record, written with the run, holds for
     /// the trigger's whole window.
     pub async fn claim(&self, scope: &str, now_ms: i64, in_progress: Duration) -> Result<Claim, Error> {
+        Ok(self.claim_run(scope, now_ms, in_progress).await?.0)
+    }
+
+    /// [`Table::claim`], with the run an answered record names while its
+    /// messages are not confirmed queued (`accepted`, not yet `completed`:
+    /// the run's outbox may hold what was never sent).
+    pub async fn claim_run(
+        &self,
+        scope: &str,
+        now_ms: i64,
+        in_progress: Duration,
+    ) -> Result<(Claim, Option<String>), Error> {
         let mut item = key(keys::idempotency(scope), keys::IDEM);
         item.insert("status".into(), s("in_progress"));
         item.insert("expires_at".into(), n(now_ms / 1000 + in_progress.as_secs() as i64));
@@ -24,19 +36,45 @@ impl Table {
             .send()
             .await;
         match out {
-            Ok(_) => Ok(Claim::Claimed),
+            Ok(_) => Ok((Claim::Claimed, None)),
             Err(e) => match e.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(c)) => {
                     let old = c.item().cloned().unwrap_or_default();
                     match (get_s(&old, "status"), get_s(&old, "reply")) {
-                        (Some("completed"), Some(reply)) => serde_json::from_str(reply)
-                            .map(Claim::Completed)
+                        (Some(status @ ("completed" | "accepted")), Some(reply)) => serde_json::from_str(reply)
+                            .map(|r| {
+                                let unsent = status == "accepted";
+                                (Claim::Completed(r), get_s(&old, "run_id").filter(|_| unsent).map(String::from))
+                            })
                             .map_err(|e| Error::Malformed(format!("idempotency record {scope}: {e}"))),
-                        _ => Ok(Claim::InProgress),
+                        _ => Ok((Claim::InProgress, None)),
                     }
                 }
                 _ => Err(Error::aws("DynamoDB", "PutItem", e)),
             },
+        }
+    }
+
+    /// Marks an answered key `completed`: its run's messages are queued
+    /// (best effort: a key left `accepted` only makes a retry send them
+    /// again, under the same ids).
+    pub async fn idempotency_sent(&self, scope: &str) -> Result<(), Error> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::idempotency(scope), keys::IDEM)))
+            .update_expression("SET #s = :c")
+            .condition_expression("#s = :a")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":c", s("completed"))
+            .expression_attribute_values(":a", s("accepted"))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(Error::aws("DynamoDB", "UpdateItem", e)),
         }
     }
 
@@ -65,7 +103,8 @@ impl Table {
     pub async fn idempotent_reply(&self, scope: &str, now_ms: i64) -> Result<Option<Reply>, Error> {
         let Some(item) = self.get(keys::idempotency(scope), keys::IDEM).await? else { return Ok(None) };
         // TTL deletion lags: an expired record is no record.
-        if get_n(&item, "expires_at").is_some_and(|e| e <= now_ms / 1000) || get_s(&item, "status") != Some("completed")
+        if get_n(&item, "expires_at").is_some_and(|e| e <= now_ms / 1000)
+            || !matches!(get_s(&item, "status"), Some("completed" | "accepted"))
         {
             return Ok(None);
         }

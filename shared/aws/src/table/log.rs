@@ -73,6 +73,11 @@ pub(super) fn entry_of(item: &Item) -> LogEntry {
         event_id: opt("event_id"),
         delivery_id: opt("delivery_id"),
         outcome: opt("outcome"),
-        detail: get_s(item, "detail").and_then(|d| serde_json::from_str(d).ok()).unwrap_or(Value::Null),
+        // An unreadable detail is shown as none rather than failing the listing.
+        detail: get_text(item, "detail")
+            .ok()
+            .flatten()
+            .and_then(|d| serde_json::from_str(&d).ok())
+            .unwrap_or(Value::Null),
     }
 }

@@ -25,6 +25,7 @@ use hookflow_core::subscription::{Event, Subscription};
 use serde_json::Value;
 
 use crate::cache::TtlCache;
+use crate::outbox::Outbox;
 use crate::{Error, keys};
 
 mod dead;
@@ -75,6 +76,45 @@ fn n(v: i64) -> AttributeValue {
 
 fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
     item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+/// Texts from this long on are stored compressed ([`text`]).
+const COMPRESS_FROM: usize = 1024;
+
+/// The most a compressed attribute may inflate to: a bound against an item
+/// crafted to inflate without end.
+const MAX_INFLATED: usize = 8 * 1024 * 1024;
+
+/// A large text (a run's state, an outbox, a log entry's detail, a dead
+/// delivery's job, an event): zlib-compressed as a binary attribute from
+/// [`COMPRESS_FROM`] bytes on, when that is smaller. JSON shrinks 2.5–4×,
+/// and DynamoDB bills writes by the KB (docs/PERFORMANCE.md, "Cost").
+/// [`get_text`] reads either form, so items written before read as ever.
+fn text(v: String) -> AttributeValue {
+    if v.len() < COMPRESS_FROM {
+        return s(v);
+    }
+    let z = miniz_oxide::deflate::compress_to_vec_zlib(v.as_bytes(), 6);
+    if z.len() >= v.len() {
+        return s(v);
+    }
+    AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(z))
+}
+
+/// A text attribute written by [`text`] (or as a plain string).
+fn get_text(item: &Item, k: &str) -> Result<Option<String>, Error> {
+    match item.get(k) {
+        None => Ok(None),
+        Some(AttributeValue::S(v)) => Ok(Some(v.clone())),
+        Some(AttributeValue::B(b)) => {
+            let raw =
+                miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(b.as_ref(), MAX_INFLATED).map_err(|e| {
+                    Error::Malformed(format!("attribute {k}: not a zlib stream within the size limit ({e})"))
+                })?;
+            String::from_utf8(raw).map(Some).map_err(|_| Error::Malformed(format!("attribute {k}: not UTF-8")))
+        }
+        Some(_) => Err(Error::Malformed(format!("attribute {k}: neither a string nor compressed text"))),
+    }
 }
 
 fn get_n(item: &Item, k: &str) -> Option<i64> {

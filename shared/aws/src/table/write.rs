@@ -48,13 +48,18 @@ impl Table {
             let head = hookflow_core::text::head(&detail, MAX_LOG_DETAIL);
             detail = serde_json::json!({"truncated": true, "bytes": detail.len(), "head": head}).to_string();
         }
-        item.insert("detail".into(), s(detail));
+        item.insert("detail".into(), text(detail));
         item.insert("expires_at".into(), n(self.expires_at(e.at)));
         item
     }
 
-    /// The commit's items, each with the condition it is written under.
-    pub(super) fn items(&self, c: &Commit, now_ms: i64) -> Vec<(Item, Cond)> {
+    /// The commit's items, each with the condition it is written under;
+    /// the outbox goes into the published event's item, else into the
+    /// run's when the commit writes one run ([`crate::outbox`]).
+    pub(super) fn items(&self, c: &Commit, outbox: Option<&Outbox>, now_ms: i64) -> Result<Vec<(Item, Cond)>, Error> {
+        let unsent = outbox.is_some_and(|o| !o.messages.is_empty());
+        let outbox = outbox.map(Outbox::to_text).transpose()?;
+        let in_run = c.event.is_none() && c.runs.len() == 1;
         let mut items = Vec::new();
         for r in &c.runs {
             let mut item = key(keys::run(&r.id), keys::RUN);
@@ -62,10 +67,13 @@ impl Table {
             item.insert("flow_id".into(), s(r.flow_id.clone()));
             item.insert("event_id".into(), s(r.event_id.clone()));
             item.insert("status".into(), s(r.status));
-            item.insert("state".into(), s(r.state.clone()));
+            item.insert("state".into(), text(r.state.clone()));
             item.insert("updated_at".into(), n(now_ms));
             item.insert("expires_at".into(), n(self.expires_at(now_ms)));
             item.insert("revision".into(), n(r.revision as i64));
+            if let Some(o) = outbox.as_ref().filter(|_| in_run) {
+                item.insert("outbox".into(), text(o.clone()));
+            }
             items.push((item, Cond::Newer(r.revision as i64)));
         }
         for (i, e) in c.log.iter().enumerate() {
@@ -75,10 +83,13 @@ impl Table {
             let mut item = key(keys::event(tenant, id), keys::EVENT);
             item.insert("until".into(), n(*expires_at));
             item.insert("expires_at".into(), n(expires_at / 1000));
+            if let Some(o) = &outbox {
+                item.insert("outbox".into(), text(o.clone()));
+            }
             items.push((item, Cond::EventFree(*at)));
             let mut copy = key(keys::events(tenant, *at), keys::events_sort(*at, id));
             copy.insert("type".into(), s(kind.clone()));
-            copy.insert("doc".into(), s(doc.clone()));
+            copy.insert("doc".into(), text(doc.clone()));
             copy.insert("expires_at".into(), n(self.expires_at(*at)));
             items.push((copy, Cond::None));
         }
@@ -93,9 +104,17 @@ impl Table {
         }
         if let Some((scope, reply, expires)) = &c.idempotency {
             let mut item = key(keys::idempotency(scope), keys::IDEM);
-            item.insert("status".into(), s("completed"));
+            // `accepted` until the run's messages are confirmed queued
+            // (`Table::idempotency_sent`): a retry with the key then sends
+            // them again; `completed` when there is nothing to send.
+            item.insert("status".into(), s(if unsent { "accepted" } else { "completed" }));
             item.insert("reply".into(), s(reply.clone()));
             item.insert("expires_at".into(), n(expires / 1000));
+            // The retry of a request whose send failed finds its run's
+            // outbox through it.
+            if let Some(run) = c.runs.first() {
+                item.insert("run_id".into(), s(run.id.clone()));
+            }
             items.push((item, Cond::None));
         }
         if let Some(DeadRow { delivery_id, tenant, flow_id, run_id, reason, job }) = &c.dead {
@@ -105,11 +124,11 @@ impl Table {
             item.insert("flow_id".into(), s(flow_id.clone()));
             item.insert("run_id".into(), s(run_id.clone()));
             item.insert("reason".into(), s(reason.clone()));
-            item.insert("job".into(), s(job.clone()));
+            item.insert("job".into(), text(job.clone()));
             item.insert("at".into(), n(now_ms));
             items.push((item, Cond::None));
         }
-        items
+        Ok(items)
     }
 
     /// Writes the table's part of a commit (runs, log, idempotency, dead,
@@ -118,15 +137,35 @@ impl Table {
     /// is [`Error::Conflict`]; an event id inside its idempotency window is
     /// [`Error::Duplicate`]; either way nothing of the transaction is written.
     pub async fn write(&self, c: &Commit, now_ms: i64) -> Result<(), Error> {
-        self.write_holding(c, None, now_ms).await
+        self.write_holding(c, None, None, now_ms).await
     }
 
-    /// [`Table::write`], with what the commit does to an ordered message's
-    /// held state in the same transaction.
-    pub async fn write_holding(&self, c: &Commit, hold: Option<Hold>, now_ms: i64) -> Result<(), Error> {
+    /// [`Table::write`], with the commit's outbox ([`crate::outbox`]) and
+    /// what the commit does to an ordered message's held state, in the same
+    /// transaction. Each transaction carries a `ClientRequestToken`: the
+    /// SDK's retry of one that committed but whose answer was lost is
+    /// answered as the first was, not refused as a conflict.
+    pub async fn write_holding(
+        &self,
+        c: &Commit,
+        hold: Option<Hold>,
+        outbox: Option<&Outbox>,
+        now_ms: i64,
+    ) -> Result<(), Error> {
         const NEWER: &str = "attribute_not_exists(pk) OR attribute_not_exists(revision) OR revision < :rev";
         const FREE: &str = "attribute_not_exists(pk) OR #until <= :at";
-        let mut items = self.items(c, now_ms);
+        let mut items = self.items(c, outbox, now_ms)?;
+        for (item, _) in &items {
+            let size = item_size(item);
+            if size > MAX_ITEM_BYTES {
+                let name = get_s(item, "pk").unwrap_or("?");
+                return Err(Error::TooLarge(format!(
+                    "the item {name} would be {size} bytes (compressed), over DynamoDB's {MAX_ITEM_BYTES}-byte \
+                     item limit: a run's state and what its commit queues must fit one item (a trigger body or a \
+                     rendered request this large cannot be stored; lower the trigger's max_body)"
+                )));
+            }
+        }
         if hold.is_none() && items.len() == 1 && matches!(items[0].1, Cond::None) {
             // One unconditional item (a rejected request's log entry, a
             // duplicate's): a `PutItem` is as atomic as a transaction of one
@@ -186,7 +225,13 @@ impl Table {
             let items = std::mem::replace(&mut writes, rest);
             let chunk = &conds[start..start + items.len()];
             start += items.len();
-            let sent = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .client_request_token(uuid::Uuid::now_v7().simple().to_string())
+                .send()
+                .await;
             if let Err(e) = sent {
                 // Which item's condition failed: cancellation reasons come
                 // in the order of the items.
@@ -270,6 +315,26 @@ pub enum Hold {
 /// queue keeps a message (14 days).
 pub(super) const HELD_TTL: Duration = Duration::from_secs(15 * 86_400);
 
+/// DynamoDB's largest item (400 KB, counted as 1024 bytes a KB).
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// An item's size as DynamoDB counts it: each attribute's name and value
+/// (strings and binaries by their bytes, numbers at most 21 bytes).
+pub fn item_size(item: &Item) -> usize {
+    item.iter()
+        .map(|(k, v)| {
+            k.len()
+                + match v {
+                    AttributeValue::S(s) => s.len(),
+                    AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                    AttributeValue::B(b) => b.as_ref().len(),
+                    AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+                    other => format!("{other:?}").len(),
+                }
+        })
+        .sum()
+}
+
 /// The condition an item of a commit is written under.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Cond {
@@ -280,4 +345,35 @@ pub(super) enum Cond {
     EventFree(i64),
     /// A subscription: only over this version of it.
     Version(i64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_is_measured_as_dynamodb_counts_it() {
+        let mut item = key("RUN#r".into(), "RUN");
+        assert_eq!(item_size(&item), 2 + 5 + 2 + 3);
+        item.insert("revision".into(), n(12345));
+        assert_eq!(item_size(&item), 12 + 8 + 4);
+        item.insert("state".into(), s("é".repeat(10)));
+        assert_eq!(item_size(&item), 24 + 5 + 20);
+    }
+
+    #[test]
+    fn long_texts_are_stored_compressed_and_read_back_and_a_bomb_is_refused() {
+        let short = "{\"a\":1}".to_string();
+        assert!(matches!(text(short.clone()), AttributeValue::S(ref v) if *v == short));
+        let long = serde_json::json!({"items": (0..200).map(|i| format!("item {i}")).collect::<Vec<_>>()}).to_string();
+        let stored = text(long.clone());
+        let AttributeValue::B(b) = &stored else { panic!("not compressed: {stored:?}") };
+        assert!(b.as_ref().len() < long.len() / 2, "{} of {}", b.as_ref().len(), long.len());
+        let item = Item::from([("t".to_string(), stored)]);
+        assert_eq!(get_text(&item, "t").unwrap().as_deref(), Some(long.as_str()));
+        // Past the inflation bound: refused, not inflated.
+        let bomb = miniz_oxide::deflate::compress_to_vec_zlib(&vec![b'x'; MAX_INFLATED + 1], 6);
+        let item = Item::from([("t".to_string(), AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bomb)))]);
+        assert!(matches!(get_text(&item, "t"), Err(Error::Malformed(_))));
+    }
 }

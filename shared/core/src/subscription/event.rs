@@ -77,13 +77,22 @@ impl Event {
         json!({"type": self.kind, "timestamp": crate::duration::rfc3339(self.at), "data": self.data})
     }
 
-    /// The operational event saying `sub` was disabled. `was` is when the
-    /// record it changed was last updated: two workers disabling the same
-    /// record at once build the same event id, and the store publishes it
-    /// once (the loser's commit is refused and redone against the new state).
-    pub fn disabled(sub: &Subscription, was: i64, now: i64) -> Event {
+    /// The id of the `subscription.disabled` event published when `sub`
+    /// was disabled by its endpoint's health (`None`: not disabled).
+    pub fn disabled_id(sub: &Subscription) -> Option<String> {
+        sub.disabled_at.map(|at| format!("evt_disabled_{}_{at}", sub.id))
+    }
+
+    /// The operational event saying `sub` (the disabled record) was
+    /// disabled. Its id names the subscription and when it was disabled
+    /// ([`Event::disabled_id`]): the store takes one id once, and a worker
+    /// that finds the record disabled can find the event its disabling
+    /// published (to send again what that commit queued, if its send
+    /// failed). Two workers cannot both disable one record: the store
+    /// writes a subscription only over the version it was computed from.
+    pub fn disabled(sub: &Subscription, now: i64) -> Event {
         Event {
-            id: format!("evt_disabled_{}_{was}", sub.id),
+            id: Event::disabled_id(sub).unwrap_or_else(|| format!("evt_disabled_{}_{now}", sub.id)),
             tenant: sub.tenant.clone(),
             kind: "subscription.disabled".into(),
             at: now,

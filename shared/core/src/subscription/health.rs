@@ -99,7 +99,7 @@ pub fn health_change(sub: &Subscription, health: Health, settings: &Settings, no
             "failing_since": changed.failing_since,
         }),
     };
-    let disabled = disabled.then(|| Event::disabled(&changed, sub.updated_at, now));
+    let disabled = disabled.then(|| Event::disabled(&changed, now));
     Some(HealthChange { sub: changed, commit, line, disabled })
 }
 

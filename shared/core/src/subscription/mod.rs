@@ -212,8 +212,10 @@ mod tests {
         assert_eq!(said(&s, Health::Failed, 1_000), "subscription failing");
         assert_eq!(said(&s1, Health::Delivered, 6_000), "subscription recovered");
         assert_eq!(said(&s1, Health::Failed, 11_000), "subscription disabled");
-        let e = Event::disabled(&s2, s1.updated_at, 11_000);
-        assert_eq!(e.id, Event::disabled(&s2, s1.updated_at, 11_001).id, "one id per disabled version");
+        let e = Event::disabled(&s2, 11_000);
+        assert_eq!(e.id, Event::disabled(&s2, 11_001).id, "one id per disabled version");
+        assert_eq!(Event::disabled_id(&s2).as_deref(), Some(e.id.as_str()), "found again from the record");
+        assert_eq!(Event::disabled_id(&s1), None);
         assert_eq!((e.kind.as_str(), &e.data["subscription_id"]), ("subscription.disabled", &json!(s.id)));
     }
 

@@ -9,7 +9,14 @@ impl Store {
             .query_row("SELECT state FROM runs WHERE id = ?1", [id], |r| r.get::<_, String>(0))
             .optional()
             .map_err(db)?
-            .map(|s| serde_json::from_str(&s).map_err(|e| Error::Malformed(e.to_string())))
+            .map(|s| {
+                let mut state: Value = serde_json::from_str(&s).map_err(|e| Error::Malformed(e.to_string()))?;
+                // Stored with the trigger's body once.
+                if let Some(trigger) = state.get_mut("trigger") {
+                    hookflow_core::run::expand_trigger(trigger);
+                }
+                Ok(state)
+            })
             .transpose()
     }
 
