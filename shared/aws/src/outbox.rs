@@ -23,7 +23,9 @@
 //! Messages sent twice are harmless: job ids are derived, a delivery keeps
 //! its `webhook-id`, a run ignores an input it has applied.
 
+use hookflow_core::commit::JobKind;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::Error;
 use crate::queue::Message;
@@ -41,28 +43,110 @@ pub struct Outbox {
     pub messages: Vec<Message>,
 }
 
+/// The stored form: a body that several deliveries send (an event fanned
+/// out to its subscriptions) is kept once, in `bodies`, and each of those
+/// deliveries names it by index. Compression alone does not share copies
+/// more than 32 KiB apart (zlib's window), and an event's item must stay
+/// under 400 KB.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    cause: String,
+    messages: Vec<Message>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    bodies: Vec<String>,
+}
+
+/// Bodies shorter than this are left in their message.
+const SHARED_FROM: usize = 256;
+
+/// Where a delivery job keeps its request's body.
+const BODY: &str = "/delivery/request/body";
+
+/// The key naming a shared body in place of the body.
+const SHARED: &str = "outbox_body";
+
 impl Outbox {
     /// Whether it was caused by `cause` (and so is that input's to send).
     pub fn caused_by(&self, cause: &str) -> bool {
         self.cause == cause
     }
 
-    /// As stored (JSON text).
+    /// As stored (JSON text), a body sent by several deliveries kept once.
     pub fn to_text(&self) -> Result<String, Error> {
-        serde_json::to_string(self).map_err(|e| Error::Malformed(format!("outbox: {e}")))
+        let mut stored = Stored { cause: self.cause.clone(), messages: self.messages.clone(), bodies: Vec::new() };
+        if self.messages.len() > 1 {
+            for m in stored.messages.iter_mut().filter(|m| m.kind == JobKind::Delivery) {
+                let Ok(mut job) = serde_json::from_str::<Value>(&m.payload) else { continue };
+                let Some(slot) = job.pointer_mut(BODY) else { continue };
+                let Value::String(body) = slot else { continue };
+                if body.len() < SHARED_FROM {
+                    continue;
+                }
+                let index = match stored.bodies.iter().position(|b| b == body) {
+                    Some(i) => i,
+                    None => {
+                        stored.bodies.push(std::mem::take(body));
+                        stored.bodies.len() - 1
+                    }
+                };
+                *slot = serde_json::json!({ SHARED: index });
+                m.payload = job.to_string();
+            }
+        }
+        serde_json::to_string(&stored).map_err(|e| Error::Malformed(format!("outbox: {e}")))
     }
 
-    /// As stored, read back.
+    /// As stored, read back (shared bodies put back in their messages).
     pub fn from_text(text: &str) -> Result<Self, Error> {
-        serde_json::from_str(text).map_err(|e| Error::Malformed(format!("outbox: {e}")))
+        let mut stored: Stored = serde_json::from_str(text).map_err(|e| Error::Malformed(format!("outbox: {e}")))?;
+        if !stored.bodies.is_empty() {
+            for m in &mut stored.messages {
+                let Ok(mut job) = serde_json::from_str::<Value>(&m.payload) else { continue };
+                let Some(slot) = job.pointer_mut(BODY) else { continue };
+                let Some(index) = slot.get(SHARED).and_then(Value::as_u64) else { continue };
+                let body = stored.bodies.get(index as usize).ok_or_else(|| {
+                    Error::Malformed(format!("outbox: message {} names shared body {index}, not stored", m.id))
+                })?;
+                *slot = Value::String(body.clone());
+                m.payload = job.to_string();
+            }
+        }
+        Ok(Outbox { cause: stored.cause, messages: stored.messages })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use hookflow_core::commit::JobKind;
-
     use super::*;
+
+    #[test]
+    fn a_body_fanned_out_to_many_deliveries_is_stored_once() {
+        let body = "x".repeat(40 * 1024);
+        let job = |sub: usize| Message {
+            id: format!("d:msg_{sub}_evt_1"),
+            kind: JobKind::Delivery,
+            payload: serde_json::json!({"delivery": {"id": format!("msg_{sub}_evt_1"),
+                "request": {"method": "POST", "url": "https://a.example/", "headers": [], "body": body}},
+                "attempts": 0, "first_at": 1})
+            .to_string(),
+            not_before: 1,
+            tenant: "acme".into(),
+            group: None,
+        };
+        let o = Outbox { cause: String::new(), messages: (0..20).map(job).collect() };
+        let text = o.to_text().unwrap();
+        assert!(text.len() < 2 * body.len(), "20 copies of a 40 KiB body in {} bytes", text.len());
+        assert_eq!(Outbox::from_text(&text).unwrap(), o, "read back whole");
+        // One message keeps its body in place; so does a short body.
+        let one = Outbox { cause: "c".into(), messages: vec![job(1)] };
+        assert!(one.to_text().unwrap().contains(&body));
+        assert_eq!(Outbox::from_text(&one.to_text().unwrap()).unwrap(), one);
+        // A message naming a body that is not there is refused.
+        let broken = text.replace("outbox_body\\\":0", "outbox_body\\\":7");
+        assert_ne!(broken, text);
+        assert!(matches!(Outbox::from_text(&broken), Err(Error::Malformed(_))));
+    }
 
     #[test]
     fn an_outbox_reads_back_as_written_and_names_its_cause() {

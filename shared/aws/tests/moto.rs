@@ -563,6 +563,42 @@ async fn a_publish_keeps_its_fan_out_until_sent_and_an_item_over_400_kb_is_refus
     assert!(store.redrive_event(&event.tenant, "e1", now).await.unwrap(), "live");
     assert!(receive(&sqs, &p.deliveries_queue_url).await.is_empty(), "nothing sent twice");
 
+    // An event of 40 KB of noise to 20 subscriptions: its outbox keeps the
+    // body once, and the event's item fits.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut noise = || -> String {
+        (0..40 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from_digit((x & 15) as u32, 16).unwrap_or('0')
+            })
+            .collect()
+    };
+    let body = noise();
+    let wide =
+        hookflow_core::subscription::NewEvent { kind: "a.b".into(), id: Some("e2".into()), ..Default::default() }
+            .into_event(now)
+            .unwrap();
+    let jobs: Vec<NewJob> = (0..20)
+        .map(|sub| {
+            let mut job = delivery_job(&flow);
+            let mut payload: serde_json::Value = serde_json::from_str(&job.payload).unwrap();
+            payload["delivery"]["request"]["body"] = serde_json::Value::String(body.clone());
+            job.payload = payload.to_string();
+            job.id = format!("d:msg_{sub}_e2");
+            job
+        })
+        .collect();
+    let row = hookflow_core::commit::EventRow::of(&wide, Duration::from_secs(3600));
+    store.apply(Commit { event: Some(row), jobs, ..Default::default() }, now).await.unwrap();
+    let mut got = 0;
+    for _ in 0..4 {
+        got += receive(&sqs, &p.deliveries_queue_url).await.len();
+    }
+    assert_eq!(got, 20, "the fan-out queued");
+
     // A run whose item would pass 400 KB even compressed (900 KB of
     // pseudo-random hex): refused, nothing written.
     let mut run = run_of(&flow);

@@ -161,8 +161,8 @@ impl Table {
                 let name = get_s(item, "pk").unwrap_or("?");
                 return Err(Error::TooLarge(format!(
                     "the item {name} would be {size} bytes (compressed), over DynamoDB's {MAX_ITEM_BYTES}-byte \
-                     item limit: a run's state and what its commit queues must fit one item (a trigger body or a \
-                     rendered request this large cannot be stored; lower the trigger's max_body)"
+                     item limit: a run's state or an event, with what its commit queues, must fit one item (a \
+                     body this large cannot be stored; lower the trigger's max_body)"
                 )));
             }
         }
