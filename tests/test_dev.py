@@ -383,6 +383,60 @@ def test_an_invalid_flow_stops_the_start_with_its_position(tmp_path):
     assert "not starting" in err
 
 
+def test_a_second_dev_on_the_same_data_directory_refuses_and_the_store_is_owner_only(dev, tmp_path):
+    """Two processes on one data directory would release each other's leases
+    and send in-flight work twice: the second refuses, naming the directory.
+    The directory and the database (subscriptions' signing keys) are
+    owner-only."""
+    first = dev({"a.yaml": async_flow("http://127.0.0.1:9/x")})
+    assert first.call("/hooks/acme/orders", {"id": 1}, AUTH)[0] == 202
+    second = subprocess.run(
+        [os.environ["HOOKFLOW_BIN"], "dev", "--flows", str(first.dir), "--listen", "127.0.0.1:0",
+         "--data", str(first.data)],
+        capture_output=True, timeout=30,
+    )
+    err = second.stderr.decode()
+    assert second.returncode != 0, err
+    assert "another hookflow dev is using the data directory" in err and str(first.data) in err, err
+    mode = lambda p: os.stat(p).st_mode & 0o777  # noqa: E731
+    assert mode(first.data) == 0o700
+    for name in ("hookflow.db", "hookflow.db-wal"):
+        if (first.data / name).exists():
+            assert mode(first.data / name) == 0o600, name
+
+
+def test_an_empty_flow_directory_starts_with_a_warning(tmp_path):
+    """Someone using only subscriptions and events has no flow to give."""
+    flows = tmp_path / "empty"
+    flows.mkdir()
+    port = free_port()
+    out = open(tmp_path / "out.log", "w+")
+    proc = subprocess.Popen(
+        [os.environ["HOOKFLOW_BIN"], "dev", "--flows", str(flows), "--listen", f"127.0.0.1:{port}",
+         "--data", str(tmp_path / "d"), "--admin-token", "hfa_test"],
+        stdout=out, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert proc.poll() is None, pathlib.Path(out.name).read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "did not start"
+                time.sleep(0.05)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/subscriptions",
+                                     headers={"authorization": "Bearer hfa_test"})
+        assert urllib.request.urlopen(req, timeout=10).status == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        out.close()
+    text = (tmp_path / "out.log").read_text()
+    assert "warning: no flow files" in text and str(flows) in text, text
+
+
 class ChaosReceiver(Receiver):
     """Fails ~30% of attempts at random: 500s, connection resets and answers
     slower than the sender's timeout. Counts, per webhook-id, the attempts it

@@ -34,8 +34,17 @@ pub struct Options {
 
 pub fn run(opts: Options) -> Result<ExitCode> {
     let flows = match load_dir(&opts.flows) {
-        Ok(f) if f.is_empty() => anyhow::bail!("no flow files (*.yaml, *.yml, *.json) in {}", opts.flows.display()),
-        Ok(f) => f,
+        Ok(f) => {
+            if f.is_empty() {
+                // Subscriptions and events need no flow: start, and say so.
+                eprintln!(
+                    "warning: no flow files (*.yaml, *.yml, *.json) in {}: no trigger is served until one is added \
+                     (the admin API, subscriptions and events work without)",
+                    opts.flows.display()
+                );
+            }
+            f
+        }
         Err(problems) => {
             for p in problems {
                 eprintln!("{p}");

@@ -39,7 +39,7 @@ impl Source {
                         data.display()
                     );
                 }
-                Ok(Records::Local(Store::open(&data)?))
+                Ok(Records::Local(Store::open_beside(&data)?))
             }
             Source::Aws { table, deliveries_queue_url } => {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -35,13 +35,22 @@ steps:
     body: { json: { total: "{{ vars.total }}" } }
 "#;
 
-#[tokio::test]
-async fn a_start_advances_the_run_once_and_queues_its_delivery() {
+/// A provisioned table and queues with the flow applied, and an executor
+/// on them.
+struct World {
+    sqs: aws_sdk_sqs::Client,
+    p: provision::Provisioned,
+    table: Table,
+    flow: hookflow_core::CompiledFlow,
+    executor: Arc<Executor>,
+}
+
+async fn world(prefix: &str) -> World {
     let conf = sdk().await;
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    let p = provision::create(&ddb, &sqs, &format!("ex{}", std::process::id()), 5).await.unwrap();
-    let table = Table::new(ddb.clone(), &p.table, 14);
+    let p = provision::create(&ddb, &sqs, &format!("{prefix}{}", std::process::id()), 5).await.unwrap();
+    let table = Table::new(ddb, &p.table, 14);
     let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
     table.put_flow(&flow, FLOW, 0).await.unwrap();
     let executor = Arc::new(Executor {
@@ -51,6 +60,12 @@ async fn a_start_advances_the_run_once_and_queues_its_delivery() {
         },
         logger: Logger::new(Format::Json, std::iter::empty()),
     });
+    World { sqs, p, table, flow, executor }
+}
+
+#[tokio::test]
+async fn a_start_advances_the_run_once_and_queues_its_delivery() {
+    let World { sqs, p, table, flow, executor } = world("ex").await;
 
     let request = InboundRequest { method: "POST".into(), body: r#"{"qty": 21}"#.into(), ..Default::default() };
     let run = Run::new(&flow.flow, "run_ex_1", "evt_ex_1", &request);
@@ -133,20 +148,7 @@ fn received(body: &str, receives: u32) -> aws_lambda_events::event::sqs::SqsEven
 
 #[tokio::test]
 async fn a_start_whose_delivery_was_never_queued_queues_it_when_its_message_comes_back() {
-    let conf = sdk().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&conf);
-    let sqs = aws_sdk_sqs::Client::new(&conf);
-    let p = provision::create(&ddb, &sqs, &format!("ey{}", std::process::id()), 5).await.unwrap();
-    let table = Table::new(ddb.clone(), &p.table, 14);
-    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
-    table.put_flow(&flow, FLOW, 0).await.unwrap();
-    let executor = Arc::new(Executor {
-        store: Store {
-            table: table.clone(),
-            queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url),
-        },
-        logger: Logger::new(Format::Json, std::iter::empty()),
-    });
+    let World { sqs, p, table, flow, executor } = world("ey").await;
     let request = InboundRequest { method: "POST".into(), body: r#"{"qty": 1}"#.into(), ..Default::default() };
     let run = Run::new(&flow.flow, "run_ey_1", "evt_ey_1", &request);
     let mut commit = Commit::default();

@@ -8,7 +8,9 @@
 //! queued. The run's item keeps what was queued (its outbox,
 //! [`hookflow_aws::outbox`]): a request whose send failed after the run was
 //! written is answered 503, and the caller's retry with the same
-//! idempotency key, answered as the first was accepted, sends it again. A sync flow runs inline until its `respond` step
+//! idempotency key, answered as the first was accepted, sends it again.
+//!
+//! A sync flow runs inline until its `respond` step
 //! ([`hookflow_pipeline::inline`]): steps that wait for a response are sent
 //! from here, within `respond.timeout`, and whatever is left when the
 //! answer is ready (or the time is up: 504) goes to the queues.
@@ -101,9 +103,10 @@ impl InboundPorts for Ingress {
         self.secrets.get(name).await
     }
 
-    /// A conditional claim: new, in progress (409) or answered. An
-    /// answered key whose run was never started (the send after its
-    /// commit failed) has the start sent again before it is answered.
+    /// A conditional claim: new, in progress (409) or answered. A key
+    /// answered but not yet `completed` (the send after its commit may have
+    /// failed) whose run has not moved on has the run's first messages sent
+    /// again before it is answered.
     async fn claim(&self, scope: &str, now_ms: i64) -> Result<Claim, Error> {
         // The claim outlives the longest this function can take.
         let (claim, run) = self.store.table.claim_run(scope, now_ms, Duration::from_secs(60)).await?;

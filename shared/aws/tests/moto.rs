@@ -382,10 +382,7 @@ async fn jobs_up_to_a_mebibyte_are_queued_whole_and_a_larger_one_refuses_its_com
     let (conf, p) = setup(5).await;
     let sqs = aws_sdk_sqs::Client::new(&conf);
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
-    let store = hookflow_aws::store::Store {
-        table: Table::new(ddb.clone(), &p.table, 14),
-        queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url),
-    };
+    let store = store_of(&conf, &p);
     let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
     let now = now_ms();
     // Three jobs of 600 KiB: over SQS's old 256 KiB limit, and too many for
@@ -430,6 +427,28 @@ async fn jobs_up_to_a_mebibyte_are_queued_whole_and_a_larger_one_refuses_its_com
     assert!(err.to_string().contains("d:huge"), "{err}");
     assert!(table_is_empty(&ddb, &p.table).await, "the refused commit wrote its log entry");
     assert!(receive(&sqs, &p.deliveries_queue_url).await.is_empty());
+}
+
+/// The table and the two standard queues of `p` as a store.
+fn store_of(conf: &aws_config::SdkConfig, p: &Provisioned) -> hookflow_aws::store::Store {
+    hookflow_aws::store::Store {
+        table: Table::new(aws_sdk_dynamodb::Client::new(conf), &p.table, 14),
+        queues: Queues::new(aws_sdk_sqs::Client::new(conf), &p.runs_queue_url, &p.deliveries_queue_url),
+    }
+}
+
+/// `n` pseudo-random hex digits (xorshift from `seed`): text that does not
+/// compress below half.
+fn noise(n: usize, seed: u64) -> String {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_digit((x & 15) as u32, 16).unwrap_or('0')
+        })
+        .collect()
 }
 
 async fn table_is_empty(ddb: &aws_sdk_dynamodb::Client, table: &str) -> bool {
@@ -511,10 +530,7 @@ async fn subscriptions_and_published_events_with_a_live_id_refusing_its_commit()
 async fn a_run_commit_keeps_its_messages_as_its_outbox_and_they_can_be_sent_again() {
     let (conf, p) = setup(5).await;
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    let store = hookflow_aws::store::Store {
-        table: Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 14),
-        queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url),
-    };
+    let store = store_of(&conf, &p);
     let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
     let (run, _) = hookflow_core::run::advance(&flow, run_of(&flow), Input::Start).unwrap();
     let mut commit = Commit { jobs: vec![delivery_job(&flow)], ..Default::default() };
@@ -543,11 +559,7 @@ async fn a_run_commit_keeps_its_messages_as_its_outbox_and_they_can_be_sent_agai
 async fn a_publish_keeps_its_fan_out_until_sent_and_an_item_over_400_kb_is_refused_before_writing() {
     let (conf, p) = setup(5).await;
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    let ddb = aws_sdk_dynamodb::Client::new(&conf);
-    let store = hookflow_aws::store::Store {
-        table: Table::new(ddb.clone(), &p.table, 14),
-        queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url),
-    };
+    let store = store_of(&conf, &p);
     let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
     let now = now_ms();
     let event =
@@ -565,18 +577,7 @@ async fn a_publish_keeps_its_fan_out_until_sent_and_an_item_over_400_kb_is_refus
 
     // An event of 40 KB of noise to 20 subscriptions: its outbox keeps the
     // body once, and the event's item fits.
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut noise = || -> String {
-        (0..40 * 1024)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                char::from_digit((x & 15) as u32, 16).unwrap_or('0')
-            })
-            .collect()
-    };
-    let body = noise();
+    let body = noise(40 * 1024, 0x2545_F491_4F6C_DD1D);
     let wide =
         hookflow_core::subscription::NewEvent { kind: "a.b".into(), id: Some("e2".into()), ..Default::default() }
             .into_event(now)
@@ -602,16 +603,7 @@ async fn a_publish_keeps_its_fan_out_until_sent_and_an_item_over_400_kb_is_refus
     // A run whose item would pass 400 KB even compressed (900 KB of
     // pseudo-random hex): refused, nothing written.
     let mut run = run_of(&flow);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let noise: String = (0..900 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from_digit((x & 15) as u32, 16).unwrap_or('0')
-        })
-        .collect();
-    run.trigger["raw_body"] = serde_json::Value::String(noise);
+    run.trigger["raw_body"] = serde_json::Value::String(noise(900 * 1024, 0x9E37_79B9_7F4A_7C15));
     let mut commit = Commit::default();
     commit.run(&run);
     let err = store.apply_from(commit, Some("accepted"), now).await.unwrap_err();

@@ -7,6 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::signature::{SignatureError, SigningKey, WebhookSecret};
 
+/// The namespace of subscriptions' keyrings in the secret store.
+pub const KEYRINGS: &str = "subscriptions/";
+
+/// Whether `name` is in the keyrings' namespace, which flows may not name:
+/// a flow could otherwise sign with, or send, a subscription's key.
+pub fn is_keyring_name(name: &str) -> bool {
+    name.starts_with(KEYRINGS)
+}
+
 /// How deliveries are signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]

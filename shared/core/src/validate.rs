@@ -153,6 +153,20 @@ pub fn is_secret_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 256 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-./#".contains(c))
 }
 
+/// What is wrong with a secret name a flow gives, if anything: its form, or
+/// the subscriptions' keyring namespace it may not reach.
+fn flow_secret_problem(s: &str) -> Option<String> {
+    if !is_secret_name(s) {
+        return Some(format!("`{s}` is not a valid secret name (letters, digits, `_ - . / #`)"));
+    }
+    crate::keyring::is_keyring_name(s).then(|| {
+        format!(
+            "`{s}`: names under `{}` are subscriptions' signing keys, which a flow may not use",
+            crate::keyring::KEYRINGS
+        )
+    })
+}
+
 /// `{name}` endpoint parameters in a URL, outside `{{ }}` templates.
 pub fn url_params(url: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -404,10 +418,9 @@ impl Checker {
         };
         let needs_secret = kind != Some(AuthKind::None);
         match &auth.secret {
-            Some(s) if !is_secret_name(s) => self.problem(
-                "trigger.auth.secret",
-                format!("`{s}` is not a valid secret name (letters, digits, `_ - . / #`)"),
-            ),
+            Some(s) if flow_secret_problem(s).is_some() => {
+                self.problem("trigger.auth.secret", flow_secret_problem(s).unwrap_or_default())
+            }
             None if needs_secret => {
                 self.problem("trigger.auth.secret", "missing: the name of the secret to verify against")
             }
@@ -433,8 +446,8 @@ impl Checker {
     }
 
     fn check_sign(&mut self, path: &str, sign: &crate::flow::SignSpec) {
-        if !is_secret_name(&sign.secret) {
-            self.problem(join_key(path, "secret"), format!("`{}` is not a valid secret name", sign.secret));
+        if let Some(problem) = flow_secret_problem(&sign.secret) {
+            self.problem(join_key(path, "secret"), problem);
         }
         match (sign.scheme, &sign.hmac) {
             (SignScheme::Hmac, None) => {
@@ -687,7 +700,7 @@ impl Scope {
                 }
             }
             "secrets" if slot == Slot::Credential => match second {
-                Some(name) if !is_secret_name(name) => Err(format!("`{name}` is not a valid secret name")),
+                Some(name) if flow_secret_problem(name).is_some() => Err(flow_secret_problem(name).unwrap_or_default()),
                 None => Err("use a secret by name: `secrets.NAME`".into()),
                 _ => Ok(()),
             },
@@ -743,6 +756,19 @@ steps:
     fn with(replace: &str, by: &str) -> Vec<String> {
         assert!(GOOD.contains(replace), "fixture lacks {replace}");
         errors(&GOOD.replacen(replace, by, 1))
+    }
+
+    #[test]
+    fn a_flow_may_not_name_a_subscriptions_keyring() {
+        let errs = with("sign: { secret: partner_signing_key }", "sign: { secret: subscriptions/sub_1 }");
+        assert_error(&errs, "steps[0].sign.secret: `subscriptions/sub_1`: names under `subscriptions/` are");
+        let errs = with("auth: { secret: shopify-secret }", "auth: { secret: subscriptions/sub_1 }");
+        assert_error(&errs, "trigger.auth.secret: `subscriptions/sub_1`");
+        // Anything else with a slash is a name like any other.
+        assert_eq!(
+            with("sign: { secret: partner_signing_key }", "sign: { secret: partner/signing }"),
+            Vec::<String>::new()
+        );
     }
 
     fn assert_error(errs: &[String], needle: &str) {

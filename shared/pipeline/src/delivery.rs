@@ -274,6 +274,8 @@ mod tests {
         released: Arc<std::sync::atomic::AtomicBool>,
         reads: AtomicUsize,
         settings: Settings,
+        /// Subscriptions a delivery found disabled ([`DeliveryPorts::found_disabled`]).
+        found_disabled: Mutex<Vec<String>>,
     }
 
     impl DeliveryPorts for Fake {
@@ -313,6 +315,11 @@ mod tests {
 
         async fn serialize(&self) -> Option<Held> {
             self.serialises.then(|| Held(self.released.clone()))
+        }
+
+        async fn found_disabled(&self, sub: &Subscription) -> Result<(), Fault> {
+            self.found_disabled.lock().unwrap().push(sub.id.clone());
+            Ok(())
         }
 
         fn lines(&self, _lines: Vec<LogLine>) {}
@@ -374,12 +381,31 @@ mod tests {
         let attempted = attempt(&fake, &id, job.clone()).await.unwrap();
         assert!(attempted.commit.dead.is_some(), "dead, so an enable can replay it");
         assert_eq!(attempted.commit.done.as_deref(), Some(id.as_str()));
+        // The driver hears of it (on AWS: to send again the fan-out of the
+        // commit that disabled it, if that send did not finish).
+        assert_eq!(*fake.found_disabled.lock().unwrap(), vec![sub.id.to_string()]);
 
         fake.subs.lock().unwrap().clear();
         let attempted = attempt(&fake, &id, job).await.unwrap();
         assert!(attempted.commit.dead.is_none());
         assert_eq!(attempted.commit.done.as_deref(), Some(id.as_str()));
         assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 0, "nothing is sent past the gate");
+        assert_eq!(fake.found_disabled.lock().unwrap().len(), 1, "a deleted one is not disabled");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_flow_step_never_gets_a_subscriptions_keyring() {
+        let fake = Fake::default();
+        let sub = active(&fake);
+        let (_, job) = job_for(&sub);
+        let vault = Vault { down: false };
+        let mut d = job.delivery;
+        let keyring = sub.keyring_name();
+        assert!(crate::secrets::resolve(&vault, &d).await.unwrap().contains_key(&keyring), "the event's own");
+        // The same name on a flow's step (a flow stored before validation
+        // refused it): left out, as if missing.
+        d.purpose = hookflow_core::run::Purpose::Step;
+        assert!(!crate::secrets::resolve(&vault, &d).await.unwrap().contains_key(&keyring));
     }
 
     #[tokio::test(flavor = "current_thread")]

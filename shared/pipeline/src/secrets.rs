@@ -30,10 +30,15 @@ pub fn names(d: &Delivery) -> Vec<String> {
 
 /// Fetches the secrets `d` uses. A missing secret is left out (the attempt
 /// then fails as `secret` and is retried: it may be created later); a
-/// store failure is an error.
+/// store failure is an error. A flow's step never gets a subscription's
+/// keyring (validation refuses the name; a flow stored before that is
+/// answered as if the secret were missing).
 pub async fn resolve(store: &impl SecretStore, d: &Delivery) -> Result<SecretValues, PortError> {
     let mut values = SecretValues::new();
     for name in names(d) {
+        if d.purpose.is_step() && hookflow_core::subscription::is_keyring_name(&name) {
+            continue;
+        }
         if let Some(v) = store.secret(&name).await? {
             values.insert(name, v);
         }

@@ -41,7 +41,7 @@ mod settings;
 
 pub use crate::attempt::echoes;
 pub use crate::engine::Health;
-pub use crate::keyring::{Credential, Key, Keyring};
+pub use crate::keyring::{Credential, KEYRINGS, Key, Keyring, is_keyring_name};
 pub use event::{Event, NewEvent};
 pub use health::{Gate, HealthChange, gate, health_change};
 pub use publish::{Publication, fan_out, publish};

@@ -241,7 +241,7 @@ impl NewSubscription {
 
 /// The keyring's secret-store name for subscription `id`.
 pub fn keyring_name(id: &str) -> String {
-    format!("subscriptions/{id}")
+    format!("{}{id}", crate::keyring::KEYRINGS)
 }
 
 impl Subscription {

@@ -91,6 +91,50 @@ pub struct Store {
     writer: std::sync::mpsc::Sender<Op>,
     /// The checkpointer runs while this lives.
     _alive: std::sync::Arc<()>,
+    /// The data directory's lock, held while the store is open (none for
+    /// a store opened beside the running one).
+    _lock: Option<std::fs::File>,
+}
+
+/// The data directory, made owner-only when this creates it, and locked:
+/// one process at a time (a second `hookflow dev` on the same directory
+/// would release the first one's leases and send its in-flight work again).
+/// Its database file is owner-only (SQLite gives the WAL and shared-memory
+/// files the database's mode): it holds subscriptions' signing keys.
+fn claim_dir(dir: &Path) -> Result<std::fs::File, Error> {
+    let unusable = |e: std::io::Error| Error::Config(format!("data directory {}: {e}", dir.display()));
+    if !dir.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir).map_err(unusable)?;
+    }
+    let owner_only = |path: &Path| -> Result<std::fs::File, Error> {
+        let mut o = std::fs::OpenOptions::new();
+        o.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        let f = o.open(path).map_err(unusable)?;
+        #[cfg(unix)]
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(unusable)?;
+        Ok(f)
+    };
+    let lock = owner_only(&dir.join("hookflow.lock"))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(Error::Config(format!(
+                "another hookflow dev is using the data directory {} (it holds {}): stop it first, \
+                 or give this one its own --data directory",
+                dir.display(),
+                dir.join("hookflow.lock").display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(unusable(e)),
+    }
+    owner_only(&dir.join("hookflow.db"))?;
+    Ok(lock)
 }
 
 /// Runs one statement, reusing its prepared form.
@@ -117,9 +161,23 @@ impl From<rusqlite::Error> for Error {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir/hookflow.db`.
+    /// Opens (or creates) the store in `dir/hookflow.db` for the process
+    /// that runs it (`hookflow dev`): the directory is locked while the
+    /// store is open ([`claim_dir`]).
     pub fn open(dir: &Path) -> Result<Self, Error> {
+        let lock = claim_dir(dir)?;
+        Self::open_with(dir, Some(lock))
+    }
+
+    /// Opens the store beside the process that runs it, without its lock:
+    /// for the commands that read it (`hookflow logs`, `runs`) or queue a
+    /// replay while `hookflow dev` runs.
+    pub fn open_beside(dir: &Path) -> Result<Self, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Unavailable(format!("{}: {e}", dir.display())))?;
+        Self::open_with(dir, None)
+    }
+
+    fn open_with(dir: &Path, lock: Option<std::fs::File>) -> Result<Self, Error> {
         let conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         for (table, column, sql) in MIGRATIONS {
@@ -158,7 +216,7 @@ impl Store {
                 move || checkpointer(checkpoint_conn, alive)
             })
             .map_err(|e| Error::Unavailable(format!("starting the checkpointer: {e}")))?;
-        Ok(Store { conn: Mutex::new(conn), writer: tx, _alive: alive })
+        Ok(Store { conn: Mutex::new(conn), writer: tx, _alive: alive, _lock: lock })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -193,6 +251,22 @@ mod tests {
     fn store() -> (Store, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("hookflow-store-{}", uuid::Uuid::now_v7().simple()));
         (Store::open(&dir).unwrap(), dir)
+    }
+
+    #[test]
+    fn the_data_directory_is_owner_only_and_one_process_at_a_time() {
+        let (first, dir) = store();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700, "the directory it created");
+            assert_eq!(mode(&dir.join("hookflow.db")), 0o600, "the database holds keyrings");
+        }
+        let err = Store::open(&dir).err().expect("a second store on the same directory");
+        assert!(err.to_string().contains("another hookflow dev is using the data directory"), "{err}");
+        drop(first);
+        Store::open(&dir).expect("free again once the first is closed");
     }
 
     fn job(id: &str, group: Option<&str>, due: i64) -> NewJob {
