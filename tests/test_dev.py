@@ -354,6 +354,50 @@ def test_a_duplicate_idempotency_key_starts_one_run(dev, receiver):
     assert sum(1 for l in d.logs() if l["message"] == "inbound accepted") == 1
 
 
+def test_concurrent_requests_with_one_key_start_one_run(dev, receiver):
+    import concurrent.futures
+    r = receiver()
+    flow = async_flow(r.url()).replace(
+        "  auth: { type: api_key", "  idempotency: { header: X-Event-Id }\n  auth: { type: api_key"
+    )
+    d = dev({"push.yaml": flow})
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(
+            lambda _: d.call("/hooks/acme/orders", {"id": 1}, {**AUTH, "X-Event-Id": "e-race"}), range(16)))
+    # The first is accepted; the others are told it is in progress (409) or
+    # get its answer (202, the same event id).
+    assert {a[0] for a in answers} <= {202, 409}, [a[0] for a in answers]
+    accepted = {json.loads(a[2])["event_id"] for a in answers if a[0] == 202}
+    assert len(accepted) == 1, accepted
+    r.wait(1)
+    time.sleep(0.5)
+    assert len(r.requests) == 1
+    assert sum(1 for l in d.logs() if l["message"] == "inbound accepted") == 1
+
+
+def test_a_sync_answer_of_504_is_kept_for_its_idempotency_key(dev, receiver):
+    slow = receiver((200, {}, b"{}", 1.0))
+    d = dev({"slow.yaml": f"""
+id: slow
+tenant: acme
+trigger:
+  type: webhook
+  path: slow
+  idempotency: {{ header: X-Event-Id }}
+  respond: {{ mode: sync, timeout: 300ms }}
+steps:
+  - {{ id: call, type: http, url: "{slow.url()}" }}
+  - {{ id: answer, type: respond, status: 200 }}
+"""})
+    first = d.call("/hooks/acme/slow", {}, {"X-Event-Id": "e-slow"})
+    assert first[0] == 504
+    second = d.call("/hooks/acme/slow", {}, {"X-Event-Id": "e-slow"})
+    assert second[0] == 504, second
+    assert json.loads(second[2])["event_id"] == json.loads(first[2])["event_id"], "the same run's answer"
+    time.sleep(1.5)
+    assert len(slow.requests) == 1, "one run, one call"
+
+
 def test_secret_values_never_reach_stdout_or_the_store(dev, receiver):
     r = receiver((500, {}, b"{}", 0), (200, {}, b"{}", 0))
     d = dev({"push.yaml": async_flow(r.url(), "    retry: { schedule: [100ms] }")})
@@ -618,6 +662,110 @@ def test_logs_runs_and_dead_replay_from_the_cli(dev, receiver):
     d.wait_log(lambda l: l["message"] == "delivered")
     code, out, _ = cli("dead", "list")
     assert out.strip() == ""
+
+
+def test_a_receiver_echoing_the_secrets_gets_none_of_them_stored(dev, receiver):
+    # A debugging endpoint answering with what it was sent: the bearer
+    # token in a header, and in the body verbatim and base64-encoded.
+    import base64
+    echo = json.dumps({"you_sent": f"Authorization: Bearer {TOKEN}",
+                       "b64": base64.b64encode(TOKEN.encode()).decode()}).encode()
+    r = receiver((400, {"x-echo": f"Bearer {TOKEN}"}, echo, 0))
+    d = dev({"push.yaml": async_flow(r.url())})
+    d.call("/hooks/acme/orders", {"id": 7}, AUTH)
+    dead = d.wait_log(lambda l: l["message"] == "delivery dead")
+    binary = os.environ["HOOKFLOW_BIN"]
+    out = subprocess.run([binary, "runs", "show", dead["run_id"], "--json", "--data", str(d.data)],
+                         capture_output=True, timeout=30).stdout.decode()
+    assert "you_sent" in out and "Bearer ***" in out, out
+    d.close()
+    for f in (p for p in d.data.iterdir() if p.is_file()):
+        stored = f.read_bytes()
+        for leaked in (TOKEN, base64.b64encode(TOKEN.encode()).decode()):
+            assert leaked.encode() not in stored, f"{leaked} is stored in {f.name}"
+
+
+def test_an_encoded_slash_is_decoded_once(dev):
+    # API Gateway's HTTP APIs decode the path before the ingress sees it, so
+    # `%2F` is `/` on AWS; `hookflow dev` decodes once too. Twice-encoded
+    # stays encoded and matches nothing.
+    d = dev({"ab.yaml": "id: ab\ntenant: acme\ntrigger: { type: webhook, path: a/b, respond: { mode: sync } }\nsteps:\n  - { id: ok, type: respond, status: 200, body: { json: { ok: true } } }\n"})
+    assert d.call("/hooks/acme/a/b", {})[0] == 200
+    assert d.call("/hooks/acme/a%2Fb", {})[0] == 200
+    assert d.call("/hooks/acme/a%252Fb", {})[0] == 404
+
+
+def test_slow_clients_are_cut_off_and_their_connections_freed(dev):
+    d = dev({"push.yaml": async_flow("http://127.0.0.1:9/x")}, "--read-timeout", "1s")
+
+    def fds():
+        return len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+
+    before = fds()
+    # 300 clients trickling a request head a byte at a time (slowloris).
+    socks = []
+    for _ in range(300):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        s.sendall(b"POST /hooks/acme/orders HTTP/1.1\r\nHost: x\r\n")
+        socks.append(s)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        for s in socks:
+            try:
+                s.sendall(b"X")
+            except OSError:
+                pass
+        time.sleep(0.2)
+    held = fds() - before
+
+    def closed_by_server(s):
+        s.settimeout(2)
+        try:
+            while s.recv(4096):
+                pass
+            return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+        finally:
+            s.close()
+
+    closed = sum(closed_by_server(s) for s in socks)
+    assert held < 50, f"the server still holds {held} connections after their heads timed out"
+    assert closed == 300, closed
+
+    # A body that trickles is answered 408 after the read timeout.
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+    s.sendall(b"POST /hooks/acme/orders HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+              b"x-api-key: " + INBOUND_KEY.encode() + b"\r\ncontent-length: 100\r\n\r\n{\"id\":")
+    started = time.monotonic()
+    answer = s.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert time.monotonic() - started < 4
+    s.close()
+
+
+def test_requests_past_the_inflight_bound_are_answered_503_with_retry_after(dev, receiver):
+    import concurrent.futures
+    slow = receiver((200, {}, b"{}", 1.0))
+    d = dev({"slow.yaml": f"""
+id: slow
+tenant: acme
+trigger: {{ type: webhook, path: slow, respond: {{ mode: sync, timeout: 5s }} }}
+steps:
+  - {{ id: call, type: http, url: "{slow.url()}" }}
+  - {{ id: answer, type: respond, status: 200 }}
+"""}, "--max-inflight", "2")
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: d.call("/hooks/acme/slow", {}), range(6)))
+    statuses = sorted(a[0] for a in answers)
+    assert statuses.count(200) >= 2 and statuses.count(503) >= 1, statuses
+    assert set(statuses) <= {200, 503}, statuses
+    busy = next(a for a in answers if a[0] == 503)
+    assert {k.lower(): v for k, v in busy[1].items()}.get("retry-after") == "1", busy[1]
+    # Once they are done, the next is served.
+    assert d.call("/hooks/acme/slow", {})[0] == 200
 
 
 def test_the_readme_example_answers(dev):

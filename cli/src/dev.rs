@@ -11,7 +11,7 @@ use hookflow_core::signature::WebhookSecret;
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_core::subscription::Settings;
 use hookflow_local::admin::DevBackend;
-use hookflow_local::dev::{banner, prune, serve, watch};
+use hookflow_local::dev::{Limits, banner, prune, serve, watch};
 use hookflow_local::flows::Flows;
 use hookflow_local::flows::load_dir;
 use hookflow_local::logger::{Format, Logger};
@@ -30,6 +30,8 @@ pub struct Options {
     /// The admin API's bearer token; generated when absent.
     pub admin_token: Option<String>,
     pub subscriptions: Settings,
+    /// The server's read timeout and bounds.
+    pub limits: Limits,
 }
 
 pub fn run(opts: Options) -> Result<ExitCode> {
@@ -98,7 +100,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         tokio::spawn(watch(rt.clone(), opts.flows.clone()));
         tokio::spawn(prune(rt.clone(), opts.retention));
         tokio::select! {
-            r = serve(rt, admin, listener) => r?,
+            r = serve(rt, admin, listener, opts.limits) => r?,
             _ = tokio::signal::ctrl_c() => {}
         }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)

@@ -136,6 +136,14 @@ enum Command {
         /// How long a rotated-out signing key keeps signing.
         #[arg(long, default_value = "24h")]
         rotation_grace: hookflow_core::duration::Span,
+        /// How long a request's head may take to arrive, and then its body
+        /// (408); an idle connection is closed after it.
+        #[arg(long, default_value = "15s")]
+        read_timeout: hookflow_core::duration::Span,
+        /// Trigger requests handled at once; past it `503` with
+        /// `Retry-After: 1`.
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+        max_inflight: u32,
     },
     /// The request log: inbound requests, steps, attempts (of `hookflow dev`,
     /// or of a deployment with `--table`).
@@ -294,6 +302,8 @@ fn main() -> ExitCode {
             verification_retry,
             disable_after,
             rotation_grace,
+            read_timeout,
+            max_inflight,
         } => {
             let spans = |v: &[hookflow_core::duration::Span]| v.iter().map(|s| s.get()).collect::<Vec<_>>();
             let mut subscriptions = hookflow_core::subscription::Settings::default()
@@ -310,12 +320,17 @@ fn main() -> ExitCode {
                 retention: retention.get(),
                 admin_token,
                 subscriptions,
+                limits: hookflow_local::dev::Limits {
+                    read_timeout: read_timeout.get(),
+                    max_inflight: max_inflight as usize,
+                    ..Default::default()
+                },
             })
         }
         Command::Logs { data, table, tenant, flow, run, status, since, json } => records::logs(
             source(data, table, None),
             tenant.as_deref(),
-            LogFilter { flow_id: flow, run_id: run, since: 0, failed_only: status.is_some() },
+            LogFilter { flow_id: flow, run_id: run, failed_only: status.is_some(), ..Default::default() },
             since.as_deref(),
             json,
         ),

@@ -32,6 +32,7 @@ use hookflow_core::inbound::Accepted;
 use hookflow_core::ports::{Claim, Clock, SystemClock};
 use hookflow_core::run::Reply;
 use hookflow_io::{Logger, Sender};
+use hookflow_pipeline::Sampler;
 use hookflow_pipeline::inbound::{self, Admitted, Call, InboundPorts, Verdict};
 use lambda_http::{Body, Request, RequestExt, Response};
 
@@ -41,6 +42,8 @@ pub struct Ingress {
     pub secrets: Secrets,
     pub sender: Sender,
     pub logger: Logger,
+    /// Which requests to unknown trigger paths are logged (per instance).
+    pub unknown_routes: Sampler,
 }
 
 fn respond(reply: &Reply) -> Response<Body> {
@@ -152,6 +155,10 @@ impl InboundPorts for Ingress {
 
     fn lines(&self, lines: Vec<LogLine>) {
         self.logger.lines(lines);
+    }
+
+    fn unknown_routes(&self) -> &Sampler {
+        &self.unknown_routes
     }
 
     fn counted(&self, verdict: Verdict, received: i64) {

@@ -18,6 +18,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.secrets_prefix),
         sender: Sender::new(TargetPolicy::allowing(config.allow_private_targets.clone()))?,
         logger: Logger::new(Format::Json, std::iter::empty()).min_level(&config.log_level),
+        unknown_routes: Default::default(),
     });
     lambda_http::run(service_fn(move |req: Request| {
         let ingress = ingress.clone();

@@ -36,6 +36,7 @@ async fn setup(
         secrets: Secrets::new(sm, format!("{prefix}/")),
         sender: Sender::new(TargetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()])).unwrap(),
         logger: Logger::new(Format::Json, std::iter::empty()),
+        unknown_routes: Default::default(),
     };
     (ingress, p, sqs, ddb)
 }

@@ -311,6 +311,12 @@ pub enum OnFailure {
     Goto(String),
 }
 
+/// The longest a step's attempt may take (`timeout`): the connection, the
+/// request and the whole response. A driver holds an attempt's job longer
+/// than this (the embedded runtime's lease) so it is never sent twice at
+/// once.
+pub const MAX_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// An outbound request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -337,7 +343,7 @@ pub struct HttpStep {
     pub status: Option<StatusPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
-    /// Per-attempt timeout (default 10s).
+    /// Per-attempt timeout (default 10s, at most 5m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Span>,
     /// Sign this request; `false` turns off the flow's `sign`.

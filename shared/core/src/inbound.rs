@@ -114,6 +114,11 @@ pub fn too_large(max: u64) -> Rejection {
     Rejection::new(413, format!("body is larger than {max} bytes"))
 }
 
+/// A body that did not arrive within the server's read timeout.
+pub fn body_timed_out() -> Rejection {
+    Rejection::new(408, "the body did not arrive in time")
+}
+
 /// Size and content type of the body as received.
 pub fn check_body(flow: &CompiledFlow, content_type: &str, len: usize) -> Result<(), Rejection> {
     let max = flow.flow.trigger.max_body.unwrap_or(DEFAULT_MAX_BODY);
@@ -228,15 +233,18 @@ pub fn accept(
     let immediate = if sync {
         None
     } else {
+        // The run is accepted whatever its answer renders to: an answer
+        // that fails is the default one, never a 500 that would make the
+        // caller send the event again (a second run).
         match async_reply(flow, &run) {
             Ok(r) => Some(r),
             Err(e) => {
                 outcome.lines.push(LogLine {
                     level: Level::Error,
-                    message: "trigger answer failed to render".into(),
+                    message: "trigger answer failed to render; answered 202 with the event id".into(),
                     fields: json!({"event_id": event_id, "error": e.to_string()}),
                 });
-                None
+                Some(accepted_reply(event_id))
             }
         }
     };
@@ -268,16 +276,40 @@ pub fn accept(
         ..Default::default()
     });
     let reply = immediate.or(inline);
-    if let (Some((scope, expires)), Some(reply)) = (idem, reply.as_ref()) {
-        outcome.commit.idempotency = Some((scope, serde_json::to_string(reply).unwrap_or_default(), expires));
+    let waits = sync && reply.is_none() && !run.status.is_finished();
+    // The key keeps the answer the caller gets, whatever it is (a sync
+    // flow that failed before answering: its 500), so a retry with the key
+    // gets it again rather than a second run. A flow still running
+    // inline has its answer kept by the driver once it is known.
+    if let Some((scope, expires)) = idem
+        && !waits
+    {
+        let answer = answer(reply.clone(), false, event_id);
+        outcome.commit.idempotency = Some((scope, serde_json::to_string(&answer).unwrap_or_default(), expires));
     }
     outcome.lines.push(LogLine {
         level: Level::Info,
         message: "inbound accepted".into(),
         fields: json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": event_id}),
     });
-    let waits = sync && reply.is_none() && !run.status.is_finished();
     Accepted { run, outcome, reply, waits }
+}
+
+/// What the caller of an accepted request is answered: the trigger's
+/// answer or the `respond` step's reply; for a sync flow without one, 504
+/// when it still runs past `respond.timeout`, else 500 (it ended before
+/// answering).
+pub fn answer(reply: Option<Reply>, timed_out: bool, event_id: &str) -> Reply {
+    match reply {
+        Some(r) => r,
+        None if timed_out => answer_timed_out(event_id),
+        None => failed_before_answering(event_id),
+    }
+}
+
+/// The default answer of an async trigger: `202 {"event_id": …}`.
+pub fn accepted_reply(event_id: &str) -> Reply {
+    json_reply(202, json!({"event_id": event_id}))
 }
 
 /// The answer of a sync flow that ended before its `respond` step.

@@ -7,6 +7,7 @@
 /// Core's modules, bottom up.
 pub(crate) const ORDER: &[&str] = &[
     "text",
+    "scrub",
     "duration",
     "headers",
     "events",

@@ -31,6 +31,7 @@ pub mod request;
 pub mod retry;
 pub mod run;
 pub mod schema;
+pub mod scrub;
 pub mod signature;
 pub mod source;
 pub mod ssrf;

@@ -8,7 +8,6 @@
 use std::fmt::Write as _;
 
 use base64::Engine;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -18,14 +17,7 @@ use crate::signature::{self, SignatureError};
 use crate::template::{Context, SECRET_CLOSE, SECRET_OPEN, Templates};
 use crate::validate::url_params;
 
-/// Everything but RFC 3986 unreserved characters: what a path segment or a
-/// query component must encode so that `../admin` or `a b?c` stays inside it.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-
-/// Percent-encodes one path segment or query component.
-pub fn encode_component(s: &str) -> String {
-    utf8_percent_encode(s, COMPONENT).to_string()
-}
+pub use crate::text::encode_component;
 
 /// A piece of a value that may hold secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

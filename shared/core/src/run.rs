@@ -414,7 +414,15 @@ pub fn advance(flow: &CompiledFlow, mut run: Run, input: Input) -> Result<(Run, 
             }
             run.status = RunStatus::Running;
             run.revision += 1;
-            let index = flow.flow.step_index(&step).ok_or_else(|| Error::Run(format!("unknown step {step}")))?;
+            let Some(index) = flow.flow.step_index(&step) else {
+                // The flow was edited and the step is gone: the run cannot
+                // go on, and trying again will not bring the step back.
+                let reason = format!("the flow changed: the step `{step}` this run waited on is no longer in it");
+                effects.push(log(&step, "http", "failed", json!({"error": reason})));
+                run.status = RunStatus::Failed { step, reason };
+                effects.push(Effect::Finished { status: run.status.clone() });
+                return Ok((run, effects));
+            };
             let kind = flow.flow.steps[index].action.type_name();
             match outcome {
                 StepOutcome::Succeeded { response } => {
@@ -785,6 +793,27 @@ steps:
         let reply = effects.iter().find_map(|e| if let Effect::Reply(r) = e { Some(r) } else { None }).unwrap();
         assert_eq!(reply.status, 201);
         assert_eq!(reply.body.as_deref(), Some(r#"{"amount":150,"tier":"gold"}"#));
+    }
+
+    #[test]
+    fn a_run_whose_waited_step_was_edited_away_fails_instead_of_retrying() {
+        let f = flow(SYNC);
+        let (run, effects) = start(&f, json!({"sku": "a"}));
+        let d = sent(&effects).id.clone();
+        let edited = flow(&SYNC.replace("id: price", "id: quote").replace("steps.price", "steps.quote"));
+        let resp = CapturedResponse::new(200, Headers::new(), r#"{"amount": 5}"#);
+        let input = Input::StepResult {
+            step: "price".into(),
+            delivery_id: d,
+            outcome: StepOutcome::Succeeded { response: resp },
+        };
+        let (run, effects) = advance(&edited, run, input).expect("a final answer, not an error to retry");
+        assert!(
+            matches!(&run.status, RunStatus::Failed { step, reason } if step == "price" && reason.contains("no longer")),
+            "{:?}",
+            run.status
+        );
+        assert!(effects.iter().any(|e| matches!(e, Effect::Finished { .. })));
     }
 
     #[test]

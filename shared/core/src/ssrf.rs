@@ -72,17 +72,29 @@ impl TargetPolicy {
     }
 
     /// `Ok` when a connection to `ip` is allowed.
+    ///
+    /// A cloud metadata address is never allowed, whatever the allowed
+    /// networks say (`0.0.0.0/0` must not hand out the instance's
+    /// credentials). An allowed IPv4 network admits its IPv4-mapped form
+    /// (`::ffff:127.0.0.1` is the same socket as `127.0.0.1`) but not the
+    /// translated forms — NAT64, 6to4, IPv4-compatible, SIIT — which reach
+    /// a gateway, not that network: those are judged by the IPv4 address
+    /// they carry.
     pub fn check(&self, ip: IpAddr) -> Result<(), Blocked> {
+        let class = classify(ip);
+        if class == Some(Blocked::Metadata) {
+            return Err(Blocked::Metadata);
+        }
         if self.allow.iter().any(|net| net.contains(&ip)) {
             return Ok(());
         }
-        // An allow-listed IPv4 network also admits its IPv4-mapped form.
-        if let Some(v4) = embedded_v4(ip)
+        if let IpAddr::V6(v6) = ip
+            && let Some(v4) = v6.to_ipv4_mapped()
             && self.allow.iter().any(|net| net.contains(&IpAddr::V4(v4)))
         {
             return Ok(());
         }
-        match classify(ip) {
+        match class {
             Some(reason) => Err(reason),
             None => Ok(()),
         }
@@ -90,7 +102,8 @@ impl TargetPolicy {
 }
 
 /// The IPv4 address carried inside an IPv6 one (mapped `::ffff:a.b.c.d`,
-/// compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`).
+/// SIIT's translated `::ffff:0:a.b.c.d`, compatible `::a.b.c.d`, NAT64
+/// `64:ff9b::/96`, 6to4 `2002::/16`).
 fn embedded_v4(ip: IpAddr) -> Option<Ipv4Addr> {
     let IpAddr::V6(v6) = ip else { return None };
     if let Some(v4) = v6.to_ipv4_mapped() {
@@ -99,6 +112,9 @@ fn embedded_v4(ip: IpAddr) -> Option<Ipv4Addr> {
     let s = v6.segments();
     let o = v6.octets();
     if s[..6] == [0, 0, 0, 0, 0, 0] && !(s[6] == 0 && s[7] <= 1) {
+        return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
         return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
     }
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
@@ -154,6 +170,9 @@ fn classify_v6(ip: Ipv6Addr) -> Option<Blocked> {
         [0x2001, 0x0db8, ..] => Blocked::Documentation,
         // Discard-only and benchmarking ranges.
         [0x0100, 0, 0, 0, ..] | [0x2001, 0x0002, 0, ..] => Blocked::Reserved,
+        // NAT64 for local use (RFC 8215): translates into the operator's
+        // own network.
+        [0x64, 0xff9b, 1, ..] => Blocked::Reserved,
         _ => return None,
     })
 }
@@ -209,6 +228,44 @@ mod tests {
         for addr in ["93.184.215.14", "1.1.1.1", "100.63.255.255", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
             assert_eq!(p.check(ip(addr)), Ok(()), "{addr}");
         }
+    }
+
+    #[test]
+    fn translated_forms_are_refused() {
+        let p = TargetPolicy::public_only();
+        for (addr, why) in [
+            ("::ffff:0:7f00:1", Blocked::Loopback),
+            ("::ffff:0:a9fe:a9fe", Blocked::Metadata),
+            ("::ffff:0:a00:1", Blocked::Private),
+            ("64:ff9b:1::a00:1", Blocked::Reserved),
+            ("64:ff9b:1:ffff::808:808", Blocked::Reserved),
+        ] {
+            assert_eq!(p.check(ip(addr)), Err(why), "{addr}");
+        }
+    }
+
+    #[test]
+    fn an_allowed_ipv4_network_admits_its_mapped_form_only() {
+        // The dev server's default: loopback allowed. The translated forms
+        // of 127.0.0.1 go through a gateway, not to this host.
+        let p = TargetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+        assert_eq!(p.check(ip("::ffff:127.0.0.1")), Ok(()));
+        for addr in ["::7f00:1", "::127.0.0.1", "64:ff9b::7f00:1", "2002:7f00:1::", "::ffff:0:7f00:1"] {
+            assert_eq!(p.check(ip(addr)), Err(Blocked::Loopback), "{addr}");
+        }
+    }
+
+    #[test]
+    fn no_allowance_lets_metadata_through() {
+        let p = TargetPolicy::allowing(vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]);
+        assert_eq!(p.check(ip("10.0.0.1")), Ok(()), "the operator opted every network in");
+        for addr in
+            ["169.254.169.254", "169.254.170.2", "fd00:ec2::254", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe"]
+        {
+            assert_eq!(p.check(ip(addr)), Err(Blocked::Metadata), "{addr}");
+        }
+        let p = TargetPolicy::allowing(vec!["169.254.169.254/32".parse().unwrap()]);
+        assert_eq!(p.check(ip("169.254.169.254")), Err(Blocked::Metadata));
     }
 
     #[test]

@@ -1,4 +1,16 @@
-//! Cutting text to a size in bytes, for logs: never inside a character.
+//! Cutting text to a size in bytes, for logs: never inside a character;
+//! and percent-encoding one URL component.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// Everything but RFC 3986 unreserved characters: what a path segment or a
+/// query component must encode so that `../admin` or `a b?c` stays inside it.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Percent-encodes one path segment or query component.
+pub fn encode_component(s: &str) -> String {
+    utf8_percent_encode(s, COMPONENT).to_string()
+}
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a
 /// character boundary.

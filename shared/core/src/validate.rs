@@ -530,7 +530,7 @@ impl Checker {
             }
         }
         if let Some(t) = h.timeout
-            && (t.get().is_zero() || t.get().as_secs() > 300)
+            && (t.get().is_zero() || t.get() > crate::flow::MAX_STEP_TIMEOUT)
         {
             self.problem(join_key(path, "timeout"), "must be between 1ms and 5m");
         }

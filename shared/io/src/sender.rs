@@ -16,6 +16,7 @@ use hookflow_core::headers::Headers;
 use hookflow_core::request::signature_headers;
 use hookflow_core::retry::parse_retry_after;
 use hookflow_core::run::{CapturedResponse, Delivery};
+use hookflow_core::scrub::Scrubber;
 use hookflow_core::ssrf::TargetPolicy;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
@@ -183,6 +184,9 @@ impl Sender {
         }
         let method = reqwest::Method::from_bytes(d.request.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
         let mut req = self.client.request(method, parsed).timeout(d.timeout);
+        // Header values a secret was rendered into: scrubbed from the
+        // response whole, as well as the secrets themselves.
+        let mut rendered = Vec::new();
         for (name, value) in &d.request.headers {
             let v = match value.resolve(&mut lookup) {
                 Ok(v) => v,
@@ -191,8 +195,13 @@ impl Sender {
             if v.contains(['\r', '\n', '\0']) {
                 return fail(ErrorClass::Request, format!("header {name}: value contains CR, LF or NUL"));
             }
+            if !value.secret_names().is_empty() {
+                rendered.push(v.clone());
+            }
             req = req.header(name.as_str(), v);
         }
+        let scrub = Scrubber::new(secrets.values().map(String::as_str), rendered.iter().map(String::as_str));
+        let fail = |class, msg: String| fail(class, scrub.text(&msg));
         let body = d.request.body.clone().unwrap_or_default();
         if let Some(spec) = &d.sign {
             let Some(secret) = secrets.get(&spec.secret) else {
@@ -219,7 +228,7 @@ impl Sender {
         let headers: Headers = resp
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| (k.as_str().to_string(), scrub.text(&String::from_utf8_lossy(v.as_bytes()))))
             .collect();
         let retry_after = headers.get("retry-after").and_then(|v| parse_retry_after(v, SystemTime::now()));
         let mut bytes = Vec::new();
@@ -238,7 +247,9 @@ impl Sender {
                 Err(_) => break,
             }
         }
-        let body = String::from_utf8_lossy(&bytes);
+        // Scrubbed as text, before it is parsed: a secret split across
+        // JSON escapes is still found (the escaped form is a needle too).
+        let body = scrub.text(&String::from_utf8_lossy(&bytes));
         Attempt {
             result: AttemptResult {
                 response: Some(CapturedResponse::new(status, headers, &body)),

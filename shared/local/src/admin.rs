@@ -151,14 +151,16 @@ impl Backend for DevBackend {
 
     fn logs(&self, q: LogQuery) -> Fut<'_, Vec<LogEntry>> {
         Box::pin(async move {
-            let filter = LogFilter { flow_id: q.flow_id, run_id: q.run_id, since: q.since, failed_only: q.failed_only };
-            let mut entries = self.rt.store.query_log(&filter).map_err(unavailable)?;
-            entries.retain(|e| {
-                q.tenant.as_ref().is_none_or(|t| e.tenant.as_ref() == Some(t))
-                    && q.event_id.as_ref().is_none_or(|x| e.event_id.as_ref() == Some(x))
-            });
-            let skip = entries.len().saturating_sub(q.limit);
-            Ok(entries.split_off(skip))
+            let filter = LogFilter {
+                flow_id: q.flow_id,
+                run_id: q.run_id,
+                since: q.since,
+                failed_only: q.failed_only,
+                tenant: q.tenant,
+                event_id: q.event_id,
+                limit: Some(q.limit),
+            };
+            self.rt.store.query_log(&filter).map_err(unavailable)
         })
     }
 

@@ -8,11 +8,10 @@ use std::time::{Duration, SystemTime};
 use hookflow_core::engine::Level;
 use serde_json::json;
 
-use crate::admin::DevBackend;
 use crate::flows::{Flows, load_dir};
 use crate::runtime::Runtime;
-use crate::{Error, inbound};
-use hookflow_admin::Admin;
+
+pub use crate::server::{Limits, serve};
 
 /// Newest modification time of the flow directory and its files.
 fn dir_stamp(dir: &Path) -> Option<SystemTime> {
@@ -49,19 +48,6 @@ pub async fn watch(rt: Arc<Runtime>, dir: PathBuf) {
     }
 }
 
-/// Serves the trigger endpoint and the admin API on `listener` until the
-/// process ends.
-pub async fn serve(
-    rt: Arc<Runtime>,
-    admin: Arc<Admin<DevBackend>>,
-    listener: tokio::net::TcpListener,
-) -> Result<(), Error> {
-    let app = inbound::router(rt).merge(hookflow_admin::router(admin));
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .await
-        .map_err(|e| Error::Config(format!("server: {e}")))
-}
-
 /// The startup banner: one line with every trigger's URL.
 pub fn banner(rt: &Runtime, addr: SocketAddr) -> String {
     let mut urls: Vec<String> = rt
@@ -82,17 +68,25 @@ pub fn banner(rt: &Runtime, addr: SocketAddr) -> String {
     format!("hookflow dev listening on http://{addr}; triggers: {}", urls.join(", "))
 }
 
-/// Deletes request-log entries older than `retention`, hourly.
+/// Deletes request-log entries older than `retention`, hourly, on a
+/// blocking thread (in chunks: `Store::prune_log`), off the async workers.
 pub async fn prune(rt: Arc<Runtime>, retention: Duration) {
     loop {
         let before = crate::now_ms() - retention.as_millis() as i64;
-        if let Err(e) = rt.store.prune_events(before, crate::now_ms()) {
-            rt.logger.log(Level::Error, "event pruning failed", json!({"error": e.to_string()}));
-        }
-        match rt.store.prune_log(before) {
-            Ok(0) => {}
-            Ok(n) => rt.logger.log(Level::Info, "request log pruned", json!({"entries": n})),
-            Err(e) => rt.logger.log(Level::Error, "request log pruning failed", json!({"error": e.to_string()})),
+        let rt2 = rt.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            (rt2.store.prune_events(before, crate::now_ms()), rt2.store.prune_log(before))
+        })
+        .await;
+        if let Ok((events, log)) = pruned {
+            if let Err(e) = events {
+                rt.logger.log(Level::Error, "event pruning failed", json!({"error": e.to_string()}));
+            }
+            match log {
+                Ok(0) => {}
+                Ok(n) => rt.logger.log(Level::Info, "request log pruned", json!({"entries": n})),
+                Err(e) => rt.logger.log(Level::Error, "request log pruning failed", json!({"error": e.to_string()})),
+            }
         }
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -22,16 +23,27 @@ use hookflow_core::headers::Headers;
 use hookflow_core::inbound::Accepted;
 use hookflow_core::ports::Claim;
 use hookflow_core::run::Reply;
-use hookflow_pipeline::inbound::{self, Admitted, Call, InboundPorts};
+use hookflow_pipeline::Sampler;
+use hookflow_pipeline::inbound::{self, Admitted, Call, InboundPorts, Unread};
 
 use crate::runtime::Runtime;
 use crate::{Error, now_ms};
 
 pub use hookflow_core::inbound::{DEFAULT_MAX_BODY, DEFAULT_SYNC_TIMEOUT};
 
-/// The router of the trigger endpoint.
-pub fn router(rt: Arc<Runtime>) -> Router {
-    Router::new().route("/hooks/{tenant}/{*path}", any(handle)).layer(DefaultBodyLimit::disable()).with_state(rt)
+/// The router of the trigger endpoint; a body must arrive within
+/// `read_timeout` (408 otherwise).
+pub fn router(rt: Arc<Runtime>, read_timeout: Duration) -> Router {
+    Router::new()
+        .route("/hooks/{tenant}/{*path}", any(handle))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(Trigger { rt, read_timeout })
+}
+
+#[derive(Clone)]
+struct Trigger {
+    rt: Arc<Runtime>,
+    read_timeout: Duration,
 }
 
 fn respond(reply: &Reply) -> Response {
@@ -46,7 +58,7 @@ fn respond(reply: &Reply) -> Response {
 }
 
 async fn handle(
-    State(rt): State<Arc<Runtime>>,
+    State(Trigger { rt, read_timeout }): State<Trigger>,
     Path((tenant, route)): Path<(String, String)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
@@ -65,23 +77,38 @@ async fn handle(
             .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect::<Headers>(),
         source_ip: peer.ip(),
-        body: Streamed(body),
+        body: Streamed(body, read_timeout),
     };
     respond(&inbound::handle(&Ports(rt), call).await)
 }
 
-/// axum's body, read up to the route's limit.
-struct Streamed(Body);
+/// axum's body, read up to the route's limit within the read timeout.
+struct Streamed(Body, Duration);
 
 impl inbound::Body for Streamed {
     type Bytes = Bytes;
-    async fn read(self, max: u64) -> Option<Bytes> {
-        axum::body::to_bytes(self.0, max as usize).await.ok()
+    async fn read(self, max: u64) -> Result<Bytes, Unread> {
+        match tokio::time::timeout(self.1, axum::body::to_bytes(self.0, max as usize)).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            // Over the limit, or the connection broke off (nobody hears
+            // the answer then).
+            Ok(Err(_)) => Err(Unread::TooLarge),
+            Err(_) => Err(Unread::TimedOut),
+        }
     }
 }
 
 /// The embedded runtime as the inbound pipeline's ports.
 struct Ports(Arc<Runtime>);
+
+/// Gives up an idempotency claim when dropped.
+struct Unclaim<'a>(&'a Runtime, String);
+
+impl Drop for Unclaim<'_> {
+    fn drop(&mut self) {
+        self.0.claims.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
+    }
+}
 
 impl InboundPorts for Ports {
     type Error = Error;
@@ -98,19 +125,30 @@ impl InboundPorts for Ports {
         Ok(self.0.secrets.get(name))
     }
 
-    /// A lookup of the stored answer, not a claim: two concurrent first
-    /// requests with one key both go on (issue #14 item 10; the AWS driver
-    /// claims atomically).
+    /// The stored answer, or the key claimed in memory until its answer is
+    /// stored (one process holds the data directory, so memory is enough;
+    /// a restart forgets claims whose requests died with it): of two
+    /// concurrent first requests with one key, the second is answered 409.
+    /// The check and the claim are one step under the claims' lock, and a
+    /// claim is given up only after its answer is committed.
     async fn claim(&self, scope: &str, now_ms: i64) -> Result<Claim, Error> {
+        let mut claims = self.0.claims.lock().unwrap_or_else(|p| p.into_inner());
+        if claims.contains(scope) {
+            return Ok(Claim::InProgress);
+        }
         let stored = self.0.store.idempotent_reply(scope, now_ms)?;
         Ok(match stored.and_then(|v| serde_json::from_value::<Reply>(v).ok()) {
             Some(reply) => Claim::Completed(reply),
-            None => Claim::Claimed,
+            None => {
+                claims.insert(scope.to_string());
+                Claim::Claimed
+            }
         })
     }
 
-    /// Nothing to give up: [`claim`](Self::claim) holds nothing.
-    async fn release(&self, _scope: &str) {}
+    async fn release(&self, scope: &str) {
+        self.0.claims.lock().unwrap_or_else(|p| p.into_inner()).remove(scope);
+    }
 
     /// Commits the run with its jobs (deliveries due now inserted leased
     /// and sent by this process at once), then answers: the trigger's
@@ -123,6 +161,9 @@ impl InboundPorts for Ports {
         idem: Option<(String, i64)>,
     ) -> Result<Admitted, Error> {
         let rt = &self.0;
+        // The claim is given up when this returns (or is dropped): by then
+        // the key's answer is committed, or nothing was.
+        let _claim = idem.as_ref().map(|(scope, _)| Unclaim(rt, scope.clone()));
         let run_id = accepted.run.id.clone();
         let ready = rt.lease_ready(&mut accepted.outcome.commit, 0);
         let waiter = accepted.waits.then(|| rt.wait_for_reply(&run_id));
@@ -141,24 +182,27 @@ impl InboundPorts for Ports {
             return Ok(Admitted { reply: accepted.reply, timed_out: false });
         };
         let timeout = flow.flow.trigger.respond.timeout.map_or(DEFAULT_SYNC_TIMEOUT, |t| t.get());
-        match tokio::time::timeout(timeout, waiter).await {
-            Ok(Ok(reply)) => {
-                if let Some((scope, expires)) = idem {
-                    let c = Commit {
-                        idempotency: Some((scope, serde_json::to_string(&reply).unwrap_or_default(), expires)),
-                        ..Default::default()
-                    };
-                    let _ = rt.store.commit(c).await;
-                }
-                Ok(Admitted { reply: Some(reply), timed_out: false })
-            }
+        let admitted = match tokio::time::timeout(timeout, waiter).await {
+            Ok(Ok(reply)) => Admitted { reply: Some(reply), timed_out: false },
             // The run ended before its `respond` step.
-            Ok(Err(_)) => Ok(Admitted::default()),
+            Ok(Err(_)) => Admitted::default(),
             Err(_) => {
                 rt.forget_reply(&run_id);
-                Ok(Admitted { reply: None, timed_out: true })
+                Admitted { reply: None, timed_out: true }
             }
+        };
+        // The key keeps the answer, a 500 or 504 too: a retry with it gets
+        // that again, not a second run.
+        if let Some((scope, expires)) = idem {
+            let answer =
+                hookflow_core::inbound::answer(admitted.reply.clone(), admitted.timed_out, &accepted.run.event_id);
+            let c = Commit {
+                idempotency: Some((scope, serde_json::to_string(&answer).unwrap_or_default(), expires)),
+                ..Default::default()
+            };
+            let _ = rt.store.commit(c).await;
         }
+        Ok(admitted)
     }
 
     async fn log_request(&self, entry: LogEntry) {
@@ -167,5 +211,9 @@ impl InboundPorts for Ports {
 
     fn lines(&self, lines: Vec<LogLine>) {
         self.0.write_lines(lines);
+    }
+
+    fn unknown_routes(&self) -> &Sampler {
+        &self.0.unknown_routes
     }
 }

@@ -13,6 +13,7 @@ pub mod flows;
 pub mod inbound;
 pub mod runtime;
 pub mod secrets;
+mod server;
 pub mod store;
 pub mod subscriptions;
 

@@ -19,7 +19,7 @@
 //! `r:{run_id}:{delivery_id}`), and inserts ignore duplicates, so redoing a
 //! job after a crash cannot fork a run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -27,6 +27,7 @@ use std::time::Duration;
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob, RunJob, SubscriptionRow};
 use hookflow_core::engine::{self, Level};
+use hookflow_core::flow::MAX_STEP_TIMEOUT;
 use hookflow_core::ports::{PortError, SecretStore};
 use hookflow_core::run::{Effect, Reply, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
@@ -65,6 +66,11 @@ pub struct Runtime {
     sender: Sender,
     wake: Notify,
     waiters: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
+    /// Idempotency keys claimed by requests in progress (the inbound
+    /// port's `claim`).
+    pub(crate) claims: Mutex<HashSet<String>>,
+    /// Which requests to unknown trigger paths are logged.
+    pub(crate) unknown_routes: hookflow_pipeline::Sampler,
     /// Jobs in progress, leased by the worker loop or sent directly.
     permits: Arc<Semaphore>,
     pub settings: Settings,
@@ -107,8 +113,11 @@ pub enum PublishError {
 
 pub use hookflow_admin::Published;
 
-/// How long a leased job is held before another worker may take it.
-const LEASE_MS: i64 = 5 * 60_000;
+/// How long a leased job is held before another worker may take it: the
+/// longest attempt ([`MAX_STEP_TIMEOUT`]) and a minute for its secrets and
+/// its commit, so a job still in flight is never leased and sent again.
+/// (A restart releases every lease at once: only this process holds them.)
+pub(crate) const LEASE_MS: i64 = MAX_STEP_TIMEOUT.as_millis() as i64 + 60_000;
 
 /// What a run's effects produced besides the rows of the commit.
 #[derive(Default)]
@@ -144,6 +153,8 @@ impl Runtime {
             sender,
             wake: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
+            claims: Mutex::new(HashSet::new()),
+            unknown_routes: Default::default(),
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
             settings: config.subscriptions,
         }))

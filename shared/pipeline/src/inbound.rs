@@ -34,12 +34,13 @@ use hookflow_core::auth::Verifier;
 use hookflow_core::commit::LogEntry;
 use hookflow_core::duration::rfc3339;
 use hookflow_core::engine::{Level, LogLine};
-use hookflow_core::flow::RespondMode;
 use hookflow_core::headers::Headers;
 use hookflow_core::inbound::{self as decide, Accepted, Arrival, Rejection};
 use hookflow_core::ports::{Claim, Classify, ErrorKind};
 use hookflow_core::run::{InboundRequest, Reply, parse_form};
 use serde_json::json;
+
+use crate::sampler::{Sampled, Sampler};
 
 /// A trigger request as the transport received it.
 #[derive(Debug)]
@@ -60,16 +61,26 @@ pub struct Call<B> {
 /// A request body, read only once the route has said how large it may be.
 pub trait Body: Send {
     type Bytes: AsRef<[u8]> + Send;
-    /// The body, or `None` when it is larger than `max` bytes.
-    fn read(self, max: u64) -> impl Future<Output = Option<Self::Bytes>> + Send;
+    /// The body, or why it could not be read.
+    fn read(self, max: u64) -> impl Future<Output = Result<Self::Bytes, Unread>> + Send;
+}
+
+/// Why a body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unread {
+    /// Larger than the route allows: 413.
+    TooLarge,
+    /// Not all there within the server's read timeout (a client trickling
+    /// it, or gone): 408.
+    TimedOut,
 }
 
 /// A body already in memory (API Gateway hands the whole body over; its
 /// size is checked against the limit after).
 impl Body for Vec<u8> {
     type Bytes = Vec<u8>;
-    async fn read(self, _max: u64) -> Option<Vec<u8>> {
-        Some(self)
+    async fn read(self, _max: u64) -> Result<Vec<u8>, Unread> {
+        Ok(self)
     }
 }
 
@@ -131,10 +142,9 @@ pub trait InboundPorts: Send + Sync {
     /// Writes the outcome's log lines once stored. On an error the pipeline
     /// answers 413 ([`ErrorKind::TooLarge`]) or 503 and releases the claim.
     /// On SQLite an error means nothing was stored. On AWS the table is
-    /// written before the jobs are sent, so a send that fails leaves the
-    /// run (and a *completed* idempotency record) stored with its jobs
-    /// unsent — the open window of issue #13 (docs/ARCHITECTURE.md,
-    /// "Failure model").
+    /// written (with the messages to send, the outbox) before they are
+    /// sent; a send that fails leaves the key `accepted`, and the caller's
+    /// retry sends them again (docs/ARCHITECTURE.md, "The outbox").
     fn admit(
         &self,
         flow: &Arc<CompiledFlow>,
@@ -148,6 +158,9 @@ pub trait InboundPorts: Send + Sync {
 
     /// Writes operational log lines.
     fn lines(&self, lines: Vec<LogLine>);
+
+    /// The sampler of requests to unknown paths (one a process).
+    fn unknown_routes(&self) -> &Sampler;
 
     /// Counts a request by verdict (metrics), if the driver has any.
     fn counted(&self, _verdict: Verdict, _received: i64) {}
@@ -173,7 +186,7 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
     // 1. Route.
     let flow = match p.flow(&call.tenant, &call.route).await {
         Ok(Some(flow)) => flow,
-        Ok(None) => return reject(p, &a, None, decide::not_found()).await,
+        Ok(None) => return unknown(p, &a).await,
         Err(e) => return reject(p, &a, None, Rejection::new(503, format!("flows unavailable: {e}"))).await,
     };
     let declared = call.headers.get("content-length").and_then(|v| v.trim().parse::<u64>().ok());
@@ -182,8 +195,10 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
         Err(r) => return reject(p, &a, Some(&flow), r).await,
     };
     // 2. Body.
-    let Some(bytes) = call.body.read(max).await else {
-        return reject(p, &a, Some(&flow), decide::too_large(max)).await;
+    let bytes = match call.body.read(max).await {
+        Ok(bytes) => bytes,
+        Err(Unread::TooLarge) => return reject(p, &a, Some(&flow), decide::too_large(max)).await,
+        Err(Unread::TimedOut) => return reject(p, &a, Some(&flow), decide::body_timed_out()).await,
     };
     let bytes = bytes.as_ref();
     let content_type = call.headers.get("content-type").unwrap_or("");
@@ -271,11 +286,28 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
         }
     };
     p.counted(Verdict::Accepted, received);
-    match admitted.reply {
-        Some(reply) => reply,
-        None if admitted.timed_out => decide::answer_timed_out(&a.event_id),
-        None if flow.flow.trigger.respond.mode == RespondMode::Sync => decide::failed_before_answering(&a.event_id),
-        None => decide::json_reply(500, json!({"error": "the trigger's answer failed", "event_id": a.event_id})),
+    decide::answer(admitted.reply, admitted.timed_out, &a.event_id)
+}
+
+/// Answers a request to a path with no trigger: counted always, logged
+/// only as sampled ([`Sampler`](crate::Sampler)), so a flood of made-up
+/// paths writes a bounded number of entries.
+async fn unknown<P: InboundPorts>(p: &P, a: &Arrival) -> Reply {
+    match p.unknown_routes().sample(a.received) {
+        Sampled::Keep { dropped_before } => {
+            if dropped_before > 0 {
+                p.lines(vec![LogLine {
+                    level: Level::Warn,
+                    message: "requests to unknown trigger paths were counted, not logged".into(),
+                    fields: json!({"requests": dropped_before, "logged_per_minute": crate::sampler::PER_MINUTE}),
+                }]);
+            }
+            reject(p, a, None, decide::not_found()).await
+        }
+        Sampled::Drop => {
+            p.counted(Verdict::Rejected, a.received);
+            decide::not_found().record(a, None).2
+        }
     }
 }
 
@@ -338,6 +370,7 @@ steps:
         logged: Mutex<Vec<LogEntry>>,
         lines: Mutex<Vec<LogLine>>,
         counted: Mutex<Vec<Verdict>>,
+        sampler: Sampler,
     }
 
     impl Fake {
@@ -396,6 +429,10 @@ steps:
         fn counted(&self, verdict: Verdict, _received: i64) {
             self.counted.lock().unwrap().push(verdict);
         }
+
+        fn unknown_routes(&self) -> &Sampler {
+            &self.sampler
+        }
     }
 
     /// A body that counts whether it was read.
@@ -406,9 +443,9 @@ steps:
 
     impl Body for Counted {
         type Bytes = Vec<u8>;
-        async fn read(self, max: u64) -> Option<Vec<u8>> {
+        async fn read(self, max: u64) -> Result<Vec<u8>, Unread> {
             self.reads.fetch_add(1, Ordering::SeqCst);
-            (self.bytes.len() as u64 <= max).then_some(self.bytes)
+            (self.bytes.len() as u64 <= max).then_some(self.bytes).ok_or(Unread::TooLarge)
         }
     }
 
@@ -496,6 +533,26 @@ steps:
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn an_async_answer_that_fails_to_render_still_answers_202_and_keeps_it_for_the_key() {
+        // The run is stored and queued whatever the answer renders to; a
+        // 500 would make the caller send the event again: a second run.
+        let text = FLOW.replace(
+            "  idempotency: { header: X-Event-Id }",
+            "  idempotency: { header: X-Event-Id }\n  respond: { mode: async, status: 200, body: { json: { ref: \"{{ trigger.body.order // 0 }}\" } } }",
+        );
+        let flow = hookflow_core::load_flow("guarded.yaml".as_ref(), &text).unwrap();
+        let p = Fake { flow: Some(Arc::new(flow)), ..Default::default() };
+        let (status, reply, _) = send(&p, good()).await;
+        assert_eq!(status, 202, "{reply:?}");
+        let admitted = p.admitted.lock().unwrap();
+        let (accepted, _) = &admitted[0];
+        assert!(reply.body.unwrap().contains(&accepted.run.event_id));
+        let (_, kept, _) = accepted.outcome.commit.idempotency.clone().expect("the answer is kept for the key");
+        assert!(kept.contains("202"), "{kept}");
+        assert!(accepted.outcome.lines.iter().any(|l| l.message.contains("failed to render")));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn an_unknown_route_is_404_without_reading_the_body() {
         let p = Fake::new();
         let (status, reply, reads) = send(&p, Req { route: "nope", ..good() }).await;
@@ -504,6 +561,19 @@ steps:
         assert!(reply.body.unwrap().contains("not found"), "a 404 says nothing of which part was unknown");
         refused(&p, 404);
         assert_eq!(p.logged.lock().unwrap()[0].flow_id, None);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_flood_of_unknown_paths_is_counted_but_logged_only_as_sampled() {
+        let p = Fake::new();
+        for _ in 0..200 {
+            let (status, _, reads) = send(&p, Req { route: "nope", ..good() }).await;
+            assert_eq!((status, reads), (404, 0));
+        }
+        assert_eq!(p.counted.lock().unwrap().len(), 200, "every one is counted");
+        let logged = p.logged.lock().unwrap().len();
+        assert_eq!(logged, crate::sampler::PER_MINUTE as usize, "a bounded sample is stored");
+        assert_eq!(p.lines.lock().unwrap().len(), logged);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -34,8 +34,12 @@ pub async fn settle(
         let deadline = tokio::time::Instant::now() + timeout;
         reply = run_inline(secrets, sender, clock, flow, &mut run, &mut outcome, deadline).await;
         timed_out = reply.is_none() && !run.status.is_finished();
-        if let (Some((scope, expires)), Some(r)) = (idem, &reply) {
-            outcome.commit.idempotency = Some((scope.clone(), serde_json::to_string(r).unwrap_or_default(), *expires));
+        // The key keeps the answer, a 500 or 504 too: a retry with it gets
+        // that again, not a second run.
+        if let Some((scope, expires)) = idem {
+            let answer = hookflow_core::inbound::answer(reply.clone(), timed_out, &run.event_id);
+            outcome.commit.idempotency =
+                Some((scope.clone(), serde_json::to_string(&answer).unwrap_or_default(), *expires));
         }
     }
     (outcome, Admitted { reply, timed_out })

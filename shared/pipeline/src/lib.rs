@@ -6,7 +6,8 @@
 //! [`inbound`] takes a trigger request from arrival to answer, [`delivery`]
 //! makes one delivery attempt from gate to commit. [`inline`] answers a
 //! sync trigger from the request itself (the ingress Lambda's way);
-//! [`secrets`] fetches what one delivery needs.
+//! [`secrets`] fetches what one delivery needs; [`sampler`] bounds what
+//! requests to unknown paths write.
 //!
 //! The decisions are the core's pure functions ([`hookflow_core::inbound`],
 //! [`hookflow_core::engine`], [`hookflow_core::subscription`]); the
@@ -18,9 +19,11 @@
 pub mod delivery;
 pub mod inbound;
 pub mod inline;
+pub mod sampler;
 pub mod secrets;
 #[cfg(test)]
 mod testing;
 
 pub use delivery::{Attempted, DeliveryPorts};
-pub use inbound::{Admitted, Body, Call, InboundPorts, Verdict};
+pub use inbound::{Admitted, Body, Call, InboundPorts, Unread, Verdict};
+pub use sampler::Sampler;

@@ -11,7 +11,15 @@ pub struct LogFilter {
     pub since: i64,
     /// Only failures: halted, retried, dead, rejected.
     pub failed_only: bool,
+    pub tenant: Option<String>,
+    pub event_id: Option<String>,
+    /// Only the newest this many (all when `None`).
+    pub limit: Option<usize>,
 }
+
+/// Entries deleted in one transaction by [`Store::prune_log`]: the writer
+/// and the readers wait at most that long for it.
+const PRUNE_CHUNK: i64 = 1_000;
 
 /// Reads a row of `SELECT at, kind, tenant, flow_id, run_id, event_id,
 /// delivery_id, outcome, detail FROM log`.
@@ -30,25 +38,95 @@ pub(super) fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> 
 }
 
 impl Store {
-    /// Log entries matching `f`, oldest first.
+    /// Log entries matching `f`, oldest first: the newest `f.limit` of
+    /// them, read newest first and stopped there (the log is never loaded
+    /// whole to be cut afterwards).
     pub fn query_log(&self, f: &LogFilter) -> Result<Vec<LogEntry>, Error> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail FROM log
                  WHERE (?1 IS NULL OR flow_id = ?1) AND (?2 IS NULL OR run_id = ?2) AND at >= ?3
                    AND (?4 = 0 OR outcome IN ('halt', 'gone', 'retry', 'failed', 'dead', 'dropped')
                         OR outcome LIKE 'rejected_%')
-                 ORDER BY seq",
+                   AND (?5 IS NULL OR tenant = ?5) AND (?6 IS NULL OR event_id = ?6)
+                 ORDER BY seq DESC LIMIT ?7",
             )
             .map_err(db)?;
-        let rows =
-            stmt.query_map(params![f.flow_id, f.run_id, f.since, f.failed_only as i64], log_from_row).map_err(db)?;
-        rows.collect::<Result<_, _>>().map_err(db)
+        let limit = f.limit.map_or(-1, |n| n.min(i64::MAX as usize) as i64);
+        let rows = stmt
+            .query_map(
+                params![f.flow_id, f.run_id, f.since, f.failed_only as i64, f.tenant, f.event_id, limit],
+                log_from_row,
+            )
+            .map_err(db)?;
+        let mut entries: Vec<LogEntry> = rows.collect::<Result<_, _>>().map_err(db)?;
+        entries.reverse();
+        Ok(entries)
     }
 
-    /// Deletes log entries older than `before` (ms); returns how many.
+    /// Deletes log entries older than `before` (ms); returns how many. In
+    /// chunks of [`PRUNE_CHUNK`] through the `at` index, each its own short
+    /// transaction with the read connection released between them, so
+    /// neither the writer nor a request's read waits on a whole day's
+    /// delete.
     pub fn prune_log(&self, before: i64) -> Result<usize, Error> {
-        self.conn().execute("DELETE FROM log WHERE at < ?1", [before]).map_err(db)
+        let mut total = 0;
+        loop {
+            let n = self
+                .conn()
+                .prepare_cached("DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE at < ?1 ORDER BY at LIMIT ?2)")
+                .and_then(|mut stmt| stmt.execute(params![before, PRUNE_CHUNK]))
+                .map_err(db)?;
+            total += n;
+            if (n as i64) < PRUNE_CHUNK {
+                return Ok(total);
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hookflow_core::commit::{Commit, EntryKind};
+
+    use super::*;
+
+    fn entry(at: i64, tenant: &str) -> LogEntry {
+        LogEntry {
+            at,
+            kind: EntryKind::Inbound,
+            tenant: Some(tenant.into()),
+            outcome: Some("accepted".into()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_newest_entries_are_read_without_the_rest_and_pruning_uses_the_time_index() {
+        let dir = std::env::temp_dir().join(format!("hookflow-log-{}", uuid::Uuid::now_v7().simple()));
+        let s = Store::open(&dir).unwrap();
+        let log = (0..2_500).map(|i| entry(i, if i % 2 == 0 { "a" } else { "b" })).collect();
+        s.commit(Commit { log, ..Default::default() }).await.unwrap();
+
+        let f = LogFilter { tenant: Some("a".into()), limit: Some(3), ..Default::default() };
+        let got: Vec<i64> = s.query_log(&f).unwrap().iter().map(|e| e.at).collect();
+        assert_eq!(got, [2_494, 2_496, 2_498], "the newest three of tenant a, oldest first");
+
+        let plan: String = s
+            .conn()
+            .prepare("EXPLAIN QUERY PLAN SELECT seq FROM log WHERE at < 10 ORDER BY at LIMIT 1000")
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .join("; ");
+        assert!(plan.contains("log_at"), "the prune scans the whole log: {plan}");
+
+        assert_eq!(s.prune_log(2_100).unwrap(), 2_100, "in chunks, all of them");
+        assert_eq!(s.query_log(&LogFilter::default()).unwrap().len(), 400);
+        std::fs::remove_dir_all(dir).ok();
     }
 }

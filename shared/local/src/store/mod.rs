@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS log (
     tenant TEXT, flow_id TEXT, run_id TEXT, event_id TEXT, delivery_id TEXT, outcome TEXT,
     detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS log_run ON log (run_id);
+CREATE INDEX IF NOT EXISTS log_at ON log (at);
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT PRIMARY KEY, reply TEXT NOT NULL, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -302,6 +303,20 @@ mod tests {
         assert_eq!(s.next_due().unwrap(), Some(500), "the next due is the group's head, not g2");
         s.commit(Commit { done: Some("g1".into()), ..Default::default() }).await.unwrap();
         assert_eq!(ids(&s.lease(40, 10, 1_000).await.unwrap()), ["g2"]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_job_in_flight_for_its_longest_attempt_is_not_leased_again() {
+        let (s, dir) = store();
+        s.commit(Commit { jobs: vec![job("slow", None, 1)], ..Default::default() }).await.unwrap();
+        let lease = crate::runtime::LEASE_MS;
+        assert_eq!(ids(&s.lease(10, 10, lease).await.unwrap()), ["slow"]);
+        // Its attempt may take the longest step timeout, then its secrets
+        // and its commit some seconds more: still in flight, not sent twice.
+        let in_flight = 10 + hookflow_core::flow::MAX_STEP_TIMEOUT.as_millis() as i64 + 30_000;
+        assert!(s.lease(in_flight, 10, lease).await.unwrap().is_empty(), "leased again while in flight");
+        assert_eq!(ids(&s.lease(10 + lease + 1, 10, lease).await.unwrap()), ["slow"], "a lost worker's job comes back");
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -1,0 +1,144 @@
+//! Secret values taken out of what a receiver answered.
+//!
+//! A receiver may echo what it was sent: a debugging endpoint returns the
+//! request's headers, a misbehaving API puts the `Authorization` header in
+//! an error message. What it answers is stored (the request log, a run's
+//! `steps.<id>.response`, on AWS DynamoDB items) and shown (the admin API,
+//! the CLI), so every secret value an attempt sent is replaced by `***` in
+//! the captured response before anything keeps it — in the forms it may
+//! come back in: as sent, base64 (a `Basic` credential, a token encoded
+//! again), percent-encoded (a query parameter), JSON-escaped, and each
+//! whole header value a secret was rendered into (`Basic dXNlcjpwYXNz`
+//! holds no secret verbatim, only `user:pass` encoded).
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use serde_json::Value;
+
+use crate::text::encode_component;
+
+/// What replaces a secret.
+pub const MASK: &str = "***";
+
+/// Values shorter than this are not scrubbed: replacing every `ab` in a
+/// response would make it unreadable and hide nothing worth hiding.
+pub const MIN_LEN: usize = 4;
+
+/// The strings to take out of a response, longest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scrubber {
+    needles: Vec<String>,
+}
+
+impl Scrubber {
+    /// Scrubs `secrets` (the values an attempt used) and `rendered` (the
+    /// header values a secret was rendered into), in every form they may
+    /// be echoed in.
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>, rendered: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut needles = Vec::new();
+        for s in secrets.into_iter().filter(|s| s.len() >= MIN_LEN) {
+            needles.push(s.to_string());
+            needles.push(STANDARD.encode(s));
+            needles.push(STANDARD_NO_PAD.encode(s));
+            needles.push(URL_SAFE_NO_PAD.encode(s));
+            needles.push(encode_component(s));
+            needles.push(escaped(s));
+        }
+        for r in rendered {
+            needles.push(r.to_string());
+            needles.push(escaped(r));
+            // The credential of `Scheme credential` on its own.
+            if let Some((_, credential)) = r.trim().split_once(' ') {
+                needles.push(credential.trim().to_string());
+            }
+        }
+        needles.retain(|n| n.len() >= MIN_LEN);
+        needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        needles.dedup();
+        Scrubber { needles }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
+    }
+
+    /// `text` with every secret replaced by [`MASK`].
+    pub fn text(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for n in &self.needles {
+            if out.contains(n.as_str()) {
+                out = out.replace(n.as_str(), MASK);
+            }
+        }
+        out
+    }
+
+    /// Scrubs every string of a JSON value, keys included.
+    pub fn json(&self, v: &mut Value) {
+        match v {
+            Value::String(s) => *s = self.text(s),
+            Value::Array(items) => items.iter_mut().for_each(|i| self.json(i)),
+            Value::Object(map) => {
+                let old = std::mem::take(map);
+                for (k, mut item) in old {
+                    self.json(&mut item);
+                    map.insert(self.text(&k), item);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `s` as it appears inside a JSON string.
+fn escaped(s: &str) -> String {
+    let quoted = serde_json::to_string(s).unwrap_or_default();
+    quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_secret_is_taken_out_in_every_form_it_comes_back_in() {
+        let s = Scrubber::new(["tok/en+sec\"ret"], []);
+        for echoed in [
+            "tok/en+sec\"ret".to_string(),
+            STANDARD.encode("tok/en+sec\"ret"),
+            URL_SAFE_NO_PAD.encode("tok/en+sec\"ret"),
+            "tok%2Fen%2Bsec%22ret".to_string(),
+            r#"tok/en+sec\"ret"#.to_string(),
+        ] {
+            let got = s.text(&format!("you sent [{echoed}] ok"));
+            assert_eq!(got, "you sent [***] ok", "{echoed}");
+        }
+    }
+
+    #[test]
+    fn a_rendered_header_is_taken_out_whole_and_by_its_credential() {
+        // `Basic base64(user:pass)` holds the password only encoded with
+        // the user name.
+        let header = format!("Basic {}", STANDARD.encode("alice:pa55word"));
+        let s = Scrubber::new(["pa55word"], [header.as_str()]);
+        assert_eq!(s.text(&format!("authorization: {header}")), "authorization: ***");
+        assert_eq!(s.text(&format!("token={}", STANDARD.encode("alice:pa55word"))), "token=***");
+    }
+
+    #[test]
+    fn json_strings_and_keys_are_scrubbed_and_the_rest_kept() {
+        let s = Scrubber::new(["sk_live_123"], []);
+        let mut v =
+            json!({"echo": {"authorization": "Bearer sk_live_123"}, "sk_live_123": 1, "n": 5, "list": ["sk_live_123"]});
+        s.json(&mut v);
+        assert_eq!(v, json!({"echo": {"authorization": "Bearer ***"}, "***": 1, "n": 5, "list": ["***"]}));
+    }
+
+    #[test]
+    fn short_values_are_left_alone() {
+        let s = Scrubber::new(["ab"], []);
+        assert!(s.is_empty());
+        assert_eq!(s.text("abab"), "abab");
+    }
+}
