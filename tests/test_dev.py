@@ -427,6 +427,29 @@ def test_an_invalid_flow_stops_the_start_with_its_position(tmp_path):
     assert "not starting" in err
 
 
+def test_a_secret_sent_to_a_host_from_data_is_warned_about_and_refused_elsewhere(dev, receiver, tmp_path):
+    r = receiver()
+    flow = async_flow('"http://{{ trigger.body.host }}/x"')
+    # `hookflow validate` warns: the caller picks the host the token goes to.
+    (tmp_path / "open.yaml").write_text(flow)
+    out = subprocess.run([os.environ["HOOKFLOW_BIN"], "validate", str(tmp_path / "open.yaml")],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 0, out
+    text = out.stdout.decode()
+    assert "warning: " in text and "open.yaml:" in text and "steps[0].url" in text and "`token`" in text, text
+    # Bound to the receiver's address, the token goes there and nowhere else.
+    bound = flow.replace("steps:\n", "secrets:\n  token: { hosts: [127.0.0.1] }\nsteps:\n", 1)
+    d = dev({"push.yaml": bound})
+    port = r.port
+    assert d.call("/hooks/acme/orders", {"id": 1, "host": f"127.0.0.1:{port}"}, AUTH)[0] == 202
+    assert r.wait(1)[0]["headers"]["authorization"] == f"Bearer {TOKEN}"
+    assert d.call("/hooks/acme/orders", {"id": 2, "host": f"localhost:{port}"}, AUTH)[0] == 202
+    dead = d.wait_log(lambda l: l["message"] == "delivery dead")
+    assert "may be sent only to 127.0.0.1, not to localhost" in dead["reason"], dead
+    time.sleep(0.3)
+    assert len(r.requests) == 1
+
+
 def test_a_second_dev_on_the_same_data_directory_refuses_and_the_store_is_owner_only(dev, tmp_path):
     """Two processes on one data directory would release each other's leases
     and send in-flight work twice: the second refuses, naming the directory.

@@ -26,7 +26,12 @@ pub fn apply(dir: &[PathBuf], table: &str, dry_run: bool, api_url: Option<&str>)
     for f in &files {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         match hookflow_core::load_flow(f, &text) {
-            Ok(flow) => loaded.push((flow, text)),
+            Ok(flow) => {
+                for w in &flow.warnings {
+                    eprintln!("warning: {w}");
+                }
+                loaded.push((flow, text))
+            }
             Err(e) => {
                 bad += 1;
                 println!("{e}");

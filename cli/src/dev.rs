@@ -45,6 +45,9 @@ pub fn run(opts: Options) -> Result<ExitCode> {
                     opts.flows.display()
                 );
             }
+            for w in f.iter().flat_map(|c| &c.warnings) {
+                eprintln!("warning: {w}");
+            }
             f
         }
         Err(problems) => {

@@ -39,7 +39,11 @@ pub fn validate(paths: &[PathBuf]) -> Result<ExitCode> {
     let mut bad = 0;
     for f in &files {
         match load(f)? {
-            Ok(_) => {}
+            Ok(flow) => {
+                for w in &flow.warnings {
+                    println!("warning: {w}");
+                }
+            }
             Err(e) => {
                 bad += 1;
                 println!("{e}");

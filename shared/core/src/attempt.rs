@@ -150,6 +150,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             wait: true,
             purpose: Default::default(),
+            secret_hosts: Default::default(),
         }
     }
 

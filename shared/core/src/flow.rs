@@ -38,8 +38,41 @@ pub struct Flow {
     /// Signs every `http` step that does not say otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign: Option<SignSpec>,
+    /// Where secrets may be sent: by secret name, the hosts a request that
+    /// carries it may go to. A step whose URL's host comes from data can
+    /// otherwise be made to send its credentials anywhere.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SecretRule>,
     /// The steps, run in order.
     pub steps: Vec<Step>,
+}
+
+/// The hosts a secret may be sent to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRule {
+    /// Host names (`api.partner.example`) or every name under a domain
+    /// (`*.partner.example`); the port does not matter.
+    pub hosts: Vec<String>,
+}
+
+impl SecretRule {
+    /// Whether a request to `host` may carry the secret.
+    pub fn allows(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.hosts.iter().any(|p| {
+            let p = p.to_ascii_lowercase();
+            match p.strip_prefix("*.") {
+                Some(domain) => {
+                    host.len() > domain.len() && host.ends_with(domain) && {
+                        let dot = host.len() - domain.len() - 1;
+                        host.as_bytes()[dot] == b'.'
+                    }
+                }
+                None => host == p,
+            }
+        })
+    }
 }
 
 /// What starts the flow.
@@ -469,5 +502,21 @@ impl Flow {
     /// The trigger's URL path: `/hooks/{tenant}/{path}`.
     pub fn trigger_path(&self) -> String {
         format!("/hooks/{}/{}", self.tenant, self.trigger.path.trim_start_matches('/'))
+    }
+}
+
+#[cfg(test)]
+mod secret_rule_tests {
+    use super::SecretRule;
+
+    #[test]
+    fn a_rule_allows_its_hosts_and_the_names_under_a_wildcard_only() {
+        let r = SecretRule { hosts: vec!["api.partner.example".into(), "*.hooks.example".into()] };
+        for ok in ["api.partner.example", "API.Partner.Example.", "a.hooks.example", "x.y.hooks.example"] {
+            assert!(r.allows(ok), "{ok}");
+        }
+        for no in ["partner.example", "evil.example", "api.partner.example.evil", "hooks.example", "xhooks.example"] {
+            assert!(!r.allows(no), "{no}");
+        }
     }
 }

@@ -7,13 +7,14 @@
 //! [`Input::StepResult`]. The function never does I/O: the Lambda functions,
 //! the dev server and `hookflow test` all interpret the same effects.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
-use crate::flow::{Action, Flow, HttpStep, OnFailure, SignSpec, StatusValue, StepSign};
+use crate::flow::{Action, Flow, HttpStep, OnFailure, SecretRule, SignSpec, StatusValue, StepSign};
 use crate::headers::Headers;
 use crate::request::{OutboundRequest, render_body, render_request};
 use crate::retry::RetryPolicy;
@@ -324,6 +325,26 @@ pub struct Delivery {
     /// a subscription, or a subscription's verification request.
     #[serde(default, skip_serializing_if = "Purpose::is_step")]
     pub purpose: Purpose,
+    /// The hosts each secret the request carries may go to (the flow's
+    /// `secrets:`), checked by the sender before it connects.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_hosts: BTreeMap<String, SecretRule>,
+}
+
+impl Delivery {
+    /// Why the request may not go to `host` with the secrets it carries:
+    /// a secret bound to other hosts (the name, or its part before `#`).
+    pub fn secret_refused(&self, host: &str) -> Option<String> {
+        let mut names = self.request.url.secret_names();
+        for (_, value) in &self.request.headers {
+            names.extend(value.secret_names());
+        }
+        names.into_iter().find_map(|name| {
+            let rule = self.secret_hosts.get(name).or_else(|| self.secret_hosts.get(name.split('#').next()?))?;
+            (!rule.allows(host))
+                .then(|| format!("secret `{name}` may be sent only to {}, not to {host}", rule.hosts.join(", ")))
+        })
+    }
 }
 
 /// What a delivery is for.
@@ -603,14 +624,31 @@ fn delivery(flow: &CompiledFlow, run: &Run, step: &str, h: &HttpStep, request: O
         tenant: run.tenant.clone(),
         flow_id: run.flow_id.clone(),
         step: step.to_string(),
-        request,
         status_policy: h.status.clone().unwrap_or_default(),
         retry: h.retry.as_ref().map(RetryPolicy::from_spec).unwrap_or_default(),
         sign,
         timeout: h.timeout.map_or(DEFAULT_TIMEOUT, |t| t.get()),
         wait: h.wait_for_response,
         purpose: Purpose::Step,
+        secret_hosts: secret_hosts(&flow.flow, &request),
+        request,
     }
+}
+
+/// The flow's `secrets:` rules of the secrets `request` carries.
+fn secret_hosts(flow: &Flow, request: &OutboundRequest) -> BTreeMap<String, SecretRule> {
+    if flow.secrets.is_empty() {
+        return BTreeMap::new();
+    }
+    let mut names = request.url.secret_names();
+    for (_, value) in &request.headers {
+        names.extend(value.secret_names());
+    }
+    names
+        .into_iter()
+        .filter_map(|n| n.split('#').next())
+        .filter_map(|n| flow.secrets.get(n).map(|r| (n.to_string(), r.clone())))
+        .collect()
 }
 
 /// Renders a reply: a `respond` step's, or a trigger's immediate answer.
@@ -814,6 +852,25 @@ steps:
             run.status
         );
         assert!(effects.iter().any(|e| matches!(e, Effect::Finished { .. })));
+    }
+
+    #[test]
+    fn a_delivery_carries_the_host_rules_of_the_secrets_it_sends() {
+        let (_, effects) = start(&flow(SYNC), json!({"sku": "a"}));
+        assert!(sent(&effects).secret_hosts.is_empty(), "no rule, nothing carried");
+        let bound = SYNC.replacen(
+            "steps:\n",
+            "secrets:\n  pricing_key: { hosts: [pricing.example] }\n  unused: { hosts: [x.example] }\nsteps:\n",
+            1,
+        );
+        let (_, effects) = start(&flow(&bound), json!({"sku": "a"}));
+        let d = sent(&effects);
+        assert_eq!(d.secret_hosts.keys().collect::<Vec<_>>(), ["pricing_key"], "only the secrets it sends");
+        assert_eq!(d.secret_refused("pricing.example"), None);
+        assert_eq!(
+            d.secret_refused("evil.example").as_deref(),
+            Some("secret `pricing_key` may be sent only to pricing.example, not to evil.example")
+        );
     }
 
     #[test]

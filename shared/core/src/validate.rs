@@ -39,6 +39,9 @@ pub struct CompiledFlow {
     /// `trigger.expect.body.schema`, compiled, when the flow enforces it
     /// (compiled once here so every ingress shares one validator).
     pub shape: Option<std::sync::Arc<jsonschema::Validator>>,
+    /// What is allowed but probably unsafe (`hookflow validate`, `dev` and
+    /// `apply` print these): a secret sent to a host that data chooses.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Where a template may appear, which decides what it may read.
@@ -89,7 +92,9 @@ pub fn load_flow(file: &Path, text: &str) -> Result<CompiledFlow, Error> {
     checker.check(&flow);
     let shape = checker.compile_shape(&flow);
     if checker.problems.is_empty() {
-        return Ok(CompiledFlow { flow, templates: checker.templates, file: file.to_path_buf(), shape });
+        let warnings =
+            secret_warnings(&flow).into_iter().map(|(field, message)| diag(Some(&map), field, message, None)).collect();
+        return Ok(CompiledFlow { flow, templates: checker.templates, file: file.to_path_buf(), shape, warnings });
     }
     Err(Error::Invalid(
         checker.problems.into_iter().map(|(field, message)| diag(Some(&map), field, message, None)).collect(),
@@ -167,6 +172,61 @@ fn flow_secret_problem(s: &str) -> Option<String> {
     })
 }
 
+/// Steps whose URL's host comes from data (a template in it) and that send
+/// a secret without a `secrets.NAME.hosts` rule: whoever controls that data
+/// (an unauthenticated caller, a partner's response) can have the secret
+/// sent to a host of their choosing.
+fn secret_warnings(flow: &Flow) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, step) in flow.steps.iter().enumerate() {
+        let (Action::Http(h) | Action::Ping(h)) = &step.action else { continue };
+        let authority = h.url.split_once("://").map_or(h.url.as_str(), |(_, rest)| rest);
+        let authority = authority.split(['/', '?', '#']).next().unwrap_or("");
+        if !authority.contains("{{") {
+            continue;
+        }
+        let mut texts: Vec<&str> = h.headers.values().chain(h.query.values()).filter_map(Value::as_str).collect();
+        match &h.auth {
+            Some(OutboundAuth::Bearer { token }) => texts.push(token),
+            Some(OutboundAuth::Basic { username, password }) => texts.extend([username.as_str(), password.as_str()]),
+            None => {}
+        }
+        let mut names = BTreeSet::new();
+        for t in texts {
+            let mut rest = t;
+            while let Some(at) = rest.find("secrets.") {
+                rest = &rest[at + "secrets.".len()..];
+                let name: String =
+                    rest.chars().take_while(|c| c.is_ascii_alphanumeric() || "_-".contains(*c)).collect();
+                if !name.is_empty() {
+                    names.insert(name);
+                }
+            }
+        }
+        for name in names.into_iter().filter(|n| !flow.secrets.contains_key(n)) {
+            out.push((
+                join_key(&join_index("steps", i), "url"),
+                format!(
+                    "the URL's host comes from a template and the step sends the secret `{name}`, which has no \
+                     `secrets: {{ {name}: {{ hosts: [...] }} }}` rule: whoever controls that data can have it sent \
+                     to any host"
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// What is wrong with a host pattern of `secrets.NAME.hosts`, if anything.
+fn host_pattern_problem(p: &str) -> Option<String> {
+    let name = p.strip_prefix("*.").unwrap_or(p);
+    let ok = !name.is_empty()
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    (!ok).then(|| format!("`{p}` is not a host name or `*.domain`"))
+}
+
 /// `{name}` endpoint parameters in a URL, outside `{{ }}` templates.
 pub fn url_params(url: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -214,6 +274,22 @@ impl Checker {
             );
         }
         self.check_trigger(flow);
+        for (name, rule) in &flow.secrets {
+            let path = join_key("secrets", name);
+            if name.contains('#') {
+                self.problem(&path, "name the secret without `#key`: a rule covers every key of it");
+            } else if let Some(why) = flow_secret_problem(name) {
+                self.problem(&path, why);
+            }
+            if rule.hosts.is_empty() {
+                self.problem(join_key(&path, "hosts"), "list at least one host");
+            }
+            for (i, h) in rule.hosts.iter().enumerate() {
+                if let Some(why) = host_pattern_problem(h) {
+                    self.problem(join_index(&join_key(&path, "hosts"), i), why);
+                }
+            }
+        }
         if flow.steps.is_empty() {
             self.problem("steps", "a flow needs at least one step");
         }
@@ -756,6 +832,42 @@ steps:
     fn with(replace: &str, by: &str) -> Vec<String> {
         assert!(GOOD.contains(replace), "fixture lacks {replace}");
         errors(&GOOD.replacen(replace, by, 1))
+    }
+
+    #[test]
+    fn a_secret_sent_to_a_host_from_data_is_warned_about_unless_bound() {
+        let templated = GOOD.replacen(
+            "url: https://partner.example.com/partners/{partnerId}/sync",
+            "url: \"https://{{ trigger.body.host }}/partners/{partnerId}/sync\"",
+            1,
+        );
+        let warnings = |text: &str| -> Vec<String> {
+            load_flow(Path::new("f.yaml"), text).unwrap().warnings.iter().map(ToString::to_string).collect()
+        };
+        let got = warnings(&templated);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("f.yaml:16:5: steps[0].url: the URL's host comes from a template"), "{got:?}");
+        assert!(got[0].contains("`partner_token`"), "{got:?}");
+        // A rule for the secret answers it; a fixed host never warned.
+        let bound = templated.replacen(
+            "steps:\n",
+            "secrets:\n  partner_token: { hosts: [\"*.partner.example\"] }\nsteps:\n",
+            1,
+        );
+        assert_eq!(warnings(&bound), Vec::<String>::new());
+        assert_eq!(warnings(GOOD), Vec::<String>::new());
+    }
+
+    #[test]
+    fn secret_rules_name_a_secret_and_real_hosts() {
+        let errs = with(
+            "steps:\n",
+            "secrets:\n  \"tok#key\": { hosts: [a.example] }\n  other: { hosts: [] }\n  third: { hosts: [\"http://x\", \"*.\"] }\nsteps:\n",
+        );
+        assert_error(&errs, "secrets.tok#key: name the secret without `#key`");
+        assert_error(&errs, "secrets.other.hosts: list at least one host");
+        assert_error(&errs, "secrets.third.hosts[0]: `http://x` is not a host name");
+        assert_error(&errs, "secrets.third.hosts[1]: `*.` is not a host name");
     }
 
     #[test]

@@ -172,6 +172,13 @@ impl Sender {
             Ok(u) => u,
             Err(e) => return fail(ErrorClass::Request, format!("invalid URL: {e}")),
         };
+        // A secret bound to hosts goes nowhere else (the flow's `secrets:`),
+        // checked before anything connects.
+        if let Some(why) =
+            parsed.host_str().and_then(|h| d.secret_refused(h.trim_start_matches('[').trim_end_matches(']')))
+        {
+            return fail(ErrorClass::Ssrf, why);
+        }
         let literal = match parsed.host() {
             Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),

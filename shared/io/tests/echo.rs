@@ -68,6 +68,7 @@ fn delivery(port: u16, headers: Vec<(String, SecretText)>) -> Delivery {
         timeout: Duration::from_secs(5),
         wait: true,
         purpose: Default::default(),
+        secret_hosts: Default::default(),
     }
 }
 

@@ -57,6 +57,7 @@ fn delivery(url: &str) -> Delivery {
         timeout: Duration::from_secs(5),
         wait: true,
         purpose: Default::default(),
+        secret_hosts: Default::default(),
     }
 }
 
@@ -115,4 +116,30 @@ async fn an_allowed_network_is_reached_and_a_redirect_is_not_followed() {
     assert_eq!(a.result.response.map(|r| r.status), Some(302), "the redirect is the answer");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     assert_eq!(target_hits.load(Ordering::SeqCst), 1, "its location was not fetched");
+}
+
+#[tokio::test]
+async fn a_secret_bound_to_other_hosts_is_not_sent_and_no_connection_is_made() {
+    use hookflow_core::flow::SecretRule;
+    use hookflow_core::request::Part;
+    let (port, hits) = listener(OK).await;
+    let sender = Sender::new(TargetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()])).unwrap();
+    let secrets = [("token".to_string(), "tok-123".to_string())].into_iter().collect();
+    let mut d = delivery(&format!("http://127.0.0.1:{port}/"));
+    d.request.headers = vec![(
+        "authorization".into(),
+        SecretText(vec![Part::Text("Bearer ".into()), Part::Secret { secret: "token".into(), url_encode: false }]),
+    )];
+    // The URL's host came from data; the flow binds the token elsewhere.
+    d.secret_hosts = [("token".to_string(), SecretRule { hosts: vec!["api.partner.example".into()] })].into();
+    let a = sender.send(&d, &secrets).await;
+    let (class, message) = a.result.error.expect("refused");
+    assert_eq!(class, AttemptError::Ssrf, "{message}");
+    assert!(message.contains("secret `token` may be sent only to api.partner.example, not to 127.0.0.1"), "{message}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing connected");
+
+    d.secret_hosts = [("token".to_string(), SecretRule { hosts: vec!["127.0.0.1".into()] })].into();
+    let a = sender.send(&d, &secrets).await;
+    assert_eq!(a.result.response.map(|r| r.status), Some(200));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
 }

@@ -51,6 +51,7 @@ impl Subscription {
             timeout: Duration::from_secs(15),
             wait: false,
             purpose,
+            secret_hosts: Default::default(),
         }
     }
 
