@@ -375,26 +375,46 @@ def test_concurrent_requests_with_one_key_start_one_run(dev, receiver):
     assert sum(1 for l in d.logs() if l["message"] == "inbound accepted") == 1
 
 
-def test_a_sync_answer_of_504_is_kept_for_its_idempotency_key(dev, receiver):
-    slow = receiver((200, {}, b"{}", 1.0))
-    d = dev({"slow.yaml": f"""
+def slow_keyed_flow(url, timeout):
+    """A sync flow with an idempotency key whose step calls `url`."""
+    return f"""
 id: slow
 tenant: acme
 trigger:
   type: webhook
   path: slow
   idempotency: {{ header: X-Event-Id }}
-  respond: {{ mode: sync, timeout: 300ms }}
+  respond: {{ mode: sync, timeout: {timeout} }}
 steps:
-  - {{ id: call, type: http, url: "{slow.url()}" }}
+  - {{ id: call, type: http, url: "{url}" }}
   - {{ id: answer, type: respond, status: 200 }}
-"""})
+"""
+
+
+def test_a_sync_answer_of_504_is_kept_for_its_idempotency_key(dev, receiver):
+    slow = receiver((200, {}, b"{}", 1.0))
+    d = dev({"slow.yaml": slow_keyed_flow(slow.url(), "300ms")})
     first = d.call("/hooks/acme/slow", {}, {"X-Event-Id": "e-slow"})
     assert first[0] == 504
     second = d.call("/hooks/acme/slow", {}, {"X-Event-Id": "e-slow"})
     assert second[0] == 504, second
     assert json.loads(second[2])["event_id"] == json.loads(first[2])["event_id"], "the same run's answer"
     time.sleep(1.5)
+    assert len(slow.requests) == 1, "one run, one call"
+
+
+def test_a_caller_that_hangs_up_keeps_its_key_and_its_retry_starts_no_second_run(dev, receiver):
+    slow = receiver((200, {}, b"{}", 1.0))
+    d = dev({"slow.yaml": slow_keyed_flow(slow.url(), "5s")})
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+    s.sendall(b"POST /hooks/acme/slow HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+              b"x-event-id: e-gone\r\ncontent-length: 2\r\n\r\n{}")
+    time.sleep(0.3)
+    s.close()  # the caller gives up while the flow runs
+    time.sleep(1.5)
+    status, _, _ = d.call("/hooks/acme/slow", {}, {"X-Event-Id": "e-gone"})
+    assert status == 200, "the first run's answer, kept under the key"
+    time.sleep(0.5)
     assert len(slow.requests) == 1, "one run, one call"
 
 

@@ -62,6 +62,11 @@ impl Scrubber {
         self.needles.is_empty()
     }
 
+    /// The length of the longest form scrubbed (0 when none).
+    pub fn longest(&self) -> usize {
+        self.needles.first().map_or(0, String::len)
+    }
+
     /// `text` with every secret replaced by [`MASK`].
     pub fn text(&self, text: &str) -> String {
         let mut out = text.to_string();

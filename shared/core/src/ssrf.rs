@@ -171,8 +171,15 @@ fn classify_v6(ip: Ipv6Addr) -> Option<Blocked> {
         // Discard-only and benchmarking ranges.
         [0x0100, 0, 0, 0, ..] | [0x2001, 0x0002, 0, ..] => Blocked::Reserved,
         // NAT64 for local use (RFC 8215): translates into the operator's
-        // own network.
-        [0x64, 0xff9b, 1, ..] => Blocked::Reserved,
+        // own network; a metadata address in its last 32 bits (the /96
+        // form) stays metadata, which no allowance admits.
+        [0x64, 0xff9b, 1, ..] => {
+            let o = ip.octets();
+            match classify_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15])) {
+                Some(Blocked::Metadata) => Blocked::Metadata,
+                _ => Blocked::Reserved,
+            }
+        }
         _ => return None,
     })
 }
@@ -259,9 +266,14 @@ mod tests {
     fn no_allowance_lets_metadata_through() {
         let p = TargetPolicy::allowing(vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]);
         assert_eq!(p.check(ip("10.0.0.1")), Ok(()), "the operator opted every network in");
-        for addr in
-            ["169.254.169.254", "169.254.170.2", "fd00:ec2::254", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe"]
-        {
+        for addr in [
+            "169.254.169.254",
+            "169.254.170.2",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+        ] {
             assert_eq!(p.check(ip(addr)), Err(Blocked::Metadata), "{addr}");
         }
         let p = TargetPolicy::allowing(vec!["169.254.169.254/32".parse().unwrap()]);

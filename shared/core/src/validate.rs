@@ -182,7 +182,9 @@ fn secret_warnings(flow: &Flow) -> Vec<(String, String)> {
         let (Action::Http(h) | Action::Ping(h)) = &step.action else { continue };
         let authority = h.url.split_once("://").map_or(h.url.as_str(), |(_, rest)| rest);
         let authority = authority.split(['/', '?', '#']).next().unwrap_or("");
-        if !authority.contains("{{") {
+        // A template, or an endpoint parameter (`https://{shop}/…`: its
+        // value is encoded as a segment, and `evil.example` stays a host).
+        if !authority.contains("{{") && url_params(authority).is_empty() {
             continue;
         }
         let mut texts: Vec<&str> = h.headers.values().chain(h.query.values()).filter_map(Value::as_str).collect();
@@ -856,6 +858,13 @@ steps:
         );
         assert_eq!(warnings(&bound), Vec::<String>::new());
         assert_eq!(warnings(GOOD), Vec::<String>::new());
+        // An endpoint parameter in the host is data too.
+        let param = GOOD.replacen(
+            "url: https://partner.example.com/partners/{partnerId}/sync",
+            "url: https://{partnerId}/sync",
+            1,
+        );
+        assert_eq!(warnings(&param).len(), 1, "{:?}", warnings(&param));
     }
 
     #[test]

@@ -238,14 +238,17 @@ impl Sender {
             .map(|(k, v)| (k.as_str().to_string(), scrub.text(&String::from_utf8_lossy(v.as_bytes()))))
             .collect();
         let retry_after = headers.get("retry-after").and_then(|v| parse_retry_after(v, SystemTime::now()));
+        // Read past the capture's size by the longest secret form, so a
+        // secret that straddles the cut is seen whole and scrubbed.
+        let cap = MAX_CAPTURE + scrub.longest();
         let mut bytes = Vec::new();
         let mut resp = resp;
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
-                    let room = MAX_CAPTURE.saturating_sub(bytes.len());
+                    let room = cap.saturating_sub(bytes.len());
                     bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    if bytes.len() >= MAX_CAPTURE {
+                    if bytes.len() >= cap {
                         break;
                     }
                 }
@@ -254,15 +257,14 @@ impl Sender {
                 Err(_) => break,
             }
         }
-        // Scrubbed as text, before it is parsed: a secret split across
-        // JSON escapes is still found (the escaped form is a needle too).
-        let body = scrub.text(&String::from_utf8_lossy(&bytes));
+        // Scrubbed as text, then cut to the capture's size, then again
+        // once parsed: JSON may spell a secret with escapes no needle has
+        // (`\u0026`, `\/`), which parsing undoes.
+        let text = scrub.text(&String::from_utf8_lossy(&bytes));
+        let mut response = CapturedResponse::new(status, headers, hookflow_core::text::head(&text, MAX_CAPTURE));
+        scrub.json(&mut response.body);
         Attempt {
-            result: AttemptResult {
-                response: Some(CapturedResponse::new(status, headers, &body)),
-                retry_after,
-                error: None,
-            },
+            result: AttemptResult { response: Some(response), retry_after, error: None },
             duration_ms: start.elapsed().as_millis() as u64,
         }
     }

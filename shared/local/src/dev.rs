@@ -35,7 +35,12 @@ pub async fn watch(rt: Arc<Runtime>, dir: PathBuf) {
             continue;
         }
         last = now;
-        match load_dir(&dir).and_then(|f| Flows::new(f).map_err(|e| vec![e.to_string()])) {
+        let loaded = load_dir(&dir).inspect(|list| {
+            for w in list.iter().flat_map(|c| &c.warnings) {
+                rt.logger.log(Level::Warn, "flow warning", json!({"warning": w.to_string()}));
+            }
+        });
+        match loaded.and_then(|f| Flows::new(f).map_err(|e| vec![e.to_string()])) {
             Ok(flows) => {
                 let n = flows.all().count();
                 rt.set_flows(flows);

@@ -18,7 +18,7 @@ use axum::response::Response;
 use axum::routing::any;
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, LogEntry};
-use hookflow_core::engine::LogLine;
+use hookflow_core::engine::{Level, LogLine};
 use hookflow_core::headers::Headers;
 use hookflow_core::inbound::Accepted;
 use hookflow_core::ports::Claim;
@@ -102,9 +102,9 @@ impl inbound::Body for Streamed {
 struct Ports(Arc<Runtime>);
 
 /// Gives up an idempotency claim when dropped.
-struct Unclaim<'a>(&'a Runtime, String);
+struct Unclaim(Arc<Runtime>, String);
 
-impl Drop for Unclaim<'_> {
+impl Drop for Unclaim {
     fn drop(&mut self) {
         self.0.claims.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
     }
@@ -153,56 +153,20 @@ impl InboundPorts for Ports {
     /// Commits the run with its jobs (deliveries due now inserted leased
     /// and sent by this process at once), then answers: the trigger's
     /// answer, or for a sync flow the reply of its `respond` step, which a
-    /// worker hands over, within `respond.timeout`.
+    /// worker hands over, within `respond.timeout`. All of it runs in a
+    /// task of its own: a caller that hangs up (hyper then drops this
+    /// future) must not cut the commit, the wait or the answer kept under
+    /// its key short — its claim would be given up with no answer stored,
+    /// and its retry would start a second run.
     async fn admit(
         &self,
         flow: &Arc<CompiledFlow>,
-        mut accepted: Accepted,
+        accepted: Accepted,
         idem: Option<(String, i64)>,
     ) -> Result<Admitted, Error> {
-        let rt = &self.0;
-        // The claim is given up when this returns (or is dropped): by then
-        // the key's answer is committed, or nothing was.
-        let _claim = idem.as_ref().map(|(scope, _)| Unclaim(rt, scope.clone()));
-        let run_id = accepted.run.id.clone();
-        let ready = rt.lease_ready(&mut accepted.outcome.commit, 0);
-        let waiter = accepted.waits.then(|| rt.wait_for_reply(&run_id));
-        let has_jobs = accepted.outcome.commit.jobs.len() > ready.len();
-        let commit = std::mem::take(&mut accepted.outcome.commit);
-        if let Err(e) = rt.store.commit(commit).await {
-            rt.forget_reply(&run_id);
-            return Err(e);
-        }
-        rt.dispatch(ready);
-        rt.write_lines(std::mem::take(&mut accepted.outcome.lines));
-        if has_jobs {
-            rt.wake();
-        }
-        let Some(waiter) = waiter else {
-            return Ok(Admitted { reply: accepted.reply, timed_out: false });
-        };
-        let timeout = flow.flow.trigger.respond.timeout.map_or(DEFAULT_SYNC_TIMEOUT, |t| t.get());
-        let admitted = match tokio::time::timeout(timeout, waiter).await {
-            Ok(Ok(reply)) => Admitted { reply: Some(reply), timed_out: false },
-            // The run ended before its `respond` step.
-            Ok(Err(_)) => Admitted::default(),
-            Err(_) => {
-                rt.forget_reply(&run_id);
-                Admitted { reply: None, timed_out: true }
-            }
-        };
-        // The key keeps the answer, a 500 or 504 too: a retry with it gets
-        // that again, not a second run.
-        if let Some((scope, expires)) = idem {
-            let answer =
-                hookflow_core::inbound::answer(admitted.reply.clone(), admitted.timed_out, &accepted.run.event_id);
-            let c = Commit {
-                idempotency: Some((scope, serde_json::to_string(&answer).unwrap_or_default(), expires)),
-                ..Default::default()
-            };
-            let _ = rt.store.commit(c).await;
-        }
-        Ok(admitted)
+        tokio::spawn(settle(self.0.clone(), flow.clone(), accepted, idem))
+            .await
+            .unwrap_or_else(|e| Err(Error::Unavailable(format!("the request's task failed: {e}"))))
     }
 
     async fn log_request(&self, entry: LogEntry) {
@@ -216,4 +180,61 @@ impl InboundPorts for Ports {
     fn unknown_routes(&self) -> &Sampler {
         &self.0.unknown_routes
     }
+}
+
+/// [`Ports::admit`]'s work, in its own task.
+async fn settle(
+    rt: Arc<Runtime>,
+    flow: Arc<CompiledFlow>,
+    mut accepted: Accepted,
+    idem: Option<(String, i64)>,
+) -> Result<Admitted, Error> {
+    // The claim is given up when this ends: by then the key's answer is
+    // committed, or nothing was.
+    let _claim = idem.as_ref().map(|(scope, _)| Unclaim(rt.clone(), scope.clone()));
+    let run_id = accepted.run.id.clone();
+    let ready = rt.lease_ready(&mut accepted.outcome.commit, 0);
+    let waiter = accepted.waits.then(|| rt.wait_for_reply(&run_id));
+    let has_jobs = accepted.outcome.commit.jobs.len() > ready.len();
+    let commit = std::mem::take(&mut accepted.outcome.commit);
+    if let Err(e) = rt.store.commit(commit).await {
+        rt.forget_reply(&run_id);
+        return Err(e);
+    }
+    rt.dispatch(ready);
+    rt.write_lines(std::mem::take(&mut accepted.outcome.lines));
+    if has_jobs {
+        rt.wake();
+    }
+    let Some(waiter) = waiter else {
+        return Ok(Admitted { reply: accepted.reply, timed_out: false });
+    };
+    let timeout = flow.flow.trigger.respond.timeout.map_or(DEFAULT_SYNC_TIMEOUT, |t| t.get());
+    let admitted = match tokio::time::timeout(timeout, waiter).await {
+        Ok(Ok(reply)) => Admitted { reply: Some(reply), timed_out: false },
+        // The run ended before its `respond` step.
+        Ok(Err(_)) => Admitted::default(),
+        Err(_) => {
+            rt.forget_reply(&run_id);
+            Admitted { reply: None, timed_out: true }
+        }
+    };
+    // The key keeps the answer, a 500 or 504 too: a retry with it gets that
+    // again, not a second run.
+    if let Some((scope, expires)) = idem {
+        let answer = hookflow_core::inbound::answer(admitted.reply.clone(), admitted.timed_out, &accepted.run.event_id);
+        let c = Commit {
+            idempotency: Some((scope, serde_json::to_string(&answer).unwrap_or_default(), expires)),
+            ..Default::default()
+        };
+        if let Err(e) = rt.store.commit(c).await {
+            // The run goes on; a retry with the key may start another.
+            rt.logger.log(
+                Level::Error,
+                "the answer could not be kept under its idempotency key",
+                serde_json::json!({"run_id": run_id, "error": e.to_string()}),
+            );
+        }
+    }
+    Ok(admitted)
 }

@@ -190,17 +190,27 @@ impl Runtime {
     pub async fn work(self: Arc<Self>) {
         let permits = self.permits.clone();
         loop {
-            let free = permits.available_permits();
-            let jobs = if free == 0 { Ok(Vec::new()) } else { self.store.lease(now_ms(), free, LEASE_MS).await };
+            // The permits first, then as many jobs: a leased job starts at
+            // once, while its lease is fresh, never after waiting for a
+            // permit that direct dispatch took meanwhile (its lease could
+            // run out mid-attempt and the job be sent twice at once).
+            let free = permits.available_permits() as u32;
+            let mut held = if free == 0 { None } else { permits.clone().try_acquire_many_owned(free).ok() };
+            let jobs = match &held {
+                Some(h) => self.store.lease(now_ms(), h.num_permits(), LEASE_MS).await,
+                None => Ok(Vec::new()),
+            };
             let jobs = match jobs {
                 Ok(j) => j,
                 Err(e) => {
                     self.logger.log(Level::Error, "leasing jobs failed", json!({"error": e.to_string()}));
+                    drop(held);
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
             };
             if jobs.is_empty() {
+                drop(held);
                 let wait = match self.store.next_due() {
                     Ok(Some(due)) => (due - now_ms()).clamp(1, 250) as u64,
                     _ => 250,
@@ -212,7 +222,7 @@ impl Runtime {
                 continue;
             }
             for job in jobs {
-                let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                let Some(permit) = held.as_mut().and_then(|h| h.split(1)) else { return };
                 let rt = self.clone();
                 tokio::spawn(async move {
                     rt.process(job).await;
@@ -450,8 +460,16 @@ impl DeliveryPorts for Runtime {
         &self.settings
     }
 
+    /// From the cache; a miss is read from the store: a subscription's
+    /// commit is visible to the workers (who may lease its verification
+    /// job) a moment before `save_subscription` puts it in the cache, and
+    /// a miss must not drop that job as "deleted". The store's answer is
+    /// not cached here (a delete racing this read could be undone).
     async fn subscription(&self, id: &str) -> Result<Option<Arc<Subscription>>, Error> {
-        Ok(self.subs.get(id))
+        if let Some(s) = self.subs.get(id) {
+            return Ok(Some(s));
+        }
+        Ok(self.store.subscription(id)?.map(Arc::new))
     }
 
     fn secrets<'a>(&'a self, _sub: Option<&'a Subscription>) -> DeliverySecrets<'a> {

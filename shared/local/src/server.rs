@@ -93,7 +93,10 @@ pub async fn serve(
         let read_timeout = limits.read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // HTTP/1 only: detecting HTTP/2 reads the connection's first
+            // bytes with no timeout, so 2,048 silent connections would
+            // hold every slot (webhook senders speak HTTP/1.1).
+            let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
             builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout);
             let _ = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).await;
         });

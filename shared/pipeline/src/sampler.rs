@@ -36,14 +36,14 @@ pub enum Sampled {
 }
 
 impl Sampler {
-    /// Decides for a request received at `now_ms`. A clock that steps back
-    /// stays in the window it was in (a step back does not open a new
-    /// budget).
+    /// Decides for a request received at `now_ms`. A clock that jumps, either
+    /// way, starts a new window: a jump forward and back must not silence
+    /// the log until the clock catches up (the budget stays 20 a window).
     pub fn sample(&self, now_ms: i64) -> Sampled {
         let minute = now_ms.div_euclid(60_000);
         let mut w = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut dropped_before = 0;
-        if minute > w.minute {
+        if minute != w.minute {
             dropped_before = std::mem::take(&mut w.dropped);
             w.minute = minute;
             w.kept = 0;
@@ -75,12 +75,13 @@ mod tests {
     }
 
     #[test]
-    fn a_clock_stepping_back_opens_no_new_budget() {
+    fn a_clock_that_jumps_ahead_and_back_does_not_silence_the_log() {
         let s = Sampler::default();
         let t0 = 1_800_000_000_000;
+        assert!(matches!(s.sample(t0 + 86_400_000), Sampled::Keep { .. }), "a day ahead");
         for i in 0..PER_MINUTE {
-            assert!(matches!(s.sample(t0 + i as i64), Sampled::Keep { .. }));
+            assert!(matches!(s.sample(t0 + i as i64), Sampled::Keep { .. }), "corrected: a new window");
         }
-        assert_eq!(s.sample(t0 - 3_600_000), Sampled::Drop);
+        assert_eq!(s.sample(t0 + 100), Sampled::Drop, "and its budget holds");
     }
 }
