@@ -78,10 +78,12 @@ impl Scrubber {
         out
     }
 
-    /// Scrubs every string of a JSON value, keys included.
+    /// Scrubs every string of a JSON value, keys included, and a number
+    /// that is a secret whole.
     pub fn json(&self, v: &mut Value) {
         match v {
             Value::String(s) => *s = self.text(s),
+            Value::Number(n) if self.needles.contains(&n.to_string()) => *v = Value::String(MASK.into()),
             Value::Array(items) => items.iter_mut().for_each(|i| self.json(i)),
             Value::Object(map) => {
                 let old = std::mem::take(map);
@@ -138,6 +140,16 @@ mod tests {
             json!({"echo": {"authorization": "Bearer sk_live_123"}, "sk_live_123": 1, "n": 5, "list": ["sk_live_123"]});
         s.json(&mut v);
         assert_eq!(v, json!({"echo": {"authorization": "Bearer ***"}, "***": 1, "n": 5, "list": ["***"]}));
+    }
+
+    #[test]
+    fn a_parsed_body_keeps_its_structure() {
+        // A numeric secret inside a longer number, or spelling `true`: the
+        // JSON stays JSON; a number that is the secret whole is masked.
+        let s = Scrubber::new(["1234", "true"], []);
+        let mut v = json!({"amount": 12345, "ok": true, "pin": 1234, "note": "pin 1234"});
+        s.json(&mut v);
+        assert_eq!(v, json!({"amount": 12345, "ok": true, "pin": "***", "note": "pin ***"}));
     }
 
     #[test]

@@ -257,11 +257,17 @@ impl Sender {
                 Err(_) => break,
             }
         }
-        // Scrubbed as text, then cut to the capture's size, then again
-        // once parsed: JSON may spell a secret with escapes no needle has
-        // (`\u0026`, `\/`), which parsing undoes.
-        let text = scrub.text(&String::from_utf8_lossy(&bytes));
-        let mut response = CapturedResponse::new(status, headers, hookflow_core::text::head(&text, MAX_CAPTURE));
+        // A whole JSON body is scrubbed once parsed, string by string: its
+        // structure cannot break (a secret `1234` inside `12345`), and
+        // escapes no needle has (`\u0026`, `\/`) are undone. Anything else
+        // (text, or JSON cut at the capture's size) is scrubbed as text,
+        // then cut.
+        let text = String::from_utf8_lossy(&bytes);
+        let mut response = if bytes.len() <= MAX_CAPTURE {
+            CapturedResponse::new(status, headers, &text)
+        } else {
+            CapturedResponse::new(status, headers, hookflow_core::text::head(&scrub.text(&text), MAX_CAPTURE))
+        };
         scrub.json(&mut response.body);
         Attempt {
             result: AttemptResult { response: Some(response), retry_after, error: None },
