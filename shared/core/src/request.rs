@@ -172,6 +172,16 @@ pub struct OutboundRequest {
 }
 
 impl OutboundRequest {
+    /// The names of the secrets the request carries (URL, then headers), in
+    /// order, with repeats.
+    pub fn secret_names(&self) -> Vec<&str> {
+        let mut names = self.url.secret_names();
+        for (_, value) in &self.headers {
+            names.extend(value.secret_names());
+        }
+        names
+    }
+
     pub fn header(&self, name: &str) -> Option<&SecretText> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }

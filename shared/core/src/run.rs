@@ -335,11 +335,7 @@ impl Delivery {
     /// Why the request may not go to `host` with the secrets it carries:
     /// a secret bound to other hosts (the name, or its part before `#`).
     pub fn secret_refused(&self, host: &str) -> Option<String> {
-        let mut names = self.request.url.secret_names();
-        for (_, value) in &self.request.headers {
-            names.extend(value.secret_names());
-        }
-        names.into_iter().find_map(|name| {
+        self.request.secret_names().into_iter().find_map(|name| {
             let rule = self.secret_hosts.get(name).or_else(|| self.secret_hosts.get(name.split('#').next()?))?;
             (!rule.allows(host))
                 .then(|| format!("secret `{name}` may be sent only to {}, not to {host}", rule.hosts.join(", ")))
@@ -640,11 +636,8 @@ fn secret_hosts(flow: &Flow, request: &OutboundRequest) -> BTreeMap<String, Secr
     if flow.secrets.is_empty() {
         return BTreeMap::new();
     }
-    let mut names = request.url.secret_names();
-    for (_, value) in &request.headers {
-        names.extend(value.secret_names());
-    }
-    names
+    request
+        .secret_names()
         .into_iter()
         .filter_map(|n| n.split('#').next())
         .filter_map(|n| flow.secrets.get(n).map(|r| (n.to_string(), r.clone())))

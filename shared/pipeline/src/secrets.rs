@@ -11,19 +11,11 @@ pub type SecretValues = HashMap<String, String>;
 /// The names of the secrets `d` uses: its URL and header placeholders and
 /// its signing secret.
 pub fn names(d: &Delivery) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut note = |n: &str| {
+    let mut names: Vec<String> = Vec::new();
+    for n in d.request.secret_names().into_iter().chain(d.sign.as_ref().map(|s| s.secret.as_str())) {
         if !names.iter().any(|x| x == n) {
             names.push(n.to_string());
         }
-        Ok::<_, String>(String::new())
-    };
-    let _ = d.request.url.resolve(&mut note);
-    for (_, value) in &d.request.headers {
-        let _ = value.resolve(&mut note);
-    }
-    if let Some(spec) = &d.sign {
-        let _ = note(&spec.secret);
     }
     names
 }
