@@ -25,6 +25,7 @@ use hookflow_aws::Error;
 use hookflow_aws::batch::{Received, each_message};
 use hookflow_aws::queue::Message;
 use hookflow_aws::store::Store;
+use hookflow_aws::table::StoredRun;
 use hookflow_core::commit::{JobKind, RunJob};
 use hookflow_core::engine;
 use hookflow_core::engine::Level;
@@ -65,7 +66,7 @@ impl Executor {
         }
         let job: RunJob =
             serde_json::from_str(&m.payload).map_err(|e| Error::Malformed(format!("message {}: {e}", m.id)))?;
-        let Some((run, outbox)) = self.store.table.load_run_outbox(&job.run_id).await? else {
+        let Some(StoredRun { run, outbox, log }) = self.store.table.load_stored(&job.run_id).await? else {
             return self.drop_message(&m, "its run does not exist");
         };
         let flow = self.store.table.by_id(&run.tenant, &run.flow_id).await?;
@@ -106,6 +107,6 @@ impl Executor {
             out.commit.runs.clear();
         }
         self.logger.lines(out.lines);
-        self.store.apply_from(out.commit, Some(&m.id), SystemClock.now_ms()).await
+        self.store.apply_from(out.commit, Some(&m.id), Some(&log), SystemClock.now_ms()).await
     }
 }

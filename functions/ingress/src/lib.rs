@@ -22,6 +22,7 @@ use std::time::Duration;
 use hookflow_aws::outbox::ACCEPTED;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
+use hookflow_aws::table::StoredRun;
 use hookflow_aws::{Error, metrics};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, LogEntry};
@@ -114,7 +115,7 @@ impl InboundPorts for Ingress {
         // The claim outlives the longest this function can take.
         let (claim, run) = self.store.table.claim_run(scope, now_ms, Duration::from_secs(60)).await?;
         if let (Claim::Completed(_), Some(run)) = (&claim, run)
-            && let Some((_, outbox)) = self.store.table.load_run_outbox(&run).await?
+            && let Some(StoredRun { outbox, .. }) = self.store.table.load_stored(&run).await?
             && outbox.caused_by(ACCEPTED)
         {
             self.store.redrive(&outbox, SystemClock.now_ms()).await?;
@@ -139,7 +140,8 @@ impl InboundPorts for Ingress {
             hookflow_pipeline::inline::settle(&self.secrets, &self.sender, &SystemClock, flow, accepted, idem.as_ref())
                 .await;
         let lines = std::mem::take(&mut out.lines);
-        self.store.apply_from(out.commit, Some(ACCEPTED), SystemClock.now_ms()).await?;
+        // A new run: its item keeps its log from the start.
+        self.store.apply_from(out.commit, Some(ACCEPTED), Some(""), SystemClock.now_ms()).await?;
         self.lines(lines);
         Ok(admitted)
     }

@@ -6,8 +6,8 @@
 //! | current flow | `FLOW#{tenant}#{flow_id}` | `CURRENT` | a run going on (`by_id`) |
 //! | trigger route | `ROUTE#{tenant}#{path}` | `ROUTE` | every inbound request: one `GetItem`, no index |
 //! | flow started by events | `EVENTFLOWS#{tenant}` | `{flow_id}` | a publish (one `Query`) |
-//! | run | `RUN#{run_id}` | `RUN` | the executor, `hookflow runs show` |
-//! | a run's log entry | `RUN#{run_id}` | `LOG#{at:013}#{n:03}#{unique}` | `hookflow runs show` (one `Query`) |
+//! | run (its state, its last commit's outbox and, up to 64 KiB, its log entries: one compressed `doc`) | `RUN#{run_id}` | `RUN` | the executor, `hookflow runs show` |
+//! | a run's log entry not kept in the run's item (an attempt, or past the bound) | `RUN#{run_id}` | `LOG#{at:013}#{n:03}#{unique}` | `hookflow runs show` (one `Query` of the partition) |
 //! | inbound log entry (every request: rejected, duplicate, or the copy of a run's `inbound` entry) | `LOG#{tenant}#{hour}` | `{at:013}#{n:03}#{unique}` | `hookflow logs --table`: a tenant's requests by hour, then each run's timeline |
 //! | idempotency key | `IDEM#{scope}` | `IDEM` | the ingress (conditional put) |
 //! | dead delivery | `DEAD` | `{tenant}#{delivery_id}` | `hookflow dead list/replay` (one `Query`; dead deliveries are rare, one partition holds them) |

@@ -22,8 +22,13 @@
 //! last message caused can make; an event's is removed once sent.
 //! Messages sent twice are harmless: job ids are derived, a delivery keeps
 //! its `webhook-id`, a run ignores an input it has applied.
+//!
+//! A run's outbox also carries the commit's log items that are not in the
+//! run's item (the copy of an `inbound` entry under its tenant and hour):
+//! they are written after the run, outside its write, and again by the
+//! redo, under the same keys.
 
-use hookflow_core::commit::JobKind;
+use hookflow_core::commit::{JobKind, LogEntry};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -41,6 +46,18 @@ pub struct Outbox {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cause: String,
     pub messages: Vec<Message>,
+    /// Log items to write once the commit is ([`LogCopy`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<LogCopy>,
+}
+
+/// A log entry written after its commit, with its key (so that writing it
+/// again replaces it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogCopy {
+    pub pk: String,
+    pub sk: String,
+    pub entry: LogEntry,
 }
 
 /// The stored form: a body that several deliveries send (an event fanned
@@ -55,6 +72,8 @@ struct Stored {
     messages: Vec<Message>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     bodies: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    log: Vec<LogCopy>,
 }
 
 /// Bodies shorter than this are left in their message.
@@ -74,7 +93,12 @@ impl Outbox {
 
     /// As stored (JSON text), a body sent by several deliveries kept once.
     pub fn to_text(&self) -> Result<String, Error> {
-        let mut stored = Stored { cause: self.cause.clone(), messages: self.messages.clone(), bodies: Vec::new() };
+        let mut stored = Stored {
+            cause: self.cause.clone(),
+            messages: self.messages.clone(),
+            bodies: Vec::new(),
+            log: self.log.clone(),
+        };
         if self.messages.len() > 1 {
             for m in stored.messages.iter_mut().filter(|m| m.kind == JobKind::Delivery) {
                 let Ok(mut job) = serde_json::from_str::<Value>(&m.payload) else { continue };
@@ -112,7 +136,7 @@ impl Outbox {
                 m.payload = job.to_string();
             }
         }
-        Ok(Outbox { cause: stored.cause, messages: stored.messages })
+        Ok(Outbox { cause: stored.cause, messages: stored.messages, log: stored.log })
     }
 }
 
@@ -134,12 +158,12 @@ mod tests {
             tenant: "acme".into(),
             group: None,
         };
-        let o = Outbox { cause: String::new(), messages: (0..20).map(job).collect() };
+        let o = Outbox { cause: String::new(), messages: (0..20).map(job).collect(), log: vec![] };
         let text = o.to_text().unwrap();
         assert!(text.len() < 2 * body.len(), "20 copies of a 40 KiB body in {} bytes", text.len());
         assert_eq!(Outbox::from_text(&text).unwrap(), o, "read back whole");
         // One message keeps its body in place; so does a short body.
-        let one = Outbox { cause: "c".into(), messages: vec![job(1)] };
+        let one = Outbox { cause: "c".into(), messages: vec![job(1)], log: vec![] };
         assert!(one.to_text().unwrap().contains(&body));
         assert_eq!(Outbox::from_text(&one.to_text().unwrap()).unwrap(), one);
         // A message naming a body that is not there is refused.
@@ -158,7 +182,7 @@ mod tests {
             tenant: "acme".into(),
             group: None,
         };
-        let o = Outbox { cause: "r:run_1:start".into(), messages: vec![m] };
+        let o = Outbox { cause: "r:run_1:start".into(), messages: vec![m], log: vec![] };
         let back = Outbox::from_text(&o.to_text().unwrap()).unwrap();
         assert_eq!(back, o);
         assert!(back.caused_by("r:run_1:start"));

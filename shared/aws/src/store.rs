@@ -1,6 +1,6 @@
 //! The table and the queues together as the engine's run store.
 //!
-//! A [`Commit`] is applied in order: the table's part in one transaction
+//! A [`Commit`] is applied in order: the table's part in one write
 //! ([`Table::write`]), then its jobs on SQS — and a rescheduled delivery as
 //! a new message due at its retry time (SQS consumers delete the message
 //! they were given; nothing else needs doing for a job that is done).
@@ -50,14 +50,22 @@ impl Store {
     /// A job too large for a message refuses the whole commit before any
     /// of it is written ([`Error::TooLarge`]).
     pub async fn apply(&self, c: Commit, now_ms: i64) -> Result<(), Error> {
-        self.apply_from(c, None, now_ms).await
+        self.apply_from(c, None, None, now_ms).await
     }
 
     /// Applies `c`, made by the input `cause` (the job id of the message
     /// that carried it, or [`crate::outbox::ACCEPTED`]): a commit of one
     /// run keeps its messages in the run's item, for that input to send
-    /// again if it comes back ([`Store::redrive`]).
-    pub async fn apply_from(&self, mut c: Commit, cause: Option<&str>, now_ms: i64) -> Result<(), Error> {
+    /// again if it comes back ([`Store::redrive`]), and its log there too
+    /// when `prior` is the log the item kept as it was read
+    /// ([`crate::table::StoredRun::log`]; `Some("")` for a new run).
+    pub async fn apply_from(
+        &self,
+        mut c: Commit,
+        cause: Option<&str>,
+        prior: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), Error> {
         let mut jobs = std::mem::take(&mut c.jobs);
         if let Some((id, payload, due)) = c.reschedule.take() {
             let tenant = serde_json::from_str::<hookflow_core::commit::DeliveryJob>(&payload)
@@ -76,13 +84,21 @@ impl Store {
         let messages = self.queues.prepare(&jobs)?;
         let of_run = c.event.is_none() && c.runs.len() == 1 && cause.is_some();
         let outbox = outbox(&c, cause, &messages);
-        self.table.write_holding(&c, None, outbox.as_ref(), now_ms).await?;
+        self.table.write_holding(&c, None, outbox.as_ref(), prior, now_ms).await?;
         let sent = !messages.is_empty();
-        if of_run {
-            self.send_last_one_last(messages, now_ms).await?;
-        } else {
-            self.send_published(&c, messages, now_ms).await?;
-        }
+        let send = async {
+            if of_run {
+                self.send_last_one_last(messages, now_ms).await
+            } else {
+                self.send_published(&c, messages, now_ms).await
+            }
+        };
+        // The log items the outbox carries, beside the send (neither waits
+        // on the other; the redo does both again).
+        let copies = outbox.as_ref().map_or(&[][..], |o| &o.log[..]);
+        let (sent_result, copied) = tokio::join!(send, self.table.write_copies(copies));
+        sent_result?;
+        copied?;
         if let Some((scope, ..)) = c.idempotency.as_ref().filter(|_| sent) {
             let _ = self.table.idempotency_sent(scope).await;
         }
@@ -114,11 +130,14 @@ impl Store {
     }
 
     /// Sends an outbox again: its commit was written, its send may not
-    /// have finished ([`crate::outbox`]); a run's last one last. Returns
-    /// how many messages.
+    /// have finished ([`crate::outbox`]); a run's last one last; and
+    /// writes its log items again. Returns how many messages.
     pub async fn redrive(&self, outbox: &Outbox, now_ms: i64) -> Result<usize, Error> {
         let n = outbox.messages.len();
-        self.send_last_one_last(Outgoing::of_messages(&outbox.messages)?, now_ms).await?;
+        let send = async { self.send_last_one_last(Outgoing::of_messages(&outbox.messages)?, now_ms).await };
+        let (sent, copied) = tokio::join!(send, self.table.write_copies(&outbox.log));
+        sent?;
+        copied?;
         Ok(n)
     }
 
@@ -165,7 +184,7 @@ impl Store {
             None => was_held.then(|| Hold::Release(job_id.to_string())),
         };
         let messages = self.queues.prepare(&c.jobs)?;
-        self.table.write_holding(&c, hold, outbox(&c, None, &messages).as_ref(), now_ms).await?;
+        self.table.write_holding(&c, hold, outbox(&c, None, &messages).as_ref(), None, now_ms).await?;
         self.send_published(&c, messages, now_ms).await?;
         Ok(retry.map(|held| held.due))
     }
@@ -187,8 +206,13 @@ impl Store {
 }
 
 /// The outbox a commit keeps ([`crate::outbox`]): a publish's, or one
-/// run's when an input caused it.
+/// run's when an input caused it (with the tenant copies of its log).
 fn outbox(c: &Commit, cause: Option<&str>, messages: &Outgoing) -> Option<Outbox> {
-    let keeps = (c.event.is_some() && !messages.is_empty()) || (c.runs.len() == 1 && cause.is_some());
-    keeps.then(|| Outbox { cause: cause.unwrap_or_default().to_string(), messages: messages.messages() })
+    let of_run = c.event.is_none() && c.runs.len() == 1 && cause.is_some();
+    let keeps = (c.event.is_some() && !messages.is_empty()) || of_run;
+    keeps.then(|| Outbox {
+        cause: cause.unwrap_or_default().to_string(),
+        messages: messages.messages(),
+        log: if of_run { Table::tenant_copies(&c.log) } else { Vec::new() },
+    })
 }

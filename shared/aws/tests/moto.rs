@@ -536,8 +536,8 @@ async fn a_run_commit_keeps_its_messages_as_its_outbox_and_they_can_be_sent_agai
     let mut commit = Commit { jobs: vec![delivery_job(&flow)], ..Default::default() };
     commit.run(&run);
     let now = now_ms();
-    store.apply_from(commit, Some("r:x:start"), now).await.unwrap();
-    let (_, outbox) = store.table.load_run_outbox(&run.id).await.unwrap().expect("run stored");
+    store.apply_from(commit, Some("r:x:start"), Some(""), now).await.unwrap();
+    let outbox = store.table.load_stored(&run.id).await.unwrap().map(|s| s.outbox).expect("run stored");
     assert!(outbox.caused_by("r:x:start"));
     assert_eq!(outbox.messages.len(), 1);
     assert_eq!(receive(&sqs, &p.deliveries_queue_url).await.len(), 1, "sent once by the commit");
@@ -551,7 +551,7 @@ async fn a_run_commit_keeps_its_messages_as_its_outbox_and_they_can_be_sent_agai
     later.revision += 1;
     plain.run(&later);
     store.apply(plain, now).await.unwrap();
-    let (_, outbox) = store.table.load_run_outbox(&run.id).await.unwrap().unwrap();
+    let outbox = store.table.load_stored(&run.id).await.unwrap().map(|s| s.outbox).unwrap();
     assert_eq!(outbox, hookflow_aws::outbox::Outbox::default());
 }
 
@@ -606,8 +606,114 @@ async fn a_publish_keeps_its_fan_out_until_sent_and_an_item_over_400_kb_is_refus
     run.trigger["raw_body"] = serde_json::Value::String(noise(900 * 1024, 0x9E37_79B9_7F4A_7C15));
     let mut commit = Commit::default();
     commit.run(&run);
-    let err = store.apply_from(commit, Some("accepted"), now).await.unwrap_err();
+    let err = store.apply_from(commit, Some("accepted"), Some(""), now).await.unwrap_err();
     assert!(matches!(err, hookflow_aws::Error::TooLarge(_)), "{err}");
     assert!(err.to_string().contains(&run.id), "names the item: {err}");
     assert!(store.table.load_run(&run.id).await.unwrap().is_none());
+}
+
+/// An entry of `run` of `kind` at `at`, with `detail`.
+fn entry(run: &Run, at: i64, kind: hookflow_core::commit::EntryKind, detail: serde_json::Value) -> LogEntry {
+    LogEntry::for_run(run, at, kind, "accepted", detail)
+}
+
+#[tokio::test]
+async fn a_runs_log_is_kept_in_its_item_its_tenant_copy_rewritten_by_the_redo_and_a_long_log_spills() {
+    use hookflow_core::commit::EntryKind;
+    let (conf, p) = setup(5).await;
+    let store = store_of(&conf, &p);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let (run, _) = hookflow_core::run::advance(&flow, run_of(&flow), Input::Start).unwrap();
+    let now = now_ms();
+    let inbound = entry(
+        &run,
+        now,
+        EntryKind::Inbound,
+        serde_json::json!({"method": "POST", "path": "/hooks/a",
+        "headers": {"x": "y"}, "body": "the body"}),
+    );
+    let mut commit = Commit { jobs: vec![delivery_job(&flow)], log: vec![inbound.clone()], ..Default::default() };
+    commit.run(&run);
+    commit.log.push(entry(&run, now + 1, EntryKind::Step, serde_json::json!({"step": "s"})));
+    // The commit is written, and the process dies before its tenant copy
+    // is: the run's entries are there (in its item), the request is not
+    // yet listed under its tenant.
+    let copies = Table::tenant_copies(&commit.log);
+    assert_eq!(copies.len(), 1, "one inbound entry, one copy");
+    let outbox = hookflow_aws::outbox::Outbox { cause: "accepted".into(), messages: vec![], log: copies };
+    store.table.write_holding(&commit, None, Some(&outbox), Some(""), now).await.unwrap();
+    let kept = store.table.run_entries(&run.id, now).await.unwrap();
+    assert_eq!(kept, commit.log, "both entries, kept in the run's item");
+    assert!(store.table.tenant_log(&run.tenant, now - 1000, now + 1000, 10).await.unwrap().is_empty());
+    // The input comes back and sends the outbox again: the copy is
+    // written, twice under one key, so listed once.
+    let stored = store.table.load_stored(&run.id).await.unwrap().expect("run stored");
+    assert_eq!(stored.outbox, outbox);
+    store.redrive(&stored.outbox, now).await.unwrap();
+    store.redrive(&stored.outbox, now).await.unwrap();
+    let listed = store.table.tenant_log(&run.tenant, now - 1000, now + 1000, 10).await.unwrap();
+    assert_eq!(listed, kept, "the run found through its request");
+    let copies = aws_sdk_dynamodb::Client::new(&conf)
+        .query()
+        .table_name(&p.table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("LOG#{}#{}", run.tenant, now / 3_600_000)),
+        )
+        .send()
+        .await
+        .unwrap();
+    let items = copies.items();
+    assert_eq!(items.len(), 1, "written twice, kept once: {items:?}");
+    assert!(!format!("{items:?}").contains("the body"), "a light copy: {items:?}");
+
+    // The next commit carries the kept log on, and adds its entries.
+    let mut next = run.clone();
+    next.revision += 1;
+    let mut commit = Commit::default();
+    commit.run(&next);
+    commit.log.push(entry(&next, now + 2, EntryKind::Run, serde_json::json!({"n": 3})));
+    store.apply_from(commit, Some("r:x:1"), Some(&stored.log), now).await.unwrap();
+    let kept = store.table.run_entries(&run.id, now).await.unwrap();
+    assert_eq!(kept.iter().map(|e| e.at - now).collect::<Vec<_>>(), [0, 1, 2]);
+
+    // An entry that would take the kept log past its bound is an item of
+    // its own; the kept ones stay, and all are listed in order.
+    let stored = store.table.load_stored(&run.id).await.unwrap().unwrap();
+    let mut last = next.clone();
+    last.revision += 1;
+    let mut commit = Commit::default();
+    commit.run(&last);
+    let big = "z".repeat(hookflow_aws::table::EMBEDDED_LOG_MAX);
+    commit.log.push(entry(&last, now + 3, EntryKind::Step, serde_json::json!({"big": big})));
+    store.apply_from(commit, Some("r:x:2"), Some(&stored.log), now).await.unwrap();
+    let after = store.table.load_stored(&run.id).await.unwrap().unwrap();
+    assert_eq!(after.log, stored.log, "the kept log is carried on unchanged");
+    let kept = store.table.run_entries(&run.id, now).await.unwrap();
+    assert_eq!(kept.iter().map(|e| e.at - now).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    assert_eq!(kept[3].detail["big"].as_str().map(str::len), Some(big.len()));
+}
+
+#[tokio::test]
+async fn a_one_item_commit_written_again_after_its_answer_was_lost_is_done_and_another_writer_conflicts() {
+    let (conf, p) = setup(5).await;
+    let table = Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 14);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let run = run_of(&flow);
+    let mut commit = Commit::default();
+    commit.run(&run);
+    let now = now_ms();
+    table.write_holding(&commit, None, None, Some(""), now).await.unwrap();
+    // The SDK's retry of the same put (its first answer lost): it finds
+    // its own item, and is answered as written.
+    table.write_holding(&commit, None, None, Some(""), now).await.unwrap();
+    // Another writer of the same revision loses.
+    let mut other = run.clone();
+    other.trigger["raw_body"] = serde_json::Value::String("another".into());
+    let mut commit = Commit::default();
+    commit.run(&other);
+    let err = table.write_holding(&commit, None, None, Some(""), now).await.unwrap_err();
+    assert!(matches!(err, hookflow_aws::Error::Conflict(_)), "{err}");
+    assert_eq!(table.load_run(&run.id).await.unwrap().unwrap().trigger, run.trigger);
 }

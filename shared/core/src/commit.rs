@@ -230,6 +230,7 @@ pub enum EntryKind {
     /// An event published.
     Event,
     /// A kind this version does not know (read from a newer store).
+    #[serde(other)]
     Other,
 }
 
@@ -272,8 +273,10 @@ impl std::fmt::Display for EntryKind {
     }
 }
 
-/// One request-log entry.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// One request-log entry (read back by the stores that keep entries as
+/// JSON, such as a run's item on AWS).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LogEntry {
     pub at: i64,
     pub kind: EntryKind,

@@ -1,18 +1,31 @@
 //! The request log: a run's entries, a tenant's requests by hour.
 
+use super::write::RunDoc;
 use super::*;
 
 impl Table {
-    /// Log entries of a run, oldest first, without expired ones.
+    /// Log entries of a run, oldest first, without expired ones: those its
+    /// item keeps and those of their own, in one `Query`.
     pub async fn run_entries(&self, run_id: &str, now_ms: i64) -> Result<Vec<LogEntry>, Error> {
         let items = self
             .query_all(
-                "pk = :pk AND begins_with(sk, :log)",
+                "pk = :pk",
                 Some("expires_at > :now"),
-                &[(":pk", s(keys::run(run_id))), (":log", s("LOG#")), (":now", n(now_ms / 1000))],
+                &[(":pk", s(keys::run(run_id))), (":now", n(now_ms / 1000))],
             )
             .await?;
-        Ok(items.iter().map(entry_of).collect())
+        let mut out = Vec::new();
+        for item in &items {
+            if get_s(item, "sk") == Some(keys::RUN) {
+                // An unreadable kept log is shown as none rather than
+                // failing the listing.
+                out.extend(RunDoc::of_item(item, run_id).and_then(|d| d.entries()).unwrap_or_default());
+            } else {
+                out.push(entry_of(item));
+            }
+        }
+        out.sort_by_key(|e| e.at);
+        Ok(out)
     }
 
     /// The requests a tenant received from `since_ms` on (every inbound

@@ -1,10 +1,11 @@
 //! DynamoDB: flows and trigger routes, runs, the request log, idempotency
 //! keys and dead deliveries, in one table (key shapes in [`crate::keys`]).
 //!
-//! The table's part of a [`Commit`] becomes one `TransactWriteItems` (the
-//! run's new state with its log entries, idempotency record and dead
-//! delivery: all or nothing), split in chunks of 100 items only when a
-//! commit carries more. [`crate::store::Store`] sends its jobs after.
+//! The table's part of a [`Commit`] is one write, all or nothing: a
+//! conditional `PutItem` when it is one item (a run with its outbox and
+//! its log entries kept in its item), else one `TransactWriteItems` (split
+//! in chunks of 100 items only when a commit carries more).
+//! [`crate::store::Store`] sends its jobs after.
 //!
 //! One entity a file: `flows`, `idempotency`, `runs`, `log`, `dead`,
 //! `subscriptions`, `events`, and `write` (the items of a commit and the
@@ -17,7 +18,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, PutRequest, ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
+};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, EventRow, LogEntry, SubscriptionRow};
 use hookflow_core::run::{Reply, Run};
@@ -25,7 +28,7 @@ use hookflow_core::subscription::{Event, Subscription};
 use serde_json::Value;
 
 use crate::cache::TtlCache;
-use crate::outbox::Outbox;
+use crate::outbox::{LogCopy, Outbox};
 use crate::{Error, keys};
 
 mod dead;
@@ -38,7 +41,8 @@ mod subscriptions;
 mod write;
 
 pub use hookflow_core::ports::Claim;
-pub use write::{Held, Hold};
+pub use runs::StoredRun;
+pub use write::{EMBEDDED_LOG_MAX, Held, Hold};
 
 type Item = HashMap<String, AttributeValue>;
 

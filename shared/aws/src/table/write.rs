@@ -4,27 +4,71 @@ use super::*;
 
 impl Table {
     /// A log entry's items: under its run, or under its tenant and hour
-    /// when it has no run. A run's `inbound` entry gets a light copy (no
-    /// headers or body) under its tenant and hour too, so that one `Query`
-    /// per hour finds every request a tenant received (`hookflow logs`).
-    pub(super) fn log_items(&self, e: &LogEntry, n_in_commit: usize) -> Vec<Item> {
-        let unique = uuid::Uuid::now_v7().simple().to_string();
-        let tenant_log = || {
-            (
-                keys::tenant_log(e.tenant.as_deref().unwrap_or("-"), e.at),
-                keys::tenant_log_sort(e.at, n_in_commit, &unique),
-            )
+    /// when it has no run; with `copy`, a run's `inbound` entry also gets
+    /// its light copy ([`Table::tenant_copy`]).
+    pub(super) fn log_items(&self, e: &LogEntry, n_in_commit: usize, copy: bool) -> Vec<Item> {
+        let Some(run) = &e.run_id else {
+            let unique = uuid::Uuid::now_v7().simple().to_string();
+            let pk = keys::tenant_log(e.tenant.as_deref().unwrap_or("-"), e.at);
+            return vec![self.log_item(e, (pk, keys::tenant_log_sort(e.at, n_in_commit, &unique)), &e.detail)];
         };
-        let Some(run) = &e.run_id else { return vec![self.log_item(e, tenant_log(), &e.detail)] };
+        let unique = uuid::Uuid::now_v7().simple().to_string();
         let mut items = vec![self.log_item(e, (keys::run(run), keys::run_log(e.at, n_in_commit, &unique)), &e.detail)];
-        if e.kind == hookflow_core::commit::EntryKind::Inbound {
-            let light: serde_json::Map<String, Value> = ["method", "path", "source_ip"]
-                .iter()
-                .filter_map(|k| e.detail.get(*k).map(|v| (k.to_string(), v.clone())))
-                .collect();
-            items.push(self.log_item(e, tenant_log(), &Value::Object(light)));
+        if copy && let Some(c) = tenant_copy(e, n_in_commit) {
+            items.push(self.log_item(&c.entry, (c.pk, c.sk), &c.entry.detail));
         }
         items
+    }
+
+    /// The light copies (no headers or body) of a commit's `inbound`
+    /// entries of runs, under their tenant and hour, so that one `Query`
+    /// per hour finds every request a tenant received (`hookflow logs`).
+    pub fn tenant_copies(log: &[LogEntry]) -> Vec<LogCopy> {
+        log.iter().enumerate().filter_map(|(i, e)| tenant_copy(e, i)).collect()
+    }
+
+    /// Writes log items kept in an outbox ([`crate::outbox`]): after their
+    /// commit, and again by its redo (the same keys: written twice, kept
+    /// once).
+    pub async fn write_copies(&self, copies: &[LogCopy]) -> Result<(), Error> {
+        for chunk in copies.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|c| {
+                    let item = self.log_item(&c.entry, (c.pk.clone(), c.sk.clone()), &c.entry.detail);
+                    let put = PutRequest::builder().set_item(Some(item)).build();
+                    put.map(|p| WriteRequest::builder().put_request(p).build())
+                        .map_err(|e| Error::Malformed(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            // What DynamoDB leaves unprocessed (throttling) is sent again, a
+            // few times; then the redo is left to do it.
+            for attempt in 0..4 {
+                if requests.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.name, std::mem::take(&mut requests))
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("DynamoDB", "BatchWriteItem", e))?;
+                requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.name)).unwrap_or_default();
+            }
+            if !requests.is_empty() {
+                return Err(Error::Aws {
+                    service: "DynamoDB",
+                    operation: "BatchWriteItem",
+                    message: format!("{} log items left unprocessed (throttled)", requests.len()),
+                    transient: true,
+                });
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn log_item(&self, e: &LogEntry, (pk, sk): (String, String), detail: &Value) -> Item {
@@ -56,10 +100,29 @@ impl Table {
     /// The commit's items, each with the condition it is written under;
     /// the outbox goes into the published event's item, else into the
     /// run's when the commit writes one run ([`crate::outbox`]).
-    pub(super) fn items(&self, c: &Commit, outbox: Option<&Outbox>, now_ms: i64) -> Result<Vec<(Item, Cond)>, Error> {
+    ///
+    /// `prior`: the log kept in the run's item as it was read (JSON, `""`
+    /// for a new run), when the commit writes one run. Its entries of that
+    /// run are then kept in the run's item with the earlier ones (one
+    /// write, compressed with the state they repeat: [`RunDoc`]) while
+    /// they fit [`EMBEDDED_LOG_MAX`]; without it, and past that, each entry
+    /// is an item of its own.
+    pub(super) fn items(
+        &self,
+        c: &Commit,
+        outbox: Option<&Outbox>,
+        prior: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<(Item, Cond)>, Error> {
         let unsent = outbox.is_some_and(|o| !o.messages.is_empty());
         let outbox = outbox.map(Outbox::to_text).transpose()?;
         let in_run = c.event.is_none() && c.runs.len() == 1;
+        let run_id = c.runs.first().filter(|_| in_run).map(|r| r.id.as_str());
+        let own = |e: &LogEntry| run_id.is_some() && e.run_id.as_deref() == run_id;
+        let embedded = match prior.filter(|_| in_run) {
+            Some(prior) => embed(prior, c.log.iter().filter(|e| own(e)))?,
+            None => None,
+        };
         let mut items = Vec::new();
         for r in &c.runs {
             let mut item = key(keys::run(&r.id), keys::RUN);
@@ -67,17 +130,32 @@ impl Table {
             item.insert("flow_id".into(), s(r.flow_id.clone()));
             item.insert("event_id".into(), s(r.event_id.clone()));
             item.insert("status".into(), s(r.status));
-            item.insert("state".into(), text(r.state.clone()));
+            let doc = RunDoc {
+                state: r.state.clone(),
+                outbox: outbox.clone().filter(|_| in_run).unwrap_or_default(),
+                log: match (&embedded, prior.filter(|_| in_run)) {
+                    (Some(log), _) => log.clone(),
+                    (None, Some(prior)) => prior.to_string(),
+                    (None, None) => String::new(),
+                },
+            };
+            item.insert("doc".into(), text(doc.to_text()));
             item.insert("updated_at".into(), n(now_ms));
             item.insert("expires_at".into(), n(self.expires_at(now_ms)));
             item.insert("revision".into(), n(r.revision as i64));
-            if let Some(o) = outbox.as_ref().filter(|_| in_run) {
-                item.insert("outbox".into(), text(o.clone()));
-            }
             items.push((item, Cond::Newer(r.revision as i64)));
         }
+        // A run's outbox carries the tenant copies ([`Table::tenant_copies`]).
+        let copies_here = !(in_run && outbox.is_some());
+        let is_embedded = embedded.is_some();
         for (i, e) in c.log.iter().enumerate() {
-            items.extend(self.log_items(e, i).into_iter().map(|item| (item, Cond::None)));
+            if is_embedded && own(e) {
+                if copies_here && let Some(c) = tenant_copy(e, i) {
+                    items.push((self.log_item(&c.entry, (c.pk, c.sk), &c.entry.detail), Cond::None));
+                }
+                continue;
+            }
+            items.extend(self.log_items(e, i, copies_here).into_iter().map(|item| (item, Cond::None)));
         }
         if let Some(EventRow { tenant, id, kind, at, doc, expires_at }) = &c.event {
             let mut item = key(keys::event(tenant, id), keys::EVENT);
@@ -137,24 +215,26 @@ impl Table {
     /// is [`Error::Conflict`]; an event id inside its idempotency window is
     /// [`Error::Duplicate`]; either way nothing of the transaction is written.
     pub async fn write(&self, c: &Commit, now_ms: i64) -> Result<(), Error> {
-        self.write_holding(c, None, None, now_ms).await
+        self.write_holding(c, None, None, None, now_ms).await
     }
 
-    /// [`Table::write`], with the commit's outbox ([`crate::outbox`]) and
-    /// what the commit does to an ordered message's held state, in the same
-    /// transaction. Each transaction carries a `ClientRequestToken`: the
-    /// SDK's retry of one that committed but whose answer was lost is
-    /// answered as the first was, not refused as a conflict.
+    /// [`Table::write`], with the commit's outbox ([`crate::outbox`]), the
+    /// log its run's item keeps (`prior`, see [`Table::items`]) and what
+    /// the commit does to an ordered message's held state, in the same
+    /// write. A commit of one item is one (conditional) `PutItem`: as
+    /// atomic as a transaction of one, at half the price; the SDK's retry
+    /// of one that was written but whose answer was lost finds its own
+    /// item and is answered as the first. A transaction carries a
+    /// `ClientRequestToken` for the same reason.
     pub async fn write_holding(
         &self,
         c: &Commit,
         hold: Option<Hold>,
         outbox: Option<&Outbox>,
+        prior: Option<&str>,
         now_ms: i64,
     ) -> Result<(), Error> {
-        const NEWER: &str = "attribute_not_exists(pk) OR attribute_not_exists(revision) OR revision < :rev";
-        const FREE: &str = "attribute_not_exists(pk) OR #until <= :at";
-        let mut items = self.items(c, outbox, now_ms)?;
+        let mut items = self.items(c, outbox, prior, now_ms)?;
         for (item, _) in &items {
             let size = item_size(item);
             if size > MAX_ITEM_BYTES {
@@ -166,34 +246,17 @@ impl Table {
                 )));
             }
         }
-        if hold.is_none() && items.len() == 1 && matches!(items[0].1, Cond::None) {
-            // One unconditional item (a rejected request's log entry, a
-            // duplicate's): a `PutItem` is as atomic as a transaction of one
-            // and costs half as much (1 write unit per KB, not 2).
-            if let Some((item, _)) = items.pop() {
-                self.client
-                    .put_item()
-                    .table_name(&self.name)
-                    .set_item(Some(item))
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws("DynamoDB", "PutItem", e))?;
-            }
-            return Ok(());
+        if hold.is_none() && items.len() == 1 {
+            let Some((item, cond)) = items.pop() else { return Ok(()) };
+            return self.put_one(c, item, cond).await;
         }
         let mut writes = items
             .into_iter()
             .map(|(item, cond)| {
-                let write = match cond {
-                    Cond::Newer(rev) => put(&self.name, item, Some(NEWER), &[(":rev", n(rev))]),
-                    Cond::Version(prev) => put(
-                        &self.name,
-                        item,
-                        Some("attribute_not_exists(version) OR version = :prev"),
-                        &[(":prev", n(prev))],
-                    ),
-                    Cond::EventFree(at) => put_named(&self.name, item, FREE, &[(":at", n(at))], ("#until", "until")),
-                    Cond::None => put(&self.name, item, None, &[]),
+                let (condition, values, name) = cond.expression();
+                let write = match name {
+                    Some(name) => put_named(&self.name, item, condition.unwrap_or_default(), &values, name),
+                    None => put(&self.name, item, condition, &values),
                 };
                 write.map(|w| (w, cond))
             })
@@ -242,24 +305,12 @@ impl Table {
                         .position(|r| r.code() == Some("ConditionalCheckFailed")),
                     _ => None,
                 });
-                if let Some(i) = failed
-                    && matches!(chunk[i], Cond::EventFree(_))
-                {
-                    let id = c.event.as_ref().map_or("?", |e| e.id.as_str());
-                    return Err(Error::Duplicate(format!("event `{id}` was published already")));
+                if let Some(i) = failed {
+                    return Err(chunk[i].refused(c));
                 }
-                if let Some(i) = failed
-                    && matches!(chunk[i], Cond::Version(_))
-                {
-                    return Err(Error::Conflict(
-                        "the subscription changed meanwhile (a delivery's outcome or another admin); read it and try again"
-                            .into(),
-                    ));
-                }
-                let conflict = failed.is_some()
-                    || e.as_service_error().is_some_and(|s| {
-                        s.is_transaction_canceled_exception() && format!("{s:?}").contains("ConditionalCheckFailed")
-                    });
+                let conflict = e.as_service_error().is_some_and(|s| {
+                    s.is_transaction_canceled_exception() && format!("{s:?}").contains("ConditionalCheckFailed")
+                });
                 return Err(if conflict {
                     Error::Conflict(format!(
                         "run {} was written by another worker",
@@ -271,6 +322,34 @@ impl Table {
             }
         }
         Ok(())
+    }
+
+    /// A commit of one item, as one `PutItem` under the item's condition.
+    async fn put_one(&self, c: &Commit, item: Item, cond: Cond) -> Result<(), Error> {
+        let (condition, values, name) = cond.expression();
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item.clone()))
+            .set_condition_expression(condition.map(String::from))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (k, v) in values {
+            put = put.expression_attribute_values(k, v);
+        }
+        if let Some((placeholder, attribute)) = name {
+            put = put.expression_attribute_names(placeholder, attribute);
+        }
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                // Our own write, answered once already (the SDK's retry of a
+                // put whose answer was lost): done.
+                Some(PutItemError::ConditionalCheckFailedException(f)) if f.item() == Some(&item) => Ok(()),
+                Some(PutItemError::ConditionalCheckFailedException(_)) => Err(cond.refused(c)),
+                _ => Err(Error::aws("DynamoDB", "PutItem", e)),
+            },
+        }
     }
 
     /// An ordered message's held state ([`Hold::Keep`]), if it has been
@@ -285,6 +364,84 @@ impl Table {
             }
             _ => Err(Error::Malformed(format!("held state of {job_id}: attempts, first_at or due missing"))),
         }
+    }
+}
+
+/// The most of a run's log kept in the run's item, as JSON before
+/// compression: beyond it, later entries are items of their own (a long
+/// run's item is rewritten by every commit, and stops at 400 KB).
+pub const EMBEDDED_LOG_MAX: usize = 64 * 1024;
+
+/// A run's log as kept in its item with `entries` added, or `None` when
+/// that would pass [`EMBEDDED_LOG_MAX`].
+fn embed<'a>(prior: &str, entries: impl Iterator<Item = &'a LogEntry>) -> Result<Option<String>, Error> {
+    let mut log: Vec<Value> = if prior.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(prior).map_err(|e| Error::Malformed(format!("a run's kept log: {e}")))?
+    };
+    for e in entries {
+        log.push(serde_json::to_value(e).map_err(|e| Error::Malformed(format!("log entry: {e}")))?);
+    }
+    let text = Value::Array(log).to_string();
+    Ok((text.len() <= EMBEDDED_LOG_MAX).then_some(text))
+}
+
+/// The light copy of a run's `inbound` entry under its tenant and hour.
+fn tenant_copy(e: &LogEntry, n_in_commit: usize) -> Option<LogCopy> {
+    if e.kind != hookflow_core::commit::EntryKind::Inbound || e.run_id.is_none() {
+        return None;
+    }
+    let light: serde_json::Map<String, Value> = ["method", "path", "source_ip"]
+        .iter()
+        .filter_map(|k| e.detail.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect();
+    let unique = uuid::Uuid::now_v7().simple().to_string();
+    Some(LogCopy {
+        pk: keys::tenant_log(e.tenant.as_deref().unwrap_or("-"), e.at),
+        sk: keys::tenant_log_sort(e.at, n_in_commit, &unique),
+        entry: LogEntry { detail: Value::Object(light), ..e.clone() },
+    })
+}
+
+/// What a run's item keeps in its one compressed `doc` attribute, as lines
+/// (JSON text has no raw newline): the run's state, the outbox of its last
+/// commit (empty when none), and its log kept with it (a JSON array; empty
+/// when its entries are items of their own). One attribute, so that the
+/// trigger's body — in the state, in the messages, in the `inbound` entry
+/// — is compressed once (within zlib's 32 KiB window).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct RunDoc {
+    pub state: String,
+    pub outbox: String,
+    pub log: String,
+}
+
+impl RunDoc {
+    pub fn to_text(&self) -> String {
+        format!("{}\n{}\n{}", self.state, self.outbox, self.log)
+    }
+
+    /// A run's item read back; items written before `doc` keep `state` and
+    /// `outbox` apart.
+    pub fn of_item(item: &Item, id: &str) -> Result<Self, Error> {
+        if let Some(doc) = get_text(item, "doc")? {
+            let mut lines = doc.splitn(3, '\n');
+            let state = lines.next().unwrap_or_default().to_string();
+            let outbox = lines.next().unwrap_or_default().to_string();
+            let log = lines.next().unwrap_or_default().to_string();
+            return Ok(RunDoc { state, outbox, log });
+        }
+        let state = get_text(item, "state")?.ok_or_else(|| Error::Malformed(format!("run {id}: no state")))?;
+        Ok(RunDoc { state, outbox: get_text(item, "outbox")?.unwrap_or_default(), log: String::new() })
+    }
+
+    /// The entries kept in the run's item.
+    pub fn entries(&self) -> Result<Vec<LogEntry>, Error> {
+        if self.log.is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(&self.log).map_err(|e| Error::Malformed(format!("a run's kept log: {e}")))
     }
 }
 
@@ -345,6 +502,47 @@ pub(super) enum Cond {
     EventFree(i64),
     /// A subscription: only over this version of it.
     Version(i64),
+}
+
+impl Cond {
+    /// Its condition expression, the values it names, and the attribute
+    /// name it names by placeholder (`until` is a reserved word).
+    #[allow(clippy::type_complexity)]
+    fn expression(
+        self,
+    ) -> (Option<&'static str>, Vec<(&'static str, AttributeValue)>, Option<(&'static str, &'static str)>) {
+        match self {
+            Cond::None => (None, vec![], None),
+            Cond::Newer(rev) => (
+                Some("attribute_not_exists(pk) OR attribute_not_exists(revision) OR revision < :rev"),
+                vec![(":rev", n(rev))],
+                None,
+            ),
+            Cond::EventFree(at) => {
+                (Some("attribute_not_exists(pk) OR #until <= :at"), vec![(":at", n(at))], Some(("#until", "until")))
+            }
+            Cond::Version(prev) => {
+                (Some("attribute_not_exists(version) OR version = :prev"), vec![(":prev", n(prev))], None)
+            }
+        }
+    }
+
+    /// The error of a commit whose item under this condition was refused.
+    fn refused(self, c: &Commit) -> Error {
+        match self {
+            Cond::EventFree(_) => {
+                let id = c.event.as_ref().map_or("?", |e| e.id.as_str());
+                Error::Duplicate(format!("event `{id}` was published already"))
+            }
+            Cond::Version(_) => Error::Conflict(
+                "the subscription changed meanwhile (a delivery's outcome or another admin); read it and try again"
+                    .into(),
+            ),
+            Cond::Newer(_) | Cond::None => {
+                Error::Conflict(format!("run {} was written by another worker", c.runs.first().map_or("?", |r| &r.id)))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
