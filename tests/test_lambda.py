@@ -401,6 +401,7 @@ def test_killing_the_dispatcher_in_the_middle_of_a_batch_loses_nothing(aws):
 SEND = "AmazonSQS.SendMessageBatch"
 TRANSACT = "DynamoDB_20120810.TransactWriteItems"
 PUT = "DynamoDB_20120810.PutItem"
+BATCH_WRITE = "DynamoDB_20120810.BatchWriteItem"
 
 
 @pytest.fixture
@@ -501,6 +502,21 @@ def test_a_run_write_whose_answer_was_lost_is_answered_as_written(aws, faults):
     aws.pump(lambda: any(body_n(b) == 13 for _, p, _, b in list(aws.receiver.arrivals) if p == "/two-b"),
              90, "the second step")
     aws.pump(lambda: run_of(aws, event_id)["run"]["status"]["state"] == "succeeded", 60, "the run to finish")
+
+
+def test_a_request_whose_log_copy_failed_to_write_is_still_accepted_and_delivered(aws, faults):
+    """The request's light copy under its tenant and hour is written after
+    the run, beside the send; when that write fails (the SDK's three tries),
+    the request was still accepted — its run, entries and messages are
+    stored and sent — so the answer is 202, not a 503 that would have the
+    caller send it again."""
+    fault = faults.fail(BATCH_WRITE, 3, matching='"twostep"')
+    status, _, body = aws.api.request("POST", "/hooks/e2e/twostep", {"content-type": "application/json"},
+                                      json.dumps({"n": 14}))
+    assert fault.failed == 3, "the fault was injected"
+    assert status == 202, body
+    aws.pump(lambda: any(body_n(b) == 14 for _, p, _, b in list(aws.receiver.arrivals) if p == "/two-b"),
+             90, "the second step")
 
 
 def test_a_step_result_whose_send_failed_is_sent_again_and_the_run_finishes(aws, faults):

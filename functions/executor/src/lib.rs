@@ -24,7 +24,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hookflow_aws::Error;
 use hookflow_aws::batch::{Received, each_message};
 use hookflow_aws::queue::Message;
-use hookflow_aws::store::Store;
+use hookflow_aws::store::{Applied, Store};
 use hookflow_aws::table::StoredRun;
 use hookflow_core::commit::{JobKind, RunJob};
 use hookflow_core::engine;
@@ -86,12 +86,13 @@ impl Executor {
             // finished. Which copy this is (SQS's duplicate, the message
             // back after a failed try, one moved back from the DLQ) cannot
             // be told, so every one sends again: at least once.
-            let n = self.store.redrive(&outbox, SystemClock.now_ms()).await?;
+            let again = self.store.redrive(&outbox, SystemClock.now_ms()).await?;
             self.logger.log(
                 Level::Info,
                 "run input applied already: its messages sent again",
-                json!({"job": m.id, "tenant": m.tenant, "messages": n, "receives": received.receives}),
+                json!({"job": m.id, "tenant": m.tenant, "messages": again.messages, "receives": received.receives}),
             );
+            self.unlogged(&m, again);
             return Ok(());
         }
         let (run, effects) = match advanced {
@@ -107,6 +108,19 @@ impl Executor {
             out.commit.runs.clear();
         }
         self.logger.lines(out.lines);
-        self.store.apply_from(out.commit, Some(&m.id), Some(&log), SystemClock.now_ms()).await
+        let applied = self.store.apply_from(out.commit, Some(&m.id), Some(&log), SystemClock.now_ms()).await?;
+        self.unlogged(&m, applied);
+        Ok(())
+    }
+
+    /// Logs the log items a commit left unwritten (its run stands).
+    fn unlogged(&self, m: &Message, applied: Applied) {
+        if let Some(e) = applied.unlogged {
+            self.logger.log(
+                Level::Warn,
+                "log items of a run's commit not written",
+                json!({"job": m.id, "tenant": m.tenant, "error": e.to_string()}),
+            );
+        }
     }
 }

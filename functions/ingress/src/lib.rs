@@ -118,8 +118,11 @@ impl InboundPorts for Ingress {
             && let Some(StoredRun { outbox, .. }) = self.store.table.load_stored(&run).await?
             && outbox.caused_by(ACCEPTED)
         {
-            self.store.redrive(&outbox, SystemClock.now_ms()).await?;
-            let _ = self.store.table.idempotency_sent(scope).await;
+            // A copy still unwritten keeps the key `accepted`, for the next
+            // retry to write it.
+            if self.store.redrive(&outbox, SystemClock.now_ms()).await?.unlogged.is_none() {
+                let _ = self.store.table.idempotency_sent(scope).await;
+            }
         }
         Ok(claim)
     }
@@ -141,8 +144,17 @@ impl InboundPorts for Ingress {
                 .await;
         let lines = std::mem::take(&mut out.lines);
         // A new run: its item keeps its log from the start.
-        self.store.apply_from(out.commit, Some(ACCEPTED), Some(""), SystemClock.now_ms()).await?;
+        let applied = self.store.apply_from(out.commit, Some(ACCEPTED), Some(""), SystemClock.now_ms()).await?;
         self.lines(lines);
+        if let Some(e) = applied.unlogged {
+            // Accepted all the same: the run, its entries and its messages
+            // are stored and sent; only `hookflow logs` misses the request.
+            self.logger.log(
+                Level::Warn,
+                "a request's log copy under its tenant not written",
+                serde_json::json!({"tenant": flow.flow.tenant, "flow_id": flow.flow.id, "error": e.to_string()}),
+            );
+        }
         Ok(admitted)
     }
 

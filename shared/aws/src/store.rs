@@ -27,6 +27,18 @@ use crate::outbox::Outbox;
 use crate::queue::{Outgoing, Queues};
 use crate::table::{Held, Hold, Table};
 
+/// A commit applied, or an outbox sent again.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct Applied {
+    /// How many messages were sent.
+    pub messages: usize,
+    /// The log items of the outbox (a request's copy under its tenant)
+    /// that could not be written: the commit stands without them, and a
+    /// redo of its input writes them again. The caller logs it.
+    pub unlogged: Option<Error>,
+}
+
 /// DynamoDB + SQS.
 #[derive(Clone)]
 pub struct Store {
@@ -49,8 +61,10 @@ impl Store {
     /// outbox all the same.
     /// A job too large for a message refuses the whole commit before any
     /// of it is written ([`Error::TooLarge`]).
+    /// A run in it must be new (a run already written is written through
+    /// [`Store::apply_from`] with the log its item keeps).
     pub async fn apply(&self, c: Commit, now_ms: i64) -> Result<(), Error> {
-        self.apply_from(c, None, None, now_ms).await
+        self.apply_from(c, None, None, now_ms).await.map(|_| ())
     }
 
     /// Applies `c`, made by the input `cause` (the job id of the message
@@ -59,13 +73,18 @@ impl Store {
     /// again if it comes back ([`Store::redrive`]), and its log there too
     /// when `prior` is the log the item kept as it was read
     /// ([`crate::table::StoredRun::log`]; `Some("")` for a new run).
+    ///
+    /// Once the commit is written and its messages sent, it stands: log
+    /// items its outbox carries that could not be written are reported in
+    /// [`Applied::unlogged`], not as a failure (which would have the
+    /// caller retry a request that was accepted).
     pub async fn apply_from(
         &self,
         mut c: Commit,
         cause: Option<&str>,
         prior: Option<&str>,
         now_ms: i64,
-    ) -> Result<(), Error> {
+    ) -> Result<Applied, Error> {
         let mut jobs = std::mem::take(&mut c.jobs);
         if let Some((id, payload, due)) = c.reschedule.take() {
             let tenant = serde_json::from_str::<hookflow_core::commit::DeliveryJob>(&payload)
@@ -82,6 +101,7 @@ impl Store {
             });
         }
         let messages = self.queues.prepare(&jobs)?;
+        let messages_n = messages.len();
         let of_run = c.event.is_none() && c.runs.len() == 1 && cause.is_some();
         let outbox = outbox(&c, cause, &messages);
         self.table.write_holding(&c, None, outbox.as_ref(), prior, now_ms).await?;
@@ -98,11 +118,13 @@ impl Store {
         let copies = outbox.as_ref().map_or(&[][..], |o| &o.log[..]);
         let (sent_result, copied) = tokio::join!(send, self.table.write_copies(copies));
         sent_result?;
-        copied?;
-        if let Some((scope, ..)) = c.idempotency.as_ref().filter(|_| sent) {
+        let unlogged = copied.err();
+        // A key whose copy is unwritten stays `accepted`: a retry with it
+        // writes the copy again (and sends the messages again, harmless).
+        if let Some((scope, ..)) = c.idempotency.as_ref().filter(|_| sent && unlogged.is_none()) {
             let _ = self.table.idempotency_sent(scope).await;
         }
-        Ok(())
+        Ok(Applied { messages: messages_n, unlogged })
     }
 
     /// Sends what a commit queued; a publish's outbox is then forgotten
@@ -131,21 +153,20 @@ impl Store {
 
     /// Sends an outbox again: its commit was written, its send may not
     /// have finished ([`crate::outbox`]); a run's last one last; and
-    /// writes its log items again. Returns how many messages.
-    pub async fn redrive(&self, outbox: &Outbox, now_ms: i64) -> Result<usize, Error> {
-        let n = outbox.messages.len();
+    /// writes its log items again (those it could not are reported, as by
+    /// [`Store::apply_from`]).
+    pub async fn redrive(&self, outbox: &Outbox, now_ms: i64) -> Result<Applied, Error> {
         let send = async { self.send_last_one_last(Outgoing::of_messages(&outbox.messages)?, now_ms).await };
         let (sent, copied) = tokio::join!(send, self.table.write_copies(&outbox.log));
         sent?;
-        copied?;
-        Ok(n)
+        Ok(Applied { messages: outbox.messages.len(), unlogged: copied.err() })
     }
 
     /// Sends again what the publish of event `id` left unsent, if its
     /// window is live; then forgets it. Returns whether the event is live.
     pub async fn redrive_event(&self, tenant: &str, id: &str, now_ms: i64) -> Result<bool, Error> {
         let Some(outbox) = self.table.published(tenant, id, now_ms).await? else { return Ok(false) };
-        if self.redrive(&outbox, now_ms).await? > 0 {
+        if self.redrive(&outbox, now_ms).await?.messages > 0 {
             let _ = self.table.sent_event(tenant, id).await;
         }
         Ok(true)

@@ -536,13 +536,13 @@ async fn a_run_commit_keeps_its_messages_as_its_outbox_and_they_can_be_sent_agai
     let mut commit = Commit { jobs: vec![delivery_job(&flow)], ..Default::default() };
     commit.run(&run);
     let now = now_ms();
-    store.apply_from(commit, Some("r:x:start"), Some(""), now).await.unwrap();
+    let _ = store.apply_from(commit, Some("r:x:start"), Some(""), now).await.unwrap();
     let outbox = store.table.load_stored(&run.id).await.unwrap().map(|s| s.outbox).expect("run stored");
     assert!(outbox.caused_by("r:x:start"));
     assert_eq!(outbox.messages.len(), 1);
     assert_eq!(receive(&sqs, &p.deliveries_queue_url).await.len(), 1, "sent once by the commit");
     // The input comes back: what its commit queued is sent again, whole.
-    assert_eq!(store.redrive(&outbox, now).await.unwrap(), 1);
+    assert_eq!(store.redrive(&outbox, now).await.unwrap().messages, 1);
     let again = receive(&sqs, &p.deliveries_queue_url).await;
     assert_eq!(Message::parse(again[0].body().unwrap()).unwrap(), outbox.messages[0]);
     // A commit without a cause (a dispatcher's) keeps no outbox.
@@ -550,7 +550,8 @@ async fn a_run_commit_keeps_its_messages_as_its_outbox_and_they_can_be_sent_agai
     let mut later = run.clone();
     later.revision += 1;
     plain.run(&later);
-    store.apply(plain, now).await.unwrap();
+    let kept = store.table.load_stored(&run.id).await.unwrap().unwrap().log;
+    let _ = store.apply_from(plain, None, Some(&kept), now).await.unwrap();
     let outbox = store.table.load_stored(&run.id).await.unwrap().map(|s| s.outbox).unwrap();
     assert_eq!(outbox, hookflow_aws::outbox::Outbox::default());
 }
@@ -649,8 +650,8 @@ async fn a_runs_log_is_kept_in_its_item_its_tenant_copy_rewritten_by_the_redo_an
     // written, twice under one key, so listed once.
     let stored = store.table.load_stored(&run.id).await.unwrap().expect("run stored");
     assert_eq!(stored.outbox, outbox);
-    store.redrive(&stored.outbox, now).await.unwrap();
-    store.redrive(&stored.outbox, now).await.unwrap();
+    let _ = store.redrive(&stored.outbox, now).await.unwrap();
+    let _ = store.redrive(&stored.outbox, now).await.unwrap();
     let listed = store.table.tenant_log(&run.tenant, now - 1000, now + 1000, 10).await.unwrap();
     assert_eq!(listed, kept, "the run found through its request");
     let copies = aws_sdk_dynamodb::Client::new(&conf)
@@ -674,7 +675,7 @@ async fn a_runs_log_is_kept_in_its_item_its_tenant_copy_rewritten_by_the_redo_an
     let mut commit = Commit::default();
     commit.run(&next);
     commit.log.push(entry(&next, now + 2, EntryKind::Run, serde_json::json!({"n": 3})));
-    store.apply_from(commit, Some("r:x:1"), Some(&stored.log), now).await.unwrap();
+    let _ = store.apply_from(commit, Some("r:x:1"), Some(&stored.log), now).await.unwrap();
     let kept = store.table.run_entries(&run.id, now).await.unwrap();
     assert_eq!(kept.iter().map(|e| e.at - now).collect::<Vec<_>>(), [0, 1, 2]);
 
@@ -687,7 +688,7 @@ async fn a_runs_log_is_kept_in_its_item_its_tenant_copy_rewritten_by_the_redo_an
     commit.run(&last);
     let big = "z".repeat(hookflow_aws::table::EMBEDDED_LOG_MAX);
     commit.log.push(entry(&last, now + 3, EntryKind::Step, serde_json::json!({"big": big})));
-    store.apply_from(commit, Some("r:x:2"), Some(&stored.log), now).await.unwrap();
+    let _ = store.apply_from(commit, Some("r:x:2"), Some(&stored.log), now).await.unwrap();
     let after = store.table.load_stored(&run.id).await.unwrap().unwrap();
     assert_eq!(after.log, stored.log, "the kept log is carried on unchanged");
     let kept = store.table.run_entries(&run.id, now).await.unwrap();
@@ -716,4 +717,65 @@ async fn a_one_item_commit_written_again_after_its_answer_was_lost_is_done_and_a
     let err = table.write_holding(&commit, None, None, Some(""), now).await.unwrap_err();
     assert!(matches!(err, hookflow_aws::Error::Conflict(_)), "{err}");
     assert_eq!(table.load_run(&run.id).await.unwrap().unwrap().trigger, run.trigger);
+}
+
+#[tokio::test]
+async fn a_run_written_before_its_log_was_kept_in_its_item_reads_back_and_lists_its_entries() {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let (conf, p) = setup(5).await;
+    let table = Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 14);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let run = run_of(&flow);
+    let now = now_ms();
+    // The item as the previous version wrote it: `state` and `outbox`
+    // apart, its entries items of their own.
+    aws_sdk_dynamodb::Client::new(&conf)
+        .put_item()
+        .table_name(&p.table)
+        .item("pk", S(format!("RUN#{}", run.id)))
+        .item("sk", S("RUN".into()))
+        .item("state", S(serde_json::to_string(&run).unwrap()))
+        .item("outbox", S(r#"{"cause":"accepted","messages":[]}"#.into()))
+        .item("revision", N(run.revision.to_string()))
+        .item("expires_at", N((now / 1000 + 3600).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let old = entry(&run, now, hookflow_core::commit::EntryKind::Step, serde_json::json!({"old": true}));
+    table.write(&Commit { log: vec![old.clone()], ..Default::default() }, now).await.unwrap();
+    let stored = table.load_stored(&run.id).await.unwrap().expect("read back");
+    assert_eq!(stored.run.id, run.id);
+    assert!(stored.outbox.caused_by("accepted"));
+    assert_eq!(stored.log, "", "nothing kept in the item yet");
+    assert_eq!(table.run_entries(&run.id, now).await.unwrap(), vec![old]);
+}
+
+#[tokio::test]
+async fn entries_that_would_take_the_runs_item_past_400_kb_become_items_of_their_own() {
+    use hookflow_core::commit::EntryKind;
+    let (conf, p) = setup(5).await;
+    let store = store_of(&conf, &p);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let mut run = run_of(&flow);
+    // A state of ~399 KB compressed (pseudo-random hex: 0.57 of its size),
+    // that fits.
+    run.trigger["raw_body"] = serde_json::Value::String(noise(680 * 1024, 0x5851_F42D_4C95_7F2D));
+    let mut commit = Commit::default();
+    commit.run(&run);
+    let now = now_ms();
+    let _ = store.apply_from(commit, Some("accepted"), Some(""), now).await.unwrap();
+    // An entry the kept log would take (under its 64 KiB of JSON), but
+    // with which the item would pass 400 KB: its own item instead.
+    let stored = store.table.load_stored(&run.id).await.unwrap().unwrap();
+    let mut next = run.clone();
+    next.revision += 1;
+    let mut commit = Commit::default();
+    commit.run(&next);
+    let detail = serde_json::json!({"response": noise(60 * 1024, 0x2545_F491_4F6C_DD1D)});
+    commit.log.push(entry(&next, now + 1, EntryKind::Step, detail));
+    let _ = store.apply_from(commit, Some("r:x:1"), Some(&stored.log), now).await.unwrap();
+    let after = store.table.load_stored(&run.id).await.unwrap().unwrap();
+    assert_eq!(after.run.revision, next.revision, "the run moved on");
+    assert_eq!(after.log, stored.log, "the kept log as it was");
+    assert_eq!(store.table.run_entries(&run.id, now).await.unwrap().len(), 1, "the entry as an item");
 }

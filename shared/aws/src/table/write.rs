@@ -107,11 +107,17 @@ impl Table {
     /// write, compressed with the state they repeat: [`RunDoc`]) while
     /// they fit [`EMBEDDED_LOG_MAX`]; without it, and past that, each entry
     /// is an item of its own.
+    ///
+    /// A writer of a run already written must pass its kept log: without
+    /// it the item is written without one (the entries kept so far lost).
+    /// `embed_new: false` leaves the kept log as it was and makes the
+    /// commit's entries items of their own.
     pub(super) fn items(
         &self,
         c: &Commit,
         outbox: Option<&Outbox>,
         prior: Option<&str>,
+        embed_new: bool,
         now_ms: i64,
     ) -> Result<Vec<(Item, Cond)>, Error> {
         let unsent = outbox.is_some_and(|o| !o.messages.is_empty());
@@ -119,7 +125,7 @@ impl Table {
         let in_run = c.event.is_none() && c.runs.len() == 1;
         let run_id = c.runs.first().filter(|_| in_run).map(|r| r.id.as_str());
         let own = |e: &LogEntry| run_id.is_some() && e.run_id.as_deref() == run_id;
-        let embedded = match prior.filter(|_| in_run) {
+        let embedded = match prior.filter(|_| in_run && embed_new) {
             Some(prior) => embed(prior, c.log.iter().filter(|e| own(e)))?,
             None => None,
         };
@@ -234,17 +240,14 @@ impl Table {
         prior: Option<&str>,
         now_ms: i64,
     ) -> Result<(), Error> {
-        let mut items = self.items(c, outbox, prior, now_ms)?;
-        for (item, _) in &items {
-            let size = item_size(item);
-            if size > MAX_ITEM_BYTES {
-                let name = get_s(item, "pk").unwrap_or("?");
-                return Err(Error::TooLarge(format!(
-                    "the item {name} would be {size} bytes (compressed), over DynamoDB's {MAX_ITEM_BYTES}-byte \
-                     item limit: a run's state or an event, with what its commit queues, must fit one item (a \
-                     body this large cannot be stored; lower the trigger's max_body)"
-                )));
-            }
+        let mut items = self.items(c, outbox, prior, true, now_ms)?;
+        if prior.is_some() && too_large(&items).is_some() {
+            // The run's item with its new entries kept would not fit: the
+            // entries go to items of their own.
+            items = self.items(c, outbox, prior, false, now_ms)?;
+        }
+        if let Some(e) = too_large(&items) {
+            return Err(e);
         }
         if hold.is_none() && items.len() == 1 {
             let Some((item, cond)) = items.pop() else { return Ok(()) };
@@ -324,7 +327,9 @@ impl Table {
         Ok(())
     }
 
-    /// A commit of one item, as one `PutItem` under the item's condition.
+    /// A commit of one item, as one `PutItem` under the item's condition
+    /// (a failed condition returns the stored item, to tell our own earlier
+    /// write from another's).
     async fn put_one(&self, c: &Commit, item: Item, cond: Cond) -> Result<(), Error> {
         let (condition, values, name) = cond.expression();
         let mut put = self
@@ -333,7 +338,9 @@ impl Table {
             .table_name(&self.name)
             .set_item(Some(item.clone()))
             .set_condition_expression(condition.map(String::from))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+            .set_return_values_on_condition_check_failure(
+                condition.is_some().then_some(ReturnValuesOnConditionCheckFailure::AllOld),
+            );
         for (k, v) in values {
             put = put.expression_attribute_values(k, v);
         }
@@ -367,6 +374,21 @@ impl Table {
     }
 }
 
+/// The first item of a commit over DynamoDB's item limit, as the error.
+fn too_large(items: &[(Item, Cond)]) -> Option<Error> {
+    items.iter().find_map(|(item, _)| {
+        let size = item_size(item);
+        (size > MAX_ITEM_BYTES).then(|| {
+            let name = get_s(item, "pk").unwrap_or("?");
+            Error::TooLarge(format!(
+                "the item {name} would be {size} bytes (compressed), over DynamoDB's {MAX_ITEM_BYTES}-byte item \
+                 limit: a run's state or an event, with what its commit queues, must fit one item (a body this \
+                 large cannot be stored; lower the trigger's max_body)"
+            ))
+        })
+    })
+}
+
 /// The most of a run's log kept in the run's item, as JSON before
 /// compression: beyond it, later entries are items of their own (a long
 /// run's item is rewritten by every commit, and stops at 400 KB).
@@ -374,11 +396,18 @@ pub const EMBEDDED_LOG_MAX: usize = 64 * 1024;
 
 /// A run's log as kept in its item with `entries` added, or `None` when
 /// that would pass [`EMBEDDED_LOG_MAX`].
+///
+/// A kept log that does not read back (not written by this version) is
+/// carried on as it is, and the entries become items of their own: it
+/// must not stop the run.
 fn embed<'a>(prior: &str, entries: impl Iterator<Item = &'a LogEntry>) -> Result<Option<String>, Error> {
     let mut log: Vec<Value> = if prior.is_empty() {
         Vec::new()
     } else {
-        serde_json::from_str(prior).map_err(|e| Error::Malformed(format!("a run's kept log: {e}")))?
+        match serde_json::from_str(prior) {
+            Ok(log) => log,
+            Err(_) => return Ok(None),
+        }
     };
     for e in entries {
         log.push(serde_json::to_value(e).map_err(|e| Error::Malformed(format!("log entry: {e}")))?);
@@ -548,6 +577,18 @@ impl Cond {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_log_grows_to_its_bound_and_one_that_does_not_read_back_is_left_as_it_is() {
+        let e = LogEntry { at: 5, detail: serde_json::json!({"a": 1}), ..Default::default() };
+        let one = embed("", [&e].into_iter()).unwrap().expect("fits");
+        let two = embed(&one, [&e].into_iter()).unwrap().expect("fits");
+        let back: Vec<LogEntry> = serde_json::from_str(&two).unwrap();
+        assert_eq!(back, vec![e.clone(), e.clone()]);
+        let big = LogEntry { detail: serde_json::json!({"b": "x".repeat(EMBEDDED_LOG_MAX)}), ..e.clone() };
+        assert_eq!(embed(&one, [&big].into_iter()).unwrap(), None, "past the bound");
+        assert_eq!(embed("{not json", [&e].into_iter()).unwrap(), None, "not this version's: not touched");
+    }
 
     #[test]
     fn an_item_is_measured_as_dynamodb_counts_it() {
