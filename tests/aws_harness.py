@@ -125,6 +125,16 @@ class FaultProxy(http.server.ThreadingHTTPServer):
     def clear(self):
         with self.lock:
             self.faults.clear()
+            self.random = None
+
+    def chaos(self, rate, seed):
+        """Fails a share `rate` of all DynamoDB and SQS calls at random
+        (`seed`), half before forwarding them and half after (moto did it,
+        the caller sees an error). Returns a counter of what it failed."""
+        import random
+        with self.lock:
+            self.random = (rate, random.Random(seed), collections.Counter())
+            return self.random[2]
 
     def decide(self, target, body):
         """None (forward), "before" or "after"."""
@@ -135,6 +145,14 @@ class FaultProxy(http.server.ThreadingHTTPServer):
                     f.left -= 1
                     f.failed += 1
                     return "after" if f.after else "before"
+            chaos = getattr(self, "random", None)
+            if chaos and target.startswith(("DynamoDB", "AmazonSQS")):
+                rate, coin, failed = chaos
+                roll = coin.random()
+                if roll < rate:
+                    verdict = "before" if roll < rate / 2 else "after"
+                    failed[(target.split(".")[-1], verdict)] += 1
+                    return verdict
         return None
 
 

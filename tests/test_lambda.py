@@ -52,6 +52,8 @@ class Receiver(http.server.ThreadingHTTPServer):
         self.arrivals = []  # (time, path, headers, body)
         self.seen = collections.Counter()
         self.ordered = []  # (key, n, status) of every event attempt to /subscriber-ordered
+        self.chaos = []  # (path, n, webhook-id, status) of every attempt to /chaos-*
+        self.chaos_coin = random.Random(30)
         self.coin = random.Random(5)
         self.lock = threading.Lock()
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -75,6 +77,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.server.seen[key] += 1
             first = self.server.seen[key] == 1
         status = 500 if self.path == "/flaky" and first else 200
+        if self.path.startswith("/chaos-"):
+            # Fails 30% of the attempts, at random.
+            with self.server.lock:
+                status = 500 if self.server.chaos_coin.random() < 0.3 else 200
+                n = json.loads(body or b"{}").get("n")
+                self.server.chaos.append((self.path, int(n), headers.get("webhook-id"), status))
         out = b'{"ok": true}'
         if self.path.startswith("/subscriber"):
             # A subscribed endpoint: proves control by echoing the token;
@@ -141,6 +149,16 @@ sign: { secret: signing_key }
 steps:
   - { id: keyed_fx, type: http, url: "RECEIVER/keyed", body: { json: { n: "{{ trigger.body.n }}" } },
       retry: { max_attempts: 8, initial: 1s, max_delay: 2s } }
+---
+id: chaos
+tenant: e2e
+trigger: { type: webhook, path: chaos, idempotency: { header: Idempotency-Key } }
+sign: { secret: signing_key }
+steps:
+  - { id: chaos_a, type: http, url: "RECEIVER/chaos-a", body: { json: { n: "{{ trigger.body.n }}" } },
+      retry: { max_attempts: 15, schedule: [200ms] } }
+  - { id: chaos_b, type: http, url: "RECEIVER/chaos-b", body: { json: { n: "{{ trigger.body.n }}" } },
+      retry: { max_attempts: 15, schedule: [200ms] } }
 ---
 id: big
 tenant: e2e
@@ -331,6 +349,28 @@ def test_aws_requests_per_delivered_event_with_warm_caches(aws):
     assert "PutItem" in calls and "SendMessageBatch" in calls, calls
     assert "TransactWriteItems" not in calls, calls
     assert len(calls) <= 7, calls
+
+
+def test_apply_refuses_a_step_longer_than_the_dispatcher_can_wait_and_writes_nothing(aws, tmp_path):
+    """A step timeout `hookflow dev` allows (up to 5m) but the dispatcher's
+    function cannot give (20 s): refused by name, field and limit, and no
+    flow of the directory written; the admin API's PUT refuses it too."""
+    (tmp_path / "ok.yaml").write_text("id: fine\ntenant: e2e\ntrigger: { type: webhook, path: fine-slow }\n"
+                                      "steps:\n  - id: quick\n    type: http\n    url: http://127.0.0.1:9/\n")
+    (tmp_path / "slow.yaml").write_text("id: too-slow\ntenant: e2e\ntrigger: { type: webhook, path: too-slow }\nsteps:\n"
+                                        "  - id: patient\n    type: http\n    url: http://127.0.0.1:9/\n"
+                                        "    timeout: 60s\n")
+    out = subprocess.run([os.environ["HOOKFLOW_BIN"], "apply", "--flows", str(tmp_path), "--table", aws.table],
+                         env=aws.env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode != 0, out.stdout
+    assert "slow.yaml: steps[0].timeout: step `patient` may take 60s, more than the 20s" in out.stdout, out.stdout
+    for path in ("too-slow", "fine-slow"):
+        status, _, _ = aws.api.request("POST", f"/hooks/e2e/{path}", {"content-type": "application/json"}, "{}")
+        assert status == 404, path
+    status, _, body = aws.api.request("PUT", "/v1/flows/e2e/too-slow", {"content-type": "application/yaml"},
+                                      (tmp_path / "slow.yaml").read_text())
+    assert status == 422, body
+    assert "steps[0].timeout" in body and "20s" in body, body
 
 
 def test_a_500_is_retried_through_the_queue_with_the_same_webhook_id(aws):
@@ -864,3 +904,107 @@ def test_a_flood_of_unknown_trigger_paths_keeps_the_ingress_memory_bounded(aws):
 def urllib_post(url):
     import urllib.request
     urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=10).read()
+
+
+def test_an_idempotency_claim_whose_answer_was_lost_is_the_requests_own(aws, faults):
+    """The ingress's conditional claim of an idempotency key is written,
+    its answer lost: the SDK's retry finds the key claimed — by this very
+    request (the claim carries its own mark), so the request goes on and is
+    accepted, not answered 409 as if another were in progress (which it
+    would be for the claim's 60 s)."""
+    fault = faults.fail(PUT, 1, after=True, matching="claim-answer-lost")
+    headers = {"content-type": "application/json", "idempotency-key": "claim-answer-lost"}
+    status, _, body = aws.api.request("POST", "/hooks/e2e/keyed", headers, json.dumps({"n": 3}))
+    assert fault.failed == 1, "the fault was injected"
+    assert status == 202, body
+    aws.pump(lambda: any(body_n(b) == 3 for _, p, _, b in list(aws.receiver.arrivals) if p == "/keyed"),
+             60, "the delivery")
+
+
+def kill_mid_batch(aws, esm, process):
+    """Hands the next batch of `esm` to its function and SIGKILLs the
+    function's process while it works on it; starts the functions again.
+    Returns whether the invocation still answered (the kill came after)."""
+    messages = wait_for(lambda: esm.receive(wait=1), 60, f"a batch for the {process}")
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=esm.deliver(messages, timeout=15)))
+    t.start()
+    time.sleep(0.05)
+    pids = subprocess.run(["pgrep", "-f", f"debug/{process}"], capture_output=True, text=True).stdout.split()
+    assert pids, f"the {process} process"
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+    t.join(30)
+    aws.restart_functions()
+    return result.get("r", (False, None))[0]
+
+
+def test_chaos_random_faults_and_kills_on_the_aws_path_lose_no_accepted_event(aws):
+    """300 events through the real functions with everything going wrong
+    at once: the receiver fails 30% of attempts at random; the proxy fails
+    5% of the functions' DynamoDB and SQS calls at random, half before moto
+    does them and half after (the call took effect, its answer is lost);
+    the dispatcher and the executor are each SIGKILLed in the middle of a
+    batch. A caller retries a 503 or 409 with its idempotency key, as a
+    partner would. Every accepted event is delivered at both of its steps,
+    each step under one webhook-id however often it was sent, every run
+    finishes, and the queues and dead-letter queues end empty."""
+    n_events = 300
+    time.sleep(1)
+    aws.pump(lambda: aws.queue_depth(aws.runs_url) == 0 and aws.queue_depth(aws.deliveries_url) == 0, 120,
+             "what earlier tests left to finish")
+    dlqs = {name: aws.sqs.get_queue_url(QueueName=name)["QueueUrl"] for name in ("e2e-runs-dlq", "e2e-deliveries-dlq")}
+    dead_before = {name: aws.queue_depth(url) for name, url in dlqs.items()}
+    failed = aws.proxy.chaos(0.05, seed=7)
+    accepted = {}
+    retried = collections.Counter()
+    try:
+        for n in range(n_events):
+            headers = {"content-type": "application/json", "idempotency-key": f"chaos-{n}"}
+            for _ in range(30):
+                status, _, body = aws.api.request("POST", "/hooks/e2e/chaos", headers, json.dumps({"n": n}))
+                if status == 202:
+                    accepted[n] = json.loads(body)["event_id"]
+                    break
+                assert status in (409, 500, 502, 503), (n, status, body)
+                retried[status] += 1
+                time.sleep(0.1)
+            if n % 20 == 19:
+                for esm in (aws.runs, aws.deliveries):
+                    esm.poll_once(wait=0)
+            if n == 100:
+                kill_mid_batch(aws, aws.deliveries, "dispatcher")
+            if n == 200:
+                kill_mid_batch(aws, aws.runs, "executor")
+
+        def delivered():
+            with aws.receiver.lock:
+                ok = {(p, n) for p, n, _, status in aws.receiver.chaos if status < 300}
+            return sum(1 for n in accepted if ("/chaos-a", n) in ok and ("/chaos-b", n) in ok)
+        aws.pump(lambda: delivered() == len(accepted), 900,
+                 f"every accepted event delivered at both steps ({delivered()} so far)")
+    finally:
+        aws.proxy.clear()
+    time.sleep(1)
+    aws.pump(lambda: aws.queue_depth(aws.runs_url) == 0 and aws.queue_depth(aws.deliveries_url) == 0, 120,
+             "the queues to drain")
+    print(f"\nchaos: {len(accepted)} of {n_events} accepted; caller retries {dict(retried)}; "
+          f"faults injected {dict(failed)}")
+    assert len(accepted) == n_events, "a caller retrying with its key gets its event accepted"
+    assert {v for (_, v) in failed} == {"before", "after"}, failed
+    with aws.receiver.lock:
+        attempts = list(aws.receiver.chaos)
+    ids = collections.defaultdict(set)
+    for path, n, webhook_id, _ in attempts:
+        ids[(path, n)].add(webhook_id)
+    forked = {k: v for k, v in ids.items() if len(v) != 1}
+    assert not forked, f"a step sent under more than one webhook-id: {forked}"
+    runs = []
+    pages = aws.ddb.get_paginator("scan").paginate(
+        TableName=aws.table, FilterExpression="flow_id = :f AND sk = :run",
+        ExpressionAttributeValues={":f": {"S": "chaos"}, ":run": {"S": "RUN"}})
+    for page in pages:
+        runs += [item["status"]["S"] for item in page["Items"]]
+    assert len(runs) == n_events, f"one run an event: {len(runs)}"
+    assert collections.Counter(runs) == {"succeeded": n_events}, collections.Counter(runs)
+    assert {name: aws.queue_depth(url) for name, url in dlqs.items()} == dead_before, "nothing dead-lettered"

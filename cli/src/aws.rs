@@ -30,7 +30,16 @@ pub fn apply(dir: &[PathBuf], table: &str, dry_run: bool, api_url: Option<&str>)
                 for w in &flow.warnings {
                     eprintln!("warning: {w}");
                 }
-                loaded.push((flow, text))
+                // Valid, but more than the AWS stack can run.
+                let problems = hookflow_aws::limits::problems(&flow);
+                if problems.is_empty() {
+                    loaded.push((flow, text))
+                } else {
+                    bad += 1;
+                    for (field, message) in problems {
+                        println!("{}: {field}: {message}", f.display());
+                    }
+                }
             }
             Err(e) => {
                 bad += 1;

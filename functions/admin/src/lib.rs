@@ -86,6 +86,16 @@ impl Backend for AwsBackend {
 
     fn put_flow<'a>(&'a self, flow: &'a CompiledFlow, text: &'a str) -> Fut<'a, (FlowInfo, bool)> {
         Box::pin(async move {
+            // Valid, but more than the AWS stack can run: 422, nothing written.
+            let problems = hookflow_aws::limits::problems(flow);
+            if !problems.is_empty() {
+                return Err(BackendError::Invalid(
+                    problems
+                        .into_iter()
+                        .map(|(field, message)| subscription::FieldError::new(field, message))
+                        .collect(),
+                ));
+            }
             let version = self.store.table.put_flow(flow, text, self.now_ms()).await.map_err(|e| match e {
                 Error::Conflict(m) => BackendError::Conflict { field: Some("trigger.path".into()), message: m },
                 other => backend(other),

@@ -9,6 +9,14 @@
 //! secrets, send, classify, endpoint health, commit. This file is the SQS
 //! glue around it and the AWS adapters as its ports.
 //!
+//! **The invocation's deadline.** A send starts only when its timeout and
+//! [`hookflow_aws::AFTER_SEND`] fit in the time the invocation has left
+//! (`handle_by`): what does not is handed back to the queue unstarted, so
+//! a function timeout never cuts an attempt short and never has finished
+//! neighbours sent again. A step's timeout is at most
+//! [`hookflow_aws::MAX_STEP_TIMEOUT`] (`hookflow apply` refuses more; an
+//! older flow's longer one is held to it).
+//!
 //! A batch of the ordered queue (per-key ordered subscriptions, FIFO) goes
 //! group by group, in order ([`each_in_order`]). Its message stays in the
 //! queue until its delivery is done: between attempts the table holds its
@@ -19,19 +27,21 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use hookflow_aws::batch::{Handled, each_in_order, each_message, is_ordered};
+use hookflow_aws::AFTER_SEND;
+use hookflow_aws::batch::{Handled, Received, each_in_order, each_message, is_ordered};
 use hookflow_aws::queue::{Message, is_due};
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_aws::{Error, metrics};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{DeliveryJob, JobKind};
-use hookflow_core::engine::{AttemptSummary, LogLine};
+use hookflow_core::engine::{AttemptSummary, Level, LogLine};
 use hookflow_core::ports::{Clock, PortError, SecretStore, SystemClock};
 use hookflow_core::subscription::{Settings, Subscription};
 use hookflow_io::Logger;
 use hookflow_io::sender::Sender;
 use hookflow_pipeline::delivery::{self, DeliveryPorts};
+use serde_json::json;
 
 /// Secrets for one delivery: a subscription's keyring as of the version
 /// its record names (a rotation is seen at once, not after the cache's
@@ -63,30 +73,60 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Handles one SQS batch.
+    /// Handles one SQS batch, with no deadline.
     pub async fn handle(self: &Arc<Self>, event: SqsEvent) -> SqsBatchResponse {
+        self.handle_by(event, None).await
+    }
+
+    /// Handles one SQS batch within an invocation that ends at
+    /// `deadline_ms` (wall clock, from the Lambda context).
+    pub async fn handle_by(self: &Arc<Self>, event: SqsEvent, deadline_ms: Option<i64>) -> SqsBatchResponse {
         if is_ordered(&event) {
             let me = self.clone();
             return each_in_order(event, &self.logger, &self.store.queues, move |body| {
                 let me = me.clone();
-                async move { me.ordered(&body).await }
+                async move { me.ordered(&body, deadline_ms).await }
             })
             .await;
         }
         each_message(event, &self.logger, |m| {
             let me = self.clone();
-            async move { me.one(&m.body).await }
+            async move { me.one(&m, deadline_ms).await }
         })
         .await
     }
 
-    /// One message: postpone it, or send one attempt and apply what follows.
-    async fn one(&self, body: &str) -> Result<(), Error> {
-        let m = delivery_message(body)?;
-        if self.store.queues.postpone(&m, SystemClock.now_ms()).await? {
+    /// One message: postpone it, or send one attempt and apply what
+    /// follows; or, with too little time left, hand it back unstarted.
+    async fn one(&self, received: &Received, deadline_ms: Option<i64>) -> Result<(), Error> {
+        let m = delivery_message(&received.body)?;
+        let now = SystemClock.now_ms();
+        if self.store.queues.postpone(&m, now).await? {
             return Ok(());
         }
-        let attempted = delivery::attempt(self, &m.id, job_of(&m)?).await?;
+        let mut job = job_of(&m)?;
+        if let Some(Late { left_ms, needs_ms }) = too_late(job.delivery.timeout, deadline_ms, now) {
+            if received.receives <= HAND_BACKS {
+                // Visible again at once (else after the queue's visibility
+                // timeout). Each hand-back counts as a receive.
+                let _ = self.store.queues.hand_back(std::slice::from_ref(&received.receipt)).await;
+                return Err(Error::NotStarted(format!(
+                    "message {}: {left_ms} ms left in the invocation, its attempt may take {needs_ms} ms",
+                    m.id
+                )));
+            }
+            // Handed back before and short of time again: made now with
+            // the time there is, rather than handed back until the DLQ
+            // takes it unsent.
+            let cut = std::time::Duration::from_millis((left_ms - AFTER_SEND.as_millis() as i64).max(1000) as u64);
+            self.logger.log(
+                Level::Warn,
+                "attempt made with its timeout cut to the invocation's time left",
+                json!({"message_id": m.id, "timeout_ms": cut.as_millis() as u64, "receives": received.receives}),
+            );
+            job.delivery.timeout = job.delivery.timeout.min(cut);
+        }
+        let attempted = delivery::attempt(self, &m.id, job).await?;
         let store = &self.store;
         delivery::commit(self, attempted, |c, now, _| store.apply(c, now)).await
     }
@@ -94,7 +134,7 @@ impl Dispatcher {
     /// One message of the ordered queue: its held state says which attempt
     /// is next and when; an attempt that is not the last one keeps the
     /// message.
-    async fn ordered(&self, body: &str) -> Result<Handled, Error> {
+    async fn ordered(&self, body: &str, deadline_ms: Option<i64>) -> Result<Handled, Error> {
         let m = delivery_message(body)?;
         let held = self.store.table.held(&m.id).await?;
         let due = held.map_or(m.not_before, |h| h.due);
@@ -106,6 +146,12 @@ impl Dispatcher {
         if let Some(h) = held {
             (job.attempts, job.first_at) = (h.attempts, h.first_at);
         }
+        if too_late(job.delivery.timeout, deadline_ms, now).is_some() {
+            // Back to the queue at once, its group held behind it (the
+            // ordered queue allows 100 receives; a fresh invocation has the
+            // time for one attempt: 20 s + 5 s of its 30).
+            return Ok(Handled::Later(std::time::Duration::ZERO));
+        }
         let attempted = delivery::attempt(self, &m.id, job).await?;
         let (store, id) = (&self.store, m.id.as_str());
         let retry =
@@ -115,6 +161,26 @@ impl Dispatcher {
             None => Handled::Done,
         })
     }
+}
+
+/// How often a message short of time is handed back before it is made
+/// anyway with the time there is (the queue moves a message to its DLQ
+/// after 5 receives).
+const HAND_BACKS: u32 = 2;
+
+/// An attempt that does not fit the invocation's time left.
+struct Late {
+    left_ms: i64,
+    needs_ms: i64,
+}
+
+/// Whether an attempt cannot start at `now_ms` in an invocation ending at
+/// `deadline_ms`: its `timeout` (held to [`hookflow_aws::MAX_STEP_TIMEOUT`]
+/// by `job_of`) and [`AFTER_SEND`] do not fit.
+fn too_late(timeout: std::time::Duration, deadline_ms: Option<i64>, now_ms: i64) -> Option<Late> {
+    let left_ms = deadline_ms? - now_ms;
+    let needs_ms = (timeout + AFTER_SEND).as_millis() as i64;
+    (left_ms < needs_ms).then_some(Late { left_ms, needs_ms })
 }
 
 /// DynamoDB, Secrets Manager and the sender as the delivery pipeline's
@@ -191,11 +257,30 @@ fn delivery_message(body: &str) -> Result<Message, Error> {
 }
 
 /// The delivery job a message carries.
+/// The delivery a message carries, its timeout held to
+/// [`hookflow_aws::MAX_STEP_TIMEOUT`] (a flow applied before the limit).
 fn job_of(m: &Message) -> Result<DeliveryJob, Error> {
-    serde_json::from_str(&m.payload).map_err(|e| Error::Malformed(format!("message {}: {e}", m.id)))
+    let mut job: DeliveryJob =
+        serde_json::from_str(&m.payload).map_err(|e| Error::Malformed(format!("message {}: {e}", m.id)))?;
+    job.delivery.timeout = job.delivery.timeout.min(hookflow_aws::MAX_STEP_TIMEOUT);
+    Ok(job)
 }
 
 /// From `now` until `due` (ms).
 fn wait(due: i64, now: i64) -> std::time::Duration {
     std::time::Duration::from_millis((due - now).max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_step_on_aws_fits_a_fresh_invocation_with_time_to_spare() {
+        let longest = hookflow_aws::MAX_STEP_TIMEOUT;
+        // The template's 30 s, less up to 4 s of a cold start and reads.
+        assert!(too_late(longest, Some(26_000), 0).is_none());
+        assert!(too_late(longest, Some(24_999), 0).is_some());
+        assert!(too_late(longest, None, 0).is_none(), "no deadline, no limit");
+    }
 }

@@ -25,7 +25,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         let dispatcher = dispatcher.clone();
-        async move { Ok::<_, lambda_runtime::Error>(dispatcher.handle(event.payload).await) }
+        // The invocation's deadline (ms since the epoch): no send starts
+        // that could not finish before it.
+        // (One not in the future is not a deadline: an emulator's zero.)
+        let deadline = i64::try_from(event.context.deadline)
+            .ok()
+            .filter(|&d| d > hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock));
+        async move { Ok::<_, lambda_runtime::Error>(dispatcher.handle_by(event.payload, deadline).await) }
     }))
     .await
 }

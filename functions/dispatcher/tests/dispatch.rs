@@ -238,3 +238,50 @@ async fn a_subscription_changed_during_an_attempt_gets_the_health_change_over_th
     assert_eq!(stored.description, "changed meanwhile", "the admin's change stays");
     assert!(stored.failing_since.is_some(), "the failure is recorded over it");
 }
+
+/// `job` with its attempt's timeout set to `t`.
+fn with_timeout(job: NewJob, t: std::time::Duration) -> NewJob {
+    let mut dj: hookflow_core::commit::DeliveryJob = serde_json::from_str(&job.payload).unwrap();
+    dj.delivery.timeout = t;
+    NewJob::delivery(&dj, 0)
+}
+
+#[tokio::test]
+async fn an_attempt_that_cannot_finish_before_the_deadline_is_handed_back_unstarted_and_its_neighbours_sent_once() {
+    use std::time::Duration;
+    let w = world("dl").await;
+    let (receiver, url) = Receiver::start(&[], "ok").await;
+    let mut jobs: Vec<NewJob> = (1..=2).map(|n| with_timeout(delivery(&url, n), Duration::from_secs(1))).collect();
+    jobs.push(with_timeout(delivery(&url, 3), Duration::from_secs(20)));
+    w.dispatcher.store.queues.send(&jobs, 0).await.unwrap();
+    // The invocation has 10 s left: a 20 s attempt (and the time kept for
+    // its commit) cannot finish in it; the 1 s ones can.
+    let deadline = hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock) + 10_000;
+    let dispatcher = w.dispatcher.clone();
+    let (received, failed) = hookflow_aws::testing::poll(&w.sqs, &w.p.deliveries_queue_url, move |e| async move {
+        dispatcher.handle_by(e, Some(deadline)).await
+    })
+    .await;
+    assert_eq!((received, failed), (3, 1), "the late one handed back");
+    assert_eq!(receiver.seen().len(), 2, "the neighbours sent, the late one not started");
+    // Handed back visible at once; short of time again, handed back again
+    // (its second receive); the third time it is made with the time there
+    // is, not handed back until the DLQ takes it unsent.
+    for (round, expect) in [(2, (1, 1)), (3, (1, 0))] {
+        let dispatcher = w.dispatcher.clone();
+        let deadline = hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock) + 10_000;
+        let got = hookflow_aws::testing::poll(&w.sqs, &w.p.deliveries_queue_url, move |e| async move {
+            dispatcher.handle_by(e, Some(deadline)).await
+        })
+        .await;
+        assert_eq!(got, expect, "receive {round}: came back at once");
+    }
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let ids: std::collections::HashSet<String> = seen
+        .iter()
+        .filter_map(|r| r.lines().find(|l| l.to_ascii_lowercase().starts_with("webhook-id:")).map(String::from))
+        .collect();
+    assert_eq!(ids.len(), 3, "three deliveries, each once: {ids:?}");
+    assert_eq!(w.poll().await, (0, 0), "nothing left");
+}

@@ -139,12 +139,14 @@ pub struct Received {
     /// How many times SQS has handed it out (`ApproximateReceiveCount`):
     /// 1 the first time; more when an earlier try did not finish.
     pub receives: u32,
+    /// Its receipt handle (to make it visible again at once).
+    pub receipt: String,
 }
 
 impl Received {
     fn of(record: SqsMessage) -> Self {
         let receives = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
-        Received { body: record.body.unwrap_or_default(), receives }
+        Received { body: record.body.unwrap_or_default(), receives, receipt: record.receipt_handle.unwrap_or_default() }
     }
 }
 
@@ -166,6 +168,17 @@ where
     while let Some(done) = tasks.join_next_with_id().await {
         let (task, error) = match done {
             Ok((task, Ok(()))) => (task, None),
+            Ok((task, Err(Error::NotStarted(why)))) => {
+                // Not a failure of the message: it was not tried.
+                let message_id = ids.get(&task).cloned().unwrap_or_default();
+                log.log(
+                    Level::Info,
+                    "message not started; back to the queue",
+                    json!({"message_id": message_id, "why": why}),
+                );
+                failures.push(message_id);
+                continue;
+            }
             Ok((task, Err(e))) => (task, Some(e.to_string())),
             Err(e) => (e.id(), Some(format!("the task failed: {e}"))),
         };

@@ -13,6 +13,7 @@ pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod outbox;
 pub mod provision;
@@ -25,6 +26,8 @@ pub mod table;
 pub mod testing;
 
 pub use config::AwsConfig;
+
+pub use limits::{AFTER_SEND, MAX_STEP_TIMEOUT};
 
 /// Errors of the AWS adapters.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,10 @@ pub enum Error {
     /// An item or message is not what this version wrote.
     #[error("{0}")]
     Malformed(String),
+    /// A message left unstarted: its attempt could not finish before the
+    /// function's deadline. It goes back to the queue as it came.
+    #[error("not started: {0}")]
+    NotStarted(String),
     #[error(transparent)]
     Core(#[from] hookflow_core::Error),
 }
@@ -87,6 +94,8 @@ impl hookflow_core::ports::Classify for Error {
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Duplicate(_) => ErrorKind::Duplicate,
             Error::TooLarge(_) => ErrorKind::TooLarge,
+            // Not tried: trying again later works.
+            Error::NotStarted(_) => ErrorKind::Unavailable,
             Error::Aws { .. } | Error::Config(_) | Error::Malformed(_) | Error::Core(_) => ErrorKind::Other,
         }
     }

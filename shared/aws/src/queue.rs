@@ -296,7 +296,18 @@ impl Queues {
     /// each (receipt handle, seconds; 0 makes one visible at once), capped
     /// at SQS's 12 hours.
     pub async fn set_visibility(&self, messages: &[(String, i64)]) -> Result<(), Error> {
-        let url = self.lane_url(Lane::Ordered)?;
+        self.change_visibility(Lane::Ordered, messages).await
+    }
+
+    /// Makes messages of the deliveries queue (receipt handles) visible
+    /// again at once: handed back unstarted.
+    pub async fn hand_back(&self, receipts: &[String]) -> Result<(), Error> {
+        let messages: Vec<(String, i64)> = receipts.iter().map(|r| (r.clone(), 0)).collect();
+        self.change_visibility(Lane::Deliveries, &messages).await
+    }
+
+    async fn change_visibility(&self, lane: Lane, messages: &[(String, i64)]) -> Result<(), Error> {
+        let url = self.lane_url(lane)?;
         for chunk in messages.chunks(10) {
             let mut entries = Vec::new();
             for (i, (handle, secs)) in chunk.iter().enumerate() {

@@ -779,3 +779,44 @@ async fn entries_that_would_take_the_runs_item_past_400_kb_become_items_of_their
     assert_eq!(after.log, stored.log, "the kept log as it was");
     assert_eq!(store.table.run_entries(&run.id, now).await.unwrap().len(), 1, "the entry as an item");
 }
+
+#[tokio::test]
+async fn a_run_waiting_on_a_delivery_is_kept_until_its_last_attempt_could_be_made_then_for_the_retention() {
+    let (conf, p) = setup(5).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    // One day of retention, shorter than the default ladder's three.
+    let store = hookflow_aws::store::Store { table: Table::new(ddb.clone(), &p.table, 1), ..store_of(&conf, &p) };
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let (run, _) = hookflow_core::run::advance(&flow, run_of(&flow), Input::Start).unwrap();
+    let job = delivery_job(&flow);
+    let dj: DeliveryJob = serde_json::from_str(&job.payload).unwrap();
+    let span = dj.delivery.retry.longest_span();
+    assert!(span > Duration::from_secs(70 * 3600), "the default ladder: {span:?}");
+    let expires = || async {
+        let item = ddb
+            .get_item()
+            .table_name(&p.table)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("RUN#{}", run.id)))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("RUN".into()))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+        item["expires_at"].as_n().unwrap().parse::<i64>().unwrap()
+    };
+    let now = now_ms();
+    let mut commit = Commit { jobs: vec![job], ..Default::default() };
+    commit.run(&run);
+    let _ = store.apply_from(commit, Some("accepted"), Some(""), now).await.unwrap();
+    let day = 86_400;
+    assert!(expires().await >= now / 1000 + span.as_secs() as i64 + day, "kept past its last attempt");
+    // Its last commit queues nothing: kept for the retention from then.
+    let stored = store.table.load_stored(&run.id).await.unwrap().unwrap();
+    let mut done = run.clone();
+    done.revision += 1;
+    let mut commit = Commit::default();
+    commit.run(&done);
+    let _ = store.apply_from(commit, Some("r:x:1"), Some(&stored.log), now).await.unwrap();
+    assert_eq!(expires().await, now / 1000 + day);
+}

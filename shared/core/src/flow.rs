@@ -376,7 +376,7 @@ pub struct HttpStep {
     pub status: Option<StatusPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
-    /// Per-attempt timeout (default 10s, at most 5m).
+    /// Per-attempt timeout (default 10s, at most 5m; at most 20s on AWS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Span>,
     /// Sign this request; `false` turns off the flow's `sign`.

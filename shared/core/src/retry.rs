@@ -182,6 +182,15 @@ impl RetryPolicy {
         }
     }
 
+    /// The longest the attempts can span, first to last, whatever the
+    /// jitter and the receiver's `Retry-After`: no delay passes
+    /// `max_delay`, and none comes after `max_age`. What a store keeps a
+    /// waiting run for (docs/ARCHITECTURE.md, "A run outlives its retries").
+    pub fn longest_span(&self) -> Duration {
+        let span = self.max_delay.saturating_mul(self.max_attempts.saturating_sub(1));
+        self.max_age.map_or(span, |age| span.min(age))
+    }
+
     /// Total time from the first to the last attempt with no jitter and no
     /// `Retry-After`, for documentation and checks.
     pub fn nominal_span(&self) -> Duration {
@@ -232,6 +241,26 @@ mod tests {
         assert!(span >= Duration::from_secs(70 * 3600) && span <= Duration::from_secs(74 * 3600), "{span:?}");
         assert_eq!(span, Duration::from_secs(71 * 3600 + 42 * 60 + 35));
         assert!(DEFAULT_SCHEDULE[0] <= Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_longest_span_bounds_every_ladder_even_with_retry_after_and_stops_at_max_age() {
+        let p = RetryPolicy::default();
+        assert!(p.longest_span() >= p.nominal_span().mul_f64(1.1), "{:?}", p.longest_span());
+        let mut r = rng();
+        for asked in [None, Some(Duration::from_secs(30 * 86_400))] {
+            for _ in 0..100 {
+                // No ladder is longer: jitter, and a receiver asking for a
+                // month each time.
+                let mut age = Duration::ZERO;
+                for attempt in 1..p.max_attempts {
+                    age += p.next_delay(attempt, age, asked, &mut r).unwrap();
+                }
+                assert!(age <= p.longest_span(), "{age:?} > {:?}", p.longest_span());
+            }
+        }
+        let capped = RetryPolicy { max_age: Some(Duration::from_secs(3600)), ..RetryPolicy::default() };
+        assert_eq!(capped.longest_span(), Duration::from_secs(3600));
     }
 
     #[test]

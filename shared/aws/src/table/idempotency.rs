@@ -25,11 +25,15 @@ impl Table {
         let mut item = key(keys::idempotency(scope), keys::IDEM);
         item.insert("status".into(), s("in_progress"));
         item.insert("expires_at".into(), n(now_ms / 1000 + in_progress.as_secs() as i64));
+        // This claim's own mark: the SDK's retry of a claim whose answer
+        // was lost finds it, and the claim is ours, not another request's
+        // in progress (which would answer 409 until it expired).
+        item.insert("claim".into(), s(uuid::Uuid::now_v7().simple().to_string()));
         let out = self
             .client
             .put_item()
             .table_name(&self.name)
-            .set_item(Some(item))
+            .set_item(Some(item.clone()))
             .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
             .expression_attribute_values(":now", n(now_ms / 1000))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -38,6 +42,9 @@ impl Table {
         match out {
             Ok(_) => Ok((Claim::Claimed, None)),
             Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) if c.item() == Some(&item) => {
+                    Ok((Claim::Claimed, None))
+                }
                 Some(PutItemError::ConditionalCheckFailedException(c)) => {
                     let old = c.item().cloned().unwrap_or_default();
                     match (get_s(&old, "status"), get_s(&old, "reply")) {

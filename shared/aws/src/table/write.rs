@@ -121,6 +121,8 @@ impl Table {
         now_ms: i64,
     ) -> Result<Vec<(Item, Cond)>, Error> {
         let unsent = outbox.is_some_and(|o| !o.messages.is_empty());
+        // A run is kept while an attempt it queued may still be made.
+        let ladder = outbox.map_or(0, |o| o.messages.iter().filter_map(|m| ladder_ms(m, now_ms)).max().unwrap_or(0));
         let outbox = outbox.map(Outbox::to_text).transpose()?;
         let in_run = c.event.is_none() && c.runs.len() == 1;
         let run_id = c.runs.first().filter(|_| in_run).map(|r| r.id.as_str());
@@ -147,7 +149,7 @@ impl Table {
             };
             item.insert("doc".into(), text(doc.to_text()));
             item.insert("updated_at".into(), n(now_ms));
-            item.insert("expires_at".into(), n(self.expires_at(now_ms)));
+            item.insert("expires_at".into(), n(self.expires_at(now_ms + ladder)));
             item.insert("revision".into(), n(r.revision as i64));
             items.push((item, Cond::Newer(r.revision as i64)));
         }
@@ -372,6 +374,28 @@ impl Table {
             _ => Err(Error::Malformed(format!("held state of {job_id}: attempts, first_at or due missing"))),
         }
     }
+}
+
+/// How long after `now_ms` the last attempt of the delivery `m` carries
+/// could be made (its first due time, its retry ladder at its longest, each
+/// attempt at its timeout); `None` for another kind of message.
+fn ladder_ms(m: &crate::queue::Message, now_ms: i64) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Job {
+        delivery: Ladder,
+    }
+    #[derive(serde::Deserialize)]
+    struct Ladder {
+        retry: hookflow_core::retry::RetryPolicy,
+        timeout: Duration,
+    }
+    if m.kind != hookflow_core::commit::JobKind::Delivery {
+        return None;
+    }
+    let Job { delivery: d } = serde_json::from_str(&m.payload).ok()?;
+    let attempts = d.timeout.saturating_mul(d.retry.max_attempts);
+    let span = (d.retry.longest_span() + attempts).as_millis().min(i64::MAX as u128) as i64;
+    Some((m.not_before - now_ms).max(0).saturating_add(span))
 }
 
 /// The first item of a commit over DynamoDB's item limit, as the error.
