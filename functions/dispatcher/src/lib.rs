@@ -11,11 +11,12 @@
 //!
 //! **The invocation's deadline.** A send starts only when its timeout and
 //! [`hookflow_aws::AFTER_SEND`] fit in the time the invocation has left
-//! (`handle_by`): what does not is handed back to the queue unstarted, so
-//! a function timeout never cuts an attempt short and never has finished
-//! neighbours sent again. A step's timeout is at most
-//! [`hookflow_aws::MAX_STEP_TIMEOUT`] (`hookflow apply` refuses more; an
-//! older flow's longer one is held to it).
+//! (`handle_by`): what does not is handed back to the queue unstarted
+//! (after two hand-backs it is made with the time there is), so a function
+//! timeout cutting a batch short, and its finished neighbours sent again,
+//! is unlikely (the work before a send is not timed). A step's timeout is
+//! at most [`hookflow_aws::MAX_STEP_TIMEOUT`] (`hookflow apply` and the
+//! admin API refuse more; an older flow's longer one is held to it).
 //!
 //! A batch of the ordered queue (per-key ordered subscriptions, FIFO) goes
 //! group by group, in order ([`each_in_order`]). Its message stays in the
@@ -256,7 +257,6 @@ fn delivery_message(body: &str) -> Result<Message, Error> {
     Ok(m)
 }
 
-/// The delivery job a message carries.
 /// The delivery a message carries, its timeout held to
 /// [`hookflow_aws::MAX_STEP_TIMEOUT`] (a flow applied before the limit).
 fn job_of(m: &Message) -> Result<DeliveryJob, Error> {
