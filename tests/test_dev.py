@@ -901,3 +901,49 @@ steps:
     assert "/order/total" in json.loads(body)["error"]
     assert d.call("/hooks/acme/strict", {"order": {"total": 3}})[0] == 202
     assert len(r.wait(1)) == 1
+
+
+def test_a_run_goes_on_with_the_flow_version_it_started_on(dev):
+    """A run waits on its first step while its flow file is edited (the
+    second step now goes elsewhere) and reloaded: the run goes on with the
+    version it started on — kept in the store, the loaded flow being the
+    new one — and a run started after the edit takes the new one."""
+    held = threading.Event()
+
+    def handler(req, n):
+        if req["path"] == "/first" and not held.is_set():
+            return 500, {}, b"{}", 0
+        return 200, {}, b"{}", 0
+
+    r = Receiver(handler=handler)
+    try:
+        def flow(second):
+            return f"""
+id: pinned
+tenant: acme
+trigger: {{ type: webhook, path: pinned }}
+steps:
+  - id: first
+    type: http
+    url: {r.url("/first")}
+    retry: {{ schedule: [200ms], max_attempts: 100 }}
+  - id: second
+    type: http
+    url: {r.url(second)}
+"""
+        d = dev({"pinned.yaml": flow("/second")})
+        assert d.call("/hooks/acme/pinned", {"n": 1})[0] == 202
+        r.wait(1)
+        time.sleep(1.1)  # the directory's modification time moves on
+        (d.dir / "pinned.yaml").write_text(flow("/edited"))
+        d.wait_log(lambda l: l["message"] == "flows reloaded")
+        held.set()
+        d.wait_log(lambda l: l["message"] == "run finished")
+        assert d.call("/hooks/acme/pinned", {"n": 2})[0] == 202
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(q["path"] == "/edited" for q in r.requests) < 1:
+            time.sleep(0.05)
+        paths = [q["path"] for q in r.requests if q["path"] != "/first"]
+        assert paths == ["/second", "/edited"], paths
+    finally:
+        r.close()

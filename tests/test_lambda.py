@@ -636,6 +636,41 @@ def test_a_subscription_disabled_fan_out_whose_send_failed_is_sent_when_the_deli
     assert aws.admin("GET", f"/v1/subscriptions/{gone['id']}")[1]["status"] == "disabled"
 
 
+def test_an_enable_with_replay_whose_send_failed_is_resumed_by_the_same_request(aws, faults):
+    """A disabled subscription missed three events; the admin enables it
+    with replay and the replay's send fails (the enable itself was
+    written): 5xx. The same request again goes on where the replay
+    stopped — it used to answer 409 (already active) with the events never
+    sent — and each missed event arrives, signed, under its own id."""
+    status, sub = aws.admin("POST", "/v1/subscriptions", {"url": aws.receiver.base + "/subscriber-rp",
+                                                           "event_types": ["rp.*"], "tenant": "e2e"})
+    assert status == 201, sub
+    SECRETS.append(sub["secret"].removeprefix("whsec_"))
+    aws.pump(lambda: aws.admin("GET", f"/v1/subscriptions/{sub['id']}")[1]["status"] == "active", 60, "active")
+    assert aws.admin("POST", f"/v1/subscriptions/{sub['id']}/disable")[0] == 200
+    for i in range(3):
+        out = aws.admin("POST", "/v1/events", {"type": "rp.x", "id": f"rp-{i}", "tenant": "e2e", "data": {"i": i}})[1]
+        assert out["deliveries"] == 0, out
+    fault = faults.fail(SEND, 3, matching=sub["id"].removeprefix("sub_"))
+    status, out = aws.admin("POST", f"/v1/subscriptions/{sub['id']}/enable", {"replay": True})
+    assert status >= 500, out
+    assert fault.failed == 3
+    status, out = aws.admin("POST", f"/v1/subscriptions/{sub['id']}/enable", {"replay": True})
+    assert status == 200, out
+    assert (out["missed"], out["replayed"], out["replay_pending"]) == (3, 3, False), out
+    assert "replay" not in out["subscription"], out
+
+    def events():
+        with aws.receiver.lock:
+            return [(h, b) for _, p, h, b in aws.receiver.arrivals if p == "/subscriber-rp"][1:]
+    aws.pump(lambda: len(events()) >= 3, 60, "the missed events")
+    for headers, raw in events():
+        Webhook(sub["secret"]).verify(raw, headers)
+    got = sorted(json.loads(raw)["data"]["i"] for _, raw in events())
+    assert got == [0, 1, 2], got
+    assert aws.admin("POST", f"/v1/subscriptions/{sub['id']}/enable", {"replay": True})[0] == 409, "nothing to resume"
+
+
 def test_a_body_too_large_for_the_table_is_413_never_503(aws):
     """300 KiB of JSON under a 512 KiB `max_body`: the run's item would pass
     DynamoDB's 400 KB, so the ingress answers 413 (its retry would fail the

@@ -136,6 +136,13 @@ impl Backend for AwsBackend {
         })
     }
 
+    fn queue(&self, jobs: Vec<NewJob>) -> Fut<'_, ()> {
+        Box::pin(async move {
+            let commit = Commit { jobs, ..Default::default() };
+            self.store.apply(commit, self.now_ms()).await.map_err(backend)
+        })
+    }
+
     fn delete_subscription<'a>(&'a self, id: &'a str) -> Fut<'a, bool> {
         Box::pin(async move {
             let existed = self.store.table.delete_subscription(id).await.map_err(backend)?;

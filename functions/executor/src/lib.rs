@@ -69,7 +69,7 @@ impl Executor {
         let Some(StoredRun { run, outbox, log }) = self.store.table.load_stored(&job.run_id).await? else {
             return self.drop_message(&m, "its run does not exist");
         };
-        let flow = self.store.table.by_id(&run.tenant, &run.flow_id).await?;
+        let flow = self.store.table.flow_of(&run).await?;
         let Some(flow) = flow else {
             return self.drop_message(&m, "its flow no longer exists");
         };

@@ -176,3 +176,45 @@ async fn a_start_whose_delivery_was_never_queued_queues_it_when_its_message_come
     assert_eq!((a.id, a.payload), (b.id, b.payload), "the same delivery (same webhook-id)");
     assert_eq!(table.load_run(&run.id).await.unwrap().unwrap().revision, 1, "the run did not start twice");
 }
+
+#[tokio::test]
+async fn a_run_goes_on_with_the_flow_version_it_started_on() {
+    let World { sqs, p, table, executor, .. } = world("ev").await;
+    let v1 = table.by_id("acme", "partner-sync").await.unwrap().unwrap();
+    assert_eq!(v1.version, "v1", "the table's number");
+    // The flow is edited (a new version is current) while runs wait.
+    let edited = FLOW.replace("https://partner.example/hook", "https://edited.example/hook");
+    let v2 = hookflow_core::load_flow("partner-sync.yaml".as_ref(), &edited).unwrap();
+    assert_eq!(table.put_flow(&v2, &edited, 1).await.unwrap(), 2);
+
+    let request = InboundRequest { method: "POST".into(), body: r#"{"qty": 1}"#.into(), ..Default::default() };
+    let accepted = hookflow_core::inbound::accept(&v1, &request, ("run_ev_0", "evt_ev_0"), 0, None).run;
+    assert_eq!(accepted.flow_version, "v1", "a run records the version it starts on");
+    let mut started = Run::new(&v1.flow, "run_ev_1", "evt_ev_1", &request);
+    started.flow_version.clone_from(&v1.version);
+    // A run stored before versions were recorded goes on with the current one.
+    let unversioned = Run::new(&v1.flow, "run_ev_2", "evt_ev_2", &request);
+    for run in [&started, &unversioned] {
+        let mut commit = Commit::default();
+        commit.run(run);
+        table.write(&commit, 0).await.unwrap();
+        executor.store.queues.send(&[NewJob::run("acme", &run.id, "start", Input::Start, 0)], 0).await.unwrap();
+    }
+    let mut handled = 0;
+    while handled < 2 {
+        let (received, failed) = poll_at_most(&sqs, &p.runs_queue_url, 2, |e| executor.handle(e)).await;
+        assert_eq!(failed, 0);
+        handled += received;
+    }
+    let mut urls = std::collections::BTreeMap::new();
+    while urls.len() < 2 {
+        let got = sqs.receive_message().queue_url(&p.deliveries_queue_url).max_number_of_messages(10).send().await;
+        for m in got.unwrap().messages.unwrap_or_default() {
+            let m = Message::parse(m.body().unwrap()).unwrap();
+            let job: hookflow_core::commit::DeliveryJob = serde_json::from_str(&m.payload).unwrap();
+            urls.insert(job.delivery.run_id.clone(), serde_json::to_value(&job.delivery.request.url).unwrap());
+        }
+    }
+    assert_eq!(urls["run_ev_1"], "https://partner.example/hook", "the version it started on");
+    assert_eq!(urls["run_ev_2"], "https://edited.example/hook", "the current version");
+}

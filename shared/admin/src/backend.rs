@@ -107,6 +107,8 @@ pub trait Backend: Send + Sync + 'static {
     /// replays) in one unit; only over the version `prev` (its
     /// `updated_at` when read) if given, else [`BackendError::Conflict`].
     fn save_subscription<'a>(&'a self, sub: &'a Subscription, prev: Option<i64>, jobs: Vec<NewJob>) -> Fut<'a, ()>;
+    /// Queues deliveries (a replay's page) with nothing else written.
+    fn queue(&self, jobs: Vec<NewJob>) -> Fut<'_, ()>;
     /// Deletes a subscription and its keys; whether it existed.
     fn delete_subscription<'a>(&'a self, id: &'a str) -> Fut<'a, bool>;
     fn keyring<'a>(&'a self, sub: &'a Subscription) -> Fut<'a, Option<Keyring>>;

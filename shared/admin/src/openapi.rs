@@ -72,6 +72,9 @@ fn schemas() -> Map<String, Value> {
                 "failing_since": {"type": "integer"}, "disabled_at": {"type": "integer"},
                 "disabled_reason": {"type": "string"},
                 "keys_version": {"type": "integer", "description": "When its signing keys last changed (ms)."},
+                "replay": {"type": "object", "required": ["next", "until"],
+                    "description": "An unfinished enable-with-replay: the matching events published in [next, until) (ms) are still to be sent. Enable again with `replay: true` to go on.",
+                    "properties": {"next": {"type": "integer"}, "until": {"type": "integer"}}},
                 "secret": {"type": "string", "description": "`whsec_…`: only in the answer to create (HMAC)."},
                 "public_key": {"type": "string", "description": "`whpk_…`: only in the answer to create (ed25519)."}
             }
@@ -280,12 +283,13 @@ fn paths() -> Map<String, Value> {
     );
     paths.insert(
         "/v1/subscriptions/{id}/enable".into(),
-        json!({"post": op("enableSubscription", "Enables a disabled subscription; says how many matching events it missed since it was disabled and, with `replay: true`, delivers them.",
+        json!({"post": op("enableSubscription", "Enables a disabled subscription; says how many matching events it missed since it was disabled and, with `replay: true`, delivers them, a page at a time. A replay that stops before its end (`replay_pending`: a time budget of about 10 s, or a failure answered 5xx) is resumed by the same request again, on the now active subscription: no page is skipped, a page may be sent twice under the same `webhook-id`s.",
             vec![sub_id()],
             Some(json!({"required": false, "content": content(json!({"type": "object", "additionalProperties": false,
                 "properties": {"replay": {"type": "boolean", "default": false}}}))})),
-            vec![("200", answer("Enabled.", object(&["subscription", "missed", "missed_since", "replayed"], json!({
-                "subscription": sub(), "missed": {"type": "integer"}, "missed_since": {"type": "integer"}, "replayed": {"type": "integer"}})))),
+            vec![("200", answer("Enabled.", object(&["subscription", "missed", "missed_since", "replayed", "replay_pending"], json!({
+                "subscription": sub(), "missed": {"type": "integer"}, "missed_since": {"type": "integer"}, "replayed": {"type": "integer"},
+                "replay_pending": {"type": "boolean", "description": "Missed events are still to be sent: send the same request again."}})))),
                  ("400", bad_json()), ("404", not_found()), ("409", conflict()), ("422", bad())])}),
     );
     paths.insert(

@@ -21,7 +21,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use hookflow_core::run::parse_form;
-use hookflow_core::subscription::{Credential, FieldError, Keyring, NewEvent, NewSubscription, Status, Subscription};
+use hookflow_core::subscription::{
+    Credential, Event, FieldError, Keyring, NewEvent, NewSubscription, Replay, Status, Subscription,
+};
 use hookflow_core::{Error as CoreError, load_flow};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -508,6 +510,21 @@ async fn public_key<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<S
     ok(StatusCode::OK, json!({"id": sub.id, "public_key": keys.last(), "public_keys": keys}))
 }
 
+/// How many missed events an enable reads at a time.
+const REPLAY_READ: usize = 100_000;
+/// How many deliveries are queued before the replay's progress is saved.
+const REPLAY_PAGE: usize = 1_000;
+/// How long one request replays before it answers with the rest pending
+/// (the AWS admin function answers within API Gateway's 29 s).
+const REPLAY_BUDGET_MS: i64 = 10_000;
+
+/// Enables a disabled subscription and, with `replay: true`, queues the
+/// matching events it missed. A replay is done page by page: a page's
+/// deliveries are queued, then the subscription's [`Replay`] cursor moves
+/// past them. A request that stops anywhere (its time budget, a failed
+/// send, a failed write) leaves the cursor at the first page not known to
+/// be queued, and the same request again resumes there: pages are sent at
+/// least once, under their `webhook-id`s, and none is skipped.
 async fn enable_subscription<B: Backend>(
     State(a): State<Arc<Admin<B>>>,
     Path(id): Path<String>,
@@ -521,35 +538,107 @@ async fn enable_subscription<B: Backend>(
     }
     let want: Enable = if bytes.iter().all(u8::is_ascii_whitespace) { Enable::default() } else { body(&bytes)? };
     let sub = subscription(&a, &id).await?;
-    if sub.status != Status::Disabled {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("the subscription is {}; only a disabled one can be enabled", sub.status.as_str()),
-        ));
-    }
-    let since = sub.disabled_at.unwrap_or(sub.updated_at);
-    let now = a.backend.now_ms();
-    let prev = sub.updated_at;
-    let sub = sub.enabled(now);
-    let missed: Vec<_> = a
-        .backend
-        .events(Some(&sub.tenant), since, 100_000)
-        .await?
-        .into_iter()
-        .filter(|e| sub.selects(&e.kind))
-        .collect();
-    let jobs = if want.replay {
-        missed.iter().map(|e| sub.event_job(e, &e.envelope().to_string(), a.backend.settings(), now)).collect()
-    } else {
-        Vec::new()
+    let started = a.backend.now_ms();
+    let (sub, since) = match (sub.status, sub.replay) {
+        (Status::Disabled, _) => {
+            let since = sub.missed_since();
+            let enabled = sub.enabled(started, want.replay);
+            a.backend.save_subscription(&enabled, Some(sub.updated_at), Vec::new()).await?;
+            (enabled, since)
+        }
+        // An earlier replay stopped before its end: this one goes on.
+        (Status::Active, Some(r)) if want.replay => (sub, r.next),
+        (status, _) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "the subscription is {}; only a disabled one can be enabled (or an active one whose replay \
+                     is unfinished, with `replay: true`)",
+                    status.as_str()
+                ),
+            ));
+        }
     };
-    let replayed = jobs.len();
-    a.backend.save_subscription(&sub, Some(prev), jobs).await?;
+    let until = sub.replay.map_or(i64::MAX, |r| r.until);
+    let read = a.backend.events(Some(&sub.tenant), since, REPLAY_READ).await?;
+    // A read cut at its limit goes on, in the next request, from its last
+    // event (sent twice at worst).
+    let rest = read.last().filter(|_| read.len() == REPLAY_READ).map(|e| e.at);
+    let missed: Vec<_> = read.into_iter().filter(|e| e.at < until && sub.selects(&e.kind)).collect();
+    let (sub, replayed) = match sub.replay {
+        Some(r) => replay(&a, sub, &missed, rest.unwrap_or(r.until), started).await?,
+        None => (sub, 0),
+    };
     ok(
         StatusCode::OK,
-        json!({"subscription": view(&sub), "missed": missed.len(), "missed_since": since, "replayed": replayed}),
+        json!({"subscription": view(&sub), "missed": missed.len(), "missed_since": since, "replayed": replayed,
+               "replay_pending": sub.replay.is_some()}),
     )
+}
+
+/// Queues `missed` to `sub` a page at a time, each followed by the
+/// cursor's move past it (to `end` after the last), until done or the time
+/// budget is spent. The subscription as saved last, and how many
+/// deliveries were queued.
+async fn replay<B: Backend>(
+    a: &Admin<B>,
+    mut sub: Subscription,
+    missed: &[Event],
+    end: i64,
+    started: i64,
+) -> Result<(Subscription, usize), ApiError> {
+    let mut replayed = 0;
+    let mut pages = missed.chunks(REPLAY_PAGE).peekable();
+    while let Some(page) = pages.next() {
+        let Some(r) = sub.replay else { break };
+        let now = a.backend.now_ms();
+        let jobs =
+            page.iter().map(|e| sub.event_job(e, &e.envelope().to_string(), a.backend.settings(), now)).collect();
+        a.backend.queue(jobs).await?;
+        replayed += page.len();
+        let next = pages.peek().map_or(end, |p| p[0].at);
+        sub = advance(a, sub, next, r.until).await?;
+        let out_of_time = a.backend.now_ms().saturating_sub(started) >= REPLAY_BUDGET_MS;
+        if out_of_time || sub.status != Status::Active {
+            return Ok((sub, replayed));
+        }
+    }
+    if let Some(r) = sub.replay.filter(|_| missed.is_empty()) {
+        sub = advance(a, sub, end, r.until).await?;
+    }
+    Ok((sub, replayed))
+}
+
+/// Saves the replay's cursor at `next` (cleared at `until`), over whatever
+/// else changed meanwhile (a delivery's health change). A cursor of
+/// another window (the replay finished elsewhere, or a new one began) is
+/// left alone.
+async fn advance<B: Backend>(
+    a: &Admin<B>,
+    mut sub: Subscription,
+    next: i64,
+    until: i64,
+) -> Result<Subscription, ApiError> {
+    for _ in 0..3 {
+        if sub.replay.is_none_or(|r| r.until != until) {
+            return Ok(sub);
+        }
+        let prev = sub.updated_at;
+        let mut moved = sub.clone();
+        moved.replay = (next < until).then_some(Replay { next, until });
+        moved.updated_at = a.backend.now_ms().max(prev + 1);
+        match a.backend.save_subscription(&moved, Some(prev), Vec::new()).await {
+            Ok(()) => return Ok(moved),
+            Err(BackendError::Conflict { .. }) => sub = subscription(a, &sub.id).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        "the subscription kept changing during the replay; send the same request again to go on",
+    ))
 }
 
 async fn disable_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {

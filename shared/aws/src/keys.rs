@@ -10,8 +10,12 @@
 //! | a run's log entry not kept in the run's item (an attempt, or past the bound) | `RUN#{run_id}` | `LOG#{at:013}#{n:03}#{unique}` | `hookflow runs show` (one `Query` of the partition) |
 //! | inbound log entry (every request: rejected, duplicate, or the copy of a run's `inbound` entry) | `LOG#{tenant}#{hour}` | `{at:013}#{n:03}#{unique}` | `hookflow logs --table`: a tenant's requests by hour, then each run's timeline |
 //! | idempotency key | `IDEM#{scope}` | `IDEM` | the ingress (conditional put) |
-//! | dead delivery | `DEAD` | `{tenant}#{delivery_id}` | `hookflow dead list/replay` (one `Query`; dead deliveries are rare, one partition holds them) |
-//! | subscription | `SUBS` | `{subscription_id}` | a publish (one `Query` of the whole partition, not cached: subscriptions are few), a subscription delivery (`GetItem`) |
+//! | dead delivery (what it was, why, when: no job, so a list stays small) | `DEAD` | `{tenant}#{delivery_id}` | `hookflow dead list/replay` (one `Query`; dead deliveries are rare, one partition holds them) |
+//! | a dead delivery's job (compressed, in parts of at most 300 KB) | `DEADJOB#{tenant}#{delivery_id}` | `P#{n:03}` | a replay (one `Query`) |
+//! | subscription | `SUBS#{tenant}` | `{subscription_id}` | a publish (one `Query` of its tenant's partition, not cached), a subscription delivery (`GetItem`) |
+//! | a subscription's tenant (written with it, never changed) | `SUBREF#{subscription_id}` | `SUBREF` | a read by id (cached per container: it never changes) |
+//! | a tenant that has had subscriptions | `SUBTENANTS` | `{tenant}` | listing every tenant's subscriptions (admin) |
+//! | subscription, as written before partitions per tenant (moved on read) | `SUBS` | `{subscription_id}` | [`crate::table::Table::subscriptions`], until empty |
 //! | published event (its id's idempotency window) | `EVENT#{tenant}#{event_id}` | `EVENT` | a publish (conditional put) |
 //! | published event, by time | `EVENTS#{tenant}#{hour}` | `{at:013}#{event_id}` | listing events, replay to a re-enabled subscription |
 //! | an ordered delivery between attempts (attempts made, first due, next due) | `HELD#{job_id}` | `HELD` | the dispatcher, per message of the ordered queue (`GetItem`) |
@@ -76,7 +80,33 @@ pub fn dead(tenant: &str, delivery_id: &str) -> String {
     format!("{tenant}#{delivery_id}")
 }
 
-pub const SUBS: &str = "SUBS";
+/// The partition of a dead delivery's job.
+pub fn dead_job(tenant: &str, delivery_id: &str) -> String {
+    format!("DEADJOB#{tenant}#{delivery_id}")
+}
+
+/// A part of a dead delivery's job, in order.
+pub fn dead_part(n: usize) -> String {
+    format!("P#{n:03}")
+}
+
+/// A tenant's subscriptions.
+pub fn subs(tenant: &str) -> String {
+    format!("SUBS#{tenant}")
+}
+
+/// Where a subscription's tenant is found by its id.
+pub fn sub_ref(id: &str) -> String {
+    format!("SUBREF#{id}")
+}
+
+pub const SUBREF: &str = "SUBREF";
+
+/// The partition listing the tenants that have had subscriptions.
+pub const SUB_TENANTS: &str = "SUBTENANTS";
+
+/// The one partition of every subscription, before partitions per tenant.
+pub const LEGACY_SUBS: &str = "SUBS";
 
 pub fn event(tenant: &str, event_id: &str) -> String {
     format!("EVENT#{tenant}#{event_id}")

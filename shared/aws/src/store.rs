@@ -217,10 +217,14 @@ impl Store {
     /// failure in between leaves the delivery listed, and replaying it
     /// again sends it twice under one `webhook-id` rather than never.
     pub async fn replay(&self, dead: &DeadDelivery, now_ms: i64) -> Result<(), Error> {
-        let (job, entry) = dead
-            .row
-            .replay(now_ms)
-            .map_err(|e| Error::Malformed(format!("dead delivery {}: {e}", dead.row.delivery_id)))?;
+        let mut row = dead.row.clone();
+        if row.job.is_empty() {
+            row.job = self.table.dead_job(&row.tenant, &row.delivery_id).await?.ok_or_else(|| {
+                Error::Malformed(format!("dead delivery {}: its job is not in the table", row.delivery_id))
+            })?;
+        }
+        let (job, entry) =
+            row.replay(now_ms).map_err(|e| Error::Malformed(format!("dead delivery {}: {e}", dead.row.delivery_id)))?;
         self.apply(Commit { jobs: vec![job], log: vec![entry], ..Default::default() }, now_ms).await?;
         self.table.forget_dead(&dead.row.tenant, &dead.row.delivery_id).await
     }

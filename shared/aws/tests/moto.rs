@@ -820,3 +820,112 @@ async fn a_run_waiting_on_a_delivery_is_kept_until_its_last_attempt_could_be_mad
     let _ = store.apply_from(commit, Some("r:x:1"), Some(&stored.log), now).await.unwrap();
     assert_eq!(expires().await, now / 1000 + day);
 }
+
+#[tokio::test]
+async fn a_dead_delivery_keeps_its_job_apart_so_its_row_stays_small_and_a_large_one_still_replays() {
+    let (conf, p) = setup(5).await;
+    let store = store_of(&conf, &p);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let job = delivery_job(&flow);
+    let mut d: DeliveryJob = serde_json::from_str(&job.payload).unwrap();
+    // 900 KB that does not compress below half: the job is larger than an
+    // item may be, so it goes in parts.
+    d.delivery.request.body = Some(noise(900 * 1024, 11));
+    let row = hookflow_core::commit::DeadRow::of(&d, "status 400");
+    let id = row.delivery_id.clone();
+    store.table.write(&Commit { dead: Some(row), ..Default::default() }, now_ms()).await.unwrap();
+
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let items = ddb.scan().table_name(&p.table).send().await.unwrap().items.unwrap_or_default();
+    let listed = items.iter().find(|i| i["pk"].as_s().is_ok_and(|pk| pk == "DEAD")).expect("the row");
+    assert!(!listed.contains_key("job"), "the row holds no job");
+    let parts = items.iter().filter(|i| i["pk"].as_s().is_ok_and(|pk| pk.starts_with("DEADJOB#"))).count();
+    assert!(parts >= 2, "{parts} parts");
+
+    let dead = store.table.dead(None).await.unwrap();
+    assert_eq!((dead.len(), dead[0].row.job.as_str()), (1, ""), "listed without its job");
+    store.replay(&dead[0], now_ms()).await.unwrap();
+    let got = receive(&aws_sdk_sqs::Client::new(&conf), &p.deliveries_queue_url).await;
+    let m = Message::parse(got[0].body().unwrap()).unwrap();
+    let back: DeliveryJob = serde_json::from_str(&m.payload).unwrap();
+    assert_eq!((back.delivery.id, back.delivery.request.body), (id, d.delivery.request.body), "the same delivery");
+    assert!(store.table.dead(None).await.unwrap().is_empty());
+    let left = ddb.scan().table_name(&p.table).send().await.unwrap().items.unwrap_or_default();
+    assert!(
+        !left.iter().any(|i| i["pk"].as_s().is_ok_and(|pk| pk == "DEAD" || pk.starts_with("DEADJOB#"))),
+        "the row and its parts are forgotten"
+    );
+}
+
+#[tokio::test]
+async fn a_tenants_subscriptions_are_its_own_partition_and_old_ones_move_there_when_read() {
+    use hookflow_core::commit::SubscriptionRow;
+    use hookflow_core::subscription::{NewSubscription, Status};
+
+    let (conf, p) = setup(5).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let table = Table::new(ddb.clone(), &p.table, 14);
+    let now = now_ms();
+    let new = |tenant: &str| {
+        let (mut s, _) = NewSubscription {
+            url: "https://r.example/hook".into(),
+            event_types: vec!["contact.*".into()],
+            tenant: Some(tenant.into()),
+            ..Default::default()
+        }
+        .create(now)
+        .unwrap();
+        s.status = Status::Active;
+        s
+    };
+    let mine = new("small");
+    let crowd: Vec<_> = (0..30).map(|_| new("big")).collect();
+    let mut rows = vec![SubscriptionRow::of(&mine)];
+    rows.extend(crowd.iter().map(SubscriptionRow::of));
+    table.write(&Commit { subscriptions: rows, ..Default::default() }, now).await.unwrap();
+    let partition = |pk: String| {
+        let ddb = ddb.clone();
+        let table = p.table.clone();
+        async move {
+            let q = ddb.query().table_name(table).key_condition_expression("pk = :pk");
+            q.expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(pk))
+                .send()
+                .await
+                .unwrap()
+                .count()
+        }
+    };
+    // A publish of `small` reads its own partition: one item, whatever the
+    // other tenant has.
+    assert_eq!(partition("SUBS#small".into()).await, 1);
+    assert_eq!(partition("SUBS#big".into()).await, 30);
+    assert_eq!(table.subscriptions(Some("small"), true).await.unwrap(), vec![mine.clone()]);
+    assert_eq!(table.subscriptions(None, false).await.unwrap().len(), 31, "every tenant's, through the tenant list");
+    assert_eq!(table.subscription(&crowd[7].id).await.unwrap().as_ref(), Some(&crowd[7]), "by id");
+
+    // A subscription written by the previous version, in the one `SUBS`
+    // partition: read (by a publish, a fresh container), it moves.
+    let old = new("small");
+    let mut item = std::collections::HashMap::new();
+    for (k, v) in [("pk", "SUBS"), ("sk", old.id.as_str()), ("tenant", "small"), ("status", "active")] {
+        item.insert(k.to_string(), aws_sdk_dynamodb::types::AttributeValue::S(v.into()));
+    }
+    item.insert("doc".into(), aws_sdk_dynamodb::types::AttributeValue::S(serde_json::to_string(&old).unwrap()));
+    item.insert("version".into(), aws_sdk_dynamodb::types::AttributeValue::N(old.updated_at.to_string()));
+    ddb.put_item().table_name(&p.table).set_item(Some(item)).send().await.unwrap();
+    let fresh = Table::new(ddb.clone(), &p.table, 14);
+    let listed = fresh.subscriptions(Some("small"), true).await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(partition("SUBS".into()).await, 0, "moved out of the old partition");
+    assert_eq!(partition("SUBS#small".into()).await, 2);
+    assert_eq!(fresh.subscription(&old.id).await.unwrap().as_ref(), Some(&old));
+    // A change lands in the new place, over the version read.
+    let mut changed = old.clone();
+    changed.updated_at = now + 5;
+    let write =
+        Commit { subscriptions: vec![SubscriptionRow::replacing(&changed, old.updated_at)], ..Default::default() };
+    fresh.write(&write, now).await.unwrap();
+    assert_eq!(table.subscription(&old.id).await.unwrap().unwrap().updated_at, now + 5);
+    assert!(fresh.delete_subscription(&old.id).await.unwrap());
+    assert_eq!(fresh.subscriptions(Some("small"), false).await.unwrap(), vec![mine]);
+}

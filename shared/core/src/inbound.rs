@@ -227,7 +227,8 @@ pub fn accept(
     idem: Option<(String, i64)>,
 ) -> Accepted {
     let (run_id, event_id) = ids;
-    let run = Run::new(&flow.flow, run_id, event_id, request);
+    let mut run = Run::new(&flow.flow, run_id, event_id, request);
+    run.flow_version.clone_from(&flow.version);
     let sync = flow.flow.trigger.respond.mode == RespondMode::Sync;
     let mut outcome = Outcome::default();
     let immediate = if sync {

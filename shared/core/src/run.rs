@@ -263,6 +263,12 @@ pub struct Run {
     /// revision, so two workers handed the same input cannot both apply it.
     #[serde(default)]
     pub revision: u64,
+    /// The flow version it started on ([`crate::CompiledFlow::version`]),
+    /// which it goes on with when the flow is edited; empty for runs
+    /// stored before versions were recorded (they go on with the current
+    /// one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub flow_version: String,
 }
 
 impl Run {
@@ -280,6 +286,7 @@ impl Run {
             executed: 0,
             status: RunStatus::Running,
             revision: 0,
+            flow_version: String::new(),
         }
     }
 

@@ -42,6 +42,22 @@ pub struct CompiledFlow {
     /// What is allowed but probably unsafe (`hookflow validate`, `dev` and
     /// `apply` print these): a secret sent to a host that data chooses.
     pub warnings: Vec<Diagnostic>,
+    /// The text it was loaded from.
+    pub text: std::sync::Arc<str>,
+    /// Which version of the flow this is, as a run records it to go on
+    /// with the same one ([`crate::run::Run::flow_version`]): the text's
+    /// digest ([`text_version`]) unless the store numbers versions (the
+    /// DynamoDB table's `v3`).
+    pub version: String,
+}
+
+/// A flow text's version: `sha256:` and the first 16 hex digits of its
+/// SHA-256, so the same text is the same version wherever it is loaded.
+pub fn text_version(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 /// Where a template may appear, which decides what it may read.
@@ -94,7 +110,15 @@ pub fn load_flow(file: &Path, text: &str) -> Result<CompiledFlow, Error> {
     if checker.problems.is_empty() {
         let warnings =
             secret_warnings(&flow).into_iter().map(|(field, message)| diag(Some(&map), field, message, None)).collect();
-        return Ok(CompiledFlow { flow, templates: checker.templates, file: file.to_path_buf(), shape, warnings });
+        return Ok(CompiledFlow {
+            flow,
+            templates: checker.templates,
+            file: file.to_path_buf(),
+            shape,
+            warnings,
+            text: text.into(),
+            version: text_version(text),
+        });
     }
     Err(Error::Invalid(
         checker.problems.into_iter().map(|(field, message)| diag(Some(&map), field, message, None)).collect(),

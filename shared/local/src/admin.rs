@@ -118,6 +118,10 @@ impl Backend for DevBackend {
         })
     }
 
+    fn queue(&self, jobs: Vec<NewJob>) -> Fut<'_, ()> {
+        Box::pin(async move { self.rt.queue(jobs).await.map_err(unavailable) })
+    }
+
     fn delete_subscription<'a>(&'a self, id: &'a str) -> Fut<'a, bool> {
         Box::pin(async move { self.rt.subs.delete(&self.rt.store, id).map_err(unavailable) })
     }

@@ -57,12 +57,18 @@ pub struct RuntimeConfig {
     pub subscriptions: Settings,
 }
 
+/// How many flow versions that are no longer loaded are kept compiled.
+const VERSIONS_CACHED: usize = 64;
+
 /// The embedded runtime, shared by the inbound server and the workers.
 pub struct Runtime {
     pub store: Store,
     pub logger: Logger,
     pub secrets: Secrets,
     flows: RwLock<Arc<Flows>>,
+    /// Flow versions runs started on that are no longer loaded, compiled
+    /// from the store (a few: cleared past [`VERSIONS_CACHED`]).
+    versions: Mutex<HashMap<String, Arc<CompiledFlow>>>,
     sender: Sender,
     wake: Notify,
     waiters: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
@@ -144,12 +150,16 @@ impl Runtime {
         store.release_leases()?;
         let sender = Sender::new(config.target_policy).map_err(|e| Error::Config(e.to_string()))?;
         let subs = Subscriptions::load(&store)?;
+        for f in flows.all() {
+            store.keep_flow(f, now_ms())?;
+        }
         Ok(Arc::new(Runtime {
             subs,
             store,
             logger: config.logger,
             secrets: config.secrets,
             flows: RwLock::new(Arc::new(flows)),
+            versions: Mutex::new(HashMap::new()),
             sender,
             wake: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
@@ -164,9 +174,41 @@ impl Runtime {
         self.flows.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Replaces the loaded flows (reload).
+    /// Replaces the loaded flows (reload), keeping each version's text in
+    /// the store first, for the runs it starts.
     pub fn set_flows(&self, flows: Flows) {
+        for f in flows.all() {
+            if let Err(e) = self.store.keep_flow(f, now_ms()) {
+                self.logger.log(
+                    Level::Error,
+                    "flow version not kept: its runs go on with the current version if it changes",
+                    json!({"file": f.file.display().to_string(), "error": e.to_string()}),
+                );
+            }
+        }
         *self.flows.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(flows);
+    }
+
+    /// The flow version `run` started on ([`Run::flow_version`]): the
+    /// loaded one if it is that version, else the version kept in the
+    /// store. A run without a recorded version, or whose version is not
+    /// kept, goes on with the loaded flow.
+    fn flow_of(&self, run: &Run) -> Result<Option<Arc<CompiledFlow>>, Error> {
+        let current = self.flows().by_id(&run.tenant, &run.flow_id);
+        if run.flow_version.is_empty() || current.as_ref().is_some_and(|f| f.version == run.flow_version) {
+            return Ok(current);
+        }
+        if let Some(f) = self.versions.lock().unwrap_or_else(|p| p.into_inner()).get(&run.flow_version) {
+            return Ok(Some(f.clone()));
+        }
+        let Some((file, text)) = self.store.flow_version(&run.flow_version)? else { return Ok(current) };
+        let flow = Arc::new(hookflow_core::load_flow(std::path::Path::new(&file), &text)?);
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        if versions.len() >= VERSIONS_CACHED {
+            versions.clear();
+        }
+        versions.insert(run.flow_version.clone(), flow.clone());
+        Ok(Some(flow))
     }
 
     /// Wakes the workers: new jobs are due. (One worker loop waits; a
@@ -259,7 +301,7 @@ impl Runtime {
             return self.drop_job(&job, "its run does not exist").await;
         };
         let run: Run = serde_json::from_value(state).map_err(|e| Error::Malformed(format!("run {run_id}: {e}")))?;
-        let Some(flow) = self.flows().by_id(&run.tenant, &run.flow_id) else {
+        let Some(flow) = self.flow_of(&run)? else {
             return self.drop_job(&job, "its flow is no longer loaded").await;
         };
         let (run, effects) = advance(&flow, run, input)?;
@@ -437,6 +479,16 @@ impl Runtime {
         let _health = self.subs.health.lock().await;
         self.store.commit(commit).await?;
         self.subs.saved(sub);
+        self.dispatch(ready);
+        self.wake();
+        Ok(())
+    }
+
+    /// Queues `jobs` (a replay's deliveries) in one commit.
+    pub async fn queue(self: &Arc<Self>, jobs: Vec<NewJob>) -> Result<(), Error> {
+        let mut commit = Commit { jobs, ..Default::default() };
+        let ready = self.lease_ready(&mut commit, 0);
+        self.store.commit(commit).await?;
         self.dispatch(ready);
         self.wake();
         Ok(())

@@ -125,11 +125,33 @@ impl Table {
             None => None,
             Some(id) => match self.flow_text(tenant, &id).await? {
                 None => None,
-                Some((version, file, text)) => {
-                    let name = format!("dynamodb:{tenant}/{id}@v{version}/{file}");
-                    Some(Arc::new(hookflow_core::load_flow(std::path::Path::new(&name), &text)?))
-                }
+                Some((version, file, text)) => Some(Arc::new(compile(tenant, &id, version, &file, &text)?)),
             },
+        };
+        self.flows.put(cache_key, flow.clone());
+        Ok(flow)
+    }
+
+    /// The version of its flow that `run` started on, to go on with
+    /// whatever the flow's current version is (a version's item never
+    /// changes, so it is cached like any flow). A run that recorded no
+    /// version (written before runs did) goes on with the current one.
+    pub async fn flow_of(&self, run: &hookflow_core::run::Run) -> Result<Option<Arc<CompiledFlow>>, Error> {
+        let Some(version) = run.flow_version.strip_prefix('v').and_then(|v| v.parse::<u64>().ok()) else {
+            return self.by_id(&run.tenant, &run.flow_id).await;
+        };
+        let (tenant, id) = (&run.tenant, &run.flow_id);
+        let cache_key = format!("v:{tenant}/{id}@{version}");
+        if let Some(flow) = self.flows.get(&cache_key) {
+            return Ok(flow);
+        }
+        let flow = match self.get(keys::flow(tenant, id), &keys::flow_version(version)).await? {
+            None => None,
+            Some(item) => {
+                let file = get_s(&item, "file").unwrap_or("flow.yaml");
+                let text = get_s(&item, "text").unwrap_or_default();
+                Some(Arc::new(compile(tenant, id, version, file, text)?))
+            }
         };
         self.flows.put(cache_key, flow.clone());
         Ok(flow)
@@ -145,4 +167,12 @@ impl Table {
     pub async fn by_id(&self, tenant: &str, id: &str) -> Result<Option<Arc<CompiledFlow>>, Error> {
         self.cached_flow(format!("id:{tenant}/{id}"), tenant, Some(id), None).await
     }
+}
+
+/// A stored flow version, compiled, numbered as the table numbers it.
+fn compile(tenant: &str, id: &str, version: u64, file: &str, text: &str) -> Result<CompiledFlow, Error> {
+    let name = format!("dynamodb:{tenant}/{id}@v{version}/{file}");
+    let mut flow = hookflow_core::load_flow(std::path::Path::new(&name), text)?;
+    flow.version = format!("v{version}");
+    Ok(flow)
 }

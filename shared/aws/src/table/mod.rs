@@ -68,7 +68,15 @@ pub struct Table {
     name: String,
     retention: Duration,
     flows: TtlCache<Option<Arc<CompiledFlow>>>,
+    /// Subscription id → tenant (never changes; bounded).
+    sub_tenants: Arc<quick_cache::sync::Cache<String, String>>,
+    /// Whether this container has seen the old `SUBS` partition empty
+    /// (`subscriptions::legacy`).
+    legacy_empty: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How many subscription ids' tenants a container remembers.
+const SUB_TENANTS_CACHED: usize = 10_000;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -170,6 +178,8 @@ impl Table {
             name: name.into(),
             retention: Duration::from_secs(u64::from(retention_days) * 86_400),
             flows: TtlCache::new(FLOW_CACHE_TTL, FLOW_CACHE_BYTES),
+            sub_tenants: Arc::new(quick_cache::sync::Cache::new(SUB_TENANTS_CACHED)),
+            legacy_empty: Arc::default(),
         }
     }
 

@@ -179,8 +179,19 @@ impl Table {
             copy.insert("expires_at".into(), n(self.expires_at(*at)));
             items.push((copy, Cond::None));
         }
+        let mut listed = std::collections::HashSet::new();
         for SubscriptionRow { id, tenant, status, doc, version, prev } in &c.subscriptions {
-            let mut item = key(keys::SUBS.into(), id.clone());
+            if prev.is_none() {
+                // A new subscription: where its id finds its tenant, and its
+                // tenant in the list of tenants (both never change).
+                let mut by_id = key(keys::sub_ref(id), keys::SUBREF);
+                by_id.insert("tenant".into(), s(tenant.clone()));
+                items.push((by_id, Cond::None));
+                if listed.insert(tenant) {
+                    items.push((key(keys::SUB_TENANTS.into(), tenant.clone()), Cond::None));
+                }
+            }
+            let mut item = key(keys::subs(tenant), id.clone());
             item.insert("tenant".into(), s(tenant.clone()));
             item.insert("status".into(), s(*status));
             item.insert("doc".into(), s(doc.clone()));
@@ -210,9 +221,17 @@ impl Table {
             item.insert("flow_id".into(), s(flow_id.clone()));
             item.insert("run_id".into(), s(run_id.clone()));
             item.insert("reason".into(), s(reason.clone()));
-            item.insert("job".into(), text(job.clone()));
             item.insert("at".into(), n(now_ms));
+            // The job apart, compressed, in parts that each fit an item:
+            // the list reads the rows only, a replay reads its parts.
+            let z = miniz_oxide::deflate::compress_to_vec_zlib(job.as_bytes(), 6);
+            item.insert("parts".into(), n(z.chunks(DEAD_PART).count() as i64));
             items.push((item, Cond::None));
+            for (i, part) in z.chunks(DEAD_PART).enumerate() {
+                let mut item = key(keys::dead_job(tenant, delivery_id), keys::dead_part(i));
+                item.insert("z".into(), AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(part)));
+                items.push((item, Cond::None));
+            }
         }
         Ok(items)
     }
@@ -527,6 +546,10 @@ pub(super) const HELD_TTL: Duration = Duration::from_secs(15 * 86_400);
 
 /// DynamoDB's largest item (400 KB, counted as 1024 bytes a KB).
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// The largest part of a dead delivery's compressed job (an item of its
+/// own, well under [`MAX_ITEM_BYTES`]).
+pub(super) const DEAD_PART: usize = 300 * 1024;
 
 /// An item's size as DynamoDB counts it: each attribute's name and value
 /// (strings and binaries by their bytes, numbers at most 21 bytes).

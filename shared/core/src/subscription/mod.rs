@@ -46,8 +46,8 @@ pub use event::{Event, NewEvent};
 pub use health::{Gate, HealthChange, gate, health_change};
 pub use publish::{Publication, fan_out, publish};
 pub use record::{
-    DEFAULT_TENANT, FieldError, NewSubscription, Ordering, Signing, Status, Subscription, Verification, check_tenant,
-    keyring_name,
+    DEFAULT_TENANT, FieldError, NewSubscription, Ordering, Replay, Signing, Status, Subscription, Verification,
+    check_tenant, keyring_name,
 };
 pub use settings::Settings;
 

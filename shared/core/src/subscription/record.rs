@@ -92,6 +92,22 @@ pub struct Subscription {
     /// cache keyrings read them again when this is newer than their copy.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub keys_version: i64,
+    /// Missed events still to be sent again, after an enable with replay
+    /// that stopped before the end (a time budget, a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<Replay>,
+}
+
+/// The part of an enable-with-replay not yet sent: the matching events
+/// published in `[next, until)` (ms). Advanced only after a page's
+/// deliveries were queued, so a stop anywhere sends a page twice (same
+/// `webhook-id`s), never skips one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replay {
+    /// The publish time of the first event not known to be queued.
+    pub next: i64,
+    /// When the subscription was enabled: later events were fanned out to it.
+    pub until: i64,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -233,6 +249,7 @@ impl NewSubscription {
             disabled_at: None,
             disabled_reason: None,
             keys_version: 0,
+            replay: None,
         };
         let keyring = Keyring::new(sub.signing);
         Ok((sub, keyring))
@@ -269,15 +286,25 @@ impl Subscription {
         s
     }
 
-    /// Active again (from disabled), health reset.
-    pub fn enabled(&self, now: i64) -> Subscription {
+    /// Active again (from disabled), health reset. With `replay`, the
+    /// events it missed are to be sent again: those since it was disabled,
+    /// or since where an earlier replay stopped.
+    pub fn enabled(&self, now: i64, replay: bool) -> Subscription {
         let mut s = self.clone();
+        s.replay = replay.then(|| Replay { next: self.missed_since(), until: now });
         s.status = Status::Active;
         s.failing_since = None;
         s.disabled_at = None;
         s.disabled_reason = None;
         s.updated_at = now;
         s
+    }
+
+    /// Since when a disabled subscription has missed events: since it was
+    /// disabled, or since where an unfinished replay stopped.
+    pub fn missed_since(&self) -> i64 {
+        let disabled = self.disabled_at.unwrap_or(self.updated_at);
+        self.replay.map_or(disabled, |r| r.next.min(disabled))
     }
 
     /// Pending again with a fresh verification round (the `verify` action).

@@ -26,6 +26,7 @@ use crate::Error;
 
 mod dead;
 mod events;
+mod flows;
 mod jobs;
 mod log;
 mod runs;
@@ -81,6 +82,9 @@ CREATE TABLE IF NOT EXISTS events (
     tenant TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL, at INTEGER NOT NULL, doc TEXT NOT NULL,
     expires_at INTEGER NOT NULL, PRIMARY KEY (tenant, id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_at ON events (tenant, at);
+CREATE TABLE IF NOT EXISTS flows (
+    version TEXT PRIMARY KEY, tenant TEXT NOT NULL, flow_id TEXT NOT NULL, file TEXT NOT NULL, text TEXT NOT NULL,
+    at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead (
     delivery_id TEXT PRIMARY KEY, at INTEGER NOT NULL, tenant TEXT NOT NULL, flow_id TEXT NOT NULL,
     run_id TEXT NOT NULL, reason TEXT NOT NULL, job TEXT NOT NULL);

@@ -1,0 +1,278 @@
+//! Enable with replay, through the router, over an in-memory backend whose
+//! queue and writes fail when told: a replay stopped anywhere is resumed by
+//! the same request, and every missed event is queued at least once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hookflow_admin::axum::body::{Body, to_bytes};
+use hookflow_admin::axum::http::Request;
+use hookflow_admin::backend::Fut;
+use hookflow_admin::{Admin, Backend, BackendError, FlowInfo, LogQuery, Published, router};
+use hookflow_core::CompiledFlow;
+use hookflow_core::commit::{DeadDelivery, LogEntry, NewJob};
+use hookflow_core::subscription::{Event, Keyring, NewSubscription, Settings, Subscription};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// What the backend holds, and the faults it injects.
+#[derive(Default)]
+struct Memory {
+    subs: Mutex<HashMap<String, Subscription>>,
+    events: Vec<Event>,
+    /// Every job queued, in order (a job queued twice is here twice).
+    queued: Mutex<Vec<NewJob>>,
+    /// The clock (ms), moved by `tick` on each reading.
+    clock: AtomicI64,
+    tick: i64,
+    /// Calls to `queue` / `save_subscription` so far, and which (1-based)
+    /// fail.
+    queues: AtomicI64,
+    saves: AtomicI64,
+    fail_queue: Mutex<Vec<i64>>,
+    fail_save: Mutex<Vec<i64>>,
+    settings: Settings,
+}
+
+fn down<T>(what: &str) -> Result<T, BackendError> {
+    Err(BackendError::Unsupported(format!("{what}: not in this test")))
+}
+
+/// The backend: a handle on the memory the test reads too.
+struct Handle(Arc<Memory>);
+
+impl std::ops::Deref for Handle {
+    type Target = Memory;
+    fn deref(&self) -> &Memory {
+        &self.0
+    }
+}
+
+impl Backend for Handle {
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+    fn now_ms(&self) -> i64 {
+        self.clock.fetch_add(self.tick, Ordering::SeqCst)
+    }
+    fn flows(&self) -> Fut<'_, Vec<FlowInfo>> {
+        Box::pin(async { down("flows") })
+    }
+    fn flow<'a>(&'a self, _: &'a str, _: &'a str) -> Fut<'a, Option<FlowInfo>> {
+        Box::pin(async { down("flow") })
+    }
+    fn put_flow<'a>(&'a self, _: &'a CompiledFlow, _: &'a str) -> Fut<'a, (FlowInfo, bool)> {
+        Box::pin(async { down("put_flow") })
+    }
+    fn delete_flow<'a>(&'a self, _: &'a str, _: &'a str) -> Fut<'a, bool> {
+        Box::pin(async { down("delete_flow") })
+    }
+    fn subscription<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Subscription>> {
+        Box::pin(async move { Ok(self.subs.lock().unwrap().get(id).cloned()) })
+    }
+    fn subscriptions<'a>(&'a self, _: Option<&'a str>) -> Fut<'a, Vec<Subscription>> {
+        Box::pin(async move { Ok(self.subs.lock().unwrap().values().cloned().collect()) })
+    }
+    fn save_subscription<'a>(&'a self, sub: &'a Subscription, prev: Option<i64>, jobs: Vec<NewJob>) -> Fut<'a, ()> {
+        Box::pin(async move {
+            let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.fail_save.lock().unwrap().contains(&n) {
+                return Err(BackendError::Unavailable(format!("save {n} failed")));
+            }
+            let mut subs = self.subs.lock().unwrap();
+            if prev.is_some() && subs.get(&sub.id).map(|s| s.updated_at) != prev {
+                return Err(BackendError::Conflict { field: None, message: "changed".into() });
+            }
+            subs.insert(sub.id.clone(), sub.clone());
+            self.queued.lock().unwrap().extend(jobs);
+            Ok(())
+        })
+    }
+    fn queue(&self, jobs: Vec<NewJob>) -> Fut<'_, ()> {
+        Box::pin(async move {
+            let n = self.queues.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.fail_queue.lock().unwrap().contains(&n) {
+                return Err(BackendError::Unavailable(format!("queue {n} failed")));
+            }
+            self.queued.lock().unwrap().extend(jobs);
+            Ok(())
+        })
+    }
+    fn delete_subscription<'a>(&'a self, _: &'a str) -> Fut<'a, bool> {
+        Box::pin(async { down("delete_subscription") })
+    }
+    fn keyring<'a>(&'a self, _: &'a Subscription) -> Fut<'a, Option<Keyring>> {
+        Box::pin(async { down("keyring") })
+    }
+    fn put_keyring<'a>(&'a self, _: &'a Subscription, _: &'a Keyring) -> Fut<'a, ()> {
+        Box::pin(async { down("put_keyring") })
+    }
+    fn publish(&self, _: Event) -> Fut<'_, Published> {
+        Box::pin(async { down("publish") })
+    }
+    fn events<'a>(&'a self, tenant: Option<&'a str>, since: i64, limit: usize) -> Fut<'a, Vec<Event>> {
+        Box::pin(async move {
+            Ok(self
+                .events
+                .iter()
+                .filter(|e| e.at >= since && tenant.is_none_or(|t| t == e.tenant))
+                .take(limit)
+                .cloned()
+                .collect())
+        })
+    }
+    fn logs(&self, _: LogQuery) -> Fut<'_, Vec<LogEntry>> {
+        Box::pin(async { down("logs") })
+    }
+    fn run<'a>(&'a self, _: &'a str) -> Fut<'a, Option<(Value, Vec<LogEntry>)>> {
+        Box::pin(async { down("run") })
+    }
+    fn dead<'a>(&'a self, _: Option<&'a str>) -> Fut<'a, Vec<DeadDelivery>> {
+        Box::pin(async { down("dead") })
+    }
+    fn replay<'a>(&'a self, _: &'a str) -> Fut<'a, bool> {
+        Box::pin(async { down("replay") })
+    }
+}
+
+/// A disabled subscription to `order.*` that missed `n` matching events
+/// (one a millisecond from t=2000, with an unmatched one every tenth).
+fn world(n: usize, tick: i64) -> (Arc<Memory>, String) {
+    let new = NewSubscription {
+        url: "https://example.com/hook".into(),
+        event_types: vec!["order.*".into()],
+        ..Default::default()
+    };
+    let (sub, _) = new.create(1_000).unwrap();
+    let sub = sub.disabled_by_admin(1_500);
+    let mut events = Vec::new();
+    for i in 0..n + n / 9 {
+        let kind = if i % 10 == 9 { "invoice.paid" } else { "order.placed" };
+        events.push(Event {
+            id: format!("evt_{i}"),
+            tenant: sub.tenant.clone(),
+            kind: kind.into(),
+            at: 2_000 + i as i64,
+            data: json!({"i": i}),
+        });
+    }
+    let id = sub.id.clone();
+    let memory = Memory {
+        subs: Mutex::new(HashMap::from([(id.clone(), sub)])),
+        events,
+        clock: AtomicI64::new(100_000),
+        tick,
+        ..Default::default()
+    };
+    (Arc::new(memory), id)
+}
+
+async fn enable(m: &Arc<Memory>, id: &str, replay: bool) -> (u16, Value) {
+    let app = router(Arc::new(Admin { backend: Handle(m.clone()), token: None }));
+    let req = Request::post(format!("/v1/subscriptions/{id}/enable"))
+        .header("content-type", "application/json")
+        .body(Body::from(json!({ "replay": replay }).to_string()))
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    let body = to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// How many times each matching event was queued.
+fn queued(m: &Memory) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for job in m.queued.lock().unwrap().iter() {
+        *seen.entry(job.id.clone()).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn matching(m: &Memory) -> usize {
+    m.events.iter().filter(|e| e.kind.starts_with("order.")).count()
+}
+
+#[tokio::test]
+async fn a_replay_whose_second_page_failed_to_queue_is_resumed_by_the_same_request() {
+    let (m, id) = world(2_500, 1);
+    m.fail_queue.lock().unwrap().push(2);
+    let (status, out) = enable(&m, &id, true).await;
+    assert_eq!(status, 503, "{out}");
+    let sub = m.subs.lock().unwrap()[&id].clone();
+    assert_eq!(sub.status.as_str(), "active", "the enable itself stands");
+    let cursor = sub.replay.expect("the unfinished part is on the subscription");
+    assert_eq!(queued(&m).len(), 1_000, "the first page");
+    assert_eq!(cursor.next, m.events.iter().filter(|e| e.kind.starts_with("order.")).nth(1_000).unwrap().at);
+
+    let (status, out) = enable(&m, &id, true).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!((out["replayed"].as_u64(), out["replay_pending"].as_bool()), (Some(1_500), Some(false)), "{out}");
+    let seen = queued(&m);
+    assert_eq!(seen.len(), matching(&m), "every missed event queued");
+    assert!(seen.values().all(|&n| n == 1), "no page was queued twice here");
+    assert!(m.subs.lock().unwrap()[&id].replay.is_none());
+    // Done: a third request is a conflict again, as for any active one.
+    assert_eq!(enable(&m, &id, true).await.0, 409);
+}
+
+#[tokio::test]
+async fn a_page_queued_whose_progress_failed_to_save_is_sent_again_never_skipped() {
+    let (m, id) = world(1_500, 1);
+    // Save 1 enables; save 2 would record the first page as queued.
+    m.fail_save.lock().unwrap().push(2);
+    assert_eq!(enable(&m, &id, true).await.0, 503);
+    assert_eq!(m.subs.lock().unwrap()[&id].replay.unwrap().next, 1_500, "the cursor did not move");
+    let (status, out) = enable(&m, &id, true).await;
+    assert_eq!((status, out["replay_pending"].as_bool()), (200, Some(false)), "{out}");
+    let seen = queued(&m);
+    assert_eq!(seen.len(), matching(&m));
+    assert_eq!(seen.values().filter(|&&n| n == 2).count(), 1_000, "the first page twice, same ids");
+}
+
+#[tokio::test]
+async fn a_replay_longer_than_its_time_budget_answers_pending_and_goes_on() {
+    // Each clock reading moves 4 s: the budget (10 s) ends after a page.
+    let (m, id) = world(3_000, 4_000);
+    let mut rounds = 0;
+    loop {
+        let (status, out) = enable(&m, &id, true).await;
+        assert_eq!(status, 200, "{out}");
+        rounds += 1;
+        assert!(out["replayed"].as_u64().unwrap() <= 1_000, "{out}");
+        if !out["replay_pending"].as_bool().unwrap() {
+            break;
+        }
+        assert!(out["subscription"]["replay"]["next"].is_i64(), "{out}");
+        assert!(rounds < 10);
+    }
+    assert_eq!(rounds, 3);
+    assert_eq!(queued(&m).len(), matching(&m));
+}
+
+#[tokio::test]
+async fn disabled_again_mid_replay_the_next_enable_starts_where_the_replay_stopped() {
+    let (m, id) = world(2_500, 1);
+    m.fail_queue.lock().unwrap().push(2);
+    assert_eq!(enable(&m, &id, true).await.0, 503);
+    let stopped = m.subs.lock().unwrap()[&id].replay.unwrap().next;
+    // A delivery's 410 disables it again before anyone resumes.
+    {
+        let mut subs = m.subs.lock().unwrap();
+        let s = subs[&id].disabled_by_admin(m.clock.load(Ordering::SeqCst));
+        subs.insert(id.clone(), s);
+    }
+    let (status, out) = enable(&m, &id, true).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["missed_since"].as_i64(), Some(stopped), "{out}");
+    assert_eq!(queued(&m).len(), matching(&m));
+}
+
+#[tokio::test]
+async fn an_enable_without_replay_counts_and_sends_nothing() {
+    let (m, id) = world(50, 1);
+    let (status, out) = enable(&m, &id, false).await;
+    assert_eq!((status, out["missed"].as_u64(), out["replayed"].as_u64()), (200, Some(50), Some(0)), "{out}");
+    assert!(queued(&m).is_empty());
+    assert_eq!(enable(&m, &id, true).await.0, 409, "nothing left to resume");
+}
