@@ -74,7 +74,8 @@ fn schemas() -> Map<String, Value> {
                 "keys_version": {"type": "integer", "description": "When its signing keys last changed (ms)."},
                 "replay": {"type": "object", "required": ["next", "until"],
                     "description": "An unfinished enable-with-replay: the matching events published in [next, until) (ms) are still to be sent. Enable again with `replay: true` to go on.",
-                    "properties": {"next": {"type": "integer"}, "until": {"type": "integer"}}},
+                    "properties": {"next": {"type": "integer"}, "from": {"type": "integer"}, "until": {"type": "integer"},
+                        "last_pass": {"type": "boolean", "description": "Reading the window's last seconds again, for publishes that were in flight at the enable."}}},
                 "secret": {"type": "string", "description": "`whsec_…`: only in the answer to create (HMAC)."},
                 "public_key": {"type": "string", "description": "`whpk_…`: only in the answer to create (ed25519)."}
             }
@@ -283,7 +284,7 @@ fn paths() -> Map<String, Value> {
     );
     paths.insert(
         "/v1/subscriptions/{id}/enable".into(),
-        json!({"post": op("enableSubscription", "Enables a disabled subscription; says how many matching events it missed since it was disabled and, with `replay: true`, delivers them, a page at a time. A replay that stops before its end (`replay_pending`: a time budget of about 10 s, or a failure answered 5xx) is resumed by the same request again, on the now active subscription: no page is skipped, a page may be sent twice under the same `webhook-id`s.",
+        json!({"post": op("enableSubscription", "Enables a disabled subscription; says how many matching events it missed since it was disabled and, with `replay: true`, delivers them, a page at a time. A replay that stops before its end (`replay_pending`: a time budget of about 10 s, or a failure answered 5xx) is resumed by the same request again, on the now active subscription: no page is skipped, a page may be sent twice under the same `webhook-id`s. A replay covers a few seconds past the enable and reads them again before it ends (publishes in flight), so it answers after about 4 s at least. With replay, `missed` counts the events this request queued.",
             vec![sub_id()],
             Some(json!({"required": false, "content": content(json!({"type": "object", "additionalProperties": false,
                 "properties": {"replay": {"type": "boolean", "default": false}}}))})),

@@ -510,21 +510,18 @@ async fn public_key<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<S
     ok(StatusCode::OK, json!({"id": sub.id, "public_key": keys.last(), "public_keys": keys}))
 }
 
-/// How many missed events an enable reads at a time.
-const REPLAY_READ: usize = 100_000;
-/// How many deliveries are queued before the replay's progress is saved.
+/// How many events a replay reads, and queues, at a time.
 const REPLAY_PAGE: usize = 1_000;
+/// How many missed events an enable without replay counts, at most.
+const COUNT_MAX: usize = 100_000;
 /// How long one request replays before it answers with the rest pending
 /// (the AWS admin function answers within API Gateway's 29 s).
 const REPLAY_BUDGET_MS: i64 = 10_000;
 
 /// Enables a disabled subscription and, with `replay: true`, queues the
-/// matching events it missed. A replay is done page by page: a page's
-/// deliveries are queued, then the subscription's [`Replay`] cursor moves
-/// past them. A request that stops anywhere (its time budget, a failed
-/// send, a failed write) leaves the cursor at the first page not known to
-/// be queued, and the same request again resumes there: pages are sent at
-/// least once, under their `webhook-id`s, and none is skipped.
+/// matching events it missed: see [`replay`]. A request that stops anywhere
+/// (its time budget, a failed send, a failed write) leaves the cursor where
+/// nothing before it is unsent, and the same request again resumes there.
 async fn enable_subscription<B: Backend>(
     State(a): State<Arc<Admin<B>>>,
     Path(id): Path<String>,
@@ -539,10 +536,11 @@ async fn enable_subscription<B: Backend>(
     let want: Enable = if bytes.iter().all(u8::is_ascii_whitespace) { Enable::default() } else { body(&bytes)? };
     let sub = subscription(&a, &id).await?;
     let started = a.backend.now_ms();
+    let settle = a.backend.settings().replay_settle.as_millis() as i64;
     let (sub, since) = match (sub.status, sub.replay) {
         (Status::Disabled, _) => {
             let since = sub.missed_since();
-            let enabled = sub.enabled(started, want.replay);
+            let enabled = sub.enabled(started, want.replay.then_some(started + settle));
             a.backend.save_subscription(&enabled, Some(sub.updated_at), Vec::new()).await?;
             (enabled, since)
         }
@@ -560,64 +558,103 @@ async fn enable_subscription<B: Backend>(
             ));
         }
     };
-    let until = sub.replay.map_or(i64::MAX, |r| r.until);
-    let read = a.backend.events(Some(&sub.tenant), since, REPLAY_READ).await?;
-    // A read cut at its limit goes on, in the next request, from its last
-    // event (sent twice at worst).
-    let rest = read.last().filter(|_| read.len() == REPLAY_READ).map(|e| e.at);
-    let missed: Vec<_> = read.into_iter().filter(|e| e.at < until && sub.selects(&e.kind)).collect();
-    let (sub, replayed) = match sub.replay {
-        Some(r) => replay(&a, sub, &missed, rest.unwrap_or(r.until), started).await?,
-        None => (sub, 0),
+    let (sub, missed, replayed) = match sub.replay {
+        Some(_) => {
+            let (sub, n) = replay(&a, sub, started).await?;
+            (sub, n, n)
+        }
+        None => {
+            let events = a.backend.events(Some(&sub.tenant), since, COUNT_MAX).await?;
+            let missed = events.iter().filter(|e| sub.selects(&e.kind)).count();
+            (sub, missed, 0)
+        }
     };
     ok(
         StatusCode::OK,
-        json!({"subscription": view(&sub), "missed": missed.len(), "missed_since": since, "replayed": replayed,
+        json!({"subscription": view(&sub), "missed": missed, "missed_since": since, "replayed": replayed,
                "replay_pending": sub.replay.is_some()}),
     )
 }
 
-/// Queues `missed` to `sub` a page at a time, each followed by the
-/// cursor's move past it (to `end` after the last), until done or the time
-/// budget is spent. The subscription as saved last, and how many
-/// deliveries were queued.
+/// Queues the events of `sub`'s [`Replay`] window a page at a time (read
+/// from the cursor, queued, then the cursor moved past them), until the
+/// window is done or the time budget is spent; the subscription as saved
+/// last, and how many deliveries were queued.
+///
+/// A publish stamps its event, reads the subscriptions, then writes the
+/// event: one in flight when the subscription was enabled can miss the
+/// fan-out and land after the first read. So the window runs `settle`
+/// past the enable (`until`), and once read to its end it is read once
+/// more (`last_pass`) from `settle` before the enable, after `until +
+/// settle`: events sent twice (same `webhook-id`s), none skipped.
 async fn replay<B: Backend>(
     a: &Admin<B>,
     mut sub: Subscription,
-    missed: &[Event],
-    end: i64,
     started: i64,
 ) -> Result<(Subscription, usize), ApiError> {
-    let mut replayed = 0;
-    let mut pages = missed.chunks(REPLAY_PAGE).peekable();
-    while let Some(page) = pages.next() {
-        let Some(r) = sub.replay else { break };
+    let Some(Replay { until, .. }) = sub.replay else { return Ok((sub, 0)) };
+    let settle = a.backend.settings().replay_settle.as_millis() as i64;
+    // Events this request queued: a read that meets them again (its first
+    // event, the last pass) does not queue them twice.
+    let mut queued = std::collections::HashSet::new();
+    let mut limit = REPLAY_PAGE;
+    // Done, another window's (finished elsewhere, or a disable and enable
+    // began another), or no longer active: stop.
+    while let Some(r) = sub.replay.filter(|r| r.until == until && sub.status == Status::Active) {
+        let read = a.backend.events(Some(&sub.tenant), r.next, limit).await?;
+        let last = read.last().map(|e| e.at);
+        let cut = read.len() == limit && last.is_some_and(|at| at < until);
+        if cut && last == Some(r.next) {
+            // A whole read at one millisecond: read more of it at once.
+            limit *= 2;
+            continue;
+        }
+        let page: Vec<&Event> =
+            read.iter().filter(|e| e.at < until && sub.selects(&e.kind) && !queued.contains(&e.id)).collect();
+        if !page.is_empty() {
+            let now = a.backend.now_ms();
+            let jobs =
+                page.iter().map(|e| sub.event_job(e, &e.envelope().to_string(), a.backend.settings(), now)).collect();
+            a.backend.queue(jobs).await?;
+            queued.extend(page.iter().map(|e| e.id.clone()));
+        }
+        let next = match (last, cut, r.last_pass) {
+            // More of the window: on from the last event read (its
+            // millisecond is read again).
+            (Some(at), true, _) => Some(Replay { next: at, ..r }),
+            // Read to its end: once more from `settle` before the enable
+            // (or past this read, if earlier), once publishes in flight
+            // have landed.
+            (_, _, false) => {
+                let past = last.map_or(r.next, |at| at + 1);
+                Some(Replay { next: past.min((until - 2 * settle).max(r.from)), last_pass: true, ..r })
+            }
+            (_, _, true) => None,
+        };
+        sub = advance(a, sub, next, until).await?;
         let now = a.backend.now_ms();
-        let jobs =
-            page.iter().map(|e| sub.event_job(e, &e.envelope().to_string(), a.backend.settings(), now)).collect();
-        a.backend.queue(jobs).await?;
-        replayed += page.len();
-        let next = pages.peek().map_or(end, |p| p[0].at);
-        sub = advance(a, sub, next, r.until).await?;
-        let out_of_time = a.backend.now_ms().saturating_sub(started) >= REPLAY_BUDGET_MS;
-        if out_of_time || sub.status != Status::Active {
-            return Ok((sub, replayed));
+        let wait = match sub.replay {
+            Some(r) if r.last_pass => (until + settle - now).max(0),
+            _ => 0,
+        };
+        if now + wait - started >= REPLAY_BUDGET_MS {
+            break;
+        }
+        if wait > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
         }
     }
-    if let Some(r) = sub.replay.filter(|_| missed.is_empty()) {
-        sub = advance(a, sub, end, r.until).await?;
-    }
-    Ok((sub, replayed))
+    Ok((sub, queued.len()))
 }
 
-/// Saves the replay's cursor at `next` (cleared at `until`), over whatever
-/// else changed meanwhile (a delivery's health change). A cursor of
-/// another window (the replay finished elsewhere, or a new one began) is
-/// left alone.
+/// Saves the replay's cursor as `next` (`None`: done) over whatever else
+/// changed meanwhile (a delivery's health change). A cursor of another
+/// window (the replay finished elsewhere, or a new one began) is left
+/// alone.
 async fn advance<B: Backend>(
     a: &Admin<B>,
     mut sub: Subscription,
-    next: i64,
+    next: Option<Replay>,
     until: i64,
 ) -> Result<Subscription, ApiError> {
     for _ in 0..3 {
@@ -626,7 +663,7 @@ async fn advance<B: Backend>(
         }
         let prev = sub.updated_at;
         let mut moved = sub.clone();
-        moved.replay = (next < until).then_some(Replay { next, until });
+        moved.replay = next;
         moved.updated_at = a.backend.now_ms().max(prev + 1);
         match a.backend.save_subscription(&moved, Some(prev), Vec::new()).await {
             Ok(()) => return Ok(moved),

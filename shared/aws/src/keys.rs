@@ -15,7 +15,7 @@
 //! | subscription | `SUBS#{tenant}` | `{subscription_id}` | a publish (one `Query` of its tenant's partition, not cached), a subscription delivery (`GetItem`) |
 //! | a subscription's tenant (written with it, never changed) | `SUBREF#{subscription_id}` | `SUBREF` | a read by id (cached per container: it never changes) |
 //! | a tenant that has had subscriptions | `SUBTENANTS` | `{tenant}` | listing every tenant's subscriptions (admin) |
-//! | subscription, as written before partitions per tenant (moved on read) | `SUBS` | `{subscription_id}` | [`crate::table::Table::subscriptions`], until empty |
+//! | subscription, as written before partitions per tenant (read and written there) | `SUBS` | `{subscription_id}` | [`crate::table::Table::subscriptions`] while it holds any, a read by id without a reference |
 //! | published event (its id's idempotency window) | `EVENT#{tenant}#{event_id}` | `EVENT` | a publish (conditional put) |
 //! | published event, by time | `EVENTS#{tenant}#{hour}` | `{at:013}#{event_id}` | listing events, replay to a re-enabled subscription |
 //! | an ordered delivery between attempts (attempts made, first due, next due) | `HELD#{job_id}` | `HELD` | the dispatcher, per message of the ordered queue (`GetItem`) |

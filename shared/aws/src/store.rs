@@ -226,7 +226,7 @@ impl Store {
         let (job, entry) =
             row.replay(now_ms).map_err(|e| Error::Malformed(format!("dead delivery {}: {e}", dead.row.delivery_id)))?;
         self.apply(Commit { jobs: vec![job], log: vec![entry], ..Default::default() }, now_ms).await?;
-        self.table.forget_dead(&dead.row.tenant, &dead.row.delivery_id).await
+        self.table.forget_dead(dead).await
     }
 }
 

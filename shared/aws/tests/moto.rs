@@ -858,7 +858,7 @@ async fn a_dead_delivery_keeps_its_job_apart_so_its_row_stays_small_and_a_large_
 }
 
 #[tokio::test]
-async fn a_tenants_subscriptions_are_its_own_partition_and_old_ones_move_there_when_read() {
+async fn a_tenants_subscriptions_are_its_own_partition_and_old_ones_are_read_and_written_where_they_are() {
     use hookflow_core::commit::SubscriptionRow;
     use hookflow_core::subscription::{NewSubscription, Status};
 
@@ -904,7 +904,8 @@ async fn a_tenants_subscriptions_are_its_own_partition_and_old_ones_move_there_w
     assert_eq!(table.subscription(&crowd[7].id).await.unwrap().as_ref(), Some(&crowd[7]), "by id");
 
     // A subscription written by the previous version, in the one `SUBS`
-    // partition: read (by a publish, a fresh container), it moves.
+    // partition, stays there (code of that version may still run during a
+    // deploy): it is listed, read by id and written in place.
     let old = new("small");
     let mut item = std::collections::HashMap::new();
     for (k, v) in [("pk", "SUBS"), ("sk", old.id.as_str()), ("tenant", "small"), ("status", "active")] {
@@ -916,16 +917,26 @@ async fn a_tenants_subscriptions_are_its_own_partition_and_old_ones_move_there_w
     let fresh = Table::new(ddb.clone(), &p.table, 14);
     let listed = fresh.subscriptions(Some("small"), true).await.unwrap();
     assert_eq!(listed.len(), 2, "{listed:?}");
-    assert_eq!(partition("SUBS".into()).await, 0, "moved out of the old partition");
-    assert_eq!(partition("SUBS#small".into()).await, 2);
     assert_eq!(fresh.subscription(&old.id).await.unwrap().as_ref(), Some(&old));
-    // A change lands in the new place, over the version read.
+    // A change lands where it is, over the version read.
     let mut changed = old.clone();
     changed.updated_at = now + 5;
     let write =
         Commit { subscriptions: vec![SubscriptionRow::replacing(&changed, old.updated_at)], ..Default::default() };
     fresh.write(&write, now).await.unwrap();
-    assert_eq!(table.subscription(&old.id).await.unwrap().unwrap().updated_at, now + 5);
+    assert_eq!((partition("SUBS".into()).await, partition("SUBS#small".into()).await), (1, 1), "nothing moved");
+    assert_eq!(fresh.subscription(&old.id).await.unwrap().unwrap().updated_at, now + 5);
     assert!(fresh.delete_subscription(&old.id).await.unwrap());
-    assert_eq!(fresh.subscriptions(Some("small"), false).await.unwrap(), vec![mine]);
+    assert_eq!(partition("SUBS".into()).await, 0);
+    assert_eq!(fresh.subscriptions(Some("small"), false).await.unwrap(), vec![mine.clone()]);
+
+    // A change computed over a subscription deleted meanwhile does not
+    // bring it back: a conflict (the caller reads it again, and finds none).
+    assert!(table.delete_subscription(&mine.id).await.unwrap());
+    let mut late = mine.clone();
+    late.updated_at = now + 9;
+    let write =
+        Commit { subscriptions: vec![SubscriptionRow::replacing(&late, mine.updated_at)], ..Default::default() };
+    assert!(matches!(table.write(&write, now).await.unwrap_err(), hookflow_aws::Error::Conflict(_)));
+    assert!(table.subscription(&mine.id).await.unwrap().is_none());
 }

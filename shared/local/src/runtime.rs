@@ -202,7 +202,10 @@ impl Runtime {
             return Ok(Some(f.clone()));
         }
         let Some((file, text)) = self.store.flow_version(&run.flow_version)? else { return Ok(current) };
-        let flow = Arc::new(hookflow_core::load_flow(std::path::Path::new(&file), &text)?);
+        // A kept version this build no longer accepts goes on as the loaded
+        // flow (the case of a run stored before versions were recorded).
+        let Ok(flow) = hookflow_core::load_flow(std::path::Path::new(&file), &text) else { return Ok(current) };
+        let flow = Arc::new(flow);
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         if versions.len() >= VERSIONS_CACHED {
             versions.clear();

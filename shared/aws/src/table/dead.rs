@@ -38,9 +38,10 @@ impl Table {
         Ok(dead)
     }
 
-    /// A dead delivery's job, from its parts (`None`: none kept).
+    /// A dead delivery's job, from its parts (`None`: none kept). Read
+    /// consistently: a replay may follow the write at once.
     pub async fn dead_job(&self, tenant: &str, delivery_id: &str) -> Result<Option<String>, Error> {
-        let mut parts = self.query_all("pk = :pk", None, &[(":pk", s(keys::dead_job(tenant, delivery_id)))]).await?;
+        let mut parts = self.dead_parts(tenant, delivery_id).await?;
         if parts.is_empty() {
             return Ok(None);
         }
@@ -66,29 +67,48 @@ impl Table {
             .map_err(|_| Error::Malformed(format!("dead delivery {delivery_id}: its job is not UTF-8")))
     }
 
-    /// Removes a dead delivery and its job (after its replay was queued).
-    pub async fn forget_dead(&self, tenant: &str, delivery_id: &str) -> Result<(), Error> {
-        let old = self
+    async fn dead_parts(&self, tenant: &str, delivery_id: &str) -> Result<Vec<Item>, Error> {
+        let out = self
             .client
-            .delete_item()
+            .query()
             .table_name(&self.name)
-            .key("pk", s(keys::DEAD))
-            .key("sk", s(keys::dead(tenant, delivery_id)))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(keys::dead_job(tenant, delivery_id)))
+            .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::aws("DynamoDB", "DeleteItem", e))?;
-        let parts = old.attributes.as_ref().and_then(|a| get_n(a, "parts")).unwrap_or(0);
-        for i in 0..parts.max(0) as usize {
-            self.client
-                .delete_item()
+            .map_err(|e| Error::aws("DynamoDB", "Query", e))?;
+        Ok(out.items.unwrap_or_default())
+    }
+
+    /// Removes a dead delivery and its job, in one transaction (after its
+    /// replay was queued); only as it was listed: a delivery that died
+    /// again since (a newer row) stays.
+    pub async fn forget_dead(&self, dead: &DeadDelivery) -> Result<(), Error> {
+        let (tenant, id) = (&dead.row.tenant, &dead.row.delivery_id);
+        let row = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::DEAD.into(), keys::dead(tenant, id))))
+            .condition_expression("attribute_not_exists(pk) OR #at = :at")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":at", n(dead.at))
+            .build()
+            .map_err(|e| Error::Malformed(e.to_string()))?;
+        let mut deletes = vec![TransactWriteItem::builder().delete(row).build()];
+        for part in self.dead_parts(tenant, id).await? {
+            let sk = get_s(&part, "sk").unwrap_or_default().to_string();
+            let delete = aws_sdk_dynamodb::types::Delete::builder()
                 .table_name(&self.name)
-                .key("pk", s(keys::dead_job(tenant, delivery_id)))
-                .key("sk", s(keys::dead_part(i)))
-                .send()
-                .await
-                .map_err(|e| Error::aws("DynamoDB", "DeleteItem", e))?;
+                .set_key(Some(key(keys::dead_job(tenant, id), sk)))
+                .build()
+                .map_err(|e| Error::Malformed(e.to_string()))?;
+            deletes.push(TransactWriteItem::builder().delete(delete).build());
         }
-        Ok(())
+        match self.client.transact_write_items().set_transact_items(Some(deletes)).send().await {
+            Ok(_) => Ok(()),
+            // Dead again since it was listed: its new row and job stay.
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_transaction_canceled_exception()) => Ok(()),
+            Err(e) => Err(Error::aws("DynamoDB", "TransactWriteItems", e)),
+        }
     }
 }

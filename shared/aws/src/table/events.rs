@@ -43,6 +43,7 @@ impl Table {
             |at| keys::events(tenant, at),
             since_ms,
             now_ms,
+            limit,
             |items| {
                 for i in &items {
                     let doc = get_text(i, "doc")?.unwrap_or_default();

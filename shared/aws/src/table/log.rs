@@ -42,6 +42,7 @@ impl Table {
             |at| keys::tenant_log(tenant, at),
             since_ms,
             now_ms,
+            usize::MAX,
             |items| {
                 out.extend(items.iter().map(entry_of));
                 Ok(true)

@@ -70,9 +70,11 @@ pub struct Table {
     flows: TtlCache<Option<Arc<CompiledFlow>>>,
     /// Subscription id → tenant (never changes; bounded).
     sub_tenants: Arc<quick_cache::sync::Cache<String, String>>,
-    /// Whether this container has seen the old `SUBS` partition empty
-    /// (`subscriptions::legacy`).
-    legacy_empty: Arc<std::sync::atomic::AtomicBool>,
+    /// Ids of subscriptions read from the old `SUBS` partition, which are
+    /// written back there (bounded).
+    legacy_ids: Arc<quick_cache::sync::Cache<String, ()>>,
+    /// When this container last found the old `SUBS` partition empty.
+    legacy_empty_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// How many subscription ids' tenants a container remembers.
@@ -179,7 +181,8 @@ impl Table {
             retention: Duration::from_secs(u64::from(retention_days) * 86_400),
             flows: TtlCache::new(FLOW_CACHE_TTL, FLOW_CACHE_BYTES),
             sub_tenants: Arc::new(quick_cache::sync::Cache::new(SUB_TENANTS_CACHED)),
-            legacy_empty: Arc::default(),
+            legacy_ids: Arc::new(quick_cache::sync::Cache::new(SUB_TENANTS_CACHED)),
+            legacy_empty_at: Arc::default(),
         }
     }
 
@@ -207,6 +210,18 @@ impl Table {
         filter: Option<&str>,
         values: &[(&str, AttributeValue)],
     ) -> Result<Vec<Item>, Error> {
+        self.query_upto(condition, filter, values, usize::MAX).await
+    }
+
+    /// [`Table::query_all`], stopping once `max` items are read (pages of
+    /// at most `max` evaluated items: a bounded read of a large partition).
+    async fn query_upto(
+        &self,
+        condition: &str,
+        filter: Option<&str>,
+        values: &[(&str, AttributeValue)],
+        max: usize,
+    ) -> Result<Vec<Item>, Error> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -216,6 +231,7 @@ impl Table {
                 .table_name(&self.name)
                 .key_condition_expression(condition)
                 .set_filter_expression(filter.map(String::from))
+                .set_limit((max < 10_000).then_some(max as i32))
                 .set_exclusive_start_key(start);
             for (k, v) in values {
                 q = q.expression_attribute_values(*k, v.clone());
@@ -223,7 +239,7 @@ impl Table {
             let page = q.send().await.map_err(|e| Error::aws("DynamoDB", "Query", e))?;
             out.extend(page.items.unwrap_or_default());
             start = page.last_evaluated_key;
-            if start.is_none() {
+            if start.is_none() || out.len() >= max {
                 return Ok(out);
             }
         }
@@ -231,18 +247,21 @@ impl Table {
 
     /// Queries the hourly partitions `partition(hour)` from `since_ms` (within
     /// the retention) to `now_ms`, oldest first, handing each hour's
-    /// unexpired items to `take` until it answers `false`.
+    /// unexpired items to `take` until it answers `false` or `max` items
+    /// were read.
     async fn by_hour(
         &self,
         partition: impl Fn(i64) -> String,
         since_ms: i64,
         now_ms: i64,
+        max: usize,
         mut take: impl FnMut(Vec<Item>) -> Result<bool, Error>,
     ) -> Result<(), Error> {
         let first_hour = since_ms.max(now_ms - self.retention.as_millis() as i64) / 3_600_000;
+        let mut left = max;
         for hour in first_hour..=now_ms / 3_600_000 {
             let items = self
-                .query_all(
+                .query_upto(
                     "pk = :pk AND sk >= :since",
                     Some("expires_at > :now"),
                     &[
@@ -250,9 +269,11 @@ impl Table {
                         (":since", s(format!("{since_ms:013}"))),
                         (":now", n(now_ms / 1000)),
                     ],
+                    left,
                 )
                 .await?;
-            if !take(items)? {
+            left = left.saturating_sub(items.len());
+            if !take(items)? || left == 0 {
                 break;
             }
         }

@@ -1,19 +1,28 @@
 //! Subscriptions: a partition per tenant (a publish reads its tenant's
 //! only), found by id through a reference item that never changes.
 //!
-//! Subscriptions written before partitions per tenant sit in one `SUBS`
-//! partition; a read that finds one there moves it ([`Table::moved`]), so
-//! every write, which follows a read, lands in the new place. Once a
-//! container has seen that partition empty it stops looking.
+//! Subscriptions written before partitions per tenant stay in the one
+//! `SUBS` partition, read and written there: a read remembers which ids
+//! live there ([`Table::legacy_ids`]), so the write that follows it lands
+//! in the same place. Nothing moves them: code of the previous version,
+//! still running during a deploy (or after a rollback), reads them there.
+//! A container that found that partition empty stops reading it for
+//! [`LEGACY_RECHECK`].
 
-use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::*;
+
+/// How long a container that found the old `SUBS` partition empty skips
+/// it (a function of the previous version, during a deploy, may still
+/// write a subscription there).
+pub const LEGACY_RECHECK: Duration = Duration::from_secs(300);
 
 impl Table {
     /// Subscriptions, by id: of one tenant (or all), only active ones if
     /// `active_only`. One `Query` of the tenant's partition (all tenants:
-    /// one of the tenant list, then one per tenant).
+    /// one of the tenant list, then one per tenant), and of the old `SUBS`
+    /// partition while it holds any.
     pub async fn subscriptions(&self, tenant: Option<&str>, active_only: bool) -> Result<Vec<Subscription>, Error> {
         let tenants = match tenant {
             Some(t) => vec![t.to_string()],
@@ -24,21 +33,18 @@ impl Table {
         };
         let mut out = self.legacy(tenant).await?;
         for t in &tenants {
-            let items = self.query_all("pk = :pk", None, &[(":pk", s(keys::subs(t)))]).await?;
-            for i in &items {
-                let sub = subscription_of(i)?;
-                if !out.iter().any(|o: &Subscription| o.id == sub.id) {
-                    out.push(sub);
-                }
+            for i in &self.query_all("pk = :pk", None, &[(":pk", s(keys::subs(t)))]).await? {
+                out.push(subscription_of(i)?);
             }
         }
         out.retain(|s| !active_only || s.status == hookflow_core::subscription::Status::Active);
         out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.dedup_by(|a, b| a.id == b.id);
         Ok(out)
     }
 
     /// One subscription: its tenant from its reference (cached), then its
-    /// item.
+    /// item; one without a reference is looked for in the old partition.
     pub async fn subscription(&self, id: &str) -> Result<Option<Subscription>, Error> {
         let tenant = match self.sub_tenants.get(id) {
             Some(t) => t,
@@ -50,11 +56,18 @@ impl Table {
                 }
                 None => {
                     let Some(old) = self.get(keys::LEGACY_SUBS.into(), id).await? else { return Ok(None) };
-                    return self.moved(&old).await.map(Some);
+                    self.legacy_ids.insert(id.to_string(), ());
+                    return subscription_of(&old).map(Some);
                 }
             },
         };
         self.get(keys::subs(&tenant), id).await?.map(|i| subscription_of(&i)).transpose()
+    }
+
+    /// The partition a subscription's item is in: its tenant's, or the old
+    /// one if it was read there.
+    pub(super) fn subscription_pk(&self, id: &str, tenant: &str) -> String {
+        if self.legacy_ids.get(id).is_some() { keys::LEGACY_SUBS.to_string() } else { keys::subs(tenant) }
     }
 
     /// Deletes a subscription (its reference stays: an id is never
@@ -65,7 +78,7 @@ impl Table {
             .client
             .delete_item()
             .table_name(&self.name)
-            .key("pk", s(keys::subs(&sub.tenant)))
+            .key("pk", s(self.subscription_pk(id, &sub.tenant)))
             .key("sk", s(id))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
@@ -75,54 +88,25 @@ impl Table {
     }
 
     /// Subscriptions still in the old `SUBS` partition (of `tenant`, or
-    /// all), each moved to its tenant's partition as it is read.
+    /// all), their ids remembered as living there.
     async fn legacy(&self, tenant: Option<&str>) -> Result<Vec<Subscription>, Error> {
-        if self.legacy_empty.load(Ordering::Relaxed) {
+        let skip = self
+            .legacy_empty_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() < LEGACY_RECHECK);
+        if skip {
             return Ok(Vec::new());
         }
         let items = self.query_all("pk = :pk", None, &[(":pk", s(keys::LEGACY_SUBS))]).await?;
-        if items.is_empty() {
-            self.legacy_empty.store(true, Ordering::Relaxed);
-        }
+        *self.legacy_empty_at.lock().unwrap_or_else(|p| p.into_inner()) = items.is_empty().then(Instant::now);
         let mut out = Vec::new();
         for i in items.iter().filter(|i| tenant.is_none_or(|t| get_s(i, "tenant") == Some(t))) {
-            out.push(self.moved(i).await?);
+            let sub = subscription_of(i)?;
+            self.legacy_ids.insert(sub.id.clone(), ());
+            out.push(sub);
         }
         Ok(out)
-    }
-
-    /// Moves a subscription from the old partition to its tenant's, with
-    /// its reference, in one transaction: only if it is not there yet and
-    /// the old item is as read (else another reader moved it, or it
-    /// changed: either way the new place is the one to read).
-    async fn moved(&self, old: &Item) -> Result<Subscription, Error> {
-        let sub = subscription_of(old)?;
-        let mut item = old.clone();
-        item.insert("pk".into(), s(keys::subs(&sub.tenant)));
-        let mut by_id = key(keys::sub_ref(&sub.id), keys::SUBREF);
-        by_id.insert("tenant".into(), s(sub.tenant.clone()));
-        let version = old.get("version").cloned().unwrap_or_else(|| n(0));
-        let delete = aws_sdk_dynamodb::types::Delete::builder()
-            .table_name(&self.name)
-            .set_key(Some(key(keys::LEGACY_SUBS.into(), sub.id.clone())))
-            .condition_expression("attribute_not_exists(version) OR version = :v")
-            .expression_attribute_values(":v", version)
-            .build()
-            .map_err(|e| Error::Malformed(e.to_string()))?;
-        let writes = vec![
-            put(&self.name, item, Some("attribute_not_exists(pk)"), &[])?,
-            put(&self.name, by_id, None, &[])?,
-            put(&self.name, key(keys::SUB_TENANTS.into(), sub.tenant.clone()), None, &[])?,
-            TransactWriteItem::builder().delete(delete).build(),
-        ];
-        match self.client.transact_write_items().set_transact_items(Some(writes)).send().await {
-            Ok(_) => Ok(sub),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_transaction_canceled_exception()) => {
-                let now = self.get(keys::subs(&sub.tenant), &sub.id).await?;
-                Ok(now.map(|i| subscription_of(&i)).transpose()?.unwrap_or(sub))
-            }
-            Err(e) => Err(Error::aws("DynamoDB", "TransactWriteItems", e)),
-        }
     }
 }
 

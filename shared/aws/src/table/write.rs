@@ -191,7 +191,7 @@ impl Table {
                     items.push((key(keys::SUB_TENANTS.into(), tenant.clone()), Cond::None));
                 }
             }
-            let mut item = key(keys::subs(tenant), id.clone());
+            let mut item = key(self.subscription_pk(id, tenant), id.clone());
             item.insert("tenant".into(), s(tenant.clone()));
             item.insert("status".into(), s(*status));
             item.insert("doc".into(), s(doc.clone()));
@@ -597,9 +597,13 @@ impl Cond {
             Cond::EventFree(at) => {
                 (Some("attribute_not_exists(pk) OR #until <= :at"), vec![(":at", n(at))], Some(("#until", "until")))
             }
-            Cond::Version(prev) => {
-                (Some("attribute_not_exists(version) OR version = :prev"), vec![(":prev", n(prev))], None)
-            }
+            // Over the version read, of an item that still exists (a write
+            // must not bring back a deleted subscription).
+            Cond::Version(prev) => (
+                Some("attribute_exists(pk) AND (attribute_not_exists(version) OR version = :prev)"),
+                vec![(":prev", n(prev))],
+                None,
+            ),
         }
     }
 

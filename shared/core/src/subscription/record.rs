@@ -99,15 +99,23 @@ pub struct Subscription {
 }
 
 /// The part of an enable-with-replay not yet sent: the matching events
-/// published in `[next, until)` (ms). Advanced only after a page's
-/// deliveries were queued, so a stop anywhere sends a page twice (same
-/// `webhook-id`s), never skips one.
+/// published in `[next, until)` (ms). Moved only after a page's deliveries
+/// were queued, so a stop anywhere sends a page twice (same `webhook-id`s),
+/// never skips one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Replay {
     /// The publish time of the first event not known to be queued.
     pub next: i64,
-    /// When the subscription was enabled: later events were fanned out to it.
+    /// Where the window began (the last pass reads no earlier).
+    #[serde(default)]
+    pub from: i64,
+    /// When the subscription was enabled, plus the settling time
+    /// ([`Settings::replay_settle`](super::Settings::replay_settle)).
     pub until: i64,
+    /// The window was read to its end once; this is the second reading of
+    /// its last moments, for publishes that were in flight.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last_pass: bool,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -286,12 +294,13 @@ impl Subscription {
         s
     }
 
-    /// Active again (from disabled), health reset. With `replay`, the
-    /// events it missed are to be sent again: those since it was disabled,
-    /// or since where an earlier replay stopped.
-    pub fn enabled(&self, now: i64, replay: bool) -> Subscription {
+    /// Active again (from disabled), health reset. With `replay_until`,
+    /// the events it missed up to then are to be sent again: those since
+    /// it was disabled, or since where an earlier replay stopped.
+    pub fn enabled(&self, now: i64, replay_until: Option<i64>) -> Subscription {
         let mut s = self.clone();
-        s.replay = replay.then(|| Replay { next: self.missed_since(), until: now });
+        let from = self.missed_since();
+        s.replay = replay_until.map(|until| Replay { next: from, from, until, last_pass: false });
         s.status = Status::Active;
         s.failing_since = None;
         s.disabled_at = None;

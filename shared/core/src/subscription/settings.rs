@@ -23,6 +23,11 @@ pub struct Settings {
     pub idempotency: Duration,
     /// Per attempt.
     pub timeout: Duration,
+    /// How long after an enable a publish may still have missed the
+    /// subscription (a publish in flight, a read not yet consistent): an
+    /// enable's replay covers that long past the enable, and reads its last
+    /// moments again that long after them.
+    pub replay_settle: Duration,
 }
 
 impl Default for Settings {
@@ -44,6 +49,7 @@ impl Default for Settings {
             rotation_grace: Duration::from_secs(24 * 3600),
             idempotency: Duration::from_secs(24 * 3600),
             timeout: Duration::from_secs(15),
+            replay_settle: Duration::from_secs(2),
         }
     }
 }

@@ -363,6 +363,12 @@ mod tests {
         assert!(matches!(err, Error::Conflict(_)), "{err}");
         s.commit(write(SubscriptionRow::replacing(&changed, 10))).await.unwrap();
         assert_eq!(s.subscription(&sub.id).unwrap().unwrap().updated_at, 20);
+        // Deleted meanwhile: a change computed over it does not bring it back.
+        assert!(s.delete_subscription(&sub.id).unwrap());
+        changed.updated_at = 30;
+        let err = s.commit(write(SubscriptionRow::replacing(&changed, 20))).await.unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        assert!(s.subscription(&sub.id).unwrap().is_none());
         std::fs::remove_dir_all(dir).ok();
     }
 

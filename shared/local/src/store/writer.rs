@@ -189,13 +189,17 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> Result<(), Er
         )?;
     }
     for s in &c.subscriptions {
-        let n = exec(
-            tx,
+        // A change (`prev`) lands only over the version it was computed
+        // from, on a row that still exists (it must not bring back a
+        // deleted subscription); a new one is inserted.
+        let sql = if s.prev.is_some() {
+            "UPDATE subscriptions SET status = ?3, doc = ?4, updated_at = ?5, version = ?6
+             WHERE id = ?1 AND tenant = ?2 AND (version IS NULL OR version = ?7)"
+        } else {
             "INSERT INTO subscriptions (id, tenant, status, doc, updated_at, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (id) DO UPDATE SET status = ?3, doc = ?4, updated_at = ?5, version = ?6
-             WHERE ?7 IS NULL OR subscriptions.version IS NULL OR subscriptions.version = ?7",
-            params![s.id, s.tenant, s.status, s.doc, now, s.version, s.prev],
-        )?;
+             ON CONFLICT (id) DO UPDATE SET status = ?3, doc = ?4, updated_at = ?5, version = ?6 WHERE ?7 IS NULL"
+        };
+        let n = exec(tx, sql, params![s.id, s.tenant, s.status, s.doc, now, s.version, s.prev])?;
         if n == 0 {
             return Err(Error::Conflict(format!("subscription {} changed since it was read", s.id)));
         }
