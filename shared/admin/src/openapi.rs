@@ -284,7 +284,7 @@ fn paths() -> Map<String, Value> {
     );
     paths.insert(
         "/v1/subscriptions/{id}/enable".into(),
-        json!({"post": op("enableSubscription", "Enables a disabled subscription; says how many matching events it missed since it was disabled and, with `replay: true`, delivers them, a page at a time. A replay that stops before its end (`replay_pending`: a time budget of about 10 s, or a failure answered 5xx) is resumed by the same request again, on the now active subscription: no page is skipped, a page may be sent twice under the same `webhook-id`s. A replay covers a few seconds past the enable and reads them again before it ends (publishes in flight), so it answers after about 4 s at least. With replay, `missed` counts the events this request queued.",
+        json!({"post": op("enableSubscription", "Enables a disabled subscription; says how many matching events it missed since it was disabled and, with `replay: true`, delivers them, a page at a time. A replay that stops before its end (`replay_pending`: a time budget of about 10 s, or a failure answered 5xx) is resumed by the same request again, on the now active subscription: no page is skipped, a page may be sent twice under the same `webhook-id`s. A replay covers a few seconds past the enable and reads them again before it ends (publishes in flight), so it answers after about 4 s at least. With replay, `missed` counts the events this request queued; without, the matching events published since (up to 10,000).",
             vec![sub_id()],
             Some(json!({"required": false, "content": content(json!({"type": "object", "additionalProperties": false,
                 "properties": {"replay": {"type": "boolean", "default": false}}}))})),

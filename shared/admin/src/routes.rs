@@ -513,7 +513,7 @@ async fn public_key<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<S
 /// How many events a replay reads, and queues, at a time.
 const REPLAY_PAGE: usize = 1_000;
 /// How many missed events an enable without replay counts, at most.
-const COUNT_MAX: usize = 100_000;
+const COUNT_MAX: usize = 10_000;
 /// How long one request replays before it answers with the rest pending
 /// (the AWS admin function answers within API Gateway's 29 s).
 const REPLAY_BUDGET_MS: i64 = 10_000;
@@ -601,6 +601,19 @@ async fn replay<B: Backend>(
     // Done, another window's (finished elsewhere, or a disable and enable
     // began another), or no longer active: stop.
     while let Some(r) = sub.replay.filter(|r| r.until == until && sub.status == Status::Active) {
+        // The last pass reads only once publishes in flight have landed
+        // (a request resumed early waits too).
+        if r.last_pass {
+            let now = a.backend.now_ms();
+            // At most the settling time twice, whatever the clock did.
+            let wait = (until + settle - now).clamp(0, 2 * settle);
+            if wait > 0 && now + wait - started >= REPLAY_BUDGET_MS {
+                break;
+            }
+            if wait > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+            }
+        }
         let read = a.backend.events(Some(&sub.tenant), r.next, limit).await?;
         let last = read.last().map(|e| e.at);
         let cut = read.len() == limit && last.is_some_and(|at| at < until);
@@ -609,14 +622,16 @@ async fn replay<B: Backend>(
             limit *= 2;
             continue;
         }
-        let page: Vec<&Event> =
-            read.iter().filter(|e| e.at < until && sub.selects(&e.kind) && !queued.contains(&e.id)).collect();
+        let page: Vec<&Event> = read
+            .iter()
+            .filter(|e| e.at < until && sub.selects(&e.kind) && !queued.contains(&(e.at, e.id.clone())))
+            .collect();
         if !page.is_empty() {
             let now = a.backend.now_ms();
             let jobs =
                 page.iter().map(|e| sub.event_job(e, &e.envelope().to_string(), a.backend.settings(), now)).collect();
             a.backend.queue(jobs).await?;
-            queued.extend(page.iter().map(|e| e.id.clone()));
+            queued.extend(page.iter().map(|e| (e.at, e.id.clone())));
         }
         let next = match (last, cut, r.last_pass) {
             // More of the window: on from the last event read (its
@@ -632,16 +647,8 @@ async fn replay<B: Backend>(
             (_, _, true) => None,
         };
         sub = advance(a, sub, next, until).await?;
-        let now = a.backend.now_ms();
-        let wait = match sub.replay {
-            Some(r) if r.last_pass => (until + settle - now).max(0),
-            _ => 0,
-        };
-        if now + wait - started >= REPLAY_BUDGET_MS {
+        if a.backend.now_ms() - started >= REPLAY_BUDGET_MS {
             break;
-        }
-        if wait > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
         }
     }
     Ok((sub, queued.len()))

@@ -1,41 +1,52 @@
 //! The order core's modules stand in, bottom up: a module uses only
-//! modules before it in [`ORDER`]. Its test reads the sources and fails on
+//! modules before it in [`ORDER`]. The source tree has a folder per layer
+//! (`util/`, `policy/`, `sign/`, `flow/`, `run/`, `outcome/`, `inbound/`,
+//! `subscription/`), in this order. Its test reads the sources and fails on
 //! an import that breaks the order (which is how an import cycle would
 //! start). `docs/ARCHITECTURE.md` ("Modules") describes each. Compiled
 //! for tests only: it is a check, not code.
 
-/// Core's modules, bottom up.
+/// Core's modules, bottom up, by layer (the folder each is in).
 pub(crate) const ORDER: &[&str] = &[
+    // util/
     "text",
     "scrub",
     "duration",
     "headers",
     "events",
+    // policy/
     "status",
     "ssrf",
+    "retry",
+    // src/ (files of their own)
     "template",
     "source",
     "error",
-    "retry",
+    // sign/
     "signature",
-    "flow",
     "keyring",
+    // flow/ (`flow/mod.rs` is `flow`; `source` above is its file too)
+    "flow",
     "validate",
     "schema",
+    // run/ (`run/mod.rs` is `run`)
     "request",
     "run",
-    "auth",
     "attempt",
+    // outcome/
     "commit",
     "engine",
     "ports",
+    // inbound/ (`inbound/mod.rs` is `inbound`)
+    "auth",
     "inbound",
+    // subscription/ (one module of several files)
     "subscription",
 ];
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use super::ORDER;
 
@@ -67,33 +78,53 @@ mod tests {
         out
     }
 
+    /// Every source file but the crate root and this one.
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|x| x == "rs")
+                && !matches!(path.file_name().and_then(|n| n.to_str()), Some("lib.rs" | "layers.rs"))
+            {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The module of [`ORDER`] a file is (part of): the deepest name on its
+    /// path that is one (`mod.rs` is its folder); `None` for a layer
+    /// folder's `mod.rs`.
+    fn module_of_file(src: &Path, file: &Path) -> Option<&'static str> {
+        let rel = file.strip_prefix(src).unwrap().with_extension("");
+        let mut names: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        if names.last().is_some_and(|n| n == "mod") {
+            names.pop();
+        }
+        names.iter().rev().find_map(|n| ORDER.iter().copied().find(|m| m == n))
+    }
+
     #[test]
     fn every_module_uses_only_modules_below_it() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut all = Vec::new();
+        files(&src, &mut all);
         let mut broken = Vec::new();
-        for (rank, module) in ORDER.iter().enumerate() {
-            let file = src.join(format!("{module}.rs"));
-            let files = if file.exists() {
-                vec![file]
-            } else {
-                let dir = src.join(module);
-                let mut files: Vec<_> = std::fs::read_dir(&dir)
-                    .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-                    .map(|e| e.unwrap().path())
-                    .collect();
-                files.sort();
-                files
+        for f in all {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let Some(module) = module_of_file(&src, &f) else {
+                // A layer folder's `mod.rs` declares its modules, nothing else.
+                if !uses(&text).is_empty() {
+                    broken.push(format!("{} is in no module of layers::ORDER but has code", f.display()));
+                }
+                continue;
             };
-            for f in files {
-                let text = std::fs::read_to_string(&f).unwrap();
-                for used in uses(&text) {
-                    match ORDER.iter().position(|m| *m == used) {
-                        Some(r) if r < rank || used == *module => {}
-                        Some(_) => broken.push(format!("{} uses crate::{used}, which stands above it", f.display())),
-                        None => {
-                            broken.push(format!("{} uses crate::{used}, which is not in layers::ORDER", f.display()))
-                        }
-                    }
+            let rank = ORDER.iter().position(|m| *m == module).unwrap();
+            for used in uses(&text) {
+                match ORDER.iter().position(|m| *m == used) {
+                    Some(r) if r < rank || used == module => {}
+                    Some(_) => broken.push(format!("{} uses crate::{used}, which stands above it", f.display())),
+                    None => broken.push(format!("{} uses crate::{used}, which is not in layers::ORDER", f.display())),
                 }
             }
         }
@@ -102,11 +133,25 @@ mod tests {
 
     #[test]
     fn every_module_of_the_crate_has_its_place() {
-        let lib = include_str!("lib.rs");
-        for line in lib.lines() {
-            let Some(name) = line.strip_prefix("pub mod ").or_else(|| line.strip_prefix("mod ")) else { continue };
-            let name = name.trim_end_matches(';');
-            assert!(name == "layers" || ORDER.contains(&name), "module `{name}` is missing from layers::ORDER");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut all = Vec::new();
+        files(&src, &mut all);
+        let found: Vec<&str> = all.iter().filter_map(|f| module_of_file(&src, f)).collect();
+        for m in ORDER {
+            assert!(found.contains(m), "layers::ORDER names `{m}`, which has no file");
+        }
+        for f in &all {
+            let name = f.file_stem().unwrap().to_string_lossy();
+            let folder = f.parent().unwrap().file_name().unwrap().to_string_lossy();
+            let placed = ORDER.contains(&name.as_ref())
+                || (name == "mod" && ORDER.contains(&folder.as_ref()))
+                || module_of_file(&src, f) == Some("subscription")
+                || (name == "mod"
+                    && std::fs::read_to_string(f)
+                        .unwrap()
+                        .lines()
+                        .all(|l| l.is_empty() || l.starts_with("//") || l.starts_with("pub mod ")));
+            assert!(placed, "{} is a module missing from layers::ORDER", f.display());
         }
     }
 
@@ -114,5 +159,10 @@ mod tests {
     fn the_check_sees_an_upward_import() {
         assert_eq!(uses("use crate::engine::Health;\n// crate::run in a comment\n"), vec!["engine"]);
         assert_eq!(uses("fn f() -> crate::CompiledFlow {}\n#[cfg(test)]\nuse crate::subscription;"), vec!["validate"]);
+        let src = Path::new("/s");
+        assert_eq!(module_of_file(src, Path::new("/s/util/text.rs")), Some("text"));
+        assert_eq!(module_of_file(src, Path::new("/s/run/mod.rs")), Some("run"));
+        assert_eq!(module_of_file(src, Path::new("/s/subscription/record.rs")), Some("subscription"));
+        assert_eq!(module_of_file(src, Path::new("/s/util/mod.rs")), None);
     }
 }

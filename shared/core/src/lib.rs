@@ -9,37 +9,36 @@
 //! (uuid v7, for `run_`, `evt_` and `sub_` ids that sort by time) and
 //! randomness (ids, secrets, retry jitter); every "now" is a parameter.
 //!
-//! Modules stand in a strict dependency order (each uses only those below
-//! it); `docs/ARCHITECTURE.md` ("Modules") lists them with what each
-//! decides, and the code map says where each behaviour lives.
+//! The source is a folder per layer, bottom up: `util/` → `policy/` →
+//! `sign/` → `flow/` (with `template` and `error` beside it) → `run/` →
+//! `outcome/` → `inbound/` → `subscription/`; a module uses only those
+//! below it ([`layers`]' test fails on an import that breaks the order).
+//! Each module is public under its own name (`hookflow_core::retry`, not
+//! `policy::retry`), so the other crates do not depend on the folders.
+//! `docs/ARCHITECTURE.md` ("Modules") lists them with what each decides,
+//! and the code map says where each behaviour lives.
 
-pub mod attempt;
-pub mod auth;
-pub mod commit;
-pub mod duration;
-pub mod engine;
 pub mod error;
-pub mod events;
 pub mod flow;
-pub mod headers;
 pub mod inbound;
-pub mod keyring;
 #[cfg(test)]
 mod layers;
-pub mod ports;
-pub mod request;
-pub mod retry;
+mod outcome;
+mod policy;
 pub mod run;
-pub mod schema;
-pub mod scrub;
-pub mod signature;
-pub mod source;
-pub mod ssrf;
-pub mod status;
+mod sign;
 pub mod subscription;
 pub mod template;
-pub mod text;
-pub mod validate;
+mod util;
+
+// Each layer's modules, under the names the other crates use.
+pub use flow::{schema, source, validate};
+pub use inbound::auth;
+pub use outcome::{commit, engine, ports};
+pub use policy::{retry, ssrf, status};
+pub use run::{attempt, request};
+pub use sign::{keyring, signature};
+pub use util::{duration, events, headers, scrub, text};
 
 pub use error::{Diagnostic, Error};
 pub use flow::Flow;

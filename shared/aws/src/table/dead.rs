@@ -67,18 +67,28 @@ impl Table {
             .map_err(|_| Error::Malformed(format!("dead delivery {delivery_id}: its job is not UTF-8")))
     }
 
+    /// The parts of a dead delivery's job, read consistently, every page.
     async fn dead_parts(&self, tenant: &str, delivery_id: &str) -> Result<Vec<Item>, Error> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.name)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(keys::dead_job(tenant, delivery_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| Error::aws("DynamoDB", "Query", e))?;
-        Ok(out.items.unwrap_or_default())
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(keys::dead_job(tenant, delivery_id)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| Error::aws("DynamoDB", "Query", e))?;
+            out.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     /// Removes a dead delivery and its job, in one transaction (after its
@@ -107,7 +117,16 @@ impl Table {
         match self.client.transact_write_items().set_transact_items(Some(deletes)).send().await {
             Ok(_) => Ok(()),
             // Dead again since it was listed: its new row and job stay.
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_transaction_canceled_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error().is_some_and(|s| match s {
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t) => {
+                        t.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+                    }
+                    _ => false,
+                }) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(Error::aws("DynamoDB", "TransactWriteItems", e)),
         }
     }

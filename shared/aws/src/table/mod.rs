@@ -269,7 +269,9 @@ impl Table {
                         (":since", s(format!("{since_ms:013}"))),
                         (":now", n(now_ms / 1000)),
                     ],
-                    left,
+                    // A floor: a small `Limit` would crawl expired items
+                    // TTL has not deleted yet, a few at a time.
+                    left.max(100),
                 )
                 .await?;
             left = left.saturating_sub(items.len());

@@ -16,7 +16,7 @@ use super::*;
 /// How long a container that found the old `SUBS` partition empty skips
 /// it (a function of the previous version, during a deploy, may still
 /// write a subscription there).
-pub const LEGACY_RECHECK: Duration = Duration::from_secs(300);
+pub const LEGACY_RECHECK: Duration = Duration::from_secs(60);
 
 impl Table {
     /// Subscriptions, by id: of one tenant (or all), only active ones if
@@ -31,12 +31,15 @@ impl Table {
                 items.iter().filter_map(|i| get_s(i, "sk").map(String::from)).collect()
             }
         };
-        let mut out = self.legacy(tenant).await?;
+        let mut out = Vec::new();
         for t in &tenants {
             for i in &self.query_all("pk = :pk", None, &[(":pk", s(keys::subs(t)))]).await? {
                 out.push(subscription_of(i)?);
             }
         }
+        // After the tenants' own: of one id in both places, the sort (stable)
+        // and the dedup keep the tenant's.
+        out.extend(self.legacy(tenant).await?);
         out.retain(|s| !active_only || s.status == hookflow_core::subscription::Status::Active);
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out.dedup_by(|a, b| a.id == b.id);

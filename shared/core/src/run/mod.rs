@@ -7,6 +7,9 @@
 //! [`Input::StepResult`]. The function never does I/O: the Lambda functions,
 //! the dev server and `hookflow test` all interpret the same effects.
 
+pub mod attempt;
+pub mod request;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

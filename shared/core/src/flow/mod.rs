@@ -6,6 +6,10 @@
 //! cannot express. Field names follow `DESIGN.md`; every struct denies unknown
 //! fields so a typo is an error, not a silently ignored setting.
 
+pub mod schema;
+pub mod source;
+pub mod validate;
+
 use std::collections::BTreeMap;
 
 use ipnet::IpNet;

@@ -11,6 +11,8 @@
 //! [`Rejection`] whose [`record`](Rejection::record) gives the log entry,
 //! the log line and the answer.
 
+pub mod auth;
+
 use std::net::IpAddr;
 use std::time::Duration;
 

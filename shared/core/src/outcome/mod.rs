@@ -1,0 +1,6 @@
+//! What a step or an attempt leaves behind: the unit of work as data (`commit`), effects and attempts
+//! turned into commits and log lines (`engine`), the ports the pipelines are generic over (`ports`).
+
+pub mod commit;
+pub mod engine;
+pub mod ports;
