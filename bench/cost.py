@@ -31,6 +31,10 @@ Prices are in bench/prices-us-east-1.json, with their date. Scenarios:
   C  a sync request-response flow (examples/hello.yaml)
   D  one event fanned out to 10 subscriptions (per million deliveries)
   E  A with a receiver failing 30% of attempts at random
+  L  not a cost: accept→arrival latency of A's events sent one at a time
+     (the 202's arrival to the delivery's), p50/p99 in ms, on this
+     emulator (the harness plays the event source mappings, polling every
+     0.2 s: compare runs of this bench, not with AWS)
 
 Events go in groups of BATCH (default 10) before the queues are drained,
 so the event source mappings hand the functions batches as under moderate
@@ -296,6 +300,29 @@ def measure(aws, meter, name, events, send, units):
     }
 
 
+def latency(aws, n):
+    """Accept→arrival of `n` events of scenario A's flow, one at a time."""
+    took = []
+    for i in range(-1, n):  # the first warms the caches
+        marker = 1_000_000 + i
+        status, _, text = aws.post("cost-a", body_of(2048, marker))
+        accepted = time.monotonic()
+        assert status == 202, text
+
+        def arrived():
+            with aws.receiver.lock:
+                return [t for t, p, _, b in aws.receiver.arrivals if p == "/ok" and json.loads(b).get("id") == marker]
+        got = aws.pump(arrived, 60, f"event {i}")
+        if i >= 0:
+            took.append((got[0] - accepted) * 1000)
+    took.sort()
+
+    def pct(q):
+        return round(took[min(len(took) - 1, round(q * (len(took) - 1)))], 1)
+    return {"scenario": "L", "accept_to_arrival_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": round(took[-1], 1),
+                                                      "events": n}}
+
+
 def post(url):
     urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=10).read()
 
@@ -377,7 +404,8 @@ def main():
         for function in ("ingress", "executor", "dispatcher", "admin"):  # built and warm
             aws.watch.invoke(function, {"Records": []} if function in ("executor", "dispatcher") else
                              api_gateway_event("GET", "/hooks/e2e/nope", {}, ""), 600)
-        meter = Meter(aws)
+        only = os.environ.get("SCENARIOS", "ABCDEL")
+        meter = Meter(aws) if set(only) - {"L"} else None
         lines = []
 
         def post_body(path, size):
@@ -385,7 +413,7 @@ def main():
                 status, _, text = aws.post(path, body_of(size, i))
                 assert status == 202, text
             return send
-        only = os.environ.get("SCENARIOS", "ABCDE")
+        only = os.environ.get("SCENARIOS", "ABCDEL")
         if "A" in only:
             lines.append(measure(aws, meter, "A", N, post_body("cost-a", 2048), N))
         if "B" in only:
@@ -416,13 +444,15 @@ def main():
             lines.append(measure(aws, meter, "D", events, publish, events * 10))
         if "E" in only:
             lines.append(measure(aws, meter, "E", N, post_body("cost-e", 2048), N))
+        if "L" in only:
+            lines.append(latency(aws, N))
     finally:
         aws.close()
     print()
     print("| scenario | $ per million | DynamoDB | SQS | Lambda | API Gateway | CloudWatch Logs | Secrets Manager "
           "| WRU | SQS req | invocations |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for line in lines:
+    for line in (x for x in lines if "by_service" in x):
         s, u = line["by_service"], line["units"]
         print(f"| {line['scenario']} (per {line['per']}) | {line['usd_per_million']:.2f} | {s['dynamodb']:.2f} | "
               f"{s['sqs']:.2f} | {s['lambda']:.2f} | {s['api_gateway']:.2f} | {s['cloudwatch_logs']:.2f} | "
