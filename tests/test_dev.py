@@ -947,3 +947,48 @@ steps:
         assert paths == ["/second", "/edited"], paths
     finally:
         r.close()
+
+
+def test_one_client_gets_its_share_of_requests_and_connections(dev, receiver):
+    """`--max-inflight-per-client 2`: a client's third trigger request in
+    progress is answered 429 with Retry-After; `--max-connections-per-client
+    8`: its ninth connection is closed at once, and once it closes some it
+    is served again (every test client is 127.0.0.1: one client)."""
+    import concurrent.futures
+    slow = receiver((200, {}, b"{}", 1.0))
+    d = dev({"slow.yaml": f"""
+id: slow
+tenant: acme
+trigger: {{ type: webhook, path: slow, respond: {{ mode: sync, timeout: 5s }} }}
+steps:
+  - {{ id: call, type: http, url: "{slow.url()}" }}
+  - {{ id: answer, type: respond, status: 200 }}
+"""}, "--max-inflight-per-client", "2", "--max-connections-per-client", "8")
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(lambda _: d.call("/hooks/acme/slow", {}), range(5)))
+    statuses = sorted(a[0] for a in answers)
+    assert statuses.count(200) >= 2 and statuses.count(429) >= 1, statuses
+    assert set(statuses) <= {200, 429}, statuses
+    busy = next(a for a in answers if a[0] == 429)
+    assert {k.lower(): v for k, v in busy[1].items()}.get("retry-after") == "1", busy[1]
+
+    time.sleep(0.3)  # the pool's connections are let go
+    held = [socket.create_connection(("127.0.0.1", d.port), timeout=5) for _ in range(8)]
+    time.sleep(0.3)
+    extra = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+    try:
+        assert extra.recv(1) == b"", "the ninth connection was served"
+    except ConnectionResetError:
+        pass  # closed by the server, as a reset
+    extra.close()
+    for s in held:
+        s.close()
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            if d.call("/hooks/acme/slow", {})[0] == 200:
+                break
+        except OSError:
+            pass  # a connection counted before the closed ones were let go
+        assert time.monotonic() < deadline, "not served again once its connections closed"
+        time.sleep(0.1)

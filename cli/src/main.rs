@@ -144,6 +144,15 @@ enum Command {
         /// `Retry-After: 1`.
         #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
         max_inflight: u32,
+        /// Trigger requests of one client (IP address; IPv6: its /64)
+        /// handled at once; past it `429` with `Retry-After: 1`. 0: no
+        /// bound (behind a proxy every client has its address).
+        #[arg(long, default_value_t = 64)]
+        max_inflight_per_client: u32,
+        /// Connections of one client open at once; past it a new one is
+        /// closed. 0: no bound.
+        #[arg(long, default_value_t = 256)]
+        max_connections_per_client: u32,
     },
     /// The request log: inbound requests, steps, attempts (of `hookflow dev`,
     /// or of a deployment with `--table`).
@@ -304,6 +313,8 @@ fn main() -> ExitCode {
             rotation_grace,
             read_timeout,
             max_inflight,
+            max_inflight_per_client,
+            max_connections_per_client,
         } => {
             let spans = |v: &[hookflow_core::duration::Span]| v.iter().map(|s| s.get()).collect::<Vec<_>>();
             let mut subscriptions = hookflow_core::subscription::Settings::default()
@@ -323,6 +334,8 @@ fn main() -> ExitCode {
                 limits: hookflow_local::dev::Limits {
                     read_timeout: read_timeout.get(),
                     max_inflight: max_inflight as usize,
+                    max_inflight_per_client: max_inflight_per_client as usize,
+                    max_connections_per_client: max_connections_per_client as usize,
                     ..Default::default()
                 },
             })

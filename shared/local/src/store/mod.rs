@@ -95,13 +95,14 @@ CREATE TABLE IF NOT EXISTS dead (
 /// however many events it holds), so a request answered 2xx survives an
 /// OS crash or a power loss, not only the process dying (all `NORMAL`
 /// promises: its last commits may roll back). The cost is measured in
-/// docs/PERFORMANCE.md. The writer never checkpoints (copying the WAL back
-/// into the database and syncing it took 10-20 ms, stalling every commit
-/// behind it); a second thread does, without blocking the writer.
+/// docs/PERFORMANCE.md. The writer checkpoints only to bound the WAL
+/// (copying the WAL back into the database and syncing it took 10-20 ms,
+/// stalling every commit behind it): a second thread does it otherwise,
+/// without blocking the writer ([`writer::WAL_MAX`]).
 fn writer_connection(path: &Path) -> Result<Connection, Error> {
     let conn = Connection::open(path).map_err(db)?;
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 0;")
-        .map_err(db)?;
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;").map_err(db)?;
+    conn.busy_timeout(writer::BUSY_TIMEOUT).map_err(db)?;
     Ok(conn)
 }
 
@@ -222,13 +223,16 @@ impl Store {
         let alive = std::sync::Arc::new(());
         std::thread::Builder::new()
             .name("hookflow-store-writer".into())
-            .spawn(move || writer::writer(write_conn, wal, rx))
+            .spawn({
+                let wal = wal.clone();
+                move || writer::writer(write_conn, wal, rx)
+            })
             .map_err(|e| Error::Unavailable(format!("starting the writer: {e}")))?;
         std::thread::Builder::new()
             .name("hookflow-store-checkpoint".into())
             .spawn({
                 let alive = std::sync::Arc::downgrade(&alive);
-                move || checkpointer(checkpoint_conn, alive)
+                move || checkpointer(checkpoint_conn, wal, alive)
             })
             .map_err(|e| Error::Unavailable(format!("starting the checkpointer: {e}")))?;
         Ok(Store { conn: Mutex::new(conn), writer: tx, _alive: alive, _lock: lock })

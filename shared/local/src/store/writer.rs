@@ -18,8 +18,14 @@ pub(super) enum Op {
 /// How long the writer waits to grow a batch when ops keep coming.
 pub(super) const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
 
+/// How long the writer waits for a lock another connection holds.
+pub(super) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(5000);
+
 pub(super) fn writer(conn: Connection, wal: std::path::PathBuf, rx: std::sync::mpsc::Receiver<Op>) {
     let mut conn = conn;
+    // When a truncating checkpoint last could not finish (a reader held an
+    // old snapshot): the next waits a second.
+    let mut truncate_failed: Option<std::time::Instant> = None;
     let mut last = std::time::Instant::now() - LINGER * 8;
     while let Ok(first) = rx.recv() {
         let mut ops = vec![first];
@@ -54,12 +60,16 @@ pub(super) fn writer(conn: Connection, wal: std::path::PathBuf, rx: std::sync::m
         // never catch up, and SQLite starts the WAL over only after one
         // that does: past its bound, the writer truncates it itself,
         // between two batches (a pause of tens of milliseconds, only then).
-        // A reader holding an old snapshot makes it wait: at most 50 ms,
-        // then it is tried again after the next batch.
-        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_MAX) {
+        // A reader holding an old snapshot makes it wait at most 50 ms;
+        // if it could not finish, the next try is a second later.
+        let backing_off = truncate_failed.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1));
+        if !backing_off && std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_MAX) {
             let _ = conn.busy_timeout(std::time::Duration::from_millis(50));
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-            let _ = conn.busy_timeout(std::time::Duration::from_millis(5000));
+            // Its row: (busy, WAL frames, frames checkpointed); busy = 1
+            // when it could not finish.
+            let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+            let _ = conn.busy_timeout(BUSY_TIMEOUT);
+            truncate_failed = (!matches!(busy, Ok(0))).then(std::time::Instant::now);
         }
     }
 }
@@ -73,9 +83,14 @@ pub(crate) const WAL_MAX: u64 = 32 * 1024 * 1024;
 
 /// Checkpoints the WAL every 200 ms while the store lives. PASSIVE: it
 /// copies what no reader still needs and never waits for the writer.
-pub(super) fn checkpointer(conn: Connection, alive: std::sync::Weak<()>) {
+/// Past [`WAL_MAX`] it leaves the checkpoint lock to the writer's
+/// truncating checkpoint.
+pub(super) fn checkpointer(conn: Connection, wal: std::path::PathBuf, alive: std::sync::Weak<()>) {
     while alive.upgrade().is_some() {
         std::thread::sleep(std::time::Duration::from_millis(200));
+        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_MAX) {
+            continue;
+        }
         let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
     }
 }
