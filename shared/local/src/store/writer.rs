@@ -23,9 +23,10 @@ pub(super) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_m
 
 pub(super) fn writer(conn: Connection, wal: std::path::PathBuf, rx: std::sync::mpsc::Receiver<Op>) {
     let mut conn = conn;
-    // When a truncating checkpoint last could not finish (a reader held an
-    // old snapshot): the next waits a second.
-    let mut truncate_failed: Option<std::time::Instant> = None;
+    // When, and at what WAL size, a truncating checkpoint last could not
+    // finish (a reader held an old snapshot, or the checkpointer thread the
+    // checkpoint lock): the next waits for a second or 4 MiB more of WAL.
+    let mut truncate_failed: Option<(std::time::Instant, u64)> = None;
     let mut last = std::time::Instant::now() - LINGER * 8;
     while let Ok(first) = rx.recv() {
         let mut ops = vec![first];
@@ -60,16 +61,20 @@ pub(super) fn writer(conn: Connection, wal: std::path::PathBuf, rx: std::sync::m
         // never catch up, and SQLite starts the WAL over only after one
         // that does: past its bound, the writer truncates it itself,
         // between two batches (a pause of tens of milliseconds, only then).
-        // A reader holding an old snapshot makes it wait at most 50 ms;
-        // if it could not finish, the next try is a second later.
-        let backing_off = truncate_failed.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1));
-        if !backing_off && std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_MAX) {
+        // A reader holding an old snapshot makes it wait at most 50 ms; one
+        // that could not finish is tried again after a second or once the
+        // WAL grew by a little more (so a long reader costs a short wait
+        // now and then, and sustained writes still meet the bound).
+        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        let backing_off = truncate_failed
+            .is_some_and(|(at, was)| at.elapsed() < std::time::Duration::from_secs(1) && size < was + WAL_MAX / 8);
+        if !backing_off && size > WAL_MAX {
             let _ = conn.busy_timeout(std::time::Duration::from_millis(50));
             // Its row: (busy, WAL frames, frames checkpointed); busy = 1
             // when it could not finish.
             let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
             let _ = conn.busy_timeout(BUSY_TIMEOUT);
-            truncate_failed = (!matches!(busy, Ok(0))).then(std::time::Instant::now);
+            truncate_failed = (!matches!(busy, Ok(0))).then(|| (std::time::Instant::now(), size));
         }
     }
 }
