@@ -91,10 +91,11 @@ class Moto:
 class Fault:
     """Fails the next `times` calls of `target` (an `X-Amz-Target`, e.g.
     `AmazonSQS.SendMessageBatch`) whose body contains `matching`: before
-    forwarding them, or (`after`) after, dropping moto's answer."""
+    forwarding them, or (`after`) after, dropping moto's answer; or, with
+    `hold` (seconds), forwards them that much later (a slow call)."""
 
-    def __init__(self, target, times, after=False, matching=""):
-        self.target, self.left, self.after, self.matching = target, times, after, matching
+    def __init__(self, target, times, after=False, matching="", hold=0.0):
+        self.target, self.left, self.after, self.matching, self.hold = target, times, after, matching, hold
         self.failed = 0
 
     def takes(self, target, body):
@@ -115,9 +116,9 @@ class FaultProxy(http.server.ThreadingHTTPServer):
         self.lock = threading.Lock()
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
-    def fail(self, target, times, after=False, matching=""):
+    def fail(self, target, times, after=False, matching="", hold=0.0):
         """Adds a fault; returns it (its `failed` counts what it did)."""
-        fault = Fault(target, times, after, matching)
+        fault = Fault(target, times, after, matching, hold)
         with self.lock:
             self.faults.append(fault)
         return fault
@@ -137,14 +138,14 @@ class FaultProxy(http.server.ThreadingHTTPServer):
             return self.random[2]
 
     def decide(self, target, body):
-        """None (forward), "before" or "after"."""
+        """None (forward), "before", "after", or seconds to hold it."""
         with self.lock:
             self.calls[target] += 1
             for f in self.faults:
                 if f.takes(target, body):
                     f.left -= 1
                     f.failed += 1
-                    return "after" if f.after else "before"
+                    return f.hold or ("after" if f.after else "before")
             chaos = getattr(self, "random", None)
             if chaos and target.startswith(("DynamoDB", "AmazonSQS")):
                 rate, coin, failed = chaos
@@ -170,6 +171,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         verdict = self.server.decide(target, body)
         if verdict == "before":
             return self._injected()
+        if isinstance(verdict, float):
+            time.sleep(verdict)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in self.HOP}
         try:
             status, answer, data = self._forward(body, headers)
@@ -209,7 +212,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
 
 class Watch:
-    """`cargo lambda watch` serving the three functions on a free port."""
+    """`cargo lambda watch` serving the three functions on a free port (one
+    instance of each: invocations of one function take turns)."""
 
     def __init__(self, env, log_path):
         self.port = free_port()

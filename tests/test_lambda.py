@@ -606,34 +606,51 @@ def test_a_published_event_whose_fan_out_failed_is_sent_when_published_again(aws
     assert len(aws.receiver.ids("/subscriber-fx")) == 2
 
 
-def test_a_subscription_disabled_fan_out_whose_send_failed_is_sent_when_the_delivery_comes_back(aws, faults):
+@pytest.mark.parametrize("then", ["back", "deleted", "enabled"])
+def test_a_subscription_disabled_fan_out_whose_send_failed_is_sent_when_the_delivery_comes_back(aws, faults, then):
     """A 410 disables a subscription; the dispatcher's commit (the disabled
     record, the `subscription.disabled` event) is written, its fan-out send
     fails. The delivery's message comes back, finds its subscription
-    disabled, and sends the event's outbox: the watcher hears of it."""
+    disabled, and sends the event's outbox: the watcher hears of it. Or an
+    admin deletes or enables the subscription before the message comes
+    back (the message then finds it gone or active): the admin's change
+    sends the outbox first (it used to be never sent)."""
     def subscribe(path, types):
         status, sub = aws.admin("POST", "/v1/subscriptions", {"url": aws.receiver.base + path,
                                                                "event_types": types, "tenant": "e2e"})
         assert status == 201, sub
         SECRETS.append(sub["secret"].removeprefix("whsec_"))
         return sub
-    gone = subscribe("/subscriber-gone-fx", ["gonefx.*"])
-    watcher = subscribe("/subscriber-wfx", ["subscription.disabled"])
+    kind = f"gonefx{then}"
+    gone = subscribe(f"/subscriber-gone-fx-{then}", [f"{kind}.*"])
+    watcher = subscribe(f"/subscriber-wfx-{then}", ["subscription.disabled"])
     aws.pump(lambda: all(aws.admin("GET", f"/v1/subscriptions/{s['id']}")[1]["status"] == "active"
                          for s in (gone, watcher)), 60, "active")
-    assert aws.admin("POST", "/v1/events", {"type": "gonefx.x", "tenant": "e2e", "data": {}})[1]["deliveries"] == 1
+    assert aws.admin("POST", "/v1/events", {"type": f"{kind}.x", "tenant": "e2e", "data": {}})[1]["deliveries"] == 1
     # The disabled event's fan-out names the subscription (the event above
     # was queued before the fault).
     fault = faults.fail(SEND, 3, matching=gone["id"].removeprefix("sub_"))
+    if then != "back":
+        aws.pump(lambda: fault.failed == 3, 60, "the fan-out's send, failed")
+        disabled_at = aws.admin("GET", f"/v1/subscriptions/{gone['id']}")[1]["disabled_at"]
+        if then == "deleted":
+            assert aws.admin("DELETE", f"/v1/subscriptions/{gone['id']}")[0] == 204
+        else:
+            assert aws.admin("POST", f"/v1/subscriptions/{gone['id']}/enable")[0] == 200
 
     def heard():
         with aws.receiver.lock:
-            return [json.loads(b) for _, p, _, b in aws.receiver.arrivals
-                    if p == "/subscriber-wfx" and json.loads(b)["type"] == "subscription.disabled"]
+            return [(h, json.loads(b)) for _, p, h, b in aws.receiver.arrivals
+                    if p == f"/subscriber-wfx-{then}" and json.loads(b)["type"] == "subscription.disabled"]
     told = aws.pump(heard, 90, "subscription.disabled at the watcher")
     assert fault.failed == 3, "the fan-out's send was failed"
-    assert told[0]["data"]["subscription_id"] == gone["id"]
-    assert aws.admin("GET", f"/v1/subscriptions/{gone['id']}")[1]["status"] == "disabled"
+    assert told[0][1]["data"]["subscription_id"] == gone["id"]
+    if then == "back":
+        assert aws.admin("GET", f"/v1/subscriptions/{gone['id']}")[1]["status"] == "disabled"
+    else:
+        # The event of the first disabling (an enabled one, disabled
+        # again by the 410 of the delivery that came back, has another).
+        assert told[0][0]["webhook-id"].endswith(f"_{disabled_at}"), told[0][0]
 
 
 def test_an_enable_with_replay_whose_send_failed_is_resumed_by_the_same_request(aws, faults):
@@ -669,6 +686,50 @@ def test_an_enable_with_replay_whose_send_failed_is_resumed_by_the_same_request(
     got = sorted(json.loads(raw)["data"]["i"] for _, raw in events())
     assert got == [0, 1, 2], got
     assert aws.admin("POST", f"/v1/subscriptions/{sub['id']}/enable", {"replay": True})[0] == 409, "nothing to resume"
+
+
+def test_an_event_whose_publish_is_slower_than_the_settling_time_reaches_a_subscription_enabled_meanwhile(aws, faults):
+    """The publish reads the subscriptions (this one disabled), then its
+    write is held 8 s (a throttled table); meanwhile an admin enables the
+    subscription with replay, whose reads, the last one included, find no
+    event yet. After its write the publish reads the subscriptions again,
+    sees the enable, and sends the event (it used to be never sent)."""
+    status, sub = aws.admin("POST", "/v1/subscriptions", {"url": aws.receiver.base + "/subscriber-slow",
+                                                           "event_types": ["slow.*"], "tenant": "e2e"})
+    assert status == 201, sub
+    SECRETS.append(sub["secret"].removeprefix("whsec_"))
+    aws.pump(lambda: aws.admin("GET", f"/v1/subscriptions/{sub['id']}")[1]["status"] == "active", 60, "active")
+    assert aws.admin("POST", f"/v1/subscriptions/{sub['id']}/disable")[0] == 200
+    held = faults.fail(TRANSACT, 1, matching="slow-1", hold=8.0)
+    published = {}
+    publisher = threading.Thread(target=lambda: published.update(out=aws.admin(
+        "POST", "/v1/events", {"type": "slow.x", "id": "slow-1", "tenant": "e2e", "data": {"n": 1}})))
+    publisher.start()
+    wait_for(lambda: held.failed == 1, 30, "the publish's write, held")
+    # A second instance of the admin function (the emulator runs one
+    # instance's invocations one at a time; Lambda runs them side by side).
+    second = Watch(aws.watch_env, aws.tmp / "watch-admin.log")
+    aws.logs.append(second.log_path)
+    try:
+        status, _, text = ApiGateway(second).request("POST", f"/v1/subscriptions/{sub['id']}/enable",
+                                                     {"content-type": "application/json"}, '{"replay": true}')
+    finally:
+        second.stop()
+    out = json.loads(text)
+    assert status == 200, out
+    assert out["replayed"] == 0, "the replay read its window before the event was written"
+    publisher.join(60)
+    status, out = published["out"]
+    assert status == 202, out
+    assert out["deliveries"] == 0, "its first read saw the subscription disabled"
+
+    def arrived():
+        with aws.receiver.lock:
+            return [(h, b) for _, p, h, b in aws.receiver.arrivals if p == "/subscriber-slow"][1:]
+    aws.pump(lambda: arrived(), 60, "the event, sent by the publish's second read")
+    [(headers, raw)] = arrived()
+    Webhook(sub["secret"]).verify(raw, headers)
+    assert (json.loads(raw)["type"], json.loads(raw)["data"]) == ("slow.x", {"n": 1})
 
 
 def test_a_body_too_large_for_the_table_is_413_never_503(aws):

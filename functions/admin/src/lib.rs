@@ -9,6 +9,8 @@
 //! such a subscription is refused with 501 rather than delivered out of
 //! order.
 
+use std::sync::Arc;
+
 use hookflow_admin::backend::Fut;
 use hookflow_admin::{Backend, BackendError, FlowInfo, LogQuery, Published};
 use hookflow_aws::Error;
@@ -18,6 +20,7 @@ use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeadDelivery, LogEntry, NewJob, SubscriptionRow};
 use hookflow_core::ports::{Clock, SystemClock};
 use hookflow_core::subscription::{self, DEFAULT_TENANT, Event, Keyring, Settings, Subscription};
+use hookflow_pipeline::{Audience, PublishPorts, Repeat};
 use serde_json::Value;
 
 /// What the admin function needs, built once per container.
@@ -151,6 +154,17 @@ impl Backend for AwsBackend {
         })
     }
 
+    /// From the `subscription.disabled` event's outbox, if it is live
+    /// ([`Store::redrive_event`]).
+    fn flush_disabled<'a>(&'a self, sub: &'a Subscription) -> Fut<'a, ()> {
+        Box::pin(async move {
+            if let Some(id) = Event::disabled_id(sub) {
+                self.store.redrive_event(&sub.tenant, &id, self.now_ms()).await.map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
+
     fn keyring<'a>(&'a self, sub: &'a Subscription) -> Fut<'a, Option<Keyring>> {
         Box::pin(async move {
             let text = self.secrets.get(&sub.keyring_name()).await.map_err(backend)?;
@@ -167,25 +181,10 @@ impl Backend for AwsBackend {
 
     fn publish(&self, event: Event) -> Fut<'_, Published> {
         Box::pin(async move {
-            let now = event.at;
-            let table = &self.store.table;
-            // A live id is a duplicate; what its first publish left unsent
-            // (the send after its commit failed) is sent now.
-            if self.store.redrive_event(&event.tenant, &event.id, now).await.map_err(backend)? {
-                return Err(BackendError::Duplicate(event.id));
-            }
-            let subs = table.subscriptions(Some(&event.tenant), true).await.map_err(backend)?;
-            let flows = table.event_flows(&event.tenant).await.map_err(backend)?;
-            let p = subscription::publish(&event, &subs, flows.iter().map(|f| f.as_ref()), &self.settings, now);
-            match self.store.apply(p.outcome.commit, now).await {
-                // Published meanwhile by another call, which may have died
-                // before its send: what it left unsent goes now.
-                Err(hookflow_aws::Error::Duplicate(_)) => {
-                    self.store.redrive_event(&event.tenant, &event.id, now).await.map_err(backend)?;
-                    Err(BackendError::Duplicate(event.id))
-                }
+            match hookflow_pipeline::publish::publish(&Publisher(self), &event).await {
+                Ok(Some(p)) => Ok(p),
+                Ok(None) => Err(BackendError::Duplicate(event.id)),
                 Err(e) => Err(backend(e)),
-                Ok(()) => Ok(Published { deliveries: p.deliveries, runs: p.runs }),
             }
         })
     }
@@ -243,4 +242,57 @@ impl Backend for AwsBackend {
             Ok(true)
         })
     }
+}
+
+/// The publish pipeline's ports on AWS: subscriptions and event flows from
+/// the table, the commit through the outbox ([`Store::apply`]).
+struct Publisher<'a>(&'a AwsBackend);
+
+impl Audience for Publisher<'_> {
+    type Error = Error;
+
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms()
+    }
+
+    fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Error> {
+        let table = &self.0.store.table;
+        let subs = table.subscriptions(Some(tenant), true).await?;
+        Ok((subs.into_iter().map(Arc::new).collect(), table.event_flows(tenant).await?))
+    }
+
+    async fn subscribers(&self, tenant: &str) -> Result<Vec<Arc<Subscription>>, Error> {
+        Ok(self.0.store.table.subscriptions_now(tenant).await?.into_iter().map(Arc::new).collect())
+    }
+
+    async fn queue(&self, jobs: Vec<NewJob>) -> Result<(), Error> {
+        self.0.store.apply(Commit { jobs, ..Default::default() }, self.now_ms()).await
+    }
+}
+
+impl PublishPorts for Publisher<'_> {
+    /// A live id's first publish may have died before its send: what it
+    /// left unsent goes now. The event as first published is its copy by
+    /// time (an item written before its time was kept: unknown).
+    async fn published(&self, event: &Event) -> Result<Option<Repeat>, Error> {
+        let store = &self.0.store;
+        let Some(at) = store.redrive_published(&event.tenant, &event.id, event.at).await? else { return Ok(None) };
+        let first = match at {
+            Some(at) => store.table.event_at(&event.tenant, &event.id, at).await?,
+            None => None,
+        };
+        Ok(Some(first.map_or(Repeat::Unknown, Repeat::Of)))
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<(), Error> {
+        self.0.store.apply(commit, self.now_ms()).await
+    }
+
+    /// The admin function keeps no operational log: the request log has
+    /// the publish.
+    fn lines(&self, _lines: Vec<hookflow_core::engine::LogLine>) {}
 }

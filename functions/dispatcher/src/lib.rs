@@ -35,12 +35,13 @@ use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_aws::{Error, metrics};
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::{DeliveryJob, JobKind};
+use hookflow_core::commit::{Commit, DeliveryJob, JobKind, NewJob};
 use hookflow_core::engine::{AttemptSummary, Level, LogLine};
 use hookflow_core::ports::{Clock, PortError, SecretStore, SystemClock};
 use hookflow_core::subscription::{Settings, Subscription};
 use hookflow_io::Logger;
 use hookflow_io::sender::Sender;
+use hookflow_pipeline::Audience;
 use hookflow_pipeline::delivery::{self, DeliveryPorts};
 use serde_json::json;
 
@@ -188,11 +189,11 @@ fn too_late(timeout: std::time::Duration, deadline_ms: Option<i64>, now_ms: i64)
 /// ports. Health changes are not serialised here: the table's conditional
 /// write refuses one computed over an older record, and the pipeline
 /// computes it again.
-impl DeliveryPorts for Dispatcher {
+/// Who hears of `subscription.disabled`: the table's subscriptions and
+/// event flows; the ones a disabling commit missed are queued through the
+/// outbox ([`Store::apply`]).
+impl Audience for Dispatcher {
     type Error = Error;
-    type Secrets<'a> = Keyrings<'a>;
-    type Sender = Sender;
-    type Guard = ();
 
     fn now_ms(&self) -> i64 {
         SystemClock.now_ms()
@@ -201,6 +202,26 @@ impl DeliveryPorts for Dispatcher {
     fn settings(&self) -> &Settings {
         &self.settings
     }
+
+    async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Error> {
+        let subs = self.store.table.subscriptions(Some(tenant), true).await?;
+        let flows = self.store.table.event_flows(tenant).await?;
+        Ok((subs.into_iter().map(Arc::new).collect(), flows))
+    }
+
+    async fn subscribers(&self, tenant: &str) -> Result<Vec<Arc<Subscription>>, Error> {
+        Ok(self.store.table.subscriptions_now(tenant).await?.into_iter().map(Arc::new).collect())
+    }
+
+    async fn queue(&self, jobs: Vec<NewJob>) -> Result<(), Error> {
+        self.store.apply(Commit { jobs, ..Default::default() }, self.now_ms()).await
+    }
+}
+
+impl DeliveryPorts for Dispatcher {
+    type Secrets<'a> = Keyrings<'a>;
+    type Sender = Sender;
+    type Guard = ();
 
     async fn subscription(&self, id: &str) -> Result<Option<Arc<Subscription>>, Error> {
         Ok(self.store.table.subscription(id).await?.map(Arc::new))
@@ -212,12 +233,6 @@ impl DeliveryPorts for Dispatcher {
 
     fn sender(&self) -> &Sender {
         &self.sender
-    }
-
-    async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Error> {
-        let subs = self.store.table.subscriptions(Some(tenant), true).await?;
-        let flows = self.store.table.event_flows(tenant).await?;
-        Ok((subs.into_iter().map(Arc::new).collect(), flows))
     }
 
     async fn serialize(&self) -> Option<()> {

@@ -72,14 +72,7 @@ pub struct LogQuery {
     pub limit: usize,
 }
 
-/// What a publish did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Published {
-    /// Deliveries to subscriptions.
-    pub deliveries: usize,
-    /// Runs of flows the event starts.
-    pub runs: Vec<String>,
-}
+pub use hookflow_core::subscription::Published;
 
 /// What the backend's methods return (boxed: the admin API is not a hot
 /// path, and boxing keeps the trait simple to implement).
@@ -111,6 +104,15 @@ pub trait Backend: Send + Sync + 'static {
     fn queue(&self, jobs: Vec<NewJob>) -> Fut<'_, ()>;
     /// Deletes a subscription and its keys; whether it existed.
     fn delete_subscription<'a>(&'a self, id: &'a str) -> Fut<'a, bool>;
+    /// Sends what the commit that disabled `sub` published and left unsent
+    /// (its `subscription.disabled` fan-out, when the send after that
+    /// commit failed), before `sub` is enabled or deleted: the delivery
+    /// whose message comes back to send it would no longer find `sub`
+    /// disabled. Nothing to do where a commit and its queue are one
+    /// transaction (the default).
+    fn flush_disabled<'a>(&'a self, _sub: &'a Subscription) -> Fut<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
     fn keyring<'a>(&'a self, sub: &'a Subscription) -> Fut<'a, Option<Keyring>>;
     fn put_keyring<'a>(&'a self, sub: &'a Subscription, ring: &'a Keyring) -> Fut<'a, ()>;
 

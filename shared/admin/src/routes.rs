@@ -455,6 +455,9 @@ async fn get_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): 
 }
 
 async fn delete_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {
+    if let Some(sub) = a.backend.subscription(&id).await?.filter(|s| s.status == Status::Disabled) {
+        a.backend.flush_disabled(&sub).await?;
+    }
     if !a.backend.delete_subscription(&id).await? {
         return Err(ApiError::not_found("such subscription"));
     }
@@ -539,10 +542,17 @@ async fn enable_subscription<B: Backend>(
     let settle = a.backend.settings().replay_settle.as_millis() as i64;
     let (sub, since) = match (sub.status, sub.replay) {
         (Status::Disabled, _) => {
+            a.backend.flush_disabled(&sub).await?;
             let since = sub.missed_since();
-            let enabled = sub.enabled(started, want.replay.then_some(started + settle));
+            let mut enabled = sub.enabled(started, want.replay.then_some(started + settle));
+            if let Some(r) = &mut enabled.replay {
+                // A publish stamped just before the disable may have read
+                // the subscription just after it.
+                r.next -= settle;
+                r.from -= settle;
+            }
             a.backend.save_subscription(&enabled, Some(sub.updated_at), Vec::new()).await?;
-            (enabled, since)
+            (widen(&a, enabled, settle).await?, since)
         }
         // An earlier replay stopped before its end: this one goes on.
         (Status::Active, Some(r)) if want.replay => (sub, r.next),
@@ -652,6 +662,22 @@ async fn replay<B: Backend>(
         }
     }
     Ok((sub, queued.len()))
+}
+
+/// Ends the replay window of `sub` (just enabled) `settle` past when its
+/// enable was seen written, if its write took so long that the window
+/// (`settle` past the enable's start) ended first: a publish stamped
+/// before that moment may not have seen the enable in either of its
+/// reads, and its event must be in the window. (A second write, only
+/// then.)
+async fn widen<B: Backend>(a: &Admin<B>, sub: Subscription, settle: i64) -> Result<Subscription, ApiError> {
+    let seen = a.backend.now_ms();
+    let Some(r) = sub.replay.filter(|r| seen >= r.until) else { return Ok(sub) };
+    let mut wider = sub.clone();
+    wider.replay = Some(Replay { until: seen + settle, ..r });
+    wider.updated_at = seen.max(sub.updated_at + 1);
+    a.backend.save_subscription(&wider, Some(sub.updated_at), Vec::new()).await?;
+    Ok(wider)
 }
 
 /// Saves the replay's cursor as `next` (`None`: done) over whatever else

@@ -30,6 +30,9 @@ struct Memory {
     /// The clock (ms), moved by `tick` on each reading.
     clock: AtomicI64,
     tick: i64,
+    /// How far the clock moves during the next subscription write (a slow
+    /// one), once.
+    slow_save: AtomicI64,
     /// Calls to `queue` / `save_subscription` so far, and which (1-based)
     /// fail.
     queues: AtomicI64,
@@ -81,6 +84,7 @@ impl Backend for Handle {
     fn save_subscription<'a>(&'a self, sub: &'a Subscription, prev: Option<i64>, jobs: Vec<NewJob>) -> Fut<'a, ()> {
         Box::pin(async move {
             let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
+            self.clock.fetch_add(self.slow_save.swap(0, Ordering::SeqCst), Ordering::SeqCst);
             if self.fail_save.lock().unwrap().contains(&n) {
                 return Err(BackendError::Unavailable(format!("save {n} failed")));
             }
@@ -253,8 +257,10 @@ async fn a_replay_whose_second_page_failed_to_queue_is_resumed_by_the_same_reque
 #[tokio::test]
 async fn a_page_queued_whose_progress_failed_to_save_is_sent_again_never_skipped() {
     let (m, id) = world(1_500, 1);
-    // Save 1 enables; save 2 would record the first page as queued.
-    m.fail_save.lock().unwrap().push(2);
+    // Save 1 enables, save 2 ends its window later (with no settling time
+    // the enable is always seen after its window ended); save 3 would
+    // record the first page as queued.
+    m.fail_save.lock().unwrap().push(3);
     assert_eq!(enable(&m, &id, true).await.0, 503);
     assert_eq!(m.subs.lock().unwrap()[&id].replay.unwrap().next, 1_500, "the cursor did not move");
     let (status, out) = enable(&m, &id, true).await;
@@ -320,6 +326,49 @@ async fn an_event_whose_publish_was_in_flight_at_the_enable_is_replayed_by_the_l
     assert_eq!((status, out["replay_pending"].as_bool()), (200, Some(false)), "{out}");
     assert!(queued(&m).keys().any(|k| k.ends_with("_evt_late")), "{:?}", queued(&m));
     assert!(all_queued(&m));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_enable_whose_write_outlasts_the_settling_time_replays_what_was_published_meanwhile() {
+    // The enable's write takes 5 s to be seen (the settling time is 2 s);
+    // an event published 3 s in read the subscription as disabled in both
+    // of its reads, before the write was visible: the window, which would
+    // have ended 2 s after the enable began, ends 2 s after it was seen.
+    let (m, id) = world_settling(20, 1, std::time::Duration::from_secs(2));
+    let now = m.clock.load(Ordering::SeqCst);
+    m.slow_save.store(5_000, Ordering::SeqCst);
+    m.events.lock().unwrap().push(Event {
+        id: "evt_meanwhile".into(),
+        tenant: "default".into(),
+        kind: "order.placed".into(),
+        at: now + 3_000,
+        data: json!({}),
+    });
+    let (status, out) = enable(&m, &id, true).await;
+    assert_eq!((status, out["replay_pending"].as_bool()), (200, Some(false)), "{out}");
+    assert!(queued(&m).keys().any(|k| k.ends_with("_evt_meanwhile")), "{:?}", queued(&m));
+    assert!(all_queued(&m));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_stamped_just_before_the_disable_is_replayed() {
+    // Its publish stamped it before the disable and read the subscription
+    // after it (disabled: no fan-out).
+    let (m, id) = world_settling(20, 1, std::time::Duration::from_secs(2));
+    let disabled_at = m.subs.lock().unwrap()[&id].disabled_at.unwrap();
+    m.events.lock().unwrap().insert(
+        0,
+        Event {
+            id: "evt_at_the_disable".into(),
+            tenant: "default".into(),
+            kind: "order.placed".into(),
+            at: disabled_at - 1,
+            data: json!({}),
+        },
+    );
+    let (status, out) = enable(&m, &id, true).await;
+    assert_eq!(status, 200, "{out}");
+    assert!(queued(&m).keys().any(|k| k.ends_with("_evt_at_the_disable")), "{:?}", queued(&m));
 }
 
 #[tokio::test]

@@ -165,11 +165,17 @@ impl Store {
     /// Sends again what the publish of event `id` left unsent, if its
     /// window is live; then forgets it. Returns whether the event is live.
     pub async fn redrive_event(&self, tenant: &str, id: &str, now_ms: i64) -> Result<bool, Error> {
-        let Some(outbox) = self.table.published(tenant, id, now_ms).await? else { return Ok(false) };
+        Ok(self.redrive_published(tenant, id, now_ms).await?.is_some())
+    }
+
+    /// [`Store::redrive_event`], answering when the event was stamped if
+    /// it is live (`Some(None)`: live, written before its time was kept).
+    pub async fn redrive_published(&self, tenant: &str, id: &str, now_ms: i64) -> Result<Option<Option<i64>>, Error> {
+        let Some((outbox, at)) = self.table.published_at(tenant, id, now_ms).await? else { return Ok(None) };
         if self.redrive(&outbox, now_ms).await?.messages > 0 {
             let _ = self.table.sent_event(tenant, id).await;
         }
-        Ok(true)
+        Ok(Some(at))
     }
 
     /// Applies the commit of an attempt of the ordered message `job_id`

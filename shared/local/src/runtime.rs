@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use hookflow_core::CompiledFlow;
@@ -31,8 +31,9 @@ use hookflow_core::flow::MAX_STEP_TIMEOUT;
 use hookflow_core::ports::{PortError, SecretStore};
 use hookflow_core::run::{Effect, Reply, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
-use hookflow_core::subscription::{self, Event, Settings, Subscription};
+use hookflow_core::subscription::{Event, Settings, Subscription};
 use hookflow_pipeline::delivery::{self, DeliveryPorts};
+use hookflow_pipeline::publish::{self, Audience, PublishPorts, Repeat};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -62,6 +63,8 @@ const VERSIONS_CACHED: usize = 64;
 
 /// The embedded runtime, shared by the inbound server and the workers.
 pub struct Runtime {
+    /// Itself, for what a port given `&self` hands to tasks it spawns.
+    me: Weak<Runtime>,
     pub store: Store,
     pub logger: Logger,
     pub secrets: Secrets,
@@ -153,7 +156,8 @@ impl Runtime {
         for f in flows.all() {
             store.keep_flow(f, now_ms())?;
         }
-        Ok(Arc::new(Runtime {
+        Ok(Arc::new_cyclic(|me| Runtime {
+            me: me.clone(),
             subs,
             store,
             logger: config.logger,
@@ -168,6 +172,11 @@ impl Runtime {
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
             settings: config.subscriptions,
         }))
+    }
+
+    /// The `Arc` this runtime lives in (one exists while `&self` does).
+    fn arc(&self) -> Arc<Runtime> {
+        self.me.upgrade().expect("a runtime lives in an Arc while it is used")
     }
 
     pub fn flows(&self) -> Arc<Flows> {
@@ -418,48 +427,16 @@ impl Runtime {
         .await
     }
 
-    /// Adds to `commit` the event, a delivery per matching subscription in
-    /// `subs` and a run per flow it starts; returns the deliveries to
-    /// [`dispatch`](Self::dispatch) once it is durable, and how many
-    /// deliveries there are.
-    fn fan_out(&self, commit: &mut Commit, event: &Event, subs: &[Arc<Subscription>], now: i64) -> (Vec<Ready>, usize) {
-        let flows = self.flows();
-        let p = subscription::publish(
-            event,
-            subs.iter().map(|s| s.as_ref()),
-            flows.event_flows().map(|f| f.as_ref()),
-            &self.settings,
-            now,
-        );
-        self.write_lines(p.outcome.lines);
-        let first = commit.jobs.len();
-        commit.merge(p.outcome.commit);
-        (self.lease_ready(commit, first), p.deliveries)
-    }
-
-    /// Publishes `event`: one delivery per matching active subscription,
-    /// one run per flow it starts, all in one commit with the event row,
-    /// which refuses a repeat of its id inside the idempotency window.
+    /// Publishes `event` through the publish pipeline
+    /// ([`hookflow_pipeline::publish`]): one delivery per matching active
+    /// subscription, one run per flow it starts, all in one commit with the
+    /// event row, which refuses a repeat of its id inside the idempotency
+    /// window.
     pub async fn publish(self: &Arc<Self>, event: Event) -> Result<Published, PublishError> {
-        let now = event.at;
-        if self.store.live_event(&event.tenant, &event.id, now)?.is_some() {
-            return Err(PublishError::Duplicate(event.id));
+        match publish::publish(self.as_ref(), &event).await? {
+            Some(p) => Ok(p),
+            None => Err(PublishError::Duplicate(event.id)),
         }
-        let subs = self.subs.list(Some(&event.tenant), true);
-        let mut commit = Commit::default();
-        let (ready, deliveries) = self.fan_out(&mut commit, &event, &subs, now);
-        let runs: Vec<String> = commit.runs.iter().map(|r| r.id.clone()).collect();
-        let sends = commit.jobs.len() > ready.len();
-        match self.store.commit(commit).await {
-            Ok(()) => {}
-            Err(Error::Duplicate(_)) => return Err(PublishError::Duplicate(event.id)),
-            Err(e) => return Err(e.into()),
-        }
-        self.dispatch(ready);
-        if sends {
-            self.wake();
-        }
-        Ok(Published { deliveries, runs })
     }
 
     /// Stores a subscription change (and the jobs it asks for) with a log
@@ -487,12 +464,12 @@ impl Runtime {
         Ok(())
     }
 
-    /// Queues `jobs` (a replay's deliveries) in one commit.
-    pub async fn queue(self: &Arc<Self>, jobs: Vec<NewJob>) -> Result<(), Error> {
-        let mut commit = Commit { jobs, ..Default::default() };
-        let ready = self.lease_ready(&mut commit, 0);
-        self.store.commit(commit).await?;
-        self.dispatch(ready);
+    /// Queues `jobs` (a replay's deliveries, a publish's settling) in one
+    /// commit, for the workers: not leased and sent from here, because a
+    /// job of the same id may be queued already (its insert is then
+    /// ignored, and a copy sent from here would race it).
+    pub async fn queue(&self, jobs: Vec<NewJob>) -> Result<(), Error> {
+        self.store.commit(Commit { jobs, ..Default::default() }).await?;
         self.wake();
         Ok(())
     }
@@ -501,11 +478,11 @@ impl Runtime {
 /// The embedded runtime as the delivery pipeline's ports: subscriptions
 /// and keyrings from the cache over the store, health changes one at a
 /// time (under [`Subscriptions::health`], which admin saves take too).
-impl DeliveryPorts for Runtime {
+/// Who hears of an event: the subscription cache (updated by each
+/// subscription write right after its commit, so a read after a write sees
+/// it) and the loaded flows.
+impl Audience for Runtime {
     type Error = Error;
-    type Secrets<'a> = DeliverySecrets<'a>;
-    type Sender = Sender;
-    type Guard = tokio::sync::OwnedMutexGuard<()>;
 
     fn now_ms(&self) -> i64 {
         now_ms()
@@ -514,6 +491,48 @@ impl DeliveryPorts for Runtime {
     fn settings(&self) -> &Settings {
         &self.settings
     }
+
+    async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Error> {
+        let flows = self.flows();
+        Ok((self.subs.list(Some(tenant), true), flows.event_flows().cloned().collect()))
+    }
+
+    async fn subscribers(&self, tenant: &str) -> Result<Vec<Arc<Subscription>>, Error> {
+        Ok(self.subs.list(Some(tenant), true))
+    }
+
+    async fn queue(&self, jobs: Vec<NewJob>) -> Result<(), Error> {
+        Runtime::queue(self, jobs).await
+    }
+}
+
+/// The commit inserts the deliveries it can send at once leased, sends
+/// them, and wakes the workers for the rest.
+impl PublishPorts for Runtime {
+    async fn published(&self, event: &Event) -> Result<Option<Repeat>, Error> {
+        Ok(self.store.live_event(&event.tenant, &event.id, event.at)?.map(Repeat::Of))
+    }
+
+    async fn commit(&self, mut commit: Commit) -> Result<(), Error> {
+        let ready = self.lease_ready(&mut commit, 0);
+        let sends = commit.jobs.len() > ready.len();
+        self.store.commit(commit).await?;
+        self.arc().dispatch(ready);
+        if sends {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    fn lines(&self, lines: Vec<engine::LogLine>) {
+        self.write_lines(lines);
+    }
+}
+
+impl DeliveryPorts for Runtime {
+    type Secrets<'a> = DeliverySecrets<'a>;
+    type Sender = Sender;
+    type Guard = tokio::sync::OwnedMutexGuard<()>;
 
     /// From the cache; a miss is read from the store: a subscription's
     /// commit is visible to the workers (who may lease its verification
@@ -535,16 +554,111 @@ impl DeliveryPorts for Runtime {
         &self.sender
     }
 
-    async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Error> {
-        let flows = self.flows();
-        Ok((self.subs.list(Some(tenant), true), flows.event_flows().cloned().collect()))
-    }
-
     async fn serialize(&self) -> Option<Self::Guard> {
         Some(self.subs.health.clone().lock_owned().await)
     }
 
     fn lines(&self, lines: Vec<engine::LogLine>) {
         self.write_lines(lines);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The publish pipeline on the embedded runtime, with an admin's
+    //! enable landing between the publish's read and its write.
+
+    use hookflow_core::engine::LogLine;
+    use hookflow_core::subscription::NewSubscription;
+    use serde_json::json;
+
+    use super::*;
+
+    /// The runtime's own ports, but an enable of `sub` is written right
+    /// after the first read of the audience.
+    struct EnableMeanwhile {
+        rt: Arc<Runtime>,
+        sub: Mutex<Option<Subscription>>,
+    }
+
+    impl Audience for EnableMeanwhile {
+        type Error = Error;
+
+        fn now_ms(&self) -> i64 {
+            self.rt.now_ms()
+        }
+
+        fn settings(&self) -> &Settings {
+            Audience::settings(self.rt.as_ref())
+        }
+
+        async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Error> {
+            let read = self.rt.audience(tenant).await?;
+            let sub = self.sub.lock().unwrap().take();
+            if let Some(sub) = sub {
+                self.rt.save_subscription(&sub.enabled(now_ms(), None), Some(sub.updated_at), Vec::new()).await?;
+            }
+            Ok(read)
+        }
+
+        async fn subscribers(&self, tenant: &str) -> Result<Vec<Arc<Subscription>>, Error> {
+            self.rt.subscribers(tenant).await
+        }
+
+        async fn queue(&self, jobs: Vec<NewJob>) -> Result<(), Error> {
+            Audience::queue(self.rt.as_ref(), jobs).await
+        }
+    }
+
+    impl PublishPorts for EnableMeanwhile {
+        async fn published(&self, event: &Event) -> Result<Option<Repeat>, Error> {
+            self.rt.published(event).await
+        }
+
+        async fn commit(&self, commit: Commit) -> Result<(), Error> {
+            PublishPorts::commit(self.rt.as_ref(), commit).await
+        }
+
+        fn lines(&self, _lines: Vec<LogLine>) {}
+    }
+
+    #[tokio::test]
+    async fn a_subscription_enabled_during_a_publish_gets_its_event() {
+        let dir = std::env::temp_dir().join(format!("hookflow-rt-{}", uuid::Uuid::now_v7().simple()));
+        let config = RuntimeConfig {
+            data_dir: dir.clone(),
+            target_policy: TargetPolicy::default(),
+            secrets: Secrets::default(),
+            logger: Logger::new(Default::default(), std::iter::empty()),
+            concurrency: 2,
+            subscriptions: Settings::default(),
+        };
+        let rt = Runtime::new(config, Flows::default()).unwrap();
+        let new = NewSubscription {
+            url: "https://receiver.invalid/hook".into(),
+            event_types: vec!["order.*".into()],
+            ..Default::default()
+        };
+        let (mut sub, _) = new.create(now_ms()).unwrap();
+        sub = sub.disabled_by_admin(now_ms());
+        rt.save_subscription(&sub, None, Vec::new()).await.unwrap();
+        let port = EnableMeanwhile { rt: rt.clone(), sub: Mutex::new(Some(sub.clone())) };
+        let event = Event {
+            id: "evt_meanwhile".into(),
+            tenant: sub.tenant.clone(),
+            kind: "order.paid".into(),
+            at: now_ms(),
+            data: json!({}),
+        };
+        let published = publish::publish(&port, &event).await.unwrap().expect("published");
+        assert_eq!(published.deliveries, 0, "its first read saw the subscription disabled");
+        // The delivery was queued by settling, for the workers (none runs
+        // here: it waits in the queue).
+        let delivery = format!("msg_{}_{}", sub.id.trim_start_matches("sub_"), event.id);
+        let queued = rt.store.lease(now_ms() + 3_600_000, 100, 1_000).await.unwrap();
+        let ids: Vec<&str> = queued.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, [format!("d:{delivery}")], "one delivery, to the subscription enabled meanwhile");
+        drop(rt);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -29,15 +29,16 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeliveryJob};
-use hookflow_core::engine::{self, AttemptSummary, LogLine};
-use hookflow_core::ports::{Classify, ErrorKind, PortError, SecretStore, Sender};
-use hookflow_core::subscription::{self, Gate, Health, Settings, Subscription};
+use hookflow_core::engine::{self, AttemptSummary, Level, LogLine};
+use hookflow_core::ports::{Classify, ErrorKind, SecretStore, Sender};
+use hookflow_core::subscription::{self, Gate, Health, Subscription};
 
-/// What the delivery pipeline needs from a driver.
-pub trait DeliveryPorts: Send + Sync {
-    type Error: Classify + From<PortError>;
+use crate::publish::{Audience, settle};
+
+/// What the delivery pipeline needs from a driver (its [`Audience`]
+/// hears of `subscription.disabled`).
+pub trait DeliveryPorts: Audience {
     /// The secrets of one delivery (a subscription's keyring as its record
     /// names it, the rest by name).
     type Secrets<'a>: SecretStore
@@ -48,12 +49,6 @@ pub trait DeliveryPorts: Send + Sync {
     /// where the driver serialises them.
     type Guard: Send;
 
-    /// The time, ms since the Unix epoch.
-    fn now_ms(&self) -> i64;
-
-    /// Subscriptions' retry schedules and failure window.
-    fn settings(&self) -> &Settings;
-
     /// A subscription by id.
     fn subscription(&self, id: &str) -> impl Future<Output = Result<Option<Arc<Subscription>>, Self::Error>> + Send;
 
@@ -61,14 +56,6 @@ pub trait DeliveryPorts: Send + Sync {
     fn secrets<'a>(&'a self, sub: Option<&'a Subscription>) -> Self::Secrets<'a>;
 
     fn sender(&self) -> &Self::Sender;
-
-    /// Who hears of an event of `tenant`: its active subscriptions and the
-    /// flows an event can start.
-    #[allow(clippy::type_complexity)]
-    fn audience(
-        &self,
-        tenant: &str,
-    ) -> impl Future<Output = Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Self::Error>> + Send;
 
     /// Serialises health changes: `Some` holds them one at a time (the
     /// pipeline then reads the subscription again under it, so it computes
@@ -167,6 +154,7 @@ where
         let mut all = commit.clone();
         let mut lines = Vec::new();
         let mut changed = None;
+        let mut published = None;
         if let Some(h) = subscription::health_change(&sub, health, p.settings(), now) {
             lines.push(h.line);
             all.merge(h.commit);
@@ -175,15 +163,18 @@ where
                 // same version build the same event id, and the store takes
                 // it once.
                 let (others, flows) = p.audience(&event.tenant).await?;
-                let published = subscription::publish(
+                let publication = subscription::publish(
                     &event,
                     others.iter().filter(|s| s.id != h.sub.id).map(|s| s.as_ref()),
                     flows.iter().map(|f| f.as_ref()),
                     p.settings(),
                     now,
                 );
-                lines.extend(published.outcome.lines);
-                all.merge(published.outcome.commit);
+                lines.extend(publication.outcome.lines);
+                all.merge(publication.outcome.commit);
+                let mut reached = publication.reached;
+                reached.insert(h.sub.id.clone());
+                published = Some((event, reached));
             }
             changed = Some(h.sub);
         }
@@ -193,11 +184,23 @@ where
                 None => return apply(commit, p.now_ms(), None).await,
             },
             done => {
-                if done.is_ok() {
-                    p.lines(lines);
-                }
                 drop(guard);
-                return done;
+                let value = done?;
+                p.lines(lines);
+                // A subscription enabled since `audience` was read. The
+                // commit is durable: a failure here is logged, not the
+                // attempt's (its message redone would find its subscription
+                // disabled, or enabled again, and go dead or be sent again).
+                if let Some((event, reached)) = published
+                    && let Err(e) = settle(p, &event, Some(&reached)).await
+                {
+                    p.lines(vec![LogLine {
+                        level: Level::Error,
+                        message: "subscription.disabled not sent to subscriptions enabled during its publish".into(),
+                        fields: serde_json::json!({"event_id": event.id, "error": e.to_string()}),
+                    }]);
+                }
+                return Ok(value);
             }
         }
     }
@@ -212,9 +215,12 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use hookflow_core::CompiledFlow;
     use hookflow_core::attempt::{Attempt, AttemptResult};
-    use hookflow_core::commit::JobKind;
+    use hookflow_core::commit::{JobKind, NewJob};
+    use hookflow_core::ports::PortError;
     use hookflow_core::run::{CapturedResponse, Delivery};
+    use hookflow_core::subscription::Settings;
     use hookflow_core::subscription::{Event, NewSubscription, Status};
     use serde_json::json;
 
@@ -276,13 +282,12 @@ mod tests {
         settings: Settings,
         /// Subscriptions a delivery found disabled ([`DeliveryPorts::found_disabled`]).
         found_disabled: Mutex<Vec<String>>,
+        /// Jobs queued after a commit ([`Audience::queue`]).
+        queued: Mutex<Vec<NewJob>>,
     }
 
-    impl DeliveryPorts for Fake {
+    impl Audience for Fake {
         type Error = Fault;
-        type Secrets<'a> = Vault;
-        type Sender = Receiver;
-        type Guard = Held;
 
         fn now_ms(&self) -> i64 {
             NOW
@@ -291,6 +296,29 @@ mod tests {
         fn settings(&self) -> &Settings {
             &self.settings
         }
+
+        async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Fault> {
+            Ok((self.subscribers(tenant).await?, Vec::new()))
+        }
+
+        async fn subscribers(&self, tenant: &str) -> Result<Vec<Arc<Subscription>>, Fault> {
+            let subs = self.subs.lock().unwrap();
+            let mut active: Vec<_> =
+                subs.values().filter(|s| s.tenant == tenant && s.status == Status::Active).cloned().collect();
+            active.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(active)
+        }
+
+        async fn queue(&self, jobs: Vec<NewJob>) -> Result<(), Fault> {
+            self.queued.lock().unwrap().extend(jobs);
+            Ok(())
+        }
+    }
+
+    impl DeliveryPorts for Fake {
+        type Secrets<'a> = Vault;
+        type Sender = Receiver;
+        type Guard = Held;
 
         async fn subscription(&self, id: &str) -> Result<Option<Arc<Subscription>>, Fault> {
             self.reads.fetch_add(1, Ordering::SeqCst);
@@ -303,14 +331,6 @@ mod tests {
 
         fn sender(&self) -> &Receiver {
             &self.receiver
-        }
-
-        async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Fault> {
-            let subs = self.subs.lock().unwrap();
-            let mut active: Vec<_> =
-                subs.values().filter(|s| s.tenant == tenant && s.status == Status::Active).cloned().collect();
-            active.sort_by(|a, b| a.id.cmp(&b.id));
-            Ok((active, Vec::new()))
         }
 
         async fn serialize(&self) -> Option<Held> {
@@ -443,6 +463,43 @@ mod tests {
         assert_eq!(told[0].delivery.purpose.subscription(), Some(other.id.as_str()));
         assert!(c.event.is_some(), "the subscription.disabled event row is in the same commit");
         assert_eq!(c.done.as_deref(), Some(id.as_str()));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_subscription_enabled_while_the_disabling_commit_is_written_is_told_after_it() {
+        let fake = Fake::default();
+        let gone = active(&fake);
+        let told = active_for(&fake, "subscription.*");
+        let mut late = (*active_for(&fake, "subscription.*")).clone();
+        late.status = Status::Disabled;
+        fake.subs.lock().unwrap().insert(late.id.clone(), Arc::new(late.clone()));
+        fake.receiver.answers.lock().unwrap().push_back(410);
+        let (id, job) = job_for(&gone);
+        let attempted = attempt(&fake, &id, job).await.unwrap();
+        let seen = Mutex::new(Vec::new());
+        commit(&fake, attempted, |c, _now, _changed| {
+            // An admin enables `late` after the audience was read, before
+            // this commit is written.
+            let enabled = late.enabled(NOW + 1, None);
+            fake.subs.lock().unwrap().insert(late.id.clone(), Arc::new(enabled));
+            seen.lock().unwrap().push(c);
+            async { Ok::<_, Fault>(()) }
+        })
+        .await
+        .unwrap();
+        let to = |jobs: &[NewJob]| -> Vec<String> {
+            jobs.iter()
+                .filter(|j| j.kind == JobKind::Delivery)
+                .filter_map(|j| serde_json::from_str::<DeliveryJob>(&j.payload).ok())
+                .filter_map(|d| d.delivery.purpose.subscription().map(String::from))
+                .collect()
+        };
+        assert_eq!(to(&seen.lock().unwrap()[0].jobs), vec![told.id.clone()], "the commit tells the one it read");
+        assert_eq!(
+            to(&fake.queued.lock().unwrap()),
+            vec![late.id.clone()],
+            "settling tells the one enabled meanwhile, once"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

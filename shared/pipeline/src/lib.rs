@@ -19,6 +19,7 @@
 pub mod delivery;
 pub mod inbound;
 pub mod inline;
+pub mod publish;
 pub mod sampler;
 pub mod secrets;
 #[cfg(test)]
@@ -26,4 +27,5 @@ mod testing;
 
 pub use delivery::{Attempted, DeliveryPorts};
 pub use inbound::{Admitted, Body, Call, InboundPorts, Unread, Verdict};
+pub use publish::{Audience, PublishPorts, Repeat};
 pub use sampler::Sampler;

@@ -69,26 +69,8 @@ impl Table {
 
     /// The parts of a dead delivery's job, read consistently, every page.
     async fn dead_parts(&self, tenant: &str, delivery_id: &str) -> Result<Vec<Item>, Error> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.name)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(keys::dead_job(tenant, delivery_id)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| Error::aws("DynamoDB", "Query", e))?;
-            out.extend(page.items.unwrap_or_default());
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        let pk = s(keys::dead_job(tenant, delivery_id));
+        self.query_upto("pk = :pk", None, &[(":pk", pk)], usize::MAX, Read::Consistent).await
     }
 
     /// Removes a dead delivery and its job, in one transaction (after its

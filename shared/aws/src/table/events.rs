@@ -11,11 +11,31 @@ impl Table {
     /// Event `id` of `tenant`, if inside its idempotency window: what its
     /// publish has left to send ([`crate::outbox`]; empty once sent).
     pub async fn published(&self, tenant: &str, id: &str, now_ms: i64) -> Result<Option<Outbox>, Error> {
+        Ok(self.published_at(tenant, id, now_ms).await?.map(|(outbox, _)| outbox))
+    }
+
+    /// [`Table::published`], and when the event was stamped (`None`: an
+    /// item written before the time was kept in it).
+    pub async fn published_at(
+        &self,
+        tenant: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<(Outbox, Option<i64>)>, Error> {
         let Some(item) = self.get(keys::event(tenant, id), keys::EVENT).await? else { return Ok(None) };
         if get_n(&item, "until").unwrap_or(0) <= now_ms {
             return Ok(None);
         }
-        Ok(Some(get_text(&item, "outbox")?.as_deref().map(Outbox::from_text).transpose()?.unwrap_or_default()))
+        let outbox = get_text(&item, "outbox")?.as_deref().map(Outbox::from_text).transpose()?.unwrap_or_default();
+        Ok(Some((outbox, get_n(&item, "at"))))
+    }
+
+    /// Event `id` of `tenant` published at `at`, as stored (its copy by
+    /// time, read consistently).
+    pub async fn event_at(&self, tenant: &str, id: &str, at: i64) -> Result<Option<Event>, Error> {
+        let Some(item) = self.get(keys::events(tenant, at), &keys::events_sort(at, id)).await? else { return Ok(None) };
+        let doc = get_text(&item, "doc")?.unwrap_or_default();
+        serde_json::from_str(&doc).map(Some).map_err(|e| Error::Malformed(format!("event item: {e}")))
     }
 
     /// Forgets a published event's outbox: its messages were sent.
@@ -36,10 +56,13 @@ impl Table {
     }
 
     /// A tenant's events published from `since_ms` on, oldest first, at most
-    /// `limit` (one `Query` per hour, inside the retention).
+    /// `limit` (one `Query` per hour, inside the retention), read
+    /// consistently: an enable's replay must see every event written
+    /// before its read ([`hookflow_pipeline`]'s publish settles the rest).
     pub async fn events(&self, tenant: &str, since_ms: i64, now_ms: i64, limit: usize) -> Result<Vec<Event>, Error> {
         let mut out: Vec<Event> = Vec::new();
         self.by_hour(
+            Read::Consistent,
             |at| keys::events(tenant, at),
             since_ms,
             now_ms,

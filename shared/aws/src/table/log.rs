@@ -39,6 +39,7 @@ impl Table {
     ) -> Result<Vec<LogEntry>, Error> {
         let mut out = Vec::new();
         self.by_hour(
+            Read::Eventual,
             |at| keys::tenant_log(tenant, at),
             since_ms,
             now_ms,

@@ -173,6 +173,14 @@ fn put(
     Ok(TransactWriteItem::builder().put(p.build().map_err(|e| Error::Malformed(e.to_string()))?).build())
 }
 
+/// Whether a read sees every write finished before it (twice the read
+/// capacity of an eventually consistent one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    Eventual,
+    Consistent,
+}
+
 impl Table {
     pub fn new(client: Client, name: impl Into<String>, retention_days: u32) -> Self {
         Table {
@@ -210,7 +218,7 @@ impl Table {
         filter: Option<&str>,
         values: &[(&str, AttributeValue)],
     ) -> Result<Vec<Item>, Error> {
-        self.query_upto(condition, filter, values, usize::MAX).await
+        self.query_upto(condition, filter, values, usize::MAX, Read::Eventual).await
     }
 
     /// [`Table::query_all`], stopping once `max` items are read (pages of
@@ -221,6 +229,7 @@ impl Table {
         filter: Option<&str>,
         values: &[(&str, AttributeValue)],
         max: usize,
+        read: Read,
     ) -> Result<Vec<Item>, Error> {
         let mut out = Vec::new();
         let mut start = None;
@@ -232,6 +241,7 @@ impl Table {
                 .key_condition_expression(condition)
                 .set_filter_expression(filter.map(String::from))
                 .set_limit((max < 10_000).then_some(max as i32))
+                .consistent_read(read == Read::Consistent)
                 .set_exclusive_start_key(start);
             for (k, v) in values {
                 q = q.expression_attribute_values(*k, v.clone());
@@ -251,6 +261,7 @@ impl Table {
     /// were read.
     async fn by_hour(
         &self,
+        read: Read,
         partition: impl Fn(i64) -> String,
         since_ms: i64,
         now_ms: i64,
@@ -272,6 +283,7 @@ impl Table {
                     // A floor: a small `Limit` would crawl expired items
                     // TTL has not deleted yet, a few at a time.
                     left.max(100),
+                    read,
                 )
                 .await?;
             left = left.saturating_sub(items.len());

@@ -24,6 +24,22 @@ impl Table {
     /// one of the tenant list, then one per tenant), and of the old `SUBS`
     /// partition while it holds any.
     pub async fn subscriptions(&self, tenant: Option<&str>, active_only: bool) -> Result<Vec<Subscription>, Error> {
+        self.read_subscriptions(tenant, active_only, Read::Eventual).await
+    }
+
+    /// [`Table::subscriptions`] of `tenant`, read consistently: every
+    /// subscription write finished before is seen (a publish's settling
+    /// read, after its write).
+    pub async fn subscriptions_now(&self, tenant: &str) -> Result<Vec<Subscription>, Error> {
+        self.read_subscriptions(Some(tenant), true, Read::Consistent).await
+    }
+
+    async fn read_subscriptions(
+        &self,
+        tenant: Option<&str>,
+        active_only: bool,
+        read: Read,
+    ) -> Result<Vec<Subscription>, Error> {
         let tenants = match tenant {
             Some(t) => vec![t.to_string()],
             None => {
@@ -33,16 +49,16 @@ impl Table {
         };
         let mut out = Vec::new();
         for t in &tenants {
-            for i in &self.query_all("pk = :pk", None, &[(":pk", s(keys::subs(t)))]).await? {
+            for i in &self.query_upto("pk = :pk", None, &[(":pk", s(keys::subs(t)))], usize::MAX, read).await? {
                 out.push(subscription_of(i)?);
             }
         }
         // After the tenants' own: of one id in both places, the sort (stable)
         // and the dedup keep the tenant's.
-        out.extend(self.legacy(tenant).await?);
-        out.retain(|s| !active_only || s.status == hookflow_core::subscription::Status::Active);
+        out.extend(self.legacy(tenant, read).await?);
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out.dedup_by(|a, b| a.id == b.id);
+        out.retain(|s| !active_only || s.status == hookflow_core::subscription::Status::Active);
         Ok(out)
     }
 
@@ -92,7 +108,7 @@ impl Table {
 
     /// Subscriptions still in the old `SUBS` partition (of `tenant`, or
     /// all), their ids remembered as living there.
-    async fn legacy(&self, tenant: Option<&str>) -> Result<Vec<Subscription>, Error> {
+    async fn legacy(&self, tenant: Option<&str>, read: Read) -> Result<Vec<Subscription>, Error> {
         let skip = self
             .legacy_empty_at
             .lock()
@@ -101,7 +117,7 @@ impl Table {
         if skip {
             return Ok(Vec::new());
         }
-        let items = self.query_all("pk = :pk", None, &[(":pk", s(keys::LEGACY_SUBS))]).await?;
+        let items = self.query_upto("pk = :pk", None, &[(":pk", s(keys::LEGACY_SUBS))], usize::MAX, read).await?;
         *self.legacy_empty_at.lock().unwrap_or_else(|p| p.into_inner()) = items.is_empty().then(Instant::now);
         let mut out = Vec::new();
         for i in items.iter().filter(|i| tenant.is_none_or(|t| get_s(i, "tenant") == Some(t))) {

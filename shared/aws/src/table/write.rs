@@ -168,6 +168,7 @@ impl Table {
         if let Some(EventRow { tenant, id, kind, at, doc, expires_at }) = &c.event {
             let mut item = key(keys::event(tenant, id), keys::EVENT);
             item.insert("until".into(), n(*expires_at));
+            item.insert("at".into(), n(*at));
             item.insert("expires_at".into(), n(expires_at / 1000));
             if let Some(o) = &outbox {
                 item.insert("outbox".into(), text(o.clone()));

@@ -24,6 +24,7 @@ impl Subscription {
                     return None;
                 }
                 s.status = Status::Active;
+                s.activated_at = now;
                 s.verification = None;
             }
             Health::Unverified => {

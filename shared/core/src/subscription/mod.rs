@@ -44,7 +44,7 @@ pub use crate::engine::Health;
 pub use crate::keyring::{Credential, KEYRINGS, Key, Keyring, is_keyring_name};
 pub use event::{Event, NewEvent};
 pub use health::{Gate, HealthChange, gate, health_change};
-pub use publish::{Publication, fan_out, publish};
+pub use publish::{Publication, Published, fan_out, missed, publish};
 pub use record::{
     DEFAULT_TENANT, FieldError, NewSubscription, Ordering, Replay, Signing, Status, Subscription, Verification,
     check_tenant, keyring_name,

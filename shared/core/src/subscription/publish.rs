@@ -1,6 +1,8 @@
 //! Publishing an event: its row, one delivery per matching active
 //! subscription, one run per flow it starts, as one unit of work.
 
+use std::collections::HashSet;
+
 use serde_json::json;
 
 use crate::commit::NewJob;
@@ -18,6 +20,17 @@ pub struct Publication {
     pub outcome: crate::engine::Outcome,
     pub deliveries: usize,
     pub runs: Vec<String>,
+    /// The subscriptions it delivers to (their ids).
+    pub reached: HashSet<String>,
+}
+
+/// What a publish did, as its caller is told.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Deliveries to subscriptions.
+    pub deliveries: usize,
+    /// Runs of flows the event starts.
+    pub runs: Vec<String>,
 }
 
 /// Publishes `event` to `subs` (any; only the tenant's active matching ones
@@ -32,7 +45,11 @@ pub fn publish<'a, 'b>(
     let mut p = Publication::default();
     let commit = &mut p.outcome.commit;
     commit.event = Some(crate::commit::EventRow::of(event, settings.idempotency));
-    commit.jobs = fan_out(event, subs, settings, now);
+    let body = event.envelope().to_string();
+    for s in subs.into_iter().filter(|s| receives(s, event)) {
+        commit.jobs.push(s.event_job(event, &body, settings, now));
+        p.reached.insert(s.id.clone());
+    }
     p.deliveries = commit.jobs.len();
     let request = crate::run::InboundRequest {
         method: "EVENT".into(),
@@ -78,8 +95,36 @@ pub fn fan_out<'a>(
     now: i64,
 ) -> Vec<NewJob> {
     let body = event.envelope().to_string();
-    subs.into_iter()
-        .filter(|s| s.status == Status::Active && s.tenant == event.tenant && s.selects(&event.kind))
-        .map(|s| s.event_job(event, &body, settings, now))
-        .collect()
+    subs.into_iter().filter(|s| receives(s, event)).map(|s| s.event_job(event, &body, settings, now)).collect()
+}
+
+/// Whether `sub` receives `event`: active, of its tenant, selecting its
+/// type.
+fn receives(sub: &Subscription, event: &Event) -> bool {
+    sub.status == Status::Active && sub.tenant == event.tenant && sub.selects(&event.kind)
+}
+
+/// The deliveries a publish's first read of the subscriptions missed,
+/// from `subs` read again after its write (consistently): the ones that
+/// receive the event and are not in `reached` (what the publish delivered
+/// to). A repeat of a publish does not know what its first call reached:
+/// with `reached` `None` it is the ones that became active since the event
+/// was stamped (one active before was reached), and a subscription reached
+/// both ways has one `webhook-id`.
+///
+/// This is what makes an enable's replay whole whatever a publish's
+/// timing: an enable written before this read is seen by it; one written
+/// after it finds the event written, and replays it.
+pub fn missed<'a>(
+    event: &Event,
+    subs: impl IntoIterator<Item = &'a Subscription>,
+    reached: Option<&HashSet<String>>,
+    settings: &Settings,
+    now: i64,
+) -> Vec<NewJob> {
+    let late = subs.into_iter().filter(|s| match reached {
+        Some(r) => !r.contains(&s.id),
+        None => s.activated_at >= event.at,
+    });
+    fan_out(event, late, settings, now)
 }

@@ -92,6 +92,11 @@ pub struct Subscription {
     /// cache keyrings read them again when this is newer than their copy.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub keys_version: i64,
+    /// When it last became active (verified, or enabled; ms; 0: before
+    /// this was kept). A repeat of a publish sends its event to the ones
+    /// active since the event was stamped ([`super::missed`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub activated_at: i64,
     /// Missed events still to be sent again, after an enable with replay
     /// that stopped before the end (a time budget, a failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -253,6 +258,7 @@ impl NewSubscription {
             created_at: now,
             updated_at: now,
             verification: Some(Verification { token: random_hex(), started_at: now }),
+            activated_at: 0,
             failing_since: None,
             disabled_at: None,
             disabled_reason: None,
@@ -302,6 +308,7 @@ impl Subscription {
         let from = self.missed_since();
         s.replay = replay_until.map(|until| Replay { next: from, from, until, last_pass: false });
         s.status = Status::Active;
+        s.activated_at = now;
         s.failing_since = None;
         s.disabled_at = None;
         s.disabled_reason = None;
