@@ -261,7 +261,7 @@ impl Audience for Publisher<'_> {
 
     async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Error> {
         let table = &self.0.store.table;
-        let subs = table.subscriptions(Some(tenant), true).await?;
+        let subs = table.subscriptions(Some(tenant), false).await?;
         Ok((subs.into_iter().map(Arc::new).collect(), table.event_flows(tenant).await?))
     }
 

@@ -204,7 +204,7 @@ impl Audience for Dispatcher {
     }
 
     async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Error> {
-        let subs = self.store.table.subscriptions(Some(tenant), true).await?;
+        let subs = self.store.table.subscriptions(Some(tenant), false).await?;
         let flows = self.store.table.event_flows(tenant).await?;
         Ok((subs.into_iter().map(Arc::new).collect(), flows))
     }

@@ -544,13 +544,7 @@ async fn enable_subscription<B: Backend>(
         (Status::Disabled, _) => {
             a.backend.flush_disabled(&sub).await?;
             let since = sub.missed_since();
-            let mut enabled = sub.enabled(started, want.replay.then_some(started + settle));
-            if let Some(r) = &mut enabled.replay {
-                // A publish stamped just before the disable may have read
-                // the subscription just after it.
-                r.next -= settle;
-                r.from -= settle;
-            }
+            let enabled = sub.enabled(started, want.replay.then_some(started + settle));
             a.backend.save_subscription(&enabled, Some(sub.updated_at), Vec::new()).await?;
             (widen(&a, enabled, settle).await?, since)
         }

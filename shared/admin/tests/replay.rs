@@ -350,27 +350,6 @@ async fn an_enable_whose_write_outlasts_the_settling_time_replays_what_was_publi
     assert!(all_queued(&m));
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_event_stamped_just_before_the_disable_is_replayed() {
-    // Its publish stamped it before the disable and read the subscription
-    // after it (disabled: no fan-out).
-    let (m, id) = world_settling(20, 1, std::time::Duration::from_secs(2));
-    let disabled_at = m.subs.lock().unwrap()[&id].disabled_at.unwrap();
-    m.events.lock().unwrap().insert(
-        0,
-        Event {
-            id: "evt_at_the_disable".into(),
-            tenant: "default".into(),
-            kind: "order.placed".into(),
-            at: disabled_at - 1,
-            data: json!({}),
-        },
-    );
-    let (status, out) = enable(&m, &id, true).await;
-    assert_eq!(status, 200, "{out}");
-    assert!(queued(&m).keys().any(|k| k.ends_with("_evt_at_the_disable")), "{:?}", queued(&m));
-}
-
 #[tokio::test]
 async fn an_enable_without_replay_counts_and_sends_nothing() {
     let (m, id) = world(50, 1);

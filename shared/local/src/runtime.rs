@@ -494,7 +494,7 @@ impl Audience for Runtime {
 
     async fn audience(&self, tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Error> {
         let flows = self.flows();
-        Ok((self.subs.list(Some(tenant), true), flows.event_flows().cloned().collect()))
+        Ok((self.subs.list(Some(tenant), false), flows.event_flows().cloned().collect()))
     }
 
     async fn subscribers(&self, tenant: &str) -> Result<Vec<Arc<Subscription>>, Error> {

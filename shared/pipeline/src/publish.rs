@@ -44,8 +44,10 @@ pub trait Audience: Send + Sync {
     /// Subscriptions' retry schedules and windows.
     fn settings(&self) -> &Settings;
 
-    /// Who hears of an event of `tenant`: its active subscriptions and the
-    /// flows an event can start (a read that may lag the latest writes).
+    /// Who hears of an event of `tenant`: its subscriptions (of any status:
+    /// the publish picks the ones active when the event was stamped) and
+    /// the flows an event can start (a read that may lag the latest
+    /// writes).
     #[allow(clippy::type_complexity)]
     fn audience(
         &self,
@@ -181,7 +183,7 @@ mod tests {
         }
 
         async fn audience(&self, _tenant: &str) -> Result<(Vec<Arc<Subscription>>, Vec<Arc<CompiledFlow>>), Fault> {
-            let subs = self.subs.lock().unwrap().iter().filter(|s| s.status == Status::Active).cloned().collect();
+            let subs = self.subs.lock().unwrap().clone();
             if let Some(id) = self.enabled_meanwhile.lock().unwrap().take() {
                 enable(self, &id);
             }
@@ -278,6 +280,23 @@ mod tests {
             .extend([sub("sub_a", Status::Active, NOW - 60_000), sub("sub_b", Status::Disabled, NOW - 60_000)]);
         publish(&fake, &event("evt_1")).await.unwrap().unwrap();
         assert_eq!(fake.queued.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_event_stamped_before_a_disable_it_read_after_is_queued_for_the_disabled_subscription() {
+        // Disabled 1 ms after the event was stamped, before its publish
+        // read the subscriptions: the delivery is queued (dead at its gate,
+        // replayable), as the ones queued before the disable are.
+        let fake = Fake::default();
+        let mut late = (*sub("sub_a", Status::Active, NOW - 60_000)).clone();
+        late = late.disabled_by_admin(NOW + 1);
+        let mut before = (*sub("sub_b", Status::Active, NOW - 60_000)).clone();
+        before = before.disabled_by_admin(NOW - 1);
+        fake.subs.lock().unwrap().extend([Arc::new(late), Arc::new(before)]);
+        let published = publish(&fake, &event("evt_1")).await.unwrap().unwrap();
+        assert_eq!(published.deliveries, 1);
+        assert_eq!(deliveries_to(&fake, "sub_a").len(), 1, "active when the event was stamped");
+        assert!(deliveries_to(&fake, "sub_b").is_empty(), "disabled before it");
     }
 
     #[tokio::test]

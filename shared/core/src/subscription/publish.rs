@@ -98,10 +98,18 @@ pub fn fan_out<'a>(
     subs.into_iter().filter(|s| receives(s, event)).map(|s| s.event_job(event, &body, settings, now)).collect()
 }
 
-/// Whether `sub` receives `event`: active, of its tenant, selecting its
-/// type.
+/// Whether `sub` receives `event`: of its tenant, selecting its type, and
+/// active when the event was stamped — active, or disabled since (a
+/// publish that read it just after a disable: the delivery is dead at its
+/// gate, replayable like the others queued when it was disabled; an
+/// enable's replay starts at the disable).
 fn receives(sub: &Subscription, event: &Event) -> bool {
-    sub.status == Status::Active && sub.tenant == event.tenant && sub.selects(&event.kind)
+    let was_active = match sub.status {
+        Status::Active => true,
+        Status::Disabled => sub.disabled_at.is_some_and(|at| at > event.at),
+        _ => false,
+    };
+    was_active && sub.tenant == event.tenant && sub.selects(&event.kind)
 }
 
 /// The deliveries a publish's first read of the subscriptions missed,
