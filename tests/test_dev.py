@@ -876,6 +876,47 @@ steps:
     assert r.requests == []
 
 
+def test_a_replayed_signed_request_is_answered_as_the_first_and_starts_no_second_run(dev, receiver):
+    """`reject_replays: true`: a signed request captured and sent again
+    while its signature is valid (or a sender's retry with the same
+    `webhook-id`) gets the first answer and starts no run; without the
+    option each copy starts one (checked first, so the test can fail)."""
+    import datetime
+
+    r = receiver()
+
+    def flow(protected):
+        opt = ", reject_replays: true" if protected else ""
+        return f"""
+id: swh{int(protected)}
+tenant: acme
+trigger: {{ type: webhook, path: swh{int(protected)}, auth: {{ type: standard_webhooks, secret: signing{opt} }} }}
+steps:
+  - {{ id: fwd, type: http, url: {r.url()} }}
+"""
+    d = dev({"open.yaml": flow(False), "guarded.yaml": flow(True)})
+    body = json.dumps({"n": 1})
+
+    def signed(msg_id):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        return {"webhook-id": msg_id, "webhook-timestamp": str(int(now.timestamp())),
+                "webhook-signature": Webhook(SIGNING).sign(msg_id, now, body)}
+
+    open_first, open_again = (d.call("/hooks/acme/swh0", body.encode(), signed("msg_open")) for _ in range(2))
+    assert open_first[0] == open_again[0] == 202 and open_first[2] != open_again[2], "two runs without the option"
+    r.wait(2)
+    headers = signed("msg_guarded")
+    first = d.call("/hooks/acme/swh1", body.encode(), headers)
+    again = d.call("/hooks/acme/swh1", body.encode(), headers)
+    assert first[0] == again[0] == 202, (first, again)
+    assert first[2] == again[2], "the replay gets the first answer (its event id)"
+    other = d.call("/hooks/acme/swh1", body.encode(), signed("msg_guarded_2"))
+    assert other[0] == 202 and other[2] != first[2]
+    r.wait(4)
+    time.sleep(0.5)
+    assert len(r.requests) == 4, "two unguarded runs, and one for each guarded message"
+
+
 def test_an_enforced_shape_answers_422_naming_the_path(dev, receiver):
     r = receiver()
     flow = f"""

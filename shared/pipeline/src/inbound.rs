@@ -247,9 +247,12 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
         }]);
         return reply;
     }
-    // 6. Idempotency.
+    // 6. Idempotency: the trigger's key, or a signed request remembered
+    // against replays.
     let mut idem = None;
-    if let Some((scope, key, window)) = decide::idempotency_scope(&flow, &request, body_json()) {
+    let scope = decide::idempotency_scope(&flow, &request, body_json())
+        .or_else(|| decide::replay_scope(&flow, &verifier, &request));
+    if let Some((scope, key, window)) = scope {
         match p.claim(&scope, received).await {
             Ok(Claim::Claimed) => idem = Some((scope, received + window)),
             Ok(Claim::Completed(reply)) => {

@@ -194,6 +194,11 @@ pub struct InboundAuth {
     /// Accepted clock skew for signed timestamps (default 5m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<Span>,
+    /// Remember each signed request (its `webhook-id`, or its signature)
+    /// while its signature is valid: the same request again is answered
+    /// as the first was and starts no run. For signature schemes only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reject_replays: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

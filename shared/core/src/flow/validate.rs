@@ -545,6 +545,14 @@ impl Checker {
         {
             self.problem("trigger.auth.content", "the signed content must include `{body}`");
         }
+        let signed = matches!(kind, Some(AuthKind::Hmac | AuthKind::StandardWebhooks)) || kind.is_none();
+        if auth.reject_replays && !signed {
+            self.problem(
+                "trigger.auth.reject_replays",
+                "needs a signature to tell one request from another: `type: hmac`, `standard_webhooks` or a signed \
+                 `system` preset (an API key, password or token is the same on every request)",
+            );
+        }
     }
 
     fn check_sign(&mut self, path: &str, sign: &crate::flow::SignSpec) {

@@ -150,6 +150,34 @@ impl Verifier {
     /// read by templates: sensitive headers (`Authorization`, signatures,
     /// anything named like a token or secret), this scheme's own credential
     /// header, and an API key passed in the query.
+    /// What identifies one signed request of this scheme, for replay
+    /// protection: the `webhook-id` of Standard Webhooks (a sender's retry
+    /// keeps it), otherwise the signature header's value (and the signed
+    /// timestamp's); `None` for a scheme without a signature, or a request
+    /// without one.
+    pub fn signed_identity(&self, req: &InboundRequest) -> Option<String> {
+        let h = |n: &str| req.headers.get(n).map(str::to_string);
+        match &self.scheme {
+            Scheme::StandardWebhooks => h("webhook-id").map(|id| format!("id:{id}")),
+            Scheme::Stripe => h("Stripe-Signature").map(|s| format!("sig:{s}")),
+            Scheme::Hmac(m) => {
+                let ts = m.timestamp_header.as_deref().and_then(h).unwrap_or_default();
+                h(&m.header).map(|s| format!("sig:{ts}:{s}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a signature carries a time (a replay is refused past the
+    /// tolerance anyway).
+    pub fn is_timed(&self) -> bool {
+        match &self.scheme {
+            Scheme::StandardWebhooks | Scheme::Stripe => true,
+            Scheme::Hmac(m) => m.timestamp_header.is_some(),
+            _ => false,
+        }
+    }
+
     pub fn strip_credentials(&self, req: &mut InboundRequest) {
         let own = match &self.scheme {
             Scheme::ApiKey { header, .. } => header.clone(),

@@ -182,6 +182,29 @@ pub fn idempotency_scope(
     Some((format!("{}/{}/{}", flow.flow.tenant, flow.flow.id, key), key, window))
 }
 
+/// The idempotency scope of a signed request remembered against replays
+/// (`trigger.auth.reject_replays`), when the trigger has no idempotency
+/// key of its own (which a replay repeats, and which answers it already):
+/// the request's signed identity ([`Verifier::signed_identity`]), hashed,
+/// for twice the signature's tolerance (a captured request is valid from
+/// `tolerance` before its time to `tolerance` after), or the default
+/// idempotency window for a signature without a time.
+pub fn replay_scope(
+    flow: &CompiledFlow,
+    verifier: &auth::Verifier,
+    request: &InboundRequest,
+) -> Option<(String, String, i64)> {
+    let auth = flow.flow.trigger.auth.as_ref()?;
+    if !auth.reject_replays || flow.flow.trigger.idempotency.is_some() {
+        return None;
+    }
+    let identity = verifier.signed_identity(request)?;
+    let key = crate::signature::hex(&<sha2::Sha256 as sha2::Digest>::digest(identity.as_bytes()));
+    let window =
+        if verifier.is_timed() { 2 * verifier.tolerance.as_millis() as i64 } else { DEFAULT_IDEMPOTENCY_WINDOW_MS };
+    Some((format!("{}/{}/replay:{key}", flow.flow.tenant, flow.flow.id), format!("replay:{key}"), window))
+}
+
 /// The log entry and line of a duplicate answered with the first reply.
 pub fn duplicate(a: &Arrival, flow: &CompiledFlow, key: &str) -> (LogEntry, LogLine) {
     let entry = LogEntry {
@@ -333,4 +356,63 @@ fn truncate(s: &str, max: usize) -> String {
         return s.to_string();
     }
     format!("{}…", crate::text::head(s, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::util::headers::Headers;
+
+    fn flow(auth: &str, extra: &str) -> Result<CompiledFlow, crate::Error> {
+        let text = format!(
+            "id: signed\ntenant: acme\ntrigger:\n  type: webhook\n  path: signed\n  auth: {auth}\n{extra}steps:\n  \
+             - id: go\n    type: http\n    url: https://example.com/in\n"
+        );
+        crate::load_flow(Path::new("f.yaml"), &text)
+    }
+
+    fn request(headers: &[(&str, &str)]) -> InboundRequest {
+        InboundRequest {
+            method: "POST".into(),
+            headers: Headers(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            body: "{}".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_signed_request_is_remembered_by_its_identity_for_twice_the_tolerance() {
+        let f = flow("{ type: standard_webhooks, secret: s, tolerance: 2m, reject_replays: true }", "").unwrap();
+        let v = auth::Verifier::for_trigger(&f.flow.trigger);
+        let req = |id: &str, sig: &str| {
+            request(&[("webhook-id", id), ("webhook-timestamp", "1"), ("webhook-signature", sig)])
+        };
+        let (scope, key, window) = replay_scope(&f, &v, &req("msg_1", "v1,a")).expect("remembered");
+        assert!(scope.starts_with("acme/signed/replay:") && scope.ends_with(&key[7..]), "{scope} {key}");
+        assert_eq!(window, 4 * 60 * 1000);
+        // A sender's retry (new signature, same id) is the same request.
+        assert_eq!(replay_scope(&f, &v, &req("msg_1", "v1,b")).unwrap().0, scope);
+        assert_ne!(replay_scope(&f, &v, &req("msg_2", "v1,a")).unwrap().0, scope);
+        // Off by default; the trigger's own idempotency key comes first.
+        let off = flow("{ type: standard_webhooks, secret: s }", "").unwrap();
+        assert!(replay_scope(&off, &v, &req("msg_1", "v1,a")).is_none());
+        let keyed = flow(
+            "{ type: standard_webhooks, secret: s, reject_replays: true }",
+            "  idempotency: { header: webhook-id }\n",
+        )
+        .unwrap();
+        assert!(replay_scope(&keyed, &v, &req("msg_1", "v1,a")).is_none());
+    }
+
+    #[test]
+    fn an_hmac_without_a_time_is_remembered_for_the_idempotency_window_and_an_api_key_cannot_be() {
+        let f = flow("{ type: hmac, secret: s, header: x-sig, reject_replays: true }", "").unwrap();
+        let v = auth::Verifier::for_trigger(&f.flow.trigger);
+        let (_, _, window) = replay_scope(&f, &v, &request(&[("x-sig", "abc")])).unwrap();
+        assert_eq!(window, DEFAULT_IDEMPOTENCY_WINDOW_MS);
+        let err = flow("{ type: api_key, secret: s, header: x-key, reject_replays: true }", "").err().unwrap();
+        assert!(err.to_string().contains("trigger.auth.reject_replays"), "{err}");
+    }
 }

@@ -30,6 +30,7 @@ mod flows;
 mod jobs;
 mod log;
 mod runs;
+mod sealed;
 mod subscriptions;
 mod writer;
 
@@ -115,6 +116,8 @@ pub struct Store {
     /// The data directory's lock, held while the store is open (none for
     /// a store opened beside the running one).
     _lock: Option<std::fs::File>,
+    /// What keyrings are sealed with ([`sealed`]).
+    sealer: Box<sealed::Sealer>,
 }
 
 /// The data directory, made owner-only when this creates it, and locked:
@@ -181,6 +184,21 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+/// Seals the keyrings stored before keyrings were sealed (each only if
+/// unchanged since read).
+fn seal_plain_keyrings(conn: &Connection, sealer: &sealed::Sealer) -> Result<(), Error> {
+    let plain: Vec<(String, String)> = conn
+        .prepare("SELECT name, value FROM keyrings")
+        .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(db)?;
+    for (name, value) in plain.into_iter().filter(|(_, v)| !sealed::Sealer::is_sealed(v)) {
+        let sealed = sealer.seal(&name, &value)?;
+        conn.execute("UPDATE keyrings SET value = ?2 WHERE name = ?1 AND value = ?3", [&name, &sealed, &value])
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir/hookflow.db` for the process
     /// that runs it (`hookflow dev`): the directory is locked while the
@@ -215,6 +233,8 @@ impl Store {
             }
         }
         conn.execute_batch(INDEXES).map_err(db)?;
+        let sealer = Box::new(sealed::Sealer::open(dir)?);
+        seal_plain_keyrings(&conn, &sealer)?;
         let write_conn = writer_connection(&dir.join("hookflow.db"))?;
         let checkpoint_conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
         checkpoint_conn.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
@@ -235,7 +255,7 @@ impl Store {
                 move || checkpointer(checkpoint_conn, wal, alive)
             })
             .map_err(|e| Error::Unavailable(format!("starting the checkpointer: {e}")))?;
-        Ok(Store { conn: Mutex::new(conn), writer: tx, _alive: alive, _lock: lock })
+        Ok(Store { conn: Mutex::new(conn), writer: tx, _alive: alive, _lock: lock, sealer })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -270,6 +290,39 @@ mod tests {
     fn store() -> (Store, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("hookflow-store-{}", uuid::Uuid::now_v7().simple()));
         (Store::open(&dir).unwrap(), dir)
+    }
+
+    #[test]
+    fn keyrings_are_sealed_in_the_database_and_ones_stored_plain_are_sealed_on_open() {
+        let (store, dir) = store();
+        let ring = r#"{"keys":[{"secret":"whsec_c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OTA="}]}"#;
+        store.put_keyring("subscriptions/sub_a", ring).unwrap();
+        // One stored before keyrings were sealed.
+        store
+            .conn()
+            .execute("INSERT INTO keyrings (name, value) VALUES ('subscriptions/sub_old', ?1)", [ring])
+            .unwrap();
+        assert_eq!(store.keyring("subscriptions/sub_a").unwrap().as_deref(), Some(ring));
+        assert_eq!(store.keyring("subscriptions/sub_old").unwrap().as_deref(), Some(ring), "read as it is");
+        drop(store);
+        let store = Store::open(&dir).unwrap();
+        let raw: Vec<String> = store
+            .conn()
+            .prepare("SELECT value FROM keyrings")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(raw.len(), 2);
+        assert!(raw.iter().all(|v| sealed::Sealer::is_sealed(v) && !v.contains("whsec_")), "{raw:?}");
+        assert_eq!(store.keyring("subscriptions/sub_old").unwrap().as_deref(), Some(ring));
+        // The database alone does not open them: another key is refused.
+        drop(store);
+        std::fs::remove_file(dir.join(sealed::KEY_FILE)).unwrap();
+        let store = Store::open(&dir).unwrap();
+        let err = store.keyring("subscriptions/sub_a").unwrap_err().to_string();
+        assert!(err.contains("keyring.key"), "{err}");
     }
 
     #[test]

@@ -45,15 +45,23 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Writes a subscription's keyring (JSON text).
+    /// Writes a subscription's keyring (JSON text), sealed
+    /// ([`super::sealed`]).
     pub fn put_keyring(&self, name: &str, value: &str) -> Result<(), Error> {
+        let sealed = self.sealer.seal(name, value)?;
         self.conn()
-            .execute("INSERT OR REPLACE INTO keyrings (name, value) VALUES (?1, ?2)", [name, value])
+            .execute("INSERT OR REPLACE INTO keyrings (name, value) VALUES (?1, ?2)", [name, sealed.as_str()])
             .map(|_| ())
             .map_err(db)
     }
 
+    /// A subscription's keyring (JSON text), opened.
     pub fn keyring(&self, name: &str) -> Result<Option<String>, Error> {
-        self.conn().query_row("SELECT value FROM keyrings WHERE name = ?1", [name], |r| r.get(0)).optional().map_err(db)
+        let stored: Option<String> = self
+            .conn()
+            .query_row("SELECT value FROM keyrings WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        stored.map(|v| self.sealer.open_value(name, &v)).transpose()
     }
 }

@@ -1,0 +1,164 @@
+//! Keyrings sealed at rest: a subscription's signing keys are stored in
+//! SQLite encrypted (ChaCha20-Poly1305, the keyring's name as associated
+//! data) under a key kept in its own owner-only file beside the database,
+//! `keyring.key` — not in `hookflow.db`, so a copy of the database (a
+//! backup, a file attached to a bug report) does not carry the keys. (On
+//! AWS the keyrings are Secrets Manager secrets, encrypted by KMS.)
+//!
+//! A value written before keyrings were sealed (plain JSON) is read as it
+//! is and sealed when the store opens ([`super::Store::open`]).
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::Error;
+
+/// The prefix of a sealed value (then base64 of nonce ‖ ciphertext ‖ tag).
+const SEALED: &str = "sealed:v1:";
+/// The key file, in the data directory.
+pub(crate) const KEY_FILE: &str = "keyring.key";
+const KEY_LEN: usize = 32;
+
+/// The key keyrings are sealed with.
+pub(crate) struct Sealer {
+    key: LessSafeKey,
+    file: PathBuf,
+    rng: SystemRandom,
+}
+
+impl Sealer {
+    /// The key of the data directory `dir`, made (owner-only) if there is
+    /// none yet.
+    pub(crate) fn open(dir: &Path) -> Result<Self, Error> {
+        let file = dir.join(KEY_FILE);
+        let rng = SystemRandom::new();
+        let unusable = |e: std::io::Error| Error::Config(format!("keyring key {}: {e}", file.display()));
+        let bytes = match std::fs::read(&file) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut k = [0u8; KEY_LEN];
+                rng.fill(&mut k).map_err(|_| Error::Unavailable("no random bytes for the keyring key".into()))?;
+                let text = STANDARD.encode(k);
+                write_new(&file, text.as_bytes()).map_err(unusable)?;
+                // Another process may have made it first: its key is the one.
+                std::fs::read(&file).map_err(unusable)?
+            }
+            Err(e) => return Err(unusable(e)),
+        };
+        let key = STANDARD
+            .decode(String::from_utf8_lossy(&bytes).trim())
+            .ok()
+            .filter(|k| k.len() == KEY_LEN)
+            .and_then(|k| UnboundKey::new(&CHACHA20_POLY1305, &k).ok())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "keyring key {}: not {KEY_LEN} bytes of base64; restore the file this data directory's keyrings \
+                     were sealed with (without it, subscriptions need new secrets: rotate them)",
+                    file.display()
+                ))
+            })?;
+        Ok(Sealer { key: LessSafeKey::new(key), file, rng })
+    }
+
+    /// `plain` (keyring `name`'s JSON) sealed for storing.
+    pub(crate) fn seal(&self, name: &str, plain: &str) -> Result<String, Error> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill(&mut nonce).map_err(|_| Error::Unavailable("no random bytes for a nonce".into()))?;
+        let mut data = plain.as_bytes().to_vec();
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(name.as_bytes()), &mut data)
+            .map_err(|_| Error::Unavailable(format!("keyring {name}: sealing failed")))?;
+        let mut out = nonce.to_vec();
+        out.extend(data);
+        Ok(format!("{SEALED}{}", STANDARD.encode(out)))
+    }
+
+    /// The JSON of keyring `name` as `stored` (sealed, or plain from before
+    /// keyrings were sealed).
+    pub(crate) fn open_value(&self, name: &str, stored: &str) -> Result<String, Error> {
+        let Some(b64) = stored.strip_prefix(SEALED) else { return Ok(stored.to_string()) };
+        let refused = || {
+            Error::Malformed(format!(
+                "keyring {name}: cannot be opened with {} (a different key from the one it was sealed with?): \
+                 restore that file, or rotate the subscription's secret",
+                self.file.display()
+            ))
+        };
+        let mut raw = STANDARD.decode(b64).map_err(|_| refused())?;
+        if raw.len() < NONCE_LEN {
+            return Err(refused());
+        }
+        let mut data = raw.split_off(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&raw).map_err(|_| refused())?;
+        let plain = self.key.open_in_place(nonce, Aad::from(name.as_bytes()), &mut data).map_err(|_| refused())?;
+        String::from_utf8(plain.to_vec()).map_err(|_| refused())
+    }
+
+    /// Whether `stored` is sealed.
+    pub(crate) fn is_sealed(stored: &str) -> bool {
+        stored.starts_with(SEALED)
+    }
+}
+
+/// Writes a new owner-only file (fails if it exists).
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(mut f) => f.write_all(bytes).and_then(|()| f.sync_all()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("hookflow-sealed-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_sealed_keyring_opens_only_under_its_name_and_key() {
+        let d = dir();
+        let s = Sealer::open(&d).unwrap();
+        let sealed = s.seal("subscriptions/sub_a", r#"{"keys":["whsec_x"]}"#).unwrap();
+        assert!(Sealer::is_sealed(&sealed) && !sealed.contains("whsec_x"), "{sealed}");
+        assert_eq!(s.open_value("subscriptions/sub_a", &sealed).unwrap(), r#"{"keys":["whsec_x"]}"#);
+        assert_ne!(sealed, s.seal("subscriptions/sub_a", r#"{"keys":["whsec_x"]}"#).unwrap(), "a nonce each");
+        // Moved to another row: refused (the name is the associated data).
+        assert!(s.open_value("subscriptions/sub_b", &sealed).is_err());
+        // The same directory opens it again; another key does not.
+        assert!(Sealer::open(&d).unwrap().open_value("subscriptions/sub_a", &sealed).is_ok());
+        let other = Sealer::open(&dir()).unwrap();
+        let err = other.open_value("subscriptions/sub_a", &sealed).unwrap_err().to_string();
+        assert!(err.contains("keyring.key") && err.contains("rotate"), "{err}");
+        // Plain values from before are read as they are.
+        assert_eq!(s.open_value("n", r#"{"keys":[]}"#).unwrap(), r#"{"keys":[]}"#);
+    }
+
+    #[test]
+    fn the_key_file_is_owner_only_and_a_damaged_one_is_named() {
+        let d = dir();
+        Sealer::open(&d).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(d.join(KEY_FILE)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        std::fs::write(d.join(KEY_FILE), "short").unwrap();
+        let err = Sealer::open(&d).err().unwrap().to_string();
+        assert!(err.contains(KEY_FILE) && err.contains("32 bytes"), "{err}");
+    }
+}
