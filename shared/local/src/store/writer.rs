@@ -1,7 +1,5 @@
 //! The one writer thread: every commit and lease waiting, applied in one transaction (group commit); the checkpointer beside it.
 
-use hookflow_core::commit::EntryKind;
-
 use super::jobs::lease_jobs;
 use super::*;
 
@@ -155,27 +153,6 @@ pub(super) fn transact(conn: &mut Connection, commits: &[&Commit]) -> Result<(),
     Ok(tx.commit()?)
 }
 
-/// A log entry's detail as stored: an accepted request's body is kept once,
-/// in its run (the same text, credentials stripped, `trigger.raw_body`),
-/// and read back from there ([`super::log::with_bodies`]).
-fn stored_detail(l: &LogEntry, c: &Commit) -> String {
-    let in_run = l.kind == EntryKind::Inbound
-        && l.detail.get("body").is_some()
-        && l.run_id.as_deref().is_some_and(|id| c.runs.iter().any(|r| r.id == id));
-    if !in_run {
-        return l.detail.to_string();
-    }
-    let mut d = l.detail.clone();
-    if let Some(o) = d.as_object_mut() {
-        o.remove("body");
-        o.insert(BODY_IN_RUN.into(), Value::Bool(true));
-    }
-    d.to_string()
-}
-
-/// The mark of a log entry whose body is its run's.
-pub(super) const BODY_IN_RUN: &str = "body_in_run";
-
 pub(super) fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> Result<(), Error> {
     if let Some(id) = &c.done {
         exec(tx, "DELETE FROM jobs WHERE id = ?1", [id])?;
@@ -225,7 +202,7 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> Result<(), Er
                 l.event_id,
                 l.delivery_id,
                 l.outcome,
-                stored_detail(l, c)
+                l.detail.to_string()
             ],
         )?;
     }
