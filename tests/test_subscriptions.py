@@ -345,3 +345,56 @@ def test_admin_api_auth_errors_and_flows(dev, receiver):
     assert api(d, "DELETE", "/v1/flows/default/new")[0] == 204
     assert d.call("/hooks/default/new", {"x": 1})[0] == 404
     assert api(d, "GET", "/v1/flows/default/new")[0] == 404
+
+
+def test_a_keyring_sealed_under_another_key_is_dead_at_once_and_a_rotation_recovers_it(dev, receiver):
+    """`keyring.key` lost: the start is refused while keyrings are sealed
+    with it, naming the file, and no key is made. Replaced by another key:
+    the subscription's deliveries are dead at once (no retry would open the
+    keyring; the default schedule would retry for hours), `rotate-secret`
+    starts a new keyring, and the dead delivery replayed arrives signed
+    with the new secret."""
+    import os
+    import subprocess
+
+    r = receiver()
+    r.handler = echo
+    d = dev({"p.yaml": PLACEHOLDER}, "--admin-token", ADMIN, "--verification-retry", "100ms,100ms")
+    s = subscribe(d, r.url(), ["a.b"])
+    wait_for(lambda: status_of(d, s["id"]) == "active", what="the subscription active")
+    d.proc.terminate()
+    d.proc.wait(10)
+    key = d.data / "keyring.key"
+    key.unlink()
+    refused = subprocess.run(d.proc.args, capture_output=True, timeout=30)
+    said = (refused.stdout + refused.stderr).decode()
+    assert refused.returncode != 0 and "keyring.key" in said and "put the file back" in said, said
+    assert not key.exists(), "no new key made over sealed keyrings"
+
+    key.write_text(base64.b64encode(os.urandom(32)).decode())
+    key.chmod(0o600)
+    d.proc = subprocess.Popen(d.proc.args, stdout=d.out, stderr=subprocess.STDOUT)
+    import socket
+
+    def listening():
+        try:
+            socket.create_connection(("127.0.0.1", d.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    wait_for(listening, what="hookflow dev back")
+    api(d, "POST", "/v1/events", {"type": "a.b", "data": {"n": 1}})
+    dead = wait_for(lambda: api(d, "GET", "/v1/dead")[1]["dead"], what="the delivery dead")
+    assert len(dead) == 1 and "keyring" in dead[0]["reason"], dead
+    assert events_of(r) == []
+
+    status, rotated = api(d, "POST", f"/v1/subscriptions/{s['id']}/rotate-secret")
+    assert status == 200 and rotated["secret"] != s["secret"], rotated
+    assert api(d, "POST", f"/v1/dead/{dead[0]['delivery_id']}/replay")[0] == 202
+    wait_for(lambda: len(events_of(r)) == 1, what="the replayed event")
+    req = events_of(r)[0][0]
+    assert req["headers"]["webhook-id"] == dead[0]["delivery_id"]
+    verify_v1(rotated["secret"], req)
+    with pytest.raises(Exception):
+        verify_v1(s["secret"], req)

@@ -116,7 +116,8 @@ enum Command {
         /// `json` (default) or `pretty`.
         #[arg(long, default_value = "json", value_parser = ["json", "pretty"])]
         log_format: String,
-        /// How long the request log keeps entries.
+        /// How long the request log, published events and finished runs are
+        /// kept (a run a delivery or a dead delivery still needs stays).
         #[arg(long, default_value = "7d")]
         retention: hookflow_core::duration::Span,
         /// The admin API's bearer token (generated and printed when absent).

@@ -62,8 +62,8 @@ fuzz_target!(|data: &[u8]| {
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     for (v, flow) in verifiers() {
         let _ = v.verify_bytes(&req, body.as_bytes(), secret, 1_700_000_000);
-        let _ = v.signed_identity(&req);
-        let _ = hookflow_core::inbound::replay_scope(flow, v, &req);
+        let identity = v.replay_identity(&req, body.as_bytes(), secret);
+        let _ = hookflow_core::inbound::replay_scope(flow, v, identity.as_deref());
     }
     Verifier::for_trigger(&verifiers()[0].1.flow.trigger).strip_credentials(&mut req);
 });

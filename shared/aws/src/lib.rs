@@ -76,7 +76,11 @@ impl Error {
         let transient =
             matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_))
                 || e.as_service_error().and_then(|s| s.code()).is_some_and(|c| {
-                    c.contains("Throttl") || c.contains("ProvisionedThroughputExceeded") || c == "InternalServerError"
+                    c.contains("Throttl")
+                        || c.contains("ProvisionedThroughputExceeded")
+                        || c == "InternalServerError"
+                        // Secrets Manager's name for its 5xx.
+                        || c == "InternalServiceError"
                 });
         let message = match e.as_service_error() {
             Some(s) => format!("{}: {}", s.code().unwrap_or("error"), s.message().unwrap_or("")),
@@ -116,6 +120,6 @@ impl From<hookflow_core::ports::PortError> for Error {
 impl From<Error> for hookflow_core::ports::PortError {
     fn from(e: Error) -> Self {
         let transient = matches!(e, Error::Aws { transient: true, .. });
-        hookflow_core::ports::PortError { message: e.to_string(), transient }
+        hookflow_core::ports::PortError { message: e.to_string(), transient, unreadable: false }
     }
 }

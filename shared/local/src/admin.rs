@@ -128,7 +128,13 @@ impl Backend for DevBackend {
 
     fn keyring<'a>(&'a self, sub: &'a Subscription) -> Fut<'a, Option<Keyring>> {
         Box::pin(async move {
-            let text = self.rt.subs.keyring(&self.rt.store, &sub.keyring_name()).map_err(unavailable)?;
+            // A keyring sealed under another key (`keyring.key` replaced)
+            // is read as none, as one that does not parse is: rotating the
+            // secret starts a new keyring instead of failing for good.
+            let text = match self.rt.subs.keyring(&self.rt.store, &sub.keyring_name()) {
+                Err(Error::Malformed(_)) => None,
+                other => other.map_err(unavailable)?,
+            };
             Ok(text.and_then(|t| Keyring::from_text(&t)))
         })
     }

@@ -73,19 +73,27 @@ pub fn banner(rt: &Runtime, addr: SocketAddr) -> String {
     format!("hookflow dev listening on http://{addr}; triggers: {}", urls.join(", "))
 }
 
-/// Deletes request-log entries older than `retention`, hourly, on a
-/// blocking thread (in chunks: `Store::prune_log`), off the async workers.
+/// Deletes request-log entries, published events and finished runs older
+/// than `retention` (and expired idempotency answers), hourly, on a
+/// blocking thread (in chunks: `Store::prune_log`, `Store::prune_runs`),
+/// off the async workers.
 pub async fn prune(rt: Arc<Runtime>, retention: Duration) {
     loop {
         let before = crate::now_ms() - retention.as_millis() as i64;
         let rt2 = rt.clone();
         let pruned = tokio::task::spawn_blocking(move || {
-            (rt2.store.prune_events(before, crate::now_ms()), rt2.store.prune_log(before))
+            let now = crate::now_ms();
+            (rt2.store.prune_events(before, now), rt2.store.prune_runs(before, now), rt2.store.prune_log(before))
         })
         .await;
-        if let Ok((events, log)) = pruned {
+        if let Ok((events, runs, log)) = pruned {
             if let Err(e) = events {
                 rt.logger.log(Level::Error, "event pruning failed", json!({"error": e.to_string()}));
+            }
+            match runs {
+                Ok(0) => {}
+                Ok(n) => rt.logger.log(Level::Info, "finished runs pruned", json!({"runs": n})),
+                Err(e) => rt.logger.log(Level::Error, "run pruning failed", json!({"error": e.to_string()})),
             }
             match log {
                 Ok(0) => {}

@@ -98,11 +98,13 @@ pub struct DeliverySecrets<'a> {
 impl SecretStore for DeliverySecrets<'_> {
     async fn secret(&self, name: &str) -> Result<Option<String>, PortError> {
         if name.starts_with(KEYRING_PREFIX) {
-            return self
-                .subs
-                .keyring(self.store, name)
-                .map(|k| k.map(|k| k.to_string()))
-                .map_err(|e| PortError::transient(e.to_string()));
+            return self.subs.keyring(self.store, name).map(|k| k.map(|k| k.to_string())).map_err(|e| match e {
+                // Sealed under another key: no retry opens it (the
+                // delivery is dead at once; rotating the subscription's
+                // secret makes a new keyring, and a replay sends it).
+                Error::Malformed(m) => PortError::unreadable(m),
+                e => PortError::transient(e.to_string()),
+            });
         }
         Ok(self.secrets.get(name))
     }

@@ -90,7 +90,8 @@ pub struct Attempted {
 /// One attempt of delivery `job` (job `job_id`): gate, secrets, send,
 /// classify. Nothing is sent to a subscription the gate stops. An error
 /// (a store or secret store that did not answer) sent nothing: the job is
-/// tried again.
+/// tried again. An event delivery whose keyring cannot be read as it is
+/// ([`PortError::unreadable`]) is dead, sending nothing.
 pub async fn attempt<P: DeliveryPorts>(p: &P, job_id: &str, job: DeliveryJob) -> Result<Attempted, P::Error> {
     let now = p.now_ms();
     let sub = match job.delivery.purpose.subscription() {
@@ -110,7 +111,22 @@ pub async fn attempt<P: DeliveryPorts>(p: &P, job_id: &str, job: DeliveryJob) ->
         p.lines(out.lines);
         return Ok(Attempted { commit: out.commit, health: None });
     }
-    let values: HashMap<String, String> = crate::secrets::resolve(&p.secrets(sub.as_deref()), &job.delivery).await?;
+    let values: HashMap<String, String> = match crate::secrets::resolve(&p.secrets(sub.as_deref()), &job.delivery).await
+    {
+        Ok(values) => values,
+        // An event's keyring no retry will read (sealed under another
+        // key): dead now, replayable once a new secret is made, instead of
+        // retried through the whole schedule. (Any other secret failure is
+        // retried: a flow step's run waits on its outcome, a verification
+        // ends in the subscription's health.)
+        Err(e) if e.unreadable && matches!(job.delivery.purpose, hookflow_core::run::Purpose::Event { .. }) => {
+            let why = format!("its secrets cannot be read: {}", e.message);
+            let out = engine::unsent(job_id.to_string(), &job, &why, true, now);
+            p.lines(out.lines);
+            return Ok(Attempted { commit: out.commit, health: None });
+        }
+        Err(e) => return Err(e.into()),
+    };
     let attempt = p.sender().send(&job.delivery, &values).await;
     let step = engine::after_attempt(job_id.to_string(), job, &attempt, p.now_ms(), &mut rand::rng());
     p.lines(step.lines);
@@ -250,12 +266,15 @@ mod tests {
 
     struct Vault {
         down: bool,
+        unreadable: bool,
     }
 
     impl SecretStore for Vault {
         async fn secret(&self, _name: &str) -> Result<Option<String>, PortError> {
             if self.down {
                 Err(PortError::transient("secrets down"))
+            } else if self.unreadable {
+                Err(PortError::unreadable("keyring subscriptions/x: cannot be opened"))
             } else {
                 Ok(Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()))
             }
@@ -276,6 +295,7 @@ mod tests {
         subs: Mutex<HashMap<String, Arc<Subscription>>>,
         receiver: Receiver,
         secrets_down: bool,
+        secrets_unreadable: bool,
         serialises: bool,
         released: Arc<std::sync::atomic::AtomicBool>,
         reads: AtomicUsize,
@@ -326,7 +346,7 @@ mod tests {
         }
 
         fn secrets<'a>(&'a self, _sub: Option<&'a Subscription>) -> Vault {
-            Vault { down: self.secrets_down }
+            Vault { down: self.secrets_down, unreadable: self.secrets_unreadable }
         }
 
         fn sender(&self) -> &Receiver {
@@ -418,7 +438,7 @@ mod tests {
         let fake = Fake::default();
         let sub = active(&fake);
         let (_, job) = job_for(&sub);
-        let vault = Vault { down: false };
+        let vault = Vault { down: false, unreadable: false };
         let mut d = job.delivery;
         let keyring = sub.keyring_name();
         assert!(crate::secrets::resolve(&vault, &d).await.unwrap().contains_key(&keyring), "the event's own");
@@ -436,6 +456,20 @@ mod tests {
         let err = attempt(&fake, &id, job).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable);
         assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_secret_no_retry_can_read_makes_the_delivery_dead_at_once_and_sends_nothing() {
+        let fake = Fake { secrets_unreadable: true, ..Default::default() };
+        let sub = active(&fake);
+        let (id, job) = job_for(&sub);
+        let delivery_id = job.delivery.id.clone();
+        let attempted = attempt(&fake, &id, job).await.unwrap();
+        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 0);
+        let dead = attempted.commit.dead.as_ref().expect("dead, replayable");
+        assert_eq!(dead.delivery_id, delivery_id);
+        assert!(dead.reason.contains("cannot be opened"), "{}", dead.reason);
+        assert_eq!(attempted.commit.done.as_deref(), Some(id.as_str()), "the job is finished, not retried");
     }
 
     #[tokio::test(flavor = "current_thread")]

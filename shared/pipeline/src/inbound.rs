@@ -216,6 +216,8 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
     };
     // 3. Signature or credential.
     let verifier = Verifier::for_trigger(&flow.flow.trigger);
+    // What a replay of this request repeats, when the trigger refuses them.
+    let mut signed = None;
     if let Some(name) = &verifier.secret {
         let secret = match p.secret(name).await {
             Ok(Some(s)) => s,
@@ -229,6 +231,9 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
         };
         if let Err(e) = verifier.verify_bytes(&request, bytes, &secret, received / 1000) {
             return reject(p, &a, Some(&flow), Rejection::new(401, e.to_string())).await;
+        }
+        if flow.flow.trigger.auth.as_ref().is_some_and(|auth| auth.reject_replays) {
+            signed = verifier.replay_identity(&request, bytes, &secret);
         }
     }
     // The checks below that read the body parse it once, when first needed.
@@ -250,8 +255,7 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
     // 6. Idempotency: the trigger's key, or a signed request remembered
     // against replays.
     let mut idem = None;
-    let scope = decide::idempotency_scope(&flow, &request, body_json())
-        .or_else(|| decide::replay_scope(&flow, &verifier, &request));
+    let scope = decide::claim_scope(&flow, &verifier, &request, body_json(), signed.as_deref());
     if let Some((scope, key, window)) = scope {
         match p.claim(&scope, received).await {
             Ok(Claim::Claimed) => idem = Some((scope, received + window)),

@@ -108,8 +108,11 @@ pub fn load_flow(file: &Path, text: &str) -> Result<CompiledFlow, Error> {
     checker.check(&flow);
     let shape = checker.compile_shape(&flow);
     if checker.problems.is_empty() {
-        let warnings =
-            secret_warnings(&flow).into_iter().map(|(field, message)| diag(Some(&map), field, message, None)).collect();
+        let warnings = secret_warnings(&flow)
+            .into_iter()
+            .chain(replay_warnings(&flow))
+            .map(|(field, message)| diag(Some(&map), field, message, None))
+            .collect();
         return Ok(CompiledFlow {
             flow,
             templates: checker.templates,
@@ -194,6 +197,40 @@ fn flow_secret_problem(s: &str) -> Option<String> {
             crate::keyring::KEYRINGS
         )
     })
+}
+
+/// Replay protection that does less than it seems (warnings, not errors:
+/// a flow stored before these checks must still load): a tolerance past
+/// [`crate::signature::MAX_TOLERANCE`] (a replay window that long), and
+/// `reject_replays` with an idempotency key from a header the signature
+/// does not cover (a replay with another value of it is a new key).
+fn replay_warnings(flow: &Flow) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Some(auth) = &flow.trigger.auth else { return out };
+    if let Some(t) = auth.tolerance
+        && t.get() > crate::signature::MAX_TOLERANCE
+    {
+        out.push((
+            "trigger.auth.tolerance".into(),
+            "longer than 1h: a captured request can be sent again for that long (senders use 5m, the default)".into(),
+        ));
+    }
+    let standard = auth.kind == Some(AuthKind::StandardWebhooks)
+        || (auth.kind.is_none() && flow.trigger.system == Some(System::StandardWebhooks));
+    if auth.reject_replays
+        && let Some(h) = flow.trigger.idempotency.as_ref().and_then(|i| i.header.as_deref())
+        && !(standard && h.eq_ignore_ascii_case("webhook-id"))
+    {
+        out.push((
+            "trigger.idempotency.header".into(),
+            format!(
+                "`{h}` is not signed, so a replay with another value would pass `reject_replays`: take the key from \
+                 the signed body (`idempotency: {{ body: ... }}`), or drop `idempotency` (the replay record answers a \
+                 sender's retry of the same signed request as the first)"
+            ),
+        ));
+    }
+    out
 }
 
 /// Steps whose URL's host comes from data (a template in it) and that send

@@ -146,38 +146,46 @@ impl Verifier {
 }
 
 impl Verifier {
-    /// Redacts what carries credentials, so the request can be stored and
-    /// read by templates: sensitive headers (`Authorization`, signatures,
-    /// anything named like a token or secret), this scheme's own credential
-    /// header, and an API key passed in the query.
     /// What identifies one signed request of this scheme, for replay
-    /// protection: the `webhook-id` of Standard Webhooks (a sender's retry
-    /// keeps it), otherwise the signature header's value (and the signed
-    /// timestamp's); `None` for a scheme without a signature, or a request
-    /// without one.
-    pub fn signed_identity(&self, req: &InboundRequest) -> Option<String> {
-        let h = |n: &str| req.headers.get(n).map(str::to_string);
+    /// protection, given the secret it was verified with: the `webhook-id`
+    /// of Standard Webhooks (signed, and kept by a sender's retry),
+    /// otherwise the MAC the request's content signs to (Stripe's over its
+    /// `t` and body, an HMAC scheme's over its `content`): the bytes, not
+    /// the header's text, so a replay whose header spells the same MAC
+    /// another way (hex in capitals, other `v1` entries beside it, another
+    /// order) is the same request. `None` for a scheme without a
+    /// signature, or a request without one.
+    pub fn replay_identity(&self, req: &InboundRequest, body: &[u8], secret: &str) -> Option<String> {
         match &self.scheme {
-            Scheme::StandardWebhooks => h("webhook-id").map(|id| format!("id:{id}")),
-            Scheme::Stripe => h("Stripe-Signature").map(|s| format!("sig:{s}")),
+            Scheme::StandardWebhooks => req.headers.get("webhook-id").map(|id| format!("id:{}", id.trim())),
+            Scheme::Stripe => req
+                .headers
+                .get("Stripe-Signature")
+                .and_then(|h| signature::stripe_mac(secret.as_bytes(), h, body))
+                .map(|mac| format!("mac:{}", signature::hex(&mac))),
             Scheme::Hmac(m) => {
-                let ts = m.timestamp_header.as_deref().and_then(h).unwrap_or_default();
-                h(&m.header).map(|s| format!("sig:{ts}:{s}"))
+                Some(format!("mac:{}", signature::hex(&m.expected_mac(secret.as_bytes(), &req.headers, body))))
             }
             _ => None,
         }
     }
 
-    /// Whether a signature carries a time (a replay is refused past the
-    /// tolerance anyway).
+    /// Whether a signature carries a time, so a replay is refused past the
+    /// tolerance anyway: Standard Webhooks and Stripe always, an HMAC
+    /// scheme when its signed `content` includes `{timestamp}` (a
+    /// timestamp header outside the content can be changed freely).
     pub fn is_timed(&self) -> bool {
         match &self.scheme {
             Scheme::StandardWebhooks | Scheme::Stripe => true,
-            Scheme::Hmac(m) => m.timestamp_header.is_some(),
+            Scheme::Hmac(m) => m.is_timed(),
             _ => false,
         }
     }
 
+    /// Redacts what carries credentials, so the request can be stored and
+    /// read by templates: sensitive headers (`Authorization`, signatures,
+    /// anything named like a token or secret), this scheme's own credential
+    /// header, and an API key passed in the query.
     pub fn strip_credentials(&self, req: &mut InboundRequest) {
         let own = match &self.scheme {
             Scheme::ApiKey { header, .. } => header.clone(),

@@ -183,26 +183,44 @@ pub fn idempotency_scope(
 }
 
 /// The idempotency scope of a signed request remembered against replays
-/// (`trigger.auth.reject_replays`), when the trigger has no idempotency
-/// key of its own (which a replay repeats, and which answers it already):
-/// the request's signed identity ([`Verifier::signed_identity`]), hashed,
-/// for twice the signature's tolerance (a captured request is valid from
-/// `tolerance` before its time to `tolerance` after), or the default
-/// idempotency window for a signature without a time.
+/// (`trigger.auth.reject_replays`; the caller prefers the trigger's own
+/// idempotency key when the request has one, kept for the longer of the
+/// two windows — [`claim_scope`]): the request's signed identity ([`Verifier::replay_identity`], computed
+/// once the signature is verified), hashed, for twice the signature's
+/// tolerance (a captured request is valid from `tolerance` before its time
+/// to `tolerance` after), or the default idempotency window for a
+/// signature without a time.
 pub fn replay_scope(
     flow: &CompiledFlow,
     verifier: &auth::Verifier,
-    request: &InboundRequest,
+    identity: Option<&str>,
 ) -> Option<(String, String, i64)> {
     let auth = flow.flow.trigger.auth.as_ref()?;
-    if !auth.reject_replays || flow.flow.trigger.idempotency.is_some() {
+    if !auth.reject_replays {
         return None;
     }
-    let identity = verifier.signed_identity(request)?;
-    let key = crate::signature::hex(&<sha2::Sha256 as sha2::Digest>::digest(identity.as_bytes()));
-    let window =
-        if verifier.is_timed() { 2 * verifier.tolerance.as_millis() as i64 } else { DEFAULT_IDEMPOTENCY_WINDOW_MS };
+    let key = crate::signature::hex(&<sha2::Sha256 as sha2::Digest>::digest(identity?.as_bytes()));
+    // Validation bounds the tolerance (`MAX_TOLERANCE`); saturate anyway.
+    let tolerance = i64::try_from(verifier.tolerance.as_millis()).unwrap_or(i64::MAX);
+    let window = if verifier.is_timed() { tolerance.saturating_mul(2) } else { DEFAULT_IDEMPOTENCY_WINDOW_MS };
     Some((format!("{}/{}/replay:{key}", flow.flow.tenant, flow.flow.id), format!("replay:{key}"), window))
+}
+
+/// What step 6 of the inbound pipeline claims: the trigger's idempotency
+/// key when the request has one — kept at least as long as a replay of a
+/// signed request could come (`reject_replays`) — else the replay scope.
+pub fn claim_scope(
+    flow: &CompiledFlow,
+    verifier: &auth::Verifier,
+    request: &InboundRequest,
+    body: &serde_json::Value,
+    identity: Option<&str>,
+) -> Option<(String, String, i64)> {
+    let replay = replay_scope(flow, verifier, identity);
+    match idempotency_scope(flow, request, body) {
+        Some((scope, key, window)) => Some((scope, key, replay.map_or(window, |r| window.max(r.2)))),
+        None => replay,
+    }
 }
 
 /// The log entry and line of a duplicate answered with the first reply.
@@ -389,30 +407,113 @@ mod tests {
         let req = |id: &str, sig: &str| {
             request(&[("webhook-id", id), ("webhook-timestamp", "1"), ("webhook-signature", sig)])
         };
-        let (scope, key, window) = replay_scope(&f, &v, &req("msg_1", "v1,a")).expect("remembered");
+        let scope_of = |f: &CompiledFlow, r: &InboundRequest| {
+            replay_scope(f, &v, v.replay_identity(r, r.body.as_bytes(), "s").as_deref())
+        };
+        let (scope, key, window) = scope_of(&f, &req("msg_1", "v1,a")).expect("remembered");
         assert!(scope.starts_with("acme/signed/replay:") && scope.ends_with(&key[7..]), "{scope} {key}");
         assert_eq!(window, 4 * 60 * 1000);
         // A sender's retry (new signature, same id) is the same request.
-        assert_eq!(replay_scope(&f, &v, &req("msg_1", "v1,b")).unwrap().0, scope);
-        assert_ne!(replay_scope(&f, &v, &req("msg_2", "v1,a")).unwrap().0, scope);
-        // Off by default; the trigger's own idempotency key comes first.
+        assert_eq!(scope_of(&f, &req("msg_1", "v1,b")).unwrap().0, scope);
+        assert_ne!(scope_of(&f, &req("msg_2", "v1,a")).unwrap().0, scope);
+        // Off by default.
         let off = flow("{ type: standard_webhooks, secret: s }", "").unwrap();
-        assert!(replay_scope(&off, &v, &req("msg_1", "v1,a")).is_none());
+        assert!(scope_of(&off, &req("msg_1", "v1,a")).is_none());
+        // The trigger's own key comes first, kept as long as a replay could
+        // come; a request without the key is still remembered.
         let keyed = flow(
-            "{ type: standard_webhooks, secret: s, reject_replays: true }",
-            "  idempotency: { header: webhook-id }\n",
+            "{ type: standard_webhooks, secret: s, tolerance: 1h, reject_replays: true }",
+            "  idempotency: { body: id, window: 1m }\n",
         )
         .unwrap();
-        assert!(replay_scope(&keyed, &v, &req("msg_1", "v1,a")).is_none());
+        let kv = auth::Verifier::for_trigger(&keyed.flow.trigger);
+        let claim = |body: serde_json::Value| {
+            let r = req("msg_1", "v1,a");
+            claim_scope(&keyed, &kv, &r, &body, kv.replay_identity(&r, b"{}", "s").as_deref()).unwrap()
+        };
+        let (scope, key, window) = claim(serde_json::json!({"id": "k1"}));
+        assert_eq!((scope.as_str(), key.as_str(), window), ("acme/signed/k1", "k1", 2 * 60 * 60 * 1000));
+        let (scope, _, _) = claim(serde_json::json!({}));
+        assert!(scope.starts_with("acme/signed/replay:"), "{scope}");
     }
 
     #[test]
     fn an_hmac_without_a_time_is_remembered_for_the_idempotency_window_and_an_api_key_cannot_be() {
         let f = flow("{ type: hmac, secret: s, header: x-sig, reject_replays: true }", "").unwrap();
         let v = auth::Verifier::for_trigger(&f.flow.trigger);
-        let (_, _, window) = replay_scope(&f, &v, &request(&[("x-sig", "abc")])).unwrap();
+        let r = request(&[("x-sig", "abc")]);
+        let (_, _, window) = replay_scope(&f, &v, v.replay_identity(&r, b"{}", "s").as_deref()).unwrap();
+        assert_eq!(window, DEFAULT_IDEMPOTENCY_WINDOW_MS);
+        // A timestamp header the signed content leaves out bounds nothing.
+        let loose = flow(
+            "{ type: hmac, secret: s, header: x-sig, timestamp_header: x-ts, tolerance: 1m, reject_replays: true }",
+            "",
+        )
+        .unwrap();
+        let v = auth::Verifier::for_trigger(&loose.flow.trigger);
+        assert!(!v.is_timed());
+        let (_, _, window) = replay_scope(&loose, &v, v.replay_identity(&r, b"{}", "s").as_deref()).unwrap();
         assert_eq!(window, DEFAULT_IDEMPOTENCY_WINDOW_MS);
         let err = flow("{ type: api_key, secret: s, header: x-key, reject_replays: true }", "").err().unwrap();
         assert!(err.to_string().contains("trigger.auth.reject_replays"), "{err}");
+        // A tolerance past 1h is warned about (a flow stored before still
+        // loads); its replay window saturates instead of overflowing.
+        let warned = |f: &CompiledFlow| f.warnings.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let long = flow("{ type: standard_webhooks, secret: s, tolerance: 2h }", "").unwrap();
+        assert!(warned(&long).contains("trigger.auth.tolerance: longer than 1h"), "{}", warned(&long));
+        assert_eq!(warned(&flow("{ type: standard_webhooks, secret: s, tolerance: 1h }", "").unwrap()), "");
+        let huge = flow("{ type: standard_webhooks, secret: s, tolerance: 100000000000d, reject_replays: true }", "");
+        match huge {
+            Ok(huge) => {
+                let v = auth::Verifier::for_trigger(&huge.flow.trigger);
+                assert_eq!(replay_scope(&huge, &v, Some("id:x")).unwrap().2, i64::MAX);
+            }
+            Err(e) => assert!(e.to_string().contains("tolerance"), "{e}"),
+        }
+        // With reject_replays, an idempotency key a replay could change is
+        // warned about; a signed one is not.
+        let hmac = "{ type: hmac, secret: s, header: x-sig, reject_replays: true }";
+        let unsigned = flow(hmac, "  idempotency: { header: x-id }\n").unwrap();
+        assert!(
+            warned(&unsigned).contains("trigger.idempotency.header: `x-id` is not signed"),
+            "{}",
+            warned(&unsigned)
+        );
+        assert_eq!(warned(&flow(hmac, "  idempotency: { body: id }\n").unwrap()), "");
+        let sw = "{ type: standard_webhooks, secret: s, reject_replays: true }";
+        assert_eq!(warned(&flow(sw, "  idempotency: { header: webhook-id }\n").unwrap()), "");
+    }
+
+    #[test]
+    fn a_replay_is_the_same_request_however_its_signature_header_is_spelled() {
+        use crate::signature::{System, stripe_sign};
+        // An HMAC in hex: capitals, the prefix's spacing, are the same MAC.
+        let f = flow("{ secret: s, reject_replays: true }", "  system: github\n").unwrap();
+        let v = auth::Verifier::for_trigger(&f.flow.trigger);
+        let gh = System::Github.hmac_scheme().unwrap();
+        let sig = gh.sign(b"k", 0, "", b"{}");
+        let upper = format!("sha256={}", sig.trim_start_matches("sha256=").to_uppercase());
+        let id = |r: &InboundRequest| {
+            assert!(v.verify(r, "k", 0).is_ok(), "{:?}", r.headers);
+            v.replay_identity(r, b"{}", "k").unwrap()
+        };
+        let first = id(&request(&[("X-Hub-Signature-256", &sig)]));
+        assert_eq!(id(&request(&[("X-Hub-Signature-256", &upper)])), first);
+        assert_eq!(id(&request(&[("X-Hub-Signature-256", &format!(" {sig} "))])), first);
+        // Stripe: junk entries, another order, a second v1: the same request.
+        let f = flow("{ secret: s }", "  system: stripe\n").unwrap();
+        let v = auth::Verifier::for_trigger(&f.flow.trigger);
+        let header = stripe_sign(b"k", 1000, b"{}");
+        let (t, v1) = header.split_once(',').unwrap();
+        let id = |h: &str| {
+            let r = request(&[("Stripe-Signature", h)]);
+            assert!(v.verify(&r, "k", 1000).is_ok(), "{h}");
+            v.replay_identity(&r, b"{}", "k").unwrap()
+        };
+        let first = id(&header);
+        assert_eq!(id(&format!("{v1},{t}")), first);
+        assert_eq!(id(&format!("{t},v1={},{v1},v0=junk", "00".repeat(32))), first);
+        assert_eq!(id(&format!("{t},{}", v1.to_uppercase().replace("V1=", "v1="))), first);
+        assert_ne!(id(&stripe_sign(b"k", 1001, b"{}")), first, "another time is another request");
     }
 }

@@ -23,15 +23,24 @@ pub struct PortError {
     /// Trying again later may succeed (throttling, a network blip); a
     /// permanent error (a malformed item, a missing table) will not.
     pub transient: bool,
+    /// The value exists but can never be read as it is (a keyring sealed
+    /// under another key): no retry helps, a new secret does. A delivery
+    /// of a subscription's event whose keyring is unreadable is dead at
+    /// once; any other secret failure is retried.
+    pub unreadable: bool,
 }
 
 impl PortError {
     pub fn transient(message: impl Into<String>) -> Self {
-        PortError { message: message.into(), transient: true }
+        PortError { message: message.into(), transient: true, unreadable: false }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
-        PortError { message: message.into(), transient: false }
+        PortError { message: message.into(), transient: false, unreadable: false }
+    }
+
+    pub fn unreadable(message: impl Into<String>) -> Self {
+        PortError { message: message.into(), transient: false, unreadable: true }
     }
 }
 

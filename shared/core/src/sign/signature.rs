@@ -24,6 +24,8 @@ use crate::headers::Headers;
 
 /// How far a signed timestamp may be from now before it counts as a replay.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+/// The longest `trigger.auth.tolerance` a flow may set.
+pub const MAX_TOLERANCE: Duration = Duration::from_secs(60 * 60);
 
 /// Why a signature did not verify. Messages are safe to log and to return.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -368,6 +370,26 @@ impl HmacScheme {
         format!("{}{}", self.prefix.as_deref().unwrap_or(""), encode(self.encoding, &mac))
     }
 
+    /// Whether the signed content includes the timestamp header (only
+    /// then does the timestamp bound a signature's life: a timestamp
+    /// outside the content can be changed freely).
+    pub fn is_timed(&self) -> bool {
+        self.content.contains("{timestamp}")
+    }
+
+    /// The MAC a request signed with this scheme carries, computed from
+    /// its content: the same bytes however the header spells them (hex in
+    /// either case, with or without the prefix).
+    pub fn expected_mac(&self, key: &[u8], headers: &Headers, body: &[u8]) -> Vec<u8> {
+        let ts = if self.is_timed() {
+            let name = self.timestamp_header.as_deref().unwrap_or("X-Timestamp");
+            headers.get(name).map(str::trim).unwrap_or_default()
+        } else {
+            ""
+        };
+        self.mac(key, ts, "", body)
+    }
+
     /// Verifies an inbound request signed with this scheme.
     pub fn verify(
         &self,
@@ -451,6 +473,23 @@ pub fn stripe_sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     format!("t={timestamp},v1={}", hex(&mac))
 }
 
+/// The one `t` of a `Stripe-Signature` header: `None` without one, or
+/// with two (which would let a replay vary the one not verified).
+fn stripe_time(header: &str) -> Option<&str> {
+    let mut times = header.split(',').filter_map(|item| item.trim().strip_prefix("t="));
+    let t = times.next()?;
+    times.next().is_none().then_some(t)
+}
+
+/// The `v1` MAC a valid `Stripe-Signature` header carries: HMAC-SHA256
+/// over its `t` and the body (`None` without exactly one `t`). Whatever
+/// else the header holds (other entries, their order), a request signed
+/// for one time and body has this one.
+pub fn stripe_mac(secret: &[u8], header: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let ts = stripe_time(header)?;
+    Some(hmac(Algorithm::Sha256, secret, &[ts.as_bytes(), b".", body]))
+}
+
 /// Verifies a `Stripe-Signature` header (any of its `v1` entries).
 pub fn stripe_verify(
     secret: &[u8],
@@ -460,16 +499,13 @@ pub fn stripe_verify(
     tolerance: Duration,
 ) -> Result<(), SignatureError> {
     let malformed = || SignatureError::MalformedHeader("Stripe-Signature".into());
-    let mut ts = None;
     let mut sigs = Vec::new();
     for item in header.split(',') {
-        match item.trim().split_once('=') {
-            Some(("t", v)) => ts = Some(v.to_string()),
-            Some(("v1", v)) => sigs.push(unhex(v).ok_or_else(malformed)?),
-            _ => {}
+        if let Some(("v1", v)) = item.trim().split_once('=') {
+            sigs.push(unhex(v).ok_or_else(malformed)?);
         }
     }
-    let ts = ts.ok_or_else(malformed)?;
+    let ts = stripe_time(header).ok_or_else(malformed)?;
     check_timestamp(ts.parse().map_err(|_| malformed())?, now, tolerance)?;
     let want = hmac(Algorithm::Sha256, secret, &[ts.as_bytes(), b".", body]);
     let mut ok = false;
@@ -665,6 +701,13 @@ mod tests {
             Err(SignatureError::Timestamp(300))
         );
         assert!(stripe_verify(b"whsec_test", "v1=zz", b"{}", 1000, DEFAULT_TOLERANCE).is_err());
+        // Two times: refused (a replay could vary the one not verified).
+        let twice = format!("t=999,{header}");
+        assert_eq!(
+            stripe_verify(b"whsec_test", &twice, b"{}", 1000, DEFAULT_TOLERANCE),
+            Err(SignatureError::MalformedHeader("Stripe-Signature".into()))
+        );
+        assert_eq!(stripe_mac(b"whsec_test", &twice, b"{}"), None);
     }
 
     #[test]

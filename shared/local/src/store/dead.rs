@@ -41,8 +41,8 @@ impl Store {
         let tx = conn.transaction().map_err(db)?;
         exec(
             &tx,
-            "INSERT INTO jobs (id, kind, payload, due_at, created_at) VALUES (?1, 'delivery', ?2, ?3, ?3)",
-            params![job.id, job.payload, job.not_before],
+            "INSERT INTO jobs (id, kind, payload, due_at, created_at, run_id) VALUES (?1, 'delivery', ?2, ?3, ?3, ?4)",
+            params![job.id, job.payload, job.not_before, dead.row.run_id],
         )
         .map_err(db)?;
         exec(&tx, "DELETE FROM dead WHERE delivery_id = ?1", [&dead.row.delivery_id]).map_err(db)?;

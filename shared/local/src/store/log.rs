@@ -19,7 +19,7 @@ pub struct LogFilter {
 
 /// Entries deleted in one transaction by [`Store::prune_log`]: the writer
 /// and the readers wait at most that long for it.
-const PRUNE_CHUNK: i64 = 1_000;
+pub(super) const PRUNE_CHUNK: i64 = 1_000;
 
 /// Reads a row of `SELECT at, kind, tenant, flow_id, run_id, event_id,
 /// delivery_id, outcome, detail FROM log`.
@@ -35,6 +35,32 @@ pub(super) fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> 
         outcome: r.get(7)?,
         detail: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or(Value::Null),
     })
+}
+
+/// Puts back the bodies kept in their runs ([`super::writer`]'s
+/// `stored_detail`): one primary-key read of the run an entry, of the
+/// characters the entry showed (SQLite's `substr` counts characters, as
+/// the mark does), never the whole body past the entry's 16 KiB. A run no
+/// longer there leaves the entry without its body.
+pub(super) fn with_bodies(conn: &Connection, entries: &mut [LogEntry]) -> Result<(), Error> {
+    for e in entries.iter_mut() {
+        let Some(o) = e.detail.as_object_mut() else { continue };
+        let Some(mark) = o.remove(super::writer::BODY_IN_RUN) else { continue };
+        let Some(run) = e.run_id.as_deref() else { continue };
+        let chars = mark.get("chars").and_then(Value::as_i64).unwrap_or(0);
+        let cut = mark.get("cut").and_then(Value::as_bool).unwrap_or(false);
+        let body: Option<Option<String>> = conn
+            .prepare_cached("SELECT substr(json_extract(state, '$.trigger.raw_body'), 1, ?2) FROM runs WHERE id = ?1")
+            .and_then(|mut st| st.query_row(params![run, chars], |r| r.get(0)).optional())
+            .map_err(db)?;
+        if let Some(Some(mut body)) = body {
+            if cut {
+                body.push('…');
+            }
+            o.insert("body".into(), Value::String(body));
+        }
+    }
+    Ok(())
 }
 
 impl Store {
@@ -67,6 +93,7 @@ impl Store {
         let rows = stmt.query_map(rusqlite::params_from_iter(args), log_from_row).map_err(db)?;
         let mut entries: Vec<LogEntry> = rows.collect::<Result<_, _>>().map_err(db)?;
         entries.reverse();
+        with_bodies(&conn, &mut entries)?;
         Ok(entries)
     }
 
@@ -106,6 +133,62 @@ mod tests {
             outcome: Some("accepted".into()),
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn an_accepted_requests_body_is_stored_once_in_its_run_and_read_back_into_its_entry() {
+        let dir = std::env::temp_dir().join(format!("hookflow-log-{}", uuid::Uuid::now_v7().simple()));
+        let s = Store::open(&dir).unwrap();
+        let body = format!("{{\"pad\": \"{}\"}}", "MARK".repeat(500));
+        let run = hookflow_core::commit::RunRow {
+            id: "run_1".into(),
+            tenant: "a".into(),
+            flow_id: "f".into(),
+            event_id: "evt_1".into(),
+            status: "running",
+            revision: 1,
+            state: serde_json::json!({"trigger": {"raw_body": body}}).to_string(),
+        };
+        let accepted = LogEntry {
+            run_id: Some("run_1".into()),
+            detail: serde_json::json!({"method": "POST", "body": body}),
+            ..entry(5, "a")
+        };
+        // A rejected request has no run: its body stays in its entry.
+        let rejected = LogEntry { detail: serde_json::json!({"body": "kept"}), ..entry(6, "a") };
+        // A body past the entry's 16 KiB: the entry showed its head, cut
+        // (multi-byte characters: SQLite's substr counts characters).
+        let long = "é".repeat(20_000);
+        let big = hookflow_core::commit::RunRow {
+            id: "run_2".into(),
+            event_id: "evt_2".into(),
+            state: serde_json::json!({"trigger": {"raw_body": long}}).to_string(),
+            ..run.clone()
+        };
+        let head = format!("{}…", "é".repeat(8_192));
+        let cut = LogEntry { run_id: Some("run_2".into()), detail: serde_json::json!({"body": head}), ..entry(7, "a") };
+        // An entry whose body is not its run's (edited after) keeps its own.
+        let other = LogEntry {
+            run_id: Some("run_2".into()),
+            detail: serde_json::json!({"body": "not the run's"}),
+            ..entry(8, "a")
+        };
+        let c = Commit { runs: vec![run, big], log: vec![accepted, rejected, cut, other], ..Default::default() };
+        s.commit(c).await.unwrap();
+        let stored: i64 = s
+            .conn()
+            .query_row("SELECT SUM(LENGTH(detail) - LENGTH(REPLACE(detail, 'MARK', ''))) / 4 FROM log", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, 0, "the log holds no copy of the run's body");
+        let got = s.query_log(&LogFilter { tenant: Some("a".into()), ..Default::default() }).unwrap();
+        assert_eq!(got[0].detail, serde_json::json!({"method": "POST", "body": body}), "read back as it was");
+        assert_eq!(got[1].detail, serde_json::json!({"body": "kept"}));
+        assert_eq!(got[2].detail, serde_json::json!({"body": head}), "only the head the entry showed");
+        assert_eq!(got[3].detail, serde_json::json!({"body": "not the run's"}));
+        let stored: i64 = s.conn().query_row("SELECT MAX(LENGTH(detail)) FROM log", [], |r| r.get(0)).unwrap();
+        assert!(stored < 100, "no entry keeps a copy of its run's body: {stored} characters");
     }
 
     #[tokio::test]

@@ -45,9 +45,16 @@ const MIGRATIONS: &[(&str, &str, &str)] = &[
     ("jobs", "grp", "ALTER TABLE jobs ADD COLUMN grp TEXT"),
     ("jobs", "ord", "ALTER TABLE jobs ADD COLUMN ord INTEGER"),
     ("subscriptions", "version", "ALTER TABLE subscriptions ADD COLUMN version INTEGER"),
+    // The run a job belongs to, so pruning keeps a run any job still needs
+    // (`Store::prune_runs`); jobs without it are filled in at each start.
+    ("jobs", "run_id", "ALTER TABLE jobs ADD COLUMN run_id TEXT"),
 ];
 
-const INDEXES: &str = "CREATE INDEX IF NOT EXISTS jobs_grp ON jobs (grp, ord) WHERE grp IS NOT NULL;";
+const INDEXES: &str = "CREATE INDEX IF NOT EXISTS jobs_grp ON jobs (grp, ord) WHERE grp IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_run ON jobs (run_id) WHERE run_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (updated_at) WHERE status IN ('succeeded', 'failed');
+CREATE INDEX IF NOT EXISTS dead_run ON dead (run_id);
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);";
 
 /// A job of a group is due only when no earlier job of its group is left
 /// (`j` is the candidate).
@@ -233,8 +240,29 @@ impl Store {
             }
         }
         conn.execute_batch(INDEXES).map_err(db)?;
-        let sealer = Box::new(sealed::Sealer::open(dir)?);
-        seal_plain_keyrings(&conn, &sealer)?;
+        // The key is made by the store's own process, and only while no
+        // keyring is sealed (a lost key is not silently replaced); a store
+        // opened beside it writes no key and seals nothing.
+        let missing = if lock.is_some() {
+            let sealed: i64 = conn
+                .query_row("SELECT COUNT(*) FROM keyrings WHERE value LIKE 'sealed:%'", [], |r| r.get(0))
+                .map_err(db)?;
+            if sealed > 0 { sealed::Missing::Refuse { sealed: sealed as usize } } else { sealed::Missing::Make }
+        } else {
+            sealed::Missing::Absent
+        };
+        let sealer = Box::new(sealed::Sealer::open(dir, missing)?);
+        if lock.is_some() {
+            seal_plain_keyrings(&conn, &sealer)?;
+            // Jobs queued without their run (before the column, or by an
+            // older `hookflow dev` after a newer command added it): named
+            // now, at every start, so pruning never takes a run under them.
+            conn.execute_batch(
+                "UPDATE jobs SET run_id = COALESCE(json_extract(payload, '$.run_id'), \
+                 json_extract(payload, '$.delivery.run_id')) WHERE run_id IS NULL AND json_valid(payload);",
+            )
+            .map_err(db)?;
+        }
         let write_conn = writer_connection(&dir.join("hookflow.db"))?;
         let checkpoint_conn = Connection::open(dir.join("hookflow.db")).map_err(db)?;
         checkpoint_conn.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
@@ -317,12 +345,32 @@ mod tests {
         assert_eq!(raw.len(), 2);
         assert!(raw.iter().all(|v| sealed::Sealer::is_sealed(v) && !v.contains("whsec_")), "{raw:?}");
         assert_eq!(store.keyring("subscriptions/sub_old").unwrap().as_deref(), Some(ring));
-        // The database alone does not open them: another key is refused.
-        drop(store);
+        // Beside the running store: the same keys, nothing written.
+        let beside = Store::open_beside(&dir).unwrap();
+        assert_eq!(beside.keyring("subscriptions/sub_a").unwrap().as_deref(), Some(ring));
+        drop((store, beside));
+        // The key lost: the store refuses to start (a new key would open
+        // none of them), naming the file, and makes none.
+        let key = std::fs::read(dir.join(sealed::KEY_FILE)).unwrap();
         std::fs::remove_file(dir.join(sealed::KEY_FILE)).unwrap();
+        let err = Store::open(&dir).err().expect("refused").to_string();
+        assert!(err.contains("keyring.key") && err.contains("2 subscription keyring"), "{err}");
+        assert!(!dir.join(sealed::KEY_FILE).exists());
+        // Beside it, with no key: still no key made, the rows unopened.
+        let beside = Store::open_beside(&dir).unwrap();
+        assert!(matches!(beside.keyring("subscriptions/sub_a"), Err(Error::Config(_))));
+        assert!(!dir.join(sealed::KEY_FILE).exists());
+        drop(beside);
+        // Another key: the database alone does not open them (a typed
+        // error the dispatcher treats as permanent).
+        let other = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+        std::fs::write(dir.join(sealed::KEY_FILE), other).unwrap();
         let store = Store::open(&dir).unwrap();
-        let err = store.keyring("subscriptions/sub_a").unwrap_err().to_string();
-        assert!(err.contains("keyring.key"), "{err}");
+        let err = store.keyring("subscriptions/sub_a").unwrap_err();
+        assert!(matches!(&err, Error::Malformed(m) if m.contains("keyring.key")), "{err}");
+        drop(store);
+        std::fs::write(dir.join(sealed::KEY_FILE), key).unwrap();
+        assert_eq!(Store::open(&dir).unwrap().keyring("subscriptions/sub_a").unwrap().as_deref(), Some(ring));
     }
 
     #[test]

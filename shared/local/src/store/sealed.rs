@@ -25,28 +25,52 @@ const KEY_LEN: usize = 32;
 
 /// The key keyrings are sealed with.
 pub(crate) struct Sealer {
-    key: LessSafeKey,
+    /// `None` for a store opened beside the running one before any key
+    /// was made: it seals nothing and opens only plain values.
+    key: Option<LessSafeKey>,
     file: PathBuf,
     rng: SystemRandom,
 }
 
+/// Whether [`Sealer::open`] may make a key when the directory has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Missing {
+    /// The store's own process, no keyring sealed yet: make one.
+    Make,
+    /// Keyrings are sealed, yet the key is gone: refuse (a new key would
+    /// open none of them, and seal new ones beside them under another).
+    Refuse { sealed: usize },
+    /// A store opened beside the running one: write nothing; seal nothing.
+    Absent,
+}
+
 impl Sealer {
-    /// The key of the data directory `dir`, made (owner-only) if there is
-    /// none yet.
-    pub(crate) fn open(dir: &Path) -> Result<Self, Error> {
+    /// The key of the data directory `dir`; when it has none, what
+    /// `missing` says.
+    pub(crate) fn open(dir: &Path, missing: Missing) -> Result<Self, Error> {
         let file = dir.join(KEY_FILE);
         let rng = SystemRandom::new();
         let unusable = |e: std::io::Error| Error::Config(format!("keyring key {}: {e}", file.display()));
         let bytes = match std::fs::read(&file) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut k = [0u8; KEY_LEN];
-                rng.fill(&mut k).map_err(|_| Error::Unavailable("no random bytes for the keyring key".into()))?;
-                let text = STANDARD.encode(k);
-                write_new(&file, text.as_bytes()).map_err(unusable)?;
-                // Another process may have made it first: its key is the one.
-                std::fs::read(&file).map_err(unusable)?
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match missing {
+                Missing::Absent => return Ok(Sealer { key: None, file, rng }),
+                Missing::Refuse { sealed } => {
+                    return Err(Error::Config(format!(
+                        "keyring key {} is missing, and {sealed} subscription keyring(s) in hookflow.db were \
+                         sealed with it: put the file back (from the backup the database came from). Without it \
+                         those subscriptions cannot sign: delete them and create them again",
+                        file.display()
+                    )));
+                }
+                Missing::Make => {
+                    let mut k = [0u8; KEY_LEN];
+                    rng.fill(&mut k).map_err(|_| Error::Unavailable("no random bytes for the keyring key".into()))?;
+                    write_new(&file, STANDARD.encode(k).as_bytes()).map_err(unusable)?;
+                    // Another process may have made it first: its key is the one.
+                    std::fs::read(&file).map_err(unusable)?
+                }
+            },
             Err(e) => return Err(unusable(e)),
         };
         let key = STANDARD
@@ -61,16 +85,16 @@ impl Sealer {
                     file.display()
                 ))
             })?;
-        Ok(Sealer { key: LessSafeKey::new(key), file, rng })
+        Ok(Sealer { key: Some(LessSafeKey::new(key)), file, rng })
     }
 
     /// `plain` (keyring `name`'s JSON) sealed for storing.
     pub(crate) fn seal(&self, name: &str, plain: &str) -> Result<String, Error> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).map_err(|_| Error::Unavailable("no random bytes for a nonce".into()))?;
+        let key = self.key.as_ref().ok_or_else(|| self.no_key())?;
         let mut data = plain.as_bytes().to_vec();
-        self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(name.as_bytes()), &mut data)
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(name.as_bytes()), &mut data)
             .map_err(|_| Error::Unavailable(format!("keyring {name}: sealing failed")))?;
         let mut out = nonce.to_vec();
         out.extend(data);
@@ -94,8 +118,16 @@ impl Sealer {
         }
         let mut data = raw.split_off(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(&raw).map_err(|_| refused())?;
-        let plain = self.key.open_in_place(nonce, Aad::from(name.as_bytes()), &mut data).map_err(|_| refused())?;
+        let key = self.key.as_ref().ok_or_else(|| self.no_key())?;
+        let plain = key.open_in_place(nonce, Aad::from(name.as_bytes()), &mut data).map_err(|_| refused())?;
         String::from_utf8(plain.to_vec()).map_err(|_| refused())
+    }
+
+    fn no_key(&self) -> Error {
+        Error::Config(format!(
+            "keyring key {} does not exist yet: start `hookflow dev` on this data directory once",
+            self.file.display()
+        ))
     }
 
     /// Whether `stored` is sealed.
@@ -104,18 +136,49 @@ impl Sealer {
     }
 }
 
-/// Writes a new owner-only file (fails if it exists).
+/// Writes a new owner-only file whole or not at all: the bytes go to a
+/// temporary file, synced, then linked to `path` (which fails if another
+/// process made it first: its file stands), and the directory is synced
+/// so the name survives a crash. A crash never leaves `path` empty or
+/// half-written (a reader would take it for a key of the wrong length).
 fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temp = dir.join(format!(".{}.{}.tmp", KEY_FILE, uuid::Uuid::now_v7().simple()));
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    match o.open(path) {
-        Ok(mut f) => f.write_all(bytes).and_then(|()| f.sync_all()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
+    let written = o.open(&temp).and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+    let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {}
+        // Another process made it first: its file stands.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        // A file system without hard links: the file made in place (a crash
+        // while writing it can leave it short; the start then names it).
+        Err(_) => {
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            match o.open(path) {
+                Ok(mut f) => f.write_all(bytes).and_then(|()| f.sync_all())?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
     }
+    // The name made durable; a file system that cannot sync a directory
+    // has nothing to sync.
+    #[cfg(unix)]
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all())
+        && !matches!(e.kind(), std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported)
+    {
+        return Err(e);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -131,7 +194,7 @@ mod tests {
     #[test]
     fn a_sealed_keyring_opens_only_under_its_name_and_key() {
         let d = dir();
-        let s = Sealer::open(&d).unwrap();
+        let s = Sealer::open(&d, Missing::Make).unwrap();
         let sealed = s.seal("subscriptions/sub_a", r#"{"keys":["whsec_x"]}"#).unwrap();
         assert!(Sealer::is_sealed(&sealed) && !sealed.contains("whsec_x"), "{sealed}");
         assert_eq!(s.open_value("subscriptions/sub_a", &sealed).unwrap(), r#"{"keys":["whsec_x"]}"#);
@@ -139,8 +202,8 @@ mod tests {
         // Moved to another row: refused (the name is the associated data).
         assert!(s.open_value("subscriptions/sub_b", &sealed).is_err());
         // The same directory opens it again; another key does not.
-        assert!(Sealer::open(&d).unwrap().open_value("subscriptions/sub_a", &sealed).is_ok());
-        let other = Sealer::open(&dir()).unwrap();
+        assert!(Sealer::open(&d, Missing::Make).unwrap().open_value("subscriptions/sub_a", &sealed).is_ok());
+        let other = Sealer::open(&dir(), Missing::Make).unwrap();
         let err = other.open_value("subscriptions/sub_a", &sealed).unwrap_err().to_string();
         assert!(err.contains("keyring.key") && err.contains("rotate"), "{err}");
         // Plain values from before are read as they are.
@@ -150,7 +213,7 @@ mod tests {
     #[test]
     fn the_key_file_is_owner_only_and_a_damaged_one_is_named() {
         let d = dir();
-        Sealer::open(&d).unwrap();
+        Sealer::open(&d, Missing::Make).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -158,7 +221,28 @@ mod tests {
             assert_eq!(mode, 0o600);
         }
         std::fs::write(d.join(KEY_FILE), "short").unwrap();
-        let err = Sealer::open(&d).err().unwrap().to_string();
+        let err = Sealer::open(&d, Missing::Make).err().unwrap().to_string();
         assert!(err.contains(KEY_FILE) && err.contains("32 bytes"), "{err}");
+        // Made whole through a temporary file, which does not stay behind.
+        let names: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from(KEY_FILE)]);
+    }
+
+    #[test]
+    fn a_missing_key_is_made_only_by_the_store_s_own_process_and_only_before_anything_was_sealed() {
+        let d = dir();
+        // Beside the running store: nothing written, nothing sealed.
+        let beside = Sealer::open(&d, Missing::Absent).unwrap();
+        assert!(!d.join(KEY_FILE).exists());
+        assert!(beside.seal("n", "{}").is_err());
+        assert_eq!(beside.open_value("n", "{}").unwrap(), "{}");
+        let sealed = Sealer::open(&d, Missing::Make).unwrap().seal("n", "{}").unwrap();
+        let err = beside.open_value("n", &sealed).unwrap_err().to_string();
+        assert!(err.contains("does not exist yet"), "{err}");
+        // The key lost while keyrings are sealed with it: refused, named.
+        std::fs::remove_file(d.join(KEY_FILE)).unwrap();
+        let err = Sealer::open(&d, Missing::Refuse { sealed: 1 }).err().unwrap().to_string();
+        assert!(err.contains(KEY_FILE) && err.contains("put the file back"), "{err}");
+        assert!(!d.join(KEY_FILE).exists());
     }
 }

@@ -1,5 +1,7 @@
 //! The one writer thread: every commit and lease waiting, applied in one transaction (group commit); the checkpointer beside it.
 
+use hookflow_core::commit::EntryKind;
+
 use super::jobs::lease_jobs;
 use super::*;
 
@@ -153,6 +155,51 @@ pub(super) fn transact(conn: &mut Connection, commits: &[&Commit]) -> Result<(),
     Ok(tx.commit()?)
 }
 
+/// A log entry's detail as stored: an accepted request's body is kept once,
+/// in its run (`trigger.raw_body`, the same text, credentials stripped), and
+/// read back from there ([`super::log::with_bodies`]). The entry holds the
+/// body cut to 16 KiB and marked `…`; the mark records how many characters
+/// of the run's body the entry showed and whether it was cut, so the read
+/// back is exactly what the entry held. Only when the run in this commit
+/// has that body does the entry give its copy up.
+fn stored_detail(l: &LogEntry, c: &Commit) -> String {
+    let body = (l.kind == EntryKind::Inbound).then(|| l.detail.get("body").and_then(Value::as_str)).flatten();
+    let run = l.run_id.as_deref().and_then(|id| c.runs.iter().find(|r| r.id == id));
+    let (Some(body), Some(run)) = (body, run) else { return l.detail.to_string() };
+    let Some(raw) = raw_body(&run.state) else { return l.detail.to_string() };
+    // SQLite's `substr` stops at a NUL: such a body keeps its own copy.
+    if body.contains('\0') {
+        return l.detail.to_string();
+    }
+    let (shown, cut) = match body.strip_suffix('…') {
+        Some(head) if raw.len() > head.len() && raw.starts_with(head) => (head, true),
+        _ if raw == body => (body, false),
+        _ => return l.detail.to_string(),
+    };
+    let mut d = l.detail.clone();
+    if let Some(o) = d.as_object_mut() {
+        o.remove("body");
+        o.insert(BODY_IN_RUN.into(), serde_json::json!({"chars": shown.chars().count(), "cut": cut}));
+    }
+    d.to_string()
+}
+
+/// The `trigger.raw_body` of a run's stored state.
+fn raw_body(state: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct State {
+        trigger: Trigger,
+    }
+    #[derive(serde::Deserialize)]
+    struct Trigger {
+        raw_body: Option<String>,
+    }
+    serde_json::from_str::<State>(state).ok()?.trigger.raw_body
+}
+
+/// The mark of a log entry whose body is its run's.
+pub(super) const BODY_IN_RUN: &str = "body_in_run";
+
 pub(super) fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> Result<(), Error> {
     if let Some(id) = &c.done {
         exec(tx, "DELETE FROM jobs WHERE id = ?1", [id])?;
@@ -181,10 +228,12 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> Result<(), Er
         };
         exec(
             tx,
-            "INSERT OR IGNORE INTO jobs (id, kind, payload, due_at, leased, leases, created_at, grp, ord)
+            "INSERT OR IGNORE INTO jobs (id, kind, payload, due_at, leased, leases, created_at, grp, ord, run_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7,
                      CASE WHEN ?7 IS NULL THEN NULL
-                          ELSE (SELECT IFNULL(MAX(ord), 0) + 1 FROM jobs WHERE grp = ?7) END)",
+                          ELSE (SELECT IFNULL(MAX(ord), 0) + 1 FROM jobs WHERE grp = ?7) END,
+                     CASE WHEN json_valid(?3)
+                          THEN COALESCE(json_extract(?3, '$.run_id'), json_extract(?3, '$.delivery.run_id')) END)",
             params![j.id, j.kind.as_str(), j.payload, due, leased, now, j.group],
         )?;
     }
@@ -202,7 +251,7 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> Result<(), Er
                 l.event_id,
                 l.delivery_id,
                 l.outcome,
-                l.detail.to_string()
+                stored_detail(l, c)
             ],
         )?;
     }
