@@ -29,6 +29,8 @@ pub struct Options {
     pub retention: std::time::Duration,
     /// The admin API's bearer token; generated when absent.
     pub admin_token: Option<String>,
+    /// Where the console listens, if anywhere.
+    pub console: Option<String>,
     pub subscriptions: Settings,
     /// The server's read timeout and bounds.
     pub limits: Limits,
@@ -98,7 +100,28 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             println!("admin API: http://{addr}/v1 (bearer token from --admin-token / HOOKFLOW_ADMIN_TOKEN)");
         }
         let backend = DevBackend { rt: rt.clone(), flows_dir: opts.flows.clone() };
-        let admin = Arc::new(Admin { backend, token: Some(token) });
+        let admin = Arc::new(Admin { backend, token: Some(token.clone()) });
+        if let Some(at) = &opts.console {
+            let console = hookflow_console::Console::new(hookflow_console::Config {
+                admin: hookflow_admin::router(admin.clone()),
+                admin_token: token,
+                triggers_base: Some(format!("http://{addr}")),
+            })
+            .context("the console's templates")?;
+            let listener =
+                tokio::net::TcpListener::bind(at).await.with_context(|| format!("the console listening on {at}"))?;
+            let console_addr = listener.local_addr()?;
+            if !console_addr.ip().is_loopback() {
+                eprintln!("warning: the console listens on {console_addr}, not loopback: anyone who can reach it may try to sign in");
+            }
+            println!("console: http://{console_addr}{}", console.login_path());
+            let app = hookflow_console::router(console);
+            tokio::spawn(async move {
+                if let Err(e) = hookflow_admin::axum::serve(listener, app).await {
+                    eprintln!("the console stopped: {e}");
+                }
+            });
+        }
         tokio::spawn(rt.clone().work());
         tokio::spawn(watch(rt.clone(), opts.flows.clone()));
         tokio::spawn(prune(rt.clone(), opts.retention));

@@ -123,6 +123,10 @@ enum Command {
         /// The admin API's bearer token (generated and printed when absent).
         #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
+        /// Where the console (the browser view) listens; `off` for none.
+        /// The start prints a one-time sign-in link to it.
+        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+        console: String,
         /// Retry delays of event deliveries after the first attempt
         /// (default: the Standard Webhooks schedule, 5s,5m,30m,2h,5h,10h,14h,20h,24h).
         #[arg(long, value_delimiter = ',', value_name = "DELAYS")]
@@ -308,6 +312,7 @@ fn main() -> ExitCode {
             log_format,
             retention,
             admin_token,
+            console,
             event_retry,
             verification_retry,
             disable_after,
@@ -331,6 +336,7 @@ fn main() -> ExitCode {
                 pretty: log_format == "pretty",
                 retention: retention.get(),
                 admin_token,
+                console: (console != "off").then_some(console),
                 subscriptions,
                 limits: hookflow_local::dev::Limits {
                     read_timeout: read_timeout.get(),

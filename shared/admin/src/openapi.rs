@@ -235,6 +235,21 @@ fn paths() -> Map<String, Value> {
         }),
     );
     paths.insert(
+        "/v1/flows/{tenant}/{id}/test".into(),
+        json!({"post": op("testFlow",
+            "A dry run (`hookflow test`): the flow's sample, or the request given, through its steps with stand-in answers (200 `{}` unless `responses` names one). Nothing is sent or stored; secrets show as `***`.",
+            flow_params(),
+            Some(json_body(json!({"type": "object", "additionalProperties": false, "properties": {
+                "request": {"type": "object", "additionalProperties": false, "properties": {
+                    "method": {"type": "string"}, "headers": {"type": "object"}, "query": {"type": "object"}, "body": {}}},
+                "responses": {"type": "object", "description": "A stand-in answer by step id.", "additionalProperties": {
+                    "type": "object", "additionalProperties": false, "properties": {
+                        "status": {"type": "integer", "minimum": 100, "maximum": 599}, "headers": {"type": "object"}, "body": {}}}}}}))),
+            vec![("200", answer("Each decision, in order, and whether the run failed.",
+                    object(&["lines", "failed"], json!({"lines": {"type": "array", "items": {"type": "object"}}, "failed": {"type": "boolean"}})))),
+                 ("400", bad_json()), ("404", not_found()), ("422", bad())])}),
+    );
+    paths.insert(
         "/v1/subscriptions".into(),
         json!({
             "get": op("listSubscriptions", "Subscriptions, oldest first.",

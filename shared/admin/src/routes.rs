@@ -142,6 +142,7 @@ pub(crate) enum Op {
     GetFlow,
     PutFlow,
     DeleteFlow,
+    TestFlow,
     ListSubscriptions,
     CreateSubscription,
     GetSubscription,
@@ -160,11 +161,12 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    pub(crate) const ALL: [Op; 19] = [
+    pub(crate) const ALL: [Op; 20] = [
         Op::ListFlows,
         Op::GetFlow,
         Op::PutFlow,
         Op::DeleteFlow,
+        Op::TestFlow,
         Op::ListSubscriptions,
         Op::CreateSubscription,
         Op::GetSubscription,
@@ -188,6 +190,7 @@ impl Op {
             Op::GetFlow => "getFlow",
             Op::PutFlow => "putFlow",
             Op::DeleteFlow => "deleteFlow",
+            Op::TestFlow => "testFlow",
             Op::ListSubscriptions => "listSubscriptions",
             Op::CreateSubscription => "createSubscription",
             Op::GetSubscription => "getSubscription",
@@ -217,6 +220,7 @@ impl Op {
             Op::GetFlow => on(filter, get_flow::<B>),
             Op::PutFlow => on(filter, put_flow::<B>),
             Op::DeleteFlow => on(filter, delete_flow::<B>),
+            Op::TestFlow => on(filter, test_flow::<B>),
             Op::ListSubscriptions => on(filter, list_subscriptions::<B>),
             Op::CreateSubscription => on(filter, create_subscription::<B>),
             Op::GetSubscription => on(filter, get_subscription::<B>),
@@ -338,6 +342,88 @@ async fn list_flows<B: Backend>(State(a): State<Arc<Admin<B>>>) -> ApiResult {
 async fn get_flow<B: Backend>(State(a): State<Arc<Admin<B>>>, Path((tenant, id)): Path<(String, String)>) -> ApiResult {
     let flow = a.backend.flow(&tenant, &id).await?.ok_or_else(|| ApiError::not_found("such flow"))?;
     ok(StatusCode::OK, flow_json(&flow))
+}
+
+/// A dry run of a flow (`hookflow test` over HTTP): its sample, or the
+/// request given, through the run state machine with stand-in answers;
+/// nothing is sent or stored, secrets stay `***`.
+async fn test_flow<B: Backend>(
+    State(a): State<Arc<Admin<B>>>,
+    Path((tenant, id)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Request {
+        #[serde(default)]
+        method: Option<String>,
+        #[serde(default)]
+        headers: Map<String, Value>,
+        #[serde(default)]
+        query: Map<String, Value>,
+        #[serde(default)]
+        body: Value,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct StandIn {
+        #[serde(default = "ok_status")]
+        status: u16,
+        #[serde(default)]
+        headers: Map<String, Value>,
+        #[serde(default)]
+        body: Value,
+    }
+    fn ok_status() -> u16 {
+        200
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Test {
+        #[serde(default)]
+        request: Option<Request>,
+        #[serde(default)]
+        responses: Map<String, Value>,
+    }
+    let want: Test = if bytes.iter().all(u8::is_ascii_whitespace) { Test::default() } else { body(&bytes)? };
+    let info = a.backend.flow(&tenant, &id).await?.ok_or_else(|| ApiError::not_found("such flow"))?;
+    let text = info.source.unwrap_or_default();
+    let flow = load_flow(std::path::Path::new(&info.file), &text).map_err(|e| match e {
+        CoreError::Invalid(d) => {
+            ApiError::invalid(d.into_iter().map(|d| FieldError::new(d.field.clone(), d.to_string())).collect())
+        }
+        other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", other.to_string()),
+    })?;
+    let mut stand_ins = std::collections::HashMap::new();
+    for (step, v) in want.responses {
+        if flow.flow.step_index(&step).is_none() {
+            let field = format!("responses.{step}");
+            return Err(ApiError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                &field,
+                format!("the flow has no step `{step}`"),
+            ));
+        }
+        let s: StandIn = serde_json::from_value(v).map_err(|e| {
+            ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &format!("responses.{step}"), e.to_string())
+        })?;
+        stand_ins.insert(step, hookflow_core::dry::response_of(s.status, &s.headers, s.body));
+    }
+    let inbound = match want.request {
+        Some(r) => hookflow_core::dry::request_of(r.method, &r.headers, r.query, r.body),
+        None => hookflow_core::dry::sample_request(&flow).ok_or_else(|| {
+            ApiError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "request",
+                "the flow has no sample (`trigger.expect.body.sample`): give a `request`",
+            )
+        })?,
+    };
+    let done = hookflow_core::dry::dry_run(&flow, inbound, &stand_ins)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
+    ok(StatusCode::OK, json!({"lines": done.lines, "failed": done.failed}))
 }
 
 fn check_slugs(tenant: &str, id: &str) -> Result<(), ApiError> {

@@ -33,6 +33,7 @@ pub(crate) const ORDER: &[&str] = &[
     "request",
     "run",
     "attempt",
+    "dry",
     // outcome/
     "commit",
     "engine",

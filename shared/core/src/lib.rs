@@ -36,7 +36,7 @@ pub use flow::{schema, source, validate};
 pub use inbound::auth;
 pub use outcome::{commit, engine, ports};
 pub use policy::{retry, ssrf, status};
-pub use run::{attempt, request};
+pub use run::{attempt, dry, request};
 pub use sign::{keyring, signature};
 pub use util::{duration, events, headers, scrub, text};
 

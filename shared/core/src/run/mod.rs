@@ -8,6 +8,7 @@
 //! the dev server and `hookflow test` all interpret the same effects.
 
 pub mod attempt;
+pub mod dry;
 pub mod request;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,91 @@
+//! # hookflow-console
+//!
+//! The browser view of a Hookflow deployment: its flows and trigger URLs,
+//! the request log (with a live tail), runs, dead deliveries and
+//! subscriptions. Server-rendered HTML (minijinja, the template engine
+//! flows use), one small stylesheet and one small script, all embedded in
+//! the binary: it works offline, with no Node and no CDN.
+//!
+//! The console reads and changes nothing itself: every page is made from
+//! admin API answers and every button is an admin API request, made in the
+//! process through the API's own router ([`api::Api`]). So `hookflow dev`
+//! and a deployed stack get the same console over the same backend trait.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`session`] | one-time sign-in codes, sessions, CSRF tokens |
+//! | `api` | the admin API, called in the process |
+//! | `pages` | the routes: each page and each action |
+//! | `view` | admin API JSON → what a template shows |
+//! | `assets` | the embedded templates, stylesheet and script |
+//!
+//! Security: sign-in by a one-time link or the admin token; a session
+//! cookie `HttpOnly; SameSite=Strict`; a CSRF token on every change; a
+//! Content-Security-Policy that allows only the console's own script and
+//! style; secrets are never rendered (the log is redacted before it is
+//! stored; a subscription's new secret is shown once, on the answer to the
+//! request that made it).
+
+mod api;
+mod assets;
+mod pages;
+pub mod session;
+mod view;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+pub use session::Sessions;
+
+/// What the console needs from the process that serves it.
+pub struct Config {
+    /// The admin API's router (`hookflow_admin::router`).
+    pub admin: Router,
+    /// The admin API's bearer token: the console's calls carry it, and it
+    /// signs a browser in.
+    pub admin_token: String,
+    /// Where the trigger endpoint is (`http://127.0.0.1:8787`), for the
+    /// trigger URLs shown; `None` when it is not known (a deployed stack
+    /// whose API URL was not given).
+    pub triggers_base: Option<String>,
+}
+
+/// The console's state.
+pub struct Console {
+    api: api::Api,
+    token: String,
+    triggers_base: Option<String>,
+    sessions: Sessions,
+    templates: minijinja::Environment<'static>,
+}
+
+impl Console {
+    /// The console; an error only if an embedded template does not parse
+    /// (a bug the unit tests catch).
+    pub fn new(config: Config) -> Result<Arc<Self>, minijinja::Error> {
+        Ok(Arc::new(Console {
+            api: api::Api::new(config.admin, config.admin_token.clone()),
+            token: config.admin_token,
+            triggers_base: config.triggers_base.map(|b| b.trim_end_matches('/').to_string()),
+            sessions: Sessions::default(),
+            templates: assets::templates()?,
+        }))
+    }
+
+    /// A one-time sign-in link's path and query (`/console/login?code=…`),
+    /// valid for [`session::CODE_TTL_MS`].
+    pub fn login_path(&self) -> String {
+        format!("/console/login?code={}", self.sessions.new_code(now_ms()))
+    }
+}
+
+/// The console's routes: `/` (to the console) and `/console/…`.
+pub fn router(console: Arc<Console>) -> Router {
+    pages::router(console)
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,655 @@
+//! The console's routes: sign-in, each page, each action, the live tail.
+//!
+//! Every page is admin API reads rendered by a template; every action is
+//! one admin API request, then a redirect to the page (post/redirect/get)
+//! — or the page itself when it shows a secret once.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::api::{Failure, encode};
+use crate::session::{Session, same_secret};
+use crate::view::{DeadRow, Entry, FlowRow, SubscriptionRow, Window};
+use crate::{Console, assets, now_ms};
+
+/// The session cookie's name.
+const COOKIE: &str = "hookflow_console";
+/// The most log entries a page reads (the API's own bound is 10,000).
+const LOG_PAGE: usize = 200;
+/// How often the live tail asks for new entries.
+const TAIL_EVERY: Duration = Duration::from_millis(250);
+/// The most rows one push of the live tail carries (the rest are counted).
+const TAIL_ROWS: usize = 100;
+
+/// The Content-Security-Policy of every answer: the console's own script
+/// and style only, no frames, forms only to itself.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub fn router(c: Arc<Console>) -> Router {
+    let private = Router::new()
+        .route("/console", get(overview))
+        .route("/console/flows", get(flows))
+        .route("/console/flows/{tenant}/{id}/test", post(test_flow))
+        .route("/console/log", get(log))
+        .route("/console/log/stream", get(stream))
+        .route("/console/runs/{id}", get(run))
+        .route("/console/dead", get(dead))
+        .route("/console/dead/replay", post(replay_dead))
+        .route("/console/subscriptions", get(subscriptions).post(create_subscription))
+        .route("/console/subscriptions/{id}/{action}", post(subscription_action))
+        .route("/console/events", post(publish))
+        .route("/console/logout", post(logout))
+        .route_layer(middleware::from_fn_with_state(c.clone(), signed_in));
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console") }))
+        .route("/console/login", get(login_link).post(login_token))
+        .route("/console/assets/{name}", get(|Path(name): Path<String>| async move { assets::asset(&name) }))
+        .merge(private)
+        .layer(middleware::from_fn(security_headers))
+        .with_state(c)
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    r
+}
+
+fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('=').map(str::to_string))
+}
+
+/// Lets a signed-in browser through (its session in the request's
+/// extensions); sends anyone else to sign in.
+async fn signed_in(State(c): State<Arc<Console>>, mut req: Request, next: Next) -> Response {
+    match cookie_value(req.headers()).and_then(|v| c.sessions.session(&v, now_ms())) {
+        Some(session) => {
+            req.extensions_mut().insert(session);
+            next.run(req).await
+        }
+        None if req.method() == Method::GET => Redirect::to("/console/login").into_response(),
+        None => (StatusCode::FORBIDDEN, "not signed in: open /console/login").into_response(),
+    }
+}
+
+/// A submitted form: its fields in order (a key may repeat).
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(bytes: &[u8]) -> Self {
+        let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        let text = String::from_utf8_lossy(bytes);
+        Form(
+            text.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (dec(k), dec(v))
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> &str {
+        self.0.iter().find(|(k, _)| k == key).map_or("", |(_, v)| v.as_str())
+    }
+
+    fn all(&self, key: &str) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// The form of a change, if it carries the session's CSRF token (a
+    /// page of another site cannot read it); else [`csrf_refused`].
+    fn checked(session: &Session, bytes: &[u8]) -> Option<Self> {
+        let form = Form::parse(bytes);
+        same_secret(form.get("csrf"), &session.csrf).then_some(form)
+    }
+}
+
+fn csrf_refused() -> Response {
+    (StatusCode::FORBIDDEN, "the form's CSRF token is missing or stale: reload the page").into_response()
+}
+
+/// The query of a page's URL.
+fn query(q: Option<String>) -> Form {
+    Form::parse(q.unwrap_or_default().as_bytes())
+}
+
+/// What every page's template gets, plus the page's own fields.
+fn page(session: Option<&Session>, name: &str, fields: Value) -> Value {
+    let mut ctx = json!({"signed_in": session.is_some(), "csrf": session.map(|s| s.csrf.clone()), "page": name});
+    if let (Some(o), Value::Object(f)) = (ctx.as_object_mut(), fields) {
+        o.extend(f);
+    }
+    ctx
+}
+
+fn render(c: &Console, template: &str, ctx: Value) -> Response {
+    match c
+        .templates
+        .get_template(template)
+        .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&ctx))))
+    {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("console template {template}: {e}")).into_response(),
+    }
+}
+
+/// An admin API failure as a page: its status, its message.
+fn failed(c: &Console, session: &Session, f: Failure) -> Response {
+    let mut r = render(c, "base.html", page(Some(session), "error", json!({"error": f.to_string()})));
+    *r.status_mut() = if f.status.is_client_error() { f.status } else { StatusCode::BAD_GATEWAY };
+    r
+}
+
+fn signed_in_answer(cookie: &str) -> Response {
+    let mut r = Redirect::to("/console").into_response();
+    let value = format!(
+        "{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        crate::session::SESSION_TTL_MS / 1000
+    );
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+// ---------------------------------------------------------------------------
+// Sign-in
+
+async fn login_link(State(c): State<Arc<Console>>, RawQuery(q): RawQuery) -> Response {
+    let q = query(q);
+    let code = q.get("code");
+    if code.is_empty() {
+        return render(&c, "login.html", page(None, "login", json!({})));
+    }
+    match c.sessions.redeem(code, now_ms()) {
+        Some((cookie, _)) => signed_in_answer(&cookie),
+        None => {
+            let error = "This sign-in link was used already or has expired: each link signs in once. \
+                         Enter the admin token, or restart hookflow dev for a new link.";
+            let mut r = render(&c, "login.html", page(None, "login", json!({"error": error})));
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            r
+        }
+    }
+}
+
+async fn login_token(State(c): State<Arc<Console>>, bytes: Bytes) -> Response {
+    let form = Form::parse(&bytes);
+    if !form.get("token").is_empty() && same_secret(form.get("token"), &c.token) {
+        let (cookie, _) = c.sessions.start(now_ms());
+        return signed_in_answer(&cookie);
+    }
+    let mut r = render(&c, "login.html", page(None, "login", json!({"error": "That is not the admin token."})));
+    *r.status_mut() = StatusCode::UNAUTHORIZED;
+    r
+}
+
+async fn logout(State(c): State<Arc<Console>>, req: Request) -> Response {
+    let Some(session) = req.extensions().get::<Session>().cloned() else {
+        return Redirect::to("/console/login").into_response();
+    };
+    let cookie = cookie_value(req.headers());
+    let Ok(bytes) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if Form::checked(&session, &bytes).is_none() {
+        return csrf_refused();
+    }
+    if let Some(cookie) = cookie {
+        c.sessions.end(&cookie);
+    }
+    let mut r = Redirect::to("/console/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("hookflow_console=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    r
+}
+
+// ---------------------------------------------------------------------------
+// Pages
+
+/// The newest log entries since `since` (oldest first, as the API answers).
+async fn entries_since(c: &Console, since: i64, limit: usize) -> Result<Vec<Value>, Failure> {
+    let v = c.api.get(&format!("/v1/logs?since={since}&limit={limit}")).await?;
+    Ok(v.get("entries").and_then(Value::as_array).cloned().unwrap_or_default())
+}
+
+async fn overview(State(c): State<Arc<Console>>, axum::Extension(s): axum::Extension<Session>) -> Response {
+    const READ: usize = 10_000;
+    let now = now_ms();
+    let mut windows = Vec::new();
+    for (name, span) in [("hour", 3_600_000), ("24 hours", 86_400_000)] {
+        match entries_since(&c, now - span, READ).await {
+            Ok(entries) => windows.push(Window::of(name, &entries, READ)),
+            Err(f) => return failed(&c, &s, f),
+        }
+    }
+    let dead = match c.api.get("/v1/dead").await {
+        Ok(v) => v.get("dead").and_then(Value::as_array).map_or(0, Vec::len),
+        Err(f) => return failed(&c, &s, f),
+    };
+    render(&c, "overview.html", page(Some(&s), "overview", json!({"windows": windows, "dead": dead})))
+}
+
+async fn flows(State(c): State<Arc<Console>>, axum::Extension(s): axum::Extension<Session>) -> Response {
+    let listed = match c.api.get("/v1/flows").await {
+        Ok(v) => v.get("flows").and_then(Value::as_array).cloned().unwrap_or_default(),
+        Err(f) => return failed(&c, &s, f),
+    };
+    let mut counts = BTreeMap::new();
+    for e in entries_since(&c, now_ms() - 3_600_000, 10_000).await.unwrap_or_default() {
+        if e.get("kind").and_then(Value::as_str) == Some("inbound") {
+            let key = format!(
+                "{}/{}",
+                e.get("tenant").and_then(Value::as_str).unwrap_or_default(),
+                e.get("flow_id").and_then(Value::as_str).unwrap_or_default()
+            );
+            *counts.entry(key).or_insert(0) += 1;
+        }
+    }
+    let rows: Vec<FlowRow> = listed.iter().map(|f| FlowRow::of(f, c.triggers_base.as_deref(), &counts)).collect();
+    render(&c, "flows.html", page(Some(&s), "flows", json!({"flows": rows})))
+}
+
+/// A dry run of a flow on its sample (the admin API's `testFlow`):
+/// every decision shown, nothing sent.
+async fn test_flow(
+    State(c): State<Arc<Console>>,
+    axum::Extension(s): axum::Extension<Session>,
+    Path((tenant, id)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Response {
+    if Form::checked(&s, &bytes).is_none() {
+        return csrf_refused();
+    }
+    let path = format!("/v1/flows/{}/{}/test", encode(&tenant), encode(&id));
+    match c.api.post(&path, &json!({})).await {
+        Ok(v) => {
+            let lines: Vec<String> = v
+                .get("lines")
+                .and_then(Value::as_array)
+                .map(|l| l.iter().map(|x| serde_json::to_string_pretty(x).unwrap_or_default()).collect())
+                .unwrap_or_default();
+            let failed = v.get("failed").and_then(Value::as_bool).unwrap_or(false);
+            render(&c, "test.html", page(Some(&s), "flows", json!({"id": id, "lines": lines, "failed": failed})))
+        }
+        Err(f) => failed(&c, &s, f),
+    }
+}
+
+/// The log filters of a query, as the admin API takes them, and the text
+/// filter the console applies itself.
+struct LogFilter {
+    api: String,
+    text: String,
+    shown: Value,
+}
+
+impl LogFilter {
+    fn of(q: &Form) -> Self {
+        let mut api = String::new();
+        for key in ["flow_id", "tenant", "event_id", "run_id"] {
+            let v = q.get(key).trim();
+            if !v.is_empty() {
+                api.push_str(&format!("&{key}={}", encode(v)));
+            }
+        }
+        let failed = q.get("failed") == "true";
+        if failed {
+            api.push_str("&failed=true");
+        }
+        let shown = json!({
+            "flow_id": q.get("flow_id"), "tenant": q.get("tenant"), "event_id": q.get("event_id"),
+            "text": q.get("text"), "failed": failed,
+        });
+        LogFilter { api, text: q.get("text").trim().to_lowercase(), shown }
+    }
+}
+
+async fn log(
+    State(c): State<Arc<Console>>,
+    axum::Extension(s): axum::Extension<Session>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let raw = q.clone().unwrap_or_default();
+    let q = query(q);
+    let filter = LogFilter::of(&q);
+    let since = q.get("since").parse::<i64>().unwrap_or(0);
+    let listed = match c.api.get(&format!("/v1/logs?since={since}&limit={LOG_PAGE}{}", filter.api)).await {
+        Ok(v) => v.get("entries").and_then(Value::as_array).cloned().unwrap_or_default(),
+        Err(f) => return failed(&c, &s, f),
+    };
+    let mut entries: Vec<Entry> = listed.iter().map(Entry::of).filter(|e| e.contains(&filter.text)).collect();
+    entries.reverse();
+    let stream = format!("/console/log/stream?{raw}{}after={}", if raw.is_empty() { "" } else { "&" }, now_ms());
+    render(&c, "log.html", page(Some(&s), "log", json!({"entries": entries, "q": filter.shown, "stream": stream})))
+}
+
+/// The live tail: server-sent events, each a batch of new entries rendered
+/// as rows (newest first, at most [`TAIL_ROWS`], the rest counted), from
+/// an admin API read every [`TAIL_EVERY`]. It ends when the page goes.
+async fn stream(State(c): State<Arc<Console>>, RawQuery(q): RawQuery) -> Response {
+    let q = query(q);
+    let filter = LogFilter::of(&q);
+    let after = q.get("after").parse::<i64>().unwrap_or_else(|_| now_ms());
+    struct Tail {
+        c: Arc<Console>,
+        filter: LogFilter,
+        /// Entries at or after this time are asked for ...
+        since: i64,
+        /// ... but these, of that last millisecond, were sent already.
+        seen: Vec<String>,
+    }
+    let tail = Tail { c, filter, since: after, seen: Vec::new() };
+    let events = futures_util::stream::unfold(tail, |mut t| async move {
+        loop {
+            tokio::time::sleep(TAIL_EVERY).await;
+            let path = format!("/v1/logs?since={}&limit=1000{}", t.since, t.filter.api);
+            let Ok(v) = t.c.api.get(&path).await else { continue };
+            let listed = v.get("entries").and_then(Value::as_array).cloned().unwrap_or_default();
+            let fresh: Vec<&Value> = listed.iter().filter(|e| !t.seen.contains(&e.to_string())).collect();
+            if fresh.is_empty() {
+                continue;
+            }
+            let last = fresh.iter().filter_map(|e| e.get("at").and_then(Value::as_i64)).max().unwrap_or(t.since);
+            if last > t.since {
+                t.seen.clear();
+            }
+            t.since = t.since.max(last);
+            t.seen.extend(
+                fresh.iter().filter(|e| e.get("at").and_then(Value::as_i64) == Some(t.since)).map(|e| e.to_string()),
+            );
+            let shown: Vec<Entry> = fresh.iter().map(|e| Entry::of(e)).filter(|e| e.contains(&t.filter.text)).collect();
+            if shown.is_empty() {
+                continue;
+            }
+            let count = shown.len();
+            let rows: Vec<String> = shown
+                .iter()
+                .rev()
+                .take(TAIL_ROWS)
+                .filter_map(|e| {
+                    t.c.templates
+                        .get_template("entry.html")
+                        .and_then(|tpl| tpl.render(minijinja::Value::from(minijinja::value::Serde(json!({"e": e})))))
+                        .ok()
+                })
+                .collect();
+            let data = json!({"rows": rows, "count": count, "more": count.saturating_sub(TAIL_ROWS)});
+            let event = Event::default().event("entries").data(data.to_string());
+            return Some((Ok::<_, Infallible>(event), t));
+        }
+    });
+    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+}
+
+async fn run(
+    State(c): State<Arc<Console>>,
+    axum::Extension(s): axum::Extension<Session>,
+    Path(id): Path<String>,
+) -> Response {
+    let v = match c.api.get(&format!("/v1/runs/{}", encode(&id))).await {
+        Ok(v) => v,
+        Err(f) => return failed(&c, &s, f),
+    };
+    let state = v.get("run").cloned().unwrap_or(Value::Null);
+    let entries: Vec<Entry> =
+        v.get("log").and_then(Value::as_array).map(|l| l.iter().map(Entry::of).collect()).unwrap_or_default();
+    let field = |k: &str| state.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let status = match state.get("status") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Object(o)) => o.keys().next().cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let ctx = json!({
+        "id": id, "status": status, "flow_id": field("flow_id"), "event_id": field("event_id"),
+        "entries": entries, "state": serde_json::to_string_pretty(&state).unwrap_or_default(),
+    });
+    render(&c, "run.html", page(Some(&s), "run", ctx))
+}
+
+async fn dead(
+    State(c): State<Arc<Console>>,
+    axum::Extension(s): axum::Extension<Session>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let q = query(q);
+    let flow = q.get("flow_id").trim().to_string();
+    let path = if flow.is_empty() { "/v1/dead".to_string() } else { format!("/v1/dead?flow_id={}", encode(&flow)) };
+    let listed = match c.api.get(&path).await {
+        Ok(v) => v.get("dead").and_then(Value::as_array).cloned().unwrap_or_default(),
+        Err(f) => return failed(&c, &s, f),
+    };
+    let rows: Vec<DeadRow> = listed.iter().map(DeadRow::of).collect();
+    let notice = q.get("replayed").parse::<usize>().ok().map(|n| format!("{n} dead deliveries queued again."));
+    render(&c, "dead.html", page(Some(&s), "dead", json!({"dead": rows, "flow_id": flow, "notice": notice})))
+}
+
+async fn replay_dead(
+    State(c): State<Arc<Console>>,
+    axum::Extension(s): axum::Extension<Session>,
+    bytes: Bytes,
+) -> Response {
+    let Some(form) = Form::checked(&s, &bytes) else { return csrf_refused() };
+    let ids: Vec<String> = if form.get("which") == "all" {
+        let flow = form.get("flow_id").trim();
+        let path = if flow.is_empty() { "/v1/dead".to_string() } else { format!("/v1/dead?flow_id={}", encode(flow)) };
+        match c.api.get(&path).await {
+            Ok(v) => v
+                .get("dead")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|d| d.get("delivery_id")?.as_str().map(String::from)).collect())
+                .unwrap_or_default(),
+            Err(f) => return failed(&c, &s, f),
+        }
+    } else {
+        form.all("id").into_iter().map(String::from).collect()
+    };
+    let mut replayed = 0;
+    for id in &ids {
+        match c.api.post(&format!("/v1/dead/{}/replay", encode(id)), &json!({})).await {
+            Ok(_) => replayed += 1,
+            // Replayed meanwhile (by another tab, the CLI): not an error.
+            Err(f) if f.status == StatusCode::NOT_FOUND => {}
+            Err(f) => return failed(&c, &s, f),
+        }
+    }
+    Redirect::to(&format!("/console/dead?replayed={replayed}")).into_response()
+}
+
+async fn subscriptions_page(c: &Console, s: &Session, extra: Value) -> Response {
+    let listed = match c.api.get("/v1/subscriptions").await {
+        Ok(v) => v.get("subscriptions").and_then(Value::as_array).cloned().unwrap_or_default(),
+        Err(f) => return failed(c, s, f),
+    };
+    let rows: Vec<SubscriptionRow> = listed.iter().map(SubscriptionRow::of).collect();
+    // The event types seen so far, offered when typing patterns.
+    let mut seen: Vec<String> = c
+        .api
+        .get("/v1/events?limit=1000")
+        .await
+        .ok()
+        .and_then(|v| v.get("events").and_then(Value::as_array).cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e.get("type").and_then(Value::as_str).map(String::from))
+        .collect();
+    seen.sort();
+    seen.dedup();
+    let mut ctx = json!({"subscriptions": rows, "seen_types": seen});
+    if let (Some(o), Value::Object(e)) = (ctx.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    render(c, "subscriptions.html", page(Some(s), "subscriptions", ctx))
+}
+
+async fn subscriptions(
+    State(c): State<Arc<Console>>,
+    axum::Extension(s): axum::Extension<Session>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let q = query(q);
+    let notice = match q.get("done") {
+        "" => None,
+        done => Some(format!("Done: {done}.")),
+    };
+    subscriptions_page(&c, &s, json!({"notice": notice})).await
+}
+
+async fn create_subscription(
+    State(c): State<Arc<Console>>,
+    axum::Extension(s): axum::Extension<Session>,
+    bytes: Bytes,
+) -> Response {
+    let Some(form) = Form::checked(&s, &bytes) else { return csrf_refused() };
+    let types: Vec<&str> = form.get("event_types").split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+    let mut body = json!({"url": form.get("url").trim(), "event_types": types});
+    if !form.get("tenant").trim().is_empty() {
+        body["tenant"] = json!(form.get("tenant").trim());
+    }
+    match c.api.post("/v1/subscriptions", &body).await {
+        Ok(made) => {
+            let id = made.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            let secret = made.get("secret").and_then(Value::as_str).map(|sec| json!([id, sec]));
+            let notice = format!("Subscription {id} created: it is active once its endpoint answers the verification.");
+            subscriptions_page(&c, &s, json!({"secret": secret, "notice": notice})).await
+        }
+        Err(f) => subscriptions_page(&c, &s, json!({"error": f.to_string()})).await,
+    }
+}
+
+async fn subscription_action(
+    State(c): State<Arc<Console>>,
+    axum::Extension(s): axum::Extension<Session>,
+    Path((id, action)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Response {
+    if Form::checked(&s, &bytes).is_none() {
+        return csrf_refused();
+    }
+    let base = format!("/v1/subscriptions/{}", encode(&id));
+    let done = match action.as_str() {
+        "enable" => c.api.post(&format!("{base}/enable"), &json!({})).await,
+        "recover" => c.api.post(&format!("{base}/enable"), &json!({"replay": true})).await,
+        "disable" => c.api.post(&format!("{base}/disable"), &json!({})).await,
+        "verify" => c.api.post(&format!("{base}/verify"), &json!({})).await,
+        "delete" => c.api.call(Method::DELETE, &base, None).await,
+        "rotate-secret" => match c.api.post(&format!("{base}/rotate-secret"), &json!({})).await {
+            Ok(v) => {
+                let secret = v.get("secret").and_then(Value::as_str).map(|sec| json!([id, sec]));
+                let notice = "Secret rotated: the previous one keeps signing until it expires.";
+                return subscriptions_page(&c, &s, json!({"secret": secret, "notice": notice})).await;
+            }
+            Err(f) => Err(f),
+        },
+        _ => return (StatusCode::NOT_FOUND, "no such action").into_response(),
+    };
+    match done {
+        Ok(_) => {
+            Redirect::to(&format!("/console/subscriptions?done={}", encode(&format!("{action} {id}")))).into_response()
+        }
+        Err(f) => subscriptions_page(&c, &s, json!({"error": f.to_string()})).await,
+    }
+}
+
+async fn publish(
+    State(c): State<Arc<Console>>,
+    axum::Extension(s): axum::Extension<Session>,
+    bytes: Bytes,
+) -> Response {
+    let Some(form) = Form::checked(&s, &bytes) else { return csrf_refused() };
+    let data: Value = match serde_json::from_str(form.get("data")) {
+        Ok(d) => d,
+        Err(e) => return subscriptions_page(&c, &s, json!({"error": format!("data: not JSON: {e}")})).await,
+    };
+    let mut body = json!({"type": form.get("type").trim(), "data": data});
+    if !form.get("tenant").trim().is_empty() {
+        body["tenant"] = json!(form.get("tenant").trim());
+    }
+    match c.api.post("/v1/events", &body).await {
+        Ok(v) => {
+            let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
+            Redirect::to(&format!("/console/subscriptions?done={}", encode(&format!("published {id}")))).into_response()
+        }
+        Err(f) => subscriptions_page(&c, &s, json!({"error": f.to_string()})).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_renders_and_escapes_what_it_shows() {
+        let c = Console::new(crate::Config { admin: Router::new(), admin_token: "t".into(), triggers_base: None })
+            .expect("the templates parse");
+        let s = c.sessions.start(0).1;
+        let evil = "<script>alert(1)</script>";
+        let e = Entry::of(&json!({"at": 0, "kind": "inbound", "run_id": "run_1", "detail": {"body": evil}}));
+        let pages = [
+            ("login.html", json!({"error": evil})),
+            ("overview.html", json!({"windows": [Window::of("hour", &[], 10)], "dead": 0})),
+            (
+                "flows.html",
+                json!({"flows": [FlowRow::of(&json!({"id": evil, "trigger": {"path": "p"}}), None, &BTreeMap::new())]}),
+            ),
+            ("log.html", json!({"entries": [e.clone()], "q": {}, "stream": "/console/log/stream"})),
+            ("run.html", json!({"id": "run_1", "entries": [e], "state": evil})),
+            ("dead.html", json!({"dead": [], "flow_id": ""})),
+            ("subscriptions.html", json!({"subscriptions": [], "seen_types": ["a.b"]})),
+            ("test.html", json!({"id": "f", "lines": [evil], "failed": true})),
+        ];
+        for (name, fields) in pages {
+            let html = c
+                .templates
+                .get_template(name)
+                .unwrap()
+                .render(minijinja::Value::from(minijinja::value::Serde(page(Some(&s), name, fields))));
+            let html = html.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(html.starts_with("<!doctype html>"), "{name}");
+            assert!(!html.contains(evil), "{name} shows markup from data");
+        }
+    }
+
+    #[test]
+    fn a_form_keeps_repeated_keys_and_decodes_them() {
+        let f = Form::parse(b"id=a%2Fb&id=c+d&csrf=x&empty=");
+        assert_eq!(f.all("id"), ["a/b", "c d"]);
+        assert_eq!((f.get("csrf"), f.get("empty"), f.get("absent")), ("x", "", ""));
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; hookflow_console=abc; b=2"));
+        assert_eq!(cookie_value(&h).as_deref(), Some("abc"));
+        h.insert(header::COOKIE, HeaderValue::from_static("hookflow_consolex=abc"));
+        assert_eq!(cookie_value(&h), None);
+    }
+}

@@ -1,0 +1,339 @@
+"""The console in a real browser: Debian's headless Chromium, driven by
+Selenium from PyPI through Debian's chromedriver (nothing downloads a
+browser or a driver: `SE_OFFLINE`), against one `hookflow dev` with
+loopback receivers, shared by the tests of this module.
+
+Each page is also checked for browser console errors and scanned with
+axe-core (no critical violation), and a screenshot of it is saved in
+`$HOOKFLOW_ARTIFACTS/console/` (default `target-artifacts/console/`;
+`scripts/screenshots` refreshes the README's from it).
+"""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from standardwebhooks import Webhook
+
+from test_dev import AUTH, Dev, Receiver, async_flow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ADMIN = "admin-token-for-console-tests"
+ARTIFACTS = pathlib.Path(os.environ.get("HOOKFLOW_ARTIFACTS", "target-artifacts")) / "console"
+
+
+
+def echo(req, n):
+    """A subscriber endpoint: answers the verification with its token."""
+    body = json.loads(req["body"] or b"{}")
+    if body.get("type") == "webhook.verification":
+        return 200, {}, json.dumps({"token": body["token"]}).encode(), 0
+    return 200, {}, b"{}", 0
+
+
+class World:
+    """One `hookflow dev` with its console, its receivers, and a browser."""
+
+    def __init__(self, tmp):
+        self.ok = Receiver()
+        self.failing = Receiver(((400, {}, b'{"error": "not yet"}', 0), (200, {}, b"{}", 0)))
+        self.subscriber = Receiver(handler=echo)
+        self.dry = Receiver()
+        sampled = f"""
+id: sampled
+tenant: acme
+trigger:
+  type: webhook
+  path: sampled
+  auth: {{ type: api_key, header: X-Api-Key, secret: inbound_key }}
+  expect:
+    body:
+      sample: {{ id: 42 }}
+steps:
+  - id: send
+    type: http
+    url: {self.dry.url()}
+    headers: {{ Authorization: "Bearer {{{{ secrets.token }}}}" }}
+    body: {{ json: {{ order: "{{{{ trigger.body.id }}}}" }} }}
+"""
+        failing = async_flow(self.failing.url()).replace("id: push", "id: failing").replace("path: orders", "path: failing")
+        self.console_port = _free_port()
+        self.dev = Dev(
+            os.environ["HOOKFLOW_BIN"], tmp,
+            {"push.yaml": async_flow(self.ok.url()), "failing.yaml": failing, "sampled.yaml": sampled},
+            ("--admin-token", ADMIN, "--console", f"127.0.0.1:{self.console_port}",
+             "--verification-retry", "100ms,100ms"),
+        )
+        self.base = f"http://127.0.0.1:{self.console_port}"
+        self.link = self._printed_link()
+        self.browser = _browser()
+
+    def _printed_link(self):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            m = re.search(r"^console: (http://\S+/console/login\?code=[0-9a-f]+)$", self.dev.stdout(), re.M)
+            if m:
+                return m.group(1)
+            time.sleep(0.05)
+        raise AssertionError("no `console:` line in:\n" + self.dev.stdout()[-2000:])
+
+    def sign_in(self):
+        """A session for the browser, through the sign-in page's token form."""
+        b = self.browser
+        b.get(f"{self.base}/console/login")
+        b.find_element("id", "token").send_keys(ADMIN)
+        b.find_element("css selector", "form button[type=submit]").click()
+        wait(lambda: b.current_url.endswith("/console"), what="the overview after sign-in")
+        b.get_log("browser")  # what earlier tests did on purpose (the 401s) is theirs
+
+    def close(self):
+        self.browser.quit()
+        self.dev.close()
+        for r in (self.ok, self.failing, self.subscriber, self.dry):
+            r.close()
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _browser():
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager: no downloads
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    o = webdriver.ChromeOptions()
+    o.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--disable-background-networking", "--disable-component-update", "--disable-default-apps",
+                "--disable-sync", "--no-first-run", "--disable-features=Translate,OptimizationHints,MediaRouter",
+                "--window-size=1280,900"):
+        o.add_argument(arg)
+    o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    b = webdriver.Chrome(service=Service(CHROMEDRIVER), options=o)
+    b.set_page_load_timeout(15)
+    b.set_script_timeout(10)
+    return b
+
+
+def wait(pred, timeout=10, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got = pred()
+        except Exception:  # an element not there yet, a page still loading
+            got = None
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    assert os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER), (
+        "the console tests need Debian's chromium and chromium-driver: scripts/test installs them "
+        "(apt-get install chromium chromium-driver)")
+    w = World(tmp_path_factory.mktemp("console"))
+    yield w
+    w.close()
+
+
+def console_errors(b):
+    return [e for e in b.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def test_the_printed_link_signs_in_once_and_a_used_or_wrong_code_is_refused(world):
+    b = world.browser
+    b.delete_all_cookies()
+    b.get(world.link)
+    wait(lambda: b.find_element("tag name", "h1").text == "Overview", what="the overview")
+    assert b.current_url == f"{world.base}/console", "the code is not left in the address bar"
+    cookie = b.get_cookie("hookflow_console")
+    assert cookie and cookie["httpOnly"] and cookie.get("sameSite") == "Strict", cookie
+    # Spent: the same link again, in a browser signed out, is refused.
+    b.delete_all_cookies()
+    b.get(world.link)
+    assert "used already or has expired" in b.find_element("css selector", "[role=alert]").text
+    assert b.find_element("tag name", "h1").text == "Sign in"
+    b.get(f"{world.base}/console/login?code={'0' * 64}")
+    assert "used already or has expired" in b.find_element("css selector", "[role=alert]").text
+    # Not signed in: a page sends to the sign-in page; a change is refused.
+    b.get(f"{world.base}/console/dead")
+    assert b.current_url.endswith("/console/login")
+    status = urllib.request.Request(f"{world.base}/console/dead/replay", data=b"which=all", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(status, timeout=5)
+    assert e.value.code == 403
+
+
+def test_a_change_without_the_session_s_csrf_token_is_refused(world):
+    world.sign_in()
+    cookie = world.browser.get_cookie("hookflow_console")["value"]
+    req = urllib.request.Request(
+        f"{world.base}/console/dead/replay", data=b"which=all&csrf=forged", method="POST",
+        headers={"cookie": f"hookflow_console={cookie}", "content-type": "application/x-www-form-urlencoded"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=5)
+    assert e.value.code == 403 and b"CSRF" in e.value.read()
+
+
+def test_the_flows_page_shows_each_trigger_url_and_copy_puts_exactly_it_on_the_clipboard(world):
+    world.sign_in()
+    b = world.browser
+    b.get(f"{world.base}/console/flows")
+    urls = [c.text for c in b.find_elements("css selector", "code.url")]
+    want = [f"http://127.0.0.1:{world.dev.port}/hooks/acme/{p}" for p in ("failing", "orders", "sampled")]
+    assert sorted(urls) == want, urls
+    b.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": world.base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    button = b.find_element("css selector", "button.copy[aria-label='Copy the URL of push']")
+    button.click()
+    wait(lambda: button.text == "Copied", what="the copy button to say so")
+    pasted = b.execute_async_script("navigator.clipboard.readText().then(arguments[0], e => arguments[0]('ERR ' + e))")
+    assert pasted == want[1]
+
+
+def test_test_with_sample_data_shows_the_rendered_request_with_secrets_hidden_and_sends_nothing(world):
+    from test_dev import TOKEN
+
+    world.sign_in()
+    b = world.browser
+    b.get(f"{world.base}/console/flows")
+    b.find_element("css selector", "button[aria-label='Test sampled with sample data']").click()
+    wait(lambda: b.find_element("tag name", "h1").text == "Dry run of sampled", what="the dry run's page")
+    shown = b.find_element("css selector", "ol.dry-run").text
+    assert '"decision": "send"' in shown and world.dry.url() in shown, shown
+    assert "Bearer ***" in shown and TOKEN not in b.page_source, shown
+    assert "order" in shown and "42" in shown, "the body rendered from the sample"
+    time.sleep(0.3)
+    assert world.dry.requests == [], "a dry run sends nothing"
+
+
+def test_a_request_sent_with_curl_appears_in_the_live_tail_within_a_second(world):
+    world.sign_in()
+    b = world.browser
+    b.get(f"{world.base}/console/log")
+    wait(lambda: b.execute_script("return document.getElementById('log').dataset.stream"), what="the tail")
+    time.sleep(0.3)  # the page's EventSource connected
+    # The page stamps each row as it is added (the browser's clock is this
+    # machine's): the latency measured is the page's, not WebDriver's.
+    b.execute_script("""
+        window.arrivals = [];
+        new MutationObserver(records => {
+            for (const r of records) for (const n of r.addedNodes)
+                window.arrivals.push({text: n.textContent || '', at: Date.now()});
+        }).observe(document.getElementById('log-rows'), {childList: true});""")
+    out = subprocess.run(
+        ["curl", "-s", "-X", "POST", f"http://127.0.0.1:{world.dev.port}/hooks/acme/orders",
+         "-H", "content-type: application/json", "-H", f"X-Api-Key: {AUTH['X-Api-Key']}", "-d", '{"id": 7}'],
+        capture_output=True, timeout=10, check=True)
+    answered_ms = time.time() * 1000
+    event_id = json.loads(out.stdout)["event_id"]
+    arrived = wait(lambda: [a["at"] for a in b.execute_script("return window.arrivals") if event_id in a["text"]],
+                   timeout=5, what=f"{event_id} in the live tail")
+    assert arrived[0] - answered_ms <= 1000, f"shown {arrived[0] - answered_ms:.0f} ms after curl's answer"
+    # Its entry opens to the request; its run is a link to the run's page.
+    row = next(r for r in b.find_elements("css selector", "#log-rows tr") if event_id in r.text and "accepted" in r.text)
+    row.find_element("tag name", "summary").click()
+    assert '"method": "POST"' in row.find_element("tag name", "pre").text
+    row.find_element("css selector", "a[href^='/console/runs/']").click()
+    wait(lambda: b.find_element("tag name", "h1").text.startswith("Run "), what="the run page")
+    assert event_id in b.page_source
+    assert [e["message"] for e in console_errors(b)] == []
+
+
+def test_a_dead_delivery_replayed_from_the_page_arrives_with_its_original_webhook_id(world):
+    world.sign_in()
+    status, _, body = world.dev.call("/hooks/acme/failing", {"id": 9}, AUTH)
+    assert status == 202
+    first = world.failing.wait(1)[0]
+    b = world.browser
+    box = wait(lambda: _dead_box(b, world, first["headers"]["webhook-id"]), what="the dead delivery listed")
+    box.click()
+    b.find_element("css selector", "button[name=which][value=selected]").click()
+    wait(lambda: "1 dead deliveries queued again." in b.page_source, what="the replay's notice")
+    again = world.failing.wait(2)[1]
+    assert again["headers"]["webhook-id"] == first["headers"]["webhook-id"]
+    assert json.loads(again["body"]) == json.loads(first["body"])
+
+
+def _dead_box(b, world, delivery_id):
+    b.get(f"{world.base}/console/dead")
+    return b.find_element("css selector", f"input[name=id][value='{delivery_id}']")
+
+
+def test_a_subscription_created_from_the_page_becomes_active_and_its_test_event_arrives_signed(world):
+    world.sign_in()
+    b = world.browser
+    b.get(f"{world.base}/console/subscriptions")
+    b.find_element("id", "sub-url").send_keys(world.subscriber.url("/events"))
+    b.find_element("id", "sub-types").send_keys("order.*")
+    b.find_element("css selector", "form[action='/console/subscriptions'] button[type=submit]").click()
+    secret = wait(lambda: b.find_element("css selector", "code.secret").text, what="the new secret, shown once")
+    assert secret.startswith("whsec_")
+
+    def active():
+        b.get(f"{world.base}/console/subscriptions")
+        return "active" in [c.text for c in b.find_elements("css selector", "td.status")]
+
+    wait(active, what="the subscription active after its handshake")
+    assert "whsec_" not in b.page_source, "the secret is not shown again"
+    b.find_element("id", "ev-type").send_keys("order.paid")
+    data = b.find_element("id", "ev-data")
+    data.clear()
+    data.send_keys('{"total": 12}')
+    b.find_element("css selector", "form[action='/console/events'] button[type=submit]").click()
+    wait(lambda: "Done: published" in b.page_source, what="the publish notice")
+    events = wait(lambda: [q for q in world.subscriber.requests
+                           if json.loads(q["body"]).get("type") == "order.paid"], what="the event at the endpoint")
+    req = events[0]
+    payload = Webhook(secret).verify(req["body"], {k: req["headers"][k] for k in
+                                                   ("webhook-id", "webhook-timestamp", "webhook-signature")})
+    assert payload["data"] == {"total": 12}
+
+
+PAGES = ["/console", "/console/flows", "/console/log", "/console/dead", "/console/subscriptions"]
+
+
+def test_every_page_has_no_console_error_and_no_critical_accessibility_violation(world):
+    import axe_selenium_python
+
+    axe_js = (pathlib.Path(axe_selenium_python.__file__).parent / "node_modules" / "axe-core" / "axe.min.js").read_text()
+    world.sign_in()
+    b = world.browser
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    run_link = None
+    b.get(f"{world.base}/console/log")
+    links = b.find_elements("css selector", "a[href^='/console/runs/']")
+    if links:
+        run_link = links[0].get_attribute("href")
+    problems = {}
+    for path in PAGES + ([run_link.removeprefix(world.base)] if run_link else []) + ["/console/login"]:
+        b.get(world.base + path)
+        wait(lambda: b.execute_script("return document.readyState") == "complete", what=f"{path} loaded")
+        b.execute_script(axe_js)
+        result = b.execute_async_script(
+            "axe.run(document, {resultTypes: ['violations']}).then(r => arguments[0](r.violations))")
+        critical = [f"{v['id']}: {v['help']}" for v in result if v.get("impact") == "critical"]
+        errors = [e["message"] for e in console_errors(b)]
+        name = "console_run" if "/runs/" in path else path.strip("/").replace("/", "_")
+        b.execute_script("window.scrollTo(0, 0)")
+        b.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+        if critical or errors:
+            problems[path] = {"axe": critical, "console": errors}
+    assert problems == {}, problems
+    assert (ARTIFACTS / "console_flows.png").stat().st_size > 1000
