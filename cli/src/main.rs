@@ -4,6 +4,7 @@
 //! command lives in its own module.
 
 mod aws;
+mod console;
 mod dev;
 mod dry_run;
 mod flows;
@@ -158,6 +159,24 @@ enum Command {
         /// closed. 0: no bound.
         #[arg(long, default_value_t = 256)]
         max_connections_per_client: u32,
+    },
+    /// The console of a deployed stack, on this machine: the same pages as
+    /// `hookflow dev`'s, over the stack's table, queues and secrets with
+    /// your AWS credentials. Reads the stack's `HOOKFLOW_*` variables (the
+    /// queue URLs, the secrets prefix) from the environment.
+    Console {
+        /// The stack's DynamoDB table (output `TableName`).
+        #[arg(long, env = "HOOKFLOW_TABLE")]
+        table: String,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// The stack's HTTP API URL (output `ApiUrl`), for the trigger URLs shown.
+        #[arg(long)]
+        api_url: Option<String>,
+        /// A token that also signs in (generated when absent; the printed
+        /// link signs in once).
+        #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
     },
     /// The request log: inbound requests, steps, attempts (of `hookflow dev`,
     /// or of a deployment with `--table`).
@@ -346,6 +365,9 @@ fn main() -> ExitCode {
                     ..Default::default()
                 },
             })
+        }
+        Command::Console { table, listen, api_url, admin_token } => {
+            console::run(console::Options { table, listen, api_url, admin_token })
         }
         Command::Logs { data, table, tenant, flow, run, status, since, json } => records::logs(
             source(data, table, None),

@@ -2,8 +2,9 @@
 //! DynamoDB table, keyrings in Secrets Manager, jobs on the SQS queues
 //! ([`hookflow_admin`] has the routes, shared with `hookflow dev`).
 //!
-//! Not here yet (answered `501 unsupported`): listing and deleting flows
-//! (`hookflow apply` manages them; the table has no index of flows).
+//! Not here yet (answered `501 unsupported`): deleting flows (`hookflow
+//! apply` manages them). Listing reads the `FLOWS` partition: a flow put
+//! before that partition existed is listed once it is put again.
 //! `ordering: per_key` needs the FIFO queue of ordered deliveries
 //! (`HOOKFLOW_ORDERED_QUEUE_URL`, which the template sets): without it,
 //! such a subscription is refused with 501 rather than delivered out of
@@ -69,9 +70,17 @@ impl Backend for AwsBackend {
 
     fn flows(&self) -> Fut<'_, Vec<FlowInfo>> {
         Box::pin(async {
-            Err(BackendError::Unsupported(
-                "listing flows is not available on AWS yet: `hookflow apply --dry-run` shows what is deployed".into(),
-            ))
+            let mut out = Vec::new();
+            for (tenant, id) in self.store.table.flow_ids().await.map_err(backend)? {
+                // A stored flow that no longer loads is left out of the
+                // list (`GET` of it says why), not the whole list failed.
+                if let Ok(Some(flow)) = self.store.table.by_id(&tenant, &id).await {
+                    let mut info = FlowInfo::of(&flow, None);
+                    info.file = format!("table@{}", flow.version);
+                    out.push(info);
+                }
+            }
+            Ok(out)
         })
     }
 

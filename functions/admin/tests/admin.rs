@@ -184,7 +184,17 @@ async fn subscriptions_keyrings_and_events_on_aws() {
     // Errors keep their shape; what AWS cannot do yet says so.
     let (status, err) = call(&env, "POST", "/v1/subscriptions", Some(json!({"url": "x", "event_types": []}))).await;
     assert_eq!((status, err["error"]["field"].clone()), (422, json!("url")));
-    assert_eq!(call(&env, "GET", "/v1/flows", None).await.0, 501);
+    // Flows put are listed (the console's flows page), and one runs dry.
+    let (status, listed) = call(&env, "GET", "/v1/flows", None).await;
+    assert_eq!(status, 200, "{listed}");
+    let flows = listed["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "{listed}");
+    assert_eq!((flows[0]["tenant"].clone(), flows[0]["id"].clone()), (json!("default"), json!("on-contact")));
+    assert_eq!(flows[0]["file"], json!("table@v1"));
+    let request = json!({"request": {"body": {"type": "contact.x"}}});
+    let (status, dry) = call(&env, "POST", "/v1/flows/default/on-contact/test", Some(request)).await;
+    assert_eq!((status, dry["failed"].clone()), (200, json!(false)), "{dry}");
+    assert_eq!(call(&env, "POST", "/v1/flows/default/absent/test", None).await.0, 404);
 
     assert_eq!(call(&env, "DELETE", &format!("/v1/subscriptions/{id}"), None).await.0, 204);
     assert_eq!(call(&env, "GET", &format!("/v1/subscriptions/{id}"), None).await.0, 404);

@@ -241,13 +241,13 @@ fn paths() -> Map<String, Value> {
             flow_params(),
             Some(json_body(json!({"type": "object", "additionalProperties": false, "properties": {
                 "request": {"type": "object", "additionalProperties": false, "properties": {
-                    "method": {"type": "string"}, "headers": {"type": "object"}, "query": {"type": "object"}, "body": {}}},
+                    "method": {"type": "string"}, "path": {"type": "string"}, "headers": {"type": "object"}, "query": {"type": "object"}, "body": {}}},
                 "responses": {"type": "object", "description": "A stand-in answer by step id.", "additionalProperties": {
                     "type": "object", "additionalProperties": false, "properties": {
                         "status": {"type": "integer", "minimum": 100, "maximum": 599}, "headers": {"type": "object"}, "body": {}}}}}}))),
             vec![("200", answer("Each decision, in order, and whether the run failed.",
                     object(&["lines", "failed"], json!({"lines": {"type": "array", "items": {"type": "object"}}, "failed": {"type": "boolean"}})))),
-                 ("400", bad_json()), ("404", not_found()), ("422", bad())])}),
+                 ("400", bad_json()), ("404", not_found()), ("409", conflict()), ("422", bad())])}),
     );
     paths.insert(
         "/v1/subscriptions".into(),

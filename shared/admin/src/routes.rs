@@ -358,6 +358,8 @@ async fn test_flow<B: Backend>(
         #[serde(default)]
         method: Option<String>,
         #[serde(default)]
+        path: String,
+        #[serde(default)]
         headers: Map<String, Value>,
         #[serde(default)]
         query: Map<String, Value>,
@@ -394,6 +396,14 @@ async fn test_flow<B: Backend>(
         }
         other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", other.to_string()),
     })?;
+    // The stored text is the flow's (a file edited to another id is not).
+    if flow.flow.tenant != tenant || flow.flow.id != id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("the flow's source now says `{}/{}`: reload the flows first", flow.flow.tenant, flow.flow.id),
+        ));
+    }
     let mut stand_ins = std::collections::HashMap::new();
     for (step, v) in want.responses {
         if flow.flow.step_index(&step).is_none() {
@@ -411,7 +421,11 @@ async fn test_flow<B: Backend>(
         stand_ins.insert(step, hookflow_core::dry::response_of(s.status, &s.headers, s.body));
     }
     let inbound = match want.request {
-        Some(r) => hookflow_core::dry::request_of(r.method, &r.headers, r.query, r.body),
+        Some(r) => {
+            let mut req = hookflow_core::dry::request_of(r.method, &r.headers, r.query, r.body);
+            req.path = r.path;
+            req
+        }
         None => hookflow_core::dry::sample_request(&flow).ok_or_else(|| {
             ApiError::field(
                 StatusCode::UNPROCESSABLE_ENTITY,

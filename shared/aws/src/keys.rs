@@ -4,6 +4,7 @@
 //! |---|---|---|---|
 //! | flow version | `FLOW#{tenant}#{flow_id}` | `V#{version:08}` | `hookflow apply --dry-run` (diff), history |
 //! | current flow | `FLOW#{tenant}#{flow_id}` | `CURRENT` | a run going on (`by_id`) |
+//! | a flow, listed (written with each version) | `FLOWS` | `{tenant}#{flow_id}` | listing flows (admin API, console: one `Query`) |
 //! | trigger route | `ROUTE#{tenant}#{path}` | `ROUTE` | every inbound request: one `GetItem`, no index |
 //! | flow started by events | `EVENTFLOWS#{tenant}` | `{flow_id}` | a publish (one `Query`) |
 //! | run (its state, its last commit's outbox and, up to 64 KiB, its log entries: one compressed `doc`) | `RUN#{run_id}` | `RUN` | the executor, `hookflow runs show` |
@@ -34,6 +35,14 @@ pub fn flow_version(version: u64) -> String {
 }
 
 pub const CURRENT: &str = "CURRENT";
+
+/// The partition listing every flow (`{tenant}#{flow_id}`).
+pub const FLOWS: &str = "FLOWS";
+
+/// A flow's sort key in [`FLOWS`].
+pub fn listed_flow(tenant: &str, flow_id: &str) -> String {
+    format!("{tenant}#{flow_id}")
+}
 
 /// A trigger route's partition. The path is stored without surrounding
 /// slashes, as the routes are looked up.

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Failure, encode};
 use crate::session::{Session, same_secret};
-use crate::view::{DeadRow, Entry, FlowRow, SubscriptionRow, Window};
+use crate::view::{DeadRow, Entry, FlowRow, SubscriptionRow, TailCursor, Window};
 use crate::{Console, assets, now_ms};
 
 /// The session cookie's name.
@@ -243,13 +243,17 @@ async fn entries_since(c: &Console, since: i64, limit: usize) -> Result<Vec<Valu
 async fn overview(State(c): State<Arc<Console>>, axum::Extension(s): axum::Extension<Session>) -> Response {
     const READ: usize = 10_000;
     let now = now_ms();
-    let mut windows = Vec::new();
-    for (name, span) in [("hour", 3_600_000), ("24 hours", 86_400_000)] {
-        match entries_since(&c, now - span, READ).await {
-            Ok(entries) => windows.push(Window::of(name, &entries, READ)),
-            Err(f) => return failed(&c, &s, f),
-        }
-    }
+    // One read of the day; the hour is its tail.
+    let day = match entries_since(&c, now - 86_400_000, READ).await {
+        Ok(entries) => entries,
+        Err(f) => return failed(&c, &s, f),
+    };
+    let hour: Vec<Value> =
+        day.iter().filter(|e| e.get("at").and_then(Value::as_i64).unwrap_or(0) >= now - 3_600_000).cloned().collect();
+    let capped = day.len() >= READ;
+    let mut windows =
+        vec![Window::of("hour", &hour, if capped { hour.len() } else { READ }), Window::of("24 hours", &day, READ)];
+    windows[0].capped = capped;
     let dead = match c.api.get("/v1/dead").await {
         Ok(v) => v.get("dead").and_then(Value::as_array).map_or(0, Vec::len),
         Err(f) => return failed(&c, &s, f),
@@ -347,45 +351,42 @@ async fn log(
     };
     let mut entries: Vec<Entry> = listed.iter().map(Entry::of).filter(|e| e.contains(&filter.text)).collect();
     entries.reverse();
-    let stream = format!("/console/log/stream?{raw}{}after={}", if raw.is_empty() { "" } else { "&" }, now_ms());
+    // The tail goes on after the newest entry this page shows: nothing
+    // stored between this read and the page's script connecting is lost.
+    let newest = listed.iter().filter_map(|e| e.get("at").and_then(Value::as_i64)).max().unwrap_or_else(now_ms);
+    let stream = format!("/console/log/stream?{raw}{}after={newest}", if raw.is_empty() { "" } else { "&" });
     render(&c, "log.html", page(Some(&s), "log", json!({"entries": entries, "q": filter.shown, "stream": stream})))
 }
 
 /// The live tail: server-sent events, each a batch of new entries rendered
 /// as rows (newest first, at most [`TAIL_ROWS`], the rest counted), from
-/// an admin API read every [`TAIL_EVERY`]. It ends when the page goes.
-async fn stream(State(c): State<Arc<Console>>, RawQuery(q): RawQuery) -> Response {
+/// an admin API read every [`TAIL_EVERY`] of the entries since the newest
+/// one sent, less [`TAIL_LOOKBACK_MS`]; the entries of that window sent
+/// already are known by their content and skipped. Each event's id is its
+/// cursor, so a reconnecting page (`Last-Event-ID`) goes on from it. It
+/// ends when the page goes or its session does.
+async fn stream(State(c): State<Arc<Console>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let q = query(q);
     let filter = LogFilter::of(&q);
-    let after = q.get("after").parse::<i64>().unwrap_or_else(|_| now_ms());
+    let resumed = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
+    let after = resumed.or_else(|| q.get("after").parse::<i64>().ok()).unwrap_or_else(now_ms);
     struct Tail {
         c: Arc<Console>,
+        cookie: Option<String>,
         filter: LogFilter,
-        /// Entries at or after this time are asked for ...
-        since: i64,
-        /// ... but these, of that last millisecond, were sent already.
-        seen: Vec<String>,
+        cursor: TailCursor,
     }
-    let tail = Tail { c, filter, since: after, seen: Vec::new() };
+    let tail = Tail { cookie: cookie_value(&headers), c, filter, cursor: TailCursor::new(after) };
     let events = futures_util::stream::unfold(tail, |mut t| async move {
         loop {
             tokio::time::sleep(TAIL_EVERY).await;
-            let path = format!("/v1/logs?since={}&limit=1000{}", t.since, t.filter.api);
+            // Signed out or expired: the stream ends with the session.
+            t.cookie.as_deref().and_then(|v| t.c.sessions.session(v, now_ms()))?;
+            let path = format!("/v1/logs?since={}&limit=1000{}", t.cursor.since(), t.filter.api);
             let Ok(v) = t.c.api.get(&path).await else { continue };
             let listed = v.get("entries").and_then(Value::as_array).cloned().unwrap_or_default();
-            let fresh: Vec<&Value> = listed.iter().filter(|e| !t.seen.contains(&e.to_string())).collect();
-            if fresh.is_empty() {
-                continue;
-            }
-            let last = fresh.iter().filter_map(|e| e.get("at").and_then(Value::as_i64)).max().unwrap_or(t.since);
-            if last > t.since {
-                t.seen.clear();
-            }
-            t.since = t.since.max(last);
-            t.seen.extend(
-                fresh.iter().filter(|e| e.get("at").and_then(Value::as_i64) == Some(t.since)).map(|e| e.to_string()),
-            );
-            let shown: Vec<Entry> = fresh.iter().map(|e| Entry::of(e)).filter(|e| e.contains(&t.filter.text)).collect();
+            let fresh = t.cursor.fresh(&listed);
+            let shown: Vec<Entry> = fresh.iter().map(Entry::of).filter(|e| e.contains(&t.filter.text)).collect();
             if shown.is_empty() {
                 continue;
             }
@@ -402,7 +403,7 @@ async fn stream(State(c): State<Arc<Console>>, RawQuery(q): RawQuery) -> Respons
                 })
                 .collect();
             let data = json!({"rows": rows, "count": count, "more": count.saturating_sub(TAIL_ROWS)});
-            let event = Event::default().event("entries").data(data.to_string());
+            let event = Event::default().event("entries").id(t.cursor.at().to_string()).data(data.to_string());
             return Some((Ok::<_, Infallible>(event), t));
         }
     });
@@ -457,20 +458,9 @@ async fn replay_dead(
     bytes: Bytes,
 ) -> Response {
     let Some(form) = Form::checked(&s, &bytes) else { return csrf_refused() };
-    let ids: Vec<String> = if form.get("which") == "all" {
-        let flow = form.get("flow_id").trim();
-        let path = if flow.is_empty() { "/v1/dead".to_string() } else { format!("/v1/dead?flow_id={}", encode(flow)) };
-        match c.api.get(&path).await {
-            Ok(v) => v
-                .get("dead")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|d| d.get("delivery_id")?.as_str().map(String::from)).collect())
-                .unwrap_or_default(),
-            Err(f) => return failed(&c, &s, f),
-        }
-    } else {
-        form.all("id").into_iter().map(String::from).collect()
-    };
+    // Exactly what the page showed: "all" is every row it listed, not
+    // whatever is dead by the time the form is sent.
+    let ids: Vec<&str> = if form.get("which") == "all" { form.all("shown") } else { form.all("id") };
     let mut replayed = 0;
     for id in &ids {
         match c.api.post(&format!("/v1/dead/{}/replay", encode(id)), &json!({})).await {
@@ -480,7 +470,9 @@ async fn replay_dead(
             Err(f) => return failed(&c, &s, f),
         }
     }
-    Redirect::to(&format!("/console/dead?replayed={replayed}")).into_response()
+    let flow = form.get("flow_id").trim();
+    let filter = if flow.is_empty() { String::new() } else { format!("&flow_id={}", encode(flow)) };
+    Redirect::to(&format!("/console/dead?replayed={replayed}{filter}")).into_response()
 }
 
 async fn subscriptions_page(c: &Console, s: &Session, extra: Value) -> Response {
@@ -515,10 +507,15 @@ async fn subscriptions(
     RawQuery(q): RawQuery,
 ) -> Response {
     let q = query(q);
-    let notice = match q.get("done") {
-        "" => None,
-        done => Some(format!("Done: {done}.")),
-    };
+    // Only what an action of this page says (a link cannot make up text).
+    let done = q.get("done");
+    let known = ["enable", "recover", "disable", "verify", "delete", "published"];
+    let notice = done
+        .split_once(' ')
+        .filter(|(action, id)| {
+            known.contains(action) && id.chars().all(|ch| ch.is_ascii_alphanumeric() || "_-.".contains(ch))
+        })
+        .map(|_| format!("Done: {done}."));
     subscriptions_page(&c, &s, json!({"notice": notice})).await
 }
 

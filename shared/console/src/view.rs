@@ -74,6 +74,53 @@ impl Entry {
     }
 }
 
+/// How far back each poll of the live tail reads again: an entry stamped
+/// before another but stored after it (a worker's commit waits on the
+/// writer; AWS reads are eventually consistent) is still shown, once.
+pub const TAIL_LOOKBACK_MS: i64 = 3_000;
+
+/// Where the live tail is: the newest entry's time sent, the floor below
+/// which nothing is sent (the page showed it, or it was sent before a
+/// reconnect), and what was sent within the look-back window, by content.
+#[derive(Debug, Clone)]
+pub struct TailCursor {
+    at: i64,
+    floor: i64,
+    seen: std::collections::HashMap<String, i64>,
+}
+
+impl TailCursor {
+    pub fn new(after: i64) -> Self {
+        TailCursor { at: after, floor: after, seen: Default::default() }
+    }
+
+    /// The newest entry's time sent: the event id a reconnect resumes from.
+    pub fn at(&self) -> i64 {
+        self.at
+    }
+
+    /// What the next read asks for: entries at or after this.
+    pub fn since(&self) -> i64 {
+        self.at - TAIL_LOOKBACK_MS
+    }
+
+    /// The entries of a read not sent yet (in the read's order), and the
+    /// cursor moved past them.
+    pub fn fresh(&mut self, listed: &[Value]) -> Vec<Value> {
+        let mut fresh = Vec::new();
+        for e in listed {
+            let at = e.get("at").and_then(Value::as_i64).unwrap_or(0);
+            if at > self.floor && self.seen.insert(e.to_string(), at).is_none() {
+                fresh.push(e.clone());
+            }
+        }
+        self.at = self.at.max(fresh.iter().filter_map(|e| e.get("at").and_then(Value::as_i64)).max().unwrap_or(0));
+        let horizon = self.since();
+        self.seen.retain(|_, at| *at >= horizon);
+        fresh
+    }
+}
+
 /// A flow as the flows page lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlowRow {
@@ -280,6 +327,8 @@ pub struct DeadRow {
     pub delivery_id: String,
     pub flow_id: String,
     pub run_id: String,
+    /// Whether `run_id` names a flow's run (see [`Entry::has_run`]).
+    pub has_run: bool,
     pub reason: String,
     pub time: String,
 }
@@ -290,6 +339,7 @@ impl DeadRow {
             delivery_id: text(d, "delivery_id"),
             flow_id: text(d, "flow_id"),
             run_id: text(d, "run_id"),
+            has_run: text(d, "run_id").starts_with("run_"),
             reason: text(d, "reason"),
             time: time(d.get("at").and_then(Value::as_i64).unwrap_or(0)),
         }
@@ -349,6 +399,27 @@ mod tests {
             "detail": {"method": "POST", "path": "/hooks/a/f", "body": "{\"n\": 1}"}}));
         assert_eq!(e.summary, "POST /hooks/a/f");
         assert!(e.contains("\"n\\\": 1") && e.contains("accepted") && !e.contains("absent"));
+    }
+
+    #[test]
+    fn the_tail_sends_each_entry_once_late_ones_too_and_nothing_the_page_showed() {
+        let e = |at: i64, n: u32| json!({"at": at, "kind": "inbound", "n": n});
+        let mut t = TailCursor::new(1_000);
+        // The page showed up to 1,000: an entry of that time is not sent.
+        assert_eq!(t.fresh(&[e(1_000, 0), e(1_100, 1)]), vec![e(1_100, 1)]);
+        assert_eq!(t.since(), 1_100 - TAIL_LOOKBACK_MS, "the next read looks back");
+        // The same read again, and one stored late (stamped before the
+        // newest sent): only the late one.
+        assert_eq!(t.fresh(&[e(1_050, 2), e(1_100, 1), e(1_200, 3)]), vec![e(1_050, 2), e(1_200, 3)]);
+        assert_eq!(t.at(), 1_200);
+        // Two entries of one millisecond are two entries.
+        assert_eq!(t.fresh(&[e(1_300, 4), e(1_300, 5)]).len(), 2);
+        // What is past the window is forgotten (bounded), and not asked for.
+        t.fresh(&[e(10_000, 6)]);
+        assert!(t.seen.len() == 1 && t.since() == 10_000 - TAIL_LOOKBACK_MS);
+        // A reconnect resumes after what was sent: nothing again.
+        let mut resumed = TailCursor::new(t.at());
+        assert!(resumed.fresh(&[e(10_000, 6)]).is_empty());
     }
 
     #[test]

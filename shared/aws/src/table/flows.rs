@@ -32,6 +32,11 @@ impl Table {
                 &[(":prev", n(version as i64 - 1))],
             )?,
         ];
+        // Listed, for the admin API and the console.
+        let mut index = key(keys::FLOWS.to_string(), keys::listed_flow(&f.tenant, &f.id));
+        index.insert("tenant".into(), s(f.tenant.clone()));
+        index.insert("flow_id".into(), s(f.id.clone()));
+        writes.push(put(&self.name, index, None, &[])?);
         let listed = key(keys::event_flows(&f.tenant), f.id.clone());
         if f.trigger.kind == hookflow_core::flow::TriggerKind::Event {
             // Found by a publish, not by a route.
@@ -76,6 +81,17 @@ impl Table {
         })?;
         self.flows.clear();
         Ok(version)
+    }
+
+    /// Every flow (tenant, id) put since flows were listed: one `Query` of
+    /// the `FLOWS` partition (a flow deployed before is listed once it is
+    /// put again).
+    pub async fn flow_ids(&self) -> Result<Vec<(String, String)>, Error> {
+        let items = self.query_all("pk = :pk", None, &[(":pk", s(keys::FLOWS))]).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| Some((get_s(i, "tenant")?.to_string(), get_s(i, "flow_id")?.to_string())))
+            .collect())
     }
 
     /// The tenant's flows with an event trigger (loaded through the flow
