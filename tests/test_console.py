@@ -179,6 +179,23 @@ def test_the_printed_link_signs_in_once_and_a_used_or_wrong_code_is_refused(worl
     assert e.value.code == 403
 
 
+def test_a_request_for_another_host_is_refused(world):
+    """DNS rebinding: a page of another site whose name was made to resolve
+    to 127.0.0.1 is same-origin with the console for the browser; the
+    console answers only its own address."""
+    def status(host):
+        req = urllib.request.Request(f"{world.base}/console/login", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert status(f"evil.example:{world.console_port}") == 421
+    assert status(f"localhost:{world.console_port}") == 200
+    assert status(f"127.0.0.1:{world.console_port}") == 200
+
+
 def test_a_change_without_the_session_s_csrf_token_is_refused(world):
     world.sign_in()
     cookie = world.browser.get_cookie("hookflow_console")["value"]

@@ -1160,6 +1160,9 @@ def test_the_console_of_a_deployed_stack_shows_its_flows_log_and_dead_deliveries
         url = wait(link, 30, "the console's sign-in link")
         base = f"http://127.0.0.1:{port}"
         browser = _browser()
+        # The emulator answers a request log of many runs slowly (a Query a
+        # run); a bound, not the budget.
+        browser.set_page_load_timeout(60)
         browser.get(url)
         wait(lambda: browser.find_element("tag name", "h1").text == "Overview", what="the overview")
         browser.get(f"{base}/console/flows")

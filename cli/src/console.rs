@@ -22,6 +22,20 @@ pub struct Options {
     pub admin_token: Option<String>,
 }
 
+/// Binds the console (`hookflow dev --console`, `hookflow console`), warns
+/// when the address is not loopback, and prints its sign-in link.
+pub async fn listen(at: &str, config: hookflow_console::Config) -> Result<hookflow_console::Listening> {
+    let console = hookflow_console::listen(at, config).await?;
+    if !console.addr.ip().is_loopback() {
+        eprintln!(
+            "warning: the console listens on {}, not loopback: anyone who can reach it may try to sign in",
+            console.addr
+        );
+    }
+    println!("console: {}", console.login_url);
+    Ok(console)
+}
+
 pub fn run(opts: Options) -> Result<ExitCode> {
     // The stack's names as its functions read them (`HOOKFLOW_*`, the
     // table from --table): one message naming every one missing.
@@ -44,25 +58,15 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             _ => WebhookSecret::generate().expose().replacen("whsec_", "hfa_", 1),
         };
         let admin = Arc::new(Admin { backend, token: Some(token.clone()) });
-        let console = hookflow_console::Console::new(hookflow_console::Config {
+        println!("hookflow console of table {}", opts.table);
+        let config = hookflow_console::Config {
             admin: hookflow_admin::router(admin),
             admin_token: token,
             triggers_base: opts.api_url,
-        })
-        .context("the console's templates")?;
-        let listener = tokio::net::TcpListener::bind(&opts.listen)
-            .await
-            .with_context(|| format!("the console listening on {}", opts.listen))?;
-        let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() {
-            eprintln!(
-                "warning: the console listens on {addr}, not loopback: anyone who can reach it may try to sign in"
-            );
-        }
-        println!("hookflow console of table {}", opts.table);
-        println!("console: http://{addr}{}", console.login_path());
+        };
+        let console = listen(&opts.listen, config).await?;
         tokio::select! {
-            r = hookflow_admin::axum::serve(listener, hookflow_console::router(console)) => r?,
+            r = console.serve() => r?,
             _ = tokio::signal::ctrl_c() => {}
         }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)

@@ -102,22 +102,17 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         let backend = DevBackend { rt: rt.clone(), flows_dir: opts.flows.clone() };
         let admin = Arc::new(Admin { backend, token: Some(token.clone()) });
         if let Some(at) = &opts.console {
-            let console = hookflow_console::Console::new(hookflow_console::Config {
-                admin: hookflow_admin::router(admin.clone()),
-                admin_token: token,
-                triggers_base: Some(format!("http://{addr}")),
-            })
-            .context("the console's templates")?;
-            let listener =
-                tokio::net::TcpListener::bind(at).await.with_context(|| format!("the console listening on {at}"))?;
-            let console_addr = listener.local_addr()?;
-            if !console_addr.ip().is_loopback() {
-                eprintln!("warning: the console listens on {console_addr}, not loopback: anyone who can reach it may try to sign in");
-            }
-            println!("console: http://{console_addr}{}", console.login_path());
-            let app = hookflow_console::router(console);
+            let console = crate::console::listen(
+                at,
+                hookflow_console::Config {
+                    admin: hookflow_admin::router(admin.clone()),
+                    admin_token: token,
+                    triggers_base: Some(format!("http://{addr}")),
+                },
+            )
+            .await?;
             tokio::spawn(async move {
-                if let Err(e) = hookflow_admin::axum::serve(listener, app).await {
+                if let Err(e) = console.serve().await {
                     eprintln!("the console stopped: {e}");
                 }
             });

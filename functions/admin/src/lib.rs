@@ -211,8 +211,12 @@ impl Backend for AwsBackend {
             let table = &self.store.table;
             let mut entries = match &q.run_id {
                 Some(run) => table.run_entries(run, now).await.map_err(backend)?,
+                // Only the runs of the requests the filters take are read.
                 None => table
-                    .tenant_log(tenant_or_default(q.tenant.as_deref()), q.since, now, 500)
+                    .tenant_log_of(tenant_or_default(q.tenant.as_deref()), q.since, now, 500, |e| {
+                        q.flow_id.as_ref().is_none_or(|f| e.flow_id.as_ref() == Some(f))
+                            && q.event_id.as_ref().is_none_or(|x| e.event_id.as_ref() == Some(x))
+                    })
                     .await
                     .map_err(backend)?,
             };

@@ -32,11 +32,22 @@ mod pages;
 pub mod session;
 mod view;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 
 pub use session::Sessions;
+
+/// Why the console could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An embedded template does not parse (a bug the unit tests catch).
+    #[error("the console's templates: {0}")]
+    Templates(#[from] minijinja::Error),
+    #[error("the console cannot listen on {at}: {source} (give it another address, or `off`)")]
+    Listen { at: String, source: std::io::Error },
+}
 
 /// What the console needs from the process that serves it.
 pub struct Config {
@@ -58,18 +69,27 @@ pub struct Console {
     triggers_base: Option<String>,
     sessions: Sessions,
     templates: minijinja::Environment<'static>,
+    /// The `Host` values it answers (its loopback address): a page of
+    /// another site whose name was made to resolve to 127.0.0.1 (DNS
+    /// rebinding) is refused. `None`: any (not on loopback, or in tests).
+    hosts: Option<Vec<String>>,
 }
 
 impl Console {
-    /// The console; an error only if an embedded template does not parse
-    /// (a bug the unit tests catch).
-    pub fn new(config: Config) -> Result<Arc<Self>, minijinja::Error> {
+    /// The console, answering any `Host` ([`listen`] binds it to its
+    /// address).
+    pub fn new(config: Config) -> Result<Arc<Self>, Error> {
+        Self::build(config, None)
+    }
+
+    fn build(config: Config, hosts: Option<Vec<String>>) -> Result<Arc<Self>, Error> {
         Ok(Arc::new(Console {
             api: api::Api::new(config.admin, config.admin_token.clone()),
             token: config.admin_token,
             triggers_base: config.triggers_base.map(|b| b.trim_end_matches('/').to_string()),
             sessions: Sessions::default(),
             templates: assets::templates()?,
+            hosts,
         }))
     }
 
@@ -83,6 +103,34 @@ impl Console {
 /// The console's routes: `/` (to the console) and `/console/…`.
 pub fn router(console: Arc<Console>) -> Router {
     pages::router(console)
+}
+
+/// A console bound to its address, ready to serve.
+pub struct Listening {
+    pub addr: SocketAddr,
+    /// The one-time sign-in link to print.
+    pub login_url: String,
+    listener: tokio::net::TcpListener,
+    app: Router,
+}
+
+impl Listening {
+    /// Serves until the process ends.
+    pub async fn serve(self) -> std::io::Result<()> {
+        axum::serve(self.listener, self.app).await
+    }
+}
+
+/// Binds `at` and makes the console: on a loopback address it answers only
+/// requests for that address (`127.0.0.1:PORT`, `localhost:PORT`).
+pub async fn listen(at: &str, config: Config) -> Result<Listening, Error> {
+    let failed = |source| Error::Listen { at: at.to_string(), source };
+    let listener = tokio::net::TcpListener::bind(at).await.map_err(failed)?;
+    let addr = listener.local_addr().map_err(failed)?;
+    let hosts = addr.ip().is_loopback().then(|| vec![addr.to_string(), format!("localhost:{}", addr.port())]);
+    let console = Console::build(config, hosts)?;
+    let login_url = format!("http://{addr}{}", console.login_path());
+    Ok(Listening { addr, login_url, listener, app: router(console) })
 }
 
 /// Milliseconds since the Unix epoch.

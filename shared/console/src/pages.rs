@@ -58,8 +58,23 @@ pub fn router(c: Arc<Console>) -> Router {
         .route("/console/login", get(login_link).post(login_token))
         .route("/console/assets/{name}", get(|Path(name): Path<String>| async move { assets::asset(&name) }))
         .merge(private)
+        .layer(middleware::from_fn_with_state(c.clone(), own_host))
         .layer(middleware::from_fn(security_headers))
         .with_state(c)
+}
+
+/// Refuses a request for another host than the console's (DNS rebinding:
+/// a page whose name resolves to 127.0.0.1 would otherwise be same-origin
+/// with the console for the browser).
+async fn own_host(State(c): State<Arc<Console>>, req: Request, next: Next) -> Response {
+    if let Some(hosts) = &c.hosts {
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        if !hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            let answer = format!("this console answers only at http://{}", hosts[0]);
+            return (StatusCode::MISDIRECTED_REQUEST, answer).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {
@@ -199,11 +214,20 @@ async fn login_link(State(c): State<Arc<Console>>, RawQuery(q): RawQuery) -> Res
 }
 
 async fn login_token(State(c): State<Arc<Console>>, bytes: Bytes) -> Response {
+    let now = now_ms();
+    if !c.sessions.may_try(now) {
+        let error = "Too many wrong tokens: wait a minute.";
+        let mut r = render(&c, "login.html", page(None, "login", json!({"error": error})));
+        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return r;
+    }
     let form = Form::parse(&bytes);
     if !form.get("token").is_empty() && same_secret(form.get("token"), &c.token) {
-        let (cookie, _) = c.sessions.start(now_ms());
+        let (cookie, _) = c.sessions.start(now);
         return signed_in_answer(&cookie);
     }
+    c.sessions.failed_try(now);
     let mut r = render(&c, "login.html", page(None, "login", json!({"error": "That is not the admin token."})));
     *r.status_mut() = StatusCode::UNAUTHORIZED;
     r
@@ -344,7 +368,9 @@ async fn log(
     let raw = q.clone().unwrap_or_default();
     let q = query(q);
     let filter = LogFilter::of(&q);
-    let since = q.get("since").parse::<i64>().unwrap_or(0);
+    // The last 24 hours unless the link asks for more (`since`, ms): a
+    // deployment's log is read by hour.
+    let since = q.get("since").parse::<i64>().unwrap_or_else(|_| now_ms() - 86_400_000);
     let listed = match c.api.get(&format!("/v1/logs?since={since}&limit={LOG_PAGE}{}", filter.api)).await {
         Ok(v) => v.get("entries").and_then(Value::as_array).cloned().unwrap_or_default(),
         Err(f) => return failed(&c, &s, f),

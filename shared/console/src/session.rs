@@ -20,6 +20,9 @@ pub const CODE_TTL_MS: i64 = 15 * 60 * 1000;
 pub const SESSION_TTL_MS: i64 = 12 * 60 * 60 * 1000;
 /// The most codes and sessions kept; past it the oldest go.
 const MAX: usize = 1_000;
+/// Wrong admin tokens (and wrong or spent codes) allowed a minute, from
+/// anyone: past it sign-in answers 429 for the rest of the minute.
+pub const TRIES_A_MINUTE: usize = 20;
 
 /// A signed-in browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,8 @@ struct Inner {
     codes: HashMap<[u8; 32], i64>,
     /// Sessions by the digest of their cookie.
     sessions: HashMap<[u8; 32], Session>,
+    /// When the failed sign-ins of the last minute were.
+    failures: std::collections::VecDeque<i64>,
 }
 
 /// 256 random bits, hex.
@@ -78,13 +83,37 @@ impl Sessions {
     }
 
     /// Spends `code`: a new session (its cookie value and session), or
-    /// `None` for a code that is wrong, spent or expired.
+    /// `None` for a code that is wrong, spent or expired (counted as a
+    /// failed try), or past the tries of the minute.
     pub fn redeem(&self, code: &str, now: i64) -> Option<(String, Session)> {
+        if !self.may_try(now) {
+            return None;
+        }
         let live = {
             let mut inner = self.lock();
             inner.codes.remove(&digest(code)).is_some_and(|expires| expires > now)
         };
+        if !live {
+            self.failed_try(now);
+        }
         live.then(|| self.start(now))
+    }
+
+    /// Whether a sign-in may be tried now ([`TRIES_A_MINUTE`]).
+    pub fn may_try(&self, now: i64) -> bool {
+        let mut inner = self.lock();
+        while inner.failures.front().is_some_and(|t| *t <= now - 60_000) {
+            inner.failures.pop_front();
+        }
+        inner.failures.len() < TRIES_A_MINUTE
+    }
+
+    /// Records a failed sign-in.
+    pub fn failed_try(&self, now: i64) {
+        let mut inner = self.lock();
+        if inner.failures.len() < TRIES_A_MINUTE {
+            inner.failures.push_back(now);
+        }
     }
 
     /// A new session (after the admin token was checked).
@@ -135,6 +164,18 @@ mod tests {
         s.end(&cookie);
         assert!(s.session(&cookie, 3).is_none());
         assert_ne!(session.csrf, cookie);
+    }
+
+    #[test]
+    fn wrong_tries_are_limited_a_minute() {
+        let s = Sessions::default();
+        let code = s.new_code(0);
+        for _ in 0..TRIES_A_MINUTE {
+            assert!(s.redeem("wrong", 1).is_none());
+        }
+        assert!(!s.may_try(2), "past the tries of the minute");
+        assert!(s.redeem(&code, 2).is_none(), "even a good code waits");
+        assert!(s.may_try(60_002) && s.redeem(&code, 60_002).is_some(), "a minute later");
     }
 
     #[test]

@@ -64,7 +64,22 @@ impl Table {
         now_ms: i64,
         max_runs: usize,
     ) -> Result<Vec<LogEntry>, Error> {
-        let requests = self.tenant_entries(tenant, since_ms, now_ms).await?;
+        self.tenant_log_of(tenant, since_ms, now_ms, max_runs, |_| true).await
+    }
+
+    /// [`Table::tenant_log`] of the requests `keep` takes (a flow's, an
+    /// event's): only their runs are read (one `Query` each), not every
+    /// run of the window's.
+    pub async fn tenant_log_of(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+        now_ms: i64,
+        max_runs: usize,
+        keep: impl Fn(&LogEntry) -> bool,
+    ) -> Result<Vec<LogEntry>, Error> {
+        let mut requests = self.tenant_entries(tenant, since_ms, now_ms).await?;
+        requests.retain(|e| keep(e));
         let mut runs: Vec<&str> = requests.iter().filter_map(|e| e.run_id.as_deref()).collect();
         runs.dedup();
         let skip = runs.len().saturating_sub(max_runs);
