@@ -19,7 +19,7 @@ pub struct LogFilter {
 
 /// Entries deleted in one transaction by [`Store::prune_log`]: the writer
 /// and the readers wait at most that long for it.
-pub(super) const PRUNE_CHUNK: i64 = 1_000;
+const PRUNE_CHUNK: i64 = 1_000;
 
 /// Reads a row of `SELECT at, kind, tenant, flow_id, run_id, event_id,
 /// delivery_id, outcome, detail FROM log`.
@@ -103,15 +103,22 @@ impl Store {
     /// neither the writer nor a request's read waits on a whole day's
     /// delete.
     pub fn prune_log(&self, before: i64) -> Result<usize, Error> {
+        self.delete_in_chunks(
+            "DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE at < ?1 ORDER BY at LIMIT ?2)",
+            before,
+            PRUNE_CHUNK,
+        )
+    }
+
+    /// Runs `sql` (a `DELETE` of at most `?2` rows matching `?1`) until it
+    /// deletes fewer than `chunk`: each its own short transaction on the
+    /// read connection, released between them; returns how many rows.
+    pub(super) fn delete_in_chunks(&self, sql: &str, at: i64, chunk: i64) -> Result<usize, Error> {
         let mut total = 0;
         loop {
-            let n = self
-                .conn()
-                .prepare_cached("DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE at < ?1 ORDER BY at LIMIT ?2)")
-                .and_then(|mut stmt| stmt.execute(params![before, PRUNE_CHUNK]))
-                .map_err(db)?;
+            let n = self.conn().prepare_cached(sql).and_then(|mut st| st.execute(params![at, chunk])).map_err(db)?;
             total += n;
-            if (n as i64) < PRUNE_CHUNK {
+            if (n as i64) < chunk {
                 return Ok(total);
             }
             std::thread::yield_now();

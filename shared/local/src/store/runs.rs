@@ -49,31 +49,18 @@ impl Store {
     /// after it, by a commit that also writes the run (a replay's job comes
     /// from its dead row, which keeps the run until then).
     pub fn prune_runs(&self, before: i64, now: i64) -> Result<usize, Error> {
-        let chunked = |sql: &str, at: i64| -> Result<usize, Error> {
-            let mut total = 0;
-            loop {
-                let n = self
-                    .conn()
-                    .prepare_cached(sql)
-                    .and_then(|mut st| st.execute(params![at, RUNS_CHUNK]))
-                    .map_err(db)?;
-                total += n;
-                if (n as i64) < RUNS_CHUNK {
-                    return Ok(total);
-                }
-                std::thread::yield_now();
-            }
-        };
-        let runs = chunked(
+        let runs = self.delete_in_chunks(
             "DELETE FROM runs WHERE id IN (SELECT r.id FROM runs r INDEXED BY runs_finished \
              WHERE r.status IN ('succeeded', 'failed') AND r.updated_at < ?1 \
              AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id) \
              AND NOT EXISTS (SELECT 1 FROM dead d WHERE d.run_id = r.id) LIMIT ?2)",
             before,
+            RUNS_CHUNK,
         )?;
-        chunked(
+        self.delete_in_chunks(
             "DELETE FROM idempotency WHERE scope IN (SELECT scope FROM idempotency WHERE expires_at <= ?1 LIMIT ?2)",
             now,
+            RUNS_CHUNK,
         )?;
         Ok(runs)
     }
