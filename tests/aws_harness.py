@@ -35,6 +35,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -270,7 +271,9 @@ class Watch:
 
 def api_gateway_event(method, path, headers, body, source_ip="203.0.113.9"):
     """An HTTP API payload v2 event for `ANY /hooks/{tenant}/{proxy+}`, or
-    for the admin route `ANY /v1/{proxy+}` (after IAM authorisation)."""
+    for the admin route `ANY /v1/{proxy+}` (after IAM authorisation). A
+    query in `path` goes where API Gateway puts it."""
+    path, _, query = path.partition("?")
     if path.startswith("/v1/"):
         route, params = "ANY /v1/{proxy+}", {"proxy": path.removeprefix("/v1/")}
     else:
@@ -281,7 +284,8 @@ def api_gateway_event(method, path, headers, body, source_ip="203.0.113.9"):
         "version": "2.0",
         "routeKey": route,
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": query,
+        "queryStringParameters": dict(urllib.parse.parse_qsl(query)) or None,
         "headers": {k.lower(): v for k, v in headers.items()},
         "pathParameters": params,
         "requestContext": {

@@ -322,7 +322,168 @@ def test_a_subscription_created_from_the_page_becomes_active_and_its_test_event_
     assert payload["data"] == {"total": 12}
 
 
-PAGES = ["/console", "/console/flows", "/console/log", "/console/dead", "/console/subscriptions"]
+def test_a_subscription_s_page_lists_its_attempts_and_recovers_since_a_time(world):
+    """After the subscription test above: its page shows its deliveries'
+    attempts, and a recovery sends again what was published since the
+    time given, with the same `webhook-id`s."""
+    world.sign_in()
+    b = world.browser
+    b.get(f"{world.base}/console/subscriptions")
+    b.find_element("css selector", "a[href^='/console/subscriptions/sub_']").click()
+    wait(lambda: b.find_element("tag name", "h1").text.startswith("Subscription "), what="the subscription's page")
+    rows = [r.text for r in b.find_elements("css selector", "tbody tr.entry")]
+    assert any("attempt" in r and "success" in r for r in rows), rows
+    sent = [q for q in world.subscriber.requests if json.loads(q["body"]).get("type") == "order.paid"]
+    assert sent, "the subscription test above published one"
+    since = b.find_element("id", "since")
+    since.clear()
+    since.send_keys("2000-01-01T00:00:00Z")
+    b.find_element("css selector", "form[action$='/recover-since'] button").click()
+    wait(lambda: "Recovering:" in b.find_element("css selector", "[role=status]").text, what="the recovery's notice")
+    again = wait(lambda: [q for q in world.subscriber.requests if json.loads(q["body"]).get("type") == "order.paid"
+                          and q is not sent[0]], what="the event sent again")
+    assert again[0]["headers"]["webhook-id"] == sent[0]["headers"]["webhook-id"]
+
+
+def test_the_overview_draws_its_charts_with_the_vendored_library(world):
+    world.sign_in()
+    assert world.dev.call("/hooks/acme/orders", {"id": 5}, AUTH)[0] == 202
+    b = world.browser
+    b.get(f"{world.base}/console")
+    # Two windows of three charts, each a uPlot canvas (the script is the
+    # console's own copy: the CSP allows no other).
+    wait(lambda: len(b.find_elements("css selector", ".plot canvas")) == 6, what="six charts drawn")
+    assert b.execute_script("return typeof uPlot") == "function"
+    legends = [e.text for e in b.find_elements("css selector", ".plot .u-legend")]
+    assert "accepted" in legends[0] and "p99" in legends[2], legends
+    assert [e["message"] for e in console_errors(b)] == []
+
+
+def test_a_flow_s_source_is_checked_inline_and_saved_from_its_page(world):
+    world.sign_in()
+    b = world.browser
+    b.get(f"{world.base}/console/flows")
+    b.find_element("link text", "sampled").click()
+    wait(lambda: b.find_element("tag name", "h1").text == "Flow sampled", what="the flow's page")
+    source = b.find_element("id", "flow-source")
+    stored = source.get_attribute("value")
+    assert "id: sampled" in stored
+
+    def submit(text, action):
+        box = b.find_element("id", "flow-source")
+        b.execute_script("arguments[0].value = arguments[1]", box, text)
+        b.find_element("css selector", f"button[name=action][value={action}]").click()
+
+    # An invalid edit: each problem under its line, nothing saved.
+    broken = stored.replace(f"url: {world.dry.url()}", "url: nope")
+    submit(broken, "check")
+    wait(lambda: "Invalid" in b.find_element("css selector", "[role=alert]").text, what="the check's verdict")
+    line = next(li for li in b.find_elements("css selector", "ol.source li") if "url: nope" in li.text)
+    assert "Error: steps[0].url" in line.find_element("css selector", ".note.error").text, line.text
+    assert b.find_element("id", "flow-source").get_attribute("value") == broken, "the edit is kept to fix"
+    assert (world.dev.dir / "sampled.yaml").read_text() == stored, "a check saves nothing"
+    # A warning (a secret sent to a host taken from the request) is shown
+    # at its line too.
+    warned = stored.replace(f"url: {world.dry.url()}", 'url: "http://{{ trigger.body.host }}/x"')
+    submit(warned, "check")
+    wait(lambda: "Valid, with warnings" in b.page_source, what="the warning's notice")
+    assert b.find_elements("css selector", "ol.source .note.warning")
+    # Saved: the file holds the edit, and the flow still runs.
+    edited = stored + "# edited in the console\n"
+    submit(edited, "save")
+    wait(lambda: "Saved" in b.find_element("css selector", "[role=status]").text, what="the save's notice")
+    assert (world.dev.dir / "sampled.yaml").read_text() == edited
+
+
+def test_send_a_test_request_runs_the_flow_and_shows_its_answer(world):
+    world.sign_in()
+    b = world.browser
+    before = len(world.ok.requests)
+    b.get(f"{world.base}/console/flows/acme/push")
+
+    def send(headers, body):
+        b.execute_script("arguments[0].value = arguments[1]", b.find_element("name", "headers"), headers)
+        b.execute_script("arguments[0].value = arguments[1]", b.find_element("name", "body"), body)
+        b.find_element("css selector", "form.send button[type=submit]").click()
+        return wait(lambda: b.find_element("css selector", "#answer .status").text, what="the answer")
+
+    # Without the trigger's key: refused, and shown.
+    assert send("Content-Type: application/json", '{"id": 76}') == "401"
+    assert world.ok.requests[before:] == []
+    # With it: accepted, the flow runs, its step arrives.
+    key = AUTH["X-Api-Key"]
+    assert send(f"Content-Type: application/json\nX-Api-Key: {key}", '{"id": 77}') == "202"
+    assert '"event_id"' in b.find_element("id", "answer").text
+    sent = world.ok.wait(before + 1)[before:]
+    assert json.loads(sent[0]["body"]) == {"order": 77}
+    # The form keeps what was sent, to send again.
+    assert '"id": 77' in b.find_element("name", "body").get_attribute("value")
+
+
+def test_the_log_page_filters_by_outcome_and_time_range(world):
+    world.sign_in()
+    status, _, _ = world.dev.call("/hooks/acme/orders", {"id": 1}, {"X-Api-Key": "wrong"})
+    assert status == 401
+    b = world.browser
+    b.get(f"{world.base}/console/log?outcome=rejected")
+    outcomes = [r.find_elements("tag name", "td")[3].text for r in b.find_elements("css selector", "#log-rows tr")]
+    assert outcomes and all(o.startswith("rejected_") for o in outcomes), outcomes
+    # A range that ends in the past has no entries of now, and no live tail.
+    b.get(f"{world.base}/console/log?from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z")
+    assert b.find_element("css selector", "#log-rows tr").text == "No entries."
+    assert b.find_element("id", "log").get_attribute("data-stream") is None
+    b.get(f"{world.base}/console/log?from=yesterday")
+    assert "from: `yesterday` is not a time" in b.find_element("css selector", "[role=alert]").text
+
+
+def test_a_run_replayed_from_its_page_is_a_new_run_of_the_same_request(world):
+    world.sign_in()
+    before = len(world.ok.requests)
+    status, _, body = world.dev.call("/hooks/acme/orders", {"id": 88}, AUTH)
+    assert status == 202
+    world.ok.wait(before + 1)
+    event_id = json.loads(body)["event_id"]
+    b = world.browser
+    b.get(f"{world.base}/console/log?event_id={event_id}")
+    b.find_element("css selector", "#log-rows a[href^='/console/runs/']").click()
+    wait(lambda: b.find_element("tag name", "h1").text.startswith("Run "), what="the run page")
+    first = b.find_element("css selector", "h1 code").text
+    b.find_element("css selector", "form[action$='/replay'] button").click()
+    wait(lambda: "A replay of " + first in b.page_source, what="the new run's page")
+    second = b.find_element("css selector", "h1 code").text
+    assert second != first and second.startswith("run_")
+    again = world.ok.wait(before + 2)[before + 1]
+    assert json.loads(again["body"]) == {"order": 88}, "the same request, by the flow as it is now"
+
+
+def test_replaying_everything_matching_the_filter_shows_its_progress(world):
+    world.sign_in()
+    world.failing.script = [(400, {}, b'{"error": "down"}', 0)]
+    before = len(world.failing.requests)
+    for i in range(3):
+        assert world.dev.call("/hooks/acme/failing", {"id": 100 + i}, AUTH)[0] == 202
+    first = world.failing.wait(before + 3)[before:]
+    ids = {r["headers"]["webhook-id"] for r in first}
+    b = world.browser
+
+    def listed():
+        b.get(f"{world.base}/console/dead?flow_id=failing")
+        shown = {e.get_attribute("value") for e in b.find_elements("css selector", "input[name=id]")}
+        return ids <= shown and shown
+
+    dead = wait(listed, what="the three dead deliveries listed")
+    world.failing.script = [(200, {}, b"{}", 0)]
+    b.find_element("css selector", "button[name=which][value=matching]").click()
+    wait(lambda: "of %d queued again — done." % len(dead) in b.find_element("id", "replay-status").text,
+         what="the replay's progress to its end")
+    assert b.find_element("id", "replay-progress").get_attribute("value") == str(len(dead))
+    again = world.failing.wait(before + 3 + len(dead))[before + 3:]
+    assert ids <= {r["headers"]["webhook-id"] for r in again}, "each replayed with its webhook-id"
+    assert [e["message"] for e in console_errors(b)] == []
+
+
+PAGES = ["/console", "/console/flows", "/console/flows/acme/sampled", "/console/log", "/console/dead",
+         "/console/subscriptions"]
 
 
 def test_every_page_has_no_console_error_and_no_critical_accessibility_violation(world):

@@ -1115,9 +1115,11 @@ def test_chaos_random_faults_and_kills_on_the_aws_path_lose_no_accepted_event(aw
 
 
 def test_the_console_of_a_deployed_stack_shows_its_flows_log_and_dead_deliveries(aws):
-    """`hookflow console --table` on this machine, against the emulator the
-    functions ran on: in a real browser (tests/test_console.py's), the same
-    flows, request log and dead deliveries as the admin function answers."""
+    """`hookflow console --stack` on this machine, against the emulator the
+    functions ran on (the stack's outputs name its table, queues and API):
+    in a real browser (tests/test_console.py's), the same flows, request log
+    and dead deliveries as the admin function answers; a flow checked, dead
+    deliveries replayed with progress, a run replayed."""
     import re
 
     from test_console import _browser, _free_port, wait
@@ -1144,11 +1146,22 @@ def test_the_console_of_a_deployed_stack_shows_its_flows_log_and_dead_deliveries
     flows = sorted(f"{f['tenant']}/{f['id']}" for f in json.loads(body)["flows"])
     assert "e2e/console-dead" in flows and "e2e/signed" in flows, flows
 
+    # The stack as `sam deploy` leaves it, to `--stack`: template.yaml's
+    # outputs and parameters, naming the emulator's table and queues.
+    session = boto3.session.Session(aws_access_key_id="harness", aws_secret_access_key="harness",
+                                    region_name="us-east-1")
+    api_url = "https://e2e.execute-api.us-east-1.amazonaws.com"
+    session.client("cloudformation", endpoint_url=aws.moto.url).create_stack(StackName="e2e-console", TemplateBody=json.dumps({
+        "Parameters": {"SecretsPrefix": {"Type": "String", "Default": "hookflow/"},
+                       "LogRetentionDays": {"Type": "Number", "Default": "14"}},
+        "Resources": {"AlarmTopic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"TableName": {"Value": aws.table}, "RunsQueueUrl": {"Value": aws.runs_url},
+                    "DeliveriesQueueUrl": {"Value": aws.deliveries_url},
+                    "OrderedDeliveriesQueueUrl": {"Value": aws.ordered_url}, "ApiUrl": {"Value": api_url}}}))
     port = _free_port()
-    env = dict(aws.env, HOOKFLOW_RUNS_QUEUE_URL=aws.runs_url, HOOKFLOW_DELIVERIES_QUEUE_URL=aws.deliveries_url,
-               HOOKFLOW_ORDERED_QUEUE_URL=aws.ordered_url)
+    env = {k: v for k, v in aws.env.items() if not k.startswith("HOOKFLOW_")}
     out = open(aws.tmp / "console.log", "w+")
-    proc = subprocess.Popen([os.environ["HOOKFLOW_BIN"], "console", "--table", aws.table, "--listen", f"127.0.0.1:{port}"],
+    proc = subprocess.Popen([os.environ["HOOKFLOW_BIN"], "console", "--stack", "e2e-console", "--listen", f"127.0.0.1:{port}"],
                             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     browser = None
     try:
@@ -1170,11 +1183,41 @@ def test_the_console_of_a_deployed_stack_shows_its_flows_log_and_dead_deliveries
                        f"{row.find_element('tag name', 'strong').text}"
                        for row in browser.find_elements("css selector", "tbody tr"))
         assert shown == flows, (shown, flows)
+        urls = [c.text for c in browser.find_elements("css selector", "code.url")]
+        assert f"{api_url}/hooks/e2e/console-dead" in urls, urls
         browser.get(f"{base}/console/log?tenant=e2e&event_id={event_id}")
+        assert event_id in browser.find_element("id", "log-rows").text
+        # Without a tenant filter: every tenant's log is read.
+        browser.get(f"{base}/console/log?event_id={event_id}")
         assert event_id in browser.find_element("id", "log-rows").text
         browser.get(f"{base}/console/dead")
         listed = sorted(b.get_attribute("value") for b in browser.find_elements("css selector", "input[name=id]"))
         assert listed == dead_ids() and listed, listed
+        # The flow's page: its stored source, checked (a dry run of putFlow).
+        browser.get(f"{base}/console/flows/e2e/console-dead")
+        assert "id: console-dead" in browser.find_element("id", "flow-source").get_attribute("value")
+        browser.find_element("css selector", "button[name=action][value=check]").click()
+        wait(lambda: "Valid. Nothing was saved." in browser.page_source, what="the check's verdict")
+        # Every dead delivery of the flow replayed, with progress: each is
+        # found by its key (its tenant given), queued, and runs again.
+        mine = [d for d in json.loads(aws.api.request("GET", "/v1/dead?flow_id=console-dead")[2])["dead"]]
+        browser.get(f"{base}/console/dead?flow_id=console-dead")
+        browser.find_element("css selector", "button[name=which][value=matching]").click()
+        wait(lambda: f"{len(mine)} of {len(mine)} queued again — done." in
+             browser.find_element("id", "replay-status").text, 60, "the replay's progress to its end")
+        aws.pump(lambda: sorted(d["delivery_id"] for d in json.loads(
+            aws.api.request("GET", "/v1/dead?flow_id=console-dead")[2])["dead"]) == sorted(d["delivery_id"] for d in mine),
+            60, "the replayed deliveries dead again (the step halts on 200)")
+        # A run replayed from its page: a new run, started on AWS as the
+        # ingress starts one (its outbox kept), whose delivery dies too.
+        run_id = mine[0]["run_id"]
+        browser.get(f"{base}/console/runs/{run_id}")
+        browser.find_element("css selector", "form[action$='/replay'] button").click()
+        wait(lambda: f"A replay of {run_id}" in browser.page_source, 30, "the new run's page")
+        new_run = browser.find_element("css selector", "h1 code").text
+        assert new_run != run_id
+        aws.pump(lambda: any(d["run_id"] == new_run for d in json.loads(
+            aws.api.request("GET", "/v1/dead?flow_id=console-dead")[2])["dead"]), 60, "the replayed run's delivery dead")
         assert [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"] == []
     finally:
         if browser:

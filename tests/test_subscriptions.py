@@ -332,12 +332,49 @@ def test_admin_api_auth_errors_and_flows(dev, receiver):
     status, err = api(d, "PUT", "/v1/flows/default/new", bad.encode())
     assert status == 422 and err["error"]["field"] == "steps[0].url", err
     assert "line 5" in err["error"]["message"]
+    assert err["error"]["problems"][0]["line"] == 5 and err["error"]["problems"][0]["col"] >= 1
     good = bad.replace("'nope'", r.url())
+    # A dry run validates and stores nothing; its warnings are in the answer.
+    status, checked = api(d, "PUT", "/v1/flows/default/new?dry_run=true", good.encode())
+    assert (status, checked["dry_run"], checked["warnings"]) == (200, True, []), checked
+    assert api(d, "GET", "/v1/flows/default/new")[0] == 404, "a dry run stores nothing"
+    warned = good.replace(r.url(), "'http://{{ trigger.body.host }}/x', headers: { A: 'Bearer {{ secrets.t }}' }")
+    status, checked = api(d, "PUT", "/v1/flows/default/new?dry_run=true", warned.encode())
+    assert status == 200 and [(w["field"], w["line"]) for w in checked["warnings"]] == [("steps[0].url", 5)], checked
+    assert api(d, "PUT", "/v1/flows/default/new?dry_run=maybe", good.encode())[1]["error"]["field"] == "dry_run"
     assert api(d, "PUT", "/v1/flows/default/new", good.encode())[0] == 201
     assert api(d, "PUT", "/v1/flows/default/new", good.encode())[0] == 200
     status, _, _ = d.call("/hooks/default/new", {"x": 1})
     assert status == 202, "the new flow is live at once"
     r.wait(1)
+    # `until` bounds the log's time range from above (exclusive).
+    _, logs = api(d, "GET", "/v1/logs?flow_id=new")
+    first = min(e["at"] for e in logs["entries"])
+    assert api(d, "GET", f"/v1/logs?flow_id=new&until={first}")[1]["entries"] == []
+    _, upto = api(d, "GET", f"/v1/logs?flow_id=new&until={first + 1}")
+    assert upto["entries"] and all(e["at"] == first for e in upto["entries"])
+    # Entries carry their place in the store's order: a tail after one is
+    # told how many came after it, a page before one gets the older ones.
+    seqs = [e["seq"] for e in logs["entries"]]
+    assert seqs == sorted(seqs) and len(seqs) >= 3, seqs
+    _, tail = api(d, "GET", f"/v1/logs?flow_id=new&since=0&after_seq={seqs[0]}&limit=1")
+    assert (tail["count"], [e["seq"] for e in tail["entries"]]) == (len(seqs) - 1, [seqs[-1]]), tail
+    _, older = api(d, "GET", f"/v1/logs?flow_id=new&before_seq={seqs[-1]}")
+    assert [e["seq"] for e in older["entries"]] == seqs[:-1]
+    # A run replayed: a new run of the same request; the same key again
+    # (a retry after a failure) is that run, not a third.
+    run_id = next(e["run_id"] for e in logs["entries"] if e["kind"] == "inbound")
+    status, one = api(d, "POST", f"/v1/runs/{run_id}/replay", {"key": "k1"})
+    assert (status, one["new"], one["replay_of"]) == (202, True, run_id), one
+    status, two = api(d, "POST", f"/v1/runs/{run_id}/replay", {"key": "k1"})
+    assert (status, two["new"], two["run_id"]) == (202, False, one["run_id"]), two
+    r.wait(2)
+    time.sleep(0.3)
+    assert len(r.requests) == 2, "the replay ran once"
+    _, replayed = api(d, "GET", f"/v1/logs?run_id={one['run_id']}")
+    assert any(e["detail"].get("replay_of") == run_id for e in replayed["entries"]), replayed
+    assert api(d, "POST", f"/v1/runs/{run_id}/replay", {"key": "not ok!"})[1]["error"]["field"] == "key"
+    assert api(d, "POST", "/v1/runs/run_nope/replay")[0] == 404
     assert api(d, "PUT", "/v1/flows/other/new", good.encode())[1]["error"]["field"] == "tenant"
     clash = good.replace("id: new", "id: clash").replace("path: new", "path: nothing")
     assert api(d, "PUT", "/v1/flows/default/clash", clash.encode())[0] == 409

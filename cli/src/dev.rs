@@ -99,7 +99,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         } else {
             println!("admin API: http://{addr}/v1 (bearer token from --admin-token / HOOKFLOW_ADMIN_TOKEN)");
         }
-        let backend = DevBackend { rt: rt.clone(), flows_dir: opts.flows.clone() };
+        let backend = DevBackend::new(rt.clone(), opts.flows.clone());
         let admin = Arc::new(Admin { backend, token: Some(token.clone()) });
         if let Some(at) = &opts.console {
             let console = crate::console::listen(

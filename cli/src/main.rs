@@ -162,12 +162,18 @@ enum Command {
     },
     /// The console of a deployed stack, on this machine: the same pages as
     /// `hookflow dev`'s, over the stack's table, queues and secrets with
-    /// your AWS credentials. Reads the stack's `HOOKFLOW_*` variables (the
-    /// queue URLs, the secrets prefix) from the environment.
+    /// your AWS credentials. With `--stack`, the stack's outputs and
+    /// parameters name them; with `--table`, the `HOOKFLOW_*` variables
+    /// (the queue URLs, the secrets prefix) of the environment do.
     Console {
+        /// The CloudFormation stack `sam deploy` made (its outputs name the
+        /// table, the queues and the API URL; its parameters the secrets
+        /// prefix). Wins over `--table`.
+        #[arg(long, required_unless_present = "table")]
+        stack: Option<String>,
         /// The stack's DynamoDB table (output `TableName`).
         #[arg(long, env = "HOOKFLOW_TABLE")]
-        table: String,
+        table: Option<String>,
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
         /// The stack's HTTP API URL (output `ApiUrl`), for the trigger URLs shown.
@@ -366,8 +372,13 @@ fn main() -> ExitCode {
                 },
             })
         }
-        Command::Console { table, listen, api_url, admin_token } => {
-            console::run(console::Options { table, listen, api_url, admin_token })
+        Command::Console { stack, table, listen, api_url, admin_token } => {
+            // Clap requires one of the two.
+            let from = match (stack, table) {
+                (Some(stack), _) => console::From::Stack(stack),
+                (None, table) => console::From::Table(table.unwrap_or_default()),
+            };
+            console::run(console::Options { from, listen, api_url, admin_token })
         }
         Command::Logs { data, table, tenant, flow, run, status, since, json } => records::logs(
             source(data, table, None),

@@ -187,7 +187,7 @@ impl Records {
 
     fn replay(&self, d: &DeadDelivery) -> Result<()> {
         match self {
-            Records::Local(store) => Ok(store.replay(d)?),
+            Records::Local(store) => Ok(store.replay(d).map(|_| ())?),
             Records::Aws { rt, store } => Ok(rt.block_on(store.replay(d, hookflow_local::now_ms()))?),
         }
     }

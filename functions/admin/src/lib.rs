@@ -10,19 +10,23 @@
 //! such a subscription is refused with 501 rather than delivered out of
 //! order.
 
+use std::collections::BTreeSet;
+
 use std::sync::Arc;
 
 use hookflow_admin::backend::Fut;
-use hookflow_admin::{Backend, BackendError, FlowInfo, LogQuery, Published};
+use hookflow_admin::{Backend, BackendError, FlowInfo, LogQuery, Page, Published};
 use hookflow_aws::Error;
+use hookflow_aws::outbox::ACCEPTED;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeadDelivery, LogEntry, NewJob, SubscriptionRow};
+use hookflow_core::inbound::Accepted;
 use hookflow_core::ports::{Clock, SystemClock};
 use hookflow_core::subscription::{self, DEFAULT_TENANT, Event, Keyring, Settings, Subscription};
 use hookflow_pipeline::{Audience, PublishPorts, Repeat};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// What the admin function needs, built once per container.
 pub struct AwsBackend {
@@ -32,6 +36,53 @@ pub struct AwsBackend {
 }
 
 impl AwsBackend {
+    /// Whether run `id` is stored; if it is and its last commit was its
+    /// start, what that commit queued is sent again (an input ignores a
+    /// message it applied: harmless twice).
+    async fn resend_stored(&self, id: &str, now: i64) -> Result<bool, BackendError> {
+        let Some(stored) = self.store.table.load_stored(id).await.map_err(backend)? else { return Ok(false) };
+        if stored.outbox.caused_by(ACCEPTED) {
+            let _sent = self.store.redrive(&stored.outbox, now).await.map_err(backend)?;
+        }
+        Ok(true)
+    }
+
+    /// The attempts of a subscription's deliveries from `since` to `upto`:
+    /// its verification's, then those of the events it selects, newest
+    /// hour first, until `limit` are found or [`ATTEMPT_RUNS`] events were
+    /// read (one `Query` an hour, one an event: the log is kept by run, a
+    /// subscription's deliveries under their event).
+    async fn subscription_attempts(
+        &self,
+        id: &str,
+        since: i64,
+        upto: i64,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, BackendError> {
+        let Some(sub) = self.subscription(id).await? else { return Ok(Vec::new()) };
+        let (table, now) = (&self.store.table, self.now_ms());
+        let mine = |entries: Vec<LogEntry>| -> Vec<LogEntry> {
+            entries.into_iter().filter(|e| e.detail.get("subscription_id") == Some(&json!(id))).collect()
+        };
+        let mut out = mine(table.run_entries(&format!("verify_{id}"), now).await.map_err(backend)?);
+        let mut read = 0;
+        let mut hour = upto.div_euclid(3_600_000);
+        while hour >= since.div_euclid(3_600_000) && out.len() < limit && read < ATTEMPT_RUNS {
+            let (from, to) = ((hour * 3_600_000).max(since), ((hour + 1) * 3_600_000 - 1).min(upto));
+            let events = table.events(&sub.tenant, from, to, ATTEMPT_RUNS).await.map_err(backend)?;
+            for e in events.iter().rev().filter(|e| sub.selects(&e.kind)) {
+                out.extend(mine(table.run_entries(&e.id, now).await.map_err(backend)?));
+                read += 1;
+                if out.len() >= limit || read >= ATTEMPT_RUNS {
+                    break;
+                }
+            }
+            hour -= 1;
+        }
+        out.sort_by_key(|e| e.at);
+        Ok(out)
+    }
+
     /// Refuses what this deployment cannot honour.
     fn supported(&self, sub: &Subscription) -> Result<(), BackendError> {
         if sub.ordering == subscription::Ordering::PerKey && !self.store.queues.orders() {
@@ -55,8 +106,23 @@ fn backend(e: Error) -> BackendError {
 
 /// A deployment's request log is read per tenant: one that names none
 /// reads `default`'s.
+/// The most events whose attempts one read of a subscription's attempts
+/// looks at (a `Query` each).
+const ATTEMPT_RUNS: usize = 200;
+
 fn tenant_or_default(t: Option<&str>) -> &str {
     t.unwrap_or(DEFAULT_TENANT)
+}
+
+impl AwsBackend {
+    /// Every tenant with a log: those of the stored flows and of the
+    /// subscriptions, and the default one.
+    async fn tenants(&self) -> Result<BTreeSet<String>, BackendError> {
+        let mut tenants = BTreeSet::from([DEFAULT_TENANT.to_string()]);
+        tenants.extend(self.store.table.flow_ids().await.map_err(backend)?.into_iter().map(|(t, _)| t));
+        tenants.extend(self.subscriptions(None).await?.into_iter().map(|s| s.tenant));
+        Ok(tenants)
+    }
 }
 
 impl Backend for AwsBackend {
@@ -96,9 +162,10 @@ impl Backend for AwsBackend {
         })
     }
 
-    fn put_flow<'a>(&'a self, flow: &'a CompiledFlow, text: &'a str) -> Fut<'a, (FlowInfo, bool)> {
+    /// Valid, but more than the AWS stack can run (422), or a route
+    /// another flow has (409; the write's condition decides for a save).
+    fn check_flow<'a>(&'a self, flow: &'a CompiledFlow) -> Fut<'a, ()> {
         Box::pin(async move {
-            // Valid, but more than the AWS stack can run: 422, nothing written.
             let problems = hookflow_aws::limits::problems(flow);
             if !problems.is_empty() {
                 return Err(BackendError::Invalid(
@@ -108,6 +175,24 @@ impl Backend for AwsBackend {
                         .collect(),
                 ));
             }
+            let (tenant, path) = (&flow.flow.tenant, &flow.flow.trigger.path);
+            if flow.flow.trigger.kind == hookflow_core::flow::TriggerKind::Webhook
+                && let Some(other) = self.store.table.by_route(tenant, path).await.map_err(backend)?
+                && other.flow.id != flow.flow.id
+            {
+                return Err(BackendError::Conflict {
+                    field: Some("trigger.path".into()),
+                    message: format!("flow `{}` uses the trigger {} already", other.flow.id, other.flow.trigger_path()),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn put_flow<'a>(&'a self, flow: &'a CompiledFlow, text: &'a str) -> Fut<'a, (FlowInfo, bool)> {
+        Box::pin(async move {
+            // Valid, but more than the AWS stack can run: 422, nothing written.
+            self.check_flow(flow).await?;
             let version = self.store.table.put_flow(flow, text, self.now_ms()).await.map_err(|e| match e {
                 Error::Conflict(m) => BackendError::Conflict { field: Some("trigger.path".into()), message: m },
                 other => backend(other),
@@ -208,22 +293,36 @@ impl Backend for AwsBackend {
     fn logs(&self, q: LogQuery) -> Fut<'_, Vec<LogEntry>> {
         Box::pin(async move {
             let now = self.now_ms();
+            let upto = q.until.map_or(now, |u| u.min(now));
             let table = &self.store.table;
-            let mut entries = match &q.run_id {
-                Some(run) => table.run_entries(run, now).await.map_err(backend)?,
-                // Only the runs of the requests the filters take are read.
-                None => table
-                    .tenant_log_of(tenant_or_default(q.tenant.as_deref()), q.since, now, 500, |e| {
-                        q.flow_id.as_ref().is_none_or(|f| e.flow_id.as_ref() == Some(f))
-                            && q.event_id.as_ref().is_none_or(|x| e.event_id.as_ref() == Some(x))
-                    })
-                    .await
-                    .map_err(backend)?,
+            let keep = |e: &LogEntry| {
+                q.flow_id.as_ref().is_none_or(|f| e.flow_id.as_ref() == Some(f))
+                    && q.event_id.as_ref().is_none_or(|x| e.event_id.as_ref() == Some(x))
+            };
+            let mut entries = match (&q.run_id, &q.subscription_id) {
+                (Some(run), _) => table.run_entries(run, now).await.map_err(backend)?,
+                (None, Some(sub)) => self.subscription_attempts(sub, q.since, upto, q.limit).await?,
+                // Only the runs of the requests the filters take are read;
+                // the log is kept by tenant, so every tenant is read when
+                // the query names none.
+                (None, None) => {
+                    let tenants = match &q.tenant {
+                        Some(t) => BTreeSet::from([t.clone()]),
+                        None => self.tenants().await?,
+                    };
+                    let mut all = Vec::new();
+                    for tenant in &tenants {
+                        all.extend(table.tenant_log_of(tenant, q.since, upto, 500, keep).await.map_err(backend)?);
+                    }
+                    all.sort_by_key(|e| e.at);
+                    all
+                }
             };
             entries.retain(|e| {
                 e.at >= q.since
-                    && q.flow_id.as_ref().is_none_or(|f| e.flow_id.as_ref() == Some(f))
-                    && q.event_id.as_ref().is_none_or(|x| e.event_id.as_ref() == Some(x))
+                    && q.until.is_none_or(|u| e.at < u)
+                    && keep(e)
+                    && q.subscription_id.as_ref().is_none_or(|s| e.detail.get("subscription_id") == Some(&json!(s)))
                     && (!q.failed_only || e.is_failure())
             });
             let skip = entries.len().saturating_sub(q.limit);
@@ -239,18 +338,58 @@ impl Backend for AwsBackend {
         })
     }
 
-    fn dead<'a>(&'a self, flow_id: Option<&'a str>) -> Fut<'a, Vec<DeadDelivery>> {
+    fn current_flow<'a>(&'a self, tenant: &'a str, id: &'a str) -> Fut<'a, Option<Arc<CompiledFlow>>> {
+        Box::pin(async move { self.store.table.by_id(tenant, id).await.map_err(backend) })
+    }
+
+    /// Written with its outbox as the ingress writes an accepted run: a
+    /// send that failed is sent again by the same replay asked again.
+    fn start_run(&self, accepted: Accepted) -> Fut<'_, bool> {
         Box::pin(async move {
-            let mut dead = self.store.table.dead(None).await.map_err(backend)?;
-            dead.retain(|d| flow_id.is_none_or(|f| d.row.flow_id == f));
-            Ok(dead)
+            let now = self.now_ms();
+            let id = accepted.run.id.clone();
+            if self.resend_stored(&id, now).await? {
+                return Ok(false);
+            }
+            // A log copy not written (`unlogged`) leaves the run started:
+            // only the tenant's listing misses the request, as at the ingress.
+            match self.store.apply_from(accepted.outcome.commit, Some(ACCEPTED), Some(""), now).await {
+                Ok(_applied) => Ok(true),
+                // Written, by this request before its send failed, or by the
+                // same replay at the same moment (the write is conditional):
+                // what it queued is sent (again).
+                Err(e) => match self.resend_stored(&id, now).await {
+                    Ok(true) => Ok(false),
+                    _ => Err(backend(e)),
+                },
+            }
         })
     }
 
-    fn replay<'a>(&'a self, delivery_id: &'a str) -> Fut<'a, bool> {
+    /// One `Query` of the dead partition (its rows are small: the jobs
+    /// are apart), paged here.
+    fn dead<'a>(&'a self, flow_id: Option<&'a str>, page: Page) -> Fut<'a, (Vec<DeadDelivery>, usize)> {
         Box::pin(async move {
-            let dead = self.store.table.dead(None).await.map_err(backend)?;
-            let Some(d) = dead.into_iter().find(|d| d.row.delivery_id == delivery_id) else { return Ok(false) };
+            let mut dead = self.store.table.dead(None).await.map_err(backend)?;
+            dead.retain(|d| flow_id.is_none_or(|f| d.row.flow_id == f));
+            dead.sort_by(|a, b| (a.at, &a.row.delivery_id).cmp(&(b.at, &b.row.delivery_id)));
+            let total = dead.len();
+            let after =
+                |d: &DeadDelivery| page.after.as_ref().is_none_or(|(at, id)| (d.at, &d.row.delivery_id) > (*at, id));
+            Ok((dead.into_iter().filter(after).skip(page.offset).take(page.limit).collect(), total))
+        })
+    }
+
+    fn replay<'a>(&'a self, delivery_id: &'a str, tenant: Option<&'a str>) -> Fut<'a, bool> {
+        Box::pin(async move {
+            let found = match tenant {
+                Some(t) => self.store.table.dead_one(t, delivery_id).await.map_err(backend)?,
+                None => {
+                    let dead = self.store.table.dead(None).await.map_err(backend)?;
+                    dead.into_iter().find(|d| d.row.delivery_id == delivery_id)
+                }
+            };
+            let Some(d) = found else { return Ok(false) };
             self.store.replay(&d, self.now_ms()).await.map_err(backend)?;
             Ok(true)
         })

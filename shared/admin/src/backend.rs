@@ -7,8 +7,11 @@
 
 use std::future::Future;
 
+use std::sync::Arc;
+
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{DeadDelivery, LogEntry, NewJob};
+use hookflow_core::inbound::Accepted;
 use hookflow_core::subscription::{Event, FieldError, Keyring, Settings, Subscription};
 use serde_json::Value;
 
@@ -65,14 +68,36 @@ pub struct LogQuery {
     pub flow_id: Option<String>,
     pub run_id: Option<String>,
     pub event_id: Option<String>,
+    /// Only the attempts of this subscription's deliveries (its
+    /// verification's too).
+    pub subscription_id: Option<String>,
     /// At or after (ms).
     pub since: i64,
+    /// Before (ms), if given.
+    pub until: Option<i64>,
+    /// Only entries stored after the one of this `seq` (stores that
+    /// number their entries: SQLite).
+    pub after_seq: Option<i64>,
+    /// Only entries up to this `seq` (not an API parameter: the API counts
+    /// up to the newest entry it answers, so the count and the entries
+    /// are of one moment).
+    pub upto_seq: Option<i64>,
     pub failed_only: bool,
     /// The newest this many.
     pub limit: usize,
 }
 
 pub use hookflow_core::subscription::Published;
+
+/// A page of a list: after the row `after` names (its time and id: a
+/// cursor that rows removed meanwhile do not shift), or past `offset`
+/// rows; then at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: usize,
+    pub after: Option<(i64, String)>,
+}
 
 /// What the backend's methods return (boxed: the admin API is not a hot
 /// path, and boxing keeps the trait simple to implement).
@@ -92,6 +117,12 @@ pub trait Backend: Send + Sync + 'static {
     /// written in `text`; whether it is new.
     fn put_flow<'a>(&'a self, flow: &'a CompiledFlow, text: &'a str) -> Fut<'a, (FlowInfo, bool)>;
     fn delete_flow<'a>(&'a self, tenant: &'a str, id: &'a str) -> Fut<'a, bool>;
+    /// What [`Backend::put_flow`] would refuse of `flow` beyond validation
+    /// (a route another flow has, limits of the deployment), writing
+    /// nothing: a dry run's verdict is the save's.
+    fn check_flow<'a>(&'a self, _flow: &'a CompiledFlow) -> Fut<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
 
     fn subscription<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Subscription>>;
     /// Oldest first; of one tenant, or all.
@@ -123,9 +154,25 @@ pub trait Backend: Send + Sync + 'static {
     fn events<'a>(&'a self, tenant: Option<&'a str>, since: i64, limit: usize) -> Fut<'a, Vec<Event>>;
 
     fn logs(&self, q: LogQuery) -> Fut<'_, Vec<LogEntry>>;
+    /// How many entries match `q` (its limit aside), where the store counts
+    /// them cheaply; `None` elsewhere.
+    fn count_logs(&self, _q: LogQuery) -> Fut<'_, Option<usize>> {
+        Box::pin(async { Ok(None) })
+    }
     /// A run's state and its log.
     fn run<'a>(&'a self, id: &'a str) -> Fut<'a, Option<(Value, Vec<LogEntry>)>>;
-    fn dead<'a>(&'a self, flow_id: Option<&'a str>) -> Fut<'a, Vec<DeadDelivery>>;
-    /// Queues a dead delivery again; whether there was one.
-    fn replay<'a>(&'a self, delivery_id: &'a str) -> Fut<'a, bool>;
+    /// A page of the dead deliveries (of one flow, if given), oldest
+    /// first, and how many there are in all.
+    /// The flow now at `tenant/id`, as runs name it (its version).
+    fn current_flow<'a>(&'a self, tenant: &'a str, id: &'a str) -> Fut<'a, Option<Arc<CompiledFlow>>>;
+    /// Stores a run the admin started (a replay, [`hookflow_core::inbound::replay`])
+    /// and queues its jobs; whether it was new. A run of that id stored
+    /// already (the same replay asked again after a failure) is not
+    /// started twice: what its commit queued is sent again where the
+    /// store and the queue are apart.
+    fn start_run(&self, accepted: Accepted) -> Fut<'_, bool>;
+    fn dead<'a>(&'a self, flow_id: Option<&'a str>, page: Page) -> Fut<'a, (Vec<DeadDelivery>, usize)>;
+    /// Queues a dead delivery again; whether there was one. `tenant`, when
+    /// known, finds it by its key.
+    fn replay<'a>(&'a self, delivery_id: &'a str, tenant: Option<&'a str>) -> Fut<'a, bool>;
 }

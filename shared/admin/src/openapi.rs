@@ -48,11 +48,16 @@ fn schemas() -> Map<String, Value> {
                     "code": {"type": "string", "description": "Stable, machine-readable: `invalid`, `not_found`, `unauthorized`, `conflict`, `bad_json`, `bad_parameter`, `unavailable`…"},
                     "message": {"type": "string"},
                     "field": {"type": ["string", "null"], "description": "The field or parameter at fault (`event_types[1]`, `steps[0].url`)."},
-                    "problems": {"type": "array", "items": {
-                        "type": "object", "required": ["field", "message"],
-                        "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}
+                    "problems": {"type": "array", "items": schema_ref("Problem")}
                 }}}
         }),
+    );
+    all.insert(
+        "Problem".into(),
+        json!({"type": "object", "required": ["field", "message"],
+            "properties": {"field": {"type": "string"}, "message": {"type": "string"},
+                           "line": {"type": "integer", "minimum": 1, "description": "The line of the document, for a flow."},
+                           "col": {"type": "integer", "minimum": 1}}}),
     );
     all.insert(
         "Subscription".into(),
@@ -89,7 +94,8 @@ fn schemas() -> Map<String, Value> {
                 "at": {"type": "integer"}, "kind": {"type": "string"},
                 "tenant": nullable("string"), "flow_id": nullable("string"), "run_id": nullable("string"),
                 "event_id": nullable("string"), "delivery_id": nullable("string"), "outcome": nullable("string"),
-                "detail": {}
+                "detail": {},
+                "seq": {"type": "integer", "description": "Its place in the store's commit order, where the store numbers entries (`hookflow dev`): `after_seq` reads after it."}
             }
         }),
     );
@@ -98,7 +104,10 @@ fn schemas() -> Map<String, Value> {
         json!({
             "type": "object", "required": ["tenant", "id", "file", "trigger"],
             "properties": {"tenant": {"type": "string"}, "id": {"type": "string"}, "file": {"type": "string"},
-                           "trigger": {"type": "object"}, "flow": {"type": "object"}, "source": {"type": "string"}}
+                           "trigger": {"type": "object"}, "flow": {"type": "object"}, "source": {"type": "string"},
+                           "warnings": {"type": "array", "description": "What validation warns of (putFlow): `field`, `message`, `line`, `col`.",
+                                        "items": schema_ref("Problem")},
+                           "dry_run": {"type": "boolean", "description": "putFlow: whether it was only validated."}}
         }),
     );
     all.insert(
@@ -223,8 +232,8 @@ fn paths() -> Map<String, Value> {
         json!({
             "get": op("getFlow", "A flow: its document, parsed and as written.", flow_params(), None,
                 vec![("200", answer("The flow.", schema_ref("FlowSummary"))), ("404", not_found())]),
-            "put": op("putFlow", "Creates or replaces a flow (YAML or JSON). Validation errors are 422 with field paths and lines.",
-                flow_params(),
+            "put": op("putFlow", "Creates or replaces a flow (YAML or JSON). Validation errors are 422 with field paths and lines; warnings are in the answer. With `dry_run=true` it is only validated: nothing is stored.",
+                { let mut p = flow_params(); p.push(query_param("dry_run", "Only validate: store nothing (200 when valid).", json!({"type": "boolean", "default": false}))); p },
                 Some(json!({"required": true, "content": {
                     "application/json": {"schema": schema_ref("Flow")},
                     "application/yaml": {"schema": {"type": "string"}}}})),
@@ -299,10 +308,11 @@ fn paths() -> Map<String, Value> {
     );
     paths.insert(
         "/v1/subscriptions/{id}/enable".into(),
-        json!({"post": op("enableSubscription", "Enables a disabled subscription; says how many matching events it missed since it was disabled and, with `replay: true`, delivers them, a page at a time. A replay that stops before its end (`replay_pending`: a time budget of about 10 s, or a failure answered 5xx) is resumed by the same request again, on the now active subscription: no page is skipped, a page may be sent twice under the same `webhook-id`s. A replay covers a few seconds past the enable and reads them again before it ends (publishes in flight), so it answers after about 4 s at least. With replay, `missed` counts the events this request queued; without, the matching events published since (up to 10,000).",
+        json!({"post": op("enableSubscription", "Enables a disabled subscription; says how many matching events it missed since it was disabled and, with `replay: true`, delivers them, a page at a time. A replay that stops before its end (`replay_pending`: a time budget of about 10 s, or a failure answered 5xx) is resumed by the same request again, on the now active subscription: no page is skipped, a page may be sent twice under the same `webhook-id`s. A replay covers a few seconds past the enable and reads them again before it ends (publishes in flight), so it answers after about 4 s at least. With replay, `missed` counts the events this request queued; without, the matching events published since (up to 10,000). With `since` (and `replay: true`) it recovers: every selected event published since that time is sent again, to a disabled subscription (enabled) or an active one.",
             vec![sub_id()],
             Some(json!({"required": false, "content": content(json!({"type": "object", "additionalProperties": false,
-                "properties": {"replay": {"type": "boolean", "default": false}}}))})),
+                "properties": {"replay": {"type": "boolean", "default": false},
+                    "since": {"type": "integer", "minimum": 0, "description": "With `replay: true`: replay every selected event published since this time (ms) instead of since the disabling — a recovery, also of an active subscription whose endpoint lost what it was sent."}}}))})),
             vec![("200", answer("Enabled.", object(&["subscription", "missed", "missed_since", "replayed", "replay_pending"], json!({
                 "subscription": sub(), "missed": {"type": "integer"}, "missed_since": {"type": "integer"}, "replayed": {"type": "integer"},
                 "replay_pending": {"type": "boolean", "description": "Missed events are still to be sent: send the same request again."}})))),
@@ -344,11 +354,16 @@ fn paths() -> Map<String, Value> {
                  query_param("flow_id", "Only this flow's.", json!({"type": "string"})),
                  query_param("run_id", "Only this run's.", json!({"type": "string"})),
                  query_param("event_id", "Only this event's.", json!({"type": "string"})),
+                 query_param("subscription_id", "Only the attempts of this subscription's deliveries (and of its verification).", json!({"type": "string"})),
                  query_param("since", "At or after (ms since the epoch).", json!({"type": "integer", "minimum": 0})),
+                 query_param("until", "Before (ms since the epoch).", json!({"type": "integer", "minimum": 0})),
+                 query_param("after_seq", "Only entries stored after the one with this `seq` (where entries carry one: `hookflow dev`), the newest `limit` of them; the answer then counts every match in `count` (a live tail: what it does not show, it counts).", json!({"type": "integer", "minimum": 0})),
+                 query_param("before_seq", "Only entries stored before the one with this `seq` (the next page of a listing, where entries carry one).", json!({"type": "integer", "minimum": 1})),
                  query_param("failed", "Only failures (rejections, failed attempts, dead deliveries, failed runs).", json!({"type": "boolean"})),
                  query_param("limit", "At most this many (default 500).", json!({"type": "integer", "minimum": 1, "maximum": 10000}))],
             None,
-            vec![("200", answer("The entries.", object(&["entries"], json!({"entries": {"type": "array", "items": schema_ref("LogEntry")}})))),
+            vec![("200", answer("The entries.", object(&["entries"], json!({"entries": {"type": "array", "items": schema_ref("LogEntry")},
+                    "count": {"type": "integer", "description": "With `after_seq`, where the store counts: every entry matching, past `limit` too."}})))),
                  ("400", bad_json())])}),
     );
     paths.insert(
@@ -358,15 +373,35 @@ fn paths() -> Map<String, Value> {
                  ("404", not_found())])}),
     );
     paths.insert(
+        "/v1/runs/{id}/replay".into(),
+        json!({"post": op("replayRun",
+            "Replays a run: its request as stored (credentials were stripped before it was) accepted again by the flow's current version, as a new run. The same `key` again (a retry after a failure) names the same run: it is not started twice.",
+            vec![path_param("id", "The run id (`run_…`).")],
+            Some(json!({"required": false, "content": content(json!({"type": "object", "additionalProperties": false,
+                "properties": {"key": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "Names the replay (default: the time)."}}}))})),
+            vec![("202", answer("Started (or, for a key used already, started before).", object(&["run_id", "event_id", "replay_of", "new"], json!({
+                "run_id": {"type": "string"}, "event_id": {"type": "string"}, "replay_of": {"type": "string"},
+                "flow_version": {"type": "string"}, "new": {"type": "boolean"}})))),
+                 ("400", bad_json()), ("404", not_found()), ("409", conflict()), ("422", bad())])}),
+    );
+    paths.insert(
         "/v1/dead".into(),
-        json!({"get": op("listDead", "Dead deliveries, oldest first.",
-            vec![query_param("flow_id", "Only this flow's.", json!({"type": "string"}))], None,
-            vec![("200", answer("The dead deliveries.", object(&["dead"], json!({"dead": {"type": "array", "items": schema_ref("DeadDelivery")}}))))])}),
+        json!({"get": op("listDead", "Dead deliveries, oldest first, a page at a time.",
+            vec![query_param("flow_id", "Only this flow's.", json!({"type": "string"})),
+                 query_param("offset", "Skip this many (default 0).", json!({"type": "integer", "minimum": 0})),
+                 query_param("after_at", "With `after_id`: only rows after the one of this `at` and `delivery_id` (the last of the page before: rows removed meanwhile do not shift the next page).", json!({"type": "integer", "minimum": 0})),
+                 query_param("after_id", "With `after_at`.", json!({"type": "string"})),
+                 query_param("limit", "At most this many (default 1,000).", json!({"type": "integer", "minimum": 1, "maximum": 10000}))],
+            None,
+            vec![("200", answer("The page, and how many match in all.", object(&["dead", "total"], json!({
+                "dead": {"type": "array", "items": schema_ref("DeadDelivery")}, "total": {"type": "integer"}})))),
+                 ("400", bad_json())])}),
     );
     paths.insert(
         "/v1/dead/{delivery_id}/replay".into(),
         json!({"post": op("replayDead", "Queues a dead delivery again (same `webhook-id`, attempts from zero).",
-            vec![path_param("delivery_id", "The dead delivery's id.")], None,
+            vec![path_param("delivery_id", "The dead delivery's id."),
+                 query_param("tenant", "Its tenant, when known: found by its key instead of in the list.", json!({"type": "string"}))], None,
             vec![("202", answer("Queued.", object(&["replayed"], json!({"replayed": {"type": "string"}})))), ("404", not_found())])}),
     );
     paths

@@ -28,7 +28,7 @@ use hookflow_core::{Error as CoreError, load_flow};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use crate::backend::{Backend, BackendError, FlowInfo, LogQuery};
+use crate::backend::{Backend, BackendError, FlowInfo, LogQuery, Page};
 
 /// What the admin routes share.
 pub struct Admin<B> {
@@ -96,7 +96,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({"code": self.code, "message": self.message, "field": self.field});
         if !self.problems.is_empty() {
-            error["problems"] = self.problems.iter().map(|p| json!({"field": p.field, "message": p.message})).collect();
+            error["problems"] = self.problems.iter().map(problem).collect();
         }
         let mut r = (self.status, axum::Json(json!({ "error": error }))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -104,6 +104,16 @@ impl IntoResponse for ApiError {
         }
         r
     }
+}
+
+/// A refused field as the API answers it: `line` and `col` when the
+/// document has lines.
+fn problem(p: &FieldError) -> Value {
+    let mut v = json!({"field": p.field, "message": p.message});
+    if let (Some(line), Some(col)) = (p.line, p.col) {
+        (v["line"], v["col"]) = (json!(line), json!(col));
+    }
+    v
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -156,12 +166,13 @@ pub(crate) enum Op {
     PublishEvent,
     GetLogs,
     GetRun,
+    ReplayRun,
     ListDead,
     ReplayDead,
 }
 
 impl Op {
-    pub(crate) const ALL: [Op; 20] = [
+    pub(crate) const ALL: [Op; 21] = [
         Op::ListFlows,
         Op::GetFlow,
         Op::PutFlow,
@@ -180,6 +191,7 @@ impl Op {
         Op::PublishEvent,
         Op::GetLogs,
         Op::GetRun,
+        Op::ReplayRun,
         Op::ListDead,
         Op::ReplayDead,
     ];
@@ -204,6 +216,7 @@ impl Op {
             Op::PublishEvent => "publishEvent",
             Op::GetLogs => "getLogs",
             Op::GetRun => "getRun",
+            Op::ReplayRun => "replayRun",
             Op::ListDead => "listDead",
             Op::ReplayDead => "replayDead",
         }
@@ -234,6 +247,7 @@ impl Op {
             Op::PublishEvent => on(filter, publish_event::<B>),
             Op::GetLogs => on(filter, logs::<B>),
             Op::GetRun => on(filter, get_run::<B>),
+            Op::ReplayRun => on(filter, replay_run::<B>),
             Op::ListDead => on(filter, list_dead::<B>),
             Op::ReplayDead => on(filter, replay_dead::<B>),
         }
@@ -456,8 +470,10 @@ fn check_slugs(tenant: &str, id: &str) -> Result<(), ApiError> {
 async fn put_flow<B: Backend>(
     State(a): State<Arc<Admin<B>>>,
     Path((tenant, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
     text: Bytes,
 ) -> ApiResult {
+    let dry_run = Query::of(q).flag("dry_run")?;
     check_slugs(&tenant, &id)?;
     let text = std::str::from_utf8(&text)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", "the flow document is not UTF-8"))?;
@@ -473,6 +489,7 @@ async fn put_flow<B: Backend>(
                             d.field.clone(),
                             format!("line {}:{}: {}", d.position.line, d.position.col, d.message),
                         )
+                        .at(d.position.line, d.position.col)
                     })
                     .collect(),
             ));
@@ -492,8 +509,22 @@ async fn put_flow<B: Backend>(
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }
-    let (info, created) = a.backend.put_flow(&compiled, text).await?;
-    ok(if created { StatusCode::CREATED } else { StatusCode::OK }, flow_json(&info))
+    let warnings: Vec<Value> = compiled
+        .warnings
+        .iter()
+        .map(|d| problem(&FieldError::new(d.field.clone(), d.message.clone()).at(d.position.line, d.position.col)))
+        .collect();
+    let (info, status) = if dry_run {
+        a.backend.check_flow(&compiled).await?;
+        (FlowInfo::of(&compiled, Some(text.to_string())), StatusCode::OK)
+    } else {
+        let (info, created) = a.backend.put_flow(&compiled, text).await?;
+        (info, if created { StatusCode::CREATED } else { StatusCode::OK })
+    };
+    let mut answer = flow_json(&info);
+    answer["warnings"] = json!(warnings);
+    answer["dry_run"] = json!(dry_run);
+    ok(status, answer)
 }
 
 async fn delete_flow<B: Backend>(
@@ -635,13 +666,43 @@ async fn enable_subscription<B: Backend>(
     struct Enable {
         #[serde(default)]
         replay: bool,
+        #[serde(default)]
+        since: Option<i64>,
     }
     let want: Enable = if bytes.iter().all(u8::is_ascii_whitespace) { Enable::default() } else { body(&bytes)? };
     let sub = subscription(&a, &id).await?;
     let started = a.backend.now_ms();
     let settle = a.backend.settings().replay_settle.as_millis() as i64;
-    let (sub, since) = match (sub.status, sub.replay) {
-        (Status::Disabled, _) => {
+    if let Some(since) = want.since {
+        let refuse = |m: &str| Err(ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "since", m));
+        if !want.replay {
+            return refuse("`since` chooses where a replay starts: send it with `replay: true`");
+        }
+        if !(0..=started).contains(&since) {
+            return refuse("`since` must be a time in the past (ms since the epoch)");
+        }
+    }
+    let (sub, since) = match (sub.status, sub.replay, want.since) {
+        // A recovery: every selected event since the time chosen, sent
+        // again (same `webhook-id`s), disabled or not.
+        (Status::Disabled | Status::Active, None, Some(since)) | (Status::Disabled, Some(_), Some(since)) => {
+            if sub.status == Status::Disabled {
+                a.backend.flush_disabled(&sub).await?;
+            }
+            let recovering = sub.recovering(since, started + settle, started);
+            let from = recovering.replay.map_or(since, |r| r.from);
+            a.backend.save_subscription(&recovering, Some(sub.updated_at), Vec::new()).await?;
+            (widen(&a, recovering, settle).await?, from)
+        }
+        (Status::Active, Some(_), Some(_)) => {
+            return Err(ApiError::field(
+                StatusCode::CONFLICT,
+                "conflict",
+                "since",
+                "a replay of this subscription is unfinished: finish it first (`replay: true` without `since`)",
+            ));
+        }
+        (Status::Disabled, _, None) => {
             a.backend.flush_disabled(&sub).await?;
             let since = sub.missed_since();
             let enabled = sub.enabled(started, want.replay.then_some(started + settle));
@@ -649,14 +710,14 @@ async fn enable_subscription<B: Backend>(
             (widen(&a, enabled, settle).await?, since)
         }
         // An earlier replay stopped before its end: this one goes on.
-        (Status::Active, Some(r)) if want.replay => (sub, r.next),
-        (status, _) => {
+        (Status::Active, Some(r), None) if want.replay => (sub, r.next),
+        (status, _, _) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
                 format!(
                     "the subscription is {}; only a disabled one can be enabled (or an active one whose replay \
-                     is unfinished, with `replay: true`)",
+                     is unfinished, with `replay: true`; or, to recover, a disabled or active one with `replay: true` and `since`)",
                     status.as_str()
                 ),
             ));
@@ -852,11 +913,27 @@ async fn logs<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q): RawQuery)
         flow_id: q.text("flow_id"),
         run_id: q.text("run_id"),
         event_id: q.text("event_id"),
+        subscription_id: q.text("subscription_id"),
         since: q.int("since", 0, 0..=i64::MAX)?,
+        until: q.text("until").map(|_| q.int("until", 0, 0..=i64::MAX)).transpose()?,
+        after_seq: q.text("after_seq").map(|_| q.int("after_seq", 0, 0..=i64::MAX)).transpose()?,
+        upto_seq: q.text("before_seq").map(|_| q.int("before_seq", 1, 1..=i64::MAX).map(|n| n - 1)).transpose()?,
         failed_only: q.flag("failed")?,
         limit: q.int("limit", 500, 1..=10_000)? as usize,
     };
-    ok(StatusCode::OK, json!({ "entries": a.backend.logs(query).await? }))
+    let entries = a.backend.logs(query.clone()).await?;
+    // The tail's count: every match after the cursor up to the newest entry
+    // answered (the store commits in `seq` order: none below it is late).
+    let count = match (query.after_seq, entries.iter().filter_map(|e| e.seq).max()) {
+        (Some(_), Some(newest)) => a.backend.count_logs(LogQuery { upto_seq: Some(newest), ..query }).await?,
+        (Some(_), None) if entries.is_empty() => Some(0),
+        _ => None,
+    };
+    let mut answer = json!({ "entries": entries });
+    if let Some(n) = count {
+        answer["count"] = json!(n);
+    }
+    ok(StatusCode::OK, answer)
 }
 
 async fn get_run<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {
@@ -864,13 +941,81 @@ async fn get_run<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<Stri
     ok(StatusCode::OK, json!({"run": run, "log": log}))
 }
 
-async fn list_dead<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q): RawQuery) -> ApiResult {
-    let q = Query::of(q);
-    ok(StatusCode::OK, json!({ "dead": a.backend.dead(q.text("flow_id").as_deref()).await? }))
+/// Replays a run: its request, as stored (credentials were stripped before
+/// it was), accepted again by the flow's current version as a new run.
+/// `key` names the replay: the same key again (a retry) is the same run.
+async fn replay_run<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Replay {
+        #[serde(default)]
+        key: Option<String>,
+    }
+    let want: Replay = if bytes.iter().all(u8::is_ascii_whitespace) { Replay::default() } else { body(&bytes)? };
+    if let Some(k) = &want.key
+        && (k.is_empty() || k.len() > 64 || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "key",
+            "`key` is 1 to 64 letters, digits, `-` or `_`",
+        ));
+    }
+    let (run, _) = a.backend.run(&id).await?.ok_or_else(|| ApiError::not_found("such run"))?;
+    let text = |k: &str| run.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let (tenant, flow_id) = (text("tenant"), text("flow_id"));
+    let request = run.get("trigger").and_then(hookflow_core::run::InboundRequest::from_trigger).ok_or_else(|| {
+        ApiError::new(StatusCode::CONFLICT, "conflict", "this run has no request to replay (an event started it)")
+    })?;
+    let flow = a.backend.current_flow(&tenant, &flow_id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("flow `{tenant}/{flow_id}` is gone: nothing to replay it with"),
+        )
+    })?;
+    let now = a.backend.now_ms();
+    let key = want.key.unwrap_or_else(|| now.to_string());
+    let accepted = hookflow_core::inbound::replay(&flow, &request, &id, &key, now);
+    let (run_id, event_id) = (accepted.run.id.clone(), accepted.run.event_id.clone());
+    let new = a.backend.start_run(accepted).await?;
+    ok(
+        StatusCode::ACCEPTED,
+        json!({"run_id": run_id, "event_id": event_id, "replay_of": id, "flow_version": flow.version, "new": new}),
+    )
 }
 
-async fn replay_dead<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(delivery_id): Path<String>) -> ApiResult {
-    if !a.backend.replay(&delivery_id).await? {
+async fn list_dead<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::of(q);
+    let after = match (q.text("after_at"), q.text("after_id")) {
+        (Some(_), Some(id)) => Some((q.int("after_at", 0, 0..=i64::MAX)?, id)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "bad_parameter",
+                "after_at",
+                "`after_at` and `after_id` go together: the `at` and `delivery_id` of the last row of the page before",
+            ));
+        }
+    };
+    let page = Page {
+        offset: q.int("offset", 0, 0..=i64::MAX)? as usize,
+        limit: q.int("limit", 1_000, 1..=10_000)? as usize,
+        after,
+    };
+    let (dead, total) = a.backend.dead(q.text("flow_id").as_deref(), page).await?;
+    ok(StatusCode::OK, json!({ "dead": dead, "total": total }))
+}
+
+async fn replay_dead<B: Backend>(
+    State(a): State<Arc<Admin<B>>>,
+    Path(delivery_id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let tenant = Query::of(q).text("tenant");
+    if !a.backend.replay(&delivery_id, tenant.as_deref()).await? {
         return Err(ApiError::not_found("such dead delivery"));
     }
     ok(StatusCode::ACCEPTED, json!({"replayed": delivery_id}))

@@ -143,10 +143,16 @@ impl Backend for Handle {
     fn run<'a>(&'a self, _: &'a str) -> Fut<'a, Option<(Value, Vec<LogEntry>)>> {
         Box::pin(async { down("run") })
     }
-    fn dead<'a>(&'a self, _: Option<&'a str>) -> Fut<'a, Vec<DeadDelivery>> {
+    fn current_flow<'a>(&'a self, _: &'a str, _: &'a str) -> Fut<'a, Option<Arc<CompiledFlow>>> {
+        Box::pin(async { down("flows") })
+    }
+    fn start_run(&self, _: hookflow_core::inbound::Accepted) -> Fut<'_, bool> {
+        Box::pin(async { down("runs") })
+    }
+    fn dead<'a>(&'a self, _: Option<&'a str>, _: hookflow_admin::Page) -> Fut<'a, (Vec<DeadDelivery>, usize)> {
         Box::pin(async { down("dead") })
     }
-    fn replay<'a>(&'a self, _: &'a str) -> Fut<'a, bool> {
+    fn replay<'a>(&'a self, _: &'a str, _: Option<&'a str>) -> Fut<'a, bool> {
         Box::pin(async { down("replay") })
     }
 }
@@ -189,10 +195,14 @@ fn world_settling(n: usize, tick: i64, settle: std::time::Duration) -> (Arc<Memo
 }
 
 async fn enable(m: &Arc<Memory>, id: &str, replay: bool) -> (u16, Value) {
+    enable_with(m, id, json!({ "replay": replay })).await
+}
+
+async fn enable_with(m: &Arc<Memory>, id: &str, body: Value) -> (u16, Value) {
     let app = router(Arc::new(Admin { backend: Handle(m.clone()), token: None }));
     let req = Request::post(format!("/v1/subscriptions/{id}/enable"))
         .header("content-type", "application/json")
-        .body(Body::from(json!({ "replay": replay }).to_string()))
+        .body(Body::from(body.to_string()))
         .unwrap();
     let res = app.oneshot(req).await.unwrap();
     let status = res.status().as_u16();
@@ -251,6 +261,37 @@ async fn a_replay_whose_second_page_failed_to_queue_is_resumed_by_the_same_reque
     );
     assert!(m.subs.lock().unwrap()[&id].replay.is_none());
     // Done: a third request is a conflict again, as for any active one.
+    assert_eq!(enable(&m, &id, true).await.0, 409);
+}
+
+#[tokio::test]
+async fn a_recovery_sends_again_every_selected_event_since_the_time_chosen_active_or_disabled() {
+    let (m, id) = world(30, 1);
+    let since = m.events.lock().unwrap()[20].at;
+    let after =
+        |m: &Memory| m.events.lock().unwrap().iter().filter(|e| e.at >= since && e.kind.starts_with("order.")).count();
+    // Refused: without replay, in the future.
+    assert_eq!(enable_with(&m, &id, json!({"since": since})).await.1["error"]["field"], "since");
+    let (status, out) = enable_with(&m, &id, json!({"replay": true, "since": 10_000_000})).await;
+    assert_eq!((status, out["error"]["field"].as_str()), (422, Some("since")));
+    // Disabled: enabled with the events since the time chosen — but never
+    // later than what it missed since its disabling (1,500, before every
+    // event): a recovery does not leave out an event it was never sent.
+    let (status, out) = enable_with(&m, &id, json!({"replay": true, "since": since})).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["missed_since"], 1_500);
+    assert_eq!(queued(&m).len(), matching(&m), "every event it missed");
+    assert_eq!(m.subs.lock().unwrap()[&id].status.as_str(), "active");
+    m.queued.lock().unwrap().clear();
+    // Active (its endpoint lost them): the events since the time chosen
+    // again, same ids.
+    let (status, out) = enable_with(&m, &id, json!({"replay": true, "since": since})).await;
+    assert_eq!((status, out["replayed"].as_u64()), (200, Some(after(&m) as u64)), "{out}");
+    assert_eq!(queued(&m).len(), after(&m), "only the events since the time chosen");
+    let (status, _) = enable_with(&m, &id, json!({"replay": true, "since": since})).await;
+    assert_eq!(status, 200);
+    assert!(queued(&m).values().all(|&n| n == 2), "the same deliveries (ids) sent again");
+    // A plain enable of an active subscription is still a conflict.
     assert_eq!(enable(&m, &id, true).await.0, 409);
 }
 

@@ -34,3 +34,48 @@ if (table && table.dataset.stream) {
   });
   source.addEventListener("error", () => { status.textContent = "Live tail disconnected; reconnecting…"; });
 }
+
+// The overview's charts: uPlot (vendored, /console/assets/uPlot.*) draws
+// each series the server counted; the data is the element's `data-chart`.
+const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
+const css = getComputedStyle(document.documentElement);
+const fg = css.getPropertyValue("--fg").trim() || "#1b1f24";
+const line = css.getPropertyValue("--line").trim() || "#d0d7de";
+for (const el of document.querySelectorAll("[data-chart]")) {
+  if (typeof uPlot === "undefined") break;
+  const chart = JSON.parse(el.dataset.chart);
+  const series = [{}].concat(chart.series.map(([label], i) => ({
+    label, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: false,
+    points: { show: true, size: 4 },
+  })));
+  const data = [chart.x].concat(chart.series.map(([, values]) => values));
+  const opts = {
+    width: Math.max(280, el.clientWidth || 480), height: 180, series,
+    axes: [{ stroke: fg, grid: { stroke: line } }, { label: chart.unit, size: 60, stroke: fg, grid: { stroke: line } }],
+    scales: { y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+    legend: { live: false },
+    // UTC, as every other time the console shows.
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
+  };
+  const plot = new uPlot(opts, data, el);
+  new ResizeObserver(() => plot.setSize({ width: Math.max(280, el.clientWidth), height: 180 })).observe(el);
+}
+
+// A replay of every dead delivery of a filter: its progress, polled.
+const replay = document.getElementById("replay-status");
+if (replay && replay.dataset.state) {
+  const bar = document.getElementById("replay-progress");
+  const failure = document.getElementById("replay-failure");
+  const poll = () => fetch(replay.dataset.state, { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`status ${r.status}`))))
+    .then((p) => {
+      bar.max = Math.max(1, p.total);
+      bar.value = p.replayed + p.gone;
+      const gone = p.gone ? `, ${p.gone} replayed meanwhile elsewhere` : "";
+      replay.textContent = `${p.replayed} of ${p.total} queued again${gone}${p.finished ? " — done" : ""}.`;
+      if (p.failure) { failure.textContent = p.failure; failure.hidden = false; }
+      if (!p.finished) setTimeout(poll, 300);
+    })
+    .catch(() => setTimeout(poll, 1000));
+  poll();
+}

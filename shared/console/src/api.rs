@@ -19,6 +19,14 @@ const MAX_ANSWER: usize = 64 * 1024 * 1024;
 pub struct Failure {
     pub status: StatusCode,
     pub message: String,
+    /// Each refused field (`error.problems`), as the API gave it.
+    pub problems: Vec<Value>,
+}
+
+impl Failure {
+    pub fn of(status: StatusCode, message: &str) -> Self {
+        Failure { status, message: message.into(), problems: Vec::new() }
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -41,21 +49,33 @@ impl Api {
 
     /// `method path` with `body` as JSON; the answer's JSON.
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.send(method, path, "application/json", body).await
+    }
+
+    /// `PUT path` with a document's text (a flow's YAML); the answer's JSON.
+    pub async fn put_text(&self, path: &str, text: &str) -> Result<Value, Failure> {
+        self.send(Method::PUT, path, "application/yaml", Body::from(text.to_string())).await
+    }
+
+    async fn send(&self, method: Method, path: &str, kind: &str, body: Body) -> Result<Value, Failure> {
         let req = Request::builder()
             .method(method)
             .uri(path)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .map_err(|e| Failure { status: StatusCode::BAD_REQUEST, message: e.to_string() })?;
+            .header(header::CONTENT_TYPE, kind)
+            .body(body)
+            .map_err(|e| Failure { status: StatusCode::BAD_REQUEST, message: e.to_string(), problems: Vec::new() })?;
         let answer = match self.router.clone().oneshot(req).await {
             Ok(a) => a,
             Err(never) => match never {},
         };
         let status = answer.status();
-        let bytes = to_bytes(answer.into_body(), MAX_ANSWER)
-            .await
-            .map_err(|e| Failure { status: StatusCode::BAD_GATEWAY, message: e.to_string() })?;
+        let bytes = to_bytes(answer.into_body(), MAX_ANSWER).await.map_err(|e| Failure {
+            status: StatusCode::BAD_GATEWAY,
+            message: e.to_string(),
+            problems: Vec::new(),
+        })?;
         let json: Value =
             if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         if status.is_success() {
@@ -65,7 +85,8 @@ impl Api {
                 .pointer("/error/message")
                 .and_then(Value::as_str)
                 .map_or_else(|| String::from_utf8_lossy(&bytes).into_owned(), str::to_string);
-            Err(Failure { status, message })
+            let problems = json.pointer("/error/problems").and_then(Value::as_array).cloned().unwrap_or_default();
+            Err(Failure { status, message, problems })
         }
     }
 

@@ -9,11 +9,15 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("../templates/login.html")),
     ("overview.html", include_str!("../templates/overview.html")),
     ("flows.html", include_str!("../templates/flows.html")),
+    ("flow.html", include_str!("../templates/flow.html")),
     ("log.html", include_str!("../templates/log.html")),
     ("entry.html", include_str!("../templates/entry.html")),
     ("run.html", include_str!("../templates/run.html")),
     ("dead.html", include_str!("../templates/dead.html")),
+    ("replay.html", include_str!("../templates/replay.html")),
     ("subscriptions.html", include_str!("../templates/subscriptions.html")),
+    ("subscription.html", include_str!("../templates/subscription.html")),
+    ("actions.html", include_str!("../templates/actions.html")),
     ("test.html", include_str!("../templates/test.html")),
 ];
 
@@ -33,7 +37,32 @@ pub fn asset(name: &str) -> Response {
         "console.css" => (include_str!("../assets/console.css"), "text/css; charset=utf-8"),
         "console.js" => (include_str!("../assets/console.js"), "text/javascript; charset=utf-8"),
         "favicon.svg" => (include_str!("../assets/favicon.svg"), "image/svg+xml"),
+        "uPlot.iife.min.js" => {
+            (include_str!("../assets/vendor/uplot/uPlot.iife.min.js"), "text/javascript; charset=utf-8")
+        }
+        "uPlot.min.css" => (include_str!("../assets/vendor/uplot/uPlot.min.css"), "text/css; charset=utf-8"),
+        "uPlot.LICENSE" => (include_str!("../assets/vendor/uplot/LICENSE"), "text/plain; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
     };
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "max-age=300")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    /// The vendored chart library is the release its README names,
+    /// unchanged (a copy edited by hand would not be uPlot's).
+    #[test]
+    fn the_vendored_chart_library_is_the_one_its_readme_names() {
+        let readme = include_str!("../assets/vendor/uplot/README.md");
+        for (name, body) in [
+            ("uPlot.iife.min.js", include_str!("../assets/vendor/uplot/uPlot.iife.min.js")),
+            ("uPlot.min.css", include_str!("../assets/vendor/uplot/uPlot.min.css")),
+        ] {
+            let sum: String = Sha256::digest(body.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+            assert!(readme.contains(&format!("sha256 {sum}  {name}")), "{name} is not the vendored release");
+        }
+        assert!(include_str!("../assets/vendor/uplot/LICENSE").contains("MIT License"));
+    }
 }

@@ -16,6 +16,8 @@
 //! | [`session`] | one-time sign-in codes, sessions, CSRF tokens |
 //! | `api` | the admin API, called in the process |
 //! | `pages` | the routes: each page and each action |
+//! | `flow` | the flow page: source checked inline, dry run, a real test request |
+//! | `replays` | replaying every dead delivery of a filter, with progress |
 //! | `view` | admin API JSON → what a template shows |
 //! | `assets` | the embedded templates, stylesheet and script |
 //!
@@ -28,7 +30,9 @@
 
 mod api;
 mod assets;
+mod flow;
 mod pages;
+mod replays;
 pub mod session;
 mod view;
 
@@ -45,6 +49,9 @@ pub enum Error {
     /// An embedded template does not parse (a bug the unit tests catch).
     #[error("the console's templates: {0}")]
     Templates(#[from] minijinja::Error),
+    /// The HTTP client of test requests could not be built.
+    #[error("the console's HTTP client: {0}")]
+    Client(#[from] hookflow_io::Error),
     #[error("the console cannot listen on {at}: {source} (give it another address, or `off`)")]
     Listen { at: String, source: std::io::Error },
 }
@@ -68,7 +75,10 @@ pub struct Console {
     token: String,
     triggers_base: Option<String>,
     sessions: Sessions,
+    replays: replays::Replays,
     templates: minijinja::Environment<'static>,
+    /// Sends **Send a test request**'s requests to the trigger endpoint.
+    probe: hookflow_io::Probe,
     /// The `Host` values it answers (its loopback address): a page of
     /// another site whose name was made to resolve to 127.0.0.1 (DNS
     /// rebinding) is refused. `None`: any (not on loopback, or in tests).
@@ -88,7 +98,9 @@ impl Console {
             token: config.admin_token,
             triggers_base: config.triggers_base.map(|b| b.trim_end_matches('/').to_string()),
             sessions: Sessions::default(),
+            replays: replays::Replays::default(),
             templates: assets::templates()?,
+            probe: hookflow_io::Probe::new()?,
             hosts,
         }))
     }

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use crate::api::{Failure, encode};
 use crate::session::{Session, same_secret};
-use crate::view::{DeadRow, Entry, FlowRow, SubscriptionRow, TailCursor, Window};
-use crate::{Console, assets, now_ms};
+use crate::view::{DeadRow, Entry, FlowRow, LAST, Range, SubscriptionRow, Tail, Window, time};
+use crate::{Console, assets, flow, now_ms};
 
 /// The session cookie's name.
 const COOKIE: &str = "hookflow_console";
@@ -42,13 +42,20 @@ pub fn router(c: Arc<Console>) -> Router {
     let private = Router::new()
         .route("/console", get(overview))
         .route("/console/flows", get(flows))
-        .route("/console/flows/{tenant}/{id}/test", post(test_flow))
+        .route("/console/flows/{tenant}/{id}", get(flow::show_flow))
+        .route("/console/flows/{tenant}/{id}/test", post(flow::test_flow))
+        .route("/console/flows/{tenant}/{id}/source", post(flow::edit_source))
+        .route("/console/flows/{tenant}/{id}/send", post(flow::send_request))
         .route("/console/log", get(log))
         .route("/console/log/stream", get(stream))
         .route("/console/runs/{id}", get(run))
+        .route("/console/runs/{id}/replay", post(replay_run))
         .route("/console/dead", get(dead))
         .route("/console/dead/replay", post(replay_dead))
+        .route("/console/dead/replays/{id}", get(replay_progress))
+        .route("/console/dead/replays/{id}/state", get(replay_state))
         .route("/console/subscriptions", get(subscriptions).post(create_subscription))
+        .route("/console/subscriptions/{id}", get(subscription_page))
         .route("/console/subscriptions/{id}/{action}", post(subscription_action))
         .route("/console/events", post(publish))
         .route("/console/logout", post(logout))
@@ -111,10 +118,10 @@ async fn signed_in(State(c): State<Arc<Console>>, mut req: Request, next: Next) 
 }
 
 /// A submitted form: its fields in order (a key may repeat).
-struct Form(Vec<(String, String)>);
+pub(crate) struct Form(Vec<(String, String)>);
 
 impl Form {
-    fn parse(bytes: &[u8]) -> Self {
+    pub(crate) fn parse(bytes: &[u8]) -> Self {
         let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
         let text = String::from_utf8_lossy(bytes);
         Form(
@@ -128,8 +135,13 @@ impl Form {
         )
     }
 
-    fn get(&self, key: &str) -> &str {
+    pub(crate) fn get(&self, key: &str) -> &str {
         self.0.iter().find(|(k, _)| k == key).map_or("", |(_, v)| v.as_str())
+    }
+
+    /// The form as a URL query again.
+    fn query_string(&self) -> String {
+        self.0.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
     }
 
     fn all(&self, key: &str) -> Vec<&str> {
@@ -138,23 +150,23 @@ impl Form {
 
     /// The form of a change, if it carries the session's CSRF token (a
     /// page of another site cannot read it); else [`csrf_refused`].
-    fn checked(session: &Session, bytes: &[u8]) -> Option<Self> {
+    pub(crate) fn checked(session: &Session, bytes: &[u8]) -> Option<Self> {
         let form = Form::parse(bytes);
         same_secret(form.get("csrf"), &session.csrf).then_some(form)
     }
 }
 
-fn csrf_refused() -> Response {
+pub(crate) fn csrf_refused() -> Response {
     (StatusCode::FORBIDDEN, "the form's CSRF token is missing or stale: reload the page").into_response()
 }
 
 /// The query of a page's URL.
-fn query(q: Option<String>) -> Form {
+pub(crate) fn query(q: Option<String>) -> Form {
     Form::parse(q.unwrap_or_default().as_bytes())
 }
 
 /// What every page's template gets, plus the page's own fields.
-fn page(session: Option<&Session>, name: &str, fields: Value) -> Value {
+pub(crate) fn page(session: Option<&Session>, name: &str, fields: Value) -> Value {
     let mut ctx = json!({"signed_in": session.is_some(), "csrf": session.map(|s| s.csrf.clone()), "page": name});
     if let (Some(o), Value::Object(f)) = (ctx.as_object_mut(), fields) {
         o.extend(f);
@@ -162,7 +174,7 @@ fn page(session: Option<&Session>, name: &str, fields: Value) -> Value {
     ctx
 }
 
-fn render(c: &Console, template: &str, ctx: Value) -> Response {
+pub(crate) fn render(c: &Console, template: &str, ctx: Value) -> Response {
     match c
         .templates
         .get_template(template)
@@ -174,7 +186,7 @@ fn render(c: &Console, template: &str, ctx: Value) -> Response {
 }
 
 /// An admin API failure as a page: its status, its message.
-fn failed(c: &Console, session: &Session, f: Failure) -> Response {
+pub(crate) fn failed(c: &Console, session: &Session, f: Failure) -> Response {
     let mut r = render(c, "base.html", page(Some(session), "error", json!({"error": f.to_string()})));
     *r.status_mut() = if f.status.is_client_error() { f.status } else { StatusCode::BAD_GATEWAY };
     r
@@ -275,11 +287,13 @@ async fn overview(State(c): State<Arc<Console>>, axum::Extension(s): axum::Exten
     let hour: Vec<Value> =
         day.iter().filter(|e| e.get("at").and_then(Value::as_i64).unwrap_or(0) >= now - 3_600_000).cloned().collect();
     let capped = day.len() >= READ;
-    let mut windows =
-        vec![Window::of("hour", &hour, if capped { hour.len() } else { READ }), Window::of("24 hours", &day, READ)];
+    let mut windows = vec![
+        Window::of("hour", &hour, if capped { hour.len() } else { READ }).charted(&hour, now, "5 minutes", 300_000, 12),
+        Window::of("24 hours", &day, READ).charted(&day, now, "hour", 3_600_000, 24),
+    ];
     windows[0].capped = capped;
-    let dead = match c.api.get("/v1/dead").await {
-        Ok(v) => v.get("dead").and_then(Value::as_array).map_or(0, Vec::len),
+    let dead = match c.api.get("/v1/dead?limit=1").await {
+        Ok(v) => v.get("total").and_then(Value::as_u64).unwrap_or(0),
         Err(f) => return failed(&c, &s, f),
     };
     render(&c, "overview.html", page(Some(&s), "overview", json!({"windows": windows, "dead": dead})))
@@ -305,44 +319,23 @@ async fn flows(State(c): State<Arc<Console>>, axum::Extension(s): axum::Extensio
     render(&c, "flows.html", page(Some(&s), "flows", json!({"flows": rows})))
 }
 
-/// A dry run of a flow on its sample (the admin API's `testFlow`):
-/// every decision shown, nothing sent.
-async fn test_flow(
-    State(c): State<Arc<Console>>,
-    axum::Extension(s): axum::Extension<Session>,
-    Path((tenant, id)): Path<(String, String)>,
-    bytes: Bytes,
-) -> Response {
-    if Form::checked(&s, &bytes).is_none() {
-        return csrf_refused();
-    }
-    let path = format!("/v1/flows/{}/{}/test", encode(&tenant), encode(&id));
-    match c.api.post(&path, &json!({})).await {
-        Ok(v) => {
-            let lines: Vec<String> = v
-                .get("lines")
-                .and_then(Value::as_array)
-                .map(|l| l.iter().map(|x| serde_json::to_string_pretty(x).unwrap_or_default()).collect())
-                .unwrap_or_default();
-            let failed = v.get("failed").and_then(Value::as_bool).unwrap_or(false);
-            render(&c, "test.html", page(Some(&s), "flows", json!({"id": id, "lines": lines, "failed": failed})))
-        }
-        Err(f) => failed(&c, &s, f),
-    }
-}
-
 /// The log filters of a query, as the admin API takes them, and the text
-/// filter the console applies itself.
+/// and outcome filters the console applies itself.
 struct LogFilter {
     api: String,
     text: String,
+    /// An outcome (`rejected` takes every `rejected_…`), or any.
+    outcome: String,
     shown: Value,
 }
+
+/// The outcomes the log page's menu offers.
+const OUTCOMES: [&str; 8] = ["accepted", "rejected", "success", "retry", "halt", "dead", "failed", "done"];
 
 impl LogFilter {
     fn of(q: &Form) -> Self {
         let mut api = String::new();
-        for key in ["flow_id", "tenant", "event_id", "run_id"] {
+        for key in ["flow_id", "tenant", "event_id", "run_id", "before_seq"] {
             let v = q.get(key).trim();
             if !v.is_empty() {
                 api.push_str(&format!("&{key}={}", encode(v)));
@@ -352,11 +345,22 @@ impl LogFilter {
         if failed {
             api.push_str("&failed=true");
         }
+        let outcome = q.get("outcome").trim().to_string();
         let shown = json!({
             "flow_id": q.get("flow_id"), "tenant": q.get("tenant"), "event_id": q.get("event_id"),
-            "text": q.get("text"), "failed": failed,
+            "text": q.get("text"), "failed": failed, "outcome": outcome,
+            "last": q.get("last"), "from": q.get("from"), "to": q.get("to"),
         });
-        LogFilter { api, text: q.get("text").trim().to_lowercase(), shown }
+        LogFilter { api, text: q.get("text").trim().to_lowercase(), outcome, shown }
+    }
+
+    /// Whether an entry passes the console's own filters.
+    fn takes(&self, e: &Entry) -> bool {
+        let outcome = self.outcome.as_str();
+        e.contains(&self.text)
+            && (outcome.is_empty()
+                || e.outcome == outcome
+                || (outcome == "rejected" && e.outcome.starts_with("rejected_")))
     }
 }
 
@@ -365,58 +369,99 @@ async fn log(
     axum::Extension(s): axum::Extension<Session>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let raw = q.clone().unwrap_or_default();
     let q = query(q);
     let filter = LogFilter::of(&q);
-    // The last 24 hours unless the link asks for more (`since`, ms): a
-    // deployment's log is read by hour.
-    let since = q.get("since").parse::<i64>().unwrap_or_else(|_| now_ms() - 86_400_000);
-    let listed = match c.api.get(&format!("/v1/logs?since={since}&limit={LOG_PAGE}{}", filter.api)).await {
+    let now = now_ms();
+    // The last 24 hours unless the form says otherwise: a deployment's
+    // log is read by hour.
+    let (range, error) = match Range::of(q.get("since"), q.get("last"), q.get("from"), q.get("to"), now) {
+        Ok(r) => (r, None),
+        Err(e) => (Range { since: now - 86_400_000, until: None }, Some(e)),
+    };
+    let until = range.until.map(|u| format!("&until={u}")).unwrap_or_default();
+    let path = format!("/v1/logs?since={}&limit={LOG_PAGE}{until}{}", range.since, filter.api);
+    let listed = match c.api.get(&path).await {
         Ok(v) => v.get("entries").and_then(Value::as_array).cloned().unwrap_or_default(),
         Err(f) => return failed(&c, &s, f),
     };
-    let mut entries: Vec<Entry> = listed.iter().map(Entry::of).filter(|e| e.contains(&filter.text)).collect();
+    let mut entries: Vec<Entry> = listed.iter().map(Entry::of).filter(|e| filter.takes(e)).collect();
     entries.reverse();
+    let times: Vec<i64> = listed.iter().filter_map(|e| e.get("at").and_then(Value::as_i64)).collect();
+    // A full page has older entries: the next page ends where this one
+    // does (its oldest millisecond again, so none of that millisecond is
+    // skipped; a page all of one millisecond moves past it).
+    // (By `seq` where entries carry one: before the oldest shown, exact.)
+    let oldest_seq = listed.iter().filter_map(|e| e.get("seq").and_then(Value::as_i64)).min();
+    let older = (listed.len() >= LOG_PAGE).then(|| {
+        let (oldest, newest) = (times.iter().min().copied().unwrap_or(0), times.iter().max().copied().unwrap_or(0));
+        let skip = ["to", "since", "from", "before_seq", "after"];
+        let mut link = Form(q.0.iter().filter(|(k, _)| !skip.contains(&k.as_str())).cloned().collect());
+        link.0.push((
+            "from".into(),
+            if q.get("from").is_empty() { range.since.to_string() } else { q.get("from").into() },
+        ));
+        match oldest_seq {
+            Some(seq) => {
+                link.0.push(("before_seq".into(), seq.to_string()));
+                link.0.push(("to".into(), range.until.map_or_else(|| now.to_string(), |u| u.to_string())));
+            }
+            None => link.0.push(("to".into(), if oldest == newest { oldest } else { oldest + 1 }.to_string())),
+        }
+        format!("/console/log?{}", link.query_string())
+    });
     // The tail goes on after the newest entry this page shows: nothing
     // stored between this read and the page's script connecting is lost.
-    let newest = listed.iter().filter_map(|e| e.get("at").and_then(Value::as_i64)).max().unwrap_or_else(now_ms);
-    let stream = format!("/console/log/stream?{raw}{}after={newest}", if raw.is_empty() { "" } else { "&" });
-    render(&c, "log.html", page(Some(&s), "log", json!({"entries": entries, "q": filter.shown, "stream": stream})))
+    // A range with an end (an older page too) has no tail.
+    let stream = (range.until.is_none() && q.get("before_seq").is_empty()).then(|| {
+        let newest_seq = listed.iter().filter_map(|e| e.get("seq").and_then(Value::as_i64)).max();
+        let after = match newest_seq {
+            Some(seq) => format!("s{seq}"),
+            None => format!("t{}", times.iter().max().copied().unwrap_or(now)),
+        };
+        let mut link = Form(q.0.iter().filter(|(k, _)| k != "after").cloned().collect());
+        link.0.push(("after".into(), after));
+        format!("/console/log/stream?{}", link.query_string())
+    });
+    let last: Vec<Value> = LAST.iter().map(|(v, label, _)| json!([v, label])).collect();
+    let ctx = json!({
+        "entries": entries, "q": filter.shown, "stream": stream, "older": older, "error": error,
+        "last_choices": last, "outcomes": OUTCOMES, "since": time(range.since),
+        "until": range.until.map(time),
+    });
+    render(&c, "log.html", page(Some(&s), "log", ctx))
 }
 
 /// The live tail: server-sent events, each a batch of new entries rendered
-/// as rows (newest first, at most [`TAIL_ROWS`], the rest counted), from
-/// an admin API read every [`TAIL_EVERY`] of the entries since the newest
-/// one sent, less [`TAIL_LOOKBACK_MS`]; the entries of that window sent
-/// already are known by their content and skipped. Each event's id is its
-/// cursor, so a reconnecting page (`Last-Event-ID`) goes on from it. It
-/// ends when the page goes or its session does.
+/// as rows (newest first, at most [`TAIL_ROWS`]) with the count of all of
+/// them, from an admin API read every [`TAIL_EVERY`] after its cursor
+/// ([`Tail`]: an entry's `seq` where the store numbers them, else a time
+/// less a look-back, the entries sent already known by content). Each
+/// event's id is its cursor, so a reconnecting page (`Last-Event-ID`) goes
+/// on from it. It ends when the page goes or its session does.
 async fn stream(State(c): State<Arc<Console>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let q = query(q);
     let filter = LogFilter::of(&q);
-    let resumed = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
-    let after = resumed.or_else(|| q.get("after").parse::<i64>().ok()).unwrap_or_else(now_ms);
-    struct Tail {
+    let resumed = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let cursor = Tail::parse(resumed.as_deref().unwrap_or(q.get("after")), now_ms());
+    struct Stream {
         c: Arc<Console>,
         cookie: Option<String>,
         filter: LogFilter,
-        cursor: TailCursor,
+        cursor: Tail,
     }
-    let tail = Tail { cookie: cookie_value(&headers), c, filter, cursor: TailCursor::new(after) };
+    let tail = Stream { cookie: cookie_value(&headers), c, filter, cursor };
     let events = futures_util::stream::unfold(tail, |mut t| async move {
         loop {
             tokio::time::sleep(TAIL_EVERY).await;
             // Signed out or expired: the stream ends with the session.
             t.cookie.as_deref().and_then(|v| t.c.sessions.session(v, now_ms()))?;
-            let path = format!("/v1/logs?since={}&limit=1000{}", t.cursor.since(), t.filter.api);
+            let path = format!("/v1/logs?{}{}", t.cursor.query(TAIL_ROWS), t.filter.api);
             let Ok(v) = t.c.api.get(&path).await else { continue };
-            let listed = v.get("entries").and_then(Value::as_array).cloned().unwrap_or_default();
-            let fresh = t.cursor.fresh(&listed);
-            let shown: Vec<Entry> = fresh.iter().map(Entry::of).filter(|e| e.contains(&t.filter.text)).collect();
-            if shown.is_empty() {
+            let (fresh, count) = t.cursor.take(&v);
+            if count == 0 {
                 continue;
             }
-            let count = shown.len();
+            let shown: Vec<Entry> = fresh.iter().map(Entry::of).filter(|e| t.filter.takes(e)).collect();
             let rows: Vec<String> = shown
                 .iter()
                 .rev()
@@ -428,8 +473,8 @@ async fn stream(State(c): State<Arc<Console>>, headers: HeaderMap, RawQuery(q): 
                         .ok()
                 })
                 .collect();
-            let data = json!({"rows": rows, "count": count, "more": count.saturating_sub(TAIL_ROWS)});
-            let event = Event::default().event("entries").id(t.cursor.at().to_string()).data(data.to_string());
+            let data = json!({"rows": rows, "count": count, "more": count.saturating_sub(rows.len())});
+            let event = Event::default().event("entries").id(t.cursor.id()).data(data.to_string());
             return Some((Ok::<_, Infallible>(event), t));
         }
     });
@@ -440,6 +485,7 @@ async fn run(
     State(c): State<Arc<Console>>,
     axum::Extension(s): axum::Extension<Session>,
     Path(id): Path<String>,
+    RawQuery(q): RawQuery,
 ) -> Response {
     let v = match c.api.get(&format!("/v1/runs/{}", encode(&id))).await {
         Ok(v) => v,
@@ -454,11 +500,43 @@ async fn run(
         Some(Value::Object(o)) => o.keys().next().cloned().unwrap_or_default(),
         _ => String::new(),
     };
+    // Only what this page's replay says (a link cannot make up text).
+    let replayed = query(q).get("replay_of").to_string();
+    let notice = replayed
+        .starts_with("run_")
+        .then(|| format!("A replay of {replayed}, by the flow's current version."))
+        .filter(|_| replayed.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'));
     let ctx = json!({
         "id": id, "status": status, "flow_id": field("flow_id"), "event_id": field("event_id"),
         "entries": entries, "state": serde_json::to_string_pretty(&state).unwrap_or_default(),
+        "replayable": state.pointer("/trigger/method").is_some(),
+        // Names this page's replay: clicked twice, or retried after a
+        // failure, it is one replay.
+        "replay_key": crate::session::random_token(), "notice": notice,
     });
     render(&c, "run.html", page(Some(&s), "run", ctx))
+}
+
+/// Dead deliveries a page shows.
+const DEAD_PAGE: usize = 100;
+
+/// Replays the run's request against the flow's current version
+/// (`replayRun`), then shows the new run.
+async fn replay_run(
+    State(c): State<Arc<Console>>,
+    axum::Extension(s): axum::Extension<Session>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    let Some(form) = Form::checked(&s, &bytes) else { return csrf_refused() };
+    let key: String = form.get("key").chars().take(64).collect();
+    match c.api.post(&format!("/v1/runs/{}/replay", encode(&id)), &json!({"key": key})).await {
+        Ok(v) => {
+            let new = v.get("run_id").and_then(Value::as_str).unwrap_or_default();
+            Redirect::to(&format!("/console/runs/{}?replay_of={}", encode(new), encode(&id))).into_response()
+        }
+        Err(f) => failed(&c, &s, f),
+    }
 }
 
 async fn dead(
@@ -468,14 +546,26 @@ async fn dead(
 ) -> Response {
     let q = query(q);
     let flow = q.get("flow_id").trim().to_string();
-    let path = if flow.is_empty() { "/v1/dead".to_string() } else { format!("/v1/dead?flow_id={}", encode(&flow)) };
-    let listed = match c.api.get(&path).await {
-        Ok(v) => v.get("dead").and_then(Value::as_array).cloned().unwrap_or_default(),
+    let n = q.get("page").parse::<usize>().unwrap_or(0).min(1_000_000);
+    let filter = if flow.is_empty() { String::new() } else { format!("&flow_id={}", encode(&flow)) };
+    let path = format!("/v1/dead?offset={}&limit={DEAD_PAGE}{filter}", n * DEAD_PAGE);
+    let (listed, total) = match c.api.get(&path).await {
+        Ok(v) => (
+            v.get("dead").and_then(Value::as_array).cloned().unwrap_or_default(),
+            v.get("total").and_then(Value::as_u64).unwrap_or(0) as usize,
+        ),
         Err(f) => return failed(&c, &s, f),
     };
     let rows: Vec<DeadRow> = listed.iter().map(DeadRow::of).collect();
     let notice = q.get("replayed").parse::<usize>().ok().map(|n| format!("{n} dead deliveries queued again."));
-    render(&c, "dead.html", page(Some(&s), "dead", json!({"dead": rows, "flow_id": flow, "notice": notice})))
+    let link = |page: usize| format!("/console/dead?page={page}{filter}");
+    let ctx = json!({
+        "dead": rows, "flow_id": flow, "notice": notice, "total": total,
+        "first": n * DEAD_PAGE + 1, "last": n * DEAD_PAGE + rows.len(),
+        "newer": (n > 0).then(|| link(n - 1)),
+        "older": ((n + 1) * DEAD_PAGE < total).then(|| link(n + 1)),
+    });
+    render(&c, "dead.html", page(Some(&s), "dead", ctx))
 }
 
 async fn replay_dead(
@@ -484,6 +574,13 @@ async fn replay_dead(
     bytes: Bytes,
 ) -> Response {
     let Some(form) = Form::checked(&s, &bytes) else { return csrf_refused() };
+    let flow = form.get("flow_id").trim();
+    // Everything matching the filter, however many pages: a task whose
+    // progress its page follows.
+    if form.get("which") == "matching" {
+        let id = c.replays.start(c.api.clone(), flow.to_string());
+        return Redirect::to(&format!("/console/dead/replays/{id}")).into_response();
+    }
     // Exactly what the page showed: "all" is every row it listed, not
     // whatever is dead by the time the form is sent.
     let ids: Vec<&str> = if form.get("which") == "all" { form.all("shown") } else { form.all("id") };
@@ -496,9 +593,27 @@ async fn replay_dead(
             Err(f) => return failed(&c, &s, f),
         }
     }
-    let flow = form.get("flow_id").trim();
     let filter = if flow.is_empty() { String::new() } else { format!("&flow_id={}", encode(flow)) };
     Redirect::to(&format!("/console/dead?replayed={replayed}{filter}")).into_response()
+}
+
+async fn replay_progress(
+    State(c): State<Arc<Console>>,
+    axum::Extension(s): axum::Extension<Session>,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(p) = c.replays.get(&id) else {
+        return failed(&c, &s, Failure::of(StatusCode::NOT_FOUND, "no such replay (the console keeps the last 20)"));
+    };
+    let state_path = format!("/console/dead/replays/{}/state", encode(&id));
+    render(&c, "replay.html", page(Some(&s), "dead", json!({"p": p.state(), "state": state_path})))
+}
+
+async fn replay_state(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    match c.replays.get(&id) {
+        Some(p) => axum::Json(p.state()).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such replay").into_response(),
+    }
 }
 
 async fn subscriptions_page(c: &Console, s: &Session, extra: Value) -> Response {
@@ -545,6 +660,39 @@ async fn subscriptions(
     subscriptions_page(&c, &s, json!({"notice": notice})).await
 }
 
+/// One subscription: what it is, its actions, a recovery from a chosen
+/// time, and its deliveries' attempts (the last 7 days, newest first).
+async fn subscription_page(
+    State(c): State<Arc<Console>>,
+    axum::Extension(s): axum::Extension<Session>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let one = match c.api.get(&format!("/v1/subscriptions/{}", encode(&id))).await {
+        Ok(v) => v,
+        Err(f) => return failed(&c, &s, f),
+    };
+    let since = now_ms() - 7 * 86_400_000;
+    let path = format!("/v1/logs?subscription_id={}&since={since}&limit={LOG_PAGE}", encode(&id));
+    let mut attempts: Vec<Entry> = match c.api.get(&path).await {
+        Ok(v) => {
+            v.get("entries").and_then(Value::as_array).map(|l| l.iter().map(Entry::of).collect()).unwrap_or_default()
+        }
+        Err(f) => return failed(&c, &s, f),
+    };
+    attempts.reverse();
+    let q = query(q);
+    let notice = q.get("recovered").parse::<u64>().ok().map(|n| format!("Recovering: {n} events queued again."));
+    let error =
+        (!q.get("error").is_empty()).then_some("Not recovered: give the time as 2026-11-30T18:00:00Z (UTC) or ms.");
+    let ctx = json!({
+        "s": SubscriptionRow::of(&one), "detail": serde_json::to_string_pretty(&one).unwrap_or_default(),
+        "attempts": attempts, "notice": notice, "error": error,
+        "day_ago": time(now_ms() - 86_400_000),
+    });
+    render(&c, "subscription.html", page(Some(&s), "subscriptions", ctx))
+}
+
 async fn create_subscription(
     State(c): State<Arc<Console>>,
     axum::Extension(s): axum::Extension<Session>,
@@ -573,11 +721,23 @@ async fn subscription_action(
     Path((id, action)): Path<(String, String)>,
     bytes: Bytes,
 ) -> Response {
-    if Form::checked(&s, &bytes).is_none() {
-        return csrf_refused();
-    }
+    let Some(form) = Form::checked(&s, &bytes) else { return csrf_refused() };
     let base = format!("/v1/subscriptions/{}", encode(&id));
+    let back = format!("/console/subscriptions/{}", encode(&id));
     let done = match action.as_str() {
+        // What its endpoint lost: every selected event since a time, again.
+        "recover-since" => {
+            let Ok(Some(since)) = crate::view::time_of("since", form.get("since")) else {
+                return Redirect::to(&format!("{back}?error=since")).into_response();
+            };
+            return match c.api.post(&format!("{base}/enable"), &json!({"replay": true, "since": since})).await {
+                Ok(v) => {
+                    let n = v.get("replayed").and_then(Value::as_u64).unwrap_or(0);
+                    Redirect::to(&format!("{back}?recovered={n}")).into_response()
+                }
+                Err(f) => failed(&c, &s, f),
+            };
+        }
         "enable" => c.api.post(&format!("{base}/enable"), &json!({})).await,
         "recover" => c.api.post(&format!("{base}/enable"), &json!({"replay": true})).await,
         "disable" => c.api.post(&format!("{base}/disable"), &json!({})).await,
@@ -637,16 +797,44 @@ mod tests {
         let e = Entry::of(&json!({"at": 0, "kind": "inbound", "run_id": "run_1", "detail": {"body": evil}}));
         let pages = [
             ("login.html", json!({"error": evil})),
-            ("overview.html", json!({"windows": [Window::of("hour", &[], 10)], "dead": 0})),
+            (
+                "overview.html",
+                json!({"windows": [Window::of("hour", &[json!({"kind": "inbound", "outcome": evil, "at": 5})], 10)
+                    .charted(&[json!({"kind": "inbound", "outcome": format!("'{evil}"), "at": 5})], 10, "ms", 10, 1)],
+                    "dead": 0}),
+            ),
             (
                 "flows.html",
                 json!({"flows": [FlowRow::of(&json!({"id": evil, "trigger": {"path": "p"}}), None, &BTreeMap::new())]}),
             ),
-            ("log.html", json!({"entries": [e.clone()], "q": {}, "stream": "/console/log/stream"})),
+            (
+                "log.html",
+                json!({"entries": [e.clone()], "q": {"text": evil}, "stream": "/console/log/stream", "older": "/console/log?to=1",
+                       "last_choices": [["1h", "hour"]], "outcomes": [evil], "since": "x", "until": null}),
+            ),
+            (
+                "flow.html",
+                json!({"f": FlowRow::of(&json!({"id": evil, "trigger": {"path": "p"}}), Some("http://h"), &BTreeMap::new()),
+                       "source": evil, "lines": [{"n": 1, "text": evil, "notes": [{"error": true, "text": evil}]}],
+                       "loose": [{"error": false, "text": evil}], "errors": true, "warned": false, "methods": ["POST"],
+                       "sample": evil, "sent": {"method": "POST", "headers": evil, "body": evil,
+                                               "answer": {"status": 200, "headers": evil, "body": evil}},
+                       "log": "/console/log"}),
+            ),
             ("run.html", json!({"id": "run_1", "entries": [e], "state": evil})),
             ("dead.html", json!({"dead": [], "flow_id": ""})),
             ("subscriptions.html", json!({"subscriptions": [], "seen_types": ["a.b"]})),
-            ("test.html", json!({"id": "f", "lines": [evil], "failed": true})),
+            (
+                "subscription.html",
+                json!({"s": SubscriptionRow::of(&json!({"id": evil, "url": evil, "status": "active"})),
+                       "detail": evil, "attempts": [Entry::of(&json!({"kind": "attempt", "detail": {"x": evil}}))],
+                       "day_ago": evil}),
+            ),
+            ("test.html", json!({"id": "f", "lines": [evil], "failed": true, "back": "/console/flows/a/f"})),
+            (
+                "replay.html",
+                json!({"p": {"total": 0, "replayed": 0, "gone": 0, "finished": true, "failure": evil}, "state": "/x"}),
+            ),
         ];
         for (name, fields) in pages {
             let html = c

@@ -49,7 +49,7 @@ struct Inner {
 }
 
 /// 256 random bits, hex.
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut b = [0u8; 32];
     rand::rng().fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()

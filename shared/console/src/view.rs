@@ -121,6 +121,69 @@ impl TailCursor {
     }
 }
 
+/// Where the live tail is: after an entry's `seq`, where the store numbers
+/// its entries in commit order (`hookflow dev`: exact, nothing read twice,
+/// a count of everything new however fast it comes), else after a time
+/// with a look-back ([`TailCursor`]: a deployment's log).
+#[derive(Debug, Clone)]
+pub enum Tail {
+    Seq(i64),
+    Time(TailCursor),
+}
+
+impl Tail {
+    /// From an event id or the page's link: `s123` (after that `seq`) or
+    /// `t1796…` (after that time, ms); anything else starts now.
+    pub fn parse(text: &str, now: i64) -> Tail {
+        match (text.get(..1), text.get(1..).and_then(|n| n.parse::<i64>().ok())) {
+            (Some("s"), Some(n)) => Tail::Seq(n),
+            (Some("t"), Some(n)) => Tail::Time(TailCursor::new(n)),
+            _ => Tail::Time(TailCursor::new(now)),
+        }
+    }
+
+    /// The cursor as an event id ([`Tail::parse`] reads it back).
+    pub fn id(&self) -> String {
+        match self {
+            Tail::Seq(n) => format!("s{n}"),
+            Tail::Time(c) => format!("t{}", c.at()),
+        }
+    }
+
+    /// The query of the next read (the filters aside): by `seq`, the
+    /// newest `rows` after it and their count; by time, the look-back
+    /// window (at most 1,000).
+    pub fn query(&self, rows: usize) -> String {
+        match self {
+            Tail::Seq(n) => format!("since=0&after_seq={n}&limit={rows}"),
+            Tail::Time(c) => format!("since={}&limit=1000", c.since()),
+        }
+    }
+
+    /// The entries of an answer not sent yet (oldest first) and how many
+    /// new entries there were in all; the cursor moved past them. A time
+    /// cursor whose answer carries `seq` goes on by `seq`.
+    pub fn take(&mut self, answer: &Value) -> (Vec<Value>, usize) {
+        let listed = answer.get("entries").and_then(Value::as_array).cloned().unwrap_or_default();
+        let newest_seq = listed.iter().filter_map(|e| e.get("seq").and_then(Value::as_i64)).max();
+        match self {
+            Tail::Seq(n) => {
+                *n = newest_seq.unwrap_or(*n).max(*n);
+                let count = answer.get("count").and_then(Value::as_u64).map_or(listed.len(), |c| c as usize);
+                (listed, count)
+            }
+            Tail::Time(c) => {
+                let fresh = c.fresh(&listed);
+                if let Some(seq) = newest_seq {
+                    *self = Tail::Seq(seq);
+                }
+                let count = fresh.len();
+                (fresh, count)
+            }
+        }
+    }
+}
+
 /// A flow as the flows page lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlowRow {
@@ -195,6 +258,9 @@ pub struct Window {
     pub delivered: usize,
     /// (flow or subscription, failed attempts), most first, at most 5.
     pub failing: Vec<(String, usize)>,
+    /// The window's charts ([`Chart::of_window`]) and their bucket's name.
+    pub charts: Vec<Chart>,
+    pub bucket: &'static str,
 }
 
 fn ranked(counts: BTreeMap<String, usize>) -> Vec<(String, usize, u32)> {
@@ -219,6 +285,15 @@ fn ms(v: Option<i64>) -> String {
 }
 
 impl Window {
+    /// The window with its charts of `n` buckets of `bucket_ms` ending with
+    /// the one holding `now`.
+    pub fn charted(mut self, entries: &[Value], now: i64, bucket: &'static str, bucket_ms: i64, n: usize) -> Self {
+        let from = now.div_euclid(bucket_ms) * bucket_ms - (n as i64 - 1) * bucket_ms;
+        self.charts = Chart::of_window(entries, from, bucket_ms, n);
+        self.bucket = bucket;
+        self
+    }
+
     /// The window's counts from its log entries (newest first or any
     /// order), `limit` the most that were asked for.
     pub fn of(name: &'static str, entries: &[Value], limit: usize) -> Self {
@@ -281,7 +356,215 @@ impl Window {
             p99: ms(pct(99)),
             delivered: latencies.len(),
             failing,
+            charts: Vec::new(),
+            bucket: "",
         }
+    }
+}
+
+/// A chart of the overview, as the page's script hands it to uPlot: the
+/// start of each bucket (seconds, uPlot's time unit) and one line per
+/// outcome (`None` where a latency bucket had no delivery).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Chart {
+    pub title: String,
+    /// What the y axis counts.
+    pub unit: &'static str,
+    pub x: Vec<i64>,
+    pub series: Vec<(String, Vec<Option<i64>>)>,
+}
+
+impl Chart {
+    /// The overview's three charts of a window of `n` buckets of
+    /// `bucket_ms` from `from`: inbound requests by verdict, delivery
+    /// attempts by outcome, and accept→delivery p50/p99 of the events first
+    /// delivered in each bucket. Entries outside the window are left out.
+    pub fn of_window(entries: &[Value], from: i64, bucket_ms: i64, n: usize) -> Vec<Chart> {
+        let x: Vec<i64> = (0..n as i64).map(|i| (from + i * bucket_ms) / 1000).collect();
+        let slot = |at: i64| -> Option<usize> {
+            let i = (at - from).div_euclid(bucket_ms);
+            (at >= from && (i as usize) < n).then_some(i as usize)
+        };
+        let mut by_kind: [BTreeMap<String, Vec<Option<i64>>>; 2] = Default::default();
+        let mut accepted: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut delivered: BTreeMap<&str, i64> = BTreeMap::new();
+        for e in entries {
+            let kind = e.get("kind").and_then(Value::as_str).unwrap_or_default();
+            let outcome = e.get("outcome").and_then(Value::as_str).unwrap_or("unknown");
+            let at = e.get("at").and_then(Value::as_i64).unwrap_or(0);
+            let event = e.get("event_id").and_then(Value::as_str).unwrap_or_default();
+            let which = match kind {
+                "inbound" => {
+                    if outcome == "accepted" && !event.is_empty() {
+                        accepted.entry(event).and_modify(|t| *t = (*t).min(at)).or_insert(at);
+                    }
+                    0
+                }
+                "attempt" => {
+                    if outcome == "success" && !event.is_empty() {
+                        delivered.entry(event).and_modify(|t| *t = (*t).min(at)).or_insert(at);
+                    }
+                    1
+                }
+                _ => continue,
+            };
+            if let Some(i) = slot(at) {
+                let line = by_kind[which].entry(outcome.to_string()).or_insert_with(|| vec![Some(0); n]);
+                line[i] = Some(line[i].unwrap_or(0) + 1);
+            }
+        }
+        let mut latencies: Vec<Vec<i64>> = vec![Vec::new(); n];
+        for (event, done) in &delivered {
+            if let (Some(start), Some(i)) = (accepted.get(event), slot(*done)) {
+                latencies[i].push((done - start).max(0));
+            }
+        }
+        let pct = |l: &mut Vec<i64>, p: usize| -> Option<i64> {
+            l.sort_unstable();
+            (!l.is_empty()).then(|| l[((l.len() * p).div_ceil(100)).saturating_sub(1)])
+        };
+        let p50 = latencies.iter_mut().map(|l| pct(l, 50)).collect();
+        let p99 = latencies.iter_mut().map(|l| pct(l, 99)).collect();
+        let [inbound, attempts] = by_kind;
+        vec![
+            Chart {
+                title: "Inbound requests by verdict".into(),
+                unit: "requests",
+                x: x.clone(),
+                series: inbound.into_iter().collect(),
+            },
+            Chart {
+                title: "Delivery attempts by outcome".into(),
+                unit: "attempts",
+                x: x.clone(),
+                series: attempts.into_iter().collect(),
+            },
+            Chart {
+                title: "Accept → delivery latency".into(),
+                unit: "ms",
+                x,
+                series: vec![("p50".into(), p50), ("p99".into(), p99)],
+            },
+        ]
+    }
+}
+
+/// A line of a flow's source, with what validation says of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceLine {
+    pub n: usize,
+    pub text: String,
+    /// `field: message` of each error or warning at this line.
+    pub notes: Vec<Note>,
+}
+
+/// An error or a warning of validation, as shown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Note {
+    pub error: bool,
+    pub text: String,
+}
+
+impl Note {
+    fn of(p: &Value, error: bool) -> Self {
+        let field = text(p, "field");
+        let message = text(p, "message");
+        // The API's error message starts with its position; the line shows it.
+        let message = match (p.get("line"), message.strip_prefix("line ")) {
+            (Some(_), Some(rest)) => rest.split_once(": ").map_or(message.clone(), |(_, m)| m.to_string()),
+            _ => message,
+        };
+        Note { error, text: if field.is_empty() { message } else { format!("{field}: {message}") } }
+    }
+}
+
+/// A flow's source as numbered lines, each problem (`line` given) under its
+/// line; and the problems of no line, for above the listing.
+pub fn annotated(source: &str, errors: &[Value], warnings: &[Value]) -> (Vec<SourceLine>, Vec<Note>) {
+    let mut lines: Vec<SourceLine> = source
+        .lines()
+        .enumerate()
+        .map(|(i, l)| SourceLine { n: i + 1, text: l.to_string(), notes: Vec::new() })
+        .collect();
+    let mut loose = Vec::new();
+    let all = errors.iter().map(|p| (p, true)).chain(warnings.iter().map(|p| (p, false)));
+    for (p, error) in all {
+        let note = Note::of(p, error);
+        match p.get("line").and_then(Value::as_u64).map(|l| l as usize) {
+            Some(l) if l >= 1 && l <= lines.len() => lines[l - 1].notes.push(note),
+            _ => loose.push(note),
+        }
+    }
+    (lines, loose)
+}
+
+/// The lines of a headers box (`Name: value` each; blank lines skipped),
+/// or which line is not a header.
+pub fn header_lines(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(format!("headers, line {}: write `Name: value`", i + 1));
+        };
+        out.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    Ok(out)
+}
+
+/// The log page's time range: `from` and `to` (RFC 3339, UTC unless it
+/// says otherwise, or ms since the epoch) when given, else the last
+/// `last` (`15m`, `1h`, `24h`, `7d`; 24 hours by default). `since` (ms),
+/// the form of older links, still reads from that time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Range {
+    pub since: i64,
+    /// Before this (ms); open (the live tail runs) when `None`.
+    pub until: Option<i64>,
+}
+
+/// The choices of the log page's "last" menu: (value, label, ms).
+pub const LAST: [(&str, &str, i64); 5] = [
+    ("15m", "15 minutes", 900_000),
+    ("1h", "hour", 3_600_000),
+    ("24h", "24 hours", 86_400_000),
+    ("7d", "7 days", 7 * 86_400_000),
+    ("14d", "14 days", 14 * 86_400_000),
+];
+
+/// A time a person typed: ms since the epoch, or RFC 3339 (a time without
+/// an offset is UTC); `None` for nothing; the error names the field.
+pub fn time_of(field: &str, text: &str) -> Result<Option<i64>, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(ms) = t.parse::<i64>() {
+        return Ok(Some(ms));
+    }
+    humantime::parse_rfc3339_weak(t.trim_end_matches(['Z', 'z']))
+        .ok()
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| Some(d.as_millis() as i64))
+        .ok_or_else(|| format!("{field}: `{t}` is not a time: write 2026-11-30T18:00:00Z (UTC) or ms since the epoch"))
+}
+
+impl Range {
+    pub fn of(since: &str, last: &str, from: &str, to: &str, now: i64) -> Result<Self, String> {
+        let (from, to) = (time_of("from", from)?, time_of("to", to)?);
+        if let (Some(f), Some(t)) = (from, to)
+            && f >= t
+        {
+            return Err("from: the range's start is not before its end".into());
+        }
+        let window = LAST.iter().find(|(v, _, _)| *v == last).map_or(86_400_000, |(_, _, ms)| *ms);
+        let since = from.or_else(|| since.parse().ok()).unwrap_or(match to {
+            Some(t) => t - window,
+            None => now - window,
+        });
+        Ok(Range { since, until: to })
     }
 }
 
@@ -394,6 +677,71 @@ mod tests {
     }
 
     #[test]
+    fn charts_count_each_bucket_and_its_latencies() {
+        let entries = vec![
+            json!({"kind": "inbound", "outcome": "accepted", "event_id": "e1", "at": 1_000}),
+            json!({"kind": "inbound", "outcome": "rejected_auth", "at": 1_500}),
+            json!({"kind": "inbound", "outcome": "accepted", "event_id": "e2", "at": 2_100}),
+            json!({"kind": "attempt", "outcome": "success", "event_id": "e1", "at": 1_250}),
+            json!({"kind": "attempt", "outcome": "success", "event_id": "e2", "at": 2_900}),
+            // Outside the window: not counted anywhere.
+            json!({"kind": "inbound", "outcome": "accepted", "event_id": "e0", "at": 999}),
+            json!({"kind": "inbound", "outcome": "accepted", "event_id": "e3", "at": 3_000}),
+        ];
+        let [inbound, attempts, latency] = <[Chart; 3]>::try_from(Chart::of_window(&entries, 1_000, 1_000, 2)).unwrap();
+        assert_eq!(inbound.x, vec![1, 2]);
+        assert_eq!(
+            inbound.series,
+            vec![("accepted".into(), vec![Some(1), Some(1)]), ("rejected_auth".into(), vec![Some(1), Some(0)])]
+        );
+        assert_eq!(attempts.series, vec![("success".into(), vec![Some(1), Some(1)])]);
+        assert_eq!(latency.series[0], ("p50".into(), vec![Some(250), Some(800)]));
+        let quiet = Chart::of_window(&[], 0, 1_000, 3);
+        assert_eq!(quiet[2].series[1].1, vec![None, None, None], "no delivery: no latency, not zero");
+    }
+
+    #[test]
+    fn a_flow_source_shows_each_problem_under_its_line() {
+        let source = "id: f\ntrigger: x\nsteps: []\n";
+        let errors = [
+            json!({"field": "trigger", "message": "line 2:10: not a trigger", "line": 2, "col": 10}),
+            json!({"field": "", "message": "the file is empty"}),
+        ];
+        let warnings = [
+            json!({"field": "steps", "message": "no steps", "line": 3, "col": 1}),
+            json!({"field": "x", "message": "past the end", "line": 99, "col": 1}),
+        ];
+        let (lines, loose) = annotated(source, &errors, &warnings);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1].notes, vec![Note { error: true, text: "trigger: not a trigger".into() }]);
+        assert_eq!(lines[2].notes, vec![Note { error: false, text: "steps: no steps".into() }]);
+        assert!(lines[0].notes.is_empty());
+        let loose: Vec<&str> = loose.iter().map(|n| n.text.as_str()).collect();
+        assert_eq!(loose, ["the file is empty", "x: past the end"]);
+    }
+
+    #[test]
+    fn a_headers_box_is_read_line_by_line() {
+        let h = header_lines("Content-Type: application/json\n\nX-Api-Key:  k:1 \n").unwrap();
+        assert_eq!(h, vec![("Content-Type".into(), "application/json".into()), ("X-Api-Key".into(), "k:1".into())]);
+        assert_eq!(header_lines("ok: 1\nnot a header").unwrap_err(), "headers, line 2: write `Name: value`");
+    }
+
+    #[test]
+    fn a_time_range_is_the_last_window_or_what_was_typed() {
+        let now = 1_796_055_330_020;
+        assert_eq!(Range::of("", "", "", "", now).unwrap(), Range { since: now - 86_400_000, until: None });
+        assert_eq!(Range::of("", "15m", "", "", now).unwrap().since, now - 900_000);
+        let r = Range::of("", "1h", "2026-11-30T16:15:30.020Z", "2026-11-30 17:00:00", now).unwrap();
+        assert_eq!((r.since, r.until), (now, Some(1_796_058_000_000)));
+        // Only an end: the window before it.
+        assert_eq!(Range::of("", "1h", "", "1000000000", now).unwrap().since, 1_000_000_000 - 3_600_000);
+        assert_eq!(Range::of("5", "1h", "", "", now).unwrap().since, 5, "an older link's since");
+        assert!(Range::of("", "", "yesterday", "", now).unwrap_err().starts_with("from: `yesterday`"));
+        assert!(Range::of("", "", "20", "10", now).unwrap_err().contains("not before its end"));
+    }
+
+    #[test]
     fn an_entry_summarises_its_detail_and_is_found_by_its_text() {
         let e = Entry::of(&json!({"at": 0, "kind": "inbound", "outcome": "accepted", "flow_id": "f",
             "detail": {"method": "POST", "path": "/hooks/a/f", "body": "{\"n\": 1}"}}));
@@ -420,6 +768,30 @@ mod tests {
         // A reconnect resumes after what was sent: nothing again.
         let mut resumed = TailCursor::new(t.at());
         assert!(resumed.fresh(&[e(10_000, 6)]).is_empty());
+    }
+
+    #[test]
+    fn a_tail_by_seq_counts_everything_new_and_one_by_time_moves_to_seq() {
+        let e = |seq: i64| json!({"at": seq * 10, "seq": seq});
+        let mut t = Tail::parse("s5", 0);
+        assert_eq!(t.query(100), "since=0&after_seq=5&limit=100");
+        // The newest rows after the cursor, and the count of every new one.
+        let (rows, count) = t.take(&json!({"entries": [e(9), e(10)], "count": 5}));
+        assert_eq!((rows.len(), count, t.id()), (2, 5, "s10".to_string()));
+        // Nothing new: the cursor stays.
+        assert_eq!(t.take(&json!({"entries": [], "count": 0})).1, 0);
+        assert_eq!(t.id(), "s10");
+        // A time cursor (a page that read no entry) moves to seq at the
+        // first answer that has one.
+        let mut t = Tail::parse("t100", 0);
+        assert_eq!(t.query(100), format!("since={}&limit=1000", 100 - TAIL_LOOKBACK_MS));
+        let (rows, count) = t.take(&json!({"entries": [e(20), e(21)]}));
+        assert_eq!((rows.len(), count, t.id()), (2, 2, "s21".to_string()));
+        // Without seq (a deployment's log), it stays by time.
+        let mut t = Tail::parse("junk", 7);
+        assert_eq!(t.id(), "t7");
+        t.take(&json!({"entries": [{"at": 50}]}));
+        assert_eq!(t.id(), "t50");
     }
 
     #[test]

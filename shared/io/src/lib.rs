@@ -6,11 +6,14 @@
 //! |---|---|
 //! | [`sender`] | one HTTP attempt: secrets resolved, signed, SSRF-guarded, no redirects |
 //! | [`logger`] | JSON lines on stdout (CloudWatch reads the same), secret values redacted |
+//! | [`probe`] | a request of the operator's own to the deployment's trigger (the console's test request) |
 
 pub mod logger;
+pub mod probe;
 pub mod sender;
 
 pub use logger::{Format, Logger};
+pub use probe::Probe;
 pub use sender::Sender;
 
 /// Errors of building the I/O.

@@ -127,7 +127,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// cold start; the compiled-in roots cost nothing to load and are the same
 /// set browsers trust. A receiver behind a private CA is a private target,
 /// refused by the SSRF policy anyway.
-fn tls_config() -> Result<rustls::ClientConfig, crate::Error> {
+pub(crate) fn tls_config() -> Result<rustls::ClientConfig, crate::Error> {
     let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)

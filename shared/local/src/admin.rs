@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hookflow_admin::backend::Fut;
-use hookflow_admin::{Backend, BackendError, FlowInfo, LogQuery, Published};
+use hookflow_admin::{Backend, BackendError, FlowInfo, LogQuery, Page, Published};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{DeadDelivery, LogEntry, NewJob};
 use hookflow_core::flow::TriggerKind;
+use hookflow_core::inbound::Accepted;
 use hookflow_core::subscription::{Event, Keyring, Settings, Subscription};
 use serde_json::Value;
 
@@ -24,6 +25,33 @@ pub struct DevBackend {
     pub rt: Arc<Runtime>,
     /// Where `PUT /v1/flows/...` writes flow files.
     pub flows_dir: PathBuf,
+    /// Held while a replayed run is looked for and stored: the same replay
+    /// asked twice at once stores one run (a second commit of it would
+    /// write its first state over a run already moving).
+    pub starting: tokio::sync::Mutex<()>,
+}
+
+impl DevBackend {
+    pub fn new(rt: Arc<Runtime>, flows_dir: PathBuf) -> Self {
+        DevBackend { rt, flows_dir, starting: tokio::sync::Mutex::new(()) }
+    }
+}
+
+/// The store's filter of an API query.
+fn log_filter(q: LogQuery) -> LogFilter {
+    LogFilter {
+        flow_id: q.flow_id,
+        run_id: q.run_id,
+        since: q.since,
+        until: q.until,
+        failed_only: q.failed_only,
+        tenant: q.tenant,
+        event_id: q.event_id,
+        subscription_id: q.subscription_id,
+        after_seq: q.after_seq,
+        upto_seq: q.upto_seq,
+        limit: Some(q.limit),
+    }
 }
 
 fn unavailable(e: Error) -> BackendError {
@@ -31,6 +59,27 @@ fn unavailable(e: Error) -> BackendError {
 }
 
 impl DevBackend {
+    /// The file `flow` is written to (its own, or a new one), unless its
+    /// route is another flow's.
+    fn file_for(&self, flow: &CompiledFlow) -> Result<PathBuf, BackendError> {
+        let (tenant, id) = (&flow.flow.tenant, &flow.flow.id);
+        let file = self
+            .rt
+            .flows()
+            .by_id(tenant, id)
+            .map_or_else(|| self.flows_dir.join(format!("{tenant}.{id}.yaml")), |f| f.file.clone());
+        if flow.flow.trigger.kind == TriggerKind::Webhook
+            && let Some(other) = self.rt.flows().by_route(tenant, &flow.flow.trigger.path)
+            && other.file != file
+        {
+            return Err(BackendError::Conflict {
+                field: Some("trigger.path".into()),
+                message: format!("flow `{}` uses the trigger {} already", other.flow.id, other.flow.trigger_path()),
+            });
+        }
+        Ok(file)
+    }
+
     /// Reloads the flows from the directory (after a write), so the change
     /// is live when the answer goes out.
     fn reload(&self) -> Result<(), BackendError> {
@@ -63,23 +112,14 @@ impl Backend for DevBackend {
         })
     }
 
+    fn check_flow<'a>(&'a self, flow: &'a CompiledFlow) -> Fut<'a, ()> {
+        Box::pin(async move { self.file_for(flow).map(|_| ()) })
+    }
+
     fn put_flow<'a>(&'a self, flow: &'a CompiledFlow, text: &'a str) -> Fut<'a, (FlowInfo, bool)> {
         Box::pin(async move {
-            let (tenant, id) = (&flow.flow.tenant, &flow.flow.id);
-            let existing = self.rt.flows().by_id(tenant, id);
-            let file = existing
-                .as_ref()
-                .map_or_else(|| self.flows_dir.join(format!("{tenant}.{id}.yaml")), |f| f.file.clone());
-            // The route must not clash with another flow's.
-            if flow.flow.trigger.kind == TriggerKind::Webhook
-                && let Some(other) = self.rt.flows().by_route(tenant, &flow.flow.trigger.path)
-                && other.file != file
-            {
-                return Err(BackendError::Conflict {
-                    field: Some("trigger.path".into()),
-                    message: format!("flow `{}` uses the trigger {} already", other.flow.id, other.flow.trigger_path()),
-                });
-            }
+            let existing = self.rt.flows().by_id(&flow.flow.tenant, &flow.flow.id);
+            let file = self.file_for(flow)?;
             std::fs::write(&file, text).map_err(|e| BackendError::Unavailable(format!("{}: {e}", file.display())))?;
             self.reload()?;
             let mut info = FlowInfo::of(flow, None);
@@ -160,18 +200,11 @@ impl Backend for DevBackend {
     }
 
     fn logs(&self, q: LogQuery) -> Fut<'_, Vec<LogEntry>> {
-        Box::pin(async move {
-            let filter = LogFilter {
-                flow_id: q.flow_id,
-                run_id: q.run_id,
-                since: q.since,
-                failed_only: q.failed_only,
-                tenant: q.tenant,
-                event_id: q.event_id,
-                limit: Some(q.limit),
-            };
-            self.rt.store.query_log(&filter).map_err(unavailable)
-        })
+        Box::pin(async move { self.rt.store.query_log(&log_filter(q)).map_err(unavailable) })
+    }
+
+    fn count_logs(&self, q: LogQuery) -> Fut<'_, Option<usize>> {
+        Box::pin(async move { self.rt.store.count_log(&log_filter(q)).map(Some).map_err(unavailable) })
     }
 
     fn run<'a>(&'a self, id: &'a str) -> Fut<'a, Option<(Value, Vec<LogEntry>)>> {
@@ -182,17 +215,36 @@ impl Backend for DevBackend {
         })
     }
 
-    fn dead<'a>(&'a self, flow_id: Option<&'a str>) -> Fut<'a, Vec<DeadDelivery>> {
-        Box::pin(async move { self.rt.store.dead_jobs(flow_id).map_err(unavailable) })
+    fn current_flow<'a>(&'a self, tenant: &'a str, id: &'a str) -> Fut<'a, Option<Arc<CompiledFlow>>> {
+        Box::pin(async move { Ok(self.rt.flows().by_id(tenant, id)) })
     }
 
-    fn replay<'a>(&'a self, delivery_id: &'a str) -> Fut<'a, bool> {
+    /// One transaction: a run of that id stored already was all stored.
+    fn start_run(&self, accepted: Accepted) -> Fut<'_, bool> {
         Box::pin(async move {
-            let dead = self.rt.store.dead_jobs(None).map_err(unavailable)?;
-            let Some(d) = dead.into_iter().find(|d| d.row.delivery_id == delivery_id) else { return Ok(false) };
-            self.rt.store.replay(&d).map_err(unavailable)?;
+            let _one_at_a_time = self.starting.lock().await;
+            if self.rt.store.run(&accepted.run.id).map_err(unavailable)?.is_some() {
+                return Ok(false);
+            }
+            self.rt.store.commit(accepted.outcome.commit).await.map_err(unavailable)?;
             self.rt.wake();
             Ok(true)
+        })
+    }
+
+    fn dead<'a>(&'a self, flow_id: Option<&'a str>, page: Page) -> Fut<'a, (Vec<DeadDelivery>, usize)> {
+        Box::pin(async move {
+            let after = page.after.as_ref().map(|(at, id)| (*at, id.as_str()));
+            self.rt.store.dead_page(flow_id, after, page.offset, page.limit, false).map_err(unavailable)
+        })
+    }
+
+    fn replay<'a>(&'a self, delivery_id: &'a str, _: Option<&'a str>) -> Fut<'a, bool> {
+        Box::pin(async move {
+            let Some(d) = self.rt.store.dead_one(delivery_id).map_err(unavailable)? else { return Ok(false) };
+            let queued = self.rt.store.replay(&d).map_err(unavailable)?;
+            self.rt.wake();
+            Ok(queued)
         })
     }
 }

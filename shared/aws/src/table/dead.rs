@@ -17,25 +17,14 @@ impl Table {
             }
             None => self.query_all("pk = :pk", None, &[(":pk", s(keys::DEAD))]).await?,
         };
-        let mut dead: Vec<DeadDelivery> = items
-            .iter()
-            .map(|i| -> Result<DeadDelivery, Error> {
-                Ok(DeadDelivery {
-                    row: DeadRow {
-                        delivery_id: get_s(i, "delivery_id").unwrap_or_default().into(),
-                        tenant: get_s(i, "tenant").unwrap_or_default().into(),
-                        flow_id: get_s(i, "flow_id").unwrap_or_default().into(),
-                        run_id: get_s(i, "run_id").unwrap_or_default().into(),
-                        reason: get_s(i, "reason").unwrap_or_default().into(),
-                        // Rows written before jobs were kept apart hold it.
-                        job: get_text(i, "job")?.unwrap_or_default(),
-                    },
-                    at: get_n(i, "at").unwrap_or(0),
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let mut dead: Vec<DeadDelivery> = items.iter().map(dead_of).collect::<Result<_, _>>()?;
         dead.sort_by_key(|d| d.at);
         Ok(dead)
+    }
+
+    /// One dead delivery's row, by its key (`GetItem`).
+    pub async fn dead_one(&self, tenant: &str, delivery_id: &str) -> Result<Option<DeadDelivery>, Error> {
+        self.get(keys::DEAD.into(), &keys::dead(tenant, delivery_id)).await?.as_ref().map(dead_of).transpose()
     }
 
     /// A dead delivery's job, from its parts (`None`: none kept). Read
@@ -112,4 +101,19 @@ impl Table {
             Err(e) => Err(Error::aws("DynamoDB", "TransactWriteItems", e)),
         }
     }
+}
+
+fn dead_of(i: &Item) -> Result<DeadDelivery, Error> {
+    Ok(DeadDelivery {
+        row: DeadRow {
+            delivery_id: get_s(i, "delivery_id").unwrap_or_default().into(),
+            tenant: get_s(i, "tenant").unwrap_or_default().into(),
+            flow_id: get_s(i, "flow_id").unwrap_or_default().into(),
+            run_id: get_s(i, "run_id").unwrap_or_default().into(),
+            reason: get_s(i, "reason").unwrap_or_default().into(),
+            // Rows written before jobs were kept apart hold it.
+            job: get_text(i, "job")?.unwrap_or_default(),
+        },
+        at: get_n(i, "at").unwrap_or(0),
+    })
 }

@@ -109,5 +109,6 @@ pub(super) fn entry_of(item: &Item) -> LogEntry {
             .flatten()
             .and_then(|d| serde_json::from_str(&d).ok())
             .unwrap_or(Value::Null),
+        seq: None,
     }
 }

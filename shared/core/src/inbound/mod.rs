@@ -243,6 +243,23 @@ pub fn duplicate(a: &Arrival, flow: &CompiledFlow, key: &str) -> (LogEntry, LogL
     (entry, line)
 }
 
+/// A replay of run `run_id`: its request accepted again by `flow` (the
+/// flow's current version) as a new run whose ids derive from `run_id`
+/// and the replay's `key` — the same replay asked twice (a retry after a
+/// failure) names the same run, which the store then finds rather than
+/// starting a second. The inbound entry says which run it replays.
+pub fn replay(flow: &CompiledFlow, request: &InboundRequest, run_id: &str, key: &str, now: i64) -> Accepted {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{run_id}\n{key}").as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let (new_run, event) = (format!("run_r{hex}"), format!("evt_r{hex}"));
+    let mut accepted = accept(flow, request, (&new_run, &event), now, None);
+    for e in accepted.outcome.commit.log.iter_mut().filter(|e| e.kind == EntryKind::Inbound) {
+        e.detail["replay_of"] = json!(run_id);
+    }
+    accepted
+}
+
 /// An accepted request.
 #[derive(Debug)]
 pub struct Accepted {

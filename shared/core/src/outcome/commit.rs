@@ -194,6 +194,7 @@ impl DeadRow {
             delivery_id: Some(self.delivery_id.clone()),
             outcome: Some("replayed".into()),
             detail: Value::Object(Default::default()),
+            seq: None,
         };
         Ok((new, entry))
     }
@@ -287,6 +288,10 @@ pub struct LogEntry {
     pub delivery_id: Option<String>,
     pub outcome: Option<String>,
     pub detail: Value,
+    /// Its place in the store's order of commits, where the store has one
+    /// (SQLite's `seq`): what the live tail reads after. Never stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
 }
 
 impl LogEntry {
@@ -302,6 +307,7 @@ impl LogEntry {
             delivery_id: None,
             outcome: Some(outcome.into()),
             detail,
+            seq: None,
         }
     }
 

@@ -257,6 +257,19 @@ pub fn attempt_log(d: &Delivery, a: &Attempt, n: u32, verdict: Verdict, now: i64
             r.headers.iter().map(|(k, v)| (k.to_string(), json!(shown(k, v)))).collect();
         json!({"status": r.status, "headers": headers, "body": r.body})
     });
+    let mut detail = json!({
+        "attempt": n,
+        "step": d.step,
+        "request": request,
+        "response": response,
+        "duration_ms": a.duration_ms,
+        "error_class": a.result.error.as_ref().map(|e| e.0),
+        "error": a.result.error.as_ref().map(|e| e.1.clone()),
+    });
+    // A subscription's delivery names it: its attempts are found by it.
+    if let Some(sub) = d.purpose.subscription() {
+        detail["subscription_id"] = json!(sub);
+    }
     LogEntry {
         at: now,
         kind: EntryKind::Attempt,
@@ -268,15 +281,8 @@ pub fn attempt_log(d: &Delivery, a: &Attempt, n: u32, verdict: Verdict, now: i64
         outcome: Some(
             serde_json::to_value(verdict).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
         ),
-        detail: json!({
-            "attempt": n,
-            "step": d.step,
-            "request": request,
-            "response": response,
-            "duration_ms": a.duration_ms,
-            "error_class": a.result.error.as_ref().map(|e| e.0),
-            "error": a.result.error.as_ref().map(|e| e.1.clone()),
-        }),
+        detail,
+        seq: None,
     }
 }
 

@@ -56,6 +56,27 @@ impl InboundRequest {
         parse_body(self.headers.get("content-type").unwrap_or(""), &self.body)
     }
 
+    /// The request back from a run's `trigger` ([`InboundRequest::to_trigger`]):
+    /// what a replay of the run starts from (its credentials were stripped
+    /// before it was stored, so they are not in it); `None` if it is not
+    /// a trigger's.
+    pub fn from_trigger(trigger: &Value) -> Option<InboundRequest> {
+        let text = |k: &str| trigger.get(k).and_then(Value::as_str).map(str::to_string);
+        Some(InboundRequest {
+            method: text("method")?,
+            path: text("path").unwrap_or_default(),
+            headers: trigger
+                .get("headers")
+                .and_then(Value::as_object)
+                .map(|h| h.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+                .unwrap_or_default(),
+            query: trigger.get("query").and_then(Value::as_object).cloned().unwrap_or_default(),
+            body: text("raw_body").unwrap_or_default(),
+            source_ip: text("source_ip").unwrap_or_default(),
+            received_at: text("received_at").unwrap_or_default(),
+        })
+    }
+
     /// `trigger.*` for templates.
     pub fn to_trigger(&self, flow: &Flow) -> Value {
         json!({
@@ -757,6 +778,26 @@ mod tests {
             body: body.to_string(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_runs_trigger_gives_its_request_back_for_a_replay() {
+        let f = flow(SYNC);
+        let req = InboundRequest {
+            query: json!({"a": "1"}).as_object().cloned().unwrap(),
+            source_ip: "127.0.0.1".into(),
+            received_at: "2026-11-30T00:00:00Z".into(),
+            ..request(json!({"sku": "A-1"}))
+        };
+        let run = Run::new(&f.flow, "run_1", "evt_1", &req);
+        let stored: Run = serde_json::from_str(&stored_state(&run)).unwrap();
+        let back = InboundRequest::from_trigger(&stored.trigger).unwrap();
+        // Header names come back lower case (as `trigger.headers` has them).
+        assert_eq!(
+            back,
+            InboundRequest { headers: [("content-type", "application/json")].into_iter().collect(), ..req }
+        );
+        assert_eq!(InboundRequest::from_trigger(&json!({"type": "order.paid"})), None, "an event's run has no request");
     }
 
     #[test]

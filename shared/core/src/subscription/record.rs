@@ -159,11 +159,20 @@ pub struct NewSubscription {
 pub struct FieldError {
     pub field: String,
     pub message: String,
+    /// Where in a document (1-based line and column), when it has lines.
+    pub line: Option<usize>,
+    pub col: Option<usize>,
 }
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError { field: field.into(), message: message.into(), line: None, col: None }
+    }
+
+    /// The error at a line and column of its document.
+    pub fn at(mut self, line: usize, col: usize) -> Self {
+        (self.line, self.col) = (Some(line), Some(col));
+        self
     }
 }
 
@@ -313,6 +322,22 @@ impl Subscription {
         s.disabled_at = None;
         s.disabled_reason = None;
         s.updated_at = now;
+        s
+    }
+
+    /// Active, replaying every selected event published from `since` to
+    /// `until` (a recovery: the endpoint lost what it was sent, or a
+    /// disabled subscription is enabled with what it missed since an
+    /// earlier time than its disabling).
+    ///
+    /// A disabled subscription's window starts no later than what it
+    /// missed ([`Subscription::missed_since`]): a recovery never leaves out
+    /// an event it was never sent.
+    pub fn recovering(&self, since: i64, until: i64, now: i64) -> Subscription {
+        let since = if self.status == Status::Disabled { since.min(self.missed_since()) } else { since };
+        let mut s = if self.status == Status::Disabled { self.enabled(now, Some(until)) } else { self.clone() };
+        s.replay = Some(Replay { next: since, from: since, until, last_pass: false });
+        s.updated_at = now.max(self.updated_at + 1);
         s
     }
 

@@ -9,12 +9,70 @@ pub struct LogFilter {
     pub run_id: Option<String>,
     /// Only entries at or after this time (ms).
     pub since: i64,
+    /// Only entries before this time (ms).
+    pub until: Option<i64>,
     /// Only failures: halted, retried, dead, rejected.
     pub failed_only: bool,
     pub tenant: Option<String>,
     pub event_id: Option<String>,
+    /// Only the attempts of this subscription's deliveries.
+    pub subscription_id: Option<String>,
+    /// Only entries committed after this one (`seq`): the live tail's
+    /// cursor (the writer commits in `seq` order, so none is skipped).
+    pub after_seq: Option<i64>,
+    /// Only entries up to this one (`seq`).
+    pub upto_seq: Option<i64>,
     /// Only the newest this many (all when `None`).
     pub limit: Option<usize>,
+}
+
+impl LogFilter {
+    /// The filter as SQL (`WHERE` without the word) and its arguments: only
+    /// the filters given, so a run's timeline goes through the `run_id`
+    /// index and a tail after a `seq` through the primary key.
+    fn sql(&self) -> (String, Vec<rusqlite::types::Value>) {
+        let mut sql = String::from("1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        // No lower bound in time (a tail by `seq`, a run's timeline): none
+        // in the SQL either, which could lead the planner to the `at` index.
+        if self.since > 0 {
+            sql.push_str(" AND at >= ?");
+            args.push(self.since.into());
+        }
+        if let Some(after) = self.after_seq {
+            sql.push_str(" AND seq > ?");
+            args.push(after.into());
+        }
+        if let Some(upto) = self.upto_seq {
+            sql.push_str(" AND seq <= ?");
+            args.push(upto.into());
+        }
+        if let Some(until) = self.until {
+            sql.push_str(" AND at < ?");
+            args.push(until.into());
+        }
+        for (column, value) in [
+            ("run_id", &self.run_id),
+            ("flow_id", &self.flow_id),
+            ("tenant", &self.tenant),
+            ("event_id", &self.event_id),
+        ] {
+            if let Some(v) = value {
+                sql.push_str(&format!(" AND {column} = ?"));
+                args.push(v.clone().into());
+            }
+        }
+        if let Some(sub) = &self.subscription_id {
+            sql.push_str(" AND kind = 'attempt' AND json_extract(detail, '$.subscription_id') = ?");
+            args.push(sub.clone().into());
+        }
+        if self.failed_only {
+            sql.push_str(
+                " AND (outcome IN ('halt', 'gone', 'retry', 'failed', 'dead', 'dropped') OR outcome LIKE 'rejected_%')",
+            );
+        }
+        (sql, args)
+    }
 }
 
 /// Entries deleted in one transaction by [`Store::prune_log`]: the writer
@@ -22,7 +80,7 @@ pub struct LogFilter {
 const PRUNE_CHUNK: i64 = 1_000;
 
 /// Reads a row of `SELECT at, kind, tenant, flow_id, run_id, event_id,
-/// delivery_id, outcome, detail FROM log`.
+/// delivery_id, outcome, detail, seq FROM log`.
 pub(super) fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
     Ok(LogEntry {
         at: r.get(0)?,
@@ -34,30 +92,58 @@ pub(super) fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> 
         delivery_id: r.get(6)?,
         outcome: r.get(7)?,
         detail: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or(Value::Null),
+        seq: Some(r.get(9)?),
     })
 }
 
 /// Puts back the bodies kept in their runs ([`super::writer`]'s
-/// `stored_detail`): one primary-key read of the run an entry, of the
-/// characters the entry showed (SQLite's `substr` counts characters, as
-/// the mark does), never the whole body past the entry's 16 KiB. A run no
-/// longer there leaves the entry without its body.
+/// `stored_detail`): one read of the runs a chunk of entries needs (500
+/// at a time), of at most the characters the entries showed (SQLite's
+/// `substr` counts characters, as the mark does; never the whole body past
+/// the entry's 16 KiB), each entry then cut to its own. A run no longer
+/// there leaves the entry without its body.
 pub(super) fn with_bodies(conn: &Connection, entries: &mut [LogEntry]) -> Result<(), Error> {
-    for e in entries.iter_mut() {
+    const CHUNK: usize = 500;
+    // (entry index, run, characters, cut) of each entry whose body is kept.
+    let mut wanted: Vec<(usize, String, usize, bool)> = Vec::new();
+    for (i, e) in entries.iter_mut().enumerate() {
         let Some(o) = e.detail.as_object_mut() else { continue };
         let Some(mark) = o.remove(super::writer::BODY_IN_RUN) else { continue };
-        let Some(run) = e.run_id.as_deref() else { continue };
-        let chars = mark.get("chars").and_then(Value::as_i64).unwrap_or(0);
+        let Some(run) = e.run_id.clone() else { continue };
+        let chars = mark.get("chars").and_then(Value::as_u64).unwrap_or(0) as usize;
         let cut = mark.get("cut").and_then(Value::as_bool).unwrap_or(false);
-        let body: Option<Option<String>> = conn
-            .prepare_cached("SELECT substr(json_extract(state, '$.trigger.raw_body'), 1, ?2) FROM runs WHERE id = ?1")
-            .and_then(|mut st| st.query_row(params![run, chars], |r| r.get(0)).optional())
+        wanted.push((i, run, chars, cut));
+    }
+    for chunk in wanted.chunks(CHUNK) {
+        let most = chunk.iter().map(|w| w.2).max().unwrap_or(0) as i64;
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "SELECT id, substr(json_extract(state, '$.trigger.raw_body'), 1, ?) FROM runs WHERE id IN ({marks})"
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![most.into()];
+        args.extend(chunk.iter().map(|w| rusqlite::types::Value::from(w.1.clone())));
+        let mut stmt = conn.prepare(&sql).map_err(db)?;
+        let bodies: std::collections::HashMap<String, String> = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(db)?
+            .filter_map(|r| match r {
+                Ok((id, Some(body))) => Some(Ok((id, body))),
+                Ok((_, None)) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()
             .map_err(db)?;
-        if let Some(Some(mut body)) = body {
-            if cut {
+        for (i, run, chars, cut) in chunk {
+            let Some(body) = bodies.get(run) else { continue };
+            let mut body: String = body.chars().take(*chars).collect();
+            if *cut {
                 body.push('…');
             }
-            o.insert("body".into(), Value::String(body));
+            if let Some(o) = entries[*i].detail.as_object_mut() {
+                o.insert("body".into(), Value::String(body));
+            }
         }
     }
     Ok(())
@@ -69,24 +155,11 @@ impl Store {
     /// whole to be cut afterwards). Only the filters given are in the SQL,
     /// so a run's timeline goes through the `run_id` index.
     pub fn query_log(&self, f: &LogFilter) -> Result<Vec<LogEntry>, Error> {
-        let mut sql = String::from(
-            "SELECT at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail FROM log WHERE at >= ?",
+        let (filter, mut args) = f.sql();
+        let sql = format!(
+            "SELECT at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail, seq FROM log \
+             WHERE {filter} ORDER BY seq DESC LIMIT ?"
         );
-        let mut args: Vec<rusqlite::types::Value> = vec![f.since.into()];
-        for (column, value) in
-            [("run_id", &f.run_id), ("flow_id", &f.flow_id), ("tenant", &f.tenant), ("event_id", &f.event_id)]
-        {
-            if let Some(v) = value {
-                sql.push_str(&format!(" AND {column} = ?"));
-                args.push(v.clone().into());
-            }
-        }
-        if f.failed_only {
-            sql.push_str(
-                " AND (outcome IN ('halt', 'gone', 'retry', 'failed', 'dead', 'dropped') OR outcome LIKE 'rejected_%')",
-            );
-        }
-        sql.push_str(" ORDER BY seq DESC LIMIT ?");
         args.push(f.limit.map_or(-1, |n| n.min(i64::MAX as usize) as i64).into());
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
@@ -95,6 +168,16 @@ impl Store {
         entries.reverse();
         with_bodies(&conn, &mut entries)?;
         Ok(entries)
+    }
+
+    /// How many log entries match `f` (its `limit` aside): the live tail's
+    /// count of what it read after its cursor.
+    pub fn count_log(&self, f: &LogFilter) -> Result<usize, Error> {
+        let (filter, args) = f.sql();
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT count(*) FROM log WHERE {filter}")).map_err(db)?;
+        let n: i64 = stmt.query_row(rusqlite::params_from_iter(args), |r| r.get(0)).map_err(db)?;
+        Ok(n as usize)
     }
 
     /// Deletes log entries older than `before` (ms); returns how many. In

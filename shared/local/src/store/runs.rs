@@ -182,7 +182,13 @@ mod tests {
         s.commit(Commit { runs: vec![run("run_1", "succeeded")], dead: Some(row.clone()), ..Default::default() })
             .await
             .unwrap();
-        s.replay(&DeadDelivery { row, at: 0 }).unwrap();
+        let dead = s.dead_one(&row.delivery_id).unwrap().expect("the dead row");
+        assert!(s.replay(&dead).unwrap(), "queued");
+        // Replayed already (a second click, another tab): not queued twice.
+        assert!(!s.replay(&dead).unwrap());
+        assert!(!s.replay(&DeadDelivery { row, at: dead.at + 1 }).unwrap(), "only the row as it was read");
+        let jobs: i64 = s.conn().query_row("SELECT count(*) FROM jobs", [], |r| r.get(0)).unwrap();
+        assert_eq!(jobs, 1);
         let now = crate::now_ms();
         assert_eq!(s.prune_runs(now + 60_000, now).unwrap(), 0, "the replay's job needs its run");
         assert!(s.run("run_1").unwrap().is_some());
