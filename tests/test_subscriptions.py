@@ -355,8 +355,11 @@ def test_admin_api_auth_errors_and_flows(dev, receiver):
     assert upto["entries"] and all(e["at"] == first for e in upto["entries"])
     # Entries carry their place in the store's order: a tail after one is
     # told how many came after it, a page before one gets the older ones.
+    # (Once the run ended: its entries are all there.)
+    logs = wait_for(lambda: (lambda got: got if any(e["kind"] == "run" for e in got["entries"]) else None)(
+        api(d, "GET", "/v1/logs?flow_id=new")[1]), what="the run's end in the log")
     seqs = [e["seq"] for e in logs["entries"]]
-    assert seqs == sorted(seqs) and len(seqs) >= 3, seqs
+    assert seqs == sorted(seqs), seqs
     _, tail = api(d, "GET", f"/v1/logs?flow_id=new&since=0&after_seq={seqs[0]}&limit=1")
     assert (tail["count"], [e["seq"] for e in tail["entries"]]) == (len(seqs) - 1, [seqs[-1]]), tail
     _, older = api(d, "GET", f"/v1/logs?flow_id=new&before_seq={seqs[-1]}")
@@ -382,6 +385,19 @@ def test_admin_api_auth_errors_and_flows(dev, receiver):
     assert api(d, "DELETE", "/v1/flows/default/new")[0] == 204
     assert d.call("/hooks/default/new", {"x": 1})[0] == 404
     assert api(d, "GET", "/v1/flows/default/new")[0] == 404
+
+
+def test_subscriptions_are_listed_a_page_at_a_time(dev, receiver):
+    r = receiver()
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST)
+    made = sorted(subscribe(d, r.url(f"/s{i}"), ["a.b"])["id"] for i in range(3))
+    _, first = api(d, "GET", "/v1/subscriptions?limit=2")
+    assert [s["id"] for s in first["subscriptions"]] == made[:2] and first["next"] == made[1], first
+    _, second = api(d, "GET", f"/v1/subscriptions?limit=2&after={first['next']}")
+    assert [s["id"] for s in second["subscriptions"]] == made[2:] and second["next"] is None, second
+    _, everything = api(d, "GET", "/v1/subscriptions")
+    assert [s["id"] for s in everything["subscriptions"]] == made and "next" not in everything
+    assert api(d, "GET", "/v1/subscriptions?limit=0")[1]["error"]["field"] == "limit"
 
 
 def test_a_keyring_sealed_under_another_key_is_dead_at_once_and_a_rotation_recovers_it(dev, receiver):

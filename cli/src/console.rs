@@ -25,6 +25,8 @@ pub enum From {
 
 pub struct Options {
     pub from: From,
+    /// The stack's region, if not the AWS configuration's.
+    pub region: Option<String>,
     pub listen: String,
     /// The stack's HTTP API URL, for the trigger URLs shown.
     pub api_url: Option<String>,
@@ -92,7 +94,10 @@ async fn stack_names(sdk: &aws_config::SdkConfig, stack: &str) -> Result<(Vec<(S
 pub fn run(opts: Options) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async move {
-        let sdk = crate::aws::sdk().await;
+        let sdk = match opts.region.clone() {
+            Some(r) => aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(r)).load().await,
+            None => crate::aws::sdk().await,
+        };
         // The stack's names as its functions read them (`HOOKFLOW_*`): from
         // the stack, or the table given and the environment; one message
         // naming every one missing.

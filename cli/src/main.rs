@@ -174,6 +174,10 @@ enum Command {
         /// The stack's DynamoDB table (output `TableName`).
         #[arg(long, env = "HOOKFLOW_TABLE")]
         table: Option<String>,
+        /// The stack's region (else the AWS configuration's: `AWS_REGION`,
+        /// the profile).
+        #[arg(long)]
+        region: Option<String>,
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
         /// The stack's HTTP API URL (output `ApiUrl`), for the trigger URLs shown.
@@ -372,13 +376,13 @@ fn main() -> ExitCode {
                 },
             })
         }
-        Command::Console { stack, table, listen, api_url, admin_token } => {
+        Command::Console { stack, table, region, listen, api_url, admin_token } => {
             // Clap requires one of the two.
             let from = match (stack, table) {
                 (Some(stack), _) => console::From::Stack(stack),
                 (None, table) => console::From::Table(table.unwrap_or_default()),
             };
-            console::run(console::Options { from, listen, api_url, admin_token })
+            console::run(console::Options { from, region, listen, api_url, admin_token })
         }
         Command::Logs { data, table, tenant, flow, run, status, since, json } => records::logs(
             source(data, table, None),

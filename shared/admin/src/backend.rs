@@ -127,6 +127,21 @@ pub trait Backend: Send + Sync + 'static {
     fn subscription<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Subscription>>;
     /// Oldest first; of one tenant, or all.
     fn subscriptions<'a>(&'a self, tenant: Option<&'a str>) -> Fut<'a, Vec<Subscription>>;
+    /// A page of them, by id: after `after`, at most `limit`. By default
+    /// cut from [`Backend::subscriptions`]; a store that can read a page
+    /// alone does.
+    fn subscriptions_page<'a>(
+        &'a self,
+        tenant: Option<&'a str>,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> Fut<'a, Vec<Subscription>> {
+        Box::pin(async move {
+            let mut all = self.subscriptions(tenant).await?;
+            all.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(all.into_iter().filter(|s| after.is_none_or(|a| s.id.as_str() > a)).take(limit).collect())
+        })
+    }
     /// Stores a subscription and queues `jobs` (its verification request,
     /// replays) in one unit; only over the version `prev` (its
     /// `updated_at` when read) if given, else [`BackendError::Conflict`].

@@ -261,9 +261,13 @@ fn paths() -> Map<String, Value> {
     paths.insert(
         "/v1/subscriptions".into(),
         json!({
-            "get": op("listSubscriptions", "Subscriptions, oldest first.",
-                vec![query_param("tenant", "Only this tenant's.", json!({"type": "string"}))], None,
-                vec![("200", answer("The subscriptions.", object(&["subscriptions"], json!({"subscriptions": {"type": "array", "items": sub()}}))))]),
+            "get": op("listSubscriptions", "Subscriptions, oldest first (by id); a page at a time with `limit` or `after`, else all.",
+                vec![query_param("tenant", "Only this tenant's.", json!({"type": "string"})),
+                     query_param("limit", "At most this many (default 100 when paging).", json!({"type": "integer", "minimum": 1, "maximum": 1000})),
+                     query_param("after", "Only those after this id (the `next` of the page before).", json!({"type": "string"}))], None,
+                vec![("200", answer("The subscriptions.", object(&["subscriptions"], json!({"subscriptions": {"type": "array", "items": sub()},
+                        "next": {"type": ["string", "null"], "description": "When paging: the `after` of the next page (none: this was the last)."}})))),
+                     ("400", bad_json())]),
             "post": op("createSubscription",
                 "Subscribes an endpoint. It is `pending` until it echoes the verification token Hookflow POSTs to it; the answer holds the signing secret (or public key) once.",
                 vec![], Some(json_body(schema_ref("NewSubscription"))),

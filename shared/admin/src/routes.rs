@@ -577,8 +577,18 @@ async fn create_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, bytes: 
 
 async fn list_subscriptions<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q): RawQuery) -> ApiResult {
     let q = Query::of(q);
-    let subs = a.backend.subscriptions(q.text("tenant").as_deref()).await?;
-    ok(StatusCode::OK, json!({ "subscriptions": subs.iter().map(view).collect::<Vec<_>>() }))
+    let tenant = q.text("tenant");
+    // Paged when asked (`limit`, `after`): by id, the next page after the
+    // last id of this one (`next`); else all, as before.
+    if q.text("limit").is_none() && q.text("after").is_none() {
+        let subs = a.backend.subscriptions(tenant.as_deref()).await?;
+        return ok(StatusCode::OK, json!({ "subscriptions": subs.iter().map(view).collect::<Vec<_>>() }));
+    }
+    let limit = q.int("limit", 100, 1..=1_000)? as usize;
+    let after = q.text("after");
+    let subs = a.backend.subscriptions_page(tenant.as_deref(), after.as_deref(), limit).await?;
+    let next = (subs.len() == limit).then(|| subs.last().map(|s| s.id.clone())).flatten();
+    ok(StatusCode::OK, json!({ "subscriptions": subs.iter().map(view).collect::<Vec<_>>(), "next": next }))
 }
 
 async fn get_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {

@@ -616,9 +616,16 @@ async fn replay_state(State(c): State<Arc<Console>>, Path(id): Path<String>) -> 
     }
 }
 
-async fn subscriptions_page(c: &Console, s: &Session, extra: Value) -> Response {
-    let listed = match c.api.get("/v1/subscriptions").await {
-        Ok(v) => v.get("subscriptions").and_then(Value::as_array).cloned().unwrap_or_default(),
+/// Subscriptions a page lists.
+const SUBSCRIPTIONS_PAGE: usize = 100;
+
+async fn subscriptions_page(c: &Console, s: &Session, after: &str, extra: Value) -> Response {
+    let from = if after.is_empty() { String::new() } else { format!("&after={}", encode(after)) };
+    let (listed, next) = match c.api.get(&format!("/v1/subscriptions?limit={SUBSCRIPTIONS_PAGE}{from}")).await {
+        Ok(v) => (
+            v.get("subscriptions").and_then(Value::as_array).cloned().unwrap_or_default(),
+            v.get("next").and_then(Value::as_str).map(|n| format!("/console/subscriptions?after={}", encode(n))),
+        ),
         Err(f) => return failed(c, s, f),
     };
     let rows: Vec<SubscriptionRow> = listed.iter().map(SubscriptionRow::of).collect();
@@ -635,7 +642,7 @@ async fn subscriptions_page(c: &Console, s: &Session, extra: Value) -> Response 
         .collect();
     seen.sort();
     seen.dedup();
-    let mut ctx = json!({"subscriptions": rows, "seen_types": seen});
+    let mut ctx = json!({"subscriptions": rows, "seen_types": seen, "next": next, "paged": !after.is_empty()});
     if let (Some(o), Value::Object(e)) = (ctx.as_object_mut(), extra) {
         o.extend(e);
     }
@@ -657,7 +664,7 @@ async fn subscriptions(
             known.contains(action) && id.chars().all(|ch| ch.is_ascii_alphanumeric() || "_-.".contains(ch))
         })
         .map(|_| format!("Done: {done}."));
-    subscriptions_page(&c, &s, json!({"notice": notice})).await
+    subscriptions_page(&c, &s, q.get("after"), json!({"notice": notice})).await
 }
 
 /// One subscription: what it is, its actions, a recovery from a chosen
@@ -709,9 +716,9 @@ async fn create_subscription(
             let id = made.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
             let secret = made.get("secret").and_then(Value::as_str).map(|sec| json!([id, sec]));
             let notice = format!("Subscription {id} created: it is active once its endpoint answers the verification.");
-            subscriptions_page(&c, &s, json!({"secret": secret, "notice": notice})).await
+            subscriptions_page(&c, &s, "", json!({"secret": secret, "notice": notice})).await
         }
-        Err(f) => subscriptions_page(&c, &s, json!({"error": f.to_string()})).await,
+        Err(f) => subscriptions_page(&c, &s, "", json!({"error": f.to_string()})).await,
     }
 }
 
@@ -747,7 +754,7 @@ async fn subscription_action(
             Ok(v) => {
                 let secret = v.get("secret").and_then(Value::as_str).map(|sec| json!([id, sec]));
                 let notice = "Secret rotated: the previous one keeps signing until it expires.";
-                return subscriptions_page(&c, &s, json!({"secret": secret, "notice": notice})).await;
+                return subscriptions_page(&c, &s, "", json!({"secret": secret, "notice": notice})).await;
             }
             Err(f) => Err(f),
         },
@@ -757,7 +764,7 @@ async fn subscription_action(
         Ok(_) => {
             Redirect::to(&format!("/console/subscriptions?done={}", encode(&format!("{action} {id}")))).into_response()
         }
-        Err(f) => subscriptions_page(&c, &s, json!({"error": f.to_string()})).await,
+        Err(f) => subscriptions_page(&c, &s, "", json!({"error": f.to_string()})).await,
     }
 }
 
@@ -769,7 +776,7 @@ async fn publish(
     let Some(form) = Form::checked(&s, &bytes) else { return csrf_refused() };
     let data: Value = match serde_json::from_str(form.get("data")) {
         Ok(d) => d,
-        Err(e) => return subscriptions_page(&c, &s, json!({"error": format!("data: not JSON: {e}")})).await,
+        Err(e) => return subscriptions_page(&c, &s, "", json!({"error": format!("data: not JSON: {e}")})).await,
     };
     let mut body = json!({"type": form.get("type").trim(), "data": data});
     if !form.get("tenant").trim().is_empty() {
@@ -780,7 +787,7 @@ async fn publish(
             let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
             Redirect::to(&format!("/console/subscriptions?done={}", encode(&format!("published {id}")))).into_response()
         }
-        Err(f) => subscriptions_page(&c, &s, json!({"error": f.to_string()})).await,
+        Err(f) => subscriptions_page(&c, &s, "", json!({"error": f.to_string()})).await,
     }
 }
 
