@@ -134,19 +134,27 @@ impl Backend for AwsBackend {
         SystemClock.now_ms()
     }
 
+    /// The flows' current versions, 16 reads at a time.
     fn flows(&self) -> Fut<'_, Vec<FlowInfo>> {
-        Box::pin(async {
-            let mut out = Vec::new();
-            for (tenant, id) in self.store.table.flow_ids().await.map_err(backend)? {
-                // A stored flow that no longer loads is left out of the
-                // list (`GET` of it says why), not the whole list failed.
-                if let Ok(Some(flow)) = self.store.table.by_id(&tenant, &id).await {
+        use futures_util::StreamExt;
+        Box::pin(async move {
+            let ids = self.store.table.flow_ids().await.map_err(backend)?;
+            let read = futures_util::stream::iter(ids)
+                .map(|(tenant, id)| async move { self.store.table.by_id(&tenant, &id).await })
+                .buffered(16)
+                .collect::<Vec<_>>()
+                .await;
+            // A stored flow that no longer loads is left out of the list
+            // (`GET` of it says why), not the whole list failed.
+            Ok(read
+                .into_iter()
+                .filter_map(|r| r.ok().flatten())
+                .map(|flow| {
                     let mut info = FlowInfo::of(&flow, None);
                     info.file = format!("table@{}", flow.version);
-                    out.push(info);
-                }
-            }
-            Ok(out)
+                    info
+                })
+                .collect())
         })
     }
 

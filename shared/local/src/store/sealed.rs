@@ -136,6 +136,15 @@ impl Sealer {
     }
 }
 
+/// Creates a file that must not exist yet, readable by its owner only.
+fn create_owner_only(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+}
+
 /// Writes a new owner-only file whole or not at all: the bytes go to a
 /// temporary file, synced, then linked to `path` (which fails if another
 /// process made it first: its file stands), and the directory is synced
@@ -145,11 +154,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     let temp = dir.join(format!(".{}.{}.tmp", KEY_FILE, uuid::Uuid::now_v7().simple()));
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let written = o.open(&temp).and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+    let written = create_owner_only(&temp).and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
     let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
     let _ = std::fs::remove_file(&temp);
     match linked {
@@ -158,17 +163,11 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
         // A file system without hard links: the file made in place (a crash
         // while writing it can leave it short; the start then names it).
-        Err(_) => {
-            let mut o = std::fs::OpenOptions::new();
-            o.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-            match o.open(path) {
-                Ok(mut f) => f.write_all(bytes).and_then(|()| f.sync_all())?,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
+        Err(_) => match create_owner_only(path) {
+            Ok(mut f) => f.write_all(bytes).and_then(|()| f.sync_all())?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(e),
+        },
     }
     // The name made durable; a file system that cannot sync a directory
     // has nothing to sync.
