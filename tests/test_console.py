@@ -402,9 +402,14 @@ def test_send_a_test_request_runs_the_flow_and_shows_its_answer(world):
     b.get(f"{world.base}/console/flows/acme/push")
 
     def send(headers, body):
+        from selenium.webdriver.support.expected_conditions import staleness_of
+
         b.execute_script("arguments[0].value = arguments[1]", b.find_element("name", "headers"), headers)
         b.execute_script("arguments[0].value = arguments[1]", b.find_element("name", "body"), body)
+        page = b.find_element("tag name", "html")
         b.find_element("css selector", "form.send button[type=submit]").click()
+        # The answer of this request, not the one the page showed before.
+        wait(lambda: staleness_of(page)(b), what="the page the form answers with")
         return wait(lambda: b.find_element("css selector", "#answer .status").text, what="the answer")
 
     # Without the trigger's key: refused, and shown.
