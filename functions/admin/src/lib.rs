@@ -66,11 +66,16 @@ impl AwsBackend {
         };
         let mut out = mine(table.run_entries(&format!("verify_{id}"), now).await.map_err(backend)?);
         let mut read = 0;
+        // Nothing is kept past the retention: no hour before it is read
+        // (a query without `since` would otherwise walk back to 1970).
+        let oldest = since.max(upto - ATTEMPT_HOURS * 3_600_000);
         let mut hour = upto.div_euclid(3_600_000);
-        while hour >= since.div_euclid(3_600_000) && out.len() < limit && read < ATTEMPT_RUNS {
-            let (from, to) = ((hour * 3_600_000).max(since), ((hour + 1) * 3_600_000 - 1).min(upto));
-            let events = table.events(&sub.tenant, from, to, ATTEMPT_RUNS).await.map_err(backend)?;
-            for e in events.iter().rev().filter(|e| sub.selects(&e.kind)) {
+        while hour >= oldest.div_euclid(3_600_000) && out.len() < limit && read < ATTEMPT_RUNS {
+            let (from, to) = ((hour * 3_600_000).max(oldest), ((hour + 1) * 3_600_000 - 1).min(upto));
+            // The hour's events, oldest first (a read returns from `from`
+            // on): the newest are its last, those past `to` left out.
+            let events = table.events(&sub.tenant, from, to, 1_000).await.map_err(backend)?;
+            for e in events.iter().rev().filter(|e| e.at <= to && sub.selects(&e.kind)) {
                 out.extend(mine(table.run_entries(&e.id, now).await.map_err(backend)?));
                 read += 1;
                 if out.len() >= limit || read >= ATTEMPT_RUNS {
@@ -106,9 +111,22 @@ fn backend(e: Error) -> BackendError {
 
 /// A deployment's request log is read per tenant: one that names none
 /// reads `default`'s.
+/// Valid, but more than the AWS stack can run: 422.
+fn limits(flow: &CompiledFlow) -> Result<(), BackendError> {
+    let problems = hookflow_aws::limits::problems(flow);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(BackendError::Invalid(
+        problems.into_iter().map(|(field, message)| subscription::FieldError::new(field, message)).collect(),
+    ))
+}
+
 /// The most events whose attempts one read of a subscription's attempts
-/// looks at (a `Query` each).
+/// looks at (a `Query` each), and the most hours back it reads (the
+/// longest retention the template allows, 14 days).
 const ATTEMPT_RUNS: usize = 200;
+const ATTEMPT_HOURS: i64 = 14 * 24;
 
 fn tenant_or_default(t: Option<&str>) -> &str {
     t.unwrap_or(DEFAULT_TENANT)
@@ -171,18 +189,11 @@ impl Backend for AwsBackend {
     }
 
     /// Valid, but more than the AWS stack can run (422), or a route
-    /// another flow has (409; the write's condition decides for a save).
+    /// another flow has (409) as this container's flow cache knows it (up
+    /// to 30 s old: the save's conditional write decides).
     fn check_flow<'a>(&'a self, flow: &'a CompiledFlow) -> Fut<'a, ()> {
         Box::pin(async move {
-            let problems = hookflow_aws::limits::problems(flow);
-            if !problems.is_empty() {
-                return Err(BackendError::Invalid(
-                    problems
-                        .into_iter()
-                        .map(|(field, message)| subscription::FieldError::new(field, message))
-                        .collect(),
-                ));
-            }
+            limits(flow)?;
             let (tenant, path) = (&flow.flow.tenant, &flow.flow.trigger.path);
             if flow.flow.trigger.kind == hookflow_core::flow::TriggerKind::Webhook
                 && let Some(other) = self.store.table.by_route(tenant, path).await.map_err(backend)?
@@ -200,7 +211,8 @@ impl Backend for AwsBackend {
     fn put_flow<'a>(&'a self, flow: &'a CompiledFlow, text: &'a str) -> Fut<'a, (FlowInfo, bool)> {
         Box::pin(async move {
             // Valid, but more than the AWS stack can run: 422, nothing written.
-            self.check_flow(flow).await?;
+            // (A route another flow has: the write's condition decides.)
+            limits(flow)?;
             let version = self.store.table.put_flow(flow, text, self.now_ms()).await.map_err(|e| match e {
                 Error::Conflict(m) => BackendError::Conflict { field: Some("trigger.path".into()), message: m },
                 other => backend(other),
@@ -300,6 +312,12 @@ impl Backend for AwsBackend {
 
     fn logs(&self, q: LogQuery) -> Fut<'_, Vec<LogEntry>> {
         Box::pin(async move {
+            if q.after_seq.is_some() || q.upto_seq.is_some() {
+                return Err(BackendError::Unsupported(
+                    "a deployment's log entries have no `seq` (a table has no commit order): page by `since` and `until`"
+                        .into(),
+                ));
+            }
             let now = self.now_ms();
             let upto = q.until.map_or(now, |u| u.min(now));
             let table = &self.store.table;

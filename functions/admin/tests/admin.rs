@@ -33,10 +33,16 @@ struct Env {
 /// The admin function over moto; `ordered`: with the FIFO queue of
 /// ordered deliveries configured.
 async fn setup(ordered: bool) -> Env {
+    setup_named(ordered, "").await
+}
+
+/// [`setup`] with resources of its own (`name` in their names): tests
+/// run at once and must not read each other's queues.
+async fn setup_named(ordered: bool, name: &str) -> Env {
     let conf = sdk().await;
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    let prefix = format!("adm{}{}", std::process::id(), if ordered { "o" } else { "" });
+    let prefix = format!("adm{}{}{name}", std::process::id(), if ordered { "o" } else { "" });
     let p = provision::create(&ddb, &sqs, &prefix, 5).await.unwrap();
     let table = Table::new(ddb.clone(), &p.table, 14);
     let sm = aws_sdk_secretsmanager::Client::new(&conf);
@@ -56,11 +62,13 @@ async fn setup(ordered: bool) -> Env {
 /// An HTTP API payload v2 event for the admin API, as API Gateway sends it
 /// after IAM authorisation.
 fn event(method: &str, path: &str, body: Option<Value>) -> lambda_http::Request {
+    // A query goes where API Gateway puts it.
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let v = json!({
         "version": "2.0",
         "routeKey": "ANY /v1/{proxy+}",
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": query,
         "headers": {"content-type": "application/json"},
         "pathParameters": {"proxy": path.trim_start_matches("/v1/")},
         "requestContext": {
@@ -272,4 +280,28 @@ async fn per_key_ordered_events_go_to_the_fifo_queue_grouped_by_key_in_publish_o
     assert_eq!(of(&format!("{id}:b")), vec![1], "{got:?}");
     let odd = hookflow_aws::queue::fifo_id(&format!("{id}:Zoë's key"));
     assert_eq!((odd.len(), of(&odd)), (64, vec![3]), "a key SQS does not take is hashed: {got:?}");
+}
+
+#[tokio::test]
+async fn a_deployments_log_refuses_seq_paging_and_reads_a_subscriptions_attempts_within_the_retention() {
+    let env = setup_named(false, "log").await;
+    // Entries of a table have no commit order: paging by it is refused,
+    // not answered with the same page again.
+    let (status, out) = call(&env, "GET", "/v1/logs?after_seq=1", None).await;
+    assert_eq!((status, out["error"]["code"].as_str()), (501, Some("unsupported")), "{out}");
+    assert_eq!(call(&env, "GET", "/v1/logs?before_seq=5", None).await.0, 501);
+    // A subscription's attempts without `since`: read back no further than
+    // the retention (before, hour by hour to 1970: ~490,000 queries).
+    let (_, sub) =
+        call(&env, "POST", "/v1/subscriptions", Some(json!({"url": "https://r.example/h", "event_types": ["a.*"]})))
+            .await;
+    let id = sub["id"].as_str().unwrap();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        call(&env, "GET", &format!("/v1/logs?subscription_id={id}"), None),
+    )
+    .await
+    .expect("answered within a minute");
+    assert_eq!(read.0, 200, "{}", read.1);
+    assert_eq!(read.1["entries"], json!([]), "no attempt was made (no dispatcher here)");
 }

@@ -1024,7 +1024,7 @@ async fn replay_dead<B: Backend>(
     Path(delivery_id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let tenant = Query::of(q).text("tenant");
+    let tenant = Query::of(q).text("tenant").filter(|t| !t.is_empty());
     if !a.backend.replay(&delivery_id, tenant.as_deref()).await? {
         return Err(ApiError::not_found("such dead delivery"));
     }

@@ -586,7 +586,10 @@ async fn replay_dead(
     let ids: Vec<&str> = if form.get("which") == "all" { form.all("shown") } else { form.all("id") };
     let mut replayed = 0;
     for id in &ids {
-        match c.api.post(&format!("/v1/dead/{}/replay", encode(id)), &json!({})).await {
+        // Its tenant, as listed: the backend reads the row by its key.
+        let tenant = form.get(&format!("tenant:{id}"));
+        let path = format!("/v1/dead/{}/replay?tenant={}", encode(id), encode(tenant));
+        match c.api.post(&path, &json!({})).await {
             Ok(_) => replayed += 1,
             // Replayed meanwhile (by another tab, the CLI): not an error.
             Err(f) if f.status == StatusCode::NOT_FOUND => {}

@@ -608,6 +608,7 @@ impl SubscriptionRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeadRow {
     pub delivery_id: String,
+    pub tenant: String,
     pub flow_id: String,
     pub run_id: String,
     /// Whether `run_id` names a flow's run (see [`Entry::has_run`]).
@@ -620,6 +621,7 @@ impl DeadRow {
     pub fn of(d: &Value) -> Self {
         DeadRow {
             delivery_id: text(d, "delivery_id"),
+            tenant: text(d, "tenant"),
             flow_id: text(d, "flow_id"),
             run_id: text(d, "run_id"),
             has_run: text(d, "run_id").starts_with("run_"),
