@@ -112,7 +112,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             names.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| std::env::var(name).ok())
         })
         .context("the stack's queues and secrets (give --stack NAME, or export the variables the functions get; `hookflow local-aws up` prints them for an emulator)")?;
-        let backend = admin::AwsBackend {
+        let backend = hookflow_aws::AwsBackend {
             store: Store::from_config(&sdk, &config),
             secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.secrets_prefix),
             settings: config.subscriptions.clone(),

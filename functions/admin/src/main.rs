@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use admin::AwsBackend;
 use hookflow_admin::Admin;
 use hookflow_aws::AwsConfig;
+use hookflow_aws::admin::AwsBackend;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use admin::AwsBackend;
 use hookflow_admin::{Admin, Router};
+use hookflow_aws::admin::AwsBackend;
 use hookflow_aws::provision;
 use hookflow_aws::queue::{Message, Queues};
 use hookflow_aws::secrets::Secrets;

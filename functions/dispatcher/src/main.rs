@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use dispatcher::Dispatcher;
 use hookflow_aws::AwsConfig;
+use hookflow_aws::dispatcher::Dispatcher;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_core::ssrf::TargetPolicy;

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use executor::Executor;
 use hookflow_aws::AwsConfig;
+use hookflow_aws::executor::Executor;
 use hookflow_aws::store::Store;
 use hookflow_io::{Format, Logger};
 use lambda_runtime::{LambdaEvent, service_fn};

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use executor::Executor;
+use hookflow_aws::executor::Executor;
 use hookflow_aws::provision;
 use hookflow_aws::queue::{Message, Queues};
 use hookflow_aws::store::Store;

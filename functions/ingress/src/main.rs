@@ -2,11 +2,11 @@
 //! with what is missing), clients built once, then the runtime loop.
 
 use hookflow_aws::AwsConfig;
+use hookflow_aws::ingress::Ingress;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_io::{Format, Logger, Sender};
-use ingress::Ingress;
 use lambda_http::{Request, service_fn};
 
 #[tokio::main]
@@ -22,7 +22,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     });
     lambda_http::run(service_fn(move |req: Request| {
         let ingress = ingress.clone();
-        async move { Ok::<_, lambda_http::Error>(ingress.handle(req).await) }
+        async move { Ok::<_, lambda_http::Error>(ingress::handle(&ingress, req).await) }
     }))
     .await
 }

@@ -3,6 +3,7 @@
 //! — against moto's server and a receiver on 127.0.0.1.
 
 use base64::Engine;
+use hookflow_aws::ingress::Ingress;
 use hookflow_aws::provision::{self, Provisioned};
 use hookflow_aws::queue::{Message, Queues};
 use hookflow_aws::secrets::Secrets;
@@ -11,7 +12,6 @@ use hookflow_aws::table::Table;
 use hookflow_aws::testing::{Receiver, sdk};
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_io::{Format, Logger, Sender};
-use ingress::Ingress;
 use lambda_http::request::LambdaRequest;
 use serde_json::{Value, json};
 
@@ -95,7 +95,7 @@ async fn an_async_trigger_answers_202_after_storing_the_run_and_queueing_its_del
     let (ingress, p, sqs, ddb) = setup("ia", &[ASYNC.to_string()]).await;
     let headers = json!({"content-type": "application/json", "x-api-key": "k-123", "idempotency-key": "order-1"});
     let (status, body) =
-        answer(ingress.handle(event("POST", "/hooks/acme/orders", headers.clone(), r#"{"id": 7}"#)).await);
+        answer(ingress::handle(&ingress, event("POST", "/hooks/acme/orders", headers.clone(), r#"{"id": 7}"#)).await);
     assert_eq!(status, 202, "{body}");
     let event_id = body["event_id"].as_str().unwrap().to_string();
     let jobs = queued(&sqs, &p.deliveries_queue_url).await;
@@ -103,18 +103,20 @@ async fn an_async_trigger_answers_202_after_storing_the_run_and_queueing_its_del
     assert!(jobs[0].payload.contains(r#"\"id\":7"#), "{}", jobs[0].payload);
 
     // The same idempotency key: the first answer again, no second run.
-    let (status, again) = answer(ingress.handle(event("POST", "/hooks/acme/orders", headers, r#"{"id": 7}"#)).await);
+    let (status, again) =
+        answer(ingress::handle(&ingress, event("POST", "/hooks/acme/orders", headers, r#"{"id": 7}"#)).await);
     assert_eq!((status, again["event_id"].as_str()), (202, Some(event_id.as_str())));
     assert!(queued(&sqs, &p.deliveries_queue_url).await.is_empty(), "no second delivery");
 
     // Rejections answer with their reason and are in the request log;
     // the API key is nowhere in the table.
-    let (status, _) =
-        answer(ingress.handle(event("POST", "/hooks/acme/orders", json!({"x-api-key": "wrong"}), "{}")).await);
+    let (status, _) = answer(
+        ingress::handle(&ingress, event("POST", "/hooks/acme/orders", json!({"x-api-key": "wrong"}), "{}")).await,
+    );
     assert_eq!(status, 401);
-    let r = ingress.handle(event("GET", "/hooks/acme/orders", json!({}), "")).await;
+    let r = ingress::handle(&ingress, event("GET", "/hooks/acme/orders", json!({}), "")).await;
     assert_eq!((r.status().as_u16(), r.headers()["allow"].to_str().unwrap()), (405, "POST"));
-    let (status, body) = answer(ingress.handle(event("POST", "/hooks/acme/nope", json!({}), "{}")).await);
+    let (status, body) = answer(ingress::handle(&ingress, event("POST", "/hooks/acme/nope", json!({}), "{}")).await);
     assert_eq!((status, body["error"].as_str()), (404, Some("not found")));
     let items = hookflow_aws::testing::readable(ddb.scan().table_name(&p.table).send().await.unwrap().items());
     for outcome in ["rejected_401", "rejected_405", "rejected_404", "accepted", "duplicate"] {
@@ -148,14 +150,11 @@ steps:
     );
     let (ingress, p, sqs, _) = setup("is", &[flow]).await;
     let (status, body) = answer(
-        ingress
-            .handle(event(
-                "POST",
-                "/hooks/acme/quote",
-                json!({"content-type": "application/json"}),
-                r#"{"sku": "a-1"}"#,
-            ))
-            .await,
+        ingress::handle(
+            &ingress,
+            event("POST", "/hooks/acme/quote", json!({"content-type": "application/json"}), r#"{"sku": "a-1"}"#),
+        )
+        .await,
     );
     assert_eq!((status, &body), (200, &json!({"sku": "a-1", "price": 42})));
     assert_eq!(receiver.seen().len(), 1, "the step was sent once, inline");
@@ -185,8 +184,9 @@ steps:
 async fn an_enforced_shape_refuses_a_body_that_does_not_match_with_422_naming_where() {
     let (ingress, p, sqs, ddb) = setup("ie", &[ENFORCED.to_string()]).await;
     let json_ct = json!({"content-type": "application/json"});
-    let (status, body) =
-        answer(ingress.handle(event("POST", "/hooks/acme/signup", json_ct.clone(), r#"{"email": 5}"#)).await);
+    let (status, body) = answer(
+        ingress::handle(&ingress, event("POST", "/hooks/acme/signup", json_ct.clone(), r#"{"email": 5}"#)).await,
+    );
     assert_eq!(status, 422, "{body}");
     let reason = body["error"].as_str().unwrap();
     assert!(reason.contains("/email"), "{reason}");
@@ -194,8 +194,9 @@ async fn an_enforced_shape_refuses_a_body_that_does_not_match_with_422_naming_wh
     let items = hookflow_aws::testing::readable(ddb.scan().table_name(&p.table).send().await.unwrap().items());
     assert!(items.contains("rejected_422"), "the refusal is not in the request log");
 
-    let (status, body) =
-        answer(ingress.handle(event("POST", "/hooks/acme/signup", json_ct, r#"{"email": "a@example.com"}"#)).await);
+    let (status, body) = answer(
+        ingress::handle(&ingress, event("POST", "/hooks/acme/signup", json_ct, r#"{"email": "a@example.com"}"#)).await,
+    );
     assert_eq!(status, 202, "{body}");
     assert_eq!(queued(&sqs, &p.deliveries_queue_url).await.len(), 1);
 }

@@ -1,17 +1,24 @@
 //! # hookflow-aws
 //!
-//! The AWS adapters of Hookflow's ports ([`hookflow_core::ports`]) and
-//! stores: what the Lambda functions use where `hookflow dev` uses SQLite —
-//! DynamoDB (one table), SQS (runs, deliveries, ordered deliveries) and
-//! Secrets Manager. Its modules are listed in `docs/ARCHITECTURE.md`
+//! The AWS driver: every port of Hookflow's pipelines
+//! ([`hookflow_core::ports`], [`hookflow_pipeline`]) and the admin API's
+//! backend over DynamoDB (one table), SQS (runs, deliveries, ordered
+//! deliveries) and Secrets Manager — the mirror of `hookflow-local`, which
+//! does the same over SQLite. Each Lambda function's `main.rs` builds one
+//! of [`Ingress`], [`Executor`], [`Dispatcher`] or [`AwsBackend`] and feeds
+//! it its events. Its modules are listed in `docs/ARCHITECTURE.md`
 //! ("Modules").
 //!
 //! Secrets never reach DynamoDB or SQS: what is stored and queued carries
 //! placeholders, resolved only by the dispatcher at send time.
 
+pub mod admin;
 pub mod batch;
 pub mod cache;
 pub mod config;
+pub mod dispatcher;
+pub mod executor;
+pub mod ingress;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
@@ -25,7 +32,11 @@ pub mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use admin::AwsBackend;
 pub use config::AwsConfig;
+pub use dispatcher::Dispatcher;
+pub use executor::Executor;
+pub use ingress::Ingress;
 
 pub use limits::{AFTER_SEND, MAX_STEP_TIMEOUT};
 

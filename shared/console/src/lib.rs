@@ -16,7 +16,7 @@
 //! | [`session`] | one-time sign-in codes, sessions, CSRF tokens |
 //! | `api` | the admin API, called in the process |
 //! | `pages` | the routes: each page and each action |
-//! | `flow` | the flow page: source checked inline, dry run, a real test request |
+//! | `pages::flow` | the flow page: source checked inline, dry run, a real test request |
 //! | `replays` | replaying every dead delivery of a filter, with progress |
 //! | `view` | admin API JSON → what a template shows |
 //! | `assets` | the embedded templates, stylesheet and script |
@@ -30,7 +30,6 @@
 
 mod api;
 mod assets;
-mod flow;
 mod pages;
 mod replays;
 pub mod session;

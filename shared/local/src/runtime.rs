@@ -27,7 +27,6 @@ use std::time::Duration;
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob, RunJob, SubscriptionRow};
 use hookflow_core::engine::{self, Level};
-use hookflow_core::flow::MAX_STEP_TIMEOUT;
 use hookflow_core::ports::{PortError, SecretStore};
 use hookflow_core::run::{Effect, Reply, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
@@ -41,7 +40,7 @@ use crate::flows::Flows;
 use crate::logger::Logger;
 use crate::secrets::Secrets;
 use crate::sender::Sender;
-use crate::store::{Job, Store};
+use crate::store::{Job, LEASE_MS, Store};
 use crate::subscriptions::Subscriptions;
 use crate::{Error, now_ms};
 
@@ -123,12 +122,6 @@ pub enum PublishError {
 }
 
 pub use hookflow_admin::Published;
-
-/// How long a leased job is held before another worker may take it: the
-/// longest attempt ([`MAX_STEP_TIMEOUT`]) and a minute for its secrets and
-/// its commit, so a job still in flight is never leased and sent again.
-/// (A restart releases every lease at once: only this process holds them.)
-pub(crate) const LEASE_MS: i64 = MAX_STEP_TIMEOUT.as_millis() as i64 + 60_000;
 
 /// What a run's effects produced besides the rows of the commit.
 #[derive(Default)]

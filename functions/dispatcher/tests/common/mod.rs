@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use dispatcher::Dispatcher;
+use hookflow_aws::dispatcher::Dispatcher;
 use hookflow_aws::provision;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;

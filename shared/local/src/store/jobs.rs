@@ -1,6 +1,14 @@
 //! The queue: due jobs leased in `due_at` order (a group only at its head), leases released at start.
 
+use hookflow_core::flow::MAX_STEP_TIMEOUT;
+
 use super::*;
+
+/// How long a leased job is held before another worker may take it: the
+/// longest attempt ([`MAX_STEP_TIMEOUT`]) and a minute for its secrets and
+/// its commit, so a job still in flight is never leased and sent again.
+/// (A restart releases every lease at once: only this process holds them.)
+pub const LEASE_MS: i64 = MAX_STEP_TIMEOUT.as_millis() as i64 + 60_000;
 
 /// A job taken from the queue.
 #[derive(Debug, Clone)]

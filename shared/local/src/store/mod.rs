@@ -35,7 +35,7 @@ mod subscriptions;
 mod writer;
 
 pub use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, LogEntry, NewJob, RunRow};
-pub use jobs::Job;
+pub use jobs::{Job, LEASE_MS};
 pub use log::LogFilter;
 use writer::{Op, checkpointer};
 
@@ -440,7 +440,7 @@ mod tests {
     async fn a_job_in_flight_for_its_longest_attempt_is_not_leased_again() {
         let (s, dir) = store();
         s.commit(Commit { jobs: vec![job("slow", None, 1)], ..Default::default() }).await.unwrap();
-        let lease = crate::runtime::LEASE_MS;
+        let lease = LEASE_MS;
         assert_eq!(ids(&s.lease(10, 10, lease).await.unwrap()), ["slow"]);
         // Its attempt may take the longest step timeout, then its secrets
         // and its commit some seconds more: still in flight, not sent twice.

@@ -4,7 +4,7 @@
 //! to [`advance`], and what the effects ask for ([`engine::record`]) applied
 //! — the run's new state and log in DynamoDB, its deliveries and next
 //! inputs on SQS, with those messages kept in the run's item as its outbox
-//! ([`hookflow_aws::outbox`]).
+//! ([`crate::outbox`]).
 //!
 //! A message that comes back (its send failed after the table write, the
 //! function died or timed out, or SQS delivered it twice) finds its input
@@ -15,17 +15,17 @@
 //! DLQ) cannot be told. Otherwise the message is dropped (a start) or its
 //! `ignored` entry logged (a result nobody waits for). Two
 //! copies handled at the same moment race on the run's revision
-//! ([`hookflow_aws::table::Table::write`]): the loser fails its message,
+//! ([`crate::table::Table::write`]): the loser fails its message,
 //! which comes back and finds the input applied.
 
 use std::sync::Arc;
 
+use crate::Error;
+use crate::batch::{Received, each_message};
+use crate::queue::Message;
+use crate::store::{Applied, Store};
+use crate::table::StoredRun;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use hookflow_aws::Error;
-use hookflow_aws::batch::{Received, each_message};
-use hookflow_aws::queue::Message;
-use hookflow_aws::store::{Applied, Store};
-use hookflow_aws::table::StoredRun;
 use hookflow_core::commit::{JobKind, RunJob};
 use hookflow_core::engine;
 use hookflow_core::engine::Level;

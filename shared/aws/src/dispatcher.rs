@@ -1,7 +1,7 @@
 //! The dispatcher: one SQS batch of deliveries in, attempts out.
 //!
 //! Messages of a batch are sent concurrently with partial batch responses
-//! ([`hookflow_aws::batch`]). A message that arrives before its `not_before` (a delay past SQS's
+//! ([`crate::batch`]). A message that arrives before its `not_before` (a delay past SQS's
 //! 15-minute cap) is sent on with what remains.
 //!
 //! Each attempt goes through the one delivery pipeline
@@ -10,12 +10,12 @@
 //! glue around it and the AWS adapters as its ports.
 //!
 //! **The invocation's deadline.** A send starts only when its timeout and
-//! [`hookflow_aws::AFTER_SEND`] fit in the time the invocation has left
+//! [`crate::AFTER_SEND`] fit in the time the invocation has left
 //! (`handle_by`): what does not is handed back to the queue unstarted
 //! (after two hand-backs it is made with the time there is), so a function
 //! timeout cutting a batch short, and its finished neighbours sent again,
 //! is unlikely (the work before a send is not timed). A step's timeout is
-//! at most [`hookflow_aws::MAX_STEP_TIMEOUT`] (`hookflow apply` and the
+//! at most [`crate::MAX_STEP_TIMEOUT`] (`hookflow apply` and the
 //! admin API refuse more; an older flow's longer one is held to it).
 //!
 //! A batch of the ordered queue (per-key ordered subscriptions, FIFO) goes
@@ -27,13 +27,13 @@
 
 use std::sync::Arc;
 
+use crate::AFTER_SEND;
+use crate::batch::{Handled, Received, each_in_order, each_message, is_ordered};
+use crate::queue::{Message, is_due};
+use crate::secrets::Secrets;
+use crate::store::Store;
+use crate::{Error, metrics};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use hookflow_aws::AFTER_SEND;
-use hookflow_aws::batch::{Handled, Received, each_in_order, each_message, is_ordered};
-use hookflow_aws::queue::{Message, is_due};
-use hookflow_aws::secrets::Secrets;
-use hookflow_aws::store::Store;
-use hookflow_aws::{Error, metrics};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeliveryJob, JobKind, NewJob};
 use hookflow_core::engine::{AttemptSummary, Level, LogLine};
@@ -177,7 +177,7 @@ struct Late {
 }
 
 /// Whether an attempt cannot start at `now_ms` in an invocation ending at
-/// `deadline_ms`: its `timeout` (held to [`hookflow_aws::MAX_STEP_TIMEOUT`]
+/// `deadline_ms`: its `timeout` (held to [`crate::MAX_STEP_TIMEOUT`]
 /// by `job_of`) and [`AFTER_SEND`] do not fit.
 fn too_late(timeout: std::time::Duration, deadline_ms: Option<i64>, now_ms: i64) -> Option<Late> {
     let left_ms = deadline_ms? - now_ms;
@@ -241,7 +241,7 @@ impl DeliveryPorts for Dispatcher {
 
     /// The message that disabled `sub` comes back when its commit's send
     /// failed: its `subscription.disabled` fan-out is sent again from the
-    /// event's outbox ([`hookflow_aws::outbox`]).
+    /// event's outbox ([`crate::outbox`]).
     async fn found_disabled(&self, sub: &Subscription) -> Result<(), Error> {
         if let Some(id) = hookflow_core::subscription::Event::disabled_id(sub) {
             self.store.redrive_event(&sub.tenant, &id, SystemClock.now_ms()).await?;
@@ -273,11 +273,11 @@ fn delivery_message(body: &str) -> Result<Message, Error> {
 }
 
 /// The delivery a message carries, its timeout held to
-/// [`hookflow_aws::MAX_STEP_TIMEOUT`] (a flow applied before the limit).
+/// [`crate::MAX_STEP_TIMEOUT`] (a flow applied before the limit).
 fn job_of(m: &Message) -> Result<DeliveryJob, Error> {
     let mut job: DeliveryJob =
         serde_json::from_str(&m.payload).map_err(|e| Error::Malformed(format!("message {}: {e}", m.id)))?;
-    job.delivery.timeout = job.delivery.timeout.min(hookflow_aws::MAX_STEP_TIMEOUT);
+    job.delivery.timeout = job.delivery.timeout.min(crate::MAX_STEP_TIMEOUT);
     Ok(job)
 }
 
@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn the_longest_step_on_aws_fits_a_fresh_invocation_with_time_to_spare() {
-        let longest = hookflow_aws::MAX_STEP_TIMEOUT;
+        let longest = crate::MAX_STEP_TIMEOUT;
         // The template's 30 s, less up to 4 s of a cold start and reads.
         assert!(too_late(longest, Some(26_000), 0).is_none());
         assert!(too_late(longest, Some(24_999), 0).is_some());

@@ -14,12 +14,12 @@ use std::collections::BTreeSet;
 
 use std::sync::Arc;
 
+use crate::Error;
+use crate::outbox::ACCEPTED;
+use crate::secrets::Secrets;
+use crate::store::Store;
 use hookflow_admin::backend::Fut;
 use hookflow_admin::{Backend, BackendError, FlowInfo, LogQuery, Page, Published};
-use hookflow_aws::Error;
-use hookflow_aws::outbox::ACCEPTED;
-use hookflow_aws::secrets::Secrets;
-use hookflow_aws::store::Store;
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeadDelivery, LogEntry, NewJob, SubscriptionRow};
 use hookflow_core::inbound::Accepted;
@@ -113,7 +113,7 @@ fn backend(e: Error) -> BackendError {
 /// reads `default`'s.
 /// Valid, but more than the AWS stack can run: 422.
 fn limits(flow: &CompiledFlow) -> Result<(), BackendError> {
-    let problems = hookflow_aws::limits::problems(flow);
+    let problems = crate::limits::problems(flow);
     if problems.is_empty() {
         return Ok(());
     }

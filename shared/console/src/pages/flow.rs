@@ -5,14 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
+use super::plumbing::{Checked, failed, page, query, render};
 use crate::Console;
 use crate::api::encode;
-use crate::pages::{Form, csrf_refused, failed, page, query, render};
 use crate::session::Session;
 use crate::view::{FlowRow, annotated, header_lines};
 
@@ -85,7 +84,7 @@ fn problems_of(f: &crate::api::Failure) -> Vec<Value> {
 }
 
 /// `GET /console/flows/{tenant}/{id}`.
-pub(crate) async fn show_flow(
+pub(super) async fn show_flow(
     State(c): State<Arc<Console>>,
     axum::Extension(s): axum::Extension<Session>,
     Path((tenant, id)): Path<(String, String)>,
@@ -98,13 +97,11 @@ pub(crate) async fn show_flow(
 
 /// Checks the edited source (a `putFlow` dry run: nothing stored) or saves
 /// it (`putFlow`); either way a refusal shows each problem at its line.
-pub(crate) async fn edit_source(
+pub(super) async fn edit_source(
     State(c): State<Arc<Console>>,
-    axum::Extension(s): axum::Extension<Session>,
     Path((tenant, id)): Path<(String, String)>,
-    bytes: Bytes,
+    Checked { session: s, form }: Checked,
 ) -> Response {
-    let Some(form) = Form::checked(&s, &bytes) else { return csrf_refused() };
     // A textarea sends CRLF line ends.
     let source = form.get("source").replace("\r\n", "\n");
     let save = form.get("action") == "save";
@@ -143,15 +140,11 @@ pub(crate) async fn edit_source(
 
 /// A dry run of a flow on its sample (the admin API's `testFlow`):
 /// every decision shown, nothing sent.
-pub(crate) async fn test_flow(
+pub(super) async fn test_flow(
     State(c): State<Arc<Console>>,
-    axum::Extension(s): axum::Extension<Session>,
     Path((tenant, id)): Path<(String, String)>,
-    bytes: Bytes,
+    Checked { session: s, .. }: Checked,
 ) -> Response {
-    if Form::checked(&s, &bytes).is_none() {
-        return csrf_refused();
-    }
     match c.api.post(&format!("{}/test", api_path(&tenant, &id)), &json!({})).await {
         Ok(v) => {
             let lines: Vec<String> = v
@@ -174,13 +167,11 @@ pub(crate) async fn test_flow(
 /// **Send a test request**: a real request to the flow's trigger URL, with
 /// the method, headers and body of the form; the answer is shown, and the
 /// request is in the log like any other.
-pub(crate) async fn send_request(
+pub(super) async fn send_request(
     State(c): State<Arc<Console>>,
-    axum::Extension(s): axum::Extension<Session>,
     Path((tenant, id)): Path<(String, String)>,
-    bytes: Bytes,
+    Checked { session: s, form }: Checked,
 ) -> Response {
-    let Some(form) = Form::checked(&s, &bytes) else { return csrf_refused() };
     let (method, headers_text, body) =
         (form.get("method"), form.get("headers"), form.get("body").replace("\r\n", "\n"));
     let mut sent = json!({"method": method, "headers": headers_text, "body": body});

@@ -1,0 +1,43 @@
+//! `GET /v1/logs`: the request log by tenant, flow, run, event or
+//! subscription, by time or by `seq`, with the tail's count.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::backend::{Backend, LogQuery};
+
+use super::Admin;
+use super::plumbing::{ApiResult, Query, ok};
+
+pub(super) async fn logs<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::of(q);
+    let query = LogQuery {
+        tenant: q.text("tenant"),
+        flow_id: q.text("flow_id"),
+        run_id: q.text("run_id"),
+        event_id: q.text("event_id"),
+        subscription_id: q.text("subscription_id"),
+        since: q.int("since", 0, 0..=i64::MAX)?,
+        until: q.text("until").map(|_| q.int("until", 0, 0..=i64::MAX)).transpose()?,
+        after_seq: q.text("after_seq").map(|_| q.int("after_seq", 0, 0..=i64::MAX)).transpose()?,
+        upto_seq: q.text("before_seq").map(|_| q.int("before_seq", 1, 1..=i64::MAX).map(|n| n - 1)).transpose()?,
+        failed_only: q.flag("failed")?,
+        limit: q.int("limit", 500, 1..=10_000)? as usize,
+    };
+    let entries = a.backend.logs(query.clone()).await?;
+    // The tail's count: every match after the cursor up to the newest entry
+    // answered (the store commits in `seq` order: none below it is late).
+    let count = match (query.after_seq, entries.iter().filter_map(|e| e.seq).max()) {
+        (Some(_), Some(newest)) => a.backend.count_logs(LogQuery { upto_seq: Some(newest), ..query }).await?,
+        (Some(_), None) if entries.is_empty() => Some(0),
+        _ => None,
+    };
+    let mut answer = json!({ "entries": entries });
+    if let Some(n) = count {
+        answer["count"] = json!(n);
+    }
+    ok(StatusCode::OK, answer)
+}

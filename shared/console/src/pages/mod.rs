@@ -1,0 +1,206 @@
+//! The console's routes: sign-in, each page, each action, the live tail.
+//!
+//! Every page is admin API reads rendered by a template; every action is
+//! one admin API request, then a redirect to the page (post/redirect/get)
+//! — or the page itself when it shows a secret once.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use crate::{Console, assets, now_ms};
+
+mod dead;
+mod flow;
+mod log;
+mod overview;
+mod plumbing;
+mod runs;
+mod signin;
+mod subscriptions;
+
+use dead::{dead, replay_dead, replay_progress, replay_state};
+use log::{log, stream};
+use overview::{flows, overview};
+use runs::{replay_run, run};
+use signin::{login_link, login_token, logout};
+use subscriptions::{create_subscription, publish, subscription_action, subscription_page, subscriptions};
+
+/// The session cookie's name.
+const COOKIE: &str = "hookflow_console";
+
+/// The Content-Security-Policy of every answer: the console's own script
+/// and style only, no frames, forms only to itself.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub fn router(c: Arc<Console>) -> Router {
+    let private = Router::new()
+        .route("/console", get(overview))
+        .route("/console/flows", get(flows))
+        .route("/console/flows/{tenant}/{id}", get(flow::show_flow))
+        .route("/console/flows/{tenant}/{id}/test", post(flow::test_flow))
+        .route("/console/flows/{tenant}/{id}/source", post(flow::edit_source))
+        .route("/console/flows/{tenant}/{id}/send", post(flow::send_request))
+        .route("/console/log", get(log))
+        .route("/console/log/stream", get(stream))
+        .route("/console/runs/{id}", get(run))
+        .route("/console/runs/{id}/replay", post(replay_run))
+        .route("/console/dead", get(dead))
+        .route("/console/dead/replay", post(replay_dead))
+        .route("/console/dead/replays/{id}", get(replay_progress))
+        .route("/console/dead/replays/{id}/state", get(replay_state))
+        .route("/console/subscriptions", get(subscriptions).post(create_subscription))
+        .route("/console/subscriptions/{id}", get(subscription_page))
+        .route("/console/subscriptions/{id}/{action}", post(subscription_action))
+        .route("/console/events", post(publish))
+        .route("/console/logout", post(logout))
+        .route_layer(middleware::from_fn_with_state(c.clone(), signed_in));
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console") }))
+        .route("/console/login", get(login_link).post(login_token))
+        .route("/console/assets/{name}", get(|Path(name): Path<String>| async move { assets::asset(&name) }))
+        .merge(private)
+        .layer(middleware::from_fn_with_state(c.clone(), own_host))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(c)
+}
+
+/// Refuses a request for another host than the console's (DNS rebinding:
+/// a page whose name resolves to 127.0.0.1 would otherwise be same-origin
+/// with the console for the browser).
+async fn own_host(State(c): State<Arc<Console>>, req: Request, next: Next) -> Response {
+    if let Some(hosts) = &c.hosts {
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        if !hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            let answer = format!("this console answers only at http://{}", hosts[0]);
+            return (StatusCode::MISDIRECTED_REQUEST, answer).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    r
+}
+
+fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('=').map(str::to_string))
+}
+
+/// Lets a signed-in browser through (its session in the request's
+/// extensions); sends anyone else to sign in.
+async fn signed_in(State(c): State<Arc<Console>>, mut req: Request, next: Next) -> Response {
+    match cookie_value(req.headers()).and_then(|v| c.sessions.session(&v, now_ms())) {
+        Some(session) => {
+            req.extensions_mut().insert(session);
+            next.run(req).await
+        }
+        None if req.method() == Method::GET => Redirect::to("/console/login").into_response(),
+        None => (StatusCode::FORBIDDEN, "not signed in: open /console/login").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::plumbing::{Form, page};
+    use super::*;
+    use crate::view::{Entry, FlowRow, SubscriptionRow, Window};
+
+    #[test]
+    fn every_template_renders_and_escapes_what_it_shows() {
+        let c = Console::new(crate::Config { admin: Router::new(), admin_token: "t".into(), triggers_base: None })
+            .expect("the templates parse");
+        let s = c.sessions.start(0).1;
+        let evil = "<script>alert(1)</script>";
+        let e = Entry::of(&json!({"at": 0, "kind": "inbound", "run_id": "run_1", "detail": {"body": evil}}));
+        let pages = [
+            ("login.html", json!({"error": evil})),
+            (
+                "overview.html",
+                json!({"windows": [Window::of("hour", &[json!({"kind": "inbound", "outcome": evil, "at": 5})], 10)
+                    .charted(&[json!({"kind": "inbound", "outcome": format!("'{evil}"), "at": 5})], 10, "ms", 10, 1)],
+                    "dead": 0}),
+            ),
+            (
+                "flows.html",
+                json!({"flows": [FlowRow::of(&json!({"id": evil, "trigger": {"path": "p"}}), None, &BTreeMap::new())]}),
+            ),
+            (
+                "log.html",
+                json!({"entries": [e.clone()], "q": {"text": evil}, "stream": "/console/log/stream", "older": "/console/log?to=1",
+                       "last_choices": [["1h", "hour"]], "outcomes": [evil], "since": "x", "until": null}),
+            ),
+            (
+                "flow.html",
+                json!({"f": FlowRow::of(&json!({"id": evil, "trigger": {"path": "p"}}), Some("http://h"), &BTreeMap::new()),
+                       "source": evil, "lines": [{"n": 1, "text": evil, "notes": [{"error": true, "text": evil}]}],
+                       "loose": [{"error": false, "text": evil}], "errors": true, "warned": false, "methods": ["POST"],
+                       "sample": evil, "sent": {"method": "POST", "headers": evil, "body": evil,
+                                               "answer": {"status": 200, "headers": evil, "body": evil}},
+                       "log": "/console/log"}),
+            ),
+            ("run.html", json!({"id": "run_1", "entries": [e], "state": evil})),
+            ("dead.html", json!({"dead": [], "flow_id": ""})),
+            ("subscriptions.html", json!({"subscriptions": [], "seen_types": ["a.b"]})),
+            (
+                "subscription.html",
+                json!({"s": SubscriptionRow::of(&json!({"id": evil, "url": evil, "status": "active"})),
+                       "detail": evil, "attempts": [Entry::of(&json!({"kind": "attempt", "detail": {"x": evil}}))],
+                       "day_ago": evil}),
+            ),
+            ("test.html", json!({"id": "f", "lines": [evil], "failed": true, "back": "/console/flows/a/f"})),
+            (
+                "replay.html",
+                json!({"p": {"total": 0, "replayed": 0, "gone": 0, "finished": true, "failure": evil}, "state": "/x"}),
+            ),
+        ];
+        for (name, fields) in pages {
+            let html = c
+                .templates
+                .get_template(name)
+                .unwrap()
+                .render(minijinja::Value::from(minijinja::value::Serde(page(Some(&s), name, fields))));
+            let html = html.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(html.starts_with("<!doctype html>"), "{name}");
+            assert!(!html.contains(evil), "{name} shows markup from data");
+        }
+    }
+
+    #[test]
+    fn a_form_keeps_repeated_keys_and_decodes_them() {
+        let f = Form::parse(b"id=a%2Fb&id=c+d&csrf=x&empty=");
+        assert_eq!(f.all("id"), ["a/b", "c d"]);
+        assert_eq!((f.get("csrf"), f.get("empty"), f.get("absent")), ("x", "", ""));
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; hookflow_console=abc; b=2"));
+        assert_eq!(cookie_value(&h).as_deref(), Some("abc"));
+        h.insert(header::COOKIE, HeaderValue::from_static("hookflow_consolex=abc"));
+        assert_eq!(cookie_value(&h), None);
+    }
+}

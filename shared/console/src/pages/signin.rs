@@ -1,0 +1,91 @@
+//! Signing in (a one-time link or the admin token) and out: the
+//! session cookie.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde_json::json;
+
+use crate::session::{Session, same_secret};
+use crate::{Console, now_ms};
+
+use super::plumbing::{Form, csrf_refused, page, query, render};
+use super::{COOKIE, cookie_value};
+
+fn signed_in_answer(cookie: &str) -> Response {
+    let mut r = Redirect::to("/console").into_response();
+    let value = format!(
+        "{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        crate::session::SESSION_TTL_MS / 1000
+    );
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+// ---------------------------------------------------------------------------
+// Sign-in
+
+pub(super) async fn login_link(State(c): State<Arc<Console>>, RawQuery(q): RawQuery) -> Response {
+    let q = query(q);
+    let code = q.get("code");
+    if code.is_empty() {
+        return render(&c, "login.html", page(None, "login", json!({})));
+    }
+    match c.sessions.redeem(code, now_ms()) {
+        Some((cookie, _)) => signed_in_answer(&cookie),
+        None => {
+            let error = "This sign-in link was used already or has expired: each link signs in once. \
+                         Enter the admin token, or restart hookflow dev for a new link.";
+            let mut r = render(&c, "login.html", page(None, "login", json!({"error": error})));
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            r
+        }
+    }
+}
+
+pub(super) async fn login_token(State(c): State<Arc<Console>>, bytes: Bytes) -> Response {
+    let now = now_ms();
+    if !c.sessions.may_try(now) {
+        let error = "Too many wrong tokens: wait a minute.";
+        let mut r = render(&c, "login.html", page(None, "login", json!({"error": error})));
+        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return r;
+    }
+    let form = Form::parse(&bytes);
+    if !form.get("token").is_empty() && same_secret(form.get("token"), &c.token) {
+        let (cookie, _) = c.sessions.start(now);
+        return signed_in_answer(&cookie);
+    }
+    c.sessions.failed_try(now);
+    let mut r = render(&c, "login.html", page(None, "login", json!({"error": "That is not the admin token."})));
+    *r.status_mut() = StatusCode::UNAUTHORIZED;
+    r
+}
+
+pub(super) async fn logout(State(c): State<Arc<Console>>, req: Request) -> Response {
+    let Some(session) = req.extensions().get::<Session>().cloned() else {
+        return Redirect::to("/console/login").into_response();
+    };
+    let cookie = cookie_value(req.headers());
+    let Ok(bytes) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if Form::checked(&session, &bytes).is_none() {
+        return csrf_refused();
+    }
+    if let Some(cookie) = cookie {
+        c.sessions.end(&cookie);
+    }
+    let mut r = Redirect::to("/console/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("hookflow_console=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    r
+}
