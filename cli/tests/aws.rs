@@ -123,8 +123,8 @@ async fn seed(p: &hookflow_aws::provision::Provisioned) -> (String, String) {
     let now = hookflow_local::now_ms();
     let accepted = hookflow_core::inbound::accept(&flow, &request, ("run_cli1", "evt_cli1"), now, None);
     let mut commit = accepted.outcome.commit;
-    let job = commit.jobs.iter().find(|j| j.kind == JobKind::Delivery).expect("a delivery job").clone();
-    let delivery: hookflow_core::commit::DeliveryJob = serde_json::from_str(&job.payload).unwrap();
+    let job = commit.jobs.iter().find(|j| j.kind() == JobKind::Delivery).expect("a delivery job").clone();
+    let delivery = job.payload.as_delivery().unwrap().clone();
     commit.jobs.clear(); // it "ran out of attempts": dead, not queued
     commit.dead = Some(DeadRow {
         delivery_id: delivery.delivery.id.clone(),
@@ -132,7 +132,7 @@ async fn seed(p: &hookflow_aws::provision::Provisioned) -> (String, String) {
         flow_id: "orders".into(),
         run_id: "run_cli1".into(),
         reason: "halted on 400".into(),
-        job: job.payload,
+        job: job.payload.text(),
     });
     commit.log.push(LogEntry {
         at: now + 1,
@@ -201,7 +201,7 @@ fn logs_runs_and_dead_deliveries_read_from_the_table_and_replay_through_the_queu
     });
     assert_eq!(queued.len(), 1);
     let message = hookflow_aws::queue::Message::parse(queued[0].body().unwrap()).unwrap();
-    let job: hookflow_core::commit::DeliveryJob = serde_json::from_str(&message.payload).unwrap();
+    let job = message.payload.as_delivery().unwrap().clone();
     assert_eq!((job.delivery.id.as_str(), job.attempts), (delivery_id.as_str(), 0), "same webhook-id, attempts anew");
     assert!(hookflow(&["dead", "list", "--table", table]).1.trim().is_empty(), "replayed = no longer dead");
     let (_, out, _) = hookflow(&["logs", "--table", table, "--run", "run_cli1"]);

@@ -107,7 +107,7 @@ async fn queued(env: &Env) -> Vec<DeliveryJob> {
     got.messages
         .unwrap_or_default()
         .iter()
-        .map(|m| serde_json::from_str(&Message::parse(m.body().unwrap()).unwrap().payload).unwrap())
+        .map(|m| Message::parse(m.body().unwrap()).unwrap().payload.as_delivery().unwrap().clone())
         .collect()
 }
 
@@ -260,7 +260,7 @@ async fn per_key_ordered_events_go_to_the_fifo_queue_grouped_by_key_in_publish_o
         for m in out.messages.unwrap_or_default() {
             let group =
                 m.attributes().unwrap()[&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId].clone();
-            let job: DeliveryJob = serde_json::from_str(&Message::parse(m.body().unwrap()).unwrap().payload).unwrap();
+            let job: DeliveryJob = Message::parse(m.body().unwrap()).unwrap().payload.as_delivery().unwrap().clone();
             let body: Value = serde_json::from_str(job.delivery.request.body.as_deref().unwrap()).unwrap();
             got.push((group, body["data"]["n"].as_i64().unwrap()));
             env.sqs

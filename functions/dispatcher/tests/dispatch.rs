@@ -110,7 +110,7 @@ async fn a_410_disables_the_subscription_and_publishes_subscription_disabled_to_
         .iter()
         .map(|m| {
             let msg = hookflow_aws::queue::Message::parse(m.body().unwrap()).unwrap();
-            serde_json::from_str(&msg.payload).unwrap()
+            msg.payload.as_delivery().unwrap().clone()
         })
         .collect();
     let [disabled] = &jobs[..] else { panic!("one subscription.disabled delivery: {jobs:?}") };
@@ -241,7 +241,7 @@ async fn a_subscription_changed_during_an_attempt_gets_the_health_change_over_th
 
 /// `job` with its attempt's timeout set to `t`.
 fn with_timeout(job: NewJob, t: std::time::Duration) -> NewJob {
-    let mut dj: hookflow_core::commit::DeliveryJob = serde_json::from_str(&job.payload).unwrap();
+    let mut dj = job.payload.as_delivery().unwrap().clone();
     dj.delivery.timeout = t;
     NewJob::delivery(&dj, 0)
 }

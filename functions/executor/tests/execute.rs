@@ -106,8 +106,9 @@ async fn a_start_advances_the_run_once_and_queues_its_delivery() {
     let ids: Vec<String> = got.iter().map(|m| Message::parse(m.body().unwrap()).unwrap().id).collect();
     assert_eq!(ids[0], ids[1], "one delivery id: {ids:?}");
     let m = Message::parse(got[0].body().unwrap()).unwrap();
-    assert_eq!(m.kind, JobKind::Delivery);
-    assert!(m.payload.contains(r#"\"total\":42"#), "{}", m.payload);
+    assert_eq!(m.kind(), JobKind::Delivery);
+    let body = m.payload.as_delivery().unwrap().delivery.request.body.clone().unwrap_or_default();
+    assert!(body.contains(r#""total":42"#), "{body}");
     let log = table
         .run_entries(&run.id, hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock))
         .await
@@ -211,7 +212,7 @@ async fn a_run_goes_on_with_the_flow_version_it_started_on() {
         let got = sqs.receive_message().queue_url(&p.deliveries_queue_url).max_number_of_messages(10).send().await;
         for m in got.unwrap().messages.unwrap_or_default() {
             let m = Message::parse(m.body().unwrap()).unwrap();
-            let job: hookflow_core::commit::DeliveryJob = serde_json::from_str(&m.payload).unwrap();
+            let job = m.payload.as_delivery().unwrap().clone();
             urls.insert(job.delivery.run_id.clone(), serde_json::to_value(&job.delivery.request.url).unwrap());
         }
     }

@@ -35,7 +35,7 @@ use crate::store::Store;
 use crate::{Error, metrics};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::{Commit, DeliveryJob, JobKind, NewJob};
+use hookflow_core::commit::{Commit, DeliveryJob, JobKind, NewJob, Payload};
 use hookflow_core::engine::{AttemptSummary, Level, LogLine};
 use hookflow_core::ports::{Clock, PortError, SecretStore, SystemClock};
 use hookflow_core::subscription::{Settings, Subscription};
@@ -266,8 +266,8 @@ impl DeliveryPorts for Dispatcher {
 /// A message of a deliveries queue.
 fn delivery_message(body: &str) -> Result<Message, Error> {
     let m = Message::parse(body)?;
-    if m.kind != JobKind::Delivery {
-        return Err(Error::Malformed(format!("message {}: a {} job on a deliveries queue", m.id, m.kind.as_str())));
+    if m.kind() != JobKind::Delivery {
+        return Err(Error::Malformed(format!("message {}: a {} job on a deliveries queue", m.id, m.kind().as_str())));
     }
     Ok(m)
 }
@@ -275,8 +275,10 @@ fn delivery_message(body: &str) -> Result<Message, Error> {
 /// The delivery a message carries, its timeout held to
 /// [`crate::MAX_STEP_TIMEOUT`] (a flow applied before the limit).
 fn job_of(m: &Message) -> Result<DeliveryJob, Error> {
-    let mut job: DeliveryJob =
-        serde_json::from_str(&m.payload).map_err(|e| Error::Malformed(format!("message {}: {e}", m.id)))?;
+    let Payload::Delivery(job) = &m.payload else {
+        return Err(Error::Malformed(format!("message {}: not a delivery", m.id)));
+    };
+    let mut job = job.clone();
     job.delivery.timeout = job.delivery.timeout.min(crate::MAX_STEP_TIMEOUT);
     Ok(job)
 }

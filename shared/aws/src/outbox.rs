@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Error;
-use crate::queue::Message;
+use crate::queue::{Message, RawMessage};
 
 /// The cause of the ingress's commit (a request accepted, its run stored).
 pub const ACCEPTED: &str = "accepted";
@@ -69,7 +69,7 @@ pub struct LogCopy {
 struct Stored {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     cause: String,
-    messages: Vec<Message>,
+    messages: Vec<RawMessage>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     bodies: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -95,7 +95,7 @@ impl Outbox {
     pub fn to_text(&self) -> Result<String, Error> {
         let mut stored = Stored {
             cause: self.cause.clone(),
-            messages: self.messages.clone(),
+            messages: self.messages.iter().map(RawMessage::of).collect(),
             bodies: Vec::new(),
             log: self.log.clone(),
         };
@@ -136,27 +136,31 @@ impl Outbox {
                 m.payload = job.to_string();
             }
         }
-        Ok(Outbox { cause: stored.cause, messages: stored.messages, log: stored.log })
+        let messages = stored.messages.into_iter().map(RawMessage::decode).collect::<Result<_, _>>()?;
+        Ok(Outbox { cause: stored.cause, messages, log: stored.log })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use hookflow_core::commit::Payload;
+    use hookflow_core::subscription::sample_delivery;
+
     use super::*;
 
     #[test]
     fn a_body_fanned_out_to_many_deliveries_is_stored_once() {
         let body = "x".repeat(40 * 1024);
-        let job = |sub: usize| Message {
-            id: format!("d:msg_{sub}_evt_1"),
-            kind: JobKind::Delivery,
-            payload: serde_json::json!({"delivery": {"id": format!("msg_{sub}_evt_1"),
-                "request": {"method": "POST", "url": "https://a.example/", "headers": [], "body": body}},
-                "attempts": 0, "first_at": 1})
-            .to_string(),
-            not_before: 1,
-            tenant: "acme".into(),
-            group: None,
+        let job = |sub: usize| {
+            let mut d = sample_delivery("run_1", &body);
+            d.delivery.id = format!("msg_{sub}_evt_1");
+            Message {
+                id: format!("d:msg_{sub}_evt_1"),
+                payload: Payload::Delivery(d),
+                not_before: 1,
+                tenant: "acme".into(),
+                group: None,
+            }
         };
         let o = Outbox { cause: String::new(), messages: (0..20).map(job).collect(), log: vec![] };
         let text = o.to_text().unwrap();
@@ -176,8 +180,7 @@ mod tests {
     fn an_outbox_reads_back_as_written_and_names_its_cause() {
         let m = Message {
             id: "d:msg_1_1".into(),
-            kind: JobKind::Delivery,
-            payload: "{\"delivery\":{}}".into(),
+            payload: Payload::Delivery(sample_delivery("run_1", "")),
             not_before: 5,
             tenant: "acme".into(),
             group: None,

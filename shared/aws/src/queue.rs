@@ -32,7 +32,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, SendMessageBatchRequestEntry,
 };
-use hookflow_core::commit::{JobKind, NewJob};
+use hookflow_core::commit::{JobKind, NewJob, Payload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -48,27 +48,70 @@ pub const MAX_VISIBILITY_SECS: i64 = 12 * 3600 - 60;
 /// SQS's largest message, and largest batch.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
-/// A job as an SQS message body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A job as an SQS message: its payload typed, decoded once when the body
+/// is parsed ([`Message::parse`]). The body is [`RawMessage`]'s JSON, the
+/// payload as text inside it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub id: String,
-    pub kind: JobKind,
-    /// JSON text of the job's payload.
-    pub payload: String,
+    pub payload: Payload,
     /// Not to be done before (ms).
     pub not_before: i64,
     /// The tenant (the message group).
     pub tenant: String,
     /// The ordering group ([`NewJob::group`]): it goes to the FIFO queue.
+    pub group: Option<String>,
+}
+
+/// A message as its body (and an outbox) holds it: the payload as the JSON
+/// text of the job, beside its kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RawMessage {
+    pub id: String,
+    pub kind: JobKind,
+    pub payload: String,
+    pub not_before: i64,
+    pub tenant: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+}
+
+impl RawMessage {
+    pub(crate) fn of(m: &Message) -> Self {
+        RawMessage {
+            id: m.id.clone(),
+            kind: m.kind(),
+            payload: m.payload.text(),
+            not_before: m.not_before,
+            tenant: m.tenant.clone(),
+            group: m.group.clone(),
+        }
+    }
+
+    /// The message, its payload decoded.
+    pub(crate) fn decode(self) -> Result<Message, Error> {
+        let payload = Payload::decode(self.kind, &self.payload)
+            .map_err(|e| Error::Malformed(format!("message {}: its {} payload: {e}", self.id, self.kind.as_str())))?;
+        Ok(Message { id: self.id, payload, not_before: self.not_before, tenant: self.tenant, group: self.group })
+    }
+}
+
+impl Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RawMessage::of(self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawMessage::deserialize(d)?.decode().map_err(serde::de::Error::custom)
+    }
 }
 
 impl Message {
     pub fn of(job: &NewJob) -> Self {
         Message {
             id: job.id.clone(),
-            kind: job.kind,
             payload: job.payload.clone(),
             not_before: job.not_before,
             tenant: job.tenant.clone(),
@@ -76,9 +119,13 @@ impl Message {
         }
     }
 
+    pub fn kind(&self) -> JobKind {
+        self.payload.kind()
+    }
+
     /// The queue it goes to.
     fn lane(&self) -> Lane {
-        match (self.kind, &self.group) {
+        match (self.kind(), &self.group) {
             (JobKind::Run, _) => Lane::Runs,
             (JobKind::Delivery, None) => Lane::Deliveries,
             (JobKind::Delivery, Some(_)) => Lane::Ordered,
@@ -86,7 +133,9 @@ impl Message {
     }
 
     pub fn parse(body: &str) -> Result<Self, Error> {
-        serde_json::from_str(body).map_err(|e| Error::Malformed(format!("queue message: {e}")))
+        let raw: RawMessage =
+            serde_json::from_str(body).map_err(|e| Error::Malformed(format!("queue message: {e}")))?;
+        raw.decode()
     }
 
     /// The delay to send it with at `now_ms`: whole seconds, rounded to
@@ -363,8 +412,7 @@ mod tests {
     fn msg(not_before: i64) -> Message {
         Message {
             id: "d:1".into(),
-            kind: JobKind::Delivery,
-            payload: "{}".into(),
+            payload: Payload::Delivery(hookflow_core::subscription::sample_delivery("r", "")),
             not_before,
             tenant: "acme".into(),
             group: None,

@@ -20,7 +20,7 @@
 //! [`Store::apply_ordered`]: its retry cannot be a new message, which would
 //! join the end of its group.
 
-use hookflow_core::commit::{Commit, DeadDelivery, JobKind, NewJob};
+use hookflow_core::commit::{Commit, DeadDelivery, NewJob, Payload};
 
 use crate::Error;
 use crate::outbox::Outbox;
@@ -86,14 +86,11 @@ impl Store {
         now_ms: i64,
     ) -> Result<Applied, Error> {
         let mut jobs = std::mem::take(&mut c.jobs);
-        if let Some((id, payload, due)) = c.reschedule.take() {
-            let tenant = serde_json::from_str::<hookflow_core::commit::DeliveryJob>(&payload)
-                .map(|d| d.delivery.tenant)
-                .unwrap_or_default();
+        if let Some((id, next, due)) = c.reschedule.take() {
+            let tenant = next.delivery.tenant.clone();
             jobs.push(NewJob {
                 id,
-                kind: JobKind::Delivery,
-                payload,
+                payload: Payload::Delivery(next),
                 not_before: due,
                 tenant,
                 leased_for: None,
@@ -192,18 +189,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<i64>, Error> {
         let retry = match c.reschedule.take() {
-            Some((_, payload, due)) => {
-                // Only the counters: the request in the payload is skipped,
-                // not built again.
-                #[derive(serde::Deserialize)]
-                struct Progress {
-                    attempts: u32,
-                    first_at: i64,
-                }
-                let p: Progress =
-                    serde_json::from_str(&payload).map_err(|e| Error::Malformed(format!("retry of {job_id}: {e}")))?;
-                Some(Held { attempts: p.attempts, first_at: p.first_at, due })
-            }
+            Some((_, next, due)) => Some(Held { attempts: next.attempts, first_at: next.first_at, due }),
             None => None,
         };
         let hold = match retry {

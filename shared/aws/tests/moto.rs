@@ -11,7 +11,7 @@ use hookflow_aws::queue::{Message, Queues};
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::table::{Claim, Table};
 use hookflow_aws::testing::sdk;
-use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob};
+use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob, Payload};
 use hookflow_core::ports::SecretStore;
 use hookflow_core::run::{InboundRequest, Input, Reply, Run};
 
@@ -310,7 +310,7 @@ async fn queue_sends_jobs_by_kind_and_chains_long_delays() {
     let got = receive(&sqs, &p.deliveries_queue_url).await;
     assert_eq!(got.len(), 1);
     let m = Message::parse(got[0].body().unwrap()).unwrap();
-    assert_eq!((m.kind, m.id.as_str(), m.tenant.as_str()), (JobKind::Delivery, job.id.as_str(), "acme"));
+    assert_eq!((m.kind(), m.id.as_str(), m.tenant.as_str()), (JobKind::Delivery, job.id.as_str(), "acme"));
     let runs = receive(&sqs, &p.runs_queue_url).await;
     assert_eq!(Message::parse(runs[0].body().unwrap()).unwrap().id, run_job.id);
 
@@ -389,7 +389,7 @@ async fn jobs_up_to_a_mebibyte_are_queued_whole_and_a_larger_one_refuses_its_com
     // one 1 MiB batch; each arrives whole.
     let big = |id: &str, size: usize| NewJob {
         id: id.into(),
-        payload: serde_json::to_string(&serde_json::json!({"pad": "x".repeat(size)})).unwrap(),
+        payload: Payload::Delivery(hookflow_core::subscription::sample_delivery("run_big", &"x".repeat(size))),
         ..delivery_job(&flow)
     };
     let jobs: Vec<NewJob> = (0..3).map(|i| big(&format!("d:big{i}"), 600 * 1024)).collect();
@@ -402,7 +402,8 @@ async fn jobs_up_to_a_mebibyte_are_queued_whole_and_a_larger_one_refuses_its_com
         .iter()
         .map(|m| {
             let m = Message::parse(m.body().unwrap()).unwrap();
-            assert_eq!(m.payload.len(), jobs[0].payload.len(), "a job arrived cut");
+            let sent = jobs.iter().find(|j| j.id == m.id).expect("a job sent");
+            assert_eq!(m.payload, sent.payload, "a job arrived whole");
             m.id
         })
         .collect();
@@ -586,9 +587,9 @@ async fn a_publish_keeps_its_fan_out_until_sent_and_an_item_over_400_kb_is_refus
     let jobs: Vec<NewJob> = (0..20)
         .map(|sub| {
             let mut job = delivery_job(&flow);
-            let mut payload: serde_json::Value = serde_json::from_str(&job.payload).unwrap();
-            payload["delivery"]["request"]["body"] = serde_json::Value::String(body.clone());
-            job.payload = payload.to_string();
+            if let Payload::Delivery(d) = &mut job.payload {
+                d.delivery.request.body = Some(body.clone());
+            }
             job.id = format!("d:msg_{sub}_e2");
             job
         })
@@ -789,7 +790,7 @@ async fn a_run_waiting_on_a_delivery_is_kept_until_its_last_attempt_could_be_mad
     let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
     let (run, _) = hookflow_core::run::advance(&flow, run_of(&flow), Input::Start).unwrap();
     let job = delivery_job(&flow);
-    let dj: DeliveryJob = serde_json::from_str(&job.payload).unwrap();
+    let dj: DeliveryJob = job.payload.as_delivery().unwrap().clone();
     let span = dj.delivery.retry.longest_span();
     assert!(span > Duration::from_secs(70 * 3600), "the default ladder: {span:?}");
     let expires = || async {
@@ -827,7 +828,7 @@ async fn a_dead_delivery_keeps_its_job_apart_so_its_row_stays_small_and_a_large_
     let store = store_of(&conf, &p);
     let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
     let job = delivery_job(&flow);
-    let mut d: DeliveryJob = serde_json::from_str(&job.payload).unwrap();
+    let mut d: DeliveryJob = job.payload.as_delivery().unwrap().clone();
     // 900 KB that does not compress below half: the job is larger than an
     // item may be, so it goes in parts.
     d.delivery.request.body = Some(noise(900 * 1024, 11));
@@ -847,7 +848,7 @@ async fn a_dead_delivery_keeps_its_job_apart_so_its_row_stays_small_and_a_large_
     store.replay(&dead[0], now_ms()).await.unwrap();
     let got = receive(&aws_sdk_sqs::Client::new(&conf), &p.deliveries_queue_url).await;
     let m = Message::parse(got[0].body().unwrap()).unwrap();
-    let back: DeliveryJob = serde_json::from_str(&m.payload).unwrap();
+    let back: DeliveryJob = m.payload.as_delivery().unwrap().clone();
     assert_eq!((back.delivery.id, back.delivery.request.body), (id, d.delivery.request.body), "the same delivery");
     assert!(store.table.dead(None).await.unwrap().is_empty());
     let left = ddb.scan().table_name(&p.table).send().await.unwrap().items.unwrap_or_default();

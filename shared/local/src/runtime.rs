@@ -2,7 +2,7 @@
 //! deliveries through the store's job queue.
 //!
 //! Two kinds of job:
-//! - `run`: feed an [`Input`] to a run ([`advance`]), then store the new run,
+//! - `run`: feed an input to a run (the run pipeline, [`hookflow_pipeline::run`]), then store the new run,
 //!   the delivery jobs its `Send` effects ask for and the log, in one
 //!   transaction with the job's removal;
 //! - `delivery`: send one attempt; on success (or final failure) hand the
@@ -25,14 +25,15 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::{Commit, DeliveryJob, JobKind, LogEntry, NewJob, RunJob, SubscriptionRow};
+use hookflow_core::commit::{Commit, DeliveryJob, LogEntry, NewJob, Payload, RunJob, SubscriptionRow};
 use hookflow_core::engine::{self, Level};
 use hookflow_core::ports::{PortError, SecretStore};
-use hookflow_core::run::{Effect, Reply, Run, advance};
+use hookflow_core::run::{Effect, Reply, Run};
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_core::subscription::{Event, Settings, Subscription};
 use hookflow_pipeline::delivery::{self, DeliveryPorts};
 use hookflow_pipeline::publish::{self, Audience, PublishPorts, Repeat};
+use hookflow_pipeline::run::{self, RunPorts};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -40,7 +41,7 @@ use crate::flows::Flows;
 use crate::logger::Logger;
 use crate::secrets::Secrets;
 use crate::sender::Sender;
-use crate::store::{Job, LEASE_MS, Store};
+use crate::store::{Job, LEASE_MS, Store, Undecodable};
 use crate::subscriptions::Subscriptions;
 use crate::{Error, now_ms};
 
@@ -282,54 +283,35 @@ impl Runtime {
     }
 
     async fn process(self: &Arc<Self>, job: Job) {
-        let id = job.id.clone();
-        // The next job of its group is due once this one is done.
-        let grouped = job.group.is_some();
-        let result = match JobKind::parse(&job.kind) {
-            Some(JobKind::Run) => self.process_run(job).await,
-            Some(JobKind::Delivery) => match serde_json::from_str::<DeliveryJob>(&job.payload) {
-                Ok(dj) => self.process_delivery(job.id, dj).await,
-                Err(e) => Err(Error::Malformed(format!("job {id}: {e}"))),
-            },
-            None => Err(Error::Malformed(format!("unknown job kind {}", job.kind))),
+        let Job { id, payload, group, .. } = job;
+        let result = match payload {
+            Ok(Payload::Run(run)) => run::step(self.as_ref(), &id, run).await,
+            Ok(Payload::Delivery(dj)) => self.process_delivery(id.clone(), dj).await,
+            Err(undecodable) => self.bury(&id, undecodable).await,
         };
         if let Err(e) = result {
             self.logger.log(Level::Error, "job failed; it will be retried", json!({"job": id, "error": e.to_string()}));
         }
-        if grouped {
+        // The next job of its group is due once this one is done.
+        if group.is_some() {
             self.wake();
         }
     }
 
-    async fn process_run(self: &Arc<Self>, job: Job) -> Result<(), Error> {
-        let RunJob { run_id, input } =
-            serde_json::from_str(&job.payload).map_err(|e| Error::Malformed(format!("job {}: {e}", job.id)))?;
-        let Some(state) = self.store.run(&run_id)? else {
-            return self.drop_job(&job, "its run does not exist").await;
+    /// A job this version cannot read leaves the queue as dead, said in
+    /// the log (an entry and an error line): it never runs, and retrying it
+    /// would only fail again.
+    async fn bury(&self, job_id: &str, u: Undecodable) -> Result<(), Error> {
+        let reason = format!("its {} payload cannot be read: {}", u.kind, u.error);
+        self.logger.log(Level::Error, "job dead", json!({"job": job_id, "reason": reason}));
+        let entry = LogEntry {
+            at: now_ms(),
+            kind: hookflow_core::commit::EntryKind::Job,
+            outcome: Some("dead".into()),
+            detail: json!({"job": job_id, "kind": u.kind, "reason": reason, "payload": hookflow_core::text::head(&u.text, 4096)}),
+            ..Default::default()
         };
-        let run: Run = serde_json::from_value(state).map_err(|e| Error::Malformed(format!("run {run_id}: {e}")))?;
-        let Some(flow) = self.flow_of(&run)? else {
-            return self.drop_job(&job, "its flow is no longer loaded").await;
-        };
-        let (run, effects) = advance(&flow, run, input)?;
-        let mut commit = Commit { done: Some(job.id.clone()), ..Default::default() };
-        let Recorded { replies, ready } = self.record_effects(&mut commit, &run, effects);
-        let sends = commit.jobs.len() > ready.len();
-        self.store.commit(commit).await?;
-        self.dispatch(ready);
-        if sends {
-            self.wake();
-        }
-        for reply in replies {
-            if let Some(tx) = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.id) {
-                let _ = tx.send(reply);
-            }
-        }
-        if run.status.is_finished() {
-            // A sync caller still waiting learns the run ended unanswered.
-            self.forget_reply(&run.id);
-        }
-        Ok(())
+        self.store.commit(Commit { done: Some(job_id.to_string()), log: vec![entry], ..Default::default() }).await
     }
 
     /// Adds to `commit` what `effects` of `run` ask for ([`engine::record`])
@@ -355,13 +337,13 @@ impl Runtime {
         let mut ready = Vec::new();
         for job in commit.jobs.iter_mut().skip(first) {
             // A grouped job waits for its turn in the queue.
-            if job.kind != JobKind::Delivery || job.group.is_some() {
+            let Payload::Delivery(dj) = &job.payload else { continue };
+            if job.group.is_some() {
                 continue;
             }
             let Ok(permit) = self.permits.clone().try_acquire_owned() else { break };
-            let Ok(dj) = serde_json::from_str::<DeliveryJob>(&job.payload) else { continue };
             job.leased_for = Some(LEASE_MS);
-            ready.push(Ready { job_id: job.id.clone(), job: dj, permit });
+            ready.push(Ready { job_id: job.id.clone(), job: dj.clone(), permit });
         }
         ready
     }
@@ -388,16 +370,16 @@ impl Runtime {
         }
     }
 
-    async fn drop_job(&self, job: &Job, why: &str) -> Result<(), Error> {
-        self.logger.log(Level::Error, "job dropped", json!({"job": job.id, "reason": why}));
+    async fn drop_job(&self, job_id: &str, payload: Value, why: &str) -> Result<(), Error> {
+        self.logger.log(Level::Error, "job dropped", json!({"job": job_id, "reason": why}));
         let entry = LogEntry {
             at: now_ms(),
             kind: hookflow_core::commit::EntryKind::Job,
             outcome: Some("dropped".into()),
-            detail: json!({"job": job.id, "reason": why, "payload": serde_json::from_str::<Value>(&job.payload).unwrap_or(Value::Null)}),
+            detail: json!({"job": job_id, "reason": why, "payload": payload}),
             ..Default::default()
         };
-        self.store.commit(Commit { done: Some(job.id.clone()), log: vec![entry], ..Default::default() }).await
+        self.store.commit(Commit { done: Some(job_id.to_string()), log: vec![entry], ..Default::default() }).await
     }
 
     /// One attempt of a delivery job, through the one delivery pipeline
@@ -476,6 +458,60 @@ impl Runtime {
 /// Who hears of an event: the subscription cache (updated by each
 /// subscription write right after its commit, so a read after a write sees
 /// it) and the loaded flows.
+/// SQLite as the run pipeline's ports ([`hookflow_pipeline::run`]): a
+/// job is done in the transaction that commits its input, so nothing is
+/// ever found applied and unsent.
+impl RunPorts for Runtime {
+    type Error = Error;
+    type Kept = ();
+
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+
+    async fn load(&self, run_id: &str) -> Result<Option<(Run, ())>, Error> {
+        let Some(state) = self.store.run(run_id)? else { return Ok(None) };
+        let run = serde_json::from_value(state).map_err(|e| Error::Malformed(format!("run {run_id}: {e}")))?;
+        Ok(Some((run, ())))
+    }
+
+    async fn flow(&self, run: &Run) -> Result<Option<Arc<CompiledFlow>>, Error> {
+        self.flow_of(run)
+    }
+
+    async fn dropped(&self, job_id: &str, job: &RunJob, why: &str) -> Result<(), Error> {
+        self.drop_job(job_id, serde_json::to_value(job).unwrap_or_default(), why).await
+    }
+
+    fn lines(&self, lines: Vec<engine::LogLine>) {
+        self.write_lines(lines);
+    }
+
+    /// The commit, the job done in it; then the deliveries it leased sent
+    /// at once, the workers woken for the rest, a sync caller answered.
+    async fn commit(&self, job_id: &str, run: &Run, out: engine::Outcome, _: ()) -> Result<(), Error> {
+        let engine::Outcome { mut commit, replies, .. } = out;
+        commit.done = Some(job_id.to_string());
+        let ready = self.lease_ready(&mut commit, 0);
+        let sends = commit.jobs.len() > ready.len();
+        self.store.commit(commit).await?;
+        self.arc().dispatch(ready);
+        if sends {
+            self.wake();
+        }
+        for reply in replies {
+            if let Some(tx) = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.id) {
+                let _ = tx.send(reply);
+            }
+        }
+        if run.status.is_finished() {
+            // A sync caller still waiting learns the run ended unanswered.
+            self.forget_reply(&run.id);
+        }
+        Ok(())
+    }
+}
+
 impl Audience for Runtime {
     type Error = Error;
 
@@ -568,6 +604,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::store::LogFilter;
 
     /// The runtime's own ports, but an enable of `sub` is written right
     /// after the first read of the audience.
@@ -580,7 +617,7 @@ mod tests {
         type Error = Error;
 
         fn now_ms(&self) -> i64 {
-            self.rt.now_ms()
+            Audience::now_ms(self.rt.as_ref())
         }
 
         fn settings(&self) -> &Settings {
@@ -615,6 +652,43 @@ mod tests {
         }
 
         fn lines(&self, _lines: Vec<LogLine>) {}
+    }
+
+    /// A job whose row this version cannot read (a kind it does not know,
+    /// a payload that is not its kind's) leaves the queue as dead, with an
+    /// entry that says why: it is neither skipped silently nor retried.
+    #[tokio::test]
+    async fn a_job_that_cannot_be_read_is_dead_and_said_so_never_retried() {
+        let dir = std::env::temp_dir().join(format!("hookflow-rt-{}", uuid::Uuid::now_v7().simple()));
+        let config = RuntimeConfig {
+            data_dir: dir.clone(),
+            target_policy: TargetPolicy::default(),
+            secrets: Secrets::default(),
+            logger: Logger::new(Default::default(), std::iter::empty()),
+            concurrency: 2,
+            subscriptions: Settings::default(),
+        };
+        let rt = Runtime::new(config, Flows::default()).unwrap();
+        rt.store.insert_raw_job("r:run_1:start", "run", "{\"run_id\": ");
+        rt.store.insert_raw_job("d:msg_1", "teleport", "{}");
+        let worker = tokio::spawn(rt.clone().work());
+        rt.wake();
+        let dead = |rt: &Runtime| {
+            let entries = rt.store.query_log(&LogFilter { failed_only: true, ..Default::default() }).unwrap();
+            entries.into_iter().filter(|e| e.outcome.as_deref() == Some("dead")).collect::<Vec<_>>()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while dead(&rt).len() < 2 || rt.store.next_due().unwrap().is_some() {
+            assert!(std::time::Instant::now() < deadline, "dead: {:?}", dead(&rt));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let mut said: Vec<String> =
+            dead(&rt).iter().map(|e| e.detail["reason"].as_str().unwrap().to_string()).collect();
+        said.sort();
+        assert!(said[0].starts_with("its run payload cannot be read"), "{said:?}");
+        assert!(said[1].contains("unknown job kind `teleport`"), "{said:?}");
+        worker.abort();
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]

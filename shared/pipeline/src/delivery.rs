@@ -392,8 +392,8 @@ mod tests {
             data: json!({}),
         };
         let p = subscription::publish(&event, [sub], [], &Settings::default(), NOW);
-        let job = p.outcome.commit.jobs.into_iter().find(|j| j.kind == JobKind::Delivery).unwrap();
-        (job.id, serde_json::from_str(&job.payload).unwrap())
+        let job = p.outcome.commit.jobs.into_iter().find(|j| j.kind() == JobKind::Delivery).unwrap();
+        (job.id, job.payload.as_delivery().unwrap().clone())
     }
 
     /// Commits with `apply` and returns what it was handed, failing the
@@ -487,12 +487,7 @@ mod tests {
         let row = c.subscriptions.iter().find(|r| r.id == gone.id).expect("the subscription's new row");
         assert_eq!(row.status, "disabled");
         assert_eq!(row.prev, Some(gone.updated_at), "written only over the record it was computed from");
-        let told: Vec<DeliveryJob> = c
-            .jobs
-            .iter()
-            .filter(|j| j.kind == JobKind::Delivery)
-            .map(|j| serde_json::from_str(&j.payload).unwrap())
-            .collect();
+        let told: Vec<DeliveryJob> = c.jobs.iter().filter_map(|j| j.payload.as_delivery().cloned()).collect();
         assert_eq!(told.len(), 1);
         assert_eq!(told[0].delivery.purpose.subscription(), Some(other.id.as_str()));
         assert!(c.event.is_some(), "the subscription.disabled event row is in the same commit");
@@ -523,8 +518,7 @@ mod tests {
         .unwrap();
         let to = |jobs: &[NewJob]| -> Vec<String> {
             jobs.iter()
-                .filter(|j| j.kind == JobKind::Delivery)
-                .filter_map(|j| serde_json::from_str::<DeliveryJob>(&j.payload).ok())
+                .filter_map(|j| j.payload.as_delivery())
                 .filter_map(|d| d.delivery.purpose.subscription().map(String::from))
                 .collect()
         };

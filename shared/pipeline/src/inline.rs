@@ -7,7 +7,7 @@
 //! waits for the reply.
 
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::{DeliveryJob, JobKind, NewJob, RunJob};
+use hookflow_core::commit::{JobKind, NewJob, Payload, RunJob};
 use hookflow_core::engine::{self, Outcome};
 use hookflow_core::inbound::{Accepted, DEFAULT_SYNC_TIMEOUT};
 use hookflow_core::ports::{Clock, SecretStore, Sender};
@@ -63,9 +63,9 @@ async fn run_inline(
         }
         let RunStatus::Waiting { delivery_id, .. } = &run.status else { return None };
         let id = format!("d:{delivery_id}");
-        let at = out.commit.jobs.iter().position(|j| j.kind == JobKind::Delivery && j.id == id)?;
+        let at = out.commit.jobs.iter().position(|j| j.kind() == JobKind::Delivery && j.id == id)?;
         let job = out.commit.jobs.remove(at);
-        let Ok(dj) = serde_json::from_str::<DeliveryJob>(&job.payload) else {
+        let Payload::Delivery(dj) = job.payload.clone() else {
             out.commit.jobs.push(job);
             return None;
         };
@@ -90,12 +90,11 @@ async fn run_inline(
         if c.dead.is_some() {
             out.commit.dead = c.dead.take();
         }
-        if let Some((id, payload, due)) = c.reschedule.take() {
+        if let Some((id, next, due)) = c.reschedule.take() {
             // A retry is the dispatcher's: the answer waits no longer.
             out.commit.jobs.push(NewJob {
                 id,
-                kind: JobKind::Delivery,
-                payload,
+                payload: Payload::Delivery(next),
                 not_before: due,
                 tenant: run.tenant.clone(),
                 leased_for: None,
@@ -104,11 +103,10 @@ async fn run_inline(
             return None;
         }
         // The result goes straight back to the run.
-        let next = c.jobs.iter().position(|j| j.kind == JobKind::Run);
+        let next = c.jobs.iter().position(|j| j.kind() == JobKind::Run);
         let input = next.map(|i| c.jobs.remove(i));
         out.commit.jobs.append(&mut c.jobs);
-        let input = input?;
-        let Ok(RunJob { input, .. }) = serde_json::from_str::<RunJob>(&input.payload) else { return None };
+        let Payload::Run(RunJob { input, .. }) = input?.payload else { return None };
         let Ok((advanced, effects)) = advance(flow, run.clone(), input) else { return None };
         *run = advanced;
         out.commit.runs.retain(|r| r.id != run.id);

@@ -148,7 +148,6 @@ mod tests {
 
     use std::sync::Mutex;
 
-    use hookflow_core::commit::JobKind;
     use hookflow_core::subscription::{NewSubscription, Status};
     use serde_json::json;
 
@@ -252,7 +251,7 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .filter(|j| j.kind == JobKind::Delivery && j.payload.contains(sub))
+            .filter(|j| j.payload.as_delivery().is_some_and(|d| d.delivery.purpose.subscription() == Some(sub)))
             .map(|j| j.id.clone())
             .collect()
     }

@@ -18,3 +18,9 @@ impl From<PortError> for Fault {
         Fault(ErrorKind::Unavailable)
     }
 }
+
+impl From<hookflow_core::Error> for Fault {
+    fn from(_: hookflow_core::Error) -> Self {
+        Fault(ErrorKind::Other)
+    }
+}

@@ -400,19 +400,7 @@ impl Table {
 /// could be made (its first due time, its retry ladder at its longest, each
 /// attempt at its timeout); `None` for another kind of message.
 fn ladder_ms(m: &crate::queue::Message, now_ms: i64) -> Option<i64> {
-    #[derive(serde::Deserialize)]
-    struct Job {
-        delivery: Ladder,
-    }
-    #[derive(serde::Deserialize)]
-    struct Ladder {
-        retry: hookflow_core::retry::RetryPolicy,
-        timeout: Duration,
-    }
-    if m.kind != hookflow_core::commit::JobKind::Delivery {
-        return None;
-    }
-    let Job { delivery: d } = serde_json::from_str(&m.payload).ok()?;
+    let d = &m.payload.as_delivery()?.delivery;
     let attempts = d.timeout.saturating_mul(d.retry.max_attempts);
     let span = (d.retry.longest_span() + attempts).as_millis().min(i64::MAX as u128) as i64;
     Some((m.not_before - now_ms).max(0).saturating_add(span))

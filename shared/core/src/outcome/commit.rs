@@ -61,15 +61,83 @@ pub struct DeliveryJob {
     pub first_at: i64,
 }
 
+/// What a job carries, typed: decoded once where bytes come in (a row of
+/// the queue table, an SQS message) and encoded once where they go out.
+/// Stored and queued as the JSON text of the inner job ([`Payload::text`]),
+/// its kind beside it.
+// Most jobs are deliveries: boxing the larger variant would cost each of
+// them an allocation to spare the fewer run jobs some bytes.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    Run(RunJob),
+    Delivery(DeliveryJob),
+}
+
+impl Payload {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Payload::Run(_) => JobKind::Run,
+            Payload::Delivery(_) => JobKind::Delivery,
+        }
+    }
+
+    /// The JSON text it is stored and queued as (the inner job's).
+    pub fn text(&self) -> String {
+        match self {
+            Payload::Run(j) => serde_json::to_string(j),
+            Payload::Delivery(j) => serde_json::to_string(j),
+        }
+        .unwrap_or_default()
+    }
+
+    /// As JSON (the inner job's).
+    pub fn to_value(&self) -> Value {
+        match self {
+            Payload::Run(j) => serde_json::to_value(j),
+            Payload::Delivery(j) => serde_json::to_value(j),
+        }
+        .unwrap_or_default()
+    }
+
+    /// A stored or queued job of `kind` whose text is `text`.
+    pub fn decode(kind: JobKind, text: &str) -> Result<Self, serde_json::Error> {
+        Ok(match kind {
+            JobKind::Run => Payload::Run(serde_json::from_str(text)?),
+            JobKind::Delivery => Payload::Delivery(serde_json::from_str(text)?),
+        })
+    }
+
+    /// [`decode`](Self::decode) of a JSON value.
+    pub fn from_value(kind: JobKind, v: Value) -> Result<Self, serde_json::Error> {
+        Ok(match kind {
+            JobKind::Run => Payload::Run(serde_json::from_value(v)?),
+            JobKind::Delivery => Payload::Delivery(serde_json::from_value(v)?),
+        })
+    }
+
+    pub fn as_delivery(&self) -> Option<&DeliveryJob> {
+        match self {
+            Payload::Delivery(d) => Some(d),
+            Payload::Run(_) => None,
+        }
+    }
+
+    pub fn as_run(&self) -> Option<&RunJob> {
+        match self {
+            Payload::Run(r) => Some(r),
+            Payload::Delivery(_) => None,
+        }
+    }
+}
+
 /// A job to add.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
     /// Derived from what the job carries (`d:{delivery_id}`,
     /// `r:{run_id}:{cause}`), so adding it twice adds it once.
     pub id: String,
-    pub kind: JobKind,
-    /// JSON text of a [`RunJob`] or [`DeliveryJob`].
-    pub payload: String,
+    pub payload: Payload,
     pub not_before: i64,
     /// The tenant: queues that group messages (SQS fair queues) group by it.
     pub tenant: String,
@@ -89,8 +157,7 @@ impl NewJob {
     pub fn run(tenant: &str, run_id: &str, cause: &str, input: Input, not_before: i64) -> Self {
         NewJob {
             id: format!("r:{run_id}:{cause}"),
-            kind: JobKind::Run,
-            payload: serde_json::to_string(&RunJob { run_id: run_id.to_string(), input }).unwrap_or_default(),
+            payload: Payload::Run(RunJob { run_id: run_id.to_string(), input }),
             not_before,
             tenant: tenant.to_string(),
             leased_for: None,
@@ -102,13 +169,16 @@ impl NewJob {
     pub fn delivery(job: &DeliveryJob, now: i64) -> Self {
         NewJob {
             id: format!("d:{}", job.delivery.id),
-            kind: JobKind::Delivery,
-            payload: serde_json::to_string(job).unwrap_or_default(),
+            payload: Payload::Delivery(job.clone()),
             not_before: now,
             tenant: job.delivery.tenant.clone(),
             leased_for: None,
             group: None,
         }
+    }
+
+    pub fn kind(&self) -> JobKind {
+        self.payload.kind()
     }
 }
 
@@ -324,8 +394,8 @@ impl LogEntry {
 pub struct Commit {
     /// The job that is finished (deleted) ...
     pub done: Option<String>,
-    /// ... or rescheduled: (id, new payload, due at).
-    pub reschedule: Option<(String, String, i64)>,
+    /// ... or rescheduled: (id, its next attempt, due at).
+    pub reschedule: Option<(String, DeliveryJob, i64)>,
     pub runs: Vec<RunRow>,
     pub jobs: Vec<NewJob>,
     pub log: Vec<LogEntry>,

@@ -170,7 +170,7 @@ pub fn after_attempt(job_id: String, mut job: DeliveryJob, attempt: &Attempt, no
         Decision::RetryIn(delay) => {
             out.lines.push(line(Level::Warn, format!("attempt failed; retrying in {} ms", delay.as_millis()), fields));
             let due = now + delay.as_millis() as i64;
-            out.commit.reschedule = Some((job_id.clone(), serde_json::to_string(&job).unwrap_or_default(), due));
+            out.commit.reschedule = Some((job_id.clone(), job.clone(), due));
             out.decision = Some(AttemptSummary::Retried);
             None
         }
@@ -292,7 +292,7 @@ mod tests {
 
     use super::*;
     use crate::attempt::AttemptResult;
-    use crate::commit::{JobKind, RunJob};
+    use crate::commit::JobKind;
     use crate::run::{CapturedResponse, InboundRequest, advance};
 
     const FLOW: &str = r#"
@@ -336,7 +336,7 @@ steps:
         assert_eq!(out.commit.runs[0].id, run.id);
         assert_eq!(out.commit.runs[0].status, "waiting");
         let [job] = &out.commit.jobs[..] else { panic!("{:?}", out.commit.jobs) };
-        assert_eq!((job.kind, job.not_before, job.tenant.as_str()), (JobKind::Delivery, 1_000, "acme"));
+        assert_eq!((job.kind(), job.not_before, job.tenant.as_str()), (JobKind::Delivery, 1_000, "acme"));
         assert_eq!(out.commit.log[0].kind, EntryKind::Step);
         assert_eq!(out.lines[0].fields["run_id"], "run_1");
     }
@@ -345,14 +345,13 @@ steps:
     fn attempts_retry_with_the_same_job_then_hand_the_response_to_the_run() {
         let (_, out) = started();
         let job = &out.commit.jobs[0];
-        let dj: DeliveryJob = serde_json::from_str(&job.payload).unwrap();
+        let dj: DeliveryJob = job.payload.as_delivery().unwrap().clone();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
 
         let retry = after_attempt(job.id.clone(), dj.clone(), &attempt(500), 2_000, &mut rng);
-        let (id, payload, due) = retry.commit.reschedule.clone().expect("rescheduled");
+        let (id, again, due) = retry.commit.reschedule.clone().expect("rescheduled");
         assert_eq!(id, job.id);
         assert!(due > 2_000);
-        let again: DeliveryJob = serde_json::from_str(&payload).unwrap();
         assert_eq!((again.attempts, &again.delivery.id), (1, &dj.delivery.id));
         assert_eq!((retry.commit.done.clone(), retry.decision), (None, Some(AttemptSummary::Retried)));
         assert_eq!(retry.commit.log[0].outcome.as_deref(), Some("retry"));
@@ -360,7 +359,7 @@ steps:
         let ok = after_attempt(job.id.clone(), again, &attempt(200), 3_000, &mut rng);
         assert_eq!(ok.commit.done.as_deref(), Some(job.id.as_str()));
         let [resume] = &ok.commit.jobs[..] else { panic!("the waiting run is resumed") };
-        let rj: RunJob = serde_json::from_str(&resume.payload).unwrap();
+        let rj = resume.payload.as_run().unwrap();
         assert!(matches!(rj.input, Input::StepResult { ref step, .. } if step == "ask"));
     }
 
@@ -368,7 +367,7 @@ steps:
     fn a_halting_status_makes_the_delivery_dead() {
         let (_, out) = started();
         let job = &out.commit.jobs[0];
-        let dj: DeliveryJob = serde_json::from_str(&job.payload).unwrap();
+        let dj: DeliveryJob = job.payload.as_delivery().unwrap().clone();
         let dead = after_attempt(job.id.clone(), dj, &attempt(400), 2_000, &mut rand::rngs::StdRng::seed_from_u64(1));
         assert_eq!(dead.decision, Some(AttemptSummary::Dead));
         assert!(dead.commit.dead.as_ref().unwrap().reason.contains("400"), "{:?}", dead.commit.dead);

@@ -70,7 +70,7 @@ impl Store {
         exec(
             &tx,
             "INSERT INTO jobs (id, kind, payload, due_at, created_at, run_id) VALUES (?1, 'delivery', ?2, ?3, ?3, ?4)",
-            params![job.id, job.payload, job.not_before, dead.row.run_id],
+            params![job.id, job.payload.text(), job.not_before, dead.row.run_id],
         )
         .map_err(db)?;
         exec(

@@ -1,5 +1,6 @@
 //! The queue: due jobs leased in `due_at` order (a group only at its head), leases released at start.
 
+use hookflow_core::commit::{JobKind, Payload};
 use hookflow_core::flow::MAX_STEP_TIMEOUT;
 
 use super::*;
@@ -10,27 +11,57 @@ use super::*;
 /// (A restart releases every lease at once: only this process holds them.)
 pub const LEASE_MS: i64 = MAX_STEP_TIMEOUT.as_millis() as i64 + 60_000;
 
-/// A job taken from the queue.
+/// A job taken from the queue, its payload decoded once, here.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: String,
-    pub kind: String,
-    /// The payload as stored (JSON text), parsed by the job's kind.
-    pub payload: String,
+    /// What it carries; a row this version cannot read is
+    /// [`Undecodable`]: the runtime makes it dead, never retries it.
+    pub payload: Result<Payload, Undecodable>,
     /// How many times it has been leased, this time included.
     pub leases: i64,
     /// Its group, if it is ordered within one.
     pub group: Option<String>,
 }
 
-pub(super) fn lease_jobs(conn: &Connection, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Job>, Error> {
+/// A queued job whose kind or payload this version cannot read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undecodable {
+    pub kind: String,
+    /// The payload as stored.
+    pub text: String,
+    /// Why it could not be read.
+    pub error: String,
+}
+
+/// A job as its row holds it: decoded by [`Store::lease`], off the writer.
+pub(super) struct Row {
+    id: String,
+    kind: String,
+    payload: String,
+    leases: i64,
+    group: Option<String>,
+}
+
+impl Row {
+    fn decode(self) -> Job {
+        let payload = match JobKind::parse(&self.kind) {
+            Some(kind) => Payload::decode(kind, &self.payload).map_err(|e| e.to_string()),
+            None => Err(format!("unknown job kind `{}`", self.kind)),
+        }
+        .map_err(|error| Undecodable { kind: self.kind, text: self.payload, error });
+        Job { id: self.id, payload, leases: self.leases, group: self.group }
+    }
+}
+
+pub(super) fn lease_jobs(conn: &Connection, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Row>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE jobs SET due_at = ?1 + ?3, leased = 1, leases = leases + 1
              WHERE id IN (SELECT id FROM jobs j WHERE due_at <= ?1 AND {GROUP_HEAD} ORDER BY due_at LIMIT ?2)
              RETURNING id, kind, payload, leases, grp"
     ))?;
     let rows = stmt.query_map(params![now, limit as i64, lease_ms], |r| {
-        Ok(Job { id: r.get(0)?, kind: r.get(1)?, payload: r.get(2)?, leases: r.get(3)?, group: r.get(4)? })
+        Ok(Row { id: r.get(0)?, kind: r.get(1)?, payload: r.get(2)?, leases: r.get(3)?, group: r.get(4)? })
     })?;
     let mut out = Vec::new();
     for row in rows {
@@ -40,6 +71,18 @@ pub(super) fn lease_jobs(conn: &Connection, now: i64, limit: usize, lease_ms: i6
 }
 
 impl Store {
+    /// Adds a job row as it is, bytes this version may not read included
+    /// (for the tests of what the runtime does with those).
+    #[cfg(test)]
+    pub(crate) fn insert_raw_job(&self, id: &str, kind: &str, payload: &str) {
+        self.conn()
+            .execute(
+                "INSERT INTO jobs (id, kind, payload, due_at, created_at) VALUES (?1, ?2, ?3, 0, 0)",
+                params![id, kind, payload],
+            )
+            .expect("a job row");
+    }
+
     /// Makes every leased job due again (at start: no worker holds a lease).
     pub fn release_leases(&self) -> Result<(), Error> {
         let now = crate::now_ms();
@@ -52,7 +95,8 @@ impl Store {
         self.writer
             .send(Op::Lease { now, limit, lease_ms, reply: tx })
             .map_err(|_| Error::Unavailable("the store writer has stopped".into()))?;
-        rx.await.map_err(|_| Error::Unavailable("the store writer has stopped".into()))?
+        let rows = rx.await.map_err(|_| Error::Unavailable("the store writer has stopped".into()))??;
+        Ok(rows.into_iter().map(Row::decode).collect())
     }
 
     /// When the next job becomes due (ms), if any.

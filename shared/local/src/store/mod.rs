@@ -35,9 +35,9 @@ mod subscriptions;
 mod writer;
 
 pub use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, LogEntry, NewJob, RunRow};
-pub use jobs::{Job, LEASE_MS};
+pub use jobs::{Job, LEASE_MS, Undecodable};
 pub use log::LogFilter;
-use writer::{Op, checkpointer};
+use writer::{Op, Staged, checkpointer};
 
 /// Columns added after the first release, added to older stores on open.
 /// `grp`/`ord`: jobs of one group run one at a time, in `ord` order.
@@ -298,20 +298,21 @@ impl Store {
     pub async fn commit(&self, c: Commit) -> Result<(), Error> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.writer
-            .send(Op::Commit(Box::new(c), Some(tx)))
+            .send(Op::Commit(Box::new(Staged::of(c)), Some(tx)))
             .map_err(|_| Error::Unavailable("the store writer has stopped".into()))?;
         rx.await.map_err(|_| Error::Unavailable("the store writer has stopped".into()))?
     }
 
     /// Queues `c` without waiting for it (log-only writes).
     pub fn commit_detached(&self, c: Commit) {
-        let _ = self.writer.send(Op::Commit(Box::new(c), None));
+        let _ = self.writer.send(Op::Commit(Box::new(Staged::of(c)), None));
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use hookflow_core::commit::{EventRow, JobKind};
+    use hookflow_core::commit::{EventRow, Payload};
+    use hookflow_core::subscription::sample_delivery;
 
     use super::*;
 
@@ -392,8 +393,7 @@ mod tests {
     fn job(id: &str, group: Option<&str>, due: i64) -> NewJob {
         NewJob {
             id: id.into(),
-            kind: JobKind::Delivery,
-            payload: "{}".into(),
+            payload: Payload::Delivery(sample_delivery("r", "")),
             not_before: due,
             tenant: "t".into(),
             leased_for: None,
@@ -408,6 +408,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_job_is_decoded_once_when_leased_and_one_that_cannot_be_read_says_why() {
+        let (s, dir) = store();
+        let written = job("d:ok", None, 1);
+        s.commit(Commit { jobs: vec![written.clone()], ..Default::default() }).await.unwrap();
+        s.insert_raw_job("r:bad", "run", "{\"run_id\": 7");
+        s.insert_raw_job("x:odd", "teleport", "{}");
+        let mut leased = s.lease(10, 10, 1_000).await.unwrap();
+        leased.sort_by(|a, b| a.id.cmp(&b.id));
+        let [ok, bad, odd] = &leased[..] else { panic!("{leased:?}") };
+        assert_eq!(ok.payload, Ok(written.payload), "read back as written");
+        let bad = bad.payload.as_ref().unwrap_err();
+        assert_eq!((bad.kind.as_str(), bad.text.as_str()), ("run", "{\"run_id\": 7"));
+        assert!(bad.error.contains("line 1"), "{}", bad.error);
+        assert!(odd.payload.as_ref().unwrap_err().error.contains("unknown job kind `teleport`"));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
     async fn a_group_is_leased_one_job_at_a_time_in_insertion_order() {
         let (s, dir) = store();
         // g:2 is due before g:1, but g:1 was added first.
@@ -417,7 +435,8 @@ mod tests {
         assert_eq!(ids(&s.lease(10, 10, 1_000).await.unwrap()), ["free", "g1", "h1"]);
         assert!(s.lease(20, 10, 1_000).await.unwrap().is_empty(), "g2 waits while g1 is leased");
         // A retry of g1 (due later) keeps g2 waiting.
-        s.commit(Commit { reschedule: Some(("g1".into(), "{}".into(), 500)), ..Default::default() }).await.unwrap();
+        let again = sample_delivery("r", "");
+        s.commit(Commit { reschedule: Some(("g1".into(), again, 500)), ..Default::default() }).await.unwrap();
         assert!(s.lease(30, 10, 1_000).await.unwrap().is_empty());
         assert_eq!(s.next_due().unwrap(), Some(500), "the next due is the group's head, not g2");
         s.commit(Commit { done: Some("g1".into()), ..Default::default() }).await.unwrap();
@@ -456,8 +475,9 @@ mod tests {
     /// included). Without the truncating checkpoint it grew with the writes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_stays_within_its_bound_under_sustained_writes() {
-        use hookflow_core::commit::{JobKind, NewJob};
+        use hookflow_core::commit::NewJob;
         let (s, dir) = store();
+        let base = sample_delivery("r", "");
         let s = std::sync::Arc::new(s);
         let wal = dir.join("hookflow.db-wal");
         let pad: String = (0..4096).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
@@ -465,12 +485,12 @@ mod tests {
         for round in 0..80 {
             let mut set = tokio::task::JoinSet::new();
             for i in 0..400 {
-                let (s, payload) = (s.clone(), format!("{pad}{round}-{i}"));
+                let (s, mut job) = (s.clone(), base.clone());
+                job.delivery.request.body = Some(format!("{pad}{round}-{i}"));
                 set.spawn(async move {
                     let job = NewJob {
                         id: format!("j{round}-{i}"),
-                        kind: JobKind::Delivery,
-                        payload,
+                        payload: Payload::Delivery(job),
                         not_before: i64::MAX,
                         tenant: "t".into(),
                         leased_for: None,

@@ -68,7 +68,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use hookflow_core::commit::{Commit, JobKind, NewJob, RunRow};
+    use hookflow_core::commit::{Commit, DeliveryJob, NewJob, Payload, RunJob, RunRow};
+    use hookflow_core::subscription::sample_delivery;
 
     use super::*;
 
@@ -98,19 +99,17 @@ mod tests {
         ];
         // A finished run whose delivery still retries, one with a run job
         // queued: both are needed yet.
-        let job = |id: &str, kind, payload: serde_json::Value| NewJob {
+        let job = |id: &str, payload: Payload| NewJob {
             id: id.into(),
-            kind,
-            payload: payload.to_string(),
+            payload,
             not_before: i64::MAX / 2,
             tenant: "t".into(),
             leased_for: None,
             group: None,
         };
-        let jobs = vec![
-            job("d:1", JobKind::Delivery, serde_json::json!({"delivery": {"run_id": "retrying"}, "attempts": 3})),
-            job("r:restarted:x", JobKind::Run, serde_json::json!({"run_id": "restarted", "input": "start"})),
-        ];
+        let retrying = Payload::Delivery(DeliveryJob { attempts: 3, ..sample_delivery("retrying", "") });
+        let restart = RunJob { run_id: "restarted".into(), input: hookflow_core::run::Input::Start };
+        let jobs = vec![job("d:1", retrying), job("r:restarted:x", Payload::Run(restart))];
         s.commit(Commit { runs, jobs, idempotency: Some(("scope".into(), "{}".into(), 10)), ..Default::default() })
             .await
             .unwrap();

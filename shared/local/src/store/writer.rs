@@ -1,8 +1,8 @@
 //! The one writer thread: every commit and lease waiting, applied in one transaction (group commit); the checkpointer beside it.
 
-use hookflow_core::commit::EntryKind;
+use hookflow_core::commit::{EntryKind, Payload};
 
-use super::jobs::lease_jobs;
+use super::jobs::{Row, lease_jobs};
 use super::*;
 
 pub(super) type Reply = Option<tokio::sync::oneshot::Sender<Result<(), Error>>>;
@@ -13,8 +13,8 @@ pub(super) type Reply = Option<tokio::sync::oneshot::Sender<Result<(), Error>>>;
 /// What the writer thread does: commits, and leases (which are writes too:
 /// doing them here keeps one writer, with no lock contention between two).
 pub(super) enum Op {
-    Commit(Box<Commit>, Reply),
-    Lease { now: i64, limit: usize, lease_ms: i64, reply: tokio::sync::oneshot::Sender<Result<Vec<Job>, Error>> },
+    Commit(Box<Staged>, Reply),
+    Lease { now: i64, limit: usize, lease_ms: i64, reply: tokio::sync::oneshot::Sender<Result<Vec<Row>, Error>> },
 }
 
 /// How long the writer waits to grow a batch when ops keep coming.
@@ -102,15 +102,15 @@ pub(super) fn checkpointer(conn: Connection, wal: std::path::PathBuf, alive: std
     }
 }
 
-pub(super) type LeaseOp = (i64, usize, i64, tokio::sync::oneshot::Sender<Result<Vec<Job>, Error>>);
+pub(super) type LeaseOp = (i64, usize, i64, tokio::sync::oneshot::Sender<Result<Vec<Row>, Error>>);
 
 /// Applies a batch of commits and leases in one transaction (each
 /// transaction appends every page it touches to the WAL, so one for the
 /// whole batch is what keeps the bytes written per event low). If it fails,
 /// each commit is applied on its own so one bad commit cannot fail its
 /// neighbours, and the leases are taken after them.
-pub(super) fn write_batch(conn: &mut Connection, batch: Vec<(Box<Commit>, Reply)>, leases: Vec<LeaseOp>) {
-    let all: Vec<&Commit> = batch.iter().map(|(c, _)| c.as_ref()).collect();
+pub(super) fn write_batch(conn: &mut Connection, batch: Vec<(Box<Staged>, Reply)>, leases: Vec<LeaseOp>) {
+    let all: Vec<&Staged> = batch.iter().map(|(c, _)| c.as_ref()).collect();
     let together = (|| {
         let tx = conn.transaction()?;
         for c in &all {
@@ -147,7 +147,7 @@ pub(super) fn write_batch(conn: &mut Connection, batch: Vec<(Box<Commit>, Reply)
 }
 
 /// Applies `commits` in one transaction.
-pub(super) fn transact(conn: &mut Connection, commits: &[&Commit]) -> Result<(), Error> {
+pub(super) fn transact(conn: &mut Connection, commits: &[&Staged]) -> Result<(), Error> {
     let tx = conn.transaction()?;
     for c in commits {
         apply(&tx, c)?;
@@ -200,11 +200,30 @@ fn raw_body(state: &str) -> Option<String> {
 /// The mark of a log entry whose body is its run's.
 pub(super) const BODY_IN_RUN: &str = "body_in_run";
 
-pub(super) fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> Result<(), Error> {
+/// A commit with its jobs' texts encoded, by the task that made it: the
+/// single writer only writes.
+pub(crate) struct Staged {
+    commit: Commit,
+    /// The text of each of `commit.jobs`, in order.
+    jobs: Vec<String>,
+    /// The text of the rescheduled job.
+    reschedule: Option<String>,
+}
+
+impl Staged {
+    pub(crate) fn of(commit: Commit) -> Self {
+        let jobs = commit.jobs.iter().map(|j| j.payload.text()).collect();
+        let reschedule = commit.reschedule.as_ref().map(|(_, job, _)| Payload::Delivery(job.clone()).text());
+        Staged { commit, jobs, reschedule }
+    }
+}
+
+pub(super) fn apply(tx: &rusqlite::Transaction<'_>, staged: &Staged) -> Result<(), Error> {
+    let c = &staged.commit;
     if let Some(id) = &c.done {
         exec(tx, "DELETE FROM jobs WHERE id = ?1", [id])?;
     }
-    if let Some((id, payload, not_before)) = &c.reschedule {
+    if let (Some((id, _, not_before)), Some(payload)) = (&c.reschedule, &staged.reschedule) {
         exec(
             tx,
             "UPDATE jobs SET payload = ?2, due_at = ?3, leased = 0 WHERE id = ?1",
@@ -221,7 +240,7 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> Result<(), Er
             params![r.id, r.tenant, r.flow_id, r.event_id, r.status, r.state, now],
         )?;
     }
-    for j in &c.jobs {
+    for (j, payload) in c.jobs.iter().zip(&staged.jobs) {
         let (due, leased) = match j.leased_for {
             Some(ms) => (j.not_before + ms, 1),
             None => (j.not_before, 0),
@@ -234,7 +253,7 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, c: &Commit) -> Result<(), Er
                           ELSE (SELECT IFNULL(MAX(ord), 0) + 1 FROM jobs WHERE grp = ?7) END,
                      CASE WHEN json_valid(?3)
                           THEN COALESCE(json_extract(?3, '$.run_id'), json_extract(?3, '$.delivery.run_id')) END)",
-            params![j.id, j.kind.as_str(), j.payload, due, leased, now, j.group],
+            params![j.id, j.kind().as_str(), payload, due, leased, now, j.group],
         )?;
     }
     for l in &c.log {
