@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use hookflow_aws::executor::Executor;
 use hookflow_aws::provision;
-use hookflow_aws::queue::{Message, Queues};
+use hookflow_aws::queue::{Message, Queues, RawMessage};
 use hookflow_aws::store::Store;
 use hookflow_aws::table::Table;
 use hookflow_aws::testing::{poll_at_most, sdk};
@@ -155,7 +155,8 @@ async fn a_start_whose_delivery_was_never_queued_queues_it_when_its_message_come
     let mut commit = Commit::default();
     commit.run(&run);
     table.write(&commit, 0).await.unwrap();
-    let body = serde_json::to_string(&Message::of(&NewJob::run("acme", &run.id, "start", Input::Start, 0))).unwrap();
+    let body =
+        serde_json::to_string(&RawMessage::of_job(&NewJob::run("acme", &run.id, "start", Input::Start, 0))).unwrap();
     let deliveries = || async {
         let got = sqs.receive_message().queue_url(&p.deliveries_queue_url).max_number_of_messages(10).send().await;
         got.unwrap().messages.unwrap_or_default()

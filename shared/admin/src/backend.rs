@@ -61,31 +61,7 @@ impl FlowInfo {
     }
 }
 
-/// Which log entries to read.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LogQuery {
-    pub tenant: Option<String>,
-    pub flow_id: Option<String>,
-    pub run_id: Option<String>,
-    pub event_id: Option<String>,
-    /// Only the attempts of this subscription's deliveries (its
-    /// verification's too).
-    pub subscription_id: Option<String>,
-    /// At or after (ms).
-    pub since: i64,
-    /// Before (ms), if given.
-    pub until: Option<i64>,
-    /// Only entries stored after the one of this `seq` (stores that
-    /// number their entries: SQLite).
-    pub after_seq: Option<i64>,
-    /// Only entries up to this `seq` (not an API parameter: the API counts
-    /// up to the newest entry it answers, so the count and the entries
-    /// are of one moment).
-    pub upto_seq: Option<i64>,
-    pub failed_only: bool,
-    /// The newest this many.
-    pub limit: usize,
-}
+pub use hookflow_core::commit::LogFilter;
 
 pub use hookflow_core::subscription::Published;
 
@@ -168,10 +144,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Oldest first; of one tenant, or all.
     fn events<'a>(&'a self, tenant: Option<&'a str>, since: i64, limit: usize) -> Fut<'a, Vec<Event>>;
 
-    fn logs(&self, q: LogQuery) -> Fut<'_, Vec<LogEntry>>;
+    fn logs(&self, q: LogFilter) -> Fut<'_, Vec<LogEntry>>;
     /// How many entries match `q` (its limit aside), where the store counts
     /// them cheaply; `None` elsewhere.
-    fn count_logs(&self, _q: LogQuery) -> Fut<'_, Option<usize>> {
+    fn count_logs(&self, _q: LogFilter) -> Fut<'_, Option<usize>> {
         Box::pin(async { Ok(None) })
     }
     /// A run's state and its log.

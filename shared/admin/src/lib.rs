@@ -16,5 +16,5 @@ pub mod openapi;
 pub mod routes;
 
 pub use axum::{self, Router};
-pub use backend::{Backend, BackendError, FlowInfo, LogQuery, Page, Published};
+pub use backend::{Backend, BackendError, FlowInfo, LogFilter, Page, Published};
 pub use routes::{Admin, ApiError, router};

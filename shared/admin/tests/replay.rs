@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use hookflow_admin::axum::body::{Body, to_bytes};
 use hookflow_admin::axum::http::Request;
 use hookflow_admin::backend::Fut;
-use hookflow_admin::{Admin, Backend, BackendError, FlowInfo, LogQuery, Published, router};
+use hookflow_admin::{Admin, Backend, BackendError, FlowInfo, LogFilter, Published, router};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{DeadDelivery, LogEntry, NewJob};
 use hookflow_core::subscription::{Event, Keyring, NewSubscription, Settings, Subscription};
@@ -137,7 +137,7 @@ impl Backend for Handle {
                 .collect())
         })
     }
-    fn logs(&self, _: LogQuery) -> Fut<'_, Vec<LogEntry>> {
+    fn logs(&self, _: LogFilter) -> Fut<'_, Vec<LogEntry>> {
         Box::pin(async { down("logs") })
     }
     fn run<'a>(&'a self, _: &'a str) -> Fut<'a, Option<(Value, Vec<LogEntry>)>> {

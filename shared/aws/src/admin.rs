@@ -19,7 +19,7 @@ use crate::outbox::ACCEPTED;
 use crate::secrets::Secrets;
 use crate::store::Store;
 use hookflow_admin::backend::Fut;
-use hookflow_admin::{Backend, BackendError, FlowInfo, LogQuery, Page, Published};
+use hookflow_admin::{Backend, BackendError, FlowInfo, LogFilter, Page, Published};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeadDelivery, LogEntry, NewJob, SubscriptionRow};
 use hookflow_core::inbound::Accepted;
@@ -310,7 +310,7 @@ impl Backend for AwsBackend {
         })
     }
 
-    fn logs(&self, q: LogQuery) -> Fut<'_, Vec<LogEntry>> {
+    fn logs(&self, q: LogFilter) -> Fut<'_, Vec<LogEntry>> {
         Box::pin(async move {
             if q.after_seq.is_some() || q.upto_seq.is_some() {
                 return Err(BackendError::Unsupported(
@@ -318,6 +318,7 @@ impl Backend for AwsBackend {
                         .into(),
                 ));
             }
+            let limit = q.limit.unwrap_or(usize::MAX);
             let now = self.now_ms();
             let upto = q.until.map_or(now, |u| u.min(now));
             let table = &self.store.table;
@@ -327,7 +328,7 @@ impl Backend for AwsBackend {
             };
             let mut entries = match (&q.run_id, &q.subscription_id) {
                 (Some(run), _) => table.run_entries(run, now).await.map_err(backend)?,
-                (None, Some(sub)) => self.subscription_attempts(sub, q.since, upto, q.limit).await?,
+                (None, Some(sub)) => self.subscription_attempts(sub, q.since, upto, limit).await?,
                 // Only the runs of the requests the filters take are read;
                 // the log is kept by tenant, so every tenant is read when
                 // the query names none.
@@ -351,7 +352,7 @@ impl Backend for AwsBackend {
                     && q.subscription_id.as_ref().is_none_or(|s| e.detail.get("subscription_id") == Some(&json!(s)))
                     && (!q.failed_only || e.is_failure())
             });
-            let skip = entries.len().saturating_sub(q.limit);
+            let skip = entries.len().saturating_sub(limit);
             Ok(entries.split_off(skip))
         })
     }

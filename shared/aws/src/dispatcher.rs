@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use crate::AFTER_SEND;
 use crate::batch::{Handled, Received, each_in_order, each_message, is_ordered};
-use crate::queue::{Message, is_due};
+use crate::queue::{Message, RawMessage, is_due};
 use crate::secrets::Secrets;
 use crate::store::Store;
 use crate::{Error, metrics};
@@ -101,11 +101,13 @@ impl Dispatcher {
     /// One message: postpone it, or send one attempt and apply what
     /// follows; or, with too little time left, hand it back unstarted.
     async fn one(&self, received: &Received, deadline_ms: Option<i64>) -> Result<(), Error> {
-        let m = delivery_message(&received.body)?;
+        let raw = delivery_message(&received.body)?;
         let now = SystemClock.now_ms();
-        if self.store.queues.postpone(&m, now).await? {
+        // Sent on as it came, if it came early.
+        if self.store.queues.postpone(&raw, now).await? {
             return Ok(());
         }
+        let m = raw.decode()?;
         let mut job = job_of(&m)?;
         if let Some(Late { left_ms, needs_ms }) = too_late(job.delivery.timeout, deadline_ms, now) {
             if received.receives <= HAND_BACKS {
@@ -137,7 +139,7 @@ impl Dispatcher {
     /// is next and when; an attempt that is not the last one keeps the
     /// message.
     async fn ordered(&self, body: &str, deadline_ms: Option<i64>) -> Result<Handled, Error> {
-        let m = delivery_message(body)?;
+        let m = delivery_message(body)?.decode()?;
         let held = self.store.table.held(&m.id).await?;
         let due = held.map_or(m.not_before, |h| h.due);
         let now = SystemClock.now_ms();
@@ -263,11 +265,11 @@ impl DeliveryPorts for Dispatcher {
     }
 }
 
-/// A message of a deliveries queue.
-fn delivery_message(body: &str) -> Result<Message, Error> {
-    let m = Message::parse(body)?;
-    if m.kind() != JobKind::Delivery {
-        return Err(Error::Malformed(format!("message {}: a {} job on a deliveries queue", m.id, m.kind().as_str())));
+/// A message of a deliveries queue, as it came.
+fn delivery_message(body: &str) -> Result<RawMessage, Error> {
+    let m = RawMessage::parse(body)?;
+    if m.kind != JobKind::Delivery {
+        return Err(Error::Malformed(format!("message {}: a {} job on a deliveries queue", m.id, m.kind.as_str())));
     }
     Ok(m)
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::RunJob;
+use hookflow_core::commit::{JobKind, RunJob};
 use hookflow_core::engine::{Level, LogLine, Outcome};
 use hookflow_core::ports::{Clock, SystemClock};
 use hookflow_core::run::Run;
@@ -32,7 +32,7 @@ use serde_json::json;
 use crate::Error;
 use crate::batch::{Received, each_message};
 use crate::outbox::Outbox;
-use crate::queue::Message;
+use crate::queue::{Message, RawMessage};
 use crate::store::{Applied, Store};
 use crate::table::StoredRun;
 
@@ -55,14 +55,19 @@ impl Executor {
     /// One message: decoded, sent on if it came early, then the run
     /// pipeline.
     async fn one(&self, received: &Received) -> Result<(), Error> {
-        let m = Message::parse(&received.body)?;
-        let Some(job) = m.payload.as_run().cloned() else {
-            return Err(Error::Malformed(format!("message {}: a {} job on the runs queue", m.id, m.kind().as_str())));
-        };
-        if self.store.queues.postpone(&m, SystemClock.now_ms()).await? {
+        let raw = RawMessage::parse(&received.body)?;
+        if raw.kind != JobKind::Run {
+            return Err(Error::Malformed(format!("message {}: a {} job on the runs queue", raw.id, raw.kind.as_str())));
+        }
+        // Sent on as it came, if it came early.
+        if self.store.queues.postpone(&raw, SystemClock.now_ms()).await? {
             return Ok(());
         }
-        run::step(&Input { executor: self, message: &m, receives: received.receives }, &m.id, job).await
+        let m = raw.decode()?;
+        let Some(job) = m.payload.as_run().cloned() else {
+            return Err(Error::Malformed(format!("message {}: not a run's input", m.id)));
+        };
+        run::step(&RunInput { executor: self, message: &m, receives: received.receives }, &m.id, job).await
     }
 
     /// Logs the log items a commit left unwritten (its run stands).
@@ -78,7 +83,7 @@ impl Executor {
 }
 
 /// One message's input, as the run pipeline's ports.
-struct Input<'a> {
+struct RunInput<'a> {
     executor: &'a Executor,
     message: &'a Message,
     receives: u32,
@@ -90,7 +95,7 @@ struct Kept {
     log: String,
 }
 
-impl RunPorts for Input<'_> {
+impl RunPorts for RunInput<'_> {
     type Error = Error;
     type Kept = Kept;
 

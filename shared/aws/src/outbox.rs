@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Error;
-use crate::queue::{Message, RawMessage};
+use crate::queue::RawMessage;
 
 /// The cause of the ingress's commit (a request accepted, its run stored).
 pub const ACCEPTED: &str = "accepted";
@@ -45,7 +45,7 @@ pub struct Outbox {
     /// empty for a publish (its event id says which it is).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cause: String,
-    pub messages: Vec<Message>,
+    pub messages: Vec<RawMessage>,
     /// Log items to write once the commit is ([`LogCopy`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<LogCopy>,
@@ -95,7 +95,7 @@ impl Outbox {
     pub fn to_text(&self) -> Result<String, Error> {
         let mut stored = Stored {
             cause: self.cause.clone(),
-            messages: self.messages.iter().map(RawMessage::of).collect(),
+            messages: self.messages.clone(),
             bodies: Vec::new(),
             log: self.log.clone(),
         };
@@ -136,14 +136,13 @@ impl Outbox {
                 m.payload = job.to_string();
             }
         }
-        let messages = stored.messages.into_iter().map(RawMessage::decode).collect::<Result<_, _>>()?;
-        Ok(Outbox { cause: stored.cause, messages, log: stored.log })
+        Ok(Outbox { cause: stored.cause, messages: stored.messages, log: stored.log })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use hookflow_core::commit::Payload;
+    use hookflow_core::commit::NewJob;
     use hookflow_core::subscription::sample_delivery;
 
     use super::*;
@@ -154,13 +153,7 @@ mod tests {
         let job = |sub: usize| {
             let mut d = sample_delivery("run_1", &body);
             d.delivery.id = format!("msg_{sub}_evt_1");
-            Message {
-                id: format!("d:msg_{sub}_evt_1"),
-                payload: Payload::Delivery(d),
-                not_before: 1,
-                tenant: "acme".into(),
-                group: None,
-            }
+            RawMessage::of_job(&NewJob { id: format!("d:msg_{sub}_evt_1"), ..NewJob::delivery(&d, 1) })
         };
         let o = Outbox { cause: String::new(), messages: (0..20).map(job).collect(), log: vec![] };
         let text = o.to_text().unwrap();
@@ -178,14 +171,11 @@ mod tests {
 
     #[test]
     fn an_outbox_reads_back_as_written_and_names_its_cause() {
-        let m = Message {
-            id: "d:msg_1_1".into(),
-            payload: Payload::Delivery(sample_delivery("run_1", "")),
-            not_before: 5,
-            tenant: "acme".into(),
-            group: None,
-        };
-        let o = Outbox { cause: "r:run_1:start".into(), messages: vec![m], log: vec![] };
+        let m = RawMessage::of_job(&NewJob::delivery(&sample_delivery("run_1", ""), 5));
+        // A message this version cannot read (a newer version's) is kept
+        // and sent again as it is: an outbox is never decoded.
+        let newer = RawMessage { id: "d:msg_2_1".into(), payload: "{\"delivery\": {\"v\": 9}}".into(), ..m.clone() };
+        let o = Outbox { cause: "r:run_1:start".into(), messages: vec![m, newer], log: vec![] };
         let back = Outbox::from_text(&o.to_text().unwrap()).unwrap();
         assert_eq!(back, o);
         assert!(back.caused_by("r:run_1:start"));

@@ -48,9 +48,8 @@ pub const MAX_VISIBILITY_SECS: i64 = 12 * 3600 - 60;
 /// SQS's largest message, and largest batch.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
-/// A job as an SQS message: its payload typed, decoded once when the body
-/// is parsed ([`Message::parse`]). The body is [`RawMessage`]'s JSON, the
-/// payload as text inside it.
+/// A job as an SQS message, its payload typed: what a function works on,
+/// decoded once from a [`RawMessage`] ([`Message::parse`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub id: String,
@@ -61,51 +60,6 @@ pub struct Message {
     pub tenant: String,
     /// The ordering group ([`NewJob::group`]): it goes to the FIFO queue.
     pub group: Option<String>,
-}
-
-/// A message as its body (and an outbox) holds it: the payload as the JSON
-/// text of the job, beside its kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct RawMessage {
-    pub id: String,
-    pub kind: JobKind,
-    pub payload: String,
-    pub not_before: i64,
-    pub tenant: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-}
-
-impl RawMessage {
-    pub(crate) fn of(m: &Message) -> Self {
-        RawMessage {
-            id: m.id.clone(),
-            kind: m.kind(),
-            payload: m.payload.text(),
-            not_before: m.not_before,
-            tenant: m.tenant.clone(),
-            group: m.group.clone(),
-        }
-    }
-
-    /// The message, its payload decoded.
-    pub(crate) fn decode(self) -> Result<Message, Error> {
-        let payload = Payload::decode(self.kind, &self.payload)
-            .map_err(|e| Error::Malformed(format!("message {}: its {} payload: {e}", self.id, self.kind.as_str())))?;
-        Ok(Message { id: self.id, payload, not_before: self.not_before, tenant: self.tenant, group: self.group })
-    }
-}
-
-impl Serialize for Message {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        RawMessage::of(self).serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Message {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        RawMessage::deserialize(d)?.decode().map_err(serde::de::Error::custom)
-    }
 }
 
 impl Message {
@@ -123,19 +77,62 @@ impl Message {
         self.payload.kind()
     }
 
-    /// The queue it goes to.
-    fn lane(&self) -> Lane {
-        match (self.kind(), &self.group) {
-            (JobKind::Run, _) => Lane::Runs,
-            (JobKind::Delivery, None) => Lane::Deliveries,
-            (JobKind::Delivery, Some(_)) => Lane::Ordered,
+    /// A message body, decoded.
+    pub fn parse(body: &str) -> Result<Self, Error> {
+        RawMessage::parse(body)?.decode()
+    }
+}
+
+/// A message as its body (and an outbox) holds it: the job's JSON text
+/// beside its kind. What is only passed on — a message sent on after an
+/// early arrival, an outbox sent again — stays in this form and goes out
+/// as it came: nothing is decoded that is not used, and a field a newer
+/// version wrote survives the hop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawMessage {
+    pub id: String,
+    pub kind: JobKind,
+    pub payload: String,
+    /// Not to be done before (ms).
+    pub not_before: i64,
+    /// The tenant (the message group).
+    pub tenant: String,
+    /// The ordering group ([`NewJob::group`]): it goes to the FIFO queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+impl RawMessage {
+    /// A job to send: its payload encoded, once.
+    pub fn of_job(job: &NewJob) -> Self {
+        RawMessage {
+            id: job.id.clone(),
+            kind: job.kind(),
+            payload: job.payload.text(),
+            not_before: job.not_before,
+            tenant: job.tenant.clone(),
+            group: job.group.clone(),
         }
     }
 
     pub fn parse(body: &str) -> Result<Self, Error> {
-        let raw: RawMessage =
-            serde_json::from_str(body).map_err(|e| Error::Malformed(format!("queue message: {e}")))?;
-        raw.decode()
+        serde_json::from_str(body).map_err(|e| Error::Malformed(format!("queue message: {e}")))
+    }
+
+    /// The message, its payload decoded.
+    pub fn decode(self) -> Result<Message, Error> {
+        let payload = Payload::decode(self.kind, &self.payload)
+            .map_err(|e| Error::Malformed(format!("message {}: its {} payload: {e}", self.id, self.kind.as_str())))?;
+        Ok(Message { id: self.id, payload, not_before: self.not_before, tenant: self.tenant, group: self.group })
+    }
+
+    /// The queue it goes to.
+    fn lane(&self) -> Lane {
+        match (self.kind, &self.group) {
+            (JobKind::Run, _) => Lane::Runs,
+            (JobKind::Delivery, None) => Lane::Deliveries,
+            (JobKind::Delivery, Some(_)) => Lane::Ordered,
+        }
     }
 
     /// The delay to send it with at `now_ms`: whole seconds, rounded to
@@ -168,17 +165,17 @@ pub fn fifo_id(text: &str) -> String {
 }
 
 /// A message's body: its JSON text.
-fn body(m: &Message) -> Result<String, Error> {
+fn body(m: &RawMessage) -> Result<String, Error> {
     serde_json::to_string(m).map_err(|e| Error::Malformed(e.to_string()))
 }
 
 /// Jobs as messages ready to send, checked against the size limit.
 #[derive(Debug, Default)]
-pub struct Outgoing(Vec<(Message, String)>);
+pub struct Outgoing(Vec<(RawMessage, String)>);
 
 impl Outgoing {
     /// Messages already checked (an outbox sent again).
-    pub fn of_messages(messages: &[Message]) -> Result<Self, Error> {
+    pub fn of_messages(messages: &[RawMessage]) -> Result<Self, Error> {
         messages.iter().map(|m| Ok((m.clone(), body(m)?))).collect::<Result<_, _>>().map(Outgoing)
     }
 
@@ -191,7 +188,7 @@ impl Outgoing {
     }
 
     /// The messages (for an outbox).
-    pub fn messages(&self) -> Vec<Message> {
+    pub fn messages(&self) -> Vec<RawMessage> {
         self.0.iter().map(|(m, _)| m.clone()).collect()
     }
 
@@ -255,7 +252,7 @@ impl Queues {
     pub fn prepare(&self, jobs: &[NewJob]) -> Result<Outgoing, Error> {
         let mut out = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let m = Message::of(job);
+            let m = RawMessage::of_job(job);
             self.lane_url(m.lane())?;
             let b = body(&m)?;
             if b.len() > MAX_MESSAGE_BYTES {
@@ -280,12 +277,12 @@ impl Queues {
     /// ten messages and 1 MiB. Ordered messages keep their order: a FIFO
     /// batch is taken in entry order.
     pub async fn send_prepared(&self, messages: Outgoing, now_ms: i64) -> Result<(), Error> {
-        let mut by_lane: [Vec<(Message, String)>; 3] = Default::default();
+        let mut by_lane: [Vec<(RawMessage, String)>; 3] = Default::default();
         for (m, b) in messages.0 {
             by_lane[m.lane() as usize].push((m, b));
         }
         for (lane, of_lane) in [Lane::Runs, Lane::Deliveries, Lane::Ordered].into_iter().zip(by_lane) {
-            let mut batch: Vec<(Message, String)> = Vec::new();
+            let mut batch: Vec<(RawMessage, String)> = Vec::new();
             let mut bytes = 0;
             for (m, b) in of_lane {
                 if batch.len() == 10 || (!batch.is_empty() && bytes + b.len() > MAX_MESSAGE_BYTES) {
@@ -302,7 +299,7 @@ impl Queues {
         Ok(())
     }
 
-    async fn send_batch(&self, lane: Lane, messages: &[(Message, String)], now_ms: i64) -> Result<(), Error> {
+    async fn send_batch(&self, lane: Lane, messages: &[(RawMessage, String)], now_ms: i64) -> Result<(), Error> {
         let url = self.lane_url(lane)?;
         let mut entries = Vec::new();
         for (i, (m, body)) in messages.iter().enumerate() {
@@ -331,7 +328,7 @@ impl Queues {
 
     /// A message received before its `not_before`: sends it again with the
     /// remaining delay. Returns `false` (nothing sent) when it is due.
-    pub async fn postpone(&self, m: &Message, now_ms: i64) -> Result<bool, Error> {
+    pub async fn postpone(&self, m: &RawMessage, now_ms: i64) -> Result<bool, Error> {
         if is_due(m.not_before, now_ms) {
             return Ok(false);
         }
@@ -409,10 +406,11 @@ pub fn is_due(not_before: i64, now_ms: i64) -> bool {
 mod tests {
     use super::*;
 
-    fn msg(not_before: i64) -> Message {
-        Message {
+    fn msg(not_before: i64) -> RawMessage {
+        RawMessage {
             id: "d:1".into(),
-            payload: Payload::Delivery(hookflow_core::subscription::sample_delivery("r", "")),
+            kind: JobKind::Delivery,
+            payload: "{}".into(),
             not_before,
             tenant: "acme".into(),
             group: None,

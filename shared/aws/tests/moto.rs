@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use hookflow_aws::provision::{self, Provisioned};
-use hookflow_aws::queue::{Message, Queues};
+use hookflow_aws::queue::{Message, Queues, RawMessage};
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::table::{Claim, Table};
 use hookflow_aws::testing::sdk;
@@ -319,10 +319,10 @@ async fn queue_sends_jobs_by_kind_and_chains_long_delays() {
     let later = NewJob { id: "d:later".into(), not_before: now + 5 * 3_600_000, ..job.clone() };
     queues.send(std::slice::from_ref(&later), now).await.unwrap();
     assert!(receive(&sqs, &p.deliveries_queue_url).await.is_empty(), "delayed message visible at once");
-    let early = Message::of(&later);
+    let early = RawMessage::of_job(&later);
     assert_eq!(early.delay_secs(now), 900);
     assert!(queues.postpone(&early, now + 900_000).await.unwrap(), "an early message is sent on");
-    let due = Message { not_before: now, ..early };
+    let due = RawMessage { not_before: now, ..early };
     assert!(!queues.postpone(&due, now).await.unwrap(), "a due message is done, not sent on");
 }
 
@@ -545,7 +545,7 @@ async fn a_run_commit_keeps_its_messages_as_its_outbox_and_they_can_be_sent_agai
     // The input comes back: what its commit queued is sent again, whole.
     assert_eq!(store.redrive(&outbox, now).await.unwrap().messages, 1);
     let again = receive(&sqs, &p.deliveries_queue_url).await;
-    assert_eq!(Message::parse(again[0].body().unwrap()).unwrap(), outbox.messages[0]);
+    assert_eq!(RawMessage::parse(again[0].body().unwrap()).unwrap(), outbox.messages[0]);
     // A commit without a cause (a dispatcher's) keeps no outbox.
     let mut plain = Commit::default();
     let mut later = run.clone();

@@ -27,6 +27,12 @@ impl Failure {
     pub fn of(status: StatusCode, message: &str) -> Self {
         Failure { status, message: message.into(), problems: Vec::new() }
     }
+
+    /// An answer of the admin API whose `what` is not what this console
+    /// reads (a bad gateway: the API and the console disagree).
+    pub fn unreadable(what: &str, e: &serde_json::Error) -> Self {
+        Failure::of(StatusCode::BAD_GATEWAY, &format!("the admin API's {what} could not be read: {e}"))
+    }
 }
 
 impl std::fmt::Display for Failure {

@@ -18,7 +18,9 @@ pub(crate) const ORDER: &[&str] = &[
     "status",
     "ssrf",
     "retry",
-    // src/ (files of their own)
+    // src/ (files of their own; `template/` a folder: `context`, then
+    // `mod.rs`, `template`)
+    "context",
     "template",
     "source",
     "error",
@@ -28,9 +30,15 @@ pub(crate) const ORDER: &[&str] = &[
     // flow/ (`flow/mod.rs` is `flow`; `source` above is its file too)
     "flow",
     "validate",
+    // flow/validate/: the rules by part of the flow, what a template sees
+    "trigger_rules",
+    "step_rules",
+    "scope",
     "schema",
     // run/ (`run/mod.rs` is `run`)
     "request",
+    "trigger",
+    "delivery",
     "run",
     "attempt",
     "dry",

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hookflow_admin::backend::Fut;
-use hookflow_admin::{Backend, BackendError, FlowInfo, LogQuery, Page, Published};
+use hookflow_admin::{Backend, BackendError, FlowInfo, LogFilter, Page, Published};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{DeadDelivery, LogEntry, NewJob};
 use hookflow_core::flow::TriggerKind;
@@ -17,7 +17,6 @@ use serde_json::Value;
 
 use crate::flows::{Flows, load_dir};
 use crate::runtime::{PublishError, Runtime};
-use crate::store::LogFilter;
 use crate::{Error, now_ms};
 
 /// `hookflow dev`'s admin backend.
@@ -34,23 +33,6 @@ pub struct DevBackend {
 impl DevBackend {
     pub fn new(rt: Arc<Runtime>, flows_dir: PathBuf) -> Self {
         DevBackend { rt, flows_dir, starting: tokio::sync::Mutex::new(()) }
-    }
-}
-
-/// The store's filter of an API query.
-fn log_filter(q: LogQuery) -> LogFilter {
-    LogFilter {
-        flow_id: q.flow_id,
-        run_id: q.run_id,
-        since: q.since,
-        until: q.until,
-        failed_only: q.failed_only,
-        tenant: q.tenant,
-        event_id: q.event_id,
-        subscription_id: q.subscription_id,
-        after_seq: q.after_seq,
-        upto_seq: q.upto_seq,
-        limit: Some(q.limit),
     }
 }
 
@@ -199,12 +181,12 @@ impl Backend for DevBackend {
         Box::pin(async move { self.rt.store.events(tenant, since, limit).map_err(unavailable) })
     }
 
-    fn logs(&self, q: LogQuery) -> Fut<'_, Vec<LogEntry>> {
-        Box::pin(async move { self.rt.store.query_log(&log_filter(q)).map_err(unavailable) })
+    fn logs(&self, q: LogFilter) -> Fut<'_, Vec<LogEntry>> {
+        Box::pin(async move { self.rt.store.query_log(&q).map_err(unavailable) })
     }
 
-    fn count_logs(&self, q: LogQuery) -> Fut<'_, Option<usize>> {
-        Box::pin(async move { self.rt.store.count_log(&log_filter(q)).map(Some).map_err(unavailable) })
+    fn count_logs(&self, q: LogFilter) -> Fut<'_, Option<usize>> {
+        Box::pin(async move { self.rt.store.count_log(&q).map(Some).map_err(unavailable) })
     }
 
     fn run<'a>(&'a self, id: &'a str) -> Fut<'a, Option<(Value, Vec<LogEntry>)>> {

@@ -298,20 +298,30 @@ impl Runtime {
         }
     }
 
-    /// A job this version cannot read leaves the queue as dead, said in
-    /// the log (an entry and an error line): it never runs, and retrying it
-    /// would only fail again.
+    /// A job this version cannot read (one a newer version wrote, before a
+    /// rollback) is dead to this process: parked whole, never retried in a
+    /// loop, said in the log (an entry and an error line); the next start
+    /// tries it again, so a version that reads it runs it
+    /// ([`Store::park_job`]). Nothing of it is lost.
     async fn bury(&self, job_id: &str, u: Undecodable) -> Result<(), Error> {
+        self.store.park_job(job_id)?;
         let reason = format!("its {} payload cannot be read: {}", u.kind, u.error);
-        self.logger.log(Level::Error, "job dead", json!({"job": job_id, "reason": reason}));
+        self.logger.log(
+            Level::Error,
+            "job dead: parked until the next start",
+            json!({"job": job_id, "reason": reason}),
+        );
         let entry = LogEntry {
             at: now_ms(),
             kind: hookflow_core::commit::EntryKind::Job,
             outcome: Some("dead".into()),
-            detail: json!({"job": job_id, "kind": u.kind, "reason": reason, "payload": hookflow_core::text::head(&u.text, 4096)}),
+            detail: json!({
+                "job": job_id, "kind": u.kind, "reason": reason, "parked": true,
+                "payload": hookflow_core::text::head(&u.text, 4096),
+            }),
             ..Default::default()
         };
-        self.store.commit(Commit { done: Some(job_id.to_string()), log: vec![entry], ..Default::default() }).await
+        self.store.commit(Commit { log: vec![entry], ..Default::default() }).await
     }
 
     /// Adds to `commit` what `effects` of `run` ask for ([`engine::record`])
@@ -452,12 +462,6 @@ impl Runtime {
     }
 }
 
-/// The embedded runtime as the delivery pipeline's ports: subscriptions
-/// and keyrings from the cache over the store, health changes one at a
-/// time (under [`Subscriptions::health`], which admin saves take too).
-/// Who hears of an event: the subscription cache (updated by each
-/// subscription write right after its commit, so a read after a write sees
-/// it) and the loaded flows.
 /// SQLite as the run pipeline's ports ([`hookflow_pipeline::run`]): a
 /// job is done in the transaction that commits its input, so nothing is
 /// ever found applied and unsent.
@@ -512,6 +516,12 @@ impl RunPorts for Runtime {
     }
 }
 
+/// The embedded runtime as the delivery pipeline's ports: subscriptions
+/// and keyrings from the cache over the store, health changes one at a
+/// time (under [`Subscriptions::health`], which admin saves take too).
+/// Who hears of an event: the subscription cache (updated by each
+/// subscription write right after its commit, so a read after a write sees
+/// it) and the loaded flows.
 impl Audience for Runtime {
     type Error = Error;
 
@@ -655,10 +665,11 @@ mod tests {
     }
 
     /// A job whose row this version cannot read (a kind it does not know,
-    /// a payload that is not its kind's) leaves the queue as dead, with an
-    /// entry that says why: it is neither skipped silently nor retried.
+    /// a payload that is not its kind's: a newer version's) is dead to this
+    /// process, with an entry that says why: neither skipped silently nor
+    /// retried in a loop, and kept whole for the next start.
     #[tokio::test]
-    async fn a_job_that_cannot_be_read_is_dead_and_said_so_never_retried() {
+    async fn a_job_that_cannot_be_read_is_parked_whole_said_dead_and_tried_again_at_the_next_start() {
         let dir = std::env::temp_dir().join(format!("hookflow-rt-{}", uuid::Uuid::now_v7().simple()));
         let config = RuntimeConfig {
             data_dir: dir.clone(),
@@ -688,6 +699,12 @@ mod tests {
         assert!(said[0].starts_with("its run payload cannot be read"), "{said:?}");
         assert!(said[1].contains("unknown job kind `teleport`"), "{said:?}");
         worker.abort();
+        // Kept whole: the next start makes both due again, as they were.
+        rt.store.release_leases().unwrap();
+        let mut again = rt.store.lease(now_ms(), 10, 1_000).await.unwrap();
+        again.sort_by(|a, b| a.id.cmp(&b.id));
+        let texts: Vec<&str> = again.iter().map(|j| j.payload.as_ref().unwrap_err().text.as_str()).collect();
+        assert_eq!(texts, ["{}", "{\"run_id\": "]);
         std::fs::remove_dir_all(dir).ok();
     }
 

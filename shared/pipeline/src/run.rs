@@ -42,10 +42,11 @@ pub trait RunPorts: Sync {
     /// run that started): it leaves the queue, said in the log.
     fn dropped(&self, job_id: &str, job: &RunJob, why: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// The input of `job_id` changed nothing: whether that is because an
-    /// earlier copy of this very job committed it, whose messages the
-    /// driver has now sent again (the job is then done). A driver whose
-    /// commit and sends are one transaction answers `false`.
+    /// The input of `job_id` changed nothing (or is a start of a run that
+    /// started): whether that is because an earlier copy of this very job
+    /// committed it, whose messages the driver has now sent again (the job
+    /// is then done). A driver whose commit and sends are one transaction
+    /// answers `false`.
     fn applied(&self, _job_id: &str, _kept: &Self::Kept) -> impl Future<Output = Result<bool, Self::Error>> + Send {
         async { Ok(false) }
     }

@@ -7,14 +7,14 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::backend::{Backend, LogQuery};
+use crate::backend::{Backend, LogFilter};
 
 use super::Admin;
 use super::plumbing::{ApiResult, Query, ok};
 
 pub(super) async fn logs<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q): RawQuery) -> ApiResult {
     let q = Query::of(q);
-    let query = LogQuery {
+    let query = LogFilter {
         tenant: q.text("tenant"),
         flow_id: q.text("flow_id"),
         run_id: q.text("run_id"),
@@ -25,13 +25,13 @@ pub(super) async fn logs<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q)
         after_seq: q.text("after_seq").map(|_| q.int("after_seq", 0, 0..=i64::MAX)).transpose()?,
         upto_seq: q.text("before_seq").map(|_| q.int("before_seq", 1, 1..=i64::MAX).map(|n| n - 1)).transpose()?,
         failed_only: q.flag("failed")?,
-        limit: q.int("limit", 500, 1..=10_000)? as usize,
+        limit: Some(q.int("limit", 500, 1..=10_000)? as usize),
     };
     let entries = a.backend.logs(query.clone()).await?;
     // The tail's count: every match after the cursor up to the newest entry
     // answered (the store commits in `seq` order: none below it is late).
     let count = match (query.after_seq, entries.iter().filter_map(|e| e.seq).max()) {
-        (Some(_), Some(newest)) => a.backend.count_logs(LogQuery { upto_seq: Some(newest), ..query }).await?,
+        (Some(_), Some(newest)) => a.backend.count_logs(LogFilter { upto_seq: Some(newest), ..query }).await?,
         (Some(_), None) if entries.is_empty() => Some(0),
         _ => None,
     };

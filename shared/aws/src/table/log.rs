@@ -1,6 +1,6 @@
 //! The request log: a run's entries, a tenant's requests by hour.
 
-use super::write::RunDoc;
+use super::item::RunDoc;
 use super::*;
 
 impl Table {

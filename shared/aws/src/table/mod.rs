@@ -35,14 +35,16 @@ mod dead;
 mod events;
 mod flows;
 mod idempotency;
+mod item;
 mod log;
 mod runs;
 mod subscriptions;
 mod write;
 
 pub use hookflow_core::ports::Claim;
+pub use item::{Held, Hold};
 pub use runs::StoredRun;
-pub use write::{EMBEDDED_LOG_MAX, Held, Hold};
+pub use write::EMBEDDED_LOG_MAX;
 
 type Item = HashMap<String, AttributeValue>;
 

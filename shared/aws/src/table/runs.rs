@@ -1,7 +1,7 @@
 //! Runs: a run's stored state, the outbox of its last commit, and the log
-//! its item keeps ([`write::RunDoc`]).
+//! its item keeps ([`item::RunDoc`]).
 
-use super::write::RunDoc;
+use super::item::RunDoc;
 use super::*;
 
 /// A run as its item holds it.

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use hookflow_core::commit::DeadDelivery;
 use serde_json::{Value, json};
 
 use crate::Console;
 use crate::api::{Failure, encode};
 use crate::session::Session;
-use crate::view::DeadRow;
+use crate::view::DeadView;
 
 use super::plumbing::{Checked, failed, page, query, render};
 
@@ -35,7 +36,11 @@ pub(super) async fn dead(
         ),
         Err(f) => return failed(&c, &s, f),
     };
-    let rows: Vec<DeadRow> = listed.iter().map(DeadRow::of).collect();
+    let listed: Vec<DeadDelivery> = match serde_json::from_value(Value::Array(listed)) {
+        Ok(l) => l,
+        Err(e) => return failed(&c, &s, Failure::unreadable("dead deliveries", &e)),
+    };
+    let rows: Vec<DeadView> = listed.iter().map(DeadView::of).collect();
     let notice = q.get("replayed").parse::<usize>().ok().map(|n| format!("{n} dead deliveries queued again."));
     let link = |page: usize| format!("/console/dead?page={page}{filter}");
     let ctx = json!({

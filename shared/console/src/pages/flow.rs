@@ -13,7 +13,7 @@ use super::plumbing::{Checked, failed, page, query, render};
 use crate::Console;
 use crate::api::encode;
 use crate::session::Session;
-use crate::view::{FlowRow, annotated, header_lines};
+use crate::view::{FlowView, annotated, header_lines};
 
 /// The methods a test request may use.
 const METHODS: [&str; 5] = ["POST", "PUT", "PATCH", "GET", "DELETE"];
@@ -60,7 +60,7 @@ async fn show(c: &Console, s: &Session, tenant: &str, id: &str, mut shown: Shown
         },
     };
     let (lines, loose) = annotated(&source, &shown.errors, &warnings);
-    let row = FlowRow::of(&info, c.triggers_base.as_deref(), &BTreeMap::new());
+    let row = FlowView::of(&info, c.triggers_base.as_deref(), &BTreeMap::new());
     let sample =
         info.pointer("/flow/trigger/expect/body/sample").map(|v| serde_json::to_string_pretty(v).unwrap_or_default());
     let methods: Vec<&str> = row.methods.split(", ").filter(|m| METHODS.contains(m)).collect();
@@ -179,7 +179,7 @@ pub(super) async fn send_request(
         Ok(v) => v,
         Err(f) => return failed(&c, &s, f),
     };
-    let row = FlowRow::of(&info, c.triggers_base.as_deref(), &BTreeMap::new());
+    let row = FlowView::of(&info, c.triggers_base.as_deref(), &BTreeMap::new());
     let outcome = match (&row.url, c.triggers_base.is_some()) {
         (None, _) => Err("this flow has no trigger URL (an event trigger): publish an event instead".to_string()),
         (Some(_), false) => Err("this console does not know where the trigger endpoint is: start it with \

@@ -28,7 +28,7 @@ const TAIL_ROWS: usize = 100;
 
 /// The log filters of a query, as the admin API takes them, and the text
 /// and outcome filters the console applies itself.
-struct LogFilter {
+struct LogForm {
     api: String,
     text: String,
     /// An outcome (`rejected` takes every `rejected_…`), or any.
@@ -39,7 +39,7 @@ struct LogFilter {
 /// The outcomes the log page's menu offers.
 const OUTCOMES: [&str; 8] = ["accepted", "rejected", "success", "retry", "halt", "dead", "failed", "done"];
 
-impl LogFilter {
+impl LogForm {
     fn of(q: &Form) -> Self {
         let mut api = String::new();
         for key in ["flow_id", "tenant", "event_id", "run_id", "before_seq"] {
@@ -58,7 +58,7 @@ impl LogFilter {
             "text": q.get("text"), "failed": failed, "outcome": outcome,
             "last": q.get("last"), "from": q.get("from"), "to": q.get("to"),
         });
-        LogFilter { api, text: q.get("text").trim().to_lowercase(), outcome, shown }
+        LogForm { api, text: q.get("text").trim().to_lowercase(), outcome, shown }
     }
 
     /// Whether an entry passes the console's own filters.
@@ -77,7 +77,7 @@ pub(super) async fn log(
     RawQuery(q): RawQuery,
 ) -> Response {
     let q = query(q);
-    let filter = LogFilter::of(&q);
+    let filter = LogForm::of(&q);
     let now = now_ms();
     // The last 24 hours unless the form says otherwise: a deployment's
     // log is read by hour.
@@ -147,13 +147,13 @@ pub(super) async fn log(
 /// on from it. It ends when the page goes or its session does.
 pub(super) async fn stream(State(c): State<Arc<Console>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let q = query(q);
-    let filter = LogFilter::of(&q);
+    let filter = LogForm::of(&q);
     let resumed = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let cursor = Tail::parse(resumed.as_deref().unwrap_or(q.get("after")), now_ms());
     struct Stream {
         c: Arc<Console>,
         cookie: Option<String>,
-        filter: LogFilter,
+        filter: LogForm,
         cursor: Tail,
     }
     let tail = Stream { cookie: cookie_value(&headers), c, filter, cursor };

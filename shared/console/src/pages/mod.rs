@@ -126,7 +126,7 @@ mod tests {
 
     use super::plumbing::{Form, page};
     use super::*;
-    use crate::view::{Entry, FlowRow, SubscriptionRow, Window};
+    use crate::view::{Entry, FlowView, SubscriptionView, Window};
 
     #[test]
     fn every_template_renders_and_escapes_what_it_shows() {
@@ -134,6 +134,14 @@ mod tests {
             .expect("the templates parse");
         let s = c.sessions.start(0).1;
         let evil = "<script>alert(1)</script>";
+        let (mut sub, _) = hookflow_core::subscription::NewSubscription {
+            url: "https://receiver.example/h".into(),
+            event_types: vec!["a.b".into()],
+            ..Default::default()
+        }
+        .create(0)
+        .unwrap();
+        (sub.id, sub.url) = (evil.to_string(), evil.to_string());
         let e = Entry::of(&json!({"at": 0, "kind": "inbound", "run_id": "run_1", "detail": {"body": evil}}));
         let pages = [
             ("login.html", json!({"error": evil})),
@@ -145,7 +153,7 @@ mod tests {
             ),
             (
                 "flows.html",
-                json!({"flows": [FlowRow::of(&json!({"id": evil, "trigger": {"path": "p"}}), None, &BTreeMap::new())]}),
+                json!({"flows": [FlowView::of(&json!({"id": evil, "trigger": {"path": "p"}}), None, &BTreeMap::new())]}),
             ),
             (
                 "log.html",
@@ -154,7 +162,7 @@ mod tests {
             ),
             (
                 "flow.html",
-                json!({"f": FlowRow::of(&json!({"id": evil, "trigger": {"path": "p"}}), Some("http://h"), &BTreeMap::new()),
+                json!({"f": FlowView::of(&json!({"id": evil, "trigger": {"path": "p"}}), Some("http://h"), &BTreeMap::new()),
                        "source": evil, "lines": [{"n": 1, "text": evil, "notes": [{"error": true, "text": evil}]}],
                        "loose": [{"error": false, "text": evil}], "errors": true, "warned": false, "methods": ["POST"],
                        "sample": evil, "sent": {"method": "POST", "headers": evil, "body": evil,
@@ -166,7 +174,7 @@ mod tests {
             ("subscriptions.html", json!({"subscriptions": [], "seen_types": ["a.b"]})),
             (
                 "subscription.html",
-                json!({"s": SubscriptionRow::of(&json!({"id": evil, "url": evil, "status": "active"})),
+                json!({"s": SubscriptionView::of(&sub),
                        "detail": evil, "attempts": [Entry::of(&json!({"kind": "attempt", "detail": {"x": evil}}))],
                        "day_ago": evil}),
             ),

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::api::Failure;
 use crate::session::Session;
-use crate::view::{FlowRow, Window};
+use crate::view::{FlowView, Window};
 use crate::{Console, now_ms};
 
 use super::plumbing::{failed, page, render};
@@ -60,6 +60,6 @@ pub(super) async fn flows(State(c): State<Arc<Console>>, axum::Extension(s): axu
             *counts.entry(key).or_insert(0) += 1;
         }
     }
-    let rows: Vec<FlowRow> = listed.iter().map(|f| FlowRow::of(f, c.triggers_base.as_deref(), &counts)).collect();
+    let rows: Vec<FlowView> = listed.iter().map(|f| FlowView::of(f, c.triggers_base.as_deref(), &counts)).collect();
     render(&c, "flows.html", page(Some(&s), "flows", json!({"flows": rows})))
 }

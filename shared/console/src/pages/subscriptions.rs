@@ -7,11 +7,12 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use hookflow_core::subscription::Subscription;
 use serde_json::{Value, json};
 
-use crate::api::encode;
+use crate::api::{Failure, encode};
 use crate::session::Session;
-use crate::view::{Entry, SubscriptionRow, time};
+use crate::view::{Entry, SubscriptionView, time};
 use crate::{Console, now_ms};
 
 use super::log::LOG_PAGE;
@@ -29,7 +30,11 @@ async fn subscriptions_page(c: &Console, s: &Session, after: &str, extra: Value)
         ),
         Err(f) => return failed(c, s, f),
     };
-    let rows: Vec<SubscriptionRow> = listed.iter().map(SubscriptionRow::of).collect();
+    let listed: Vec<Subscription> = match serde_json::from_value(Value::Array(listed)) {
+        Ok(l) => l,
+        Err(e) => return failed(c, s, Failure::unreadable("subscriptions", &e)),
+    };
+    let rows: Vec<SubscriptionView> = listed.iter().map(SubscriptionView::of).collect();
     // The event types seen so far, offered when typing patterns.
     let mut seen: Vec<String> = c
         .api
@@ -80,6 +85,10 @@ pub(super) async fn subscription_page(
         Ok(v) => v,
         Err(f) => return failed(&c, &s, f),
     };
+    let sub: Subscription = match serde_json::from_value(one.clone()) {
+        Ok(sub) => sub,
+        Err(e) => return failed(&c, &s, Failure::unreadable("subscription", &e)),
+    };
     let since = now_ms() - 7 * 86_400_000;
     let path = format!("/v1/logs?subscription_id={}&since={since}&limit={LOG_PAGE}", encode(&id));
     let mut attempts: Vec<Entry> = match c.api.get(&path).await {
@@ -94,7 +103,7 @@ pub(super) async fn subscription_page(
     let error =
         (!q.get("error").is_empty()).then_some("Not recovered: give the time as 2026-11-30T18:00:00Z (UTC) or ms.");
     let ctx = json!({
-        "s": SubscriptionRow::of(&one), "detail": serde_json::to_string_pretty(&one).unwrap_or_default(),
+        "s": SubscriptionView::of(&sub), "detail": serde_json::to_string_pretty(&one).unwrap_or_default(),
         "attempts": attempts, "notice": notice, "error": error,
         "day_ago": time(now_ms() - 86_400_000),
     });

@@ -8,8 +8,9 @@
 //! between the two re-does a job rather than loses one — job ids are
 //! derived from what they carry, so re-doing cannot fork a run).
 //!
-//! Values arrive serialised (JSON text): the work is done by whoever built
-//! the commit, in parallel, not by the store's single writer.
+//! Rows arrive serialised (JSON text) and jobs typed ([`Payload`]); a store
+//! encodes what it writes before its single writer writes it, in the task
+//! that made the commit.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -91,28 +92,11 @@ impl Payload {
         .unwrap_or_default()
     }
 
-    /// As JSON (the inner job's).
-    pub fn to_value(&self) -> Value {
-        match self {
-            Payload::Run(j) => serde_json::to_value(j),
-            Payload::Delivery(j) => serde_json::to_value(j),
-        }
-        .unwrap_or_default()
-    }
-
     /// A stored or queued job of `kind` whose text is `text`.
     pub fn decode(kind: JobKind, text: &str) -> Result<Self, serde_json::Error> {
         Ok(match kind {
             JobKind::Run => Payload::Run(serde_json::from_str(text)?),
             JobKind::Delivery => Payload::Delivery(serde_json::from_str(text)?),
-        })
-    }
-
-    /// [`decode`](Self::decode) of a JSON value.
-    pub fn from_value(kind: JobKind, v: Value) -> Result<Self, serde_json::Error> {
-        Ok(match kind {
-            JobKind::Run => Payload::Run(serde_json::from_value(v)?),
-            JobKind::Delivery => Payload::Delivery(serde_json::from_value(v)?),
         })
     }
 
@@ -218,7 +202,7 @@ impl RunRow {
 }
 
 /// A delivery that becomes dead.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadRow {
     pub delivery_id: String,
     pub tenant: String,
@@ -271,12 +255,41 @@ impl DeadRow {
 }
 
 /// A dead delivery as stored: the row of the commit that declared it
-/// dead, and when (what `hookflow dead list` shows).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// dead, and when (what `hookflow dead list` shows, and the admin API's
+/// `GET /v1/dead` lists).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadDelivery {
     #[serde(flatten)]
     pub row: DeadRow,
     pub at: i64,
+}
+
+/// Which request-log entries a read wants: the one filter of the admin
+/// API (`GET /v1/logs`), the stores and the CLI.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    pub tenant: Option<String>,
+    pub flow_id: Option<String>,
+    pub run_id: Option<String>,
+    pub event_id: Option<String>,
+    /// Only the attempts of this subscription's deliveries (its
+    /// verification's too).
+    pub subscription_id: Option<String>,
+    /// At or after (ms).
+    pub since: i64,
+    /// Before (ms), if given.
+    pub until: Option<i64>,
+    /// Only entries stored after the one of this `seq` (stores that number
+    /// their entries in commit order: SQLite): the live tail's cursor.
+    pub after_seq: Option<i64>,
+    /// Only entries up to this `seq` (not an API parameter: the API counts
+    /// up to the newest entry it answers, so the count and the entries are
+    /// of one moment).
+    pub upto_seq: Option<i64>,
+    /// Only failures: halted, retried, dead, rejected.
+    pub failed_only: bool,
+    /// Only the newest this many (all when `None`).
+    pub limit: Option<usize>,
 }
 
 /// What a request-log entry is about.

@@ -8,8 +8,14 @@
 //! the dev server and `hookflow test` all interpret the same effects.
 
 pub mod attempt;
+mod delivery;
 pub mod dry;
 pub mod request;
+mod trigger;
+
+pub use delivery::{Delivery, Purpose};
+use trigger::de_trigger;
+pub use trigger::{InboundRequest, expand_trigger, parse_form};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,11 +24,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
-use crate::flow::{Action, Flow, HttpStep, OnFailure, SecretRule, SignSpec, StatusValue, StepSign};
+use crate::flow::{Action, Flow, HttpStep, OnFailure, SecretRule, StatusValue, StepSign};
 use crate::headers::Headers;
 use crate::request::{OutboundRequest, render_body, render_request};
 use crate::retry::RetryPolicy;
-use crate::status::{StatusPolicy, Verdict};
+use crate::status::Verdict;
 use crate::template::{Context, Templates, single_expression};
 use crate::validate::CompiledFlow;
 
@@ -30,80 +36,6 @@ use crate::validate::CompiledFlow;
 pub const MAX_STEPS_PER_RUN: u32 = 1000;
 /// Default per-attempt timeout of an outbound request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The request that started a run, as templates see it (`trigger.*`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct InboundRequest {
-    pub method: String,
-    pub path: String,
-    #[serde(default)]
-    pub headers: Headers,
-    #[serde(default)]
-    pub query: Map<String, Value>,
-    /// The body as received (text; binary bodies are base64 by the adapter).
-    #[serde(default)]
-    pub body: String,
-    #[serde(default)]
-    pub source_ip: String,
-    /// RFC 3339.
-    #[serde(default)]
-    pub received_at: String,
-}
-
-impl InboundRequest {
-    /// The parsed body: JSON, a form as an object, or the text.
-    pub fn parsed_body(&self) -> Value {
-        parse_body(self.headers.get("content-type").unwrap_or(""), &self.body)
-    }
-
-    /// The request back from a run's `trigger` ([`InboundRequest::to_trigger`]):
-    /// what a replay of the run starts from (its credentials were stripped
-    /// before it was stored, so they are not in it); `None` if it is not
-    /// a trigger's.
-    pub fn from_trigger(trigger: &Value) -> Option<InboundRequest> {
-        let text = |k: &str| trigger.get(k).and_then(Value::as_str).map(str::to_string);
-        Some(InboundRequest {
-            method: text("method")?,
-            path: text("path").unwrap_or_default(),
-            headers: trigger
-                .get("headers")
-                .and_then(Value::as_object)
-                .map(|h| h.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
-                .unwrap_or_default(),
-            query: trigger.get("query").and_then(Value::as_object).cloned().unwrap_or_default(),
-            body: text("raw_body").unwrap_or_default(),
-            source_ip: text("source_ip").unwrap_or_default(),
-            received_at: text("received_at").unwrap_or_default(),
-        })
-    }
-
-    /// `trigger.*` for templates.
-    pub fn to_trigger(&self, flow: &Flow) -> Value {
-        json!({
-            "method": self.method,
-            "path": self.path,
-            "headers": self.headers.to_json(),
-            "query": self.query,
-            "body": self.parsed_body(),
-            "raw_body": self.body,
-            "received_at": self.received_at,
-            "source_ip": self.source_ip,
-            "tenant": flow.tenant,
-            "flow_id": flow.id,
-        })
-    }
-}
-
-/// A body as `trigger.body` holds it: a form as an object, JSON, or the text.
-fn parse_body(content_type: &str, body: &str) -> Value {
-    if content_type.to_ascii_lowercase().contains("application/x-www-form-urlencoded") {
-        return Value::Object(parse_form(body));
-    }
-    if body.is_empty() {
-        return Value::Null;
-    }
-    serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()))
-}
 
 /// A run as the stores keep it (JSON text), its trigger's body stored once:
 /// `trigger.body` (parsed) is left out when `trigger.raw_body` gives it back
@@ -124,38 +56,6 @@ pub fn stored_state(run: &Run) -> String {
     }
     v.to_string()
 }
-
-/// Restores `trigger.body` of a stored trigger from its `raw_body` and
-/// content type ([`stored_state`]); a trigger that has it is left alone.
-pub fn expand_trigger(trigger: &mut Value) {
-    let Some(t) = trigger.as_object_mut() else { return };
-    if t.contains_key("body") {
-        return;
-    }
-    let Some(raw) = t.get("raw_body").and_then(Value::as_str) else { return };
-    let ct = t.get("headers").and_then(|h| h.get("content-type")).and_then(Value::as_str).unwrap_or("");
-    let body = parse_body(ct, raw);
-    t.insert("body".into(), body);
-}
-
-fn de_trigger<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-    let mut trigger = Value::deserialize(d)?;
-    expand_trigger(&mut trigger);
-    Ok(trigger)
-}
-
-/// Parses `application/x-www-form-urlencoded` text (a form body or a query
-/// string) into an object; a repeated name keeps its last value.
-pub fn parse_form(text: &str) -> Map<String, Value> {
-    let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-    let mut map = Map::new();
-    for pair in text.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        map.insert(dec(k), Value::String(dec(v)));
-    }
-    map
-}
-
 /// A response captured from a step's request (`steps.<id>.response`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CapturedResponse {
@@ -333,74 +233,6 @@ impl Run {
 pub enum Input {
     Start,
     StepResult { step: String, delivery_id: String, outcome: StepOutcome },
-}
-
-/// An outbound request to send, with everything the dispatcher needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Delivery {
-    /// Also the `webhook-id`: stable across retries, so receivers can dedupe.
-    pub id: String,
-    pub run_id: String,
-    pub event_id: String,
-    pub tenant: String,
-    pub flow_id: String,
-    pub step: String,
-    pub request: OutboundRequest,
-    pub status_policy: StatusPolicy,
-    pub retry: RetryPolicy,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sign: Option<SignSpec>,
-    pub timeout: Duration,
-    /// The run waits for the outcome.
-    pub wait: bool,
-    /// What the delivery is for: a flow's step (the default), an event for
-    /// a subscription, or a subscription's verification request.
-    #[serde(default, skip_serializing_if = "Purpose::is_step")]
-    pub purpose: Purpose,
-    /// The hosts each secret the request carries may go to (the flow's
-    /// `secrets:`), checked by the sender before it connects.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub secret_hosts: BTreeMap<String, SecretRule>,
-}
-
-impl Delivery {
-    /// Why the request may not go to `host` with the secrets it carries:
-    /// a secret bound to other hosts (the name, or its part before `#`).
-    pub fn secret_refused(&self, host: &str) -> Option<String> {
-        self.request.secret_names().into_iter().find_map(|name| {
-            let rule = self.secret_hosts.get(name).or_else(|| self.secret_hosts.get(name.split('#').next()?))?;
-            (!rule.allows(host))
-                .then(|| format!("secret `{name}` may be sent only to {}, not to {host}", rule.hosts.join(", ")))
-        })
-    }
-}
-
-/// What a delivery is for.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum Purpose {
-    /// A flow's `http` step.
-    #[default]
-    Step,
-    /// A published event, to a subscription.
-    Event { subscription: String },
-    /// A subscription's verification request: only a response that echoes
-    /// `token` succeeds.
-    Verify { subscription: String, token: String },
-}
-
-impl Purpose {
-    pub fn is_step(&self) -> bool {
-        matches!(self, Purpose::Step)
-    }
-
-    /// The subscription the delivery is for, if any.
-    pub fn subscription(&self) -> Option<&str> {
-        match self {
-            Purpose::Step => None,
-            Purpose::Event { subscription } | Purpose::Verify { subscription, .. } => Some(subscription),
-        }
-    }
 }
 
 /// An HTTP answer to the trigger's caller.

@@ -11,6 +11,11 @@ use super::*;
 /// (A restart releases every lease at once: only this process holds them.)
 pub const LEASE_MS: i64 = MAX_STEP_TIMEOUT.as_millis() as i64 + 60_000;
 
+/// A parked job's due time: never.
+const PARKED: i64 = i64::MAX;
+/// A parked job's `leased` column (1: leased; 0: neither).
+const PARKED_MARK: i64 = 2;
+
 /// A job taken from the queue, its payload decoded once, here.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -83,10 +88,22 @@ impl Store {
             .expect("a job row");
     }
 
-    /// Makes every leased job due again (at start: no worker holds a lease).
+    /// Makes every leased job due again (at start: no worker holds a
+    /// lease), and every parked one: this version may read it.
     pub fn release_leases(&self) -> Result<(), Error> {
         let now = crate::now_ms();
-        self.conn().execute("UPDATE jobs SET due_at = ?1, leased = 0 WHERE leased = 1", [now]).map(|_| ()).map_err(db)
+        self.conn().execute("UPDATE jobs SET due_at = ?1, leased = 0 WHERE leased != 0", [now]).map(|_| ()).map_err(db)
+    }
+
+    /// Parks job `id`, one this version cannot read: kept whole, out of the
+    /// queue's way (never due, not a group's head for the next due time),
+    /// and due again at the next start ([`Store::release_leases`]), when a
+    /// version that reads it may run it. Nothing of it is lost.
+    pub fn park_job(&self, id: &str) -> Result<(), Error> {
+        self.conn()
+            .execute(&format!("UPDATE jobs SET due_at = {PARKED}, leased = {PARKED_MARK} WHERE id = ?1"), [id])
+            .map(|_| ())
+            .map_err(db)
     }
 
     /// Leases up to `limit` due jobs for `lease_ms`.
@@ -102,9 +119,11 @@ impl Store {
     /// When the next job becomes due (ms), if any.
     pub fn next_due(&self) -> Result<Option<i64>, Error> {
         self.conn()
-            .query_row(&format!("SELECT MIN(due_at) FROM jobs j WHERE {GROUP_HEAD}"), [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })
+            .query_row(
+                &format!("SELECT MIN(due_at) FROM jobs j WHERE {GROUP_HEAD} AND j.leased != {PARKED_MARK}"),
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
             .map_err(db)
     }
 }

@@ -2,77 +2,48 @@
 
 use super::*;
 
-/// Which log entries to read.
-#[derive(Debug, Clone, Default)]
-pub struct LogFilter {
-    pub flow_id: Option<String>,
-    pub run_id: Option<String>,
-    /// Only entries at or after this time (ms).
-    pub since: i64,
-    /// Only entries before this time (ms).
-    pub until: Option<i64>,
-    /// Only failures: halted, retried, dead, rejected.
-    pub failed_only: bool,
-    pub tenant: Option<String>,
-    pub event_id: Option<String>,
-    /// Only the attempts of this subscription's deliveries.
-    pub subscription_id: Option<String>,
-    /// Only entries committed after this one (`seq`): the live tail's
-    /// cursor (the writer commits in `seq` order, so none is skipped).
-    pub after_seq: Option<i64>,
-    /// Only entries up to this one (`seq`).
-    pub upto_seq: Option<i64>,
-    /// Only the newest this many (all when `None`).
-    pub limit: Option<usize>,
-}
-
-impl LogFilter {
-    /// The filter as SQL (`WHERE` without the word) and its arguments: only
-    /// the filters given, so a run's timeline goes through the `run_id`
-    /// index and a tail after a `seq` through the primary key.
-    fn sql(&self) -> (String, Vec<rusqlite::types::Value>) {
-        let mut sql = String::from("1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        // No lower bound in time (a tail by `seq`, a run's timeline): none
-        // in the SQL either, which could lead the planner to the `at` index.
-        if self.since > 0 {
-            sql.push_str(" AND at >= ?");
-            args.push(self.since.into());
-        }
-        if let Some(after) = self.after_seq {
-            sql.push_str(" AND seq > ?");
-            args.push(after.into());
-        }
-        if let Some(upto) = self.upto_seq {
-            sql.push_str(" AND seq <= ?");
-            args.push(upto.into());
-        }
-        if let Some(until) = self.until {
-            sql.push_str(" AND at < ?");
-            args.push(until.into());
-        }
-        for (column, value) in [
-            ("run_id", &self.run_id),
-            ("flow_id", &self.flow_id),
-            ("tenant", &self.tenant),
-            ("event_id", &self.event_id),
-        ] {
-            if let Some(v) = value {
-                sql.push_str(&format!(" AND {column} = ?"));
-                args.push(v.clone().into());
-            }
-        }
-        if let Some(sub) = &self.subscription_id {
-            sql.push_str(" AND kind = 'attempt' AND json_extract(detail, '$.subscription_id') = ?");
-            args.push(sub.clone().into());
-        }
-        if self.failed_only {
-            sql.push_str(
-                " AND (outcome IN ('halt', 'gone', 'retry', 'failed', 'dead', 'dropped') OR outcome LIKE 'rejected_%')",
-            );
-        }
-        (sql, args)
+/// The filter as SQL (`WHERE` without the word) and its arguments: only
+/// the filters given, so a run's timeline goes through the `run_id`
+/// index and a tail after a `seq` through the primary key.
+fn sql(f: &LogFilter) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::from("1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    // No lower bound in time (a tail by `seq`, a run's timeline): none
+    // in the SQL either, which could lead the planner to the `at` index.
+    if f.since > 0 {
+        sql.push_str(" AND at >= ?");
+        args.push(f.since.into());
     }
+    if let Some(after) = f.after_seq {
+        sql.push_str(" AND seq > ?");
+        args.push(after.into());
+    }
+    if let Some(upto) = f.upto_seq {
+        sql.push_str(" AND seq <= ?");
+        args.push(upto.into());
+    }
+    if let Some(until) = f.until {
+        sql.push_str(" AND at < ?");
+        args.push(until.into());
+    }
+    for (column, value) in
+        [("run_id", &f.run_id), ("flow_id", &f.flow_id), ("tenant", &f.tenant), ("event_id", &f.event_id)]
+    {
+        if let Some(v) = value {
+            sql.push_str(&format!(" AND {column} = ?"));
+            args.push(v.clone().into());
+        }
+    }
+    if let Some(sub) = &f.subscription_id {
+        sql.push_str(" AND kind = 'attempt' AND json_extract(detail, '$.subscription_id') = ?");
+        args.push(sub.clone().into());
+    }
+    if f.failed_only {
+        sql.push_str(
+            " AND (outcome IN ('halt', 'gone', 'retry', 'failed', 'dead', 'dropped') OR outcome LIKE 'rejected_%')",
+        );
+    }
+    (sql, args)
 }
 
 /// Entries deleted in one transaction by [`Store::prune_log`]: the writer
@@ -155,7 +126,7 @@ impl Store {
     /// whole to be cut afterwards). Only the filters given are in the SQL,
     /// so a run's timeline goes through the `run_id` index.
     pub fn query_log(&self, f: &LogFilter) -> Result<Vec<LogEntry>, Error> {
-        let (filter, mut args) = f.sql();
+        let (filter, mut args) = sql(f);
         let sql = format!(
             "SELECT at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail, seq FROM log \
              WHERE {filter} ORDER BY seq DESC LIMIT ?"
@@ -173,7 +144,7 @@ impl Store {
     /// How many log entries match `f` (its `limit` aside): the live tail's
     /// count of what it read after its cursor.
     pub fn count_log(&self, f: &LogFilter) -> Result<usize, Error> {
-        let (filter, args) = f.sql();
+        let (filter, args) = sql(f);
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!("SELECT count(*) FROM log WHERE {filter}")).map_err(db)?;
         let n: i64 = stmt.query_row(rusqlite::params_from_iter(args), |r| r.get(0)).map_err(db)?;

@@ -34,9 +34,9 @@ mod sealed;
 mod subscriptions;
 mod writer;
 
+pub use hookflow_core::commit::LogFilter;
 pub use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, LogEntry, NewJob, RunRow};
 pub use jobs::{Job, LEASE_MS, Undecodable};
-pub use log::LogFilter;
 use writer::{Op, Staged, checkpointer};
 
 /// Columns added after the first release, added to older stores on open.

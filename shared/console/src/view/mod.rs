@@ -3,8 +3,16 @@
 
 use std::collections::BTreeMap;
 
+use hookflow_core::commit::DeadDelivery;
+use hookflow_core::subscription::Subscription;
 use serde::Serialize;
 use serde_json::Value;
+
+mod overview;
+mod tail;
+
+pub use overview::Window;
+pub use tail::Tail;
 
 /// RFC 3339 UTC of a time in ms, to the millisecond.
 pub fn time(ms: i64) -> String {
@@ -74,119 +82,9 @@ impl Entry {
     }
 }
 
-/// How far back each poll of the live tail reads again: an entry stamped
-/// before another but stored after it (a worker's commit waits on the
-/// writer; AWS reads are eventually consistent) is still shown, once.
-pub const TAIL_LOOKBACK_MS: i64 = 3_000;
-
-/// Where the live tail is: the newest entry's time sent, the floor below
-/// which nothing is sent (the page showed it, or it was sent before a
-/// reconnect), and what was sent within the look-back window, by content.
-#[derive(Debug, Clone)]
-pub struct TailCursor {
-    at: i64,
-    floor: i64,
-    seen: std::collections::HashMap<String, i64>,
-}
-
-impl TailCursor {
-    pub fn new(after: i64) -> Self {
-        TailCursor { at: after, floor: after, seen: Default::default() }
-    }
-
-    /// The newest entry's time sent: the event id a reconnect resumes from.
-    pub fn at(&self) -> i64 {
-        self.at
-    }
-
-    /// What the next read asks for: entries at or after this.
-    pub fn since(&self) -> i64 {
-        self.at - TAIL_LOOKBACK_MS
-    }
-
-    /// The entries of a read not sent yet (in the read's order), and the
-    /// cursor moved past them.
-    pub fn fresh(&mut self, listed: &[Value]) -> Vec<Value> {
-        let mut fresh = Vec::new();
-        for e in listed {
-            let at = e.get("at").and_then(Value::as_i64).unwrap_or(0);
-            if at > self.floor && self.seen.insert(e.to_string(), at).is_none() {
-                fresh.push(e.clone());
-            }
-        }
-        self.at = self.at.max(fresh.iter().filter_map(|e| e.get("at").and_then(Value::as_i64)).max().unwrap_or(0));
-        let horizon = self.since();
-        self.seen.retain(|_, at| *at >= horizon);
-        fresh
-    }
-}
-
-/// Where the live tail is: after an entry's `seq`, where the store numbers
-/// its entries in commit order (`hookflow dev`: exact, nothing read twice,
-/// a count of everything new however fast it comes), else after a time
-/// with a look-back ([`TailCursor`]: a deployment's log).
-#[derive(Debug, Clone)]
-pub enum Tail {
-    Seq(i64),
-    Time(TailCursor),
-}
-
-impl Tail {
-    /// From an event id or the page's link: `s123` (after that `seq`) or
-    /// `t1796…` (after that time, ms); anything else starts now.
-    pub fn parse(text: &str, now: i64) -> Tail {
-        match (text.get(..1), text.get(1..).and_then(|n| n.parse::<i64>().ok())) {
-            (Some("s"), Some(n)) => Tail::Seq(n),
-            (Some("t"), Some(n)) => Tail::Time(TailCursor::new(n)),
-            _ => Tail::Time(TailCursor::new(now)),
-        }
-    }
-
-    /// The cursor as an event id ([`Tail::parse`] reads it back).
-    pub fn id(&self) -> String {
-        match self {
-            Tail::Seq(n) => format!("s{n}"),
-            Tail::Time(c) => format!("t{}", c.at()),
-        }
-    }
-
-    /// The query of the next read (the filters aside): by `seq`, the
-    /// newest `rows` after it and their count; by time, the look-back
-    /// window (at most 1,000).
-    pub fn query(&self, rows: usize) -> String {
-        match self {
-            Tail::Seq(n) => format!("since=0&after_seq={n}&limit={rows}"),
-            Tail::Time(c) => format!("since={}&limit=1000", c.since()),
-        }
-    }
-
-    /// The entries of an answer not sent yet (oldest first) and how many
-    /// new entries there were in all; the cursor moved past them. A time
-    /// cursor whose answer carries `seq` goes on by `seq`.
-    pub fn take(&mut self, answer: &Value) -> (Vec<Value>, usize) {
-        let listed = answer.get("entries").and_then(Value::as_array).cloned().unwrap_or_default();
-        let newest_seq = listed.iter().filter_map(|e| e.get("seq").and_then(Value::as_i64)).max();
-        match self {
-            Tail::Seq(n) => {
-                *n = newest_seq.unwrap_or(*n).max(*n);
-                let count = answer.get("count").and_then(Value::as_u64).map_or(listed.len(), |c| c as usize);
-                (listed, count)
-            }
-            Tail::Time(c) => {
-                let fresh = c.fresh(&listed);
-                if let Some(seq) = newest_seq {
-                    *self = Tail::Seq(seq);
-                }
-                let count = fresh.len();
-                (fresh, count)
-            }
-        }
-    }
-}
-
 /// A flow as the flows page lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FlowRow {
+pub struct FlowView {
     pub tenant: String,
     pub id: String,
     pub file: String,
@@ -200,7 +98,7 @@ pub struct FlowRow {
     pub count: usize,
 }
 
-impl FlowRow {
+impl FlowView {
     pub fn of(f: &Value, base: Option<&str>, counts: &BTreeMap<String, usize>) -> Self {
         let t = f.get("trigger").cloned().unwrap_or(Value::Null);
         let (tenant, id) = (text(f, "tenant"), text(f, "id"));
@@ -230,7 +128,7 @@ impl FlowRow {
             },
         );
         let methods = list("methods");
-        FlowRow {
+        FlowView {
             count: counts.get(&format!("{tenant}/{id}")).copied().unwrap_or(0),
             tenant,
             id,
@@ -240,212 +138,6 @@ impl FlowRow {
             methods: if methods.is_empty() && webhook { "POST".into() } else { methods },
             auth,
         }
-    }
-}
-
-/// One window of the overview.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Window {
-    pub name: &'static str,
-    /// Entries read, and whether the window had more than that.
-    pub read: usize,
-    pub capped: bool,
-    /// (outcome, count, share in %), most first.
-    pub inbound: Vec<(String, usize, u32)>,
-    pub deliveries: Vec<(String, usize, u32)>,
-    pub p50: String,
-    pub p99: String,
-    pub delivered: usize,
-    /// (flow or subscription, failed attempts), most first, at most 5.
-    pub failing: Vec<(String, usize)>,
-    /// The window's charts ([`Chart::of_window`]) and their bucket's name.
-    pub charts: Vec<Chart>,
-    pub bucket: &'static str,
-}
-
-fn ranked(counts: BTreeMap<String, usize>) -> Vec<(String, usize, u32)> {
-    let total: usize = counts.values().sum();
-    let mut v: Vec<_> = counts
-        .into_iter()
-        .map(|(k, n)| {
-            let share = if total == 0 { 0 } else { (n * 100).div_ceil(total) as u32 };
-            (k, n, share.min(100))
-        })
-        .collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    v
-}
-
-fn ms(v: Option<i64>) -> String {
-    match v {
-        None => "—".into(),
-        Some(ms) if ms < 1000 => format!("{ms} ms"),
-        Some(ms) => format!("{:.1} s", ms as f64 / 1000.0),
-    }
-}
-
-impl Window {
-    /// The window with its charts of `n` buckets of `bucket_ms` ending with
-    /// the one holding `now`.
-    pub fn charted(mut self, entries: &[Value], now: i64, bucket: &'static str, bucket_ms: i64, n: usize) -> Self {
-        let from = now.div_euclid(bucket_ms) * bucket_ms - (n as i64 - 1) * bucket_ms;
-        self.charts = Chart::of_window(entries, from, bucket_ms, n);
-        self.bucket = bucket;
-        self
-    }
-
-    /// The window's counts from its log entries (newest first or any
-    /// order), `limit` the most that were asked for.
-    pub fn of(name: &'static str, entries: &[Value], limit: usize) -> Self {
-        let mut inbound = BTreeMap::new();
-        let mut deliveries = BTreeMap::new();
-        let mut failing: BTreeMap<String, usize> = BTreeMap::new();
-        let mut accepted: BTreeMap<&str, i64> = BTreeMap::new();
-        let mut first_delivered: BTreeMap<&str, i64> = BTreeMap::new();
-        for e in entries {
-            let kind = e.get("kind").and_then(Value::as_str).unwrap_or_default();
-            let outcome = e.get("outcome").and_then(Value::as_str).unwrap_or("unknown").to_string();
-            let at = e.get("at").and_then(Value::as_i64).unwrap_or(0);
-            let event = e.get("event_id").and_then(Value::as_str).unwrap_or_default();
-            match kind {
-                "inbound" => {
-                    if outcome == "accepted" && !event.is_empty() {
-                        accepted.entry(event).and_modify(|t| *t = (*t).min(at)).or_insert(at);
-                    }
-                    *inbound.entry(outcome).or_insert(0) += 1;
-                }
-                "attempt" => {
-                    let delivered = outcome == "success";
-                    if delivered && !event.is_empty() {
-                        first_delivered.entry(event).and_modify(|t| *t = (*t).min(at)).or_insert(at);
-                    }
-                    if !delivered {
-                        let who = e
-                            .pointer("/detail/subscription_id")
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                            .or_else(|| e.get("flow_id").and_then(Value::as_str).map(str::to_string))
-                            .unwrap_or_default();
-                        if !who.is_empty() {
-                            *failing.entry(who).or_insert(0) += 1;
-                        }
-                    }
-                    *deliveries.entry(outcome).or_insert(0) += 1;
-                }
-                _ => {}
-            }
-        }
-        let mut latencies: Vec<i64> = first_delivered
-            .iter()
-            .filter_map(|(ev, done)| accepted.get(ev).map(|start| (done - start).max(0)))
-            .collect();
-        latencies.sort_unstable();
-        let pct = |p: usize| -> Option<i64> {
-            (!latencies.is_empty()).then(|| latencies[((latencies.len() * p).div_ceil(100)).saturating_sub(1)])
-        };
-        let mut failing: Vec<(String, usize)> = failing.into_iter().collect();
-        failing.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        failing.truncate(5);
-        Window {
-            name,
-            read: entries.len(),
-            capped: entries.len() >= limit,
-            inbound: ranked(inbound),
-            deliveries: ranked(deliveries),
-            p50: ms(pct(50)),
-            p99: ms(pct(99)),
-            delivered: latencies.len(),
-            failing,
-            charts: Vec::new(),
-            bucket: "",
-        }
-    }
-}
-
-/// A chart of the overview, as the page's script hands it to uPlot: the
-/// start of each bucket (seconds, uPlot's time unit) and one line per
-/// outcome (`None` where a latency bucket had no delivery).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Chart {
-    pub title: String,
-    /// What the y axis counts.
-    pub unit: &'static str,
-    pub x: Vec<i64>,
-    pub series: Vec<(String, Vec<Option<i64>>)>,
-}
-
-impl Chart {
-    /// The overview's three charts of a window of `n` buckets of
-    /// `bucket_ms` from `from`: inbound requests by verdict, delivery
-    /// attempts by outcome, and accept→delivery p50/p99 of the events first
-    /// delivered in each bucket. Entries outside the window are left out.
-    pub fn of_window(entries: &[Value], from: i64, bucket_ms: i64, n: usize) -> Vec<Chart> {
-        let x: Vec<i64> = (0..n as i64).map(|i| (from + i * bucket_ms) / 1000).collect();
-        let slot = |at: i64| -> Option<usize> {
-            let i = (at - from).div_euclid(bucket_ms);
-            (at >= from && (i as usize) < n).then_some(i as usize)
-        };
-        let mut by_kind: [BTreeMap<String, Vec<Option<i64>>>; 2] = Default::default();
-        let mut accepted: BTreeMap<&str, i64> = BTreeMap::new();
-        let mut delivered: BTreeMap<&str, i64> = BTreeMap::new();
-        for e in entries {
-            let kind = e.get("kind").and_then(Value::as_str).unwrap_or_default();
-            let outcome = e.get("outcome").and_then(Value::as_str).unwrap_or("unknown");
-            let at = e.get("at").and_then(Value::as_i64).unwrap_or(0);
-            let event = e.get("event_id").and_then(Value::as_str).unwrap_or_default();
-            let which = match kind {
-                "inbound" => {
-                    if outcome == "accepted" && !event.is_empty() {
-                        accepted.entry(event).and_modify(|t| *t = (*t).min(at)).or_insert(at);
-                    }
-                    0
-                }
-                "attempt" => {
-                    if outcome == "success" && !event.is_empty() {
-                        delivered.entry(event).and_modify(|t| *t = (*t).min(at)).or_insert(at);
-                    }
-                    1
-                }
-                _ => continue,
-            };
-            if let Some(i) = slot(at) {
-                let line = by_kind[which].entry(outcome.to_string()).or_insert_with(|| vec![Some(0); n]);
-                line[i] = Some(line[i].unwrap_or(0) + 1);
-            }
-        }
-        let mut latencies: Vec<Vec<i64>> = vec![Vec::new(); n];
-        for (event, done) in &delivered {
-            if let (Some(start), Some(i)) = (accepted.get(event), slot(*done)) {
-                latencies[i].push((done - start).max(0));
-            }
-        }
-        let pct = |l: &mut Vec<i64>, p: usize| -> Option<i64> {
-            l.sort_unstable();
-            (!l.is_empty()).then(|| l[((l.len() * p).div_ceil(100)).saturating_sub(1)])
-        };
-        let p50 = latencies.iter_mut().map(|l| pct(l, 50)).collect();
-        let p99 = latencies.iter_mut().map(|l| pct(l, 99)).collect();
-        let [inbound, attempts] = by_kind;
-        vec![
-            Chart {
-                title: "Inbound requests by verdict".into(),
-                unit: "requests",
-                x: x.clone(),
-                series: inbound.into_iter().collect(),
-            },
-            Chart {
-                title: "Delivery attempts by outcome".into(),
-                unit: "attempts",
-                x: x.clone(),
-                series: attempts.into_iter().collect(),
-            },
-            Chart {
-                title: "Accept → delivery latency".into(),
-                unit: "ms",
-                x,
-                series: vec![("p50".into(), p50), ("p99".into(), p99)],
-            },
-        ]
     }
 }
 
@@ -568,10 +260,10 @@ impl Range {
     }
 }
 
-/// A subscription row: what it is and which actions its status allows
+/// A subscription as a page shows it: what it is and which actions its status allows
 /// (path segment, button label).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SubscriptionRow {
+pub struct SubscriptionView {
     pub id: String,
     pub tenant: String,
     pub url: String,
@@ -580,33 +272,29 @@ pub struct SubscriptionRow {
     pub actions: Vec<(&'static str, &'static str)>,
 }
 
-impl SubscriptionRow {
-    pub fn of(s: &Value) -> Self {
-        let status = text(s, "status");
+impl SubscriptionView {
+    pub fn of(s: &Subscription) -> Self {
+        let status = s.status.as_str().to_string();
         let mut actions = match status.as_str() {
             "active" => vec![("disable", "Disable")],
             "disabled" => vec![("enable", "Enable"), ("recover", "Enable and send what was missed")],
             _ => vec![("verify", "Verify again")],
         };
         actions.extend([("rotate-secret", "Rotate secret"), ("delete", "Delete")]);
-        SubscriptionRow {
-            id: text(s, "id"),
-            tenant: text(s, "tenant"),
-            url: text(s, "url"),
-            types: s
-                .get("event_types")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-                .unwrap_or_default(),
+        SubscriptionView {
+            id: s.id.clone(),
+            tenant: s.tenant.clone(),
+            url: s.url.clone(),
+            types: s.event_types.join(", "),
             status,
             actions,
         }
     }
 }
 
-/// A dead delivery row.
+/// A dead delivery as the dead page shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeadRow {
+pub struct DeadView {
     pub delivery_id: String,
     pub tenant: String,
     pub flow_id: String,
@@ -617,16 +305,17 @@ pub struct DeadRow {
     pub time: String,
 }
 
-impl DeadRow {
-    pub fn of(d: &Value) -> Self {
-        DeadRow {
-            delivery_id: text(d, "delivery_id"),
-            tenant: text(d, "tenant"),
-            flow_id: text(d, "flow_id"),
-            run_id: text(d, "run_id"),
-            has_run: text(d, "run_id").starts_with("run_"),
-            reason: text(d, "reason"),
-            time: time(d.get("at").and_then(Value::as_i64).unwrap_or(0)),
+impl DeadView {
+    pub fn of(d: &DeadDelivery) -> Self {
+        let r = &d.row;
+        DeadView {
+            delivery_id: r.delivery_id.clone(),
+            tenant: r.tenant.clone(),
+            flow_id: r.flow_id.clone(),
+            run_id: r.run_id.clone(),
+            has_run: r.run_id.starts_with("run_"),
+            reason: r.reason.clone(),
+            time: time(d.at),
         }
     }
 }
@@ -635,6 +324,8 @@ impl DeadRow {
 mod tests {
     use serde_json::json;
 
+    use super::overview::Chart;
+    use super::tail::{TAIL_LOOKBACK_MS, TailCursor};
     use super::*;
 
     #[test]
@@ -650,13 +341,13 @@ mod tests {
             "trigger": {"type": "webhook", "path": "/orders", "methods": ["POST", "PUT"],
                         "system": "stripe", "auth": {"secret": "s", "reject_replays": true}}});
         let counts = BTreeMap::from([("acme/orders".to_string(), 3)]);
-        let row = FlowRow::of(&f, Some("http://127.0.0.1:8787"), &counts);
+        let row = FlowView::of(&f, Some("http://127.0.0.1:8787"), &counts);
         assert_eq!(row.url.as_deref(), Some("http://127.0.0.1:8787/hooks/acme/orders"));
         assert_eq!(row.methods, "POST, PUT");
         assert_eq!(row.auth, "signature (stripe) · replays refused");
         assert_eq!(row.count, 3);
         let ev = json!({"tenant": "t", "id": "e", "trigger": {"type": "event", "events": ["a.*"]}});
-        let row = FlowRow::of(&ev, None, &BTreeMap::new());
+        let row = FlowView::of(&ev, None, &BTreeMap::new());
         assert_eq!((row.url, row.events.as_str(), row.auth.as_str()), (None, "a.*", "none"));
     }
 
@@ -798,11 +489,20 @@ mod tests {
 
     #[test]
     fn a_subscription_offers_what_its_status_allows() {
-        let s = SubscriptionRow::of(&json!({"id": "sub_1", "status": "disabled", "event_types": ["a.*", "b"]}));
+        let new = hookflow_core::subscription::NewSubscription {
+            url: "https://receiver.example/h".into(),
+            event_types: vec!["a.*".into(), "b".into()],
+            ..Default::default()
+        };
+        let (sub, _) = new.create(0).unwrap();
+        let s = SubscriptionView::of(&sub.clone().disabled_by_admin(1));
         assert_eq!(s.types, "a.*, b");
         assert_eq!(s.actions[0].0, "enable");
         assert!(s.actions.iter().any(|a| a.0 == "recover"));
-        let a = SubscriptionRow::of(&json!({"id": "sub_1", "status": "active"}));
+        let a = SubscriptionView::of(&hookflow_core::subscription::Subscription {
+            status: hookflow_core::subscription::Status::Active,
+            ..sub
+        });
         assert_eq!(a.actions[0].0, "disable");
     }
 }

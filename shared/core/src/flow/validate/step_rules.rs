@@ -1,0 +1,195 @@
+//! The steps' rules: outbound requests (URL, headers, auth, body, status
+//! codes, signing) and the templates and expressions they hold.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::flow::{Body, HttpStep, OutboundAuth, SignScheme, StepSign};
+use crate::source::{join_index, join_key};
+
+use super::*;
+
+impl Checker {
+    pub(super) fn check_sign(&mut self, path: &str, sign: &crate::flow::SignSpec) {
+        if let Some(problem) = flow_secret_problem(&sign.secret) {
+            self.problem(join_key(path, "secret"), problem);
+        }
+        match (sign.scheme, &sign.hmac) {
+            (SignScheme::Hmac, None) => {
+                self.problem(join_key(path, "hmac"), "missing: `scheme: hmac` needs `hmac: { header, ... }`")
+            }
+            (SignScheme::StandardWebhooks, Some(_)) => {
+                self.problem(join_key(path, "hmac"), "only used with `scheme: hmac`")
+            }
+            (SignScheme::Hmac, Some(h)) if !h.content.contains("{body}") => {
+                self.problem(join_key(path, "hmac.content"), "the signed content must include `{body}`")
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn check_http(&mut self, path: &str, h: &HttpStep, scope: &Scope, ping: bool) {
+        let url_field = join_key(path, "url");
+        self.template(&url_field, &h.url, scope, Slot::Step);
+        let templated_start = h.url.starts_with("{{") || h.url.starts_with("{%");
+        let http = h.url.starts_with("http://") || h.url.starts_with("https://");
+        if !(templated_start || http) {
+            self.problem(&url_field, format!("`{}` must start with http:// or https://", h.url));
+        }
+        let params = url_params(&h.url);
+        for p in &params {
+            if !h.params.contains_key(p) {
+                self.problem(&url_field, format!("`{{{p}}}` has no matching entry in `params`"));
+            }
+        }
+        for (k, v) in &h.params {
+            let f = join_key(&join_key(path, "params"), k);
+            if !params.contains(k) {
+                self.problem(&f, format!("not used: the URL has no `{{{k}}}`"));
+            }
+            self.json_templates(&f, v, scope);
+        }
+        self.map_templates(&join_key(path, "query"), &h.query, scope, Slot::Credential);
+        self.map_templates(&join_key(path, "headers"), &h.headers, scope, Slot::Credential);
+        for (name, _) in &h.headers {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+                self.problem(
+                    join_key(&join_key(path, "headers"), name),
+                    format!("`{name}` is not a valid header name"),
+                );
+            }
+        }
+        if let Some(auth) = &h.auth {
+            let a = join_key(path, "auth");
+            match auth {
+                OutboundAuth::Bearer { token } => self.template(&join_key(&a, "token"), token, scope, Slot::Credential),
+                OutboundAuth::Basic { username, password } => {
+                    self.template(&join_key(&a, "username"), username, scope, Slot::Credential);
+                    self.template(&join_key(&a, "password"), password, scope, Slot::Credential);
+                }
+            }
+        }
+        match (&h.body, ping) {
+            (Some(_), true) => self.problem(join_key(path, "body"), "a ping sends no body: use `type: http`"),
+            (Some(b), false) => self.check_body(&join_key(path, "body"), b, scope),
+            _ => {}
+        }
+        if let Some(r) = &h.retry {
+            let f = join_key(path, "retry");
+            if r.max_attempts == Some(0) {
+                self.problem(join_key(&f, "max_attempts"), "must be at least 1 (1 means no retries)");
+            }
+            if matches!(r.multiplier, Some(m) if !(1.0..=100.0).contains(&m)) {
+                self.problem(join_key(&f, "multiplier"), "must be between 1 and 100");
+            }
+            if let Some(s) = &r.schedule {
+                if s.is_empty() {
+                    self.problem(join_key(&f, "schedule"), "an empty schedule: use `max_attempts: 1` for no retries");
+                }
+                if r.initial.is_some() || r.multiplier.is_some() {
+                    self.problem(
+                        join_key(&f, "schedule"),
+                        "give either `schedule` or `initial`/`multiplier`, not both",
+                    );
+                }
+            }
+        }
+        if let Some(t) = h.timeout
+            && (t.get().is_zero() || t.get() > crate::flow::MAX_STEP_TIMEOUT)
+        {
+            self.problem(join_key(path, "timeout"), "must be between 1ms and 5m");
+        }
+        if let Some(StepSign::Spec(s)) = &h.sign {
+            self.check_sign(&join_key(path, "sign"), s);
+        }
+        if let Some(StepSign::Off(true)) = &h.sign {
+            self.problem(join_key(path, "sign"), "`sign: true` needs a secret: write `sign: { secret: NAME }`");
+        }
+    }
+
+    pub(super) fn check_body(&mut self, path: &str, b: &Body, scope: &Scope) {
+        let given = [b.json.is_some(), b.form.is_some(), b.raw.is_some()].iter().filter(|x| **x).count();
+        if given != 1 {
+            self.problem(path, "give exactly one of `json`, `form`, `raw`");
+        }
+        if b.content_type.is_some() && b.raw.is_none() {
+            self.problem(join_key(path, "content_type"), "only used with `raw`");
+        }
+        if let Some(j) = &b.json {
+            self.json_templates(&join_key(path, "json"), j, scope);
+        }
+        if let Some(f) = &b.form {
+            self.map_templates(&join_key(path, "form"), f, scope, Slot::Step);
+        }
+        if let Some(r) = &b.raw {
+            self.template(&join_key(path, "raw"), r, scope, Slot::Step);
+        }
+    }
+
+    pub(super) fn map_templates(
+        &mut self,
+        path: &str,
+        map: &serde_json::Map<String, Value>,
+        scope: &Scope,
+        slot: Slot,
+    ) {
+        for (k, v) in map {
+            let f = join_key(path, k);
+            match v {
+                Value::String(s) => self.template(&f, s, scope, slot),
+                Value::Number(_) | Value::Bool(_) => {}
+                _ => self.problem(&f, "must be a string, number or boolean"),
+            }
+        }
+    }
+
+    pub(super) fn json_templates(&mut self, path: &str, v: &Value, scope: &Scope) {
+        let before = self.problems.len();
+        self.json_leaves(path, v, scope);
+        if self.problems.len() == before
+            && let Err(e) = self.templates.add_json(path, v)
+        {
+            self.problem(path, format!("template: {e}"));
+        }
+    }
+
+    pub(super) fn json_leaves(&mut self, path: &str, v: &Value, scope: &Scope) {
+        match v {
+            Value::String(s) => self.template(path, s, scope, Slot::Step),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.json_leaves(&join_index(path, i), item, scope);
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    self.json_leaves(&join_key(path, k), item, scope);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn template(&mut self, field: &str, source: &str, scope: &Scope, slot: Slot) {
+        match self.templates.add(source) {
+            Ok(vars) => self.variables(field, &vars, scope, slot),
+            Err(e) => self.problem(field, format!("template: {e}")),
+        }
+    }
+
+    pub(super) fn expression(&mut self, field: &str, expr: &str, scope: &Scope, slot: Slot) {
+        match self.templates.add_expression(expr) {
+            Ok(vars) => self.variables(field, &vars, scope, slot),
+            Err(e) => self.problem(field, format!("expression: {e}")),
+        }
+    }
+
+    pub(super) fn variables(&mut self, field: &str, vars: &BTreeSet<String>, scope: &Scope, slot: Slot) {
+        for var in vars {
+            if let Err(msg) = scope.check(var, slot) {
+                self.problem(field, msg);
+            }
+        }
+    }
+}
