@@ -75,10 +75,6 @@ pub struct Page {
     pub after: Option<(i64, String)>,
 }
 
-/// What the backend's methods return (boxed: the admin API is not a hot
-/// path, and boxing keeps the trait simple to implement).
-pub type Fut<'a, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
-
 /// The storage and runtime behind the admin API.
 pub trait Backend: Send + Sync + 'static {
     /// Retry schedules and windows of subscriptions.
@@ -86,84 +82,113 @@ pub trait Backend: Send + Sync + 'static {
     /// The time (ms).
     fn now_ms(&self) -> i64;
 
-    fn flows(&self) -> Fut<'_, Vec<FlowInfo>>;
+    fn flows(&self) -> impl Future<Output = Result<Vec<FlowInfo>, BackendError>> + Send;
     /// One flow, with its parsed form and source.
-    fn flow<'a>(&'a self, tenant: &'a str, id: &'a str) -> Fut<'a, Option<FlowInfo>>;
+    fn flow(&self, tenant: &str, id: &str) -> impl Future<Output = Result<Option<FlowInfo>, BackendError>> + Send;
     /// Stores `flow` (validated, its tenant and id those of the URL) as
     /// written in `text`; whether it is new.
-    fn put_flow<'a>(&'a self, flow: &'a CompiledFlow, text: &'a str) -> Fut<'a, (FlowInfo, bool)>;
-    fn delete_flow<'a>(&'a self, tenant: &'a str, id: &'a str) -> Fut<'a, bool>;
+    fn put_flow(
+        &self,
+        flow: &CompiledFlow,
+        text: &str,
+    ) -> impl Future<Output = Result<(FlowInfo, bool), BackendError>> + Send;
+    fn delete_flow(&self, tenant: &str, id: &str) -> impl Future<Output = Result<bool, BackendError>> + Send;
     /// What [`Backend::put_flow`] would refuse of `flow` beyond validation
     /// (a route another flow has, limits of the deployment), writing
     /// nothing: a dry run's verdict is the save's.
-    fn check_flow<'a>(&'a self, _flow: &'a CompiledFlow) -> Fut<'a, ()> {
-        Box::pin(async { Ok(()) })
+    fn check_flow(&self, _flow: &CompiledFlow) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async { Ok(()) }
     }
 
-    fn subscription<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Subscription>>;
+    fn subscription(&self, id: &str) -> impl Future<Output = Result<Option<Subscription>, BackendError>> + Send;
     /// Oldest first; of one tenant, or all.
-    fn subscriptions<'a>(&'a self, tenant: Option<&'a str>) -> Fut<'a, Vec<Subscription>>;
+    fn subscriptions(
+        &self,
+        tenant: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Subscription>, BackendError>> + Send;
     /// A page of them, by id: after `after`, at most `limit`. By default
     /// cut from [`Backend::subscriptions`]; a store that can read a page
     /// alone does.
-    fn subscriptions_page<'a>(
-        &'a self,
-        tenant: Option<&'a str>,
-        after: Option<&'a str>,
+    fn subscriptions_page(
+        &self,
+        tenant: Option<&str>,
+        after: Option<&str>,
         limit: usize,
-    ) -> Fut<'a, Vec<Subscription>> {
-        Box::pin(async move {
+    ) -> impl Future<Output = Result<Vec<Subscription>, BackendError>> + Send {
+        async move {
             let mut all = self.subscriptions(tenant).await?;
             all.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(all.into_iter().filter(|s| after.is_none_or(|a| s.id.as_str() > a)).take(limit).collect())
-        })
+        }
     }
     /// Stores a subscription and queues `jobs` (its verification request,
     /// replays) in one unit; only over the version `prev` (its
     /// `updated_at` when read) if given, else [`BackendError::Conflict`].
-    fn save_subscription<'a>(&'a self, sub: &'a Subscription, prev: Option<i64>, jobs: Vec<NewJob>) -> Fut<'a, ()>;
+    fn save_subscription(
+        &self,
+        sub: &Subscription,
+        prev: Option<i64>,
+        jobs: Vec<NewJob>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Queues deliveries (a replay's page) with nothing else written.
-    fn queue(&self, jobs: Vec<NewJob>) -> Fut<'_, ()>;
+    fn queue(&self, jobs: Vec<NewJob>) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Deletes a subscription and its keys; whether it existed.
-    fn delete_subscription<'a>(&'a self, id: &'a str) -> Fut<'a, bool>;
+    fn delete_subscription(&self, id: &str) -> impl Future<Output = Result<bool, BackendError>> + Send;
     /// Sends what the commit that disabled `sub` published and left unsent
     /// (its `subscription.disabled` fan-out, when the send after that
     /// commit failed), before `sub` is enabled or deleted: the delivery
     /// whose message comes back to send it would no longer find `sub`
     /// disabled. Nothing to do where a commit and its queue are one
     /// transaction (the default).
-    fn flush_disabled<'a>(&'a self, _sub: &'a Subscription) -> Fut<'a, ()> {
-        Box::pin(async { Ok(()) })
+    fn flush_disabled(&self, _sub: &Subscription) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async { Ok(()) }
     }
-    fn keyring<'a>(&'a self, sub: &'a Subscription) -> Fut<'a, Option<Keyring>>;
-    fn put_keyring<'a>(&'a self, sub: &'a Subscription, ring: &'a Keyring) -> Fut<'a, ()>;
+    fn keyring(&self, sub: &Subscription) -> impl Future<Output = Result<Option<Keyring>, BackendError>> + Send;
+    fn put_keyring(&self, sub: &Subscription, ring: &Keyring) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Fans `event` out: deliveries to matching active subscriptions, runs
     /// of flows it starts; [`BackendError::Duplicate`] for a live id.
-    fn publish(&self, event: Event) -> Fut<'_, Published>;
+    fn publish(&self, event: Event) -> impl Future<Output = Result<Published, BackendError>> + Send;
     /// Oldest first; of one tenant, or all.
-    fn events<'a>(&'a self, tenant: Option<&'a str>, since: i64, limit: usize) -> Fut<'a, Vec<Event>>;
+    fn events(
+        &self,
+        tenant: Option<&str>,
+        since: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Event>, BackendError>> + Send;
 
-    fn logs(&self, q: LogFilter) -> Fut<'_, Vec<LogEntry>>;
+    fn logs(&self, q: LogFilter) -> impl Future<Output = Result<Vec<LogEntry>, BackendError>> + Send;
     /// How many entries match `q` (its limit aside), where the store counts
     /// them cheaply; `None` elsewhere.
-    fn count_logs(&self, _q: LogFilter) -> Fut<'_, Option<usize>> {
-        Box::pin(async { Ok(None) })
+    fn count_logs(&self, _q: LogFilter) -> impl Future<Output = Result<Option<usize>, BackendError>> + Send {
+        async { Ok(None) }
     }
     /// A run's state and its log.
-    fn run<'a>(&'a self, id: &'a str) -> Fut<'a, Option<(Value, Vec<LogEntry>)>>;
-    /// A page of the dead deliveries (of one flow, if given), oldest
-    /// first, and how many there are in all.
+    fn run(&self, id: &str) -> impl Future<Output = Result<Option<(Value, Vec<LogEntry>)>, BackendError>> + Send;
     /// The flow now at `tenant/id`, as runs name it (its version).
-    fn current_flow<'a>(&'a self, tenant: &'a str, id: &'a str) -> Fut<'a, Option<Arc<CompiledFlow>>>;
+    fn current_flow(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Arc<CompiledFlow>>, BackendError>> + Send;
     /// Stores a run the admin started (a replay, [`hookflow_core::inbound::replay`])
     /// and queues its jobs; whether it was new. A run of that id stored
     /// already (the same replay asked again after a failure) is not
     /// started twice: what its commit queued is sent again where the
     /// store and the queue are apart.
-    fn start_run(&self, accepted: Accepted) -> Fut<'_, bool>;
-    fn dead<'a>(&'a self, flow_id: Option<&'a str>, page: Page) -> Fut<'a, (Vec<DeadDelivery>, usize)>;
+    fn start_run(&self, accepted: Accepted) -> impl Future<Output = Result<bool, BackendError>> + Send;
+    /// A page of the dead deliveries (of one flow, if given), oldest
+    /// first, and how many there are in all.
+    fn dead(
+        &self,
+        flow_id: Option<&str>,
+        page: Page,
+    ) -> impl Future<Output = Result<(Vec<DeadDelivery>, usize), BackendError>> + Send;
     /// Queues a dead delivery again; whether there was one. `tenant`, when
     /// known, finds it by its key.
-    fn replay<'a>(&'a self, delivery_id: &'a str, tenant: Option<&'a str>) -> Fut<'a, bool>;
+    fn replay(
+        &self,
+        delivery_id: &str,
+        tenant: Option<&str>,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 }

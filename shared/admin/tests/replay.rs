@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 
 use hookflow_admin::axum::body::{Body, to_bytes};
 use hookflow_admin::axum::http::Request;
-use hookflow_admin::backend::Fut;
 use hookflow_admin::{Admin, Backend, BackendError, FlowInfo, LogFilter, Published, router};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{DeadDelivery, LogEntry, NewJob};
@@ -63,97 +62,96 @@ impl Backend for Handle {
     fn now_ms(&self) -> i64 {
         self.clock.fetch_add(self.tick, Ordering::SeqCst)
     }
-    fn flows(&self) -> Fut<'_, Vec<FlowInfo>> {
-        Box::pin(async { down("flows") })
+    async fn flows(&self) -> Result<Vec<FlowInfo>, BackendError> {
+        down("flows")
     }
-    fn flow<'a>(&'a self, _: &'a str, _: &'a str) -> Fut<'a, Option<FlowInfo>> {
-        Box::pin(async { down("flow") })
+    async fn flow(&self, _: &str, _: &str) -> Result<Option<FlowInfo>, BackendError> {
+        down("flow")
     }
-    fn put_flow<'a>(&'a self, _: &'a CompiledFlow, _: &'a str) -> Fut<'a, (FlowInfo, bool)> {
-        Box::pin(async { down("put_flow") })
+    async fn put_flow(&self, _: &CompiledFlow, _: &str) -> Result<(FlowInfo, bool), BackendError> {
+        down("put_flow")
     }
-    fn delete_flow<'a>(&'a self, _: &'a str, _: &'a str) -> Fut<'a, bool> {
-        Box::pin(async { down("delete_flow") })
+    async fn delete_flow(&self, _: &str, _: &str) -> Result<bool, BackendError> {
+        down("delete_flow")
     }
-    fn subscription<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Subscription>> {
-        Box::pin(async move { Ok(self.subs.lock().unwrap().get(id).cloned()) })
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>, BackendError> {
+        Ok(self.subs.lock().unwrap().get(id).cloned())
     }
-    fn subscriptions<'a>(&'a self, _: Option<&'a str>) -> Fut<'a, Vec<Subscription>> {
-        Box::pin(async move { Ok(self.subs.lock().unwrap().values().cloned().collect()) })
+    async fn subscriptions(&self, _: Option<&str>) -> Result<Vec<Subscription>, BackendError> {
+        Ok(self.subs.lock().unwrap().values().cloned().collect())
     }
-    fn save_subscription<'a>(&'a self, sub: &'a Subscription, prev: Option<i64>, jobs: Vec<NewJob>) -> Fut<'a, ()> {
-        Box::pin(async move {
-            let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
-            self.clock.fetch_add(self.slow_save.swap(0, Ordering::SeqCst), Ordering::SeqCst);
-            if self.fail_save.lock().unwrap().contains(&n) {
-                return Err(BackendError::Unavailable(format!("save {n} failed")));
-            }
-            let mut subs = self.subs.lock().unwrap();
-            if prev.is_some() && subs.get(&sub.id).map(|s| s.updated_at) != prev {
-                return Err(BackendError::Conflict { field: None, message: "changed".into() });
-            }
-            subs.insert(sub.id.clone(), sub.clone());
-            self.queued.lock().unwrap().extend(jobs);
-            Ok(())
-        })
+    async fn save_subscription(
+        &self,
+        sub: &Subscription,
+        prev: Option<i64>,
+        jobs: Vec<NewJob>,
+    ) -> Result<(), BackendError> {
+        let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
+        self.clock.fetch_add(self.slow_save.swap(0, Ordering::SeqCst), Ordering::SeqCst);
+        if self.fail_save.lock().unwrap().contains(&n) {
+            return Err(BackendError::Unavailable(format!("save {n} failed")));
+        }
+        let mut subs = self.subs.lock().unwrap();
+        if prev.is_some() && subs.get(&sub.id).map(|s| s.updated_at) != prev {
+            return Err(BackendError::Conflict { field: None, message: "changed".into() });
+        }
+        subs.insert(sub.id.clone(), sub.clone());
+        self.queued.lock().unwrap().extend(jobs);
+        Ok(())
     }
-    fn queue(&self, jobs: Vec<NewJob>) -> Fut<'_, ()> {
-        Box::pin(async move {
-            let n = self.queues.fetch_add(1, Ordering::SeqCst) + 1;
-            if self.fail_queue.lock().unwrap().contains(&n) {
-                return Err(BackendError::Unavailable(format!("queue {n} failed")));
-            }
-            if let Some(e) = self.late.lock().unwrap().take() {
-                let mut events = self.events.lock().unwrap();
-                events.push(e);
-                events.sort_by_key(|e| e.at);
-            }
-            self.queued.lock().unwrap().extend(jobs);
-            Ok(())
-        })
+    async fn queue(&self, jobs: Vec<NewJob>) -> Result<(), BackendError> {
+        let n = self.queues.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.fail_queue.lock().unwrap().contains(&n) {
+            return Err(BackendError::Unavailable(format!("queue {n} failed")));
+        }
+        if let Some(e) = self.late.lock().unwrap().take() {
+            let mut events = self.events.lock().unwrap();
+            events.push(e);
+            events.sort_by_key(|e| e.at);
+        }
+        self.queued.lock().unwrap().extend(jobs);
+        Ok(())
     }
-    fn delete_subscription<'a>(&'a self, _: &'a str) -> Fut<'a, bool> {
-        Box::pin(async { down("delete_subscription") })
+    async fn delete_subscription(&self, _: &str) -> Result<bool, BackendError> {
+        down("delete_subscription")
     }
-    fn keyring<'a>(&'a self, _: &'a Subscription) -> Fut<'a, Option<Keyring>> {
-        Box::pin(async { down("keyring") })
+    async fn keyring(&self, _: &Subscription) -> Result<Option<Keyring>, BackendError> {
+        down("keyring")
     }
-    fn put_keyring<'a>(&'a self, _: &'a Subscription, _: &'a Keyring) -> Fut<'a, ()> {
-        Box::pin(async { down("put_keyring") })
+    async fn put_keyring(&self, _: &Subscription, _: &Keyring) -> Result<(), BackendError> {
+        down("put_keyring")
     }
-    fn publish(&self, _: Event) -> Fut<'_, Published> {
-        Box::pin(async { down("publish") })
+    async fn publish(&self, _: Event) -> Result<Published, BackendError> {
+        down("publish")
     }
-    fn events<'a>(&'a self, tenant: Option<&'a str>, since: i64, limit: usize) -> Fut<'a, Vec<Event>> {
-        Box::pin(async move {
-            Ok(self
-                .events
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|e| e.at >= since && tenant.is_none_or(|t| t == e.tenant))
-                .take(limit)
-                .cloned()
-                .collect())
-        })
+    async fn events(&self, tenant: Option<&str>, since: i64, limit: usize) -> Result<Vec<Event>, BackendError> {
+        Ok(self
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.at >= since && tenant.is_none_or(|t| t == e.tenant))
+            .take(limit)
+            .cloned()
+            .collect())
     }
-    fn logs(&self, _: LogFilter) -> Fut<'_, Vec<LogEntry>> {
-        Box::pin(async { down("logs") })
+    async fn logs(&self, _: LogFilter) -> Result<Vec<LogEntry>, BackendError> {
+        down("logs")
     }
-    fn run<'a>(&'a self, _: &'a str) -> Fut<'a, Option<(Value, Vec<LogEntry>)>> {
-        Box::pin(async { down("run") })
+    async fn run(&self, _: &str) -> Result<Option<(Value, Vec<LogEntry>)>, BackendError> {
+        down("run")
     }
-    fn current_flow<'a>(&'a self, _: &'a str, _: &'a str) -> Fut<'a, Option<Arc<CompiledFlow>>> {
-        Box::pin(async { down("flows") })
+    async fn current_flow(&self, _: &str, _: &str) -> Result<Option<Arc<CompiledFlow>>, BackendError> {
+        down("flows")
     }
-    fn start_run(&self, _: hookflow_core::inbound::Accepted) -> Fut<'_, bool> {
-        Box::pin(async { down("runs") })
+    async fn start_run(&self, _: hookflow_core::inbound::Accepted) -> Result<bool, BackendError> {
+        down("runs")
     }
-    fn dead<'a>(&'a self, _: Option<&'a str>, _: hookflow_admin::Page) -> Fut<'a, (Vec<DeadDelivery>, usize)> {
-        Box::pin(async { down("dead") })
+    async fn dead(&self, _: Option<&str>, _: hookflow_admin::Page) -> Result<(Vec<DeadDelivery>, usize), BackendError> {
+        down("dead")
     }
-    fn replay<'a>(&'a self, _: &'a str, _: Option<&'a str>) -> Fut<'a, bool> {
-        Box::pin(async { down("replay") })
+    async fn replay(&self, _: &str, _: Option<&str>) -> Result<bool, BackendError> {
+        down("replay")
     }
 }
 

@@ -18,7 +18,6 @@ use crate::Error;
 use crate::outbox::ACCEPTED;
 use crate::secrets::Secrets;
 use crate::store::Store;
-use hookflow_admin::backend::Fut;
 use hookflow_admin::{Backend, BackendError, FlowInfo, LogFilter, Page, Published};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeadDelivery, LogEntry, NewJob, SubscriptionRow};
@@ -153,273 +152,244 @@ impl Backend for AwsBackend {
     }
 
     /// The flows' current versions, 16 reads at a time.
-    fn flows(&self) -> Fut<'_, Vec<FlowInfo>> {
+    async fn flows(&self) -> Result<Vec<FlowInfo>, BackendError> {
         use futures_util::StreamExt;
-        Box::pin(async move {
-            let ids = self.store.table.flow_ids().await.map_err(backend)?;
-            let read = futures_util::stream::iter(ids)
-                .map(|(tenant, id)| async move { self.store.table.by_id(&tenant, &id).await })
-                .buffered(16)
-                .collect::<Vec<_>>()
-                .await;
-            // A stored flow that no longer loads is left out of the list
-            // (`GET` of it says why), not the whole list failed.
-            Ok(read
-                .into_iter()
-                .filter_map(|r| r.ok().flatten())
-                .map(|flow| {
-                    let mut info = FlowInfo::of(&flow, None);
-                    info.file = format!("table@{}", flow.version);
-                    info
-                })
-                .collect())
-        })
+        let ids = self.store.table.flow_ids().await.map_err(backend)?;
+        let read = futures_util::stream::iter(ids)
+            .map(|(tenant, id)| async move { self.store.table.by_id(&tenant, &id).await })
+            .buffered(16)
+            .collect::<Vec<_>>()
+            .await;
+        // A stored flow that no longer loads is left out of the list
+        // (`GET` of it says why), not the whole list failed.
+        Ok(read
+            .into_iter()
+            .filter_map(|r| r.ok().flatten())
+            .map(|flow| {
+                let mut info = FlowInfo::of(&flow, None);
+                info.file = format!("table@{}", flow.version);
+                info
+            })
+            .collect())
     }
 
-    fn flow<'a>(&'a self, tenant: &'a str, id: &'a str) -> Fut<'a, Option<FlowInfo>> {
-        Box::pin(async move {
-            let Some((version, _, text)) = self.store.table.flow_text(tenant, id).await.map_err(backend)? else {
-                return Ok(None);
-            };
-            let name = format!("{tenant}/{id}@v{version}");
-            let flow = hookflow_core::load_flow(name.as_ref(), &text)
-                .map_err(|e| BackendError::Unavailable(format!("flow {name} no longer loads: {e}")))?;
-            Ok(Some(FlowInfo::of(&flow, Some(text))))
-        })
+    async fn flow(&self, tenant: &str, id: &str) -> Result<Option<FlowInfo>, BackendError> {
+        let Some((version, _, text)) = self.store.table.flow_text(tenant, id).await.map_err(backend)? else {
+            return Ok(None);
+        };
+        let name = format!("{tenant}/{id}@v{version}");
+        let flow = hookflow_core::load_flow(name.as_ref(), &text)
+            .map_err(|e| BackendError::Unavailable(format!("flow {name} no longer loads: {e}")))?;
+        Ok(Some(FlowInfo::of(&flow, Some(text))))
     }
 
     /// Valid, but more than the AWS stack can run (422), or a route
     /// another flow has (409) as this container's flow cache knows it (up
     /// to 30 s old: the save's conditional write decides).
-    fn check_flow<'a>(&'a self, flow: &'a CompiledFlow) -> Fut<'a, ()> {
-        Box::pin(async move {
-            limits(flow)?;
-            let (tenant, path) = (&flow.flow.tenant, &flow.flow.trigger.path);
-            if flow.flow.trigger.kind == hookflow_core::flow::TriggerKind::Webhook
-                && let Some(other) = self.store.table.by_route(tenant, path).await.map_err(backend)?
-                && other.flow.id != flow.flow.id
-            {
-                return Err(BackendError::Conflict {
-                    field: Some("trigger.path".into()),
-                    message: format!("flow `{}` uses the trigger {} already", other.flow.id, other.flow.trigger_path()),
-                });
-            }
-            Ok(())
-        })
+    async fn check_flow(&self, flow: &CompiledFlow) -> Result<(), BackendError> {
+        limits(flow)?;
+        let (tenant, path) = (&flow.flow.tenant, &flow.flow.trigger.path);
+        if flow.flow.trigger.kind == hookflow_core::flow::TriggerKind::Webhook
+            && let Some(other) = self.store.table.by_route(tenant, path).await.map_err(backend)?
+            && other.flow.id != flow.flow.id
+        {
+            return Err(BackendError::Conflict {
+                field: Some("trigger.path".into()),
+                message: format!("flow `{}` uses the trigger {} already", other.flow.id, other.flow.trigger_path()),
+            });
+        }
+        Ok(())
     }
 
-    fn put_flow<'a>(&'a self, flow: &'a CompiledFlow, text: &'a str) -> Fut<'a, (FlowInfo, bool)> {
-        Box::pin(async move {
-            // Valid, but more than the AWS stack can run: 422, nothing written.
-            // (A route another flow has: the write's condition decides.)
-            limits(flow)?;
-            let version = self.store.table.put_flow(flow, text, self.now_ms()).await.map_err(|e| match e {
-                Error::Conflict(m) => BackendError::Conflict { field: Some("trigger.path".into()), message: m },
-                other => backend(other),
-            })?;
-            let mut info = FlowInfo::of(flow, None);
-            info.file = format!("{}/{}@v{version}", flow.flow.tenant, flow.flow.id);
-            Ok((info, version == 1))
-        })
+    async fn put_flow(&self, flow: &CompiledFlow, text: &str) -> Result<(FlowInfo, bool), BackendError> {
+        // Valid, but more than the AWS stack can run: 422, nothing written.
+        // (A route another flow has: the write's condition decides.)
+        limits(flow)?;
+        let version = self.store.table.put_flow(flow, text, self.now_ms()).await.map_err(|e| match e {
+            Error::Conflict(m) => BackendError::Conflict { field: Some("trigger.path".into()), message: m },
+            other => backend(other),
+        })?;
+        let mut info = FlowInfo::of(flow, None);
+        info.file = format!("{}/{}@v{version}", flow.flow.tenant, flow.flow.id);
+        Ok((info, version == 1))
     }
 
-    fn delete_flow<'a>(&'a self, _tenant: &'a str, _id: &'a str) -> Fut<'a, bool> {
-        Box::pin(async { Err(BackendError::Unsupported("deleting flows is not available on AWS yet".into())) })
+    async fn delete_flow(&self, _tenant: &str, _id: &str) -> Result<bool, BackendError> {
+        Err(BackendError::Unsupported("deleting flows is not available on AWS yet".into()))
     }
 
-    fn subscription<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Subscription>> {
-        Box::pin(async move { self.store.table.subscription(id).await.map_err(backend) })
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>, BackendError> {
+        self.store.table.subscription(id).await.map_err(backend)
     }
 
-    fn subscriptions<'a>(&'a self, tenant: Option<&'a str>) -> Fut<'a, Vec<Subscription>> {
-        Box::pin(async move { self.store.table.subscriptions(tenant, false).await.map_err(backend) })
+    async fn subscriptions(&self, tenant: Option<&str>) -> Result<Vec<Subscription>, BackendError> {
+        self.store.table.subscriptions(tenant, false).await.map_err(backend)
     }
 
-    fn save_subscription<'a>(&'a self, sub: &'a Subscription, prev: Option<i64>, jobs: Vec<NewJob>) -> Fut<'a, ()> {
-        Box::pin(async move {
-            self.supported(sub)?;
-            let now = self.now_ms();
-            let row = match prev {
-                Some(prev) => SubscriptionRow::replacing(sub, prev),
-                None => SubscriptionRow::of(sub),
-            };
-            let commit = Commit {
-                subscriptions: vec![row],
-                jobs,
-                log: vec![LogEntry::for_subscription(sub, now)],
-                ..Default::default()
-            };
-            self.store.apply(commit, now).await.map_err(backend)
-        })
+    async fn save_subscription(
+        &self,
+        sub: &Subscription,
+        prev: Option<i64>,
+        jobs: Vec<NewJob>,
+    ) -> Result<(), BackendError> {
+        self.supported(sub)?;
+        let now = self.now_ms();
+        let row = match prev {
+            Some(prev) => SubscriptionRow::replacing(sub, prev),
+            None => SubscriptionRow::of(sub),
+        };
+        let commit = Commit {
+            subscriptions: vec![row],
+            jobs,
+            log: vec![LogEntry::for_subscription(sub, now)],
+            ..Default::default()
+        };
+        self.store.apply(commit, now).await.map_err(backend)
     }
 
-    fn queue(&self, jobs: Vec<NewJob>) -> Fut<'_, ()> {
-        Box::pin(async move {
-            let commit = Commit { jobs, ..Default::default() };
-            self.store.apply(commit, self.now_ms()).await.map_err(backend)
-        })
+    async fn queue(&self, jobs: Vec<NewJob>) -> Result<(), BackendError> {
+        let commit = Commit { jobs, ..Default::default() };
+        self.store.apply(commit, self.now_ms()).await.map_err(backend)
     }
 
-    fn delete_subscription<'a>(&'a self, id: &'a str) -> Fut<'a, bool> {
-        Box::pin(async move {
-            let existed = self.store.table.delete_subscription(id).await.map_err(backend)?;
-            self.secrets.delete(&subscription::keyring_name(id)).await.map_err(backend)?;
-            Ok(existed)
-        })
+    async fn delete_subscription(&self, id: &str) -> Result<bool, BackendError> {
+        let existed = self.store.table.delete_subscription(id).await.map_err(backend)?;
+        self.secrets.delete(&subscription::keyring_name(id)).await.map_err(backend)?;
+        Ok(existed)
     }
 
     /// From the `subscription.disabled` event's outbox, if it is live
     /// ([`Store::redrive_event`]).
-    fn flush_disabled<'a>(&'a self, sub: &'a Subscription) -> Fut<'a, ()> {
-        Box::pin(async move {
-            if let Some(id) = Event::disabled_id(sub) {
-                self.store.redrive_event(&sub.tenant, &id, self.now_ms()).await.map_err(backend)?;
-            }
-            Ok(())
-        })
+    async fn flush_disabled(&self, sub: &Subscription) -> Result<(), BackendError> {
+        if let Some(id) = Event::disabled_id(sub) {
+            self.store.redrive_event(&sub.tenant, &id, self.now_ms()).await.map_err(backend)?;
+        }
+        Ok(())
     }
 
-    fn keyring<'a>(&'a self, sub: &'a Subscription) -> Fut<'a, Option<Keyring>> {
-        Box::pin(async move {
-            let text = self.secrets.get(&sub.keyring_name()).await.map_err(backend)?;
-            Ok(text.and_then(|t| Keyring::from_text(&t)))
-        })
+    async fn keyring(&self, sub: &Subscription) -> Result<Option<Keyring>, BackendError> {
+        let text = self.secrets.get(&sub.keyring_name()).await.map_err(backend)?;
+        Ok(text.and_then(|t| Keyring::from_text(&t)))
     }
 
-    fn put_keyring<'a>(&'a self, sub: &'a Subscription, ring: &'a Keyring) -> Fut<'a, ()> {
-        Box::pin(async move {
-            self.supported(sub)?;
-            self.secrets.put(&sub.keyring_name(), &ring.to_text()).await.map_err(backend)
-        })
+    async fn put_keyring(&self, sub: &Subscription, ring: &Keyring) -> Result<(), BackendError> {
+        self.supported(sub)?;
+        self.secrets.put(&sub.keyring_name(), &ring.to_text()).await.map_err(backend)
     }
 
-    fn publish(&self, event: Event) -> Fut<'_, Published> {
-        Box::pin(async move {
-            match hookflow_pipeline::publish::publish(&Publisher(self), &event).await {
-                Ok(Some(p)) => Ok(p),
-                Ok(None) => Err(BackendError::Duplicate(event.id)),
-                Err(e) => Err(backend(e)),
-            }
-        })
+    async fn publish(&self, event: Event) -> Result<Published, BackendError> {
+        match hookflow_pipeline::publish::publish(&Publisher(self), &event).await {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(BackendError::Duplicate(event.id)),
+            Err(e) => Err(backend(e)),
+        }
     }
 
-    fn events<'a>(&'a self, tenant: Option<&'a str>, since: i64, limit: usize) -> Fut<'a, Vec<Event>> {
-        Box::pin(async move {
-            let t = tenant_or_default(tenant);
-            self.store.table.events(t, since, self.now_ms(), limit).await.map_err(backend)
-        })
+    async fn events(&self, tenant: Option<&str>, since: i64, limit: usize) -> Result<Vec<Event>, BackendError> {
+        let t = tenant_or_default(tenant);
+        self.store.table.events(t, since, self.now_ms(), limit).await.map_err(backend)
     }
 
-    fn logs(&self, q: LogFilter) -> Fut<'_, Vec<LogEntry>> {
-        Box::pin(async move {
-            if q.after_seq.is_some() || q.upto_seq.is_some() {
-                return Err(BackendError::Unsupported(
-                    "a deployment's log entries have no `seq` (a table has no commit order): page by `since` and `until`"
-                        .into(),
-                ));
-            }
-            let limit = q.limit.unwrap_or(usize::MAX);
-            let now = self.now_ms();
-            let upto = q.until.map_or(now, |u| u.min(now));
-            let table = &self.store.table;
-            let keep = |e: &LogEntry| {
-                q.flow_id.as_ref().is_none_or(|f| e.flow_id.as_ref() == Some(f))
-                    && q.event_id.as_ref().is_none_or(|x| e.event_id.as_ref() == Some(x))
-            };
-            let mut entries = match (&q.run_id, &q.subscription_id) {
-                (Some(run), _) => table.run_entries(run, now).await.map_err(backend)?,
-                (None, Some(sub)) => self.subscription_attempts(sub, q.since, upto, limit).await?,
-                // Only the runs of the requests the filters take are read;
-                // the log is kept by tenant, so every tenant is read when
-                // the query names none.
-                (None, None) => {
-                    let tenants = match &q.tenant {
-                        Some(t) => BTreeSet::from([t.clone()]),
-                        None => self.tenants().await?,
-                    };
-                    let mut all = Vec::new();
-                    for tenant in &tenants {
-                        all.extend(table.tenant_log_of(tenant, q.since, upto, 500, keep).await.map_err(backend)?);
-                    }
-                    all.sort_by_key(|e| e.at);
-                    all
+    async fn logs(&self, q: LogFilter) -> Result<Vec<LogEntry>, BackendError> {
+        if q.after_seq.is_some() || q.upto_seq.is_some() {
+            return Err(BackendError::Unsupported(
+                "a deployment's log entries have no `seq` (a table has no commit order): page by `since` and `until`"
+                    .into(),
+            ));
+        }
+        let limit = q.limit.unwrap_or(usize::MAX);
+        let now = self.now_ms();
+        let upto = q.until.map_or(now, |u| u.min(now));
+        let table = &self.store.table;
+        let keep = |e: &LogEntry| {
+            q.flow_id.as_ref().is_none_or(|f| e.flow_id.as_ref() == Some(f))
+                && q.event_id.as_ref().is_none_or(|x| e.event_id.as_ref() == Some(x))
+        };
+        let mut entries = match (&q.run_id, &q.subscription_id) {
+            (Some(run), _) => table.run_entries(run, now).await.map_err(backend)?,
+            (None, Some(sub)) => self.subscription_attempts(sub, q.since, upto, limit).await?,
+            // Only the runs of the requests the filters take are read;
+            // the log is kept by tenant, so every tenant is read when
+            // the query names none.
+            (None, None) => {
+                let tenants = match &q.tenant {
+                    Some(t) => BTreeSet::from([t.clone()]),
+                    None => self.tenants().await?,
+                };
+                let mut all = Vec::new();
+                for tenant in &tenants {
+                    all.extend(table.tenant_log_of(tenant, q.since, upto, 500, keep).await.map_err(backend)?);
                 }
-            };
-            entries.retain(|e| {
-                e.at >= q.since
-                    && q.until.is_none_or(|u| e.at < u)
-                    && keep(e)
-                    && q.subscription_id.as_ref().is_none_or(|s| e.detail.get("subscription_id") == Some(&json!(s)))
-                    && (!q.failed_only || e.is_failure())
-            });
-            let skip = entries.len().saturating_sub(limit);
-            Ok(entries.split_off(skip))
-        })
+                all.sort_by_key(|e| e.at);
+                all
+            }
+        };
+        entries.retain(|e| {
+            e.at >= q.since
+                && q.until.is_none_or(|u| e.at < u)
+                && keep(e)
+                && q.subscription_id.as_ref().is_none_or(|s| e.detail.get("subscription_id") == Some(&json!(s)))
+                && (!q.failed_only || e.is_failure())
+        });
+        let skip = entries.len().saturating_sub(limit);
+        Ok(entries.split_off(skip))
     }
 
-    fn run<'a>(&'a self, id: &'a str) -> Fut<'a, Option<(Value, Vec<LogEntry>)>> {
-        Box::pin(async move {
-            let Some(run) = self.store.table.load_run(id).await.map_err(backend)? else { return Ok(None) };
-            let log = self.store.table.run_entries(id, self.now_ms()).await.map_err(backend)?;
-            Ok(Some((serde_json::to_value(run).unwrap_or_default(), log)))
-        })
+    async fn run(&self, id: &str) -> Result<Option<(Value, Vec<LogEntry>)>, BackendError> {
+        let Some(run) = self.store.table.load_run(id).await.map_err(backend)? else { return Ok(None) };
+        let log = self.store.table.run_entries(id, self.now_ms()).await.map_err(backend)?;
+        Ok(Some((serde_json::to_value(run).unwrap_or_default(), log)))
     }
 
-    fn current_flow<'a>(&'a self, tenant: &'a str, id: &'a str) -> Fut<'a, Option<Arc<CompiledFlow>>> {
-        Box::pin(async move { self.store.table.by_id(tenant, id).await.map_err(backend) })
+    async fn current_flow(&self, tenant: &str, id: &str) -> Result<Option<Arc<CompiledFlow>>, BackendError> {
+        self.store.table.by_id(tenant, id).await.map_err(backend)
     }
 
     /// Written with its outbox as the ingress writes an accepted run: a
     /// send that failed is sent again by the same replay asked again.
-    fn start_run(&self, accepted: Accepted) -> Fut<'_, bool> {
-        Box::pin(async move {
-            let now = self.now_ms();
-            let id = accepted.run.id.clone();
-            if self.resend_stored(&id, now).await? {
-                return Ok(false);
-            }
-            // A log copy not written (`unlogged`) leaves the run started:
-            // only the tenant's listing misses the request, as at the ingress.
-            match self.store.apply_from(accepted.outcome.commit, Some(ACCEPTED), Some(""), now).await {
-                Ok(_applied) => Ok(true),
-                // Written, by this request before its send failed, or by the
-                // same replay at the same moment (the write is conditional):
-                // what it queued is sent (again).
-                Err(e) => match self.resend_stored(&id, now).await {
-                    Ok(true) => Ok(false),
-                    _ => Err(backend(e)),
-                },
-            }
-        })
+    async fn start_run(&self, accepted: Accepted) -> Result<bool, BackendError> {
+        let now = self.now_ms();
+        let id = accepted.run.id.clone();
+        if self.resend_stored(&id, now).await? {
+            return Ok(false);
+        }
+        // A log copy not written (`unlogged`) leaves the run started:
+        // only the tenant's listing misses the request, as at the ingress.
+        match self.store.apply_from(accepted.outcome.commit, Some(ACCEPTED), Some(""), now).await {
+            Ok(_applied) => Ok(true),
+            // Written, by this request before its send failed, or by the
+            // same replay at the same moment (the write is conditional):
+            // what it queued is sent (again).
+            Err(e) => match self.resend_stored(&id, now).await {
+                Ok(true) => Ok(false),
+                _ => Err(backend(e)),
+            },
+        }
     }
 
     /// One `Query` of the dead partition (its rows are small: the jobs
     /// are apart), paged here.
-    fn dead<'a>(&'a self, flow_id: Option<&'a str>, page: Page) -> Fut<'a, (Vec<DeadDelivery>, usize)> {
-        Box::pin(async move {
-            let mut dead = self.store.table.dead(None).await.map_err(backend)?;
-            dead.retain(|d| flow_id.is_none_or(|f| d.row.flow_id == f));
-            dead.sort_by(|a, b| (a.at, &a.row.delivery_id).cmp(&(b.at, &b.row.delivery_id)));
-            let total = dead.len();
-            let after =
-                |d: &DeadDelivery| page.after.as_ref().is_none_or(|(at, id)| (d.at, &d.row.delivery_id) > (*at, id));
-            Ok((dead.into_iter().filter(after).skip(page.offset).take(page.limit).collect(), total))
-        })
+    async fn dead(&self, flow_id: Option<&str>, page: Page) -> Result<(Vec<DeadDelivery>, usize), BackendError> {
+        let mut dead = self.store.table.dead(None).await.map_err(backend)?;
+        dead.retain(|d| flow_id.is_none_or(|f| d.row.flow_id == f));
+        dead.sort_by(|a, b| (a.at, &a.row.delivery_id).cmp(&(b.at, &b.row.delivery_id)));
+        let total = dead.len();
+        let after =
+            |d: &DeadDelivery| page.after.as_ref().is_none_or(|(at, id)| (d.at, &d.row.delivery_id) > (*at, id));
+        Ok((dead.into_iter().filter(after).skip(page.offset).take(page.limit).collect(), total))
     }
 
-    fn replay<'a>(&'a self, delivery_id: &'a str, tenant: Option<&'a str>) -> Fut<'a, bool> {
-        Box::pin(async move {
-            let found = match tenant {
-                Some(t) => self.store.table.dead_one(t, delivery_id).await.map_err(backend)?,
-                None => {
-                    let dead = self.store.table.dead(None).await.map_err(backend)?;
-                    dead.into_iter().find(|d| d.row.delivery_id == delivery_id)
-                }
-            };
-            let Some(d) = found else { return Ok(false) };
-            self.store.replay(&d, self.now_ms()).await.map_err(backend)?;
-            Ok(true)
-        })
+    async fn replay(&self, delivery_id: &str, tenant: Option<&str>) -> Result<bool, BackendError> {
+        let found = match tenant {
+            Some(t) => self.store.table.dead_one(t, delivery_id).await.map_err(backend)?,
+            None => {
+                let dead = self.store.table.dead(None).await.map_err(backend)?;
+                dead.into_iter().find(|d| d.row.delivery_id == delivery_id)
+            }
+        };
+        let Some(d) = found else { return Ok(false) };
+        self.store.replay(&d, self.now_ms()).await.map_err(backend)?;
+        Ok(true)
     }
 }
 
