@@ -24,6 +24,7 @@ import json
 import os
 import random
 import signal
+import string
 import subprocess
 import threading
 import time
@@ -162,7 +163,7 @@ steps:
 ---
 id: big
 tenant: e2e
-trigger: { type: webhook, path: big, max_body: 524288 }
+trigger: { type: webhook, path: big, max_body: 1048576 }
 steps:
   - { id: big_fx, type: http, url: "RECEIVER/big", body: { json: { n: "{{ trigger.body.n }}" } } }
 """
@@ -733,16 +734,19 @@ def test_an_event_whose_publish_is_slower_than_the_settling_time_reaches_a_subsc
 
 
 def test_a_body_too_large_for_the_table_is_413_never_503(aws):
-    """300 KiB of JSON under a 512 KiB `max_body`: the run's item would pass
-    DynamoDB's 400 KB, so the ingress answers 413 (its retry would fail the
-    same way) — or stores and delivers it; never 503."""
-    body = json.dumps({"n": 1, "pad": "x" * (300 * 1024)})
+    """700 KiB of JSON that does not compress (6-bit noise), under the
+    flow's 1 MiB `max_body`: the run's item (the body compressed to ~540 KB,
+    with the rest of the run) would pass DynamoDB's 400 KB, so the ingress
+    answers 413 naming the limit (its retry would fail the same way), never
+    503. A padding of one repeated letter compresses to nothing, and 6-bit
+    noise under 512 KiB to less than 400 KB: both were answered 202 and
+    never reached the 413."""
+    alphabet = string.ascii_letters + string.digits + "-_"
+    noise = "".join(random.Random(7).choices(alphabet, k=700 * 1024))
+    body = json.dumps({"n": 1, "pad": noise})
     status, _, text = aws.api.request("POST", "/hooks/e2e/big", {"content-type": "application/json"}, body)
-    assert status in (413, 202), text
-    if status == 202:
-        aws.pump(lambda: aws.receiver.ids("/big"), 60, "the delivery")
-    else:
-        assert "400" in text or "too large" in text.lower(), text
+    assert status == 413, (status, text[:300])
+    assert "409600-byte item limit" in text, text[:300]
 
 
 def test_a_subscription_verifies_and_receives_signed_events_through_the_admin_function(aws):

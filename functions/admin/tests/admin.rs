@@ -305,3 +305,31 @@ async fn a_deployments_log_refuses_seq_paging_and_reads_a_subscriptions_attempts
     assert_eq!(read.0, 200, "{}", read.1);
     assert_eq!(read.1["entries"], json!([]), "no attempt was made (no dispatcher here)");
 }
+
+/// An event whose item would pass DynamoDB's 400 KB (data that does not
+/// compress) is refused with 413 naming the limit — never 503, which a
+/// well-behaved client sends again forever — and nothing is stored.
+#[tokio::test]
+async fn an_event_too_large_for_the_table_is_413_never_503() {
+    let env = setup_named(false, "big").await;
+    // 700 KiB of 6-bit noise: zlib keeps about three quarters of it, well
+    // over 400 KB.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let noise: String = (0..700 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(alphabet[(x % 64) as usize])
+        })
+        .collect();
+    let big = json!({"type": "big.one", "tenant": "big", "id": "evt_big", "data": {"blob": noise}});
+    let (status, body) = call(&env, "POST", "/v1/events", Some(big)).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "too_large");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("409600-byte item limit"), "names the limit: {message}");
+    let (status, listed) = call(&env, "GET", "/v1/events?tenant=big", None).await;
+    assert_eq!((status, listed["events"].as_array().map(Vec::len)), (200, Some(0)), "nothing stored: {listed}");
+}

@@ -30,6 +30,10 @@ pub enum BackendError {
     /// This deployment cannot do it (yet).
     #[error("{0}")]
     Unsupported(String),
+    /// What was asked is larger than the store can keep (a DynamoDB item
+    /// over 400 KB): the same request again fails the same way.
+    #[error("{0}")]
+    TooLarge(String),
     /// The store failed; trying again may help.
     #[error("{0}")]
     Unavailable(String),

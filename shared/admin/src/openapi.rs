@@ -170,7 +170,8 @@ fn query_param(name: &str, description: &str, schema: Value) -> Value {
 }
 
 /// One operation; every one answers 401 without the token and may answer
-/// 503 when the store fails.
+/// 503 when the store fails; one that writes what it is sent, 413 when that
+/// is more than the store keeps.
 fn op(id: &str, summary: &str, params: Vec<Value>, body: Option<Value>, responses: Vec<(&str, Value)>) -> Value {
     let mut r = Map::new();
     for (code, v) in responses {
@@ -179,6 +180,12 @@ fn op(id: &str, summary: &str, params: Vec<Value>, body: Option<Value>, response
     r.insert("401".into(), error("No or wrong bearer token."));
     r.insert("501".into(), error("This deployment cannot do this (yet)."));
     r.insert("503".into(), error("The store failed; try again."));
+    if body.is_some() {
+        r.insert(
+            "413".into(),
+            error("Larger than the store keeps (a DynamoDB item holds 400 KB): the same request fails again."),
+        );
+    }
     let mut o = json!({"operationId": id, "summary": summary, "responses": r});
     if !params.is_empty() {
         o["parameters"] = json!(params);

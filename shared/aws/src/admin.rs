@@ -104,6 +104,7 @@ fn backend(e: Error) -> BackendError {
     match e {
         Error::Duplicate(m) => BackendError::Duplicate(m),
         Error::Conflict(m) => BackendError::Conflict { field: None, message: m },
+        Error::TooLarge(m) => BackendError::TooLarge(m),
         other => BackendError::Unavailable(other.to_string()),
     }
 }

@@ -59,6 +59,8 @@ impl From<BackendError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "duplicate", format!("event `{id}` was published already"))
             }
             BackendError::Unsupported(m) => ApiError::new(StatusCode::NOT_IMPLEMENTED, "unsupported", m),
+            // Never 503: a client would send it again, forever.
+            BackendError::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
             BackendError::Unavailable(m) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store failed: {m}"))
             }

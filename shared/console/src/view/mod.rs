@@ -234,7 +234,7 @@ pub fn time_of(field: &str, text: &str) -> Result<Option<i64>, String> {
         return Ok(None);
     }
     if let Ok(ms) = t.parse::<i64>() {
-        return Ok(Some(ms));
+        return if ms >= 0 { Ok(Some(ms)) } else { Err(format!("{field}: `{t}` is before the epoch")) };
     }
     humantime::parse_rfc3339_weak(t.trim_end_matches(['Z', 'z']))
         .ok()
@@ -253,8 +253,8 @@ impl Range {
         }
         let window = LAST.iter().find(|(v, _, _)| *v == last).map_or(86_400_000, |(_, _, ms)| *ms);
         let since = from.or_else(|| since.parse().ok()).unwrap_or(match to {
-            Some(t) => t - window,
-            None => now - window,
+            Some(t) => t.saturating_sub(window),
+            None => now.saturating_sub(window),
         });
         Ok(Range { since, until: to })
     }
@@ -485,6 +485,18 @@ mod tests {
         assert_eq!(t.id(), "t7");
         t.take(&json!({"entries": [{"at": 50}]}));
         assert_eq!(t.id(), "t50");
+    }
+
+    /// Times from a query string are the sender's: the lowest `i64`
+    /// panicked a debug build (`to - window` overflowed).
+    #[test]
+    fn a_range_of_hostile_times_is_refused_or_saturates_and_never_panics() {
+        let low = i64::MIN.to_string();
+        assert!(Range::of("", "", "", &low, 0).unwrap_err().contains("before the epoch"));
+        assert!(time_of("from", "-1").is_err());
+        let far = Range::of("", "", "", &i64::MAX.to_string(), 0).unwrap();
+        assert_eq!(far.until, Some(i64::MAX));
+        assert_eq!(Range::of("", "", "", "", i64::MIN).unwrap().since, i64::MIN, "saturates");
     }
 
     #[test]
