@@ -41,7 +41,7 @@ use crate::flows::Flows;
 use crate::logger::Logger;
 use crate::secrets::Secrets;
 use crate::sender::Sender;
-use crate::store::{Job, LEASE_MS, Store, Undecodable};
+use crate::store::{Job, LEASE_MS, Leased, Store, Undecodable};
 use crate::subscriptions::Subscriptions;
 use crate::{Error, now_ms};
 
@@ -261,8 +261,8 @@ impl Runtime {
         }
     }
 
-    async fn process(self: &Arc<Self>, job: Job) {
-        let Job { id, payload, group, .. } = job;
+    async fn process(self: &Arc<Self>, job: Leased) {
+        let Job { id, payload, group, .. } = job.decode();
         let result = match payload {
             Ok(Payload::Run(run)) => run::step(self.as_ref(), &id, run).await,
             Ok(Payload::Delivery(dj)) => self.process_delivery(id.clone(), dj).await,
@@ -538,7 +538,8 @@ mod tests {
         worker.abort();
         // Kept whole: the next start makes both due again, as they were.
         rt.store.release_leases().unwrap();
-        let mut again = rt.store.lease(now_ms(), 10, 1_000).await.unwrap();
+        let mut again: Vec<Job> =
+            rt.store.lease(now_ms(), 10, 1_000).await.unwrap().into_iter().map(Leased::decode).collect();
         again.sort_by(|a, b| a.id.cmp(&b.id));
         let texts: Vec<&str> = again.iter().map(|j| j.payload.as_ref().unwrap_err().text.as_str()).collect();
         assert_eq!(texts, ["{}", "{\"run_id\": "]);

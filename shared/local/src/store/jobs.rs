@@ -39,17 +39,20 @@ pub struct Undecodable {
     pub error: String,
 }
 
-/// A job as its row holds it: decoded by [`Store::lease`], off the writer.
-pub(super) struct Row {
-    id: String,
+/// A job as its row holds it, leased: decoded ([`Leased::decode`]) by the
+/// task that runs it, so a job is allocated, read and freed on one thread.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub id: String,
     kind: String,
     payload: String,
     leases: i64,
-    group: Option<String>,
+    pub group: Option<String>,
 }
 
-impl Row {
-    fn decode(self) -> Job {
+impl Leased {
+    /// The job, its payload decoded (or why it cannot be).
+    pub fn decode(self) -> Job {
         let payload = match JobKind::parse(&self.kind) {
             Some(kind) => Payload::decode(kind, &self.payload).map_err(|e| e.to_string()),
             None => Err(format!("unknown job kind `{}`", self.kind)),
@@ -59,14 +62,14 @@ impl Row {
     }
 }
 
-pub(super) fn lease_jobs(conn: &Connection, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Row>, Error> {
+pub(super) fn lease_jobs(conn: &Connection, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Leased>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE jobs SET due_at = ?1 + ?3, leased = 1, leases = leases + 1
              WHERE id IN (SELECT id FROM jobs j WHERE due_at <= ?1 AND {GROUP_HEAD} ORDER BY due_at LIMIT ?2)
              RETURNING id, kind, payload, leases, grp"
     ))?;
     let rows = stmt.query_map(params![now, limit as i64, lease_ms], |r| {
-        Ok(Row { id: r.get(0)?, kind: r.get(1)?, payload: r.get(2)?, leases: r.get(3)?, group: r.get(4)? })
+        Ok(Leased { id: r.get(0)?, kind: r.get(1)?, payload: r.get(2)?, leases: r.get(3)?, group: r.get(4)? })
     })?;
     let mut out = Vec::new();
     for row in rows {
@@ -107,13 +110,12 @@ impl Store {
     }
 
     /// Leases up to `limit` due jobs for `lease_ms`.
-    pub async fn lease(&self, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Job>, Error> {
+    pub async fn lease(&self, now: i64, limit: usize, lease_ms: i64) -> Result<Vec<Leased>, Error> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.writer
             .send(Op::Lease { now, limit, lease_ms, reply: tx })
             .map_err(|_| Error::Unavailable("the store writer has stopped".into()))?;
-        let rows = rx.await.map_err(|_| Error::Unavailable("the store writer has stopped".into()))??;
-        Ok(rows.into_iter().map(Row::decode).collect())
+        rx.await.map_err(|_| Error::Unavailable("the store writer has stopped".into()))?
     }
 
     /// When the next job becomes due (ms), if any.

@@ -36,7 +36,7 @@ mod writer;
 
 pub use hookflow_core::commit::LogFilter;
 pub use hookflow_core::commit::{Commit, DeadDelivery, DeadRow, LogEntry, NewJob, RunRow};
-pub use jobs::{Job, LEASE_MS, Undecodable};
+pub use jobs::{Job, LEASE_MS, Leased, Undecodable};
 use writer::{Op, Staged, checkpointer};
 
 /// Columns added after the first release, added to older stores on open.
@@ -401,7 +401,7 @@ mod tests {
         }
     }
 
-    fn ids(jobs: &[Job]) -> Vec<&str> {
+    fn ids(jobs: &[Leased]) -> Vec<&str> {
         let mut v: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
         v.sort();
         v
@@ -414,7 +414,7 @@ mod tests {
         s.commit(Commit { jobs: vec![written.clone()], ..Default::default() }).await.unwrap();
         s.insert_raw_job("r:bad", "run", "{\"run_id\": 7");
         s.insert_raw_job("x:odd", "teleport", "{}");
-        let mut leased = s.lease(10, 10, 1_000).await.unwrap();
+        let mut leased: Vec<Job> = s.lease(10, 10, 1_000).await.unwrap().into_iter().map(Leased::decode).collect();
         leased.sort_by(|a, b| a.id.cmp(&b.id));
         let [ok, bad, odd] = &leased[..] else { panic!("{leased:?}") };
         assert_eq!(ok.payload, Ok(written.payload), "read back as written");

@@ -2,7 +2,7 @@
 
 use hookflow_core::commit::{EntryKind, Payload};
 
-use super::jobs::{Row, lease_jobs};
+use super::jobs::{Leased, lease_jobs};
 use super::*;
 
 pub(super) type Reply = Option<tokio::sync::oneshot::Sender<Result<(), Error>>>;
@@ -14,7 +14,7 @@ pub(super) type Reply = Option<tokio::sync::oneshot::Sender<Result<(), Error>>>;
 /// doing them here keeps one writer, with no lock contention between two).
 pub(super) enum Op {
     Commit(Box<Staged>, Reply),
-    Lease { now: i64, limit: usize, lease_ms: i64, reply: tokio::sync::oneshot::Sender<Result<Vec<Row>, Error>> },
+    Lease { now: i64, limit: usize, lease_ms: i64, reply: tokio::sync::oneshot::Sender<Result<Vec<Leased>, Error>> },
 }
 
 /// How long the writer waits to grow a batch when ops keep coming.
@@ -102,7 +102,7 @@ pub(super) fn checkpointer(conn: Connection, wal: std::path::PathBuf, alive: std
     }
 }
 
-pub(super) type LeaseOp = (i64, usize, i64, tokio::sync::oneshot::Sender<Result<Vec<Row>, Error>>);
+pub(super) type LeaseOp = (i64, usize, i64, tokio::sync::oneshot::Sender<Result<Vec<Leased>, Error>>);
 
 /// Applies a batch of commits and leases in one transaction (each
 /// transaction appends every page it touches to the WAL, so one for the
@@ -200,20 +200,41 @@ fn raw_body(state: &str) -> Option<String> {
 /// The mark of a log entry whose body is its run's.
 pub(super) const BODY_IN_RUN: &str = "body_in_run";
 
-/// A commit with its jobs' texts encoded, by the task that made it: the
-/// single writer only writes.
+/// A commit with its jobs encoded, by the task that made it: the single
+/// writer only writes, and a commit waiting in its queue holds each job
+/// once, as the text it stores (not the typed job beside it).
 pub(crate) struct Staged {
+    /// The commit, its jobs and reschedule taken out into the fields below.
     commit: Commit,
-    /// The text of each of `commit.jobs`, in order.
-    jobs: Vec<String>,
-    /// The text of the rescheduled job.
-    reschedule: Option<String>,
+    jobs: Vec<StagedJob>,
+    /// The rescheduled job: (id, its text, due at).
+    reschedule: Option<(String, String, i64)>,
+}
+
+/// A job as its row takes it.
+struct StagedJob {
+    id: String,
+    kind: &'static str,
+    text: String,
+    not_before: i64,
+    leased_for: Option<i64>,
+    group: Option<String>,
 }
 
 impl Staged {
-    pub(crate) fn of(commit: Commit) -> Self {
-        let jobs = commit.jobs.iter().map(|j| j.payload.text()).collect();
-        let reschedule = commit.reschedule.as_ref().map(|(_, job, _)| Payload::Delivery(job.clone()).text());
+    pub(crate) fn of(mut commit: Commit) -> Self {
+        let jobs = std::mem::take(&mut commit.jobs)
+            .into_iter()
+            .map(|j| StagedJob {
+                kind: j.kind().as_str(),
+                text: j.payload.text(),
+                id: j.id,
+                not_before: j.not_before,
+                leased_for: j.leased_for,
+                group: j.group,
+            })
+            .collect();
+        let reschedule = commit.reschedule.take().map(|(id, job, due)| (id, Payload::Delivery(job).text(), due));
         Staged { commit, jobs, reschedule }
     }
 }
@@ -223,7 +244,7 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, staged: &Staged) -> Result<(
     if let Some(id) = &c.done {
         exec(tx, "DELETE FROM jobs WHERE id = ?1", [id])?;
     }
-    if let (Some((id, _, not_before)), Some(payload)) = (&c.reschedule, &staged.reschedule) {
+    if let Some((id, payload, not_before)) = &staged.reschedule {
         exec(
             tx,
             "UPDATE jobs SET payload = ?2, due_at = ?3, leased = 0 WHERE id = ?1",
@@ -240,7 +261,7 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, staged: &Staged) -> Result<(
             params![r.id, r.tenant, r.flow_id, r.event_id, r.status, r.state, now],
         )?;
     }
-    for (j, payload) in c.jobs.iter().zip(&staged.jobs) {
+    for j in &staged.jobs {
         let (due, leased) = match j.leased_for {
             Some(ms) => (j.not_before + ms, 1),
             None => (j.not_before, 0),
@@ -253,7 +274,7 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, staged: &Staged) -> Result<(
                           ELSE (SELECT IFNULL(MAX(ord), 0) + 1 FROM jobs WHERE grp = ?7) END,
                      CASE WHEN json_valid(?3)
                           THEN COALESCE(json_extract(?3, '$.run_id'), json_extract(?3, '$.delivery.run_id')) END)",
-            params![j.id, j.kind().as_str(), payload, due, leased, now, j.group],
+            params![j.id, j.kind, j.text, due, leased, now, j.group],
         )?;
     }
     for l in &c.log {
