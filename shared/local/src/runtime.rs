@@ -501,12 +501,8 @@ mod tests {
         fn lines(&self, _lines: Vec<LogLine>) {}
     }
 
-    /// A job whose row this version cannot read (a kind it does not know,
-    /// a payload that is not its kind's: a newer version's) is dead to this
-    /// process, with an entry that says why: neither skipped silently nor
-    /// retried in a loop, and kept whole for the next start.
-    #[tokio::test]
-    async fn a_job_that_cannot_be_read_is_parked_whole_said_dead_and_tried_again_at_the_next_start() {
+    /// A runtime over a store of its own (no flows), and the store's folder.
+    fn runtime() -> (Arc<Runtime>, PathBuf) {
         let dir = std::env::temp_dir().join(format!("hookflow-rt-{}", uuid::Uuid::now_v7().simple()));
         let config = RuntimeConfig {
             data_dir: dir.clone(),
@@ -516,7 +512,16 @@ mod tests {
             concurrency: 2,
             subscriptions: Settings::default(),
         };
-        let rt = Runtime::new(config, Flows::default()).unwrap();
+        (Runtime::new(config, Flows::default()).unwrap(), dir)
+    }
+
+    /// A job whose row this version cannot read (a kind it does not know,
+    /// a payload that is not its kind's: a newer version's) is dead to this
+    /// process, with an entry that says why: neither skipped silently nor
+    /// retried in a loop, and kept whole for the next start.
+    #[tokio::test]
+    async fn a_job_that_cannot_be_read_is_parked_whole_said_dead_and_tried_again_at_the_next_start() {
+        let (rt, dir) = runtime();
         rt.store.insert_raw_job("r:run_1:start", "run", "{\"run_id\": ");
         rt.store.insert_raw_job("d:msg_1", "teleport", "{}");
         let worker = tokio::spawn(rt.clone().work());
@@ -548,16 +553,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_subscription_enabled_during_a_publish_gets_its_event() {
-        let dir = std::env::temp_dir().join(format!("hookflow-rt-{}", uuid::Uuid::now_v7().simple()));
-        let config = RuntimeConfig {
-            data_dir: dir.clone(),
-            target_policy: TargetPolicy::default(),
-            secrets: Secrets::default(),
-            logger: Logger::new(Default::default(), std::iter::empty()),
-            concurrency: 2,
-            subscriptions: Settings::default(),
-        };
-        let rt = Runtime::new(config, Flows::default()).unwrap();
+        let (rt, dir) = runtime();
         let new = NewSubscription {
             url: "https://receiver.invalid/hook".into(),
             event_types: vec!["order.*".into()],

@@ -16,12 +16,13 @@ const PARKED: i64 = i64::MAX;
 /// A parked job's `leased` column (1: leased; 0: neither).
 const PARKED_MARK: i64 = 2;
 
-/// A job taken from the queue, its payload decoded once, here.
+/// A job taken from the queue, its payload decoded ([`Leased::decode`]).
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: String,
     /// What it carries; a row this version cannot read is
-    /// [`Undecodable`]: the runtime makes it dead, never retries it.
+    /// [`Undecodable`]: the runtime parks it ([`Store::park_job`]), never
+    /// retries it in a loop.
     pub payload: Result<Payload, Undecodable>,
     /// How many times it has been leased, this time included.
     pub leases: i64,
