@@ -193,19 +193,12 @@ async fn settle(
     // committed, or nothing was.
     let _claim = idem.as_ref().map(|(scope, _)| Unclaim(rt.clone(), scope.clone()));
     let run_id = accepted.run.id.clone();
-    let ready = rt.lease_ready(&mut accepted.outcome.commit, 0);
     let waiter = accepted.waits.then(|| rt.wait_for_reply(&run_id));
-    let has_jobs = accepted.outcome.commit.jobs.len() > ready.len();
-    let commit = std::mem::take(&mut accepted.outcome.commit);
-    if let Err(e) = rt.store.commit(commit).await {
+    if let Err(e) = rt.commit_and_send(std::mem::take(&mut accepted.outcome.commit)).await {
         rt.forget_reply(&run_id);
         return Err(e);
     }
-    rt.dispatch(ready);
     rt.write_lines(std::mem::take(&mut accepted.outcome.lines));
-    if has_jobs {
-        rt.wake();
-    }
     let Some(waiter) = waiter else {
         return Ok(Admitted { reply: accepted.reply, timed_out: false });
     };

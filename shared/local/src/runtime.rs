@@ -28,7 +28,7 @@ use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeliveryJob, LogEntry, NewJob, Payload, RunJob, SubscriptionRow};
 use hookflow_core::engine::{self, Level};
 use hookflow_core::ports::{PortError, SecretStore};
-use hookflow_core::run::{Effect, Reply, Run};
+use hookflow_core::run::{Reply, Run};
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_core::subscription::{Event, Settings, Subscription};
 use hookflow_pipeline::delivery::{self, DeliveryPorts};
@@ -102,16 +102,6 @@ pub enum PublishError {
 }
 
 pub use hookflow_admin::Published;
-
-/// What a run's effects produced besides the rows of the commit.
-#[derive(Default)]
-pub struct Recorded {
-    /// Replies of `respond` steps.
-    pub replies: Vec<Reply>,
-    /// Deliveries inserted leased, to send once the commit is durable
-    /// ([`Runtime::dispatch`]).
-    pub ready: Vec<Ready>,
-}
 
 /// A delivery to send directly, with the worker permit it holds.
 pub struct Ready {
@@ -303,20 +293,19 @@ impl Runtime {
         self.store.commit(Commit { log: vec![entry], ..Default::default() }).await
     }
 
-    /// Adds to `commit` what `effects` of `run` ask for ([`engine::record`])
-    /// and returns its replies and the deliveries to
-    /// [`dispatch`](Self::dispatch) once the commit is durable: each
-    /// delivery due now is inserted leased while a worker permit is free.
-    /// Used by run jobs and by the inbound handler, which advances a new
-    /// run inline.
-    pub fn record_effects(&self, commit: &mut Commit, run: &Run, effects: Vec<Effect>) -> Recorded {
-        let mut step = engine::Outcome { commit: std::mem::take(commit), ..Default::default() };
-        let first_new = step.commit.jobs.len();
-        engine::record(&mut step, run, effects, now_ms());
-        self.write_lines(step.lines);
-        let ready = self.lease_ready(&mut step.commit, first_new);
-        *commit = step.commit;
-        Recorded { replies: step.replies, ready }
+    /// Commits `commit`, its deliveries due now inserted leased while a
+    /// worker permit is free ([`lease_ready`](Self::lease_ready)) and sent
+    /// from here once the commit is durable; the workers are woken for the
+    /// jobs it queued otherwise.
+    pub async fn commit_and_send(&self, mut commit: Commit) -> Result<(), Error> {
+        let ready = self.lease_ready(&mut commit, 0);
+        let queued = commit.jobs.len() > ready.len();
+        self.store.commit(commit).await?;
+        self.arc().dispatch(ready);
+        if queued {
+            self.wake();
+        }
+        Ok(())
     }
 
     /// Marks the delivery jobs of `commit` from `first` on as leased while

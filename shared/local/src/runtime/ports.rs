@@ -63,13 +63,7 @@ impl RunPorts for Runtime {
     async fn commit(&self, job_id: &str, run: &Run, out: engine::Outcome, _: ()) -> Result<(), Error> {
         let engine::Outcome { mut commit, replies, .. } = out;
         commit.done = Some(job_id.to_string());
-        let ready = self.lease_ready(&mut commit, 0);
-        let sends = commit.jobs.len() > ready.len();
-        self.store.commit(commit).await?;
-        self.arc().dispatch(ready);
-        if sends {
-            self.wake();
-        }
+        self.commit_and_send(commit).await?;
         for reply in replies {
             if let Some(tx) = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.id) {
                 let _ = tx.send(reply);
@@ -121,15 +115,8 @@ impl PublishPorts for Runtime {
         Ok(self.store.live_event(&event.tenant, &event.id, event.at)?.map(Repeat::Of))
     }
 
-    async fn commit(&self, mut commit: Commit) -> Result<(), Error> {
-        let ready = self.lease_ready(&mut commit, 0);
-        let sends = commit.jobs.len() > ready.len();
-        self.store.commit(commit).await?;
-        self.arc().dispatch(ready);
-        if sends {
-            self.wake();
-        }
-        Ok(())
+    async fn commit(&self, commit: Commit) -> Result<(), Error> {
+        self.commit_and_send(commit).await
     }
 
     fn lines(&self, lines: Vec<engine::LogLine>) {
