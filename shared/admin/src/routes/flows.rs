@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::backend::{Backend, FlowInfo};
 
 use super::Admin;
-use super::plumbing::{ApiError, ApiResult, Query, body, ok, problem};
+use super::plumbing::{ApiError, ApiResult, Query, ok, optional_body, problem};
 
 pub(super) fn flow_json(f: &FlowInfo) -> Value {
     let mut v = json!({"tenant": f.tenant, "id": f.id, "file": f.file, "trigger": f.trigger});
@@ -84,7 +84,7 @@ pub(super) async fn test_flow<B: Backend>(
         #[serde(default)]
         responses: Map<String, Value>,
     }
-    let want: Test = if bytes.iter().all(u8::is_ascii_whitespace) { Test::default() } else { body(&bytes)? };
+    let want: Test = optional_body(&bytes)?;
     let info = a.backend.flow(&tenant, &id).await?.ok_or_else(|| ApiError::not_found("such flow"))?;
     let text = info.source.unwrap_or_default();
     let flow = load_flow(std::path::Path::new(&info.file), &text).map_err(|e| match e {

@@ -98,6 +98,12 @@ pub(super) fn ok(status: StatusCode, body: Value) -> ApiResult {
     Ok((status, axum::Json(body)).into_response())
 }
 
+/// [`body`], or the document's defaults when the request sends none
+/// (an empty or blank body).
+pub(super) fn optional_body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) { Ok(T::default()) } else { body(bytes) }
+}
+
 /// Parses a JSON body; errors name the field (422) or say where the JSON
 /// breaks (400).
 pub(super) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {

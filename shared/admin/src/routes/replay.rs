@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::backend::{Backend, BackendError};
 
 use super::Admin;
-use super::plumbing::{ApiError, ApiResult, body, ok};
+use super::plumbing::{ApiError, ApiResult, ok, optional_body};
 use super::subscriptions::{subscription, view};
 
 /// How many events a replay reads, and queues, at a time.
@@ -42,7 +42,7 @@ pub(super) async fn enable_subscription<B: Backend>(
         #[serde(default)]
         since: Option<i64>,
     }
-    let want: Enable = if bytes.iter().all(u8::is_ascii_whitespace) { Enable::default() } else { body(&bytes)? };
+    let want: Enable = optional_body(&bytes)?;
     let sub = subscription(&a, &id).await?;
     let started = a.backend.now_ms();
     let settle = a.backend.settings().replay_settle.as_millis() as i64;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::backend::Backend;
 
 use super::Admin;
-use super::plumbing::{ApiError, ApiResult, body, ok};
+use super::plumbing::{ApiError, ApiResult, ok, optional_body};
 
 pub(super) async fn get_run<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {
     let (run, log) = a.backend.run(&id).await?.ok_or_else(|| ApiError::not_found("such run"))?;
@@ -31,7 +31,7 @@ pub(super) async fn replay_run<B: Backend>(
         #[serde(default)]
         key: Option<String>,
     }
-    let want: Replay = if bytes.iter().all(u8::is_ascii_whitespace) { Replay::default() } else { body(&bytes)? };
+    let want: Replay = optional_body(&bytes)?;
     if let Some(k) = &want.key
         && (k.is_empty() || k.len() > 64 || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
     {
