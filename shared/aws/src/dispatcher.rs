@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use crate::AFTER_SEND;
 use crate::batch::{Handled, Received, each_in_order, each_message, is_ordered};
-use crate::queue::{Message, RawMessage, is_due};
+use crate::queue::{RawMessage, is_due};
 use crate::secrets::Secrets;
 use crate::store::Store;
 use crate::{Error, metrics};
@@ -108,7 +108,7 @@ impl Dispatcher {
             return Ok(());
         }
         let m = raw.decode()?;
-        let mut job = job_of(&m)?;
+        let mut job = job_of(m.payload, &m.id)?;
         if let Some(Late { left_ms, needs_ms }) = too_late(job.delivery.timeout, deadline_ms, now) {
             if received.receives <= HAND_BACKS {
                 // Visible again at once (else after the queue's visibility
@@ -146,7 +146,7 @@ impl Dispatcher {
         if !is_due(due, now) {
             return Ok(Handled::Later(wait(due, now)));
         }
-        let mut job = job_of(&m)?;
+        let mut job = job_of(m.payload, &m.id)?;
         if let Some(h) = held {
             (job.attempts, job.first_at) = (h.attempts, h.first_at);
         }
@@ -276,11 +276,10 @@ fn delivery_message(body: &str) -> Result<RawMessage, Error> {
 
 /// The delivery a message carries, its timeout held to
 /// [`crate::MAX_STEP_TIMEOUT`] (a flow applied before the limit).
-fn job_of(m: &Message) -> Result<DeliveryJob, Error> {
-    let Payload::Delivery(job) = &m.payload else {
-        return Err(Error::Malformed(format!("message {}: not a delivery", m.id)));
+fn job_of(payload: Payload, id: &str) -> Result<DeliveryJob, Error> {
+    let Payload::Delivery(mut job) = payload else {
+        return Err(Error::Malformed(format!("message {id}: not a delivery")));
     };
-    let mut job = job.clone();
     job.delivery.timeout = job.delivery.timeout.min(crate::MAX_STEP_TIMEOUT);
     Ok(job)
 }

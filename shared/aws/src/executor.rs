@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::{JobKind, RunJob};
+use hookflow_core::commit::{JobKind, Payload, RunJob};
 use hookflow_core::engine::{Level, LogLine, Outcome};
 use hookflow_core::ports::{Clock, SystemClock};
 use hookflow_core::run::Run;
@@ -32,7 +32,7 @@ use serde_json::json;
 use crate::Error;
 use crate::batch::{Received, each_message};
 use crate::outbox::Outbox;
-use crate::queue::{Message, RawMessage};
+use crate::queue::RawMessage;
 use crate::store::{Applied, Store};
 use crate::table::StoredRun;
 
@@ -64,19 +64,19 @@ impl Executor {
             return Ok(());
         }
         let m = raw.decode()?;
-        let Some(job) = m.payload.as_run().cloned() else {
+        let Payload::Run(job) = m.payload else {
             return Err(Error::Malformed(format!("message {}: not a run's input", m.id)));
         };
-        run::step(&RunInput { executor: self, message: &m, receives: received.receives }, &m.id, job).await
+        run::step(&RunInput { executor: self, tenant: &m.tenant, receives: received.receives }, &m.id, job).await
     }
 
     /// Logs the log items a commit left unwritten (its run stands).
-    fn unlogged(&self, m: &Message, applied: Applied) {
+    fn unlogged(&self, job_id: &str, tenant: &str, applied: Applied) {
         if let Some(e) = applied.unlogged {
             self.logger.log(
                 Level::Warn,
                 "log items of a run's commit not written",
-                json!({"job": m.id, "tenant": m.tenant, "error": e.to_string()}),
+                json!({"job": job_id, "tenant": tenant, "error": e.to_string()}),
             );
         }
     }
@@ -85,7 +85,7 @@ impl Executor {
 /// One message's input, as the run pipeline's ports.
 struct RunInput<'a> {
     executor: &'a Executor,
-    message: &'a Message,
+    tenant: &'a str,
     receives: u32,
 }
 
@@ -113,7 +113,7 @@ impl RunPorts for RunInput<'_> {
     }
 
     async fn dropped(&self, job_id: &str, _job: &RunJob, why: &str) -> Result<(), Error> {
-        let fields = json!({"job": job_id, "tenant": self.message.tenant, "reason": why});
+        let fields = json!({"job": job_id, "tenant": self.tenant, "reason": why});
         self.executor.logger.log(Level::Warn, "run input dropped", fields);
         Ok(())
     }
@@ -129,9 +129,9 @@ impl RunPorts for RunInput<'_> {
         self.executor.logger.log(
             Level::Info,
             "run input applied already: its messages sent again",
-            json!({"job": job_id, "tenant": self.message.tenant, "messages": again.messages, "receives": self.receives}),
+            json!({"job": job_id, "tenant": self.tenant, "messages": again.messages, "receives": self.receives}),
         );
-        self.executor.unlogged(self.message, again);
+        self.executor.unlogged(job_id, self.tenant, again);
         Ok(true)
     }
 
@@ -142,7 +142,7 @@ impl RunPorts for RunInput<'_> {
     async fn commit(&self, job_id: &str, _run: &Run, out: Outcome, kept: Kept) -> Result<(), Error> {
         let store = &self.executor.store;
         let applied = store.apply_from(out.commit, Some(job_id), Some(&kept.log), SystemClock.now_ms()).await?;
-        self.executor.unlogged(self.message, applied);
+        self.executor.unlogged(job_id, self.tenant, applied);
         Ok(())
     }
 }

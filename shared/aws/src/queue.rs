@@ -63,16 +63,6 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn of(job: &NewJob) -> Self {
-        Message {
-            id: job.id.clone(),
-            payload: job.payload.clone(),
-            not_before: job.not_before,
-            tenant: job.tenant.clone(),
-            group: job.group.clone(),
-        }
-    }
-
     pub fn kind(&self) -> JobKind {
         self.payload.kind()
     }
