@@ -23,6 +23,7 @@ import http.server
 import json
 import os
 import random
+import re
 import signal
 import string
 import subprocess
@@ -54,6 +55,8 @@ class Receiver(http.server.ThreadingHTTPServer):
         self.seen = collections.Counter()
         self.ordered = []  # (key, n, status) of every event attempt to /subscriber-ordered
         self.chaos = []  # (path, n, webhook-id, status) of every attempt to /chaos-*
+        self.stuck = []  # (key, n, webhook-id, status) of every event attempt to /subscriber-stuck
+        self.stuck_fails = True  # whether /subscriber-stuck fails every attempt of key `stuck`
         self.chaos_coin = random.Random(30)
         self.coin = random.Random(5)
         self.lock = threading.Lock()
@@ -93,6 +96,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 out = json.dumps({"token": doc["token"]}).encode()
             elif self.path.startswith("/subscriber-gone"):
                 status = 410
+            elif self.path == "/subscriber-stuck":
+                with self.server.lock:
+                    key = doc["data"]["key"]
+                    status = 500 if key == "stuck" and self.server.stuck_fails else 200
+                    self.server.stuck.append((key, doc["data"]["n"], headers.get("webhook-id"), status))
             elif self.path == "/subscriber-ordered":
                 # Fails a quarter of the attempts, at random.
                 with self.server.lock:
@@ -196,10 +204,11 @@ class Aws:
         self.deliveries_url = names["HOOKFLOW_DELIVERIES_QUEUE_URL"]
         self.ordered_url = names["HOOKFLOW_ORDERED_QUEUE_URL"]
         self.deliveries_dlq = self.sqs.get_queue_url(QueueName="e2e-deliveries-dlq")["QueueUrl"]
+        self.ordered_dlq = self.sqs.get_queue_url(QueueName="e2e-ordered-dlq.fifo")["QueueUrl"]
         # The template's visibility timeout is 6x the function timeout; the
         # harness shortens it so that what a failed invocation leaves comes
         # back within the test.
-        for url in (self.runs_url, self.deliveries_url, self.ordered_url):
+        for url in (self.runs_url, self.deliveries_url, self.ordered_url, self.deliveries_dlq, self.ordered_dlq):
             self.sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "2"})
 
         flows = tmp / "flows"
@@ -220,6 +229,7 @@ class Aws:
             "HOOKFLOW_TABLE": self.table, "HOOKFLOW_RUNS_QUEUE_URL": self.runs_url,
             "HOOKFLOW_DELIVERIES_QUEUE_URL": self.deliveries_url,
             "HOOKFLOW_ORDERED_QUEUE_URL": self.ordered_url,
+            "HOOKFLOW_DEAD_LETTER_ARNS": names["HOOKFLOW_DEAD_LETTER_ARNS"],
             "HOOKFLOW_ALLOW_PRIVATE_TARGETS": "127.0.0.0/8",
             # Subscription retries after 1 s (the template keeps the
             # Standard Webhooks schedule): ten for events, two for the
@@ -236,12 +246,18 @@ class Aws:
                                              arn(self.deliveries_url))
         self.ordered = EventSourceMapping(self.sqs, self.watch, "dispatcher", self.ordered_url,
                                           arn(self.ordered_url))
+        # The template maps the two delivery DLQs to the dispatcher, which
+        # reads them back into dead deliveries.
+        self.dead_letters = [EventSourceMapping(self.sqs, self.watch, "dispatcher", url, arn(url))
+                             for url in (self.deliveries_dlq, self.ordered_dlq)]
 
-    def restart_functions(self):
+    def restart_functions(self, **env):
+        """The functions started again, with `env` over the harness's
+        variables (until the next restart)."""
         self.watch.stop()
-        self.watch = Watch(self.watch_env, self.tmp / "watch-2.log")
+        self.watch = Watch(dict(self.watch_env, **env), self.tmp / f"watch-{len(self.logs) + 1}.log")
         self.logs.append(self.watch.log_path)
-        for user in (self.api, self.runs, self.deliveries, self.ordered):
+        for user in (self.api, self.runs, self.deliveries, self.ordered, *self.dead_letters):
             user.watch = self.watch
 
     def hookflow(self, *args):
@@ -266,6 +282,8 @@ class Aws:
             self.runs.poll_once(wait=0)
             self.deliveries.poll_once(wait=0)
             self.ordered.poll_once(wait=0)
+            for esm in self.dead_letters:
+                esm.poll_once(wait=0)
             return until()
         return wait_for(step, timeout, what, interval=0.2)
 
@@ -389,8 +407,14 @@ def test_a_poisoned_message_ends_in_the_dlq_while_its_neighbours_are_delivered(a
     aws.sqs.send_message(QueueUrl=aws.deliveries_url, MessageBody="{not a job")
     aws.pump(lambda: len(aws.receiver.ids("/ok")) >= before + 3, 60, "the three neighbours")
     aws.pump(lambda: aws.queue_depth(aws.deliveries_dlq) == 1, 60, "the poisoned message in the DLQ")
-    body = aws.sqs.receive_message(QueueUrl=aws.deliveries_dlq, WaitTimeSeconds=1)["Messages"][0]["Body"]
-    assert body == "{not a job"
+    # The dispatcher reads the DLQ back into dead deliveries; what it
+    # cannot read stays there, under the DLQ's alarm.
+    got = []
+    wait_for(lambda: got.extend(aws.dead_letters[0].receive(wait=1)) or got, 10, "the DLQ's message")
+    assert [m["Body"] for m in got] == ["{not a job"]
+    ok, failed = aws.dead_letters[0].deliver(got)
+    assert ok and failed == {got[0]["MessageId"]}, "not read back: it is no delivery"
+    assert aws.queue_depth(aws.deliveries_dlq) == 1
 
 
 def test_killing_the_dispatcher_in_the_middle_of_a_batch_loses_nothing(aws):
@@ -930,6 +954,90 @@ def test_per_key_ordering_holds_through_the_fifo_queue_under_a_receiver_failing_
     assert failed > 10, f"the receiver failed {failed} attempts: the retries were exercised"
     assert aws.queue_depth(aws.ordered_url) == 0
     print(f"per-key ordering on AWS: {len(attempts)} attempts, {failed} failed, for {keys * per_key} events")
+
+
+@pytest.mark.parametrize("receive_limit", [3, 1000])
+def test_a_key_stuck_past_the_ordered_queues_limits_ends_dead_and_listed_then_replays(aws, receive_limit):
+    """One key's receiver fails every attempt while other keys succeed, on
+    an ordered queue that keeps messages 60 s (SQS's least), with retries
+    every 4 s (a ladder longer than the retention). Nothing may vanish
+    with the queue. With a receive limit of 3, every attempt and every
+    hand-back behind a failing head spends a receive: the key's messages
+    reach the DLQ and are read back. With the template's 1,000, the head's
+    retries end by the retention less a quarter, and the messages behind
+    it, by then as old, get one attempt or none. Either way each of the
+    stuck key's events is listed in `/v1/dead` and replays under its
+    webhook-id, and the other keys arrive complete and in order."""
+    sqs, admin = aws.sqs, aws.admin
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=aws.ordered_dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    tight = {"MessageRetentionPeriod": "60",
+             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(receive_limit)})}
+    kept = sqs.get_queue_attributes(QueueUrl=aws.ordered_url, AttributeNames=["MessageRetentionPeriod",
+                                                                              "RedrivePolicy"])["Attributes"]
+    status, sub = admin("POST", "/v1/subscriptions", {
+        "url": aws.receiver.base + "/subscriber-stuck", "event_types": [f"stuck{receive_limit}.*"], "tenant": "e2e",
+        "ordering": "per_key", "key": "{{ data.key }}"})
+    assert status == 201, sub
+    SECRETS.append(sub["secret"].removeprefix("whsec_"))
+    aws.pump(lambda: admin("GET", f"/v1/subscriptions/{sub['id']}")[1]["status"] == "active", 60, "active")
+    sqs.set_queue_attributes(QueueUrl=aws.ordered_url, Attributes=tight)
+    with aws.receiver.lock:
+        aws.receiver.stuck_fails = True
+        seen_before = len(aws.receiver.stuck)
+    aws.restart_functions(HOOKFLOW_ORDERED_RETENTION="60s", HOOKFLOW_EVENT_RETRY=",".join(["4s"] * 30))
+    try:
+        events = {}  # (key, n) -> event id
+        for n in range(4):
+            for key in ("stuck", "ok-a", "ok-b"):
+                status, out = admin("POST", "/v1/events", {"type": f"stuck{receive_limit}.placed", "tenant": "e2e",
+                                                          "data": {"key": key, "n": n}})
+                assert (status, out["deliveries"]) == (202, 1), out
+                events[(key, n)] = out["id"]
+        stuck_ids = {events[("stuck", n)] for n in range(4)}
+
+        def dead_of_stuck():
+            status, page = admin("GET", "/v1/dead?tenant=e2e")
+            assert status == 200, page
+            # An event's delivery: its run id is the event's id.
+            return {d["run_id"]: d for d in page["dead"] if d["run_id"] in stuck_ids}
+
+        aws.pump(lambda: len(dead_of_stuck()) == 4 and aws.queue_depth(aws.ordered_url) == 0
+                 and aws.queue_depth(aws.ordered_dlq) == 0, 150, "every stuck event dead and listed")
+        dead = dead_of_stuck()
+        reasons = sorted(d["reason"] for d in dead.values())
+        from_dlq = [r for r in reasons if "dead-letter queue" in r]
+        if receive_limit == 3:
+            assert len(from_dlq) == 4, reasons
+        else:
+            assert not from_dlq, reasons
+            # The head: several attempts, its ladder cut by the retention.
+            assert any(re.search(r"gave up after ([2-9]|\d\d) attempt", r) for r in reasons), reasons
+        with aws.receiver.lock:
+            attempts = aws.receiver.stuck[seen_before:]
+        for key in ("ok-a", "ok-b"):
+            got = [n for k, n, _, status in attempts if k == key and status < 300]
+            assert got == [0, 1, 2, 3], f"{key} arrived complete and in order beside the stuck key: {got}"
+        assert {n for k, n, _, _ in attempts if k == "stuck"} <= {0, 1, 2, 3}
+        assert [n for k, n, _, _ in attempts if k == "stuck"][0] == 0, "the key's head went first"
+    finally:
+        sqs.set_queue_attributes(QueueUrl=aws.ordered_url, Attributes=kept)
+        aws.restart_functions()
+        with aws.receiver.lock:
+            aws.receiver.stuck_fails = False
+
+    # Replayed once the receiver is fixed: each under its webhook-id.
+    for event_id, d in dead.items():
+        status, out = admin("POST", f"/v1/dead/{d['delivery_id']}/replay?tenant=e2e")
+        assert status == 202, out
+
+    ids = {d["delivery_id"] for d in dead.values()}
+
+    def replayed():
+        with aws.receiver.lock:
+            return {wid for k, _, wid, status in aws.receiver.stuck if wid in ids and status < 300}
+
+    aws.pump(lambda: replayed() == ids, 60, "the four replayed, each under its webhook-id")
+    assert not dead_of_stuck(), "forgotten once replayed"
 
 
 def readable(value):

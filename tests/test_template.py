@@ -53,7 +53,12 @@ def test_queue_visibility_is_at_least_six_times_the_consumer_timeout_and_has_a_d
             q = R[queue]["Properties"]
             assert q["VisibilityTimeout"] >= 6 * timeout, (name, queue)
             assert q["MaximumMessageSize"] == 1048576  # SQS's largest (1 MiB); jobs are checked against it
-            assert q["RedrivePolicy"]["maxReceiveCount"] >= 1
+            if queue.endswith("DLQ"):
+                # Read back into dead deliveries; nothing after it: what
+                # cannot be read stays, under the DLQ's alarm.
+                assert "RedrivePolicy" not in q, queue
+            else:
+                assert q["RedrivePolicy"]["maxReceiveCount"] >= 1
             assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"], name
             assert "MaximumConcurrency" in event["Properties"]["ScalingConfig"], name
 
@@ -77,8 +82,19 @@ def test_ordered_deliveries_have_a_fifo_queue_that_keeps_messages_through_their_
     # A message stays through the Standard Webhooks ladder (about 3.2
     # days), and may wait behind the messages ahead of it in its group.
     assert q["MessageRetentionPeriod"] == 14 * 86400
-    # Every attempt and every failing attempt ahead of it is a receive.
-    assert q["RedrivePolicy"]["maxReceiveCount"] >= 50
+    # Every attempt and every failing attempt ahead of it is a receive: the
+    # limit is SQS's highest, and decides nothing but where a message that
+    # never gets handled is read back from.
+    assert q["RedrivePolicy"]["maxReceiveCount"] == 1000
+    dispatcher_env = R["DispatcherFunction"]["Properties"]["Environment"]["Variables"]
+    # The dispatcher ends an ordered delivery before the queue drops it:
+    # it must know the queue's retention.
+    assert dispatcher_env["HOOKFLOW_ORDERED_RETENTION"] == f"{q['MessageRetentionPeriod'] // 86400}d"
+    # Both delivery DLQs are read back into dead deliveries.
+    arns = dispatcher_env["HOOKFLOW_DEAD_LETTER_ARNS"]["Join"][1]
+    assert arns == [{"GetAtt": "DeliveriesDLQ.Arn"}, {"GetAtt": "OrderedDeliveriesDLQ.Arn"}]
+    sources = {e["Properties"]["Queue"]["GetAtt"] for e in R["DispatcherFunction"]["Properties"]["Events"].values()}
+    assert {"DeliveriesDLQ.Arn", "OrderedDeliveriesDLQ.Arn"} <= sources
     assert T["Globals"]["Function"]["Environment"]["Variables"]["HOOKFLOW_ORDERED_QUEUE_URL"] == {
         "Ref": "OrderedDeliveriesQueue"}
     dispatcher = R["DispatcherFunction"]["Properties"]

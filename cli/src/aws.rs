@@ -144,6 +144,7 @@ pub fn local_up(prefix: &str) -> Result<ExitCode> {
     println!("export HOOKFLOW_RUNS_QUEUE_URL={}", p.runs_queue_url);
     println!("export HOOKFLOW_DELIVERIES_QUEUE_URL={}", p.deliveries_queue_url);
     println!("export HOOKFLOW_ORDERED_QUEUE_URL={}", p.ordered_queue_url);
+    println!("export HOOKFLOW_DEAD_LETTER_ARNS={}", p.dead_letter_arns.join(","));
     println!("# DLQs: {} {} {}", p.runs_dlq_url, p.deliveries_dlq_url, p.ordered_dlq_url);
     Ok(ExitCode::SUCCESS)
 }

@@ -22,6 +22,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         sender: Sender::new(TargetPolicy::allowing(config.allow_private_targets.clone()))?,
         logger: Logger::new(Format::Json, std::iter::empty()).min_level(&config.log_level),
         settings: config.subscriptions.clone(),
+        ordered_retention: config.ordered_retention,
+        dead_letter_arns: config.dead_letter_arns.clone(),
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         let dispatcher = dispatcher.clone();

@@ -285,3 +285,100 @@ async fn an_attempt_that_cannot_finish_before_the_deadline_is_handed_back_unstar
     assert_eq!(ids.len(), 3, "three deliveries, each once: {ids:?}");
     assert_eq!(w.poll().await, (0, 0), "nothing left");
 }
+
+/// The subscription of the ordered tests: `per_key` on `data.k`, active,
+/// its keyring in Secrets Manager.
+async fn ordered_subscription(w: &common::World, url: &str) -> hookflow_core::subscription::Subscription {
+    use hookflow_core::commit::{Commit, SubscriptionRow};
+    use hookflow_core::subscription::{NewSubscription, Ordering, Status};
+    let new = NewSubscription {
+        url: url.to_string(),
+        event_types: vec!["order.*".into()],
+        ordering: Ordering::PerKey,
+        key: Some("{{ data.k }}".into()),
+        ..Default::default()
+    };
+    let (mut sub, ring) = new.create(1_000).unwrap();
+    sub.status = Status::Active;
+    w.dispatcher.secrets.put(&sub.keyring_name(), &ring.to_text()).await.unwrap();
+    let table = &w.dispatcher.store.table;
+    table.write(&Commit { subscriptions: vec![SubscriptionRow::of(&sub)], ..Default::default() }, 1_000).await.unwrap();
+    sub
+}
+
+#[tokio::test]
+async fn an_ordered_delivery_ends_dead_and_listed_before_its_queue_would_drop_it() {
+    use hookflow_core::subscription::{NewEvent, Settings};
+
+    let w = world("dk").await;
+    let (receiver, url) = Receiver::start(&[500], "ok").await;
+    let sub = ordered_subscription(&w, &url).await;
+    // Retries an hour apart: the queue's retention ends them first.
+    let hourly = Settings::default().with_schedules(&[std::time::Duration::from_secs(3600)], &[]);
+    for n in 0..2 {
+        let data = serde_json::json!({"n": n, "k": "a"});
+        let event = NewEvent { kind: "order.paid".into(), data, ..Default::default() }.into_event(2_000).unwrap();
+        let job = sub.event_job(&event, &event.envelope().to_string(), &hourly, 2_000);
+        w.dispatcher.store.queues.send(&[job], 2_000).await.unwrap();
+    }
+    // As if the queue had held them for most of its retention (14 days,
+    // given up a day before): the head has ten minutes left, less than
+    // its retry's hour; the one behind it is a minute past its limit.
+    let now = hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock);
+    let day = 86_400_000;
+    let polled = hookflow_aws::testing::poll(&w.sqs, &w.p.ordered_queue_url, |mut event| {
+        assert_eq!(event.records.len(), 2, "one batch holds the key's two messages");
+        for (r, sent) in event.records.iter_mut().zip([now - 13 * day + 600_000, now - 13 * day - 60_000]) {
+            r.attributes.insert("SentTimestamp".into(), sent.to_string());
+        }
+        w.dispatcher.handle(event)
+    })
+    .await;
+    assert_eq!(polled, (2, 0), "both done with: neither is left for the queue to drop");
+    assert_eq!(receiver.seen().len(), 1, "the head attempted once; the one past its limit not at all");
+    let dead = w.dispatcher.store.table.dead(Some(&sub.tenant)).await.unwrap();
+    let reasons: Vec<&str> = dead.iter().map(|d| d.row.reason.as_str()).collect();
+    assert_eq!(dead.len(), 2, "both listed, replayable: {reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("gave up after 1 attempt")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("retention (14days) nearly ran out")), "{reasons:?}");
+    let items = w.ddb.scan().table_name(&w.p.table).send().await.unwrap();
+    assert!(!hookflow_aws::testing::readable(items.items()).contains("HELD#"), "no held state left");
+    assert_eq!(w.poll_ordered().await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_delivery_in_a_dead_letter_queue_is_read_back_as_a_dead_delivery_and_replays_with_its_id() {
+    let w = world("dq").await;
+    let (receiver, url) = Receiver::start(&[], "ok").await;
+    let job = delivery(&url, 7);
+    let delivery_id = job.payload.as_delivery().unwrap().delivery.id.clone();
+    // What the queue's redrive does: the message, as it was sent, moved to
+    // the DLQ.
+    w.dispatcher.store.queues.send(&[job], 0).await.unwrap();
+    let sqs = &w.sqs;
+    let got = sqs.receive_message().queue_url(&w.p.deliveries_queue_url).send().await.unwrap();
+    let [m] = got.messages() else { panic!("one message: {got:?}") };
+    sqs.send_message().queue_url(&w.p.deliveries_dlq_url).message_body(m.body().unwrap()).send().await.unwrap();
+    sqs.delete_message()
+        .queue_url(&w.p.deliveries_queue_url)
+        .receipt_handle(m.receipt_handle().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let polled = hookflow_aws::testing::poll(sqs, &w.p.deliveries_dlq_url, |e| w.dispatcher.handle(e)).await;
+    assert_eq!(polled, (1, 0), "read back and deleted");
+    let table = &w.dispatcher.store.table;
+    let dead = table.dead(Some("acme")).await.unwrap();
+    let [d] = &dead[..] else { panic!("listed: {dead:?}") };
+    assert_eq!(d.row.delivery_id, delivery_id);
+    assert!(d.row.reason.contains("dead-letter queue"), "{}", d.row.reason);
+    assert!(receiver.seen().is_empty(), "reading back sends nothing");
+
+    w.dispatcher.store.replay(d, 1).await.unwrap();
+    assert_eq!(w.poll().await, (1, 0));
+    let seen = receiver.seen();
+    let [req] = &seen[..] else { panic!("replayed once: {seen:?}") };
+    assert!(req.contains(&format!("webhook-id: {delivery_id}")), "the same webhook-id: {req}");
+    assert!(table.dead(Some("acme")).await.unwrap().is_empty(), "forgotten once replayed");
+}

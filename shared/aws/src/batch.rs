@@ -21,10 +21,15 @@ use tokio::task::JoinSet;
 use crate::Error;
 use crate::queue::Queues;
 
+/// The ARN of the queue `event` comes from.
+pub fn source(event: &SqsEvent) -> Option<&str> {
+    event.records.first().and_then(|r| r.event_source_arn.as_deref())
+}
+
 /// Whether `event` comes from a FIFO queue (its source's name ends in
 /// `.fifo`).
 pub fn is_ordered(event: &SqsEvent) -> bool {
-    event.records.first().and_then(|r| r.event_source_arn.as_deref()).is_some_and(|arn| arn.ends_with(".fifo"))
+    source(event).is_some_and(|arn| arn.ends_with(".fifo"))
 }
 
 /// What became of one message of an ordered batch.
@@ -53,7 +58,7 @@ pub async fn each_in_order<F, Fut>(
     one: F,
 ) -> SqsBatchResponse
 where
-    F: Fn(String) -> Fut + Clone + Send + 'static,
+    F: Fn(Received) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<Handled, Error>> + Send + 'static,
 {
     let mut groups: Vec<(String, Vec<SqsMessage>)> = Vec::new();
@@ -81,7 +86,7 @@ where
                     visibility.push((receipt, 0));
                     continue;
                 }
-                match one(r.body.unwrap_or_default()).await {
+                match one(Received::of(r)).await {
                     Ok(Handled::Done) => continue,
                     Ok(Handled::Later(wait)) => visibility.push((receipt, wait.as_millis().div_ceil(1000) as i64)),
                     Err(e) => failed_message(&log, &id, &e.to_string()),
@@ -141,12 +146,22 @@ pub struct Received {
     pub receives: u32,
     /// Its receipt handle (to make it visible again at once).
     pub receipt: String,
+    /// When it was sent to its queue (`SentTimestamp`, ms): the queue's
+    /// retention counts from then. `None` when the event does not say.
+    pub sent_at: Option<i64>,
 }
 
 impl Received {
     fn of(record: SqsMessage) -> Self {
-        let receives = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
-        Received { body: record.body.unwrap_or_default(), receives, receipt: record.receipt_handle.unwrap_or_default() }
+        let number = |k: &str| record.attributes.get(k).and_then(|n| n.parse::<i64>().ok());
+        let receives = number("ApproximateReceiveCount").map_or(1, |n| n.clamp(1, u32::MAX as i64) as u32);
+        let sent_at = number("SentTimestamp");
+        Received {
+            body: record.body.unwrap_or_default(),
+            receives,
+            receipt: record.receipt_handle.unwrap_or_default(),
+            sent_at,
+        }
     }
 }
 

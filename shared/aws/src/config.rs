@@ -43,6 +43,14 @@ pub struct AwsConfig {
     /// [`Settings`] otherwise. The admin function and the dispatcher must
     /// agree: set them in the template's `Globals`.
     pub subscriptions: Settings,
+    /// How long the ordered queue keeps a message
+    /// (`HOOKFLOW_ORDERED_RETENTION`, a span; default `14d`, the
+    /// template's `MessageRetentionPeriod`): an ordered delivery is given up
+    /// before the queue would drop it ([`crate::dispatcher`]).
+    pub ordered_retention: Duration,
+    /// The dead-letter queues whose messages the dispatcher reads back into
+    /// dead deliveries (`HOOKFLOW_DEAD_LETTER_ARNS`, comma-separated ARNs).
+    pub dead_letter_arns: Vec<String>,
 }
 
 impl AwsConfig {
@@ -101,7 +109,26 @@ impl AwsConfig {
                 _ => return Err(Error::Config(format!("{k}: one span, e.g. `5d`"))),
             }
         }
+        let ordered_retention = match spans("HOOKFLOW_ORDERED_RETENTION")?.as_slice() {
+            [] => Duration::from_secs(14 * 86_400),
+            [one] if *one >= Duration::from_secs(60) => *one,
+            _ => {
+                return Err(Error::Config(
+                    "HOOKFLOW_ORDERED_RETENTION: one span of at least 60s, the ordered queue's MessageRetentionPeriod"
+                        .into(),
+                ));
+            }
+        };
+        let dead_letter_arns = get("HOOKFLOW_DEAD_LETTER_ARNS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+            .collect();
         Ok(AwsConfig {
+            ordered_retention,
+            dead_letter_arns,
             allow_private_targets,
             subscriptions,
             ordered_queue_url: get("HOOKFLOW_ORDERED_QUEUE_URL").filter(|v| !v.is_empty()),
@@ -141,6 +168,7 @@ mod tests {
         assert!(e.to_string().contains("HOOKFLOW_LOG_RETENTION_DAYS: `two weeks`"), "{e}");
         assert_eq!(c.ordered_queue_url, None);
         assert_eq!(c.subscriptions.disable_after, Settings::default().disable_after);
+        assert_eq!((c.ordered_retention, c.dead_letter_arns.len()), (Duration::from_secs(1_209_600), 0));
     }
 
     #[test]
@@ -150,6 +178,8 @@ mod tests {
             "HOOKFLOW_EVENT_RETRY" => Some("1s, 2s".to_string()),
             "HOOKFLOW_DISABLE_AFTER" => Some("3d".to_string()),
             "HOOKFLOW_ORDERED_QUEUE_URL" => Some("fifo".to_string()),
+            "HOOKFLOW_ORDERED_RETENTION" => Some("2m".to_string()),
+            "HOOKFLOW_DEAD_LETTER_ARNS" => Some("arn:a, arn:b.fifo".to_string()),
             _ => None,
         };
         let c = AwsConfig::from_lookup(env).unwrap();
@@ -160,10 +190,14 @@ mod tests {
         assert_ne!(c.subscriptions.retry, Settings::default().retry);
         assert_eq!(c.subscriptions.disable_after, Duration::from_secs(3 * 86_400));
         assert_eq!(c.ordered_queue_url.as_deref(), Some("fifo"));
+        assert_eq!(c.ordered_retention, Duration::from_secs(120));
+        assert_eq!(c.dead_letter_arns, ["arn:a", "arn:b.fifo"]);
         let bad = |k: &'static str, v: &'static str| move |q: &str| if q == k { Some(v.to_string()) } else { env(q) };
         let e = AwsConfig::from_lookup(bad("HOOKFLOW_EVENT_RETRY", "1s,soon")).unwrap_err();
         assert!(e.to_string().contains("HOOKFLOW_EVENT_RETRY: `soon`"), "{e}");
         let e = AwsConfig::from_lookup(bad("HOOKFLOW_ROTATION_GRACE", "1h,2h")).unwrap_err();
         assert!(e.to_string().contains("HOOKFLOW_ROTATION_GRACE"), "{e}");
+        let e = AwsConfig::from_lookup(bad("HOOKFLOW_ORDERED_RETENTION", "30s")).unwrap_err();
+        assert!(e.to_string().contains("HOOKFLOW_ORDERED_RETENTION: one span of at least 60s"), "{e}");
     }
 }

@@ -24,11 +24,22 @@
 //! progress (attempts made, when the next is due: [`Store::apply_ordered`])
 //! and the message is kept invisible until then, holding back the rest of
 //! its key.
+//!
+//! **What the queues do on their own.** SQS drops a message its retention
+//! outlived and moves one received `maxReceiveCount` times to its
+//! dead-letter queue; neither may lose an accepted event. An ordered
+//! delivery's retries end by [`keep_until`] (its queue's retention less a
+//! margin), and one still queued then is given up unsent: dead, listed and
+//! replayable ([`delivery::given_up`]). A message of a dead-letter queue
+//! (`HOOKFLOW_DEAD_LETTER_ARNS`) is read back the same way
+//! ([`Dispatcher::dead_lettered`]), so the receive limit — which the
+//! ordered queue's followers spend on every hand-back — decides nothing
+//! but where a message is given up from.
 
 use std::sync::Arc;
 
 use crate::AFTER_SEND;
-use crate::batch::{Handled, Received, each_in_order, each_message, is_ordered};
+use crate::batch::{Handled, Received, each_in_order, each_message, is_ordered, source};
 use crate::queue::{RawMessage, is_due};
 use crate::secrets::Secrets;
 use crate::store::Store;
@@ -72,6 +83,12 @@ pub struct Dispatcher {
     pub logger: Logger,
     /// Subscriptions' retry schedules and health window.
     pub settings: Settings,
+    /// How long the ordered queue keeps a message
+    /// ([`crate::AwsConfig::ordered_retention`]).
+    pub ordered_retention: std::time::Duration,
+    /// The dead-letter queues read back into dead deliveries
+    /// ([`crate::AwsConfig::dead_letter_arns`]).
+    pub dead_letter_arns: Vec<String>,
 }
 
 impl Dispatcher {
@@ -83,11 +100,18 @@ impl Dispatcher {
     /// Handles one SQS batch within an invocation that ends at
     /// `deadline_ms` (wall clock, from the Lambda context).
     pub async fn handle_by(self: &Arc<Self>, event: SqsEvent, deadline_ms: Option<i64>) -> SqsBatchResponse {
+        if source(&event).is_some_and(|arn| self.dead_letter_arns.iter().any(|d| d == arn)) {
+            return each_message(event, &self.logger, |m| {
+                let me = self.clone();
+                async move { me.dead_lettered(&m).await }
+            })
+            .await;
+        }
         if is_ordered(&event) {
             let me = self.clone();
-            return each_in_order(event, &self.logger, &self.store.queues, move |body| {
+            return each_in_order(event, &self.logger, &self.store.queues, move |m| {
                 let me = me.clone();
-                async move { me.ordered(&body, deadline_ms).await }
+                async move { me.ordered(&m, deadline_ms).await }
             })
             .await;
         }
@@ -137,34 +161,89 @@ impl Dispatcher {
 
     /// One message of the ordered queue: its held state says which attempt
     /// is next and when; an attempt that is not the last one keeps the
-    /// message.
-    async fn ordered(&self, body: &str, deadline_ms: Option<i64>) -> Result<Handled, Error> {
-        let m = delivery_message(body)?.decode()?;
+    /// message. Its retries end by [`keep_until`], and past that it is
+    /// given up unsent, before the queue would drop it.
+    async fn ordered(&self, received: &Received, deadline_ms: Option<i64>) -> Result<Handled, Error> {
+        let m = delivery_message(&received.body)?.decode()?;
         let held = self.store.table.held(&m.id).await?;
-        let due = held.map_or(m.not_before, |h| h.due);
-        let now = SystemClock.now_ms();
-        if !is_due(due, now) {
-            return Ok(Handled::Later(wait(due, now)));
-        }
         let mut job = job_of(m.payload, &m.id)?;
         if let Some(h) = held {
             (job.attempts, job.first_at) = (h.attempts, h.first_at);
         }
+        let (store, id) = (&self.store, m.id.as_str());
+        let apply = |c: Commit, now: i64, _: Option<Subscription>| store.apply_ordered(c, id, held.is_some(), now);
+        let until = received.sent_at.map_or(i64::MAX, |sent| keep_until(sent, self.ordered_retention));
+        let now = SystemClock.now_ms();
+        if now >= until {
+            let why = format!(
+                "given up unsent: held behind its key's earlier deliveries until the ordered queue's retention ({}) \
+                 nearly ran out",
+                hookflow_core::duration::Span(self.ordered_retention)
+            );
+            delivery::commit(self, delivery::given_up(self, id, &job, &why), apply).await?;
+            return Ok(Handled::Done);
+        }
+        let due = held.map_or(m.not_before, |h| h.due).min(until);
+        if !is_due(due, now) {
+            return Ok(Handled::Later(wait(due, now)));
+        }
         if too_late(job.delivery.timeout, deadline_ms, now).is_some() {
-            // Back to the queue at once, its group held behind it (the
-            // ordered queue allows 100 receives; a fresh invocation has the
-            // time for one attempt: 20 s + 5 s of its 30).
+            // Back to the queue at once, its group held behind it (a fresh
+            // invocation has the time for one attempt: 20 s + 5 s of its 30).
             return Ok(Handled::Later(std::time::Duration::ZERO));
         }
-        let attempted = delivery::attempt(self, &m.id, job).await?;
-        let (store, id) = (&self.store, m.id.as_str());
-        let retry =
-            delivery::commit(self, attempted, |c, now, _| store.apply_ordered(c, id, held.is_some(), now)).await?;
+        retries_until(&mut job, until);
+        let attempted = delivery::attempt(self, id, job).await?;
+        let retry = delivery::commit(self, attempted, apply).await?;
         Ok(match retry {
             Some(due) => Handled::Later(wait(due, SystemClock.now_ms())),
             None => Handled::Done,
         })
     }
+
+    /// A message of a dead-letter queue: its delivery given up — dead,
+    /// listed and replayable (its `webhook-id` kept) — and an ordered one's
+    /// held state released. It may have been sent already (a commit that
+    /// kept failing after its send): at least once, same `webhook-id`. One
+    /// that is not a delivery this version can read fails, and stays in
+    /// the queue under its alarm.
+    async fn dead_lettered(&self, received: &Received) -> Result<(), Error> {
+        let m = delivery_message(&received.body)?.decode()?;
+        let held = self.store.table.held(&m.id).await?;
+        let mut job = job_of(m.payload, &m.id)?;
+        if let Some(h) = held {
+            (job.attempts, job.first_at) = (h.attempts, h.first_at);
+        }
+        let why = "given up: its message reached a dead-letter queue (received as often as its queue allows \
+                   without an end)";
+        let given = delivery::given_up(self, &m.id, &job, why);
+        let (store, id) = (&self.store, m.id.as_str());
+        delivery::commit(self, given, |c, now, _| async move {
+            match held {
+                Some(_) => store.apply_ordered(c, id, true, now).await.map(drop),
+                None => store.apply(c, now).await,
+            }
+        })
+        .await
+    }
+}
+
+/// When an ordered message sent at `sent_at` (ms) must be done with: its
+/// queue drops it `retention` after it was sent, and a margin (a quarter
+/// of that, at most a day) leaves time to give up a stuck key's whole
+/// backlog one message after another before then.
+pub fn keep_until(sent_at: i64, retention: std::time::Duration) -> i64 {
+    let keep = retention.as_millis().min(i64::MAX as u128) as i64;
+    sent_at.saturating_add(keep - (keep / 4).min(86_400_000))
+}
+
+/// Ends `job`'s retries by `until` (ms): its policy's `max_age` held to
+/// what is left from its first attempt, so that a retry that would be due
+/// later makes the delivery dead instead (`gave up after N attempt(s)`).
+fn retries_until(job: &mut DeliveryJob, until: i64) {
+    let left = std::time::Duration::from_millis(until.saturating_sub(job.first_at).max(0) as u64);
+    let retry = &mut job.delivery.retry;
+    retry.max_age = Some(retry.max_age.map_or(left, |max| max.min(left)));
 }
 
 /// How often a message short of time is handed back before it is made

@@ -20,6 +20,9 @@ pub struct Provisioned {
     /// The FIFO queue of per-key ordered deliveries, and its (FIFO) DLQ.
     pub ordered_queue_url: String,
     pub ordered_dlq_url: String,
+    /// The ARNs of the two delivery DLQs, which the dispatcher reads back
+    /// into dead deliveries (`HOOKFLOW_DEAD_LETTER_ARNS`).
+    pub dead_letter_arns: Vec<String>,
 }
 
 impl Provisioned {
@@ -34,12 +37,13 @@ impl Provisioned {
 /// `maxReceiveCount`).
 pub const MAX_RECEIVES: u32 = 5;
 
-/// The ordered queue's `maxReceiveCount`. Its messages stay through their
-/// retries (each a receive, plus one per 12 hours of a longer wait) and are
-/// received, and handed back, with their group's head while it fails: the
-/// count is high so that only a message that never gets handled ends in
-/// the DLQ.
-pub const ORDERED_MAX_RECEIVES: u32 = 100;
+/// The ordered queue's `maxReceiveCount`, the most SQS allows. Its
+/// messages stay through their retries (each a receive, plus one per 12
+/// hours of a longer wait) and are received, and handed back, with their
+/// group's head while it fails: the count decides nothing (the dispatcher
+/// ends a delivery by its own schedule and the queue's retention) but
+/// where a message that never gets handled is read back from.
+pub const ORDERED_MAX_RECEIVES: u32 = 1000;
 
 /// Creates `{prefix}-table`, `{prefix}-runs`, `{prefix}-deliveries`,
 /// `{prefix}-ordered.fifo` and their DLQs (existing ones are kept).
@@ -127,11 +131,10 @@ pub async fn create(
     let deliveries_queue_url =
         queue(format!("{prefix}-deliveries"), Some(redrive(arn(deliveries_dlq_url.clone()).await?, max_receives)))
             .await?;
-    let ordered_queue_url = queue(
-        format!("{prefix}-ordered.fifo"),
-        Some(redrive(arn(ordered_dlq_url.clone()).await?, ORDERED_MAX_RECEIVES.max(max_receives))),
-    )
-    .await?;
+    let (deliveries_dlq_arn, ordered_dlq_arn) =
+        (arn(deliveries_dlq_url.clone()).await?, arn(ordered_dlq_url.clone()).await?);
+    let ordered_queue_url =
+        queue(format!("{prefix}-ordered.fifo"), Some(redrive(ordered_dlq_arn.clone(), ORDERED_MAX_RECEIVES))).await?;
     Ok(Provisioned {
         table,
         runs_queue_url,
@@ -140,5 +143,6 @@ pub async fn create(
         deliveries_dlq_url,
         ordered_queue_url,
         ordered_dlq_url,
+        dead_letter_arns: vec![deliveries_dlq_arn, ordered_dlq_arn],
     })
 }

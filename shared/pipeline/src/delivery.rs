@@ -135,6 +135,15 @@ pub async fn attempt<P: DeliveryPorts>(p: &P, job_id: &str, job: DeliveryJob) ->
     Ok(Attempted { commit: step.commit, health })
 }
 
+/// Delivery `job` given up unsent, for `why` (see
+/// [`engine::given_up`]): its commit, to apply with [`commit`] like an
+/// attempt's.
+pub fn given_up<P: DeliveryPorts>(p: &P, job_id: &str, job: &DeliveryJob, why: &str) -> Attempted {
+    let out = engine::given_up(job_id.to_string(), job, why, p.now_ms());
+    p.lines(out.lines);
+    Attempted { commit: out.commit, health: None }
+}
+
 /// Applies an attempt's commit with `apply` (given the commit, the time,
 /// and the subscription as the commit changes it), together with what the
 /// attempt changes about its subscription and `subscription.disabled` when

@@ -79,6 +79,8 @@ pub async fn world(prefix: &str) -> World {
         // purpose).
         settings: hookflow_core::subscription::Settings::default()
             .with_schedules(&[std::time::Duration::from_millis(100)], &[]),
+        ordered_retention: std::time::Duration::from_secs(14 * 86_400),
+        dead_letter_arns: p.dead_letter_arns.clone(),
     });
     World { dispatcher, sqs, p, ddb, secrets_prefix }
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::attempt::{Attempt, Decision, decide};
 use crate::commit::{Commit, DeadRow, DeliveryJob, EntryKind, LogEntry, NewJob};
 use crate::headers::shown;
-use crate::run::{Delivery, Effect, Input, Purpose, Reply, Run, RunStatus};
+use crate::run::{Delivery, Effect, FailureKind, Input, Purpose, Reply, Run, RunStatus, StepError, StepOutcome};
 use crate::status::Verdict;
 
 /// How much an operational log line matters; Lambda's log levels, in
@@ -226,6 +226,23 @@ pub fn unsent(job_id: String, job: &DeliveryJob, why: &str, dead: bool, now: i64
     out
 }
 
+/// A delivery given up without an attempt, for `why` (its message moved to
+/// a dead-letter queue, or held past what its queue keeps): dead like one
+/// whose retries ran out — listed, replayable — and, when a run waits on
+/// it, the run told so (`exhausted`), so that it never waits on a message
+/// that is gone.
+pub fn given_up(job_id: String, job: &DeliveryJob, why: &str, now: i64) -> Outcome {
+    let mut out = unsent(job_id, job, why, true, now);
+    let d = &job.delivery;
+    if d.wait {
+        let error = StepError { kind: FailureKind::Exhausted, message: why.to_string(), status: None };
+        let outcome = StepOutcome::Failed { error, response: None };
+        let input = Input::StepResult { step: d.step.clone(), delivery_id: d.id.clone(), outcome };
+        out.commit.jobs.push(NewJob::run(&d.tenant, &d.run_id, &d.id, input, now));
+    }
+    out
+}
+
 /// What an attempt of a subscription's delivery says about its endpoint.
 fn health(purpose: &Purpose, decision: Option<AttemptSummary>, verdict: Verdict) -> Option<(String, Health)> {
     let h = match (purpose, decision?) {
@@ -372,5 +389,28 @@ steps:
         assert_eq!(dead.decision, Some(AttemptSummary::Dead));
         assert!(dead.commit.dead.as_ref().unwrap().reason.contains("400"), "{:?}", dead.commit.dead);
         assert_eq!(dead.commit.jobs.len(), 1, "the run takes its on_failure path");
+    }
+
+    #[test]
+    fn a_delivery_given_up_is_dead_and_its_waiting_run_is_told_it_failed() {
+        let (_, out) = started();
+        let job = &out.commit.jobs[0];
+        let dj: DeliveryJob = job.payload.as_delivery().unwrap().clone();
+        let given = given_up(job.id.clone(), &dj, "moved to the dead-letter queue", 2_000);
+        assert_eq!(given.commit.done.as_deref(), Some(job.id.as_str()));
+        let dead = given.commit.dead.as_ref().expect("listed, replayable");
+        assert_eq!(
+            (dead.delivery_id.as_str(), dead.reason.as_str()),
+            (dj.delivery.id.as_str(), "moved to the dead-letter queue")
+        );
+        let [resume] = &given.commit.jobs[..] else { panic!("the waiting run is told: {:?}", given.commit.jobs) };
+        let Input::StepResult { outcome: StepOutcome::Failed { error, .. }, .. } =
+            &resume.payload.as_run().unwrap().input
+        else {
+            panic!("a failed step result")
+        };
+        assert_eq!(error.kind, FailureKind::Exhausted);
+        let unwaited = DeliveryJob { delivery: Delivery { wait: false, ..dj.delivery.clone() }, ..dj };
+        assert!(given_up("j".into(), &unwaited, "why", 2_000).commit.jobs.is_empty(), "no run waits: nothing to tell");
     }
 }
