@@ -255,10 +255,16 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
     // 6. Idempotency: the trigger's key, or a signed request remembered
     // against replays.
     let mut idem = None;
+    let (mut run_id, mut event_id) = (None, a.event_id.clone());
     let scope = decide::claim_scope(&flow, &verifier, &request, body_json(), signed.as_deref());
     if let Some((scope, key, window)) = scope {
         match p.claim(&scope, received).await {
-            Ok(Claim::Claimed) => idem = Some((scope, received + window)),
+            Ok(Claim::Claimed) => {
+                // A retry of a failed admission names the same run.
+                let (run, event) = decide::keyed_ids(&scope, window, received);
+                (run_id, event_id) = (Some(run), event);
+                idem = Some((scope, received + window));
+            }
             Ok(Claim::Completed(reply)) => {
                 let (entry, line) = decide::duplicate(&a, &flow, &key);
                 p.lines(vec![line]);
@@ -277,8 +283,8 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
     // idempotency key above was read first).
     verifier.strip_credentials(&mut request);
     // 8. Accepted, stored, answered.
-    let run_id = new_id("run");
-    let accepted = decide::accept(&flow, &request, (&run_id, &a.event_id), received, idem.clone());
+    let run_id = run_id.unwrap_or_else(|| new_id("run"));
+    let accepted = decide::accept(&flow, &request, (&run_id, &event_id), received, idem.clone());
     let admitted = match p.admit(&flow, accepted, idem.clone()).await {
         Ok(admitted) => admitted,
         Err(e) => {
@@ -293,7 +299,7 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
         }
     };
     p.counted(Verdict::Accepted, received);
-    decide::answer(admitted.reply, admitted.timed_out, &a.event_id)
+    decide::answer(admitted.reply, admitted.timed_out, &event_id)
 }
 
 /// Answers a request to a path with no trigger: counted always, logged
@@ -374,6 +380,8 @@ steps:
         claimed: Mutex<Vec<String>>,
         released: Mutex<Vec<String>>,
         admitted: Mutex<Vec<Admission>>,
+        /// The run and job ids of every admission, failed ones too.
+        tried: Mutex<Vec<(String, Vec<String>)>>,
         logged: Mutex<Vec<LogEntry>>,
         lines: Mutex<Vec<LogLine>>,
         counted: Mutex<Vec<Verdict>>,
@@ -417,6 +425,8 @@ steps:
             accepted: Accepted,
             idem: Option<(String, i64)>,
         ) -> Result<Admitted, Fault> {
+            let jobs = accepted.outcome.commit.jobs.iter().map(|j| j.id.clone()).collect();
+            self.tried.lock().unwrap().push((accepted.run.id.clone(), jobs));
             if let Some(kind) = self.admit_fails {
                 return Err(Fault(kind));
             }
@@ -680,5 +690,32 @@ steps:
             assert_eq!(p.released.lock().unwrap().as_slice(), &["acme/guarded/evt-1".to_string()]);
             refused(&p, status);
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_keyed_retry_after_a_failed_admission_names_the_same_run_and_deliveries() {
+        // A sync flow sends its inline steps inside admission: when the
+        // commit then fails, the caller's retry must send them again under
+        // the same ids (webhook-id), not new ones.
+        let mut failing = Fake::new();
+        failing.admit_fails = Some(ErrorKind::Unavailable);
+        assert_eq!(send(&failing, good()).await.0, 503);
+        let ok = Fake::new();
+        let (status, reply, _) = send(&ok, good()).await;
+        assert_eq!(status, 202);
+        let first = failing.tried.lock().unwrap()[0].clone();
+        let again = ok.tried.lock().unwrap()[0].clone();
+        assert!(!first.1.is_empty(), "the run has a delivery job: {first:?}");
+        assert_eq!(first, again, "the same run and the same delivery ids");
+        assert!(reply.body.unwrap().contains(&ok.admitted.lock().unwrap()[0].0.run.event_id));
+        // Another key: another run.
+        let other = Fake::new();
+        send(&other, good().header("x-event-id", "evt-2")).await;
+        assert_ne!(other.tried.lock().unwrap()[0].0, first.0);
+        // No key: ids drawn anew each time.
+        let (a, b) = (Fake::new(), Fake::new());
+        send(&a, good().without("x-event-id")).await;
+        send(&b, good().without("x-event-id")).await;
+        assert_ne!(a.tried.lock().unwrap()[0].0, b.tried.lock().unwrap()[0].0);
     }
 }

@@ -223,6 +223,23 @@ pub fn claim_scope(
     }
 }
 
+/// The run and event ids of a request claimed under idempotency `scope`
+/// (held `window` ms), received at `received` (ms): derived from the scope
+/// and the window's period, not drawn anew. A retry after an admission
+/// that failed, died or lost its answer — a sync flow's inline steps
+/// already sent — names the same run, so its steps go out again under the
+/// same `webhook-id`s rather than new ones. A key used again after its
+/// window is in a later period: a new run. (A retry that crosses the
+/// boundary of its period, a chance of its delay over the window, gets
+/// new ids.)
+pub fn keyed_ids(scope: &str, window: i64, received: i64) -> (String, String) {
+    use sha2::{Digest, Sha256};
+    let period = received.div_euclid(window.max(1));
+    let digest = Sha256::digest(format!("{scope}\n{period}").as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    (format!("run_k{hex}"), format!("evt_k{hex}"))
+}
+
 /// The log entry and line of a duplicate answered with the first reply.
 pub fn duplicate(a: &Arrival, flow: &CompiledFlow, key: &str) -> (LogEntry, LogLine) {
     let entry = LogEntry {
@@ -398,6 +415,20 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    #[test]
+    fn keyed_ids_hold_through_a_window_and_change_with_the_key_or_a_later_window() {
+        let day = 86_400_000;
+        let (run, event) = keyed_ids("acme/f/k1", day, 5 * day + 10);
+        assert!(run.starts_with("run_k") && event.starts_with("evt_k") && run[5..] == event[5..], "{run} {event}");
+        assert_eq!(keyed_ids("acme/f/k1", day, 5 * day + 60_000), (run.clone(), event), "a retry minutes later");
+        assert_ne!(keyed_ids("acme/f/k2", day, 5 * day + 10).0, run, "another key");
+        // Used again once its window is over: always a later period.
+        for first in [5 * day, 5 * day + day / 2, 6 * day - 1] {
+            assert_ne!(keyed_ids("acme/f/k1", day, first + day).0, keyed_ids("acme/f/k1", day, first).0);
+        }
+        assert_eq!(keyed_ids("s", 0, 7), keyed_ids("s", 0, 7), "a zero window does not divide by zero");
+    }
     use crate::util::headers::Headers;
 
     fn flow(auth: &str, extra: &str) -> Result<CompiledFlow, crate::Error> {
