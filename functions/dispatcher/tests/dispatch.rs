@@ -341,6 +341,12 @@ async fn an_ordered_delivery_ends_dead_and_listed_before_its_queue_would_drop_it
     assert_eq!(dead.len(), 2, "both listed, replayable: {reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("gave up after 1 attempt")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("retention (14days) nearly ran out")), "{reasons:?}");
+    // Replayed, each gets its own retries again, not what the queue left.
+    for d in &dead {
+        let job = w.dispatcher.store.table.dead_job(&d.row.tenant, &d.row.delivery_id).await.unwrap().unwrap();
+        let job: hookflow_core::commit::DeliveryJob = serde_json::from_str(&job).unwrap();
+        assert_eq!(job.delivery.retry.max_age, None, "{}", d.row.reason);
+    }
     let items = w.ddb.scan().table_name(&w.p.table).send().await.unwrap();
     assert!(!hookflow_aws::testing::readable(items.items()).contains("HELD#"), "no held state left");
     assert_eq!(w.poll_ordered().await, (0, 0));

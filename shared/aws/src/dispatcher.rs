@@ -46,7 +46,7 @@ use crate::store::Store;
 use crate::{Error, metrics};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hookflow_core::CompiledFlow;
-use hookflow_core::commit::{Commit, DeliveryJob, JobKind, NewJob, Payload};
+use hookflow_core::commit::{Commit, DeadRow, DeliveryJob, JobKind, NewJob, Payload};
 use hookflow_core::engine::{AttemptSummary, Level, LogLine};
 use hookflow_core::ports::{Clock, PortError, SecretStore, SystemClock};
 use hookflow_core::subscription::{Settings, Subscription};
@@ -192,8 +192,13 @@ impl Dispatcher {
             // invocation has the time for one attempt: 20 s + 5 s of its 30).
             return Ok(Handled::Later(std::time::Duration::ZERO));
         }
+        let max_age = job.delivery.retry.max_age;
         retries_until(&mut job, until);
-        let attempted = delivery::attempt(self, id, job).await?;
+        let mut attempted = delivery::attempt(self, id, job).await?;
+        if let Some(dead) = attempted.commit.dead.as_mut() {
+            // Replayed, it gets its own retries, not what this queue left.
+            with_max_age(dead, max_age);
+        }
         let retry = delivery::commit(self, attempted, apply).await?;
         Ok(match retry {
             Some(due) => Handled::Later(wait(due, SystemClock.now_ms())),
@@ -202,11 +207,13 @@ impl Dispatcher {
     }
 
     /// A message of a dead-letter queue: its delivery given up — dead,
-    /// listed and replayable (its `webhook-id` kept) — and an ordered one's
-    /// held state released. It may have been sent already (a commit that
-    /// kept failing after its send): at least once, same `webhook-id`. One
-    /// that is not a delivery this version can read fails, and stays in
-    /// the queue under its alarm.
+    /// listed and replayable (its `webhook-id` kept). It may have been
+    /// sent already (a commit that kept failing after its send), or have a
+    /// live copy (an outbox sent again past the FIFO queue's five minutes
+    /// of deduplication): at least once, same `webhook-id`. So an ordered
+    /// one's held state is read (its attempts) but left to its expiry: it
+    /// may be the live copy's. One that is not a delivery this version can
+    /// read fails, and stays in the queue under its alarm.
     async fn dead_lettered(&self, received: &Received) -> Result<(), Error> {
         let m = delivery_message(&received.body)?.decode()?;
         let held = self.store.table.held(&m.id).await?;
@@ -217,14 +224,8 @@ impl Dispatcher {
         let why = "given up: its message reached a dead-letter queue (received as often as its queue allows \
                    without an end)";
         let given = delivery::given_up(self, &m.id, &job, why);
-        let (store, id) = (&self.store, m.id.as_str());
-        delivery::commit(self, given, |c, now, _| async move {
-            match held {
-                Some(_) => store.apply_ordered(c, id, true, now).await.map(drop),
-                None => store.apply(c, now).await,
-            }
-        })
-        .await
+        let store = &self.store;
+        delivery::commit(self, given, |c, now, _| store.apply(c, now)).await
     }
 }
 
@@ -235,6 +236,14 @@ impl Dispatcher {
 pub fn keep_until(sent_at: i64, retention: std::time::Duration) -> i64 {
     let keep = retention.as_millis().min(i64::MAX as u128) as i64;
     sent_at.saturating_add(keep - (keep / 4).min(86_400_000))
+}
+
+/// `dead`'s job with its retry policy's `max_age` put back.
+fn with_max_age(dead: &mut DeadRow, max_age: Option<std::time::Duration>) {
+    if let Ok(mut job) = serde_json::from_str::<DeliveryJob>(&dead.job) {
+        job.delivery.retry.max_age = max_age;
+        dead.job = serde_json::to_string(&job).unwrap_or_else(|_| dead.job.clone());
+    }
 }
 
 /// Ends `job`'s retries by `until` (ms): its policy's `max_age` held to

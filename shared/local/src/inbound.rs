@@ -193,6 +193,15 @@ async fn settle(
     // committed, or nothing was.
     let _claim = idem.as_ref().map(|(scope, _)| Unclaim(rt.clone(), scope.clone()));
     let run_id = accepted.run.id.clone();
+    // A keyed retry names its first attempt's run (`inbound::keyed_ids`):
+    // stored already (the process died before the key kept its answer),
+    // it goes on and is not started again, nor overwritten.
+    if idem.is_some() && rt.store.run(&run_id)?.is_some() {
+        let admitted =
+            Admitted { reply: Some(hookflow_core::inbound::accepted_reply(&accepted.run.event_id)), timed_out: false };
+        keep_answer(&rt, idem, &admitted, &accepted.run.event_id, &run_id).await;
+        return Ok(admitted);
+    }
     let waiter = accepted.waits.then(|| rt.wait_for_reply(&run_id));
     if let Err(e) = rt.commit_and_send(std::mem::take(&mut accepted.outcome.commit)).await {
         rt.forget_reply(&run_id);
@@ -212,22 +221,92 @@ async fn settle(
             Admitted { reply: None, timed_out: true }
         }
     };
-    // The key keeps the answer, a 500 or 504 too: a retry with it gets that
-    // again, not a second run.
-    if let Some((scope, expires)) = idem {
-        let answer = hookflow_core::inbound::answer(admitted.reply.clone(), admitted.timed_out, &accepted.run.event_id);
-        let c = Commit {
-            idempotency: Some((scope, serde_json::to_string(&answer).unwrap_or_default(), expires)),
-            ..Default::default()
-        };
-        if let Err(e) = rt.store.commit(c).await {
-            // The run goes on; a retry with the key may start another.
-            rt.logger.log(
-                Level::Error,
-                "the answer could not be kept under its idempotency key",
-                serde_json::json!({"run_id": run_id, "error": e.to_string()}),
-            );
-        }
-    }
+    keep_answer(&rt, idem, &admitted, &accepted.run.event_id, &run_id).await;
     Ok(admitted)
+}
+
+/// The key keeps the answer, a 500 or 504 too: a retry with it gets that
+/// again, not a second run.
+async fn keep_answer(rt: &Runtime, idem: Option<(String, i64)>, admitted: &Admitted, event_id: &str, run_id: &str) {
+    let Some((scope, expires)) = idem else { return };
+    let answer = hookflow_core::inbound::answer(admitted.reply.clone(), admitted.timed_out, event_id);
+    let c = Commit {
+        idempotency: Some((scope, serde_json::to_string(&answer).unwrap_or_default(), expires)),
+        ..Default::default()
+    };
+    if let Err(e) = rt.store.commit(c).await {
+        // The run goes on; a retry with the key finds it stored.
+        rt.logger.log(
+            Level::Error,
+            "the answer could not be kept under its idempotency key",
+            serde_json::json!({"run_id": run_id, "error": e.to_string()}),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hookflow_core::run::InboundRequest;
+    use hookflow_core::ssrf::TargetPolicy;
+    use hookflow_core::subscription::Settings;
+
+    use super::*;
+    use crate::flows::Flows;
+    use crate::logger::Logger;
+    use crate::runtime::RuntimeConfig;
+    use crate::secrets::Secrets;
+
+    /// A keyed retry whose first attempt's run is stored (the process died
+    /// before its key kept the answer) names that run (`keyed_ids`): it is
+    /// answered as accepted, and the stored run is neither started again
+    /// nor overwritten.
+    #[tokio::test]
+    async fn a_keyed_retry_finding_its_run_stored_answers_accepted_and_leaves_the_run_alone() {
+        let text = r#"
+id: keyed
+tenant: acme
+trigger:
+  type: webhook
+  path: keyed
+  idempotency: { header: X-Key }
+  respond: { mode: async, status: 200, body: { json: { first: true } } }
+steps:
+  - { id: s, type: set, vars: { x: 1 } }
+"#;
+        let load = || hookflow_core::load_flow("keyed.yaml".as_ref(), text).unwrap();
+        let dir = std::env::temp_dir().join(format!("hookflow-keyed-{}", uuid::Uuid::now_v7().simple()));
+        let config = RuntimeConfig {
+            data_dir: dir.clone(),
+            target_policy: TargetPolicy::default(),
+            secrets: Secrets::default(),
+            logger: Logger::new(Default::default(), std::iter::empty()),
+            concurrency: 1,
+            subscriptions: Settings::default(),
+        };
+        let rt = Runtime::new(config, Flows::new(vec![load()]).unwrap()).unwrap();
+        let flow = Arc::new(load());
+        let (scope, window, now) = ("acme/keyed/k-1".to_string(), 86_400_000, now_ms());
+        let (run_id, event_id) = hookflow_core::inbound::keyed_ids(&scope, window, now);
+        let accept = || {
+            let request = InboundRequest { method: "POST".into(), body: "{}".into(), ..Default::default() };
+            hookflow_core::inbound::accept(
+                &flow,
+                &request,
+                (&run_id, &event_id),
+                now,
+                Some((scope.clone(), now + window)),
+            )
+        };
+        let first = settle(rt.clone(), flow.clone(), accept(), Some((scope.clone(), now + window))).await.unwrap();
+        assert_eq!(first.reply.unwrap().status, 200, "the flow's own answer");
+        let stored = rt.store.run(&run_id).unwrap().expect("stored");
+        // The answer was never kept (the process died): the retry claims
+        // the key again and names the same run.
+        let again = settle(rt.clone(), flow.clone(), accept(), Some((scope.clone(), now + window))).await.unwrap();
+        let reply = again.reply.unwrap();
+        assert_eq!(reply.status, 202, "accepted: the stored run goes on");
+        assert!(reply.body.unwrap().contains(&event_id));
+        assert_eq!(rt.store.run(&run_id).unwrap().unwrap(), stored, "not written over");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

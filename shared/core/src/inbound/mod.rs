@@ -235,7 +235,9 @@ pub fn claim_scope(
 pub fn keyed_ids(scope: &str, window: i64, received: i64) -> (String, String) {
     use sha2::{Digest, Sha256};
     let period = received.div_euclid(window.max(1));
-    let digest = Sha256::digest(format!("{scope}\n{period}").as_bytes());
+    // The window too: a period's number means nothing across windows (a
+    // flow whose window changed).
+    let digest = Sha256::digest(format!("{scope}\n{window}\n{period}").as_bytes());
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     (format!("run_k{hex}"), format!("evt_k{hex}"))
 }
@@ -428,6 +430,12 @@ mod tests {
             assert_ne!(keyed_ids("acme/f/k1", day, first + day).0, keyed_ids("acme/f/k1", day, first).0);
         }
         assert_eq!(keyed_ids("s", 0, 7), keyed_ids("s", 0, 7), "a zero window does not divide by zero");
+        // Period 5 of a day and period 5 of a slightly longer window: not
+        // the same run.
+        assert_ne!(
+            keyed_ids("acme/f/k1", day + 120_000, 5 * (day + 120_000)).0,
+            keyed_ids("acme/f/k1", day, 5 * day).0
+        );
     }
     use crate::util::headers::Headers;
 
