@@ -451,3 +451,38 @@ def test_a_keyring_sealed_under_another_key_is_dead_at_once_and_a_rotation_recov
     verify_v1(rotated["secret"], req)
     with pytest.raises(Exception):
         verify_v1(s["secret"], req)
+
+
+def test_a_flood_of_large_rejected_requests_grows_the_summary_counts_not_its_size(dev, receiver):
+    """The overview's summary (`GET /v1/stats`) is counted by the store:
+    300 unauthenticated requests of 16 KiB control bytes each (they were
+    ~97 KiB of log JSON apiece in the overview's read) add 300 to a count
+    and nothing to the answer's size; the run's own delivery is timed."""
+    r = receiver()
+    d = dev({"push.yaml": f"""
+id: push
+tenant: default
+trigger: {{ type: webhook, path: push, auth: {{ type: api_key, header: X-Api-Key, secret: inbound_key }} }}
+steps:
+  - {{ id: send, type: http, url: "{r.url()}" }}
+"""}, *FAST)
+    assert d.call("/hooks/default/push", {"x": 1}, {"X-Api-Key": "inbound-key-0815"})[0] == 202
+    noise = bytes(i % 31 + 1 for i in range(16 * 1024))
+    for _ in range(300):
+        assert d.call("/hooks/default/push", noise, {"X-Api-Key": "wrong"})[0] == 401
+    r.wait(1)
+
+    def summary():
+        status, out = api(d, "GET", "/v1/stats?since=0&bucket=86400000000")
+        assert status == 200, out
+        return out
+
+    # Rejections are logged detached from their answers: wait for all.
+    s = wait_for(lambda: (lambda s: s if s["latency"]["delivered"] == 1 and s["entries"] >= 302 else None)(summary()),
+                 what="the delivery and every rejection in the log")
+    assert s["inbound"] == {"accepted": 1, "rejected_401": 300}, s["inbound"]
+    assert s["attempts"] == {"success": 1} and s["flows"] == {"default/push": 301}, s
+    assert s["capped"] is False and len(json.dumps(s)) < 4096, len(json.dumps(s))
+    # A bad window is named, not answered with a guess.
+    status, out = api(d, "GET", "/v1/stats?since=0&until=86400000000&bucket=1000")
+    assert (status, out["error"]["field"]) == (400, "bucket"), out

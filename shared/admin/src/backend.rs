@@ -12,6 +12,7 @@ use std::sync::Arc;
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{DeadDelivery, LogEntry, NewJob};
 use hookflow_core::inbound::Accepted;
+use hookflow_core::stats::{Stats, StatsQuery, Tally};
 use hookflow_core::subscription::{Event, FieldError, Keyring, Settings, Subscription};
 use serde_json::Value;
 
@@ -78,6 +79,9 @@ pub struct Page {
     pub limit: usize,
     pub after: Option<(i64, String)>,
 }
+
+/// The most entries [`Backend::stats`] reads where the store cannot count.
+pub const STATS_READ: usize = 10_000;
 
 /// The storage and runtime behind the admin API.
 pub trait Backend: Send + Sync + 'static {
@@ -166,6 +170,29 @@ pub trait Backend: Send + Sync + 'static {
     /// them cheaply; `None` elsewhere.
     fn count_logs(&self, _q: LogFilter) -> impl Future<Output = Result<Option<usize>, BackendError>> + Send {
         async { Ok(None) }
+    }
+    /// The request log summed up over `q`. By default from the entries
+    /// [`Backend::logs`] answers, the newest [`STATS_READ`] at most (the
+    /// summary then says `capped`): its answer stays small whatever the
+    /// traffic, its read does not. A store that counts (SQLite) reads no
+    /// entry.
+    fn stats(&self, q: StatsQuery) -> impl Future<Output = Result<Stats, BackendError>> + Send {
+        async move {
+            let filter = LogFilter {
+                tenant: q.tenant.clone(),
+                since: q.since,
+                until: Some(q.until),
+                limit: Some(STATS_READ),
+                ..Default::default()
+            };
+            let entries = self.logs(filter).await?;
+            let mut tally = Tally::new(&q);
+            if entries.len() >= STATS_READ {
+                tally.capped();
+            }
+            entries.iter().for_each(|e| tally.entry(e));
+            Ok(tally.finish())
+        }
     }
     /// A run's state and its log.
     fn run(&self, id: &str) -> impl Future<Output = Result<Option<(Value, Vec<LogEntry>)>, BackendError>> + Send;

@@ -377,6 +377,35 @@ fn paths() -> Map<String, Value> {
                     "count": {"type": "integer", "description": "With `after_seq`, where the store counts: every entry matching, past `limit` too."}})))),
                  ("400", bad_json())])}),
     );
+    let counts = json!({"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}});
+    let latency = object(
+        &["delivered", "p50_ms", "p99_ms"],
+        json!({"delivered": {"type": "integer", "minimum": 0},
+        "p50_ms": {"type": ["integer", "null"]}, "p99_ms": {"type": ["integer", "null"]}}),
+    );
+    paths.insert(
+        "/v1/stats".into(),
+        json!({"get": op("getStats",
+            "The request log summed up over `[since, until)`: inbound requests by verdict, delivery attempts by outcome, accept → delivery latency (p50, p99), inbound requests by flow, the most failing subscriptions (or flows), over the window and per bucket. Its size depends on the buckets, never on the traffic.",
+            vec![query_param("tenant", "Only this tenant's.", json!({"type": "string"})),
+                 query_param("since", "At or after (ms since the epoch; default: a day before `until`).", json!({"type": "integer", "minimum": 0})),
+                 query_param("until", "Before (ms since the epoch; default: now).", json!({"type": "integer", "minimum": 1})),
+                 query_param("bucket", "Bucket length in ms (default: an hour; at least 1000; at most 1000 buckets).", json!({"type": "integer", "minimum": 1000}))],
+            None,
+            vec![("200", answer("The summary.", object(&["since", "until", "bucket_ms", "entries", "inbound", "attempts", "latency",
+                    "latency_capped", "flows", "failing", "capped", "buckets"], json!({
+                "since": {"type": "integer"}, "until": {"type": "integer"}, "bucket_ms": {"type": "integer"},
+                "entries": {"type": "integer", "minimum": 0, "description": "Entries summed up."},
+                "inbound": counts, "attempts": counts, "latency": latency,
+                "latency_capped": {"type": "boolean", "description": "More events were accepted than are timed (200,000): the latency is of the first."},
+                "flows": counts,
+                "failing": {"type": "array", "description": "`[who, failed attempts]` pairs, most first.",
+                    "items": {"type": "array", "items": {"type": ["string", "integer"]}, "minItems": 2, "maxItems": 2}},
+                "capped": {"type": "boolean", "description": "The store read at most 10,000 entries (a deployment's table): the counts are of those."},
+                "buckets": {"type": "array", "items": object(&["at", "inbound", "attempts", "latency"], json!({
+                    "at": {"type": "integer"}, "inbound": counts, "attempts": counts, "latency": latency}))}})))),
+                 ("400", bad_json())])}),
+    );
     paths.insert(
         "/v1/runs/{id}".into(),
         json!({"get": op("getRun", "A run's state and its log.", vec![path_param("id", "The run id (`run_…`).")], None,

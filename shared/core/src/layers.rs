@@ -46,6 +46,7 @@ pub(crate) const ORDER: &[&str] = &[
     "commit",
     "engine",
     "ports",
+    "stats",
     // inbound/ (`inbound/mod.rs` is `inbound`)
     "auth",
     "inbound",

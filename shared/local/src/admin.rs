@@ -11,6 +11,7 @@ use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{DeadDelivery, LogEntry, NewJob};
 use hookflow_core::flow::TriggerKind;
 use hookflow_core::inbound::Accepted;
+use hookflow_core::stats::{Stats, StatsQuery};
 use hookflow_core::subscription::{Event, Keyring, Settings, Subscription};
 use serde_json::Value;
 
@@ -177,6 +178,11 @@ impl Backend for DevBackend {
 
     async fn count_logs(&self, q: LogFilter) -> Result<Option<usize>, BackendError> {
         self.rt.store.count_log(&q).map(Some).map_err(unavailable)
+    }
+
+    /// Counted by SQLite: no entry is read.
+    async fn stats(&self, q: StatsQuery) -> Result<Stats, BackendError> {
+        self.rt.store.stats(&q).map_err(unavailable)
     }
 
     async fn run(&self, id: &str) -> Result<Option<(Value, Vec<LogEntry>)>, BackendError> {

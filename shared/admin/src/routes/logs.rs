@@ -1,5 +1,6 @@
 //! `GET /v1/logs`: the request log by tenant, flow, run, event or
-//! subscription, by time or by `seq`, with the tail's count.
+//! subscription, by time or by `seq`, with the tail's count; `GET
+//! /v1/stats`: the log summed up.
 
 use std::sync::Arc;
 
@@ -7,10 +8,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use serde_json::json;
 
+use hookflow_core::stats::StatsQuery;
+
 use crate::backend::{Backend, LogFilter};
 
 use super::Admin;
-use super::plumbing::{ApiResult, Query, ok};
+use super::plumbing::{ApiError, ApiResult, Query, ok};
 
 pub(super) async fn logs<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q): RawQuery) -> ApiResult {
     let q = Query::of(q);
@@ -40,4 +43,16 @@ pub(super) async fn logs<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q)
         answer["count"] = json!(n);
     }
     ok(StatusCode::OK, answer)
+}
+
+pub(super) async fn stats<B: Backend>(State(a): State<Arc<Admin<B>>>, RawQuery(q): RawQuery) -> ApiResult {
+    let q = Query::of(q);
+    let until = q.int("until", a.backend.now_ms(), 1..=i64::MAX)?;
+    let since = q.int("since", until.saturating_sub(86_400_000).max(0), 0..=i64::MAX)?;
+    let bucket = q.int("bucket", 3_600_000, 1_000..=i64::MAX)?;
+    let query = StatsQuery::new(q.text("tenant").filter(|t| !t.is_empty()), since, until, bucket).map_err(|why| {
+        let field = if why.contains("`until`") { "until" } else { "bucket" };
+        ApiError::field(StatusCode::BAD_REQUEST, "bad_parameter", field, why)
+    })?;
+    ok(StatusCode::OK, json!(a.backend.stats(query).await?))
 }

@@ -34,7 +34,7 @@ mod subscriptions;
 use dead::{list_dead, replay_dead};
 use events::{list_events, publish_event};
 use flows::{delete_flow, get_flow, list_flows, put_flow, test_flow};
-use logs::logs;
+use logs::{logs, stats};
 pub use plumbing::ApiError;
 use replay::enable_subscription;
 use runs::{get_run, replay_run};
@@ -94,6 +94,7 @@ pub(crate) enum Op {
     ListEvents,
     PublishEvent,
     GetLogs,
+    GetStats,
     GetRun,
     ReplayRun,
     ListDead,
@@ -101,7 +102,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    pub(crate) const ALL: [Op; 21] = [
+    pub(crate) const ALL: [Op; 22] = [
         Op::ListFlows,
         Op::GetFlow,
         Op::PutFlow,
@@ -119,6 +120,7 @@ impl Op {
         Op::ListEvents,
         Op::PublishEvent,
         Op::GetLogs,
+        Op::GetStats,
         Op::GetRun,
         Op::ReplayRun,
         Op::ListDead,
@@ -144,6 +146,7 @@ impl Op {
             Op::ListEvents => "listEvents",
             Op::PublishEvent => "publishEvent",
             Op::GetLogs => "getLogs",
+            Op::GetStats => "getStats",
             Op::GetRun => "getRun",
             Op::ReplayRun => "replayRun",
             Op::ListDead => "listDead",
@@ -175,6 +178,7 @@ impl Op {
             Op::ListEvents => on(filter, list_events::<B>),
             Op::PublishEvent => on(filter, publish_event::<B>),
             Op::GetLogs => on(filter, logs::<B>),
+            Op::GetStats => on(filter, stats::<B>),
             Op::GetRun => on(filter, get_run::<B>),
             Op::ReplayRun => on(filter, replay_run::<B>),
             Op::ListDead => on(filter, list_dead::<B>),

@@ -145,12 +145,14 @@ mod tests {
         let e = Entry::of(&json!({"at": 0, "kind": "inbound", "run_id": "run_1", "detail": {"body": evil}}));
         let pages = [
             ("login.html", json!({"error": evil})),
-            (
-                "overview.html",
-                json!({"windows": [Window::of("hour", &[json!({"kind": "inbound", "outcome": evil, "at": 5})], 10)
-                    .charted(&[json!({"kind": "inbound", "outcome": format!("'{evil}"), "at": 5})], 10, "ms", 10, 1)],
-                    "dead": 0}),
-            ),
+            ("overview.html", {
+                let q = hookflow_core::stats::StatsQuery::new(None, 0, 10_000, 10_000).unwrap();
+                let mut tally = hookflow_core::stats::Tally::new(&q);
+                tally.count(hookflow_core::commit::EntryKind::Inbound, evil, 5, 1);
+                tally.count(hookflow_core::commit::EntryKind::Attempt, &format!("'{evil}"), 5, 1);
+                tally.failed(evil, 1);
+                json!({"windows": [Window::of("hour", &tally.finish(), "ms")], "dead": 0})
+            }),
             (
                 "flows.html",
                 json!({"flows": [FlowView::of(&json!({"id": evil, "trigger": {"path": "p"}}), None, &BTreeMap::new())]}),

@@ -351,8 +351,19 @@ mod tests {
         assert_eq!((row.url, row.events.as_str(), row.auth.as_str()), (None, "a.*", "none"));
     }
 
+    /// The summary the admin API answers for `entries` over `[since,
+    /// until)` in buckets of `bucket_ms`.
+    fn summary(entries: &[Value], since: i64, until: i64, bucket_ms: i64) -> hookflow_core::stats::Stats {
+        let q = hookflow_core::stats::StatsQuery::new(None, since, until, bucket_ms).unwrap();
+        let mut tally = hookflow_core::stats::Tally::new(&q);
+        for e in entries {
+            tally.entry(&serde_json::from_value(e.clone()).unwrap());
+        }
+        tally.finish()
+    }
+
     #[test]
-    fn a_window_counts_outcomes_and_the_accept_to_delivery_latency() {
+    fn a_window_shows_outcomes_their_shares_and_the_accept_to_delivery_latency() {
         let entries = vec![
             json!({"kind": "inbound", "outcome": "accepted", "event_id": "e1", "at": 1000}),
             json!({"kind": "inbound", "outcome": "accepted", "event_id": "e2", "at": 1000}),
@@ -361,12 +372,12 @@ mod tests {
             json!({"kind": "attempt", "outcome": "success", "event_id": "e1", "at": 1250}),
             json!({"kind": "attempt", "outcome": "success", "event_id": "e2", "at": 3000}),
         ];
-        let w = Window::of("hour", &entries, 10);
+        let w = Window::of("hour", &summary(&entries, 0, 10_000, 5_000), "5 seconds");
         assert_eq!(w.inbound, vec![("accepted".into(), 2, 67), ("rejected_auth".into(), 1, 34)]);
         assert_eq!(w.deliveries, vec![("success".into(), 2, 67), ("retry".into(), 1, 34)]);
         assert_eq!((w.p50.as_str(), w.p99.as_str(), w.delivered), ("250 ms", "2.0 s", 2));
         assert_eq!(w.failing, vec![("f".into(), 1)]);
-        assert!(!w.capped && Window::of("hour", &entries, 6).capped);
+        assert_eq!((w.read, w.capped, w.bucket), (6, false, "5 seconds"));
     }
 
     #[test]
@@ -381,7 +392,8 @@ mod tests {
             json!({"kind": "inbound", "outcome": "accepted", "event_id": "e0", "at": 999}),
             json!({"kind": "inbound", "outcome": "accepted", "event_id": "e3", "at": 3_000}),
         ];
-        let [inbound, attempts, latency] = <[Chart; 3]>::try_from(Chart::of_window(&entries, 1_000, 1_000, 2)).unwrap();
+        let s = summary(&entries, 1_000, 3_000, 1_000);
+        let [inbound, attempts, latency] = <[Chart; 3]>::try_from(Chart::of_window(&s)).unwrap();
         assert_eq!(inbound.x, vec![1, 2]);
         assert_eq!(
             inbound.series,
@@ -389,7 +401,7 @@ mod tests {
         );
         assert_eq!(attempts.series, vec![("success".into(), vec![Some(1), Some(1)])]);
         assert_eq!(latency.series[0], ("p50".into(), vec![Some(250), Some(800)]));
-        let quiet = Chart::of_window(&[], 0, 1_000, 3);
+        let quiet = Chart::of_window(&summary(&[], 0, 3_000, 1_000));
         assert_eq!(quiet[2].series[1].1, vec![None, None, None], "no delivery: no latency, not zero");
     }
 

@@ -1,6 +1,8 @@
 //! What a step or an attempt leaves behind: the unit of work as data (`commit`), effects and attempts
-//! turned into commits and log lines (`engine`), the ports the pipelines are generic over (`ports`).
+//! turned into commits and log lines (`engine`), the ports the pipelines are generic over (`ports`),
+//! the request log summed up (`stats`).
 
 pub mod commit;
 pub mod engine;
 pub mod ports;
+pub mod stats;

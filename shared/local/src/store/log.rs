@@ -1,6 +1,8 @@
-//! The request log: filtered queries, pruning.
+//! The request log: filtered queries, its summary, pruning.
 
 use super::*;
+use hookflow_core::commit::EntryKind;
+use hookflow_core::stats::{Stats, StatsQuery, Tally};
 
 /// The filter as SQL (`WHERE` without the word) and its arguments: only
 /// the filters given, so a run's timeline goes through the `run_id`
@@ -151,6 +153,76 @@ impl Store {
         Ok(n as usize)
     }
 
+    /// The log summed up over `q` ([`Stats`]) by four aggregate queries
+    /// over the `at` index: counts by kind, outcome and bucket; inbound
+    /// requests by flow; failed attempts by subscription or flow; each
+    /// delivered event's accept and first-delivery times. No entry's detail
+    /// or body is read but a failed attempt's subscription id.
+    pub fn stats(&self, q: &StatsQuery) -> Result<Stats, Error> {
+        use rusqlite::types::Value as V;
+        let mut tally = Tally::new(q);
+        let tenant = if q.tenant.is_some() { " AND tenant = ?4" } else { "" };
+        let args: Vec<V> = [V::from(q.since), V::from(q.until), V::from(q.bucket_ms)]
+            .into_iter()
+            .chain(q.tenant.clone().map(V::from))
+            .collect();
+        let window = format!("at >= ?1 AND at < ?2 AND ?3 > 0{tenant}");
+        let conn = self.conn();
+        let mut counts = conn
+            .prepare_cached(&format!(
+                "SELECT kind, coalesce(outcome, 'unknown'), (at - ?1) / ?3, count(*) FROM log \
+                 WHERE {window} AND kind IN ('inbound', 'attempt') GROUP BY 1, 2, 3"
+            ))
+            .map_err(db)?;
+        let mut rows = counts.query(rusqlite::params_from_iter(&args)).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            let (kind, outcome): (String, String) = (r.get(0).map_err(db)?, r.get(1).map_err(db)?);
+            let (bucket, n): (i64, i64) = (r.get(2).map_err(db)?, r.get(3).map_err(db)?);
+            tally.count(EntryKind::parse(&kind), &outcome, q.since + bucket * q.bucket_ms, n as u64);
+        }
+        let mut flows = conn
+            .prepare_cached(&format!(
+                "SELECT tenant, flow_id, count(*) FROM log WHERE {window} AND kind = 'inbound' \
+                 AND tenant IS NOT NULL AND flow_id IS NOT NULL GROUP BY 1, 2"
+            ))
+            .map_err(db)?;
+        let mut rows = flows.query(rusqlite::params_from_iter(&args)).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            let (t, f, n): (String, String, i64) =
+                (r.get(0).map_err(db)?, r.get(1).map_err(db)?, r.get(2).map_err(db)?);
+            tally.flow(&t, &f, n as u64);
+        }
+        let mut failing = conn
+            .prepare_cached(&format!(
+                "SELECT coalesce(json_extract(detail, '$.subscription_id'), flow_id), count(*) FROM log \
+                 WHERE {window} AND kind = 'attempt' AND outcome IS NOT 'success' GROUP BY 1"
+            ))
+            .map_err(db)?;
+        let mut rows = failing.query(rusqlite::params_from_iter(&args)).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            let (who, n): (Option<String>, i64) = (r.get(0).map_err(db)?, r.get(1).map_err(db)?);
+            tally.failed(who.as_deref().unwrap_or_default(), n as u64);
+        }
+        let mut timed = conn
+            .prepare_cached(&format!(
+                "SELECT a.event_id, a.t, d.t FROM \
+                 (SELECT event_id, min(at) t FROM log WHERE {window} AND kind = 'inbound' AND outcome = 'accepted' \
+                  AND event_id IS NOT NULL GROUP BY 1) a JOIN \
+                 (SELECT event_id, min(at) t FROM log WHERE {window} AND kind = 'attempt' AND outcome = 'success' \
+                  AND event_id IS NOT NULL GROUP BY 1) d USING (event_id) LIMIT {}",
+                hookflow_core::stats::MAX_TIMED_EVENTS + 1
+            ))
+            .map_err(db)?;
+        let mut rows = timed.query(rusqlite::params_from_iter(&args)).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            let (event, accepted, delivered): (String, i64, i64) =
+                (r.get(0).map_err(db)?, r.get(1).map_err(db)?, r.get(2).map_err(db)?);
+            tally.accepted(&event, accepted);
+            tally.delivered(&event, delivered);
+        }
+        Ok(tally.finish())
+    }
+
     /// Deletes log entries older than `before` (ms); returns how many. In
     /// chunks of [`PRUNE_CHUNK`] through the `at` index, each its own short
     /// transaction with the read connection released between them, so
@@ -183,6 +255,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use hookflow_core::commit::{Commit, EntryKind};
+    use serde_json::json;
 
     use super::*;
 
@@ -282,5 +355,59 @@ mod tests {
         assert_eq!(s.prune_log(2_100).unwrap(), 2_100, "in chunks, all of them");
         assert_eq!(s.query_log(&LogFilter::default()).unwrap().len(), 400);
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// A log of every kind the overview counts, large bodies of control
+    /// bytes in the rejected requests (the flood the overview must survive),
+    /// two tenants.
+    fn planted(n: i64) -> Vec<LogEntry> {
+        let noise: String = (0..16 * 1024).map(|i| char::from((i % 31) as u8 + 1)).collect();
+        let mut log = Vec::new();
+        for i in 0..n {
+            let (tenant, event) = (if i % 3 == 0 { "beta" } else { "acme" }, format!("evt_{i}"));
+            let at = 1_000_000 + i * 37;
+            let entry = |kind, outcome: &str, at: i64, detail| LogEntry {
+                at,
+                kind,
+                tenant: Some(tenant.into()),
+                flow_id: Some(format!("flow{}", i % 4)),
+                event_id: Some(event.clone()),
+                outcome: Some(outcome.into()),
+                detail,
+                ..Default::default()
+            };
+            log.push(entry(EntryKind::Inbound, "accepted", at, json!({})));
+            log.push(entry(EntryKind::Inbound, "rejected_401", at + 1, json!({"body": noise})));
+            if i % 5 == 0 {
+                log.push(entry(
+                    EntryKind::Attempt,
+                    "retry",
+                    at + 5,
+                    json!({"subscription_id": format!("sub_{}", i % 7)}),
+                ));
+            }
+            log.push(entry(EntryKind::Attempt, "success", at + 10 + i % 90, json!({})));
+            log.push(entry(EntryKind::Run, "succeeded", at + 200, json!({})));
+        }
+        log
+    }
+
+    #[tokio::test]
+    async fn the_summary_sql_counts_agree_with_one_folded_from_the_entries() {
+        let dir = std::env::temp_dir().join(format!("hookflow-stats-{}", uuid::Uuid::now_v7().simple()));
+        let store = Store::open(&dir).unwrap();
+        let log = planted(600);
+        store.commit(Commit { log: log.clone(), ..Default::default() }).await.unwrap();
+        for tenant in [None, Some("acme".to_string())] {
+            let q = StatsQuery::new(tenant.clone(), 1_000_000, 1_000_000 + 600 * 37 / 2, 1_000).unwrap();
+            let counted = store.stats(&q).unwrap();
+            let mut folded = Tally::new(&q);
+            log.iter().for_each(|e| folded.entry(e));
+            assert_eq!(counted, folded.finish(), "tenant {tenant:?}");
+            assert!(counted.entries > 0 && counted.latency.delivered > 0 && !counted.failing.is_empty());
+            let size = serde_json::to_string(&counted).unwrap().len();
+            assert!(size < 64 * 1024, "the bodies stay out of the summary: {size} bytes");
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
