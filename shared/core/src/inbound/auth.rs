@@ -183,19 +183,24 @@ impl Verifier {
     }
 
     /// Redacts what carries credentials, so the request can be stored and
-    /// read by templates: sensitive headers (`Authorization`, signatures,
-    /// anything named like a token or secret), this scheme's own credential
-    /// header, and an API key passed in the query.
+    /// read by templates: headers and query parameters named like a
+    /// credential ([`is_sensitive`]: `Authorization`, signatures, anything
+    /// holding `token`, `key`, `passw`, `session`, …), this scheme's own
+    /// credential header, and its API key passed in the query.
     pub fn strip_credentials(&self, req: &mut InboundRequest) {
         let own = match &self.scheme {
             Scheme::ApiKey { header, .. } => header.clone(),
             Scheme::Hmac(h) => Some(h.header.clone()),
             _ => None,
         };
-        if let Scheme::ApiKey { query: Some(q), .. } = &self.scheme
-            && let Some(v) = req.query.get_mut(q)
-        {
-            *v = serde_json::Value::String(REDACTED.into());
+        let own_query = match &self.scheme {
+            Scheme::ApiKey { query: Some(q), .. } => Some(q.as_str()),
+            _ => None,
+        };
+        for (k, v) in req.query.iter_mut() {
+            if is_sensitive(k) || own_query == Some(k.as_str()) {
+                *v = serde_json::Value::String(REDACTED.into());
+            }
         }
         for (k, v) in req.headers.0.iter_mut() {
             if is_sensitive(k) || own.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(k)) {
@@ -313,6 +318,21 @@ mod tests {
         assert_eq!(r.headers.get("authorization"), Some(REDACTED));
         assert_eq!(r.headers.get("x-event-id"), Some("e-1"));
         assert_eq!(r.query["key"], json!(REDACTED));
+        assert_eq!(r.query["page"], json!("2"));
+        // Credential-looking names other than the trigger's own, in the
+        // headers and the query alike; a trigger without auth too.
+        let none = Verifier::for_trigger(&trigger(json!({})));
+        let mut r = req(&[("x-apikey", "a"), ("X-Session", "s"), ("x-pwd", "p"), ("Idempotency-Key", "i-1")], "{}");
+        for q in ["token", "access_token", "password", "api_key"] {
+            r.query.insert(q.into(), json!("leak"));
+        }
+        r.query.insert("page".into(), json!("2"));
+        none.strip_credentials(&mut r);
+        for h in ["x-apikey", "x-session", "x-pwd"] {
+            assert_eq!(r.headers.get(h), Some(REDACTED), "{h}");
+        }
+        assert_eq!(r.headers.get("idempotency-key"), Some("i-1"), "no credential, and flows read it");
+        assert!(!serde_json::to_string(&r.query).unwrap().contains("leak"), "{:?}", r.query);
         assert_eq!(r.query["page"], json!("2"));
         let h =
             Verifier::for_trigger(&trigger(json!({"auth": {"type": "hmac", "header": "X-Hook-Mac", "secret": "s"}})));

@@ -94,10 +94,35 @@ pub fn shown<'a>(name: &str, value: &'a str) -> &'a str {
     if is_sensitive(name) { REDACTED } else { value }
 }
 
-/// True when a header's value must be redacted in logs.
+/// Fragments that mark a name as a credential's: a header or a query
+/// parameter whose name holds one is redacted wherever it is kept (an
+/// inbound request as stored, an attempt's request and response headers).
+pub const CREDENTIAL_WORDS: &[&str] = &[
+    "auth",
+    "token",
+    "key",
+    "secret",
+    "passw",
+    "pwd",
+    "session",
+    "credential",
+    "jwt",
+    "bearer",
+    "signature",
+    "cookie",
+];
+
+/// Names that hold such a fragment and carry no credential: kept, since
+/// flows read them (an idempotency key, Bitbucket's event type).
+pub const NOT_CREDENTIALS: &[&str] = &["idempotency-key", "x-idempotency-key", "x-event-key"];
+
+/// True when a header's or query parameter's value must be redacted in
+/// logs: a name in [`SENSITIVE`], or one holding a [`CREDENTIAL_WORDS`]
+/// fragment (any case) that is not in [`NOT_CREDENTIALS`].
 pub fn is_sensitive(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    SENSITIVE.contains(&n.as_str()) || n.contains("signature") || n.contains("token") || n.contains("secret")
+    SENSITIVE.contains(&n.as_str())
+        || (CREDENTIAL_WORDS.iter().any(|w| n.contains(w)) && !NOT_CREDENTIALS.contains(&n.as_str()))
 }
 
 #[cfg(test)]
@@ -119,6 +144,29 @@ mod tests {
         for n in ["Authorization", "Cookie", "webhook-signature", "X-Hub-Signature-256", "X-Auth-Token"] {
             assert!(is_sensitive(n), "{n}");
         }
-        assert!(!is_sensitive("Content-Type"));
+        // Credential-looking names, as headers or query parameters.
+        for n in [
+            "apikey",
+            "X-ApiKey",
+            "x-access-key",
+            "password",
+            "x-password",
+            "x-pwd",
+            "session-id",
+            "x-session",
+            "x-jwt",
+            "x-bearer",
+            "x-credentials",
+            "x-forwarded-authorization",
+            "token",
+            "access_token",
+            "api_key",
+            "X-Shopify-Hmac-Sha256",
+        ] {
+            assert!(is_sensitive(n), "{n}");
+        }
+        for n in ["Content-Type", "Idempotency-Key", "X-Event-Key", "x-request-id", "user-agent", "page"] {
+            assert!(!is_sensitive(n), "{n}");
+        }
     }
 }

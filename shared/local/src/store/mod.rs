@@ -168,6 +168,20 @@ fn claim_dir(dir: &Path) -> Result<std::fs::File, Error> {
         Err(std::fs::TryLockError::Error(e)) => return Err(unusable(e)),
     }
     owner_only(&dir.join("hookflow.db"))?;
+    // Owner-only whatever a copy or a restore left: the directory, the
+    // database's journals (the key file is checked, not changed:
+    // `sealed::Sealer::open`).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(unusable)?;
+        for journal in ["hookflow.db-wal", "hookflow.db-shm"] {
+            let path = dir.join(journal);
+            if path.exists() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(unusable)?;
+            }
+        }
+    }
     Ok(lock)
 }
 
@@ -368,13 +382,51 @@ mod tests {
         // Another key: the database alone does not open them (a typed
         // error the dispatcher treats as permanent).
         let other = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
-        std::fs::write(dir.join(sealed::KEY_FILE), other).unwrap();
+        write_key(&dir, other.as_bytes());
         let store = Store::open(&dir).unwrap();
         let err = store.keyring("subscriptions/sub_a").unwrap_err();
         assert!(matches!(&err, Error::Malformed(m) if m.contains("keyring.key")), "{err}");
         drop(store);
-        std::fs::write(dir.join(sealed::KEY_FILE), key).unwrap();
+        write_key(&dir, &key);
         assert_eq!(Store::open(&dir).unwrap().keyring("subscriptions/sub_a").unwrap().as_deref(), Some(ring));
+    }
+
+    /// Puts a key file back as a restore would: owner-only.
+    fn write_key(dir: &Path, bytes: &[u8]) {
+        std::fs::write(dir.join(sealed::KEY_FILE), bytes).unwrap();
+        #[cfg(unix)]
+        std::fs::set_permissions(dir.join(sealed::KEY_FILE), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+
+    /// A data directory restored with 755 and its files 644 is made owner
+    /// only again on start; a key file others can read is refused, naming
+    /// the `chmod`.
+    #[cfg(unix)]
+    #[test]
+    fn a_restored_data_directory_is_made_owner_only_and_a_readable_key_file_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let (store, dir) = store();
+        store.put_keyring("subscriptions/sub_a", "{}").unwrap();
+        drop(store);
+        let set = |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        set(&dir, 0o755);
+        for f in ["hookflow.db", "hookflow.db-wal", "hookflow.db-shm"] {
+            std::fs::OpenOptions::new().create(true).append(true).open(dir.join(f)).unwrap();
+            set(&dir.join(f), 0o644);
+        }
+        set(&dir.join(sealed::KEY_FILE), 0o644);
+        let err = Store::open(&dir).err().expect("a key file others can read is refused").to_string();
+        assert!(err.contains("keyring.key") && err.contains("chmod 600"), "{err}");
+        set(&dir.join(sealed::KEY_FILE), 0o600);
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        for f in ["hookflow.db", "hookflow.db-wal", "hookflow.db-shm"] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
+        drop(store);
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]

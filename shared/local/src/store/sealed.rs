@@ -52,7 +52,11 @@ impl Sealer {
         let rng = SystemRandom::new();
         let unusable = |e: std::io::Error| Error::Config(format!("keyring key {}: {e}", file.display()));
         let bytes = match std::fs::read(&file) {
-            Ok(b) => b,
+            Ok(b) => {
+                #[cfg(unix)]
+                private(dir, &file)?;
+                b
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => match missing {
                 Missing::Absent => return Ok(Sealer { key: None, file, rng }),
                 Missing::Refuse { sealed } => {
@@ -134,6 +138,38 @@ impl Sealer {
     pub(crate) fn is_sealed(stored: &str) -> bool {
         stored.starts_with(SEALED)
     }
+}
+
+/// Refuses a key file that others can read, or that is not owned by the
+/// user who holds the data directory (its lock file's owner): its key may
+/// be known, or not be this store's.
+#[cfg(unix)]
+fn private(dir: &Path, file: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(file).map_err(|e| Error::Config(format!("keyring key {}: {e}", file.display())))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::Config(format!(
+            "keyring key {} can be read by other users (mode {mode:o}): run `chmod 600 {}`, and rotate the \
+             subscriptions' secrets if someone else may have read it",
+            file.display(),
+            file.display()
+        )));
+    }
+    if let Ok(lock) = std::fs::metadata(dir.join("hookflow.lock"))
+        && lock.uid() != meta.uid()
+    {
+        return Err(Error::Config(format!(
+            "keyring key {} belongs to user {}, not to the user running hookflow ({}): if it is this store's \
+             key, `chown {} {}`",
+            file.display(),
+            meta.uid(),
+            lock.uid(),
+            lock.uid(),
+            file.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Creates a file that must not exist yet, readable by its owner only.
@@ -220,6 +256,8 @@ mod tests {
             assert_eq!(mode, 0o600);
         }
         std::fs::write(d.join(KEY_FILE), "short").unwrap();
+        #[cfg(unix)]
+        std::fs::set_permissions(d.join(KEY_FILE), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let err = Sealer::open(&d, Missing::Make).err().unwrap().to_string();
         assert!(err.contains(KEY_FILE) && err.contains("32 bytes"), "{err}");
         // Made whole through a temporary file, which does not stay behind.
