@@ -28,7 +28,7 @@ import urllib.request
 HOOKFLOW, BENCH = sys.argv[1], sys.argv[2]
 RATE = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
 SECONDS = int(sys.argv[4]) if len(sys.argv) > 4 else 10
-TOKEN = "bench"
+TOKEN = "bench-admin-token-0123"
 
 
 def free_port():

@@ -14,6 +14,7 @@ import os
 import pathlib
 import re
 import shutil
+import socket
 import subprocess
 import time
 import urllib.error
@@ -194,6 +195,36 @@ def test_a_request_for_another_host_is_refused(world):
     assert status(f"evil.example:{world.console_port}") == 421
     assert status(f"localhost:{world.console_port}") == 200
     assert status(f"127.0.0.1:{world.console_port}") == 200
+    # Two Host headers (the console's own first): refused, not read as the first.
+    with socket.create_connection(("127.0.0.1", world.console_port), timeout=5) as s:
+        s.sendall(f"GET /console/login HTTP/1.1\r\nHost: 127.0.0.1:{world.console_port}\r\n"
+                  f"Host: evil.example\r\nConnection: close\r\n\r\n".encode())
+        head = s.recv(200).decode(errors="replace")
+    assert head.startswith("HTTP/1.1 400"), head
+
+
+def test_a_sign_in_posted_from_another_site_is_refused_and_wrong_links_lock_no_one_out(world):
+    """A page of another site cannot post the sign-in form (it would spend
+    the tries, or sign the browser in as someone else): refused by its
+    `Origin` or `Sec-Fetch-Site`. Wrong or spent one-time links are not
+    counted: 25 of them and the admin still signs in."""
+    def post(headers):
+        req = urllib.request.Request(f"{world.base}/console/login", data=f"token={ADMIN}".encode(), method="POST",
+                                     headers={"content-type": "application/x-www-form-urlencoded", **headers})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert post({"Origin": "http://evil.example"}) == 403
+    assert post({"Sec-Fetch-Site": "cross-site"}) == 403
+    assert post({"Origin": f"http://127.0.0.1:{world.console_port}", "Sec-Fetch-Site": "same-origin"}) == 200
+    for _ in range(25):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"{world.base}/console/login?code=wrong", timeout=5)
+        assert e.value.code == 401 and b"used already or has expired" in e.value.read()
+    world.sign_in()
 
 
 def test_a_change_without_the_session_s_csrf_token_is_refused(world):

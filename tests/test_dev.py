@@ -500,7 +500,7 @@ def test_an_empty_flow_directory_starts_with_a_warning(tmp_path):
     out = open(tmp_path / "out.log", "w+")
     proc = subprocess.Popen(
         [os.environ["HOOKFLOW_BIN"], "dev", "--flows", str(flows), "--listen", f"127.0.0.1:{port}",
-         "--data", str(tmp_path / "d"), "--admin-token", "hfa_test"],
+         "--data", str(tmp_path / "d"), "--admin-token", "hfa_test_token_0123"],
         stdout=out, stderr=subprocess.STDOUT,
     )
     try:
@@ -514,7 +514,7 @@ def test_an_empty_flow_directory_starts_with_a_warning(tmp_path):
                 assert time.monotonic() < deadline, "did not start"
                 time.sleep(0.05)
         req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/subscriptions",
-                                     headers={"authorization": "Bearer hfa_test"})
+                                     headers={"authorization": "Bearer hfa_test_token_0123"})
         assert urllib.request.urlopen(req, timeout=10).status == 200
     finally:
         proc.terminate()

@@ -1,17 +1,26 @@
-"""Cross-checks Hookflow's signatures with the `standardwebhooks` PyPI package.
+"""Cross-checks Hookflow's signatures with independent implementations.
 
-Signatures made by `hookflow sign` must verify with the reference library, and
-signatures made by the library must verify with `hookflow verify`, for several
-bodies, ids and both directions of a secret rotation.
+Signatures made by `hookflow sign` must verify with the `standardwebhooks`
+PyPI package, and signatures made by the library must verify with `hookflow
+verify`, for several bodies, ids and both directions of a secret rotation.
+Inbound Stripe, Shopify and GitHub (generic HMAC) signatures made by Stripe's
+own library and by Python's `hmac` from the providers' documentation are
+accepted by `hookflow dev`, and forged or tampered ones refused.
 """
 
 import base64
+import hashlib
+import hmac
+import json
 import os
 from datetime import datetime, timezone
 
 import pytest
+import stripe
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
+
+from test_dev import dev  # noqa: F401 (fixture)
 
 # The reference library parses what it verifies as JSON, so bodies are JSON.
 BODIES = [
@@ -131,3 +140,54 @@ def test_ed25519_v1a_signatures_verify_with_an_independent_implementation(hookfl
     tampered = "v1a," + base64.b64encode(private.sign(b"msg_ed.1795478400.{}")).decode()
     out = hookflow(*verify, "--signature", tampered)
     assert out.returncode == 1 and b"invalid" in out.stdout
+
+
+# Inbound signatures of the presets Hookflow verifies, made by independent
+# implementations: Stripe's own library, Python's `hmac` from Shopify's and
+# GitHub's documentation (GitHub's documented example checks the oracle).
+PRESET_FLOWS = {
+    f"{name}.yaml": f"""
+id: {name}-in
+tenant: acme
+trigger: {{ type: webhook, path: {name}, system: {system}, auth: {{ secret: inbound_key }} }}
+steps:
+  - {{ id: s, type: set, vars: {{ x: 1 }} }}
+"""
+    for name, system in [("stripe", "stripe"), ("shopify", "shopify"), ("github", "github")]
+}
+
+
+def test_github_s_documented_example_checks_the_hmac_oracle():
+    # docs.github.com, "Validating webhook deliveries": this secret and
+    # payload give this signature.
+    digest = hmac.new(b"It's a Secret to Everybody", b"Hello, World!", hashlib.sha256).hexdigest()
+    assert digest == "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+
+
+def test_preset_signatures_from_independent_signers_are_accepted_and_forgeries_refused(dev):
+    from test_dev import INBOUND_KEY
+
+    d = dev(PRESET_FLOWS)
+    body = json.dumps({"id": "evt_interop", "amount": 4200, "note": "héllo ✓"}).encode()
+    other = b"not-the-secret-0123"
+
+    def stripe_header(secret):
+        header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret.decode())
+        # Stripe's own verifier agrees with its signer (the oracle is Stripe's).
+        assert stripe.WebhookSignature.verify_header(body, header, secret.decode(), tolerance=300)
+        return {"Stripe-Signature": header}
+
+    def shopify_header(secret):
+        mac = hmac.new(secret, body, hashlib.sha256).digest()
+        return {"X-Shopify-Hmac-Sha256": base64.b64encode(mac).decode()}
+
+    def github_header(secret):
+        return {"X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()}
+
+    for path, sign in [("stripe", stripe_header), ("shopify", shopify_header), ("github", github_header)]:
+        good = d.call(f"/hooks/acme/{path}", body, sign(INBOUND_KEY.encode()))
+        assert good[0] == 202, (path, good)
+        forged = d.call(f"/hooks/acme/{path}", body, sign(other))
+        assert forged[0] == 401, (path, forged)
+        tampered = d.call(f"/hooks/acme/{path}", body.replace(b"4200", b"4201"), sign(INBOUND_KEY.encode()))
+        assert tampered[0] == 401, (path, tampered)

@@ -6,8 +6,11 @@ with PyPI `cryptography` (v1a, ed25519): independent implementations.
 """
 
 import base64
+import http.client
 import json
+import os
 import random
+import subprocess
 import threading
 import time
 
@@ -486,3 +489,29 @@ steps:
     # A bad window is named, not answered with a guess.
     status, out = api(d, "GET", "/v1/stats?since=0&until=86400000000&bucket=1000")
     assert (status, out["error"]["field"]) == (400, "bucket"), out
+
+
+def test_wrong_admin_tokens_are_limited_per_address_and_short_tokens_refused(dev, receiver, tmp_path):
+    """20 wrong bearer tokens from one address in a minute: that address is
+    answered 429 (the right token too: a guesser learns nothing), another
+    address (127.0.0.2, loopback too) goes on. A token under 16 characters
+    is refused at start, naming the flag."""
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST)
+
+    def get(token, source="127.0.0.1"):
+        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=5, source_address=(source, 0))
+        c.request("GET", "/v1/flows", headers={"authorization": f"Bearer {token}"})
+        r = c.getresponse()
+        r.read()
+        c.close()
+        return r.status, r.getheader("retry-after")
+
+    for _ in range(20):
+        assert get("wrong-token-0123456789")[0] == 401
+    assert get(ADMIN) == (429, "60"), "past its share, even the right token waits"
+    assert get(ADMIN, source="127.0.0.2")[0] == 200, "another address is not locked out"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    short = subprocess.run([os.environ["HOOKFLOW_BIN"], "dev", "--flows", str(empty), "--data", str(tmp_path / "d"),
+                            "--admin-token", "short"], capture_output=True, text=True, timeout=30)
+    assert short.returncode != 0 and "--admin-token" in short.stderr and "at least 16" in short.stderr, short.stderr

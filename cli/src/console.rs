@@ -118,7 +118,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             settings: config.subscriptions.clone(),
         };
         let token = match opts.admin_token {
-            Some(t) if !t.trim().is_empty() => t.trim().to_string(),
+            Some(t) if !t.trim().is_empty() => crate::admin_token(&t)?,
             _ => WebhookSecret::generate().expose().replacen("whsec_", "hfa_", 1),
         };
         let admin = Arc::new(Admin { backend, token: Some(token.clone()) });

@@ -83,7 +83,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         subscriptions: opts.subscriptions,
     };
     let (token, generated) = match opts.admin_token {
-        Some(t) if !t.trim().is_empty() => (t.trim().to_string(), false),
+        Some(t) if !t.trim().is_empty() => (crate::admin_token(&t)?, false),
         _ => (WebhookSecret::generate().expose().replacen("whsec_", "hfa_", 1), true),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;

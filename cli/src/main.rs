@@ -314,6 +314,24 @@ enum DeadCommand {
     },
 }
 
+/// The fewest characters an admin token may have: a shorter one is
+/// guessed too soon.
+const MIN_ADMIN_TOKEN: usize = 16;
+
+/// `--admin-token` (or `HOOKFLOW_ADMIN_TOKEN`), trimmed, if it is long
+/// enough to stand for the admin.
+fn admin_token(given: &str) -> anyhow::Result<String> {
+    let token = given.trim();
+    if token.chars().count() < MIN_ADMIN_TOKEN {
+        anyhow::bail!(
+            "--admin-token (or HOOKFLOW_ADMIN_TOKEN): {} characters; use at least {MIN_ADMIN_TOKEN} \
+             (e.g. `openssl rand -hex 16`), or leave it out and one is generated and printed",
+            token.chars().count()
+        );
+    }
+    Ok(token.to_string())
+}
+
 fn source(data: PathBuf, table: Option<String>, deliveries_queue_url: Option<String>) -> records::Source {
     match table {
         Some(table) => records::Source::Aws { table, deliveries_queue_url },

@@ -333,3 +333,42 @@ async fn an_event_too_large_for_the_table_is_413_never_503() {
     let (status, listed) = call(&env, "GET", "/v1/events?tenant=big", None).await;
     assert_eq!((status, listed["events"].as_array().map(Vec::len)), (200, Some(0)), "nothing stored: {listed}");
 }
+
+/// A new subscription whose verification request fails to send (the
+/// queue's send fails after the table's write) answers 503; the
+/// subscription stays `pending`, and verifying it again sends the request.
+#[tokio::test]
+async fn a_verification_that_fails_to_send_is_503_and_leaves_the_subscription_pending_to_verify_again() {
+    let env = setup_named(false, "verif").await;
+    let gone = format!("{}-gone", env.deliveries);
+    let backend = AwsBackend {
+        store: Store { table: env.table.clone(), queues: Queues::new(env.sqs.clone(), &gone, &gone) },
+        secrets: Secrets::new(env.sm.clone(), format!("{}/", env.prefix)),
+        settings: Default::default(),
+    };
+    let broken = Env {
+        router: hookflow_admin::router(Arc::new(Admin { backend, token: None })),
+        sqs: env.sqs.clone(),
+        deliveries: env.deliveries.clone(),
+        ordered: env.ordered.clone(),
+        sm: env.sm.clone(),
+        prefix: env.prefix.clone(),
+        table: env.table.clone(),
+    };
+    let url = "https://r.example/verify-fails";
+    let (status, body) =
+        call(&broken, "POST", "/v1/subscriptions", Some(json!({"url": url, "event_types": ["a.*"]}))).await;
+    assert_eq!(status, 503, "{body}");
+    let (_, listed) = call(&env, "GET", "/v1/subscriptions", None).await;
+    let sub = listed["subscriptions"].as_array().unwrap().iter().find(|s| s["url"] == url).expect("written").clone();
+    assert_eq!(sub["status"], "pending", "{sub}");
+    assert!(queued(&env).await.is_empty(), "nothing was sent");
+    let id = sub["id"].as_str().unwrap();
+    let (status, _) = call(&env, "POST", &format!("/v1/subscriptions/{id}/verify"), None).await;
+    assert_eq!(status, 202);
+    let jobs = queued(&env).await;
+    assert!(
+        jobs.iter().any(|j| matches!(&j.delivery.purpose, Purpose::Verify { subscription, .. } if subscription == id)),
+        "the verification request is queued: {jobs:?}"
+    );
+}

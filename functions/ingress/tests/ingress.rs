@@ -201,3 +201,42 @@ async fn an_enforced_shape_refuses_a_body_that_does_not_match_with_422_naming_wh
     assert_eq!(status, 202, "{body}");
     assert_eq!(queued(&sqs, &p.deliveries_queue_url).await.len(), 1);
 }
+
+/// A key left `accepted` (its completion write failed) whose run has moved
+/// on, or is gone, is completed by the next duplicate: the one after it
+/// reads no run item.
+#[tokio::test]
+async fn a_key_left_accepted_whose_run_moved_on_is_completed_by_the_next_duplicate() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use hookflow_pipeline::inbound::InboundPorts;
+
+    let (ingress, p, _, ddb) = setup("acc", &[]).await;
+    let scope = "acme/orders/k-accepted";
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let expires = hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock) / 1000 + 3600;
+    ddb.put_item()
+        .table_name(&p.table)
+        .item("pk", s(&hookflow_aws::keys::idempotency(scope)))
+        .item("sk", s(hookflow_aws::keys::IDEM))
+        .item("status", s("accepted"))
+        .item("reply", s(r#"{"status":202,"headers":[],"body":"{}"}"#))
+        .item("run_id", s("run_gone"))
+        .item("expires_at", AttributeValue::N(expires.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let status = || async {
+        let got = ddb
+            .get_item()
+            .table_name(&p.table)
+            .key("pk", s(&hookflow_aws::keys::idempotency(scope)))
+            .key("sk", s(hookflow_aws::keys::IDEM))
+            .send()
+            .await
+            .unwrap();
+        got.item.unwrap()["status"].as_s().unwrap().clone()
+    };
+    let claim = ingress.claim(scope, 0).await.unwrap();
+    assert!(matches!(claim, hookflow_core::ports::Claim::Completed(_)), "{claim:?}");
+    assert_eq!(status().await, "completed", "finished on this read");
+}

@@ -178,6 +178,10 @@ fn op(id: &str, summary: &str, params: Vec<Value>, body: Option<Value>, response
         r.insert(code.into(), v);
     }
     r.insert("401".into(), error("No or wrong bearer token."));
+    r.insert(
+        "429".into(),
+        error("Too many wrong tokens from this address in the last minute (`hookflow dev`): wait for `Retry-After`."),
+    );
     r.insert("501".into(), error("This deployment cannot do this (yet)."));
     r.insert("503".into(), error("The store failed; try again."));
     if body.is_some() {
@@ -418,7 +422,7 @@ fn paths() -> Map<String, Value> {
             "Replays a run: its request as stored (credentials were stripped before it was) accepted again by the flow's current version, as a new run. The same `key` again (a retry after a failure) names the same run: it is not started twice.",
             vec![path_param("id", "The run id (`run_…`).")],
             Some(json!({"required": false, "content": content(json!({"type": "object", "additionalProperties": false,
-                "properties": {"key": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "Names the replay (default: the time)."}}}))})),
+                "properties": {"key": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "Names the replay (default: the time — then a retry after a 5xx that followed the write starts a second run: send a key to retry safely)."}}}))})),
             vec![("202", answer("Started (or, for a key used already, started before).", object(&["run_id", "event_id", "replay_of", "new"], json!({
                 "run_id": {"type": "string"}, "event_id": {"type": "string"}, "replay_of": {"type": "string"},
                 "flow_version": {"type": "string"}, "new": {"type": "boolean"}})))),

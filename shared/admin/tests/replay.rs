@@ -208,11 +208,13 @@ async fn enable_with(m: &Arc<Memory>, id: &str, body: Value) -> (u16, Value) {
     (status, serde_json::from_slice(&body).unwrap())
 }
 
-/// How many times each matching event was queued.
+/// How many times each matching event was queued, by delivery (its
+/// `webhook-id`; a replay's job has an id of its own).
 fn queued(m: &Memory) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
     for job in m.queued.lock().unwrap().iter() {
-        *seen.entry(job.id.clone()).or_insert(0) += 1;
+        let delivery = job.payload.as_delivery().map_or_else(|| job.id.clone(), |d| d.delivery.id.clone());
+        *seen.entry(delivery).or_insert(0) += 1;
     }
     seen
 }
@@ -242,6 +244,12 @@ async fn a_replay_whose_second_page_failed_to_queue_is_resumed_by_the_same_reque
     assert_eq!(sub.status.as_str(), "active", "the enable itself stands");
     let cursor = sub.replay.expect("the unfinished part is on the subscription");
     assert_eq!(queued(&m).len(), 900, "the first page: 1,000 events read, 900 of them matching");
+    // Each a job of the replay's own (an ordered queue would drop one
+    // named as the original within five minutes), the delivery unchanged.
+    for job in m.queued.lock().unwrap().iter() {
+        let delivery = &job.payload.as_delivery().unwrap().delivery.id;
+        assert!(job.id.starts_with("d:replay:") && job.id.ends_with(delivery.as_str()), "{} for {delivery}", job.id);
+    }
     assert_eq!(cursor.next, m.events.lock().unwrap()[999].at, "from the last event read");
 
     let (status, out) = enable(&m, &id, true).await;

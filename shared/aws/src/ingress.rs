@@ -69,17 +69,22 @@ impl InboundPorts for Ingress {
     /// A conditional claim: new, in progress (409) or answered. A key
     /// answered but not yet `completed` (the send after its commit may have
     /// failed) whose run has not moved on has the run's first messages sent
-    /// again before it is answered.
+    /// again before it is answered; one whose run has moved on (its first
+    /// messages were taken) or is gone is completed then, so that the next
+    /// duplicate reads no run.
     async fn claim(&self, scope: &str, now_ms: i64) -> Result<Claim, Error> {
         // The claim outlives the longest this function can take.
         let (claim, run) = self.store.table.claim_run(scope, now_ms, Duration::from_secs(60)).await?;
-        if let (Claim::Completed(_), Some(run)) = (&claim, run)
-            && let Some(StoredRun { outbox, .. }) = self.store.table.load_stored(&run).await?
-            && outbox.caused_by(ACCEPTED)
-        {
-            // A copy still unwritten keeps the key `accepted`, for the next
-            // retry to write it.
-            if self.store.redrive(&outbox, SystemClock.now_ms()).await?.unlogged.is_none() {
+        if let (Claim::Completed(_), Some(run)) = (&claim, run) {
+            let done = match self.store.table.load_stored(&run).await? {
+                // A copy still unwritten keeps the key `accepted`, for the
+                // next retry to write it.
+                Some(StoredRun { outbox, .. }) if outbox.caused_by(ACCEPTED) => {
+                    self.store.redrive(&outbox, SystemClock.now_ms()).await?.unlogged.is_none()
+                }
+                _ => true,
+            };
+            if done {
                 let _ = self.store.table.idempotency_sent(scope).await;
             }
         }

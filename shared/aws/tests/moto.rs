@@ -150,6 +150,50 @@ async fn a_commit_of_more_than_100_items_is_written_in_transactions_of_100() {
     assert!(log.iter().enumerate().all(|(i, e)| e.detail["n"] == i), "every entry, in order");
 }
 
+/// A publish's commit over 100 items goes in transactions of 100, the
+/// event's item last: when that last one fails (here its id is live), the
+/// earlier ones are written but nothing is sent, and the error is the
+/// caller's (a 5xx, or `duplicate` as here) — no delivery of a publish that
+/// did not take.
+#[tokio::test]
+async fn a_large_commit_whose_last_transaction_fails_sends_nothing() {
+    use hookflow_core::commit::EventRow;
+    use hookflow_core::subscription::NewEvent;
+
+    let (conf, p) = setup(5).await;
+    let store = store_of(&conf, &p);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let now = now_ms();
+    let event = NewEvent {
+        kind: "big.one".into(),
+        id: Some("e-big".into()),
+        tenant: Some("acme".into()),
+        ..Default::default()
+    }
+    .into_event(now)
+    .unwrap();
+    let window = Duration::from_secs(600);
+    let first = Commit { event: Some(EventRow::of(&event, window)), ..Default::default() };
+    store.apply(first, now).await.unwrap();
+    // The same id again, with 250 log entries and a delivery to send.
+    let mut big =
+        Commit { event: Some(EventRow::of(&event, window)), jobs: vec![delivery_job(&flow)], ..Default::default() };
+    let run = run_of(&flow);
+    for i in 0..250 {
+        big.log.push(LogEntry::for_run(
+            &run,
+            now + i,
+            hookflow_core::commit::EntryKind::Step,
+            "ok",
+            serde_json::json!({"n": i}),
+        ));
+    }
+    let err = store.apply(big, now).await.unwrap_err();
+    assert!(matches!(err, hookflow_aws::Error::Duplicate(_)), "{err}");
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    assert!(receive(&sqs, &p.deliveries_queue_url).await.is_empty(), "nothing sent for a commit that failed");
+}
+
 #[tokio::test]
 async fn jobs_go_to_their_queue_in_batches_of_ten_in_order() {
     let (conf, p) = setup(5).await;
@@ -856,6 +900,31 @@ async fn a_dead_delivery_keeps_its_job_apart_so_its_row_stays_small_and_a_large_
         !left.iter().any(|i| i["pk"].as_s().is_ok_and(|pk| pk == "DEAD" || pk.starts_with("DEADJOB#"))),
         "the row and its parts are forgotten"
     );
+}
+
+/// A replayed dead delivery that dies again before its row is forgotten
+/// keeps its newer row: `forget_dead` deletes only the row it listed (its
+/// `at`), so the second death is still listed and replayable.
+#[tokio::test]
+async fn forgetting_a_dead_delivery_leaves_a_newer_death_of_it_listed() {
+    let (conf, p) = setup(5).await;
+    let store = store_of(&conf, &p);
+    let flow = hookflow_core::load_flow("partner-sync.yaml".as_ref(), FLOW).unwrap();
+    let d: DeliveryJob = delivery_job(&flow).payload.as_delivery().unwrap().clone();
+    let first = hookflow_core::commit::DeadRow::of(&d, "status 400");
+    store.table.write(&Commit { dead: Some(first), ..Default::default() }, 1_000).await.unwrap();
+    let listed = store.table.dead(None).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    // Replayed, and dead again before the replay forgot the first row.
+    let again = hookflow_core::commit::DeadRow::of(&d, "status 500, again");
+    store.table.write(&Commit { dead: Some(again), ..Default::default() }, 2_000).await.unwrap();
+    store.table.forget_dead(&listed[0]).await.unwrap();
+    let left = store.table.dead(None).await.unwrap();
+    assert_eq!(left.len(), 1, "the newer death stays listed");
+    assert_eq!((left[0].at, left[0].row.reason.as_str()), (2_000, "status 500, again"));
+    // Forgetting the row as it is listed now does forget it.
+    store.table.forget_dead(&left[0]).await.unwrap();
+    assert!(store.table.dead(None).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -22,13 +22,37 @@ const TEMPLATES: &[(&str, &str)] = &[
 ];
 
 /// The templates, HTML-escaped by their `.html` names (minijinja's
-/// default): everything shown from the log is text, never markup.
+/// default): everything shown from the log is text, never markup. A
+/// bidirectional control character in shown text (which could make `gnp.exe`
+/// read as `exe.png`, or reorder a URL) is shown as its code point instead.
 pub fn templates() -> Result<minijinja::Environment<'static>, minijinja::Error> {
     let mut env = minijinja::Environment::new();
     for (name, text) in TEMPLATES {
         env.add_template(name, text)?;
     }
+    // Markup-safe output (`tojson`'s) too: the controls are in its strings,
+    // and `[U+202E]` is text in HTML and in JSON alike.
+    env.set_formatter(|out, state, value| match value.as_str() {
+        Some(text) if text.chars().any(is_bidi) => {
+            let shown = neutralised(text);
+            let shown =
+                if value.is_safe() { minijinja::Value::from_safe_string(shown) } else { minijinja::Value::from(shown) };
+            minijinja::escape_formatter(out, state, &shown)
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    });
     Ok(env)
+}
+
+/// Whether `c` changes the direction of the text around it (Unicode's
+/// embeddings, overrides, isolates and marks).
+fn is_bidi(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with each bidirectional control shown as `[U+202E]`.
+fn neutralised(text: &str) -> String {
+    text.chars().map(|c| if is_bidi(c) { format!("[U+{:04X}]", c as u32) } else { c.to_string() }).collect()
 }
 
 /// `/console/assets/{name}`.

@@ -126,9 +126,14 @@ pub struct Listening {
 }
 
 impl Listening {
-    /// Serves until the process ends.
+    /// Serves until the process ends, within the bounds every listener of
+    /// `hookflow` has ([`hookflow_io::server`]): a request's head within
+    /// 15 s, at most 2,048 connections, 256 a client.
     pub async fn serve(self) -> std::io::Result<()> {
-        axum::serve(self.listener, self.app).await
+        hookflow_io::server::serve(self.listener, self.app, hookflow_io::server::Bounds::default(), |e| {
+            eprintln!("console: accept failed: {e}");
+        })
+        .await
     }
 }
 

@@ -9,7 +9,10 @@
 //! signs everyone out. Both are bounded in number and in time.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
+
+use hookflow_core::tries::Tries;
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -20,8 +23,10 @@ pub const CODE_TTL_MS: i64 = 15 * 60 * 1000;
 pub const SESSION_TTL_MS: i64 = 12 * 60 * 60 * 1000;
 /// The most codes and sessions kept; past it the oldest go.
 const MAX: usize = 1_000;
-/// Wrong admin tokens (and wrong or spent codes) allowed a minute, from
-/// anyone: past it sign-in answers 429 for the rest of the minute.
+/// Wrong admin tokens allowed a minute from one client (an IP address):
+/// past it that client's sign-in answers 429 for the rest of the minute;
+/// everyone else signs in. One-time codes are not counted: 256 random bits
+/// are not guessed, and counting them let anyone lock everyone out.
 pub const TRIES_A_MINUTE: usize = 20;
 
 /// A signed-in browser.
@@ -33,9 +38,15 @@ pub struct Session {
 }
 
 /// Sign-in codes and sessions.
-#[derive(Default)]
 pub struct Sessions {
     inner: Mutex<Inner>,
+    tries: Tries,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions { inner: Mutex::default(), tries: Tries::new(TRIES_A_MINUTE) }
+    }
 }
 
 #[derive(Default)]
@@ -44,8 +55,6 @@ struct Inner {
     codes: HashMap<[u8; 32], i64>,
     /// Sessions by the digest of their cookie.
     sessions: HashMap<[u8; 32], Session>,
-    /// When the failed sign-ins of the last minute were.
-    failures: std::collections::VecDeque<i64>,
 }
 
 /// 256 random bits, hex.
@@ -83,37 +92,20 @@ impl Sessions {
     }
 
     /// Spends `code`: a new session (its cookie value and session), or
-    /// `None` for a code that is wrong, spent or expired (counted as a
-    /// failed try), or past the tries of the minute.
+    /// `None` for a code that is wrong, spent or expired.
     pub fn redeem(&self, code: &str, now: i64) -> Option<(String, Session)> {
-        if !self.may_try(now) {
-            return None;
-        }
-        let live = {
-            let mut inner = self.lock();
-            inner.codes.remove(&digest(code)).is_some_and(|expires| expires > now)
-        };
-        if !live {
-            self.failed_try(now);
-        }
+        let live = self.lock().codes.remove(&digest(code)).is_some_and(|expires| expires > now);
         live.then(|| self.start(now))
     }
 
-    /// Whether a sign-in may be tried now ([`TRIES_A_MINUTE`]).
-    pub fn may_try(&self, now: i64) -> bool {
-        let mut inner = self.lock();
-        while inner.failures.front().is_some_and(|t| *t <= now - 60_000) {
-            inner.failures.pop_front();
-        }
-        inner.failures.len() < TRIES_A_MINUTE
+    /// Whether `client` may try the admin token now ([`TRIES_A_MINUTE`]).
+    pub fn may_try(&self, client: Option<IpAddr>, now: i64) -> bool {
+        self.tries.may_try(client, now)
     }
 
-    /// Records a failed sign-in.
-    pub fn failed_try(&self, now: i64) {
-        let mut inner = self.lock();
-        if inner.failures.len() < TRIES_A_MINUTE {
-            inner.failures.push_back(now);
-        }
+    /// Records a wrong admin token from `client`.
+    pub fn failed_try(&self, client: Option<IpAddr>, now: i64) {
+        self.tries.failed(client, now);
     }
 
     /// A new session (after the admin token was checked).
@@ -167,15 +159,21 @@ mod tests {
     }
 
     #[test]
-    fn wrong_tries_are_limited_a_minute() {
+    fn wrong_tokens_are_limited_a_minute_per_client_and_codes_are_not_counted() {
         let s = Sessions::default();
+        let (me, other) = (Some("203.0.113.1".parse().unwrap()), Some("203.0.113.2".parse().unwrap()));
         let code = s.new_code(0);
-        for _ in 0..TRIES_A_MINUTE {
+        for _ in 0..TRIES_A_MINUTE * 3 {
             assert!(s.redeem("wrong", 1).is_none());
         }
-        assert!(!s.may_try(2), "past the tries of the minute");
-        assert!(s.redeem(&code, 2).is_none(), "even a good code waits");
-        assert!(s.may_try(60_002) && s.redeem(&code, 60_002).is_some(), "a minute later");
+        assert!(s.may_try(me, 1), "wrong codes are not counted against anyone");
+        for _ in 0..TRIES_A_MINUTE {
+            s.failed_try(me, 1);
+        }
+        assert!(!s.may_try(me, 2), "past this client's tries of the minute");
+        assert!(s.may_try(other, 2), "another client signs in");
+        assert!(s.redeem(&code, 2).is_some(), "a good code is never held back");
+        assert!(s.may_try(me, 60_002), "a minute later");
     }
 
     #[test]

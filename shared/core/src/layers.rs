@@ -14,6 +14,7 @@ pub(crate) const ORDER: &[&str] = &[
     "duration",
     "headers",
     "events",
+    "tries",
     // policy/
     "status",
     "ssrf",

@@ -38,7 +38,7 @@ pub use outcome::{commit, engine, ports, stats};
 pub use policy::{retry, ssrf, status};
 pub use run::{attempt, dry, request};
 pub use sign::{keyring, signature};
-pub use util::{duration, events, headers, scrub, text};
+pub use util::{duration, events, headers, scrub, text, tries};
 
 pub use error::{Diagnostic, Error};
 pub use flow::Flow;

@@ -1,5 +1,6 @@
 //! The HTTP server of `hookflow dev`: the trigger endpoint and the admin API
 //! on one listener, with bounds a slow or flooding client cannot get past.
+//! The connection bounds are every listener's ([`hookflow_io::server`]):
 //!
 //! - a request's head must arrive within [`Limits::read_timeout`] (hyper's
 //!   header timeout; an idle kept-alive connection is closed after it too),
@@ -16,24 +17,20 @@
 //!   requests in progress (past it `429` with `Retry-After: 1`): a few
 //!   clients trickling bodies cannot hold every slot.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hookflow_admin::Admin;
 use hookflow_core::engine::Level;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
+use hookflow_io::server::{Bounds, PerClient};
 use serde_json::json;
 use tokio::sync::Semaphore;
-use tower::ServiceExt;
 
 use crate::Error;
 use crate::admin::DevBackend;
@@ -63,48 +60,6 @@ impl Default for Limits {
             max_connections: 2048,
             max_inflight_per_client: 64,
             max_connections_per_client: 256,
-        }
-    }
-}
-
-/// How much of something each client holds (an entry only while it holds
-/// some, so the map is bounded by what is held).
-#[derive(Default)]
-struct PerClient(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
-
-impl PerClient {
-    /// One more for `ip`, unless it holds `max` already (0: no bound). An
-    /// IPv6 client is its /64 (a host picks any address in it).
-    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Held> {
-        let ip = match ip {
-            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-            v4 => v4,
-        };
-        let max = if max == 0 { usize::MAX } else { max };
-        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = held.entry(ip).or_insert(0);
-        if *n >= max {
-            if *n == 0 {
-                held.remove(&ip);
-            }
-            return None;
-        }
-        *n += 1;
-        Some(Held(self.clone(), ip))
-    }
-}
-
-/// One unit a client holds, given back when dropped.
-struct Held(Arc<PerClient>, IpAddr);
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let mut held = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = held.get_mut(&self.1) {
-            *n -= 1;
-            if *n == 0 {
-                held.remove(&self.1);
-            }
         }
     }
 }
@@ -143,40 +98,17 @@ pub async fn serve(
         },
     ));
     let app: Router = triggers.merge(hookflow_admin::router(admin));
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let client_connections = Arc::new(PerClient::default());
-    loop {
-        let Ok(permit) = connections.clone().acquire_owned().await else { return Ok(()) };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: wait, do not spin.
-                rt.logger.log(Level::Warn, "accept failed", json!({"error": e.to_string()}));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        // Past its share, a client's new connection is closed at once.
-        let Some(client_permit) = client_connections.take(peer.ip(), limits.max_connections_per_client) else {
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let service = app.clone().map_request(move |mut req: Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            req.map(Body::new)
-        });
-        let read_timeout = limits.read_timeout;
-        tokio::spawn(async move {
-            let _permit = (permit, client_permit);
-            // HTTP/1 only: detecting HTTP/2 reads the connection's first
-            // bytes with no timeout, so 2,048 silent connections would
-            // hold every slot (webhook senders speak HTTP/1.1).
-            let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
-            builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout);
-            let _ = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).await;
-        });
-    }
+    let bounds = Bounds {
+        read_timeout: limits.read_timeout,
+        max_connections: limits.max_connections,
+        max_connections_per_client: limits.max_connections_per_client,
+    };
+    let logger = rt.logger.clone();
+    hookflow_io::server::serve(listener, app, bounds, move |e| {
+        logger.log(Level::Warn, "accept failed", json!({"error": e.to_string()}));
+    })
+    .await
+    .map_err(|e| Error::Unavailable(format!("serving: {e}")))
 }
 
 /// The answer past `max_inflight_per_client`.

@@ -11,14 +11,16 @@
 //! The decisions are the core's ([`hookflow_core::subscription`]); this
 //! module parses, checks, calls the backend and answers.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
+use hookflow_core::tries::Tries;
 
 use crate::backend::Backend;
 
@@ -71,8 +73,14 @@ pub fn router<B: Backend>(admin: Arc<Admin<B>>) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
         },
     );
-    routes.layer(middleware::from_fn_with_state(admin.clone(), authorize::<B>)).with_state(admin)
+    let tries = Arc::new(Tries::new(WRONG_TOKENS_A_MINUTE));
+    routes.layer(middleware::from_fn_with_state((admin.clone(), tries), authorize::<B>)).with_state(admin)
 }
+
+/// Wrong bearer tokens one client (an IP address) may send a minute; past
+/// it, its requests are answered 429 until the minute is over, the right
+/// token's too (a guesser learns nothing), while other clients go on.
+pub const WRONG_TOKENS_A_MINUTE: usize = 20;
 
 /// The operations of the admin API, by `operationId`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,8 +195,24 @@ impl Op {
     }
 }
 
-async fn authorize<B: Backend>(State(admin): State<Arc<Admin<B>>>, req: Request, next: Next) -> Response {
+async fn authorize<B: Backend>(
+    State((admin, tries)): State<(Arc<Admin<B>>, Arc<Tries>)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(token) = &admin.token else { return next.run(req).await };
+    let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|i| i.0.ip());
+    let now = admin.backend.now_ms();
+    if !tries.may_try(client, now) {
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_tries",
+            "too many wrong tokens from this address: wait a minute",
+        )
+        .into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+        return r;
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -196,6 +220,7 @@ async fn authorize<B: Backend>(State(admin): State<Arc<Admin<B>>>, req: Request,
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !hookflow_core::signature::mac_eq(given.trim().as_bytes(), token.as_bytes()) {
+        tries.failed(client, now);
         return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send `Authorization: Bearer <admin token>`")
             .into_response();
     }

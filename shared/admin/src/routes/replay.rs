@@ -166,8 +166,18 @@ async fn replay<B: Backend>(
             .collect();
         if !page.is_empty() {
             let now = a.backend.now_ms();
-            let jobs =
-                page.iter().map(|e| sub.event_job(e, &e.envelope().to_string(), a.backend.settings(), now)).collect();
+            // Jobs of this window's own (the delivery, its `webhook-id`,
+            // unchanged): the FIFO queue drops a message whose
+            // deduplication id it saw in the last five minutes, and the
+            // original's may be that recent.
+            let jobs = page
+                .iter()
+                .map(|e| {
+                    let mut job = sub.event_job(e, &e.envelope().to_string(), a.backend.settings(), now);
+                    job.id = format!("d:replay:{until}:{}", job.id.trim_start_matches("d:"));
+                    job
+                })
+                .collect();
             a.backend.queue(jobs).await?;
             queued.extend(page.iter().map(|e| (e.at, e.id.clone())));
         }

@@ -73,8 +73,12 @@ pub fn router(c: Arc<Console>) -> Router {
 
 /// Refuses a request for another host than the console's (DNS rebinding:
 /// a page whose name resolves to 127.0.0.1 would otherwise be same-origin
-/// with the console for the browser).
+/// with the console for the browser), and one naming two hosts (which one
+/// a proxy in front would have checked is anyone's guess).
 async fn own_host(State(c): State<Arc<Console>>, req: Request, next: Next) -> Response {
+    if req.headers().get_all(header::HOST).iter().count() > 1 {
+        return (StatusCode::BAD_REQUEST, "two Host headers: a request names one host").into_response();
+    }
     if let Some(hosts) = &c.hosts {
         let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
         if !hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
@@ -133,7 +137,9 @@ mod tests {
         let c = Console::new(crate::Config { admin: Router::new(), admin_token: "t".into(), triggers_base: None })
             .expect("the templates parse");
         let s = c.sessions.start(0).1;
-        let evil = "<script>alert(1)</script>";
+        // Markup, and a right-to-left override that would reorder what
+        // follows it.
+        let evil = "<script>alert(1)</script>\u{202E}gnp.exe";
         let (mut sub, _) = hookflow_core::subscription::NewSubscription {
             url: "https://receiver.example/h".into(),
             event_types: vec!["a.b".into()],
@@ -194,7 +200,8 @@ mod tests {
                 .render(minijinja::Value::from(minijinja::value::Serde(page(Some(&s), name, fields))));
             let html = html.unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(html.starts_with("<!doctype html>"), "{name}");
-            assert!(!html.contains(evil), "{name} shows markup from data");
+            assert!(!html.contains("<script>alert(1)"), "{name} shows markup from data");
+            assert!(!html.contains('\u{202E}'), "{name} shows a bidirectional override as it is");
         }
     }
 

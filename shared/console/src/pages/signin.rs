@@ -1,10 +1,10 @@
 //! Signing in (a one-time link or the admin token) and out: the
 //! session cookie.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
@@ -48,24 +48,56 @@ pub(super) async fn login_link(State(c): State<Arc<Console>>, RawQuery(q): RawQu
     }
 }
 
-pub(super) async fn login_token(State(c): State<Arc<Console>>, bytes: Bytes) -> Response {
+pub(super) async fn login_token(State(c): State<Arc<Console>>, req: Request) -> Response {
     let now = now_ms();
-    if !c.sessions.may_try(now) {
-        let error = "Too many wrong tokens: wait a minute.";
+    let refused = |status: StatusCode, error: &str| {
         let mut r = render(&c, "login.html", page(None, "login", json!({"error": error})));
-        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        *r.status_mut() = status;
+        r
+    };
+    // A form posted from another site's page (it would spend this
+    // client's tries, or sign the browser in as someone else).
+    if cross_origin(&req, c.hosts.as_deref()) {
+        return refused(StatusCode::FORBIDDEN, "Sign in from the console's own page.");
+    }
+    let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|i| i.0.ip());
+    if !c.sessions.may_try(client, now) {
+        let mut r = refused(StatusCode::TOO_MANY_REQUESTS, "Too many tries: wait a minute.");
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         return r;
     }
+    let Ok(bytes) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
     let form = Form::parse(&bytes);
     if !form.get("token").is_empty() && same_secret(form.get("token"), &c.token) {
         let (cookie, _) = c.sessions.start(now);
         return signed_in_answer(&cookie);
     }
-    c.sessions.failed_try(now);
-    let mut r = render(&c, "login.html", page(None, "login", json!({"error": "That is not the admin token."})));
-    *r.status_mut() = StatusCode::UNAUTHORIZED;
-    r
+    c.sessions.failed_try(client, now);
+    refused(StatusCode::UNAUTHORIZED, "That is not the admin token.")
+}
+
+/// Whether `req` was posted from another origin: `Sec-Fetch-Site` says so
+/// (a browser sends it), or `Origin` names another host than the console's
+/// own (`hosts`; without them, the request's own `Host`). A request with
+/// neither (a script, curl) is not a browser's cross-site form.
+fn cross_origin(req: &Request, hosts: Option<&[String]>) -> bool {
+    let h = req.headers();
+    if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return true;
+    }
+    // `null`: the page's referrer policy (the console's own is
+    // `no-referrer`) hides it; `Sec-Fetch-Site` above decided.
+    let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()).filter(|o| *o != "null") else {
+        return false;
+    };
+    let own_host = h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let from = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")).unwrap_or(origin);
+    let known = hosts.is_some_and(|hs| hs.iter().any(|x| x.eq_ignore_ascii_case(from)));
+    !(known || from.eq_ignore_ascii_case(own_host))
 }
 
 pub(super) async fn logout(State(c): State<Arc<Console>>, req: Request) -> Response {

@@ -48,7 +48,11 @@ async fn subscriptions_page(c: &Console, s: &Session, after: &str, extra: Value)
         .collect();
     seen.sort();
     seen.dedup();
-    let mut ctx = json!({"subscriptions": rows, "seen_types": seen, "next": next, "paged": !after.is_empty()});
+    // The publish form names its event: sent again (a retry after an
+    // error), it is the same event, answered `duplicate`.
+    let event_id = format!("evt_console_{}", &crate::session::random_token()[..24]);
+    let mut ctx = json!({"subscriptions": rows, "seen_types": seen, "next": next, "paged": !after.is_empty(),
+                         "event_id": event_id});
     if let (Some(o), Value::Object(e)) = (ctx.as_object_mut(), extra) {
         o.extend(e);
     }
@@ -180,6 +184,9 @@ pub(super) async fn publish(State(c): State<Arc<Console>>, Checked { session: s,
         Err(e) => return subscriptions_page(&c, &s, "", json!({"error": format!("data: not JSON: {e}")})).await,
     };
     let mut body = json!({"type": form.get("type").trim(), "data": data});
+    if !form.get("id").trim().is_empty() {
+        body["id"] = json!(form.get("id").trim());
+    }
     if !form.get("tenant").trim().is_empty() {
         body["tenant"] = json!(form.get("tenant").trim());
     }

@@ -541,7 +541,9 @@ pub fn render_reply(
         }
     };
     let mut out_headers = Vec::new();
-    for (k, v) in headers {
+    // No cookie, whatever an older stored flow says (validation refuses
+    // one): see `validate`'s `no_cookie`.
+    for (k, v) in headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("set-cookie")) {
         let text = match v {
             Value::String(s) => templates
                 .render_text(s, ctx)

@@ -32,7 +32,9 @@ pub struct NewEvent {
     #[serde(default)]
     pub data: Value,
     /// Idempotency key: a repeat within 24 h is accepted once. Generated
-    /// when absent. 1-128 of `A-Za-z0-9._:-`.
+    /// when absent — then a retry after a 5xx (which can follow a write
+    /// that took) publishes a second event: send one to retry safely.
+    /// 1-128 of `A-Za-z0-9._:-`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Default `default`.

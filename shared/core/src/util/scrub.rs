@@ -6,10 +6,13 @@
 //! `steps.<id>.response`, on AWS DynamoDB items) and shown (the admin API,
 //! the CLI), so every secret value an attempt sent is replaced by `***` in
 //! the captured response before anything keeps it — in the forms it may
-//! come back in: as sent, base64 (a `Basic` credential, a token encoded
-//! again), percent-encoded (a query parameter), JSON-escaped, and each
-//! whole header value a secret was rendered into (`Basic dXNlcjpwYXNz`
-//! holds no secret verbatim, only `user:pass` encoded).
+//! come back in: as sent; base64, standard and URL-safe, on its own or
+//! anywhere inside a longer base64 run (a `Basic` credential, a whole
+//! `Authorization: Bearer …` line encoded); hex in either case;
+//! percent-encoded in either case (a query parameter); JSON-escaped, with
+//! `\/` (PHP) and with `\uXXXX` escapes; HTML-escaped; and each whole
+//! header value a secret was rendered into (`Basic dXNlcjpwYXNz` holds no
+//! secret verbatim, only `user:pass` encoded).
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
@@ -41,8 +44,23 @@ impl Scrubber {
             needles.push(STANDARD.encode(s));
             needles.push(STANDARD_NO_PAD.encode(s));
             needles.push(URL_SAFE_NO_PAD.encode(s));
-            needles.push(encode_component(s));
-            needles.push(escaped(s));
+            needles.extend(inside_base64(s.as_bytes()));
+            let hex: String = s.bytes().map(|b| format!("{b:02x}")).collect();
+            needles.push(hex.to_ascii_uppercase());
+            needles.push(hex);
+            let percent = encode_component(s);
+            needles.push(escapes_in_case(&percent, '%', 2, false));
+            needles.push(percent);
+            let json = escaped(s);
+            needles.push(json.replace('/', "\\/"));
+            needles.push(json);
+            let unicode: String = s
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c.to_string() } else { format!("\\u{:04x}", c as u32) })
+                .collect();
+            needles.push(escapes_in_case(&unicode, 'u', 4, true));
+            needles.push(unicode);
+            needles.push(html(s));
         }
         for r in rendered {
             needles.push(r.to_string());
@@ -97,6 +115,50 @@ impl Scrubber {
     }
 }
 
+/// The parts of `bytes`' base64 that any base64 run holding them shows,
+/// whatever came before them (three alignments) and after (the last,
+/// partial character is left out): standard and URL-safe alphabets.
+fn inside_base64(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for k in 0..3usize {
+        let mut padded = vec![0u8; k];
+        padded.extend_from_slice(bytes);
+        let encoded = STANDARD_NO_PAD.encode(&padded);
+        // The first characters mix in the filler; the last one the next byte.
+        let start = [0, 2, 3][k];
+        let end = encoded.len() - usize::from(padded.len() % 3 != 0);
+        if let Some(part) = encoded.get(start..end) {
+            out.push(part.to_string());
+            out.push(part.replace('+', "-").replace('/', "_"));
+        }
+    }
+    out
+}
+
+/// `text` with the `digits` hex digits after each `marker` in upper or
+/// lower case.
+fn escapes_in_case(text: &str, marker: char, digits: usize, upper: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut left = 0;
+    for c in text.chars() {
+        if left > 0 {
+            out.push(if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+            left -= 1;
+            continue;
+        }
+        out.push(c);
+        if c == marker {
+            left = digits;
+        }
+    }
+    out
+}
+
+/// `s` HTML-escaped (`&amp;`, `&lt;`, `&gt;`, `&quot;`, `&#39;`).
+fn html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
 /// `s` as it appears inside a JSON string.
 fn escaped(s: &str) -> String {
     let quoted = serde_json::to_string(s).unwrap_or_default();
@@ -120,6 +182,40 @@ mod tests {
         ] {
             let got = s.text(&format!("you sent [{echoed}] ok"));
             assert_eq!(got, "you sent [***] ok", "{echoed}");
+        }
+    }
+
+    #[test]
+    fn hex_percent_unicode_php_html_and_base64_inside_a_line_are_caught_too() {
+        let secret = "tok/en+sec\"ret<&>";
+        let s = Scrubber::new([secret], []);
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        let unicode: String = secret
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_string() } else { format!("\\u{:04x}", c as u32) })
+            .collect();
+        for echoed in [
+            hex.clone(),
+            hex.to_ascii_uppercase(),
+            "tok%2fen%2bsec%22ret%3c%26%3e".to_string(),
+            unicode.clone(),
+            secret
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c.to_string() } else { format!("\\u{:04X}", c as u32) })
+                .collect(),
+            r#"tok\/en+sec\"ret<&>"#.to_string(),
+            "tok/en+sec&quot;ret&lt;&amp;&gt;".to_string(),
+        ] {
+            let got = s.text(&format!("you sent [{echoed}] ok"));
+            assert!(!got.contains(&echoed) && got.contains("***"), "{echoed}: {got}");
+        }
+        // A whole header line encoded, the secret at each alignment.
+        for line in ["Authorization: Bearer ", "Authorization: Bearer x", "Authorization: Bearer xy"] {
+            for engine in [STANDARD, base64::engine::general_purpose::URL_SAFE] {
+                let encoded = engine.encode(format!("{line}{secret} and more"));
+                let got = s.text(&encoded);
+                assert!(got.contains("***"), "{line:?}: {encoded} -> {got}");
+            }
         }
     }
 

@@ -407,6 +407,7 @@ impl Checker {
                         }
                     }
                     self.map_templates(&join_key(&path, "headers"), &r.headers, &scope, Slot::Step);
+                    self.no_cookie(&join_key(&path, "headers"), &r.headers);
                     if let Some(b) = &r.body {
                         self.check_body(&join_key(&path, "body"), b, &scope);
                     }
@@ -474,6 +475,19 @@ steps:
     fn with(replace: &str, by: &str) -> Vec<String> {
         assert!(GOOD.contains(replace), "fixture lacks {replace}");
         errors(&GOOD.replacen(replace, by, 1))
+    }
+
+    #[test]
+    fn an_answer_to_a_trigger_sets_no_cookie() {
+        let e = with(
+            "respond: { mode: async, status: 202 }",
+            "respond: { mode: async, status: 202, headers: { Set-Cookie: \"hookflow_console=x; Path=/console\" } }",
+        );
+        assert!(e.iter().any(|m| m.contains("trigger.respond.headers.Set-Cookie") && m.contains("cookie")), "{e:?}");
+        let sync = GOOD.replacen("respond: { mode: async, status: 202 }", "respond: { mode: sync }", 1)
+            + "  - { id: answer, type: respond, status: 200, headers: { set-cookie: a=b } }\n";
+        let e = errors(&sync);
+        assert!(e.iter().any(|m| m.contains("steps[2].headers.set-cookie")), "{e:?}");
     }
 
     #[test]

@@ -144,6 +144,18 @@ impl Checker {
         }
     }
 
+    /// An answer to a trigger sets no cookie: `hookflow dev`'s console is
+    /// on the same host, and a cookie is the host's whatever its port (a
+    /// flow could plant or shadow the console's session).
+    pub(super) fn no_cookie(&mut self, path: &str, headers: &serde_json::Map<String, Value>) {
+        for name in headers.keys().filter(|n| n.eq_ignore_ascii_case("set-cookie")) {
+            self.problem(
+                join_key(path, name),
+                "an answer to a trigger cannot set a cookie (webhook callers ignore them)",
+            );
+        }
+    }
+
     pub(super) fn json_templates(&mut self, path: &str, v: &Value, scope: &Scope) {
         let before = self.problems.len();
         self.json_leaves(path, v, scope);

@@ -83,6 +83,7 @@ impl Checker {
         }
         let scope = Scope::trigger_only();
         self.map_templates("trigger.respond.headers", &r.headers, &scope, Slot::TriggerAnswer);
+        self.no_cookie("trigger.respond.headers", &r.headers);
         if let Some(b) = &r.body {
             self.check_body("trigger.respond.body", b, &scope);
         }
