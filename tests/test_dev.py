@@ -615,9 +615,14 @@ def test_chaos_2000_events_to_a_receiver_failing_30_percent_all_arrive(dev):
 
 
 def test_crash_sigkill_three_times_loses_no_accepted_event(tmp_path):
+    """1,000 events sent while `hookflow dev` is SIGKILLed three times: each
+    kill lands with accepted events not yet delivered (asserted: the
+    receiver holds each request 0.5 s, so 64 workers deliver ~128 a second,
+    behind the sender), and every accepted event arrives after the
+    restarts."""
     import signal
 
-    r = Receiver(((200, {}, b"{}", 0.01),))
+    r = Receiver(((200, {}, b"{}", 0.5),))
     binary = os.environ["HOOKFLOW_BIN"]
     flow = f"""
 id: crash
@@ -632,6 +637,7 @@ steps:
 """
     d = Dev(binary, tmp_path, {"crash.yaml": flow})
     accepted = set()
+    accepted_lock = threading.Lock()
     stop = threading.Event()
 
     def send_all():
@@ -643,15 +649,22 @@ steps:
                     time.sleep(0.02)
                     continue
                 if status == 202:
-                    accepted.add(n)
+                    with accepted_lock:
+                        accepted.add(n)
                     break
                 time.sleep(0.02)
 
     sender = threading.Thread(target=send_all)
     sender.start()
+    in_flight = []  # at each kill: accepted, not yet delivered
     try:
         for _ in range(3):
             time.sleep(0.7)
+            with accepted_lock:
+                taken = set(accepted)
+            with r.lock:
+                arrived = {json.loads(q["body"])["n"] for q in r.requests}
+            in_flight.append(taken - arrived)
             d.proc.send_signal(signal.SIGKILL)
             d.proc.wait(5)
             d.proc = subprocess.Popen(d.proc.args, stdout=d.out, stderr=subprocess.STDOUT)
@@ -668,6 +681,8 @@ steps:
         assert len(accepted) == 1000
         missing = accepted - delivered
         assert not missing, f"{len(missing)} accepted events were never delivered: {sorted(missing)[:20]}"
+        assert all(in_flight), f"a kill landed with nothing in flight: {[len(f) for f in in_flight]}"
+        print(f"in flight at each kill: {[len(f) for f in in_flight]}, all delivered after")
     finally:
         stop.set()
         d.close()

@@ -94,35 +94,80 @@ pub fn shown<'a>(name: &str, value: &'a str) -> &'a str {
     if is_sensitive(name) { REDACTED } else { value }
 }
 
-/// Fragments that mark a name as a credential's: a header or a query
-/// parameter whose name holds one is redacted wherever it is kept (an
-/// inbound request as stored, an attempt's request and response headers).
+/// Words that mark a name as a credential's: a header or a query parameter
+/// one of whose words (split at `-`, `_`, `.` and camelCase) is, or ends
+/// with, one of these is redacted wherever it is kept (an inbound request
+/// as stored, an attempt's request and response headers). Words, not
+/// substrings: `keyword` and `author` are kept; `apikey`, `accessToken`
+/// and `x-api-key` are not.
 pub const CREDENTIAL_WORDS: &[&str] = &[
     "auth",
+    "authorization",
     "token",
     "key",
     "secret",
-    "passw",
+    "password",
+    "passwd",
     "pwd",
     "session",
+    "sessionid",
     "credential",
+    "credentials",
     "jwt",
     "bearer",
     "signature",
     "cookie",
 ];
 
-/// Names that hold such a fragment and carry no credential: kept, since
-/// flows read them (an idempotency key, Bitbucket's event type).
-pub const NOT_CREDENTIALS: &[&str] = &["idempotency-key", "x-idempotency-key", "x-event-key"];
+/// Names made of such words that carry no credential, kept because flows
+/// read them: an idempotency key, Bitbucket's event type, and the
+/// challenges of subscription handshakes a flow must echo or compare
+/// (Microsoft Graph's `validationToken`, Meta's `hub.verify_token`,
+/// Twitter's `crc_token`).
+pub const NOT_CREDENTIALS: &[&str] = &[
+    "idempotency-key",
+    "idempotency_key",
+    "x-idempotency-key",
+    "x-event-key",
+    "validationtoken",
+    "hub.verify_token",
+    "crc_token",
+];
+
+/// The words of a header or parameter name, lower case.
+fn words(name: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut word = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_ascii_alphanumeric() {
+            out.extend((!word.is_empty()).then(|| std::mem::take(&mut word)));
+            prev_lower = false;
+            continue;
+        }
+        if c.is_ascii_uppercase() && prev_lower {
+            out.push(std::mem::take(&mut word));
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        word.push(c.to_ascii_lowercase());
+    }
+    out.extend((!word.is_empty()).then_some(word));
+    out
+}
 
 /// True when a header's or query parameter's value must be redacted in
-/// logs: a name in [`SENSITIVE`], or one holding a [`CREDENTIAL_WORDS`]
-/// fragment (any case) that is not in [`NOT_CREDENTIALS`].
+/// logs: a name in [`SENSITIVE`], or one with a word in [`CREDENTIAL_WORDS`]
+/// (or ending with one, or starting `passw`) that is not in
+/// [`NOT_CREDENTIALS`].
 pub fn is_sensitive(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    SENSITIVE.contains(&n.as_str())
-        || (CREDENTIAL_WORDS.iter().any(|w| n.contains(w)) && !NOT_CREDENTIALS.contains(&n.as_str()))
+    if SENSITIVE.contains(&n.as_str()) {
+        return true;
+    }
+    if NOT_CREDENTIALS.contains(&n.as_str()) {
+        return false;
+    }
+    words(name).iter().any(|w| w.starts_with("passw") || CREDENTIAL_WORDS.iter().any(|c| w.ends_with(c)))
 }
 
 #[cfg(test)]
@@ -165,8 +210,25 @@ mod tests {
         ] {
             assert!(is_sensitive(n), "{n}");
         }
-        for n in ["Content-Type", "Idempotency-Key", "X-Event-Key", "x-request-id", "user-agent", "page"] {
+        for n in [
+            "Content-Type",
+            "Idempotency-Key",
+            "idempotency_key",
+            "X-Event-Key",
+            "x-request-id",
+            "user-agent",
+            "page",
+            "keyword",
+            "author",
+            "X-Authenticated-User",
+            "validationToken",
+            "hub.verify_token",
+            "crc_token",
+        ] {
             assert!(!is_sensitive(n), "{n}");
+        }
+        for n in ["accessToken", "X-API-Key", "client_secret", "AUTH", "x-oauth"] {
+            assert!(is_sensitive(n), "{n}");
         }
     }
 }

@@ -27,6 +27,10 @@ pub const MASK: &str = "***";
 /// response would make it unreadable and hide nothing worth hiding.
 pub const MIN_LEN: usize = 4;
 
+/// The shortest part of a secret's base64 looked for inside longer base64
+/// (secrets of 6 bytes and more).
+const MIN_INSIDE_BASE64: usize = 8;
+
 /// The strings to take out of a response, longest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scrubber {
@@ -49,7 +53,7 @@ impl Scrubber {
             needles.push(hex.to_ascii_uppercase());
             needles.push(hex);
             let percent = encode_component(s);
-            needles.push(escapes_in_case(&percent, '%', 2, false));
+            needles.push(escapes_in_case(&percent, "%", 2, false));
             needles.push(percent);
             let json = escaped(s);
             needles.push(json.replace('/', "\\/"));
@@ -58,7 +62,7 @@ impl Scrubber {
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c.to_string() } else { format!("\\u{:04x}", c as u32) })
                 .collect();
-            needles.push(escapes_in_case(&unicode, 'u', 4, true));
+            needles.push(escapes_in_case(&unicode, "\\u", 4, true));
             needles.push(unicode);
             needles.push(html(s));
         }
@@ -127,7 +131,9 @@ fn inside_base64(bytes: &[u8]) -> Vec<String> {
         // The first characters mix in the filler; the last one the next byte.
         let start = [0, 2, 3][k];
         let end = encoded.len() - usize::from(padded.len() % 3 != 0);
-        if let Some(part) = encoded.get(start..end) {
+        // Shorter runs would match innocent base64 (a 4-byte secret's are
+        // 4 characters): only runs long enough to be the secret's.
+        if let Some(part) = encoded.get(start..end).filter(|p| p.len() >= MIN_INSIDE_BASE64) {
             out.push(part.to_string());
             out.push(part.replace('+', "-").replace('/', "_"));
         }
@@ -135,22 +141,20 @@ fn inside_base64(bytes: &[u8]) -> Vec<String> {
     out
 }
 
-/// `text` with the `digits` hex digits after each `marker` in upper or
-/// lower case.
-fn escapes_in_case(text: &str, marker: char, digits: usize, upper: bool) -> String {
+/// `text` with the `digits` hex digits after each `marker` (`%`, `\u`) in
+/// upper or lower case.
+fn escapes_in_case(text: &str, marker: &str, digits: usize, upper: bool) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut left = 0;
-    for c in text.chars() {
-        if left > 0 {
-            out.push(if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
-            left -= 1;
-            continue;
-        }
-        out.push(c);
-        if c == marker {
-            left = digits;
-        }
+    let mut rest = text;
+    while let Some(at) = rest.find(marker) {
+        let (before, from) = rest.split_at(at + marker.len());
+        out.push_str(before);
+        let n = from.char_indices().nth(digits).map_or(from.len(), |(i, _)| i);
+        let (hex, after) = from.split_at(n);
+        out.push_str(&if upper { hex.to_ascii_uppercase() } else { hex.to_ascii_lowercase() });
+        rest = after;
     }
+    out.push_str(rest);
     out
 }
 
@@ -217,6 +221,15 @@ mod tests {
                 assert!(got.contains("***"), "{line:?}: {encoded} -> {got}");
             }
         }
+    }
+
+    #[test]
+    fn a_u_in_the_secret_is_no_escape_and_a_short_secret_masks_no_stray_base64() {
+        let s = Scrubber::new(["user/pass"], []);
+        assert_eq!(s.text(r"[user\u002Fpass]"), "[***]", "upper-case \\u escapes of a secret holding `u`");
+        let short = Scrubber::new(["abcd"], []);
+        let innocent = STANDARD.encode("xxabcdyy and more");
+        assert_eq!(short.text(&innocent), innocent, "4 bytes' base64 inside a run is too short to look for");
     }
 
     #[test]

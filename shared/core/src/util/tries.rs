@@ -8,11 +8,15 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-/// The client an address is: itself, or an IPv6 one by its /64 (a host
-/// picks any address in its /64).
+/// The client an address is: itself, an IPv4 client seen through a
+/// dual-stack listener (`::ffff:a.b.c.d`) as its IPv4 address, or an IPv6
+/// one by its /64 (a host picks any address in its /64).
 pub fn client(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
         v4 => v4,
     }
 }
@@ -92,6 +96,10 @@ mod tests {
         let (x, y): (IpAddr, IpAddr) = ("2001:db8::1".parse().unwrap(), "2001:db8::ffff:2".parse().unwrap());
         (0..3).for_each(|t| tries.failed(Some(x), t));
         assert!(!tries.may_try(Some(y), 10));
+        // IPv4 clients through a dual-stack listener stay apart.
+        let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
+        assert_eq!(client(mapped), "203.0.113.7".parse::<IpAddr>().unwrap());
+        assert_ne!(client("::ffff:203.0.113.8".parse().unwrap()), client(mapped));
     }
 
     #[test]

@@ -194,7 +194,8 @@ impl Store {
         }
         let mut failing = conn
             .prepare_cached(&format!(
-                "SELECT coalesce(json_extract(detail, '$.subscription_id'), flow_id), count(*) FROM log \
+                "SELECT CASE WHEN json_type(detail, '$.subscription_id') = 'text' \
+                 THEN json_extract(detail, '$.subscription_id') ELSE flow_id END, count(*) FROM log \
                  WHERE {window} AND kind = 'attempt' AND outcome IS NOT 'success' GROUP BY 1"
             ))
             .map_err(db)?;

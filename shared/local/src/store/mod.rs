@@ -54,7 +54,15 @@ const INDEXES: &str = "CREATE INDEX IF NOT EXISTS jobs_grp ON jobs (grp, ord) WH
 CREATE INDEX IF NOT EXISTS jobs_run ON jobs (run_id) WHERE run_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_finished ON runs (updated_at) WHERE status IN ('succeeded', 'failed');
 CREATE INDEX IF NOT EXISTS dead_run ON dead (run_id);
-CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);";
+
+/// Indexes built only by the store's own process (under the directory's
+/// lock): a large log's index is not built by a read command beside a
+/// running `hookflow dev`, which would hold its writer up. By time,
+/// covering what the log's summary counts (`Store::stats` reads no row but
+/// a failed attempt's); it replaces `log_at (at)`.
+const OWNER_INDEXES: &str =
+    "CREATE INDEX IF NOT EXISTS log_at_kind ON log (at, kind, outcome, event_id, tenant, flow_id);
 DROP INDEX IF EXISTS log_at;";
 
 /// A job of a group is due only when no earlier job of its group is left
@@ -80,9 +88,6 @@ CREATE TABLE IF NOT EXISTS log (
     tenant TEXT, flow_id TEXT, run_id TEXT, event_id TEXT, delivery_id TEXT, outcome TEXT,
     detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS log_run ON log (run_id);
--- By time, covering what the log's summary counts (`Store::stats` reads
--- no row but a failed attempt's); it replaces `log_at (at)`.
-CREATE INDEX IF NOT EXISTS log_at_kind ON log (at, kind, outcome, event_id, tenant, flow_id);
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT PRIMARY KEY, reply TEXT NOT NULL, expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -137,6 +142,9 @@ pub struct Store {
 /// files the database's mode): it holds subscriptions' signing keys.
 fn claim_dir(dir: &Path) -> Result<std::fs::File, Error> {
     let unusable = |e: std::io::Error| Error::Config(format!("data directory {}: {e}", dir.display()));
+    // A directory that already held a store (not `--data .` or `/tmp`,
+    // which are someone else's too): made owner-only below.
+    let restored = dir.join("hookflow.db").exists();
     if !dir.exists() {
         let mut b = std::fs::DirBuilder::new();
         b.recursive(true);
@@ -174,7 +182,9 @@ fn claim_dir(dir: &Path) -> Result<std::fs::File, Error> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(unusable)?;
+        if restored {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(unusable)?;
+        }
         for journal in ["hookflow.db-wal", "hookflow.db-shm"] {
             let path = dir.join(journal);
             if path.exists() {
@@ -257,6 +267,9 @@ impl Store {
             }
         }
         conn.execute_batch(INDEXES).map_err(db)?;
+        if lock.is_some() {
+            conn.execute_batch(OWNER_INDEXES).map_err(db)?;
+        }
         // The key is made by the store's own process, and only while no
         // keyring is sealed (a lost key is not silently replaced); a store
         // opened beside it writes no key and seals nothing.
@@ -427,6 +440,16 @@ mod tests {
         }
         drop(store);
         std::fs::remove_dir_all(dir).ok();
+        // A directory that held no store (`--data .`) is someone else's
+        // too: left as it is; the store's own files are owner-only.
+        let shared = std::env::temp_dir().join(format!("hookflow-shared-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir(&shared).unwrap();
+        set(&shared, 0o755);
+        let store = Store::open(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o755);
+        assert_eq!(mode(&shared.join("hookflow.db")), 0o600);
+        drop(store);
+        std::fs::remove_dir_all(shared).ok();
     }
 
     #[test]
