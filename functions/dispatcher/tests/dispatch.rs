@@ -133,23 +133,11 @@ async fn a_410_disables_the_subscription_and_publishes_subscription_disabled_to_
 
 #[tokio::test]
 async fn ordered_deliveries_hold_their_key_through_a_retry_while_other_keys_flow() {
-    use hookflow_core::commit::{Commit, SubscriptionRow};
-    use hookflow_core::subscription::{NewEvent, NewSubscription, Ordering, Status};
+    use hookflow_core::subscription::NewEvent;
 
     let w = world("do").await;
     let (receiver, url) = Receiver::start(&[500], "ok").await;
-    let table = &w.dispatcher.store.table;
-    let new = NewSubscription {
-        url: url.clone(),
-        event_types: vec!["order.*".into()],
-        ordering: Ordering::PerKey,
-        key: Some("{{ data.k }}".into()),
-        ..Default::default()
-    };
-    let (mut sub, ring) = new.create(1_000).unwrap();
-    sub.status = Status::Active;
-    w.dispatcher.secrets.put(&sub.keyring_name(), &ring.to_text()).await.unwrap();
-    table.write(&Commit { subscriptions: vec![SubscriptionRow::of(&sub)], ..Default::default() }, 1_000).await.unwrap();
+    let sub = ordered_subscription(&w, &url).await;
     let publish = async |n: u32, k: &str| {
         let data = serde_json::json!({"n": n, "k": k});
         let event = NewEvent { kind: "order.paid".into(), data, ..Default::default() }.into_event(2_000).unwrap();

@@ -247,14 +247,9 @@ async fn keep_answer(rt: &Runtime, idem: Option<(String, i64)>, admitted: &Admit
 #[cfg(test)]
 mod tests {
     use hookflow_core::run::InboundRequest;
-    use hookflow_core::ssrf::TargetPolicy;
-    use hookflow_core::subscription::Settings;
 
     use super::*;
     use crate::flows::Flows;
-    use crate::logger::Logger;
-    use crate::runtime::RuntimeConfig;
-    use crate::secrets::Secrets;
 
     /// A keyed retry whose first attempt's run is stored (the process died
     /// before its key kept the answer) names that run (`keyed_ids`): it is
@@ -275,15 +270,7 @@ steps:
 "#;
         let load = || hookflow_core::load_flow("keyed.yaml".as_ref(), text).unwrap();
         let dir = std::env::temp_dir().join(format!("hookflow-keyed-{}", uuid::Uuid::now_v7().simple()));
-        let config = RuntimeConfig {
-            data_dir: dir.clone(),
-            target_policy: TargetPolicy::default(),
-            secrets: Secrets::default(),
-            logger: Logger::new(Default::default(), std::iter::empty()),
-            concurrency: 1,
-            subscriptions: Settings::default(),
-        };
-        let rt = Runtime::new(config, Flows::new(vec![load()]).unwrap()).unwrap();
+        let rt = Runtime::new(crate::runtime::test_config(&dir), Flows::new(vec![load()]).unwrap()).unwrap();
         let flow = Arc::new(load());
         let (scope, window, now) = ("acme/keyed/k-1".to_string(), 86_400_000, now_ms());
         let (run_id, event_id) = hookflow_core::inbound::keyed_ids(&scope, window, now);

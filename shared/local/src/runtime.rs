@@ -430,6 +430,20 @@ impl Runtime {
     }
 }
 
+/// A runtime's configuration for the crate's tests: data in `dir`, no
+/// secrets, quiet logs, two workers, the default subscription settings.
+#[cfg(test)]
+pub(crate) fn test_config(dir: &std::path::Path) -> RuntimeConfig {
+    RuntimeConfig {
+        data_dir: dir.to_path_buf(),
+        target_policy: TargetPolicy::default(),
+        secrets: Secrets::default(),
+        logger: Logger::new(Default::default(), std::iter::empty()),
+        concurrency: 2,
+        subscriptions: Settings::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The publish pipeline on the embedded runtime, with an admin's
@@ -493,15 +507,7 @@ mod tests {
     /// A runtime over a store of its own (no flows), and the store's folder.
     fn runtime() -> (Arc<Runtime>, PathBuf) {
         let dir = std::env::temp_dir().join(format!("hookflow-rt-{}", uuid::Uuid::now_v7().simple()));
-        let config = RuntimeConfig {
-            data_dir: dir.clone(),
-            target_policy: TargetPolicy::default(),
-            secrets: Secrets::default(),
-            logger: Logger::new(Default::default(), std::iter::empty()),
-            concurrency: 2,
-            subscriptions: Settings::default(),
-        };
-        (Runtime::new(config, Flows::default()).unwrap(), dir)
+        (Runtime::new(test_config(&dir), Flows::default()).unwrap(), dir)
     }
 
     /// A job whose row this version cannot read (a kind it does not know,

@@ -123,6 +123,20 @@ pub struct Tally {
     failing: HashMap<String, u64>,
     accepted: HashMap<String, i64>,
     delivered: HashMap<String, i64>,
+    latency_capped: bool,
+}
+
+/// Keeps the earliest `at` of `event` in `times`; `false` when it is full
+/// ([`MAX_TIMED_EVENTS`]) and `event` new to it (not kept).
+fn earliest(times: &mut HashMap<String, i64>, event: &str, at: i64) -> bool {
+    if event.is_empty() {
+        return true;
+    }
+    if times.len() >= MAX_TIMED_EVENTS && !times.contains_key(event) {
+        return false;
+    }
+    times.entry(event.to_string()).and_modify(|t| *t = (*t).min(at)).or_insert(at);
+    true
 }
 
 impl Tally {
@@ -130,7 +144,14 @@ impl Tally {
         let buckets =
             (0..q.buckets()).map(|i| Bucket { at: q.since + i as i64 * q.bucket_ms, ..Default::default() }).collect();
         let stats = Stats { since: q.since, until: q.until, bucket_ms: q.bucket_ms, buckets, ..Default::default() };
-        Tally { q: q.clone(), stats, failing: HashMap::new(), accepted: HashMap::new(), delivered: HashMap::new() }
+        Tally {
+            q: q.clone(),
+            stats,
+            failing: HashMap::new(),
+            accepted: HashMap::new(),
+            delivered: HashMap::new(),
+            latency_capped: false,
+        }
     }
 
     /// `n` entries of `kind` with `outcome` at `at` (a store that counts
@@ -161,26 +182,12 @@ impl Tally {
 
     /// Event `event` accepted at `at` (no event: nothing).
     pub fn accepted(&mut self, event: &str, at: i64) {
-        if event.is_empty() {
-            return;
-        }
-        if self.accepted.len() >= MAX_TIMED_EVENTS && !self.accepted.contains_key(event) {
-            self.stats.latency_capped = true;
-            return;
-        }
-        self.accepted.entry(event.to_string()).and_modify(|t| *t = (*t).min(at)).or_insert(at);
+        self.latency_capped |= !earliest(&mut self.accepted, event, at);
     }
 
     /// A delivery of event `event` succeeded at `at` (no event: nothing).
     pub fn delivered(&mut self, event: &str, at: i64) {
-        if event.is_empty() {
-            return;
-        }
-        if self.delivered.len() >= MAX_TIMED_EVENTS && !self.delivered.contains_key(event) {
-            self.stats.latency_capped = true;
-            return;
-        }
-        self.delivered.entry(event.to_string()).and_modify(|t| *t = (*t).min(at)).or_insert(at);
+        self.latency_capped |= !earliest(&mut self.delivered, event, at);
     }
 
     /// One whole entry (a store that reads entries).
@@ -215,6 +222,7 @@ impl Tally {
     }
 
     pub fn finish(mut self) -> Stats {
+        self.stats.latency_capped = self.latency_capped;
         let mut all = Vec::new();
         let mut per_bucket = vec![Vec::new(); self.stats.buckets.len()];
         for (event, done) in &self.delivered {
