@@ -17,6 +17,7 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from test_dev import Receiver, dev, receiver  # noqa: F401 (fixtures)
 
@@ -189,7 +190,7 @@ def test_rotation_sends_both_signatures_until_the_old_key_expires(dev, receiver)
     req = events_of(r)[1][0]
     assert len(req["headers"]["webhook-signature"].split(" ")) == 1
     verify_v1(new, req)
-    with pytest.raises(Exception):
+    with pytest.raises(WebhookVerificationError):
         verify_v1(old, req)
 
 
@@ -452,7 +453,7 @@ def test_a_keyring_sealed_under_another_key_is_dead_at_once_and_a_rotation_recov
     req = events_of(r)[0][0]
     assert req["headers"]["webhook-id"] == dead[0]["delivery_id"]
     verify_v1(rotated["secret"], req)
-    with pytest.raises(Exception):
+    with pytest.raises(WebhookVerificationError):
         verify_v1(s["secret"], req)
 
 

@@ -546,7 +546,6 @@ fn check_size(len: usize) -> Result<(), TemplateError> {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::time::{Duration, Instant};
 
     fn ctx(v: Value) -> Context {
         Context::new(v.as_object().unwrap().clone())
@@ -733,10 +732,10 @@ mod tests {
     fn endless_loops_fail_fast() {
         let src = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
         let t = compiled(&[src]);
-        let start = Instant::now();
+        // Fuel counts the work done: running out of it is the bound (how
+        // fast is a bench's to say, not a test's on a loaded machine).
         let e = t.render_text(src, &ctx(json!({}))).unwrap_err();
         assert!(e.message.contains("fuel"), "{e}");
-        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
     }
 
     #[test]
@@ -749,10 +748,10 @@ mod tests {
             "{{ ('x' * 10000) | replace('x', 'y' * 100000) }}",
         ] {
             let t = compiled(&[src]);
-            let start = Instant::now();
+            // Refused before the gibibyte is made (the output limit), not
+            // after: an error, and no such string in memory.
             let r = t.render_text(src, &c);
             assert!(r.is_err(), "{src} rendered {} bytes", r.map(|s| s.len()).unwrap_or(0));
-            assert!(start.elapsed() < Duration::from_secs(2), "{src}: {:?}", start.elapsed());
         }
     }
 
