@@ -43,6 +43,7 @@ use crate::batch::{Handled, Received, each_in_order, each_message, is_ordered, s
 use crate::queue::{RawMessage, is_due};
 use crate::secrets::Secrets;
 use crate::store::Store;
+use crate::table::Held;
 use crate::{Error, metrics};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hookflow_core::CompiledFlow;
@@ -164,13 +165,8 @@ impl Dispatcher {
     /// message. Its retries end by [`keep_until`], and past that it is
     /// given up unsent, before the queue would drop it.
     async fn ordered(&self, received: &Received, deadline_ms: Option<i64>) -> Result<Handled, Error> {
-        let m = delivery_message(&received.body)?.decode()?;
-        let held = self.store.table.held(&m.id).await?;
-        let mut job = job_of(m.payload, &m.id)?;
-        if let Some(h) = held {
-            (job.attempts, job.first_at) = (h.attempts, h.first_at);
-        }
-        let (store, id) = (&self.store, m.id.as_str());
+        let Resumed { id, not_before, held, mut job } = self.resumed(&received.body).await?;
+        let (store, id) = (&self.store, id.as_str());
         let apply = |c: Commit, now: i64, _: Option<Subscription>| store.apply_ordered(c, id, held.is_some(), now);
         let until = received.sent_at.map_or(i64::MAX, |sent| keep_until(sent, self.ordered_retention));
         let now = SystemClock.now_ms();
@@ -183,7 +179,7 @@ impl Dispatcher {
             delivery::commit(self, delivery::given_up(self, id, &job, &why), apply).await?;
             return Ok(Handled::Done);
         }
-        let due = held.map_or(m.not_before, |h| h.due).min(until);
+        let due = held.map_or(not_before, |h| h.due).min(until);
         if !is_due(due, now) {
             return Ok(Handled::Later(wait(due, now)));
         }
@@ -206,6 +202,19 @@ impl Dispatcher {
         })
     }
 
+    /// A delivery message of the ordered queue or a dead-letter queue, its
+    /// job resumed from its held state (attempts made, when the first was
+    /// due) when it has one.
+    async fn resumed(&self, body: &str) -> Result<Resumed, Error> {
+        let m = delivery_message(body)?.decode()?;
+        let held = self.store.table.held(&m.id).await?;
+        let mut job = job_of(m.payload, &m.id)?;
+        if let Some(h) = held {
+            (job.attempts, job.first_at) = (h.attempts, h.first_at);
+        }
+        Ok(Resumed { id: m.id, not_before: m.not_before, held, job })
+    }
+
     /// A message of a dead-letter queue: its delivery given up — dead,
     /// listed and replayable (its `webhook-id` kept). It may have been
     /// sent already (a commit that kept failing after its send), or have a
@@ -215,18 +224,21 @@ impl Dispatcher {
     /// may be the live copy's. One that is not a delivery this version can
     /// read fails, and stays in the queue under its alarm.
     async fn dead_lettered(&self, received: &Received) -> Result<(), Error> {
-        let m = delivery_message(&received.body)?.decode()?;
-        let held = self.store.table.held(&m.id).await?;
-        let mut job = job_of(m.payload, &m.id)?;
-        if let Some(h) = held {
-            (job.attempts, job.first_at) = (h.attempts, h.first_at);
-        }
+        let Resumed { id, job, .. } = self.resumed(&received.body).await?;
         let why = "given up: its message reached a dead-letter queue (received as often as its queue allows \
                    without an end)";
-        let given = delivery::given_up(self, &m.id, &job, why);
+        let given = delivery::given_up(self, &id, &job, why);
         let store = &self.store;
         delivery::commit(self, given, |c, now, _| store.apply(c, now)).await
     }
+}
+
+/// A delivery message as [`Dispatcher::resumed`] reads it.
+struct Resumed {
+    id: String,
+    not_before: i64,
+    held: Option<Held>,
+    job: DeliveryJob,
 }
 
 /// When an ordered message sent at `sent_at` (ms) must be done with: its

@@ -196,7 +196,7 @@ async fn settle(
     // A keyed retry names its first attempt's run (`inbound::keyed_ids`):
     // stored already (the process died before the key kept its answer),
     // it goes on and is not started again, nor overwritten.
-    if idem.is_some() && rt.store.run(&run_id)?.is_some() {
+    if idem.is_some() && rt.store.has_run(&run_id)? {
         let admitted =
             Admitted { reply: Some(hookflow_core::inbound::accepted_reply(&accepted.run.event_id)), timed_out: false };
         keep_answer(&rt, idem, &admitted, &accepted.run.event_id, &run_id).await;

@@ -134,25 +134,40 @@ pub const NOT_CREDENTIALS: &[&str] = &[
     "crc_token",
 ];
 
-/// The words of a header or parameter name, lower case.
-fn words(name: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut word = String::new();
+/// Whether `test` holds for a word of `name`: split at anything not an
+/// ASCII letter or digit, and where a lower-case letter or a digit meets
+/// an upper-case letter (camelCase). Each word is a slice of `name`, as
+/// spelled: nothing is allocated (this runs for every header stored).
+fn any_word(name: &str, test: impl Fn(&str) -> bool) -> bool {
+    let mut start = None;
     let mut prev_lower = false;
-    for c in name.chars() {
+    for (i, c) in name.char_indices() {
         if !c.is_ascii_alphanumeric() {
-            out.extend((!word.is_empty()).then(|| std::mem::take(&mut word)));
+            if let Some(s) = start.take()
+                && test(&name[s..i])
+            {
+                return true;
+            }
             prev_lower = false;
             continue;
         }
         if c.is_ascii_uppercase() && prev_lower {
-            out.push(std::mem::take(&mut word));
+            if let Some(s) = start
+                && test(&name[s..i])
+            {
+                return true;
+            }
+            start = Some(i);
         }
+        start.get_or_insert(i);
         prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
-        word.push(c.to_ascii_lowercase());
     }
-    out.extend((!word.is_empty()).then_some(word));
-    out
+    start.is_some_and(|s| test(&name[s..]))
+}
+
+/// Whether ASCII `word` ends with `suffix`, in any case.
+fn ends_with_ignoring_case(word: &str, suffix: &str) -> bool {
+    word.len() >= suffix.len() && word[word.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
 }
 
 /// True when a header's or query parameter's value must be redacted in
@@ -160,14 +175,17 @@ fn words(name: &str) -> Vec<String> {
 /// (or ending with one, or starting `passw`) that is not in
 /// [`NOT_CREDENTIALS`].
 pub fn is_sensitive(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    if SENSITIVE.contains(&n.as_str()) {
+    let is = |list: &[&str]| list.iter().any(|n| n.eq_ignore_ascii_case(name));
+    if is(SENSITIVE) {
         return true;
     }
-    if NOT_CREDENTIALS.contains(&n.as_str()) {
+    if is(NOT_CREDENTIALS) {
         return false;
     }
-    words(name).iter().any(|w| w.starts_with("passw") || CREDENTIAL_WORDS.iter().any(|c| w.ends_with(c)))
+    any_word(name, |w| {
+        w.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("passw"))
+            || CREDENTIAL_WORDS.iter().any(|c| ends_with_ignoring_case(w, c))
+    })
 }
 
 #[cfg(test)]

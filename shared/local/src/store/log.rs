@@ -166,6 +166,8 @@ impl Store {
             .into_iter()
             .chain(q.tenant.clone().map(V::from))
             .collect();
+        // Every query takes the same arguments, so each names `?3` (the
+        // bucket): rusqlite refuses an argument a statement does not name.
         let window = format!("at >= ?1 AND at < ?2 AND ?3 > 0{tenant}");
         let conn = self.conn();
         let mut counts = conn

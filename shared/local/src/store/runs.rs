@@ -8,6 +8,12 @@ use super::*;
 const RUNS_CHUNK: i64 = 100;
 
 impl Store {
+    /// Whether a run of this id is stored (its state not read).
+    pub fn has_run(&self, id: &str) -> Result<bool, Error> {
+        let found = self.conn().query_row("SELECT 1 FROM runs WHERE id = ?1", [id], |_| Ok(())).optional();
+        Ok(found.map_err(db)?.is_some())
+    }
+
     /// A run's stored state.
     pub fn run(&self, id: &str) -> Result<Option<Value>, Error> {
         self.conn()
