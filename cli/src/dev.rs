@@ -27,6 +27,8 @@ pub struct Options {
     pub allow_private_targets: Vec<IpNet>,
     pub pretty: bool,
     pub retention: std::time::Duration,
+    /// How long a dead delivery stays listed and replayable.
+    pub dead_retention: std::time::Duration,
     /// The admin API's bearer token; generated when absent.
     pub admin_token: Option<String>,
     /// Where the console listens, if anywhere.
@@ -119,7 +121,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         }
         tokio::spawn(rt.clone().work());
         tokio::spawn(watch(rt.clone(), opts.flows.clone()));
-        tokio::spawn(prune(rt.clone(), opts.retention));
+        tokio::spawn(prune(rt.clone(), opts.retention, opts.dead_retention));
         tokio::select! {
             r = serve(rt, admin, listener, opts.limits) => r?,
             _ = tokio::signal::ctrl_c() => {}

@@ -121,6 +121,10 @@ enum Command {
         /// kept (a run a delivery or a dead delivery still needs stays).
         #[arg(long, default_value = "7d")]
         retention: hookflow_core::duration::Span,
+        /// How long a dead delivery stays listed and replayable (then it
+        /// is forgotten, unsent).
+        #[arg(long, default_value = "30d")]
+        dead_retention: hookflow_core::duration::Span,
         /// The admin API's bearer token (generated and printed when absent).
         #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
@@ -358,6 +362,7 @@ fn main() -> ExitCode {
             allow_private_targets,
             log_format,
             retention,
+            dead_retention,
             admin_token,
             console,
             event_retry,
@@ -382,6 +387,7 @@ fn main() -> ExitCode {
                 allow_private_targets,
                 pretty: log_format == "pretty",
                 retention: retention.get(),
+                dead_retention: dead_retention.get(),
                 admin_token,
                 console: (console != "off").then_some(console),
                 subscriptions,

@@ -18,6 +18,7 @@ use crate::Error;
 use crate::outbox::ACCEPTED;
 use crate::secrets::Secrets;
 use crate::store::Store;
+use crate::table::{DeadFilter, Requests};
 use hookflow_admin::{Backend, BackendError, FlowInfo, LogFilter, Page, Published};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeadDelivery, LogEntry, NewJob, SubscriptionRow};
@@ -48,9 +49,9 @@ impl AwsBackend {
 
     /// The attempts of a subscription's deliveries from `since` to `upto`:
     /// its verification's, then those of the events it selects, newest
-    /// hour first, until `limit` are found or [`ATTEMPT_RUNS`] events were
-    /// read (one `Query` an hour, one an event: the log is kept by run, a
-    /// subscription's deliveries under their event).
+    /// first, until `limit` are found or [`ATTEMPT_RUNS`] events were read
+    /// (the hours that hold events, then one `Query` an event: the log is
+    /// kept by run, a subscription's deliveries under their event).
     async fn subscription_attempts(
         &self,
         id: &str,
@@ -64,24 +65,12 @@ impl AwsBackend {
             entries.into_iter().filter(|e| e.detail.get("subscription_id") == Some(&json!(id))).collect()
         };
         let mut out = mine(table.run_entries(&format!("verify_{id}"), now).await.map_err(backend)?);
-        let mut read = 0;
-        // Nothing is kept past the retention: no hour before it is read
-        // (a query without `since` would otherwise walk back to 1970).
-        let oldest = since.max(upto - ATTEMPT_HOURS * 3_600_000);
-        let mut hour = upto.div_euclid(3_600_000);
-        while hour >= oldest.div_euclid(3_600_000) && out.len() < limit && read < ATTEMPT_RUNS {
-            let (from, to) = ((hour * 3_600_000).max(oldest), ((hour + 1) * 3_600_000 - 1).min(upto));
-            // The hour's events, oldest first (a read returns from `from`
-            // on): the newest are its last, those past `to` left out.
-            let events = table.events(&sub.tenant, from, to, 1_000).await.map_err(backend)?;
-            for e in events.iter().rev().filter(|e| e.at <= to && sub.selects(&e.kind)) {
-                out.extend(mine(table.run_entries(&e.id, now).await.map_err(backend)?));
-                read += 1;
-                if out.len() >= limit || read >= ATTEMPT_RUNS {
-                    break;
-                }
+        let events = table.recent_events(&sub.tenant, (since, upto), now, ATTEMPT_RUNS, |kind| sub.selects(kind)).await;
+        for e in events.map_err(backend)? {
+            if out.len() >= limit {
+                break;
             }
-            hour -= 1;
+            out.extend(mine(table.run_entries(&e.id, now).await.map_err(backend)?));
         }
         out.sort_by_key(|e| e.at);
         Ok(out)
@@ -123,10 +112,11 @@ fn limits(flow: &CompiledFlow) -> Result<(), BackendError> {
 }
 
 /// The most events whose attempts one read of a subscription's attempts
-/// looks at (a `Query` each), and the most hours back it reads (the
-/// longest retention the template allows, 14 days).
+/// looks at (a `Query` each).
 const ATTEMPT_RUNS: usize = 200;
-const ATTEMPT_HOURS: i64 = 14 * 24;
+
+/// The most runs one page of the request log reads (a `Query` each).
+const PAGE_RUNS: usize = 500;
 
 fn tenant_or_default(t: Option<&str>) -> &str {
     t.unwrap_or(DEFAULT_TENANT)
@@ -302,36 +292,43 @@ impl Backend for AwsBackend {
         let now = self.now_ms();
         let upto = q.until.map_or(now, |u| u.min(now));
         let table = &self.store.table;
-        let keep = |e: &LogEntry| {
-            q.flow_id.as_ref().is_none_or(|f| e.flow_id.as_ref() == Some(f))
+        // What an entry must be, but for `until`: on AWS a page is of
+        // requests before `until`, each with its run's whole timeline (a
+        // retry later than newer requests is shown with its request, on
+        // that request's page).
+        let matches = |e: &LogEntry| {
+            e.at >= q.since
+                && q.flow_id.as_ref().is_none_or(|f| e.flow_id.as_ref() == Some(f))
                 && q.event_id.as_ref().is_none_or(|x| e.event_id.as_ref() == Some(x))
+                && q.subscription_id.as_ref().is_none_or(|s| e.detail.get("subscription_id") == Some(&json!(s)))
+                && (!q.failed_only || e.is_failure())
         };
+        let keep = |e: &LogEntry| matches(e) && q.until.is_none_or(|u| e.at < u);
         let mut entries = match (&q.run_id, &q.subscription_id) {
             (Some(run), _) => table.run_entries(run, now).await.map_err(backend)?,
             (None, Some(sub)) => self.subscription_attempts(sub, q.since, upto, limit).await?,
-            // Only the runs of the requests the filters take are read;
-            // the log is kept by tenant, so every tenant is read when
-            // the query names none.
+            // The newest requests the filters take, with their runs; the
+            // log is kept by tenant, so every tenant is read when the
+            // query names none.
             (None, None) => {
                 let tenants = match &q.tenant {
                     Some(t) => BTreeSet::from([t.clone()]),
                     None => self.tenants().await?,
                 };
+                let only = Requests { flow_id: q.flow_id.clone(), event_id: q.event_id.clone() };
+                // `until` is exclusive, a page's bound inclusive.
+                let requests = (q.since, q.until.map_or(upto, |u| u.saturating_sub(1).min(upto)));
                 let mut all = Vec::new();
                 for tenant in &tenants {
-                    all.extend(table.tenant_log_of(tenant, q.since, upto, 500, keep).await.map_err(backend)?);
+                    let page = table.tenant_log_page(tenant, requests, now, limit, PAGE_RUNS, &only, matches);
+                    all.extend(page.await.map_err(backend)?);
                 }
                 all.sort_by_key(|e| e.at);
-                all
+                let skip = all.len().saturating_sub(limit);
+                return Ok(all.split_off(skip));
             }
         };
-        entries.retain(|e| {
-            e.at >= q.since
-                && q.until.is_none_or(|u| e.at < u)
-                && keep(e)
-                && q.subscription_id.as_ref().is_none_or(|s| e.detail.get("subscription_id") == Some(&json!(s)))
-                && (!q.failed_only || e.is_failure())
-        });
+        entries.retain(keep);
         let skip = entries.len().saturating_sub(limit);
         Ok(entries.split_off(skip))
     }
@@ -368,27 +365,26 @@ impl Backend for AwsBackend {
         }
     }
 
-    /// One `Query` of the dead partition (its rows are small: the jobs
-    /// are apart), paged here.
+    /// A page from its cursor (one `Query`) and the count (`Select:
+    /// COUNT`): never every row.
     async fn dead(&self, flow_id: Option<&str>, page: Page) -> Result<(Vec<DeadDelivery>, usize), BackendError> {
-        let mut dead = self.store.table.dead(None).await.map_err(backend)?;
-        dead.retain(|d| flow_id.is_none_or(|f| d.row.flow_id == f));
-        dead.sort_by(|a, b| (a.at, &a.row.delivery_id).cmp(&(b.at, &b.row.delivery_id)));
-        let total = dead.len();
-        let after =
-            |d: &DeadDelivery| page.after.as_ref().is_none_or(|(at, id)| (d.at, &d.row.delivery_id) > (*at, id));
-        Ok((dead.into_iter().filter(after).skip(page.offset).take(page.limit).collect(), total))
+        let (table, now) = (&self.store.table, self.now_ms());
+        let filter = DeadFilter { tenant: None, flow_id };
+        let after = page.after.as_ref().map(|(at, id)| (*at, id.as_str()));
+        let rows = table.dead_page(filter, after, page.offset, page.limit, now).await.map_err(backend)?;
+        Ok((rows, table.dead_count(filter, now).await.map_err(backend)?))
     }
 
     async fn replay(&self, delivery_id: &str, tenant: Option<&str>) -> Result<bool, BackendError> {
-        let found = match tenant {
-            Some(t) => self.store.table.dead_one(t, delivery_id).await.map_err(backend)?,
-            None => {
-                let dead = self.store.table.dead(None).await.map_err(backend)?;
-                dead.into_iter().find(|d| d.row.delivery_id == delivery_id)
-            }
+        let table = &self.store.table;
+        let tenant = match tenant {
+            Some(t) => t.to_string(),
+            None => match table.dead_tenant(delivery_id).await.map_err(backend)? {
+                Some(t) => t,
+                None => return Ok(false),
+            },
         };
-        let Some(d) = found else { return Ok(false) };
+        let Some(d) = table.dead_one(&tenant, delivery_id).await.map_err(backend)? else { return Ok(false) };
         self.store.replay(&d, self.now_ms()).await.map_err(backend)?;
         Ok(true)
     }

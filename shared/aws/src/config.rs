@@ -29,6 +29,9 @@ pub struct AwsConfig {
     /// Days the request log and finished runs are kept
     /// (`HOOKFLOW_LOG_RETENTION_DAYS`, default 14).
     pub retention_days: u32,
+    /// Days a dead delivery stays listed and replayable
+    /// (`HOOKFLOW_DEAD_RETENTION_DAYS`, default 30).
+    pub dead_retention_days: u32,
     /// Private ranges outbound requests may reach anyway
     /// (`HOOKFLOW_ALLOW_PRIVATE_TARGETS`, comma-separated CIDRs; empty by
     /// default: a deployment only calls public addresses).
@@ -73,12 +76,16 @@ impl AwsConfig {
         if !missing.is_empty() {
             return Err(Error::Config(format!("set {}", missing.join(", "))));
         }
-        let retention_days = match get("HOOKFLOW_LOG_RETENTION_DAYS") {
-            None => 14,
-            Some(v) => v.parse().ok().filter(|d| *d > 0).ok_or_else(|| {
-                Error::Config(format!("HOOKFLOW_LOG_RETENTION_DAYS: `{v}` is not a positive number of days"))
-            })?,
+        let days = |name: &str, default: u32| match get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|d| *d > 0)
+                .ok_or_else(|| Error::Config(format!("{name}: `{v}` is not a positive number of days"))),
         };
+        let retention_days = days("HOOKFLOW_LOG_RETENTION_DAYS", 14)?;
+        let dead_retention_days = days("HOOKFLOW_DEAD_RETENTION_DAYS", 30)?;
         let mut allow_private_targets = Vec::new();
         for cidr in get("HOOKFLOW_ALLOW_PRIVATE_TARGETS").unwrap_or_default().split(',').map(str::trim) {
             if cidr.is_empty() {
@@ -138,6 +145,7 @@ impl AwsConfig {
             deliveries_queue_url,
             secrets_prefix: get("HOOKFLOW_SECRETS_PREFIX").unwrap_or_else(|| "hookflow/".into()),
             retention_days,
+            dead_retention_days,
         })
     }
 }
@@ -158,14 +166,15 @@ mod tests {
             move |k: &str| match k {
                 "HOOKFLOW_TABLE" => Some("t".to_string()),
                 "HOOKFLOW_RUNS_QUEUE_URL" | "HOOKFLOW_DELIVERIES_QUEUE_URL" => Some("u".to_string()),
-                "HOOKFLOW_LOG_RETENTION_DAYS" => extra.map(String::from),
+                "HOOKFLOW_LOG_RETENTION_DAYS" | "HOOKFLOW_DEAD_RETENTION_DAYS" => extra.map(String::from),
                 _ => None,
             }
         };
         let c = AwsConfig::from_lookup(env(None)).unwrap();
-        assert_eq!((c.secrets_prefix.as_str(), c.retention_days), ("hookflow/", 14));
+        assert_eq!((c.secrets_prefix.as_str(), c.retention_days, c.dead_retention_days), ("hookflow/", 14, 30));
         let e = AwsConfig::from_lookup(env(Some("two weeks"))).unwrap_err();
         assert!(e.to_string().contains("HOOKFLOW_LOG_RETENTION_DAYS: `two weeks`"), "{e}");
+        assert_eq!(AwsConfig::from_lookup(env(Some("90"))).unwrap().dead_retention_days, 90);
         assert_eq!(c.ordered_queue_url, None);
         assert_eq!(c.subscriptions.disable_after, Settings::default().disable_after);
         assert_eq!((c.ordered_retention, c.dead_letter_arns.len()), (Duration::from_secs(1_209_600), 0));

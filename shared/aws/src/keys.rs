@@ -13,6 +13,9 @@
 //! | idempotency key | `IDEM#{scope}` | `IDEM` | the ingress (conditional put) |
 //! | dead delivery (what it was, why, when: no job, so a list stays small) | `DEAD` | `{tenant}#{delivery_id}` | `hookflow dead list/replay` (one `Query`; dead deliveries are rare, one partition holds them) |
 //! | a dead delivery's job (compressed, in parts of at most 300 KB) | `DEADJOB#{tenant}#{delivery_id}` | `P#{n:03}` | a replay (one `Query`) |
+//! | a dead delivery, listed by time (the row's copy) | `DEADAT` | `{at:013}#{delivery_id}#{tenant}` | `GET /v1/dead`: one `Query` a page, from its cursor |
+//! | a dead delivery's tenant | `DEADID#{delivery_id}` | `DEADID` | a replay by id alone (`GetItem`) |
+//! | dead rows of an earlier version copied to `DEADAT` | `DEADMIGRATED` | `DEADMIGRATED` | the first dead read of a container |
 //! | subscription | `SUBS#{tenant}` | `{subscription_id}` | a publish (one `Query` of its tenant's partition, not cached), a subscription delivery (`GetItem`) |
 //! | a subscription's tenant (written with it, never changed) | `SUBREF#{subscription_id}` | `SUBREF` | a read by id (cached per container: it never changes) |
 //! | a tenant that has had subscriptions | `SUBTENANTS` | `{tenant}` | listing every tenant's subscriptions (admin) |
@@ -20,6 +23,8 @@
 //! | published event (its id's idempotency window) | `EVENT#{tenant}#{event_id}` | `EVENT` | a publish (conditional put) |
 //! | published event, by time | `EVENTS#{tenant}#{hour}` | `{at:013}#{event_id}` | listing events, replay to a re-enabled subscription |
 //! | an ordered delivery between attempts (attempts made, first due, next due) | `HELD#{job_id}` | `HELD` | the dispatcher, per message of the ordered queue (`GetItem`) |
+//! | an hour that holds a tenant's log entries or events (written once per container and hour) | `HOURS#LOG#{tenant}`, `HOURS#EVENTS#{tenant}` | `{hour:010}` | every read by hour: one `Query` finds the hours to read ([`crate::table::Table::hours`]) |
+//! | the hour from which every hourly write is in the index | `HOURS` | `SINCE` | readers of hours before it (written by an earlier version) |
 //!
 //! Items that expire carry `expires_at` (Unix seconds), the table's TTL
 //! attribute. TTL deletion lags by up to days, so reads filter on it too.
@@ -70,7 +75,7 @@ pub fn run_log(at: i64, n: usize, unique: &str) -> String {
 
 /// The partition of log entries that have no run, per tenant and hour.
 pub fn tenant_log(tenant: &str, at: i64) -> String {
-    format!("LOG#{tenant}#{}", at / 3_600_000)
+    Hourly::Log.partition(tenant, at.div_euclid(3_600_000))
 }
 
 pub fn tenant_log_sort(at: i64, n: usize, unique: &str) -> String {
@@ -88,6 +93,26 @@ pub const DEAD: &str = "DEAD";
 pub fn dead(tenant: &str, delivery_id: &str) -> String {
     format!("{tenant}#{delivery_id}")
 }
+
+/// The partition of dead deliveries by time.
+pub const DEAD_AT: &str = "DEADAT";
+
+/// A dead delivery's sort key in [`DEAD_AT`]: by time, then id (`#` sorts
+/// before every character of an id).
+pub fn dead_listed(at: i64, tenant: &str, delivery_id: &str) -> String {
+    format!("{at:013}#{delivery_id}#{tenant}")
+}
+
+/// Where a dead delivery's tenant is found by its id.
+pub fn dead_ref(delivery_id: &str) -> String {
+    format!("DEADID#{delivery_id}")
+}
+
+pub const DEAD_REF: &str = "DEADID";
+
+/// Whether the rows an earlier version wrote to [`DEAD`] are listed in
+/// [`DEAD_AT`].
+pub const DEAD_MIGRATED: &str = "DEADMIGRATED";
 
 /// The partition of a dead delivery's job.
 pub fn dead_job(tenant: &str, delivery_id: &str) -> String {
@@ -125,12 +150,60 @@ pub const EVENT: &str = "EVENT";
 
 /// The partition of a tenant's events published in `at`'s hour.
 pub fn events(tenant: &str, at: i64) -> String {
-    format!("EVENTS#{tenant}#{}", at / 3_600_000)
+    Hourly::Events.partition(tenant, at.div_euclid(3_600_000))
 }
 
 pub fn events_sort(at: i64, event_id: &str) -> String {
     format!("{at:013}#{event_id}")
 }
+
+/// The data kept by hour, each under `{KIND}#{tenant}#{hour}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hourly {
+    /// The request log ([`tenant_log`]).
+    Log,
+    /// Published events ([`events`]).
+    Events,
+}
+
+impl Hourly {
+    fn prefix(self) -> &'static str {
+        match self {
+            Hourly::Log => "LOG",
+            Hourly::Events => "EVENTS",
+        }
+    }
+
+    /// The partition of `tenant`'s items of `hour`.
+    pub fn partition(self, tenant: &str, hour: i64) -> String {
+        format!("{}#{tenant}#{hour}", self.prefix())
+    }
+
+    /// The partition listing the hours that hold `tenant`'s items.
+    pub fn index(self, tenant: &str) -> String {
+        format!("HOURS#{}#{tenant}", self.prefix())
+    }
+
+    /// The index entry of an hourly partition (`None`: not one), as
+    /// (index partition, hour).
+    pub fn index_of(pk: &str) -> Option<(String, i64)> {
+        let (kind, rest) = pk.split_once('#')?;
+        let kind = [Hourly::Log, Hourly::Events].into_iter().find(|k| k.prefix() == kind)?;
+        let (tenant, hour) = rest.rsplit_once('#')?;
+        let hour = hour.parse().ok().filter(|_| !hour.starts_with(['+', '-']))?;
+        Some((kind.index(tenant), hour))
+    }
+}
+
+/// An hour's sort key in an index (zero-padded so hours sort).
+pub fn hour_sort(hour: i64) -> String {
+    format!("{hour:010}")
+}
+
+/// The partition and sort key of the hour from which every hourly write
+/// is indexed.
+pub const HOURS: &str = "HOURS";
+pub const SINCE: &str = "SINCE";
 
 /// The held state of an ordered message (its job id).
 pub fn held(job_id: &str) -> String {
@@ -149,5 +222,17 @@ mod tests {
         assert!(run_log(999, 0, "z") < run_log(1000, 0, "a"));
         assert!(run_log(1000, 2, "a") < run_log(1000, 10, "a"));
         assert_eq!(route("acme", "/partner/in/"), "ROUTE#acme#partner/in");
+        assert!(hour_sort(99) < hour_sort(100));
+    }
+
+    #[test]
+    fn an_hourly_partition_names_its_index_and_no_other_key_does() {
+        let at = 7_200_000 * 3 + 5;
+        assert_eq!(Hourly::index_of(&tenant_log("acme", at)), Some(("HOURS#LOG#acme".into(), 6)));
+        assert_eq!(Hourly::index_of(&events("a#b", at)), Some(("HOURS#EVENTS#a#b".into(), 6)));
+        assert_eq!(tenant_log("t", at), Hourly::Log.partition("t", 6));
+        for other in [run("r1"), dead_job("t", "d"), DEAD.into(), event("t", "e"), "LOG#t#-1".into(), "LOG#t".into()] {
+            assert_eq!(Hourly::index_of(&other), None, "{other}");
+        }
     }
 }

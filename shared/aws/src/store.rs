@@ -50,7 +50,8 @@ impl Store {
     /// The table and queues `config` names, on clients made from `sdk`.
     pub fn from_config(sdk: &aws_config::SdkConfig, config: &crate::AwsConfig) -> Self {
         Store {
-            table: Table::new(aws_sdk_dynamodb::Client::new(sdk), &config.table, config.retention_days),
+            table: Table::new(aws_sdk_dynamodb::Client::new(sdk), &config.table, config.retention_days)
+                .with_dead_retention(config.dead_retention_days),
             queues: Queues::new(aws_sdk_sqs::Client::new(sdk), &config.runs_queue_url, &config.deliveries_queue_url)
                 .with_ordered(config.ordered_queue_url.clone()),
         }

@@ -66,6 +66,42 @@ pub async fn sdk() -> aws_config::SdkConfig {
         .await
 }
 
+/// The DynamoDB requests sent through a client built by
+/// [`Counted::client`], by operation (`Query`, `GetItem`, …).
+#[derive(Debug, Default, Clone)]
+pub struct Counted(Arc<Mutex<Vec<String>>>);
+
+impl Counted {
+    /// A DynamoDB client for `conf` whose requests this counts.
+    pub fn client(&self, conf: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+        let conf = aws_sdk_dynamodb::config::Builder::from(conf).interceptor(self.clone()).build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
+    }
+
+    /// The operations sent since the last call, in order.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for Counted {
+    fn name(&self) -> &'static str {
+        "Counted"
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let target = ctx.request().headers().get("x-amz-target").unwrap_or("?");
+        let op = target.rsplit('.').next().unwrap_or(target).to_string();
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(op);
+        Ok(())
+    }
+}
+
 /// One poll of the Lambda event source mapping, played by the test: receive
 /// up to ten messages from `queue_url`, hand them to `handle` as an SQS
 /// event, delete those it did not report as failed. Returns (received,

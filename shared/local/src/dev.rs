@@ -74,19 +74,30 @@ pub fn banner(rt: &Runtime, addr: SocketAddr) -> String {
 }
 
 /// Deletes request-log entries, published events and finished runs older
-/// than `retention` (and expired idempotency answers), hourly, on a
-/// blocking thread (in chunks: `Store::prune_log`, `Store::prune_runs`),
-/// off the async workers.
-pub async fn prune(rt: Arc<Runtime>, retention: Duration) {
+/// than `retention` (and expired idempotency answers), and dead deliveries
+/// older than `dead_retention`, hourly, on a blocking thread (in chunks:
+/// `Store::prune_log`, `Store::prune_runs`), off the async workers.
+pub async fn prune(rt: Arc<Runtime>, retention: Duration, dead_retention: Duration) {
     loop {
-        let before = crate::now_ms() - retention.as_millis() as i64;
+        let now = crate::now_ms();
+        let before = now - retention.as_millis() as i64;
+        let dead_before = now.saturating_sub(dead_retention.as_millis().min(i64::MAX as u128) as i64);
         let rt2 = rt.clone();
         let pruned = tokio::task::spawn_blocking(move || {
             let now = crate::now_ms();
-            (rt2.store.prune_events(before, now), rt2.store.prune_runs(before, now), rt2.store.prune_log(before))
+            // The dead first: a run one still needs is kept.
+            let dead = rt2.store.prune_dead(dead_before);
+            (dead, rt2.store.prune_events(before, now), rt2.store.prune_runs(before, now), rt2.store.prune_log(before))
         })
         .await;
-        if let Ok((events, runs, log)) = pruned {
+        if let Ok((dead, events, runs, log)) = pruned {
+            match dead {
+                Ok(0) => {}
+                Ok(n) => {
+                    rt.logger.log(Level::Info, "dead deliveries past their retention forgotten", json!({"dead": n}))
+                }
+                Err(e) => rt.logger.log(Level::Error, "dead pruning failed", json!({"error": e.to_string()})),
+            }
             if let Err(e) = events {
                 rt.logger.log(Level::Error, "event pruning failed", json!({"error": e.to_string()}));
             }

@@ -1,6 +1,7 @@
 //! Published events: an id's window, a tenant's events by hour.
 
 use super::*;
+use crate::keys::Hourly;
 
 impl Table {
     /// Whether event `id` of `tenant` is inside its idempotency window.
@@ -34,8 +35,7 @@ impl Table {
     /// time, read consistently).
     pub async fn event_at(&self, tenant: &str, id: &str, at: i64) -> Result<Option<Event>, Error> {
         let Some(item) = self.get(keys::events(tenant, at), &keys::events_sort(at, id)).await? else { return Ok(None) };
-        let doc = get_text(&item, "doc")?.unwrap_or_default();
-        serde_json::from_str(&doc).map(Some).map_err(|e| Error::Malformed(format!("event item: {e}")))
+        event_of(&item).map(Some)
     }
 
     /// Forgets a published event's outbox: its messages were sent.
@@ -56,29 +56,52 @@ impl Table {
     }
 
     /// A tenant's events published from `since_ms` on, oldest first, at most
-    /// `limit` (one `Query` per hour, inside the retention), read
+    /// `limit` (the hours that hold events, inside the retention), read
     /// consistently: an enable's replay must see every event written
     /// before its read ([`hookflow_pipeline`]'s publish settles the rest).
+    /// Events stamped up to an hour ahead of `now_ms` (another function's
+    /// clock) are read too.
     pub async fn events(&self, tenant: &str, since_ms: i64, now_ms: i64, limit: usize) -> Result<Vec<Event>, Error> {
+        let range = (since_ms, now_ms + 3_600_000);
+        let mut pages = self.hour_pages(Hourly::Events, tenant, range, now_ms, false, Read::Consistent, limit).await?;
         let mut out: Vec<Event> = Vec::new();
-        self.by_hour(
-            Read::Consistent,
-            |at| keys::events(tenant, at),
-            since_ms,
-            now_ms,
-            limit,
-            |items| {
-                for i in &items {
-                    let doc = get_text(i, "doc")?.unwrap_or_default();
-                    out.push(serde_json::from_str(&doc).map_err(|e| Error::Malformed(format!("event item: {e}")))?);
-                    if out.len() >= limit {
-                        return Ok(false);
-                    }
+        while let Some(items) = pages.next().await? {
+            for i in &items {
+                out.push(event_of(i)?);
+                if out.len() >= limit {
+                    return Ok(out);
                 }
-                Ok(true)
-            },
-        )
-        .await?;
+            }
+        }
         Ok(out)
     }
+
+    /// A tenant's events from `upto_ms` back to `since_ms`, newest first,
+    /// at most `max` of those whose type `selects` takes.
+    pub async fn recent_events(
+        &self,
+        tenant: &str,
+        (since_ms, upto_ms): (i64, i64),
+        now_ms: i64,
+        max: usize,
+        selects: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Event>, Error> {
+        let mut pages =
+            self.hour_pages(Hourly::Events, tenant, (since_ms, upto_ms), now_ms, true, Read::Eventual, max).await?;
+        let mut out: Vec<Event> = Vec::new();
+        while let Some(items) = pages.next().await? {
+            for i in items.iter().filter(|i| selects(get_s(i, "type").unwrap_or_default())) {
+                out.push(event_of(i)?);
+                if out.len() >= max {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn event_of(i: &Item) -> Result<Event, Error> {
+    let doc = get_text(i, "doc")?.unwrap_or_default();
+    serde_json::from_str(&doc).map_err(|e| Error::Malformed(format!("event item: {e}")))
 }

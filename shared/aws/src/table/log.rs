@@ -2,6 +2,7 @@
 
 use super::item::RunDoc;
 use super::*;
+use crate::keys::Hourly;
 
 impl Table {
     /// Log entries of a run, oldest first, without expired ones: those its
@@ -28,35 +29,9 @@ impl Table {
         Ok(out)
     }
 
-    /// The requests a tenant received from `since_ms` on (every inbound
-    /// entry: rejected, duplicate, accepted with its run id), oldest first,
-    /// plus any other entry without a run; one `Query` per hour.
-    pub(super) async fn tenant_entries(
-        &self,
-        tenant: &str,
-        since_ms: i64,
-        now_ms: i64,
-    ) -> Result<Vec<LogEntry>, Error> {
-        let mut out = Vec::new();
-        self.by_hour(
-            Read::Eventual,
-            |at| keys::tenant_log(tenant, at),
-            since_ms,
-            now_ms,
-            usize::MAX,
-            |items| {
-                out.extend(items.iter().map(entry_of));
-                Ok(true)
-            },
-        )
-        .await?;
-        Ok(out)
-    }
-
-    /// What a tenant's request log holds from `since_ms` on, oldest first:
-    /// every request it received and, for those that started a run, the
-    /// run's whole timeline (one `Query` per hour and one per run, at most
-    /// `max_runs` runs, the newest).
+    /// A tenant's request log from `since_ms` on, oldest first: the
+    /// newest requests (rejected, duplicate, accepted) and, for those that
+    /// started a run, the run's timeline, at most `max_runs` runs.
     pub async fn tenant_log(
         &self,
         tenant: &str,
@@ -64,31 +39,80 @@ impl Table {
         now_ms: i64,
         max_runs: usize,
     ) -> Result<Vec<LogEntry>, Error> {
-        self.tenant_log_of(tenant, since_ms, now_ms, max_runs, |_| true).await
+        self.tenant_log_page(tenant, (since_ms, now_ms), now_ms, usize::MAX, max_runs, &Requests::default(), |_| true)
+            .await
     }
 
-    /// [`Table::tenant_log`] of the requests `keep` takes (a flow's, an
-    /// event's): only their runs are read (one `Query` each), not every
-    /// run of the window's.
-    pub async fn tenant_log_of(
+    /// A page of a tenant's request log, oldest first: its requests from
+    /// `upto_ms` back to `since_ms`, newest first, each with its run's
+    /// timeline (one `Query` a run, 16 at a time), until `limit` entries
+    /// `keep` takes are found or `max_runs` runs were read. Only the hours
+    /// that hold requests are read ([`Table::hours`]), and a page's cost
+    /// follows the requests it reads, never the history behind them.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn tenant_log_page(
         &self,
         tenant: &str,
-        since_ms: i64,
+        (since_ms, upto_ms): (i64, i64),
         now_ms: i64,
+        limit: usize,
         max_runs: usize,
+        only: &Requests,
         keep: impl Fn(&LogEntry) -> bool,
     ) -> Result<Vec<LogEntry>, Error> {
-        let mut requests = self.tenant_entries(tenant, since_ms, now_ms).await?;
-        requests.retain(|e| keep(e));
-        let mut runs: Vec<&str> = requests.iter().filter_map(|e| e.run_id.as_deref()).collect();
-        runs.dedup();
-        let skip = runs.len().saturating_sub(max_runs);
-        let mut out: Vec<LogEntry> = requests.iter().filter(|e| e.run_id.is_none()).cloned().collect();
-        for run in &runs[skip..] {
-            out.extend(self.run_entries(run, now_ms).await?);
+        let mut pages = self
+            .hour_pages(Hourly::Log, tenant, (since_ms, upto_ms), now_ms, true, Read::Eventual, limit.min(1_000))
+            .await?;
+        if let Some((expression, values)) = only.expression() {
+            pages = pages.only(&expression, values);
+        }
+        let mut out = Vec::new();
+        let mut runs: std::collections::HashSet<String> = std::collections::HashSet::new();
+        'pages: while let Some(items) = pages.next().await? {
+            let requests: Vec<LogEntry> = items.iter().map(entry_of).collect();
+            for chunk in requests.chunks(16) {
+                let mut new = Vec::new();
+                for run in chunk.iter().filter_map(|e| e.run_id.as_deref()) {
+                    if runs.len() < max_runs && runs.insert(run.to_string()) {
+                        new.push(run);
+                    }
+                }
+                let timelines =
+                    futures_util::future::join_all(new.into_iter().map(|run| self.run_entries(run, now_ms))).await;
+                for timeline in timelines {
+                    out.extend(timeline?.into_iter().filter(&keep));
+                }
+                out.extend(chunk.iter().filter(|e| e.run_id.is_none() && keep(e)).cloned());
+                if out.len() >= limit || runs.len() >= max_runs {
+                    break 'pages;
+                }
+            }
         }
         out.sort_by_key(|e| e.at);
-        Ok(out)
+        let skip = out.len().saturating_sub(limit);
+        Ok(out.split_off(skip))
+    }
+}
+
+/// Which requests a read of the request log takes, as the table filters
+/// them (a flow's, an event's).
+#[derive(Debug, Clone, Default)]
+pub struct Requests {
+    pub flow_id: Option<String>,
+    pub event_id: Option<String>,
+}
+
+impl Requests {
+    fn expression(&self) -> Option<(String, Vec<(String, AttributeValue)>)> {
+        let mut terms = Vec::new();
+        let mut values = Vec::new();
+        for (attr, value) in [("flow_id", &self.flow_id), ("event_id", &self.event_id)] {
+            if let Some(v) = value {
+                terms.push(format!("{attr} = :{attr}"));
+                values.push((format!(":{attr}"), s(v.clone())));
+            }
+        }
+        (!terms.is_empty()).then(|| (terms.join(" AND "), values))
     }
 }
 

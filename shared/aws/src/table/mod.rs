@@ -34,6 +34,7 @@ use crate::{Error, keys};
 mod dead;
 mod events;
 mod flows;
+mod hours;
 mod idempotency;
 mod item;
 mod log;
@@ -41,8 +42,10 @@ mod runs;
 mod subscriptions;
 mod write;
 
+pub use dead::DeadFilter;
 pub use hookflow_core::ports::Claim;
 pub use item::{Held, Hold};
+pub use log::Requests;
 pub use runs::StoredRun;
 pub use write::EMBEDDED_LOG_MAX;
 
@@ -69,6 +72,10 @@ pub struct Table {
     client: Client,
     name: String,
     retention: Duration,
+    /// How long a dead delivery stays listed and replayable.
+    dead_retention: Duration,
+    /// Whether this container saw the earlier version's dead rows listed.
+    dead_migrated: Arc<std::sync::atomic::AtomicBool>,
     flows: TtlCache<Option<Arc<CompiledFlow>>>,
     /// Subscription id → tenant (never changes; bounded).
     sub_tenants: Arc<quick_cache::sync::Cache<String, String>>,
@@ -77,7 +84,18 @@ pub struct Table {
     legacy_ids: Arc<quick_cache::sync::Cache<String, ()>>,
     /// When this container last found the old `SUBS` partition empty.
     legacy_empty_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// The hours' index entries this container wrote (bounded).
+    marked: Arc<quick_cache::sync::Cache<String, ()>>,
+    /// Whether this container wrote (or found) `HOURS`/`SINCE`.
+    since_written: Arc<std::sync::atomic::AtomicBool>,
+    /// `HOURS`/`SINCE` and the table's creation, in hours, once read.
+    since: Arc<std::sync::Mutex<Option<i64>>>,
+    created: Arc<std::sync::Mutex<Option<i64>>>,
 }
+
+/// How long a dead delivery stays listed and replayable unless the
+/// deployment says otherwise (`HOOKFLOW_DEAD_RETENTION_DAYS`).
+pub const DEAD_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 /// How many subscription ids' tenants a container remembers.
 const SUB_TENANTS_CACHED: usize = 10_000;
@@ -189,11 +207,23 @@ impl Table {
             client,
             name: name.into(),
             retention: Duration::from_secs(u64::from(retention_days) * 86_400),
+            dead_retention: DEAD_RETENTION,
+            dead_migrated: Arc::default(),
             flows: TtlCache::new(FLOW_CACHE_TTL, FLOW_CACHE_BYTES),
             sub_tenants: Arc::new(quick_cache::sync::Cache::new(SUB_TENANTS_CACHED)),
             legacy_ids: Arc::new(quick_cache::sync::Cache::new(SUB_TENANTS_CACHED)),
             legacy_empty_at: Arc::default(),
+            marked: Arc::new(quick_cache::sync::Cache::new(hours::MARKED_CACHED)),
+            since_written: Arc::default(),
+            since: Arc::default(),
+            created: Arc::default(),
         }
+    }
+
+    /// The table, whose dead deliveries are kept for `days`.
+    pub fn with_dead_retention(mut self, days: u32) -> Self {
+        self.dead_retention = Duration::from_secs(u64::from(days) * 86_400);
+        self
     }
 
     fn expires_at(&self, now_ms: i64) -> i64 {
@@ -233,6 +263,19 @@ impl Table {
         max: usize,
         read: Read,
     ) -> Result<Vec<Item>, Error> {
+        self.query_pages(condition, filter, values, (max, max), read).await
+    }
+
+    /// [`Table::query_all`] in pages of `page` evaluated items, stopping
+    /// once `max` items are read.
+    async fn query_pages(
+        &self,
+        condition: &str,
+        filter: Option<&str>,
+        values: &[(&str, AttributeValue)],
+        (page_size, max): (usize, usize),
+        read: Read,
+    ) -> Result<Vec<Item>, Error> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -242,7 +285,7 @@ impl Table {
                 .table_name(&self.name)
                 .key_condition_expression(condition)
                 .set_filter_expression(filter.map(String::from))
-                .set_limit((max < 10_000).then_some(max as i32))
+                .set_limit((page_size < 10_000).then_some(page_size as i32))
                 .consistent_read(read == Read::Consistent)
                 .set_exclusive_start_key(start);
             for (k, v) in values {
@@ -255,44 +298,5 @@ impl Table {
                 return Ok(out);
             }
         }
-    }
-
-    /// Queries the hourly partitions `partition(hour)` from `since_ms` (within
-    /// the retention) to `now_ms`, oldest first, handing each hour's
-    /// unexpired items to `take` until it answers `false` or `max` items
-    /// were read.
-    async fn by_hour(
-        &self,
-        read: Read,
-        partition: impl Fn(i64) -> String,
-        since_ms: i64,
-        now_ms: i64,
-        max: usize,
-        mut take: impl FnMut(Vec<Item>) -> Result<bool, Error>,
-    ) -> Result<(), Error> {
-        let first_hour = since_ms.max(now_ms - self.retention.as_millis() as i64) / 3_600_000;
-        let mut left = max;
-        for hour in first_hour..=now_ms / 3_600_000 {
-            let items = self
-                .query_upto(
-                    "pk = :pk AND sk >= :since",
-                    Some("expires_at > :now"),
-                    &[
-                        (":pk", s(partition(hour * 3_600_000))),
-                        (":since", s(format!("{since_ms:013}"))),
-                        (":now", n(now_ms / 1000)),
-                    ],
-                    // A floor: a small `Limit` would crawl expired items
-                    // TTL has not deleted yet, a few at a time.
-                    left.max(100),
-                    read,
-                )
-                .await?;
-            left = left.saturating_sub(items.len());
-            if !take(items)? || left == 0 {
-                break;
-            }
-        }
-        Ok(())
     }
 }

@@ -32,11 +32,21 @@ impl Table {
     /// commit, and again by its redo (the same keys: written twice, kept
     /// once).
     pub async fn write_copies(&self, copies: &[LogCopy]) -> Result<(), Error> {
-        for chunk in copies.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|c| {
-                    let item = self.log_item(&c.entry, (c.pk.clone(), c.sk.clone()), &c.entry.detail);
+        self.mark_hours(copies.iter().map(|c| c.pk.as_str())).await?;
+        let items =
+            copies.iter().map(|c| self.log_item(&c.entry, (c.pk.clone(), c.sk.clone()), &c.entry.detail)).collect();
+        self.put_all(items, "log items").await
+    }
+
+    /// Puts `items` (unconditionally, each written twice is kept once), 25
+    /// a `BatchWriteItem`.
+    pub(super) async fn put_all(&self, items: Vec<Item>, what: &str) -> Result<(), Error> {
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let mut requests: Vec<WriteRequest> = items
+                .by_ref()
+                .take(25)
+                .map(|item| {
                     let put = PutRequest::builder().set_item(Some(item)).build();
                     put.map(|p| WriteRequest::builder().put_request(p).build())
                         .map_err(|e| Error::Malformed(e.to_string()))
@@ -64,7 +74,7 @@ impl Table {
                 return Err(Error::Aws {
                     service: "DynamoDB",
                     operation: "BatchWriteItem",
-                    message: format!("{} log items left unprocessed (throttled)", requests.len()),
+                    message: format!("{} {what} left unprocessed (throttled)", requests.len()),
                     transient: true,
                 });
             }
@@ -217,6 +227,7 @@ impl Table {
             items.push((item, Cond::None));
         }
         if let Some(DeadRow { delivery_id, tenant, flow_id, run_id, reason, job }) = &c.dead {
+            let expires = n(now_ms / 1000 + self.dead_retention.as_secs() as i64);
             let mut item = key(keys::DEAD.into(), keys::dead(tenant, delivery_id));
             item.insert("tenant".into(), s(tenant.clone()));
             item.insert("delivery_id".into(), s(delivery_id.clone()));
@@ -224,14 +235,22 @@ impl Table {
             item.insert("run_id".into(), s(run_id.clone()));
             item.insert("reason".into(), s(reason.clone()));
             item.insert("at".into(), n(now_ms));
+            item.insert("expires_at".into(), expires.clone());
             // The job apart, compressed, in parts that each fit an item:
             // the list reads the rows only, a replay reads its parts.
             let z = miniz_oxide::deflate::compress_to_vec_zlib(job.as_bytes(), 6);
             item.insert("parts".into(), n(z.chunks(DEAD_PART).count() as i64));
-            items.push((item, Cond::None));
+            // Listed by time, and found by id alone.
+            let mut listed = item.clone();
+            listed.extend(key(keys::DEAD_AT.into(), keys::dead_listed(now_ms, tenant, delivery_id)));
+            let mut by_id = key(keys::dead_ref(delivery_id), keys::DEAD_REF);
+            by_id.insert("tenant".into(), s(tenant.clone()));
+            by_id.insert("expires_at".into(), expires.clone());
+            items.extend([(item, Cond::None), (listed, Cond::None), (by_id, Cond::None)]);
             for (i, part) in z.chunks(DEAD_PART).enumerate() {
                 let mut item = key(keys::dead_job(tenant, delivery_id), keys::dead_part(i));
                 item.insert("z".into(), AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(part)));
+                item.insert("expires_at".into(), expires.clone());
                 items.push((item, Cond::None));
             }
         }
@@ -272,6 +291,9 @@ impl Table {
         if let Some(e) = too_large(&items) {
             return Err(e);
         }
+        // An hour's index entry before its first item: never an item an
+        // hourly read cannot find.
+        self.mark_hours(items.iter().filter_map(|(item, _)| get_s(item, "pk"))).await?;
         if hold.is_none() && items.len() == 1 {
             let Some((item, cond)) = items.pop() else { return Ok(()) };
             return self.put_one(c, item, cond).await;
@@ -287,6 +309,19 @@ impl Table {
                 write.map(|w| (w, cond))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(d) = &c.dead
+            && let Some(old) = self.get(keys::DEAD.into(), &keys::dead(&d.tenant, &d.delivery_id)).await?
+            && let Some(at) = get_n(&old, "at").filter(|at| *at != now_ms)
+        {
+            // Dead again before a replay forgot it: its earlier listing
+            // goes with the new row's write (one row, listed once).
+            let delete = Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(key(keys::DEAD_AT.into(), keys::dead_listed(at, &d.tenant, &d.delivery_id))))
+                .build()
+                .map_err(|e| Error::Malformed(e.to_string()))?;
+            writes.push((TransactWriteItem::builder().delete(delete).build(), Cond::None));
+        }
         match hold {
             Some(Hold::Keep { job_id, held }) => {
                 let mut item = key(keys::held(&job_id), keys::HELD);

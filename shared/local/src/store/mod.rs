@@ -54,6 +54,7 @@ const INDEXES: &str = "CREATE INDEX IF NOT EXISTS jobs_grp ON jobs (grp, ord) WH
 CREATE INDEX IF NOT EXISTS jobs_run ON jobs (run_id) WHERE run_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_finished ON runs (updated_at) WHERE status IN ('succeeded', 'failed');
 CREATE INDEX IF NOT EXISTS dead_run ON dead (run_id);
+CREATE INDEX IF NOT EXISTS dead_at ON dead (at, delivery_id);
 CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);";
 
 /// Indexes built only by the store's own process (under the directory's
