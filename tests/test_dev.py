@@ -349,7 +349,8 @@ def test_a_duplicate_idempotency_key_starts_one_run(dev, receiver):
     assert first[0] == second[0] == 202
     assert first[2] == second[2]
     r.wait(1)
-    time.sleep(0.5)
+    d.wait_log(lambda l: l["message"] == "inbound accepted")
+    time.sleep(0.5)  # no second run: nothing more arrives or is logged
     assert len(r.requests) == 1
     assert sum(1 for l in d.logs() if l["message"] == "inbound accepted") == 1
 
@@ -370,7 +371,8 @@ def test_concurrent_requests_with_one_key_start_one_run(dev, receiver):
     accepted = {json.loads(a[2])["event_id"] for a in answers if a[0] == 202}
     assert len(accepted) == 1, accepted
     r.wait(1)
-    time.sleep(0.5)
+    d.wait_log(lambda l: l["message"] == "inbound accepted")
+    time.sleep(0.5)  # no second run: nothing more arrives or is logged
     assert len(r.requests) == 1
     assert sum(1 for l in d.logs() if l["message"] == "inbound accepted") == 1
 
@@ -399,7 +401,8 @@ def test_a_sync_answer_of_504_is_kept_for_its_idempotency_key(dev, receiver):
     second = d.call("/hooks/acme/slow", {}, {"X-Event-Id": "e-slow"})
     assert second[0] == 504, second
     assert json.loads(second[2])["event_id"] == json.loads(first[2])["event_id"], "the same run's answer"
-    time.sleep(1.5)
+    slow.wait(1)
+    time.sleep(1.5)  # and no second call
     assert len(slow.requests) == 1, "one run, one call"
 
 
@@ -409,10 +412,13 @@ def test_a_caller_that_hangs_up_keeps_its_key_and_its_retry_starts_no_second_run
     s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
     s.sendall(b"POST /hooks/acme/slow HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
               b"x-event-id: e-gone\r\ncontent-length: 2\r\n\r\n{}")
-    time.sleep(0.3)
+    slow.wait(1)  # the run's step is at the receiver, held 1 s: the flow runs
     s.close()  # the caller gives up while the flow runs
-    time.sleep(1.5)
-    status, _, _ = d.call("/hooks/acme/slow", {}, {"X-Event-Id": "e-gone"})
+    # 409 while the first request holds the key; then its answer, kept under it.
+    deadline = time.monotonic() + 15
+    while (status := d.call("/hooks/acme/slow", {}, {"X-Event-Id": "e-gone"})[0]) == 409:
+        assert time.monotonic() < deadline, "the key is still held"
+        time.sleep(0.1)
     assert status == 200, "the first run's answer, kept under the key"
     time.sleep(0.5)
     assert len(slow.requests) == 1, "one run, one call"

@@ -55,6 +55,7 @@ class Receiver(http.server.ThreadingHTTPServer):
         self.seen = collections.Counter()
         self.ordered = []  # (key, n, status) of every event attempt to /subscriber-ordered
         self.chaos = []  # (path, n, webhook-id, status) of every attempt to /chaos-*
+        self.chaos_at = []  # (time, path, n, status) of the same attempts
         self.stuck = []  # (key, n, webhook-id, status) of every event attempt to /subscriber-stuck
         self.stuck_fails = True  # whether /subscriber-stuck fails every attempt of key `stuck`
         self.chaos_coin = random.Random(30)
@@ -87,6 +88,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 status = 500 if self.server.chaos_coin.random() < 0.3 else 200
                 n = json.loads(body or b"{}").get("n")
                 self.server.chaos.append((self.path, int(n), headers.get("webhook-id"), status))
+                self.server.chaos_at.append((arrived, self.path, int(n), status))
         out = b'{"ok": true}'
         if self.path.startswith("/subscriber"):
             # A subscribed endpoint: proves control by echoing the token;
@@ -1151,22 +1153,28 @@ def test_an_idempotency_claim_whose_answer_was_lost_is_the_requests_own(aws, fau
              60, "the delivery")
 
 
-def kill_mid_batch(aws, esm, process):
+def kill_mid_batch(aws, esm, process, tries=5):
     """Hands the next batch of `esm` to its function and SIGKILLs the
     function's process while it works on it; starts the functions again.
-    Returns whether the invocation still answered (the kill came after)."""
-    messages = wait_for(lambda: esm.receive(wait=1), 60, f"a batch for the {process}")
-    result = {}
-    t = threading.Thread(target=lambda: result.update(r=esm.deliver(messages, timeout=15)))
-    t.start()
-    time.sleep(0.05)
-    pids = subprocess.run(["pgrep", "-f", f"debug/{process}"], capture_output=True, text=True).stdout.split()
-    assert pids, f"the {process} process"
-    for pid in pids:
-        os.kill(int(pid), signal.SIGKILL)
-    t.join(30)
-    aws.restart_functions()
-    return result.get("r", (False, None))[0]
+    A kill that lands after the invocation answered (nothing was in
+    flight) is made again on the next batch, up to `tries` times. Returns
+    the batch the kill interrupted and when it died."""
+    for _ in range(tries):
+        messages = wait_for(lambda: esm.receive(wait=1), 60, f"a batch for the {process}")
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=esm.deliver(messages, timeout=15)))
+        t.start()
+        time.sleep(0.05)
+        pids = subprocess.run(["pgrep", "-f", f"debug/{process}"], capture_output=True, text=True).stdout.split()
+        assert pids, f"the {process} process"
+        for pid in pids:
+            os.kill(int(pid), signal.SIGKILL)
+        killed_at = time.monotonic()
+        t.join(30)
+        aws.restart_functions()
+        if not result.get("r", (False, None))[0]:
+            return messages, killed_at
+    raise AssertionError(f"no kill of the {process} landed while its batch was in flight ({tries} tries)")
 
 
 def test_chaos_random_faults_and_kills_on_the_aws_path_lose_no_accepted_event(aws):
@@ -1184,7 +1192,10 @@ def test_chaos_random_faults_and_kills_on_the_aws_path_lose_no_accepted_event(aw
     ~75 of them, enough that both kinds (before and after moto did the
     call) land on the ingress, the executor and the dispatcher several
     times (asserted below: both kinds seen); each kill lands a third and
-    two thirds of the way in, with batches in flight."""
+    two thirds of the way in, on a batch whose invocation had not answered
+    (a kill that came after is made again on the next batch), and the work
+    it interrupted is asserted done after it: every delivery of the
+    dispatcher's batch sent again, the executor's unfinished runs finished."""
     n_events = 150
     time.sleep(1)
     aws.pump(lambda: aws.queue_depth(aws.runs_url) == 0 and aws.queue_depth(aws.deliveries_url) == 0, 120,
@@ -1194,6 +1205,7 @@ def test_chaos_random_faults_and_kills_on_the_aws_path_lose_no_accepted_event(aw
     failed = aws.proxy.chaos(0.05, seed=7)
     accepted = {}
     retried = collections.Counter()
+    kills = {}
     try:
         for n in range(n_events):
             headers = {"content-type": "application/json", "idempotency-key": f"chaos-{n}"}
@@ -1209,9 +1221,9 @@ def test_chaos_random_faults_and_kills_on_the_aws_path_lose_no_accepted_event(aw
                 for esm in (aws.runs, aws.deliveries):
                     esm.poll_once(wait=0)
             if n == n_events // 3:
-                kill_mid_batch(aws, aws.deliveries, "dispatcher")
+                kills["dispatcher"] = kill_mid_batch(aws, aws.deliveries, "dispatcher")
             if n == 2 * n_events // 3:
-                kill_mid_batch(aws, aws.runs, "executor")
+                kills["executor"] = kill_mid_batch(aws, aws.runs, "executor")
 
         def delivered():
             with aws.receiver.lock:
@@ -1244,6 +1256,26 @@ def test_chaos_random_faults_and_kills_on_the_aws_path_lose_no_accepted_event(aw
     assert len(runs) == n_events, f"one run an event: {len(runs)}"
     assert collections.Counter(runs) == {"succeeded": n_events}, collections.Counter(runs)
     assert {name: aws.queue_depth(url) for name, url in dlqs.items()} == dead_before, "nothing dead-lettered"
+
+    # Each kill interrupted accepted work not yet done, which was done
+    # after it: the dispatcher's batch, every delivery sent again; the
+    # executor's, the runs whose last step was not yet delivered then.
+    with aws.receiver.lock:
+        timed = list(aws.receiver.chaos_at)
+        arrivals = [(at, h.get("webhook-id")) for at, p, h, _ in aws.receiver.arrivals if p.startswith("/chaos-")]
+    messages, killed_at = kills["dispatcher"]
+    batch = {json.loads(json.loads(m["Body"])["payload"])["delivery"]["id"] for m in messages}
+    assert batch, "the dispatcher was killed with deliveries in hand"
+    after = {w for at, w in arrivals if at > killed_at}
+    assert batch <= after, f"deliveries of the killed batch not sent after the kill: {batch - after}"
+    messages, killed_at = kills["executor"]
+    n_of_run = {event.replace("evt_", "run_", 1): n for n, event in accepted.items()}
+    runs = [n_of_run.get(json.loads(json.loads(m["Body"])["payload"]).get("run_id")) for m in messages]
+    def finished(before):
+        return {n for at, p, n, s in timed if p == "/chaos-b" and s < 300 and (at < killed_at) == before}
+    pending = [n for n in runs if n is not None and n not in finished(True)]
+    assert pending, f"the executor was killed with no run of its batch left to finish: {runs}"
+    assert set(pending) <= finished(False), pending
 
 
 def test_the_console_of_a_deployed_stack_shows_its_flows_log_and_dead_deliveries(aws):

@@ -268,8 +268,8 @@ def test_failing_longer_than_the_window_disables(dev, receiver):
     assert n >= 2
     time.sleep(0.4)
     assert len(events_of(r)) == n, "a disabled subscription gets no more attempts"
-    _, dead = api(d, "GET", "/v1/dead")
-    assert [x["reason"] for x in dead["dead"]] == ["its subscription is disabled"], "the pending retry is replayable"
+    dead = wait_for(lambda: api(d, "GET", "/v1/dead")[1]["dead"], what="the pending retry dead")
+    assert [x["reason"] for x in dead] == ["its subscription is disabled"], "the pending retry is replayable"
 
 
 def test_per_key_ordering_holds_under_random_failures(dev, receiver):
