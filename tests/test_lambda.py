@@ -1010,14 +1010,18 @@ def test_a_key_stuck_past_the_ordered_queues_limits_ends_dead_and_listed_then_re
         dead = dead_of_stuck()
         reasons = sorted(d["reason"] for d in dead.values())
         from_dlq = [r for r in reasons if "dead-letter queue" in r]
+        with aws.receiver.lock:
+            attempts = aws.receiver.stuck[seen_before:]
         if receive_limit == 3:
             assert len(from_dlq) == 4, reasons
         else:
             assert not from_dlq, reasons
-            # The head: several attempts, its ladder cut by the retention.
-            assert any(re.search(r"gave up after ([2-9]|\d\d) attempt", r) for r in reasons), reasons
-        with aws.receiver.lock:
-            attempts = aws.receiver.stuck[seen_before:]
+            # The head: several attempts, its ladder cut by the retention
+            # (its last failure either ends it, "gave up after N attempts",
+            # or is retried after the cut, "given up unsent": which one is
+            # a matter of milliseconds).
+            head = [status for k, n, _, status in attempts if k == "stuck" and n == 0]
+            assert len(head) >= 2 and all(s >= 500 for s in head), (head, reasons)
         for key in ("ok-a", "ok-b"):
             got = [n for k, n, _, status in attempts if k == key and status < 300]
             assert got == [0, 1, 2, 3], f"{key} arrived complete and in order beside the stuck key: {got}"

@@ -115,8 +115,11 @@ fn limits(flow: &CompiledFlow) -> Result<(), BackendError> {
 /// looks at (a `Query` each).
 const ATTEMPT_RUNS: usize = 200;
 
-/// The most runs one page of the request log reads (a `Query` each).
-const PAGE_RUNS: usize = 500;
+/// The most runs one page of the request log reads (a `Query` each, 16 at
+/// a time): as many as the entries the largest page holds, so a page is
+/// cut only by its `limit` (which `GET /v1/stats` reports as `capped`),
+/// never short of it by its runs.
+const PAGE_RUNS: usize = hookflow_admin::backend::STATS_READ;
 
 fn tenant_or_default(t: Option<&str>) -> &str {
     t.unwrap_or(DEFAULT_TENANT)
@@ -307,6 +310,20 @@ impl Backend for AwsBackend {
         let mut entries = match (&q.run_id, &q.subscription_id) {
             (Some(run), _) => table.run_entries(run, now).await.map_err(backend)?,
             (None, Some(sub)) => self.subscription_attempts(sub, q.since, upto, limit).await?,
+            // An event's entries are kept where its id finds them.
+            (None, None) if q.event_id.is_some() => {
+                let event = q.event_id.as_deref().unwrap_or_default();
+                let tenants = match &q.tenant {
+                    Some(t) => BTreeSet::from([t.clone()]),
+                    None => self.tenants().await?,
+                };
+                let mut all = Vec::new();
+                for tenant in &tenants {
+                    all.extend(table.event_entries(tenant, event, now).await.map_err(backend)?);
+                }
+                all.sort_by_key(|e| e.at);
+                all
+            }
             // The newest requests the filters take, with their runs; the
             // log is kept by tenant, so every tenant is read when the
             // query names none.
@@ -315,12 +332,13 @@ impl Backend for AwsBackend {
                     Some(t) => BTreeSet::from([t.clone()]),
                     None => self.tenants().await?,
                 };
-                let only = Requests { flow_id: q.flow_id.clone(), event_id: q.event_id.clone() };
+                let only = Requests { flow_id: q.flow_id.clone() };
                 // `until` is exclusive, a page's bound inclusive.
                 let requests = (q.since, q.until.map_or(upto, |u| u.saturating_sub(1).min(upto)));
                 let mut all = Vec::new();
                 for tenant in &tenants {
-                    let page = table.tenant_log_page(tenant, requests, now, limit, PAGE_RUNS, &only, matches);
+                    let page =
+                        table.tenant_log_page(tenant, requests, now, limit, limit.min(PAGE_RUNS), &only, matches);
                     all.extend(page.await.map_err(backend)?);
                 }
                 all.sort_by_key(|e| e.at);

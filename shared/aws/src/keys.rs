@@ -10,6 +10,7 @@
 //! | run (its state, its last commit's outbox and, up to 64 KiB, its log entries: one compressed `doc`) | `RUN#{run_id}` | `RUN` | the executor, `hookflow runs show` |
 //! | a run's log entry not kept in the run's item (an attempt, or past the bound) | `RUN#{run_id}` | `LOG#{at:013}#{n:03}#{unique}` | `hookflow runs show` (one `Query` of the partition) |
 //! | inbound log entry (every request: rejected, duplicate, or the copy of a run's `inbound` entry) | `LOG#{tenant}#{hour}` | `{at:013}#{n:03}#{unique}` | `hookflow logs --table`: a tenant's requests by hour, then each run's timeline |
+//! | a log entry without a run that names an event (a rejected or duplicate request, a publish), by that event | `EVLOG#{tenant}#{event_id}` | as under its tenant and hour | `GET /v1/logs?event_id=` (one `Query`, then the event's runs: `run_{id}` of a request's `evt_{id}`, the event's deliveries under `RUN#{event_id}`, the runs its publish started) |
 //! | idempotency key | `IDEM#{scope}` | `IDEM` | the ingress (conditional put) |
 //! | dead delivery (what it was, why, when: no job, so a list stays small) | `DEAD` | `{tenant}#{delivery_id}` | `hookflow dead list/replay` (one `Query`; dead deliveries are rare, one partition holds them) |
 //! | a dead delivery's job (compressed, in parts of at most 300 KB) | `DEADJOB#{tenant}#{delivery_id}` | `P#{n:03}` | a replay (one `Query`) |
@@ -24,6 +25,7 @@
 //! | published event, by time | `EVENTS#{tenant}#{hour}` | `{at:013}#{event_id}` | listing events, replay to a re-enabled subscription |
 //! | an ordered delivery between attempts (attempts made, first due, next due) | `HELD#{job_id}` | `HELD` | the dispatcher, per message of the ordered queue (`GetItem`) |
 //! | an hour that holds a tenant's log entries or events (written once per container and hour) | `HOURS#LOG#{tenant}`, `HOURS#EVENTS#{tenant}` | `{hour:010}` | every read by hour: one `Query` finds the hours to read ([`crate::table::Table::hours`]) |
+//! | an hour that holds a flow's requests (the same) | `HOURS#FLOW#{tenant}#{flow_id}` | `{hour:010}` | a read of one flow's requests |
 //! | the hour from which every hourly write is in the index | `HOURS` | `SINCE` | readers of hours before it (written by an earlier version) |
 //!
 //! Items that expire carry `expires_at` (Unix seconds), the table's TTL
@@ -76,6 +78,16 @@ pub fn run_log(at: i64, n: usize, unique: &str) -> String {
 /// The partition of log entries that have no run, per tenant and hour.
 pub fn tenant_log(tenant: &str, at: i64) -> String {
     Hourly::Log.partition(tenant, at.div_euclid(3_600_000))
+}
+
+/// The partition of the run-less log entries that name `event_id`.
+pub fn event_log(tenant: &str, event_id: &str) -> String {
+    format!("EVLOG#{tenant}#{event_id}")
+}
+
+/// The run a trigger request's event id names (`evt_{id}` → `run_{id}`).
+pub fn run_of_event(event_id: &str) -> Option<String> {
+    event_id.strip_prefix("evt_").map(|id| format!("run_{id}"))
 }
 
 pub fn tenant_log_sort(at: i64, n: usize, unique: &str) -> String {
@@ -184,6 +196,12 @@ impl Hourly {
         format!("HOURS#{}#{tenant}", self.prefix())
     }
 
+    /// The partition listing the hours that hold `flow_id`'s requests
+    /// ([`Hourly::Log`] only).
+    pub fn flow_index(tenant: &str, flow_id: &str) -> String {
+        format!("HOURS#FLOW#{tenant}#{flow_id}")
+    }
+
     /// The index entry of an hourly partition (`None`: not one), as
     /// (index partition, hour).
     pub fn index_of(pk: &str) -> Option<(String, i64)> {
@@ -231,6 +249,7 @@ mod tests {
         assert_eq!(Hourly::index_of(&tenant_log("acme", at)), Some(("HOURS#LOG#acme".into(), 6)));
         assert_eq!(Hourly::index_of(&events("a#b", at)), Some(("HOURS#EVENTS#a#b".into(), 6)));
         assert_eq!(tenant_log("t", at), Hourly::Log.partition("t", 6));
+        assert_ne!(Hourly::flow_index("a", "b"), Hourly::Log.index("a#b"), "a flow's index is no tenant's");
         for other in [run("r1"), dead_job("t", "d"), DEAD.into(), event("t", "e"), "LOG#t#-1".into(), "LOG#t".into()] {
             assert_eq!(Hourly::index_of(&other), None, "{other}");
         }

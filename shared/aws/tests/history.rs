@@ -38,10 +38,11 @@ fn rejected(tenant: &str, flow: &str, at: i64) -> LogEntry {
 }
 
 /// 20,000 requests of tenant `acme` (100 in each of 200 hours spread over
-/// the last 300 days, one of each hour for flow `rare`), and an event in
-/// each of those hours. The requests are written as the outbox's copies
-/// are (`BatchWriteItem`: moto copies the whole table for each
-/// transaction), their hours indexed as every write does.
+/// the last 300 days, one of each hour for flow `rare`, one in a fifth of
+/// the hours for flow `sparse`), and an event in each of those hours. The
+/// requests are written as the outbox's copies are (`BatchWriteItem`: moto
+/// copies the whole table for each transaction), their hours indexed as
+/// every write does.
 async fn plant(table: &Table, now: i64) -> Vec<i64> {
     let hours: Vec<i64> = (1..=200).map(|i| (now - i * 36 * HOUR).div_euclid(HOUR)).collect();
     for &h in &hours {
@@ -62,7 +63,12 @@ async fn plant(table: &Table, now: i64) -> Vec<i64> {
         .iter()
         .flat_map(|h| (0..100).map(move |i| (h, i)))
         .map(|(h, i)| {
-            let entry = rejected("acme", if i == 7 { "rare" } else { "busy" }, h * HOUR + i * 1_000);
+            let flow = match i {
+                7 => "rare",
+                8 if h % 5 == 0 => "sparse",
+                _ => "busy",
+            };
+            let entry = rejected("acme", flow, h * HOUR + i * 1_000);
             let (pk, sk) = (keys::tenant_log("acme", entry.at), keys::tenant_log_sort(entry.at, 0, "x"));
             LogCopy { pk, sk, entry }
         })
@@ -109,12 +115,64 @@ async fn a_page_of_the_log_or_of_events_reads_the_hours_it_returns_not_a_year_of
 
     // A flow seen once an hour: the index skips the hours without
     // requests; the table filters the hours it reads.
-    let rare = Requests { flow_id: Some("rare".into()), event_id: None };
+    let rare = Requests { flow_id: Some("rare".into()) };
     let page = reader.tenant_log_page("acme", year, now, 5, 500, &rare, |_| true).await.unwrap();
     let reads = counted.take();
     assert_eq!(page.iter().map(|e| e.at.div_euclid(HOUR)).collect::<Vec<_>>(), hours[hours.len() - 5..]);
     assert!(page.iter().all(|e| e.flow_id.as_deref() == Some("rare")));
     assert!(reads.len() <= 12, "five hours read, and the index: {reads:?}");
+
+    // A flow seen in a few hours of the 200: its own index lists them.
+    let sparse = Requests { flow_id: Some("sparse".into()) };
+    let page = reader.tenant_log_page("acme", year, now, 50, 500, &sparse, |_| true).await.unwrap();
+    let reads = counted.take();
+    let expected: Vec<i64> = hours.iter().copied().filter(|h| h % 5 == 0).collect();
+    assert!(!expected.is_empty());
+    assert_eq!(page.iter().map(|e| e.at.div_euclid(HOUR)).collect::<Vec<_>>(), expected);
+    assert!(reads.len() <= expected.len() + 5, "its hours and the index, not 200 hours: {reads:?}");
+
+    // An event's entries, found by its id alone: a rejected request (kept
+    // by event), an accepted one (its run, named by its event id), a
+    // publish (kept by event; its deliveries under its id, the run it
+    // started named in it).
+    let entry = |kind: EntryKind, event: &str, run: Option<&str>, outcome: &str, detail: serde_json::Value| LogEntry {
+        at: now - 10,
+        kind,
+        tenant: Some("acme".into()),
+        flow_id: Some("f".into()),
+        run_id: run.map(String::from),
+        event_id: Some(event.into()),
+        outcome: Some(outcome.into()),
+        detail,
+        ..Default::default()
+    };
+    let accepted_run = keys::run_of_event("evt_a1").unwrap();
+    let commits = [
+        entry(EntryKind::Inbound, "evt_r1", None, "rejected_401", serde_json::json!({})),
+        entry(EntryKind::Inbound, "evt_a1", Some(&accepted_run), "accepted", serde_json::json!({})),
+        entry(EntryKind::Step, "evt_a1", Some(&accepted_run), "sent", serde_json::json!({})),
+        entry(EntryKind::Event, "evt_p1", None, "published", serde_json::json!({"runs": ["run_started"]})),
+        entry(EntryKind::Attempt, "evt_p1", Some("evt_p1"), "success", serde_json::json!({})),
+        entry(EntryKind::Step, "evt_p1", Some("run_started"), "sent", serde_json::json!({})),
+    ];
+    for e in commits {
+        writer.write(&Commit { log: vec![e], ..Default::default() }, now).await.unwrap();
+    }
+    counted.take();
+    for (event, outcomes) in [
+        ("evt_r1", vec!["rejected_401"]),
+        ("evt_a1", vec!["accepted", "sent"]),
+        ("evt_p1", vec!["published", "success", "sent"]),
+    ] {
+        let found = reader.event_entries("acme", event, now).await.unwrap();
+        let mut got: Vec<&str> = found.iter().filter_map(|e| e.outcome.as_deref()).collect();
+        got.sort();
+        let mut want = outcomes.clone();
+        want.sort();
+        assert_eq!(got, want, "{event}");
+        let reads = counted.take();
+        assert!(reads.len() <= 4, "{event}: its own reads, not the tenant's hours: {reads:?}");
+    }
 
     // Events, oldest first (an enable's replay) and newest first.
     let events = reader.events("acme", year.0, now, 10).await.unwrap();

@@ -283,7 +283,9 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
     // idempotency key above was read first).
     verifier.strip_credentials(&mut request);
     // 8. Accepted, stored, answered.
-    let run_id = run_id.unwrap_or_else(|| new_id("run"));
+    // The event id's own uuid: a run is found from its event id alone
+    // (`GET /v1/logs?event_id=` on a deployment reads the run, no index).
+    let run_id = run_id.unwrap_or_else(|| event_id.replacen("evt_", "run_", 1));
     let accepted = decide::accept(&flow, &request, (&run_id, &event_id), received, idem.clone());
     let admitted = match p.admit(&flow, accepted, idem.clone()).await {
         Ok(admitted) => admitted,

@@ -63,7 +63,8 @@ impl Table {
     /// clock) are read too.
     pub async fn events(&self, tenant: &str, since_ms: i64, now_ms: i64, limit: usize) -> Result<Vec<Event>, Error> {
         let range = (since_ms, now_ms + 3_600_000);
-        let mut pages = self.hour_pages(Hourly::Events, tenant, range, now_ms, false, Read::Consistent, limit).await?;
+        let mut pages =
+            self.hour_pages((Hourly::Events, None), tenant, range, now_ms, false, Read::Consistent, limit).await?;
         let mut out: Vec<Event> = Vec::new();
         while let Some(items) = pages.next().await? {
             for i in &items {
@@ -86,8 +87,9 @@ impl Table {
         max: usize,
         selects: impl Fn(&str) -> bool,
     ) -> Result<Vec<Event>, Error> {
-        let mut pages =
-            self.hour_pages(Hourly::Events, tenant, (since_ms, upto_ms), now_ms, true, Read::Eventual, max).await?;
+        let mut pages = self
+            .hour_pages((Hourly::Events, None), tenant, (since_ms, upto_ms), now_ms, true, Read::Eventual, max)
+            .await?;
         let mut out: Vec<Event> = Vec::new();
         while let Some(items) = pages.next().await? {
             for i in items.iter().filter(|i| selects(get_s(i, "type").unwrap_or_default())) {

@@ -33,10 +33,22 @@ impl Table {
     /// Puts the index entries of the hourly partitions among `pks` that
     /// this container has not written yet (and, once per container, the
     /// `SINCE` item). Called before the items are written.
-    pub(super) async fn mark_hours<'a>(&self, pks: impl IntoIterator<Item = &'a str>) -> Result<(), Error> {
-        let mut new: Vec<(String, i64)> = pks
+    /// `items` are (partition, the flow of a request in it).
+    pub(super) async fn mark_hours<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Result<(), Error> {
+        let mut new: Vec<(String, i64)> = items
             .into_iter()
-            .filter_map(Hourly::index_of)
+            .filter_map(|(pk, flow)| Some((Hourly::index_of(pk)?, pk, flow)))
+            .flat_map(|((index, hour), pk, flow)| {
+                // A request's hour in its flow's index too.
+                let of_flow = flow.filter(|_| pk.starts_with("LOG#")).and_then(|f| {
+                    let tenant = pk.strip_prefix("LOG#")?.rsplit_once('#')?.0;
+                    Some((Hourly::flow_index(tenant, f), hour))
+                });
+                std::iter::once((index, hour)).chain(of_flow)
+            })
             .filter(|(index, hour)| self.marked.get(&format!("{index}#{hour}")).is_none())
             .collect();
         new.sort();
@@ -88,10 +100,14 @@ impl Table {
     /// The hours from `from_ms` to `to_ms` (within the retention) that may
     /// hold `tenant`'s `kind` items, oldest first: those the index lists,
     /// and those written before it (see the module's documentation).
+    /// With `flow`, the hours the index lists for that flow's requests
+    /// ([`Hourly::Log`]; the unindexed hours are read all the same).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn hours(
         &self,
         kind: Hourly,
         tenant: &str,
+        flow: Option<&str>,
         from_ms: i64,
         to_ms: i64,
         now_ms: i64,
@@ -107,7 +123,7 @@ impl Table {
                 "pk = :pk AND sk BETWEEN :first AND :last",
                 None,
                 &[
-                    (":pk", s(kind.index(tenant))),
+                    (":pk", s(flow.map_or_else(|| kind.index(tenant), |f| Hourly::flow_index(tenant, f)))),
                     (":first", s(keys::hour_sort(first))),
                     (":last", s(keys::hour_sort(last))),
                 ],
@@ -164,7 +180,7 @@ impl Table {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn hour_pages(
         &self,
-        kind: Hourly,
+        (kind, flow): (Hourly, Option<&str>),
         tenant: &str,
         (since_ms, upto_ms): (i64, i64),
         now_ms: i64,
@@ -175,7 +191,7 @@ impl Table {
         let mut hours: VecDeque<i64> = if since_ms > upto_ms {
             VecDeque::new()
         } else {
-            self.hours(kind, tenant, since_ms, upto_ms, now_ms, read).await?.into()
+            self.hours(kind, tenant, flow, since_ms, upto_ms, now_ms, read).await?.into()
         };
         if newest_first {
             hours.make_contiguous().reverse();

@@ -61,7 +61,15 @@ impl Table {
         keep: impl Fn(&LogEntry) -> bool,
     ) -> Result<Vec<LogEntry>, Error> {
         let mut pages = self
-            .hour_pages(Hourly::Log, tenant, (since_ms, upto_ms), now_ms, true, Read::Eventual, limit.min(1_000))
+            .hour_pages(
+                (Hourly::Log, only.flow_id.as_deref()),
+                tenant,
+                (since_ms, upto_ms),
+                now_ms,
+                true,
+                Read::Eventual,
+                limit.min(1_000),
+            )
             .await?;
         if let Some((expression, values)) = only.expression() {
             pages = pages.only(&expression, values);
@@ -94,25 +102,48 @@ impl Table {
     }
 }
 
+impl Table {
+    /// Every log entry of event `event_id` of `tenant`, oldest first: the
+    /// run-less ones kept by event (a rejected or duplicate request, its
+    /// publish: one `Query`) and those of its runs (one `Query` each):
+    /// the run its trigger request started (`evt_{id}` → `run_{id}`), the
+    /// deliveries of a published event (under the event's id), the runs
+    /// its publish started. Never the tenant's hours.
+    pub async fn event_entries(&self, tenant: &str, event_id: &str, now_ms: i64) -> Result<Vec<LogEntry>, Error> {
+        let own = self
+            .query_all(
+                "pk = :pk",
+                Some("expires_at > :now"),
+                &[(":pk", s(keys::event_log(tenant, event_id))), (":now", n(now_ms / 1000))],
+            )
+            .await?;
+        let mut out: Vec<LogEntry> = own.iter().map(entry_of).collect();
+        let mut runs = std::collections::BTreeSet::from([event_id.to_string()]);
+        runs.extend(keys::run_of_event(event_id));
+        for e in &out {
+            let started = e.detail.get("runs").and_then(Value::as_array).into_iter().flatten();
+            runs.extend(started.filter_map(Value::as_str).map(String::from));
+        }
+        let timelines = futures_util::future::join_all(runs.iter().map(|r| self.run_entries(r, now_ms))).await;
+        for timeline in timelines {
+            out.extend(timeline?.into_iter().filter(|e| e.event_id.as_deref() == Some(event_id)));
+        }
+        out.sort_by_key(|e| e.at);
+        Ok(out)
+    }
+}
+
 /// Which requests a read of the request log takes, as the table filters
-/// them (a flow's, an event's).
+/// them (a flow's: only the hours its index lists are read).
 #[derive(Debug, Clone, Default)]
 pub struct Requests {
     pub flow_id: Option<String>,
-    pub event_id: Option<String>,
 }
 
 impl Requests {
     fn expression(&self) -> Option<(String, Vec<(String, AttributeValue)>)> {
-        let mut terms = Vec::new();
-        let mut values = Vec::new();
-        for (attr, value) in [("flow_id", &self.flow_id), ("event_id", &self.event_id)] {
-            if let Some(v) = value {
-                terms.push(format!("{attr} = :{attr}"));
-                values.push((format!(":{attr}"), s(v.clone())));
-            }
-        }
-        (!terms.is_empty()).then(|| (terms.join(" AND "), values))
+        let f = self.flow_id.as_ref()?;
+        Some(("flow_id = :flow_id".into(), vec![(":flow_id".into(), s(f.clone()))]))
     }
 }
 

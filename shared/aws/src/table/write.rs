@@ -10,8 +10,14 @@ impl Table {
     pub(super) fn log_items(&self, e: &LogEntry, n_in_commit: usize, copy: bool) -> Vec<Item> {
         let Some(run) = &e.run_id else {
             let unique = uuid::Uuid::now_v7().simple().to_string();
-            let pk = keys::tenant_log(e.tenant.as_deref().unwrap_or("-"), e.at);
-            return vec![self.log_item(e, (pk, keys::tenant_log_sort(e.at, n_in_commit, &unique)), &e.detail)];
+            let tenant = e.tenant.as_deref().unwrap_or("-");
+            let sk = keys::tenant_log_sort(e.at, n_in_commit, &unique);
+            let mut items = vec![self.log_item(e, (keys::tenant_log(tenant, e.at), sk.clone()), &e.detail)];
+            // Found by its event too (`Table::event_entries`).
+            if let Some(event) = &e.event_id {
+                items.push(self.log_item(e, (keys::event_log(tenant, event), sk), &e.detail));
+            }
+            return items;
         };
         let unique = uuid::Uuid::now_v7().simple().to_string();
         let mut items = vec![self.log_item(e, (keys::run(run), keys::run_log(e.at, n_in_commit, &unique)), &e.detail)];
@@ -32,7 +38,7 @@ impl Table {
     /// commit, and again by its redo (the same keys: written twice, kept
     /// once).
     pub async fn write_copies(&self, copies: &[LogCopy]) -> Result<(), Error> {
-        self.mark_hours(copies.iter().map(|c| c.pk.as_str())).await?;
+        self.mark_hours(copies.iter().map(|c| (c.pk.as_str(), c.entry.flow_id.as_deref()))).await?;
         let items =
             copies.iter().map(|c| self.log_item(&c.entry, (c.pk.clone(), c.sk.clone()), &c.entry.detail)).collect();
         self.put_all(items, "log items").await
@@ -293,10 +299,16 @@ impl Table {
         }
         // An hour's index entry before its first item: never an item an
         // hourly read cannot find.
-        self.mark_hours(items.iter().filter_map(|(item, _)| get_s(item, "pk"))).await?;
+        self.mark_hours(items.iter().filter_map(|(item, _)| Some((get_s(item, "pk")?, get_s(item, "flow_id")))))
+            .await?;
         if hold.is_none() && items.len() == 1 {
             let Some((item, cond)) = items.pop() else { return Ok(()) };
             return self.put_one(c, item, cond).await;
+        }
+        if hold.is_none() && is_log_only(c) {
+            // Log entries alone (a rejected request and its copy by event):
+            // each item stands alone, no transaction needed (half the price).
+            return self.put_all(items.into_iter().map(|(item, _)| item).collect(), "log items").await;
         }
         let mut writes = items
             .into_iter()
@@ -496,6 +508,20 @@ fn embed<'a>(prior: &str, entries: impl Iterator<Item = &'a LogEntry>) -> Result
     }
     let text = Value::Array(log).to_string();
     Ok((text.len() <= EMBEDDED_LOG_MAX).then_some(text))
+}
+
+/// Whether a commit is log entries and nothing else.
+fn is_log_only(c: &Commit) -> bool {
+    let Commit { done, reschedule, runs, jobs, log, idempotency, dead, event, subscriptions } = c;
+    !log.is_empty()
+        && done.is_none()
+        && reschedule.is_none()
+        && runs.is_empty()
+        && jobs.is_empty()
+        && idempotency.is_none()
+        && dead.is_none()
+        && event.is_none()
+        && subscriptions.is_empty()
 }
 
 /// The light copy of a run's `inbound` entry under its tenant and hour.
