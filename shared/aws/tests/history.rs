@@ -8,6 +8,10 @@ use hookflow_aws::testing::{Counted, sdk};
 use hookflow_aws::{keys, provision};
 use hookflow_core::commit::{Commit, EntryKind, EventRow, LogEntry};
 
+/// One test at a time: moto copies every table for each transaction, and
+/// a write to another table during that copy fails it (a 500).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 
@@ -79,6 +83,7 @@ async fn plant(table: &Table, now: i64) -> Vec<i64> {
 
 #[tokio::test]
 async fn a_page_of_the_log_or_of_events_reads_the_hours_it_returns_not_a_year_of_hours() {
+    let _one_at_a_time = SERIAL.lock().await;
     let conf = sdk().await;
     let name = table_name(&conf).await;
     let now = now_ms();
@@ -192,6 +197,7 @@ async fn a_page_of_the_log_or_of_events_reads_the_hours_it_returns_not_a_year_of
 
 #[tokio::test]
 async fn hours_written_before_the_index_are_read_one_by_one_until_it_begins() {
+    let _one_at_a_time = SERIAL.lock().await;
     let conf = sdk().await;
     let name = table_name(&conf).await;
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
@@ -247,6 +253,7 @@ async fn hours_written_before_the_index_are_read_one_by_one_until_it_begins() {
 
 #[tokio::test]
 async fn a_page_of_dead_deliveries_is_read_from_its_cursor_and_the_earlier_versions_rows_are_listed_once() {
+    let _one_at_a_time = SERIAL.lock().await;
     use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
     use hookflow_aws::table::DeadFilter;
     let conf = sdk().await;
