@@ -695,6 +695,16 @@ steps:
         r.close()
 
 
+def test_an_empty_flows_directory_says_how_to_add_one(dev):
+    d = dev({})
+    deadline = time.monotonic() + 10
+    while "listening on" not in d.stdout():
+        assert time.monotonic() < deadline, d.stdout()
+        time.sleep(0.05)
+    banner = next(l for l in d.stdout().splitlines() if "listening on" in l)
+    assert "no flows yet: add a flow file" in banner and "triggers:" not in banner, banner
+
+
 def test_logs_runs_and_dead_replay_from_the_cli(dev, receiver):
     r = receiver((400, {}, b'{"error": "not yet"}', 0), (200, {}, b"{}", 0))
     d = dev({"push.yaml": async_flow(r.url())})
@@ -708,24 +718,40 @@ def test_logs_runs_and_dead_replay_from_the_cli(dev, receiver):
 
     code, out, _ = cli("dead", "list", "--json")
     assert code == 0
-    listed = [json.loads(l) for l in out.splitlines()]
+    listed = json.loads(out)
     assert [x["delivery_id"] for x in listed] == [dead["delivery_id"]]
     assert listed[0]["reason"] == "status 400 halts the step"
 
     code, out, _ = cli("logs", "--status", "failed", "--flow", "push")
     assert code == 0 and "halt" in out and "400" in out, out
+    # The run id as `runs show` takes it: whole.
+    assert dead["run_id"] in out, out
 
     code, out, _ = cli("runs", "show", dead["run_id"])
     assert code == 0
     assert "attempt 1" in out and "400" in out and '"failed"' in out, out
 
-    code, _, err = cli("dead", "replay", "--all")
+    # A reader that went away (`| head`): the command ends quietly, 0.
+    closed = subprocess.Popen([binary, "logs", "--data", str(d.data)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    closed.stdout.close()
+    assert closed.wait(timeout=30) == 0
+    assert b"panicked" not in closed.stderr.read()
+
+    code, _, err = cli("dead", "replay", "nosuch")
+    assert code == 1 and "no dead delivery nosuch" in err, err
+    code, out, err = cli("dead", "replay", "--all")
     assert code == 0, err
+    assert out.split() == [dead["delivery_id"], "run", dead["run_id"]], out
     second = r.wait(2)[1]
     assert second["headers"]["webhook-id"] == dead["delivery_id"]
     d.wait_log(lambda l: l["message"] == "delivered")
     code, out, _ = cli("dead", "list")
     assert out.strip() == ""
+    code, out, _ = cli("dead", "list", "--json")
+    assert json.loads(out) == []
+    code, _, err = cli("dead", "replay", "--all")
+    assert code == 0 and "no dead deliveries" in err, err
 
 
 def test_a_receiver_echoing_the_secrets_gets_none_of_them_stored(dev, receiver):

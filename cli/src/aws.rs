@@ -37,13 +37,13 @@ pub fn apply(dir: &[PathBuf], table: &str, dry_run: bool, api_url: Option<&str>)
                 } else {
                     bad += 1;
                     for (field, message) in problems {
-                        println!("{}: {field}: {message}", f.display());
+                        out!("{}: {field}: {message}", f.display());
                     }
                 }
             }
             Err(e) => {
                 bad += 1;
-                println!("{e}");
+                out!("{e}");
             }
         }
     }
@@ -70,23 +70,23 @@ pub fn apply(dir: &[PathBuf], table: &str, dry_run: bool, api_url: Option<&str>)
                 )
             };
             match current {
-                Some((version, _, old)) if old == *text => println!("{name}: unchanged (v{version})"),
+                Some((version, _, old)) if old == *text => out!("{name}: unchanged (v{version})"),
                 current => {
                     if dry_run {
                         let (label, old) = match &current {
                             Some((v, _, old)) => (format!("v{v} -> v{}", v + 1), old.as_str()),
                             None => ("new".to_string(), ""),
                         };
-                        println!("{name}: {label}");
+                        out!("{name}: {label}");
                         for line in diff(old, text) {
-                            println!("  {line}");
+                            out!("  {line}");
                         }
                     } else {
                         let version = table
                             .put_flow(flow, text, hookflow_local::now_ms())
                             .await
                             .with_context(|| format!("writing {name}"))?;
-                        println!("{name}: v{version}  {url}");
+                        out!("{name}: v{version}  {url}");
                     }
                 }
             }
@@ -140,12 +140,12 @@ pub fn local_up(prefix: &str) -> Result<ExitCode> {
         )
         .await
     })?;
-    println!("export HOOKFLOW_TABLE={}", p.table);
-    println!("export HOOKFLOW_RUNS_QUEUE_URL={}", p.runs_queue_url);
-    println!("export HOOKFLOW_DELIVERIES_QUEUE_URL={}", p.deliveries_queue_url);
-    println!("export HOOKFLOW_ORDERED_QUEUE_URL={}", p.ordered_queue_url);
-    println!("export HOOKFLOW_DEAD_LETTER_ARNS={}", p.dead_letter_arns.join(","));
-    println!("# DLQs: {} {} {}", p.runs_dlq_url, p.deliveries_dlq_url, p.ordered_dlq_url);
+    out!("export HOOKFLOW_TABLE={}", p.table);
+    out!("export HOOKFLOW_RUNS_QUEUE_URL={}", p.runs_queue_url);
+    out!("export HOOKFLOW_DELIVERIES_QUEUE_URL={}", p.deliveries_queue_url);
+    out!("export HOOKFLOW_ORDERED_QUEUE_URL={}", p.ordered_queue_url);
+    out!("export HOOKFLOW_DEAD_LETTER_ARNS={}", p.dead_letter_arns.join(","));
+    out!("# DLQs: {} {} {}", p.runs_dlq_url, p.deliveries_dlq_url, p.ordered_dlq_url);
     Ok(ExitCode::SUCCESS)
 }
 

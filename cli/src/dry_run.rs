@@ -68,7 +68,7 @@ pub fn run(flow_path: &Path, sample: bool, request: Option<&Path>, responses: &[
     let flow = match flows::load(flow_path)? {
         Ok(f) => f,
         Err(e) => {
-            println!("{e}");
+            out!("{e}");
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -95,7 +95,7 @@ pub fn run(flow_path: &Path, sample: bool, request: Option<&Path>, responses: &[
     };
     let done = hookflow_core::dry::dry_run(&flow, inbound, &stand_ins)?;
     for line in done.lines {
-        println!("{line}");
+        out!("{line}");
     }
     Ok(if done.failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

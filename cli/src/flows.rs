@@ -41,12 +41,12 @@ pub fn validate(paths: &[PathBuf]) -> Result<ExitCode> {
         match load(f)? {
             Ok(flow) => {
                 for w in &flow.warnings {
-                    println!("warning: {w}");
+                    out!("warning: {w}");
                 }
             }
             Err(e) => {
                 bad += 1;
-                println!("{e}");
+                out!("{e}");
             }
         }
     }

@@ -3,6 +3,8 @@
 //! This file only parses arguments and maps outcomes to exit codes; each
 //! command lives in its own module.
 
+#[macro_use]
+mod output;
 mod aws;
 mod console;
 mod dev;
@@ -433,7 +435,7 @@ fn main() -> ExitCode {
         Command::Apply { flows, table, dry_run, api_url } => aws::apply(&flows, &table, dry_run, api_url.as_deref()),
         Command::LocalAws { command: LocalAwsCommand::Up { prefix } } => aws::local_up(&prefix),
         Command::Schema => {
-            print!("{}", hookflow_core::schema::flow_schema());
+            output::text(&hookflow_core::schema::flow_schema());
             Ok(ExitCode::SUCCESS)
         }
     };

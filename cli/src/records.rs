@@ -93,7 +93,9 @@ fn line(e: &LogEntry) -> String {
         rfc3339(e.at),
         e.outcome.as_deref().unwrap_or("-"),
         e.flow_id.as_deref().unwrap_or("-"),
-        e.run_id.as_deref().map(|r| &r[..r.len().min(10)]).unwrap_or("-"),
+        // Whole: every run started within minutes shares a prefix, and
+        // `runs show` takes what is printed here.
+        e.run_id.as_deref().unwrap_or("-"),
         what
     )
 }
@@ -101,9 +103,9 @@ fn line(e: &LogEntry) -> String {
 fn print(entries: &[LogEntry], json: bool) -> Result<()> {
     for e in entries {
         if json {
-            println!("{}", serde_json::to_string(e)?);
+            out!("{}", serde_json::to_string(e)?);
         } else {
-            println!("{}", line(e));
+            out!("{}", line(e));
         }
     }
     Ok(())
@@ -160,10 +162,10 @@ pub fn run_show(source: Source, run_id: &str, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     if json {
-        println!("{}", serde_json::json!({"run": state, "timeline": entries}));
+        out!("{}", serde_json::json!({"run": state, "timeline": entries}));
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out!(
         "run {run_id}  flow {}  event {}  status {}",
         state["flow_id"].as_str().unwrap_or(""),
         state["event_id"].as_str().unwrap_or(""),
@@ -193,14 +195,17 @@ impl Records {
     }
 }
 
+/// The dead deliveries, oldest first; with `json`, one JSON array (`[]`
+/// when there are none).
 pub fn dead_list(source: Source, flow: Option<&str>, tenant: Option<&str>, json: bool) -> Result<ExitCode> {
-    for d in source.open()?.dead(flow, tenant)? {
-        if json {
-            println!("{}", serde_json::to_string(&d)?);
-        } else {
-            let r = &d.row;
-            println!("{}  {}  {:<16} run {}  {}", rfc3339(d.at), r.delivery_id, r.flow_id, r.run_id, r.reason);
-        }
+    let dead = source.open()?.dead(flow, tenant)?;
+    if json {
+        out!("{}", serde_json::to_string(&dead)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for d in &dead {
+        let r = &d.row;
+        out!("{}  {}  {:<16} run {}  {}", rfc3339(d.at), r.delivery_id, r.flow_id, r.run_id, r.reason);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -223,9 +228,16 @@ pub fn dead_replay(
         (None, true) => dead,
         _ => bail!("give a delivery id or --all"),
     };
-    if chosen.is_empty() {
-        eprintln!("nothing to replay");
-        return Ok(ExitCode::FAILURE);
+    match (id, chosen.is_empty()) {
+        (Some(id), true) => {
+            eprintln!("no dead delivery {id} (`hookflow dead list` shows those there are)");
+            return Ok(ExitCode::FAILURE);
+        }
+        (None, true) => {
+            eprintln!("no dead deliveries to replay");
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let bar = indicatif::ProgressBar::new(chosen.len() as u64);
     bar.set_style(
@@ -237,6 +249,10 @@ pub fn dead_replay(
         bar.inc(1);
     }
     bar.finish_and_clear();
+    // What to follow: `hookflow logs --run` and `runs show` take the run.
+    for d in &chosen {
+        out!("{}  run {}", d.row.delivery_id, d.row.run_id);
+    }
     let who = if aws { "the dispatcher" } else { "a running `hookflow dev`" };
     eprintln!("{} deliveries queued again (same webhook-id); {who} sends them now", chosen.len());
     Ok(ExitCode::SUCCESS)

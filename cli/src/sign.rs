@@ -30,11 +30,11 @@ pub fn sign(secret: &str, id: &str, timestamp: Option<i64>, file: Option<&Path>)
     if secret.trim().starts_with("whsk_") {
         // Asymmetric (ed25519): a `v1a` signature.
         let key = SigningKey::parse(secret).context("--secret")?;
-        println!("{}", key.sign(id, ts, &body));
+        out!("{}", key.sign(id, ts, &body));
         return Ok(ExitCode::SUCCESS);
     }
     let secrets = parse_secrets(secret).context("--secret")?;
-    println!("{}", standard_sign(&secrets, id, ts, &body));
+    out!("{}", standard_sign(&secrets, id, ts, &body));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -57,11 +57,11 @@ pub fn verify(
     };
     match checked {
         Ok(()) => {
-            println!("valid");
+            out!("valid");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("invalid: {e}");
+            out!("invalid: {e}");
             Ok(ExitCode::FAILURE)
         }
     }

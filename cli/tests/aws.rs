@@ -182,7 +182,9 @@ fn logs_runs_and_dead_deliveries_read_from_the_table_and_replay_through_the_queu
 
     let (code, out, _) = hookflow(&["dead", "list", "--table", table, "--json"]);
     assert_eq!(code, 0);
-    let listed: serde_json::Value = serde_json::from_str(out.lines().next().expect("one dead delivery")).unwrap();
+    let all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(all.len(), 1, "one dead delivery: {out}");
+    let listed = &all[0];
     assert_eq!(
         (listed["delivery_id"].as_str(), listed["reason"].as_str()),
         (Some(&*delivery_id), Some("halted on 400"))
@@ -192,9 +194,10 @@ fn logs_runs_and_dead_deliveries_read_from_the_table_and_replay_through_the_queu
     let (code, _, err) = hookflow(&["dead", "replay", &delivery_id, "--table", table]);
     assert_eq!(code, 2, "a replay needs the queue");
     assert!(err.contains("--deliveries-queue-url"), "{err}");
-    let (code, _, err) =
+    let (code, out, err) =
         hookflow(&["dead", "replay", &delivery_id, "--table", table, "--deliveries-queue-url", &queue]);
     assert_eq!(code, 0, "{err}");
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), [delivery_id.as_str(), "run", "run_cli1"], "what to follow");
     let queued = rt.block_on(async {
         let got = sqs.receive_message().queue_url(&queue).wait_time_seconds(1).send().await.unwrap();
         got.messages.unwrap_or_default()
@@ -204,6 +207,7 @@ fn logs_runs_and_dead_deliveries_read_from_the_table_and_replay_through_the_queu
     let job = message.payload.as_delivery().unwrap().clone();
     assert_eq!((job.delivery.id.as_str(), job.attempts), (delivery_id.as_str(), 0), "same webhook-id, attempts anew");
     assert!(hookflow(&["dead", "list", "--table", table]).1.trim().is_empty(), "replayed = no longer dead");
+    assert_eq!(hookflow(&["dead", "list", "--table", table, "--json"]).1.trim(), "[]");
     let (_, out, _) = hookflow(&["logs", "--table", table, "--run", "run_cli1"]);
     assert!(out.contains("replayed"), "{out}");
 }

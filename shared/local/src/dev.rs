@@ -70,6 +70,12 @@ pub fn banner(rt: &Runtime, addr: SocketAddr) -> String {
         })
         .collect();
     urls.sort();
+    if urls.is_empty() {
+        return format!(
+            "hookflow dev listening on http://{addr}; no flows yet: add a flow file (.yaml) to the flows \
+             directory, it is loaded without a restart"
+        );
+    }
     format!("hookflow dev listening on http://{addr}; triggers: {}", urls.join(", "))
 }
 

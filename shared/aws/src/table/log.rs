@@ -100,9 +100,7 @@ impl Table {
         let skip = out.len().saturating_sub(limit);
         Ok(out.split_off(skip))
     }
-}
 
-impl Table {
     /// Every log entry of event `event_id` of `tenant`, oldest first: the
     /// run-less ones kept by event (a rejected or duplicate request, its
     /// publish: one `Query`) and those of its runs (one `Query` each):
