@@ -38,6 +38,7 @@ enum Command {
     /// *.yml and *.json files directly in it are checked. Prints one `file:line:col: field: message`
     /// line per problem; exits 1 when any file is invalid.
     Validate {
+        /// Flow files, or directories of them.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -79,15 +80,19 @@ enum Command {
     /// `whpk_` public key for `v1a`). Exits 0 when valid, 1 with the reason
     /// when not.
     Verify {
+        /// `whsec_…` secret(s), space-separated, or a `whpk_` public key.
         #[arg(long)]
         secret: String,
+        /// The message id (`webhook-id`).
         #[arg(long)]
         id: String,
+        /// The `webhook-timestamp` header value (Unix seconds).
         #[arg(long)]
         timestamp: String,
         /// The `webhook-signature` header value.
         #[arg(long)]
         signature: String,
+        /// The body: a file, or `-` for standard input (default: empty).
         #[arg(long)]
         file: Option<PathBuf>,
         /// Accepted clock skew in seconds.
@@ -104,6 +109,7 @@ enum Command {
         /// Directory of flow files (reloaded on change).
         #[arg(long)]
         flows: PathBuf,
+        /// Where the trigger endpoints and the admin API listen (HOST:PORT).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
         /// Where the store lives.
@@ -178,12 +184,13 @@ enum Command {
         #[arg(long, required_unless_present = "table")]
         stack: Option<String>,
         /// The stack's DynamoDB table (output `TableName`).
-        #[arg(long, env = "HOOKFLOW_TABLE")]
+        #[arg(long, env = "HOOKFLOW_TABLE", hide_env_values = true)]
         table: Option<String>,
         /// The stack's region (else the AWS configuration's: `AWS_REGION`,
         /// the profile).
         #[arg(long)]
         region: Option<String>,
+        /// Where the console listens (HOST:PORT; port 0: any free one).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
         /// The stack's HTTP API URL (output `ApiUrl`), for the trigger URLs shown.
@@ -197,6 +204,7 @@ enum Command {
     /// The request log: inbound requests, steps, attempts (of `hookflow dev`,
     /// or of a deployment with `--table`).
     Logs {
+        /// The data directory of `hookflow dev`.
         #[arg(long, default_value = ".hookflow")]
         data: PathBuf,
         /// Read a deployment's DynamoDB table (output `TableName`) instead of `--data`.
@@ -205,8 +213,10 @@ enum Command {
         /// With --table: whose requests (required unless --run).
         #[arg(long)]
         tenant: Option<String>,
+        /// Only this flow's entries.
         #[arg(long)]
         flow: Option<String>,
+        /// Only this run's entries (its whole timeline).
         #[arg(long)]
         run: Option<String>,
         /// `failed`: only rejections, failed attempts and failed runs.
@@ -215,16 +225,19 @@ enum Command {
         /// Only entries newer than this, e.g. `1h`.
         #[arg(long)]
         since: Option<String>,
+        /// One JSON object a line.
         #[arg(long)]
         json: bool,
     },
     /// Runs (of `hookflow dev`, or of a deployment with `--table`).
     Runs {
+        /// What to do with runs.
         #[command(subcommand)]
         command: RunsCommand,
     },
     /// Deliveries that were halted or ran out of attempts.
     Dead {
+        /// What to do with dead deliveries.
         #[command(subcommand)]
         command: DeadCommand,
     },
@@ -239,18 +252,19 @@ enum Command {
         #[arg(long, required = true, num_args = 1..)]
         flows: Vec<PathBuf>,
         /// The stack's table (output `TableName`).
-        #[arg(long, env = "HOOKFLOW_TABLE")]
+        #[arg(long, env = "HOOKFLOW_TABLE", hide_env_values = true)]
         table: String,
         /// Show what would change, as a diff; write nothing.
         #[arg(long)]
         dry_run: bool,
         /// The stack's API URL (output `ApiUrl`), to print each trigger's URL.
-        #[arg(long, env = "HOOKFLOW_API_URL")]
+        #[arg(long, env = "HOOKFLOW_API_URL", hide_env_values = true)]
         api_url: Option<String>,
     },
     /// An AWS emulator for trying the functions by hand: `up` creates the
     /// template's table and queues at `AWS_ENDPOINT_URL` (see scripts/local-aws).
     LocalAws {
+        /// What to do with the emulator.
         #[command(subcommand)]
         command: LocalAwsCommand,
     },
@@ -262,6 +276,7 @@ enum LocalAwsCommand {
     /// FIFO queue of per-key ordered deliveries `{prefix}-ordered.fifo`, and
     /// their DLQs.
     Up {
+        /// The names' prefix.
         #[arg(long, default_value = "hookflow")]
         prefix: String,
     },
@@ -271,12 +286,15 @@ enum LocalAwsCommand {
 enum RunsCommand {
     /// A run's steps and attempts as a timeline.
     Show {
+        /// The run's id, whole (as `hookflow logs` prints it).
         run_id: String,
+        /// The data directory of `hookflow dev`.
         #[arg(long, default_value = ".hookflow")]
         data: PathBuf,
         /// Read a deployment's DynamoDB table (output `TableName`) instead of `--data`.
         #[arg(long, conflicts_with = "data")]
         table: Option<String>,
+        /// The run's state and timeline as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -286,15 +304,19 @@ enum RunsCommand {
 enum DeadCommand {
     /// List dead deliveries.
     List {
+        /// The data directory of `hookflow dev`.
         #[arg(long, default_value = ".hookflow")]
         data: PathBuf,
         /// Read a deployment's DynamoDB table (output `TableName`) instead of `--data`.
         #[arg(long, conflicts_with = "data")]
         table: Option<String>,
+        /// Only this flow's.
         #[arg(long)]
         flow: Option<String>,
+        /// Only this tenant's.
         #[arg(long)]
         tenant: Option<String>,
+        /// One JSON array (`[]` when there are none).
         #[arg(long)]
         json: bool,
     },
@@ -305,17 +327,20 @@ enum DeadCommand {
         /// Every dead delivery (of `--flow`, if given).
         #[arg(long, conflicts_with = "id")]
         all: bool,
+        /// Only this flow's (with --all).
         #[arg(long)]
         flow: Option<String>,
+        /// Only this tenant's.
         #[arg(long)]
         tenant: Option<String>,
+        /// The data directory of `hookflow dev`.
         #[arg(long, default_value = ".hookflow")]
         data: PathBuf,
         /// Read a deployment's DynamoDB table (output `TableName`) instead of `--data`.
         #[arg(long, conflicts_with = "data")]
         table: Option<String>,
         /// With --table: the stack's deliveries queue (output `DeliveriesQueueUrl`).
-        #[arg(long, env = "HOOKFLOW_DELIVERIES_QUEUE_URL", requires = "table")]
+        #[arg(long, env = "HOOKFLOW_DELIVERIES_QUEUE_URL", hide_env_values = true, requires = "table")]
         deliveries_queue_url: Option<String>,
     },
 }
@@ -445,5 +470,34 @@ fn main() -> ExitCode {
             eprintln!("hookflow: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is, and no help text
+    /// shows an unset variable as set to nothing (`[env: NAME=]`).
+    #[test]
+    fn every_argument_of_every_command_says_what_it_is() {
+        fn walk(cmd: &mut clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if !matches!(id, "help" | "version") && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            let help = cmd.render_long_help().to_string();
+            assert!(!help.contains("=]"), "{path}: an unset variable shown as empty:\n{help}");
+            for sub in cmd.get_subcommands_mut() {
+                let name = format!("{path} {}", sub.get_name());
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&mut Cli::command(), "hookflow", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
     }
 }
