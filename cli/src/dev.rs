@@ -38,6 +38,29 @@ pub struct Options {
     pub limits: Limits,
 }
 
+/// A warning for each secret a loaded flow reads that is not set, naming
+/// the flows and how to set it (their requests are refused, or their steps
+/// fail, until it is).
+fn unset_secrets(flows: &Flows, secrets: &Secrets) -> Vec<String> {
+    let mut readers: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for flow in flows.all() {
+        for name in flow.secret_names() {
+            readers.entry(name).or_default().push(format!("{}/{}", flow.flow.tenant, flow.flow.id));
+        }
+    }
+    readers
+        .into_iter()
+        .filter(|(name, _)| secrets.get(name).is_none())
+        .map(|(name, flows)| {
+            format!(
+                "warning: secret `{name}` (read by {}) is not set: {}",
+                flows.join(", "),
+                hookflow_local::secrets::how_to_set(&name)
+            )
+        })
+        .collect()
+}
+
 pub fn run(opts: Options) -> Result<ExitCode> {
     let flows = match load_dir(&opts.flows) {
         Ok(f) => {
@@ -66,6 +89,9 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     let (secrets, warnings) = Secrets::load(opts.secrets_file.as_deref())?;
     for w in warnings {
         eprintln!("warning: {w}");
+    }
+    for line in unset_secrets(&flows, &secrets) {
+        eprintln!("{line}");
     }
     // The dev server may reach loopback (receivers on this machine) and
     // whatever the user opts into; everything else private stays refused.

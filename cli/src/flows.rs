@@ -37,12 +37,14 @@ pub fn validate(paths: &[PathBuf]) -> Result<ExitCode> {
         );
     }
     let mut bad = 0;
+    let mut secrets = std::collections::BTreeSet::new();
     for f in &files {
         match load(f)? {
             Ok(flow) => {
                 for w in &flow.warnings {
                     out!("warning: {w}");
                 }
+                secrets.extend(flow.secret_names());
             }
             Err(e) => {
                 bad += 1;
@@ -52,6 +54,13 @@ pub fn validate(paths: &[PathBuf]) -> Result<ExitCode> {
     }
     if bad == 0 {
         eprintln!("{} flow file(s) valid", files.len());
+        if !secrets.is_empty() {
+            eprintln!(
+                "secrets they read: {} (hookflow dev: --secrets-file or HOOKFLOW_SECRET_<NAME>; AWS: Secrets Manager, \
+                 named with the stack's SecretsPrefix, `hookflow/` by default)",
+                secrets.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("{bad} of {} flow file(s) invalid", files.len());

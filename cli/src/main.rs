@@ -122,8 +122,10 @@ enum Command {
         /// Private networks outbound requests may reach besides loopback.
         #[arg(long = "allow-private-targets", value_name = "CIDR", num_args = 1..)]
         allow_private_targets: Vec<ipnet::IpNet>,
-        /// `json` (default) or `pretty`.
-        #[arg(long, default_value = "json", value_parser = ["json", "pretty"])]
+        /// `pretty` (one line a request, the warnings and the deliveries,
+        /// with times) or `json` (every line, one JSON object each, for log
+        /// tools); `auto` picks `pretty` at a terminal, else `json`.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "json", "pretty"])]
         log_format: String,
         /// How long the request log, published events and finished runs are
         /// kept (a run a delivery or a dead delivery still needs stays).
@@ -412,7 +414,8 @@ fn main() -> ExitCode {
                 data,
                 secrets_file,
                 allow_private_targets,
-                pretty: log_format == "pretty",
+                pretty: log_format == "pretty"
+                    || (log_format == "auto" && std::io::IsTerminal::is_terminal(&std::io::stdout())),
                 retention: retention.get(),
                 dead_retention: dead_retention.get(),
                 admin_token,

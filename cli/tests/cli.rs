@@ -27,6 +27,28 @@ fn examples_validate() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("4 flow file(s) valid"));
 }
 
+/// Every shipped example passes its own dry run as shipped, and the README
+/// counts them right.
+#[test]
+fn every_example_passes_its_sample_dry_run_and_the_readme_counts_them() {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let rel = format!("examples/{}", path.file_name().unwrap().to_string_lossy());
+            let o = hookflow(&["test", &rel, "--sample"]);
+            assert!(o.status.success(), "{rel}: {}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+            let l = lines(&o);
+            assert_eq!(l.last().unwrap()["run"]["state"], "succeeded", "{rel}: {l:?}");
+            names.push(rel);
+        }
+    }
+    let words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let said = format!("{} complete examples live in", words[names.len()]);
+    assert!(readme.to_lowercase().contains(&said), "README should say `{said}`: {names:?}");
+}
+
 #[test]
 fn invalid_flows_print_file_line_col_field_lines_and_exit_1() {
     let dir = tempdir();

@@ -66,6 +66,10 @@ impl InboundPorts for Ingress {
         self.secrets.get(name).await
     }
 
+    fn how_to_set(&self, name: &str) -> String {
+        self.secrets.how_to_set(name)
+    }
+
     /// A conditional claim: new, in progress (409) or answered. A key
     /// answered but not yet `completed` (the send after its commit may have
     /// failed) whose run has not moved on has the run's first messages sent

@@ -37,6 +37,17 @@ impl Secrets {
         Secrets { client, prefix: prefix.into(), cache: TtlCache::new(CACHE_TTL, CACHE_BYTES) }
     }
 
+    /// How to create the secret `name` (a key `name#key` is a JSON field of
+    /// the secret `name`).
+    pub fn how_to_set(&self, name: &str) -> String {
+        let base = name.split('#').next().unwrap_or(name);
+        format!(
+            "create it: aws secretsmanager create-secret --name '{}{base}' --secret-string '…' \
+             (read within 5 minutes)",
+            self.prefix
+        )
+    }
+
     /// The whole secret string named `name` (without the prefix), or `None`
     /// when there is no such secret.
     async fn fetch(&self, name: &str) -> Result<Option<String>, Error> {

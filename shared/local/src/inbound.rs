@@ -125,6 +125,10 @@ impl InboundPorts for Ports {
         Ok(self.0.secrets.get(name))
     }
 
+    fn how_to_set(&self, name: &str) -> String {
+        crate::secrets::how_to_set(name)
+    }
+
     /// The stored answer, or the key claimed in memory until its answer is
     /// stored (one process holds the data directory, so memory is enough;
     /// a restart forgets claims whose requests died with it): of two

@@ -25,6 +25,11 @@ pub fn env_name(name: &str) -> String {
     format!("HOOKFLOW_SECRET_{up}")
 }
 
+/// How to give `hookflow dev` the secret `name`.
+pub fn how_to_set(name: &str) -> String {
+    format!("add `{name}` to the --secrets-file, or export {}=…, and restart", env_name(name))
+}
+
 impl Secrets {
     pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
         Secrets { values: pairs.into_iter().collect() }

@@ -131,6 +131,10 @@ pub trait InboundPorts: Send + Sync {
     /// A trigger's verification secret.
     fn secret(&self, name: &str) -> impl Future<Output = Result<Option<String>, Self::Error>> + Send;
 
+    /// How an operator sets the secret `name` on this driver (the log's
+    /// answer to a secret that is not set; never the caller's).
+    fn how_to_set(&self, name: &str) -> String;
+
     /// Claims an idempotency scope at `now_ms`.
     fn claim(&self, scope: &str, now_ms: i64) -> impl Future<Output = Result<Claim, Self::Error>> + Send;
 
@@ -222,7 +226,8 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
         let secret = match p.secret(name).await {
             Ok(Some(s)) => s,
             Ok(None) => {
-                let r = Rejection::new(401, format!("the trigger's secret `{name}` is not set"));
+                let reason = format!("the trigger's secret `{name}` is not set: {}", p.how_to_set(name));
+                let r = Rejection::private(401, reason, "unauthorized: this trigger cannot verify requests yet");
                 return reject(p, &a, Some(&flow), r).await;
             }
             Err(e) => {
@@ -301,7 +306,9 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
         }
     };
     p.counted(Verdict::Accepted, received);
-    decide::answer(admitted.reply, admitted.timed_out, &event_id)
+    let reply = decide::answer(admitted.reply, admitted.timed_out, &event_id);
+    p.lines(vec![decide::accepted_line(&a, &flow.flow.id, &run_id, &event_id, reply.status, p.now_ms())]);
+    reply
 }
 
 /// Answers a request to a path with no trigger: counted always, logged
@@ -328,7 +335,8 @@ async fn unknown<P: InboundPorts>(p: &P, a: &Arrival) -> Reply {
 
 /// Logs a rejection (operational line, metric, request log) and answers it.
 async fn reject<P: InboundPorts>(p: &P, a: &Arrival, flow: Option<&CompiledFlow>, r: Rejection) -> Reply {
-    let (entry, line, reply) = r.record(a, flow);
+    let (entry, mut line, reply) = r.record(a, flow);
+    line.fields["duration_ms"] = json!((p.now_ms() - a.received).max(0));
     p.lines(vec![line]);
     p.counted(Verdict::Rejected, a.received);
     p.log_request(entry).await;
@@ -410,6 +418,10 @@ steps:
 
         async fn secret(&self, name: &str) -> Result<Option<String>, Fault> {
             Ok((name == "inbound_key").then(|| KEY.to_string()))
+        }
+
+        fn how_to_set(&self, name: &str) -> String {
+            format!("set {name}")
         }
 
         async fn claim(&self, scope: &str, _now_ms: i64) -> Result<Claim, Fault> {
@@ -569,6 +581,36 @@ steps:
         let (_, kept, _) = accepted.outcome.commit.idempotency.clone().expect("the answer is kept for the key");
         assert!(kept.contains("202"), "{kept}");
         assert!(accepted.outcome.lines.iter().any(|l| l.message.contains("failed to render")));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_secret_not_set_is_named_with_its_remedy_in_the_log_never_to_the_caller() {
+        let text = FLOW.replace("secret: inbound_key", "secret: unset_key");
+        let flow = hookflow_core::load_flow("guarded.yaml".as_ref(), &text).unwrap();
+        let p = Fake { flow: Some(Arc::new(flow)), ..Default::default() };
+        let (status, reply, _) = send(&p, good()).await;
+        assert_eq!(status, 401);
+        let body = reply.body.unwrap();
+        assert!(!body.contains("unset_key"), "the caller is not told the secret's name: {body}");
+        refused(&p, 401);
+        let line = &p.lines.lock().unwrap()[0];
+        assert_eq!(line.fields["reason"], "the trigger's secret `unset_key` is not set: set unset_key");
+        assert!(line.fields["duration_ms"].is_number(), "{line:?}");
+        assert_eq!(p.logged.lock().unwrap()[0].detail["reason"], line.fields["reason"]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_accepted_request_has_one_line_with_its_status_and_duration() {
+        let p = Fake::new();
+        let (status, _, _) = send(&p, good()).await;
+        let lines = p.lines.lock().unwrap();
+        let line = lines.iter().find(|l| l.message == "inbound accepted").expect("a line for the request");
+        assert_eq!(
+            (line.fields["status"].as_u64(), line.fields["method"].as_str()),
+            (Some(status.into()), Some("POST"))
+        );
+        assert_eq!(line.fields["path"], "/hooks/acme/orders");
+        assert!(line.fields["duration_ms"].is_number() && line.fields["run_id"].is_string(), "{line:?}");
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -395,6 +395,29 @@ pub struct HttpStep {
     /// then available as `steps.<id>.response`.
     #[serde(default = "yes")]
     pub wait_for_response: bool,
+    /// The response a dry run assumes for this step (`hookflow test
+    /// --sample`, the console's Test with sample data) when none is given:
+    /// what the receiver typically answers. Never used by a real run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<SampleResponse>,
+}
+
+/// A stand-in response for dry runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SampleResponse {
+    /// Default 200.
+    #[serde(default = "default_sample_status")]
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The body, as JSON (a string is taken as text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+fn default_sample_status() -> u16 {
+    200
 }
 
 fn default_step_method() -> Method {

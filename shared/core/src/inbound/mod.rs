@@ -46,14 +46,23 @@ pub struct Arrival {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     pub status: u16,
+    /// Why, for the log and the console.
     pub reason: String,
+    /// What the caller is told instead of `reason`, when the reason is the
+    /// operator's business (the name of a secret that is not set).
+    pub public: Option<String>,
     /// Extra response headers (`Allow` for a 405).
     pub headers: Vec<(String, String)>,
 }
 
 impl Rejection {
     pub fn new(status: u16, reason: impl Into<String>) -> Self {
-        Rejection { status, reason: reason.into(), headers: Vec::new() }
+        Rejection { status, reason: reason.into(), public: None, headers: Vec::new() }
+    }
+
+    /// A rejection whose caller is told `public`, not the reason.
+    pub fn private(status: u16, reason: impl Into<String>, public: &str) -> Self {
+        Rejection { public: Some(public.into()), ..Rejection::new(status, reason) }
     }
 
     /// Its request-log entry, its log line and the answer. A 404 says
@@ -75,7 +84,11 @@ impl Rejection {
             ..Default::default()
         };
         let line = LogLine { level: Level::Warn, message: "inbound rejected".into(), fields };
-        let message = if self.status == 404 { "not found" } else { self.reason.as_str() };
+        let message = match &self.public {
+            Some(public) => public.as_str(),
+            None if self.status == 404 => "not found",
+            None => self.reason.as_str(),
+        };
         let mut reply = json_reply(self.status, json!({"error": message, "event_id": a.event_id}));
         reply.headers.extend(self.headers.iter().cloned());
         (entry, line, reply)
@@ -367,12 +380,18 @@ pub fn accept(
         let answer = answer(reply.clone(), false, event_id);
         outcome.commit.idempotency = Some((scope, serde_json::to_string(&answer).unwrap_or_default(), expires));
     }
-    outcome.lines.push(LogLine {
+    Accepted { run, outcome, reply, waits }
+}
+
+/// The line of an accepted request, once answered: what it asked, the
+/// status it got and how long that took (one line a request).
+pub fn accepted_line(a: &Arrival, flow_id: &str, run_id: &str, event_id: &str, status: u16, now: i64) -> LogLine {
+    LogLine {
         level: Level::Info,
         message: "inbound accepted".into(),
-        fields: json!({"tenant": run.tenant, "flow_id": run.flow_id, "run_id": run.id, "event_id": event_id}),
-    });
-    Accepted { run, outcome, reply, waits }
+        fields: json!({"tenant": a.tenant, "flow_id": flow_id, "run_id": run_id, "event_id": event_id,
+                       "method": a.method, "path": a.path, "status": status, "duration_ms": (now - a.received).max(0)}),
+    }
 }
 
 /// What the caller of an accepted request is answered: the trigger's

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::attempt::{Attempt, Decision, decide};
 use crate::commit::{Commit, DeadRow, DeliveryJob, EntryKind, LogEntry, NewJob};
+use crate::duration::human;
 use crate::headers::shown;
 use crate::run::{Delivery, Effect, FailureKind, Input, Purpose, Reply, Run, RunStatus, StepError, StepOutcome};
 use crate::status::Verdict;
@@ -160,7 +161,13 @@ pub fn after_attempt(job_id: String, mut job: DeliveryJob, attempt: &Attempt, no
         "error": attempt.result.error.as_ref().map(|e| e.1.clone()),
         "verdict": verdict,
     });
-    out.commit.log.push(attempt_log(d, attempt, job.attempts, verdict, now));
+    let mut entry = attempt_log(d, attempt, job.attempts, verdict, now);
+    // A failure that would be retried but has no attempts left ends the
+    // delivery: its entry says so rather than `retry`.
+    if verdict == Verdict::Retry && matches!(decision, Decision::Dead { .. }) {
+        entry.outcome = Some("dead".into());
+    }
+    out.commit.log.push(entry);
     let outcome = match decision {
         Decision::Delivered(outcome) => {
             out.lines.push(line(Level::Info, "delivered", fields));
@@ -168,7 +175,8 @@ pub fn after_attempt(job_id: String, mut job: DeliveryJob, attempt: &Attempt, no
             Some(outcome)
         }
         Decision::RetryIn(delay) => {
-            out.lines.push(line(Level::Warn, format!("attempt failed; retrying in {} ms", delay.as_millis()), fields));
+            fields["retry_in_ms"] = json!(delay.as_millis() as u64);
+            out.lines.push(line(Level::Warn, format!("attempt failed; retrying in {}", human(delay)), fields));
             let due = now + delay.as_millis() as i64;
             out.commit.reschedule = Some((job_id.clone(), job.clone(), due));
             out.decision = Some(AttemptSummary::Retried);
@@ -176,6 +184,9 @@ pub fn after_attempt(job_id: String, mut job: DeliveryJob, attempt: &Attempt, no
         }
         Decision::Dead { outcome, reason } => {
             fields["reason"] = json!(reason);
+            // The line says what became of the delivery, not the verdict
+            // (`retry`) of an attempt that had no retries left.
+            fields["verdict"] = json!("dead");
             out.lines.push(line(Level::Error, "delivery dead", fields));
             out.commit.dead = Some(DeadRow::of(&job, reason));
             out.decision = Some(AttemptSummary::Dead);
@@ -372,6 +383,20 @@ steps:
         assert_eq!((again.attempts, &again.delivery.id), (1, &dj.delivery.id));
         assert_eq!((retry.commit.done.clone(), retry.decision), (None, Some(AttemptSummary::Retried)));
         assert_eq!(retry.commit.log[0].outcome.as_deref(), Some("retry"));
+        let said = &retry.lines[0];
+        assert!(said.message.starts_with("attempt failed; retrying in ") && said.message.ends_with('s'), "{said:?}");
+        assert_eq!(said.fields["retry_in_ms"].as_i64(), Some(due - 2_000));
+
+        // The same failure with no attempts left ends the delivery, and
+        // both its entry and its line say `dead`, not `retry`.
+        let last = DeliveryJob { attempts: dj.delivery.retry.max_attempts - 1, ..dj.clone() };
+        let dead = after_attempt(job.id.clone(), last, &attempt(500), 2_000, &mut rng);
+        assert_eq!(dead.decision, Some(AttemptSummary::Dead));
+        assert_eq!(dead.commit.log[0].outcome.as_deref(), Some("dead"));
+        assert_eq!(
+            (dead.lines[0].message.as_str(), &dead.lines[0].fields["verdict"]),
+            ("delivery dead", &json!("dead"))
+        );
 
         let ok = after_attempt(job.id.clone(), again, &attempt(200), 3_000, &mut rng);
         assert_eq!(ok.commit.done.as_deref(), Some(job.id.as_str()));

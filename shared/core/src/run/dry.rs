@@ -70,9 +70,20 @@ pub fn sample_request(flow: &CompiledFlow) -> Option<InboundRequest> {
     })
 }
 
+/// The response a step declares for dry runs (`sample`), if any.
+fn step_sample(flow: &CompiledFlow, step: &str) -> Option<CapturedResponse> {
+    let sample = flow.flow.steps.iter().find(|s| s.id == step)?.action.http()?.sample.as_ref()?;
+    Some(CapturedResponse {
+        status: sample.status,
+        headers: sample.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        body: sample.body.clone().unwrap_or(Value::Null),
+    })
+}
+
 /// Drives `flow` on `inbound`; a step with no stand-in in `stand_ins` (by
-/// step id) is answered `200 {}` (the line says `assumed`). A step whose
-/// stand-in would be retried is taken as out of attempts.
+/// step id) is answered with its `sample`, else `200 {}` (the line says
+/// `assumed`: `sample` or `default`). A step whose stand-in would be
+/// retried is taken as out of attempts.
 pub fn dry_run(
     flow: &CompiledFlow,
     mut inbound: InboundRequest,
@@ -107,14 +118,17 @@ pub fn dry_run(
                         continue;
                     }
                     let (response, assumed) = match stand_ins.get(&d.step) {
-                        Some(r) => (r.clone(), false),
-                        None => (CapturedResponse::new(200, Headers::new(), "{}"), true),
+                        Some(r) => (r.clone(), None),
+                        None => match step_sample(flow, &d.step) {
+                            Some(r) => (r, Some("sample")),
+                            None => (CapturedResponse::new(200, Headers::new(), "{}"), Some("default")),
+                        },
                     };
                     let verdict = d.status_policy.classify(response.status);
                     let mut line =
                         json!({"step": d.step, "decision": "response", "status": response.status, "verdict": verdict});
-                    if assumed {
-                        line["assumed"] = json!(true);
+                    if let Some(from) = assumed {
+                        line["assumed"] = json!(from);
                     }
                     if verdict == Verdict::Retry {
                         line["note"] = json!(format!(
@@ -158,6 +172,12 @@ mod tests {
         let halt = HashMap::from([("send".to_string(), CapturedResponse::new(400, Headers::new(), "{}"))]);
         let failed = dry_run(&flow, sample, &halt).unwrap();
         assert!(failed.failed, "{:?}", failed.lines);
+        let with_sample = FLOW.to_string() + "    sample: { status: 404, body: { gone: true } }\n";
+        let flow = crate::load_flow(Path::new("f.yaml"), &with_sample).unwrap();
+        let sampled = dry_run(&flow, sample_request(&flow).unwrap(), &HashMap::new()).unwrap();
+        let response = sampled.lines.iter().find(|l| l["decision"] == "response").unwrap();
+        assert_eq!((response["status"].as_u64(), response["assumed"].as_str()), (Some(404), Some("sample")));
+        assert!(sampled.failed, "a sampled 404 is a halt: {:?}", sampled.lines);
         let none =
             crate::load_flow(Path::new("f.yaml"), &FLOW.replace("  expect:\n    body:\n      sample: { id: 7 }\n", ""));
         assert!(sample_request(&none.unwrap()).is_none());

@@ -91,6 +91,31 @@ impl JsonSchema for Span {
     }
 }
 
+/// A duration as a person reads it: `250ms`, `1.5s`, `10m 1s`, `2h 5m`
+/// (below a minute to a tenth of a second, above it to the second).
+pub fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    if ms < 60_000 {
+        let tenths = ms / 100;
+        return if tenths.is_multiple_of(10) {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        };
+    }
+    let secs = ms / 1000;
+    let (d, h, m, s) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    [(d, "d"), (h, "h"), (m, "m"), (s, "s")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `2026-11-23T20:37:05.123Z` for a Unix time in milliseconds.
 pub fn rfc3339(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -110,6 +135,13 @@ pub fn rfc3339(ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn human_durations_read_as_people_say_them() {
+        let h = |ms| human(Duration::from_millis(ms));
+        assert_eq!([h(0), h(999), h(1000), h(1500), h(59_990)], ["0ms", "999ms", "1s", "1.5s", "59.9s"]);
+        assert_eq!([h(601_271), h(3_600_000), h(7_500_000), h(90_061_000)], ["10m 1s", "1h", "2h 5m", "1d 1h 1m 1s"]);
+    }
+
     #[test]
     fn rfc3339_formats_utc() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");

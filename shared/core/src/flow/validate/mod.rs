@@ -236,6 +236,52 @@ fn replay_warnings(flow: &Flow) -> Vec<(String, String)> {
     out
 }
 
+/// The names after `secrets.` in `text`.
+fn secret_refs(text: &str, names: &mut BTreeSet<String>) {
+    let mut rest = text;
+    while let Some(at) = rest.find("secrets.") {
+        rest = &rest[at + "secrets.".len()..];
+        let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || "_-".contains(*c)).collect();
+        if !name.is_empty() {
+            names.insert(name);
+        }
+    }
+}
+
+impl CompiledFlow {
+    /// Every secret the flow reads: the trigger's verification secret, the
+    /// signing secrets, and each `secrets.NAME` of a step (without `#key`).
+    pub fn secret_names(&self) -> BTreeSet<String> {
+        let flow = &self.flow;
+        let mut names = BTreeSet::new();
+        let base = |n: &str| n.split('#').next().unwrap_or(n).to_string();
+        if let Some(secret) = flow.trigger.auth.as_ref().and_then(|a| a.secret.as_deref()) {
+            names.insert(base(secret));
+        }
+        if let Some(sign) = &flow.sign {
+            names.insert(base(&sign.secret));
+        }
+        for step in &flow.steps {
+            let Some(h) = step.action.http() else { continue };
+            if let Some(crate::flow::StepSign::Spec(sign)) = &h.sign {
+                names.insert(base(&sign.secret));
+            }
+            let mut texts: Vec<&str> = h.headers.values().chain(h.query.values()).filter_map(Value::as_str).collect();
+            match &h.auth {
+                Some(OutboundAuth::Bearer { token }) => texts.push(token),
+                Some(OutboundAuth::Basic { username, password }) => {
+                    texts.extend([username.as_str(), password.as_str()])
+                }
+                None => {}
+            }
+            for t in texts {
+                secret_refs(t, &mut names);
+            }
+        }
+        names
+    }
+}
+
 /// Steps whose URL's host comes from data (a template in it) and that send
 /// a secret without a `secrets.NAME.hosts` rule: whoever controls that data
 /// (an unauthenticated caller, a partner's response) can have the secret
@@ -259,15 +305,7 @@ fn secret_warnings(flow: &Flow) -> Vec<(String, String)> {
         }
         let mut names = BTreeSet::new();
         for t in texts {
-            let mut rest = t;
-            while let Some(at) = rest.find("secrets.") {
-                rest = &rest[at + "secrets.".len()..];
-                let name: String =
-                    rest.chars().take_while(|c| c.is_ascii_alphanumeric() || "_-".contains(*c)).collect();
-                if !name.is_empty() {
-                    names.insert(name);
-                }
-            }
+            secret_refs(t, &mut names);
         }
         for name in names.into_iter().filter(|n| !flow.secrets.contains_key(n)) {
             out.push((
@@ -475,6 +513,13 @@ steps:
     fn with(replace: &str, by: &str) -> Vec<String> {
         assert!(GOOD.contains(replace), "fixture lacks {replace}");
         errors(&GOOD.replacen(replace, by, 1))
+    }
+
+    #[test]
+    fn a_flow_names_every_secret_it_reads() {
+        let flow = crate::load_flow(Path::new("f.yaml"), GOOD).unwrap();
+        let names: Vec<String> = flow.secret_names().into_iter().collect();
+        assert_eq!(names, ["partner_signing_key", "partner_token", "shopify-secret"]);
     }
 
     #[test]
