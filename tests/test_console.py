@@ -321,6 +321,35 @@ def test_a_dead_delivery_replayed_from_the_page_arrives_with_its_original_webhoo
     assert json.loads(again["body"]) == json.loads(first["body"])
 
 
+def test_a_run_s_page_says_what_happened_to_its_request(world):
+    """The header answers at a glance (failed at which step, after how many
+    attempts, why; or succeeded), and the timeline lists each step's
+    attempts by number, not the run's ids on every row."""
+    world.sign_in()
+    world.failing.script = [(400, {}, b'{"error": "no such order"}', 0)]
+    b = world.browser
+    for path, order, title, detail in (
+        ("/hooks/acme/failing", 11, "Failed at step send", "after 1 attempt: "),
+        ("/hooks/acme/orders", 12, "Succeeded", "1 step(s) run"),
+    ):
+        status, _, body = world.dev.call(path, {"id": order}, AUTH)
+        assert status == 202
+        run_id = json.loads(body)["event_id"].replace("evt_", "run_", 1)
+
+        def shown():
+            b.get(f"{world.base}/console/runs/{run_id}")
+            return b.find_element("id", "run-state").text == title
+
+        wait(shown, what=f"`{title}` in {run_id}'s header")
+        assert b.find_element("id", "run-detail").text.startswith(detail), b.find_element("id", "run-detail").text
+        rows = [r.text for r in b.find_elements("css selector", "#timeline tbody tr")]
+        assert any(" send " in f" {r} " and "attempt 1: " in r for r in rows), rows
+        assert not any(run_id in r for r in rows), "the run's id is in the header, not on every row"
+        assert b.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"), \
+            "the run page fits 1280 px"
+    assert [e["message"] for e in console_errors(b)] == []
+
+
 def _dead_box(b, world, delivery_id):
     b.get(f"{world.base}/console/dead")
     return b.find_element("css selector", f"input[name=id][value='{delivery_id}']")
@@ -390,6 +419,29 @@ def test_the_overview_draws_its_charts_with_the_vendored_library(world):
     assert b.execute_script("return typeof uPlot") == "function"
     legends = [e.text for e in b.find_elements("css selector", ".plot .u-legend")]
     assert "accepted" in legends[0] and "p99" in legends[2], legends
+    # Colours by meaning, as drawn: each legend marker's colour by its label.
+    drawn = b.execute_script("""
+        const out = {};
+        for (const row of document.querySelectorAll('.plot .u-legend tr.u-series')) {
+            const label = row.querySelector('.u-label')?.textContent, mark = row.querySelector('.u-marker');
+            if (label && mark) out[label] = getComputedStyle(mark).borderColor;
+        }
+        return out;""")
+    green, red = "rgb(22, 163, 74)", "rgb(220, 38, 38)"
+    assert drawn.get("accepted") == green and drawn.get("success") == green, drawn
+    assert drawn.get("rejected_401") == red or drawn.get("halt") == red, drawn
+    bars = dict(b.execute_script("""
+        return [...document.querySelectorAll('.card tr')].filter(r => r.querySelector('progress'))
+            .map(r => [r.querySelector('th').textContent, getComputedStyle(r.querySelector('progress')).accentColor]);"""))
+    assert bars.get("accepted") == green and bars.get("success") == green, bars
+    assert all(bars[k] == red for k in bars if k.startswith("rejected") or k in ("halt", "dead")), bars
+    # Shares add up to 100 in each table; a failing endpoint is named by
+    # its URL's host and path, not by its flow.
+    for table in b.find_elements("css selector", ".card table"):
+        shares = [int(td.text.rstrip("%")) for td in table.find_elements("css selector", "td.num:nth-of-type(2)")]
+        assert shares and sum(shares) == 100, shares
+    failing = world.failing.url().split("://", 1)[1].split("?")[0]
+    assert failing in b.find_element("css selector", ".cards").text, "the failing receiver named by host and path"
     assert [e["message"] for e in console_errors(b)] == []
 
 

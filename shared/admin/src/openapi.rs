@@ -390,7 +390,7 @@ fn paths() -> Map<String, Value> {
     paths.insert(
         "/v1/stats".into(),
         json!({"get": op("getStats",
-            "The request log summed up over `[since, until)`: inbound requests by verdict, delivery attempts by outcome, accept → delivery latency (p50, p99), inbound requests by flow, the most failing subscriptions (or flows), over the window and per bucket. Its size depends on the buckets, never on the traffic.",
+            "The request log summed up over `[since, until)`: inbound requests by verdict, delivery attempts by outcome, accept → delivery latency (p50, p99), inbound requests by flow, the endpoints with the most failed attempts (URL host and path), over the window and per bucket. Its size depends on the buckets, never on the traffic.",
             vec![query_param("tenant", "Only this tenant's.", json!({"type": "string"})),
                  query_param("since", "At or after (ms since the epoch; default: a day before `until`).", json!({"type": "integer", "minimum": 0})),
                  query_param("until", "Before (ms since the epoch; default: now).", json!({"type": "integer", "minimum": 1})),
@@ -403,7 +403,7 @@ fn paths() -> Map<String, Value> {
                 "inbound": counts, "attempts": counts, "latency": latency,
                 "latency_capped": {"type": "boolean", "description": "More events were accepted than are timed (200,000): the latency is of the first."},
                 "flows": counts,
-                "failing": {"type": "array", "description": "`[who, failed attempts]` pairs, most first.",
+                "failing": {"type": "array", "description": "`[endpoint, failed attempts]` pairs, most first: an endpoint is its URL's host and path (a subscription's or flow's id when an attempt has no URL).",
                     "items": {"type": "array", "items": {"type": ["string", "integer"]}, "minItems": 2, "maxItems": 2}},
                 "capped": {"type": "boolean", "description": "The store read at most 10,000 entries (a deployment's table): the counts are of those."},
                 "buckets": {"type": "array", "items": object(&["at", "inbound", "attempts", "latency"], json!({

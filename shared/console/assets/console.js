@@ -36,7 +36,9 @@ if (table && table.dataset.stream) {
 }
 
 // The overview's charts: uPlot (vendored, /console/assets/uPlot.*) draws
-// each series the server counted; the data is the element's `data-chart`.
+// each series the server counted, in the colour the server gave it by
+// meaning (green delivered, amber retried, reds refused or dead); the data
+// is the element's `data-chart`.
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
 const css = getComputedStyle(document.documentElement);
 const fg = css.getPropertyValue("--fg").trim() || "#1b1f24";
@@ -45,7 +47,7 @@ for (const el of document.querySelectorAll("[data-chart]")) {
   if (typeof uPlot === "undefined") break;
   const chart = JSON.parse(el.dataset.chart);
   const series = [{}].concat(chart.series.map(([label], i) => ({
-    label, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: false,
+    label, stroke: (chart.colours || [])[i] || PALETTE[i % PALETTE.length], width: 2, spanGaps: false,
     points: { show: true, size: 4 },
   })));
   const data = [chart.x].concat(chart.series.map(([, values]) => values));

@@ -177,7 +177,12 @@ mod tests {
                                                "answer": {"status": 200, "headers": evil, "body": evil}},
                        "log": "/console/log"}),
             ),
-            ("run.html", json!({"id": "run_1", "entries": [e], "state": evil})),
+            (
+                "run.html",
+                json!({"id": "run_1", "state": evil, "tenant": evil, "flow_id": evil, "event_id": evil,
+                       "headline": crate::view::Headline::of(&json!({"status": {"state": evil, "step": evil, "reason": evil}}), &[]),
+                       "moments": [crate::view::Moment::of(&json!({"kind": "attempt", "detail": {"step": evil, "attempt": 1}}))]}),
+            ),
             ("dead.html", json!({"dead": [], "flow_id": ""})),
             ("subscriptions.html", json!({"subscriptions": [], "seen_types": ["a.b"]})),
             (

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::Console;
 use crate::api::encode;
 use crate::session::Session;
-use crate::view::Entry;
+use crate::view::{Headline, Moment};
 
 use super::plumbing::{Checked, failed, page, query, render};
 
@@ -24,14 +24,10 @@ pub(super) async fn run(
         Err(f) => return failed(&c, &s, f),
     };
     let state = v.get("run").cloned().unwrap_or(Value::Null);
-    let entries: Vec<Entry> =
-        v.get("log").and_then(Value::as_array).map(|l| l.iter().map(Entry::of).collect()).unwrap_or_default();
+    let mut log: Vec<Value> = v.get("log").and_then(Value::as_array).cloned().unwrap_or_default();
+    log.sort_by_key(|e| (e.get("at").and_then(Value::as_i64), e.get("seq").and_then(Value::as_i64)));
+    let moments: Vec<Moment> = log.iter().map(Moment::of).collect();
     let field = |k: &str| state.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    let status = match state.get("status") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Object(o)) => o.keys().next().cloned().unwrap_or_default(),
-        _ => String::new(),
-    };
     // Only what this page's replay says (a link cannot make up text).
     let replayed = query(q).get("replay_of").to_string();
     let notice = replayed
@@ -39,8 +35,9 @@ pub(super) async fn run(
         .then(|| format!("A replay of {replayed}, by the flow's current version."))
         .filter(|_| replayed.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'));
     let ctx = json!({
-        "id": id, "status": status, "flow_id": field("flow_id"), "event_id": field("event_id"),
-        "entries": entries, "state": serde_json::to_string_pretty(&state).unwrap_or_default(),
+        "id": id, "headline": Headline::of(&state, &log), "flow_id": field("flow_id"),
+        "tenant": field("tenant"), "event_id": field("event_id"),
+        "moments": moments, "state": serde_json::to_string_pretty(&state).unwrap_or_default(),
         "replayable": state.pointer("/trigger/method").is_some(),
         // Names this page's replay: clicked twice, or retried after a
         // failure, it is one replay.

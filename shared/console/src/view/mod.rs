@@ -82,6 +82,143 @@ impl Entry {
     }
 }
 
+/// A run page's header: what happened to the request, at a glance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Headline {
+    /// `succeeded`, `failed`, `waiting` or `running` (the badge's class).
+    pub state: String,
+    /// `Succeeded`, `Failed at step send`, `Waiting on step send`, `Running`.
+    pub title: String,
+    /// The attempts, the reason, the answer and the time it took.
+    pub detail: String,
+}
+
+impl Headline {
+    /// From a run's stored state (`GET /v1/runs/{id}`'s `run`) and its log.
+    pub fn of(run: &Value, log: &[Value]) -> Self {
+        let status = run.get("status").cloned().unwrap_or(Value::Null);
+        let state = status.get("state").and_then(Value::as_str).unwrap_or("running").to_string();
+        let step = text(&status, "step");
+        let attempts = |step: &str| {
+            log.iter()
+                .filter(|e| {
+                    text(e, "kind") == "attempt" && e.pointer("/detail/step").and_then(Value::as_str) == Some(step)
+                })
+                .collect::<Vec<_>>()
+        };
+        let times: Vec<i64> = log.iter().filter_map(|e| e.get("at").and_then(Value::as_i64)).collect();
+        let took = match (times.iter().min(), times.iter().max()) {
+            (Some(a), Some(b)) => {
+                hookflow_core::duration::human(std::time::Duration::from_millis((b - a).max(0) as u64))
+            }
+            _ => String::new(),
+        };
+        let answered = log.iter().rev().find_map(|e| {
+            (e.pointer("/detail/decision").and_then(Value::as_str) == Some("respond"))
+                .then(|| e.pointer("/detail/detail/status").map(|s| s.to_string()))
+                .flatten()
+        });
+        let plural = |n: usize| if n == 1 { "1 attempt".to_string() } else { format!("{n} attempts") };
+        let (title, detail) = match state.as_str() {
+            "succeeded" => {
+                let mut d = vec![format!("{} step(s) run", run.get("executed").and_then(Value::as_u64).unwrap_or(0))];
+                d.extend(answered.map(|s| format!("answered {s}")));
+                if !took.is_empty() {
+                    d.push(format!("in {took}"));
+                }
+                ("Succeeded".to_string(), d.join(" · "))
+            }
+            "failed" => {
+                // The attempts up to the failure; a replay of its dead
+                // delivery afterwards is said apart.
+                let ended = log
+                    .iter()
+                    .filter(|e| text(e, "kind") == "run")
+                    .filter_map(|e| e.get("at").and_then(Value::as_i64))
+                    .max()
+                    .unwrap_or(i64::MAX);
+                let tried = attempts(&step);
+                let at = |e: &&Value| e.get("at").and_then(Value::as_i64).unwrap_or(0);
+                let n = tried.iter().filter(|e| at(e) <= ended).count();
+                let reason = text(&status, "reason");
+                let mut detail = if n > 0 { format!("after {}: {reason}", plural(n)) } else { reason };
+                if let Some(later) = tried.iter().rev().find(|e| at(e) > ended) {
+                    detail.push_str(&format!(" · its delivery was replayed since: {}", text(later, "outcome")));
+                }
+                (format!("Failed at step {step}"), detail)
+            }
+            "waiting" => {
+                let tried = attempts(&step);
+                let detail = match tried.last() {
+                    None => "its request is queued; no attempt yet".to_string(),
+                    Some(last) => {
+                        let code = last.pointer("/detail/response/status").map(|s| format!(" (status {s})"));
+                        let what =
+                            last.pointer("/detail/error_class").and_then(Value::as_str).map(|c| format!(" ({c})"));
+                        format!(
+                            "{} so far, the last {}{}; tried again on its schedule",
+                            plural(tried.len()),
+                            text(last, "outcome"),
+                            code.or(what).unwrap_or_default()
+                        )
+                    }
+                };
+                (format!("Waiting on step {step}"), detail)
+            }
+            _ => ("Running".to_string(), "its next step is queued".to_string()),
+        };
+        Headline { state, title, detail }
+    }
+}
+
+/// A run's timeline row: which step, what happened (an attempt numbered),
+/// the one-line summary and the detail a click away.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Moment {
+    pub time: String,
+    /// The step, or `request` / `run` for the entries about the whole.
+    pub step: String,
+    pub what: String,
+    pub outcome: String,
+    pub summary: String,
+    pub detail: String,
+}
+
+impl Moment {
+    pub fn of(e: &Value) -> Self {
+        let entry = Entry::of(e);
+        let d = e.get("detail").cloned().unwrap_or(Value::Null);
+        let step = match entry.kind.as_str() {
+            "inbound" => "request".to_string(),
+            "run" => "run".to_string(),
+            _ => text(&d, "step"),
+        };
+        let what = match (entry.kind.as_str(), d.get("attempt")) {
+            ("attempt", Some(n)) => format!("attempt {n}: {}", entry.outcome),
+            _ => entry.outcome.clone(),
+        };
+        let at = |path: &str| d.pointer(path).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
+        let parts: Vec<String> = match entry.kind.as_str() {
+            "attempt" => [
+                at("/response/status").map(|s| format!("status {s}")),
+                at("/duration_ms").map(|ms| format!("{ms} ms")),
+                at("/error_class"),
+                at("/error"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            "step" => [at("/detail/request/method"), at("/detail/request/url"), at("/detail/error/message")]
+                .into_iter()
+                .flatten()
+                .collect(),
+            _ => Vec::new(),
+        };
+        let summary = if parts.is_empty() { entry.summary } else { parts.join(" ") };
+        Moment { time: entry.time, step, what, outcome: entry.outcome, summary, detail: entry.detail }
+    }
+}
+
 /// A flow as the flows page lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlowView {
@@ -329,6 +466,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_run_s_headline_says_what_happened_to_its_request() {
+        let attempt = |n: u64, outcome: &str, at: i64| {
+            json!({"kind": "attempt", "outcome": outcome, "at": at,
+                   "detail": {"step": "send", "attempt": n, "response": {"status": 503}}})
+        };
+        let failed = json!({"status": {"state": "failed", "step": "send", "reason": "gave up after 2 attempt(s); last status 503"}});
+        let end = json!({"kind": "run", "outcome": "failed", "at": 2_600});
+        let log = [attempt(1, "retry", 1_000), attempt(2, "dead", 2_500), end.clone()];
+        let h = Headline::of(&failed, &log);
+        assert_eq!(
+            (h.state.as_str(), h.title.as_str(), h.detail.as_str()),
+            ("failed", "Failed at step send", "after 2 attempts: gave up after 2 attempt(s); last status 503")
+        );
+        let replayed = [log[0].clone(), log[1].clone(), end, attempt(1, "success", 9_000)];
+        assert!(Headline::of(&failed, &replayed).detail.ends_with(
+            "after 2 attempts: gave up after 2 attempt(s); last status 503 · its delivery was replayed since: success"
+        ));
+        let waiting = json!({"status": {"state": "waiting", "step": "send", "delivery_id": "msg_1"}});
+        let h = Headline::of(&waiting, &log[..1]);
+        assert_eq!(h.title, "Waiting on step send");
+        assert_eq!(h.detail, "1 attempt so far, the last retry (status 503); tried again on its schedule");
+        let answered =
+            json!({"kind": "step", "at": 1_250, "detail": {"decision": "respond", "detail": {"status": 201}}});
+        let ok = json!({"status": {"state": "succeeded"}, "executed": 2});
+        let h = Headline::of(&ok, &[attempt(1, "success", 1_000), answered]);
+        assert_eq!((h.title.as_str(), h.detail.as_str()), ("Succeeded", "2 step(s) run · answered 201 · in 250ms"));
+        assert_eq!(Headline::of(&json!({"status": {"state": "running"}}), &[]).title, "Running");
+        let m = Moment::of(&attempt(2, "dead", 2_500));
+        assert_eq!((m.step.as_str(), m.what.as_str(), m.summary.as_str()), ("send", "attempt 2: dead", "status 503"));
+    }
+
+    #[test]
     fn times_are_rfc3339_utc_to_the_millisecond() {
         assert_eq!(time(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(time(1_796_055_330_020), "2026-11-30T16:15:30.020Z");
@@ -373,11 +542,29 @@ mod tests {
             json!({"kind": "attempt", "outcome": "success", "event_id": "e2", "at": 3000}),
         ];
         let w = Window::of("hour", &summary(&entries, 0, 10_000, 5_000), "5 seconds");
-        assert_eq!(w.inbound, vec![("accepted".into(), 2, 67), ("rejected_auth".into(), 1, 34)]);
-        assert_eq!(w.deliveries, vec![("success".into(), 2, 67), ("retry".into(), 1, 34)]);
+        assert_eq!(w.inbound, vec![("accepted".into(), 2, 67, "good"), ("rejected_auth".into(), 1, 33, "bad")]);
+        assert_eq!(w.deliveries, vec![("success".into(), 2, 67, "good"), ("retry".into(), 1, 33, "warn")]);
         assert_eq!((w.p50.as_str(), w.p99.as_str(), w.delivered), ("250 ms", "2.0 s", 2));
         assert_eq!(w.failing, vec![("f".into(), 1)]);
         assert_eq!((w.read, w.capped, w.bucket), (6, false, "5 seconds"));
+    }
+
+    #[test]
+    fn shares_add_up_to_a_hundred_and_each_outcome_has_the_colour_of_its_meaning() {
+        for counts in [vec![1, 1, 1], vec![2, 1], vec![1, 1, 1, 1, 1, 1, 1], vec![999, 1], vec![5]] {
+            let entries: Vec<_> = counts
+                .iter()
+                .enumerate()
+                .flat_map(|(i, &n)| {
+                    (0..n).map(move |_| json!({"kind": "inbound", "outcome": format!("o{i}"), "at": 1000}))
+                })
+                .collect();
+            let w = Window::of("hour", &summary(&entries, 0, 10_000, 5_000), "5 seconds");
+            assert_eq!(w.inbound.iter().map(|r| r.2).sum::<u32>(), 100, "{counts:?}: {:?}", w.inbound);
+        }
+        let tones: Vec<_> =
+            ["success", "accepted", "retry", "halt", "dead", "rejected_401", "failed"].map(overview::tone).into();
+        assert_eq!(tones, ["good", "good", "warn", "bad", "bad", "bad", "bad"]);
     }
 
     #[test]
@@ -401,6 +588,11 @@ mod tests {
         );
         assert_eq!(attempts.series, vec![("success".into(), vec![Some(1), Some(1)])]);
         assert_eq!(latency.series[0], ("p50".into(), vec![Some(250), Some(800)]));
+        assert_eq!(
+            (inbound.colours.as_slice(), attempts.colours.as_slice()),
+            (&["#16a34a", "#dc2626"][..], &["#16a34a"][..])
+        );
+        assert_eq!(latency.colours, ["#2563eb", "#7c3aed"]);
         let quiet = Chart::of_window(&summary(&[], 0, 3_000, 1_000));
         assert_eq!(quiet[2].series[1].1, vec![None, None, None], "no delivery: no latency, not zero");
     }

@@ -15,9 +15,10 @@ pub struct Window {
     /// the window's (a deployment's table).
     pub read: usize,
     pub capped: bool,
-    /// (outcome, count, share in %), most first.
-    pub inbound: Vec<(String, usize, u32)>,
-    pub deliveries: Vec<(String, usize, u32)>,
+    /// (outcome, count, share in %, [`tone`]), most first; the shares
+    /// add up to 100.
+    pub inbound: Vec<(String, usize, u32, &'static str)>,
+    pub deliveries: Vec<(String, usize, u32, &'static str)>,
     pub p50: String,
     pub p99: String,
     pub delivered: usize,
@@ -28,15 +29,51 @@ pub struct Window {
     pub bucket: &'static str,
 }
 
-fn ranked(counts: &BTreeMap<String, u64>) -> Vec<(String, usize, u32)> {
+/// What an outcome means, for its colour: `good` (accepted, delivered),
+/// `warn` (to be tried again) or `bad` (refused, halted, dead, failed).
+pub fn tone(outcome: &str) -> &'static str {
+    match outcome {
+        "accepted" | "success" | "succeeded" | "duplicate" => "good",
+        "retry" | "pending" => "warn",
+        "p50" | "p99" => "info",
+        _ => "bad",
+    }
+}
+
+/// The colour of the `i`th series of a chart, by its outcome's [`tone`]:
+/// green for good, amber for retries, reds (one shade each) for the bad,
+/// blues for latencies.
+fn colour(outcome: &str, i: usize) -> &'static str {
+    const BAD: [&str; 4] = ["#dc2626", "#9f1239", "#ea580c", "#7f1d1d"];
+    match (tone(outcome), outcome) {
+        ("good", "duplicate") => "#4d7c0f",
+        ("good", _) => "#16a34a",
+        ("warn", _) => "#d97706",
+        (_, "p50") => "#2563eb",
+        (_, "p99") => "#7c3aed",
+        _ => BAD[i % BAD.len()],
+    }
+}
+
+/// Each count with its share in whole percent, the shares adding up to 100
+/// (largest remainder), most first.
+fn ranked(counts: &BTreeMap<String, u64>) -> Vec<(String, usize, u32, &'static str)> {
     let total: u64 = counts.values().sum();
     let mut v: Vec<_> = counts
         .iter()
         .map(|(k, &n)| {
-            let share = if total == 0 { 0 } else { (n * 100).div_ceil(total) as u32 };
-            (k.clone(), n as usize, share.min(100))
+            let share = (n * 100).checked_div(total).unwrap_or(0);
+            (k.clone(), n as usize, share as u32, tone(k))
         })
         .collect();
+    if total > 0 {
+        let short = 100 - v.iter().map(|r| r.2).sum::<u32>();
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by_key(|&i| (std::cmp::Reverse(counts[&v[i].0] * 100 % total), i));
+        for &i in order.iter().take(short as usize) {
+            v[i].2 += 1;
+        }
+    }
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     v
 }
@@ -79,6 +116,23 @@ pub struct Chart {
     pub unit: &'static str,
     pub x: Vec<i64>,
     pub series: Vec<(String, Vec<Option<i64>>)>,
+    /// Each series' colour, by what its outcome means ([`tone`]).
+    pub colours: Vec<&'static str>,
+}
+
+impl Chart {
+    fn new(title: &str, unit: &'static str, x: Vec<i64>, series: Vec<(String, Vec<Option<i64>>)>) -> Self {
+        let mut bad = 0;
+        let colours = series
+            .iter()
+            .map(|(name, _)| {
+                let c = colour(name, bad);
+                bad += usize::from(tone(name) == "bad");
+                c
+            })
+            .collect();
+        Chart { title: title.into(), unit, x, series, colours }
+    }
 }
 
 impl Chart {
@@ -97,27 +151,17 @@ impl Chart {
                 .collect()
         };
         vec![
-            Chart {
-                title: "Inbound requests by verdict".into(),
-                unit: "requests",
-                x: x.clone(),
-                series: lines(|b| &b.inbound),
-            },
-            Chart {
-                title: "Delivery attempts by outcome".into(),
-                unit: "attempts",
-                x: x.clone(),
-                series: lines(|b| &b.attempts),
-            },
-            Chart {
-                title: "Accept → delivery latency".into(),
-                unit: "ms",
+            Chart::new("Inbound requests by verdict", "requests", x.clone(), lines(|b| &b.inbound)),
+            Chart::new("Delivery attempts by outcome", "attempts", x.clone(), lines(|b| &b.attempts)),
+            Chart::new(
+                "Accept → delivery latency",
+                "ms",
                 x,
-                series: vec![
+                vec![
                     ("p50".into(), s.buckets.iter().map(|b| b.latency.p50_ms).collect()),
                     ("p99".into(), s.buckets.iter().map(|b| b.latency.p99_ms).collect()),
                 ],
-            },
+            ),
         ]
     }
 }

@@ -106,13 +106,35 @@ pub struct Stats {
     pub latency_capped: bool,
     /// Inbound requests by `tenant/flow` (those with a flow).
     pub flows: BTreeMap<String, u64>,
-    /// Failed attempts by subscription (or, for a flow's step, flow), most
-    /// first, at most [`MAX_FAILING`].
+    /// Failed attempts by endpoint ([`endpoint`]: the URL's host and path),
+    /// most first, at most [`MAX_FAILING`].
     pub failing: Vec<(String, u64)>,
     /// The store read at most so many entries (a store that sums up by
     /// reading entries, with a bound): the counts are of those.
     pub capped: bool,
     pub buckets: Vec<Bucket>,
+}
+
+/// Where an attempt went, as the overview names a failing endpoint: its
+/// URL's host and path (no scheme, credentials, query or fragment: a query
+/// may carry a key), at most 120 characters; `fallback` (a subscription's
+/// or flow's id) when it has no URL.
+pub fn endpoint(url: Option<&str>, fallback: &str) -> String {
+    let Some(url) = url.filter(|u| !u.is_empty()) else { return fallback.to_string() };
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let mut out = format!("{host}/{path}");
+    if out.len() > 120 {
+        let mut cut = 119;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
 }
 
 /// A summary in the making: fed facts in any order, finished once.
@@ -173,7 +195,7 @@ impl Tally {
         *self.stats.flows.entry(format!("{tenant}/{flow}")).or_default() += n;
     }
 
-    /// `n` failed attempts to `who` (a subscription, or a flow).
+    /// `n` failed attempts to `who` (an [`endpoint`]).
     pub fn failed(&mut self, who: &str, n: u64) {
         if !who.is_empty() {
             *self.failing.entry(who.to_string()).or_default() += n;
@@ -209,8 +231,9 @@ impl Tally {
             }
             EntryKind::Attempt if outcome == "success" => self.delivered(event, e.at),
             EntryKind::Attempt => {
+                let url = e.detail.pointer("/request/url").and_then(serde_json::Value::as_str);
                 let sub = e.detail.get("subscription_id").and_then(serde_json::Value::as_str);
-                self.failed(sub.or(e.flow_id.as_deref()).unwrap_or_default(), 1);
+                self.failed(&endpoint(url, sub.or(e.flow_id.as_deref()).unwrap_or_default()), 1);
             }
             _ => {}
         }
@@ -266,6 +289,16 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_is_its_url_s_host_and_path() {
+        let e = |u| endpoint(Some(u), "f");
+        assert_eq!(e("https://user:pw@api.example.com:8443/v1/hooks?key=s3cret#x"), "api.example.com:8443/v1/hooks");
+        assert_eq!(e("http://127.0.0.1:9"), "127.0.0.1:9/");
+        assert_eq!(endpoint(None, "sub_1"), "sub_1");
+        let long = e(&format!("https://h/{}", "é".repeat(100)));
+        assert!(long.ends_with('…') && long.chars().count() <= 120, "{long}");
+    }
+
+    #[test]
     fn counts_latency_and_failing_by_window_and_bucket() {
         let q = StatsQuery::new(None, 0, 60_000, 10_000).unwrap();
         let mut t = Tally::new(&q);
@@ -291,7 +324,7 @@ mod tests {
         assert_eq!(s.attempts, BTreeMap::from([("retry".into(), 1), ("success".into(), 3)]));
         assert_eq!(s.latency, Latency { delivered: 2, p50_ms: Some(500), p99_ms: Some(10_000) });
         assert_eq!(s.flows, BTreeMap::from([("acme/orders".into(), 3)]));
-        assert_eq!(s.failing, [("orders".to_string(), 1)]);
+        assert_eq!(s.failing, [("orders".to_string(), 1)], "no URL: the flow");
         assert_eq!(s.buckets.len(), 6);
         assert_eq!(s.buckets[1].at, 10_000);
         assert_eq!(s.buckets[1].latency.p50_ms, Some(10_000), "e1's first delivery, at 11 s");

@@ -196,15 +196,19 @@ impl Store {
         }
         let mut failing = conn
             .prepare_cached(&format!(
-                "SELECT CASE WHEN json_type(detail, '$.subscription_id') = 'text' \
-                 THEN json_extract(detail, '$.subscription_id') ELSE flow_id END, count(*) FROM log \
-                 WHERE {window} AND kind = 'attempt' AND outcome IS NOT 'success' GROUP BY 1"
+                "SELECT who, CASE WHEN instr(url, '?') > 0 THEN substr(url, 1, instr(url, '?') - 1) ELSE url END, \
+                 count(*) FROM (SELECT CASE WHEN json_type(detail, '$.subscription_id') = 'text' \
+                 THEN json_extract(detail, '$.subscription_id') ELSE flow_id END who, \
+                 CAST(json_extract(detail, '$.request.url') AS TEXT) url FROM log \
+                 WHERE {window} AND kind = 'attempt' AND outcome IS NOT 'success') GROUP BY 1, 2"
             ))
             .map_err(db)?;
         let mut rows = failing.query(rusqlite::params_from_iter(&args)).map_err(db)?;
         while let Some(r) = rows.next().map_err(db)? {
-            let (who, n): (Option<String>, i64) = (r.get(0).map_err(db)?, r.get(1).map_err(db)?);
-            tally.failed(who.as_deref().unwrap_or_default(), n as u64);
+            let (who, url, n): (Option<String>, Option<String>, i64) =
+                (r.get(0).map_err(db)?, r.get(1).map_err(db)?, r.get(2).map_err(db)?);
+            let who = hookflow_core::stats::endpoint(url.as_deref(), who.as_deref().unwrap_or_default());
+            tally.failed(&who, n as u64);
         }
         let mut timed = conn
             .prepare_cached(&format!(
@@ -386,7 +390,11 @@ mod tests {
                     EntryKind::Attempt,
                     "retry",
                     at + 5,
-                    json!({"subscription_id": format!("sub_{}", i % 7)}),
+                    match i % 3 {
+                        0 => json!({"subscription_id": format!("sub_{}", i % 7)}),
+                        1 => json!({"request": {"url": format!("https://h{}.example/in?key={i}", i % 4)}}),
+                        _ => json!({"subscription_id": "sub_x", "request": {"url": "http://127.0.0.1:9/x#y"}}),
+                    },
                 ));
             }
             log.push(entry(EntryKind::Attempt, "success", at + 10 + i % 90, json!({})));
