@@ -60,3 +60,57 @@ def test_the_check_finds_names_and_fails_on_a_missing_one():
     assert found == [("shared/core/src/lib.rs", ["load_flow", "nope"]), ("cli", [])]
     with pytest.raises(AssertionError, match="nope"):
         test_every_named_path_and_symbol_exists("t", "shared/core/src/lib.rs", ("load_flow", "nope"))
+
+
+IAM = ROOT / "docs" / "iam"
+ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z*]+$")
+# What each of template.yaml's resource types needs its deployer to do.
+DEPLOYS = {"CloudWatch": ["cloudwatch"], "DynamoDB": ["dynamodb"], "Logs": ["logs"], "SNS": ["sns"], "SQS": ["sqs"],
+           "Serverless::Function": ["lambda", "iam"], "Serverless::HttpApi": ["apigateway"]}
+# The SDK calls of the AWS driver and the CLI, as IAM names them (a
+# batch is allowed by its single form).
+SDK_ACTIONS = {
+    "query": "dynamodb:Query", "get_item": "dynamodb:GetItem", "put_item": "dynamodb:PutItem",
+    "update_item": "dynamodb:UpdateItem", "delete_item": "dynamodb:DeleteItem",
+    "batch_write_item": "dynamodb:BatchWriteItem", "transact_write_items": "dynamodb:TransactWriteItems",
+    "describe_table": "dynamodb:DescribeTable", "send_message_batch": "sqs:SendMessage",
+    "send_message": "sqs:SendMessage", "change_message_visibility_batch": "sqs:ChangeMessageVisibility",
+    "get_secret_value": "secretsmanager:GetSecretValue", "create_secret": "secretsmanager:CreateSecret",
+    "put_secret_value": "secretsmanager:PutSecretValue", "delete_secret": "secretsmanager:DeleteSecret",
+    "describe_stacks": "cloudformation:DescribeStacks",
+}
+
+
+def allowed(policy):
+    doc = __import__("json").loads((IAM / policy).read_text())
+    actions = set()
+    for st in doc["Statement"]:
+        assert st["Effect"] == "Allow" and st["Resource"], st
+        for a in st["Action"]:
+            assert ACTION.match(a), f"{policy}: `{a}` is not service:Action"
+            actions.add(a)
+    return actions
+
+
+def test_the_deployer_policy_covers_every_service_of_the_template():
+    actions = allowed("deployer.json")
+    services = {a.split(":")[0] for a in actions}
+    kinds = set(re.findall(r"Type: AWS::([A-Za-z]+(?:::Function|::HttpApi)?)", (ROOT / "template.yaml").read_text()))
+    for kind in kinds:
+        need = DEPLOYS.get(kind) or DEPLOYS.get(kind.split("::")[0])
+        assert need, f"template.yaml has AWS::{kind}: say what deploying it takes (DEPLOYS, docs/iam/deployer.json)"
+        assert set(need) <= services, f"AWS::{kind} needs {need} in docs/iam/deployer.json"
+    assert {"cloudformation:CreateChangeSet", "iam:PassRole", "s3:PutObject"} <= actions
+
+
+def test_the_operator_policy_allows_every_call_the_cli_makes_and_the_caller_only_the_admin_api():
+    operator = allowed("operator.json")
+    code = ROOT / "shared" / "aws" / "src"
+    files = [p for p in code.rglob("*.rs") if p.name not in ("testing.rs", "provision.rs")]
+    files += list((ROOT / "cli" / "src").rglob("*.rs"))
+    called = {m for p in files for m in re.findall(r"\.([a-z_]+)\(\)", p.read_text()) if m in SDK_ACTIONS}
+    assert {"query", "transact_write_items", "send_message_batch", "describe_stacks"} <= called, called
+    missing = {SDK_ACTIONS[m] for m in called} - operator
+    assert not missing, f"docs/iam/operator.json lacks {sorted(missing)}"
+    assert allowed("admin-caller.json") == {"execute-api:Invoke"}
+    assert "/v1/" in (IAM / "admin-caller.json").read_text()

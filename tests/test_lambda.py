@@ -279,15 +279,18 @@ class Aws:
                                 {"content-type": "application/json", "x-api-key": key}, json.dumps(body))
 
     def pump(self, until, timeout, what):
-        """Plays both event source mappings until `until()` holds."""
-        def step():
-            self.runs.poll_once(wait=0)
-            self.deliveries.poll_once(wait=0)
-            self.ordered.poll_once(wait=0)
-            for esm in self.dead_letters:
-                esm.poll_once(wait=0)
-            return until()
-        return wait_for(step, timeout, what, interval=0.2)
+        """Plays the event source mappings until `until()` holds: at once
+        again while messages move, after 0.2 s when none did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            moved = self.runs.poll_once(wait=0) + self.deliveries.poll_once(wait=0) + self.ordered.poll_once(wait=0)
+            moved += sum(esm.poll_once(wait=0) for esm in self.dead_letters)
+            value = until()
+            if value:
+                return value
+            if not moved:
+                time.sleep(0.2)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
     def queue_depth(self, url):
         a = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
@@ -445,12 +448,15 @@ def test_killing_the_dispatcher_in_the_middle_of_a_batch_loses_nothing(aws):
     for pid in pids:
         os.kill(int(pid), signal.SIGKILL)
     killed_at = time.monotonic()
-    t.join(30)
-    assert result["r"][0] is False, "the invocation failed with its process"
+    t.join(1)
+    assert t.is_alive(), "the invocation was in flight when its process died: no answer came"
     # Lambda starts a new execution environment for the next invocation;
     # cargo lambda watch does not restart a function whose process was
-    # killed, so the harness starts the emulator again.
+    # killed, so the harness starts the emulator again (which ends the
+    # pending call at once, as Lambda's timeout would later).
     aws.restart_functions()
+    t.join(30)
+    assert result["r"][0] is False, "the invocation failed with its process"
     # Nothing was deleted: after the visibility timeout the batch comes back
     # and the new dispatcher process sends it.
     def all_arrived_after_the_kill():
@@ -1174,8 +1180,12 @@ def kill_mid_batch(aws, esm, process, tries=5):
         for pid in pids:
             os.kill(int(pid), signal.SIGKILL)
         killed_at = time.monotonic()
-        t.join(30)
+        # Still waiting a second after the kill: the process died holding
+        # the batch. Starting the functions again ends that call at once
+        # (rather than after its 15 s timeout).
+        t.join(1)
         aws.restart_functions()
+        t.join(30)
         if not result.get("r", (False, None))[0]:
             return messages, killed_at
     raise AssertionError(f"no kill of the {process} landed while its batch was in flight ({tries} tries)")
@@ -1328,6 +1338,13 @@ def test_the_console_of_a_deployed_stack_shows_its_flows_log_and_dead_deliveries
                     "OrderedDeliveriesQueueUrl": {"Value": aws.ordered_url}, "ApiUrl": {"Value": api_url}}}))
     port = _free_port()
     env = {k: v for k, v in aws.env.items() if not k.startswith("HOOKFLOW_")}
+    # `hookflow stack-env`: the same names, as a shell's exports.
+    exported = subprocess.run([os.environ["HOOKFLOW_BIN"], "stack-env", "--stack", "e2e-console"], env=env,
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert exported.returncode == 0, exported.stderr
+    shell = subprocess.run(["sh", "-c", exported.stdout + 'printf "%s|%s|%s" "$HOOKFLOW_TABLE" "$HOOKFLOW_API_URL" '
+                            '"$HOOKFLOW_DELIVERIES_QUEUE_URL"'], capture_output=True, text=True, timeout=10)
+    assert shell.stdout == f"{aws.table}|{api_url}|{aws.deliveries_url}", (exported.stdout, shell.stdout)
     out = open(aws.tmp / "console.log", "w+")
     proc = subprocess.Popen([os.environ["HOOKFLOW_BIN"], "console", "--stack", "e2e-console", "--listen", f"127.0.0.1:{port}"],
                             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -33,10 +33,15 @@ pub struct Options {
     pub admin_token: Option<String>,
 }
 
-/// Binds the console (`hookflow dev --console`, `hookflow console`), warns
-/// when the address is not loopback, and prints its sign-in link.
+/// Binds the console (`hookflow dev --console`, `hookflow console`); see
+/// [`announce`].
 pub async fn listen(at: &str, config: hookflow_console::Config) -> Result<hookflow_console::Listening> {
-    let console = hookflow_console::listen(at, config).await?;
+    Ok(hookflow_console::listen(at, config).await?)
+}
+
+/// Prints the console's sign-in link, with a warning when its address is
+/// not loopback.
+pub fn announce(console: &hookflow_console::Listening) {
     if !console.addr.ip().is_loopback() {
         eprintln!(
             "warning: the console listens on {}, not loopback: anyone who can reach it may try to sign in",
@@ -44,51 +49,6 @@ pub async fn listen(at: &str, config: hookflow_console::Config) -> Result<hookfl
         );
     }
     println!("console: {}", console.login_url);
-    Ok(console)
-}
-
-/// The variables the functions get (`HOOKFLOW_*`), from a stack's outputs
-/// and parameters (template.yaml's names), and its API URL.
-async fn stack_names(sdk: &aws_config::SdkConfig, stack: &str) -> Result<(Vec<(String, String)>, Option<String>)> {
-    let cfn = aws_sdk_cloudformation::Client::new(sdk);
-    let found = cfn
-        .describe_stacks()
-        .stack_name(stack)
-        .send()
-        .await
-        .map_err(aws_sdk_cloudformation::Error::from)
-        .with_context(|| {
-            format!("reading stack `{stack}` (is the name right, in this region, with these credentials?)")
-        })?;
-    let s = found.stacks().first().with_context(|| format!("no stack `{stack}`"))?;
-    let output = |key: &str| {
-        s.outputs().iter().find(|o| o.output_key() == Some(key)).and_then(|o| o.output_value()).map(str::to_string)
-    };
-    let parameter = |key: &str| {
-        s.parameters()
-            .iter()
-            .find(|p| p.parameter_key() == Some(key))
-            .and_then(|p| p.resolved_value().or(p.parameter_value()))
-            .map(str::to_string)
-    };
-    let mut names = Vec::new();
-    for (var, value) in [
-        ("HOOKFLOW_TABLE", output("TableName")),
-        ("HOOKFLOW_RUNS_QUEUE_URL", output("RunsQueueUrl")),
-        ("HOOKFLOW_DELIVERIES_QUEUE_URL", output("DeliveriesQueueUrl")),
-        ("HOOKFLOW_ORDERED_QUEUE_URL", output("OrderedDeliveriesQueueUrl")),
-        ("HOOKFLOW_SECRETS_PREFIX", parameter("SecretsPrefix")),
-        ("HOOKFLOW_LOG_RETENTION_DAYS", parameter("LogRetentionDays")),
-    ] {
-        match value {
-            Some(v) => names.push((var.to_string(), v)),
-            None if var == "HOOKFLOW_TABLE" || var.ends_with("QUEUE_URL") && var != "HOOKFLOW_ORDERED_QUEUE_URL" => {
-                anyhow::bail!("stack `{stack}` has no output for {var}: is it a Hookflow stack (template.yaml)?")
-            }
-            None => {}
-        }
-    }
-    Ok((names, output("ApiUrl")))
 }
 
 pub fn run(opts: Options) -> Result<ExitCode> {
@@ -103,8 +63,8 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         // naming every one missing.
         let (names, api_url, what) = match &opts.from {
             From::Stack(stack) => {
-                let (names, api) = stack_names(&sdk, stack).await?;
-                (names, opts.api_url.clone().or(api), format!("stack {stack}"))
+                let found = crate::stack::names(&sdk, stack).await?;
+                (found.vars, opts.api_url.clone().or(found.api_url), format!("stack {stack}"))
             }
             From::Table(t) => (vec![("HOOKFLOW_TABLE".to_string(), t.clone())], opts.api_url.clone(), format!("table {t}")),
         };
@@ -129,6 +89,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             triggers_base: api_url,
         };
         let console = listen(&opts.listen, config).await?;
+        announce(&console);
         tokio::select! {
             r = console.serve() => r?,
             _ = tokio::signal::ctrl_c() => {}

@@ -62,6 +62,18 @@ fn unset_secrets(flows: &Flows, secrets: &Secrets) -> Vec<String> {
 }
 
 pub fn run(opts: Options) -> Result<ExitCode> {
+    let dir = opts.flows.display();
+    if !opts.flows.exists() {
+        anyhow::bail!(
+            "the flows directory {dir} does not exist: create it (mkdir -p {dir}) and add a flow file, \
+             or point --flows at yours (examples/ has four)"
+        );
+    }
+    if !opts.flows.is_dir() {
+        anyhow::bail!(
+            "--flows takes a directory, and {dir} is a file: give its directory (or check it alone with `hookflow validate {dir}`)"
+        );
+    }
     let flows = match load_dir(&opts.flows) {
         Ok(f) => {
             if f.is_empty() {
@@ -117,28 +129,36 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async move {
         let rt = Runtime::new(config, flows)?;
-        let listener = tokio::net::TcpListener::bind(&opts.listen)
-            .await
-            .with_context(|| format!("listening on {}", opts.listen))?;
+        let listener = tokio::net::TcpListener::bind(&opts.listen).await.with_context(|| {
+            format!("cannot listen on {} (give --listen another HOST:PORT; port 0 takes any free one)", opts.listen)
+        })?;
         let addr = listener.local_addr()?;
+        let backend = DevBackend::new(rt.clone(), opts.flows.clone());
+        let admin = Arc::new(Admin { backend, token: Some(token.clone()) });
+        // Both addresses are taken before anything is printed: a port in
+        // use is the one thing said.
+        let console = match &opts.console {
+            Some(at) => Some(
+                crate::console::listen(
+                    at,
+                    hookflow_console::Config {
+                        admin: hookflow_admin::router(admin.clone()),
+                        admin_token: token.clone(),
+                        triggers_base: Some(format!("http://{addr}")),
+                    },
+                )
+                .await?,
+            ),
+            None => None,
+        };
         println!("{}", banner(&rt, addr));
         if generated {
             println!("admin API: http://{addr}/v1 (Authorization: Bearer {token})");
         } else {
             println!("admin API: http://{addr}/v1 (bearer token from --admin-token / HOOKFLOW_ADMIN_TOKEN)");
         }
-        let backend = DevBackend::new(rt.clone(), opts.flows.clone());
-        let admin = Arc::new(Admin { backend, token: Some(token.clone()) });
-        if let Some(at) = &opts.console {
-            let console = crate::console::listen(
-                at,
-                hookflow_console::Config {
-                    admin: hookflow_admin::router(admin.clone()),
-                    admin_token: token,
-                    triggers_base: Some(format!("http://{addr}")),
-                },
-            )
-            .await?;
+        if let Some(console) = console {
+            crate::console::announce(&console);
             tokio::spawn(async move {
                 if let Err(e) = console.serve().await {
                     eprintln!("the console stopped: {e}");

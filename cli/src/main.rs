@@ -12,6 +12,7 @@ mod dry_run;
 mod flows;
 mod records;
 mod sign;
+mod stack;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -110,7 +111,7 @@ enum Command {
         #[arg(long)]
         flows: PathBuf,
         /// Where the trigger endpoints and the admin API listen (HOST:PORT).
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, default_value = "127.0.0.1:8080", value_parser = host_port)]
         listen: String,
         /// Where the store lives.
         #[arg(long, default_value = ".hookflow")]
@@ -140,7 +141,7 @@ enum Command {
         admin_token: Option<String>,
         /// Where the console (the browser view) listens; `off` for none.
         /// The start prints a one-time sign-in link to it.
-        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR", value_parser = host_port_or_off)]
         console: String,
         /// Retry delays of event deliveries after the first attempt
         /// (default: the Standard Webhooks schedule, 5s,5m,30m,2h,5h,10h,14h,20h,24h).
@@ -179,11 +180,12 @@ enum Command {
     /// your AWS credentials. With `--stack`, the stack's outputs and
     /// parameters name them; with `--table`, the `HOOKFLOW_*` variables
     /// (the queue URLs, the secrets prefix) of the environment do.
+    #[command(group = clap::ArgGroup::new("stack_or_table").required(true).args(["stack", "table"]))]
     Console {
         /// The CloudFormation stack `sam deploy` made (its outputs name the
         /// table, the queues and the API URL; its parameters the secrets
-        /// prefix). Wins over `--table`.
-        #[arg(long, required_unless_present = "table")]
+        /// prefix). Wins over `--table`. One of the two is needed.
+        #[arg(long)]
         stack: Option<String>,
         /// The stack's DynamoDB table (output `TableName`).
         #[arg(long, env = "HOOKFLOW_TABLE", hide_env_values = true)]
@@ -193,7 +195,7 @@ enum Command {
         #[arg(long)]
         region: Option<String>,
         /// Where the console listens (HOST:PORT; port 0: any free one).
-        #[arg(long, default_value = "127.0.0.1:0")]
+        #[arg(long, default_value = "127.0.0.1:0", value_parser = host_port)]
         listen: String,
         /// The stack's HTTP API URL (output `ApiUrl`), for the trigger URLs shown.
         #[arg(long)]
@@ -202,6 +204,18 @@ enum Command {
         /// link signs in once).
         #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
+    },
+    /// Prints `export HOOKFLOW_…='…'` lines from a deployed stack's outputs
+    /// (the table, queues, API and admin URLs) for
+    /// `eval "$(hookflow stack-env --stack hookflow)"`.
+    StackEnv {
+        /// The CloudFormation stack `sam deploy` made.
+        #[arg(long)]
+        stack: String,
+        /// The stack's region (else the AWS configuration's: `AWS_REGION`,
+        /// the profile).
+        #[arg(long)]
+        region: Option<String>,
     },
     /// The request log: inbound requests, steps, attempts (of `hookflow dev`,
     /// or of a deployment with `--table`).
@@ -347,6 +361,27 @@ enum DeadCommand {
     },
 }
 
+/// A `--listen` address: `HOST:PORT`, said how when a port or a host was
+/// given alone.
+fn host_port(given: &str) -> Result<String, String> {
+    let given = given.trim();
+    if given.parse::<u16>().is_ok() {
+        return Err(format!(
+            "`{given}` is a port alone: give HOST:PORT, such as 127.0.0.1:{given} (this machine only) or 0.0.0.0:{given} (every interface)"
+        ));
+    }
+    let port = given.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+    match port {
+        Some((host, Ok(_))) if !host.is_empty() => Ok(given.to_string()),
+        _ => Err(format!("`{given}` is not HOST:PORT: give an address and a port, such as 127.0.0.1:8080")),
+    }
+}
+
+/// `--console`: HOST:PORT, or `off`.
+fn host_port_or_off(given: &str) -> Result<String, String> {
+    if given.trim() == "off" { Ok("off".into()) } else { host_port(given) }
+}
+
 /// The fewest characters an admin token may have: a shorter one is
 /// guessed too soon.
 const MIN_ADMIN_TOKEN: usize = 16;
@@ -438,6 +473,7 @@ fn main() -> ExitCode {
             };
             console::run(console::Options { from, region, listen, api_url, admin_token })
         }
+        Command::StackEnv { stack, region } => stack::env(&stack, region),
         Command::Logs { data, table, tenant, flow, run, status, since, json } => records::logs(
             source(data, table, None),
             tenant.as_deref(),
@@ -478,6 +514,18 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_listen_address_is_host_and_port_and_says_how_when_not() {
+        assert_eq!(super::host_port("127.0.0.1:8080").as_deref(), Ok("127.0.0.1:8080"));
+        assert_eq!(super::host_port("[::1]:0").as_deref(), Ok("[::1]:0"));
+        assert_eq!(super::host_port("localhost:9000").as_deref(), Ok("localhost:9000"));
+        let port = super::host_port("8080").unwrap_err();
+        assert!(port.contains("give HOST:PORT, such as 127.0.0.1:8080"), "{port}");
+        assert!(super::host_port("localhost").unwrap_err().contains("not HOST:PORT"));
+        assert!(super::host_port(":80").is_err() && super::host_port("h:99999").is_err());
+        assert_eq!(super::host_port_or_off("off").as_deref(), Ok("off"));
+    }
+
     use super::*;
     use clap::CommandFactory;
 

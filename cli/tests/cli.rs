@@ -49,6 +49,40 @@ fn every_example_passes_its_sample_dry_run_and_the_readme_counts_them() {
     assert!(readme.to_lowercase().contains(&said), "README should say `{said}`: {names:?}");
 }
 
+/// The errors a newcomer meets first say what to do.
+#[test]
+fn first_mistakes_are_answered_with_what_to_do() {
+    let dir = tempdir();
+    let (empty, typos) = (dir.join("empty.yaml"), dir.join("typos.yaml"));
+    std::fs::write(&empty, "# nothing yet\n").unwrap();
+    std::fs::write(
+        &typos,
+        "id: t\ntenant: acme\ntrigger: { type: webhook, path: p, metods: [POST] }\nsteps:\n  - id: s\n    type: http\n    ur: https://x.example\n",
+    )
+    .unwrap();
+    let o = hookflow(&["validate", empty.to_str().unwrap(), typos.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("empty.yaml:1:1: the file is empty: a flow is a mapping with `id`"), "{out}");
+    assert!(out.contains(":3:36: trigger.metods: unknown field `metods`: did you mean `methods`?"), "{out}");
+    assert!(out.contains(":7:5: steps[0].ur: unknown field `ur`: did you mean `url`?"), "{out}");
+    assert!(out.contains("`id`, `if`, `on_failure`, `type`"), "a step's own keys are listed: {out}");
+
+    let missing = dir.join("no-such-dir");
+    let o = hookflow(&["dev", "--flows", missing.to_str().unwrap(), "--data", dir.join("d").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("does not exist: create it (mkdir -p"), "{err}");
+    let o = hookflow(&["dev", "--flows", "examples", "--listen", "8080"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("`8080` is a port alone: give HOST:PORT, such as 127.0.0.1:8080"), "{err}");
+
+    let o = hookflow(&["validate", "examples"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("secrets they read: github_webhook_secret, partner_signing_key"), "{err}");
+}
+
 #[test]
 fn invalid_flows_print_file_line_col_field_lines_and_exit_1() {
     let dir = tempdir();

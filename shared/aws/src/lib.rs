@@ -81,7 +81,7 @@ impl Error {
     ) -> Self
     where
         E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         use aws_sdk_dynamodb::error::SdkError;
         let transient =
@@ -95,9 +95,32 @@ impl Error {
                 });
         let message = match e.as_service_error() {
             Some(s) => format!("{}: {}", s.code().unwrap_or("error"), s.message().unwrap_or("")),
-            None => format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)),
+            None => chain(&e),
         };
         Error::Aws { service, operation, message, transient }
+    }
+}
+
+/// An error and its causes, each said once (no debug dump), and what to do
+/// when the cause is a missing credential.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut said: Vec<String> = vec![e.to_string()];
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !said.iter().any(|s| s.contains(&text)) {
+            said.push(text);
+        }
+        cause = c.source();
+    }
+    let text = said.join(": ");
+    if text.contains("credentials") {
+        format!(
+            "{text} — no usable AWS credentials: run `aws configure` (or `aws sso login`), or set AWS_PROFILE, \
+             or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; and AWS_REGION"
+        )
+    } else {
+        text
     }
 }
 

@@ -51,8 +51,10 @@ pub enum Error {
     /// The HTTP client of test requests could not be built.
     #[error("the console's HTTP client: {0}")]
     Client(#[from] hookflow_io::Error),
-    #[error("the console cannot listen on {at}: {source} (give it another address, or `off`)")]
-    Listen { at: String, source: std::io::Error },
+    #[error(
+        "the console cannot listen on {at}: {cause} (give it another address, such as 127.0.0.1:0 for any free port, or `off`)"
+    )]
+    Listen { at: String, cause: std::io::Error },
 }
 
 /// What the console needs from the process that serves it.
@@ -140,7 +142,7 @@ impl Listening {
 /// Binds `at` and makes the console: on a loopback address it answers only
 /// requests for that address (`127.0.0.1:PORT`, `localhost:PORT`).
 pub async fn listen(at: &str, config: Config) -> Result<Listening, Error> {
-    let failed = |source| Error::Listen { at: at.to_string(), source };
+    let failed = |cause| Error::Listen { at: at.to_string(), cause };
     let listener = tokio::net::TcpListener::bind(at).await.map_err(failed)?;
     let addr = listener.local_addr().map_err(failed)?;
     let hosts = addr.ip().is_loopback().then(|| vec![addr.to_string(), format!("localhost:{}", addr.port())]);

@@ -35,6 +35,7 @@ pub(crate) const ORDER: &[&str] = &[
     "trigger_rules",
     "step_rules",
     "scope",
+    "keys",
     "schema",
     // run/ (`run/mod.rs` is `run`)
     "request",

@@ -16,6 +16,7 @@ use crate::signature::System;
 use crate::source::{self, SourceMap, join_index, join_key};
 use crate::template::{Templates, condition_expression, single_expression};
 
+mod keys;
 mod scope;
 mod step_rules;
 mod trigger_rules;
@@ -84,6 +85,30 @@ pub fn load_flow(file: &Path, text: &str) -> Result<CompiledFlow, Error> {
     };
     let (value, map) = source::parse(text)
         .map_err(|e| Error::Invalid(vec![diag(None, String::new(), e.message, Some(e.position))]))?;
+    let kind = match &value {
+        Value::Null => Some("empty"),
+        Value::Object(_) => None,
+        Value::Array(_) => Some("a list"),
+        _ => Some("a single value"),
+    };
+    if let Some(kind) = kind {
+        let message = format!(
+            "the file is {kind}: a flow is a mapping with `id`, `tenant`, `trigger` and `steps` \
+             (examples/hello.yaml is the smallest)"
+        );
+        return Err(Error::Invalid(vec![diag(
+            None,
+            String::new(),
+            message,
+            Some(source::Position { line: 1, col: 1 }),
+        )]));
+    }
+    let unknown = keys::unknown(&value);
+    if !unknown.is_empty() {
+        return Err(Error::Invalid(
+            unknown.into_iter().map(|(field, message)| diag(Some(&map), field, message, None)).collect(),
+        ));
+    }
     let flow: Flow = match serde_path_to_error::deserialize(&value) {
         Ok(f) => f,
         Err(e) => {
@@ -98,12 +123,7 @@ pub fn load_flow(file: &Path, text: &str) -> Result<CompiledFlow, Error> {
                 field = join_key(&field, &inner_path);
                 message = inner_message;
             }
-            // Point unknown fields at the key itself.
-            if let Some(name) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next())
-                && !field.ends_with(name)
-            {
-                field = join_key(&field, name);
-            }
+            // (Unknown keys were all reported above, by `keys`.)
             return Err(Error::Invalid(vec![diag(Some(&map), field, message, None)]));
         }
     };
@@ -146,13 +166,7 @@ fn step_error_detail(value: &Value, field: &str) -> Option<(String, String)> {
         if path == "." {
             path.clear();
         }
-        let message = e.inner().to_string();
-        if let Some(name) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next())
-            && !path.ends_with(name)
-        {
-            path = join_key(&path, name);
-        }
-        Some((path, message))
+        Some((path, e.inner().to_string()))
     }
     let v = Value::Object(obj);
     match kind.as_str()? {
