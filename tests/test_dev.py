@@ -729,7 +729,20 @@ def test_logs_runs_and_dead_replay_from_the_cli(dev, receiver):
 
     code, out, _ = cli("runs", "show", dead["run_id"])
     assert code == 0
-    assert "attempt 1" in out and "400" in out and '"failed"' in out, out
+    # What happened first, as the console's run page says it; then the
+    # timeline, oldest first.
+    said = out.splitlines()[1]
+    assert said == "Failed at step send: after 1 attempt: status 400 halts the step", out
+    assert "attempt 1" in out and "400" in out, out
+    times = [l.split()[0] for l in out.splitlines()[2:]]
+    assert times == sorted(times), out
+
+    # Listings go newest first, as the console; --reverse oldest first.
+    code, out, _ = cli("logs")
+    newest = [l.split()[0] for l in out.splitlines()]
+    assert code == 0 and newest == sorted(newest, reverse=True) and len(newest) >= 4, out
+    code, out, _ = cli("logs", "--reverse")
+    assert [l.split()[0] for l in out.splitlines()] == sorted(newest), out
 
     # A reader that went away (`| head`): the command ends quietly, 0.
     closed = subprocess.Popen([binary, "logs", "--data", str(d.data)], stdout=subprocess.PIPE,
@@ -740,9 +753,10 @@ def test_logs_runs_and_dead_replay_from_the_cli(dev, receiver):
 
     code, _, err = cli("dead", "replay", "nosuch")
     assert code == 1 and "no dead delivery nosuch" in err, err
-    code, out, err = cli("dead", "replay", "--all")
+    # --wait follows the replay to its end and says it.
+    code, out, err = cli("dead", "replay", "--all", "--wait", "20s")
     assert code == 0, err
-    assert out.split() == [dead["delivery_id"], "run", dead["run_id"]], out
+    assert out.split() == [dead["delivery_id"], "run", dead["run_id"], "delivered", "200"], out
     second = r.wait(2)[1]
     assert second["headers"]["webhook-id"] == dead["delivery_id"]
     d.wait_log(lambda l: l["message"] == "delivered")
@@ -1040,7 +1054,8 @@ steps:
         r.wait(1)
         time.sleep(1.1)  # the directory's modification time moves on
         (d.dir / "pinned.yaml").write_text(flow("/edited"))
-        d.wait_log(lambda l: l["message"] == "flows reloaded")
+        reloaded = d.wait_log(lambda l: l["message"] == "flows reloaded")
+        assert reloaded["triggers"] == [f"POST http://127.0.0.1:{d.port}/hooks/acme/pinned"], reloaded
         held.set()
         d.wait_log(lambda l: l["message"] == "run finished")
         assert d.call("/hooks/acme/pinned", {"n": 2})[0] == 202

@@ -166,7 +166,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             });
         }
         tokio::spawn(rt.clone().work());
-        tokio::spawn(watch(rt.clone(), opts.flows.clone()));
+        tokio::spawn(watch(rt.clone(), opts.flows.clone(), addr));
         tokio::spawn(prune(rt.clone(), opts.retention, opts.dead_retention));
         tokio::select! {
             r = serve(rt, admin, listener, opts.limits) => r?,

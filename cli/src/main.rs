@@ -244,6 +244,9 @@ enum Command {
         /// One JSON object a line.
         #[arg(long)]
         json: bool,
+        /// Oldest first (the default is newest first, as the console).
+        #[arg(long)]
+        reverse: bool,
     },
     /// Runs (of `hookflow dev`, or of a deployment with `--table`).
     Runs {
@@ -335,6 +338,9 @@ enum DeadCommand {
         /// One JSON array (`[]` when there are none).
         #[arg(long)]
         json: bool,
+        /// Oldest first (the default is newest first, as the console).
+        #[arg(long)]
+        reverse: bool,
     },
     /// Queue dead deliveries again, with their original webhook-id.
     Replay {
@@ -358,6 +364,11 @@ enum DeadCommand {
         /// With --table: the stack's deliveries queue (output `DeliveriesQueueUrl`).
         #[arg(long, env = "HOOKFLOW_DELIVERIES_QUEUE_URL", hide_env_values = true, requires = "table")]
         deliveries_queue_url: Option<String>,
+        /// Wait up to this long (e.g. `30s`) for each replayed delivery's
+        /// next attempt and print how it ended; exits 1 unless every one
+        /// was delivered.
+        #[arg(long, value_name = "DURATION")]
+        wait: Option<hookflow_core::duration::Span>,
     },
 }
 
@@ -474,28 +485,31 @@ fn main() -> ExitCode {
             console::run(console::Options { from, region, listen, api_url, admin_token })
         }
         Command::StackEnv { stack, region } => stack::env(&stack, region),
-        Command::Logs { data, table, tenant, flow, run, status, since, json } => records::logs(
+        Command::Logs { data, table, tenant, flow, run, status, since, json, reverse } => records::logs(
             source(data, table, None),
             tenant.as_deref(),
             LogFilter { flow_id: flow, run_id: run, failed_only: status.is_some(), ..Default::default() },
             since.as_deref(),
-            json,
+            records::Shown { json, reverse },
         ),
         Command::Runs { command: RunsCommand::Show { run_id, data, table, json } } => {
             records::run_show(source(data, table, None), &run_id, json)
         }
-        Command::Dead { command: DeadCommand::List { data, table, flow, tenant, json } } => {
-            records::dead_list(source(data, table, None), flow.as_deref(), tenant.as_deref(), json)
-        }
-        Command::Dead { command: DeadCommand::Replay { id, all, flow, tenant, data, table, deliveries_queue_url } } => {
-            records::dead_replay(
-                source(data, table, deliveries_queue_url),
-                id.as_deref(),
-                all,
+        Command::Dead { command: DeadCommand::List { data, table, flow, tenant, json, reverse } } => {
+            records::dead_list(
+                source(data, table, None),
                 flow.as_deref(),
                 tenant.as_deref(),
+                records::Shown { json, reverse },
             )
         }
+        Command::Dead {
+            command: DeadCommand::Replay { id, all, flow, tenant, data, table, deliveries_queue_url, wait },
+        } => records::dead_replay(
+            source(data, table, deliveries_queue_url),
+            records::Chosen { id: id.as_deref(), all, flow: flow.as_deref(), tenant: tenant.as_deref() },
+            wait.map(|w| w.get()),
+        ),
         Command::Apply { flows, table, dry_run, api_url } => aws::apply(&flows, &table, dry_run, api_url.as_deref()),
         Command::LocalAws { command: LocalAwsCommand::Up { prefix } } => aws::local_up(&prefix),
         Command::Schema => {

@@ -100,6 +100,25 @@ fn line(e: &LogEntry) -> String {
     )
 }
 
+/// How a listing is printed.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown {
+    /// One JSON value (an object a line; `dead list`: one array).
+    pub json: bool,
+    /// Oldest first; newest first otherwise, as the console lists.
+    pub reverse: bool,
+}
+
+/// Entries newest first (`reverse`: oldest first), in the store's order
+/// within a millisecond.
+fn ordered(mut entries: Vec<LogEntry>, reverse: bool) -> Vec<LogEntry> {
+    entries.sort_by_key(|e| (e.at, e.seq));
+    if !reverse {
+        entries.reverse();
+    }
+    entries
+}
+
 fn print(entries: &[LogEntry], json: bool) -> Result<()> {
     for e in entries {
         if json {
@@ -116,7 +135,7 @@ pub fn logs(
     tenant: Option<&str>,
     filter: LogFilter,
     since_text: Option<&str>,
-    json: bool,
+    shown: Shown,
 ) -> Result<ExitCode> {
     let mut filter = filter;
     filter.since = since(since_text)?;
@@ -142,7 +161,7 @@ pub fn logs(
                 .collect()
         }
     };
-    print(&entries, json)?;
+    print(&ordered(entries, shown.reverse), shown.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -165,13 +184,18 @@ pub fn run_show(source: Source, run_id: &str, json: bool) -> Result<ExitCode> {
         out!("{}", serde_json::json!({"run": state, "timeline": entries}));
         return Ok(ExitCode::SUCCESS);
     }
+    // What happened, as the console's run page says it; then the
+    // timeline, in order.
+    let log: Vec<Value> = entries.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
+    let said = hookflow_console::Headline::of(&state, &log);
     out!(
-        "run {run_id}  flow {}  event {}  status {}",
+        "run {run_id}  flow {}/{}  event {}",
+        state["tenant"].as_str().unwrap_or(""),
         state["flow_id"].as_str().unwrap_or(""),
-        state["event_id"].as_str().unwrap_or(""),
-        state["status"]
+        state["event_id"].as_str().unwrap_or("")
     );
-    print(&entries, false)?;
+    out!("{}: {}", said.title, said.detail);
+    print(&ordered(entries, true), false)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -195,11 +219,15 @@ impl Records {
     }
 }
 
-/// The dead deliveries, oldest first; with `json`, one JSON array (`[]`
-/// when there are none).
-pub fn dead_list(source: Source, flow: Option<&str>, tenant: Option<&str>, json: bool) -> Result<ExitCode> {
-    let dead = source.open()?.dead(flow, tenant)?;
-    if json {
+/// The dead deliveries, newest first (`reverse`: oldest first); with
+/// `json`, one JSON array (`[]` when there are none).
+pub fn dead_list(source: Source, flow: Option<&str>, tenant: Option<&str>, shown: Shown) -> Result<ExitCode> {
+    let mut dead = source.open()?.dead(flow, tenant)?;
+    dead.sort_by(|a, b| (a.at, &a.row.delivery_id).cmp(&(b.at, &b.row.delivery_id)));
+    if !shown.reverse {
+        dead.reverse();
+    }
+    if shown.json {
         out!("{}", serde_json::to_string(&dead)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -210,13 +238,16 @@ pub fn dead_list(source: Source, flow: Option<&str>, tenant: Option<&str>, json:
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn dead_replay(
-    source: Source,
-    id: Option<&str>,
-    all: bool,
-    flow: Option<&str>,
-    tenant: Option<&str>,
-) -> Result<ExitCode> {
+/// Which dead deliveries a replay takes.
+pub struct Chosen<'a> {
+    pub id: Option<&'a str>,
+    pub all: bool,
+    pub flow: Option<&'a str>,
+    pub tenant: Option<&'a str>,
+}
+
+pub fn dead_replay(source: Source, which: Chosen, wait: Option<std::time::Duration>) -> Result<ExitCode> {
+    let Chosen { id, all, flow, tenant } = which;
     let aws = matches!(source, Source::Aws { .. });
     if let Source::Aws { deliveries_queue_url: None, .. } = &source {
         bail!("with --table, give --deliveries-queue-url (the stack's output DeliveriesQueueUrl)");
@@ -239,6 +270,7 @@ pub fn dead_replay(
         }
         _ => {}
     }
+    let started = hookflow_local::now_ms();
     let bar = indicatif::ProgressBar::new(chosen.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("replaying {bar:40} {pos}/{len} {msg}")
@@ -249,11 +281,77 @@ pub fn dead_replay(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    // What to follow: `hookflow logs --run` and `runs show` take the run.
-    for d in &chosen {
-        out!("{}  run {}", d.row.delivery_id, d.row.run_id);
-    }
     let who = if aws { "the dispatcher" } else { "a running `hookflow dev`" };
-    eprintln!("{} deliveries queued again (same webhook-id); {who} sends them now", chosen.len());
-    Ok(ExitCode::SUCCESS)
+    let Some(wait) = wait else {
+        // What to follow: `hookflow logs --run` and `runs show` take the run.
+        for d in &chosen {
+            out!("{}  run {}", d.row.delivery_id, d.row.run_id);
+        }
+        eprintln!("{} deliveries queued again (same webhook-id); {who} sends them now", chosen.len());
+        return Ok(ExitCode::SUCCESS);
+    };
+    eprintln!("{} deliveries queued again (same webhook-id); waiting for {who} to send them", chosen.len());
+    let ended = records.wait_for_attempts(&chosen, started, wait)?;
+    let mut all_delivered = true;
+    for d in &chosen {
+        let said = match ended.get(&d.row.delivery_id) {
+            Some((outcome, status)) => {
+                all_delivered &= outcome == "success";
+                let word = if outcome == "success" { "delivered" } else { outcome.as_str() };
+                format!("{word}{}", status.map(|s| format!(" {s}")).unwrap_or_default())
+            }
+            None => {
+                all_delivered = false;
+                format!("no attempt within {}", hookflow_core::duration::human(wait))
+            }
+        };
+        out!("{}  run {}  {said}", d.row.delivery_id, d.row.run_id);
+    }
+    Ok(if all_delivered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+impl Records {
+    /// Each delivery's latest attempt since `since` that ended it (a
+    /// success, or a halt or death), polled until every one has one or
+    /// `wait` is over: outcome and status, by delivery id. A retry in
+    /// between is waited through.
+    fn wait_for_attempts(
+        &self,
+        chosen: &[DeadDelivery],
+        since: i64,
+        wait: std::time::Duration,
+    ) -> Result<std::collections::HashMap<String, (String, Option<u64>)>> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut ended = std::collections::HashMap::new();
+        loop {
+            for d in chosen {
+                if ended.contains_key(&d.row.delivery_id) {
+                    continue;
+                }
+                let entries = match self {
+                    Records::Local(store) => store.query_log(&LogFilter {
+                        run_id: Some(d.row.run_id.clone()),
+                        since,
+                        ..Default::default()
+                    })?,
+                    Records::Aws { rt, store } => {
+                        rt.block_on(store.table.run_entries(&d.row.run_id, hookflow_local::now_ms()))?
+                    }
+                };
+                let last = entries
+                    .iter()
+                    .filter(|e| e.at >= since && e.kind.as_str() == "attempt")
+                    .filter(|e| e.delivery_id.as_deref() == Some(d.row.delivery_id.as_str()))
+                    .max_by_key(|e| (e.at, e.seq));
+                if let Some(e) = last.filter(|e| e.outcome.as_deref() != Some("retry")) {
+                    let status = e.detail.pointer("/response/status").and_then(Value::as_u64);
+                    ended.insert(d.row.delivery_id.clone(), (e.outcome.clone().unwrap_or_default(), status));
+                }
+            }
+            if ended.len() == chosen.len() || std::time::Instant::now() >= deadline {
+                return Ok(ended);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
 }

@@ -160,12 +160,15 @@ fn logs_runs_and_dead_deliveries_read_from_the_table_and_replay_through_the_queu
     let (delivery_id, queue) = rt.block_on(seed(&p));
     let table = p.table.as_str();
 
-    // The tenant's requests, with the run's timeline, oldest first.
+    // The tenant's requests, with the run's timeline, newest first
+    // (`--reverse`: oldest first).
     let (code, out, err) = hookflow(&["logs", "--table", table, "--tenant", "acme"]);
     assert_eq!(code, 0, "{err}");
     let accepted = out.find("accepted").expect("the accepted request");
     let rejected = out.find("rejected_404").expect("the rejected request");
-    assert!(accepted < rejected, "{out}");
+    assert!(rejected < accepted, "{out}");
+    let (_, oldest_first, _) = hookflow(&["logs", "--table", table, "--tenant", "acme", "--reverse"]);
+    assert!(oldest_first.find("accepted") < oldest_first.find("rejected_404"), "{oldest_first}");
     assert!(out.contains("step forward"), "the run's steps are in the log: {out}");
     let (_, failed, _) = hookflow(&["logs", "--table", table, "--tenant", "acme", "--status", "failed"]);
     assert!(failed.contains("rejected_404") && !failed.contains("accepted"), "{failed}");

@@ -41,6 +41,8 @@ use std::sync::Arc;
 use axum::Router;
 
 pub use session::Sessions;
+/// What a run page's header says, for the CLI's `runs show` too.
+pub use view::Headline;
 
 /// Why the console could not start.
 #[derive(Debug, thiserror::Error)]

@@ -174,6 +174,9 @@ fn pretty_line(now: i64, level: Level, message: &str, fields: &Value) -> Option<
             Some(reason) => s.push_str(&format!("rejected: {reason}")),
             None => s.push_str("accepted"),
         }
+        if let Some(warning) = text("warning") {
+            s.push_str(&format!(" (warning: {warning})"));
+        }
         return Some(s);
     }
     let chatter = message.starts_with("step ") || message == "run finished";

@@ -26,7 +26,7 @@ fn dir_stamp(dir: &Path) -> Option<SystemTime> {
 
 /// Reloads the flows when the directory changes; an invalid change is
 /// reported and the running flows stay.
-pub async fn watch(rt: Arc<Runtime>, dir: PathBuf) {
+pub async fn watch(rt: Arc<Runtime>, dir: PathBuf, addr: SocketAddr) {
     let mut last = dir_stamp(&dir);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -44,7 +44,8 @@ pub async fn watch(rt: Arc<Runtime>, dir: PathBuf) {
             Ok(flows) => {
                 let n = flows.all().count();
                 rt.set_flows(flows);
-                rt.logger.log(Level::Info, "flows reloaded", json!({"flows": n}));
+                let triggers = triggers(&rt, addr);
+                rt.logger.log(Level::Info, "flows reloaded", json!({"flows": n, "triggers": triggers}));
             }
             Err(problems) => {
                 rt.logger.log(Level::Error, "flows not reloaded: invalid", json!({"problems": problems}));
@@ -53,8 +54,9 @@ pub async fn watch(rt: Arc<Runtime>, dir: PathBuf) {
     }
 }
 
-/// The startup banner: one line with every trigger's URL.
-pub fn banner(rt: &Runtime, addr: SocketAddr) -> String {
+/// Every trigger: `METHODS URL` (`EVENT types -> tenant/flow` for an
+/// event's), sorted.
+fn triggers(rt: &Runtime, addr: SocketAddr) -> Vec<String> {
     let mut urls: Vec<String> = rt
         .flows()
         .all()
@@ -70,6 +72,12 @@ pub fn banner(rt: &Runtime, addr: SocketAddr) -> String {
         })
         .collect();
     urls.sort();
+    urls
+}
+
+/// The startup banner: one line with every trigger's URL.
+pub fn banner(rt: &Runtime, addr: SocketAddr) -> String {
+    let urls = triggers(rt, addr);
     if urls.is_empty() {
         return format!(
             "hookflow dev listening on http://{addr}; no flows yet: add a flow file (.yaml) to the flows \

@@ -209,6 +209,14 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
     if let Err(r) = decide::check_body(&flow, content_type, bytes.len()) {
         return reject(p, &a, Some(&flow), r).await;
     }
+    // A body declared JSON that is not: refused where the flow enforces
+    // its shape, else let through as text and said in the log.
+    let not_json = decide::json_problem(content_type, bytes);
+    if let Some(problem) = &not_json
+        && flow.flow.trigger.expect.as_ref().is_some_and(|e| e.enforce)
+    {
+        return reject(p, &a, Some(&flow), Rejection::new(400, problem.clone())).await;
+    }
     let mut request = InboundRequest {
         method: call.method,
         path: call.path,
@@ -307,7 +315,8 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
     };
     p.counted(Verdict::Accepted, received);
     let reply = decide::answer(admitted.reply, admitted.timed_out, &event_id);
-    p.lines(vec![decide::accepted_line(&a, &flow.flow.id, &run_id, &event_id, reply.status, p.now_ms())]);
+    let ids = (flow.flow.id.as_str(), run_id.as_str(), event_id.as_str());
+    p.lines(vec![decide::accepted_line(&a, ids, reply.status, not_json.as_deref(), p.now_ms())]);
     reply
 }
 
@@ -597,6 +606,23 @@ steps:
         assert_eq!(line.fields["reason"], "the trigger's secret `unset_key` is not set: set unset_key");
         assert!(line.fields["duration_ms"].is_number(), "{line:?}");
         assert_eq!(p.logged.lock().unwrap()[0].detail["reason"], line.fields["reason"]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_body_declared_json_that_is_not_is_said_or_refused_where_the_flow_enforces() {
+        let p = Fake::new();
+        let (status, reply, _) = send(&p, Req { body: b"{\"order\": 1".to_vec(), ..good() }).await;
+        assert_eq!(status, 400, "the guarded flow enforces its shape: {reply:?}");
+        assert!(reply.body.unwrap().contains("is not JSON"));
+        let text = FLOW.replace("    enforce: true\n", "");
+        let flow = hookflow_core::load_flow("guarded.yaml".as_ref(), &text).unwrap();
+        let p = Fake { flow: Some(Arc::new(flow)), ..Default::default() };
+        let (status, _, _) = send(&p, Req { body: b"{\"order\": 1".to_vec(), ..good() }).await;
+        assert_eq!(status, 202);
+        let lines = p.lines.lock().unwrap();
+        let line = lines.iter().find(|l| l.message == "inbound accepted").unwrap();
+        assert_eq!(line.level, Level::Warn);
+        assert!(line.fields["warning"].as_str().unwrap().contains("declared application/json but is not JSON"));
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -237,7 +237,9 @@ pub struct Expect {
     pub query: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<ExpectBody>,
-    /// Reject (422) bodies that do not match `body.schema`.
+    /// Reject (422) bodies that do not match `body.schema`, and (400)
+    /// bodies declared JSON that do not parse (otherwise let through as
+    /// text, with a warning in the log).
     #[serde(default)]
     pub enforce: bool,
 }

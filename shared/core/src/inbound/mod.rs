@@ -157,6 +157,19 @@ pub fn check_shape(flow: &CompiledFlow, body: &serde_json::Value) -> Result<(), 
     Err(Rejection::new(422, format!("body does not match the expected shape at {path}: {err}")))
 }
 
+/// What is wrong with a body declared JSON (`application/json`, `…+json`)
+/// that does not parse, if it is; an empty body is none.
+pub fn json_problem(content_type: &str, body: &[u8]) -> Option<String> {
+    let ct = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !(ct == "application/json" || ct.ends_with("+json")) || body.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let e = serde_json::from_slice::<serde::de::IgnoredAny>(body).err()?;
+    Some(format!(
+        "the body is declared {ct} but is not JSON ({e}): the flow sees it as text (`expect.enforce: true` answers 400)"
+    ))
+}
+
 /// Content types a trigger accepts.
 pub fn supported(content_type: &str) -> bool {
     let ct = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -385,12 +398,21 @@ pub fn accept(
 
 /// The line of an accepted request, once answered: what it asked, the
 /// status it got and how long that took (one line a request).
-pub fn accepted_line(a: &Arrival, flow_id: &str, run_id: &str, event_id: &str, status: u16, now: i64) -> LogLine {
+/// `warning`: what the request got wrong that the flow let through (a
+/// body declared JSON that is not).
+pub fn accepted_line(
+    a: &Arrival,
+    (flow_id, run_id, event_id): (&str, &str, &str),
+    status: u16,
+    warning: Option<&str>,
+    now: i64,
+) -> LogLine {
     LogLine {
-        level: Level::Info,
+        level: if warning.is_some() { Level::Warn } else { Level::Info },
         message: "inbound accepted".into(),
         fields: json!({"tenant": a.tenant, "flow_id": flow_id, "run_id": run_id, "event_id": event_id,
-                       "method": a.method, "path": a.path, "status": status, "duration_ms": (now - a.received).max(0)}),
+                       "method": a.method, "path": a.path, "status": status, "duration_ms": (now - a.received).max(0),
+                       "warning": warning}),
     }
 }
 
