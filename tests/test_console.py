@@ -486,6 +486,9 @@ def test_send_a_test_request_runs_the_flow_and_shows_its_answer(world):
     b = world.browser
     before = len(world.ok.requests)
     b.get(f"{world.base}/console/flows/acme/push")
+    # The form names the credential the trigger checks, its value to fill.
+    assert "X-Api-Key: <the value of secret inbound_key>" in b.find_element("name", "headers").get_attribute("value")
+    assert "secret `inbound_key`" in b.find_element("id", "credential-hint").text
 
     def send(headers, body):
         from selenium.webdriver.support.expected_conditions import staleness_of
@@ -517,7 +520,9 @@ def test_the_log_page_filters_by_outcome_and_time_range(world):
     assert status == 401
     b = world.browser
     b.get(f"{world.base}/console/log?outcome=rejected")
-    outcomes = [r.find_elements("tag name", "td")[3].text for r in b.find_elements("css selector", "#log-rows tr")]
+    outcomes = [r.find_element("css selector", ".outcome").text for r in b.find_elements("css selector", "#log-rows tr")]
+    assert b.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"), \
+        "the request log fits 1280 px"
     assert outcomes and all(o.startswith("rejected_") for o in outcomes), outcomes
     # A range that ends in the past has no entries of now, and no live tail.
     b.get(f"{world.base}/console/log?from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z")

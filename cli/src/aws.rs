@@ -31,13 +31,13 @@ pub fn apply(dir: &[PathBuf], table: &str, dry_run: bool, api_url: Option<&str>)
                     eprintln!("warning: {w}");
                 }
                 // Valid, but more than the AWS stack can run.
-                let problems = hookflow_aws::limits::problems(&flow);
+                let problems = flows::aws_problems(&flow);
                 if problems.is_empty() {
                     loaded.push((flow, text))
                 } else {
                     bad += 1;
-                    for (field, message) in problems {
-                        out!("{}: {field}: {message}", f.display());
+                    for p in problems {
+                        out!("{p}");
                     }
                 }
             }
@@ -46,6 +46,10 @@ pub fn apply(dir: &[PathBuf], table: &str, dry_run: bool, api_url: Option<&str>)
                 out!("{e}");
             }
         }
+    }
+    for clash in hookflow_core::validate::clashes(loaded.iter().map(|(flow, _)| flow)) {
+        bad += 1;
+        out!("{clash}");
     }
     if bad > 0 {
         eprintln!("hookflow apply: {bad} of {} flow file(s) invalid; nothing applied", files.len());

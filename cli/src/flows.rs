@@ -27,8 +27,26 @@ pub fn load(path: &Path) -> Result<std::result::Result<CompiledFlow, Error>> {
     Ok(load_flow(path, &text))
 }
 
-/// `hookflow validate`.
-pub fn validate(paths: &[PathBuf]) -> Result<ExitCode> {
+/// `file:line:col` of `field` in a loaded flow.
+fn place(flow: &CompiledFlow, field: &str) -> String {
+    let at = hookflow_core::source::parse(&flow.text).map(|(_, map)| map.locate(field)).unwrap_or_default();
+    format!("{}:{}:{}", flow.file.display(), at.line, at.col)
+}
+
+/// What a deployment refuses of a flow `hookflow dev` runs (a step's
+/// timeout past the dispatcher's), each as `file:line:col: field: why`.
+pub fn aws_problems(flow: &CompiledFlow) -> Vec<String> {
+    hookflow_aws::limits::problems(flow)
+        .into_iter()
+        .map(|(field, message)| format!("{}: {field}: {message}", place(flow, &field)))
+        .collect()
+}
+
+/// `hookflow validate`: every problem of every file, the rules `hookflow
+/// dev` loads by (two files with one trigger or one id included), and what
+/// a deployment refuses (warnings; errors with `aws`, as `apply` and the
+/// admin API on AWS refuse them).
+pub fn validate(paths: &[PathBuf], aws: bool) -> Result<ExitCode> {
     let files = collect(paths)?;
     if files.is_empty() {
         anyhow::bail!(
@@ -38,19 +56,37 @@ pub fn validate(paths: &[PathBuf]) -> Result<ExitCode> {
     }
     let mut bad = 0;
     let mut secrets = std::collections::BTreeSet::new();
+    let mut valid = Vec::new();
     for f in &files {
         match load(f)? {
             Ok(flow) => {
                 for w in &flow.warnings {
                     out!("warning: {w}");
                 }
+                let on_aws = aws_problems(&flow);
+                for p in &on_aws {
+                    if aws {
+                        out!("{p}");
+                    } else {
+                        out!("warning: {p} (on AWS only: `validate --aws` and `apply` refuse it)");
+                    }
+                }
+                if aws && !on_aws.is_empty() {
+                    bad += 1;
+                    continue;
+                }
                 secrets.extend(flow.secret_names());
+                valid.push(flow);
             }
             Err(e) => {
                 bad += 1;
                 out!("{e}");
             }
         }
+    }
+    for clash in hookflow_core::validate::clashes(&valid) {
+        bad += 1;
+        out!("{clash}");
     }
     if bad == 0 {
         eprintln!("{} flow file(s) valid", files.len());

@@ -42,6 +42,10 @@ enum Command {
         /// Flow files, or directories of them.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Refuse what a deployment refuses (a step's timeout past 20 s),
+        /// as `apply` does; without it, that is a warning.
+        #[arg(long)]
+        aws: bool,
     },
     /// Dry-run a flow: print, as JSON lines, each step's decision and each
     /// fully rendered outbound request (secrets shown as ***). Sends nothing.
@@ -421,7 +425,7 @@ fn source(data: PathBuf, table: Option<String>, deliveries_queue_url: Option<Str
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Validate { paths } => flows::validate(&paths),
+        Command::Validate { paths, aws } => flows::validate(&paths, aws),
         Command::Test { flow, sample, request, responses } => {
             dry_run::run(&flow, sample, request.as_deref(), &responses)
         }

@@ -83,6 +83,41 @@ fn first_mistakes_are_answered_with_what_to_do() {
     assert!(err.contains("secrets they read: github_webhook_secret, partner_signing_key"), "{err}");
 }
 
+/// `validate` says yes or no by the rules `dev` and `apply` use.
+#[test]
+fn validate_agrees_with_dev_and_apply() {
+    let dir = tempdir();
+    let flow = |id: &str, extra: &str| {
+        format!(
+            "id: {id}\ntenant: t\ntrigger: {{ type: webhook, path: same }}\nsteps:\n  - id: s\n    type: http\n    url: https://x.example/\n{extra}"
+        )
+    };
+    std::fs::write(dir.join("a.yaml"), flow("a", "    timeout: 60s\n")).unwrap();
+    std::fs::write(
+        dir.join("b.yaml"),
+        flow("b", "    body: { json: { v: \"{{ trigger.body.x | nosuchfilter }}\" } }\n"),
+    )
+    .unwrap();
+    let o = hookflow(&["validate", dir.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("b.yaml:8:21: steps[0].body.json.v: template: unknown filter `nosuchfilter`"), "{out}");
+    assert!(
+        out.contains("a.yaml:8:5: steps[0].timeout: step `s` may take 60s") && out.contains("(on AWS only"),
+        "{out}"
+    );
+    std::fs::write(dir.join("b.yaml"), flow("b", "")).unwrap();
+    let o = hookflow(&["validate", dir.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert!(out.contains("a.yaml and ") && out.contains("b.yaml both use the trigger /hooks/t/same"), "{out}");
+    std::fs::write(dir.join("b.yaml"), flow("b", "").replace("path: same", "path: other")).unwrap();
+    let o = hookflow(&["validate", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "a timeout past AWS's is a warning: {}", stdout(&o));
+    let o = hookflow(&["validate", "--aws", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "and an error with --aws: {}", stdout(&o));
+    assert!(!stdout(&o).contains("(on AWS only"), "{}", stdout(&o));
+}
+
 #[test]
 fn invalid_flows_print_file_line_col_field_lines_and_exit_1() {
     let dir = tempdir();

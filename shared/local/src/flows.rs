@@ -55,6 +55,9 @@ pub struct Flows {
 
 impl Flows {
     pub fn new(flows: Vec<CompiledFlow>) -> Result<Self, Error> {
+        if let Some(clash) = hookflow_core::validate::clashes(&flows).into_iter().next() {
+            return Err(Error::Config(clash));
+        }
         let mut f = Flows::default();
         for flow in flows {
             let flow = Arc::new(flow);
@@ -62,23 +65,10 @@ impl Flows {
             let route = (t.clone(), flow.flow.trigger.path.trim_matches('/').to_string());
             if flow.flow.trigger.kind == TriggerKind::Event {
                 f.by_event.push(flow.clone());
-            } else if let Some(other) = f.by_route.insert(route.clone(), flow.clone()) {
-                return Err(Error::Config(format!(
-                    "{} and {} both use the trigger /hooks/{}/{}",
-                    other.file.display(),
-                    flow.file.display(),
-                    route.0,
-                    route.1
-                )));
+            } else {
+                f.by_route.insert(route, flow.clone());
             }
-            if let Some(other) = f.by_id.insert((t.clone(), flow.flow.id.clone()), flow.clone()) {
-                return Err(Error::Config(format!(
-                    "{} and {} both define flow `{}` of tenant `{t}`",
-                    other.file.display(),
-                    flow.file.display(),
-                    flow.flow.id
-                )));
-            }
+            f.by_id.insert((t, flow.flow.id.clone()), flow.clone());
         }
         Ok(f)
     }

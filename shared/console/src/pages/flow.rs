@@ -65,8 +65,13 @@ async fn show(c: &Console, s: &Session, tenant: &str, id: &str, mut shown: Shown
         info.pointer("/flow/trigger/expect/body/sample").map(|v| serde_json::to_string_pretty(v).unwrap_or_default());
     let methods: Vec<&str> = row.methods.split(", ").filter(|m| METHODS.contains(m)).collect();
     let sent = shown.sent.unwrap_or_else(|| {
+        // The credential the trigger checks, named, its value left to fill.
+        let headers = match &row.credential.header {
+            Some(line) => format!("Content-Type: application/json\n{line}"),
+            None => "Content-Type: application/json".to_string(),
+        };
         json!({"method": methods.first().copied().unwrap_or("POST"),
-               "headers": "Content-Type: application/json", "body": sample.clone().unwrap_or_default()})
+               "headers": headers, "body": sample.clone().unwrap_or_default()})
     });
     let ctx = json!({
         "f": row, "source": source, "lines": lines, "loose": loose,

@@ -231,8 +231,62 @@ pub struct FlowView {
     pub events: String,
     pub methods: String,
     pub auth: String,
+    /// What a test request must carry for the trigger's auth, as the
+    /// send form prefills it: a header line with a placeholder naming the
+    /// secret, or a hint where it cannot be typed (a signature).
+    pub credential: Credential,
     /// Inbound requests in the last hour.
     pub count: usize,
+}
+
+/// A test request's credential (see [`FlowView::credential`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Credential {
+    /// `X-Api-Key: <secret quote_api_key>`, to prefill the headers with.
+    pub header: Option<String>,
+    /// What to do with it.
+    pub hint: String,
+}
+
+impl Credential {
+    fn of(trigger: &Value) -> Self {
+        let Some(auth) = trigger.get("auth") else {
+            return Credential { header: None, hint: "The trigger checks no credential.".into() };
+        };
+        let secret = text(auth, "secret");
+        let value = format!("<the value of secret {secret}>");
+        match text(auth, "type").as_str() {
+            "api_key" => {
+                match (auth.get("header").and_then(Value::as_str), auth.get("query").and_then(Value::as_str)) {
+                    (Some(h), _) => Credential {
+                        header: Some(format!("{h}: {value}")),
+                        hint: format!("Replace the placeholder in `{h}` with the secret `{secret}`."),
+                    },
+                    (None, Some(q)) => Credential {
+                        header: None,
+                        hint: format!("The key goes in the query: add `?{q}=` and the secret `{secret}` to the URL."),
+                    },
+                    _ => Credential::default(),
+                }
+            }
+            "bearer" => Credential {
+                header: Some(format!("Authorization: Bearer {value}")),
+                hint: format!("Replace the placeholder with the secret `{secret}`."),
+            },
+            "basic" => Credential {
+                header: Some(format!("Authorization: Basic <base64 of {}:secret {secret}>", text(auth, "username"))),
+                hint: "Replace the placeholder with `username:password` in base64.".into(),
+            },
+            "none" => Credential { header: None, hint: "The trigger checks no credential.".into() },
+            _ => Credential {
+                header: None,
+                hint: format!(
+                    "The trigger checks a signature made with the secret `{secret}`: send a request signed by \
+                     its sender, or `hookflow sign` one."
+                ),
+            },
+        }
+    }
 }
 
 impl FlowView {
@@ -274,6 +328,7 @@ impl FlowView {
             events: list("events"),
             methods: if methods.is_empty() && webhook { "POST".into() } else { methods },
             auth,
+            credential: Credential::of(&t),
         }
     }
 }
@@ -514,6 +569,13 @@ mod tests {
         assert_eq!(row.url.as_deref(), Some("http://127.0.0.1:8787/hooks/acme/orders"));
         assert_eq!(row.methods, "POST, PUT");
         assert_eq!(row.auth, "signature (stripe) · replays refused");
+        assert!(row.credential.header.is_none() && row.credential.hint.contains("signature made with the secret `s`"));
+        let keyed = FlowView::of(
+            &json!({"id": "q", "tenant": "t", "trigger": {"path": "q", "auth": {"type": "api_key", "header": "X-Api-Key", "secret": "k"}}}),
+            None,
+            &BTreeMap::new(),
+        );
+        assert_eq!(keyed.credential.header.as_deref(), Some("X-Api-Key: <the value of secret k>"));
         assert_eq!(row.count, 3);
         let ev = json!({"tenant": "t", "id": "e", "trigger": {"type": "event", "events": ["a.*"]}});
         let row = FlowView::of(&ev, None, &BTreeMap::new());

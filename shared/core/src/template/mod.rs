@@ -168,6 +168,61 @@ fn expr_key(expr: &str) -> String {
     format!("expr:{expr}")
 }
 
+/// The code of a template: what is inside `{{ }}` and `{% %}` (a bare
+/// expression is all code), with string literals blanked out.
+fn code_of(source: &str, bare: bool) -> String {
+    let mut code = String::new();
+    let mut inside = bare;
+    let mut quote: Option<char> = None;
+    let mut chars = source.chars().peekable();
+    while let Some(c) = chars.next() {
+        if !inside {
+            if c == '{' && matches!(chars.peek(), Some('{' | '%')) {
+                chars.next();
+                inside = true;
+                code.push(' ');
+            }
+            continue;
+        }
+        match quote {
+            Some(_) if c == '\\' => {
+                chars.next();
+            }
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if !bare && (c == '}' || c == '%') && chars.peek() == Some(&'}') => {
+                chars.next();
+                inside = false;
+                code.push(' ');
+            }
+            None => code.push(c),
+        }
+    }
+    code
+}
+
+/// The filter names a template's code uses (`| name`) and the test names
+/// (`is name`, `is not name`).
+fn filters_and_tests(code: &str) -> (Vec<String>, Vec<String>) {
+    let ident = |rest: &str| -> String {
+        rest.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
+    };
+    let filters = code.split('|').skip(1).map(ident).filter(|n| !n.is_empty()).collect();
+    let words: Vec<&str> =
+        code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect();
+    let mut tests = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        if *w == "is" {
+            let next = if words.get(i + 1) == Some(&"not") { words.get(i + 2) } else { words.get(i + 1) };
+            if let Some(n) = next {
+                tests.push(n.to_string());
+            }
+        }
+    }
+    (filters, tests)
+}
+
 fn b64encode(v: String) -> String {
     base64::engine::general_purpose::STANDARD.encode(v)
 }
@@ -202,6 +257,7 @@ impl Templates {
         if self.env.get_template(source).is_err() {
             self.env.add_template_owned(source.to_string(), source.to_string()).map_err(|e| describe(&e))?;
         }
+        self.known_names(&code_of(source, false))?;
         if let Some(plan) = text_plan(source) {
             self.texts.insert(source.to_string(), plan);
         }
@@ -217,11 +273,35 @@ impl Templates {
         // Parse as an expression first, so a statement smuggled into an
         // expression is reported as a syntax error.
         let vars = self.env.compile_expression(expr).map_err(|e| describe(&e))?.undeclared_variables(true);
+        self.known_names(&code_of(expr, true))?;
         let key = expr_key(expr);
         if self.env.get_template(&key).is_err() {
             self.env.add_template_owned(key, format!("{{% set __value = ({expr}) %}}")).map_err(|e| describe(&e))?;
         }
         Ok(vars.into_iter().collect())
+    }
+
+    /// Refuses a filter or a test the engine does not have: minijinja
+    /// finds out only when it renders (a run's step would fail), so each
+    /// name is tried once on a constant.
+    fn known_names(&self, code: &str) -> Result<(), TemplateError> {
+        let (filters, tests) = filters_and_tests(code);
+        let probes = filters
+            .iter()
+            .map(|f| (f, format!("{{{{ 1 | {f} }}}}"), minijinja::ErrorKind::UnknownFilter, "filter"))
+            .chain(tests.iter().map(|t| (t, format!("{{{{ 1 is {t} }}}}"), minijinja::ErrorKind::UnknownTest, "test")));
+        for (name, probe, unknown, what) in probes {
+            if self.env.render_str(&probe, ()).is_err_and(|e| e.kind() == unknown) {
+                let hint = if what == "filter" {
+                    "the filters are minijinja's built-ins (`default`, `int`, `float`, `lower`, `upper`, `join`, \
+                     `tojson`, `urlencode`, …) and `b64encode`, `fromjson`"
+                } else {
+                    "the tests are minijinja's built-ins (`defined`, `none`, `number`, `string`, …)"
+                };
+                return Err(TemplateError::new(format!("unknown {what} `{name}`: {hint}")));
+            }
+        }
+        Ok(())
     }
 
     /// Renders `source` to text. Plain strings come back as they are.
@@ -686,6 +766,24 @@ mod tests {
         let s = c.with_secrets();
         let out = planned.render_text("Bearer {{ secrets.token }}", &s).unwrap();
         assert_eq!(out, format!("Bearer {SECRET_OPEN}{}:token{SECRET_CLOSE}", s.secret_nonce().unwrap()));
+    }
+
+    #[test]
+    fn an_unknown_filter_or_test_is_refused_when_compiled_not_when_run() {
+        let mut t = Templates::new();
+        let err = t.add("total: {{ trigger.body.x | nosuchfilter }}").unwrap_err();
+        assert!(err.message.starts_with("unknown filter `nosuchfilter`"), "{}", err.message);
+        let err = t.add_expression("trigger.body.x is nosuchtest").unwrap_err();
+        assert!(err.message.starts_with("unknown test `nosuchtest`"), "{}", err.message);
+        for good in [
+            "{{ a | default('x|y') | upper }}",
+            "{{ a | b64encode }}{% if b is not defined %}{% endif %}",
+            "{{ 'is nothing' }} | not a filter",
+            "{{ a | fromjson | tojson }}",
+        ] {
+            assert!(t.add(good).is_ok(), "{good}: {:?}", t.add(good));
+        }
+        assert!(t.add_expression("x is defined and y | int > 3").is_ok());
     }
 
     #[test]

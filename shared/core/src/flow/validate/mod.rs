@@ -250,6 +250,41 @@ fn replay_warnings(flow: &Flow) -> Vec<(String, String)> {
     out
 }
 
+/// What a set of flows cannot all be at once: two with the same trigger
+/// (tenant and path) or the same id in a tenant. One rule for `hookflow
+/// dev`'s directory, `hookflow validate` and `hookflow apply`.
+pub fn clashes<'a>(flows: impl IntoIterator<Item = &'a CompiledFlow>) -> Vec<String> {
+    use crate::flow::TriggerKind;
+    let mut routes: HashMap<(String, String), &Path> = HashMap::new();
+    let mut ids: HashMap<(String, String), &Path> = HashMap::new();
+    let mut out = Vec::new();
+    for flow in flows {
+        let f = &flow.flow;
+        let route = (f.tenant.clone(), f.trigger.path.trim_matches('/').to_string());
+        if f.trigger.kind != TriggerKind::Event
+            && let Some(other) = routes.insert(route.clone(), &flow.file)
+        {
+            out.push(format!(
+                "{} and {} both use the trigger /hooks/{}/{}: give one another `trigger.path`",
+                other.display(),
+                flow.file.display(),
+                route.0,
+                route.1
+            ));
+        }
+        if let Some(other) = ids.insert((f.tenant.clone(), f.id.clone()), &flow.file) {
+            out.push(format!(
+                "{} and {} both define flow `{}` of tenant `{}`: give one another `id`",
+                other.display(),
+                flow.file.display(),
+                f.id,
+                f.tenant
+            ));
+        }
+    }
+    out
+}
+
 /// The names after `secrets.` in `text`.
 fn secret_refs(text: &str, names: &mut BTreeSet<String>) {
     let mut rest = text;
@@ -527,6 +562,22 @@ steps:
     fn with(replace: &str, by: &str) -> Vec<String> {
         assert!(GOOD.contains(replace), "fixture lacks {replace}");
         errors(&GOOD.replacen(replace, by, 1))
+    }
+
+    #[test]
+    fn two_flows_with_one_trigger_or_one_id_clash() {
+        let a = crate::load_flow(Path::new("a.yaml"), GOOD).unwrap();
+        let b = crate::load_flow(Path::new("b.yaml"), &GOOD.replace("id: order-sync", "id: other")).unwrap();
+        let c = crate::load_flow(Path::new("c.yaml"), &GOOD.replace("path: orders/created", "path: x")).unwrap();
+        assert_eq!(
+            clashes([&a, &b]),
+            ["a.yaml and b.yaml both use the trigger /hooks/acme/orders/created: give one another `trigger.path`"]
+        );
+        assert_eq!(
+            clashes([&a, &c]),
+            ["a.yaml and c.yaml both define flow `order-sync` of tenant `acme`: give one another `id`"]
+        );
+        assert!(clashes([&b, &c]).is_empty());
     }
 
     #[test]
