@@ -1345,6 +1345,19 @@ def test_the_console_of_a_deployed_stack_shows_its_flows_log_and_dead_deliveries
     shell = subprocess.run(["sh", "-c", exported.stdout + 'printf "%s|%s|%s" "$HOOKFLOW_TABLE" "$HOOKFLOW_API_URL" '
                             '"$HOOKFLOW_DELIVERIES_QUEUE_URL"'], capture_output=True, text=True, timeout=10)
     assert shell.stdout == f"{aws.table}|{api_url}|{aws.deliveries_url}", (exported.stdout, shell.stdout)
+    # `hookflow subscriptions` on a deployment: the admin API in process,
+    # with the caller's credentials (the emulator's here).
+    def admin_cli(*args):
+        out = subprocess.run([os.environ["HOOKFLOW_BIN"], *args, "--stack", "e2e-console"], env=env,
+                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+    made = json.loads(admin_cli("subscriptions", "create", "--endpoint", "http://127.0.0.1:9/cli", "--types",
+                                "cli.*", "--tenant", "e2e-cli"))
+    assert made["status"] == "pending" and made["secret"].startswith("whsec_"), made
+    assert admin_cli("subscriptions", "list", "--tenant", "e2e-cli").split()[:3] == [made["id"], "pending",
+                                                                                      "http://127.0.0.1:9/cli"]
+    admin_cli("subscriptions", "delete", made["id"])
     out = open(aws.tmp / "console.log", "w+")
     proc = subprocess.Popen([os.environ["HOOKFLOW_BIN"], "console", "--stack", "e2e-console", "--listen", f"127.0.0.1:{port}"],
                             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -518,3 +518,56 @@ def test_wrong_admin_tokens_are_limited_per_address_and_short_tokens_refused(dev
     short = subprocess.run([os.environ["HOOKFLOW_BIN"], "dev", "--flows", str(empty), "--data", str(tmp_path / "d"),
                             "--admin-token", "short"], capture_output=True, text=True, timeout=30)
     assert short.returncode != 0 and "--admin-token" in short.stderr and "at least 16" in short.stderr, short.stderr
+
+
+def test_the_cli_manages_subscriptions_and_publishes_events_through_the_admin_api(dev, receiver):
+    """`hookflow subscriptions …` and `hookflow events …` against a running
+    `hookflow dev`: the same routes, checks and errors as the API's."""
+    r = receiver()
+    r.handler = echo
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST)
+    binary = os.environ["HOOKFLOW_BIN"]
+
+    def cli(*args, token=ADMIN):
+        env = dict(os.environ, HOOKFLOW_ADMIN_TOKEN=token)
+        out = subprocess.run([binary, *args, "--url", f"127.0.0.1:{d.port}"], capture_output=True, text=True,
+                             timeout=30, env=env)
+        return out.returncode, out.stdout, out.stderr
+
+    code, out, err = cli("subscriptions", "create", "--endpoint", r.url(), "--types", "contact.*,payment.received",
+                         "--description", "CRM sync")
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["status"] == "pending" and created["secret"].startswith("whsec_"), created
+    sub = created["id"]
+    wait_for(lambda: cli("subscriptions", "show", sub)[1] and json.loads(cli("subscriptions", "show", sub)[1])["status"]
+             == "active", what="the subscription verified")
+    code, out, _ = cli("subscriptions", "list")
+    assert out.split() == [sub, "active", r.url(), "contact.*,payment.received"], out
+
+    code, out, err = cli("events", "publish", "--type", "contact.created", "--data", '{"id": 42}', "--id", "evt-cli")
+    assert code == 0 and json.loads(out)["deliveries"] == 1, (out, err)
+    got = wait_for(lambda: events_of(r), what="the event delivered")
+    assert got[0][1]["data"] == {"id": 42} and got[0][0]["headers"]["webhook-id"]
+    assert json.loads(cli("events", "publish", "--type", "contact.created", "--id", "evt-cli")[1])["duplicate"]
+    code, out, _ = cli("events", "list")
+    assert out.split()[:2] == ["evt-cli", "contact.created"], out
+
+    # Errors are the API's, with each refused field, and exit 1.
+    code, _, err = cli("subscriptions", "create", "--endpoint", "notaurl", "--types", "Bad Type")
+    assert code == 1 and err.startswith("422: ") and "  url: `notaurl` must start with http://" in err, err
+    code, _, err = cli("subscriptions", "show", "sub_nosuch")
+    assert code == 1 and "404" in err, err
+    code, _, err = cli("subscriptions", "list", token="wrong-token-of-16-chars")
+    assert code == 1 and err.startswith("401"), err
+    code, _, err = cli("events", "publish", "--type", "a.b", "--data", "{nope")
+    assert code == 2 and "--data is not JSON" in err, err
+
+    for step, state in (("disable", "disabled"), ("enable", "active")):
+        code, out, err = cli("subscriptions", step, sub)
+        assert code == 0, err
+        assert json.loads(cli("subscriptions", "show", sub)[1])["status"] == state
+    code, out, _ = cli("subscriptions", "rotate", sub)
+    assert code == 0 and json.loads(out)["secret"] != created["secret"], out
+    assert cli("subscriptions", "delete", sub)[0] == 0
+    assert cli("subscriptions", "list")[1].strip() == ""

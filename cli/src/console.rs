@@ -51,43 +51,54 @@ pub fn announce(console: &hookflow_console::Listening) {
     println!("console: {}", console.login_url);
 }
 
+/// A deployment's admin API, in this process, with the caller's own AWS
+/// credentials (the admin function's backend): its router for `token`,
+/// the stack's API URL, and what it is of (`stack S`, `table T`).
+pub async fn deployment(
+    from: &From,
+    region: Option<String>,
+    token: &str,
+) -> Result<(axum::Router, Option<String>, String)> {
+    let sdk = match region {
+        Some(r) => {
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(r)).load().await
+        }
+        None => crate::aws::sdk().await,
+    };
+    // The stack's names as its functions read them (`HOOKFLOW_*`): from
+    // the stack, or the table given and the environment; one message
+    // naming every one missing.
+    let (names, api_url, what) = match from {
+        From::Stack(stack) => {
+            let found = crate::stack::names(&sdk, stack).await?;
+            (found.vars, found.api_url, format!("stack {stack}"))
+        }
+        From::Table(t) => (vec![("HOOKFLOW_TABLE".to_string(), t.clone())], None, format!("table {t}")),
+    };
+    let config = AwsConfig::from_lookup(|name| {
+        names.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| std::env::var(name).ok())
+    })
+    .context("the stack's queues and secrets (give --stack NAME, or export the variables the functions get; `hookflow local-aws up` prints them for an emulator)")?;
+    let backend = hookflow_aws::AwsBackend {
+        store: Store::from_config(&sdk, &config),
+        secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.secrets_prefix),
+        settings: config.subscriptions.clone(),
+    };
+    let admin = Arc::new(Admin { backend, token: Some(token.to_string()) });
+    Ok((hookflow_admin::router(admin), api_url, what))
+}
+
 pub fn run(opts: Options) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async move {
-        let sdk = match opts.region.clone() {
-            Some(r) => aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(r)).load().await,
-            None => crate::aws::sdk().await,
-        };
-        // The stack's names as its functions read them (`HOOKFLOW_*`): from
-        // the stack, or the table given and the environment; one message
-        // naming every one missing.
-        let (names, api_url, what) = match &opts.from {
-            From::Stack(stack) => {
-                let found = crate::stack::names(&sdk, stack).await?;
-                (found.vars, opts.api_url.clone().or(found.api_url), format!("stack {stack}"))
-            }
-            From::Table(t) => (vec![("HOOKFLOW_TABLE".to_string(), t.clone())], opts.api_url.clone(), format!("table {t}")),
-        };
-        let config = AwsConfig::from_lookup(|name| {
-            names.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| std::env::var(name).ok())
-        })
-        .context("the stack's queues and secrets (give --stack NAME, or export the variables the functions get; `hookflow local-aws up` prints them for an emulator)")?;
-        let backend = hookflow_aws::AwsBackend {
-            store: Store::from_config(&sdk, &config),
-            secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.secrets_prefix),
-            settings: config.subscriptions.clone(),
-        };
         let token = match opts.admin_token {
             Some(t) if !t.trim().is_empty() => crate::admin_token(&t)?,
             _ => WebhookSecret::generate().expose().replacen("whsec_", "hfa_", 1),
         };
-        let admin = Arc::new(Admin { backend, token: Some(token.clone()) });
+        let (router, stack_api, what) = deployment(&opts.from, opts.region.clone(), &token).await?;
+        let api_url = opts.api_url.clone().or(stack_api);
         println!("hookflow console of {what}");
-        let config = hookflow_console::Config {
-            admin: hookflow_admin::router(admin),
-            admin_token: token,
-            triggers_base: api_url,
-        };
+        let config = hookflow_console::Config { admin: router, admin_token: token, triggers_base: api_url };
         let console = listen(&opts.listen, config).await?;
         announce(&console);
         tokio::select! {

@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod output;
+mod admin;
 mod aws;
 mod console;
 mod dev;
@@ -209,6 +210,23 @@ enum Command {
         #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
     },
+    /// Subscriptions (endpoints subscribed to event types), through the
+    /// admin API: of a running `hookflow dev` (`--url`, `--admin-token`),
+    /// or of a deployment (`--stack` or `--table`, with your AWS
+    /// credentials).
+    Subscriptions {
+        #[command(subcommand)]
+        command: SubscriptionsCommand,
+        #[command(flatten)]
+        to: AdminTarget,
+    },
+    /// Events, through the admin API (as `subscriptions`).
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+        #[command(flatten)]
+        to: AdminTarget,
+    },
     /// Prints `export HOOKFLOW_…='…'` lines from a deployed stack's outputs
     /// (the table, queues, API and admin URLs) for
     /// `eval "$(hookflow stack-env --stack hookflow)"`.
@@ -397,6 +415,196 @@ fn host_port_or_off(given: &str) -> Result<String, String> {
     if given.trim() == "off" { Ok("off".into()) } else { host_port(given) }
 }
 
+/// Where the admin commands go.
+#[derive(clap::Args)]
+struct AdminTarget {
+    /// The running `hookflow dev` (HOST:PORT or a URL).
+    #[arg(long, global = true, default_value = "127.0.0.1:8080", env = "HOOKFLOW_DEV_URL", hide_env_values = true)]
+    url: String,
+    /// `hookflow dev`'s admin token.
+    #[arg(long, global = true, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// A deployment instead: its CloudFormation stack.
+    #[arg(long, global = true)]
+    stack: Option<String>,
+    /// A deployment instead: its table (the rest from `HOOKFLOW_*`).
+    #[arg(long, global = true, env = "HOOKFLOW_TABLE", hide_env_values = true)]
+    table: Option<String>,
+    /// The deployment's region (else the AWS configuration's).
+    #[arg(long, global = true)]
+    region: Option<String>,
+}
+
+impl AdminTarget {
+    fn target(self) -> admin::Target {
+        match (self.stack, self.table) {
+            (Some(stack), _) => admin::Target::Deployment { from: console::From::Stack(stack), region: self.region },
+            (None, Some(table)) => admin::Target::Deployment { from: console::From::Table(table), region: self.region },
+            (None, None) => {
+                let url = if self.url.contains("://") { self.url } else { format!("http://{}", self.url) };
+                admin::Target::Dev { url, token: self.admin_token }
+            }
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum SubscriptionsCommand {
+    /// One line a subscription: id, status, URL, event types.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Subscribe an endpoint; it is `pending` until it echoes the token
+    /// Hookflow sends it. Prints the subscription with its secret (shown
+    /// this once).
+    Create {
+        /// The endpoint's URL.
+        #[arg(long)]
+        endpoint: String,
+        /// Event types, comma-separated (`contact.*,payment.received`).
+        #[arg(long, value_delimiter = ',', required = true)]
+        types: Vec<String>,
+        /// Free text for people.
+        #[arg(long)]
+        description: Option<String>,
+        /// `ed25519` to sign with an asymmetric key (default: `whsec_`).
+        #[arg(long)]
+        signing: Option<String>,
+        /// Deliver one key at a time, in order: the key's template
+        /// (`{{ data.customer_id }}`).
+        #[arg(long)]
+        ordered_by: Option<String>,
+        /// Its tenant (default `default`).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// One subscription, as JSON.
+    Show {
+        /// The subscription's id.
+        id: String,
+    },
+    /// Starts a new verification round (a new token sent to the endpoint).
+    Verify {
+        /// The subscription's id.
+        id: String,
+    },
+    /// Enables a disabled subscription; `--replay` sends what it missed.
+    Enable {
+        /// The subscription's id.
+        id: String,
+        /// Deliver the matching events it missed since it was disabled.
+        #[arg(long)]
+        replay: bool,
+    },
+    /// Disables a subscription by hand.
+    Disable {
+        /// The subscription's id.
+        id: String,
+    },
+    /// A new signing secret; the old one signs too until its grace ends.
+    Rotate {
+        /// The subscription's id.
+        id: String,
+    },
+    /// Deletes a subscription (its queued deliveries are dropped).
+    Delete {
+        /// The subscription's id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Publishes an event: one signed delivery per matching active
+    /// subscription, and a run of each flow its type starts.
+    Publish {
+        /// The event's type (`contact.created`).
+        #[arg(long = "type")]
+        kind: String,
+        /// Its data, as JSON.
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// Its id: the idempotency key (a repeat within 24 h sends
+        /// nothing). Give one whenever you may retry.
+        #[arg(long)]
+        id: Option<String>,
+        /// Its tenant (default `default`).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// One line an event: id, type, data (newest first).
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The admin API request of a subscriptions command.
+fn subscriptions_call(command: SubscriptionsCommand) -> Result<(admin::Call, admin::Print), String> {
+    use admin::{Call, Print, segment};
+    let one = |id: &str, then: &str| format!("/v1/subscriptions/{}{then}", segment(id));
+    Ok(match command {
+        SubscriptionsCommand::List { tenant, json } => {
+            let query = tenant.map(|t| format!("?tenant={}", segment(&t))).unwrap_or_default();
+            (Call::get(format!("/v1/subscriptions{query}")), if json { Print::Json } else { Print::Subscriptions })
+        }
+        SubscriptionsCommand::Create { endpoint, types, description, signing, ordered_by, tenant } => {
+            let mut body = serde_json::json!({"url": endpoint, "event_types": types});
+            for (k, v) in [("description", description), ("signing", signing), ("tenant", tenant)] {
+                if let Some(v) = v {
+                    body[k] = v.into();
+                }
+            }
+            if let Some(key) = ordered_by {
+                body["ordering"] = "per_key".into();
+                body["key"] = key.into();
+            }
+            (Call::post("/v1/subscriptions", body), Print::Json)
+        }
+        SubscriptionsCommand::Show { id } => (Call::get(one(&id, "")), Print::Json),
+        SubscriptionsCommand::Verify { id } => (Call::post(one(&id, "/verify"), serde_json::json!({})), Print::Json),
+        SubscriptionsCommand::Enable { id, replay } => {
+            (Call::post(one(&id, "/enable"), serde_json::json!({"replay": replay})), Print::Json)
+        }
+        SubscriptionsCommand::Disable { id } => (Call::post(one(&id, "/disable"), serde_json::json!({})), Print::Json),
+        SubscriptionsCommand::Rotate { id } => {
+            (Call::post(one(&id, "/rotate-secret"), serde_json::json!({})), Print::Json)
+        }
+        SubscriptionsCommand::Delete { id } => (Call::delete(one(&id, "")), Print::Json),
+    })
+}
+
+/// The admin API request of an events command.
+fn events_call(command: EventsCommand) -> Result<(admin::Call, admin::Print), String> {
+    use admin::{Call, Print, segment};
+    Ok(match command {
+        EventsCommand::Publish { kind, data, id, tenant } => {
+            let data: serde_json::Value =
+                serde_json::from_str(&data).map_err(|e| format!("--data is not JSON: {e}"))?;
+            let mut body = serde_json::json!({"type": kind, "data": data});
+            for (k, v) in [("id", id), ("tenant", tenant)] {
+                if let Some(v) = v {
+                    body[k] = v.into();
+                }
+            }
+            (Call::post("/v1/events", body), Print::Json)
+        }
+        EventsCommand::List { tenant, json } => {
+            let query = tenant.map(|t| format!("?tenant={}", segment(&t))).unwrap_or_default();
+            (Call::get(format!("/v1/events{query}")), if json { Print::Json } else { Print::Events })
+        }
+    })
+}
+
 /// The fewest characters an admin token may have: a shorter one is
 /// guessed too soon.
 const MIN_ADMIN_TOKEN: usize = 16;
@@ -489,6 +697,14 @@ fn main() -> ExitCode {
             console::run(console::Options { from, region, listen, api_url, admin_token })
         }
         Command::StackEnv { stack, region } => stack::env(&stack, region),
+        Command::Subscriptions { command, to } => match subscriptions_call(command) {
+            Ok((call, print)) => admin::run(to.target(), call, print),
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
+        Command::Events { command, to } => match events_call(command) {
+            Ok((call, print)) => admin::run(to.target(), call, print),
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
         Command::Logs { data, table, tenant, flow, run, status, since, json, reverse } => records::logs(
             source(data, table, None),
             tenant.as_deref(),

@@ -28,7 +28,7 @@
 //! stored; a subscription's new secret is shown once, on the answer to the
 //! request that made it).
 
-mod api;
+pub mod api;
 mod assets;
 mod pages;
 mod replays;
@@ -40,6 +40,8 @@ use std::sync::Arc;
 
 use axum::Router;
 
+/// The admin API called in process, for the CLI's admin commands too.
+pub use api::{Api, Failure};
 pub use session::Sessions;
 /// What a run page's header says, for the CLI's `runs show` too.
 pub use view::Headline;
