@@ -67,9 +67,11 @@ steps:
 """
         failing = async_flow(self.failing.url()).replace("id: push", "id: failing").replace("path: orders", "path: failing")
         self.console_port = _free_port()
+        # The shipped examples too: the README's screenshots show them.
+        examples = {p.name: p.read_text() for p in (pathlib.Path(__file__).parent.parent / "examples").glob("*.yaml")}
         self.dev = Dev(
             os.environ["HOOKFLOW_BIN"], tmp,
-            {"push.yaml": async_flow(self.ok.url()), "failing.yaml": failing, "sampled.yaml": sampled},
+            {**examples, "push.yaml": async_flow(self.ok.url()), "failing.yaml": failing, "sampled.yaml": sampled},
             ("--admin-token", ADMIN, "--console", f"127.0.0.1:{self.console_port}",
              "--verification-retry", "100ms,100ms"),
         )
@@ -243,7 +245,9 @@ def test_the_flows_page_shows_each_trigger_url_and_copy_puts_exactly_it_on_the_c
     b = world.browser
     b.get(f"{world.base}/console/flows")
     urls = [c.text for c in b.find_elements("css selector", "code.url")]
-    want = [f"http://127.0.0.1:{world.dev.port}/hooks/acme/{p}" for p in ("failing", "orders", "sampled")]
+    want = sorted(f"http://127.0.0.1:{world.dev.port}/hooks/{p}" for p in (
+        "acme/failing", "acme/orders", "acme/sampled",  # the tests' flows
+        "acme/github/push", "acme/orders/created", "acme/quotes", "demo/hello"))  # examples/
     assert sorted(urls) == want, urls
     b.execute_cdp_cmd("Browser.grantPermissions", {
         "origin": world.base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
@@ -251,7 +255,7 @@ def test_the_flows_page_shows_each_trigger_url_and_copy_puts_exactly_it_on_the_c
     button.click()
     wait(lambda: button.text == "Copied", what="the copy button to say so")
     pasted = b.execute_async_script("navigator.clipboard.readText().then(arguments[0], e => arguments[0]('ERR ' + e))")
-    assert pasted == want[1]
+    assert pasted == f"http://127.0.0.1:{world.dev.port}/hooks/acme/orders"
 
 
 def test_test_with_sample_data_shows_the_rendered_request_with_secrets_hidden_and_sends_nothing(world):
@@ -488,7 +492,7 @@ def test_send_a_test_request_runs_the_flow_and_shows_its_answer(world):
     b.get(f"{world.base}/console/flows/acme/push")
     # The form names the credential the trigger checks, its value to fill.
     assert "X-Api-Key: <the value of secret inbound_key>" in b.find_element("name", "headers").get_attribute("value")
-    assert "secret `inbound_key`" in b.find_element("id", "credential-hint").text
+    assert "with the secret inbound_key" in b.find_element("id", "credential-hint").text
 
     def send(headers, body):
         from selenium.webdriver.support.expected_conditions import staleness_of
@@ -578,8 +582,8 @@ def test_replaying_everything_matching_the_filter_shows_its_progress(world):
     assert [e["message"] for e in console_errors(b)] == []
 
 
-PAGES = ["/console", "/console/flows", "/console/flows/acme/sampled", "/console/log", "/console/dead",
-         "/console/subscriptions"]
+PAGES = ["/console", "/console/flows", "/console/flows/acme/sampled", "/console/flows/acme/quote", "/console/log",
+         "/console/dead", "/console/subscriptions"]
 
 
 def test_every_page_has_no_console_error_and_no_critical_accessibility_violation(world):
@@ -590,7 +594,13 @@ def test_every_page_has_no_console_error_and_no_critical_accessibility_violation
     b = world.browser
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
-    run_link = None
+    # What the screenshots show: a dead delivery listed, and an example's
+    # run (`hello`) the newest in the log.
+    world.failing.script = [(400, {}, b'{"error": "no such order"}', 0)]
+    assert world.dev.call("/hooks/acme/failing", {"id": 404}, AUTH)[0] == 202
+    b.get(f"{world.base}/console/dead")
+    wait(lambda: (b.refresh() or True) and b.find_elements("css selector", "input[name=id]"), what="a dead delivery")
+    assert world.dev.call("/hooks/demo/hello", {"name": "Ada"}, {})[0] == 200
     b.get(f"{world.base}/console/log")
     links = b.find_elements("css selector", "a[href^='/console/runs/']")
     assert links, "the log lists a run (earlier tests made some): its page is checked too"
@@ -611,3 +621,5 @@ def test_every_page_has_no_console_error_and_no_critical_accessibility_violation
             problems[path] = {"axe": critical, "console": errors}
     assert problems == {}, problems
     assert (ARTIFACTS / "console_flows.png").stat().st_size > 1000
+    b.get(f"{world.base}/console/flows")
+    assert "/tmp/" not in b.find_element("tag name", "main").text, "no path of the serving machine"

@@ -112,7 +112,9 @@ pub struct Shown {
 /// Entries newest first (`reverse`: oldest first), in the store's order
 /// within a millisecond.
 fn ordered(mut entries: Vec<LogEntry>, reverse: bool) -> Vec<LogEntry> {
-    entries.sort_by_key(|e| (e.at, e.seq));
+    // A request first within its millisecond: its entry is stored with
+    // the steps it started, after them.
+    entries.sort_by_key(|e| (e.at, e.kind.as_str() != "inbound", e.seq));
     if !reverse {
         entries.reverse();
     }

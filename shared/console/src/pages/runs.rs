@@ -25,7 +25,15 @@ pub(super) async fn run(
     };
     let state = v.get("run").cloned().unwrap_or(Value::Null);
     let mut log: Vec<Value> = v.get("log").and_then(Value::as_array).cloned().unwrap_or_default();
-    log.sort_by_key(|e| (e.get("at").and_then(Value::as_i64), e.get("seq").and_then(Value::as_i64)));
+    // In time order; the request first within its millisecond (its entry
+    // is stored with the steps it started, after them).
+    log.sort_by_key(|e| {
+        (
+            e.get("at").and_then(Value::as_i64),
+            e.get("kind") != Some(&json!("inbound")),
+            e.get("seq").and_then(Value::as_i64),
+        )
+    });
     let moments: Vec<Moment> = log.iter().map(Moment::of).collect();
     let field = |k: &str| state.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     // Only what this page's replay says (a link cannot make up text).

@@ -260,29 +260,29 @@ impl Credential {
                 match (auth.get("header").and_then(Value::as_str), auth.get("query").and_then(Value::as_str)) {
                     (Some(h), _) => Credential {
                         header: Some(format!("{h}: {value}")),
-                        hint: format!("Replace the placeholder in `{h}` with the secret `{secret}`."),
+                        hint: format!("Replace the placeholder in {h} with the secret {secret}."),
                     },
                     (None, Some(q)) => Credential {
                         header: None,
-                        hint: format!("The key goes in the query: add `?{q}=` and the secret `{secret}` to the URL."),
+                        hint: format!("The key goes in the query: add ?{q}= and the secret {secret} to the URL."),
                     },
                     _ => Credential::default(),
                 }
             }
             "bearer" => Credential {
                 header: Some(format!("Authorization: Bearer {value}")),
-                hint: format!("Replace the placeholder with the secret `{secret}`."),
+                hint: format!("Replace the placeholder with the secret {secret}."),
             },
             "basic" => Credential {
                 header: Some(format!("Authorization: Basic <base64 of {}:secret {secret}>", text(auth, "username"))),
-                hint: "Replace the placeholder with `username:password` in base64.".into(),
+                hint: "Replace the placeholder with username:password in base64.".into(),
             },
             "none" => Credential { header: None, hint: "The trigger checks no credential.".into() },
             _ => Credential {
                 header: None,
                 hint: format!(
-                    "The trigger checks a signature made with the secret `{secret}`: send a request signed by \
-                     its sender, or `hookflow sign` one."
+                    "The trigger checks a signature made with the secret {secret}: send a request signed by \
+                     its sender, or hookflow sign one."
                 ),
             },
         }
@@ -323,7 +323,16 @@ impl FlowView {
             count: counts.get(&format!("{tenant}/{id}")).copied().unwrap_or(0),
             tenant,
             id,
-            file: text(f, "file"),
+            // The file's name: where it is on the serving machine is not
+            // the reader's business (a table's `table@…` stays whole).
+            file: {
+                let file = text(f, "file");
+                if file.starts_with("table@") {
+                    file
+                } else {
+                    std::path::Path::new(&file).file_name().map_or(file.clone(), |n| n.to_string_lossy().into_owned())
+                }
+            },
             url,
             events: list("events"),
             methods: if methods.is_empty() && webhook { "POST".into() } else { methods },
@@ -569,13 +578,16 @@ mod tests {
         assert_eq!(row.url.as_deref(), Some("http://127.0.0.1:8787/hooks/acme/orders"));
         assert_eq!(row.methods, "POST, PUT");
         assert_eq!(row.auth, "signature (stripe) · replays refused");
-        assert!(row.credential.header.is_none() && row.credential.hint.contains("signature made with the secret `s`"));
+        assert!(row.credential.header.is_none() && row.credential.hint.contains("signature made with the secret s"));
         let keyed = FlowView::of(
             &json!({"id": "q", "tenant": "t", "trigger": {"path": "q", "auth": {"type": "api_key", "header": "X-Api-Key", "secret": "k"}}}),
             None,
             &BTreeMap::new(),
         );
         assert_eq!(keyed.credential.header.as_deref(), Some("X-Api-Key: <the value of secret k>"));
+        let placed =
+            FlowView::of(&json!({"id": "q", "tenant": "t", "file": "/tmp/x/flows/q.yaml"}), None, &BTreeMap::new());
+        assert_eq!(placed.file, "q.yaml", "no path of the serving machine");
         assert_eq!(row.count, 3);
         let ev = json!({"tenant": "t", "id": "e", "trigger": {"type": "event", "events": ["a.*"]}});
         let row = FlowView::of(&ev, None, &BTreeMap::new());
