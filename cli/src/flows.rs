@@ -10,12 +10,21 @@ use hookflow_local::flows::flow_files;
 /// The flow files named by `paths`: files as given; for a directory, the
 /// flow files directly in it, sorted (subdirectories can hold fixtures).
 pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut add = |p: PathBuf| {
+        // A file named twice (`examples examples/hello.yaml`) is one file.
+        if seen.insert(std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone())) {
+            out.push(p);
+        }
+    };
     for p in paths {
         if p.is_dir() {
-            out.extend(flow_files(p).with_context(|| format!("reading {}", p.display()))?);
+            for f in flow_files(p).with_context(|| format!("reading {}", p.display()))? {
+                add(f);
+            }
         } else {
-            out.push(p.clone());
+            add(p.clone());
         }
     }
     Ok(out)

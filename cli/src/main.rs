@@ -427,8 +427,10 @@ struct AdminTarget {
     /// A deployment instead: its CloudFormation stack.
     #[arg(long, global = true)]
     stack: Option<String>,
-    /// A deployment instead: its table (the rest from `HOOKFLOW_*`).
-    #[arg(long, global = true, env = "HOOKFLOW_TABLE", hide_env_values = true)]
+    /// A deployment instead: its table (the rest from `HOOKFLOW_*`). Not
+    /// read from HOOKFLOW_TABLE: a shell set up for a deployment still
+    /// reaches `hookflow dev` unless told otherwise.
+    #[arg(long, global = true)]
     table: Option<String>,
     /// The deployment's region (else the AWS configuration's).
     #[arg(long, global = true)]

@@ -186,8 +186,9 @@ pub fn run_show(source: Source, run_id: &str, json: bool) -> Result<ExitCode> {
         out!("{}", serde_json::json!({"run": state, "timeline": entries}));
         return Ok(ExitCode::SUCCESS);
     }
-    // What happened, as the console's run page says it; then the
-    // timeline, in order.
+    // What happened, as the console's run page says it (from the log in
+    // time order, as the page reads it); then the timeline, in order.
+    let entries = ordered(entries, true);
     let log: Vec<Value> = entries.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
     let said = hookflow_console::Headline::of(&state, &log);
     out!(
@@ -197,7 +198,7 @@ pub fn run_show(source: Source, run_id: &str, json: bool) -> Result<ExitCode> {
         state["event_id"].as_str().unwrap_or("")
     );
     out!("{}: {}", said.title, said.detail);
-    print(&ordered(entries, true), false)?;
+    print(&entries, false)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -272,7 +273,6 @@ pub fn dead_replay(source: Source, which: Chosen, wait: Option<std::time::Durati
         }
         _ => {}
     }
-    let started = hookflow_local::now_ms();
     let bar = indicatif::ProgressBar::new(chosen.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("replaying {bar:40} {pos}/{len} {msg}")
@@ -293,7 +293,7 @@ pub fn dead_replay(source: Source, which: Chosen, wait: Option<std::time::Durati
         return Ok(ExitCode::SUCCESS);
     };
     eprintln!("{} deliveries queued again (same webhook-id); waiting for {who} to send them", chosen.len());
-    let ended = records.wait_for_attempts(&chosen, started, wait)?;
+    let ended = records.wait_for_attempts(&chosen, wait)?;
     let mut all_delivered = true;
     for d in &chosen {
         let said = match ended.get(&d.row.delivery_id) {
@@ -313,14 +313,15 @@ pub fn dead_replay(source: Source, which: Chosen, wait: Option<std::time::Durati
 }
 
 impl Records {
-    /// Each delivery's latest attempt since `since` that ended it (a
+    /// Each delivery's latest attempt after it died that ended it (a
     /// success, or a halt or death), polled until every one has one or
     /// `wait` is over: outcome and status, by delivery id. A retry in
-    /// between is waited through.
+    /// between is waited through. "After it died" is by the dead row's
+    /// time, which the store's clock wrote, as the attempt's: this
+    /// machine's clock is not compared with theirs.
     fn wait_for_attempts(
         &self,
         chosen: &[DeadDelivery],
-        since: i64,
         wait: std::time::Duration,
     ) -> Result<std::collections::HashMap<String, (String, Option<u64>)>> {
         let deadline = std::time::Instant::now() + wait;
@@ -330,6 +331,7 @@ impl Records {
                 if ended.contains_key(&d.row.delivery_id) {
                     continue;
                 }
+                let since = d.at + 1;
                 let entries = match self {
                     Records::Local(store) => store.query_log(&LogFilter {
                         run_id: Some(d.row.run_id.clone()),

@@ -25,6 +25,10 @@ fn examples_validate() {
     let o = hookflow(&["validate", "examples"]);
     assert!(o.status.success(), "{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("4 flow file(s) valid"));
+    // A file named twice is one file (no clash with itself).
+    let o = hookflow(&["validate", "examples", "examples/hello.yaml"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("4 flow file(s) valid"));
 }
 
 /// Every shipped example passes its own dry run as shipped, and the README

@@ -191,7 +191,10 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
     let flow = match p.flow(&call.tenant, &call.route).await {
         Ok(Some(flow)) => flow,
         Ok(None) => return unknown(p, &a).await,
-        Err(e) => return reject(p, &a, None, Rejection::new(503, format!("flows unavailable: {e}"))).await,
+        Err(e) => {
+            let r = Rejection::private(503, format!("flows unavailable: {e}"), "unavailable: try again");
+            return reject(p, &a, None, r).await;
+        }
     };
     let declared = call.headers.get("content-length").and_then(|v| v.trim().parse::<u64>().ok());
     let max = match decide::check_route(&flow, &call.method, call.source_ip, declared) {
@@ -210,13 +213,9 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
         return reject(p, &a, Some(&flow), r).await;
     }
     // A body declared JSON that is not: refused where the flow enforces
-    // its shape, else let through as text and said in the log.
+    // its shape (after the credential, as the shape), else let through as
+    // text and said in the log.
     let not_json = decide::json_problem(content_type, bytes);
-    if let Some(problem) = &not_json
-        && flow.flow.trigger.expect.as_ref().is_some_and(|e| e.enforce)
-    {
-        return reject(p, &a, Some(&flow), Rejection::new(400, problem.clone())).await;
-    }
     let mut request = InboundRequest {
         method: call.method,
         path: call.path,
@@ -239,7 +238,9 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
                 return reject(p, &a, Some(&flow), r).await;
             }
             Err(e) => {
-                return reject(p, &a, Some(&flow), Rejection::new(503, format!("secrets unavailable: {e}"))).await;
+                // The store's words may name the secret: the log's, not the caller's.
+                let r = Rejection::private(503, format!("secrets unavailable: {e}"), "unavailable: try again");
+                return reject(p, &a, Some(&flow), r).await;
             }
         };
         if let Err(e) = verifier.verify_bytes(&request, bytes, &secret, received / 1000) {
@@ -253,6 +254,11 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
     let parsed = OnceLock::new();
     let body_json = || parsed.get_or_init(|| request.parsed_body());
     // 4. Shape.
+    if let Some(problem) = &not_json
+        && flow.flow.trigger.expect.as_ref().is_some_and(|e| e.enforce)
+    {
+        return reject(p, &a, Some(&flow), Rejection::new(400, problem.clone())).await;
+    }
     if let Err(r) = decide::check_shape(&flow, body_json()) {
         return reject(p, &a, Some(&flow), r).await;
     }
@@ -289,7 +295,10 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
                 let r = Rejection::new(409, "a request with this idempotency key is being handled; try again");
                 return reject(p, &a, Some(&flow), r).await;
             }
-            Err(e) => return reject(p, &a, Some(&flow), Rejection::new(503, format!("store unavailable: {e}"))).await,
+            Err(e) => {
+                let r = Rejection::private(503, format!("store unavailable: {e}"), "unavailable: try again");
+                return reject(p, &a, Some(&flow), r).await;
+            }
         }
     }
     // 7. The run keeps the request without its credentials (the
@@ -308,7 +317,7 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
             }
             let r = match e.kind() {
                 ErrorKind::TooLarge => Rejection::new(413, format!("the run cannot be queued: {e}")),
-                _ => Rejection::new(503, format!("store unavailable: {e}")),
+                _ => Rejection::private(503, format!("store unavailable: {e}"), "unavailable: try again"),
             };
             return reject(p, &a, Some(&flow), r).await;
         }

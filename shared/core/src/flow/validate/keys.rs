@@ -49,7 +49,7 @@ fn keys_of<'a>(root: &'a Value, s: &'a Value, v: &Value) -> Option<(Vec<(&'a str
         let objects: Vec<&Value> = branches
             .iter()
             .map(|b| resolve(root, b))
-            .filter(|b| b.get("properties").is_some() || b.get("oneOf").is_some() || b.get("allOf").is_some())
+            .filter(|b| ["properties", "oneOf", "allOf", "anyOf"].iter().any(|k| b.get(*k).is_some()))
             .collect();
         let tagged: Vec<&Value> =
             objects.iter().copied().filter(|b| b.pointer("/properties/type/const").is_some()).collect();
@@ -173,7 +173,8 @@ mod tests {
         let found = unknown_in(
             "id: x\ntenant: t\nstpes: []\ntrigger: { type: webhook, path: p, metods: [POST], respond: { mod: sync } }\n\
              steps:\n  - id: s\n    type: http\n    ur: https://x\n    hedaers: {}\n    retry: { max_attempt: 3 }\n\
-             \x20 - { id: v, type: set, vars: { a: 1 }, colour: red }\n",
+             \x20 - { id: v, type: set, vars: { a: 1 }, colour: red }\n\
+             \x20 - { id: w, type: http, url: \"https://x\", sign: { secret: s, shceme: hmac } }\n",
         );
         let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(
@@ -185,7 +186,8 @@ mod tests {
                 "steps[0].ur",
                 "steps[0].hedaers",
                 "steps[0].retry.max_attempt",
-                "steps[1].colour"
+                "steps[1].colour",
+                "steps[2].sign.shceme"
             ]
         );
         assert!(
