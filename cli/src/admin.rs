@@ -41,16 +41,6 @@ impl Call {
     }
 }
 
-/// A path segment, percent-encoded.
-pub fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The answer: its status and JSON (`null` when it had no body).
 async fn send(target: Target, call: Call) -> Result<(u16, Value)> {
     match target {
@@ -136,13 +126,4 @@ pub fn run(target: Target, call: Call, print: Print) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_segment_is_encoded() {
-        assert_eq!(super::segment("sub_1"), "sub_1");
-        assert_eq!(super::segment("a/b c"), "a%2Fb%20c");
-    }
 }

@@ -14,6 +14,16 @@ pub async fn sdk() -> aws_config::SdkConfig {
     aws_config::load_from_env().await
 }
 
+/// The AWS configuration in `region` if given, else the environment's.
+pub async fn sdk_in(region: Option<String>) -> aws_config::SdkConfig {
+    match region {
+        Some(r) => {
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(r)).load().await
+        }
+        None => sdk().await,
+    }
+}
+
 /// `hookflow apply`: validates every flow, then writes each changed one as
 /// a new version. Nothing is written when any flow is invalid.
 pub fn apply(dir: &[PathBuf], table: &str, dry_run: bool, api_url: Option<&str>) -> Result<ExitCode> {

@@ -59,12 +59,7 @@ pub async fn deployment(
     region: Option<String>,
     token: &str,
 ) -> Result<(axum::Router, Option<String>, String)> {
-    let sdk = match region {
-        Some(r) => {
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(r)).load().await
-        }
-        None => crate::aws::sdk().await,
-    };
+    let sdk = crate::aws::sdk_in(region).await;
     // The stack's names as its functions read them (`HOOKFLOW_*`): from
     // the stack, or the table given and the environment; one message
     // naming every one missing.

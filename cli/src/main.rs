@@ -552,11 +552,12 @@ enum EventsCommand {
 
 /// The admin API request of a subscriptions command.
 fn subscriptions_call(command: SubscriptionsCommand) -> Result<(admin::Call, admin::Print), String> {
-    use admin::{Call, Print, segment};
-    let one = |id: &str, then: &str| format!("/v1/subscriptions/{}{then}", segment(id));
+    use admin::{Call, Print};
+    use hookflow_console::api::encode;
+    let one = |id: &str, then: &str| format!("/v1/subscriptions/{}{then}", encode(id));
     Ok(match command {
         SubscriptionsCommand::List { tenant, json } => {
-            let query = tenant.map(|t| format!("?tenant={}", segment(&t))).unwrap_or_default();
+            let query = tenant.map(|t| format!("?tenant={}", encode(&t))).unwrap_or_default();
             (Call::get(format!("/v1/subscriptions{query}")), if json { Print::Json } else { Print::Subscriptions })
         }
         SubscriptionsCommand::Create { endpoint, types, description, signing, ordered_by, tenant } => {
@@ -587,7 +588,8 @@ fn subscriptions_call(command: SubscriptionsCommand) -> Result<(admin::Call, adm
 
 /// The admin API request of an events command.
 fn events_call(command: EventsCommand) -> Result<(admin::Call, admin::Print), String> {
-    use admin::{Call, Print, segment};
+    use admin::{Call, Print};
+    use hookflow_console::api::encode;
     Ok(match command {
         EventsCommand::Publish { kind, data, id, tenant } => {
             let data: serde_json::Value =
@@ -601,7 +603,7 @@ fn events_call(command: EventsCommand) -> Result<(admin::Call, admin::Print), St
             (Call::post("/v1/events", body), Print::Json)
         }
         EventsCommand::List { tenant, json } => {
-            let query = tenant.map(|t| format!("?tenant={}", segment(&t))).unwrap_or_default();
+            let query = tenant.map(|t| format!("?tenant={}", encode(&t))).unwrap_or_default();
             (Call::get(format!("/v1/events{query}")), if json { Print::Json } else { Print::Events })
         }
     })

@@ -71,15 +71,7 @@ fn quoted(value: &str) -> String {
 pub fn env(stack: &str, region: Option<String>) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async move {
-        let sdk = match region {
-            Some(r) => {
-                aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .region(aws_config::Region::new(r))
-                    .load()
-                    .await
-            }
-            None => crate::aws::sdk().await,
-        };
+        let sdk = crate::aws::sdk_in(region).await;
         let found = names(&sdk, stack).await?;
         let urls = [("HOOKFLOW_API_URL", found.api_url), ("HOOKFLOW_ADMIN_URL", found.admin_url)];
         let urls = urls.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v)));
