@@ -274,33 +274,73 @@ def test_test_with_sample_data_shows_the_rendered_request_with_secrets_hidden_an
     assert world.dry.requests == [], "a dry run sends nothing"
 
 
-def test_a_request_sent_with_curl_appears_in_the_live_tail(world):
-    """Shown without a reload, its entry opening to its request and its run
-    a link. How soon is `scripts/bench tail`'s to measure (a wall-clock
-    limit flakes on a loaded CI); the wait here is bounded."""
+def _watch_rows(b):
+    """Stamps each row the page adds (the browser's clock is this
+    machine's): the latency measured is the page's, not WebDriver's."""
+    b.execute_script("""
+        window.arrivals = [];
+        new MutationObserver(records => {
+            for (const r of records) for (const n of r.addedNodes)
+                window.arrivals.push({text: n.textContent || '', key: n.dataset ? n.dataset.key : null,
+                                      at: Date.now()});
+        }).observe(document.getElementById('log-rows'), {childList: true});""")
+
+
+def _curl_order(world, order):
+    out = subprocess.run(
+        ["curl", "-s", "-X", "POST", f"http://127.0.0.1:{world.dev.port}/hooks/acme/orders",
+         "-H", "content-type: application/json", "-H", f"X-Api-Key: {AUTH['X-Api-Key']}", "-d", json.dumps({"id": order})],
+        capture_output=True, timeout=10, check=True)
+    return time.time() * 1000, json.loads(out.stdout)["event_id"]
+
+
+def test_a_request_sent_with_curl_appears_in_the_live_tail_and_its_row_follows_its_run(world):
+    """One row a request, shown without a reload and redrawn in its place
+    as its run goes on (waiting on its delivery, then succeeded), its time
+    a link to the run's page. How soon is `scripts/bench tail`'s to
+    measure (a wall-clock limit flakes on a loaded CI); the wait here is
+    bounded."""
     world.sign_in()
     b = world.browser
     b.get(f"{world.base}/console/log")
     wait(lambda: b.execute_script("return document.getElementById('log').dataset.stream"), what="the tail")
     time.sleep(0.3)  # the page's EventSource connected
-    # The page stamps each row as it is added (the browser's clock is this
-    # machine's): the latency measured is the page's, not WebDriver's.
-    b.execute_script("""
-        window.arrivals = [];
-        new MutationObserver(records => {
-            for (const r of records) for (const n of r.addedNodes)
-                window.arrivals.push({text: n.textContent || '', at: Date.now()});
-        }).observe(document.getElementById('log-rows'), {childList: true});""")
-    out = subprocess.run(
-        ["curl", "-s", "-X", "POST", f"http://127.0.0.1:{world.dev.port}/hooks/acme/orders",
-         "-H", "content-type: application/json", "-H", f"X-Api-Key: {AUTH['X-Api-Key']}", "-d", '{"id": 7}'],
-        capture_output=True, timeout=10, check=True)
-    answered_ms = time.time() * 1000
-    event_id = json.loads(out.stdout)["event_id"]
-    arrived = wait(lambda: [a["at"] for a in b.execute_script("return window.arrivals") if event_id in a["text"]],
-                   timeout=5, what=f"{event_id} in the live tail")
-    print(f"shown {arrived[0] - answered_ms:.0f} ms after curl's answer")
-    # Its entry opens to the request; its run is a link to the run's page.
+    _watch_rows(b)
+    # The receiver takes a second: the run waits on it meanwhile.
+    world.ok.handler = lambda req, n: (200, {}, b"{}", 1.5)
+    try:
+        answered_ms, event_id = _curl_order(world, 7)
+        run_id = "run_" + event_id.removeprefix("evt_")
+        arrived = wait(lambda: [a["at"] for a in b.execute_script("return window.arrivals") if a["key"] == run_id],
+                       timeout=5, what=f"{run_id} in the live tail")
+        print(f"shown {arrived[0] - answered_ms:.0f} ms after curl's answer")
+        row = lambda: b.find_element("css selector", f"#log-rows tr[data-key='{run_id}']")  # noqa: E731
+        first = row().text
+        assert "POST /hooks/acme/orders" in first and "acme/push" in first and "202" in first, first
+        assert "Waiting on send" in first or "Running" in first, first
+        done = wait(lambda: "Succeeded" in row().text and row().text, timeout=10, what="the row redrawn: succeeded")
+    finally:
+        world.ok.handler = None
+    assert "1 delivered (1 attempt)" in done, done
+    assert len(b.find_elements("css selector", f"#log-rows tr[data-key='{run_id}']")) == 1, "redrawn in its place"
+    row().find_element("css selector", "a.open").click()
+    wait(lambda: b.find_element("tag name", "h1").text.startswith("Run "), what="the run page")
+    assert run_id in b.find_element("tag name", "h1").text
+    assert [e["message"] for e in console_errors(b)] == []
+
+
+def test_every_entry_of_a_request_is_in_the_entries_view_s_live_tail(world):
+    """The log's other view: each entry, its detail opening to the request,
+    its run a link to the run's page."""
+    world.sign_in()
+    b = world.browser
+    b.get(f"{world.base}/console/log?view=entries")
+    wait(lambda: b.execute_script("return document.getElementById('log').dataset.stream"), what="the tail")
+    time.sleep(0.3)
+    _watch_rows(b)
+    _, event_id = _curl_order(world, 8)
+    wait(lambda: [a for a in b.execute_script("return window.arrivals") if event_id in a["text"]],
+         timeout=5, what=f"{event_id} in the live tail")
     row = next(r for r in b.find_elements("css selector", "#log-rows tr") if event_id in r.text and "accepted" in r.text)
     row.find_element("tag name", "summary").click()
     assert '"method": "POST"' in row.find_element("tag name", "pre").text
@@ -520,19 +560,58 @@ def test_send_a_test_request_runs_the_flow_and_shows_its_answer(world):
     assert '"id": 77' in b.find_element("name", "body").get_attribute("value")
 
 
+def test_the_request_log_is_one_row_a_request_newest_first_and_fits_the_screen(world):
+    """Each request once, with its outcome, the status it was answered
+    with, how long its run took, its flow and its deliveries; a rejected
+    one says why; newest first; no horizontal scroll at 1280 px."""
+    world.sign_in()
+    script, world.failing.script = world.failing.script, [(400, {}, b'{"error": "no such order"}', 0)]
+    before = len(world.failing.requests)
+    try:
+        assert world.dev.call("/hooks/acme/failing", {"id": 5}, AUTH)[0] == 202
+        world.failing.wait(before + 1)
+    finally:
+        world.failing.script = script
+    assert world.dev.call("/hooks/acme/orders", {"id": 6}, {"X-Api-Key": "wrong"})[0] == 401
+    b = world.browser
+
+    def rows():
+        b.get(f"{world.base}/console/log?flow_id=failing")
+        return [r.text for r in b.find_elements("css selector", "#log-rows tr.request")]
+
+    failed = wait(lambda: [r for r in rows() if "Failed at send" in r], what="the failed run's row")[0]
+    assert "POST /hooks/acme/failing" in failed and "202" in failed and "1 failed (1 attempt)" in failed, failed
+    assert "400" in failed, "the reason names the receiver's status: " + failed
+    b.get(f"{world.base}/console/log?outcome=rejected")
+    shown = b.find_elements("css selector", "#log-rows tr.request")
+    assert shown and all("Rejected" in r.text and "401" in r.text for r in shown), [r.text for r in shown]
+    assert b.find_element("css selector", "#log-rows tr.request a.open").get_attribute("href").endswith(
+        "view=entries&event_id=" + shown[0].get_attribute("data-key"))
+    b.get(f"{world.base}/console/log")
+    times = [t.get_attribute("datetime") for t in b.find_elements("css selector", "#log-rows tr.request time")]
+    assert times and times == sorted(times, reverse=True), "newest first"
+    keys = [r.get_attribute("data-key") for r in b.find_elements("css selector", "#log-rows tr.request")]
+    assert len(keys) == len(set(keys)), "one row a request"
+    assert b.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"), \
+        "the request log fits 1280 px"
+
+
 def test_the_log_page_filters_by_outcome_and_time_range(world):
     world.sign_in()
     status, _, _ = world.dev.call("/hooks/acme/orders", {"id": 1}, {"X-Api-Key": "wrong"})
     assert status == 401
     b = world.browser
-    b.get(f"{world.base}/console/log?outcome=rejected")
+    b.get(f"{world.base}/console/log?view=entries&outcome=rejected")
     outcomes = [r.find_element("css selector", ".outcome").text for r in b.find_elements("css selector", "#log-rows tr")]
     assert b.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"), \
         "the request log fits 1280 px"
     assert outcomes and all(o.startswith("rejected_") for o in outcomes), outcomes
     # A range that ends in the past has no entries of now, and no live tail.
-    b.get(f"{world.base}/console/log?from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z")
+    b.get(f"{world.base}/console/log?view=entries&from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z")
     assert b.find_element("css selector", "#log-rows tr").text == "No entries."
+    assert b.find_element("id", "log").get_attribute("data-stream") is None
+    b.get(f"{world.base}/console/log?from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z")
+    assert b.find_element("css selector", "#log-rows tr").text == "No requests."
     assert b.find_element("id", "log").get_attribute("data-stream") is None
     b.get(f"{world.base}/console/log?from=yesterday")
     assert "from: `yesterday` is not a time" in b.find_element("css selector", "[role=alert]").text

@@ -1318,6 +1318,18 @@ def test_the_console_of_a_deployed_stack_shows_its_flows_log_and_dead_deliveries
 
     aws.pump(lambda: any("console-dead" in json.dumps(d) for d in json.loads(aws.api.request("GET", "/v1/dead")[2])["dead"]),
              60, "the halted delivery dead")
+    # The request log one row a request, from the admin function: the
+    # caller answered 202, the run failed at its step, its delivery dead.
+    def row():
+        status, _, body = aws.api.request("GET", "/v1/requests?tenant=e2e&flow_id=console-dead&limit=5")
+        assert status == 200, body
+        return next((r for r in json.loads(body)["requests"] if r["event_id"] == event_id), None)
+
+    aws.pump(lambda: (row() or {}).get("outcome") == "failed", 60, "the request's row: its run failed")
+    mine = row()
+    assert (mine["status"], mine["step"], mine["path"]) == (202, "send", "/hooks/e2e/console-dead"), mine
+    assert mine["deliveries"] == {"delivered": 0, "pending": 0, "failed": 1, "attempts": 1}, mine
+    request_key = mine["key"]
     status, _, body = aws.api.request("GET", "/v1/flows")
     assert status == 200, body
     flows = sorted(f"{f['tenant']}/{f['id']}" for f in json.loads(body)["flows"])
@@ -1382,6 +1394,11 @@ def test_the_console_of_a_deployed_stack_shows_its_flows_log_and_dead_deliveries
         assert shown == flows, (shown, flows)
         urls = [c.text for c in browser.find_elements("css selector", "code.url")]
         assert f"{api_url}/hooks/e2e/console-dead" in urls, urls
+        # One row a request, its time a link to its run's page.
+        browser.get(f"{base}/console/log?tenant=e2e&flow_id=console-dead")
+        shown = browser.find_element("css selector", f"#log-rows tr[data-key='{request_key}']")
+        assert "Failed at send" in shown.text and "202" in shown.text and "1 failed" in shown.text, shown.text
+        assert shown.find_element("css selector", "a.open").get_attribute("href").endswith(f"/console/runs/{request_key}")
         browser.get(f"{base}/console/log?tenant=e2e&event_id={event_id}")
         assert event_id in browser.find_element("id", "log-rows").text
         # Without a tenant filter: every tenant's log is read.

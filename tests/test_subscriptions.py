@@ -571,3 +571,52 @@ def test_the_cli_manages_subscriptions_and_publishes_events_through_the_admin_ap
     assert code == 0 and json.loads(out)["secret"] != created["secret"], out
     assert cli("subscriptions", "delete", sub)[0] == 0
     assert cli("subscriptions", "list")[1].strip() == ""
+
+
+def test_the_request_log_by_request_pages_newest_first_and_reads_on_for_failures(dev, receiver):
+    """`GET /v1/requests`: one row a request with what became of it, pages
+    that meet without a gap or a repeat, and `failed` reading on past
+    pages of requests that went well (at most five reads, then where to go
+    on)."""
+    r = receiver()
+    sender = (f"id: send\ntenant: default\ntrigger: {{ type: webhook, path: send }}\n"
+              f"steps:\n  - {{ id: call, type: http, url: {r.url()} }}\n")
+    d = dev({"send.yaml": sender}, *FAST)
+    assert d.call("/hooks/default/nothing-here", {})[0] == 404
+    for i in range(5):
+        assert d.call("/hooks/default/send", {"i": i})[0] == 202
+    r.wait(5)
+
+    def page(query):
+        status, body = api(d, "GET", "/v1/requests?" + query)
+        assert status == 200, body
+        return body
+
+    wait_for(lambda: all(x["outcome"] == "succeeded" for x in page("limit=5")["requests"]) or None,
+             what="the five runs' ends")
+    rows, query = [], "limit=2"
+    while True:
+        got = page(query)
+        rows += got["requests"]
+        if got["next"] is None:
+            break
+        query = f"limit=2&before_seq={got['next']['before_seq']}"
+    assert len(rows) == 6 and len({x["key"] for x in rows}) == 6, rows
+    assert [x["at"] for x in rows] == sorted((x["at"] for x in rows), reverse=True), "newest first"
+    sent, rejected = rows[0], rows[-1]
+    assert (sent["outcome"], sent["status"], sent["path"], sent["flow_id"]) == ("succeeded", 202, "/hooks/default/send",
+                                                                               "send"), sent
+    assert sent["deliveries"] == {"delivered": 1, "pending": 0, "failed": 0, "attempts": 1}, sent
+    assert sent["duration_ms"] is not None and sent["duration_ms"] >= 0
+    assert (rejected["outcome"], rejected["status"], rejected["run_id"]) == ("rejected_404", 404, None), rejected
+    # Failures only: found past five requests that went well.
+    found = page("limit=2&failed=true")
+    assert [x["key"] for x in found["requests"]] == [rejected["key"]] and found["next"] is None, found
+    # Reads of one request each: five reads end short of it, and say
+    # where to go on.
+    short = page("limit=1&failed=true")
+    assert short["requests"] == [] and short["next"] is not None, short
+    assert [x["key"] for x in page(f"limit=1&failed=true&before_seq={short['next']['before_seq']}")["requests"]] == \
+        [rejected["key"]]
+    status, err = api(d, "GET", "/v1/requests?limit=0")
+    assert (status, err["error"]["field"]) == (400, "limit"), err

@@ -166,6 +166,12 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Event>, BackendError>> + Send;
 
     fn logs(&self, q: LogFilter) -> impl Future<Output = Result<Vec<LogEntry>, BackendError>> + Send;
+    /// The newest `q.limit` trigger requests and published events `q`
+    /// takes (by their own entry: its time, tenant, flow; `failed_only`
+    /// aside), each with every entry of its run or event, in any order:
+    /// what [`hookflow_core::requests::fold`] makes rows of. The cost
+    /// follows the requests read, never the history behind them.
+    fn requests(&self, q: LogFilter) -> impl Future<Output = Result<Vec<LogEntry>, BackendError>> + Send;
     /// How many entries match `q` (its limit aside), where the store counts
     /// them cheaply; `None` elsewhere.
     fn count_logs(&self, _q: LogFilter) -> impl Future<Output = Result<Option<usize>, BackendError>> + Send {

@@ -86,6 +86,29 @@ fn schemas() -> Map<String, Value> {
             }
         }),
     );
+    let count = json!({"type": "integer", "minimum": 0});
+    all.insert(
+        "RequestRow".into(),
+        json!({
+            "type": "object", "required": ["key", "kind", "at", "outcome", "deliveries"],
+            "properties": {
+                "key": {"type": "string", "description": "What its entries share: the run's id, or the event's (a published event, a request that started no run)."},
+                "kind": {"enum": ["request", "event"]},
+                "at": {"type": "integer", "description": "When it arrived (ms since the epoch)."},
+                "seq": {"type": "integer"},
+                "tenant": nullable("string"), "flow_id": nullable("string"), "run_id": nullable("string"),
+                "event_id": nullable("string"), "method": nullable("string"), "path": nullable("string"),
+                "event_type": nullable("string"),
+                "outcome": {"type": "string", "description": "`succeeded`, `failed`, `waiting`, `running` (its run); `rejected_401` and the like, `duplicate`; `published` (an event)."},
+                "status": {"type": ["integer", "null"], "description": "The status code its caller was answered with, where known."},
+                "duration_ms": {"type": ["integer", "null"], "description": "From its arrival to its run's end."},
+                "step": {"type": ["string", "null"], "description": "The step its run failed at or waits on."},
+                "reason": nullable("string"),
+                "deliveries": {"type": "object", "required": ["delivered", "pending", "failed", "attempts"],
+                    "properties": {"delivered": count, "pending": count, "failed": count, "attempts": count}}
+            }
+        }),
+    );
     all.insert(
         "LogEntry".into(),
         json!({
@@ -379,6 +402,24 @@ fn paths() -> Map<String, Value> {
             None,
             vec![("200", answer("The entries.", object(&["entries"], json!({"entries": {"type": "array", "items": schema_ref("LogEntry")},
                     "count": {"type": "integer", "description": "With `after_seq`, where the store counts: every entry matching, past `limit` too."}})))),
+                 ("400", bad_json())])}),
+    );
+    paths.insert(
+        "/v1/requests".into(),
+        json!({"get": op("listRequests",
+            "The request log one row a trigger request or published event, newest first: its outcome (the run's, or the rejection), the status code it was answered with, how long its run took, and the deliveries it caused. A row's entries are `GET /v1/logs?run_id={key}`.",
+            vec![query_param("tenant", "Only this tenant's.", json!({"type": "string"})),
+                 query_param("flow_id", "Only this flow's.", json!({"type": "string"})),
+                 query_param("run_id", "Only the request that started this run.", json!({"type": "string"})),
+                 query_param("since", "Arrived at or after (ms since the epoch).", json!({"type": "integer", "minimum": 0})),
+                 query_param("until", "Arrived before (ms since the epoch).", json!({"type": "integer", "minimum": 0})),
+                 query_param("before_seq", "Stored before the request whose entry has this `seq` (the next page, where entries carry one).", json!({"type": "integer", "minimum": 1})),
+                 query_param("failed", "Only requests that went wrong: rejected, their run failed, or a delivery failed or is being retried (read on for at most five pages of requests).", json!({"type": "boolean"})),
+                 query_param("limit", "At most this many (default 50).", json!({"type": "integer", "minimum": 1, "maximum": 500}))],
+            None,
+            vec![("200", answer("The requests.", object(&["requests", "next"], json!({"requests": {"type": "array", "items": schema_ref("RequestRow")},
+                    "next": {"description": "The query of the next (older) page, to add to this one's, or null at the end.",
+                        "type": ["object", "null"], "properties": {"until": {"type": "integer"}, "before_seq": {"type": "integer"}}}})))),
                  ("400", bad_json())])}),
     );
     let counts = json!({"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}});

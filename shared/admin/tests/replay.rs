@@ -138,6 +138,9 @@ impl Backend for Handle {
     async fn logs(&self, _: LogFilter) -> Result<Vec<LogEntry>, BackendError> {
         down("logs")
     }
+    async fn requests(&self, _: LogFilter) -> Result<Vec<LogEntry>, BackendError> {
+        down("requests")
+    }
     async fn run(&self, _: &str) -> Result<Option<(Value, Vec<LogEntry>)>, BackendError> {
         down("run")
     }

@@ -332,7 +332,7 @@ impl Backend for AwsBackend {
                     Some(t) => BTreeSet::from([t.clone()]),
                     None => self.tenants().await?,
                 };
-                let only = Requests { flow_id: q.flow_id.clone() };
+                let only = Requests { flow_id: q.flow_id.clone(), most: None };
                 // `until` is exclusive, a page's bound inclusive.
                 let requests = (q.since, q.until.map_or(upto, |u| u.saturating_sub(1).min(upto)));
                 let mut all = Vec::new();
@@ -349,6 +349,41 @@ impl Backend for AwsBackend {
         entries.retain(keep);
         let skip = entries.len().saturating_sub(limit);
         Ok(entries.split_off(skip))
+    }
+
+    /// By tenant (every tenant when the filter names none): the newest
+    /// requests of each tenant's hours, each with its run's items (one
+    /// `Query` a run), a published event with its deliveries' (one
+    /// `Query`); a run's own entries by its run.
+    async fn requests(&self, q: LogFilter) -> Result<Vec<LogEntry>, BackendError> {
+        let (table, now) = (&self.store.table, self.now_ms());
+        if let Some(run) = &q.run_id {
+            return table.run_entries(run, now).await.map_err(backend);
+        }
+        let most = q.limit.unwrap_or(PAGE_RUNS).min(PAGE_RUNS);
+        let tenants = match &q.tenant {
+            Some(t) => BTreeSet::from([t.clone()]),
+            None => self.tenants().await?,
+        };
+        let only = Requests { flow_id: q.flow_id.clone(), most: Some(most) };
+        let upto = q.until.map_or(now, |u| u.saturating_sub(1).min(now));
+        let mut all = Vec::new();
+        for tenant in &tenants {
+            let page = table.tenant_log_page(tenant, (q.since, upto), now, usize::MAX, most, &only, |_| true);
+            all.extend(page.await.map_err(backend)?);
+        }
+        let events: Vec<String> = all
+            .iter()
+            .filter(|e| e.kind == hookflow_core::commit::EntryKind::Event)
+            .filter_map(|e| e.event_id.clone())
+            .collect();
+        for chunk in events.chunks(16) {
+            let deliveries = futures_util::future::join_all(chunk.iter().map(|id| table.run_entries(id, now))).await;
+            for d in deliveries {
+                all.extend(d.map_err(backend)?);
+            }
+        }
+        Ok(all)
     }
 
     async fn run(&self, id: &str) -> Result<Option<(Value, Vec<LogEntry>)>, BackendError> {

@@ -118,9 +118,19 @@ async fn a_page_of_the_log_or_of_events_reads_the_hours_it_returns_not_a_year_of
     assert!(second.len() <= 4, "{second:?}");
     assert!(!second.iter().any(|op| op == "DescribeTable" || op == "GetItem"), "kept: {second:?}");
 
+    // One row a request (`GET /v1/requests`): the newest 20 requests, the
+    // read stopped there (a chunk of 16 at most past it), however many
+    // entries its filter would keep.
+    let heads = Requests { flow_id: None, most: Some(20) };
+    let page = reader.tenant_log_page("acme", year, now, usize::MAX, 20, &heads, |_| true).await.unwrap();
+    let reads = counted.take();
+    assert!((20..=32).contains(&page.len()), "the newest requests, not the year's: {}", page.len());
+    assert!(page.iter().all(|e| e.at.div_euclid(HOUR) == newest));
+    assert!(reads.len() <= 4, "{reads:?}");
+
     // A flow seen once an hour: the index skips the hours without
     // requests; the table filters the hours it reads.
-    let rare = Requests { flow_id: Some("rare".into()) };
+    let rare = Requests { flow_id: Some("rare".into()), most: None };
     let page = reader.tenant_log_page("acme", year, now, 5, 500, &rare, |_| true).await.unwrap();
     let reads = counted.take();
     assert_eq!(page.iter().map(|e| e.at.div_euclid(HOUR)).collect::<Vec<_>>(), hours[hours.len() - 5..]);
@@ -128,7 +138,7 @@ async fn a_page_of_the_log_or_of_events_reads_the_hours_it_returns_not_a_year_of
     assert!(reads.len() <= 12, "five hours read, and the index: {reads:?}");
 
     // A flow seen in a few hours of the 200: its own index lists them.
-    let sparse = Requests { flow_id: Some("sparse".into()) };
+    let sparse = Requests { flow_id: Some("sparse".into()), most: None };
     let page = reader.tenant_log_page("acme", year, now, 50, 500, &sparse, |_| true).await.unwrap();
     let reads = counted.take();
     let expected: Vec<i64> = hours.iter().copied().filter(|h| h % 5 == 0).collect();

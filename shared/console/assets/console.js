@@ -13,13 +13,37 @@ document.addEventListener("click", (ev) => {
   );
 });
 
-// The live tail: the server pushes batches of new entries (server-sent
-// events) as rendered rows, newest first; the page keeps the newest 500.
+// The live tail: the server pushes batches of new entries or requests
+// (server-sent events) as rendered rows, newest first; the page keeps the
+// newest 500.
 const table = document.getElementById("log");
 if (table && table.dataset.stream) {
   const rows = document.getElementById("log-rows");
   const status = document.getElementById("tail-status");
   const source = new EventSource(table.dataset.stream);
+  // One row a request: a row the page shows is redrawn in its place (its
+  // run went on), a new one goes on top; a published event whose row was
+  // read before gets its deliveries' counts.
+  source.addEventListener("requests", (ev) => {
+    const batch = JSON.parse(ev.data);
+    rows.querySelector("tr.empty")?.remove();
+    let added = 0, changed = 0;
+    for (const { key, html } of batch.rows.slice().reverse()) {
+      const template = document.createElement("template");
+      template.innerHTML = html;
+      const row = template.content.querySelector("tr");
+      if (!row) continue;
+      row.classList.add("fresh");
+      const shown = rows.querySelector(`tr[data-key="${CSS.escape(key)}"]`);
+      if (shown) { shown.replaceWith(row); changed += 1; } else { rows.prepend(row); added += 1; }
+    }
+    for (const { key, deliveries } of batch.cells) {
+      const cell = rows.querySelector(`tr[data-key="${CSS.escape(key)}"] td.deliveries`);
+      if (cell) { cell.textContent = deliveries; changed += 1; }
+    }
+    while (rows.rows.length > 500) rows.deleteRow(rows.rows.length - 1);
+    status.textContent = `Live: ${added} new, ${changed} updated.`;
+  });
   source.addEventListener("entries", (ev) => {
     const batch = JSON.parse(ev.data);
     rows.querySelector("tr.empty")?.remove();

@@ -105,7 +105,13 @@ impl Api {
     }
 }
 
+/// What [`encode`] encodes: all but letters, digits, `-`, `_` and `~`
+/// (ids such as `run_01…` stay as they are; a `.` stays encoded, so no
+/// segment reads as `.` or `..`).
+const RESERVED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
+
 /// `s` percent-encoded for a URL's query or path segment.
 pub fn encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, RESERVED).to_string()
 }

@@ -12,6 +12,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("flow.html", include_str!("../templates/flow.html")),
     ("log.html", include_str!("../templates/log.html")),
     ("entry.html", include_str!("../templates/entry.html")),
+    ("requests.html", include_str!("../templates/requests.html")),
+    ("request.html", include_str!("../templates/request.html")),
     ("run.html", include_str!("../templates/run.html")),
     ("dead.html", include_str!("../templates/dead.html")),
     ("replay.html", include_str!("../templates/replay.html")),

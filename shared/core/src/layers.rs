@@ -49,6 +49,7 @@ pub(crate) const ORDER: &[&str] = &[
     "engine",
     "ports",
     "stats",
+    "requests",
     // inbound/ (`inbound/mod.rs` is `inbound`)
     "auth",
     "inbound",

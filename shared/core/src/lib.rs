@@ -34,7 +34,7 @@ mod util;
 // Each layer's modules, under the names the other crates use.
 pub use flow::{schema, source, validate};
 pub use inbound::auth;
-pub use outcome::{commit, engine, ports, stats};
+pub use outcome::{commit, engine, ports, requests, stats};
 pub use policy::{retry, ssrf, status};
 pub use run::{attempt, dry, request};
 pub use sign::{keyring, signature};

@@ -176,6 +176,10 @@ impl Backend for DevBackend {
         self.rt.store.query_log(&q).map_err(unavailable)
     }
 
+    async fn requests(&self, q: LogFilter) -> Result<Vec<LogEntry>, BackendError> {
+        self.rt.store.query_requests(&q).map_err(unavailable)
+    }
+
     async fn count_logs(&self, q: LogFilter) -> Result<Option<usize>, BackendError> {
         self.rt.store.count_log(&q).map(Some).map_err(unavailable)
     }

@@ -36,7 +36,7 @@ mod subscriptions;
 use dead::{list_dead, replay_dead};
 use events::{list_events, publish_event};
 use flows::{delete_flow, get_flow, list_flows, put_flow, test_flow};
-use logs::{logs, stats};
+use logs::{list_requests, logs, stats};
 pub use plumbing::ApiError;
 use replay::enable_subscription;
 use runs::{get_run, replay_run};
@@ -102,6 +102,7 @@ pub(crate) enum Op {
     ListEvents,
     PublishEvent,
     GetLogs,
+    ListRequests,
     GetStats,
     GetRun,
     ReplayRun,
@@ -110,7 +111,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    pub(crate) const ALL: [Op; 22] = [
+    pub(crate) const ALL: [Op; 23] = [
         Op::ListFlows,
         Op::GetFlow,
         Op::PutFlow,
@@ -128,6 +129,7 @@ impl Op {
         Op::ListEvents,
         Op::PublishEvent,
         Op::GetLogs,
+        Op::ListRequests,
         Op::GetStats,
         Op::GetRun,
         Op::ReplayRun,
@@ -154,6 +156,7 @@ impl Op {
             Op::ListEvents => "listEvents",
             Op::PublishEvent => "publishEvent",
             Op::GetLogs => "getLogs",
+            Op::ListRequests => "listRequests",
             Op::GetStats => "getStats",
             Op::GetRun => "getRun",
             Op::ReplayRun => "replayRun",
@@ -186,6 +189,7 @@ impl Op {
             Op::ListEvents => on(filter, list_events::<B>),
             Op::PublishEvent => on(filter, publish_event::<B>),
             Op::GetLogs => on(filter, logs::<B>),
+            Op::ListRequests => on(filter, list_requests::<B>),
             Op::GetStats => on(filter, stats::<B>),
             Op::GetRun => on(filter, get_run::<B>),
             Op::ReplayRun => on(filter, replay_run::<B>),

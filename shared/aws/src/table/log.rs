@@ -76,9 +76,11 @@ impl Table {
         }
         let mut out = Vec::new();
         let mut runs: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut heads = 0;
         'pages: while let Some(items) = pages.next().await? {
             let requests: Vec<LogEntry> = items.iter().map(entry_of).collect();
             for chunk in requests.chunks(16) {
+                heads += chunk.iter().filter(|e| hookflow_core::requests::is_head(e)).count();
                 let mut new = Vec::new();
                 for run in chunk.iter().filter_map(|e| e.run_id.as_deref()) {
                     if runs.len() < max_runs && runs.insert(run.to_string()) {
@@ -91,7 +93,7 @@ impl Table {
                     out.extend(timeline?.into_iter().filter(&keep));
                 }
                 out.extend(chunk.iter().filter(|e| e.run_id.is_none() && keep(e)).cloned());
-                if out.len() >= limit || runs.len() >= max_runs {
+                if out.len() >= limit || runs.len() >= max_runs || only.most.is_some_and(|most| heads >= most) {
                     break 'pages;
                 }
             }
@@ -136,6 +138,8 @@ impl Table {
 #[derive(Debug, Clone, Default)]
 pub struct Requests {
     pub flow_id: Option<String>,
+    /// The most requests (and published events) read, if bounded.
+    pub most: Option<usize>,
 }
 
 impl Requests {

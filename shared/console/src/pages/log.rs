@@ -1,5 +1,6 @@
-//! The request log page (filters, time range, pages) and its live tail
-//! (server-sent events).
+//! The request log page's entries view (every entry: filters, time range,
+//! pages) and its live tail (server-sent events); the page's default
+//! view, one row a request, is [`super::requests`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -71,12 +72,21 @@ impl LogForm {
     }
 }
 
+/// Whether a query asks for every entry (`view=entries`, or an event's
+/// or a run's) rather than one row a request.
+fn entries_view(q: &Form) -> bool {
+    q.get("view") == "entries" || !q.get("event_id").trim().is_empty() || !q.get("run_id").trim().is_empty()
+}
+
 pub(super) async fn log(
     State(c): State<Arc<Console>>,
     axum::Extension(s): axum::Extension<Session>,
     RawQuery(q): RawQuery,
 ) -> Response {
     let q = query(q);
+    if !entries_view(&q) {
+        return super::requests::page(c, s, q).await;
+    }
     let filter = LogForm::of(&q);
     let now = now_ms();
     // The last 24 hours unless the form says otherwise: a deployment's
@@ -133,9 +143,16 @@ pub(super) async fn log(
     let ctx = json!({
         "entries": entries, "q": filter.shown, "stream": stream, "older": older, "error": error,
         "last_choices": last, "outcomes": OUTCOMES, "since": time(range.since),
-        "until": range.until.map(time),
+        "until": range.until.map(time), "requests_link": requests_link(&q),
     });
     render(&c, "log.html", page(Some(&s), "log", ctx))
+}
+
+/// The same filters in the requests view (those it has).
+fn requests_link(q: &Form) -> String {
+    let keep = ["flow_id", "tenant", "text", "failed", "last", "from", "to"];
+    let link = Form(q.0.iter().filter(|(k, _)| keep.contains(&k.as_str())).cloned().collect());
+    format!("/console/log?{}", link.query_string())
 }
 
 /// The live tail: server-sent events, each a batch of new entries rendered
@@ -147,8 +164,11 @@ pub(super) async fn log(
 /// on from it. It ends when the page goes or its session does.
 pub(super) async fn stream(State(c): State<Arc<Console>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let q = query(q);
-    let filter = LogForm::of(&q);
     let resumed = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    if !entries_view(&q) {
+        return super::requests::stream(c, cookie_value(&headers), q, resumed).await;
+    }
+    let filter = LogForm::of(&q);
     let cursor = Tail::parse(resumed.as_deref().unwrap_or(q.get("after")), now_ms());
     struct Stream {
         c: Arc<Console>,

@@ -20,6 +20,7 @@ mod flow;
 mod log;
 mod overview;
 mod plumbing;
+mod requests;
 mod runs;
 mod signin;
 mod subscriptions;
@@ -167,6 +168,18 @@ mod tests {
                 "log.html",
                 json!({"entries": [e.clone()], "q": {"text": evil}, "stream": "/console/log/stream", "older": "/console/log?to=1",
                        "last_choices": [["1h", "hour"]], "outcomes": [evil], "since": "x", "until": null}),
+            ),
+            (
+                "requests.html",
+                json!({"rows": [crate::view::RequestView::of(&hookflow_core::requests::RequestRow {
+                           key: evil.into(), kind: hookflow_core::requests::RowKind::Request, at: 0, seq: None,
+                           tenant: Some(evil.into()), flow_id: Some(evil.into()), run_id: Some(evil.into()),
+                           event_id: None, method: Some(evil.into()), path: Some(evil.into()), event_type: None,
+                           outcome: evil.into(), status: None, duration_ms: None, step: Some(evil.into()),
+                           reason: Some(evil.into()), deliveries: Default::default()})],
+                       "q": {"text": evil}, "stream": "/console/log/stream", "older": "/console/log?to=1",
+                       "last_choices": [["1h", "hour"]], "outcomes": [evil], "since": "x", "until": null,
+                       "entries_link": "/console/log?view=entries"}),
             ),
             (
                 "flow.html",

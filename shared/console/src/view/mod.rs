@@ -9,9 +9,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 mod overview;
+mod request;
 mod tail;
 
 pub use overview::Window;
+pub use request::{RequestView, deliveries};
 pub use tail::Tail;
 
 /// RFC 3339 UTC of a time in ms, to the millisecond.

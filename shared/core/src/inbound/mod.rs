@@ -367,6 +367,9 @@ pub fn accept(
         }
     };
     let inline = if sync { outcome.replies.first().cloned() } else { None };
+    // The answer's status where it is known now (a sync flow that waits is
+    // answered by its `respond` step, logged as a step).
+    let answered = immediate.as_ref().or(inline.as_ref()).map(|r| r.status);
     outcome.commit.log.push(LogEntry {
         at: received,
         kind: EntryKind::Inbound,
@@ -378,6 +381,7 @@ pub fn accept(
         detail: json!({
             "method": request.method, "path": request.path, "source_ip": request.source_ip,
             "headers": request.headers.to_json(), "body": truncate(&request.body, 16 * 1024),
+            "status": answered,
         }),
         ..Default::default()
     });

@@ -143,6 +143,47 @@ impl Store {
         Ok(entries)
     }
 
+    /// The newest `f.limit` requests and published events `f` takes (by
+    /// their own entry, newest first through the primary key), each with
+    /// every entry of its run or event (through the `run_id` index), in
+    /// commit order: what [`hookflow_core::requests::fold`] makes rows of.
+    pub fn query_requests(&self, f: &LogFilter) -> Result<Vec<LogEntry>, Error> {
+        let (filter, mut args) = sql(f);
+        let sql = format!(
+            "SELECT at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail, seq FROM log \
+             WHERE {filter} AND kind IN ('inbound', 'event') ORDER BY seq DESC LIMIT ?"
+        );
+        args.push(f.limit.map_or(-1, |n| n.min(i64::MAX as usize) as i64).into());
+        let conn = self.conn();
+        let heads: Vec<LogEntry> = {
+            let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), log_from_row).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)?
+        };
+        // A run's entries hold its request's; an event's deliveries carry
+        // its id as their run.
+        let keys: std::collections::BTreeSet<&str> =
+            heads.iter().filter_map(|h| hookflow_core::requests::key(h)).collect();
+        let mut entries: Vec<LogEntry> = heads.iter().filter(|h| h.run_id.is_none()).cloned().collect();
+        let keys: Vec<&str> = keys.into_iter().collect();
+        for chunk in keys.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT at, kind, tenant, flow_id, run_id, event_id, delivery_id, outcome, detail, seq FROM log \
+                 WHERE run_id IN ({marks})"
+            );
+            let mut stmt = conn.prepare(&sql).map_err(db)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(chunk.iter()), log_from_row).map_err(db)?;
+            for r in rows {
+                entries.push(r.map_err(db)?);
+            }
+        }
+        entries.sort_by_key(|e| e.seq);
+        entries.dedup_by_key(|e| e.seq);
+        with_bodies(&conn, &mut entries)?;
+        Ok(entries)
+    }
+
     /// How many log entries match `f` (its `limit` aside): the live tail's
     /// count of what it read after its cursor.
     pub fn count_log(&self, f: &LogFilter) -> Result<usize, Error> {
@@ -330,6 +371,44 @@ mod tests {
         assert_eq!(got[3].detail, serde_json::json!({"body": "not the run's"}));
         let stored: i64 = s.conn().query_row("SELECT MAX(LENGTH(detail)) FROM log", [], |r| r.get(0)).unwrap();
         assert!(stored < 100, "no entry keeps a copy of its run's body: {stored} characters");
+    }
+
+    #[tokio::test]
+    async fn a_page_of_requests_holds_each_one_s_whole_run_however_late_its_entries_came() {
+        let dir = std::env::temp_dir().join(format!("hookflow-log-{}", uuid::Uuid::now_v7().simple()));
+        let s = Store::open(&dir).unwrap();
+        let of = |at: i64, kind: EntryKind, run: &str, outcome: &str| LogEntry {
+            kind,
+            run_id: (!run.is_empty()).then(|| run.to_string()),
+            outcome: Some(outcome.into()),
+            ..entry(at, "a")
+        };
+        // Three requests, the oldest run's attempts logged after the newer
+        // requests; a published event and its delivery.
+        let mut log = vec![
+            of(1, EntryKind::Inbound, "run_1", "accepted"),
+            of(2, EntryKind::Inbound, "run_2", "accepted"),
+            LogEntry { event_id: Some("evt_3".into()), ..of(3, EntryKind::Inbound, "", "rejected_401") },
+            LogEntry { delivery_id: Some("d1".into()), ..of(4, EntryKind::Attempt, "run_1", "retry") },
+            LogEntry { delivery_id: Some("d1".into()), ..of(5, EntryKind::Attempt, "run_1", "success") },
+            of(6, EntryKind::Run, "run_1", "succeeded"),
+            LogEntry { event_id: Some("evt_p".into()), ..of(7, EntryKind::Event, "", "published") },
+            LogEntry { delivery_id: Some("m1".into()), ..of(8, EntryKind::Attempt, "evt_p", "success") },
+        ];
+        log.extend((9..200).map(|at| of(at, EntryKind::Step, "run_2", "set")));
+        s.commit(Commit { log, ..Default::default() }).await.unwrap();
+        let rows = |f: LogFilter| hookflow_core::requests::fold(&s.query_requests(&f).unwrap());
+        let newest = rows(LogFilter { limit: Some(2), ..Default::default() });
+        assert_eq!(newest.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["evt_p", "evt_3"]);
+        assert_eq!(newest[0].deliveries.delivered, 1, "the event's delivery, by the event's id");
+        // The next page, before the second's entry: run_1 whole, though
+        // its entries came after newer requests'.
+        let seq = newest[1].seq.unwrap();
+        let older = rows(LogFilter { limit: Some(2), upto_seq: Some(seq - 1), ..Default::default() });
+        assert_eq!(older.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["run_2", "run_1"]);
+        assert_eq!((older[1].outcome.as_str(), older[1].duration_ms), ("succeeded", Some(5)));
+        assert_eq!((older[1].deliveries.delivered, older[1].deliveries.attempts), (1, 0), "{:?}", older[1]);
+        assert_eq!(older[0].outcome, "running");
     }
 
     #[tokio::test]
