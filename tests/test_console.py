@@ -452,6 +452,71 @@ def test_a_subscription_s_page_lists_its_attempts_and_recovers_since_a_time(worl
     assert again[0]["headers"]["webhook-id"] == sent[0]["headers"]["webhook-id"]
 
 
+def test_a_subscription_s_filter_and_headers_are_checked_and_saved_from_its_page(world):
+    """A refused filter names its path and operator and stays in the form
+    to fix; a saved one is the subscription's, and decides the next
+    publish. Headers the same way: a credential in clear is refused."""
+    world.sign_in()
+    b = world.browser
+    b.get(f"{world.base}/console/subscriptions")
+    b.find_element("css selector", "a[href^='/console/subscriptions/sub_']").click()
+    wait(lambda: b.find_element("tag name", "h1").text.startswith("Subscription "), what="the subscription's page")
+    sub_id = b.find_element("css selector", "h1 code").text
+    box = b.find_element("id", "sub-filter")
+    box.clear()
+    box.send_keys('{"data": {"amount": {"$gte": [1]}}}')
+    b.find_element("css selector", "form[action$='/filter'] button").click()
+    alert = wait(lambda: b.find_element("css selector", "[role=alert]").text, what="the refusal")
+    assert "filter.data.amount.$gte" in alert and "takes a number or a string" in alert, alert
+    assert b.find_element("id", "sub-filter").get_attribute("value") == '{"data": {"amount": {"$gte": [1]}}}'
+    box = b.find_element("id", "sub-filter")
+    box.clear()
+    box.send_keys('{"data": {"amount": {"$gte": 100}}}')
+    b.find_element("css selector", "form[action$='/filter'] button").click()
+    wait(lambda: "Filter saved" in b.find_element("css selector", "[role=status]").text, what="the filter saved")
+    status, _, body = world.dev.call(f"/v1/subscriptions/{sub_id}", b"", {"authorization": f"Bearer {ADMIN}"},
+                                     method="GET")
+    assert json.loads(body)["filter"] == {"data": {"amount": {"$gte": 100}}}
+    status, _, body = world.dev.call("/v1/events", {"type": "order.paid", "data": {"amount": 5}},
+                                     {"authorization": f"Bearer {ADMIN}"})
+    assert json.loads(body)["filtered"] >= 1, body
+    # Removed again: the other tests' events all reach it.
+    box = b.find_element("id", "sub-filter")
+    box.clear()
+    b.find_element("css selector", "form[action$='/filter'] button").click()
+    wait(lambda: "Filter saved" in b.find_element("css selector", "[role=status]").text, what="the filter removed")
+    assert b.find_element("id", "sub-filter").get_attribute("value") == ""
+    box = b.find_element("id", "sub-headers")
+    box.send_keys('{"Authorization": "Bearer abc"}')
+    b.find_element("css selector", "form[action$='/headers'] button").click()
+    alert = wait(lambda: b.find_element("css selector", "[role=alert]").text, what="the refusal")
+    assert "headers.Authorization" in alert and "name a secret instead" in alert, alert
+    box = b.find_element("id", "sub-headers")
+    box.clear()
+    box.send_keys('{"X-Team": "crm", "Authorization": {"secret": "token", "prefix": "Bearer "}}')
+    b.find_element("css selector", "form[action$='/headers'] button").click()
+    wait(lambda: "Headers saved" in b.find_element("css selector", "[role=status]").text, what="the headers saved")
+    assert '"secret": "token"' in b.find_element("id", "sub-headers").get_attribute("value")
+    box = b.find_element("id", "sub-headers")
+    box.clear()
+    b.find_element("css selector", "form[action$='/headers'] button").click()
+    wait(lambda: "Headers saved" in b.find_element("css selector", "[role=status]").text, what="the headers removed")
+    # A transform previewed on a recent event, side by side, then saved.
+    box = b.find_element("id", "sub-transform")
+    box.send_keys('{"body": {"json": {"total": "{{ data.total | default(0) }}", "kind": "{{ type }}"}}}')
+    b.find_element("css selector", "button[formaction$='/preview']").click()
+    after = wait(lambda: b.find_element("id", "preview-after").text, what="the preview")
+    before = b.find_element("id", "preview-before").text
+    assert '"kind": "order.paid"' in after and '"type": "order.paid"' in before, (before, after)
+    assert b.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"), "fits 1280 px"
+    b.find_element("css selector", "form[action$='/transform'] button:not([formaction])").click()
+    wait(lambda: "Transform saved" in b.find_element("css selector", "[role=status]").text, what="the transform saved")
+    box = b.find_element("id", "sub-transform")
+    box.clear()
+    b.find_element("css selector", "form[action$='/transform'] button:not([formaction])").click()
+    wait(lambda: "Transform saved" in b.find_element("css selector", "[role=status]").text, what="the transform removed")
+
+
 def test_the_overview_draws_its_charts_with_the_vendored_library(world):
     world.sign_in()
     assert world.dev.call("/hooks/acme/orders", {"id": 5}, AUTH)[0] == 202

@@ -809,6 +809,42 @@ def test_a_subscription_verifies_and_receives_signed_events_through_the_admin_fu
     Webhook(sub["secret"]).verify(raw, headers)
     body = json.loads(raw)
     assert (body["type"], body["data"]) == ("contact.created", {"id": 5})
+    # A filter, set by the admin function's PATCH and kept in the table:
+    # the next publish is decided by it (filtered out: no message queued).
+    # Headers too, a credential by its secret's name (resolved by the
+    # dispatcher from Secrets Manager; the next test scans every item,
+    # message and log line for its value).
+    headers = {"X-Team": "crm", "Authorization": {"secret": "partner_token", "prefix": "Bearer "}}
+    status, changed = admin("PATCH", f"/v1/subscriptions/{sub['id']}",
+                            {"filter": {"data": {"id": {"$gt": 10}}}, "headers": headers})
+    assert status == 200 and changed["filter"] == {"data": {"id": {"$gt": 10}}}, changed
+    assert changed["headers"] == headers, changed
+    out = admin("POST", "/v1/events", {"type": "contact.created", "tenant": "e2e", "data": {"id": 6}})[1]
+    assert (out["deliveries"], out["filtered"]) == (0, 1), out
+    out = admin("POST", "/v1/events", {"type": "contact.created", "tenant": "e2e", "data": {"id": 60}})[1]
+    assert (out["deliveries"], out["filtered"]) == (1, 0), out
+    aws.pump(lambda: len(aws.receiver.ids("/subscriber")) >= 3, 60, "the event the filter passes")
+    time.sleep(1)
+    aws.pump(lambda: aws.queue_depth(aws.deliveries_url) == 0, 30, "the deliveries queue to drain")
+    sent = [(h, b) for _, p, h, b in aws.receiver.arrivals if p == "/subscriber"][1:]
+    assert [json.loads(b)["data"] for _, b in sent] == [{"id": 5}, {"id": 60}], sent
+    headers, raw = sent[-1]
+    last = {k.lower(): v for k, v in headers.items()}
+    assert (last["x-team"], last["authorization"]) == ("crm", f"Bearer {PARTNER_TOKEN}"), last
+    Webhook(sub["secret"]).verify(raw, headers)
+    # A transform, applied by the dispatcher at the first attempt: what it
+    # signs is what it sends; a test event is dropped.
+    transform = {"body": {"json": {"contact": "{{ data.id }}", "kind": "{{ type }}"}}, "drop": "{{ data.test | default(false) }}"}
+    status, changed = admin("PATCH", f"/v1/subscriptions/{sub['id']}", {"transform": transform})
+    assert status == 200 and changed["transform"] == transform, changed
+    for data in ({"id": 70, "test": True}, {"id": 71}):
+        assert admin("POST", "/v1/events", {"type": "contact.created", "tenant": "e2e", "data": data})[1]["deliveries"] == 1
+    aws.pump(lambda: len(aws.receiver.ids("/subscriber")) >= 4, 60, "the transformed event")
+    time.sleep(1)
+    aws.pump(lambda: aws.queue_depth(aws.deliveries_url) == 0, 30, "the deliveries queue to drain")
+    shaped = [(h, b) for _, p, h, b in aws.receiver.arrivals if p == "/subscriber"][3:]
+    assert [json.loads(b) for _, b in shaped] == [{"contact": 71, "kind": "contact.created"}], shaped
+    Webhook(sub["secret"]).verify(shaped[0][1], shaped[0][0])
 
 
 def test_a_subscription_that_does_not_echo_the_token_stays_pending_and_then_fails(aws):

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from test_dev import Receiver, dev, receiver  # noqa: F401 (fixtures)
+from test_dev import TOKEN, Receiver, dev, receiver  # noqa: F401 (fixtures)
 
 ADMIN = "admin-token-for-tests"
 AUTH = {"authorization": f"Bearer {ADMIN}"}
@@ -558,6 +558,21 @@ def test_the_cli_manages_subscriptions_and_publishes_events_through_the_admin_ap
     assert code == 1 and err.startswith("422: ") and "  url: `notaurl` must start with http://" in err, err
     code, _, err = cli("subscriptions", "show", "sub_nosuch")
     assert code == 1 and "404" in err, err
+    # A filter on create, changed and removed by `update`.
+    code, out, err = cli("subscriptions", "create", "--endpoint", r.url(), "--types", "order.*",
+                         "--filter", '{"data": {"amount": {"$gte": 100}}}')
+    assert code == 0 and json.loads(out)["filter"] == {"data": {"amount": {"$gte": 100}}}, (out, err)
+    filtered = json.loads(out)["id"]
+    code, _, err = cli("subscriptions", "update", filtered, "--filter", '{"data": {"amount": {"$gte": "x", "$nope": 1}}}')
+    assert code == 1 and "filter.data.amount.$nope" in err, err
+    code, _, err = cli("subscriptions", "update", filtered, "--filter", "{not json")
+    assert code != 0 and "--filter is not JSON" in err, err
+    code, out, err = cli("subscriptions", "update", filtered, "--no-filter", "--description", "all orders")
+    assert code == 0 and "filter" not in json.loads(out) and json.loads(out)["description"] == "all orders", (out, err)
+    code, out, err = cli("subscriptions", "preview", filtered, "--transform", '{"body": {"json": {"n": "{{ data.n }}"}}}',
+                         "--event", '{"type": "order.paid", "data": {"n": 5}}')
+    assert code == 0 and json.loads(json.loads(out)["after"]["body"]) == {"n": 5}, (out, err)
+    assert cli("subscriptions", "delete", filtered)[0] == 0
     code, _, err = cli("subscriptions", "list", token="wrong-token-of-16-chars")
     assert code == 1 and err.startswith("401"), err
     code, _, err = cli("events", "publish", "--type", "a.b", "--data", "{nope")
@@ -620,3 +635,181 @@ def test_the_request_log_by_request_pages_newest_first_and_reads_on_for_failures
         [rejected["key"]]
     status, err = api(d, "GET", "/v1/requests?limit=0")
     assert (status, err["error"]["field"]) == (400, "limit"), err
+
+
+def test_a_filter_decides_which_events_a_subscription_gets_and_a_change_applies_to_the_next(dev, receiver):
+    """Filters (#27 item 1): checked on create and change (422 naming the
+    path and operator), decided at the fan-out (a filtered-out event is
+    no delivery, counted in the publish's answer and its log row), and
+    changed with `PATCH`: what was queued goes out as decided; the next
+    publish and a recovery use the filter as it is then."""
+    r = receiver()
+    state = {"down": False}
+
+    def handler(req, n):
+        if json.loads(req["body"]).get("type") == "webhook.verification":
+            return echo(req, n)
+        return (503, {}, b"{}", 0) if state["down"] else (200, {}, b"{}", 0)
+
+    r.handler = handler
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST)
+    status, err = api(d, "POST", "/v1/subscriptions", {"url": r.url(), "event_types": ["order.*"],
+                                                       "filter": {"data": {"amount": {"$gte": [100]}, "x": {"$betwen": 1}}}})
+    assert status == 422, err
+    fields = {p["field"]: p["message"] for p in err["error"]["problems"]}
+    assert "takes a number or a string" in fields["filter.data.amount.$gte"], fields
+    assert "is not an operator" in fields["filter.data.x.$betwen"], fields
+    big = subscribe(d, r.url(), ["order.*"], filter={"data": {"amount": {"$gte": 100}, "currency": {"$in": ["EUR", "GBP"]}}})
+    assert big["filter"] == {"data": {"amount": {"$gte": 100}, "currency": {"$in": ["EUR", "GBP"]}}}
+    wait_for(lambda: status_of(d, big["id"]) == "active", what="verified")
+
+    def publish(amount, currency="EUR"):
+        status, out = api(d, "POST", "/v1/events", {"type": "order.paid", "data": {"amount": amount, "currency": currency}})
+        assert status == 202, out
+        return out
+
+    assert (publish(150)["deliveries"], publish(50)["filtered"], publish(500, "USD")["filtered"]) == (1, 1, 1)
+    got = wait_for(lambda: events_of(r), what="the one that passes")
+    time.sleep(0.3)
+    assert [b["data"]["amount"] for _, b in events_of(r)] == [150], "only the event the filter passes"
+    rows = api(d, "GET", "/v1/requests?limit=3")[1]["requests"]
+    assert [x["deliveries"].get("filtered", 0) for x in rows] == [1, 1, 0], rows
+
+    # Queued under the old filter, sent under the new one: the endpoint is
+    # down, the filter changes to leave that event out, the endpoint comes
+    # back — the queued delivery still arrives (decided at publish).
+    state["down"] = True
+    publish(200)
+    wait_for(lambda: any(json.loads(q["body"]).get("data", {}).get("amount") == 200 for q in r.requests),
+             what="the first attempt, refused")
+    status, changed = api(d, "PATCH", f"/v1/subscriptions/{big['id']}", {"filter": {"data": {"amount": {"$gte": 1000}}}})
+    assert status == 200 and changed["filter"] == {"data": {"amount": {"$gte": 1000}}}, changed
+    state["down"] = False
+    wait_for(lambda: [b for _, b in events_of(r) if b["data"]["amount"] == 200 and len(
+        [q for q in r.requests if json.loads(q["body"]).get("data", {}).get("amount") == 200]) >= 2],
+        what="the queued delivery, retried and delivered")
+    assert publish(300)["filtered"] == 1, "the next publish uses the new filter"
+    status, err = api(d, "PATCH", f"/v1/subscriptions/{big['id']}", {"filter": {"$or": {"type": "x"}}})
+    assert (status, err["error"]["problems"][0]["field"]) == (422, "filter.$or"), err
+    status, err = api(d, "PATCH", f"/v1/subscriptions/{big['id']}", {"url": "http://elsewhere"})
+    assert status == 422 and "unknown field `url`" in json.dumps(err), err
+
+    # A recovery sends what the filter passes as it is at the recovery.
+    before = len(events_of(r))
+    status, out = api(d, "POST", f"/v1/subscriptions/{big['id']}/enable", {"replay": True, "since": 0})
+    assert status == 200 and out["replayed"] == 0, "no event so far has an amount of 1000 or more"
+    status, changed = api(d, "PATCH", f"/v1/subscriptions/{big['id']}", {"filter": None})
+    assert status == 200 and "filter" not in changed, changed
+    status, out = api(d, "POST", f"/v1/subscriptions/{big['id']}/enable", {"replay": True, "since": 0})
+    assert status == 200 and out["replayed"] == 5, out
+    wait_for(lambda: len(events_of(r)) >= before + 5, what="every event sent again, unfiltered")
+
+
+def test_a_subscription_s_headers_go_with_each_delivery_and_a_credential_only_by_its_secret_s_name(dev, receiver):
+    """Headers (#27 item 2): text, or a secret by name resolved when sent;
+    the Standard Webhooks and hop-by-hop headers cannot be set; a
+    credential's value is never taken, kept, logged or shown; a secret
+    that is not set sends nothing (the attempt names it) until it is."""
+    r = receiver()
+    r.handler = echo
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST)
+    status, err = api(d, "POST", "/v1/subscriptions", {"url": r.url(), "event_types": ["order.*"], "headers": {
+        "Authorization": "Bearer abc", "Webhook-Id": "mine", "Connection": "close", "X-Line": "a\nb"}})
+    assert status == 422, err
+    fields = {p["field"]: p["message"] for p in err["error"]["problems"]}
+    assert set(fields) == {"headers.Authorization", "headers.Webhook-Id", "headers.Connection", "headers.X-Line"}, fields
+    assert "name a secret instead" in fields["headers.Authorization"]
+    sub = subscribe(d, r.url(), ["order.*"], headers={
+        "X-Team": "crm", "Authorization": {"secret": "token", "prefix": "Bearer "}})
+    assert sub["headers"] == {"X-Team": "crm", "Authorization": {"secret": "token", "prefix": "Bearer "}}, sub
+    wait_for(lambda: status_of(d, sub["id"]) == "active", what="verified")
+    assert r.requests[0]["headers"]["x-team"] == "crm", "the verification request carries them too"
+    assert api(d, "POST", "/v1/events", {"type": "order.paid", "data": {"n": 1}})[1]["deliveries"] == 1
+    [(req, body)] = wait_for(lambda: events_of(r), what="the event")
+    assert req["headers"]["x-team"] == "crm" and req["headers"]["authorization"] == f"Bearer {TOKEN}", req["headers"]
+    verify_v1(sub["secret"], req)
+    shown = json.dumps([api(d, "GET", f"/v1/subscriptions/{sub['id']}")[1],
+                        api(d, "GET", f"/v1/logs?subscription_id={sub['id']}")[1]])
+    assert TOKEN not in shown, "kept and logged by name only"
+    assert '"secret": "token"' in shown and '"Authorization": "[redacted]"' in shown, shown
+
+    # A secret that is not set: nothing is sent; the attempt names it.
+    status, changed = api(d, "PATCH", f"/v1/subscriptions/{sub['id']}",
+                          {"headers": {"X-Key": {"secret": "not_set_anywhere"}}})
+    assert status == 200 and changed["headers"] == {"X-Key": {"secret": "not_set_anywhere"}}, changed
+    api(d, "POST", "/v1/events", {"type": "order.paid", "data": {"n": 2}})
+    failed = wait_for(lambda: [e for e in api(d, "GET", f"/v1/logs?subscription_id={sub['id']}&failed=true")[1]["entries"]
+                               if "not_set_anywhere" in json.dumps(e)], what="the attempt naming the secret")
+    assert failed[0]["outcome"] == "retry", failed
+    assert len(events_of(r)) == 1, "sent without its header: never"
+    # Removed: the next deliveries carry none of them.
+    status, changed = api(d, "PATCH", f"/v1/subscriptions/{sub['id']}", {"headers": None})
+    assert status == 200 and "headers" not in changed, changed
+    api(d, "POST", "/v1/events", {"type": "order.paid", "data": {"n": 3}})
+    got = wait_for(lambda: [q for q, b in events_of(r) if b["data"]["n"] == 3], what="the next event")
+    assert "x-team" not in got[0]["headers"] and "x-key" not in got[0]["headers"]
+
+
+def test_a_transform_reshapes_each_event_signs_what_it_sends_drops_or_dies_alone(dev, receiver):
+    """Transformations (#27 item 3): checked when saved (and on the newest
+    event it would take), previewed without sending, applied at a
+    delivery's first attempt — what is signed is what is sent — dropping
+    what is not for the endpoint; one that fails makes that delivery dead,
+    named, and a replay after a fix sends it."""
+    r = receiver()
+    r.handler = echo
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST)
+    status, err = api(d, "POST", "/v1/subscriptions", {"url": r.url(), "event_types": ["order.*"], "transform": {
+        "body": {"json": {"x": "{{ data.id | nosuchfilter }}"}}, "headers": {"Webhook-Id": "x"}, "drop": "{{ data. }}"}})
+    assert status == 422, err
+    assert {p["field"] for p in err["error"]["problems"]} == {
+        "transform.body.json", "transform.headers.Webhook-Id", "transform.drop"}, err
+    transform = {
+        "body": {"json": {"text": "Order {{ data.id }} paid: {{ data.amount | default(0) }}", "id": "{{ data.id }}",
+                          "first": "{{ data.items[0] if data.items is defined else none }}"}},
+        "method": "PUT", "headers": {"X-Kind": "{{ type }}"}, "drop": "{{ data.test | default(false) }}"}
+    sub = subscribe(d, r.url(), ["order.*"], transform=transform)
+    wait_for(lambda: status_of(d, sub["id"]) == "active", what="verified (its handshake is not transformed)")
+    status, pv = api(d, "POST", f"/v1/subscriptions/{sub['id']}/preview",
+                     {"event": {"type": "order.paid", "data": {"id": 7, "amount": 120}}})
+    assert status == 200 and pv["source"] == "given" and pv["error"] is None, pv
+    assert json.loads(pv["before"]["body"])["data"] == {"id": 7, "amount": 120}
+    assert pv["after"]["method"] == "PUT" and pv["after"]["headers"]["X-Kind"] == "order.paid", pv
+    assert json.loads(pv["after"]["body"]) == {"text": "Order 7 paid: 120", "id": 7, "first": None}
+    assert events_of(r) == [], "a preview sends nothing"
+
+    for data in ({"id": 1, "amount": 5}, {"id": 2, "test": True}, {"id": 3, "items": 5}, {"id": 4, "items": ["a"]}):
+        assert api(d, "POST", "/v1/events", {"type": "order.paid", "data": data})[1]["deliveries"] == 1
+    sent = wait_for(lambda: len(r.requests) >= 3 and [q for q in r.requests if q["method"] == "PUT"], what="two sent")
+    time.sleep(0.5)
+    sent = [q for q in r.requests if q["method"] == "PUT"]
+    bodies = sorted((json.loads(q["body"]) for q in sent), key=lambda b: b["id"])
+    assert bodies == [{"text": "Order 1 paid: 5", "id": 1, "first": None},
+                      {"text": "Order 4 paid: 0", "id": 4, "first": "a"}], bodies
+    for q in sent:
+        verify_v1(sub["secret"], q)  # what is signed is what is sent
+        assert q["headers"]["x-kind"] == "order.paid"
+    # The test event was dropped (no failure); the one it cannot shape is
+    # dead, with the error named.
+    dead = wait_for(lambda: api(d, "GET", "/v1/dead")[1]["dead"], what="the delivery it could not shape")
+    assert len(dead) == 1 and "its transform failed" in dead[0]["reason"], dead
+    rows = api(d, "GET", "/v1/requests?limit=4")[1]["requests"]
+    by_data = {x["key"]: x["deliveries"] for x in rows}
+    assert sorted(json.dumps(v, sort_keys=True) for v in by_data.values()) == sorted(json.dumps(v, sort_keys=True) for v in [
+        {"delivered": 1, "pending": 0, "failed": 0, "attempts": 1},
+        {"delivered": 0, "pending": 0, "failed": 0, "attempts": 0, "filtered": 1},
+        {"delivered": 0, "pending": 0, "failed": 1, "attempts": 0},
+        {"delivered": 1, "pending": 0, "failed": 0, "attempts": 1}]), rows
+
+    # A change that fails on the newest event it takes is refused; a fix
+    # is saved, and the dead delivery replayed is shaped by it.
+    status, err = api(d, "PATCH", f"/v1/subscriptions/{sub['id']}",
+                      {"transform": {"body": {"json": {"x": "{{ data.amount.x }}"}}}})
+    assert status == 422 and "fails on event" in err["error"]["message"], err
+    fixed = {"body": {"json": {"id": "{{ data.id }}", "items": "{{ data.items }}"}}}
+    assert api(d, "PATCH", f"/v1/subscriptions/{sub['id']}", {"transform": fixed})[0] == 200
+    assert api(d, "POST", f"/v1/dead/{dead[0]['delivery_id']}/replay")[0] in (200, 202)
+    again = wait_for(lambda: [q for q in r.requests if q["method"] == "POST" and json.loads(q["body"]).get("id") == 3],
+                     what="the replay, shaped by the fixed transform")
+    assert json.loads(again[0]["body"]) == {"id": 3, "items": 5}
+    verify_v1(sub["secret"], again[0])

@@ -484,6 +484,62 @@ enum SubscriptionsCommand {
         /// Its tenant (default `default`).
         #[arg(long)]
         tenant: Option<String>,
+        /// Only the selected events this JSON filter matches
+        /// (`{"data": {"amount": {"$gte": 100}}}`; README "Filters").
+        #[arg(long)]
+        filter: Option<String>,
+        /// Headers for each delivery, as JSON: text, or a secret by name
+        /// (`{"Authorization": {"secret": "crm_token", "prefix": "Bearer "}}`).
+        #[arg(long)]
+        headers: Option<String>,
+        /// Each event reshaped for the endpoint, as JSON
+        /// (`{"body": {"json": {"text": "{{ data.id }}"}}}`; README
+        /// "Transformations").
+        #[arg(long)]
+        transform: Option<String>,
+    },
+    /// A dry run of a transform (the subscription's, or `--transform`) on
+    /// an event (`--event`, else a recent one it takes, else a sample):
+    /// the request before and after. Sends and saves nothing.
+    Preview {
+        /// The subscription's id.
+        id: String,
+        /// The transform to try, as JSON.
+        #[arg(long)]
+        transform: Option<String>,
+        /// The event to try it on, as JSON (`{"type": "order.paid", "data": {…}}`).
+        #[arg(long)]
+        event: Option<String>,
+    },
+    /// Changes a subscription's event types, description, filter,
+    /// headers or transform.
+    Update {
+        /// The subscription's id.
+        id: String,
+        /// New event types, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        types: Option<Vec<String>>,
+        /// New free text for people.
+        #[arg(long)]
+        description: Option<String>,
+        /// A new JSON filter.
+        #[arg(long, conflicts_with = "no_filter")]
+        filter: Option<String>,
+        /// Remove the filter: every selected event.
+        #[arg(long)]
+        no_filter: bool,
+        /// New headers, as JSON (all of them).
+        #[arg(long, conflicts_with = "no_headers")]
+        headers: Option<String>,
+        /// Remove every header of its own.
+        #[arg(long)]
+        no_headers: bool,
+        /// A new transform, as JSON.
+        #[arg(long, conflicts_with = "no_transform")]
+        transform: Option<String>,
+        /// Remove the transform: events go as published.
+        #[arg(long)]
+        no_transform: bool,
     },
     /// One subscription, as JSON.
     Show {
@@ -560,8 +616,23 @@ fn subscriptions_call(command: SubscriptionsCommand) -> Result<(admin::Call, adm
             let query = tenant.map(|t| format!("?tenant={}", encode(&t))).unwrap_or_default();
             (Call::get(format!("/v1/subscriptions{query}")), if json { Print::Json } else { Print::Subscriptions })
         }
-        SubscriptionsCommand::Create { endpoint, types, description, signing, ordered_by, tenant } => {
+        SubscriptionsCommand::Create {
+            endpoint,
+            types,
+            description,
+            signing,
+            ordered_by,
+            tenant,
+            filter,
+            headers,
+            transform,
+        } => {
             let mut body = serde_json::json!({"url": endpoint, "event_types": types});
+            for (key, given) in [("filter", filter), ("headers", headers), ("transform", transform)] {
+                if let Some(v) = given {
+                    body[key] = json_arg(&format!("--{key}"), &v)?;
+                }
+            }
             for (k, v) in [("description", description), ("signing", signing), ("tenant", tenant)] {
                 if let Some(v) = v {
                     body[k] = v.into();
@@ -572,6 +643,47 @@ fn subscriptions_call(command: SubscriptionsCommand) -> Result<(admin::Call, adm
                 body["key"] = key.into();
             }
             (Call::post("/v1/subscriptions", body), Print::Json)
+        }
+        SubscriptionsCommand::Update {
+            id,
+            types,
+            description,
+            filter,
+            no_filter,
+            headers,
+            no_headers,
+            transform,
+            no_transform,
+        } => {
+            let mut body = serde_json::json!({});
+            if let Some(t) = types {
+                body["event_types"] = t.into();
+            }
+            if let Some(d) = description {
+                body["description"] = d.into();
+            }
+            let changes = [
+                ("filter", (filter, no_filter)),
+                ("headers", (headers, no_headers)),
+                ("transform", (transform, no_transform)),
+            ];
+            for (key, (given, none)) in changes {
+                match (given, none) {
+                    (Some(v), _) => body[key] = json_arg(&format!("--{key}"), &v)?,
+                    (None, true) => body[key] = serde_json::Value::Null,
+                    (None, false) => {}
+                }
+            }
+            (Call { method: "PATCH", path: one(&id, ""), body: Some(body) }, Print::Json)
+        }
+        SubscriptionsCommand::Preview { id, transform, event } => {
+            let mut body = serde_json::json!({});
+            for (key, given) in [("transform", transform), ("event", event)] {
+                if let Some(v) = given {
+                    body[key] = json_arg(&format!("--{key}"), &v)?;
+                }
+            }
+            (Call::post(one(&id, "/preview"), body), Print::Json)
         }
         SubscriptionsCommand::Show { id } => (Call::get(one(&id, "")), Print::Json),
         SubscriptionsCommand::Verify { id } => (Call::post(one(&id, "/verify"), serde_json::json!({})), Print::Json),
@@ -584,6 +696,12 @@ fn subscriptions_call(command: SubscriptionsCommand) -> Result<(admin::Call, adm
         }
         SubscriptionsCommand::Delete { id } => (Call::delete(one(&id, "")), Print::Json),
     })
+}
+
+/// A JSON argument (`--filter`, `--headers`), or what is wrong with it.
+fn json_arg(flag: &str, text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text)
+        .map_err(|e| format!("{flag} is not JSON: {e} (README: \"Filters\", \"Headers\", \"Transformations\")"))
 }
 
 /// The admin API request of an events command.

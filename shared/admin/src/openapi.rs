@@ -34,6 +34,8 @@ fn schemas() -> Map<String, Value> {
         SchemaSettings::draft2020_12().with(|s| s.definitions_path = "/components/schemas".into()).into_generator();
     // Each lands in the definitions under its type name.
     generator.subschema_for::<hookflow_core::subscription::NewSubscription>();
+    generator.subschema_for::<hookflow_core::subscription::SubscriptionUpdate>();
+    generator.subschema_for::<hookflow_core::subscription::Transform>();
     generator.subschema_for::<hookflow_core::subscription::NewEvent>();
     generator.subschema_for::<hookflow_core::Flow>();
     let mut all: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
@@ -72,6 +74,9 @@ fn schemas() -> Map<String, Value> {
                 "signing": {"enum": ["hmac_sha256", "ed25519"]},
                 "ordering": {"enum": ["none", "per_key"]},
                 "key": {"type": "string"},
+                "filter": {"type": "object", "description": "Which of the selected events it gets (see `NewSubscription.filter`)."},
+                "headers": {"type": "object", "description": "Headers added to each of its requests: text, or `{\"secret\", \"prefix\"}` naming a secret (never its value)."},
+                "transform": schema_ref("Transform"),
                 "created_at": {"type": "integer", "description": "ms since the Unix epoch"},
                 "updated_at": {"type": "integer"},
                 "failing_since": {"type": "integer"}, "disabled_at": {"type": "integer"},
@@ -105,7 +110,8 @@ fn schemas() -> Map<String, Value> {
                 "step": {"type": ["string", "null"], "description": "The step its run failed at or waits on."},
                 "reason": nullable("string"),
                 "deliveries": {"type": "object", "required": ["delivered", "pending", "failed", "attempts"],
-                    "properties": {"delivered": count, "pending": count, "failed": count, "attempts": count}}
+                    "properties": {"delivered": count, "pending": count, "failed": count, "attempts": count,
+                        "filtered": {"type": "integer", "minimum": 0, "description": "A published event: the subscriptions whose filter left it out."}}}
             }
         }),
     );
@@ -316,9 +322,27 @@ fn paths() -> Map<String, Value> {
         json!({
             "get": op("getSubscription", "A subscription.", vec![sub_id()], None,
                 vec![("200", answer("The subscription.", sub())), ("404", not_found())]),
+            "patch": op("updateSubscription",
+                "Changes a subscription's event types, description, metadata, filter, headers or transform (`null` removes one); a transform must render the newest event of the last day the subscription takes; every problem is a 422 naming its field (a filter's path and operator). Events already queued go out as they were decided; the next publish, replay and recovery use the change.",
+                vec![sub_id()], Some(json_body(schema_ref("SubscriptionUpdate"))),
+                vec![("200", answer("Changed.", sub())), ("400", bad_json()), ("404", not_found()), ("409", conflict()), ("422", bad())]),
             "delete": op("deleteSubscription", "Deletes a subscription and its keys; its queued deliveries are dropped.", vec![sub_id()], None,
                 vec![("204", json!({"description": "Deleted."})), ("404", not_found())]),
         }),
+    );
+    paths.insert(
+        "/v1/subscriptions/{id}/preview".into(),
+        json!({"post": op("previewTransform",
+            "A dry run of a transform — the one given, or the subscription's — on an event: the one given, else the newest of the last day the subscription takes, else a sample. Answers the request before and after (secrets as `***`), whether it is dropped, or the error that would make the delivery dead. Nothing is sent or saved.",
+            vec![sub_id()],
+            Some(json_body(json!({"type": "object", "additionalProperties": false, "properties": {
+                "transform": schema_ref("Transform"), "event": schema_ref("NewEvent")}}))),
+            vec![("200", answer("The preview.", object(&["event", "source", "before", "after", "dropped", "error"], json!({
+                    "event": {"type": "object", "description": "The event as the transform sees it."},
+                    "source": {"enum": ["given", "recent", "sample"]},
+                    "before": {"type": ["object", "null"]}, "after": {"type": ["object", "null"]},
+                    "dropped": {"type": "boolean"}, "error": {"type": ["string", "null"]}})))),
+                 ("400", bad_json()), ("404", not_found()), ("422", bad())])}),
     );
     paths.insert(
         "/v1/subscriptions/{id}/verify".into(),
@@ -363,9 +387,10 @@ fn paths() -> Map<String, Value> {
             vec![("200", answer("Disabled.", sub())), ("404", not_found())])}),
     );
     let published = object(
-        &["id", "duplicate", "deliveries", "runs"],
+        &["id", "duplicate", "deliveries", "filtered", "runs"],
         json!({
         "id": {"type": "string"}, "duplicate": {"type": "boolean"}, "deliveries": {"type": "integer"},
+        "filtered": {"type": "integer", "description": "Subscriptions that select its type but whose filter left it out."},
         "runs": {"type": "array", "items": {"type": "string"}}}),
     );
     paths.insert(

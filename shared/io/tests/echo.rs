@@ -72,6 +72,7 @@ fn delivery(port: u16, headers: Vec<(String, SecretText)>) -> Delivery {
         wait: true,
         purpose: Default::default(),
         secret_hosts: Default::default(),
+        shaped: false,
     }
 }
 

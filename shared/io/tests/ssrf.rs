@@ -58,6 +58,7 @@ fn delivery(url: &str) -> Delivery {
         wait: true,
         purpose: Default::default(),
         secret_hosts: Default::default(),
+        shaped: false,
     }
 }
 

@@ -92,7 +92,7 @@ pub struct Attempted {
 /// (a store or secret store that did not answer) sent nothing: the job is
 /// tried again. An event delivery whose keyring cannot be read as it is
 /// ([`PortError::unreadable`]) is dead, sending nothing.
-pub async fn attempt<P: DeliveryPorts>(p: &P, job_id: &str, job: DeliveryJob) -> Result<Attempted, P::Error> {
+pub async fn attempt<P: DeliveryPorts>(p: &P, job_id: &str, mut job: DeliveryJob) -> Result<Attempted, P::Error> {
     let now = p.now_ms();
     let sub = match job.delivery.purpose.subscription() {
         Some(id) => p.subscription(id).await?,
@@ -110,6 +110,33 @@ pub async fn attempt<P: DeliveryPorts>(p: &P, job_id: &str, job: DeliveryJob) ->
         let out = engine::unsent(job_id.to_string(), &job, &why, dead, now);
         p.lines(out.lines);
         return Ok(Attempted { commit: out.commit, health: None });
+    }
+    // An event's first attempt: the subscription's transform reshapes it
+    // (or drops it) once; what it makes is kept with the job, so its
+    // retries and replays send the same request. A transform that fails
+    // makes this delivery dead, naming why; no retry would fix it.
+    if let Some(t) = sub.as_deref().and_then(|s| s.transform.as_ref())
+        && matches!(job.delivery.purpose, hookflow_core::run::Purpose::Event { .. })
+        && !job.delivery.shaped
+    {
+        let unsent = match t.shape(&job.delivery) {
+            Ok(subscription::Shaped::Send(request)) => {
+                job.delivery.request = request;
+                job.delivery.shaped = true;
+                None
+            }
+            Ok(subscription::Shaped::Drop) => Some(("dropped by the subscription's transform".to_string(), false)),
+            Err(why) => Some((format!("its transform failed: {why}"), true)),
+        };
+        if let Some((why, dead)) = unsent {
+            let mut out = engine::unsent(job_id.to_string(), &job, &why, dead, now);
+            // Not for this endpoint: a decision like a filter's, no failure.
+            if !dead {
+                out.commit.log.iter_mut().for_each(|e| e.outcome = Some("skipped".into()));
+            }
+            p.lines(out.lines);
+            return Ok(Attempted { commit: out.commit, health: None });
+        }
     }
     let values: HashMap<String, String> = match crate::secrets::resolve(&p.secrets(sub.as_deref()), &job.delivery).await
     {

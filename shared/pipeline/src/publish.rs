@@ -116,7 +116,7 @@ pub async fn publish<P: PublishPorts>(p: &P, event: &Event) -> Result<Option<Pub
     }
     p.lines(publication.outcome.lines);
     settle(p, event, Some(&publication.reached)).await?;
-    Ok(Some(Published { deliveries: publication.deliveries, runs: publication.runs }))
+    Ok(Some(Published { deliveries: publication.deliveries, filtered: publication.filtered, runs: publication.runs }))
 }
 
 /// A repeat settles as its first publish would have, over the event as

@@ -18,11 +18,12 @@ pub(super) async fn publish_event<B: Backend>(State(a): State<Arc<Admin<B>>>, by
     let event = new.into_event(a.backend.now_ms()).map_err(ApiError::invalid)?;
     let id = event.id.clone();
     match a.backend.publish(event).await {
-        Ok(p) => {
-            ok(StatusCode::ACCEPTED, json!({"id": id, "duplicate": false, "deliveries": p.deliveries, "runs": p.runs}))
-        }
+        Ok(p) => ok(
+            StatusCode::ACCEPTED,
+            json!({"id": id, "duplicate": false, "deliveries": p.deliveries, "filtered": p.filtered, "runs": p.runs}),
+        ),
         Err(BackendError::Duplicate(id)) => {
-            ok(StatusCode::OK, json!({"id": id, "duplicate": true, "deliveries": 0, "runs": []}))
+            ok(StatusCode::OK, json!({"id": id, "duplicate": true, "deliveries": 0, "filtered": 0, "runs": []}))
         }
         Err(e) => Err(e.into()),
     }

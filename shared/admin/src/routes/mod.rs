@@ -41,8 +41,8 @@ pub use plumbing::ApiError;
 use replay::enable_subscription;
 use runs::{get_run, replay_run};
 use subscriptions::{
-    create_subscription, delete_subscription, disable_subscription, get_subscription, list_subscriptions, public_key,
-    rotate_secret, verify_subscription,
+    create_subscription, delete_subscription, disable_subscription, get_subscription, list_subscriptions,
+    preview_transform, public_key, rotate_secret, update_subscription, verify_subscription,
 };
 
 /// What the admin routes share.
@@ -93,6 +93,8 @@ pub(crate) enum Op {
     ListSubscriptions,
     CreateSubscription,
     GetSubscription,
+    UpdateSubscription,
+    PreviewTransform,
     DeleteSubscription,
     VerifySubscription,
     RotateSecret,
@@ -111,7 +113,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    pub(crate) const ALL: [Op; 23] = [
+    pub(crate) const ALL: [Op; 25] = [
         Op::ListFlows,
         Op::GetFlow,
         Op::PutFlow,
@@ -120,6 +122,8 @@ impl Op {
         Op::ListSubscriptions,
         Op::CreateSubscription,
         Op::GetSubscription,
+        Op::UpdateSubscription,
+        Op::PreviewTransform,
         Op::DeleteSubscription,
         Op::VerifySubscription,
         Op::RotateSecret,
@@ -147,6 +151,8 @@ impl Op {
             Op::ListSubscriptions => "listSubscriptions",
             Op::CreateSubscription => "createSubscription",
             Op::GetSubscription => "getSubscription",
+            Op::UpdateSubscription => "updateSubscription",
+            Op::PreviewTransform => "previewTransform",
             Op::DeleteSubscription => "deleteSubscription",
             Op::VerifySubscription => "verifySubscription",
             Op::RotateSecret => "rotateSecret",
@@ -180,6 +186,8 @@ impl Op {
             Op::ListSubscriptions => on(filter, list_subscriptions::<B>),
             Op::CreateSubscription => on(filter, create_subscription::<B>),
             Op::GetSubscription => on(filter, get_subscription::<B>),
+            Op::UpdateSubscription => on(filter, update_subscription::<B>),
+            Op::PreviewTransform => on(filter, preview_transform::<B>),
             Op::DeleteSubscription => on(filter, delete_subscription::<B>),
             Op::VerifySubscription => on(filter, verify_subscription::<B>),
             Op::RotateSecret => on(filter, rotate_secret::<B>),

@@ -103,7 +103,7 @@ pub(super) async fn enable_subscription<B: Backend>(
         }
         None => {
             let events = a.backend.events(Some(&sub.tenant), since, COUNT_MAX).await?;
-            let missed = events.iter().filter(|e| sub.selects(&e.kind)).count();
+            let missed = events.iter().filter(|e| sub.takes(e)).count();
             (sub, missed, 0)
         }
     };
@@ -160,10 +160,8 @@ async fn replay<B: Backend>(
             limit *= 2;
             continue;
         }
-        let page: Vec<&Event> = read
-            .iter()
-            .filter(|e| e.at < until && sub.selects(&e.kind) && !queued.contains(&(e.at, e.id.clone())))
-            .collect();
+        let page: Vec<&Event> =
+            read.iter().filter(|e| e.at < until && sub.takes(e) && !queued.contains(&(e.at, e.id.clone()))).collect();
         if !page.is_empty() {
             let now = a.backend.now_ms();
             // Jobs of this window's own (the delivery, its `webhook-id`,

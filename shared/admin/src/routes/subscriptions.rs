@@ -1,5 +1,5 @@
-//! `/v1/subscriptions`: create, list, read, delete, verify, rotate the
-//! secret, the public key, disable. Enabling (with its replay) is
+//! `/v1/subscriptions`: create, list, read, change, delete, verify, rotate
+//! the secret, the public key, disable. Enabling (with its replay) is
 //! [`super::replay`].
 
 use std::sync::Arc;
@@ -8,7 +8,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use hookflow_core::subscription::{Credential, Keyring, NewSubscription, Status, Subscription};
+use hookflow_core::subscription::{
+    Credential, Event, Keyring, NewEvent, NewSubscription, Shaped, Status, Subscription, SubscriptionUpdate, Transform,
+};
 use serde_json::{Value, json};
 
 use crate::backend::Backend;
@@ -42,6 +44,7 @@ pub(super) async fn create_subscription<B: Backend>(State(a): State<Arc<Admin<B>
     let new: NewSubscription = body(&bytes)?;
     let now = a.backend.now_ms();
     let (sub, ring) = new.create(now).map_err(ApiError::invalid)?;
+    tried_on_a_recent_event(&a, &sub).await?;
     // The keys first: a subscription is never without them.
     a.backend.put_keyring(&sub, &ring).await?;
     let job = sub.verification_job(a.backend.settings(), now);
@@ -69,6 +72,132 @@ pub(super) async fn list_subscriptions<B: Backend>(State(a): State<Arc<Admin<B>>
 
 pub(super) async fn get_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {
     ok(StatusCode::OK, view(&subscription(&a, &id).await?))
+}
+
+/// A change written over the version it was made from: a change made
+/// meanwhile (a disable by the endpoint's health, another admin) is a 409,
+/// to read again and retry.
+pub(super) async fn update_subscription<B: Backend>(
+    State(a): State<Arc<Admin<B>>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let change: SubscriptionUpdate = body(&bytes)?;
+    let sub = subscription(&a, &id).await?;
+    let changed = change.apply(&sub, a.backend.now_ms()).map_err(ApiError::invalid)?;
+    if change.transform.is_some() {
+        tried_on_a_recent_event(&a, &changed).await?;
+    }
+    a.backend.save_subscription(&changed, Some(sub.updated_at), Vec::new()).await?;
+    ok(StatusCode::OK, view(&changed))
+}
+
+/// How far back a preview or a save looks for an event the subscription
+/// takes, and how many events it reads there at most.
+const RECENT_MS: i64 = 86_400_000;
+const RECENT_READ: usize = 1_000;
+
+/// The newest event of the last day that `sub` takes (among the first
+/// [`RECENT_READ`] of them), if any.
+async fn recent_event<B: Backend>(a: &Admin<B>, sub: &Subscription) -> Result<Option<Event>, ApiError> {
+    let since = a.backend.now_ms() - RECENT_MS;
+    let events = a.backend.events(Some(&sub.tenant), since, RECENT_READ).await?;
+    Ok(events.into_iter().rev().find(|e| sub.takes(e)))
+}
+
+/// A transform is saved only if it renders a recent event the subscription
+/// takes (a 422 names the event and the error); with none, its templates
+/// were checked alone.
+async fn tried_on_a_recent_event<B: Backend>(a: &Admin<B>, sub: &Subscription) -> Result<(), ApiError> {
+    let Some(t) = &sub.transform else { return Ok(()) };
+    let Some(event) = recent_event(a, sub).await? else { return Ok(()) };
+    match preview(sub, t, &event, a.backend.settings(), a.backend.now_ms()) {
+        Ok(_) => Ok(()),
+        Err(why) => Err(ApiError::invalid(vec![hookflow_core::subscription::FieldError::new(
+            "transform",
+            format!("fails on event `{}` ({}): {why}", event.id, event.kind),
+        )])),
+    }
+}
+
+/// `event` as `sub` would send it before and after `t`: (the request as
+/// queued, the request after the transform or `None` when it drops it).
+fn preview(
+    sub: &Subscription,
+    t: &Transform,
+    event: &Event,
+    settings: &hookflow_core::subscription::Settings,
+    now: i64,
+) -> Result<(Value, Option<Value>), String> {
+    let job = sub.event_job(event, &event.envelope().to_string(), settings, now);
+    let d = &job.payload.as_delivery().ok_or("an event's job is a delivery")?.delivery;
+    let after = match t.shape(d)? {
+        Shaped::Send(r) => Some(r.redacted()),
+        Shaped::Drop => None,
+    };
+    Ok((d.request.redacted(), after))
+}
+
+/// `POST /v1/subscriptions/{id}/preview`: a dry run of a transform (the
+/// one given, or the subscription's) on an event (the one given, else the
+/// newest of the last day the subscription takes, else a sample). Nothing
+/// is sent or saved.
+pub(super) async fn preview_transform<B: Backend>(
+    State(a): State<Arc<Admin<B>>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        #[serde(default)]
+        transform: Option<Transform>,
+        #[serde(default)]
+        event: Option<NewEvent>,
+    }
+    let ask: Ask = if bytes.is_empty() { Ask { transform: None, event: None } } else { body(&bytes)? };
+    let sub = subscription(&a, &id).await?;
+    let transform = ask.transform.or_else(|| sub.transform.clone()).unwrap_or_default();
+    transform.compile().map_err(ApiError::invalid)?;
+    let now = a.backend.now_ms();
+    let (event, source) = match ask.event {
+        Some(mut e) => {
+            e.tenant.get_or_insert_with(|| sub.tenant.clone());
+            (
+                e.into_event(now).map_err(|errs| {
+                    ApiError::invalid(
+                        errs.into_iter()
+                            .map(|mut e| {
+                                e.field = format!("event.{}", e.field);
+                                e
+                            })
+                            .collect(),
+                    )
+                })?,
+                "given",
+            )
+        }
+        None => match recent_event(&a, &sub).await? {
+            Some(e) => (e, "recent"),
+            None => {
+                let kind = sub.event_types.iter().find(|t| !t.contains('*')).cloned().unwrap_or("example.event".into());
+                (
+                    Event { id: "evt_sample".into(), tenant: sub.tenant.clone(), kind, at: now, data: json!({}) },
+                    "sample",
+                )
+            }
+        },
+    };
+    let seen = event.filtered();
+    let answer = match preview(&sub, &transform, &event, a.backend.settings(), now) {
+        Ok((before, after)) => {
+            json!({"event": seen, "source": source, "before": before, "after": after, "dropped": after.is_none(), "error": null})
+        }
+        Err(why) => {
+            json!({"event": seen, "source": source, "before": null, "after": null, "dropped": false, "error": why})
+        }
+    };
+    ok(StatusCode::OK, answer)
 }
 
 pub(super) async fn delete_subscription<B: Backend>(

@@ -202,7 +202,9 @@ mod tests {
                 "subscription.html",
                 json!({"s": SubscriptionView::of(&sub),
                        "detail": evil, "attempts": [Entry::of(&json!({"kind": "attempt", "detail": {"x": evil}}))],
-                       "day_ago": evil}),
+                       "day_ago": evil, "filter": evil, "headers": evil, "transform": evil,
+                       "preview": {"source": "recent", "before": evil, "after": evil, "event": evil, "error": evil,
+                                   "dropped": false}}),
             ),
             ("test.html", json!({"id": "f", "lines": [evil], "failed": true, "back": "/console/flows/a/f"})),
             (

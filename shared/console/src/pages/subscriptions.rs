@@ -85,13 +85,20 @@ pub(super) async fn subscription_page(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
+    show(&c, &s, &id, query(q), json!({})).await
+}
+
+/// The subscription's page, with `extra` (a transform's preview) in its
+/// context.
+async fn show(c: &Console, s: &Session, id: &str, q: super::plumbing::Form, extra: Value) -> Response {
+    let (c, s, id) = (c, s, id.to_string());
     let one = match c.api.get(&format!("/v1/subscriptions/{}", encode(&id))).await {
         Ok(v) => v,
-        Err(f) => return failed(&c, &s, f),
+        Err(f) => return failed(c, s, f),
     };
     let sub: Subscription = match serde_json::from_value(one.clone()) {
         Ok(sub) => sub,
-        Err(e) => return failed(&c, &s, Failure::unreadable("subscription", &e)),
+        Err(e) => return failed(c, s, Failure::unreadable("subscription", &e)),
     };
     let since = now_ms() - 7 * 86_400_000;
     let path = format!("/v1/logs?subscription_id={}&since={since}&limit={LOG_PAGE}", encode(&id));
@@ -99,19 +106,48 @@ pub(super) async fn subscription_page(
         Ok(v) => {
             v.get("entries").and_then(Value::as_array).map(|l| l.iter().map(Entry::of).collect()).unwrap_or_default()
         }
-        Err(f) => return failed(&c, &s, f),
+        Err(f) => return failed(c, s, f),
     };
     attempts.reverse();
-    let q = query(q);
     let notice = q.get("recovered").parse::<u64>().ok().map(|n| format!("Recovering: {n} events queued again."));
-    let error =
-        (!q.get("error").is_empty()).then_some("Not recovered: give the time as 2026-11-30T18:00:00Z (UTC) or ms.");
+    let notice = notice.or_else(|| match q.get("saved") {
+        "filter" => Some("Filter saved: the next events published use it.".into()),
+        "headers" => Some("Headers saved: the next deliveries carry them.".into()),
+        "transform" => Some("Transform saved: each delivery's first attempt uses it.".into()),
+        _ => None,
+    });
+    let refused = q.get("refused");
+    let error = match refused {
+        "filter" | "headers" | "transform" => Some(format!("Not saved: {}", q.get("why"))),
+        _ => (!q.get("error").is_empty())
+            .then(|| "Not recovered: give the time as 2026-11-30T18:00:00Z (UTC) or ms.".into()),
+    };
+    // What each form shows: what was tried (refused), else what is saved.
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let filter = match refused {
+        "filter" => q.get("tried").to_string(),
+        _ => sub.filter.as_ref().map(|f| pretty(f.as_json())).unwrap_or_default(),
+    };
+    let headers = match refused {
+        "headers" => q.get("tried").to_string(),
+        _ if sub.headers.is_empty() => String::new(),
+        _ => pretty(&serde_json::to_value(&sub.headers).unwrap_or_default()),
+    };
+    let transform = match refused {
+        "transform" => q.get("tried").to_string(),
+        _ => sub.transform.as_ref().map(|t| pretty(&serde_json::to_value(t).unwrap_or_default())).unwrap_or_default(),
+    };
     let ctx = json!({
         "s": SubscriptionView::of(&sub), "detail": serde_json::to_string_pretty(&one).unwrap_or_default(),
-        "attempts": attempts, "notice": notice, "error": error,
+        "attempts": attempts, "notice": notice, "error": error, "filter": filter, "headers": headers,
+        "transform": transform,
         "day_ago": time(now_ms() - 86_400_000),
     });
-    render(&c, "subscription.html", page(Some(&s), "subscriptions", ctx))
+    let mut ctx = ctx;
+    if let (Some(into), Some(more)) = (ctx.as_object_mut(), extra.as_object()) {
+        into.extend(more.clone());
+    }
+    render(c, "subscription.html", page(Some(s), "subscriptions", ctx))
 }
 
 pub(super) async fn create_subscription(
@@ -123,6 +159,13 @@ pub(super) async fn create_subscription(
     if !form.get("tenant").trim().is_empty() {
         body["tenant"] = json!(form.get("tenant").trim());
     }
+    let filter = form.get("filter").trim();
+    if !filter.is_empty() {
+        match serde_json::from_str::<Value>(filter) {
+            Ok(f) => body["filter"] = f,
+            Err(e) => return subscriptions_page(&c, &s, "", json!({"error": format!("filter: not JSON: {e}")})).await,
+        }
+    }
     match c.api.post("/v1/subscriptions", &body).await {
         Ok(made) => {
             let id = made.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -130,8 +173,18 @@ pub(super) async fn create_subscription(
             let notice = format!("Subscription {id} created: it is active once its endpoint answers the verification.");
             subscriptions_page(&c, &s, "", json!({"secret": secret, "notice": notice})).await
         }
-        Err(f) => subscriptions_page(&c, &s, "", json!({"error": f.to_string()})).await,
+        Err(f) => subscriptions_page(&c, &s, "", json!({"error": every_problem(&f)})).await,
     }
+}
+
+/// A refusal with each refused field (`filter.data.$gte: …`).
+fn every_problem(f: &Failure) -> String {
+    let fields: Vec<String> = f
+        .problems
+        .iter()
+        .map(|p| format!("{}: {}", p["field"].as_str().unwrap_or(""), p["message"].as_str().unwrap_or("")))
+        .collect();
+    if fields.is_empty() { f.to_string() } else { fields.join("; ") }
 }
 
 pub(super) async fn subscription_action(
@@ -157,6 +210,69 @@ pub(super) async fn subscription_action(
         }
         "enable" => c.api.post(&format!("{base}/enable"), &json!({})).await,
         "recover" => c.api.post(&format!("{base}/enable"), &json!({"replay": true})).await,
+        // A transform tried on a recent event: before and after, nothing
+        // saved.
+        "preview" => {
+            let text = form.get("transform").trim();
+            let mut ask = json!({});
+            if !text.is_empty() {
+                match serde_json::from_str::<Value>(text) {
+                    Ok(t) => ask["transform"] = t,
+                    Err(e) => {
+                        let why = format!("transform: not JSON: {e}");
+                        let to = format!("{back}?refused=transform&why={}&tried={}", encode(&why), encode(text));
+                        return Redirect::to(&to).into_response();
+                    }
+                }
+            }
+            let preview = match c.api.post(&format!("{base}/preview"), &ask).await {
+                Ok(v) => v,
+                Err(f) => {
+                    let to =
+                        format!("{back}?refused=transform&why={}&tried={}", encode(&every_problem(&f)), encode(text));
+                    return Redirect::to(&to).into_response();
+                }
+            };
+            // A JSON body shown as JSON, not as a string of it.
+            let pretty = |v: &Value| {
+                let mut v = v.clone();
+                if let Some(parsed) =
+                    v.get("body").and_then(Value::as_str).and_then(|b| serde_json::from_str::<Value>(b).ok())
+                {
+                    v["body"] = parsed;
+                }
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            };
+            let shown = json!({
+                "source": preview["source"], "event": pretty(&preview["event"]), "error": preview["error"],
+                "before": pretty(&preview["before"]), "dropped": preview["dropped"],
+                "after": if preview["after"].is_null() { String::new() } else { pretty(&preview["after"]) },
+            });
+            let q = super::plumbing::Form(vec![("refused".into(), "preview".into()), ("tried".into(), text.into())]);
+            return show(&c, &s, &id, q, json!({"preview": shown, "transform": text})).await;
+        }
+        // Its filter, headers or transform: JSON, or empty for none (`PATCH`).
+        field @ ("filter" | "headers" | "transform") => {
+            let text = form.get(field).trim();
+            let value = if text.is_empty() {
+                Ok(Value::Null)
+            } else {
+                serde_json::from_str::<Value>(text).map_err(|e| format!("{field}: not JSON: {e}"))
+            };
+            let saved = match value {
+                Ok(v) => {
+                    c.api.call(Method::PATCH, &base, Some(&json!({ field: v }))).await.map_err(|f| every_problem(&f))
+                }
+                Err(e) => Err(e),
+            };
+            return match saved {
+                Ok(_) => Redirect::to(&format!("{back}?saved={field}")).into_response(),
+                Err(why) => {
+                    Redirect::to(&format!("{back}?refused={field}&why={}&tried={}", encode(&why), encode(text)))
+                        .into_response()
+                }
+            };
+        }
         "disable" => c.api.post(&format!("{base}/disable"), &json!({})).await,
         "verify" => c.api.post(&format!("{base}/verify"), &json!({})).await,
         "delete" => c.api.call(Method::DELETE, &base, None).await,

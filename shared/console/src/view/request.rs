@@ -90,8 +90,12 @@ impl RequestView {
 
 /// What became of a request's deliveries, in a few words.
 pub fn deliveries(d: &Deliveries) -> String {
+    let filtered = match d.filtered {
+        0 => String::new(),
+        n => format!("{n} filtered out"),
+    };
     if d.total() == 0 {
-        return "—".into();
+        return if filtered.is_empty() { "—".into() } else { filtered };
     }
     let parts: Vec<String> = [(d.delivered, "delivered"), (d.pending, "pending"), (d.failed, "failed")]
         .into_iter()
@@ -103,7 +107,8 @@ pub fn deliveries(d: &Deliveries) -> String {
         1 => " (1 attempt)".into(),
         n => format!(" ({n} attempts)"),
     };
-    format!("{}{attempts}", parts.join(" · "))
+    let filtered = if filtered.is_empty() { filtered } else { format!(" · {filtered}") };
+    format!("{}{attempts}{filtered}", parts.join(" · "))
 }
 
 #[cfg(test)]

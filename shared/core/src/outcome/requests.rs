@@ -36,6 +36,13 @@ pub struct Deliveries {
     pub failed: u32,
     /// Attempts made, over all of them.
     pub attempts: u32,
+    /// Subscriptions whose filter or transform left a published event out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub filtered: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Deliveries {
@@ -167,6 +174,8 @@ pub fn deliveries<'a>(entries: impl IntoIterator<Item = &'a LogEntry>) -> Delive
         match *outcome {
             "success" => out.delivered += 1,
             "queued" | "retry" => out.pending += 1,
+            // Left out by the subscription's transform, as a filter would.
+            "skipped" => out.filtered += 1,
             _ => out.failed += 1,
         }
     }
@@ -200,6 +209,9 @@ fn row(head: &LogEntry, group: &[&LogEntry]) -> RequestRow {
         reason: text(d, "reason"),
         deliveries: deliveries(group.iter().copied()),
     };
+    if kind == RowKind::Event {
+        row.deliveries.filtered += d.get("filtered").and_then(Value::as_u64).map_or(0, |n| n as u32);
+    }
     if head.run_id.is_none() {
         return row;
     }
@@ -310,7 +322,7 @@ mod tests {
         assert!(rejected.is_failure());
         assert_eq!(run.outcome, "succeeded");
         assert_eq!((run.status, run.duration_ms), (Some(202), Some(805)));
-        assert_eq!(run.deliveries, Deliveries { delivered: 1, pending: 0, failed: 0, attempts: 2 });
+        assert_eq!(run.deliveries, Deliveries { delivered: 1, pending: 0, failed: 0, attempts: 2, filtered: 0 });
         assert_eq!(run.path.as_deref(), Some("/hooks/acme/orders"));
         assert!(!run.is_failure(), "a retry that then succeeded is no failure");
     }
@@ -362,8 +374,14 @@ mod tests {
 
     #[test]
     fn a_published_event_s_row_counts_its_deliveries_by_their_last_word() {
-        let mut head =
-            e(10, EntryKind::Event, None, "evt_p", "published", json!({"type": "order.paid", "deliveries": 3}));
+        let mut head = e(
+            10,
+            EntryKind::Event,
+            None,
+            "evt_p",
+            "published",
+            json!({"type": "order.paid", "deliveries": 3, "filtered": 2}),
+        );
         head.flow_id = None;
         let entries = vec![
             head,
@@ -382,7 +400,7 @@ mod tests {
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
         assert_eq!((r.kind, r.key.as_str(), r.event_type.as_deref()), (RowKind::Event, "evt_p", Some("order.paid")));
-        assert_eq!(r.deliveries, Deliveries { delivered: 1, pending: 2, failed: 0, attempts: 3 });
+        assert_eq!(r.deliveries, Deliveries { delivered: 1, pending: 2, failed: 0, attempts: 3, filtered: 2 });
         assert_eq!(r.deliveries.total(), 3);
         assert_eq!(r.outcome, "published");
     }

@@ -151,6 +151,7 @@ mod tests {
             wait: true,
             purpose: Default::default(),
             secret_hosts: Default::default(),
+            shaped: false,
         }
     }
 

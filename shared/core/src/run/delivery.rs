@@ -37,6 +37,10 @@ pub struct Delivery {
     /// `secrets:`), checked by the sender before it connects.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_hosts: BTreeMap<String, SecretRule>,
+    /// Its request is its subscription's transform's already (done at
+    /// the first attempt; retries and replays send it as it is).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shaped: bool,
 }
 
 impl Delivery {

@@ -491,6 +491,7 @@ fn delivery(flow: &CompiledFlow, run: &Run, step: &str, h: &HttpStep, request: O
         wait: h.wait_for_response,
         purpose: Purpose::Step,
         secret_hosts: secret_hosts(&flow.flow, &request),
+        shaped: false,
         request,
     }
 }

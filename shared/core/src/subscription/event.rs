@@ -79,6 +79,13 @@ impl Event {
         json!({"type": self.kind, "timestamp": crate::duration::rfc3339(self.at), "data": self.data})
     }
 
+    /// The event as a subscription's filter sees it: `{"id", "type",
+    /// "tenant", "timestamp", "data"}`.
+    pub fn filtered(&self) -> Value {
+        json!({"id": self.id, "type": self.kind, "tenant": self.tenant,
+               "timestamp": crate::duration::rfc3339(self.at), "data": self.data})
+    }
+
     /// The id of the `subscription.disabled` event published when `sub`
     /// was disabled by its endpoint's health (`None`: not disabled).
     pub fn disabled_id(sub: &Subscription) -> Option<String> {

@@ -28,28 +28,37 @@
 //! | `record` | the record, its lifecycle, its row |
 //! | `settings` | schedules and windows |
 //! | `event` | published events and their rows |
+//! | `filter` | which events a subscription gets beyond their type |
+//! | `custom_headers` | the headers a subscription adds to its deliveries |
+//! | `transform` | each event reshaped (or dropped) for its endpoint |
 //! | `requests` | the verification request and event deliveries |
 //! | `health` | the gate before sending, the change after |
 //! | `publish` | an event to its subscriptions and flows |
 
+mod custom_headers;
 mod event;
+mod filter;
 mod health;
 mod publish;
 mod record;
 mod requests;
 mod settings;
+mod transform;
 
 pub use crate::attempt::echoes;
 pub use crate::engine::Health;
 pub use crate::keyring::{Credential, KEYRINGS, Key, Keyring, is_keyring_name};
+pub use custom_headers::{HeaderValue, MAX_HEADERS};
 pub use event::{Event, NewEvent};
+pub use filter::{Filter, MAX_FILTER_BYTES, MAX_FILTER_DEPTH};
 pub use health::{Gate, HealthChange, gate, health_change};
 pub use publish::{Publication, Published, fan_out, missed, publish};
 pub use record::{
-    DEFAULT_TENANT, FieldError, NewSubscription, Ordering, Replay, Signing, Status, Subscription, Verification,
-    check_tenant, keyring_name,
+    DEFAULT_TENANT, FieldError, NewSubscription, Ordering, Replay, Signing, Status, Subscription, SubscriptionUpdate,
+    Verification, check_tenant, keyring_name,
 };
 pub use settings::Settings;
+pub use transform::{Shaped, Transform, event_of};
 
 /// A delivery job of run `run_id` whose request's body is `body` (a
 /// subscription's verification request): for the tests and benchmarks of
@@ -137,6 +146,51 @@ mod tests {
         assert_eq!(dj.delivery.sign.as_ref().unwrap().secret, a.keyring_name());
         assert_eq!(dj.delivery.retry.max_attempts, 10, "the Standard Webhooks schedule");
         assert!(!jobs[0].payload.text().contains("whsec_"), "the job names the keyring, never a key");
+    }
+
+    #[test]
+    fn a_filter_decides_at_the_fan_out_and_a_publish_counts_what_it_left_out() {
+        let mut big = active(&["order.*"]);
+        big.filter = Some(Filter::parse("filter", &json!({"data": {"amount": {"$gte": 100}}})).unwrap());
+        let all = active(&["order.*"]);
+        let small = event("order.paid", json!({"amount": 5}));
+        let large = event("order.paid", json!({"amount": 500}));
+        let settings = Settings::default();
+        assert_eq!(fan_out(&small, [&big, &all], &settings, 9).len(), 1, "only the unfiltered one");
+        assert_eq!(fan_out(&large, [&big, &all], &settings, 9).len(), 2);
+        let p = publish(&small, [&big, &all], [], &settings, 9);
+        assert_eq!((p.deliveries, p.filtered), (1, 1));
+        let logged = p.outcome.commit.log.iter().find(|e| e.kind == crate::commit::EntryKind::Event).unwrap();
+        assert_eq!(logged.detail["filtered"], 1);
+        // A repeat's second read (`missed`) honours the filter as well.
+        big.activated_at = 10_000;
+        assert!(missed(&small, [&big], None, &settings, 9).is_empty());
+        assert_eq!(missed(&large, [&big], None, &settings, 9).len(), 1);
+    }
+
+    #[test]
+    fn a_change_is_checked_as_a_new_subscription_is_and_moves_its_version_on() {
+        let sub = active(&["order.*"]);
+        let change: SubscriptionUpdate = serde_json::from_value(json!({
+            "event_types": ["order.paid"], "filter": {"data": {"x": {"$exist": true}}},
+            "headers": {"X-Team": "crm"}
+        }))
+        .unwrap();
+        let changed = change.apply(&sub, 0).unwrap();
+        assert_eq!(changed.event_types, ["order.paid"]);
+        assert!(changed.filter.is_some() && changed.headers.contains_key("X-Team"));
+        assert!(changed.updated_at > sub.updated_at, "a clock behind the record still moves it on");
+        let removed: SubscriptionUpdate = serde_json::from_value(json!({"filter": null, "headers": null})).unwrap();
+        let back = removed.apply(&changed, 5_000).unwrap();
+        assert!(back.filter.is_none() && back.headers.is_empty());
+        let untouched: SubscriptionUpdate = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(untouched.apply(&changed, 5_000).unwrap().filter, changed.filter, "absent is unchanged");
+        let bad: SubscriptionUpdate =
+            serde_json::from_value(json!({"event_types": [], "filter": {"$not": 1}, "headers": {"Host": "x"}}))
+                .unwrap();
+        let fields: Vec<String> = bad.apply(&sub, 0).unwrap_err().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["event_types", "filter.$not", "headers.Host"]);
+        assert!(serde_json::from_value::<SubscriptionUpdate>(json!({"url": "http://x"})).is_err(), "no new endpoint");
     }
 
     #[test]

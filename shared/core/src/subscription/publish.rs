@@ -19,6 +19,9 @@ pub struct Publication {
     /// the log entries.
     pub outcome: crate::engine::Outcome,
     pub deliveries: usize,
+    /// Subscriptions that select its type and whose filter left it out:
+    /// no delivery, no queue message, counted here.
+    pub filtered: usize,
     pub runs: Vec<String>,
     /// The subscriptions it delivers to (their ids).
     pub reached: HashSet<String>,
@@ -29,6 +32,8 @@ pub struct Publication {
 pub struct Published {
     /// Deliveries to subscriptions.
     pub deliveries: usize,
+    /// Subscriptions whose filter left it out.
+    pub filtered: usize,
     /// Runs of flows the event starts.
     pub runs: Vec<String>,
 }
@@ -46,7 +51,11 @@ pub fn publish<'a, 'b>(
     let commit = &mut p.outcome.commit;
     commit.event = Some(crate::commit::EventRow::of(event, settings.idempotency));
     let body = event.envelope().to_string();
-    for s in subs.into_iter().filter(|s| receives(s, event)) {
+    for s in subs.into_iter().filter(|s| selects(s, event)) {
+        if !s.passes(event) {
+            p.filtered += 1;
+            continue;
+        }
         commit.jobs.push(s.event_job(event, &body, settings, now));
         p.reached.insert(s.id.clone());
     }
@@ -74,20 +83,21 @@ pub fn publish<'a, 'b>(
         tenant: Some(event.tenant.clone()),
         event_id: Some(event.id.clone()),
         outcome: Some("published".into()),
-        detail: json!({"type": event.kind, "deliveries": p.deliveries, "runs": p.runs}),
+        detail: json!({"type": event.kind, "deliveries": p.deliveries, "filtered": p.filtered, "runs": p.runs}),
         ..Default::default()
     });
     p.outcome.lines.push(crate::engine::LogLine {
         level: crate::engine::Level::Info,
         message: "event published".into(),
         fields: json!({"tenant": event.tenant, "event_id": event.id, "type": event.kind,
-                       "deliveries": p.deliveries, "runs": p.runs.len()}),
+                       "deliveries": p.deliveries, "filtered": p.filtered, "runs": p.runs.len()}),
     });
     p
 }
 
 /// One delivery job per active subscription of the event's tenant that
-/// selects its type, with the body serialised once.
+/// takes it (its type, its filter as it is now), with the body serialised
+/// once.
 pub fn fan_out<'a>(
     event: &Event,
     subs: impl IntoIterator<Item = &'a Subscription>,
@@ -95,15 +105,18 @@ pub fn fan_out<'a>(
     now: i64,
 ) -> Vec<NewJob> {
     let body = event.envelope().to_string();
-    subs.into_iter().filter(|s| receives(s, event)).map(|s| s.event_job(event, &body, settings, now)).collect()
+    subs.into_iter()
+        .filter(|s| selects(s, event) && s.passes(event))
+        .map(|s| s.event_job(event, &body, settings, now))
+        .collect()
 }
 
-/// Whether `sub` receives `event`: of its tenant, selecting its type, and
-/// active when the event was stamped — active, or disabled since (a
+/// Whether `sub` would receive `event` but for its filter: of its tenant,
+/// selecting its type, and active when the event was stamped — active, or disabled since (a
 /// publish that read it just after a disable: the delivery is dead at its
 /// gate, replayable like the others queued when it was disabled; an
 /// enable's replay starts at the disable).
-fn receives(sub: &Subscription, event: &Event) -> bool {
+fn selects(sub: &Subscription, event: &Event) -> bool {
     let was_active = match sub.status {
         Status::Active => true,
         Status::Disabled => sub.disabled_at.is_some_and(|at| at > event.at),

@@ -12,6 +12,12 @@ use crate::keyring::Keyring;
 pub use crate::keyring::Signing;
 use crate::template::Templates;
 
+use std::collections::BTreeMap;
+
+use super::custom_headers::HeaderValue;
+use super::filter::Filter;
+use super::transform::Transform;
+
 /// Where a subscription is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -76,6 +82,15 @@ pub struct Subscription {
     /// The ordering key template (`{{ data.customer_id }}`), for `per_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Which of the selected events it gets ([`Filter`]); all without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+    /// Headers added to each of its requests (secrets by name).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, HeaderValue>,
+    /// How each event is reshaped for its endpoint ([`Transform`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<Transform>,
     pub created_at: i64,
     pub updated_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +167,125 @@ pub struct NewSubscription {
     /// (`{{ data.customer_id }}`) whose value orders deliveries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Only the selected events this matches: operators `$eq $neq $gt
+    /// $gte $lt $lte $in $nin $exist $startsWith $endsWith $or $and $not`
+    /// over `{"id", "type", "tenant", "timestamp", "data"}`, by example
+    /// elsewhere (`{"data": {"amount": {"$gte": 100}}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
+    pub filter: Option<Value>,
+    /// Headers added to each of its requests: `{"X-Team": "crm"}`; a
+    /// credential by its secret's name, never its value:
+    /// `{"Authorization": {"secret": "crm_token", "prefix": "Bearer "}}`.
+    /// Not the Standard Webhooks, body or hop-by-hop headers; at most 20.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub headers: Map<String, Value>,
+    /// Each event reshaped for the endpoint before it is signed and sent:
+    /// `{"body": {"json": {"text": "Order {{ data.id }} paid"}}, "method":
+    /// "PUT", "headers": {…}, "drop": "{{ data.test | default(false) }}"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<Transform>,
+}
+
+/// What an admin changes in a subscription (`PATCH`): the fields given;
+/// `filter: null` removes the filter. Its endpoint, signing and ordering
+/// stay (a new endpoint is a new subscription, verified).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+    /// A new filter, or `null` for none.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
+    pub filter: Option<Value>,
+    /// New headers (all of them: `{}` or `null` for none).
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
+    pub headers: Option<Value>,
+    /// A new transform, or `null` for none.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Transform>")]
+    pub transform: Option<Value>,
+}
+
+/// A field given, `null` included (`Some(Value::Null)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+impl SubscriptionUpdate {
+    /// `sub` with the changes, checked as a new one's fields are (every
+    /// problem at once); its version moves on.
+    pub fn apply(&self, sub: &Subscription, now: i64) -> Result<Subscription, Vec<FieldError>> {
+        let mut errs = Vec::new();
+        let mut s = sub.clone();
+        if let Some(types) = &self.event_types {
+            check_types(types, &mut errs);
+            s.event_types.clone_from(types);
+        }
+        if let Some(d) = &self.description {
+            check_description(d, &mut errs);
+            s.description.clone_from(d);
+        }
+        if let Some(m) = &self.metadata {
+            s.metadata.clone_from(m);
+        }
+        match &self.filter {
+            None => {}
+            Some(Value::Null) => s.filter = None,
+            Some(f) => match Filter::parse("filter", f) {
+                Ok(f) => s.filter = Some(f),
+                Err(e) => errs.extend(e),
+            },
+        }
+        match &self.headers {
+            None => {}
+            Some(Value::Null) => s.headers.clear(),
+            Some(Value::Object(h)) => match super::custom_headers::parse(h) {
+                Ok(h) => s.headers = h,
+                Err(e) => errs.extend(e),
+            },
+            Some(_) => errs.push(FieldError::new("headers", "must be an object of header names, or null")),
+        }
+        match &self.transform {
+            None => {}
+            Some(Value::Null) => s.transform = None,
+            Some(t) => match serde_json::from_value::<Transform>(t.clone()) {
+                Ok(t) => match t.compile() {
+                    Ok(_) => s.transform = Some(t),
+                    Err(e) => errs.extend(e),
+                },
+                Err(e) => errs.push(FieldError::new("transform", e.to_string())),
+            },
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        s.updated_at = now.max(sub.updated_at + 1);
+        Ok(s)
+    }
+}
+
+fn check_types(types: &[String], errs: &mut Vec<FieldError>) {
+    if types.is_empty() {
+        errs.push(FieldError::new("event_types", "list at least one event type or pattern"));
+    }
+    for (i, p) in types.iter().enumerate() {
+        if let Err(e) = Pattern::parse(p) {
+            errs.push(FieldError::new(format!("event_types[{i}]"), e));
+        }
+    }
+}
+
+fn check_description(d: &str, errs: &mut Vec<FieldError>) {
+    if d.len() > 1024 {
+        errs.push(FieldError::new("description", "is longer than 1024 characters"));
+    }
 }
 
 /// A refused field: which one, and why.
@@ -215,21 +349,23 @@ impl NewSubscription {
         if let Err(e) = check_url(&self.url) {
             errs.push(FieldError::new("url", e));
         }
-        if self.event_types.is_empty() {
-            errs.push(FieldError::new("event_types", "list at least one event type or pattern"));
-        }
-        for (i, p) in self.event_types.iter().enumerate() {
-            if let Err(e) = Pattern::parse(p) {
-                errs.push(FieldError::new(format!("event_types[{i}]"), e));
-            }
-        }
+        check_types(&self.event_types, &mut errs);
         if let Some(t) = &self.tenant
             && let Err(e) = check_tenant(t)
         {
             errs.push(FieldError::new("tenant", e));
         }
-        if self.description.len() > 1024 {
-            errs.push(FieldError::new("description", "is longer than 1024 characters"));
+        check_description(&self.description, &mut errs);
+        if let Some(f) = &self.filter
+            && let Err(e) = Filter::parse("filter", f)
+        {
+            errs.extend(e);
+        }
+        if let Err(e) = super::custom_headers::parse(&self.headers) {
+            errs.extend(e);
+        }
+        if let Some(Err(e)) = self.transform.as_ref().map(Transform::compile) {
+            errs.extend(e);
         }
         match (self.ordering, &self.key) {
             (Ordering::PerKey, None) => errs.push(FieldError::new(
@@ -253,6 +389,8 @@ impl NewSubscription {
     /// keyring.
     pub fn create(self, now: i64) -> Result<(Subscription, Keyring), Vec<FieldError>> {
         self.check()?;
+        let filter = self.filter.as_ref().map(|f| Filter::parse("filter", f)).transpose()?;
+        let headers = super::custom_headers::parse(&self.headers)?;
         let sub = Subscription {
             id: format!("sub_{}", uuid::Uuid::now_v7().simple()),
             tenant: self.tenant.unwrap_or_else(|| DEFAULT_TENANT.into()),
@@ -264,6 +402,9 @@ impl NewSubscription {
             signing: self.signing,
             ordering: self.ordering,
             key: self.key,
+            filter,
+            headers,
+            transform: self.transform,
             created_at: now,
             updated_at: now,
             verification: Some(Verification { token: random_hex(), started_at: now }),
@@ -293,6 +434,17 @@ impl Subscription {
     /// Whether it receives `event_type`.
     pub fn selects(&self, event_type: &str) -> bool {
         crate::events::selected(&self.event_types, event_type)
+    }
+
+    /// Whether it takes `event`: selects its type, and its filter (if
+    /// any) passes it.
+    pub fn takes(&self, event: &super::Event) -> bool {
+        self.selects(&event.kind) && self.passes(event)
+    }
+
+    /// Whether its filter (if any) passes `event`, its type aside.
+    pub fn passes(&self, event: &super::Event) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.matches(&event.filtered()))
     }
 
     pub(super) fn disable(&mut self, now: i64, reason: String) {

@@ -39,10 +39,7 @@ impl Subscription {
             request: OutboundRequest {
                 method: Method::Post,
                 url: SecretText::plain(&self.url),
-                headers: vec![
-                    ("content-type".into(), SecretText::plain("application/json")),
-                    ("user-agent".into(), SecretText::plain(USER_AGENT)),
-                ],
+                headers: self.request_headers(),
                 body: Some(body),
             },
             status_policy: status_policy(),
@@ -52,7 +49,19 @@ impl Subscription {
             wait: false,
             purpose,
             secret_hosts: Default::default(),
+            shaped: false,
         }
+    }
+
+    /// Its requests' headers: the body's type, the user agent (which its
+    /// own may replace), then its own (secrets by name).
+    fn request_headers(&self) -> Vec<(String, SecretText)> {
+        let mut headers = vec![("content-type".to_string(), SecretText::plain("application/json"))];
+        if !self.headers.keys().any(|k| k.eq_ignore_ascii_case("user-agent")) {
+            headers.push(("user-agent".into(), SecretText::plain(USER_AGENT)));
+        }
+        headers.extend(self.headers.iter().map(|(k, v)| (k.clone(), v.text())));
+        headers
     }
 
     /// The verification request: a signed POST of

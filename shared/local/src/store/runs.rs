@@ -181,6 +181,7 @@ mod tests {
             wait: false,
             purpose: Default::default(),
             secret_hosts: Default::default(),
+            shaped: false,
         };
         let job = DeliveryJob { delivery, attempts: 3, first_at: 0 };
         let row = DeadRow::of(&job, "status 500");

@@ -123,40 +123,13 @@ fn walk(root: &Value, s: &Value, v: &Value, path: &str, out: &mut Vec<(String, S
 
 fn message(key: &str, path: &str, keys: &[(&str, &Value)]) -> String {
     let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
-    let near = names
-        .iter()
-        .map(|n| (distance(&key.to_lowercase(), &n.to_lowercase()), *n))
-        .filter(|(d, n)| *d <= (n.len() / 3).max(1))
-        .min();
+    let near = crate::text::did_you_mean(key, names.iter().copied());
     let place = if path.is_empty() { "a flow".to_string() } else { format!("`{path}`") };
     let listed = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
     match near {
-        Some((_, n)) => format!("unknown field `{key}`: did you mean `{n}`? ({place} takes {listed})"),
+        Some(n) => format!("unknown field `{key}`: did you mean `{n}`? ({place} takes {listed})"),
         None => format!("unknown field `{key}` ({place} takes {listed})"),
     }
-}
-
-/// Edit distance, a swap of two neighbours counting one (optimal string
-/// alignment: `stpes` is one from `steps`).
-fn distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
