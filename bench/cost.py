@@ -31,6 +31,9 @@ Prices are in bench/prices-us-east-1.json, with their date. Scenarios:
   C  a sync request-response flow (examples/hello.yaml)
   D  one event fanned out to 10 subscriptions (per million deliveries)
   E  A with a receiver failing 30% of attempts at random
+  F  events published to 10 subscriptions whose filter passes 1 event in
+     10 (per million events published: the nine in ten filtered out cost
+     no queue message and no delivery)
   L  not a cost: accept→arrival latency of A's events sent one at a time
      (the 202's arrival to the delivery's), p50/p99 in ms, on this
      emulator (the harness plays the event source mappings, polling every
@@ -404,7 +407,7 @@ def main():
         for function in ("ingress", "executor", "dispatcher", "admin"):  # built and warm
             aws.watch.invoke(function, {"Records": []} if function in ("executor", "dispatcher") else
                              api_gateway_event("GET", "/hooks/e2e/nope", {}, ""), 600)
-        only = os.environ.get("SCENARIOS", "ABCDEL")
+        only = os.environ.get("SCENARIOS", "ABCDEFL")
         meter = Meter(aws) if set(only) - {"L"} else None
         lines = []
 
@@ -413,7 +416,7 @@ def main():
                 status, _, text = aws.post(path, body_of(size, i))
                 assert status == 202, text
             return send
-        only = os.environ.get("SCENARIOS", "ABCDEL")
+        only = os.environ.get("SCENARIOS", "ABCDEFL")
         if "A" in only:
             lines.append(measure(aws, meter, "A", N, post_body("cost-a", 2048), N))
         if "B" in only:
@@ -444,6 +447,22 @@ def main():
             lines.append(measure(aws, meter, "D", events, publish, events * 10))
         if "E" in only:
             lines.append(measure(aws, meter, "E", N, post_body("cost-e", 2048), N))
+        if "F" in only:
+            subs = []
+            for k in range(10):
+                status, sub = aws.admin("POST", "/v1/subscriptions", {
+                    "url": aws.receiver.base + f"/subscriber-filtered{k}", "event_types": ["filtered.*"],
+                    "tenant": "e2e", "filter": {"data": {"bucket": 0}}})
+                assert status == 201, sub
+                subs.append(sub["id"])
+            aws.pump(lambda: all(aws.admin("GET", f"/v1/subscriptions/{s}")[1]["status"] == "active" for s in subs),
+                     120, "ten active filtered subscriptions")
+
+            def publish_filtered(i):
+                data = {**body_of(2048, i), "bucket": i % 10}
+                status, out = aws.admin("POST", "/v1/events", {"type": "filtered.happened", "tenant": "e2e", "data": data})
+                assert status == 202 and out["deliveries"] == (10 if i % 10 == 0 else 0), out
+            lines.append(measure(aws, meter, "F", N, publish_filtered, N))
         if "L" in only:
             lines.append(latency(aws, N))
     finally:

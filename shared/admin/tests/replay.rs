@@ -38,6 +38,9 @@ struct Memory {
     saves: AtomicI64,
     fail_queue: Mutex<Vec<i64>>,
     fail_save: Mutex<Vec<i64>>,
+    /// How many of the next subscription writes another writer beats (the
+    /// endpoint's health moving the record first).
+    beaten: AtomicI64,
     settings: Settings,
 }
 
@@ -92,6 +95,12 @@ impl Backend for Handle {
             return Err(BackendError::Unavailable(format!("save {n} failed")));
         }
         let mut subs = self.subs.lock().unwrap();
+        if self.beaten.fetch_sub(1, Ordering::SeqCst) > 0
+            && let Some(s) = subs.get_mut(&sub.id)
+        {
+            s.updated_at += 1;
+            s.failing_since = Some(s.updated_at);
+        }
         if prev.is_some() && subs.get(&sub.id).map(|s| s.updated_at) != prev {
             return Err(BackendError::Conflict { field: None, message: "changed".into() });
         }
@@ -407,4 +416,32 @@ async fn an_enable_without_replay_counts_and_sends_nothing() {
     assert_eq!((status, out["missed"].as_u64(), out["replayed"].as_u64()), (200, Some(50), Some(0)), "{out}");
     assert!(queued(&m).is_empty());
     assert_eq!(enable(&m, &id, true).await.0, 409, "nothing left to resume");
+}
+
+async fn patch(m: &Arc<Memory>, id: &str, body: Value) -> (u16, Value) {
+    let app = router(Arc::new(Admin { backend: Handle(m.clone()), token: None }));
+    let req = Request::patch(format!("/v1/subscriptions/{id}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    let body = to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn a_change_raced_by_the_endpoint_s_health_is_applied_over_it_and_loses_nothing() {
+    let (m, id) = world(0, 1);
+    // Two writes of the record's health land first: the change is read
+    // again and applied over them, the health kept.
+    m.beaten.store(2, Ordering::SeqCst);
+    let (status, out) = patch(&m, &id, json!({"filter": {"data": {"n": {"$gt": 1}}}})).await;
+    assert_eq!(status, 200, "{out}");
+    let stored = m.subs.lock().unwrap()[&id].clone();
+    assert!(stored.filter.is_some() && stored.failing_since.is_some(), "{stored:?}");
+    // A record that keeps changing: the caller is told, to try again.
+    m.beaten.store(100, Ordering::SeqCst);
+    let (status, out) = patch(&m, &id, json!({"description": "x"})).await;
+    assert_eq!((status, out["error"]["code"].as_str()), (409, Some("conflict")), "{out}");
 }

@@ -74,22 +74,34 @@ pub(super) async fn get_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>,
     ok(StatusCode::OK, view(&subscription(&a, &id).await?))
 }
 
-/// A change written over the version it was made from: a change made
-/// meanwhile (a disable by the endpoint's health, another admin) is a 409,
-/// to read again and retry.
+/// How often a change is applied again over a record that changed
+/// meanwhile before the caller is told (409).
+const UPDATE_TRIES: usize = 5;
+
+/// A change written over the version it was made from. The fields it sets
+/// are the admin's alone, so a record changed meanwhile (a delivery's
+/// outcome moving the endpoint's health, many a second for a failing
+/// endpoint) is read again and the change applied over it; only a record
+/// that keeps changing is a 409.
 pub(super) async fn update_subscription<B: Backend>(
     State(a): State<Arc<Admin<B>>>,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> ApiResult {
     let change: SubscriptionUpdate = body(&bytes)?;
-    let sub = subscription(&a, &id).await?;
-    let changed = change.apply(&sub, a.backend.now_ms()).map_err(ApiError::invalid)?;
-    if change.transform.is_some() {
-        tried_on_a_recent_event(&a, &changed).await?;
+    let mut tries = 0;
+    loop {
+        let sub = subscription(&a, &id).await?;
+        let changed = change.apply(&sub, a.backend.now_ms()).map_err(ApiError::invalid)?;
+        if change.transform.is_some() && tries == 0 {
+            tried_on_a_recent_event(&a, &changed).await?;
+        }
+        match a.backend.save_subscription(&changed, Some(sub.updated_at), Vec::new()).await {
+            Ok(()) => return ok(StatusCode::OK, view(&changed)),
+            Err(crate::backend::BackendError::Conflict { .. }) if tries + 1 < UPDATE_TRIES => tries += 1,
+            Err(e) => return Err(e.into()),
+        }
     }
-    a.backend.save_subscription(&changed, Some(sub.updated_at), Vec::new()).await?;
-    ok(StatusCode::OK, view(&changed))
 }
 
 /// How far back a preview or a save looks for an event the subscription

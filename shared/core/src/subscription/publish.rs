@@ -51,8 +51,9 @@ pub fn publish<'a, 'b>(
     let commit = &mut p.outcome.commit;
     commit.event = Some(crate::commit::EventRow::of(event, settings.idempotency));
     let body = event.envelope().to_string();
+    let seen = std::cell::OnceCell::new();
     for s in subs.into_iter().filter(|s| selects(s, event)) {
-        if !s.passes(event) {
+        if !s.passes_seen(&seen, event) {
             p.filtered += 1;
             continue;
         }
@@ -105,8 +106,9 @@ pub fn fan_out<'a>(
     now: i64,
 ) -> Vec<NewJob> {
     let body = event.envelope().to_string();
+    let seen = std::cell::OnceCell::new();
     subs.into_iter()
-        .filter(|s| selects(s, event) && s.passes(event))
+        .filter(|s| selects(s, event) && s.passes_seen(&seen, event))
         .map(|s| s.event_job(event, &body, settings, now))
         .collect()
 }

@@ -447,6 +447,12 @@ impl Subscription {
         self.filter.as_ref().is_none_or(|f| f.matches(&event.filtered()))
     }
 
+    /// [`Subscription::passes`] with the event as filters see it made once
+    /// for many subscriptions (a fan-out), and only if one has a filter.
+    pub(super) fn passes_seen(&self, seen: &std::cell::OnceCell<Value>, event: &super::Event) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.matches(seen.get_or_init(|| event.filtered())))
+    }
+
     pub(super) fn disable(&mut self, now: i64, reason: String) {
         self.status = Status::Disabled;
         self.disabled_at = Some(now);
