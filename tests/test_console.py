@@ -469,6 +469,9 @@ def test_a_subscription_s_filter_and_headers_are_checked_and_saved_from_its_page
     alert = wait(lambda: b.find_element("css selector", "[role=alert]").text, what="the refusal")
     assert "filter.data.amount.$gte" in alert and "takes a number or a string" in alert, alert
     assert b.find_element("id", "sub-filter").get_attribute("value") == '{"data": {"amount": {"$gte": [1]}}}'
+    # A refusal is the answer to its form, never text a link can carry.
+    b.get(f"{world.base}/console/subscriptions/{sub_id}?refused=filter&why=Call+support+at+555-0100")
+    assert "555-0100" not in b.find_element("tag name", "main").text
     box = b.find_element("id", "sub-filter")
     box.clear()
     box.send_keys('{"data": {"amount": {"$gte": 100}}}')

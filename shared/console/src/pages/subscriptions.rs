@@ -116,12 +116,11 @@ async fn show(c: &Console, s: &Session, id: &str, q: super::plumbing::Form, extr
         "transform" => Some("Transform saved: each delivery's first attempt uses it.".into()),
         _ => None,
     });
+    // A refusal is rendered in answer to its form (never read from a
+    // link, which anyone could write).
     let refused = q.get("refused");
-    let error = match refused {
-        "filter" | "headers" | "transform" => Some(format!("Not saved: {}", q.get("why"))),
-        _ => (!q.get("error").is_empty())
-            .then(|| "Not recovered: give the time as 2026-11-30T18:00:00Z (UTC) or ms.".into()),
-    };
+    let error: Option<String> = (!q.get("error").is_empty())
+        .then(|| "Not recovered: give the time as 2026-11-30T18:00:00Z (UTC) or ms.".into());
     // What each form shows: what was tried (refused), else what is saved.
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
     let filter = match refused {
@@ -177,6 +176,13 @@ pub(super) async fn create_subscription(
     }
 }
 
+/// The subscription's page answering a form that was refused: the error,
+/// and what was tried left in its form to fix.
+async fn refused(c: &Console, s: &Session, id: &str, field: &str, tried: &str, why: &str) -> Response {
+    let q = super::plumbing::Form(vec![("refused".into(), field.into()), ("tried".into(), tried.into())]);
+    show(c, s, id, q, json!({"error": format!("Not saved: {why}")})).await
+}
+
 /// A refusal with each refused field (`filter.data.$gte: …`).
 fn every_problem(f: &Failure) -> String {
     let fields: Vec<String> = f
@@ -219,19 +225,13 @@ pub(super) async fn subscription_action(
                 match serde_json::from_str::<Value>(text) {
                     Ok(t) => ask["transform"] = t,
                     Err(e) => {
-                        let why = format!("transform: not JSON: {e}");
-                        let to = format!("{back}?refused=transform&why={}&tried={}", encode(&why), encode(text));
-                        return Redirect::to(&to).into_response();
+                        return refused(&c, &s, &id, "transform", text, &format!("transform: not JSON: {e}")).await;
                     }
                 }
             }
             let preview = match c.api.post(&format!("{base}/preview"), &ask).await {
                 Ok(v) => v,
-                Err(f) => {
-                    let to =
-                        format!("{back}?refused=transform&why={}&tried={}", encode(&every_problem(&f)), encode(text));
-                    return Redirect::to(&to).into_response();
-                }
+                Err(f) => return refused(&c, &s, &id, "transform", text, &every_problem(&f)).await,
             };
             // A JSON body shown as JSON, not as a string of it.
             let pretty = |v: &Value| {
@@ -267,10 +267,7 @@ pub(super) async fn subscription_action(
             };
             return match saved {
                 Ok(_) => Redirect::to(&format!("{back}?saved={field}")).into_response(),
-                Err(why) => {
-                    Redirect::to(&format!("{back}?refused={field}&why={}&tried={}", encode(&why), encode(text)))
-                        .into_response()
-                }
+                Err(why) => refused(&c, &s, &id, field, text, &why).await,
             };
         }
         "disable" => c.api.post(&format!("{base}/disable"), &json!({})).await,
