@@ -209,11 +209,13 @@ async fn enable(m: &Arc<Memory>, id: &str, replay: bool) -> (u16, Value) {
 }
 
 async fn enable_with(m: &Arc<Memory>, id: &str, body: Value) -> (u16, Value) {
+    call(m, Request::post(format!("/v1/subscriptions/{id}/enable")), body).await
+}
+
+/// A JSON request through the router over `m`: its status and JSON answer.
+async fn call(m: &Arc<Memory>, req: hookflow_admin::axum::http::request::Builder, body: Value) -> (u16, Value) {
     let app = router(Arc::new(Admin { backend: Handle(m.clone()), token: None }));
-    let req = Request::post(format!("/v1/subscriptions/{id}/enable"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
+    let req = req.header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
     let res = app.oneshot(req).await.unwrap();
     let status = res.status().as_u16();
     let body = to_bytes(res.into_body(), usize::MAX).await.unwrap();
@@ -419,15 +421,7 @@ async fn an_enable_without_replay_counts_and_sends_nothing() {
 }
 
 async fn patch(m: &Arc<Memory>, id: &str, body: Value) -> (u16, Value) {
-    let app = router(Arc::new(Admin { backend: Handle(m.clone()), token: None }));
-    let req = Request::patch(format!("/v1/subscriptions/{id}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let res = app.oneshot(req).await.unwrap();
-    let status = res.status().as_u16();
-    let body = to_bytes(res.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&body).unwrap())
+    call(m, Request::patch(format!("/v1/subscriptions/{id}")), body).await
 }
 
 #[tokio::test]

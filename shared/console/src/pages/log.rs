@@ -22,8 +22,8 @@ use super::plumbing::{Form, failed, page, query, render};
 
 /// The most log entries a page reads (the API's own bound is 10,000).
 pub(super) const LOG_PAGE: usize = 200;
-/// How often the live tail asks for new entries.
-const TAIL_EVERY: Duration = Duration::from_millis(250);
+/// How often a live tail (either view's) asks for new entries.
+pub(super) const TAIL_EVERY: Duration = Duration::from_millis(250);
 /// The most rows one push of the live tail carries (the rest are counted).
 const TAIL_ROWS: usize = 100;
 
@@ -131,21 +131,32 @@ pub(super) async fn log(
     // A range with an end (an older page too) has no tail.
     let stream = (range.until.is_none() && q.get("before_seq").is_empty()).then(|| {
         let newest_seq = listed.iter().filter_map(|e| e.get("seq").and_then(Value::as_i64)).max();
-        let after = match newest_seq {
-            Some(seq) => format!("s{seq}"),
-            None => format!("t{}", times.iter().max().copied().unwrap_or(now)),
-        };
-        let mut link = Form(q.0.iter().filter(|(k, _)| k != "after").cloned().collect());
-        link.0.push(("after".into(), after));
-        format!("/console/log/stream?{}", link.query_string())
+        stream_link(&q, newest_seq, times.iter().max().copied().unwrap_or(now))
     });
-    let last: Vec<Value> = LAST.iter().map(|(v, label, _)| json!([v, label])).collect();
     let ctx = json!({
         "entries": entries, "q": filter.shown, "stream": stream, "older": older, "error": error,
-        "last_choices": last, "outcomes": OUTCOMES, "since": time(range.since),
+        "last_choices": last_choices(), "outcomes": OUTCOMES, "since": time(range.since),
         "until": range.until.map(time), "requests_link": requests_link(&q),
     });
     render(&c, "log.html", page(Some(&s), "log", ctx))
+}
+
+/// A page's live tail: the stream with the page's query, going on after
+/// the newest entry the page read (its `seq` where entries carry one,
+/// else its time).
+pub(super) fn stream_link(q: &Form, newest_seq: Option<i64>, newest_at: i64) -> String {
+    let after = match newest_seq {
+        Some(seq) => format!("s{seq}"),
+        None => format!("t{newest_at}"),
+    };
+    let mut link = Form(q.0.iter().filter(|(k, _)| k != "after").cloned().collect());
+    link.0.push(("after".into(), after));
+    format!("/console/log/stream?{}", link.query_string())
+}
+
+/// The time ranges a log page's menu offers, as its template takes them.
+pub(super) fn last_choices() -> Vec<Value> {
+    LAST.iter().map(|(v, label, _)| json!([v, label])).collect()
 }
 
 /// The same filters in the requests view (those it has).

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -15,15 +14,14 @@ use serde_json::{Value, json};
 
 use crate::api::encode;
 use crate::session::Session;
-use crate::view::{LAST, Range, RequestView, Tail, deliveries, time};
+use crate::view::{Range, RequestView, Tail, deliveries, time};
 use crate::{Console, now_ms};
 
+use super::log::{TAIL_EVERY, last_choices, stream_link};
 use super::plumbing::{Form, failed, page as context, render};
 
 /// The most requests a page shows.
 const PAGE: usize = 50;
-/// How often the live tail asks for new entries.
-const TAIL_EVERY: Duration = Duration::from_millis(250);
 /// The most entries one read of the live tail takes (the rest wait for
 /// the next read: the cursor moves past only what was read).
 const TAIL_ENTRIES: usize = 500;
@@ -119,18 +117,12 @@ pub(super) async fn page(c: Arc<Console>, s: Session, q: Form) -> Response {
     // The tail goes on after the newest entry stored now: what is stored
     // between this read and the page's script connecting is shown.
     let stream = (range.until.is_none() && before.is_empty()).then(|| {
-        let after = match listed.iter().filter_map(|r| r.seq).max() {
-            Some(seq) => format!("s{seq}"),
-            None => format!("t{}", listed.iter().map(|r| r.at).max().unwrap_or(now)),
-        };
-        let mut link = Form(q.0.iter().filter(|(k, _)| k != "after").cloned().collect());
-        link.0.push(("after".into(), after));
-        format!("/console/log/stream?{}", link.query_string())
+        let newest_at = listed.iter().map(|r| r.at).max().unwrap_or(now);
+        stream_link(&q, listed.iter().filter_map(|r| r.seq).max(), newest_at)
     });
-    let last: Vec<Value> = LAST.iter().map(|(v, label, _)| json!([v, label])).collect();
     let ctx = json!({
         "rows": rows, "q": filter.shown, "stream": stream, "older": older, "error": error,
-        "last_choices": last, "outcomes": OUTCOMES, "since": time(range.since),
+        "last_choices": last_choices(), "outcomes": OUTCOMES, "since": time(range.since),
         "until": range.until.map(time), "entries_link": entries_link(&q),
     });
     render(&c, "requests.html", context(Some(&s), "log", ctx))
