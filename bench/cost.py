@@ -292,7 +292,7 @@ def measure(aws, meter, name, events, send, units):
     return {
         "scenario": name,
         "usd_per_million": round(sum(by_service.values()), 2),
-        "per": "delivery" if name == "D" else "event",
+        "per": "delivery" if name in "DRU" else "event",
         "by_service": by_service,
         "units": {"dynamodb_wru": round(ledger.wru / units, 2), "dynamodb_rru": round(ledger.rru / units, 2),
                   "sqs_requests": round((ledger.sqs + meter.esm_sqs) / units, 2),
@@ -407,7 +407,7 @@ def main():
         for function in ("ingress", "executor", "dispatcher", "admin"):  # built and warm
             aws.watch.invoke(function, {"Records": []} if function in ("executor", "dispatcher") else
                              api_gateway_event("GET", "/hooks/e2e/nope", {}, ""), 600)
-        only = os.environ.get("SCENARIOS", "ABCDEFL")
+        only = os.environ.get("SCENARIOS", "ABCDEFURL")
         meter = Meter(aws) if set(only) - {"L"} else None
         lines = []
 
@@ -416,7 +416,7 @@ def main():
                 status, _, text = aws.post(path, body_of(size, i))
                 assert status == 202, text
             return send
-        only = os.environ.get("SCENARIOS", "ABCDEFL")
+        only = os.environ.get("SCENARIOS", "ABCDEFURL")
         if "A" in only:
             lines.append(measure(aws, meter, "A", N, post_body("cost-a", 2048), N))
         if "B" in only:
@@ -463,6 +463,24 @@ def main():
                 status, out = aws.admin("POST", "/v1/events", {"type": "filtered.happened", "tenant": "e2e", "data": data})
                 assert status == 202 and out["deliveries"] == (10 if i % 10 == 0 else 0), out
             lines.append(measure(aws, meter, "F", N, publish_filtered, N))
+        # U and R: one subscription, one delivery an event; R's is paced at
+        # 5 a second, so each group of BATCH events overruns it and all but
+        # the first of a group wait in the queue for their slots. R − U is
+        # what the limit costs a delivery.
+        for name, extra in (("U", {}), ("R", {"rate_limit": {"per_second": 5}})):
+            if name not in only:
+                continue
+            status, sub = aws.admin("POST", "/v1/subscriptions", {
+                "url": aws.receiver.base + f"/subscriber-{name}", "event_types": [f"one{name.lower()}.*"], "tenant": "e2e",
+                **extra})
+            assert status == 201, sub
+            aws.pump(lambda: aws.admin("GET", f"/v1/subscriptions/{sub['id']}")[1]["status"] == "active",
+                     120, f"scenario {name}'s subscription active")
+
+            def publish_one(i, kind=f"one{name.lower()}.happened"):
+                status, out = aws.admin("POST", "/v1/events", {"type": kind, "tenant": "e2e", "data": body_of(2048, i)})
+                assert (status, out["deliveries"]) == (202, 1), out
+            lines.append(measure(aws, meter, name, N, publish_one, N))
         if "L" in only:
             lines.append(latency(aws, N))
     finally:

@@ -452,16 +452,21 @@ def test_a_subscription_s_page_lists_its_attempts_and_recovers_since_a_time(worl
     assert again[0]["headers"]["webhook-id"] == sent[0]["headers"]["webhook-id"]
 
 
-def test_a_subscription_s_filter_and_headers_are_checked_and_saved_from_its_page(world):
-    """A refused filter names its path and operator and stays in the form
-    to fix; a saved one is the subscription's, and decides the next
-    publish. Headers the same way: a credential in clear is refused."""
+def _first_subscription_page(world):
+    """Signed in, on the first subscription's page: the browser and its id."""
     world.sign_in()
     b = world.browser
     b.get(f"{world.base}/console/subscriptions")
     b.find_element("css selector", "a[href^='/console/subscriptions/sub_']").click()
     wait(lambda: b.find_element("tag name", "h1").text.startswith("Subscription "), what="the subscription's page")
-    sub_id = b.find_element("css selector", "h1 code").text
+    return b, b.find_element("css selector", "h1 code").text
+
+
+def test_a_subscription_s_filter_and_headers_are_checked_and_saved_from_its_page(world):
+    """A refused filter names its path and operator and stays in the form
+    to fix; a saved one is the subscription's, and decides the next
+    publish. Headers the same way: a credential in clear is refused."""
+    b, sub_id = _first_subscription_page(world)
     box = b.find_element("id", "sub-filter")
     box.clear()
     box.send_keys('{"data": {"amount": {"$gte": [1]}}}')
@@ -518,6 +523,37 @@ def test_a_subscription_s_filter_and_headers_are_checked_and_saved_from_its_page
     box.clear()
     b.find_element("css selector", "form[action$='/transform'] button:not([formaction])").click()
     wait(lambda: "Transform saved" in b.find_element("css selector", "[role=status]").text, what="the transform removed")
+
+
+def test_a_subscription_s_limits_are_checked_saved_and_shown_with_their_backlog(world):
+    """Limits (#27 item 4) from the subscription's page: a refused value
+    names its field and stays in the form; saved ones are the
+    subscription's, and the page shows what waits on them."""
+    b, sub_id = _first_subscription_page(world)
+
+    def fill(per_second, burst, max_in_flight):
+        for name, value in (("per-second", per_second), ("burst", burst), ("max-in-flight", max_in_flight)):
+            box = b.find_element("id", name)
+            box.clear()
+            box.send_keys(value)
+        b.find_element("css selector", "form[action$='/limits'] button").click()
+
+    fill("50", "0", "4")
+    alert = wait(lambda: b.find_element("css selector", "[role=alert]").text, what="the refusal")
+    assert "rate_limit.burst" in alert, alert
+    assert b.find_element("id", "burst").get_attribute("value") == "0", "what was tried stays to fix"
+    fill("50", "5", "4")
+    wait(lambda: "Limits saved" in b.find_element("css selector", "[role=status]").text, what="the limits saved")
+    _, _, body = world.dev.call(f"/v1/subscriptions/{sub_id}", b"", {"authorization": f"Bearer {ADMIN}"}, method="GET")
+    shown = json.loads(body)
+    assert (shown["rate_limit"], shown["max_in_flight"]) == ({"per_second": 50.0, "burst": 5}, 4), shown
+    assert "waiting for a slot" in b.find_element("id", "backlog").text
+    assert b.find_element("id", "per-second").get_attribute("value") == "50"
+    # Removed again: the other tests' events are not paced.
+    fill("", "", "")
+    wait(lambda: "Limits saved" in b.find_element("css selector", "[role=status]").text, what="the limits removed")
+    _, _, body = world.dev.call(f"/v1/subscriptions/{sub_id}", b"", {"authorization": f"Bearer {ADMIN}"}, method="GET")
+    assert "rate_limit" not in json.loads(body) and not b.find_elements("id", "backlog")
 
 
 def test_the_overview_draws_its_charts_with_the_vendored_library(world):

@@ -1112,3 +1112,55 @@ steps:
             pass  # a connection counted before the closed ones were let go
         assert time.monotonic() < deadline, "not served again once its connections closed"
         time.sleep(0.1)
+
+
+def in_flight_counter(seconds, then=None):
+    """A handler taking `seconds` a request (`then(req, n)` answers first
+    when it returns an answer), and its `{"now", "most"}` requests at once."""
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def handler(req, n):
+        if then and (answer := then(req, n)):
+            return answer
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(seconds)
+        with lock:
+            state["now"] -= 1
+        return 200, {}, b"{}", 0
+    return state, handler
+
+
+def test_a_flow_s_host_limits_pace_its_steps_and_bound_them_in_flight(dev, receiver):
+    """A flow's `limits:` (#27 item 4, for steps): its `http` steps to a
+    limited host are paced and bounded in flight; what waits spends no
+    attempt, and every request is sent."""
+    r = receiver()
+    state, r.handler = in_flight_counter(0.05)
+    flow = f"""
+id: paced
+tenant: acme
+trigger: {{ type: webhook, path: paced }}
+limits:
+  127.0.0.1: {{ rate_limit: {{ per_second: 20 }}, max_in_flight: 1 }}
+steps:
+  - id: send
+    type: http
+    url: {r.url()}
+    body: {{ json: {{ n: "{{{{ trigger.body.n }}}}" }} }}
+"""
+    d = dev({"paced.yaml": flow})
+    for n in range(20):
+        assert d.call("/hooks/acme/paced", {"n": n})[0] == 202
+    r.wait(20, timeout=20)
+    times = sorted(q["at"] for q in r.requests)
+    for i in range(len(times)):
+        in_a_second = sum(1 for t in times[i:] if t - times[i] < 1.0)
+        assert in_a_second <= 21, f"{in_a_second} within a second: {times}"
+    assert times[-1] - times[0] >= 19 / 20 * 0.9, "spaced, not sent at once"
+    assert state["most"] == 1, state
+    assert sorted(int(json.loads(q["body"])["n"]) for q in r.requests) == list(range(20)), "each once"
+    attempts = [e for e in d.logs() if e.get("message") == "delivered"]
+    assert attempts and {e.get("attempt") for e in attempts} == {1}, "no attempt spent waiting"

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from test_dev import TOKEN, Receiver, dev, receiver  # noqa: F401 (fixtures)
+from test_dev import TOKEN, Receiver, dev, in_flight_counter, receiver  # noqa: F401 (fixtures)
 
 ADMIN = "admin-token-for-tests"
 AUTH = {"authorization": f"Bearer {ADMIN}"}
@@ -813,3 +813,83 @@ def test_a_transform_reshapes_each_event_signs_what_it_sends_drops_or_dies_alone
                      what="the replay, shaped by the fixed transform")
     assert json.loads(again[0]["body"]) == {"id": 3, "items": 5}
     verify_v1(sub["secret"], again[0])
+
+
+def _up(d):
+    try:
+        import socket
+        socket.create_connection(("127.0.0.1", d.port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_rate_and_in_flight_limits_hold_spend_no_attempt_and_a_backlog_survives_a_kill(dev, receiver):
+    """Limits (#27 item 4): a subscription's `rate_limit` spaces its
+    deliveries (what is over waits in the queue, spending no attempt) and
+    its `max_in_flight` bounds its requests at once, while another
+    subscription on the same server is not held back. A backlog killed
+    with SIGKILL is all sent after the restart, at the same pace."""
+    import signal
+
+    paced, bounded = receiver(), receiver()
+    paced.handler = echo
+    verifying = lambda req, n: echo(req, n) if json.loads(req["body"]).get("type") == "webhook.verification" else None
+    state, bounded.handler = in_flight_counter(0.2, verifying)
+    d = dev({"p.yaml": PLACEHOLDER}, *FAST)
+    status, err = api(d, "POST", "/v1/subscriptions", {"url": paced.url(), "event_types": ["order.*"],
+                                                       "rate_limit": {"per_second": 0, "burst": 5000}, "max_in_flight": 0})
+    assert status == 422, err
+    fields = sorted(p["field"] for p in err["error"]["problems"])
+    assert fields == ["max_in_flight", "rate_limit.burst", "rate_limit.per_second"], err
+    a = subscribe(d, paced.url(), ["order.*"], rate_limit={"per_second": 20})
+    b = subscribe(d, bounded.url(), ["stock.*"], max_in_flight=2)
+    assert (a["rate_limit"], b["max_in_flight"]) == ({"per_second": 20.0}, 2)
+    wait_for(lambda: status_of(d, a["id"]) == "active" and status_of(d, b["id"]) == "active", what="verified")
+
+    for n in range(40):
+        assert api(d, "POST", "/v1/events", {"type": "order.paid", "data": {"n": n}})[0] == 202
+    backlog = api(d, "GET", f"/v1/subscriptions/{a['id']}")[1]["backlog"]
+    assert backlog["waiting"] >= 10, backlog
+    # Killed with most of the backlog waiting; started again on its store.
+    time.sleep(0.6)
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait(5)
+    before = len(events_of(paced))
+    assert before < 30, f"{before} sent before the kill: the backlog should still be waiting"
+    d.proc = subprocess.Popen(d.proc.args, stdout=d.out, stderr=subprocess.STDOUT)
+    # (Published after the restart: requests a killed process had in
+    # flight are still at their receiver, which the new one cannot know.)
+    wait_for(lambda: d.call("/v1/subscriptions", b"", AUTH, method="GET")[0] == 200 if _up(d) else None,
+             what="the restarted server")
+    for n in range(8):
+        assert api(d, "POST", "/v1/events", {"type": "stock.low", "data": {"n": n}})[0] == 202
+    got = wait_for(lambda: (lambda e: e if len({x["data"]["n"] for _, x in e}) == 40 else None)(events_of(paced)),
+                   timeout=20, what="all 40 paced events")
+    times = sorted(q["at"] for q, _ in got)
+    for i in range(len(times)):
+        in_a_second = sum(1 for t in times[i:] if t - times[i] < 1.0)
+        assert in_a_second <= 21, f"{in_a_second} within a second of one another: {times}"
+    assert times[-1] - times[0] >= 39 / 20 * 0.9, "spaced, not sent at once"
+    wait_for(lambda: len(events_of(bounded)) >= 8, timeout=20, what="the bounded subscription's events")
+    assert state["most"] == 2, f"at most 2 in flight, and both places used: {state['most']}"
+    # No attempt spent waiting: each delivered event's row shows one.
+    rows = [x for x in api(d, "GET", "/v1/requests?limit=48")[1]["requests"] if x["kind"] == "event"]
+    attempts = {x["deliveries"]["attempts"] for x in rows if x["deliveries"]["delivered"]}
+    assert attempts == {1}, rows
+    status, changed = api(d, "PATCH", f"/v1/subscriptions/{a['id']}", {"rate_limit": None, "max_in_flight": 3})
+    assert status == 200 and "rate_limit" not in changed and changed["max_in_flight"] == 3, changed
+    # The same through the CLI.
+    def cli(*args):
+        out = subprocess.run([os.environ["HOOKFLOW_BIN"], "subscriptions", *args, "--url", f"127.0.0.1:{d.port}"],
+                             capture_output=True, text=True, timeout=30, env=dict(os.environ, HOOKFLOW_ADMIN_TOKEN=ADMIN))
+        return out.returncode, out.stdout, out.stderr
+
+    code, out, err = cli("update", a["id"], "--rate-limit", "0.5", "--burst", "3", "--no-max-in-flight")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["rate_limit"] == {"per_second": 0.5, "burst": 3} and "max_in_flight" not in shown, shown
+    code, _, err = cli("update", a["id"], "--burst", "3")
+    assert code != 0 and "--rate-limit" in err, err
+    code, _, err = cli("update", a["id"], "--rate-limit", "20000")
+    assert code != 0 and "rate_limit.per_second" in err, err

@@ -497,6 +497,17 @@ enum SubscriptionsCommand {
         /// "Transformations").
         #[arg(long)]
         transform: Option<String>,
+        /// At most this many requests a second to the endpoint (a
+        /// fraction for slower: `0.5`); what is over waits its turn.
+        #[arg(long, value_name = "PER_SECOND")]
+        rate_limit: Option<f64>,
+        /// How many may go at once after a pause (with `--rate-limit`;
+        /// default 1).
+        #[arg(long, requires = "rate_limit")]
+        burst: Option<u32>,
+        /// At most this many requests in flight to the endpoint at once.
+        #[arg(long)]
+        max_in_flight: Option<u32>,
     },
     /// A dry run of a transform (the subscription's, or `--transform`) on
     /// an event (`--event`, else a recent one it takes, else a sample):
@@ -512,7 +523,7 @@ enum SubscriptionsCommand {
         event: Option<String>,
     },
     /// Changes a subscription's event types, description, filter,
-    /// headers or transform.
+    /// headers, transform or limits.
     Update {
         /// The subscription's id.
         id: String,
@@ -540,6 +551,23 @@ enum SubscriptionsCommand {
         /// Remove the transform: events go as published.
         #[arg(long)]
         no_transform: bool,
+        /// At most this many requests a second to the endpoint (a
+        /// fraction for slower: `0.5`); what is over waits its turn.
+        #[arg(long, value_name = "PER_SECOND", conflicts_with = "no_rate_limit")]
+        rate_limit: Option<f64>,
+        /// How many may go at once after a pause (with `--rate-limit`;
+        /// default 1).
+        #[arg(long, requires = "rate_limit")]
+        burst: Option<u32>,
+        /// At most this many requests in flight to the endpoint at once.
+        #[arg(long, conflicts_with = "no_max_in_flight")]
+        max_in_flight: Option<u32>,
+        /// Remove the rate limit.
+        #[arg(long)]
+        no_rate_limit: bool,
+        /// Remove the bound on requests in flight.
+        #[arg(long)]
+        no_max_in_flight: bool,
     },
     /// One subscription, as JSON.
     Show {
@@ -606,6 +634,16 @@ enum EventsCommand {
     },
 }
 
+/// A subscription's limits as the admin API takes them.
+fn limits(body: &mut serde_json::Value, rate_limit: Option<f64>, burst: Option<u32>, max_in_flight: Option<u32>) {
+    if let Some(per_second) = rate_limit {
+        body["rate_limit"] = serde_json::json!({"per_second": per_second, "burst": burst.unwrap_or(1)});
+    }
+    if let Some(m) = max_in_flight {
+        body["max_in_flight"] = m.into();
+    }
+}
+
 /// The admin API request of a subscriptions command.
 fn subscriptions_call(command: SubscriptionsCommand) -> Result<(admin::Call, admin::Print), String> {
     use admin::{Call, Print};
@@ -626,8 +664,12 @@ fn subscriptions_call(command: SubscriptionsCommand) -> Result<(admin::Call, adm
             filter,
             headers,
             transform,
+            rate_limit,
+            burst,
+            max_in_flight,
         } => {
             let mut body = serde_json::json!({"url": endpoint, "event_types": types});
+            limits(&mut body, rate_limit, burst, max_in_flight);
             for (key, given) in [("filter", filter), ("headers", headers), ("transform", transform)] {
                 if let Some(v) = given {
                     body[key] = json_arg(&format!("--{key}"), &v)?;
@@ -654,8 +696,20 @@ fn subscriptions_call(command: SubscriptionsCommand) -> Result<(admin::Call, adm
             no_headers,
             transform,
             no_transform,
+            rate_limit,
+            burst,
+            max_in_flight,
+            no_rate_limit,
+            no_max_in_flight,
         } => {
             let mut body = serde_json::json!({});
+            limits(&mut body, rate_limit, burst, max_in_flight);
+            if no_rate_limit {
+                body["rate_limit"] = serde_json::Value::Null;
+            }
+            if no_max_in_flight {
+                body["max_in_flight"] = serde_json::Value::Null;
+            }
             if let Some(t) = types {
                 body["event_types"] = t.into();
             }

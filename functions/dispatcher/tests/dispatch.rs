@@ -277,15 +277,27 @@ async fn an_attempt_that_cannot_finish_before_the_deadline_is_handed_back_unstar
 /// The subscription of the ordered tests: `per_key` on `data.k`, active,
 /// its keyring in Secrets Manager.
 async fn ordered_subscription(w: &common::World, url: &str) -> hookflow_core::subscription::Subscription {
+    use hookflow_core::subscription::{NewSubscription, Ordering};
+    active_subscription(
+        w,
+        NewSubscription {
+            url: url.to_string(),
+            event_types: vec!["order.*".into()],
+            ordering: Ordering::PerKey,
+            key: Some("{{ data.k }}".into()),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// `new`, made active, its keys in the secret store.
+async fn active_subscription(
+    w: &common::World,
+    new: hookflow_core::subscription::NewSubscription,
+) -> hookflow_core::subscription::Subscription {
     use hookflow_core::commit::{Commit, SubscriptionRow};
-    use hookflow_core::subscription::{NewSubscription, Ordering, Status};
-    let new = NewSubscription {
-        url: url.to_string(),
-        event_types: vec!["order.*".into()],
-        ordering: Ordering::PerKey,
-        key: Some("{{ data.k }}".into()),
-        ..Default::default()
-    };
+    use hookflow_core::subscription::Status;
     let (mut sub, ring) = new.create(1_000).unwrap();
     sub.status = Status::Active;
     w.dispatcher.secrets.put(&sub.keyring_name(), &ring.to_text()).await.unwrap();
@@ -375,4 +387,77 @@ async fn a_delivery_in_a_dead_letter_queue_is_read_back_as_a_dead_delivery_and_r
     let [req] = &seen[..] else { panic!("replayed once: {seen:?}") };
     assert!(req.contains(&format!("webhook-id: {delivery_id}")), "the same webhook-id: {req}");
     assert!(table.dead(Some("acme")).await.unwrap().is_empty(), "forgotten once replayed");
+}
+
+/// An active subscription to `url` paced at `per_second`, ordered by
+/// `data.k` when `ordered`.
+async fn paced_subscription(
+    w: &common::World,
+    url: &str,
+    per_second: f64,
+    ordered: bool,
+) -> hookflow_core::subscription::Subscription {
+    use hookflow_core::limit::RateLimit;
+    use hookflow_core::subscription::{NewSubscription, Ordering};
+    let new = NewSubscription {
+        url: url.to_string(),
+        event_types: vec!["order.*".into()],
+        ordering: if ordered { Ordering::PerKey } else { Ordering::None },
+        key: ordered.then(|| "{{ data.k }}".into()),
+        rate_limit: Some(RateLimit { per_second, burst: 1 }),
+        ..Default::default()
+    };
+    active_subscription(w, new).await
+}
+
+#[tokio::test]
+async fn a_paced_subscription_s_deliveries_wait_in_the_queue_unspent_on_both_queues_and_all_arrive() {
+    use hookflow_core::subscription::NewEvent;
+
+    let w = world("dz").await;
+    let (receiver, url) = Receiver::start(&[], "ok").await;
+    let plain = paced_subscription(&w, &url, 2.0, false).await;
+    let ordered = paced_subscription(&w, &url, 2.0, true).await;
+    let now = hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock);
+    for (sub, n) in [(&plain, 0), (&plain, 1), (&plain, 2), (&ordered, 10), (&ordered, 11)] {
+        let data = serde_json::json!({"n": n, "k": "a"});
+        let event = NewEvent { kind: "order.paid".into(), data, ..Default::default() }.into_event(now).unwrap();
+        let job = sub.event_job(&event, &event.envelope().to_string(), &w.dispatcher.settings, now);
+        w.dispatcher.store.queues.send(&[job], now).await.unwrap();
+    }
+    assert_eq!(w.poll().await, (3, 0), "waiting is not failing");
+    assert_eq!(receiver.seen().len(), 1, "one slot now; the others wait for theirs");
+    assert_eq!(w.poll_ordered().await.0, 2);
+    assert_eq!(receiver.seen().len(), 2, "and the ordered one's first");
+    let arrived = || -> Vec<u64> {
+        receiver
+            .seen()
+            .iter()
+            .map(|req| {
+                let body = req.split_once("\r\n\r\n").unwrap().1;
+                serde_json::from_str::<serde_json::Value>(body).unwrap()["data"]["n"].as_u64().unwrap()
+            })
+            .collect()
+    };
+    let mut polls = 0;
+    while arrived().len() < 5 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        w.poll().await;
+        w.poll_ordered().await;
+        polls += 1;
+        assert!(polls < 30, "a waiting delivery never came: {:?}", arrived());
+    }
+    let got = arrived();
+    let ordered_got: Vec<u64> = got.iter().copied().filter(|n| *n >= 10).collect();
+    assert_eq!(ordered_got, [10, 11], "its key's order kept while it waited");
+    let mut plain_got: Vec<u64> = got.iter().copied().filter(|n| *n < 10).collect();
+    plain_got.sort();
+    assert_eq!(plain_got, [0, 1, 2], "each once");
+    // Waiting spent no attempt: one attempt entry a delivery, all first.
+    let items = w.ddb.scan().table_name(&w.p.table).send().await.unwrap();
+    let text = hookflow_aws::testing::readable(items.items());
+    assert_eq!(text.matches(r#"attempt\":1"#).count(), 5, "one attempt entry a delivery: {text}");
+    assert!(!text.contains(r#"attempt\":2"#), "no delivery took a second attempt");
+    assert_eq!(w.poll().await, (0, 0));
+    assert_eq!(w.poll_ordered().await, (0, 0));
 }

@@ -162,6 +162,61 @@ steps:
     assert!(queued(&sqs, &p.deliveries_queue_url).await.is_empty(), "nothing left for the dispatcher");
 }
 
+#[tokio::test]
+async fn a_sync_trigger_s_step_to_a_limited_host_waits_for_its_slot_inline_or_goes_to_the_queue_holding_it() {
+    let (receiver, url) = Receiver::start(&[], r#"{"price": 42}"#).await;
+    let flow = |id: &str, per_second: f64| {
+        format!(
+            r#"
+id: {id}
+tenant: acme
+trigger: {{ type: webhook, path: {id}, respond: {{ mode: sync, timeout: 2s }} }}
+limits:
+  127.0.0.1: {{ rate_limit: {{ per_second: {per_second} }} }}
+steps:
+  - {{ id: price, type: http, url: {url}, wait_for_response: true }}
+  - {{ id: answer, type: respond, status: 200, body: {{ json: {{ price: "{{{{ steps.price.response.body.price }}}}" }} }} }}
+"#
+        )
+    };
+    let (ingress, p, sqs, _) = setup("il", &[flow("paced", 4.0), flow("slow", 0.1)]).await;
+    let call = |path: &'static str| {
+        let ingress = &ingress;
+        async move {
+            let req = event("POST", path, json!({"content-type": "application/json"}), "{}");
+            answer(ingress::handle(ingress, req).await)
+        }
+    };
+    // Three at once to a host paced at 4 a second: each answered, the
+    // later ones after waiting for their slots (250 ms apart).
+    let started = std::time::Instant::now();
+    let (a, b, c) = tokio::join!(call("/hooks/acme/paced"), call("/hooks/acme/paced"), call("/hooks/acme/paced"));
+    for (status, body) in [a, b, c] {
+        assert_eq!((status, body), (200, json!({"price": 42})));
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(450), "paced: {:?}", started.elapsed());
+    assert_eq!(receiver.seen().len(), 3);
+    // A host paced at one in ten seconds: the second call's slot is past
+    // its 2 s answer; it is answered 504 and the step goes to the queue,
+    // due at its slot and holding it.
+    assert_eq!(call("/hooks/acme/slow").await.0, 200);
+    assert_eq!(call("/hooks/acme/slow").await.0, 504);
+    assert_eq!(receiver.seen().len(), 4, "the second was not sent inline");
+    // Queued, delayed to its slot (seconds away), not visible before.
+    assert!(queued(&sqs, &p.deliveries_queue_url).await.is_empty());
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&p.deliveries_queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    let delayed = attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed));
+    assert_eq!(delayed.map(String::as_str), Some("1"), "the step waits in the queue for its slot");
+}
+
 const ENFORCED: &str = r#"
 id: signup
 tenant: acme

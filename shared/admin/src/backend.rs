@@ -12,6 +12,7 @@ use std::sync::Arc;
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{DeadDelivery, LogEntry, NewJob};
 use hookflow_core::inbound::Accepted;
+use hookflow_core::limit::Backlog;
 use hookflow_core::stats::{Stats, StatsQuery, Tally};
 use hookflow_core::subscription::{Event, FieldError, Keyring, Settings, Subscription};
 use serde_json::Value;
@@ -152,6 +153,8 @@ pub trait Backend: Send + Sync + 'static {
         async { Ok(()) }
     }
     fn keyring(&self, sub: &Subscription) -> impl Future<Output = Result<Option<Keyring>, BackendError>> + Send;
+    /// What waits on `sub`'s limits now.
+    fn backlog(&self, sub: &Subscription) -> impl Future<Output = Result<Backlog, BackendError>> + Send;
     fn put_keyring(&self, sub: &Subscription, ring: &Keyring) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Fans `event` out: deliveries to matching active subscriptions, runs

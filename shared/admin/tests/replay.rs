@@ -127,6 +127,9 @@ impl Backend for Handle {
     async fn keyring(&self, _: &Subscription) -> Result<Option<Keyring>, BackendError> {
         down("keyring")
     }
+    async fn backlog(&self, _: &Subscription) -> Result<hookflow_core::limit::Backlog, BackendError> {
+        down("backlog")
+    }
     async fn put_keyring(&self, _: &Subscription, _: &Keyring) -> Result<(), BackendError> {
         down("put_keyring")
     }

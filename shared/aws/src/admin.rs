@@ -261,6 +261,15 @@ impl Backend for AwsBackend {
         Ok(())
     }
 
+    async fn backlog(&self, sub: &Subscription) -> Result<hookflow_core::limit::Backlog, BackendError> {
+        if sub.limits().is_none() {
+            return Ok(Default::default());
+        }
+        let (waiting, in_flight) =
+            self.store.table.backlog(&sub.id, sub.rate_limit.as_ref(), self.now_ms()).await.map_err(backend)?;
+        Ok(hookflow_core::limit::Backlog { waiting, in_flight })
+    }
+
     async fn keyring(&self, sub: &Subscription) -> Result<Option<Keyring>, BackendError> {
         let text = self.secrets.get(&sub.keyring_name()).await.map_err(backend)?;
         Ok(text.and_then(|t| Keyring::from_text(&t)))

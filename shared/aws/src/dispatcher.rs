@@ -37,24 +37,26 @@
 //! but where a message is given up from.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::AFTER_SEND;
 use crate::batch::{Handled, Received, each_in_order, each_message, is_ordered, source};
 use crate::queue::{RawMessage, is_due};
 use crate::secrets::Secrets;
 use crate::store::Store;
-use crate::table::Held;
+use crate::table::{Held, Lease};
 use crate::{Error, metrics};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hookflow_core::CompiledFlow;
 use hookflow_core::commit::{Commit, DeadRow, DeliveryJob, JobKind, NewJob, Payload};
 use hookflow_core::engine::{AttemptSummary, Level, LogLine};
+use hookflow_core::limit::RateLimit;
 use hookflow_core::ports::{Clock, PortError, SecretStore, SystemClock};
 use hookflow_core::subscription::{Settings, Subscription};
 use hookflow_io::Logger;
 use hookflow_io::sender::Sender;
-use hookflow_pipeline::Audience;
 use hookflow_pipeline::delivery::{self, DeliveryPorts};
+use hookflow_pipeline::{Audience, Limiter};
 use serde_json::json;
 
 /// Secrets for one delivery: a subscription's keyring as of the version
@@ -210,7 +212,7 @@ impl Dispatcher {
         let held = self.store.table.held(&m.id).await?;
         let mut job = job_of(m.payload, &m.id)?;
         if let Some(h) = held {
-            (job.attempts, job.first_at) = (h.attempts, h.first_at);
+            (job.attempts, job.first_at, job.slot) = (h.attempts, h.first_at, h.slot);
         }
         Ok(Resumed { id: m.id, not_before: m.not_before, held, job })
     }
@@ -362,6 +364,27 @@ impl DeliveryPorts for Dispatcher {
             _ => "dead",
         };
         self.logger.raw(&metrics::delivery(outcome, duration_ms, at));
+    }
+}
+
+/// The limits every dispatcher shares, in the table.
+impl Limiter for Dispatcher {
+    type Permit = Lease;
+
+    fn epoch(&self) -> i64 {
+        self.store.table.epoch()
+    }
+
+    async fn reserve(&self, key: &str, rate: &RateLimit) -> Result<Duration, PortError> {
+        Limiter::reserve(&self.store.table, key, rate).await
+    }
+
+    async fn enter(&self, key: &str, max: u32, hold: Duration) -> Result<Result<Lease, Duration>, PortError> {
+        Limiter::enter(&self.store.table, key, max, hold).await
+    }
+
+    async fn leave(&self, lease: Lease, took_ms: u64) {
+        Limiter::leave(&self.store.table, lease, took_ms).await
     }
 }
 

@@ -107,9 +107,16 @@ impl InboundPorts for Ingress {
         accepted: Accepted,
         idem: Option<(String, i64)>,
     ) -> Result<Admitted, Error> {
-        let (mut out, admitted) =
-            hookflow_pipeline::inline::settle(&self.secrets, &self.sender, &SystemClock, flow, accepted, idem.as_ref())
-                .await;
+        let (mut out, admitted) = hookflow_pipeline::inline::settle(
+            &self.secrets,
+            &self.sender,
+            &self.store.table,
+            &SystemClock,
+            flow,
+            accepted,
+            idem.as_ref(),
+        )
+        .await;
         let lines = std::mem::take(&mut out.lines);
         // A new run: its item keeps its log from the start.
         let applied = self.store.apply_from(out.commit, Some(ACCEPTED), Some(""), SystemClock.now_ms()).await?;

@@ -154,6 +154,14 @@ pub const SUB_TENANTS: &str = "SUBTENANTS";
 /// The one partition of every subscription, before partitions per tenant.
 pub const LEGACY_SUBS: &str = "SUBS";
 
+/// A destination's limits' state ([`crate::table`]'s `limits`): a
+/// subscription's by its id.
+pub fn limit(key: &str) -> String {
+    format!("LIMIT#{key}")
+}
+
+pub const LIMIT: &str = "LIMIT";
+
 pub fn event(tenant: &str, event_id: &str) -> String {
     format!("EVENT#{tenant}#{event_id}")
 }

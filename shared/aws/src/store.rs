@@ -190,7 +190,9 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<i64>, Error> {
         let retry = match c.reschedule.take() {
-            Some((_, next, due)) => Some(Held { attempts: next.attempts, first_at: next.first_at, due }),
+            Some((_, next, due)) => {
+                Some(Held { attempts: next.attempts, first_at: next.first_at, due, slot: next.slot })
+            }
             None => None,
         };
         let hold = match retry {

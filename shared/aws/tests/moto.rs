@@ -335,7 +335,7 @@ fn delivery_job(flow: &hookflow_core::CompiledFlow) -> NewJob {
             _ => None,
         })
         .unwrap();
-    NewJob::delivery(&DeliveryJob { delivery: d, attempts: 0, first_at: 0 }, now_ms())
+    NewJob::delivery(&DeliveryJob::new(d, 0), now_ms())
 }
 
 async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
@@ -1016,4 +1016,50 @@ async fn a_tenants_subscriptions_are_its_own_partition_and_old_ones_are_read_and
         Commit { subscriptions: vec![SubscriptionRow::replacing(&late, mine.updated_at)], ..Default::default() };
     assert!(matches!(table.write(&write, now).await.unwrap_err(), hookflow_aws::Error::Conflict(_)));
     assert!(table.subscription(&mine.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn limits_are_shared_by_every_container_no_slot_twice_and_a_dead_holders_place_is_free_again() {
+    use hookflow_core::limit::RateLimit;
+    let (conf, p) = setup(5).await;
+    // Two containers: two tables (each its own memory of the keys' cases).
+    let (a, b) = (
+        Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 14),
+        Table::new(aws_sdk_dynamodb::Client::new(&conf), &p.table, 14),
+    );
+    let rate = RateLimit { per_second: 10.0, burst: 1 };
+    let now_us = now_ms() * 1000;
+    let tasks = (0..30).map(|i| {
+        let t = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tokio::spawn(async move { t.reserve("sub_x", &rate, now_us).await })
+    });
+    let mut slots: Vec<i64> = Vec::new();
+    for t in tasks {
+        slots.push(t.await.unwrap().expect("a slot"));
+    }
+    slots.sort();
+    let gaps: std::collections::BTreeSet<i64> = slots.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(slots[0], now_us, "the first goes at once");
+    assert_eq!(gaps.into_iter().collect::<Vec<_>>(), [100_000], "30 slots, each its own, one interval apart");
+    let (waiting, _) = a.backlog("sub_x", Some(&rate), now_us / 1000).await.unwrap();
+    assert_eq!(waiting, 30, "the backlog read off the state");
+    // Past the backlog the key is idle again: the next slot is now.
+    let later = now_us + 10_000_000;
+    assert_eq!(b.reserve("sub_x", &rate, later).await.unwrap(), later);
+
+    // Places in flight: two of two taken, the third waits in line.
+    let now = now_ms();
+    let first = a.enter("sub_y", 2, now, now + 60_000).await.unwrap().expect("a place");
+    let _second = b.enter("sub_y", 2, now, now + 60_000).await.unwrap().expect("a place");
+    let back_at = a.enter("sub_y", 2, now, now + 60_000).await.unwrap().expect_err("full");
+    assert!(back_at > now, "comes back later: {back_at}");
+    assert_eq!(a.backlog("sub_y", None, now).await.unwrap().1, 2);
+    a.leave(first, 40).await.unwrap();
+    let third = b.enter("sub_y", 2, now, now + 60_000).await.unwrap().expect("the place given back");
+    // A holder that died: its place is free once its time is up.
+    let after = now + 61_000;
+    let _fourth = a.enter("sub_y", 2, after, after + 60_000).await.unwrap().expect("past its time");
+    // Leaving a place another has taken since frees nothing of theirs.
+    b.leave(third, 10).await.unwrap();
+    assert_eq!(a.backlog("sub_y", None, after).await.unwrap().1, 1, "the new holder keeps its place");
 }

@@ -19,6 +19,7 @@ pub(crate) const ORDER: &[&str] = &[
     "status",
     "ssrf",
     "retry",
+    "limit",
     // src/ (files of their own; `template/` a folder: `context`, then
     // `mod.rs`, `template`)
     "context",

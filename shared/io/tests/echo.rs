@@ -73,6 +73,7 @@ fn delivery(port: u16, headers: Vec<(String, SecretText)>) -> Delivery {
         purpose: Default::default(),
         secret_hosts: Default::default(),
         shaped: false,
+        limit: None,
     }
 }
 

@@ -59,6 +59,7 @@ fn delivery(url: &str) -> Delivery {
         purpose: Default::default(),
         secret_hosts: Default::default(),
         shaped: false,
+        limit: None,
     }
 }
 

@@ -145,6 +145,11 @@ impl Backend for DevBackend {
         self.rt.subs.delete(&self.rt.store, id).map_err(unavailable)
     }
 
+    async fn backlog(&self, sub: &Subscription) -> Result<hookflow_core::limit::Backlog, BackendError> {
+        let (waiting, in_flight) = self.rt.limiter.backlog(&sub.id, sub.rate_limit.as_ref());
+        Ok(hookflow_core::limit::Backlog { waiting, in_flight })
+    }
+
     async fn keyring(&self, sub: &Subscription) -> Result<Option<Keyring>, BackendError> {
         // A keyring sealed under another key (`keyring.key` replaced)
         // is read as none, as one that does not parse is: rotating the

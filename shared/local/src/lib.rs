@@ -11,6 +11,7 @@ pub mod admin;
 pub mod dev;
 pub mod flows;
 pub mod inbound;
+pub mod limiter;
 pub mod runtime;
 pub mod secrets;
 mod server;

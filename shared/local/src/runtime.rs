@@ -38,6 +38,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::flows::Flows;
+use crate::limiter::Limiter;
 use crate::logger::Logger;
 use crate::secrets::Secrets;
 use crate::sender::Sender;
@@ -89,6 +90,8 @@ pub struct Runtime {
     pub settings: Settings,
     /// Subscriptions and keyrings, cached over the store.
     pub subs: Subscriptions,
+    /// Destinations' paces and places in flight.
+    pub limiter: Limiter,
 }
 
 /// Why a publish was not done.
@@ -136,6 +139,7 @@ impl Runtime {
             unknown_routes: Default::default(),
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
             settings: config.subscriptions,
+            limiter: Limiter::default(),
         }))
     }
 

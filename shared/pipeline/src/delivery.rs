@@ -7,23 +7,27 @@
 //! 1. **gate**: a subscription's delivery reads its subscription; one
 //!    disabled goes dead (replayable), one deleted or a verification
 //!    round that is over is dropped — [`subscription::gate`];
-//! 2. **secrets**: the values its placeholders and signature name —
+//! 2. **limits**: an event for a subscription with a `rate_limit` (or a
+//!    flow step to a host its flow limits) takes a slot under its pace, one
+//!    with `max_in_flight` a place in flight; one that must wait goes back
+//!    to the queue until then, its attempt unspent ([`crate::limits`]);
+//! 3. **secrets**: the values its placeholders and signature name —
 //!    [`crate::secrets::resolve`];
-//! 3. **send**: one attempt through the [`Sender`] port (SSRF guard,
+//! 4. **send**: one attempt through the [`Sender`] port (SSRF guard,
 //!    signing, timeout);
-//! 4. **classify**: delivered, retry after a delay, or dead —
+//! 5. **classify**: delivered, retry after a delay, or dead —
 //!    [`engine::after_attempt`];
-//! 5. **health**: what the attempt says about a subscription's endpoint,
+//! 6. **health**: what the attempt says about a subscription's endpoint,
 //!    applied to its record ([`subscription::health_change`]), with
 //!    `subscription.disabled` fanned out in the same commit when it
 //!    disables it;
-//! 6. **commit**: by the driver's `apply` (a transaction; on AWS the
+//! 7. **commit**: by the driver's `apply` (a transaction; on AWS the
 //!    table's write and the queue's send, or an ordered message's held
 //!    state). A subscription write that lost to another worker is made
 //!    again over the record as it is now (up to three times), never the
 //!    attempt.
 //!
-//! [`attempt`] does 1–4, [`commit`] 5–6.
+//! [`attempt`] does 1–5, [`commit`] 6–7.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,11 +38,13 @@ use hookflow_core::engine::{self, AttemptSummary, Level, LogLine};
 use hookflow_core::ports::{Classify, ErrorKind, SecretStore, Sender};
 use hookflow_core::subscription::{self, Gate, Health, Subscription};
 
+use crate::limits::{Admission, Limiter};
 use crate::publish::{Audience, settle};
 
 /// What the delivery pipeline needs from a driver (its [`Audience`]
-/// hears of `subscription.disabled`).
-pub trait DeliveryPorts: Audience {
+/// hears of `subscription.disabled`; its [`Limiter`] keeps destinations'
+/// limits).
+pub trait DeliveryPorts: Audience + Limiter {
     /// The secrets of one delivery (a subscription's keyring as its record
     /// names it, the rest by name).
     type Secrets<'a>: SecretStore
@@ -138,6 +144,33 @@ pub async fn attempt<P: DeliveryPorts>(p: &P, job_id: &str, mut job: DeliveryJob
             return Ok(Attempted { commit: out.commit, health: None });
         }
     }
+    // Its destination's limits: a delivery over them waits in the queue,
+    // its attempt unspent, and comes back holding its slot.
+    let limited = crate::limits::of(&job, sub.as_deref());
+    let permit = match crate::limits::admit(p, limited, &mut job, p.now_ms()).await? {
+        Admission::Go(permit) => permit,
+        Admission::Wait(wait) => {
+            let until = p.now_ms() + wait.as_millis() as i64;
+            let commit = Commit { reschedule: Some((job_id.to_string(), job, until)), ..Default::default() };
+            return Ok(Attempted { commit, health: None });
+        }
+    };
+    let attempted = sent(p, job_id, job, sub, now).await;
+    if let Some(permit) = permit {
+        let took = attempted.as_ref().map_or(0, |(_, took)| *took);
+        p.leave(permit, took).await;
+    }
+    attempted.map(|(a, _)| a)
+}
+
+/// Secrets, send, classify: the attempt made, and how long it took.
+async fn sent<P: DeliveryPorts>(
+    p: &P,
+    job_id: &str,
+    job: DeliveryJob,
+    sub: Option<Arc<Subscription>>,
+    now: i64,
+) -> Result<(Attempted, u64), P::Error> {
     let values: HashMap<String, String> = match crate::secrets::resolve(&p.secrets(sub.as_deref()), &job.delivery).await
     {
         Ok(values) => values,
@@ -150,7 +183,7 @@ pub async fn attempt<P: DeliveryPorts>(p: &P, job_id: &str, mut job: DeliveryJob
             let why = format!("its secrets cannot be read: {}", e.message);
             let out = engine::unsent(job_id.to_string(), &job, &why, true, now);
             p.lines(out.lines);
-            return Ok(Attempted { commit: out.commit, health: None });
+            return Ok((Attempted { commit: out.commit, health: None }, 0));
         }
         Err(e) => return Err(e.into()),
     };
@@ -159,7 +192,7 @@ pub async fn attempt<P: DeliveryPorts>(p: &P, job_id: &str, mut job: DeliveryJob
     p.lines(step.lines);
     p.attempted(step.decision, attempt.duration_ms, now);
     let health = sub.zip(step.health.map(|(_, h)| h));
-    Ok(Attempted { commit: step.commit, health })
+    Ok((Attempted { commit: step.commit, health }, attempt.duration_ms))
 }
 
 /// Delivery `job` given up unsent, for `why` (see
@@ -270,11 +303,13 @@ mod tests {
     use hookflow_core::CompiledFlow;
     use hookflow_core::attempt::{Attempt, AttemptResult};
     use hookflow_core::commit::{JobKind, NewJob};
+    use hookflow_core::limit::RateLimit;
     use hookflow_core::ports::PortError;
     use hookflow_core::run::{CapturedResponse, Delivery};
     use hookflow_core::subscription::Settings;
     use hookflow_core::subscription::{Event, NewSubscription, Status};
     use serde_json::json;
+    use std::time::Duration;
 
     use super::*;
     use crate::testing::Fault;
@@ -340,6 +375,12 @@ mod tests {
         found_disabled: Mutex<Vec<String>>,
         /// Jobs queued after a commit ([`Audience::queue`]).
         queued: Mutex<Vec<NewJob>>,
+        /// Pacing state by key (µs), reservations made, places in flight.
+        tats: Mutex<HashMap<String, i64>>,
+        reserved: AtomicUsize,
+        in_flight: AtomicUsize,
+        left: Mutex<Vec<u64>>,
+        epoch: i64,
     }
 
     impl Audience for Fake {
@@ -399,6 +440,35 @@ mod tests {
         }
 
         fn lines(&self, _lines: Vec<LogLine>) {}
+    }
+
+    impl Limiter for Fake {
+        type Permit = ();
+
+        fn epoch(&self) -> i64 {
+            self.epoch
+        }
+
+        async fn reserve(&self, key: &str, rate: &RateLimit) -> Result<Duration, PortError> {
+            self.reserved.fetch_add(1, Ordering::SeqCst);
+            let mut tats = self.tats.lock().unwrap();
+            let (slot, tat) = hookflow_core::limit::reserve(tats.get(key).copied(), NOW * 1000, rate);
+            tats.insert(key.to_string(), tat);
+            Ok(Duration::from_micros((slot - NOW * 1000) as u64))
+        }
+
+        async fn enter(&self, _key: &str, max: u32, _hold: Duration) -> Result<Result<(), Duration>, PortError> {
+            if self.in_flight.load(Ordering::SeqCst) >= max as usize {
+                return Ok(Err(Duration::from_millis(250)));
+            }
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            Ok(Ok(()))
+        }
+
+        async fn leave(&self, _permit: (), took_ms: u64) {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.left.lock().unwrap().push(took_ms);
+        }
     }
 
     fn active(fake: &Fake) -> Arc<Subscription> {
@@ -467,6 +537,77 @@ mod tests {
         assert_eq!(attempted.commit.done.as_deref(), Some(id.as_str()));
         assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 0, "nothing is sent past the gate");
         assert_eq!(fake.found_disabled.lock().unwrap().len(), 1, "a deleted one is not disabled");
+    }
+
+    /// `sub` with a pace of `per_second` (and `max_in_flight`).
+    fn limited(fake: &Fake, sub: &Subscription, per_second: f64, max_in_flight: Option<u32>) -> Arc<Subscription> {
+        let mut s = sub.clone();
+        s.rate_limit = Some(RateLimit { per_second, burst: 1 });
+        s.max_in_flight = max_in_flight;
+        let s = Arc::new(s);
+        fake.subs.lock().unwrap().insert(s.id.clone(), s.clone());
+        s
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_delivery_over_its_pace_waits_in_the_queue_unspent_and_comes_back_holding_its_slot() {
+        let fake = Fake::default();
+        let sub = active(&fake);
+        limited(&fake, &sub, 2.0, None);
+        let (id, job) = job_for(&sub);
+        // The first goes at once; the second's slot is half a second on.
+        attempt(&fake, &id, job.clone()).await.unwrap();
+        let waited = attempt(&fake, &id, job.clone()).await.unwrap();
+        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 1, "the one over the pace is not sent");
+        let (again, next, due) = waited.commit.reschedule.clone().expect("back in the queue");
+        assert_eq!((again.as_str(), due), (id.as_str(), NOW + 500));
+        assert_eq!(next.attempts, 0, "no attempt spent");
+        assert!(waited.commit.log.is_empty() && waited.commit.done.is_none() && waited.commit.dead.is_none());
+        assert_eq!(next.slot.map(|s| s.at), Some(NOW + 500));
+        // Back at its slot: sent without reserving again.
+        let reserved = fake.reserved.load(Ordering::SeqCst);
+        let sent = attempt(&fake, &id, next.clone()).await.unwrap();
+        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 2);
+        assert_eq!(fake.reserved.load(Ordering::SeqCst), reserved, "its slot held");
+        assert_eq!(sent.commit.done.as_deref(), Some(id.as_str()));
+        // The limit changed while it waited: the slot is reserved again
+        // under the new pace (and so after a restart: another epoch).
+        limited(&fake, &sub, 1.0, None);
+        let after = attempt(&fake, &id, next.clone()).await.unwrap();
+        assert!(after.commit.reschedule.is_some(), "waits under the new pace");
+        assert_eq!(fake.reserved.load(Ordering::SeqCst), reserved + 1);
+        // The limit removed: it goes.
+        let mut plain = (*sub).clone();
+        plain.rate_limit = None;
+        fake.subs.lock().unwrap().insert(sub.id.clone(), Arc::new(plain));
+        attempt(&fake, &id, next).await.unwrap();
+        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_delivery_finding_every_place_in_flight_taken_waits_and_a_sent_one_gives_its_place_back() {
+        let fake = Fake::default();
+        let sub = active(&fake);
+        limited(&fake, &sub, 1000.0, Some(1));
+        let (id, job) = job_for(&sub);
+        fake.in_flight.store(1, Ordering::SeqCst);
+        let waited = attempt(&fake, &id, job.clone()).await.unwrap();
+        let (_, next, due) = waited.commit.reschedule.expect("back in the queue");
+        assert_eq!((due, next.attempts), (NOW + 250, 0));
+        assert!(next.slot.is_some(), "the slot it reserved is kept: it does not reserve twice");
+        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 0);
+        fake.in_flight.store(0, Ordering::SeqCst);
+        let sent = attempt(&fake, &id, next).await.unwrap();
+        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 1);
+        assert_eq!(fake.in_flight.load(Ordering::SeqCst), 0, "its place given back");
+        assert_eq!(*fake.left.lock().unwrap(), [3], "with the attempt's time");
+        assert_eq!(sent.commit.done.as_deref(), Some(id.as_str()));
+        // A flow's step is not held back by a subscription's limits.
+        fake.in_flight.store(1, Ordering::SeqCst);
+        let mut step = job;
+        step.delivery.purpose = hookflow_core::run::Purpose::Step;
+        let _ = attempt(&fake, &id, step).await.unwrap();
+        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(flavor = "current_thread")]

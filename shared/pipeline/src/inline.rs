@@ -14,6 +14,7 @@ use hookflow_core::ports::{Clock, SecretStore, Sender};
 use hookflow_core::run::{Reply, Run, RunStatus, advance};
 
 use crate::inbound::Admitted;
+use crate::limits::{Admission, Limiter};
 
 /// Settles `accepted` before it is stored: for a sync flow that waits on a
 /// step, runs it inline within `respond.timeout`; the answer is recorded
@@ -22,6 +23,7 @@ use crate::inbound::Admitted;
 pub async fn settle(
     secrets: &impl SecretStore,
     sender: &impl Sender,
+    limiter: &impl Limiter,
     clock: &impl Clock,
     flow: &CompiledFlow,
     accepted: Accepted,
@@ -32,7 +34,8 @@ pub async fn settle(
     if waits {
         let timeout = flow.flow.trigger.respond.timeout.map_or(DEFAULT_SYNC_TIMEOUT, |t| t.get());
         let deadline = tokio::time::Instant::now() + timeout;
-        reply = run_inline(secrets, sender, clock, flow, &mut run, &mut outcome, deadline).await;
+        let ports = Inline { secrets, sender, limiter, clock };
+        reply = run_inline(&ports, flow, &mut run, &mut outcome, deadline).await;
         timed_out = reply.is_none() && !run.status.is_finished();
         // The key keeps the answer, a 500 or 504 too: a retry with it gets
         // that again, not a second run.
@@ -45,13 +48,21 @@ pub async fn settle(
     (outcome, Admitted { reply, timed_out })
 }
 
+/// What the inline steps go through.
+struct Inline<'a, S, T, L, C> {
+    secrets: &'a S,
+    sender: &'a T,
+    limiter: &'a L,
+    clock: &'a C,
+}
+
 /// Sends the steps a sync run waits on, one attempt each, feeding each
 /// result back to the run, until it answers, ends, needs a retry, or the
-/// deadline passes. Whatever is left stays in `out` for the queues.
-async fn run_inline(
-    secrets: &impl SecretStore,
-    sender: &impl Sender,
-    clock: &impl Clock,
+/// deadline passes. Whatever is left stays in `out` for the queues. A step
+/// to a limited host waits for its slot and place here while the answer's
+/// time allows, else goes to the queue holding its slot.
+async fn run_inline<S: SecretStore, T: Sender, L: Limiter, C: Clock>(
+    ports: &Inline<'_, S, T, L, C>,
     flow: &CompiledFlow,
     run: &mut Run,
     out: &mut Outcome,
@@ -65,15 +76,40 @@ async fn run_inline(
         let id = format!("d:{delivery_id}");
         let at = out.commit.jobs.iter().position(|j| j.kind() == JobKind::Delivery && j.id == id)?;
         let job = out.commit.jobs.remove(at);
-        let Payload::Delivery(dj) = job.payload.clone() else {
+        let Payload::Delivery(mut dj) = job.payload.clone() else {
             out.commit.jobs.push(job);
             return None;
         };
-        let Ok(values) = crate::secrets::resolve(secrets, &dj.delivery).await else {
+        let limited = crate::limits::of(&dj, None);
+        let permit = loop {
+            match crate::limits::admit(ports.limiter, limited.clone(), &mut dj, ports.clock.now_ms()).await {
+                Ok(Admission::Go(permit)) => break permit,
+                Ok(Admission::Wait(wait)) if tokio::time::Instant::now() + wait < deadline => {
+                    tokio::time::sleep(wait).await;
+                }
+                // Its slot is past the answer's time: the dispatcher sends
+                // it then (the job holds the slot).
+                Ok(Admission::Wait(wait)) => {
+                    let not_before = ports.clock.now_ms() + wait.as_millis() as i64;
+                    out.commit.jobs.push(NewJob { payload: Payload::Delivery(dj), not_before, ..job });
+                    return None;
+                }
+                Err(_) => {
+                    out.commit.jobs.push(job);
+                    return None;
+                }
+            }
+        };
+        let Ok(values) = crate::secrets::resolve(ports.secrets, &dj.delivery).await else {
             out.commit.jobs.push(job);
             return None;
         };
-        let attempt = match tokio::time::timeout_at(deadline, sender.send(&dj.delivery, &values)).await {
+        let started = tokio::time::Instant::now();
+        let sent = tokio::time::timeout_at(deadline, ports.sender.send(&dj.delivery, &values)).await;
+        if let Some(permit) = permit {
+            ports.limiter.leave(permit, started.elapsed().as_millis() as u64).await;
+        }
+        let attempt = match sent {
             Ok(a) => a,
             Err(_) => {
                 // Out of time: the dispatcher sends it (again, with the
@@ -82,7 +118,7 @@ async fn run_inline(
                 return None;
             }
         };
-        let now = clock.now_ms();
+        let now = ports.clock.now_ms();
         let step = engine::after_attempt(job.id.clone(), dj, &attempt, now, &mut rand::rng());
         out.lines.extend(step.lines);
         let mut c = step.commit;

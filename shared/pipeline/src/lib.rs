@@ -7,7 +7,7 @@
 //! run from its job to the commit, [`delivery`] makes one delivery attempt
 //! from gate to commit, [`publish`] fans an event out. [`inline`] answers a
 //! sync trigger from the request itself (the ingress Lambda's way);
-//! [`secrets`] fetches what one delivery needs; [`sampler`] bounds what
+//! [`secrets`] fetches what one delivery needs; [`limits`] admits a delivery under its destination's limits; [`sampler`] bounds what
 //! requests to unknown paths write.
 //!
 //! The decisions are the core's pure functions ([`hookflow_core::inbound`],
@@ -20,6 +20,7 @@
 pub mod delivery;
 pub mod inbound;
 pub mod inline;
+pub mod limits;
 pub mod publish;
 pub mod run;
 pub mod sampler;
@@ -29,6 +30,7 @@ mod testing;
 
 pub use delivery::{Attempted, DeliveryPorts};
 pub use inbound::{Admitted, Body, Call, InboundPorts, Unread, Verdict};
+pub use limits::Limiter;
 pub use publish::{Audience, PublishPorts, Repeat};
 pub use run::RunPorts;
 pub use sampler::Sampler;

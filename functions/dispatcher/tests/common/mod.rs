@@ -39,7 +39,7 @@ pub fn delivery(url: &str, n: u32) -> NewJob {
     let run = Run::new(&flow.flow, format!("run_{n}_{}", std::process::id()), format!("evt_{n}"), &request);
     let (_, effects) = advance(&flow, run, Input::Start).unwrap();
     let d = effects.into_iter().find_map(|e| if let Effect::Send(d) = e { Some(*d) } else { None }).unwrap();
-    NewJob::delivery(&DeliveryJob { delivery: d, attempts: 0, first_at: 0 }, 0)
+    NewJob::delivery(&DeliveryJob::new(d, 0), 0)
 }
 
 pub struct World {

@@ -70,8 +70,14 @@ pub(super) async fn list_subscriptions<B: Backend>(State(a): State<Arc<Admin<B>>
     ok(StatusCode::OK, json!({ "subscriptions": subs.iter().map(view).collect::<Vec<_>>(), "next": next }))
 }
 
+/// One subscription; with limits, what waits on them now (`backlog`).
 pub(super) async fn get_subscription<B: Backend>(State(a): State<Arc<Admin<B>>>, Path(id): Path<String>) -> ApiResult {
-    ok(StatusCode::OK, view(&subscription(&a, &id).await?))
+    let sub = subscription(&a, &id).await?;
+    let mut out = view(&sub);
+    if !sub.limits().is_none() {
+        out["backlog"] = json!(a.backend.backlog(&sub).await?);
+    }
+    ok(StatusCode::OK, out)
 }
 
 /// How often a change is applied again over a record that changed

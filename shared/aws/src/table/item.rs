@@ -48,7 +48,7 @@ impl RunDoc {
 /// An ordered message's state between its attempts: what of its job
 /// changes (the request does not, and stays in the message, which cannot
 /// change), and when the next attempt is due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Held {
     /// Attempts made so far ([`hookflow_core::commit::DeliveryJob::attempts`]).
     pub attempts: u32,
@@ -56,6 +56,9 @@ pub struct Held {
     pub first_at: i64,
     /// When the next one is (ms).
     pub due: i64,
+    /// The slot it waits for under its subscription's pace, if it does
+    /// ([`hookflow_core::commit::DeliveryJob::slot`]).
+    pub slot: Option<hookflow_core::limit::Slot>,
 }
 
 /// What a commit does to an ordered message's held state

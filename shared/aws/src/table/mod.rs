@@ -8,7 +8,7 @@
 //! [`crate::store::Store`] sends its jobs after.
 //!
 //! One entity a file: `flows`, `idempotency`, `runs`, `log`, `dead`,
-//! `subscriptions`, `events`, and `write` (the items of a commit and the
+//! `subscriptions`, `events`, `limits`, and `write` (the items of a commit and the
 //! transactions that write them). This file holds the table, its cache and
 //! the item helpers they share.
 
@@ -37,6 +37,7 @@ mod flows;
 mod hours;
 mod idempotency;
 mod item;
+mod limits;
 mod log;
 mod runs;
 mod subscriptions;
@@ -45,6 +46,7 @@ mod write;
 pub use dead::DeadFilter;
 pub use hookflow_core::ports::Claim;
 pub use item::{Held, Hold};
+pub use limits::Lease;
 pub use log::Requests;
 pub use runs::StoredRun;
 pub use write::EMBEDDED_LOG_MAX;
@@ -91,6 +93,9 @@ pub struct Table {
     /// `HOURS`/`SINCE` and the table's creation, in hours, once read.
     since: Arc<std::sync::Mutex<Option<i64>>>,
     created: Arc<std::sync::Mutex<Option<i64>>>,
+    /// Which limits' states were ahead of the clock when last seen here
+    /// (bounded): the case [`Table::reserve`] tries first.
+    busy: Arc<quick_cache::sync::Cache<String, bool>>,
 }
 
 /// How long a dead delivery stays listed and replayable unless the
@@ -217,6 +222,7 @@ impl Table {
             since_written: Arc::default(),
             since: Arc::default(),
             created: Arc::default(),
+            busy: Arc::new(quick_cache::sync::Cache::new(SUB_TENANTS_CACHED)),
         }
     }
 

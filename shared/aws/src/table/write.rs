@@ -340,6 +340,9 @@ impl Table {
                 item.insert("attempts".into(), n(i64::from(held.attempts)));
                 item.insert("first_at".into(), n(held.first_at));
                 item.insert("due".into(), n(held.due));
+                if let Some(slot) = held.slot {
+                    item.insert("slot".into(), s(serde_json::to_string(&slot).unwrap_or_default()));
+                }
                 item.insert("expires_at".into(), n(now_ms / 1000 + HELD_TTL.as_secs() as i64));
                 writes.push((put(&self.name, item, None, &[])?, Cond::None));
             }
@@ -437,7 +440,9 @@ impl Table {
         };
         match (get_n(&item, "attempts"), get_n(&item, "first_at"), get_n(&item, "due")) {
             (Some(attempts), Some(first_at), Some(due)) => {
-                Ok(Some(Held { attempts: attempts.try_into().unwrap_or(u32::MAX), first_at, due }))
+                // A slot this version cannot read is reserved again.
+                let slot = get_s(&item, "slot").and_then(|t| serde_json::from_str(t).ok());
+                Ok(Some(Held { attempts: attempts.try_into().unwrap_or(u32::MAX), first_at, due, slot }))
             }
             _ => Err(Error::Malformed(format!("held state of {job_id}: attempts, first_at or due missing"))),
         }

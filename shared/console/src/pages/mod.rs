@@ -203,6 +203,8 @@ mod tests {
                 json!({"s": SubscriptionView::of(&sub),
                        "detail": evil, "attempts": [Entry::of(&json!({"kind": "attempt", "detail": {"x": evil}}))],
                        "day_ago": evil, "filter": evil, "headers": evil, "transform": evil,
+                       "limits": {"per_second": evil, "burst": evil, "max_in_flight": evil},
+                       "backlog": {"waiting": 3, "in_flight": 1},
                        "preview": {"source": "recent", "before": evil, "after": evil, "event": evil, "error": evil,
                                    "dropped": false}}),
             ),

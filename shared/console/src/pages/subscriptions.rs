@@ -114,6 +114,7 @@ async fn show(c: &Console, s: &Session, id: &str, q: super::plumbing::Form, extr
         "filter" => Some("Filter saved: the next events published use it.".into()),
         "headers" => Some("Headers saved: the next deliveries carry them.".into()),
         "transform" => Some("Transform saved: each delivery's first attempt uses it.".into()),
+        "limits" => Some("Limits saved: what waits takes them from now on.".into()),
         _ => None,
     });
     // A refusal is rendered in answer to its form (never read from a
@@ -136,7 +137,18 @@ async fn show(c: &Console, s: &Session, id: &str, q: super::plumbing::Form, extr
         "transform" => q.get("tried").to_string(),
         _ => sub.transform.as_ref().map(|t| pretty(&serde_json::to_value(t).unwrap_or_default())).unwrap_or_default(),
     };
+    // Its limits' form: what was tried (refused), else what is saved.
+    let limits = match refused {
+        "limits" => json!({"per_second": q.get("per_second"), "burst": q.get("burst"),
+                           "max_in_flight": q.get("max_in_flight")}),
+        _ => json!({
+            "per_second": sub.rate_limit.map(|r| r.per_second.to_string()).unwrap_or_default(),
+            "burst": sub.rate_limit.map(|r| r.burst.to_string()).unwrap_or_default(),
+            "max_in_flight": sub.max_in_flight.map(|m| m.to_string()).unwrap_or_default(),
+        }),
+    };
     let ctx = json!({
+        "limits": limits, "backlog": one.get("backlog"),
         "s": SubscriptionView::of(&sub), "detail": serde_json::to_string_pretty(&one).unwrap_or_default(),
         "attempts": attempts, "notice": notice, "error": error, "filter": filter, "headers": headers,
         "transform": transform,
@@ -181,6 +193,25 @@ pub(super) async fn create_subscription(
 async fn refused(c: &Console, s: &Session, id: &str, field: &str, tried: &str, why: &str) -> Response {
     let q = super::plumbing::Form(vec![("refused".into(), field.into()), ("tried".into(), tried.into())]);
     show(c, s, id, q, json!({"error": format!("Not saved: {why}")})).await
+}
+
+/// The `PATCH` of the limits form: each number given, `null` for each
+/// left empty; a field that is not a number is named.
+fn limits_change(form: &super::plumbing::Form) -> Result<Value, String> {
+    let number = |k: &str| -> Result<Option<f64>, String> {
+        let t = form.get(k).trim();
+        if t.is_empty() {
+            return Ok(None);
+        }
+        t.parse::<f64>().map(Some).map_err(|_| format!("{k}: `{t}` is not a number"))
+    };
+    let (per_second, burst, max) = (number("per_second")?, number("burst")?, number("max_in_flight")?);
+    let rate_limit = match (per_second, burst) {
+        (Some(p), b) => json!({"per_second": p, "burst": b.unwrap_or(1.0) as u64}),
+        (None, Some(_)) => return Err("burst: give the requests a second too".into()),
+        (None, None) => Value::Null,
+    };
+    Ok(json!({"rate_limit": rate_limit, "max_in_flight": max.map(|m| m as u64)}))
 }
 
 /// A refusal with each refused field (`filter.data.$gte: …`).
@@ -268,6 +299,23 @@ pub(super) async fn subscription_action(
             return match saved {
                 Ok(_) => Redirect::to(&format!("{back}?saved={field}")).into_response(),
                 Err(why) => refused(&c, &s, &id, field, text, &why).await,
+            };
+        }
+        // Its limits: numbers, or empty for none (`PATCH`).
+        "limits" => {
+            let tried =
+                ["per_second", "burst", "max_in_flight"].map(|k| (k.to_string(), form.get(k).trim().to_string()));
+            let saved = match limits_change(&form) {
+                Ok(change) => c.api.call(Method::PATCH, &base, Some(&change)).await.map_err(|f| every_problem(&f)),
+                Err(e) => Err(e),
+            };
+            return match saved {
+                Ok(_) => Redirect::to(&format!("{back}?saved=limits")).into_response(),
+                Err(why) => {
+                    let mut q = vec![("refused".to_string(), "limits".to_string())];
+                    q.extend(tried);
+                    show(&c, &s, &id, super::plumbing::Form(q), json!({"error": format!("Not saved: {why}")})).await
+                }
             };
         }
         "disable" => c.api.post(&format!("{base}/disable"), &json!({})).await,

@@ -47,6 +47,13 @@ pub struct Flow {
     /// otherwise be made to send its credentials anywhere.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SecretRule>,
+    /// How fast its `http` steps may send to a host (`api.partner.example`,
+    /// or `*.partner.example` for every name under it): `rate_limit:
+    /// {per_second, burst}` and `max_in_flight`. What is over waits in the
+    /// queue, spending no attempt. The flows of a tenant that limit the
+    /// same host share its limits.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, crate::limit::Limits>,
     /// The steps, run in order.
     pub steps: Vec<Step>,
 }

@@ -60,6 +60,17 @@ pub struct DeliveryJob {
     pub attempts: u32,
     /// When the first attempt was due (ms).
     pub first_at: i64,
+    /// The slot its next attempt holds under its destination's pace, if
+    /// it waited for one ([`crate::limit::Slot`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<crate::limit::Slot>,
+}
+
+impl DeliveryJob {
+    /// A delivery's first attempt, due at `first_at`.
+    pub fn new(delivery: Delivery, first_at: i64) -> Self {
+        DeliveryJob { delivery, attempts: 0, first_at, slot: None }
+    }
 }
 
 /// What a job carries, typed: decoded once where bytes come in (a row of

@@ -112,7 +112,7 @@ pub fn record(out: &mut Outcome, run: &Run, effects: Vec<Effect>, now: i64) {
     for effect in effects {
         match effect {
             Effect::Send(d) => {
-                let job = DeliveryJob { delivery: *d, attempts: 0, first_at: now };
+                let job = DeliveryJob::new(*d, now);
                 out.commit.jobs.push(NewJob::delivery(&job, now));
             }
             Effect::Reply(r) => out.replies.push(r),

@@ -1,6 +1,8 @@
 //! Policies a flow states: response codes → success / retry / halt / gone (`status`), which
-//! addresses a sender may connect to (`ssrf`), retry delays (`retry`).
+//! addresses a sender may connect to (`ssrf`), retry delays (`retry`), how fast a destination
+//! is sent to (`limit`).
 
+pub mod limit;
 pub mod retry;
 pub mod ssrf;
 pub mod status;

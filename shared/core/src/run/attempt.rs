@@ -152,6 +152,7 @@ mod tests {
             purpose: Default::default(),
             secret_hosts: Default::default(),
             shaped: false,
+            limit: None,
         }
     }
 

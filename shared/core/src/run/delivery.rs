@@ -41,6 +41,10 @@ pub struct Delivery {
     /// the first attempt; retries and replays send it as it is).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shaped: bool,
+    /// A flow step's destination limits (its flow's `limits:` for the
+    /// host it goes to), as they were when it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<crate::limit::Keyed>,
 }
 
 impl Delivery {

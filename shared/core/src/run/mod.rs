@@ -492,6 +492,7 @@ fn delivery(flow: &CompiledFlow, run: &Run, step: &str, h: &HttpStep, request: O
         purpose: Purpose::Step,
         secret_hosts: secret_hosts(&flow.flow, &request),
         shaped: false,
+        limit: request.url.url_host().and_then(|h| crate::limit::for_host(&flow.flow.limits, &run.tenant, &h)),
         request,
     }
 }

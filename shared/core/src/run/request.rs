@@ -103,6 +103,22 @@ impl SecretText {
         SecretText(parts)
     }
 
+    /// The host of a URL held in it (lower-case, without its port), when
+    /// its text before any secret names one.
+    pub fn url_host(&self) -> Option<String> {
+        let Some(Part::Text(t)) = self.0.first() else { return None };
+        let rest = t.strip_prefix("https://").or_else(|| t.strip_prefix("http://"))?;
+        let authority = rest.split(['/', '?', '#']).next()?;
+        if authority.len() == rest.len() && self.0.len() > 1 {
+            return None; // a secret inside the authority
+        }
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next()?,
+            None => authority.split(':').next()?,
+        };
+        (!host.is_empty()).then(|| host.trim_end_matches('.').to_ascii_lowercase())
+    }
+
     /// Names of the secrets used.
     pub fn secret_names(&self) -> Vec<&str> {
         fn walk<'a>(parts: &'a [Part], out: &mut Vec<&'a str>) {
@@ -409,6 +425,20 @@ pub fn signature_headers(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_urls_host_is_read_without_port_case_or_userinfo_and_not_through_a_secret() {
+        let host = |u: &str| super::SecretText::plain(u).url_host();
+        assert_eq!(host("https://API.Partner.example:8443/x?y").as_deref(), Some("api.partner.example"));
+        assert_eq!(host("http://[::1]:9/").as_deref(), Some("::1"));
+        assert_eq!(host("http://127.0.0.1:80").as_deref(), Some("127.0.0.1"));
+        assert_eq!(host("ftp://x"), None);
+        let secret = super::SecretText(vec![
+            super::Part::Text("https://api.".into()),
+            super::Part::Secret { secret: "s".into(), url_encode: false },
+        ]);
+        assert_eq!(secret.url_host(), None, "a host that holds a secret is not guessed");
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use super::custom_headers::HeaderValue;
 use super::filter::Filter;
 use super::transform::Transform;
+use crate::limit::{Limits, RateLimit};
 
 /// Where a subscription is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -91,6 +92,12 @@ pub struct Subscription {
     /// How each event is reshaped for its endpoint ([`Transform`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<Transform>,
+    /// How fast its endpoint is sent to ([`crate::limit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// How many of its requests may be in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
     pub created_at: i64,
     pub updated_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,6 +192,14 @@ pub struct NewSubscription {
     /// "PUT", "headers": {…}, "drop": "{{ data.test | default(false) }}"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<Transform>,
+    /// At most `per_second` requests a second to the endpoint, `burst` at
+    /// once after a pause (default 1). What is over waits in the queue,
+    /// spending no attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// At most this many requests in flight to the endpoint at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
 }
 
 /// What an admin changes in a subscription (`PATCH`): the fields given;
@@ -211,6 +226,15 @@ pub struct SubscriptionUpdate {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<Transform>")]
     pub transform: Option<Value>,
+    /// A new pace, or `null` for none. Deliveries waiting under the old
+    /// one take the new one from then on.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<RateLimit>")]
+    pub rate_limit: Option<Value>,
+    /// A new bound on requests in flight, or `null` for none.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<u32>")]
+    pub max_in_flight: Option<Value>,
 }
 
 /// A field given, `null` included (`Some(Value::Null)`).
@@ -263,6 +287,23 @@ impl SubscriptionUpdate {
                 Err(e) => errs.push(FieldError::new("transform", e.to_string())),
             },
         }
+        match &self.rate_limit {
+            None => {}
+            Some(Value::Null) => s.rate_limit = None,
+            Some(r) => match serde_json::from_value::<RateLimit>(r.clone()) {
+                Ok(r) => s.rate_limit = Some(r),
+                Err(e) => errs.push(FieldError::new("rate_limit", e.to_string())),
+            },
+        }
+        match &self.max_in_flight {
+            None => {}
+            Some(Value::Null) => s.max_in_flight = None,
+            Some(m) => match serde_json::from_value::<u32>(m.clone()) {
+                Ok(m) => s.max_in_flight = Some(m),
+                Err(e) => errs.push(FieldError::new("max_in_flight", format!("must be a whole number: {e}"))),
+            },
+        }
+        errs.extend(s.limits().check("").into_iter().map(|(f, m)| FieldError::new(f, m)));
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -367,6 +408,8 @@ impl NewSubscription {
         if let Some(Err(e)) = self.transform.as_ref().map(Transform::compile) {
             errs.extend(e);
         }
+        let limits = Limits { rate_limit: self.rate_limit, max_in_flight: self.max_in_flight };
+        errs.extend(limits.check("").into_iter().map(|(f, m)| FieldError::new(f, m)));
         match (self.ordering, &self.key) {
             (Ordering::PerKey, None) => errs.push(FieldError::new(
                 "key",
@@ -405,6 +448,8 @@ impl NewSubscription {
             filter,
             headers,
             transform: self.transform,
+            rate_limit: self.rate_limit,
+            max_in_flight: self.max_in_flight,
             created_at: now,
             updated_at: now,
             verification: Some(Verification { token: random_hex(), started_at: now }),
@@ -429,6 +474,11 @@ impl Subscription {
     /// The secret-store name of its keyring.
     pub fn keyring_name(&self) -> String {
         keyring_name(&self.id)
+    }
+
+    /// How fast its endpoint may be sent to.
+    pub fn limits(&self) -> Limits {
+        Limits { rate_limit: self.rate_limit, max_in_flight: self.max_in_flight }
     }
 
     /// Whether it receives `event_type`.

@@ -50,6 +50,7 @@ impl Subscription {
             purpose,
             secret_hosts: Default::default(),
             shaped: false,
+            limit: None,
         }
     }
 
@@ -74,7 +75,7 @@ impl Subscription {
         let mut d = self.delivery(id, &format!("verify_{}", self.id), "webhook.verification", body, purpose);
         d.retry = settings.verification.clone();
         d.timeout = settings.timeout;
-        Some(NewJob::delivery(&DeliveryJob { delivery: d, attempts: 0, first_at: now }, now))
+        Some(NewJob::delivery(&DeliveryJob::new(d, now), now))
     }
 
     /// The delivery of `event` to this subscription; with per-key ordering
@@ -85,7 +86,7 @@ impl Subscription {
         let mut d = self.delivery(id, &event.id, &event.kind, body.to_string(), purpose);
         d.retry = settings.retry.clone();
         d.timeout = settings.timeout;
-        let mut job = NewJob::delivery(&DeliveryJob { delivery: d, attempts: 0, first_at: now }, now);
+        let mut job = NewJob::delivery(&DeliveryJob::new(d, now), now);
         if self.ordering == Ordering::PerKey {
             job.group = Some(format!("{}:{}", self.id, self.order_key(event)));
         }

@@ -2,6 +2,11 @@
 //! delivery pipeline's (with the secrets of a delivery), and who hears of
 //! a published event.
 
+use std::time::Duration;
+
+use hookflow_core::limit::RateLimit;
+use hookflow_pipeline::Limiter;
+
 use super::*;
 
 /// The secrets of deliveries: subscription keyrings from the store, the
@@ -155,5 +160,29 @@ impl DeliveryPorts for Runtime {
 
     fn lines(&self, lines: Vec<engine::LogLine>) {
         self.write_lines(lines);
+    }
+}
+
+/// Destinations' limits, in this process's memory
+/// ([`crate::limiter::Limiter`]).
+impl Limiter for Runtime {
+    type Permit = crate::limiter::Permit;
+
+    fn epoch(&self) -> i64 {
+        self.limiter.epoch()
+    }
+
+    async fn reserve(&self, key: &str, rate: &RateLimit) -> Result<Duration, PortError> {
+        Ok(self.limiter.reserve(key, rate))
+    }
+
+    /// In memory: a process that dies holds nothing after it (`hold` is
+    /// for drivers whose places outlive a worker).
+    async fn enter(&self, key: &str, max: u32, _hold: Duration) -> Result<Result<Self::Permit, Duration>, PortError> {
+        Ok(self.limiter.enter(key, max))
+    }
+
+    async fn leave(&self, permit: Self::Permit, took_ms: u64) {
+        self.limiter.leave(permit, took_ms);
     }
 }

@@ -182,8 +182,9 @@ mod tests {
             purpose: Default::default(),
             secret_hosts: Default::default(),
             shaped: false,
+            limit: None,
         };
-        let job = DeliveryJob { delivery, attempts: 3, first_at: 0 };
+        let job = DeliveryJob { attempts: 3, ..DeliveryJob::new(delivery, 0) };
         let row = DeadRow::of(&job, "status 500");
         s.commit(Commit { runs: vec![run("run_1", "succeeded")], dead: Some(row.clone()), ..Default::default() })
             .await

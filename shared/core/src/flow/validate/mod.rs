@@ -443,6 +443,18 @@ impl Checker {
                 }
             }
         }
+        for (host, limits) in &flow.limits {
+            let path = join_key("limits", host);
+            if let Some(why) = host_pattern_problem(host) {
+                self.problem(&path, why);
+            }
+            if limits.is_none() {
+                self.problem(&path, "give a `rate_limit`, a `max_in_flight`, or both");
+            }
+            for (field, why) in limits.check(&format!("{path}.")) {
+                self.problem(field, why);
+            }
+        }
         if flow.steps.is_empty() {
             self.problem("steps", "a flow needs at least one step");
         }
@@ -629,6 +641,25 @@ steps:
             1,
         );
         assert_eq!(warnings(&param).len(), 1, "{:?}", warnings(&param));
+    }
+
+    #[test]
+    fn host_limits_name_a_real_host_and_limits_in_range() {
+        let errs = with(
+            "steps:\n",
+            "limits:\n  \"http://x\": { max_in_flight: 2 }\n  a.example: { rate_limit: { per_second: 0 } }\n  b.example: {}\nsteps:\n",
+        );
+        assert_error(&errs, "limits.http://x: `http://x` is not a host name");
+        assert_error(&errs, "limits.a.example.rate_limit.per_second: must be between");
+        assert_error(&errs, "limits.b.example: give a `rate_limit`, a `max_in_flight`, or both");
+        let typo = with("steps:\n", "limits:\n  c.example: { rate_limit: { per_sec: 1 } }\nsteps:\n");
+        assert_error(&typo, "limits.c.example.rate_limit.per_sec: unknown field `per_sec`: did you mean `per_second`?");
+        let limited = GOOD.replacen(
+            "steps:\n",
+            "limits:\n  \"*.example.com\": { rate_limit: { per_second: 5, burst: 2 }, max_in_flight: 3 }\nsteps:\n",
+            1,
+        );
+        assert!(errors(&limited).is_empty(), "{:?}", errors(&limited));
     }
 
     #[test]
