@@ -1031,7 +1031,7 @@ async fn limits_are_shared_by_every_container_no_slot_twice_and_a_dead_holders_p
     let now_us = now_ms() * 1000;
     let tasks = (0..30).map(|i| {
         let t = if i % 2 == 0 { a.clone() } else { b.clone() };
-        tokio::spawn(async move { t.reserve("sub_x", &rate, now_us).await })
+        tokio::spawn(async move { t.reserve(&rate.pace_key("sub_x"), &rate, now_us).await })
     });
     let mut slots: Vec<i64> = Vec::new();
     for t in tasks {
@@ -1045,7 +1045,7 @@ async fn limits_are_shared_by_every_container_no_slot_twice_and_a_dead_holders_p
     assert_eq!(waiting, 30, "the backlog read off the state");
     // Past the backlog the key is idle again: the next slot is now.
     let later = now_us + 10_000_000;
-    assert_eq!(b.reserve("sub_x", &rate, later).await.unwrap(), later);
+    assert_eq!(b.reserve(&rate.pace_key("sub_x"), &rate, later).await.unwrap(), later);
 
     // Places in flight: two of two taken, the third waits in line.
     let now = now_ms();

@@ -129,8 +129,9 @@ impl Limiter {
     /// are in flight.
     pub fn backlog(&self, key: &str, rate: Option<&RateLimit>) -> (u64, u32) {
         let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(k) = keys.get(key) else { return (0, 0) };
-        (rate.map_or(0, |r| limit::waiting(k.tat, self.now_us(), r)), k.in_flight)
+        let tat = rate.and_then(|r| keys.get(&r.pace_key(key))).and_then(|k| k.tat);
+        let waiting = rate.map_or(0, |r| limit::waiting(tat, self.now_us(), r));
+        (waiting, keys.get(key).map_or(0, |k| k.in_flight))
     }
 }
 
@@ -157,7 +158,7 @@ mod tests {
     fn a_pace_reserves_slots_one_interval_apart_and_counts_its_backlog() {
         let l = Limiter::default();
         let r = RateLimit { per_second: 10.0, burst: 1 };
-        let waits: Vec<u128> = (0..4).map(|_| l.reserve("sub_1", &r).as_millis()).collect();
+        let waits: Vec<u128> = (0..4).map(|_| l.reserve(&r.pace_key("sub_1"), &r).as_millis()).collect();
         assert_eq!(waits[0], 0, "the first at once");
         for w in waits.windows(2) {
             assert!((99..=101).contains(&(w[1] - w[0])), "{waits:?}");

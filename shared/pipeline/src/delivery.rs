@@ -147,7 +147,21 @@ pub async fn attempt<P: DeliveryPorts>(p: &P, job_id: &str, mut job: DeliveryJob
     // Its destination's limits: a delivery over them waits in the queue,
     // its attempt unspent, and comes back holding its slot.
     let limited = crate::limits::of(&job, sub.as_deref());
-    let permit = match crate::limits::admit(p, limited, &mut job, p.now_ms()).await? {
+    let admitted = match crate::limits::admit(p, limited, &mut job, p.now_ms()).await {
+        Ok(admitted) => admitted,
+        // A limiter that did not answer: the delivery waits a moment in
+        // the queue rather than fail its message (whose receives are
+        // counted), its attempt unspent.
+        Err(e) => {
+            p.lines(vec![LogLine {
+                level: Level::Warn,
+                message: "a destination's limits could not be read; the delivery waits and tries again".into(),
+                fields: serde_json::json!({"delivery_id": job.delivery.id, "error": e.message}),
+            }]);
+            Admission::Wait(LIMITER_DOWN_WAIT)
+        }
+    };
+    let permit = match admitted {
         Admission::Go(permit) => permit,
         Admission::Wait(wait) => {
             let until = p.now_ms() + wait.as_millis() as i64;
@@ -162,6 +176,9 @@ pub async fn attempt<P: DeliveryPorts>(p: &P, job_id: &str, mut job: DeliveryJob
     }
     attempted.map(|(a, _)| a)
 }
+
+/// How long a delivery waits when its limiter did not answer.
+const LIMITER_DOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Secrets, send, classify: the attempt made, and how long it took.
 async fn sent<P: DeliveryPorts>(
@@ -303,7 +320,7 @@ mod tests {
     use hookflow_core::CompiledFlow;
     use hookflow_core::attempt::{Attempt, AttemptResult};
     use hookflow_core::commit::{JobKind, NewJob};
-    use hookflow_core::limit::RateLimit;
+    use hookflow_core::limit::{RateLimit, Slot};
     use hookflow_core::ports::PortError;
     use hookflow_core::run::{CapturedResponse, Delivery};
     use hookflow_core::subscription::Settings;
@@ -381,6 +398,7 @@ mod tests {
         in_flight: AtomicUsize,
         left: Mutex<Vec<u64>>,
         epoch: i64,
+        limiter_down: bool,
     }
 
     impl Audience for Fake {
@@ -450,6 +468,9 @@ mod tests {
         }
 
         async fn reserve(&self, key: &str, rate: &RateLimit) -> Result<Duration, PortError> {
+            if self.limiter_down {
+                return Err(PortError::transient("throttled"));
+            }
             self.reserved.fetch_add(1, Ordering::SeqCst);
             let mut tats = self.tats.lock().unwrap();
             let (slot, tat) = hookflow_core::limit::reserve(tats.get(key).copied(), NOW * 1000, rate);
@@ -570,18 +591,39 @@ mod tests {
         assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 2);
         assert_eq!(fake.reserved.load(Ordering::SeqCst), reserved, "its slot held");
         assert_eq!(sent.commit.done.as_deref(), Some(id.as_str()));
-        // The limit changed while it waited: the slot is reserved again
-        // under the new pace (and so after a restart: another epoch).
+        // The limit changed while it waited: the slot is reserved again,
+        // in the new pace's own state (idle: it goes), not behind the old
+        // pace's backlog (and so after a restart: another epoch).
         limited(&fake, &sub, 1.0, None);
-        let after = attempt(&fake, &id, next.clone()).await.unwrap();
-        assert!(after.commit.reschedule.is_some(), "waits under the new pace");
+        attempt(&fake, &id, next.clone()).await.unwrap();
         assert_eq!(fake.reserved.load(Ordering::SeqCst), reserved + 1);
+        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 3, "the new pace is idle");
+        // A slot taken up long after its time is stale: reserved again.
+        let mut stale = next.clone();
+        stale.slot = Some(Slot { at: NOW - 60_000, ..next.slot.unwrap() });
+        limited(&fake, &sub, 2.0, None);
+        let again = attempt(&fake, &id, stale).await.unwrap();
+        assert_eq!(fake.reserved.load(Ordering::SeqCst), reserved + 2);
+        assert!(again.commit.reschedule.is_some(), "behind the slots made since");
+        assert!(again.commit.reschedule.unwrap().1.waited_ms >= 500, "its wait counted, not its age");
         // The limit removed: it goes.
         let mut plain = (*sub).clone();
         plain.rate_limit = None;
         fake.subs.lock().unwrap().insert(sub.id.clone(), Arc::new(plain));
         attempt(&fake, &id, next).await.unwrap();
-        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 3);
+        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_limiter_that_does_not_answer_makes_the_delivery_wait_not_fail_and_nothing_is_sent() {
+        let fake = Fake { limiter_down: true, ..Default::default() };
+        let sub = active(&fake);
+        limited(&fake, &sub, 2.0, None);
+        let (id, job) = job_for(&sub);
+        let waited = attempt(&fake, &id, job).await.expect("not a failed message (whose receives are counted)");
+        let (_, next, due) = waited.commit.reschedule.expect("back in the queue");
+        assert_eq!((due, next.attempts), (NOW + 1_000, 0));
+        assert_eq!(fake.receiver.sent.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -94,13 +94,17 @@ async fn run_inline<S: SecretStore, T: Sender, L: Limiter, C: Clock>(
                     out.commit.jobs.push(NewJob { payload: Payload::Delivery(dj), not_before, ..job });
                     return None;
                 }
+                // The limiter did not answer: the dispatcher tries.
                 Err(_) => {
-                    out.commit.jobs.push(job);
+                    out.commit.jobs.push(NewJob { payload: Payload::Delivery(dj), ..job });
                     return None;
                 }
             }
         };
         let Ok(values) = crate::secrets::resolve(ports.secrets, &dj.delivery).await else {
+            if let Some(permit) = permit {
+                ports.limiter.leave(permit, 0).await;
+            }
             out.commit.jobs.push(job);
             return None;
         };

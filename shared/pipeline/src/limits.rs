@@ -68,7 +68,8 @@ pub fn of(job: &DeliveryJob, sub: Option<&Subscription>) -> Option<(String, Limi
 
 /// Takes `job`'s slot under its pace (unless it holds one still good) and
 /// a place in flight: [`Admission::Go`], or how long it waits first.
-/// Waiting spends no attempt; the slot it reserved goes with the job.
+/// Waiting spends no attempt and no retry budget (the wait is added to
+/// the job's `waited_ms`); the slot it reserved goes with the job.
 pub async fn admit<L: Limiter>(
     l: &L,
     limited: Option<(String, Limits)>,
@@ -80,10 +81,11 @@ pub async fn admit<L: Limiter>(
         return Ok(Admission::Go(None));
     };
     match limits.rate_limit {
-        Some(rate) if !job.slot.is_some_and(|s| s.holds(&rate, l.epoch())) => {
-            let wait = l.reserve(&key, &rate).await?;
+        Some(rate) if !job.slot.is_some_and(|s| s.holds(&rate, l.epoch(), now_ms)) => {
+            let wait = l.reserve(&rate.pace_key(&key), &rate).await?;
             job.slot = Some(Slot { at: now_ms + wait.as_millis() as i64, rate, epoch: l.epoch() });
             if !wait.is_zero() {
+                job.waited_ms += wait.as_millis() as u64;
                 return Ok(Admission::Wait(wait));
             }
         }
@@ -93,7 +95,10 @@ pub async fn admit<L: Limiter>(
     let permit = match limits.max_in_flight {
         Some(max) => match l.enter(&key, max, job.delivery.timeout + HOLD_MARGIN).await? {
             Ok(permit) => Some(permit),
-            Err(back_in) => return Ok(Admission::Wait(back_in)),
+            Err(back_in) => {
+                job.waited_ms += back_in.as_millis() as u64;
+                return Ok(Admission::Wait(back_in));
+            }
         },
         None => None,
     };

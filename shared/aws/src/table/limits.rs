@@ -4,6 +4,9 @@
 //! ms), the line of deliveries waiting for one (`line`, µs) and the recent
 //! attempts' mean (`mean`, ms).
 //!
+//! A pace's state is kept under its own key ([`RateLimit::pace_key`]):
+//! a limit changed while a backlog waits starts afresh.
+//!
 //! **A reservation is one conditional write, no read**
 //! ([`Table::reserve`]): an idle key's `tat` is set to one interval from
 //! now (the delivery goes); a busy key's is moved on by an atomic `ADD`
@@ -189,8 +192,14 @@ impl Table {
     /// About how many deliveries to `key` wait under `rate`, and how many
     /// places are held, at `now_ms`.
     pub async fn backlog(&self, key_: &str, rate: Option<&RateLimit>, now_ms: i64) -> Result<(u64, u32), Error> {
+        let waiting = match rate {
+            Some(r) => {
+                let paced = self.get(keys::limit(&r.pace_key(key_)), keys::LIMIT).await?.unwrap_or_default();
+                limit::waiting(get_n(&paced, "tat"), now_ms * 1000, r)
+            }
+            None => 0,
+        };
         let item = self.get(keys::limit(key_), keys::LIMIT).await?.unwrap_or_default();
-        let waiting = rate.map_or(0, |r| limit::waiting(get_n(&item, "tat"), now_ms * 1000, r));
         Ok((waiting, held(&item, now_ms).count() as u32))
     }
 }

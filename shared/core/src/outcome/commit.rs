@@ -64,12 +64,20 @@ pub struct DeliveryJob {
     /// it waited for one ([`crate::limit::Slot`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<crate::limit::Slot>,
+    /// How long it has waited on its destination's limits (ms): not
+    /// counted in its age (`max_age`), as waiting spends no retry budget.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waited_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl DeliveryJob {
     /// A delivery's first attempt, due at `first_at`.
     pub fn new(delivery: Delivery, first_at: i64) -> Self {
-        DeliveryJob { delivery, attempts: 0, first_at, slot: None }
+        DeliveryJob { delivery, attempts: 0, first_at, slot: None, waited_ms: 0 }
     }
 }
 
@@ -247,6 +255,9 @@ impl DeadRow {
         let mut job: DeliveryJob = serde_json::from_str(&self.job)?;
         job.attempts = 0;
         job.first_at = now;
+        // Its slot was under the pace as it was then: a replay reserves
+        // anew (a bulk replay is paced, not sent at once).
+        (job.slot, job.waited_ms) = (None, 0);
         let mut new = NewJob::delivery(&job, now);
         new.id = format!("d:{}:replay:{now}", self.delivery_id);
         let entry = LogEntry {
@@ -497,6 +508,18 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
         }
         assert_eq!(EntryKind::parse("from-a-newer-version"), EntryKind::Other);
+    }
+
+    #[test]
+    fn a_replayed_dead_delivery_starts_afresh_its_slot_and_wait_forgotten() {
+        let mut job = crate::subscription::sample_delivery("evt_1", "{}");
+        job.attempts = 4;
+        job.waited_ms = 9_000;
+        let rate = crate::limit::RateLimit { per_second: 1.0, burst: 1 };
+        job.slot = Some(crate::limit::Slot { at: 5, rate, epoch: 0 });
+        let (new, _) = DeadRow::of(&job, "why").replay(100).unwrap();
+        let again = new.payload.as_delivery().unwrap();
+        assert_eq!((again.attempts, again.first_at, again.slot, again.waited_ms), (0, 100, None, 0));
     }
 
     #[test]

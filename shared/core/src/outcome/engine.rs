@@ -149,7 +149,8 @@ pub fn record(out: &mut Outcome, run: &Run, effects: Vec<Effect>, now: i64) {
 pub fn after_attempt(job_id: String, mut job: DeliveryJob, attempt: &Attempt, now: i64, rng: &mut impl Rng) -> Outcome {
     job.attempts += 1;
     let d = &job.delivery;
-    let age = Duration::from_millis((now - job.first_at).max(0) as u64);
+    // Waiting on a destination's limits is not age: it spends no budget.
+    let age = Duration::from_millis(((now - job.first_at).max(0) as u64).saturating_sub(job.waited_ms));
     let (verdict, decision) = decide(d, &attempt.result, job.attempts, age, rng);
     let mut out = Outcome::default();
     let mut fields = json!({
@@ -403,6 +404,22 @@ steps:
         let [resume] = &ok.commit.jobs[..] else { panic!("the waiting run is resumed") };
         let rj = resume.payload.as_run().unwrap();
         assert!(matches!(rj.input, Input::StepResult { ref step, .. } if step == "ask"));
+    }
+
+    #[test]
+    fn time_waited_on_a_destination_s_limits_is_not_counted_in_a_delivery_s_age() {
+        let (_, out) = started();
+        let job = &out.commit.jobs[0];
+        let mut dj: DeliveryJob = job.payload.as_delivery().unwrap().clone();
+        dj.delivery.retry.max_age = Some(Duration::from_secs(60));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        // First tried two minutes after it was made, all of it waited.
+        let late = 1_000 + 120_000;
+        let aged = after_attempt(job.id.clone(), dj.clone(), &attempt(500), late, &mut rng);
+        assert_eq!(aged.decision, Some(AttemptSummary::Dead), "past max_age, had it not waited");
+        dj.waited_ms = 119_000;
+        let waited = after_attempt(job.id.clone(), dj, &attempt(500), late, &mut rng);
+        assert_eq!(waited.decision, Some(AttemptSummary::Retried), "its wait spent no budget");
     }
 
     #[test]

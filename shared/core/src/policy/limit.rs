@@ -165,10 +165,27 @@ pub struct Slot {
     pub epoch: i64,
 }
 
+/// How late a slot may be taken up before it is stale (or its burst's
+/// span, if longer): a delivery that waited longer since — for a place in
+/// flight, behind a stalled worker, across a step of the wall clock —
+/// reserves again rather than go beside the slots made since.
+pub const STALE_AFTER_MS: i64 = 2_000;
+
 impl Slot {
-    /// Whether it still holds under `rate` kept by the limiter of `epoch`.
-    pub fn holds(&self, rate: &RateLimit, epoch: i64) -> bool {
-        self.rate == *rate && self.epoch == epoch
+    /// Whether it still holds at `now` (ms) under `rate` kept by the
+    /// limiter of `epoch`: the same pace and limiter, and not stale.
+    pub fn holds(&self, rate: &RateLimit, epoch: i64, now: i64) -> bool {
+        let stale_after = STALE_AFTER_MS.max((rate.tolerance_us() + rate.interval_us()) / 1000);
+        self.rate == *rate && self.epoch == epoch && now - self.at <= stale_after
+    }
+}
+
+impl RateLimit {
+    /// The key its pace's state is kept under for destination `key`: one
+    /// state a pace, so a limit changed while a backlog waits starts a
+    /// state of its own instead of queueing behind the old one's.
+    pub fn pace_key(&self, key: &str) -> String {
+        format!("{key}@{}/{}", self.per_second, self.burst)
     }
 }
 
@@ -293,11 +310,17 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_holds_only_under_the_pace_and_limiter_it_was_made_in() {
-        let s = Slot { at: 1, rate: rate(5.0, 1), epoch: 9 };
-        assert!(s.holds(&rate(5.0, 1), 9));
-        assert!(!s.holds(&rate(1.0, 1), 9), "a limit changed while it waited");
-        assert!(!s.holds(&rate(5.0, 1), 10), "a limiter started again");
+    fn a_slot_holds_only_under_the_pace_and_limiter_it_was_made_in_and_only_while_fresh() {
+        let s = Slot { at: 1_000, rate: rate(5.0, 1), epoch: 9 };
+        assert!(s.holds(&rate(5.0, 1), 9, 1_000));
+        assert!(s.holds(&rate(5.0, 1), 9, 500), "early (a queue's second of rounding)");
+        assert!(!s.holds(&rate(1.0, 1), 9, 1_000), "a limit changed while it waited");
+        assert!(!s.holds(&rate(5.0, 1), 10, 1_000), "a limiter started again");
+        assert!(s.holds(&rate(5.0, 1), 9, 3_000), "taken up a little late");
+        assert!(!s.holds(&rate(5.0, 1), 9, 3_001), "stale: it goes beside the slots made since");
+        let slow = Slot { at: 0, rate: rate(0.1, 1), epoch: 0 };
+        assert!(slow.holds(&rate(0.1, 1), 0, 10_000), "a slow pace's interval is its span");
+        assert_ne!(rate(5.0, 1).pace_key("sub_1"), rate(5.0, 2).pace_key("sub_1"), "one state a pace");
     }
 
     #[test]
