@@ -1018,6 +1018,28 @@ async fn a_tenants_subscriptions_are_its_own_partition_and_old_ones_are_read_and
     assert!(table.subscription(&mine.id).await.unwrap().is_none());
 }
 
+/// The item `pk` (sort key `LIMIT`) as stored.
+async fn limit_item(
+    conf: &aws_config::SdkConfig,
+    table: &str,
+    pk: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let got = aws_sdk_dynamodb::Client::new(conf)
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk.into()))
+        .key("sk", AttributeValue::S("LIMIT".into()))
+        .send()
+        .await
+        .unwrap();
+    got.item.expect("the limit's item")
+}
+
+fn num(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>, k: &str) -> i64 {
+    item[k].as_n().unwrap().parse().unwrap()
+}
+
 #[tokio::test]
 async fn limits_are_shared_by_every_container_no_slot_twice_and_a_dead_holders_place_is_free_again() {
     use hookflow_core::limit::RateLimit;
@@ -1046,6 +1068,17 @@ async fn limits_are_shared_by_every_container_no_slot_twice_and_a_dead_holders_p
     // Past the backlog the key is idle again: the next slot is now.
     let later = now_us + 10_000_000;
     assert_eq!(b.reserve(&rate.pace_key("sub_x"), &rate, later).await.unwrap(), later);
+
+    // A slow pace's backlog reaching past the item's 30 days of keeping:
+    // the item is kept to the backlog's end.
+    let daily = RateLimit { per_second: 1.0 / 86_400.0, burst: 1 };
+    for _ in 0..20 {
+        a.reserve(&daily.pace_key("sub_d"), &daily, now_us).await.unwrap();
+    }
+    let item = limit_item(&conf, &p.table, &format!("LIMIT#{}", daily.pace_key("sub_d"))).await;
+    let (tat, expires) = (num(&item, "tat") / 1_000_000, num(&item, "expires_at"));
+    assert!(tat > now_us / 1_000_000 + 19 * 86_400, "twenty days of backlog");
+    assert!(expires >= tat + 29 * 86_400, "kept past the backlog's end: {expires} for {tat}");
 
     // Places in flight: two of two taken, the third waits in line.
     let now = now_ms();

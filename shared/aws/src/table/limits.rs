@@ -20,7 +20,8 @@
 //! holding it), and a write conditional on it still being free takes it.
 //! [`Table::leave`] frees it only if it is still the same lease.
 //!
-//! Idle items expire (`expires_at`) after [`KEPT`].
+//! Idle items expire (`expires_at`) after [`KEPT`], and never before
+//! the end of the backlog their state holds.
 
 use std::time::Duration;
 
@@ -127,11 +128,35 @@ impl Table {
         match out {
             Ok(o) => {
                 let tat = o.attributes.as_ref().and_then(|a| get_n(a, attr));
-                tat.map(Some).ok_or_else(|| Error::Malformed(format!("limit {key_}: `{attr}` is not a number")))
+                let tat = tat.ok_or_else(|| Error::Malformed(format!("limit {key_}: `{attr}` is not a number")))?;
+                // A backlog reaching past half the item's keeping: it is
+                // kept past the backlog's end (rare: a second write).
+                if tat / 1_000_000 > now_us / 1_000_000 + KEPT / 2 {
+                    self.keep_until(key_, tat / 1_000_000 + KEPT).await?;
+                }
+                Ok(Some(tat))
             }
             Err(e) if e.as_service_error().is_some_and(failed_condition) => Ok(None),
             Err(e) => Err(Error::aws("DynamoDB", "UpdateItem", e)),
         }
+    }
+
+    /// Keeps `key`'s item until `at` (s) at least.
+    async fn keep_until(&self, key_: &str, at: i64) -> Result<(), Error> {
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key(keys::limit(key_), keys::LIMIT)))
+            .update_expression("SET expires_at = :at")
+            .condition_expression("expires_at < :at")
+            .expression_attribute_values(":at", n(at))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| match e.as_service_error() {
+                Some(x) if failed_condition(x) => Ok(()),
+                _ => Err(Error::aws("DynamoDB", "UpdateItem", e)),
+            })
     }
 
     /// One of `max` places in flight to `key`, held until `until_ms`; or,
