@@ -224,6 +224,10 @@ class Watch:
         self.proc = subprocess.Popen(
             [
                 str(VENV_BIN / "cargo-lambda"), "lambda", "watch", "--ignore-changes", "--quiet",
+                # The features `cargo test --workspace` built the functions
+                # with (their tests' dev-dependency): the binaries it made
+                # are reused, not built again without it.
+                "--features", "hookflow-aws/testing",
                 "-A", "127.0.0.1", "-P", str(self.port), "--env-file", str(env_file),
             ],
             cwd=ROOT,
