@@ -419,16 +419,22 @@ async fn a_paced_subscription_s_deliveries_wait_in_the_queue_unspent_on_both_que
     let plain = paced_subscription(&w, &url, 2.0, false).await;
     let ordered = paced_subscription(&w, &url, 2.0, true).await;
     let now = hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock);
+    let mut ids = Vec::new();
     for (sub, n) in [(&plain, 0), (&plain, 1), (&plain, 2), (&ordered, 10), (&ordered, 11)] {
         let data = serde_json::json!({"n": n, "k": "a"});
         let event = NewEvent { kind: "order.paid".into(), data, ..Default::default() }.into_event(now).unwrap();
         let job = sub.event_job(&event, &event.envelope().to_string(), &w.dispatcher.settings, now);
+        ids.push(job.id.clone());
         w.dispatcher.store.queues.send(&[job], now).await.unwrap();
     }
     assert_eq!(w.poll().await, (3, 0), "waiting is not failing");
     assert_eq!(receiver.seen().len(), 1, "one slot now; the others wait for theirs");
     assert_eq!(w.poll_ordered().await.0, 2);
     assert_eq!(receiver.seen().len(), 2, "and the ordered one's first");
+    // The ordered one waiting keeps its slot and its wait in its held
+    // state (not counted in its age), its attempts unspent.
+    let held = w.dispatcher.store.table.held(&ids[4]).await.unwrap().expect("held while it waits");
+    assert!(held.slot.is_some() && held.waited_ms > 0 && held.attempts == 0, "{held:?}");
     let arrived = || -> Vec<u64> {
         receiver
             .seen()

@@ -212,7 +212,7 @@ impl Dispatcher {
         let held = self.store.table.held(&m.id).await?;
         let mut job = job_of(m.payload, &m.id)?;
         if let Some(h) = held {
-            (job.attempts, job.first_at, job.slot) = (h.attempts, h.first_at, h.slot);
+            (job.attempts, job.first_at, job.slot, job.waited_ms) = (h.attempts, h.first_at, h.slot, h.waited_ms);
         }
         Ok(Resumed { id: m.id, not_before: m.not_before, held, job })
     }

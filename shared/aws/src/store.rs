@@ -191,7 +191,8 @@ impl Store {
     ) -> Result<Option<i64>, Error> {
         let retry = match c.reschedule.take() {
             Some((_, next, due)) => {
-                Some(Held { attempts: next.attempts, first_at: next.first_at, due, slot: next.slot })
+                let (attempts, first_at, slot, waited_ms) = (next.attempts, next.first_at, next.slot, next.waited_ms);
+                Some(Held { attempts, first_at, due, slot, waited_ms })
             }
             None => None,
         };

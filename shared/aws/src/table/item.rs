@@ -59,6 +59,9 @@ pub struct Held {
     /// The slot it waits for under its subscription's pace, if it does
     /// ([`hookflow_core::commit::DeliveryJob::slot`]).
     pub slot: Option<hookflow_core::limit::Slot>,
+    /// How long it has waited on its limits
+    /// ([`hookflow_core::commit::DeliveryJob::waited_ms`]).
+    pub waited_ms: u64,
 }
 
 /// What a commit does to an ordered message's held state

@@ -343,6 +343,9 @@ impl Table {
                 if let Some(slot) = held.slot {
                     item.insert("slot".into(), s(serde_json::to_string(&slot).unwrap_or_default()));
                 }
+                if held.waited_ms > 0 {
+                    item.insert("waited_ms".into(), n(held.waited_ms as i64));
+                }
                 item.insert("expires_at".into(), n(now_ms / 1000 + HELD_TTL.as_secs() as i64));
                 writes.push((put(&self.name, item, None, &[])?, Cond::None));
             }
@@ -442,7 +445,8 @@ impl Table {
             (Some(attempts), Some(first_at), Some(due)) => {
                 // A slot this version cannot read is reserved again.
                 let slot = get_s(&item, "slot").and_then(|t| serde_json::from_str(t).ok());
-                Ok(Some(Held { attempts: attempts.try_into().unwrap_or(u32::MAX), first_at, due, slot }))
+                let waited_ms = get_n(&item, "waited_ms").unwrap_or(0).max(0) as u64;
+                Ok(Some(Held { attempts: attempts.try_into().unwrap_or(u32::MAX), first_at, due, slot, waited_ms }))
             }
             _ => Err(Error::Malformed(format!("held state of {job_id}: attempts, first_at or due missing"))),
         }
