@@ -25,6 +25,9 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::ReturnValue;
 use hookflow_core::limit::{self, RateLimit};
 use hookflow_core::ports::{Clock, PortError, SystemClock};
@@ -49,11 +52,23 @@ pub struct Lease {
     mean: u64,
 }
 
-fn failed_condition<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("ConditionalCheckFailedException")
+/// A conditional update's answer: `None` when its condition failed.
+fn unless_beaten<O, R: std::fmt::Debug + 'static>(
+    out: Result<O, SdkError<UpdateItemError, R>>,
+) -> Result<Option<O>, Error> {
+    match out {
+        Ok(o) => Ok(Some(o)),
+        Err(e) if e.as_service_error().is_some_and(UpdateItemError::is_conditional_check_failed_exception) => Ok(None),
+        Err(e) => Err(Error::aws("DynamoDB", "UpdateItem", e)),
+    }
 }
 
 impl Table {
+    /// An `UpdateItem` of `key`'s limit item.
+    fn update_limit(&self, key_: &str) -> UpdateItemFluentBuilder {
+        self.client.update_item().table_name(&self.name).set_key(Some(key(keys::limit(key_), keys::LIMIT)))
+    }
+
     /// The slot (wall clock, µs) of one delivery to `key` under `rate` at
     /// `now_us`.
     pub async fn reserve(&self, key: &str, rate: &RateLimit, now_us: i64) -> Result<i64, Error> {
@@ -89,10 +104,7 @@ impl Table {
     /// now. Whether it was idle.
     async fn start(&self, key_: &str, attr: &str, rate: &RateLimit, now_us: i64) -> Result<bool, Error> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key(keys::limit(key_), keys::LIMIT)))
+            .update_limit(key_)
             .update_expression("SET #a = :next, expires_at = :exp")
             .condition_expression("attribute_not_exists(#a) OR #a <= :now")
             .expression_attribute_names("#a", attr)
@@ -101,21 +113,14 @@ impl Table {
             .expression_attribute_values(":exp", n(now_us / 1_000_000 + KEPT))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(failed_condition) => Ok(false),
-            Err(e) => Err(Error::aws("DynamoDB", "UpdateItem", e)),
-        }
+        Ok(unless_beaten(out)?.is_some())
     }
 
     /// A busy key (`attr` ahead of now): moved on by one interval,
     /// atomically; its new value, or `None` if it was idle.
     async fn advance(&self, key_: &str, attr: &str, rate: &RateLimit, now_us: i64) -> Result<Option<i64>, Error> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key(keys::limit(key_), keys::LIMIT)))
+            .update_limit(key_)
             .update_expression("ADD #a :t SET expires_at = :exp")
             .condition_expression("#a > :now")
             .expression_attribute_names("#a", attr)
@@ -125,38 +130,27 @@ impl Table {
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await;
-        match out {
-            Ok(o) => {
-                let tat = o.attributes.as_ref().and_then(|a| get_n(a, attr));
-                let tat = tat.ok_or_else(|| Error::Malformed(format!("limit {key_}: `{attr}` is not a number")))?;
-                // A backlog reaching past half the item's keeping: it is
-                // kept past the backlog's end (rare: a second write).
-                if tat / 1_000_000 > now_us / 1_000_000 + KEPT / 2 {
-                    self.keep_until(key_, tat / 1_000_000 + KEPT).await?;
-                }
-                Ok(Some(tat))
-            }
-            Err(e) if e.as_service_error().is_some_and(failed_condition) => Ok(None),
-            Err(e) => Err(Error::aws("DynamoDB", "UpdateItem", e)),
+        let Some(o) = unless_beaten(out)? else { return Ok(None) };
+        let tat = o.attributes.as_ref().and_then(|a| get_n(a, attr));
+        let tat = tat.ok_or_else(|| Error::Malformed(format!("limit {key_}: `{attr}` is not a number")))?;
+        // A backlog reaching past half the item's keeping: it is kept past
+        // the backlog's end (rare: a second write).
+        if tat / 1_000_000 > now_us / 1_000_000 + KEPT / 2 {
+            self.keep_until(key_, tat / 1_000_000 + KEPT).await?;
         }
+        Ok(Some(tat))
     }
 
     /// Keeps `key`'s item until `at` (s) at least.
     async fn keep_until(&self, key_: &str, at: i64) -> Result<(), Error> {
-        self.client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key(keys::limit(key_), keys::LIMIT)))
+        let out = self
+            .update_limit(key_)
             .update_expression("SET expires_at = :at")
             .condition_expression("expires_at < :at")
             .expression_attribute_values(":at", n(at))
             .send()
-            .await
-            .map(|_| ())
-            .or_else(|e| match e.as_service_error() {
-                Some(x) if failed_condition(x) => Ok(()),
-                _ => Err(Error::aws("DynamoDB", "UpdateItem", e)),
-            })
+            .await;
+        unless_beaten(out).map(|_| ())
     }
 
     /// One of `max` places in flight to `key`, held until `until_ms`; or,
@@ -181,10 +175,8 @@ impl Table {
                 .expression_attribute_values(":exp", n(now_ms / 1000 + KEPT))
                 .send()
                 .await;
-            match out {
-                Ok(_) => return Ok(Ok(Lease { key: key_.to_string(), place, until: until_ms, mean })),
-                Err(e) if e.as_service_error().is_some_and(failed_condition) => continue,
-                Err(e) => return Err(Error::aws("DynamoDB", "UpdateItem", e)),
+            if unless_beaten(out)?.is_some() {
+                return Ok(Ok(Lease { key: key_.to_string(), place, until: until_ms, mean }));
             }
         }
         let line = limit::line(max, if mean == 0 { 1000 } else { mean });
@@ -196,10 +188,7 @@ impl Table {
     /// by an attempt that took `took_ms`.
     pub async fn leave(&self, lease: Lease, took_ms: u64) -> Result<(), Error> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key(keys::limit(&lease.key), keys::LIMIT)))
+            .update_limit(&lease.key)
             .update_expression("REMOVE #p SET mean = :mean")
             .condition_expression("#p = :until")
             .expression_attribute_names("#p", format!("p{}", lease.place))
@@ -207,11 +196,7 @@ impl Table {
             .expression_attribute_values(":mean", n(limit::mean(lease.mean, took_ms) as i64))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(failed_condition) => Ok(()),
-            Err(e) => Err(Error::aws("DynamoDB", "UpdateItem", e)),
-        }
+        unless_beaten(out).map(|_| ())
     }
 
     /// About how many deliveries to `key` wait under `rate`, and how many
