@@ -416,8 +416,8 @@ async fn a_paced_subscription_s_deliveries_wait_in_the_queue_unspent_on_both_que
 
     let w = world("dz").await;
     let (receiver, url) = Receiver::start(&[], "ok").await;
-    let plain = paced_subscription(&w, &url, 2.0, false).await;
-    let ordered = paced_subscription(&w, &url, 2.0, true).await;
+    let plain = paced_subscription(&w, &url, 0.5, false).await;
+    let ordered = paced_subscription(&w, &url, 0.5, true).await;
     let now = hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock);
     let mut ids = Vec::new();
     for (sub, n) in [(&plain, 0), (&plain, 1), (&plain, 2), (&ordered, 10), (&ordered, 11)] {
