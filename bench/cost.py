@@ -34,6 +34,10 @@ Prices are in bench/prices-us-east-1.json, with their date. Scenarios:
   F  events published to 10 subscriptions whose filter passes 1 event in
      10 (per million events published: the nine in ten filtered out cost
      no queue message and no delivery)
+  U  one event to one subscription (per million deliveries)
+  R  U's subscription paced at 5 a second: R − U is what a limit costs
+  Q  U's event to a subscription whose destination is an SQS queue (its
+     SendMessage priced as the account's SQS request it is)
   L  not a cost: accept→arrival latency of A's events sent one at a time
      (the 202's arrival to the delivery's), p50/p99 in ms, on this
      emulator (the harness plays the event source mappings, polling every
@@ -292,7 +296,7 @@ def measure(aws, meter, name, events, send, units):
     return {
         "scenario": name,
         "usd_per_million": round(sum(by_service.values()), 2),
-        "per": "delivery" if name in "DRU" else "event",
+        "per": "delivery" if name in "DRUQ" else "event",
         "by_service": by_service,
         "units": {"dynamodb_wru": round(ledger.wru / units, 2), "dynamodb_rru": round(ledger.rru / units, 2),
                   "sqs_requests": round((ledger.sqs + meter.esm_sqs) / units, 2),
@@ -407,7 +411,7 @@ def main():
         for function in ("ingress", "executor", "dispatcher", "admin"):  # built and warm
             aws.watch.invoke(function, {"Records": []} if function in ("executor", "dispatcher") else
                              api_gateway_event("GET", "/hooks/e2e/nope", {}, ""), 600)
-        only = os.environ.get("SCENARIOS", "ABCDEFURL")
+        only = os.environ.get("SCENARIOS", "ABCDEFURQL")
         meter = Meter(aws) if set(only) - {"L"} else None
         lines = []
 
@@ -416,7 +420,7 @@ def main():
                 status, _, text = aws.post(path, body_of(size, i))
                 assert status == 202, text
             return send
-        only = os.environ.get("SCENARIOS", "ABCDEFURL")
+        only = os.environ.get("SCENARIOS", "ABCDEFURQL")
         if "A" in only:
             lines.append(measure(aws, meter, "A", N, post_body("cost-a", 2048), N))
         if "B" in only:
@@ -467,7 +471,11 @@ def main():
         # 5 a second, so each group of BATCH events overruns it and all but
         # the first of a group wait in the queue for their slots. R − U is
         # what the limit costs a delivery.
-        for name, extra in (("U", {}), ("R", {"rate_limit": {"per_second": 5}})):
+        # Q: the same one delivery an event, to an SQS queue (an AWS
+        # destination the functions' environment allows).
+        dest = aws.sqs.create_queue(QueueName="e2e-dest-cost")["QueueUrl"] if "Q" in only else None
+        for name, extra in (("U", {}), ("R", {"rate_limit": {"per_second": 5}}),
+                            ("Q", {"url": "arn:aws:sqs:us-east-1:123456789012:e2e-dest-cost"})):
             if name not in only:
                 continue
             status, sub = aws.admin("POST", "/v1/subscriptions", {
@@ -481,6 +489,8 @@ def main():
                 status, out = aws.admin("POST", "/v1/events", {"type": kind, "tenant": "e2e", "data": body_of(2048, i)})
                 assert (status, out["deliveries"]) == (202, 1), out
             lines.append(measure(aws, meter, name, N, publish_one, N))
+        if dest:
+            aws.sqs.purge_queue(QueueUrl=dest)
         if "L" in only:
             lines.append(latency(aws, N))
     finally:

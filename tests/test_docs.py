@@ -65,7 +65,7 @@ def test_the_check_finds_names_and_fails_on_a_missing_one():
 IAM = ROOT / "docs" / "iam"
 ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z*]+$")
 # What each of template.yaml's resource types needs its deployer to do.
-DEPLOYS = {"CloudWatch": ["cloudwatch"], "DynamoDB": ["dynamodb"], "Logs": ["logs"], "SNS": ["sns"], "SQS": ["sqs"],
+DEPLOYS = {"CloudWatch": ["cloudwatch"], "DynamoDB": ["dynamodb"], "IAM": ["iam"], "Logs": ["logs"], "SNS": ["sns"], "SQS": ["sqs"],
            "Serverless::Function": ["lambda", "iam"], "Serverless::HttpApi": ["apigateway"]}
 # The SDK calls of the AWS driver and the CLI, as IAM names them (a
 # batch is allowed by its single form).

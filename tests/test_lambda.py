@@ -238,6 +238,8 @@ class Aws:
             # verification request.
             "HOOKFLOW_EVENT_RETRY": ",".join(["1s"] * 10),
             "HOOKFLOW_VERIFICATION_RETRY": "1s,1s",
+            # The stack's AllowedDestinationArns: these queues only.
+            "HOOKFLOW_DESTINATIONS": "arn:aws:sqs:us-east-1:123456789012:e2e-dest-*",
         }
         self.watch = Watch(self.watch_env, tmp / "watch.log")
         self.logs = [self.watch.log_path]
@@ -924,6 +926,36 @@ def test_rotation_ed25519_and_410_through_the_admin_function(aws):
     assert (body["type"], body["data"]["subscription_id"]) == ("subscription.disabled", gone["id"])
 
 
+def test_a_subscription_to_an_allowed_sqs_queue_gets_signed_messages_through_the_functions(aws):
+    """The admin function takes an ARN the stack allows (active at once) and
+    refuses one it does not; the dispatcher puts each event on the queue,
+    the `webhook-id` and signature as attributes, AWS's message id logged."""
+    url = aws.sqs.create_queue(QueueName="e2e-dest-orders")["QueueUrl"]
+    arn = "arn:aws:sqs:us-east-1:123456789012:e2e-dest-orders"
+    status, out = aws.admin("POST", "/v1/subscriptions", {"url": "arn:aws:sqs:us-east-1:123456789012:other",
+                                                          "event_types": ["dest.*"], "tenant": "e2e"})
+    assert status == 422 and "AllowedDestinationArns" in json.dumps(out), out
+    status, sub = aws.admin("POST", "/v1/subscriptions", {"url": arn, "event_types": ["dest.*"], "tenant": "e2e"})
+    assert status == 201 and sub["status"] == "active", sub
+    status, out = aws.admin("POST", "/v1/events", {"type": "dest.made", "tenant": "e2e", "data": {"n": 1}})
+    assert status == 202 and out["deliveries"] == 1, out
+    got = []
+
+    def arrived():
+        r = aws.sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"], WaitTimeSeconds=0)
+        got.extend(r.get("Messages", []))
+        return got
+    [m] = aws.pump(arrived, 60, "the event on the queue")
+    a = {k: v["StringValue"] for k, v in m["MessageAttributes"].items()}
+    Webhook(sub["secret"]).verify(m["Body"], {k: a[k] for k in ("webhook-id", "webhook-timestamp", "webhook-signature")})
+    assert json.loads(m["Body"])["data"] == {"n": 1}
+
+    def logged():
+        status, logs = aws.admin("GET", f"/v1/logs?subscription_id={sub['id']}&tenant=e2e")
+        return status == 200 and m["MessageId"] in json.dumps(logs)
+    aws.pump(logged, 30, "the attempt logged with AWS's message id")
+
+
 def test_per_key_ordering_holds_through_the_fifo_queue_under_a_receiver_failing_at_random(aws):
     """80 events over 8 keys to an `ordering: per_key` subscription whose
     endpoint fails a quarter of the attempts: for every key, each attempt
@@ -1109,7 +1141,9 @@ def test_no_secret_value_is_in_any_item_message_or_log_line(aws):
     queued = []
 
     def read_queues():
-        for url in (aws.runs_url, aws.deliveries_url, aws.deliveries_dlq, aws.ordered_url, aws.ordered_dlq):
+        # The AWS destinations' queues too (what subscriptions were sent).
+        dests = aws.sqs.list_queues(QueueNamePrefix="e2e-dest-").get("QueueUrls", [])
+        for url in (aws.runs_url, aws.deliveries_url, aws.deliveries_dlq, aws.ordered_url, aws.ordered_dlq, *dests):
             queued.extend(m["Body"] for m in aws.sqs.receive_message(
                 QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", []))
         return queued

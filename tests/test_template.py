@@ -178,3 +178,24 @@ def test_api_access_logs_are_json_lines_kept_for_the_retention():
         line = line.replace("$context." + var, "x")
     record = json.loads(line)
     assert {"requestId", "ip", "status", "routeKey", "latencyMs", "error"} <= set(record)
+
+
+def test_aws_destinations_are_only_the_operators_and_none_by_default():
+    """The senders may reach exactly the AllowedDestinationArns (empty by
+    default: no policy at all), and every function reads the same list."""
+    p = T["Parameters"]["AllowedDestinationArns"]
+    assert (p["Type"], p["Default"]) == ("CommaDelimitedList", "")
+    assert T["Conditions"]["HasDestinations"] == {"Not": [{"Equals": [{"Join": ["", {"Ref": "AllowedDestinationArns"}]}, ""]}]}
+    policy = R["DestinationsPolicy"]
+    assert policy["Condition"] == "HasDestinations"
+    roles = {r["Ref"] for r in policy["Properties"]["Roles"]}
+    assert roles == {"DispatcherFunctionRole", "IngressFunctionRole"}
+    [st] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(st["Action"]) == ["events:PutEvents", "sns:Publish", "sqs:SendMessage"]
+    assert st["Resource"] == {"Ref": "AllowedDestinationArns"}
+    env = T["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["HOOKFLOW_DESTINATIONS"] == {"Join": [",", {"Ref": "AllowedDestinationArns"}]}
+    # No function's own policies reach a destination.
+    for name, fn in functions().items():
+        for pol in fn["Properties"]["Policies"]:
+            assert "sns:Publish" not in str(pol) and "events:PutEvents" not in str(pol), name

@@ -61,7 +61,8 @@ enum Command {
         #[arg(long)]
         request: Option<PathBuf>,
         /// Stand in for a step's response: STEP=FILE, where FILE is JSON
-        /// {status, headers, body}. Steps without one get 200 and `{}`.
+        /// {status, headers, body}. Steps without one get 200 and `{}` (an AWS step,
+        /// `{"message_id": …}`).
         #[arg(long = "response", value_name = "STEP=FILE")]
         responses: Vec<String>,
     },
@@ -162,6 +163,18 @@ enum Command {
         /// How long a rotated-out signing key keeps signing.
         #[arg(long, default_value = "24h")]
         rotation_grace: hookflow_core::duration::Span,
+        /// The AWS destinations (SQS queues, SNS topics, EventBridge buses)
+        /// subscriptions and steps may send to: ARN patterns, `*` any run
+        /// of characters. Sent with your AWS configuration
+        /// (`AWS_ENDPOINT_URL` for an emulator such as moto).
+        #[arg(
+            long,
+            env = "HOOKFLOW_DESTINATIONS",
+            hide_env_values = true,
+            default_value = "*",
+            value_name = "ARN_PATTERNS"
+        )]
+        destinations: String,
         /// How long a request's head may take to arrive, and then its body
         /// (408); an idle connection is closed after it.
         #[arg(long, default_value = "15s")]
@@ -465,7 +478,8 @@ enum SubscriptionsCommand {
     /// Hookflow sends it. Prints the subscription with its secret (shown
     /// this once).
     Create {
-        /// The endpoint's URL.
+        /// The endpoint's URL, or the ARN of an SQS queue, SNS topic or
+        /// EventBridge bus the deployment allows.
         #[arg(long)]
         endpoint: String,
         /// Event types, comma-separated (`contact.*,payment.received`).
@@ -832,6 +846,7 @@ fn main() -> ExitCode {
             verification_retry,
             disable_after,
             rotation_grace,
+            destinations,
             read_timeout,
             max_inflight,
             max_inflight_per_client,
@@ -842,6 +857,7 @@ fn main() -> ExitCode {
                 .with_schedules(&spans(&event_retry), &spans(&verification_retry));
             subscriptions.disable_after = disable_after.get();
             subscriptions.rotation_grace = rotation_grace.get();
+            subscriptions.destinations = hookflow_core::destination::Allowed::parse(&destinations);
             dev::run(dev::Options {
                 flows,
                 listen,

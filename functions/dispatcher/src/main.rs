@@ -7,8 +7,7 @@ use hookflow_aws::AwsConfig;
 use hookflow_aws::dispatcher::Dispatcher;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
-use hookflow_core::ssrf::TargetPolicy;
-use hookflow_io::{Format, Logger, Sender};
+use hookflow_io::{Format, Logger};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -19,7 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let dispatcher = Arc::new(Dispatcher {
         store,
         secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.secrets_prefix),
-        sender: Sender::new(TargetPolicy::allowing(config.allow_private_targets.clone()))?,
+        sender: hookflow_aws::sdk::sender(&sdk, &config)?,
         logger: Logger::new(Format::Json, std::iter::empty()).min_level(&config.log_level),
         settings: config.subscriptions.clone(),
         ordered_retention: config.ordered_retention,

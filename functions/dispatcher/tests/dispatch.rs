@@ -467,3 +467,83 @@ async fn a_paced_subscription_s_deliveries_wait_in_the_queue_unspent_on_both_que
     assert_eq!(w.poll().await, (0, 0));
     assert_eq!(w.poll_ordered().await, (0, 0));
 }
+
+/// A subscription to an SQS queue: its events arrive as messages (the
+/// envelope, the `webhook-id` and the headers as attributes), the message
+/// id in its attempt's log entry. The same delivery received twice (the
+/// queue's at-least-once) sends twice with the same `webhook-id`; to a
+/// FIFO queue, which dedupes by it, once.
+#[tokio::test]
+async fn a_subscription_to_an_sqs_queue_gets_messages_and_a_redelivery_keeps_the_webhook_id() {
+    use hookflow_core::subscription::{NewEvent, NewSubscription, Status};
+
+    let w = world("dd").await;
+    let mut urls = Vec::new();
+    let mut subs = Vec::new();
+    for name in [format!("{}-dest", w.p.table), format!("{}-dest.fifo", w.p.table)] {
+        let mut req = w.sqs.create_queue().queue_name(&name);
+        if name.ends_with(".fifo") {
+            req = req.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
+        }
+        urls.push(req.send().await.unwrap().queue_url.unwrap());
+        let headers = serde_json::json!({"X-Team": "crm"}).as_object().cloned().unwrap();
+        let new = NewSubscription {
+            url: format!("arn:aws:sqs:us-east-1:123456789012:{name}"),
+            event_types: vec!["order.*".into()],
+            headers,
+            ..Default::default()
+        };
+        let sub = active_subscription(&w, new).await;
+        assert_eq!(sub.status, Status::Active);
+        subs.push(sub);
+    }
+    let now = hookflow_core::ports::Clock::now_ms(&hookflow_core::ports::SystemClock);
+    let data = serde_json::json!({"n": 1});
+    let event = NewEvent { kind: "order.paid".into(), data, ..Default::default() }.into_event(now).unwrap();
+    let body = event.envelope().to_string();
+    for sub in &subs {
+        let job = sub.event_job(&event, &body, &w.dispatcher.settings, now);
+        // The same message twice: a redelivery after a send whose commit was lost.
+        w.dispatcher.store.queues.send(std::slice::from_ref(&job), now).await.unwrap();
+        w.dispatcher.store.queues.send(&[job], now).await.unwrap();
+    }
+    let mut handled = 0;
+    for _ in 0..10 {
+        handled += w.poll().await.0;
+        if handled >= 4 {
+            break;
+        }
+    }
+    assert_eq!(handled, 4);
+    let messages = |url: String| {
+        let sqs = w.sqs.clone();
+        async move {
+            let out = sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .unwrap();
+            out.messages.unwrap_or_default()
+        }
+    };
+    let plain = messages(urls[0].clone()).await;
+    assert_eq!(plain.len(), 2, "at least once: both receipts sent");
+    let ids: Vec<String> = plain
+        .iter()
+        .map(|m| m.message_attributes().unwrap()["webhook-id"].string_value().unwrap().to_string())
+        .collect();
+    assert_eq!(ids[0], ids[1], "with one webhook-id");
+    for m in &plain {
+        assert_eq!(m.body(), Some(body.as_str()));
+        let attrs = m.message_attributes().unwrap();
+        assert_eq!(attrs["x-team"].string_value(), Some("crm"));
+        assert!(attrs["webhook-signature"].string_value().unwrap().starts_with("v1,"), "signed: {attrs:?}");
+    }
+    assert_eq!(messages(urls[1].clone()).await.len(), 1, "the FIFO queue deduped the webhook-id");
+    let items = w.ddb.scan().table_name(&w.p.table).send().await.unwrap();
+    let text = hookflow_aws::testing::readable(items.items());
+    assert!(text.contains(plain[0].message_id().unwrap()), "the attempt's log has AWS's message id: {text}");
+}

@@ -5,8 +5,7 @@ use hookflow_aws::AwsConfig;
 use hookflow_aws::ingress::Ingress;
 use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
-use hookflow_core::ssrf::TargetPolicy;
-use hookflow_io::{Format, Logger, Sender};
+use hookflow_io::{Format, Logger};
 use lambda_http::{Request, service_fn};
 
 #[tokio::main]
@@ -16,7 +15,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let ingress = std::sync::Arc::new(Ingress {
         store: Store::from_config(&sdk, &config),
         secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&sdk), &config.secrets_prefix),
-        sender: Sender::new(TargetPolicy::allowing(config.allow_private_targets.clone()))?,
+        sender: hookflow_aws::sdk::sender(&sdk, &config)?,
         logger: Logger::new(Format::Json, std::iter::empty()).min_level(&config.log_level),
         unknown_routes: Default::default(),
     });

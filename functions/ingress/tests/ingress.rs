@@ -10,8 +10,9 @@ use hookflow_aws::secrets::Secrets;
 use hookflow_aws::store::Store;
 use hookflow_aws::table::Table;
 use hookflow_aws::testing::{Receiver, sdk};
+use hookflow_core::destination::Allowed;
 use hookflow_core::ssrf::TargetPolicy;
-use hookflow_io::{Format, Logger, Sender};
+use hookflow_io::{Format, Logger};
 use lambda_http::request::LambdaRequest;
 use serde_json::{Value, json};
 
@@ -34,7 +35,12 @@ async fn setup(
     let ingress = Ingress {
         store: Store { table, queues: Queues::new(sqs.clone(), &p.runs_queue_url, &p.deliveries_queue_url) },
         secrets: Secrets::new(sm, format!("{prefix}/")),
-        sender: Sender::new(TargetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()])).unwrap(),
+        sender: hookflow_aws::sdk::sender_with(
+            &conf,
+            TargetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]),
+            Allowed::all(),
+        )
+        .unwrap(),
         logger: Logger::new(Format::Json, std::iter::empty()),
         unknown_routes: Default::default(),
     };

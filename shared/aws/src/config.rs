@@ -44,7 +44,9 @@ pub struct AwsConfig {
     /// first attempt, e.g. `5s,5m,30m`), `HOOKFLOW_DISABLE_AFTER`,
     /// `HOOKFLOW_ROTATION_GRACE` (a span, e.g. `5d`); the defaults of
     /// [`Settings`] otherwise. The admin function and the dispatcher must
-    /// agree: set them in the template's `Globals`.
+    /// agree: set them in the template's `Globals`. The AWS destinations
+    /// allowed, `HOOKFLOW_DESTINATIONS` (comma-separated ARN patterns, the
+    /// stack's `AllowedDestinationArns`; default none).
     pub subscriptions: Settings,
     /// How long the ordered queue keeps a message
     /// (`HOOKFLOW_ORDERED_RETENTION`, a span; default `14d`, the
@@ -116,6 +118,8 @@ impl AwsConfig {
                 _ => return Err(Error::Config(format!("{k}: one span, e.g. `5d`"))),
             }
         }
+        subscriptions.destinations =
+            hookflow_core::destination::Allowed::parse(&get("HOOKFLOW_DESTINATIONS").unwrap_or_default());
         let ordered_retention = match spans("HOOKFLOW_ORDERED_RETENTION")?.as_slice() {
             [] => Duration::from_secs(14 * 86_400),
             [one] if *one >= Duration::from_secs(60) => *one,

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::outbox::ACCEPTED;
+use crate::sdk::Sender;
 use crate::secrets::Secrets;
 use crate::store::Store;
 use crate::table::StoredRun;
@@ -29,7 +30,7 @@ use hookflow_core::engine::LogLine;
 use hookflow_core::inbound::Accepted;
 use hookflow_core::ports::{Claim, Clock, SystemClock};
 use hookflow_core::run::Reply;
-use hookflow_io::{Logger, Sender};
+use hookflow_io::Logger;
 use hookflow_pipeline::Sampler;
 use hookflow_pipeline::inbound::{self, Admitted, Body, Call, InboundPorts, Verdict};
 

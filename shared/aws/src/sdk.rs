@@ -37,6 +37,30 @@ pub async fn load() -> aws_config::SdkConfig {
     loader.load().await
 }
 
+/// What the functions send deliveries with: HTTP through the SSRF-guarded
+/// sender, an ARN through the SDK ([`hookflow_destinations`]).
+pub type Sender = hookflow_destinations::Outbound<hookflow_io::Sender>;
+
+/// The functions' sender: private targets as `config` allows them, the
+/// AWS destinations it allows, with the SDK configuration `sdk`.
+pub fn sender(sdk: &aws_config::SdkConfig, config: &crate::AwsConfig) -> Result<Sender, hookflow_io::Error> {
+    let policy = hookflow_core::ssrf::TargetPolicy::allowing(config.allow_private_targets.clone());
+    sender_with(sdk, policy, config.subscriptions.destinations.clone())
+}
+
+/// A sender to the targets `policy` allows and the AWS destinations
+/// `allowed`.
+pub fn sender_with(
+    sdk: &aws_config::SdkConfig,
+    policy: hookflow_core::ssrf::TargetPolicy,
+    allowed: hookflow_core::destination::Allowed,
+) -> Result<Sender, hookflow_io::Error> {
+    Ok(Sender {
+        http: hookflow_io::Sender::new(policy)?,
+        aws: hookflow_destinations::Destinations::new(sdk.clone(), allowed),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use rustls_pki_types::CertificateDer;

@@ -1096,3 +1096,195 @@ async fn limits_are_shared_by_every_container_no_slot_twice_and_a_dead_holders_p
     b.leave(third, 10).await.unwrap();
     assert_eq!(a.backlog("sub_y", None, after).await.unwrap().1, 1, "the new holder keeps its place");
 }
+
+/// AWS destinations: what the senders put on an SQS queue, an SNS topic
+/// and an EventBridge bus, and what comes back when they cannot.
+mod destinations {
+    use std::collections::HashMap;
+
+    use hookflow_core::attempt::AttemptError;
+    use hookflow_core::destination::Allowed;
+    use hookflow_core::ports::Sender as _;
+    use hookflow_core::request::{OutboundRequest, SecretText};
+    use hookflow_core::run::{Delivery, Purpose};
+    use hookflow_core::ssrf::TargetPolicy;
+    use serde_json::{Value, json};
+
+    use super::{sdk, uuid_like};
+
+    const ACCOUNT: &str = "123456789012";
+
+    fn delivery(arn: &str, body: &str, headers: &[(&str, &str)]) -> Delivery {
+        Delivery {
+            id: format!("msg_{}", uuid_like()),
+            run_id: "evt_1".into(),
+            event_id: "evt_1".into(),
+            tenant: "acme".into(),
+            flow_id: String::new(),
+            step: "order.paid".into(),
+            request: OutboundRequest {
+                method: hookflow_core::flow::Method::Post,
+                url: SecretText::plain(arn),
+                headers: headers.iter().map(|(k, v)| (k.to_string(), SecretText::plain(*v))).collect(),
+                body: Some(body.into()),
+            },
+            status_policy: Default::default(),
+            retry: Default::default(),
+            sign: None,
+            timeout: std::time::Duration::from_secs(10),
+            wait: false,
+            purpose: Purpose::Event { subscription: "sub_1".into() },
+            secret_hosts: Default::default(),
+            shaped: false,
+            limit: None,
+        }
+    }
+
+    async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
+        let mut req = sqs.create_queue().queue_name(name);
+        if name.ends_with(".fifo") {
+            req = req.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
+        }
+        let url = req.send().await.unwrap().queue_url.unwrap();
+        (url, format!("arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"))
+    }
+
+    async fn received(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        out.messages.unwrap_or_default()
+    }
+
+    fn attributes(m: &aws_sdk_sqs::types::Message) -> HashMap<String, String> {
+        let attrs = m.message_attributes.clone().unwrap_or_default();
+        attrs.into_iter().map(|(k, v)| (k, v.string_value.unwrap_or_default())).collect()
+    }
+
+    #[tokio::test]
+    async fn a_queue_message_is_the_body_with_the_headers_as_attributes_and_its_id_is_the_response() {
+        let conf = sdk().await;
+        let sqs = aws_sdk_sqs::Client::new(&conf);
+        let (url, arn) = queue(&sqs, &format!("dest{}", uuid_like())).await;
+        let sender = hookflow_aws::sdk::sender_with(&conf, TargetPolicy::public_only(), Allowed::all()).unwrap();
+        let d = delivery(
+            &arn,
+            r#"{"type":"order.paid"}"#,
+            &[("webhook-id", "msg_9"), ("X-Team", "crm"), ("user-agent", "h")],
+        );
+        let a = sender.send(&d, &HashMap::new()).await;
+        let response = a.result.response.expect("AWS's answer");
+        assert_eq!(response.status, 200, "{response:?}");
+        let [m] = &received(&sqs, &url).await[..] else { panic!("one message") };
+        assert_eq!(m.body(), Some(r#"{"type":"order.paid"}"#));
+        assert_eq!(response.body["message_id"], json!(m.message_id()), "the log keeps AWS's id");
+        let attrs = attributes(m);
+        assert_eq!(attrs.get("webhook-id").map(String::as_str), Some("msg_9"));
+        assert_eq!(attrs.get("x-team").map(String::as_str), Some("crm"));
+        assert!(!attrs.contains_key("user-agent"), "HTTP's own headers stay out: {attrs:?}");
+
+        // A FIFO queue dedupes the same webhook-id sent twice (a redelivered
+        // delivery), grouped by the subscription.
+        let (url, arn) = queue(&sqs, &format!("dest{}.fifo", uuid_like())).await;
+        let d = delivery(&arn, "{}", &[]);
+        for _ in 0..2 {
+            assert_eq!(sender.send(&d, &HashMap::new()).await.result.response.unwrap().status, 200);
+        }
+        let [m] = &received(&sqs, &url).await[..] else { panic!("one message for two sends") };
+        let system = m.attributes.clone().unwrap_or_default();
+        use aws_sdk_sqs::types::MessageSystemAttributeName as A;
+        assert_eq!(system.get(&A::MessageGroupId).map(String::as_str), Some("sub_1"));
+        assert_eq!(system.get(&A::MessageDeduplicationId), Some(&d.id));
+    }
+
+    #[tokio::test]
+    async fn sns_and_eventbridge_reach_a_queue_behind_them() {
+        let conf = sdk().await;
+        let sqs = aws_sdk_sqs::Client::new(&conf);
+        let sns = aws_sdk_sns::Client::new(&conf);
+        let events = aws_sdk_eventbridge::Client::new(&conf);
+        let sender = hookflow_aws::sdk::sender_with(&conf, TargetPolicy::public_only(), Allowed::all()).unwrap();
+
+        let (from_topic, from_topic_arn) = queue(&sqs, &format!("fromsns{}", uuid_like())).await;
+        let topic = sns.create_topic().name(format!("t{}", uuid_like())).send().await.unwrap().topic_arn.unwrap();
+        sns.subscribe()
+            .topic_arn(&topic)
+            .protocol("sqs")
+            .endpoint(&from_topic_arn)
+            .attributes("RawMessageDelivery", "true")
+            .send()
+            .await
+            .unwrap();
+        let d = delivery(&topic, r#"{"n":1}"#, &[("webhook-id", "msg_sns")]);
+        let r = sender.send(&d, &HashMap::new()).await.result.response.unwrap();
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.body["message_id"].as_str().is_some_and(|id| !id.is_empty()), "{r:?}");
+        let [m] = &received(&sqs, &from_topic).await[..] else { panic!("the topic's message in its queue") };
+        assert_eq!(m.body(), Some(r#"{"n":1}"#));
+        assert_eq!(attributes(m).get("webhook-id").map(String::as_str), Some("msg_sns"));
+
+        let (from_bus, from_bus_arn) = queue(&sqs, &format!("frombus{}", uuid_like())).await;
+        let bus = format!("b{}", uuid_like());
+        events.create_event_bus().name(&bus).send().await.unwrap();
+        let rule = format!("r{}", uuid_like());
+        events
+            .put_rule()
+            .name(&rule)
+            .event_bus_name(&bus)
+            .event_pattern(r#"{"source": ["hookflow"]}"#)
+            .send()
+            .await
+            .unwrap();
+        let target = aws_sdk_eventbridge::types::Target::builder().id("q").arn(&from_bus_arn).build().unwrap();
+        events.put_targets().rule(&rule).event_bus_name(&bus).targets(target).send().await.unwrap();
+        let arn = format!("arn:aws:events:us-east-1:{ACCOUNT}:event-bus/{bus}");
+        let d =
+            delivery(&arn, r#"{"type":"order.paid","data":{"n":2}}"#, &[("webhook-id", "msg_eb"), ("x-team", "crm")]);
+        let r = sender.send(&d, &HashMap::new()).await.result.response.unwrap();
+        assert_eq!(r.status, 200, "{r:?}");
+        let [m] = &received(&sqs, &from_bus).await[..] else { panic!("the bus's event in the rule's queue") };
+        let event: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+        assert_eq!((event["source"].as_str(), event["detail-type"].as_str()), (Some("hookflow"), Some("order.paid")));
+        assert_eq!(event["id"], r.body["message_id"], "the log keeps the event's id");
+        assert_eq!(
+            event["detail"],
+            json!({"webhook-id": "msg_eb", "webhook-timestamp": null, "headers": {"x-team": "crm"},
+                   "body": {"type": "order.paid", "data": {"n": 2}}})
+        );
+    }
+
+    #[tokio::test]
+    async fn what_cannot_be_sent_says_why_and_aws_errors_are_answers() {
+        let conf = sdk().await;
+        let sqs = aws_sdk_sqs::Client::new(&conf);
+        let (_, arn) = queue(&sqs, &format!("dest{}", uuid_like())).await;
+        let only = Allowed::parse(&format!("arn:aws:sqs:us-east-1:{ACCOUNT}:dest*"));
+        let sender = hookflow_aws::sdk::sender_with(&conf, TargetPolicy::public_only(), only).unwrap();
+        let secrets = HashMap::new();
+
+        // Not among the allowed: refused before any call.
+        let other = format!("arn:aws:sqs:us-east-1:{ACCOUNT}:other");
+        let a = sender.send(&delivery(&other, "{}", &[]), &secrets).await;
+        let (class, why) = a.result.error.unwrap();
+        assert_eq!(class, AttemptError::Request);
+        assert!(why.contains("AllowedDestinationArns"), "{why}");
+
+        // Over 256 KiB: refused, naming the size and the limit.
+        let big = "x".repeat(262_145);
+        let (class, why) = sender.send(&delivery(&arn, &big, &[]), &secrets).await.result.error.unwrap();
+        assert_eq!(class, AttemptError::Request);
+        assert!(why.contains("262145 bytes, over SQS's limit of 262144"), "{why}");
+
+        // A queue that does not exist: AWS's answer, a 4xx the policy classifies.
+        let missing = format!("arn:aws:sqs:us-east-1:{ACCOUNT}:dest-missing-{}", uuid_like());
+        let r = sender.send(&delivery(&missing, "{}", &[]), &secrets).await.result.response.unwrap();
+        assert!((400..500).contains(&r.status), "{r:?}");
+        assert!(r.body["error"].as_str().unwrap().contains("NonExistentQueue"), "{r:?}");
+    }
+}

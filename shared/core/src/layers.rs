@@ -20,6 +20,7 @@ pub(crate) const ORDER: &[&str] = &[
     "ssrf",
     "retry",
     "limit",
+    "destination",
     // src/ (files of their own; `template/` a folder: `context`, then
     // `mod.rs`, `template`)
     "context",

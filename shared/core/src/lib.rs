@@ -35,7 +35,7 @@ mod util;
 pub use flow::{schema, source, validate};
 pub use inbound::auth;
 pub use outcome::{commit, engine, ports, requests, stats};
-pub use policy::{limit, retry, ssrf, status};
+pub use policy::{destination, limit, retry, ssrf, status};
 pub use run::{attempt, dry, request};
 pub use sign::{keyring, signature};
 pub use util::{duration, events, headers, scrub, text, tries};

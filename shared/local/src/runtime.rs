@@ -41,12 +41,16 @@ use crate::flows::Flows;
 use crate::limiter::Limiter;
 use crate::logger::Logger;
 use crate::secrets::Secrets;
-use crate::sender::Sender;
 use crate::store::{Job, LEASE_MS, Leased, Store, Undecodable};
 use crate::subscriptions::Subscriptions;
 use crate::{Error, now_ms};
 
 mod ports;
+
+/// What `hookflow dev` sends deliveries with: HTTP through the SSRF-guarded
+/// sender, an ARN with the AWS SDK configured from the environment
+/// ([`hookflow_destinations`]).
+pub type Sender = hookflow_destinations::Outbound<crate::sender::Sender>;
 
 pub use ports::DeliverySecrets;
 
@@ -119,7 +123,10 @@ impl Runtime {
         // One process owns the embedded store: any lease left from a previous
         // process is stale, so its jobs are due again now.
         store.release_leases()?;
-        let sender = Sender::new(config.target_policy).map_err(|e| Error::Config(e.to_string()))?;
+        let sender = Sender {
+            http: crate::sender::Sender::new(config.target_policy).map_err(|e| Error::Config(e.to_string()))?,
+            aws: hookflow_destinations::Destinations::from_env(config.subscriptions.destinations.clone()),
+        };
         let subs = Subscriptions::load(&store)?;
         for f in flows.all() {
             store.keep_flow(f, now_ms())?;

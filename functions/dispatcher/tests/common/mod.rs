@@ -11,9 +11,10 @@ use hookflow_aws::store::Store;
 use hookflow_aws::table::Table;
 use hookflow_aws::testing::{poll, sdk};
 use hookflow_core::commit::{DeliveryJob, NewJob};
+use hookflow_core::destination::Allowed;
 use hookflow_core::run::{Effect, InboundRequest, Input, Run, advance};
 use hookflow_core::ssrf::TargetPolicy;
-use hookflow_io::{Format, Logger, Sender};
+use hookflow_io::{Format, Logger};
 
 pub fn flow_text(url: &str) -> String {
     format!(
@@ -73,7 +74,12 @@ pub async fn world(prefix: &str) -> World {
     let dispatcher = Arc::new(Dispatcher {
         store: Store { table: Table::new(ddb.clone(), &p.table, 14), queues: p.queues(&sqs) },
         secrets: Secrets::new(sm, &secrets_prefix),
-        sender: Sender::new(TargetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()])).unwrap(),
+        sender: hookflow_aws::sdk::sender_with(
+            &conf,
+            TargetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]),
+            Allowed::all(),
+        )
+        .unwrap(),
         logger: Logger::new(Format::Json, std::iter::empty()),
         // Subscription retries after 100 ms (the tests' receivers fail on
         // purpose).

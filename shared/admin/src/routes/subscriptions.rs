@@ -44,6 +44,12 @@ pub(super) async fn create_subscription<B: Backend>(State(a): State<Arc<Admin<B>
     let new: NewSubscription = body(&bytes)?;
     let now = a.backend.now_ms();
     let (sub, ring) = new.create(now).map_err(ApiError::invalid)?;
+    // An AWS destination only where the deployment allows it.
+    if hookflow_core::destination::is_arn(&sub.url)
+        && let Err(why) = a.backend.settings().destinations.check(&sub.url)
+    {
+        return Err(ApiError::invalid(vec![hookflow_core::subscription::FieldError::new("url", why)]));
+    }
     tried_on_a_recent_event(&a, &sub).await?;
     // The keys first: a subscription is never without them.
     a.backend.put_keyring(&sub, &ring).await?;

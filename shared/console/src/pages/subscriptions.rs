@@ -207,11 +207,17 @@ fn limits_change(form: &super::plumbing::Form) -> Result<Value, String> {
     };
     let (per_second, burst, max) = (number("per_second")?, number("burst")?, number("max_in_flight")?);
     let rate_limit = match (per_second, burst) {
-        (Some(p), b) => json!({"per_second": p, "burst": b.unwrap_or(1.0) as u64}),
+        (Some(p), b) => json!({"per_second": p, "burst": count(b.unwrap_or(1.0))}),
         (None, Some(_)) => return Err("burst: give the requests a second too".into()),
         (None, None) => Value::Null,
     };
-    Ok(json!({"rate_limit": rate_limit, "max_in_flight": max.map(|m| m as u64)}))
+    Ok(json!({"rate_limit": rate_limit, "max_in_flight": max.map(count)}))
+}
+
+/// A count as typed: a whole number as an integer, anything else as it is,
+/// for the API to refuse by its field (never cut to a whole one here).
+fn count(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 1e15 { json!(x as i64) } else { json!(x) }
 }
 
 /// A refusal with each refused field (`filter.data.$gte: …`).
@@ -357,5 +363,25 @@ pub(super) async fn publish(State(c): State<Arc<Console>>, Checked { session: s,
             Redirect::to(&format!("/console/subscriptions?done={}", encode(&format!("published {id}")))).into_response()
         }
         Err(f) => subscriptions_page(&c, &s, "", json!({"error": f.to_string()})).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_passed_as_typed_never_cut_to_whole_numbers() {
+        let form = |pairs: &[(&str, &str)]| {
+            super::super::plumbing::Form(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        };
+        let change = limits_change(&form(&[("per_second", "2.5"), ("burst", "3"), ("max_in_flight", "4")])).unwrap();
+        assert_eq!(change, json!({"rate_limit": {"per_second": 2.5, "burst": 3}, "max_in_flight": 4}));
+        // A fraction goes to the API as it is, which names the field.
+        let change = limits_change(&form(&[("per_second", "1"), ("burst", "1.5"), ("max_in_flight", "0.5")])).unwrap();
+        assert_eq!(change, json!({"rate_limit": {"per_second": 1.0, "burst": 1.5}, "max_in_flight": 0.5}));
+        let change = limits_change(&form(&[("per_second", ""), ("burst", ""), ("max_in_flight", "")])).unwrap();
+        assert_eq!(change, json!({"rate_limit": null, "max_in_flight": null}));
+        assert!(limits_change(&form(&[("burst", "2")])).unwrap_err().contains("burst"));
     }
 }

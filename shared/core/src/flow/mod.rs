@@ -333,6 +333,12 @@ pub enum Action {
     Respond(RespondStep),
     /// Compute variables (`vars.*`).
     Set(SetStep),
+    /// Send a message to an SQS queue.
+    Sqs(AwsStep),
+    /// Publish a message to an SNS topic.
+    Sns(AwsStep),
+    /// Put an event on an EventBridge bus.
+    Eventbridge(AwsStep),
 }
 
 impl Action {
@@ -342,13 +348,100 @@ impl Action {
             Action::Ping(_) => "ping",
             Action::Respond(_) => "respond",
             Action::Set(_) => "set",
+            Action::Sqs(_) => "sqs",
+            Action::Sns(_) => "sns",
+            Action::Eventbridge(_) => "eventbridge",
         }
     }
 
-    pub fn http(&self) -> Option<&HttpStep> {
+    /// The request a sending step makes: an `http` or `ping` step's own, an
+    /// AWS step's as the request to its ARN ([`AwsStep::as_http`]).
+    pub fn http(&self) -> Option<std::borrow::Cow<'_, HttpStep>> {
         match self {
-            Action::Http(h) | Action::Ping(h) => Some(h),
+            Action::Http(h) | Action::Ping(h) => Some(std::borrow::Cow::Borrowed(h)),
+            Action::Sqs(a) | Action::Sns(a) | Action::Eventbridge(a) => Some(std::borrow::Cow::Owned(a.as_http())),
             _ => None,
+        }
+    }
+
+    /// An AWS step, with the service its `type` names.
+    pub fn aws(&self) -> Option<(crate::destination::Service, &AwsStep)> {
+        use crate::destination::Service;
+        match self {
+            Action::Sqs(a) => Some((Service::Sqs, a)),
+            Action::Sns(a) => Some((Service::Sns, a)),
+            Action::Eventbridge(a) => Some((Service::EventBridge, a)),
+            _ => None,
+        }
+    }
+}
+
+/// A message to an AWS destination (`type: sqs`, `sns` or `eventbridge`),
+/// sent, retried and logged as an `http` step's request is; the response
+/// is `{"message_id"}` (EventBridge: the event's id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsStep {
+    /// The queue's, topic's or bus's ARN (not templated: the deployment
+    /// allows destinations by ARN).
+    pub arn: String,
+    /// The message: exactly one of `json`, `form`, `raw`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Body>,
+    /// Message attributes (templated; SQS and SNS take at most 10 with
+    /// `content-type`); on EventBridge, the envelope's `headers`.
+    #[serde(default, skip_serializing_if = "OrderedMap::is_empty")]
+    pub attributes: OrderedMap,
+    /// A FIFO queue's or topic's message group (templated; default the
+    /// flow: one order for all its messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// EventBridge: the entry's `detail-type` (templated; default the
+    /// step's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail_type: Option<String>,
+    /// EventBridge: the entry's `source` (templated; default `hookflow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
+    /// Per-attempt timeout (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Span>,
+    /// Wait for AWS's answer before the next step (default true); then
+    /// `steps.<id>.response.body.message_id`.
+    #[serde(default = "yes")]
+    pub wait_for_response: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<SampleResponse>,
+}
+
+impl AwsStep {
+    /// The request this step makes: a `POST` to its ARN, its attributes
+    /// (and the group, detail type and source, by the names
+    /// [`crate::destination`] takes out) as headers, never signed.
+    pub fn as_http(&self) -> HttpStep {
+        use crate::destination::{DETAIL_TYPE, GROUP, SOURCE};
+        let mut headers = self.attributes.clone();
+        for (name, value) in [(GROUP, &self.group), (DETAIL_TYPE, &self.detail_type), (SOURCE, &self.source)] {
+            if let Some(v) = value {
+                headers.insert(name.into(), Value::String(v.clone()));
+            }
+        }
+        HttpStep {
+            method: Method::Post,
+            url: self.arn.clone(),
+            params: OrderedMap::new(),
+            query: OrderedMap::new(),
+            headers,
+            auth: None,
+            body: self.body.clone(),
+            status: None,
+            retry: self.retry.clone(),
+            timeout: self.timeout,
+            sign: Some(StepSign::Off(false)),
+            wait_for_response: self.wait_for_response,
+            sample: self.sample.clone(),
         }
     }
 }

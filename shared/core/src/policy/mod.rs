@@ -2,6 +2,7 @@
 //! addresses a sender may connect to (`ssrf`), retry delays (`retry`), how fast a destination
 //! is sent to (`limit`).
 
+pub mod destination;
 pub mod limit;
 pub mod retry;
 pub mod ssrf;

@@ -99,10 +99,17 @@ pub fn decide(
             StepOutcome::Failed { error: StepError { kind, message, status: None }, response: None }
         }
     };
-    let reason = match &outcome {
+    let mut reason = match &outcome {
         StepOutcome::Failed { error, .. } => error.message.clone(),
         StepOutcome::Succeeded { .. } => String::new(),
     };
+    // An AWS destination's answer names its error: say it.
+    if let Some(resp) = r.response.as_ref().filter(|_| crate::destination::is_arn(&d.request.url.redacted()))
+        && let Some(code) = resp.body.get("error").and_then(Value::as_str)
+    {
+        let message = resp.body.get("message").and_then(Value::as_str).unwrap_or_default();
+        reason = format!("{reason} ({code}: {message})");
+    }
     (verdict, Decision::Dead { outcome, reason })
 }
 

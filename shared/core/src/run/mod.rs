@@ -433,9 +433,13 @@ fn run_until_parked(flow: &CompiledFlow, run: &mut Run, effects: &mut Vec<Effect
                     Err(e) => Err(render_failure(e)),
                 }
             }
-            Action::Http(h) | Action::Ping(h) => match render_request(&flow.templates, h, &ctx, &field) {
-                Ok(request) => Ok(Some(delivery(flow, run, &step.id, h, request))),
-                Err(e) => Err(render_failure(e)),
+            // A request: an `http` or `ping` step's, or an AWS step's to its ARN.
+            sending => match sending.http() {
+                Some(h) => match render_request(&flow.templates, &h, &ctx, &field) {
+                    Ok(request) => Ok(Some(delivery(flow, run, &step.id, &h, request))),
+                    Err(e) => Err(render_failure(e)),
+                },
+                None => Ok(None),
             },
         };
         match result {

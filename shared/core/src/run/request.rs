@@ -260,7 +260,18 @@ pub fn render_request(
         }
         url = url.replacen(&format!("{{{name}}}"), &encode_component(&value), 1);
     }
-    check_url_text(&url).map_err(|m| Error::request(format!("{field}.url"), m))?;
+    // An AWS step's ARN is its own, never rendered from data.
+    if crate::destination::is_arn(&url) {
+        if url != step.url {
+            return Err(Error::request(
+                format!("{field}.url"),
+                "rendered to an ARN: AWS destinations are `sqs`, `sns` and `eventbridge` steps",
+            ));
+        }
+        crate::destination::Arn::parse(&url).map_err(|m| Error::request(format!("{field}.arn"), m))?;
+    } else {
+        check_url_text(&url).map_err(|m| Error::request(format!("{field}.url"), m))?;
+    }
     let mut url = SecretText::plain(url);
 
     // Query string.

@@ -111,6 +111,22 @@ mod tests {
     }
 
     #[test]
+    fn a_subscription_to_an_aws_destination_is_active_at_once_and_its_headers_fit_attributes() {
+        let (s, _) = new("arn:aws:sqs:us-east-1:123456789012:orders", &["order.*"]).create(7).unwrap();
+        assert_eq!((s.status, s.verification.is_none(), s.activated_at), (Status::Active, true, 7));
+        assert!(s.verification_job(&Settings::default(), 7).is_none(), "no verification request");
+        let mut many = new("arn:aws:sns:us-east-1:123456789012:t", &["a"]);
+        many.headers = (0..7).map(|i| (format!("x-h{i}"), json!("v"))).collect();
+        let errs = many.create(0).unwrap_err();
+        assert!(errs.iter().any(|e| e.field == "headers" && e.message.contains("at most 6")), "{errs:?}");
+        let errs = new("arn:aws:sqs:us-east-1:123:q", &["a"]).create(0).unwrap_err();
+        assert!(errs[0].field == "url" && errs[0].message.contains("account id"), "{errs:?}");
+        // An https endpoint is unchanged: pending until it echoes.
+        let (s, _) = new("https://r.example/hook", &["a"]).create(7).unwrap();
+        assert_eq!(s.status, Status::Pending);
+    }
+
+    #[test]
     fn creating_checks_every_field_and_names_it() {
         let mut bad = new("ftp://x", &["contact.*", "Bad"]);
         bad.ordering = Ordering::PerKey;

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use rand::RngCore;
 
 use crate::commit::{LogEntry, SubscriptionRow};
+use crate::destination;
 use crate::events::Pattern;
 use crate::keyring::Keyring;
 pub use crate::keyring::Signing;
@@ -153,7 +154,10 @@ fn is_zero(v: &i64) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSubscription {
-    /// The endpoint: an absolute `http` or `https` URL.
+    /// The endpoint: an absolute `http` or `https` URL, or the ARN of an
+    /// SQS queue, SNS topic or EventBridge bus the deployment allows
+    /// (`arn:aws:sqs:us-east-1:123456789012:orders`; active at once, no
+    /// verification request).
     pub url: String,
     /// Patterns of the event types to receive: `payment.received`,
     /// `contact.*` (one word), `contact.**` (one or more words).
@@ -271,7 +275,10 @@ impl SubscriptionUpdate {
             None => {}
             Some(Value::Null) => s.headers.clear(),
             Some(Value::Object(h)) => match super::custom_headers::parse(h) {
-                Ok(h) => s.headers = h,
+                Ok(h) => {
+                    check_attributes(&s.url, &h, &mut errs);
+                    s.headers = h
+                }
                 Err(e) => errs.extend(e),
             },
             Some(_) => errs.push(FieldError::new("headers", "must be an object of header names, or null")),
@@ -368,12 +375,37 @@ pub fn check_tenant(t: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An endpoint URL: what an `http` step's URL must be, at most 2048 long.
+/// An endpoint URL: what an `http` step's URL must be, at most 2048 long;
+/// or an AWS destination's ARN.
 fn check_url(url: &str) -> Result<(), String> {
     if url.len() > 2048 {
         return Err("is longer than 2048 characters".into());
     }
+    if destination::is_arn(url) {
+        return destination::Arn::parse(url).map(|_| ());
+    }
     crate::request::check_url_text(url)
+}
+
+/// An AWS destination's headers become message attributes: as many as are
+/// left beside the four every event has, named as SQS and SNS allow.
+fn check_attributes(url: &str, headers: &BTreeMap<String, HeaderValue>, errs: &mut Vec<FieldError>) {
+    if !destination::is_arn(url) {
+        return;
+    }
+    if headers.len() > destination::OWN_ATTRIBUTES {
+        errs.push(FieldError::new(
+            "headers",
+            format!(
+                "an AWS destination's headers are message attributes: at most {} beside webhook-id, \
+                 webhook-timestamp, webhook-signature and content-type",
+                destination::OWN_ATTRIBUTES
+            ),
+        ));
+    }
+    for name in headers.keys().filter(|n| !destination::attribute_name_ok(n)) {
+        errs.push(FieldError::new(format!("headers.{name}"), "is not a name SQS or SNS takes for a message attribute"));
+    }
 }
 
 /// A 128-bit random token as hex (ids and verification tokens).
@@ -402,8 +434,9 @@ impl NewSubscription {
         {
             errs.extend(e);
         }
-        if let Err(e) = super::custom_headers::parse(&self.headers) {
-            errs.extend(e);
+        match super::custom_headers::parse(&self.headers) {
+            Ok(headers) => check_attributes(&self.url, &headers, &mut errs),
+            Err(e) => errs.extend(e),
         }
         if let Some(Err(e)) = self.transform.as_ref().map(Transform::compile) {
             errs.extend(e);
@@ -429,9 +462,12 @@ impl NewSubscription {
     }
 
     /// The new subscription (pending, with a verification token) and its
-    /// keyring.
+    /// keyring. An AWS destination is active at once: it cannot echo a
+    /// token, and the deployment's allowed ARNs are the consent a
+    /// verification request asks for.
     pub fn create(self, now: i64) -> Result<(Subscription, Keyring), Vec<FieldError>> {
         self.check()?;
+        let aws = destination::is_arn(&self.url);
         let filter = self.filter.as_ref().map(|f| Filter::parse("filter", f)).transpose()?;
         let headers = super::custom_headers::parse(&self.headers)?;
         let sub = Subscription {
@@ -441,7 +477,7 @@ impl NewSubscription {
             event_types: self.event_types,
             description: self.description,
             metadata: self.metadata,
-            status: Status::Pending,
+            status: if aws { Status::Active } else { Status::Pending },
             signing: self.signing,
             ordering: self.ordering,
             key: self.key,
@@ -452,8 +488,8 @@ impl NewSubscription {
             max_in_flight: self.max_in_flight,
             created_at: now,
             updated_at: now,
-            verification: Some(Verification { token: random_hex(), started_at: now }),
-            activated_at: 0,
+            verification: (!aws).then(|| Verification { token: random_hex(), started_at: now }),
+            activated_at: if aws { now } else { 0 },
             failing_since: None,
             disabled_at: None,
             disabled_reason: None,

@@ -28,6 +28,10 @@ pub struct Settings {
     /// enable's replay covers that long past the enable, and reads its last
     /// moments again that long after them.
     pub replay_settle: Duration,
+    /// The AWS destinations (ARN patterns) subscriptions and steps may
+    /// send to: the stack's `AllowedDestinationArns` (default none),
+    /// `hookflow dev --destinations` (default all).
+    pub destinations: crate::destination::Allowed,
 }
 
 impl Default for Settings {
@@ -50,6 +54,7 @@ impl Default for Settings {
             idempotency: Duration::from_secs(24 * 3600),
             timeout: Duration::from_secs(15),
             replay_settle: Duration::from_secs(2),
+            destinations: crate::destination::Allowed::none(),
         }
     }
 }

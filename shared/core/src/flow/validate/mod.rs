@@ -491,6 +491,11 @@ impl Checker {
             match &step.action {
                 Action::Http(h) => self.check_http(&path, h, &scope, false),
                 Action::Ping(h) => self.check_http(&path, h, &scope, true),
+                Action::Sqs(_) | Action::Sns(_) | Action::Eventbridge(_) => {
+                    if let Some((service, a)) = step.action.aws() {
+                        self.check_aws(&path, service, a, &scope)
+                    }
+                }
                 Action::Respond(r) => {
                     if flow.trigger.respond.mode != RespondMode::Sync {
                         self.problem(
@@ -864,5 +869,64 @@ steps:
     #[test]
     fn url_params_skip_templates() {
         assert_eq!(url_params("https://x/{a}/{{ b }}/{c}?q={{ d | default('{e}') }}"), vec!["a", "c"]);
+    }
+
+    const AWS: &str = r#"
+id: to-aws
+tenant: acme
+trigger: { type: webhook, path: in }
+steps:
+  - id: queue
+    type: sqs
+    arn: arn:aws:sqs:us-east-1:123456789012:orders.fifo
+    group: "{{ trigger.body.customer }}"
+    attributes: { order: "{{ trigger.body.id }}" }
+    body: { json: { id: "{{ trigger.body.id }}" } }
+  - id: bus
+    type: eventbridge
+    arn: arn:aws:events:us-east-1:123456789012:event-bus/default
+    detail_type: order.received
+    body: { json: { queued: "{{ steps.queue.response.body.message_id }}" } }
+"#;
+
+    #[test]
+    fn aws_steps_take_their_service_s_fields_and_lower_to_a_request_to_the_arn() {
+        let flow = load_flow(Path::new("f.yaml"), AWS).unwrap();
+        let h = flow.flow.steps[0].action.http().unwrap();
+        assert_eq!(h.url, "arn:aws:sqs:us-east-1:123456789012:orders.fifo");
+        assert_eq!(h.sign, Some(crate::flow::StepSign::Off(false)), "never signed by the flow's `sign`");
+        assert!(h.headers.contains_key(crate::destination::GROUP) && h.headers.contains_key("order"));
+        let bad = |from: &str, to: &str| errors(&AWS.replacen(from, to, 1)).join("\n");
+        let e = bad("arn:aws:sqs:us-east-1:123456789012:orders.fifo", "arn:aws:sns:us-east-1:123456789012:t");
+        assert!(e.contains("steps[0].arn: names an SNS destination; this step's type sends to SQS"), "{e}");
+        let e = bad("orders.fifo", "orders");
+        assert!(e.contains("steps[0].group: only a FIFO queue or topic"), "{e}");
+        let e = bad("    group:", "    source: x\n    group:");
+        assert!(e.contains("steps[0].source: only an `eventbridge` step takes it"), "{e}");
+        let e = bad("attributes: { order:", "attributes: { aws.x: a, order:");
+        assert!(e.contains("steps[0].attributes.aws.x: not a message attribute name"), "{e}");
+        let many: Vec<String> = (0..10).map(|i| format!("a{i}: v")).collect();
+        let e =
+            bad("attributes: { order: \"{{ trigger.body.id }}\" }", &format!("attributes: {{ {} }}", many.join(", ")));
+        assert!(e.contains("steps[0].attributes: at most 9"), "{e}");
+        let e = bad("    body: { json: { id: \"{{ trigger.body.id }}\" } }\n", "");
+        assert!(e.contains("steps[0].body: missing"), "{e}");
+        let e = bad("event-bus/default", "rule/default");
+        assert!(e.contains("steps[1].arn") && e.contains("event-bus/NAME"), "{e}");
+    }
+
+    #[test]
+    fn an_http_step_whose_url_renders_to_an_arn_is_refused() {
+        let text = GOOD.replacen("url: https://hooks.example.com/notify", "url: \"{{ trigger.body.to }}\"", 1);
+        let flow = load_flow(Path::new("f.yaml"), &text).unwrap();
+        let Action::Http(h) = &flow.flow.steps[1].action else { panic!() };
+        let ctx = crate::template::Context::new(
+            serde_json::json!({"trigger": {"body": {"to": "arn:aws:sqs:us-east-1:123456789012:q"}}})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        );
+        let e = crate::request::render_request(&flow.templates, h, &ctx, "steps.notify").unwrap_err();
+        assert!(e.to_string().contains("rendered to an ARN"), "{e}");
     }
 }

@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::flow::{Body, HttpStep, OutboundAuth, SignScheme, StepSign};
+use crate::destination::{self, Service};
+use crate::flow::{AwsStep, Body, HttpStep, OutboundAuth, SignScheme, StepSign};
 use crate::source::{join_index, join_key};
 
 use super::*;
@@ -75,7 +76,23 @@ impl Checker {
             (Some(b), false) => self.check_body(&join_key(path, "body"), b, scope),
             _ => {}
         }
-        if let Some(r) = &h.retry {
+        self.check_retry(path, h.retry.as_ref(), h.timeout);
+        if let Some(StepSign::Spec(s)) = &h.sign {
+            self.check_sign(&join_key(path, "sign"), s);
+        }
+        if let Some(StepSign::Off(true)) = &h.sign {
+            self.problem(join_key(path, "sign"), "`sign: true` needs a secret: write `sign: { secret: NAME }`");
+        }
+    }
+
+    /// A sending step's `retry` and `timeout`.
+    fn check_retry(
+        &mut self,
+        path: &str,
+        retry: Option<&crate::retry::RetrySpec>,
+        timeout: Option<crate::duration::Span>,
+    ) {
+        if let Some(r) = retry {
             let f = join_key(path, "retry");
             if r.max_attempts == Some(0) {
                 self.problem(join_key(&f, "max_attempts"), "must be at least 1 (1 means no retries)");
@@ -95,17 +112,74 @@ impl Checker {
                 }
             }
         }
-        if let Some(t) = h.timeout
+        if let Some(t) = timeout
             && (t.get().is_zero() || t.get() > crate::flow::MAX_STEP_TIMEOUT)
         {
             self.problem(join_key(path, "timeout"), "must be between 1ms and 5m");
         }
-        if let Some(StepSign::Spec(s)) = &h.sign {
-            self.check_sign(&join_key(path, "sign"), s);
+    }
+
+    /// An AWS step (`sqs`, `sns`, `eventbridge`): its ARN names a
+    /// destination of the type's service; the fields it takes are that
+    /// service's; its templates are checked as an `http` step's are.
+    pub(super) fn check_aws(&mut self, path: &str, service: Service, a: &AwsStep, scope: &Scope) {
+        let arn_field = join_key(path, "arn");
+        match destination::Arn::parse(&a.arn) {
+            Err(e) => self.problem(&arn_field, e),
+            Ok(arn) if arn.service != service => self.problem(
+                &arn_field,
+                format!(
+                    "names an {} destination; this step's type sends to {}",
+                    arn.service.as_str(),
+                    service.as_str()
+                ),
+            ),
+            Ok(arn) => {
+                if a.group.is_some() && !arn.fifo() {
+                    self.problem(
+                        join_key(path, "group"),
+                        "only a FIFO queue or topic (`….fifo`) takes a message group",
+                    );
+                }
+            }
         }
-        if let Some(StepSign::Off(true)) = &h.sign {
-            self.problem(join_key(path, "sign"), "`sign: true` needs a secret: write `sign: { secret: NAME }`");
+        if service != Service::EventBridge {
+            for f in ["detail_type", "source"].into_iter().filter(|f| match *f {
+                "detail_type" => a.detail_type.is_some(),
+                _ => a.source.is_some(),
+            }) {
+                self.problem(join_key(path, f), "only an `eventbridge` step takes it");
+            }
+            // `content-type` is one of SQS's ten.
+            if a.attributes.len() >= destination::MAX_ATTRIBUTES {
+                self.problem(
+                    join_key(path, "attributes"),
+                    format!(
+                        "at most {} (the body's content-type is one of {}'s {})",
+                        destination::MAX_ATTRIBUTES - 1,
+                        service.as_str(),
+                        destination::MAX_ATTRIBUTES
+                    ),
+                );
+            }
+            for name in a.attributes.keys().filter(|n| !destination::attribute_name_ok(n)) {
+                self.problem(
+                    join_key(&join_key(path, "attributes"), name),
+                    "not a message attribute name: letters, digits, `_ - .`, not starting with `aws.` or `amazon.`",
+                );
+            }
         }
+        self.map_templates(&join_key(path, "attributes"), &a.attributes, scope, Slot::Credential);
+        for (f, t) in [("group", &a.group), ("detail_type", &a.detail_type), ("source", &a.source)] {
+            if let Some(t) = t {
+                self.template(&join_key(path, f), t, scope, Slot::Step);
+            }
+        }
+        match &a.body {
+            Some(b) => self.check_body(&join_key(path, "body"), b, scope),
+            None => self.problem(join_key(path, "body"), "missing: the message (`json`, `form` or `raw`)"),
+        }
+        self.check_retry(path, a.retry.as_ref(), a.timeout);
     }
 
     pub(super) fn check_body(&mut self, path: &str, b: &Body, scope: &Scope) {
