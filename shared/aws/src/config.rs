@@ -118,8 +118,6 @@ impl AwsConfig {
                 _ => return Err(Error::Config(format!("{k}: one span, e.g. `5d`"))),
             }
         }
-        subscriptions.destinations =
-            hookflow_core::destination::Allowed::parse(&get("HOOKFLOW_DESTINATIONS").unwrap_or_default());
         let ordered_retention = match spans("HOOKFLOW_ORDERED_RETENTION")?.as_slice() {
             [] => Duration::from_secs(14 * 86_400),
             [one] if *one >= Duration::from_secs(60) => *one,
@@ -130,19 +128,27 @@ impl AwsConfig {
                 ));
             }
         };
-        let dead_letter_arns = get("HOOKFLOW_DEAD_LETTER_ARNS")
+        let dead_letter_arns: Vec<String> = get("HOOKFLOW_DEAD_LETTER_ARNS")
             .unwrap_or_default()
             .split(',')
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(String::from)
             .collect();
+        let ordered_queue_url = get("HOOKFLOW_ORDERED_QUEUE_URL").filter(|v| !v.is_empty());
+        // The stack's own queues are never a destination, whatever the
+        // patterns allow.
+        let own =
+            [&runs_queue_url, &deliveries_queue_url].into_iter().chain(&ordered_queue_url).chain(&dead_letter_arns);
+        subscriptions.destinations =
+            hookflow_core::destination::Allowed::parse(&get("HOOKFLOW_DESTINATIONS").unwrap_or_default())
+                .except_own(own.map(String::as_str));
         Ok(AwsConfig {
             ordered_retention,
             dead_letter_arns,
             allow_private_targets,
             subscriptions,
-            ordered_queue_url: get("HOOKFLOW_ORDERED_QUEUE_URL").filter(|v| !v.is_empty()),
+            ordered_queue_url,
             log_level: get("AWS_LAMBDA_LOG_LEVEL").unwrap_or_else(|| "INFO".into()),
             table,
             runs_queue_url,
@@ -182,6 +188,25 @@ mod tests {
         assert_eq!(c.ordered_queue_url, None);
         assert_eq!(c.subscriptions.disable_after, Settings::default().disable_after);
         assert_eq!((c.ordered_retention, c.dead_letter_arns.len()), (Duration::from_secs(1_209_600), 0));
+    }
+
+    #[test]
+    fn destinations_are_the_stack_s_patterns_never_its_own_queues() {
+        let env = |k: &str| match k {
+            "HOOKFLOW_TABLE" => Some("t".to_string()),
+            "HOOKFLOW_RUNS_QUEUE_URL" => Some("https://sqs.us-east-1.amazonaws.com/123456789012/runs".to_string()),
+            "HOOKFLOW_DELIVERIES_QUEUE_URL" => Some("https://sqs.us-east-1.amazonaws.com/123456789012/dq".to_string()),
+            "HOOKFLOW_DEAD_LETTER_ARNS" => Some("arn:aws:sqs:us-east-1:123456789012:dlq".to_string()),
+            "HOOKFLOW_DESTINATIONS" => Some("arn:aws:sqs:us-east-1:123456789012:*".to_string()),
+            _ => None,
+        };
+        let allowed = AwsConfig::from_lookup(env).unwrap().subscriptions.destinations;
+        assert!(allowed.check("arn:aws:sqs:us-east-1:123456789012:orders").is_ok());
+        for own in ["runs", "dq", "dlq"] {
+            assert!(allowed.check(&format!("arn:aws:sqs:us-east-1:123456789012:{own}")).is_err(), "{own}");
+        }
+        let none = AwsConfig::from_lookup(|k| if k == "HOOKFLOW_DESTINATIONS" { None } else { env(k) }).unwrap();
+        assert!(none.subscriptions.destinations.check("arn:aws:sqs:us-east-1:123456789012:orders").is_err());
     }
 
     #[test]

@@ -1276,10 +1276,10 @@ mod destinations {
         assert!(why.contains("AllowedDestinationArns"), "{why}");
 
         // Over 256 KiB: refused, naming the size and the limit.
-        let big = "x".repeat(262_145);
+        let big = "x".repeat(1_048_577);
         let (class, why) = sender.send(&delivery(&arn, &big, &[]), &secrets).await.result.error.unwrap();
         assert_eq!(class, AttemptError::Request);
-        assert!(why.contains("262145 bytes, over SQS's limit of 262144"), "{why}");
+        assert!(why.contains("1048577 bytes, over SQS's limit of 1048576"), "{why}");
 
         // A queue that does not exist: AWS's answer, a 4xx the policy classifies.
         let missing = format!("arn:aws:sqs:us-east-1:{ACCOUNT}:dest-missing-{}", uuid_like());

@@ -208,12 +208,21 @@ async fn put(client: &Client, arn: &Arn, message: Message) -> AttemptResult {
     }
 }
 
-/// An error AWS answered with a status of its own; throttling is `429`,
-/// retried like a receiver's.
+/// The status an error AWS answered stands for: throttling (`Throttling`,
+/// `KMS.ThrottlingException`, `RequestThrottled`, …) is `429` and AWS's
+/// own passing failures (`InternalFailure`, `ServiceUnavailable`, …) are
+/// `5xx` whatever status carried them (a `PutEvents` entry's error comes
+/// in a `200`), so both are retried like a receiver's; anything else keeps
+/// AWS's status (a missing queue, no permission: `4xx`).
 fn status_of(code: &str, status: u16) -> u16 {
-    const THROTTLED: &[&str] =
-        &["Throttling", "ThrottlingException", "ThrottledException", "Throttled", "RequestThrottled", "KMSThrottling"];
-    if THROTTLED.contains(&code) { 429 } else { status }
+    let lower = code.to_ascii_lowercase();
+    if lower.contains("throttl") || lower.contains("toomanyrequests") || lower.contains("overlimit") {
+        return 429;
+    }
+    if lower.contains("internal") || lower.contains("serviceunavailable") || lower.contains("unavailable") {
+        return status.max(500);
+    }
+    status
 }
 
 fn sent(body: Value) -> AttemptResult {
@@ -268,5 +277,24 @@ impl<H: Sender> Sender for Outbound<H> {
         } else {
             self.http.send(d, secrets).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_of;
+
+    #[test]
+    fn throttling_is_429_and_aws_s_passing_failures_are_5xx_whatever_carried_them() {
+        for code in ["Throttling", "ThrottlingException", "KMS.ThrottlingException", "RequestThrottled", "KmsThrottled"]
+        {
+            assert_eq!(status_of(code, 400), 429, "{code}");
+        }
+        // A PutEvents entry's error comes in a 200: read as 400 unless it is AWS's own.
+        assert_eq!(status_of("InternalFailure", 400), 500);
+        assert_eq!(status_of("ServiceUnavailable", 400), 500);
+        assert_eq!(status_of("InternalError", 503), 503);
+        assert_eq!(status_of("AWS.SimpleQueueService.NonExistentQueue", 400), 400);
+        assert_eq!(status_of("AccessDenied", 403), 403);
     }
 }

@@ -403,6 +403,10 @@ pub struct AwsStep {
     /// EventBridge: the entry's `source` (templated; default `hookflow`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Which of AWS's answers succeed, are retried or halt (as an `http`
+    /// step's; throttling is `429`, AWS's own failures `5xx`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
     /// Per-attempt timeout (default 10s).
@@ -436,7 +440,7 @@ impl AwsStep {
             headers,
             auth: None,
             body: self.body.clone(),
-            status: None,
+            status: self.status.clone(),
             retry: self.retry.clone(),
             timeout: self.timeout,
             sign: Some(StepSign::Off(false)),

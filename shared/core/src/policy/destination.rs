@@ -26,8 +26,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-/// SQS, SNS and EventBridge all take at most 256 KiB a message or entry.
+/// SNS and EventBridge take at most 256 KiB a message or entry.
 pub const MAX_MESSAGE: usize = 256 * 1024;
+/// SQS takes up to 1 MiB (a queue's `MaximumMessageSize`, which may be
+/// lower: SQS then refuses the message itself, and the delivery is dead
+/// with its answer).
+pub const MAX_SQS_MESSAGE: usize = 1024 * 1024;
 /// SQS takes at most 10 message attributes (and SNS as many to SQS).
 pub const MAX_ATTRIBUTES: usize = 10;
 /// The attributes every event delivery has (`webhook-id`,
@@ -172,33 +176,59 @@ impl fmt::Display for Arn {
 /// The destinations a deployment may send to: ARN patterns where `*`
 /// matches any run of characters and `?` one (as IAM's), from the stack's
 /// `AllowedDestinationArns` (default: none) or `hookflow dev
-/// --destinations` (default: all).
+/// --destinations` (default: all) — never the deployment's own queues,
+/// whatever the patterns say: a message there would be read as a job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Allowed(Vec<String>);
+pub struct Allowed {
+    patterns: Vec<String>,
+    /// The deployment's own queues, by account and name.
+    own: Vec<(String, String)>,
+}
 
 impl Allowed {
     /// None allowed.
     pub fn none() -> Allowed {
-        Allowed(Vec::new())
+        Allowed::default()
     }
 
     /// Every destination allowed.
     pub fn all() -> Allowed {
-        Allowed(vec!["*".into()])
+        Allowed { patterns: vec!["*".into()], own: Vec::new() }
     }
 
     /// Patterns separated by commas (blanks ignored).
     pub fn parse(list: &str) -> Allowed {
-        Allowed(list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect())
+        let patterns = list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect();
+        Allowed { patterns, own: Vec::new() }
+    }
+
+    /// Never the queues named by `queues` (their URLs, `…/ACCOUNT/NAME`,
+    /// or ARNs), whatever the patterns allow.
+    pub fn except_own<'a>(mut self, queues: impl IntoIterator<Item = &'a str>) -> Allowed {
+        for q in queues {
+            let parts: Vec<&str> = match q.strip_prefix("arn:") {
+                Some(_) => q.rsplitn(3, ':').take(2).collect(),
+                None => q.trim_end_matches('/').rsplitn(3, '/').take(2).collect(),
+            };
+            if let [name, account] = parts[..] {
+                self.own.push((account.to_string(), name.to_string()));
+            }
+        }
+        self
     }
 
     pub fn allows(&self, arn: &str) -> bool {
-        self.0.iter().any(|p| glob(p.as_bytes(), arn.as_bytes()))
+        self.patterns.iter().any(|p| glob(p.as_bytes(), arn.as_bytes()))
     }
 
     /// `arn` parsed, if this allows it; why not otherwise.
     pub fn check(&self, arn: &str) -> Result<Arn, String> {
         let parsed = Arn::parse(arn)?;
+        if parsed.service == Service::Sqs && self.own.iter().any(|(a, n)| *a == parsed.account && *n == parsed.name) {
+            return Err(format!(
+                "`{arn}` is one of this deployment's own queues: a message there would be taken for a job"
+            ));
+        }
         if !self.allows(arn) {
             return Err(format!(
                 "`{arn}` is not among the destinations this deployment allows: add it (or a pattern) to the \
@@ -287,11 +317,14 @@ pub fn message(arn: &Arn, d: Sending<'_>, headers: Vec<(String, String)>, body: 
             if let Some((name, _)) = own.iter().find(|(k, _)| !attribute_name_ok(k)) {
                 return Err(format!("`{name}` cannot be a message attribute's name"));
             }
+            if let Some((name, _)) = own.iter().find(|(_, v)| v.is_empty()) {
+                return Err(format!("message attribute `{name}` is empty, which {} refuses", arn.service.as_str()));
+            }
             let size = body.len() + own.iter().map(|(k, v)| k.len() + "String".len() + v.len()).sum::<usize>();
             too_big(arn, size)?;
             let fifo = arn.fifo();
-            let group = fifo.then(|| group.unwrap_or_else(|| d.group.to_string()));
-            let dedup = fifo.then(|| dedup_id(d.id));
+            let group = fifo.then(|| fifo_id(group.filter(|g| !g.is_empty()).as_deref().unwrap_or(d.group)));
+            let dedup = fifo.then(|| fifo_id(d.id));
             Ok(Message::Queue { body, attributes: own, group, dedup })
         }
         Service::EventBridge => {
@@ -316,9 +349,10 @@ pub fn message(arn: &Arn, d: Sending<'_>, headers: Vec<(String, String)>, body: 
 }
 
 fn too_big(arn: &Arn, size: usize) -> Result<(), String> {
-    if size > MAX_MESSAGE {
+    let (max, said) = if arn.service == Service::Sqs { (MAX_SQS_MESSAGE, "1 MiB") } else { (MAX_MESSAGE, "256 KiB") };
+    if size > max {
         return Err(format!(
-            "the message is {size} bytes, over {}'s limit of {MAX_MESSAGE} (256 KiB); nothing was sent",
+            "the message is {size} bytes, over {}'s limit of {max} ({said}); nothing was sent",
             arn.service.as_str()
         ));
     }
@@ -340,10 +374,11 @@ pub fn attribute_name_ok(name: &str) -> bool {
         && !lower.starts_with("amazon.")
 }
 
-/// The `webhook-id` as a deduplication id (at most 128 characters of
-/// `[A-Za-z0-9!-/:-@[-`{-~]`); a longer one is hashed.
-fn dedup_id(id: &str) -> String {
-    if id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
+/// A FIFO message group or deduplication id: at most 128 printable ASCII
+/// characters, no space; anything else (a customer's name as a group,
+/// a long id) is hashed, the same text to the same id.
+fn fifo_id(id: &str) -> String {
+    if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
         return id.to_string();
     }
     use sha2::Digest;
@@ -443,6 +478,45 @@ mod tests {
         assert!(e.contains("at most 10 message attributes"), "{e}");
         let e = message(&arn, delivery("m"), vec![("aws.x".into(), "v".into())], "{}".into()).unwrap_err();
         assert!(e.contains("`aws.x`"), "{e}");
+        let e = message(&arn, delivery("m"), vec![("x-team".into(), String::new())], "{}".into()).unwrap_err();
+        assert!(e.contains("`x-team` is empty"), "{e}");
+        // SQS takes up to 1 MiB (what a queue allows past that is its own).
+        let queue = Arn::parse("arn:aws:sqs:us-east-1:123456789012:q").unwrap();
+        assert!(message(&queue, delivery("m"), vec![], "x".repeat(MAX_MESSAGE + 1)).is_ok());
+        let e = message(&queue, delivery("m"), vec![], "x".repeat(MAX_SQS_MESSAGE + 1)).unwrap_err();
+        assert!(e.contains("over SQS's limit of 1048576 (1 MiB)"), "{e}");
+    }
+
+    #[test]
+    fn a_fifo_group_that_aws_would_refuse_is_hashed_the_same_each_time() {
+        let fifo = Arn::parse("arn:aws:sns:us-east-1:123456789012:t.fifo").unwrap();
+        let group = |g: &str| {
+            let Message::Queue { group, .. } =
+                message(&fifo, delivery("m"), vec![(GROUP.into(), g.into())], "{}".into()).unwrap()
+            else {
+                panic!()
+            };
+            group.unwrap()
+        };
+        assert_eq!(group("c-1"), "c-1");
+        let spaced = group("Jane Doe");
+        assert_eq!((spaced.len(), spaced == group("Jane Doe")), (64, true));
+        assert_eq!(group(&"g".repeat(129)).len(), 64);
+        assert_eq!(group(""), "acme/orders", "an empty group is the default one");
+    }
+
+    #[test]
+    fn the_deployments_own_queues_are_never_a_destination() {
+        let a = Allowed::parse("arn:aws:sqs:*:123456789012:*").except_own([
+            "https://sqs.us-east-1.amazonaws.com/123456789012/hookflow-DeliveriesQueue-X",
+            "arn:aws:sqs:us-east-1:123456789012:hookflow-DeliveriesDLQ-Y",
+        ]);
+        for own in ["hookflow-DeliveriesQueue-X", "hookflow-DeliveriesDLQ-Y"] {
+            let e = a.check(&format!("arn:aws:sqs:us-east-1:123456789012:{own}")).unwrap_err();
+            assert!(e.contains("this deployment's own queues"), "{e}");
+        }
+        assert!(a.check("arn:aws:sqs:us-east-1:123456789012:orders").is_ok());
+        assert!(a.check("arn:aws:sqs:us-east-1:210987654321:hookflow-DeliveriesQueue-X").is_err(), "not allowed");
     }
 
     #[test]

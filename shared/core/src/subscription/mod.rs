@@ -121,6 +121,24 @@ mod tests {
         assert!(errs.iter().any(|e| e.field == "headers" && e.message.contains("at most 6")), "{errs:?}");
         let errs = new("arn:aws:sqs:us-east-1:123:q", &["a"]).create(0).unwrap_err();
         assert!(errs[0].field == "url" && errs[0].message.contains("account id"), "{errs:?}");
+        // A secret, an empty value, a transform's headers past the rest.
+        let mut odd = new("arn:aws:sqs:us-east-1:123456789012:q", &["a"]);
+        odd.headers = json!({"Authorization": {"secret": "tok"}, "X-Empty": ""}).as_object().cloned().unwrap();
+        odd.transform = Some(
+            serde_json::from_value(json!({"headers": {"x.1": "a", "x.2": "b", "x.3": "c", "x.4": "d", "x.5": "e"}}))
+                .unwrap(),
+        );
+        let errs = odd.create(0).unwrap_err();
+        let said: Vec<(&str, &str)> = errs.iter().map(|e| (e.field.as_str(), e.message.as_str())).collect();
+        assert!(said.iter().any(|(f, m)| *f == "headers" && m.contains("with its transform's")), "{said:?}");
+        assert!(said.iter().any(|(f, m)| *f == "headers.Authorization" && m.contains("carry no secret")), "{said:?}");
+        assert!(said.iter().any(|(f, m)| *f == "headers.X-Empty" && m.contains("empty")), "{said:?}");
+        // PATCH checks the same: a transform that adds a name SQS refuses.
+        let (s0, _) = new("arn:aws:sqs:us-east-1:123456789012:q", &["a"]).create(7).unwrap();
+        let update: SubscriptionUpdate =
+            serde_json::from_value(json!({"transform": {"headers": {"aws.trace": "x"}}})).unwrap();
+        let errs = update.apply(&s0, 8).unwrap_err();
+        assert_eq!(errs[0].field, "transform.headers.aws.trace", "{errs:?}");
         // An https endpoint is unchanged: pending until it echoes.
         let (s, _) = new("https://r.example/hook", &["a"]).create(7).unwrap();
         assert_eq!(s.status, Status::Pending);

@@ -275,10 +275,7 @@ impl SubscriptionUpdate {
             None => {}
             Some(Value::Null) => s.headers.clear(),
             Some(Value::Object(h)) => match super::custom_headers::parse(h) {
-                Ok(h) => {
-                    check_attributes(&s.url, &h, &mut errs);
-                    s.headers = h
-                }
+                Ok(h) => s.headers = h,
                 Err(e) => errs.extend(e),
             },
             Some(_) => errs.push(FieldError::new("headers", "must be an object of header names, or null")),
@@ -311,6 +308,9 @@ impl SubscriptionUpdate {
             },
         }
         errs.extend(s.limits().check("").into_iter().map(|(f, m)| FieldError::new(f, m)));
+        if self.headers.is_some() || self.transform.is_some() {
+            check_attributes(&s.url, &s.headers, s.transform.as_ref(), &mut errs);
+        }
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -387,24 +387,49 @@ fn check_url(url: &str) -> Result<(), String> {
     crate::request::check_url_text(url)
 }
 
-/// An AWS destination's headers become message attributes: as many as are
-/// left beside the four every event has, named as SQS and SNS allow.
-fn check_attributes(url: &str, headers: &BTreeMap<String, HeaderValue>, errs: &mut Vec<FieldError>) {
+/// An AWS destination's headers (its own and its transform's) become
+/// message attributes: as many as are left beside the four every event
+/// has, named as SQS and SNS allow, not empty, and never a secret (a queue
+/// is no place for a credential: its messages are read, archived, logged).
+fn check_attributes(
+    url: &str,
+    headers: &BTreeMap<String, HeaderValue>,
+    transform: Option<&Transform>,
+    errs: &mut Vec<FieldError>,
+) {
     if !destination::is_arn(url) {
         return;
     }
-    if headers.len() > destination::OWN_ATTRIBUTES {
+    let shaped = transform.map(|t| &t.headers);
+    let count = headers.len() + shaped.map_or(0, |h| h.keys().filter(|k| !headers.contains_key(*k)).count());
+    if count > destination::OWN_ATTRIBUTES {
         errs.push(FieldError::new(
             "headers",
             format!(
-                "an AWS destination's headers are message attributes: at most {} beside webhook-id, \
-                 webhook-timestamp, webhook-signature and content-type",
+                "an AWS destination's headers (with its transform's) are message attributes: at most {} \
+                 beside webhook-id, webhook-timestamp, webhook-signature and content-type",
                 destination::OWN_ATTRIBUTES
             ),
         ));
     }
-    for name in headers.keys().filter(|n| !destination::attribute_name_ok(n)) {
-        errs.push(FieldError::new(format!("headers.{name}"), "is not a name SQS or SNS takes for a message attribute"));
+    for (name, value) in headers {
+        let field = format!("headers.{name}");
+        if !destination::attribute_name_ok(name) {
+            errs.push(FieldError::new(field, "is not a name SQS or SNS takes for a message attribute"));
+        } else if matches!(value, HeaderValue::Secret { .. }) {
+            errs.push(FieldError::new(
+                field,
+                "an AWS destination's attributes carry no secret: its messages are read, archived and logged",
+            ));
+        } else if matches!(value, HeaderValue::Text(t) if t.is_empty()) {
+            errs.push(FieldError::new(field, "is empty, which SQS and SNS refuse"));
+        }
+    }
+    for name in shaped.into_iter().flat_map(|h| h.keys()).filter(|n| !destination::attribute_name_ok(n)) {
+        errs.push(FieldError::new(
+            format!("transform.headers.{name}"),
+            "is not a name SQS or SNS takes for a message attribute",
+        ));
     }
 }
 
@@ -435,7 +460,7 @@ impl NewSubscription {
             errs.extend(e);
         }
         match super::custom_headers::parse(&self.headers) {
-            Ok(headers) => check_attributes(&self.url, &headers, &mut errs),
+            Ok(headers) => check_attributes(&self.url, &headers, self.transform.as_ref(), &mut errs),
             Err(e) => errs.extend(e),
         }
         if let Some(Err(e)) = self.transform.as_ref().map(Transform::compile) {

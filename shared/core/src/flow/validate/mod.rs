@@ -911,6 +911,8 @@ steps:
         assert!(e.contains("steps[0].attributes: at most 9"), "{e}");
         let e = bad("    body: { json: { id: \"{{ trigger.body.id }}\" } }\n", "");
         assert!(e.contains("steps[0].body: missing"), "{e}");
+        let e = bad("attributes: { order:", "attributes: { token: \"{{ secrets.t }}\", order:");
+        assert!(e.contains("steps[0].attributes.token"), "no secret in a queue's attribute: {e}");
         let e = bad("event-bus/default", "rule/default");
         assert!(e.contains("steps[1].arn") && e.contains("event-bus/NAME"), "{e}");
     }

@@ -169,7 +169,8 @@ impl Checker {
                 );
             }
         }
-        self.map_templates(&join_key(path, "attributes"), &a.attributes, scope, Slot::Credential);
+        // No secret in an attribute: a queue's messages are read, archived, logged.
+        self.map_templates(&join_key(path, "attributes"), &a.attributes, scope, Slot::Step);
         for (f, t) in [("group", &a.group), ("detail_type", &a.detail_type), ("source", &a.source)] {
             if let Some(t) = t {
                 self.template(&join_key(path, f), t, scope, Slot::Step);
