@@ -11,7 +11,7 @@ use hookflow_core::signature::WebhookSecret;
 use hookflow_core::ssrf::TargetPolicy;
 use hookflow_core::subscription::Settings;
 use hookflow_local::admin::DevBackend;
-use hookflow_local::dev::{Limits, banner, prune, serve, watch};
+use hookflow_local::dev::{Limits, banner, prune, serve, serve_metrics, watch};
 use hookflow_local::flows::Flows;
 use hookflow_local::flows::load_dir;
 use hookflow_local::logger::{Format, Logger};
@@ -33,6 +33,8 @@ pub struct Options {
     pub admin_token: Option<String>,
     /// Where the console listens, if anywhere.
     pub console: Option<String>,
+    /// Where `GET /metrics` listens, if anywhere.
+    pub metrics: Option<String>,
     pub subscriptions: Settings,
     /// The server's read timeout and bounds.
     pub limits: Limits,
@@ -151,6 +153,12 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             ),
             None => None,
         };
+        let metrics = match &opts.metrics {
+            Some(at) => Some(tokio::net::TcpListener::bind(at).await.with_context(|| {
+                format!("cannot listen on {at} for --metrics (give another HOST:PORT; port 0 takes any free one)")
+            })?),
+            None => None,
+        };
         println!("{}", banner(&rt, addr));
         if generated {
             println!("admin API: http://{addr}/v1 (Authorization: Bearer {token})");
@@ -162,6 +170,15 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             tokio::spawn(async move {
                 if let Err(e) = console.serve().await {
                     eprintln!("the console stopped: {e}");
+                }
+            });
+        }
+        if let Some(listener) = metrics {
+            println!("metrics: http://{}/metrics (Prometheus text)", listener.local_addr()?);
+            let rt = rt.clone();
+            tokio::spawn(async move {
+                if let Err(e) = serve_metrics(rt, listener).await {
+                    eprintln!("the metrics endpoint stopped: {e}");
                 }
             });
         }

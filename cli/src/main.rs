@@ -145,6 +145,11 @@ enum Command {
         /// The admin API's bearer token (generated and printed when absent).
         #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
+        /// Where Prometheus scrapes `GET /metrics` (requests, attempts,
+        /// latency, the queue, dead deliveries), HOST:PORT; off when not
+        /// given. Unauthenticated: keep it on loopback or a private network.
+        #[arg(long, value_name = "ADDR", value_parser = host_port)]
+        metrics: Option<String>,
         /// Where the console (the browser view) listens; `off` for none.
         /// The start prints a one-time sign-in link to it.
         #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR", value_parser = host_port_or_off)]
@@ -841,6 +846,7 @@ fn main() -> ExitCode {
             retention,
             dead_retention,
             admin_token,
+            metrics,
             console,
             event_retry,
             verification_retry,
@@ -870,6 +876,7 @@ fn main() -> ExitCode {
                 dead_retention: dead_retention.get(),
                 admin_token,
                 console: (console != "off").then_some(console),
+                metrics,
                 subscriptions,
                 limits: hookflow_local::dev::Limits {
                     read_timeout: read_timeout.get(),

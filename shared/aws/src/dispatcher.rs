@@ -357,7 +357,8 @@ impl DeliveryPorts for Dispatcher {
         self.logger.lines(lines);
     }
 
-    fn attempted(&self, summary: Option<AttemptSummary>, duration_ms: u64, at: i64) {
+    fn attempted(&self, a: &hookflow_pipeline::Counted<'_>) {
+        let (summary, duration_ms, at) = (a.summary, a.duration_ms, a.at);
         let outcome = match summary {
             Some(AttemptSummary::Delivered) => "succeeded",
             Some(AttemptSummary::Retried) => "retried",

@@ -151,7 +151,7 @@ impl InboundPorts for Ingress {
         &self.unknown_routes
     }
 
-    fn counted(&self, verdict: Verdict, received: i64) {
+    fn counted(&self, verdict: Verdict, _flow: Option<&CompiledFlow>, received: i64) {
         self.logger.raw(&metrics::inbound(verdict.as_str(), received));
     }
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::flows::{Flows, load_dir};
 use crate::runtime::Runtime;
 
-pub use crate::server::{Limits, serve};
+pub use crate::server::{Limits, serve, serve_metrics};
 
 /// Newest modification time of the flow directory and its files.
 fn dir_stamp(dir: &Path) -> Option<SystemTime> {

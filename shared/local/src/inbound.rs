@@ -24,7 +24,7 @@ use hookflow_core::inbound::Accepted;
 use hookflow_core::ports::Claim;
 use hookflow_core::run::Reply;
 use hookflow_pipeline::Sampler;
-use hookflow_pipeline::inbound::{self, Admitted, Call, InboundPorts, Unread};
+use hookflow_pipeline::inbound::{self, Admitted, Call, InboundPorts, Unread, Verdict};
 
 use crate::runtime::Runtime;
 use crate::{Error, now_ms};
@@ -183,6 +183,11 @@ impl InboundPorts for Ports {
 
     fn unknown_routes(&self) -> &Sampler {
         &self.0.unknown_routes
+    }
+
+    fn counted(&self, verdict: Verdict, flow: Option<&CompiledFlow>, _received: i64) {
+        let (tenant, id) = flow.map_or(("", ""), |f| (f.flow.tenant.as_str(), f.flow.id.as_str()));
+        self.0.metrics.inbound(verdict.as_str(), tenant, id);
     }
 }
 

@@ -12,6 +12,7 @@ pub mod dev;
 pub mod flows;
 pub mod inbound;
 pub mod limiter;
+pub mod metrics;
 pub mod runtime;
 pub mod secrets;
 mod server;

@@ -125,6 +125,12 @@ impl Limiter {
         drop(permit);
     }
 
+    /// Deliveries in flight under a `max_in_flight`, all keys together.
+    pub fn in_flight(&self) -> u64 {
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.values().map(|k| u64::from(k.in_flight)).sum()
+    }
+
     /// About how many deliveries to `key` wait under `rate`, and how many
     /// are in flight.
     pub fn backlog(&self, key: &str, rate: Option<&RateLimit>) -> (u64, u32) {

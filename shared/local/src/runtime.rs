@@ -96,6 +96,8 @@ pub struct Runtime {
     pub subs: Subscriptions,
     /// Destinations' paces and places in flight.
     pub limiter: Limiter,
+    /// What `--metrics` serves.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Why a publish was not done.
@@ -118,6 +120,17 @@ pub struct Ready {
 }
 
 impl Runtime {
+    /// The metrics (`hookflow dev --metrics`), with the queue and the dead
+    /// deliveries read from the store now.
+    pub fn metrics_text(&self) -> Result<String, Error> {
+        let gauges = crate::metrics::Gauges {
+            queue: self.store.queue_gauges(now_ms())?,
+            dead: self.store.dead_count()?,
+            in_flight: self.limiter.in_flight(),
+        };
+        Ok(self.metrics.render(&gauges))
+    }
+
     pub fn new(config: RuntimeConfig, flows: Flows) -> Result<Arc<Self>, Error> {
         let store = Store::open(&config.data_dir)?;
         // One process owns the embedded store: any lease left from a previous
@@ -146,6 +159,7 @@ impl Runtime {
             unknown_routes: Default::default(),
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
             settings: config.subscriptions,
+            metrics: Default::default(),
             limiter: Limiter::default(),
         }))
     }

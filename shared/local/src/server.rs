@@ -134,3 +134,32 @@ fn busy() -> Response {
     r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
 }
+
+/// Serves `GET /metrics` (Prometheus's text format) on `listener` until
+/// the process ends: `hookflow dev --metrics ADDR`, an address of its own,
+/// unauthenticated as scrape targets are (keep it on loopback or a private
+/// network).
+pub async fn serve_metrics(rt: Arc<Runtime>, listener: tokio::net::TcpListener) -> Result<(), Error> {
+    let app = Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let rt = rt.clone();
+            async move {
+                let text = tokio::task::spawn_blocking(move || rt.metrics_text()).await;
+                match text {
+                    Ok(Ok(text)) => {
+                        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+                    }
+                    Ok(Err(e)) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, format!("the store did not answer: {e}\n")).into_response()
+                    }
+                    Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                }
+            }
+        }),
+    );
+    let bounds = Bounds { read_timeout: Duration::from_secs(15), max_connections: 64, max_connections_per_client: 16 };
+    hookflow_io::server::serve(listener, app, bounds, |_| {})
+        .await
+        .map_err(|e| Error::Unavailable(format!("serving metrics: {e}")))
+}

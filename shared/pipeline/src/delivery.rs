@@ -82,7 +82,25 @@ pub trait DeliveryPorts: Audience + Limiter {
     fn lines(&self, lines: Vec<LogLine>);
 
     /// Counts an attempt (metrics), if the driver has any.
-    fn attempted(&self, _summary: Option<AttemptSummary>, _duration_ms: u64, _at: i64) {}
+    fn attempted(&self, _attempt: &Counted<'_>) {}
+}
+
+/// One attempt as a driver's metrics count it.
+#[derive(Debug, Clone, Copy)]
+pub struct Counted<'a> {
+    pub tenant: &'a str,
+    pub flow_id: &'a str,
+    /// The subscription, for an event's or a verification's delivery.
+    pub subscription: Option<&'a str>,
+    /// Delivered, retried or dead (`None`: not classified).
+    pub summary: Option<AttemptSummary>,
+    /// The response's status, if one came.
+    pub status: Option<u16>,
+    pub duration_ms: u64,
+    /// When its first attempt was due (ms): its acceptance.
+    pub first_at: i64,
+    /// When this attempt started (ms).
+    pub at: i64,
 }
 
 /// An attempt made (or refused by the gate): its commit, and the
@@ -205,9 +223,21 @@ async fn sent<P: DeliveryPorts>(
         Err(e) => return Err(e.into()),
     };
     let attempt = p.sender().send(&job.delivery, &values).await;
+    // What the metrics label it by (the job goes to the decision).
+    let d = &job.delivery;
+    let labels = (d.tenant.clone(), d.flow_id.clone(), d.purpose.subscription().map(str::to_string), job.first_at);
     let step = engine::after_attempt(job_id.to_string(), job, &attempt, p.now_ms(), &mut rand::rng());
     p.lines(step.lines);
-    p.attempted(step.decision, attempt.duration_ms, now);
+    p.attempted(&Counted {
+        tenant: &labels.0,
+        flow_id: &labels.1,
+        subscription: labels.2.as_deref(),
+        summary: step.decision,
+        status: attempt.result.response.as_ref().map(|r| r.status),
+        duration_ms: attempt.duration_ms,
+        first_at: labels.3,
+        at: now,
+    });
     let health = sub.zip(step.health.map(|(_, h)| h));
     Ok((Attempted { commit: step.commit, health }, attempt.duration_ms))
 }

@@ -166,8 +166,9 @@ pub trait InboundPorts: Send + Sync {
     /// The sampler of requests to unknown paths (one a process).
     fn unknown_routes(&self) -> &Sampler;
 
-    /// Counts a request by verdict (metrics), if the driver has any.
-    fn counted(&self, _verdict: Verdict, _received: i64) {}
+    /// Counts a request's verdict (metrics), for the flow it reached
+    /// (`None`: no trigger at its path), if the driver has any.
+    fn counted(&self, _verdict: Verdict, _flow: Option<&CompiledFlow>, _received: i64) {}
 }
 
 /// A new id: `{prefix}_{uuid v7}`, ordered by time.
@@ -287,7 +288,7 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
             Ok(Claim::Completed(reply)) => {
                 let (entry, line) = decide::duplicate(&a, &flow, &key);
                 p.lines(vec![line]);
-                p.counted(Verdict::Duplicate, received);
+                p.counted(Verdict::Duplicate, Some(&flow), received);
                 p.log_request(entry).await;
                 return reply;
             }
@@ -322,7 +323,7 @@ pub async fn handle<P: InboundPorts, B: Body>(p: &P, call: Call<B>) -> Reply {
             return reject(p, &a, Some(&flow), r).await;
         }
     };
-    p.counted(Verdict::Accepted, received);
+    p.counted(Verdict::Accepted, Some(&flow), received);
     let reply = decide::answer(admitted.reply, admitted.timed_out, &event_id);
     let ids = (flow.flow.id.as_str(), run_id.as_str(), event_id.as_str());
     p.lines(vec![decide::accepted_line(&a, ids, reply.status, not_json.as_deref(), p.now_ms())]);
@@ -345,7 +346,7 @@ async fn unknown<P: InboundPorts>(p: &P, a: &Arrival) -> Reply {
             reject(p, a, None, decide::not_found()).await
         }
         Sampled::Drop => {
-            p.counted(Verdict::Rejected, a.received);
+            p.counted(Verdict::Rejected, None, a.received);
             decide::not_found().record(a, None).2
         }
     }
@@ -356,7 +357,7 @@ async fn reject<P: InboundPorts>(p: &P, a: &Arrival, flow: Option<&CompiledFlow>
     let (entry, mut line, reply) = r.record(a, flow);
     line.fields["duration_ms"] = json!((p.now_ms() - a.received).max(0));
     p.lines(vec![line]);
-    p.counted(Verdict::Rejected, a.received);
+    p.counted(Verdict::Rejected, flow, a.received);
     p.log_request(entry).await;
     reply
 }
@@ -475,7 +476,7 @@ steps:
             self.lines.lock().unwrap().extend(lines);
         }
 
-        fn counted(&self, verdict: Verdict, _received: i64) {
+        fn counted(&self, verdict: Verdict, _flow: Option<&CompiledFlow>, _received: i64) {
             self.counted.lock().unwrap().push(verdict);
         }
 

@@ -28,7 +28,7 @@ pub mod secrets;
 #[cfg(test)]
 mod testing;
 
-pub use delivery::{Attempted, DeliveryPorts};
+pub use delivery::{Attempted, Counted, DeliveryPorts};
 pub use inbound::{Admitted, Body, Call, InboundPorts, Unread, Verdict};
 pub use limits::Limiter;
 pub use publish::{Audience, PublishPorts, Repeat};

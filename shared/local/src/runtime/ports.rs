@@ -161,6 +161,25 @@ impl DeliveryPorts for Runtime {
     fn lines(&self, lines: Vec<engine::LogLine>) {
         self.write_lines(lines);
     }
+
+    fn attempted(&self, a: &hookflow_pipeline::Counted<'_>) {
+        let outcome = match a.summary {
+            Some(engine::AttemptSummary::Delivered) => "delivered",
+            Some(engine::AttemptSummary::Retried) => "retried",
+            Some(engine::AttemptSummary::Dead) => "dead",
+            None => "unclassified",
+        };
+        let delivered = matches!(a.summary, Some(engine::AttemptSummary::Delivered));
+        self.metrics.attempt(crate::metrics::AttemptSeen {
+            tenant: a.tenant,
+            flow: a.flow_id,
+            subscription: a.subscription.unwrap_or_default(),
+            outcome,
+            status: a.status,
+            duration_ms: a.duration_ms,
+            delivered_after_ms: delivered.then(|| a.at + a.duration_ms as i64 - a.first_at),
+        });
+    }
 }
 
 /// Destinations' limits, in this process's memory

@@ -3,6 +3,11 @@
 use super::*;
 
 impl Store {
+    /// How many dead deliveries are listed (metrics).
+    pub fn dead_count(&self) -> Result<u64, Error> {
+        self.conn().query_row("SELECT COUNT(*) FROM dead", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db)
+    }
+
     /// Dead deliveries with their jobs: (delivery id, flow id, run id, reason, at, job).
     pub fn dead_jobs(&self, flow_id: Option<&str>) -> Result<Vec<DeadDelivery>, Error> {
         Ok(self.dead_page(flow_id, None, 0, usize::MAX, true)?.0)

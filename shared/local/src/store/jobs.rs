@@ -92,6 +92,34 @@ impl Store {
             .expect("a job row");
     }
 
+    /// The queue at `now`, for metrics: by kind, the jobs in progress (a
+    /// worker's lease), those due and waiting for a worker, those due later,
+    /// and how long the oldest waiting one has waited. A parked job is not
+    /// in the queue.
+    pub fn queue_gauges(&self, now: i64) -> Result<Vec<crate::metrics::Queued>, Error> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached(&format!(
+                "SELECT kind, SUM(leased = 1), SUM(leased = 0 AND due_at <= ?1), SUM(leased = 0 AND due_at > ?1), \
+                 MIN(CASE WHEN leased = 0 AND due_at <= ?1 THEN due_at END) \
+                 FROM jobs WHERE leased != {PARKED_MARK} GROUP BY kind ORDER BY kind"
+            ))
+            .map_err(db)?;
+        let rows = st
+            .query_map([now], |r| {
+                let oldest: Option<i64> = r.get(4)?;
+                Ok(crate::metrics::Queued {
+                    kind: r.get(0)?,
+                    in_progress: r.get::<_, i64>(1)? as u64,
+                    due: r.get::<_, i64>(2)? as u64,
+                    scheduled: r.get::<_, i64>(3)? as u64,
+                    oldest_due_s: oldest.map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0),
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+
     /// Makes every leased job due again (at start: no worker holds a
     /// lease), and every parked one: this version may read it.
     pub fn release_leases(&self) -> Result<(), Error> {
