@@ -1179,13 +1179,12 @@ def ingress_rss_kib():
 
 
 def test_a_flood_of_unknown_trigger_paths_keeps_the_ingress_memory_bounded(aws):
-    """5,000 requests to distinct unknown paths of 8 KiB (each a 404, each a
+    """10,000 requests to distinct unknown paths of 4 KiB (each a 404, each a
     flow-cache miss the ingress remembers): its RSS grows by less than 24 MiB.
     The flow cache holds at most 4 MiB (`FLOW_CACHE_BYTES`); the unbounded map
-    it replaced kept every path, ~40 MiB here (the same bytes as 10,000
-    paths of 4 KiB, in half the requests). Last in the file: its 5,000 log
-    items would fill the first page of the no-secret scan."""
-    tail = "x" * 8000
+    it replaced kept every path, ~41 MiB here. Last in the file: its 10,000
+    log items would fill the first page of the no-secret scan."""
+    tail = "x" * 4000
     for i in range(200):  # warm up the allocator and the SDK's pools
         aws.api.request("POST", f"/hooks/flood/warm-{i}/{tail}")
     before = ingress_rss_kib()
@@ -1194,13 +1193,13 @@ def test_a_flood_of_unknown_trigger_paths_keeps_the_ingress_memory_bounded(aws):
         return aws.api.request("POST", f"/hooks/flood/{i:05d}/{tail}", timeout=60)[0]
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        statuses = collections.Counter(pool.map(one, range(5_000)))
+        statuses = collections.Counter(pool.map(one, range(10_000)))
     grown = ingress_rss_kib() - before
-    print(f"\ningress RSS after 5,000 unknown 8 KiB paths: +{grown / 1024:.1f} MiB ({statuses})")
-    assert statuses == {404: 5_000}, statuses
+    print(f"\ningress RSS after 10,000 unknown 4 KiB paths: +{grown / 1024:.1f} MiB ({statuses})")
+    assert statuses == {404: 10_000}, statuses
     assert grown < 24 * 1024, f"the ingress grew by {grown / 1024:.1f} MiB"
     # Each is counted, but only a sample is stored: at most 20 entries a
-    # minute an instance (one item each would be 5,200).
+    # minute an instance (one item each would be 10,200).
     logged, page = 0, {}
     while True:
         page = aws.ddb.scan(TableName=aws.table, Select="COUNT", FilterExpression="begins_with(pk, :p)",

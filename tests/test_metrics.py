@@ -46,9 +46,10 @@ def test_metrics_count_requests_attempts_latency_and_the_queue(dev, receiver):
 
     def settled():
         m = scrape(port)
-        return m if value(m, "hookflow_delivery_attempts", "hookflow_delivery_attempts_total",
-                          outcome="delivered") == 2 else None
-    m = wait_for(settled, 15, "both deliveries delivered")
+        delivered = value(m, "hookflow_delivery_attempts", "hookflow_delivery_attempts_total", outcome="delivered")
+        finished = value(m, "hookflow_runs", "hookflow_runs_total", outcome="succeeded")
+        return m if delivered == 2 and finished == 2 else None
+    m = wait_for(settled, 15, "both deliveries delivered, both runs finished")
     inbound = "hookflow_inbound_requests"
     assert value(m, inbound, inbound + "_total", tenant="acme", flow="push", verdict="accepted") == 2
     assert value(m, inbound, inbound + "_total", tenant="acme", flow="push", verdict="rejected") == 1
@@ -63,6 +64,8 @@ def test_metrics_count_requests_attempts_latency_and_the_queue(dev, receiver):
     assert value(m, latency, latency + "_count", tenant="acme", flow="push") == 2
     assert value(m, latency, latency + "_bucket", tenant="acme", flow="push", le="+Inf") == 2
     assert value(m, "hookflow_dead_deliveries", "hookflow_dead_deliveries") == 0
+    runs = "hookflow_runs"
+    assert value(m, runs, runs + "_total", tenant="acme", flow="push", outcome="succeeded") == 2
     assert m["hookflow_queue_jobs"].type == "gauge"
 
 
@@ -81,8 +84,13 @@ def test_a_dead_delivery_and_a_waiting_retry_show_in_the_gauges(dev, receiver):
         m = scrape(port)
         dead = value(m, "hookflow_dead_deliveries", "hookflow_dead_deliveries")
         waiting = value(m, "hookflow_queue_jobs", "hookflow_queue_jobs", kind="delivery", state="scheduled")
-        return m if dead == 1 and waiting == 1 else None
-    m = wait_for(gauges, 15, "one dead, one retry scheduled")
+        failed = value(m, "hookflow_runs", "hookflow_runs_total", outcome="failed")
+        return m if dead == 1 and waiting == 1 and failed == 1 else None
+    m = wait_for(gauges, 15, "one dead (its run failed), one retry scheduled")
     attempts = "hookflow_delivery_attempts"
     assert value(m, attempts, attempts + "_total", flow="push", outcome="dead", status_class="5xx") == 1
     assert value(m, attempts, attempts + "_total", flow="later", outcome="retried", status_class="5xx") == 1
+    # The dead step fails its run; the one waiting on its retry goes on.
+    runs = "hookflow_runs"
+    assert value(m, runs, runs + "_total", flow="push", outcome="failed") == 1
+    assert value(m, runs, runs + "_total", flow="later") == 0

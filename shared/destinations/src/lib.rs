@@ -8,11 +8,12 @@
 //!
 //! An attempt here is an attempt like an HTTP request's: AWS's answer is
 //! the response (`200 {"message_id"}`; an error `{"error", "message"}`
-//! with the status AWS gave, a throttling error as `429`), classified by
-//! the delivery's status policy, retried on its schedule, dead when it
-//! runs out. What cannot be sent at all (a destination the deployment does
-//! not allow, a message over 256 KiB or with too many attributes) is a
-//! request error: dead at once, naming why.
+//! with the status AWS gave, throttling as `429`, AWS's own failures as
+//! `5xx`), classified by the delivery's status policy, retried on its
+//! schedule, dead when it runs out. What cannot be sent at all (a
+//! destination the deployment does not allow, a message over its service's
+//! limit or with too many attributes) is a request error: dead at once,
+//! naming why.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

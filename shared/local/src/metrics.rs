@@ -75,6 +75,7 @@ fn bounded<V>(map: &BTreeMap<Vec<String>, V>, labels: Vec<String>) -> Vec<String
 #[derive(Debug, Default)]
 struct Inner {
     inbound: Counters,
+    runs: Counters,
     attempts: Counters,
     attempt_seconds: Histograms,
     delivered_seconds: Histograms,
@@ -140,6 +141,12 @@ impl Metrics {
         self.inner().inbound.add(vec![tenant.into(), flow.into(), verdict.into()]);
     }
 
+    /// A run that finished (`succeeded`, `failed`), once, when its end was
+    /// committed.
+    pub fn run(&self, tenant: &str, flow: &str, outcome: &str) {
+        self.inner().runs.add(vec![tenant.into(), flow.into(), outcome.into()]);
+    }
+
     /// One delivery attempt.
     pub fn attempt(&self, a: AttemptSeen<'_>) {
         let class = a.status.map_or_else(|| "none".to_string(), |s| format!("{}xx", s / 100));
@@ -161,6 +168,13 @@ impl Metrics {
             "Trigger requests by the flow they reached and their verdict.",
             &["tenant", "flow", "verdict"],
             &inner.inbound,
+        );
+        counters(
+            &mut out,
+            "hookflow_runs_total",
+            "Runs that finished, by flow and outcome (succeeded, failed).",
+            &["tenant", "flow", "outcome"],
+            &inner.runs,
         );
         counters(
             &mut out,
@@ -259,6 +273,7 @@ mod tests {
         m.inbound("accepted", "acme", "orders");
         m.inbound("accepted", "acme", "orders");
         m.inbound("rejected", "", "");
+        m.run("acme", "orders", "failed");
         m.attempt(AttemptSeen {
             tenant: "acme",
             flow: "orders",
@@ -273,6 +288,7 @@ mod tests {
         for line in [
             r#"hookflow_inbound_requests_total{tenant="acme",flow="orders",verdict="accepted"} 2"#,
             r#"hookflow_inbound_requests_total{tenant="",flow="",verdict="rejected"} 1"#,
+            r#"hookflow_runs_total{tenant="acme",flow="orders",outcome="failed"} 1"#,
             r#"hookflow_delivery_attempts_total{tenant="acme",flow="orders",subscription="",outcome="delivered",status_class="2xx"} 1"#,
             r#"hookflow_delivery_attempt_duration_seconds_bucket{outcome="delivered",le="0.05"} 1"#,
             r#"hookflow_delivery_attempt_duration_seconds_bucket{outcome="delivered",le="0.025"} 0"#,

@@ -325,7 +325,18 @@ impl Runtime {
     pub async fn commit_and_send(&self, mut commit: Commit) -> Result<(), Error> {
         let ready = self.lease_ready(&mut commit, 0);
         let queued = commit.jobs.len() > ready.len();
+        // A run's end is written once (a finished run changes no more):
+        // counted when it is durable.
+        let ended: Vec<(String, String, &'static str)> = commit
+            .runs
+            .iter()
+            .filter(|r| matches!(r.status, "succeeded" | "failed"))
+            .map(|r| (r.tenant.clone(), r.flow_id.clone(), r.status))
+            .collect();
         self.store.commit(commit).await?;
+        for (tenant, flow, outcome) in ended {
+            self.metrics.run(&tenant, &flow, outcome);
+        }
         self.arc().dispatch(ready);
         if queued {
             self.wake();
