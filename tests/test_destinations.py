@@ -245,3 +245,26 @@ def test_a_dry_run_of_aws_steps_assumes_a_message_id(hookflow, tmp_path):
     assert out.returncode == 0, text + out.stderr.decode()
     [reply] = [json.loads(line)["reply"] for line in text.splitlines() if '"decision":"reply"' in line]
     assert json.loads(reply["body"])["message_id"] == "00000000-0000-0000-0000-000000000000", text
+
+
+def test_without_aws_credentials_a_delivery_is_retried_not_dead_at_once(dev, moto, monkeypatch, tmp_path):
+    """No credentials yet (they may be configured while the schedule runs):
+    each attempt is retried, naming why, and dead only when it runs out."""
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in {"AWS_ENDPOINT_URL": moto.url, "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                 "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}.items():
+        monkeypatch.setenv(k, v)
+    d = dev({}, *FAST)
+    status, sub = api(d, "POST", "/v1/subscriptions", {"url": f"arn:aws:sqs:us-east-1:{ACCOUNT}:nocreds",
+                                                       "event_types": ["order.*"]})
+    assert status == 201, sub
+
+    def attempts():
+        _, logs = api(d, "GET", f"/v1/logs?subscription_id={sub['id']}")
+        return [e for e in logs["entries"] if e["kind"] == "attempt"]
+    api(d, "POST", "/v1/events", {"type": "order.paid", "data": {"n": 9}})
+    got = wait_for(lambda: len(attempts()) >= 3 and attempts(), 30, "three attempts")
+    first = min(got, key=lambda e: e["detail"]["attempt"])
+    assert first["outcome"] == "retry", first
+    assert "credential" in json.dumps(first).lower(), first

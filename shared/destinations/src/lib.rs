@@ -258,7 +258,9 @@ where
             answered(status_of(&code, ctx.raw().status().as_u16()), &code, &message)
         }
         SdkError::TimeoutError(_) => error(AttemptError::Timeout, text),
-        SdkError::ConstructionFailure(_) => error(AttemptError::Request, text),
+        // No answer: retried. A request the SDK could not make (no
+        // credentials or region yet, among others) is retried too: it may
+        // be configured before the schedule runs out, and dead only then.
         _ => error(AttemptError::Connect, text),
     }
 }
