@@ -25,7 +25,6 @@ use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use hookflow_core::attempt::{Attempt, AttemptError, AttemptResult};
 use hookflow_core::destination::{self, Allowed, Arn, Message, Sending, Service};
 use hookflow_core::ports::Sender;
-use hookflow_core::request::signature_headers;
 use hookflow_core::run::{CapturedResponse, Delivery};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -125,15 +124,10 @@ impl Destinations {
             }
         }
         let body = d.request.body.clone().unwrap_or_default();
-        if let Some(spec) = &d.sign {
-            let Some(secret) = secrets.get(&spec.secret) else {
-                return error(AttemptError::Secret, format!("signing secret `{}` is not set", spec.secret));
-            };
-            let ts = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |t| t.as_secs() as i64);
-            match signature_headers(spec, secret, &d.id, ts, body.as_bytes()) {
-                Ok(signed) => headers.extend(signed),
-                Err(e) => return error(AttemptError::Secret, format!("signing secret `{}`: {e}", spec.secret)),
-            }
+        let ts = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |t| t.as_secs() as i64);
+        match d.signature(secrets, body.as_bytes(), ts) {
+            Ok(signed) => headers.extend(signed),
+            Err(why) => return error(AttemptError::Secret, why),
         }
         let group = match d.purpose.subscription() {
             Some(sub) => sub.to_string(),
@@ -275,11 +269,7 @@ pub struct Outbound<H> {
 
 impl<H: Sender> Sender for Outbound<H> {
     async fn send(&self, d: &Delivery, secrets: &HashMap<String, String>) -> Attempt {
-        if destination::is_arn(&d.request.url.redacted()) {
-            self.aws.send(d, secrets).await
-        } else {
-            self.http.send(d, secrets).await
-        }
+        if d.to_aws() { self.aws.send(d, secrets).await } else { self.http.send(d, secrets).await }
     }
 }
 

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use hookflow_core::headers::Headers;
-use hookflow_core::request::signature_headers;
 use hookflow_core::retry::parse_retry_after;
 use hookflow_core::run::{CapturedResponse, Delivery};
 use hookflow_core::scrub::Scrubber;
@@ -210,19 +209,14 @@ impl Sender {
         let scrub = Scrubber::new(secrets.values().map(String::as_str), rendered.iter().map(String::as_str));
         let fail = |class, msg: String| fail(class, scrub.text(&msg));
         let body = d.request.body.clone().unwrap_or_default();
-        if let Some(spec) = &d.sign {
-            let Some(secret) = secrets.get(&spec.secret) else {
-                return fail(ErrorClass::Secret, format!("signing secret `{}` is not set", spec.secret));
-            };
-            let ts = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-            match signature_headers(spec, secret, &d.id, ts, body.as_bytes()) {
-                Ok(hs) => {
-                    for (k, v) in hs {
-                        req = req.header(k, v);
-                    }
+        let ts = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        match d.signature(secrets, body.as_bytes(), ts) {
+            Ok(hs) => {
+                for (k, v) in hs {
+                    req = req.header(k, v);
                 }
-                Err(e) => return fail(ErrorClass::Secret, format!("signing secret `{}`: {e}", spec.secret)),
             }
+            Err(why) => return fail(ErrorClass::Secret, why),
         }
         if d.request.body.is_some() {
             req = req.body(body);

@@ -104,7 +104,7 @@ pub fn decide(
         StepOutcome::Succeeded { .. } => String::new(),
     };
     // An AWS destination's answer names its error: say it.
-    if let Some(resp) = r.response.as_ref().filter(|_| crate::destination::is_arn(&d.request.url.redacted()))
+    if let Some(resp) = r.response.as_ref().filter(|_| d.to_aws())
         && let Some(code) = resp.body.get("error").and_then(Value::as_str)
     {
         let message = resp.body.get("message").and_then(Value::as_str).unwrap_or_default();

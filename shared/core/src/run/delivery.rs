@@ -48,6 +48,30 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Whether it goes to an AWS destination (its URL an ARN), read off
+    /// the URL as stored: nothing is built.
+    pub fn to_aws(&self) -> bool {
+        matches!(self.request.url.0.first(), Some(crate::request::Part::Text(t)) if crate::destination::is_arn(t))
+    }
+
+    /// The signature headers of `body` sent at `timestamp` (seconds), if
+    /// it is signed, with the signing secret's value from `secrets`; why
+    /// not otherwise (a secret unset or unusable: the attempt's `secret`
+    /// failure). Both senders, HTTP and AWS, sign with it.
+    pub fn signature(
+        &self,
+        secrets: &std::collections::HashMap<String, String>,
+        body: &[u8],
+        timestamp: i64,
+    ) -> Result<Vec<(String, String)>, String> {
+        let Some(spec) = &self.sign else { return Ok(Vec::new()) };
+        let Some(secret) = secrets.get(&spec.secret) else {
+            return Err(format!("signing secret `{}` is not set", spec.secret));
+        };
+        crate::request::signature_headers(spec, secret, &self.id, timestamp, body)
+            .map_err(|e| format!("signing secret `{}`: {e}", spec.secret))
+    }
+
     /// Why the request may not go to `host` with the secrets it carries:
     /// a secret bound to other hosts (the name, or its part before `#`).
     pub fn secret_refused(&self, host: &str) -> Option<String> {

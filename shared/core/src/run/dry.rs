@@ -123,7 +123,7 @@ pub fn dry_run(
                         None => match step_sample(flow, &d.step) {
                             Some(r) => (r, Some("sample")),
                             // An AWS step's answer has its shape: a message id.
-                            None if crate::destination::is_arn(&d.request.url.redacted()) => {
+                            None if d.to_aws() => {
                                 let body = r#"{"message_id":"00000000-0000-0000-0000-000000000000"}"#;
                                 (CapturedResponse::new(200, Headers::new(), body), Some("default"))
                             }

@@ -144,11 +144,10 @@ impl Checker {
             }
         }
         if service != Service::EventBridge {
-            for f in ["detail_type", "source"].into_iter().filter(|f| match *f {
-                "detail_type" => a.detail_type.is_some(),
-                _ => a.source.is_some(),
-            }) {
-                self.problem(join_key(path, f), "only an `eventbridge` step takes it");
+            for (f, given) in [("detail_type", &a.detail_type), ("source", &a.source)] {
+                if given.is_some() {
+                    self.problem(join_key(path, f), "only an `eventbridge` step takes it");
+                }
             }
             // `content-type` is one of SQS's ten.
             if a.attributes.len() >= destination::MAX_ATTRIBUTES {
